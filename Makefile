@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (every test).
+.PHONY: setup demo test test-fast test-slow bench lab-demo clean
+
+setup:
+	@scripts/setup.sh
+
+# A whole secure-mode deployment (1 Management + 3 Conferencing Nodes) against the simulated world.
+demo: setup
+	.venv/bin/orchestrator simulate --fresh --nodes $${NODES:-4} --latency $${LATENCY:-0.05}
+
+# The same, with VMware's own vCenter simulator (vcsim) for the vSphere part.
+lab-demo: setup
+	.venv/bin/orchestrator lab up
+	.venv/bin/orchestrator -c .lab/orchestrator.toml run
+
+# Every test, the slow end-to-end ones included (CI runs this).
+test: setup
+	.venv/bin/pytest -q -ra
+
+test-fast: setup
+	.venv/bin/pytest -q -m "not slow"
+
+test-slow: setup
+	.venv/bin/pytest -q -m slow
+
+bench: setup
+	.venv/bin/python bench/journal_bench.py
+	.venv/bin/python bench/simulate_bench.py
+	.venv/bin/python bench/resume_bench.py
+	.venv/bin/python bench/vsphere_bench.py
+
+clean:
+	rm -rf .lab simulation.*.sqlite* simulation.world.sqlite.d

@@ -1,0 +1,214 @@
+"""The contract between the orchestrator and the outside systems.
+
+One ``typing.Protocol`` per outside system. Each has a real implementation
+(``adapters/<system>.py``) and a simulated twin (``adapters/<system>_sim.py``)
+with the same methods and the same errors (:mod:`config.errors`). Adapters
+never import ``machines/`` or ``journal/``: they receive the desired state and
+return what they observed.
+
+Every method that changes something is idempotent in effect: the steps
+(``orchestrator/steps``) observe first and only call it when the world differs,
+then observe again to verify.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from config.model import Deployment, NodeSpec
+
+__all__ = [
+    "VmState",
+    "DiskAllocation",
+    "Reservation",
+    "BiosState",
+    "VSphere",
+    "Created",
+    "PexipApi",
+    "WizardState",
+    "Console",
+    "CertificateAuthority",
+    "Directory",
+    "Systems",
+]
+
+
+# --- vCenter / ESXi ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VmState:
+    """What vSphere shows of one managed VM."""
+
+    name: str
+    identity: str  # the deployment identity custom attribute: "<deployment>/<node>"
+    moref: str
+    host: str
+    portgroup: str | None
+    power_state: Literal["poweredOn", "poweredOff", "suspended"]
+    num_cpus: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class DiskAllocation:
+    key: int  # the virtual disk's device key
+    label: str
+    datastore: str
+    shares: str  # "low" | "normal" | "high" | "custom"
+    iops_limit: int  # -1: unlimited
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """CPU, memory and disk allocation of a VM, complete (vSphere replaces partial structs)."""
+
+    cpu_reservation_mhz: int
+    cpu_limit_mhz: int  # -1: unlimited
+    cpu_shares: str
+    memory_reservation_mb: int
+    memory_limit_mb: int  # -1: unlimited
+    memory_shares: str
+    memory_locked: bool  # memoryReservationLockedToMax
+    disks: tuple[DiskAllocation, ...] = ()
+
+
+@dataclass(frozen=True)
+class BiosState:
+    """What the API can see of the BIOS lock: not the password itself."""
+
+    enter_bios_setup: bool
+    boot_disk_first: bool  # SCSI (0:0) hard disk first in the boot order
+    power_state: str
+    locked_marker: bool  # our marker that the password keystrokes were sent and saved
+
+
+@runtime_checkable
+class VSphere(Protocol):
+    async def preflight(self, deployment: Deployment) -> None:
+        """Raise ``ConfigError`` listing every problem (NICs, VLANs, inventory) before any change."""
+
+    async def find_vm(self, node: NodeSpec, identity: str) -> VmState | None:
+        """Our VM for ``node``, found by identity. A VM of the node's name that is not ours
+        raises ``Rejected`` (never silently adopted)."""
+
+    async def import_ova(self, node: NodeSpec, identity: str, ova: str) -> VmState:
+        """Import the OVA as ``node`` on its host/datastore/folder/portgroup, tagged with ``identity``."""
+
+    async def host_cpu_mhz(self, host: str) -> int:
+        """MHz of one core of ``host`` (reservation = vCPUs x this)."""
+
+    async def get_reservation(self, vm: VmState) -> Reservation: ...
+
+    async def set_reservation(self, vm: VmState, wanted: Reservation) -> None: ...
+
+    async def datastore_iops_in_use(self, datastore: str, exclude_vm: str) -> int:
+        """Sum of the IOPS limits of every VM disk on ``datastore`` but ``exclude_vm``'s."""
+
+    async def get_bios(self, vm: VmState) -> BiosState: ...
+
+    async def lock_bios(self, vm: VmState, password: str) -> None:
+        """Force BIOS setup, disk first, power on, type the supervisor password, save and exit,
+        and set the marker. ``password`` never reaches a log."""
+
+    async def aclose(self) -> None: ...
+
+
+# --- Pexip management API -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Created:
+    uri: str  # "/api/admin/configuration/v1/<resource>/<id>/"
+    body: dict[str, Any] = field(default_factory=dict)  # worker_vm: the bootstrap configuration
+
+
+@runtime_checkable
+class PexipApi(Protocol):
+    """The management REST API (``pexip-api.md``), resource by resource.
+
+    ``resource`` is the configuration resource name (``"dns_server"``, ``"global"``...);
+    foreign keys are resource URIs. Only PATCH is used for updates.
+    """
+
+    async def list(self, resource: str, **filters: Any) -> list[dict[str, Any]]: ...
+
+    async def get(self, uri: str) -> dict[str, Any]: ...
+
+    async def create(self, resource: str, fields: dict[str, Any]) -> Created: ...
+
+    async def patch(self, uri: str, fields: dict[str, Any]) -> None: ...
+
+    async def delete(self, uri: str) -> None: ...
+
+    async def status(self, resource: str) -> list[dict[str, Any]]:
+        """``/api/admin/status/v1/<resource>/`` objects (for example worker_vm sync state)."""
+
+    async def verify_login(self, *, use_client_cert: bool) -> str:
+        """Log in as the orchestrator's verifying identity; return the roles granted.
+        Raises ``Rejected`` when the login would fail: a lock-out is detected before it happens."""
+
+    async def aclose(self) -> None: ...
+
+
+# --- Node console (installation and security wizards) ---------------------------
+
+WizardState = Literal["unconfigured", "installed", "secured"]
+
+
+@runtime_checkable
+class Console(Protocol):
+    async def wizard_state(self, node: NodeSpec) -> WizardState:
+        """Which wizards the node's console says are done. After the security wizard no OS
+        login exists, so ``secured`` is read from the refusal itself."""
+
+    async def installation_wizard(self, node: NodeSpec, admin_password: str, answers: dict[str, Any]) -> None: ...
+
+    async def security_wizard(self, node: NodeSpec, admin_password: str, answers: dict[str, Any]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- Certificate authority --------------------------------------------------------
+
+@runtime_checkable
+class CertificateAuthority(Protocol):
+    async def submit(self, node: str, csr_pem: str) -> None:
+        """Hand the CSR to the CA (a file in the outbox for a manual CA)."""
+
+    async def collect(self, node: str) -> str | None:
+        """The signed certificate (PEM) once the CA has returned it, else ``None``."""
+
+    async def chain(self) -> list[str]:
+        """The trusted CA chain to upload (PEM blocks, root last)."""
+
+    async def aclose(self) -> None: ...
+
+
+# --- LDAP directory -----------------------------------------------------------------
+
+@runtime_checkable
+class Directory(Protocol):
+    async def verify_bind(self) -> None:
+        """Bind as the service account over StartTLS; ``Rejected`` if refused."""
+
+    async def group_exists(self, dn: str) -> bool: ...
+
+    async def user_groups(self, user: str) -> list[str]:
+        """DNs of the groups ``user`` is a member of."""
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class Systems:
+    """The adapters of one run, wired from the configuration (real or sim per system)."""
+
+    vsphere: VSphere
+    pexip: PexipApi
+    console: Console
+    ca: CertificateAuthority
+    directory: Directory
+
+    async def aclose(self) -> None:
+        for adapter in (self.vsphere, self.pexip, self.console, self.ca, self.directory):
+            await adapter.aclose()

@@ -1,0 +1,289 @@
+"""The deployment and the policy as plain, frozen data.
+
+Every layer may import these types. They are built and validated by
+:mod:`config.load` from the TOML deployment file and ``secure-mode-policy.toml``;
+nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from config.secrets import Secret
+
+__all__ = [
+    "Mode",
+    "HostSpec",
+    "VCenterSpec",
+    "OvaSpec",
+    "BiosSpec",
+    "NodeSpec",
+    "PexipApiSpec",
+    "ConsoleSpec",
+    "NtpServer",
+    "SyslogServer",
+    "NetworkSpec",
+    "SnmpSpec",
+    "GlobalSpec",
+    "PkiSpec",
+    "RoleMapping",
+    "LdapSpec",
+    "SimulationSpec",
+    "JournalSpec",
+    "Policy",
+    "Deployment",
+    "MANAGEMENT",
+    "CONFERENCING",
+]
+
+Mode = Literal["real", "sim"]
+MANAGEMENT = "management"
+CONFERENCING = "conferencing"
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """An ESXi host that carries Pexip VMs."""
+
+    name: str
+    datastore: str
+    datastore_iops_capacity: int
+    vm_network: str  # the portgroup/switch that carries the VMs' traffic
+    management_network: str  # the VMkernel management network: must be apart from vm_network
+    max_concurrent: int = 2  # side effects at once on this host
+
+
+@dataclass(frozen=True)
+class VCenterSpec:
+    mode: Mode
+    url: str
+    user: str
+    password: Secret | None
+    datacenter: str
+    folder: str
+    hosts: tuple[HostSpec, ...]
+    ca_file: str | None = None
+    thumbprint: str | None = None  # "sha256:AA:BB:..." pinned leaf certificate
+    reserved_vlans: tuple[int, ...] = ()
+    name_pattern: str = "*"  # inventory watching: which VMs are ours
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class OvaSpec:
+    management: str  # path or URL of the Management Node OVA
+    conferencing: str  # path of the generic Conferencing Node OVA (until the Manager makes one)
+
+
+@dataclass(frozen=True)
+class BiosSpec:
+    password: Secret | None
+    password_method: Literal["keystrokes", "operator"] = "keystrokes"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One Pexip node: the Management Node or a Conferencing Node."""
+
+    name: str  # the VM name and the node's name in the journal
+    role: Literal["management", "conferencing"]
+    hostname: str
+    domain: str
+    address: str
+    netmask: str
+    gateway: str
+    host: str  # HostSpec.name
+    portgroup: str
+    vlan: int
+    cpus: int
+    memory_mb: int
+    disk_iops_limit: int
+    location: str | None = None  # conferencing nodes: the system location name
+    sip_tls_fqdn: str | None = None  # conferencing nodes
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.hostname}.{self.domain}"
+
+
+@dataclass(frozen=True)
+class PexipApiSpec:
+    mode: Mode
+    url: str  # https://<management node>
+    admin_user: str
+    admin_password: Secret | None
+    ca_file: str | None = None
+    # The identity the orchestrator presents once client certificates are required.
+    client_cert: str | None = None
+    client_key: Secret | None = None
+
+
+@dataclass(frozen=True)
+class ConsoleSpec:
+    mode: Mode
+    port: int = 22
+    known_hosts: str | None = None
+
+
+@dataclass(frozen=True)
+class NtpServer:
+    address: str
+    key_id: int
+    key: Secret
+
+
+@dataclass(frozen=True)
+class SyslogServer:
+    address: str
+    port: int = 514
+    transport: Literal["udp", "tcp", "tls"] = "tls"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    dns_servers: tuple[str, ...]
+    ntp_servers: tuple[NtpServer, ...]
+    syslog_servers: tuple[SyslogServer, ...]
+    locations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SnmpSpec:
+    username: str
+    authentication_password: Secret
+    privacy_password: Secret
+    community: str
+
+
+@dataclass(frozen=True)
+class GlobalSpec:
+    login_banner: str
+    ocsp_responder_url: str
+    enable_sip: bool = True
+    enable_h323: bool = False
+    enable_webrtc: bool = True
+    enable_rtmp: bool = False
+
+
+@dataclass(frozen=True)
+class PkiSpec:
+    mode: Literal["manual", "sim"]
+    ca_chain: str | None  # PEM file of the trusted CA chain to upload
+    key_type: str = "RSA2048"
+    dn: str = ""  # additional subject fields, "O=...,C=..."
+    inbox: str | None = None  # manual mode: where signed certificates may be dropped
+
+
+@dataclass(frozen=True)
+class RoleMapping:
+    name: str
+    group_dn: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LdapSpec:
+    mode: Mode
+    server: str
+    base_dn: str
+    bind_username: str
+    bind_password: Secret | None
+    role_mappings: tuple[RoleMapping, ...]
+    ca_file: str | None = None
+    port: int = 389
+    user_search_dn: str = ""
+    group_search_dn: str = ""
+    client_certificate: Literal["CN", "UPN"] = "CN"
+    # The LDAP user whose login proves each authentication change before the next one.
+    verify_user: str = ""
+    verify_password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    world: str = "orchestrator.world.sqlite"
+    latency: float = 0.0
+    faults: str = ""
+
+
+@dataclass(frozen=True)
+class JournalSpec:
+    path: str = "orchestrator.journal.sqlite"
+    lease_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The guide's values, from ``config/secure-mode-policy.toml``; sections as plain dicts."""
+
+    installation_wizard: dict[str, Any]
+    security_wizard: dict[str, Any]
+    global_settings: dict[str, Any]
+    location: dict[str, Any]
+    snmp: dict[str, Any]
+    network_services: dict[str, Any]
+    roles: dict[str, Any]
+    authentication: dict[str, Any]
+    reservation: dict[str, Any]
+    vlan: dict[str, Any]
+    bios: dict[str, Any]
+    retry: dict[str, Any]
+    gates: dict[str, Any]
+    concurrency: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A whole declared deployment, validated."""
+
+    name: str
+    vcenter: VCenterSpec
+    ova: OvaSpec
+    bios: BiosSpec
+    management: NodeSpec
+    conferencing: tuple[NodeSpec, ...]
+    pexip_api: PexipApiSpec
+    console: ConsoleSpec
+    network: NetworkSpec
+    snmp: SnmpSpec
+    global_settings: GlobalSpec
+    pki: PkiSpec
+    ldap: LdapSpec
+    policy: Policy
+    simulation: SimulationSpec = field(default_factory=SimulationSpec)
+    journal: JournalSpec = field(default_factory=JournalSpec)
+    source: str = ""  # the file it came from, for messages
+
+    @property
+    def nodes(self) -> tuple[NodeSpec, ...]:
+        return (self.management, *self.conferencing)
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def host(self, name: str) -> HostSpec:
+        for h in self.vcenter.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def secrets(self) -> list[Secret]:
+        """Every secret reference in the deployment, for redaction and preflight."""
+        found: list[Secret] = []
+
+        def walk(obj: Any) -> None:
+            if isinstance(obj, Secret):
+                found.append(obj)
+            elif isinstance(obj, (list, tuple)):
+                for x in obj:
+                    walk(x)
+            elif hasattr(obj, "__dataclass_fields__"):
+                for name in obj.__dataclass_fields__:
+                    walk(getattr(obj, name))
+
+        walk(self)
+        return found

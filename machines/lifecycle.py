@@ -1,0 +1,205 @@
+"""The secure-mode lifecycle of a Pexip node, as data.
+
+Read this file as the lifecycle itself: every node goes
+
+    new -> deployed -> reserved -> bios_locked -> installed -> hardened -> certified -> ldap_authenticated
+
+Each arrow is a *milestone*: a transient state (``deploying``, ``reserving``...) in
+which the milestone's steps run one by one (``STEPS``), each journaled before its
+side effect and committed after it. A step may wait on a *gate* (an operator's
+approval, the CA's signed certificate), shown as a visible waiting state. A step
+that fails for good moves the node to ``failed``, remembering the state it failed
+from, so ``retry`` returns exactly there.
+
+Pure: no asyncio, no I/O, no clock. The engine builds one ``transitions``
+``AsyncMachine`` from ``STATES`` and ``TRANSITIONS`` and adds every node model to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+__all__ = [
+    "NEW",
+    "DEPLOYED",
+    "RESERVED",
+    "BIOS_LOCKED",
+    "INSTALLED",
+    "HARDENED",
+    "CERTIFIED",
+    "LDAP_AUTHENTICATED",
+    "FAILED",
+    "MILESTONES",
+    "TRANSIENT",
+    "TARGET_OF",
+    "TRANSIENT_OF",
+    "WAITING",
+    "GATE_STATE",
+    "GATE_OF_STEP",
+    "STABLE",
+    "STATES",
+    "TRANSITIONS",
+    "STEPS",
+    "MANAGEMENT_PREREQUISITE",
+    "GATES",
+    "TERMINAL",
+    "definition_hash",
+    "milestone_index",
+]
+
+# --- States ---------------------------------------------------------------------------
+
+NEW = "new"  # declared in the deployment, nothing done yet
+DEPLOYED = "deployed"
+RESERVED = "reserved"
+BIOS_LOCKED = "bios_locked"
+INSTALLED = "installed"
+HARDENED = "hardened"
+CERTIFIED = "certified"
+LDAP_AUTHENTICATED = "ldap_authenticated"
+FAILED = "failed"
+
+MILESTONES: tuple[str, ...] = (
+    DEPLOYED,
+    RESERVED,
+    BIOS_LOCKED,
+    INSTALLED,
+    HARDENED,
+    CERTIFIED,
+    LDAP_AUTHENTICATED,
+)
+
+# The transient state in which each milestone's steps run, and the milestone it targets.
+TRANSIENT_OF: dict[str, str] = {
+    DEPLOYED: "deploying",
+    RESERVED: "reserving",
+    BIOS_LOCKED: "bios_locking",
+    INSTALLED: "installing",
+    HARDENED: "hardening",
+    CERTIFIED: "certifying",
+    LDAP_AUTHENTICATED: "ldap_authenticating",
+}
+TARGET_OF: dict[str, str] = {t: m for m, t in TRANSIENT_OF.items()}
+TRANSIENT: tuple[str, ...] = tuple(TRANSIENT_OF.values())
+
+# Gates: a step that needs the outside world first. Each gate has its own visible
+# waiting state, and belongs to exactly one transient state (so opening it has one
+# destination).
+GATES: dict[str, dict[str, str]] = {
+    # The security wizard is irreversible (no OS access afterwards): an operator approves it.
+    "security_wizard": {"state": "awaiting_approval", "transient": "hardening", "step": "security_wizard"},
+    # The CA's signed certificate for the node's CSR.
+    "certificate": {"state": "awaiting_certificate", "transient": "certifying", "step": "install_certificate"},
+    # bios.password_method = "operator": a person types the BIOS password at the console.
+    "bios_password": {"state": "awaiting_operator", "transient": "bios_locking", "step": "lock_bios"},
+}
+GATE_STATE: dict[str, str] = {g: spec["state"] for g, spec in GATES.items()}
+GATE_OF_STEP: dict[str, str] = {spec["step"]: g for g, spec in GATES.items()}
+WAITING: tuple[str, ...] = tuple(spec["state"] for spec in GATES.values())
+
+STABLE = frozenset({NEW, *MILESTONES})
+TERMINAL = frozenset({LDAP_AUTHENTICATED})
+STATES: tuple[str, ...] = (NEW, *MILESTONES, *TRANSIENT, *WAITING, FAILED)
+
+
+def milestone_index(state: str) -> int:
+    """0 for ``new``, 1..7 for the milestones; transient/waiting count as their last milestone."""
+    if state == NEW:
+        return 0
+    if state in MILESTONES:
+        return MILESTONES.index(state) + 1
+    for gate in GATES.values():
+        if gate["state"] == state:
+            state = gate["transient"]
+    if state in TARGET_OF:
+        return MILESTONES.index(TARGET_OF[state])
+    return -1
+
+
+def _previous(milestone: str) -> str:
+    i = MILESTONES.index(milestone)
+    return NEW if i == 0 else MILESTONES[i - 1]
+
+
+# --- Transitions ------------------------------------------------------------------------
+# Conditions are names of guard methods on the node model (machines.node.NodeModel);
+# the machine runs with send_event=True so a guard sees the event (destination, kwargs).
+
+TRANSITIONS: list[dict[str, Any]] = [
+    # start: begin the next milestone from the last one reached.
+    *(
+        {"trigger": "start", "source": _previous(m), "dest": TRANSIENT_OF[m], "conditions": "prerequisites_met"}
+        for m in MILESTONES
+    ),
+    # complete: the milestone's last step committed.
+    *({"trigger": "complete", "source": t, "dest": TARGET_OF[t], "conditions": "steps_done"} for t in TRANSIENT),
+    # wait: a step needs a gate that is not open yet.
+    *({"trigger": "wait", "source": g["transient"], "dest": g["state"], "conditions": "gate_matches"} for g in GATES.values()),
+    # open_gate: the gate was opened (approval, certificate, operator); the step runs.
+    *({"trigger": "open_gate", "source": g["state"], "dest": g["transient"]} for g in GATES.values()),
+    # fail: a step failed for good (not retryable, or out of attempts), or a gate was refused.
+    {"trigger": "fail", "source": [*TRANSIENT, *WAITING], "dest": FAILED, "before": "remember_failure"},
+    # retry: an operator resumes a failed node; it goes back to where it failed.
+    *({"trigger": "retry", "source": FAILED, "dest": s, "conditions": "returns_to_failed_from"} for s in (*TRANSIENT, *WAITING)),
+    # rewind: `resume --from-step`; back to an earlier (or the current) milestone's steps.
+    *(
+        {"trigger": "rewind", "source": [*STABLE, *TRANSIENT, *WAITING, FAILED], "dest": t, "conditions": "rewind_allowed"}
+        for t in TRANSIENT
+    ),
+]
+
+# --- Steps of each milestone, per role -----------------------------------------------------
+# The guide's procedures in the guide's own words. (The host-environment preflight is not
+# a node step: it runs once before any change, so that a bad deployment changes nothing.) Management Node and Conferencing Node
+# differ: a Conferencing Node is deployed from the Manager's deployment file, gets its
+# configuration from the Manager (no wizards of its own), and its certificate carries
+# its SIP TLS FQDN.
+
+STEPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "management": {
+        DEPLOYED: ("deploy_ova",),
+        RESERVED: ("reserve_resources",),
+        BIOS_LOCKED: ("lock_bios",),
+        INSTALLED: ("installation_wizard", "verify_admin_login"),
+        HARDENED: ("security_wizard", "global_settings", "network_services", "snmpv3", "location_qos"),
+        CERTIFIED: ("trusted_ca_chain", "create_csr", "install_certificate", "sip_tls_verification"),
+        LDAP_AUTHENTICATED: (
+            "administrator_roles",
+            "ldap_connection",
+            "ldap_role_mapping",
+            "client_certificate_auth",
+            "disable_local_auth",
+        ),
+    },
+    "conferencing": {
+        DEPLOYED: ("deployment_file", "deploy_ova"),
+        RESERVED: ("reserve_resources",),
+        BIOS_LOCKED: ("lock_bios",),
+        INSTALLED: ("register_node",),
+        HARDENED: ("snmpv3", "config_sync"),
+        CERTIFIED: ("create_csr", "install_certificate", "sip_tls_fqdn"),
+        LDAP_AUTHENTICATED: ("authentication_sync",),
+    },
+}
+
+# Cross-node guards: a Conferencing Node starts a milestone only when the Management
+# Node has reached the given milestone.
+MANAGEMENT_PREREQUISITE: dict[str, str] = {
+    DEPLOYED: HARDENED,  # guide: complete the Manager's bootstrap before any Conferencing Node
+    LDAP_AUTHENTICATED: LDAP_AUTHENTICATED,  # the lock-down is platform-wide, set on the Manager
+}
+
+
+def definition_hash() -> str:
+    """SHA-256 of the lifecycle definition; the journal refuses another one on resume."""
+    data = {
+        "states": STATES,
+        "transitions": TRANSITIONS,
+        "steps": STEPS,
+        "gates": GATES,
+        "prerequisites": MANAGEMENT_PREREQUISITE,
+    }
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode()).hexdigest()

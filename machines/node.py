@@ -1,0 +1,103 @@
+"""The node model that the lifecycle machine drives, and its guards.
+
+One ``NodeModel`` per node, all held by one machine (``transitions`` with
+``model_override=True``: the machine binds nothing to the model but ``state``,
+which keeps a model near 1 KB instead of carrying a bound method per trigger).
+Guards are pure: they read the model and the fleet, never the world.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from machines.lifecycle import (
+    GATES,
+    MANAGEMENT_PREREQUISITE,
+    NEW,
+    STEPS,
+    TARGET_OF,
+    TRANSIENT_OF,
+    milestone_index,
+)
+
+__all__ = ["NodeModel", "Fleet"]
+
+
+class Fleet:
+    """What one node may know of the others: the Management Node's progress."""
+
+    __slots__ = ("management",)
+
+    def __init__(self) -> None:
+        self.management: NodeModel | None = None
+
+    def management_reached(self, milestone: str) -> bool:
+        m = self.management
+        return m is not None and m.reached(milestone)
+
+
+class NodeModel:
+    """A node's place in the lifecycle. ``state`` is set by the machine only."""
+
+    __slots__ = ("name", "role", "state", "step", "attempt", "failed_from", "reason", "gate", "maintenance", "fleet")
+
+    def __init__(self, name: str, role: str, fleet: Fleet, state: str = NEW) -> None:
+        self.name = name
+        self.role = role
+        self.state = state
+        self.step: str | None = None
+        self.attempt = 0
+        self.failed_from: str | None = None
+        self.reason: str | None = None
+        self.gate: str | None = None
+        self.maintenance = False
+        self.fleet = fleet
+
+    def __repr__(self) -> str:
+        return f"<NodeModel {self.name} {self.role} {self.state} step={self.step}>"
+
+    def reached(self, milestone: str) -> bool:
+        """Whether the node has passed ``milestone`` (a failed node counts where it failed)."""
+        state = self.failed_from if self.state == "failed" and self.failed_from else self.state
+        return milestone_index(state) >= milestone_index(milestone)
+
+    # --- guards (the machine passes EventData: send_event=True) ---
+
+    def prerequisites_met(self, event: Any) -> bool:
+        """Not in maintenance, and the Management Node is far enough for this milestone."""
+        if self.maintenance:
+            return False
+        milestone = TARGET_OF[event.transition.dest]
+        if self.role == "conferencing" and milestone in MANAGEMENT_PREREQUISITE:
+            return self.fleet.management_reached(MANAGEMENT_PREREQUISITE[milestone])
+        return True
+
+    def steps_done(self, event: Any) -> bool:
+        """The step just committed is the milestone's last."""
+        milestone = TARGET_OF[event.transition.source]
+        return event.kwargs.get("finished") == STEPS[self.role][milestone][-1]
+
+    def gate_matches(self, event: Any) -> bool:
+        gate = event.kwargs.get("gate")
+        return gate in GATES and GATES[gate]["state"] == event.transition.dest
+
+    def returns_to_failed_from(self, event: Any) -> bool:
+        return event.transition.dest == self.failed_from
+
+    def rewind_allowed(self, event: Any) -> bool:
+        """Back to the milestone of ``step`` (kwarg), never past where the node is."""
+        step = event.kwargs.get("step")
+        here = self.failed_from if self.state == "failed" and self.failed_from else self.state
+        for milestone, steps in STEPS[self.role].items():
+            if step in steps:
+                return (
+                    TRANSIENT_OF[milestone] == event.transition.dest
+                    and milestone_index(TRANSIENT_OF[milestone]) <= milestone_index(here)
+                )
+        return False
+
+    # --- callbacks ---
+
+    def remember_failure(self, event: Any) -> None:
+        self.failed_from = self.state
+        self.reason = event.kwargs.get("reason")

@@ -1,0 +1,142 @@
+"""What should happen next to a node: a pure decision from its recorded place.
+
+The engine asks ``next_action`` after every commit; ``orchestrator status``
+asks it too, to say *why* a node stands where it stands. Same inputs, same
+answer: no clock, no I/O (Temporal's rule for workflow code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from machines.lifecycle import (
+    FAILED,
+    GATES,
+    MANAGEMENT_PREREQUISITE,
+    MILESTONES,
+    NEW,
+    STEPS,
+    TARGET_OF,
+    TRANSIENT_OF,
+    WAITING,
+    milestone_index,
+)
+
+__all__ = [
+    "Action",
+    "Done",
+    "Held",
+    "Stopped",
+    "Blocked",
+    "Start",
+    "RunStep",
+    "Wait",
+    "next_action",
+    "next_milestone",
+    "remaining_steps",
+]
+
+
+@dataclass(frozen=True)
+class Action:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Done(Action):
+    """The node reached the target state."""
+
+
+@dataclass(frozen=True)
+class Held(Action):
+    """Maintenance: automation stopped for this node by an operator."""
+
+
+@dataclass(frozen=True)
+class Stopped(Action):
+    """Failed: waits for an operator's ``resume``."""
+
+
+@dataclass(frozen=True)
+class Blocked(Action):
+    """Waits for another node (the cross-node guard)."""
+
+
+@dataclass(frozen=True)
+class Start(Action):
+    milestone: str
+
+
+@dataclass(frozen=True)
+class RunStep(Action):
+    step: str
+    milestone: str
+    last: bool  # the milestone's last step: its commit completes the milestone
+
+
+@dataclass(frozen=True)
+class Wait(Action):
+    gate: str
+
+
+def next_milestone(state: str) -> str | None:
+    i = milestone_index(state)
+    return MILESTONES[i] if 0 <= i < len(MILESTONES) else None
+
+
+def next_action(
+    *,
+    role: str,
+    state: str,
+    step: str | None,
+    management_state: str | None,
+    maintenance: bool = False,
+    until: str = MILESTONES[-1],
+    last_error: str | None = None,
+    gate: str | None = None,
+) -> Action:
+    """Decide the next action for one node from its journaled record.
+
+    Args:
+        role: "management" or "conferencing".
+        state: the node's lifecycle state.
+        step: the step in progress (transient states), or None for the milestone's first.
+        management_state: the Management Node's state (cross-node guard).
+        maintenance: the operator's maintenance flag.
+        until: the milestone to stop at (``run --until``).
+    """
+    if maintenance:
+        return Held("in maintenance: automation stopped by an operator (maintenance off to continue)")
+    if state == FAILED:
+        return Stopped(f"failed: {last_error or 'unknown error'}; fix the cause, then `orchestrator resume`")
+    if state in WAITING:
+        g = gate or next(name for name, spec in GATES.items() if spec["state"] == state)
+        return Wait(f"waiting on gate {g}", gate=g)
+    if state == NEW or state in MILESTONES:
+        if milestone_index(state) >= milestone_index(until):
+            return Done(f"at {state}" + ("" if state == MILESTONES[-1] else f" (stopped at --until {until})"))
+        milestone = MILESTONES[milestone_index(state)]
+        prerequisite = MANAGEMENT_PREREQUISITE.get(milestone) if role == "conferencing" else None
+        if prerequisite and (management_state is None or milestone_index(management_state) < milestone_index(prerequisite)):
+            return Blocked(f"waits for the Management Node to be {prerequisite} before {milestone} (now {management_state})")
+        return Start(f"start {milestone}", milestone=milestone)
+    if state in TARGET_OF:
+        milestone = TARGET_OF[state]
+        steps = STEPS[role][milestone]
+        current = step if step in steps else steps[0]
+        return RunStep(f"{milestone}: step {current}", step=current, milestone=milestone, last=current == steps[-1])
+    raise ValueError(f"unknown state {state!r} for node (role {role})")
+
+
+def remaining_steps(role: str, state: str, step: str | None, until: str = MILESTONES[-1]) -> list[tuple[str, str]]:
+    """(milestone, step) pairs still to run from here, in order (for the dry-run plan)."""
+    out: list[tuple[str, str]] = []
+    start = milestone_index(state)
+    if start < 0:
+        return out
+    for milestone in MILESTONES[start : milestone_index(until)]:
+        steps = STEPS[role][milestone]
+        if state == TRANSIENT_OF.get(milestone) and step in steps:
+            steps = steps[steps.index(step) :]
+        out.extend((milestone, s) for s in steps)
+    return out

@@ -1,0 +1,435 @@
+"""The engine: one asyncio task per node, driving it through the lifecycle.
+
+For each node it asks the pure planner (``machines.plan.next_action``) what comes
+next, and carries it out under the crash-safety protocol of DESIGN.md:
+
+1. journal ``step_started`` (durable) before any side effect;
+2. the step observes the world and changes only what differs, then verifies;
+3. journal ``step_committed`` and the node's new state in one transaction.
+
+A step whose start is journaled but whose commit is not is simply run again on
+resume: it observes first, so what was already done is not done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from adapters.base import Systems
+from config.errors import AdapterError, ConfigError, OrchestratorError, Rejected, TransitionError
+from config.model import Deployment
+from journal import Journal, Transition
+from machines.lifecycle import GATE_OF_STEP, LDAP_AUTHENTICATED, NEW, STEPS
+from machines.node import Fleet, NodeModel
+from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait, next_action
+from orchestrator import steps as step_impls
+from orchestrator._commit import GroupCommitter
+from orchestrator._fsm import build_machine, fire
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.steps.base import StepContext
+
+__all__ = ["Engine", "RunReport", "FaultHooks", "owner_id"]
+
+log = structlog.get_logger("orchestrator.engine")
+
+VSPHERE_STEPS = frozenset({"deploy_ova", "reserve_resources", "lock_bios"})
+
+
+class FaultHooks(Protocol):
+    """Fault injection points of the simulated world (``--faults``)."""
+
+    def before_step(self, node: str, step: str) -> None: ...
+
+    def after_apply(self, node: str, step: str) -> None: ...
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RunReport:
+    """Where each driven node ended this run, and why."""
+
+    outcomes: dict[str, Action] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        kinds = {type(a) for a in self.outcomes.values()}
+        if Stopped in kinds or self.interrupted:
+            return 1
+        if kinds & {Wait, Blocked, Held}:
+            return 3
+        return 0
+
+
+class Engine:
+    """Drives the nodes of one deployment.
+
+    Args:
+        deployment: the validated deployment.
+        journal: the open journal (definition already checked).
+        systems: the adapters, real or simulated.
+        clock: time source for backoff (a fake one in tests).
+        auto_approve: open approval gates by itself (``simulate`` only), journaled as such.
+        hooks: fault injection of the simulated world.
+        observer: called after every committed transition (progress display).
+    """
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        journal: Journal,
+        systems: Systems,
+        *,
+        clock: Clock | None = None,
+        actor: str = "orchestrator",
+        auto_approve: bool = False,
+        hooks: FaultHooks | None = None,
+        observer: Callable[[str, str, str | None, str], None] | None = None,
+        max_concurrency: int | None = None,
+        gate_poll_s: float = 30.0,
+        seed: int | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self.journal = journal
+        self.systems = systems
+        self.clock = clock or SystemClock()
+        self.actor = actor
+        self.auto_approve = auto_approve
+        self.hooks = hooks
+        self.observer = observer
+        self.gate_poll_s = gate_poll_s
+        self.owner = owner_id()
+        self._random = random.Random(seed)
+        policy = deployment.policy
+        self._retry = policy.retry
+        limit = max_concurrency or int(policy.concurrency.get("max_nodes", 50))
+        self._global = asyncio.Semaphore(limit)
+        self._per_host = {h.name: asyncio.Semaphore(h.max_concurrent) for h in deployment.vcenter.hosts}
+        self._committer = GroupCommitter(journal.commit)
+        self._machine = build_machine()
+        self._fleet = Fleet()
+        self._models: dict[str, NodeModel] = {}
+        self._changed = asyncio.Condition()
+        self._active: set[str] = set()
+        self._stopping = False
+        self._gates: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Register the deployment's nodes and rebuild every model from the journal."""
+        self.journal.ensure_nodes((n.name, n.role, NEW) for n in self.deployment.nodes)
+        records = {r.name: r for r in self.journal.nodes()}
+        models = []
+        for spec in self.deployment.nodes:
+            r = records[spec.name]
+            m = NodeModel(spec.name, spec.role, self._fleet, state=r.state)
+            m.step, m.attempt, m.failed_from = r.step, r.attempt or 0, r.failed_from
+            m.reason, m.gate, m.maintenance = r.last_error, r.gate, r.maintenance
+            models.append(m)
+            self._models[spec.name] = m
+        self._fleet.management = self._models[self.deployment.management.name]
+        # Each model starts in its journaled state: no transition fires for the restore.
+        for m in models:
+            self._machine.add_model(m, initial=m.state)
+        for event in self.journal.events(kinds=["gate_opened"]):
+            self._gates[(event.node, event.payload.get("gate") or event.step)] = dict(event.payload)
+
+    def stop(self) -> None:
+        """Stop starting new steps; the steps in flight finish (SIGINT/SIGTERM)."""
+        self._stopping = True
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run(self, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED) -> RunReport:
+        if not self._models:
+            self.load()
+        names = list(nodes) if nodes else [n.name for n in self.deployment.nodes]
+        unknown = [n for n in names if n not in self._models]
+        if unknown:
+            raise ConfigError([("NODE", f"unknown node(s) {unknown}; known: {sorted(self._models)}")])
+        self.journal.acquire_leases(names, owner=self.owner, pid=os.getpid(), timeout_s=self.deployment.journal.lease_timeout_s)
+        report = RunReport()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            self._active = set(names)
+            tasks = {name: asyncio.create_task(self._drive(self._models[name], until), name=f"node:{name}") for name in names}
+            for name, task in tasks.items():
+                report.outcomes[name] = await task
+            report.interrupted = self._stopping
+        finally:
+            heartbeat.cancel()
+            self.journal.release_leases(self.owner)
+        return report
+
+    async def _heartbeat(self) -> None:
+        period = max(self.deployment.journal.lease_timeout_s / 3, 0.5)
+        while True:
+            await asyncio.sleep(period)
+            self.journal.heartbeat(self.owner)
+
+    async def _drive(self, model: NodeModel, until: str) -> Action:
+        try:
+            while True:
+                action = self.plan(model, until)
+                if isinstance(action, (Done, Held, Stopped)):
+                    return action
+                if self._stopping:
+                    return Stopped("interrupted: stopped before the next step; run `orchestrator resume --all`")
+                if isinstance(action, Blocked):
+                    if not await self._wait_for_management(model, until):
+                        return self.plan(model, until)
+                    continue
+                if isinstance(action, Start):
+                    await self._transition(model, "start", kind="milestone_started", step=STEPS[model.role][action.milestone][0])
+                    continue
+                if isinstance(action, Wait):
+                    if not await self._wait_gate(model, action.gate):
+                        return self.plan(model, until)
+                    continue
+                if isinstance(action, RunStep):
+                    await self._run_step(model, action)
+                    continue
+                raise RuntimeError(f"unhandled action {action!r}")
+        finally:
+            self._active.discard(model.name)
+            async with self._changed:
+                self._changed.notify_all()
+
+    def plan(self, model: NodeModel, until: str = LDAP_AUTHENTICATED) -> Action:
+        return next_action(
+            role=model.role,
+            state=model.state,
+            step=model.step,
+            management_state=self._fleet.management.state if self._fleet.management else None,
+            maintenance=model.maintenance,
+            until=until,
+            last_error=model.reason,
+            gate=model.gate,
+        )
+
+    async def _wait_for_management(self, model: NodeModel, until: str) -> bool:
+        """Wait while the Management Node is being driven; False when it is not (or stopped)."""
+        manager = self._fleet.management
+        async with self._changed:
+            while isinstance(self.plan(model, until), Blocked):
+                if manager is None or manager.name not in self._active or self._stopping:
+                    return False
+                await self._changed.wait()
+        return True
+
+    # --- journaled transitions -----------------------------------------------------------
+
+    async def _commit(self, transition: Transition) -> None:
+        await self._committer.commit(transition)
+        if self.observer:
+            self.observer(transition.node or "", self._models[transition.node].state if transition.node else "", transition.step, transition.kind)
+        if transition.node == self.deployment.management.name and transition.to_state:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _transition(self, model: NodeModel, trigger: str, *, kind: str, step: str | None = None, payload: dict[str, Any] | None = None, update: dict[str, Any] | None = None, actor: str | None = None, **kwargs: Any) -> None:
+        before = model.state
+        await fire(self._machine, model, trigger, **kwargs)
+        fields = {"state": model.state, **(update or {})}
+        if step is not None and "step" not in fields:
+            fields["step"] = step
+        if "step" in fields:
+            model.step = fields["step"]
+        await self._commit(
+            Transition(
+                node=model.name,
+                kind=kind,
+                step=step,
+                attempt=model.attempt,
+                from_state=before,
+                to_state=model.state,
+                actor=actor or self.actor,
+                payload=payload or {},
+                update=fields,
+            )
+        )
+
+    # --- steps ---------------------------------------------------------------------------
+
+    async def _run_step(self, model: NodeModel, action: RunStep) -> None:
+        step = step_impls.STEPS[action.step]
+        spec = self.deployment.node(model.name)
+        max_attempts = int(self._retry.get("max_attempts", 5))
+        while True:
+            model.attempt = (model.attempt or 0) + 1
+            key = f"{model.name}:{action.step}:{model.attempt}"
+            await self._commit(
+                Transition(
+                    node=model.name, kind="step_started", step=action.step, attempt=model.attempt, key=key,
+                    from_state=model.state, to_state=model.state, actor=self.actor,
+                    update={"step": action.step, "attempt": model.attempt, "last_error": None},
+                )
+            )
+            ctx = StepContext(self.deployment, spec, self.systems, gate_payload=self._gate_payload(model.name, step))
+            try:
+                outcome = await self._execute(model, step, ctx)
+            except AdapterError as exc:
+                if exc.retryable and model.attempt < max_attempts and not self._stopping:
+                    delay = self._backoff(model.attempt)
+                    await self._commit(
+                        Transition(
+                            node=model.name, kind="step_retry", step=action.step, attempt=model.attempt, key=key,
+                            actor=self.actor, payload={"error": str(exc), "retry_in_s": round(delay, 3)},
+                            update={"last_error": str(exc)},
+                        )
+                    )
+                    log.info("step retry", node=model.name, step=action.step, attempt=model.attempt, error=str(exc), delay=delay)
+                    await self.clock.sleep(delay)
+                    continue
+                await self._fail(model, action.step, exc)
+                return
+            except (OrchestratorError, ValueError, KeyError, OSError) as exc:
+                await self._fail(model, action.step, exc)
+                return
+            except Exception as exc:  # a bug: fail the node with the trace in the log, never retry
+                log.error("step crashed", node=model.name, step=action.step, error=repr(exc), trace=traceback.format_exc())
+                await self._fail(model, action.step, exc)
+                return
+            if outcome is None:
+                return  # waiting on a gate: the node is in its waiting state now
+            steps = STEPS[model.role][action.milestone]
+            payload = outcome.payload()
+            if action.last:
+                model.attempt = 0
+                await self._transition(
+                    model, "complete", kind="step_committed", step=action.step, payload=payload,
+                    update={"step": None, "attempt": 0, "last_error": None}, finished=action.step,
+                )
+                log.debug("milestone reached", node=model.name, state=model.state)
+            else:
+                following = steps[steps.index(action.step) + 1]
+                model.step, model.attempt = following, 0
+                await self._commit(
+                    Transition(
+                        node=model.name, kind="step_committed", step=action.step, attempt=0, key=key,
+                        from_state=model.state, to_state=model.state, actor=self.actor, payload=payload,
+                        update={"step": following, "attempt": 0, "last_error": None},
+                    )
+                )
+            return
+
+    async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
+        """observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
+        host_slot = self._per_host.get(ctx.node.host) if step.name in VSPHERE_STEPS else None
+        async with self._global:
+            if host_slot is not None:
+                await host_slot.acquire()
+            try:
+                if self.hooks:
+                    self.hooks.before_step(model.name, step.name)
+                observed = await step.observe(ctx)
+                changes = step.diff(ctx, observed)
+                if not changes:
+                    return step_impls.Outcome(step.name, ())
+                gate = step.gate(ctx, changes)
+                if gate and ctx.gate_payload is None:
+                    payload = await self._open_gate_nowait(model, step, ctx, gate)
+                    if payload is None:
+                        await self._transition(
+                            model, "wait", kind="gate_waiting", step=step.name, gate=gate,
+                            payload={"gate": gate, "changes": [c.as_dict() for c in changes]}, update={"gate": gate},
+                        )
+                        model.gate = gate
+                        return None
+                    ctx.gate_payload = payload
+                await step.apply(ctx, observed, changes)
+                if self.hooks:
+                    self.hooks.after_apply(model.name, step.name)
+                remaining = step.diff(ctx, await step.observe(ctx))
+                if remaining:
+                    raise AdapterError(
+                        f"{step.name} on {model.name}: applied, but the world still differs: " + "; ".join(map(str, remaining)),
+                        retryable=True,
+                    )
+                return step_impls.Outcome(step.name, tuple(changes))
+            finally:
+                if host_slot is not None:
+                    host_slot.release()
+
+    def _gate_payload(self, node: str, step: step_impls.Step) -> dict[str, Any] | None:
+        gate = GATE_OF_STEP.get(step.name)
+        return self._gates.get((node, gate)) if gate else None
+
+    async def _open_gate_nowait(self, model: NodeModel, step: step_impls.Step, ctx: StepContext, gate: str) -> dict[str, Any] | None:
+        """Open a gate without waiting: the outside world already answered, or simulate approves."""
+        payload = await step.try_open_gate(ctx, gate)
+        actor = "ca" if payload else None
+        if payload is None and self.auto_approve and gate in ("security_wizard", "bios_password"):
+            payload, actor = {"approved": True, "reason": "simulation: approved automatically"}, f"{self.actor} (auto-approve)"
+        if payload is None:
+            return None
+        payload = {"gate": gate, **payload}
+        await self._commit(Transition(node=model.name, kind="gate_opened", step=step.name, actor=actor or self.actor, payload=payload))
+        self._gates[(model.name, gate)] = payload
+        return payload
+
+    async def _wait_gate(self, model: NodeModel, gate: str) -> bool:
+        """A node in a waiting state: open its gate if it is open now, polling what can open by itself."""
+        step = step_impls.STEPS[model.step] if model.step else None
+        deadline = self.clock.monotonic() + self.gate_poll_s
+        delay = 0.05
+        while True:
+            payload = self._gates.get((model.name, gate)) or self._gate_from_journal(model.name, gate)
+            if payload is None and step is not None:
+                ctx = StepContext(self.deployment, self.deployment.node(model.name), self.systems)
+                try:
+                    payload = await self._open_gate_nowait(model, step, ctx, gate)
+                except AdapterError as exc:
+                    log.warning("gate poll failed", node=model.name, gate=gate, error=str(exc))
+            if payload is not None:
+                await self._transition(model, "open_gate", kind="gate_passed", step=model.step, payload={"gate": gate}, update={"gate": None})
+                model.gate = None
+                return True
+            if self._stopping or self.clock.monotonic() >= deadline or not _self_opening(gate, self.deployment):
+                return False
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _gate_from_journal(self, node: str, gate: str) -> dict[str, Any] | None:
+        """Another process (``orchestrator approve`` / ``cert import``) may have opened it."""
+        event = self.journal.last_event(node, kind="gate_opened")
+        if event is not None and (event.payload.get("gate") == gate):
+            self._gates[(node, gate)] = dict(event.payload)
+            return dict(event.payload)
+        return None
+
+    async def _fail(self, model: NodeModel, step: str, exc: BaseException) -> None:
+        reason = f"{step}: {exc}"
+        log.error("step failed", node=model.name, step=step, attempt=model.attempt, error=str(exc))
+        await self._transition(
+            model, "fail", kind="step_failed", step=step, reason=reason,
+            payload={"error": str(exc), "error_type": type(exc).__name__, "retryable": getattr(exc, "retryable", False)},
+            update={"last_error": reason, "failed_from": model.state},
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        r = self._retry
+        base = float(r.get("initial_backoff_s", 0.5)) * float(r.get("multiplier", 2)) ** (attempt - 1)
+        delay = min(base, float(r.get("max_backoff_s", 30)))
+        jitter = float(r.get("jitter", 0.2))
+        return delay * (1 + self._random.uniform(-jitter, jitter))
+
+
+def _self_opening(gate: str, deployment: Deployment) -> bool:
+    """Gates the outside world opens without a person: the CA's certificate (when a CA answers)."""
+    return gate == "certificate"
+

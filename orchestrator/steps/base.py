@@ -1,0 +1,121 @@
+"""The step contract: observe -> diff -> apply -> verify, against the desired state.
+
+A step is the guide's procedure for one part of a milestone. It never remembers:
+everything it needs to know about what was done comes from observing the world,
+which is what makes a replay after a crash safe (``DESIGN.md``, crash-safety
+protocol, rule 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from adapters.base import Systems
+from config.errors import AdapterError
+from config.model import Deployment, NodeSpec, Policy
+
+__all__ = ["Change", "StepContext", "Step", "Outcome", "execute", "plan_step", "URI", "values"]
+
+URI = "/api/admin/configuration/v1/"
+
+
+def values(section: dict[str, Any]) -> dict[str, Any]:
+    """A policy section's settings, without its ``customizable`` list (which is about the file)."""
+    return {k: v for k, v in section.items() if k != "customizable"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between the world and the desired state: ``field: now -> wanted``."""
+
+    field: str
+    now: Any
+    wanted: Any
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.now!r} -> {self.wanted!r}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "now": self.now, "wanted": self.wanted}
+
+
+@dataclass
+class StepContext:
+    deployment: Deployment
+    node: NodeSpec
+    systems: Systems
+    gate_payload: dict[str, Any] | None = None  # what the opened gate carried (a certificate)
+    dry_run: bool = False
+    scratch: dict[str, Any] = field(default_factory=dict)  # per-execution memo, never persisted
+
+    @property
+    def policy(self) -> Policy:
+        return self.deployment.policy
+
+    @property
+    def identity(self) -> str:
+        """The deployment identity the node's VM carries: never adopt a VM without it."""
+        return f"{self.deployment.name}/{self.node.name}"
+
+    @property
+    def is_management(self) -> bool:
+        return self.node.role == "management"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step did: the changes it applied (empty: the world was already right)."""
+
+    step: str
+    changes: tuple[Change, ...]
+
+    def payload(self) -> dict[str, Any]:
+        return {"changed": [c.as_dict() for c in self.changes]} if self.changes else {"changed": []}
+
+
+class Step:
+    """Base of every step. Subclasses set ``name`` and implement the three methods."""
+
+    name: ClassVar[str] = ""
+    roles: ClassVar[tuple[str, ...]] = ("management", "conferencing")
+
+    def gate(self, ctx: StepContext, changes: list[Change]) -> str | None:
+        """The gate that must be open before ``apply`` runs these changes, if any."""
+        return None
+
+    async def try_open_gate(self, ctx: StepContext, gate: str) -> dict[str, Any] | None:
+        """Open the gate from the outside world if it can (the CA returned a certificate)."""
+        return None
+
+    async def observe(self, ctx: StepContext) -> Any:
+        raise NotImplementedError
+
+    def diff(self, ctx: StepContext, observed: Any) -> list[Change]:
+        raise NotImplementedError
+
+    async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
+        raise NotImplementedError
+
+
+async def plan_step(step: Step, ctx: StepContext) -> list[Change]:
+    """Observe and diff only: the dry-run plan of one step (read-only)."""
+    observed = await step.observe(ctx)
+    return step.diff(ctx, observed)
+
+
+async def execute(step: Step, ctx: StepContext) -> Outcome:
+    """Observe, diff, apply what differs, then observe again and require no difference."""
+    observed = await step.observe(ctx)
+    changes = step.diff(ctx, observed)
+    if not changes:
+        return Outcome(step.name, ())
+    await step.apply(ctx, observed, changes)
+    after = step.diff(ctx, await step.observe(ctx))
+    if after:
+        raise AdapterError(
+            f"{step.name} on {ctx.node.name}: applied, but the world still differs: "
+            + "; ".join(str(c) for c in after),
+            retryable=True,
+        )
+    return Outcome(step.name, tuple(changes))

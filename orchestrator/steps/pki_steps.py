@@ -1,0 +1,199 @@
+"""TLS certificates: trusted CA chain, CSR, the CA-signed certificate, SIP TLS settings.
+
+Guide: "TLS certificates", "Certificate signing requests (CSRs)", "Global settings"
+(SIP TLS certificate verification mode, OCSP). The CSR is made by Pexip's own
+generator so the private key never leaves the node; the orchestrator never holds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.errors import Rejected, Unknowable
+from orchestrator.steps._rest import field_changes, find_one, management_vm, singleton, worker_vm
+from orchestrator.steps.base import URI, Change, Step, StepContext
+
+__all__ = ["TrustedCaChain", "CreateCsr", "InstallCertificate", "SipTlsVerification", "SipTlsFqdn", "pem_blocks"]
+
+
+def pem_blocks(text: str) -> list[str]:
+    """Split PEM text into normalised certificate blocks (for comparing what is uploaded)."""
+    blocks, current = [], []
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if line.startswith("-----BEGIN CERTIFICATE"):
+            current = [line]
+        elif line.startswith("-----END CERTIFICATE") and current:
+            current.append(line)
+            blocks.append("\n".join(current) + "\n")
+            current = []
+        elif current:
+            current.append(line)
+    return blocks
+
+
+def _subject(ctx: StepContext) -> str:
+    return ctx.node.fqdn
+
+
+class TrustedCaChain(Step):
+    """Upload the CA chain that signs the server certificates (FIPS mode ignores the default CAs)."""
+
+    name = "trusted_ca_chain"
+    roles = ("management",)
+
+    async def observe(self, ctx: StepContext) -> dict[str, Any]:
+        chain = [b for pem in await ctx.systems.ca.chain() for b in pem_blocks(pem)]
+        uploaded = {b for obj in await ctx.systems.pexip.list("ca_certificate") for b in pem_blocks(obj.get("certificate", ""))}
+        return {"chain": chain, "uploaded": uploaded}
+
+    def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
+        missing = [b for b in observed["chain"] if b not in observed["uploaded"]]
+        return [Change("ca_certificate", f"{len(observed['chain']) - len(missing)} of {len(observed['chain'])} uploaded", "all uploaded")] if missing else []
+
+    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+        for block in observed["chain"]:
+            if block not in observed["uploaded"]:
+                await ctx.systems.pexip.create("ca_certificate", {"certificate": block})
+
+
+async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
+    """The CA-signed certificate for this node's subject (not the default self-signed one)."""
+    for cert in await ctx.systems.pexip.list("tls_certificate", subject_name=_subject(ctx)):
+        if cert.get("issuer_name") != cert.get("subject_name"):
+            return cert
+    return None
+
+
+class CreateCsr(Step):
+    """Pexip's CSR generator: subject = node FQDN; SANs add the SIP TLS FQDN. Made once."""
+
+    name = "create_csr"
+
+    async def observe(self, ctx: StepContext) -> dict[str, Any]:
+        return {
+            "csr": await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx)),
+            "certificate": await _installed_certificate(ctx),
+        }
+
+    def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
+        if observed["csr"] is None and observed["certificate"] is None:
+            return [Change("certificate_signing_request", None, f"CN={_subject(ctx)}")]
+        return []
+
+    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+        sans = [n for n in {ctx.node.sip_tls_fqdn} if n and n != _subject(ctx)]
+        await ctx.systems.pexip.create(
+            "certificate_signing_request",
+            {
+                "subject_name": _subject(ctx),
+                "dn": ctx.deployment.pki.dn,
+                "additional_subject_alt_names": ",".join(sans),
+                "private_key_type": ctx.deployment.pki.key_type,
+            },
+        )
+
+
+class InstallCertificate(Step):
+    """Upload the CA's signed certificate against its CSR and assign it to the node."""
+
+    name = "install_certificate"
+
+    def gate(self, ctx: StepContext, changes: list[Change]) -> str | None:
+        # The signed certificate comes from the CA: only needed while it is not uploaded.
+        return "certificate" if any(c.field == "tls_certificate" for c in changes) else None
+
+    async def try_open_gate(self, ctx: StepContext, gate: str) -> dict[str, Any] | None:
+        """Hand the node's CSR to the CA (idempotent) and take its certificate when ready."""
+        csr = await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx))
+        if csr is None:
+            return None
+        await ctx.systems.ca.submit(ctx.node.name, csr["csr"])
+        pem = await ctx.systems.ca.collect(ctx.node.name)
+        return {"certificate": pem} if pem else None
+
+    async def _node_object(self, ctx: StepContext) -> dict[str, Any]:
+        api = ctx.systems.pexip
+        if ctx.is_management:
+            return await management_vm(api)
+        worker = await worker_vm(api, ctx.node.name)
+        if worker is None:
+            raise Rejected(f"worker_vm {ctx.node.name} does not exist on the Management Node")
+        return worker
+
+    async def observe(self, ctx: StepContext) -> dict[str, Any]:
+        return {"certificate": await _installed_certificate(ctx), "node": await self._node_object(ctx)}
+
+    def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
+        cert = observed["certificate"]
+        if cert is None:
+            return [Change("tls_certificate", None, f"CA-signed for {_subject(ctx)}"), Change("node.tls_certificate", None, "assigned")]
+        assigned = observed["node"].get("tls_certificate")
+        if isinstance(assigned, dict):
+            assigned = assigned.get("resource_uri")
+        return [] if assigned == cert["resource_uri"] else [Change("node.tls_certificate", assigned, cert["resource_uri"])]
+
+    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+        api = ctx.systems.pexip
+        cert = observed["certificate"]
+        if cert is None:
+            pem = (ctx.gate_payload or {}).get("certificate")
+            if not pem:
+                raise Rejected(f"{ctx.node.name}: no signed certificate; import it with `orchestrator cert import {ctx.node.name} FILE`")
+            csr = await find_one(api, "certificate_signing_request", subject_name=_subject(ctx))
+            if csr is None:
+                raise Rejected(
+                    f"{ctx.node.name}: the CSR for {_subject(ctx)} is gone and no certificate is installed; "
+                    f"run `orchestrator resume {ctx.node.name} --from-step create_csr`"
+                )
+            # Completing through the CSR links the certificate with the key that never left the node.
+            await api.patch(csr["resource_uri"], {"certificate": pem})
+            cert = await _installed_certificate(ctx)
+            if cert is None:
+                raise Rejected(f"{ctx.node.name}: the certificate was accepted but no TLS certificate for {_subject(ctx)} appeared")
+        await api.patch(observed["node"]["resource_uri"], {"tls_certificate": cert["resource_uri"]})
+
+
+class SipTlsVerification(Step):
+    """Global: SIP TLS certificate verification On; OCSP Override with the responder URL."""
+
+    name = "sip_tls_verification"
+    roles = ("management",)
+
+    def wanted(self, ctx: StepContext) -> dict[str, Any]:
+        g = ctx.policy.global_settings
+        return {
+            "sip_tls_cert_verify_mode": g.get("sip_tls_cert_verify_mode", "ON"),
+            "ocsp_state": g.get("ocsp_state", "OVERRIDE"),
+            "ocsp_responder_url": ctx.deployment.global_settings.ocsp_responder_url,
+        }
+
+    async def observe(self, ctx: StepContext) -> dict[str, Any]:
+        return await singleton(ctx.systems.pexip, "global")
+
+    def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
+        return field_changes("global", observed, self.wanted(ctx))
+
+    async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
+        await ctx.systems.pexip.patch(f"{URI}global/1/", {c.field.split(".", 1)[1]: c.wanted for c in changes})
+
+
+class SipTlsFqdn(Step):
+    """Conferencing Node: the SIP TLS FQDN matching an entry of its certificate."""
+
+    name = "sip_tls_fqdn"
+    roles = ("conferencing",)
+
+    async def observe(self, ctx: StepContext) -> dict[str, Any]:
+        worker = await worker_vm(ctx.systems.pexip, ctx.node.name)
+        if worker is None:
+            raise Unknowable(f"worker_vm {ctx.node.name} does not exist yet") if ctx.dry_run else Rejected(
+                f"worker_vm {ctx.node.name} does not exist on the Management Node"
+            )
+        return worker
+
+    def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
+        return field_changes("worker_vm", observed, {"alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn})
+
+    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+        await ctx.systems.pexip.patch(observed["resource_uri"], {"alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn})

@@ -1,0 +1,73 @@
+"""The one place where the configuration picks the adapters: real or simulated, per system.
+
+``mode = "real" | "sim"`` per system in the deployment file; mixing is legal (the lab
+runs a real vCenter simulator with simulated Pexip nodes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.base import Systems
+from config.errors import ConfigError
+from config.model import Deployment
+
+__all__ = ["open_systems", "needs_world", "NOT_YET_REAL"]
+
+# Real adapters that later issues bring; until then "real" is refused plainly, never faked.
+NOT_YET_REAL = {
+    "pexip_api": "the real management API client",
+    "console": "the real SSH console adapter",
+    "ldap": "the real LDAP adapter",
+}
+
+
+def needs_world(deployment: Deployment) -> bool:
+    return "sim" in (
+        deployment.vcenter.mode,
+        deployment.pexip_api.mode,
+        deployment.console.mode,
+        deployment.ldap.mode,
+        deployment.pki.mode,
+    )
+
+
+def _refuse_unbuilt(deployment: Deployment) -> None:
+    modes = {"pexip_api": deployment.pexip_api.mode, "console": deployment.console.mode, "ldap": deployment.ldap.mode}
+    problems = [
+        (f"{system}.mode", f'"real" is not available yet: {what} is not built; set {system}.mode = "sim" for now')
+        for system, what in NOT_YET_REAL.items()
+        if modes[system] == "real"
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def open_systems(deployment: Deployment, world: object | None) -> Systems:
+    """Build the adapters of one run. ``world`` is the open ``SimWorld`` when any system is simulated."""
+    _refuse_unbuilt(deployment)
+    from adapters.ca_manual import ManualCA
+
+    if needs_world(deployment) and world is None:
+        raise RuntimeError("a simulated system needs the simulated world open")
+    if deployment.vcenter.mode == "real":
+        from adapters.vsphere import VCenter
+
+        vsphere = VCenter.from_deployment(deployment)
+    else:
+        from adapters.vsphere_sim import SimVSphere
+
+        vsphere = SimVSphere(world, deployment)
+    from adapters.ca_sim import SimCA
+    from adapters.console_sim import SimConsole
+    from adapters.ldap_sim import SimDirectory
+    from adapters.pexip_sim import SimPexipApi
+
+    ca = SimCA(world, deployment) if deployment.pki.mode == "sim" else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
+    return Systems(
+        vsphere=vsphere,
+        pexip=SimPexipApi(world, deployment),
+        console=SimConsole(world, deployment),
+        ca=ca,
+        directory=SimDirectory(world, deployment),
+    )
