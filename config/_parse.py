@@ -1,0 +1,235 @@
+"""From the TOML document to :class:`~config.model.Deployment`, one section per function.
+
+Only structure is checked here (required fields, types, unknown keys, secret references);
+the rules about values are in :mod:`config._validate`. A section that is missing or
+mistyped becomes ``None`` so that the rest of the file is still read and checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from config._policy import read_policy
+from config._reader import Problems, Table
+from config.model import (
+    CONFERENCING,
+    MANAGEMENT,
+    BiosSpec,
+    ConsoleSpec,
+    Deployment,
+    GlobalSpec,
+    HostSpec,
+    JournalSpec,
+    LdapSpec,
+    NetworkSpec,
+    NodeSpec,
+    NtpServer,
+    OvaSpec,
+    PexipApiSpec,
+    PkiSpec,
+    Policy,
+    RoleMapping,
+    SimulationSpec,
+    SnmpSpec,
+    SyslogServer,
+    VCenterSpec,
+)
+
+__all__ = ["parse"]
+
+
+def _vcenter(t: Table, policy: Policy) -> VCenterSpec:
+    hosts = []
+    for h in t.tables("hosts"):
+        hosts.append(HostSpec(
+            name=h.text("name"),
+            datastore=h.text("datastore"),
+            datastore_iops_capacity=h.integer("datastore_iops_capacity"),
+            vm_network=h.text("vm_network"),
+            management_network=h.text("management_network"),
+            max_concurrent=h.integer("max_concurrent", required=False, default=policy.concurrency["per_host"]),
+        ))
+        h.close()
+    return VCenterSpec(
+        mode=t.text("mode"),
+        url=t.text("url"),
+        user=t.text("user"),
+        password=t.secret("password", required=False),  # required in real mode: a rule of _validate
+        datacenter=t.text("datacenter"),
+        folder=t.text("folder"),
+        hosts=tuple(hosts),
+        ca_file=t.file_path("ca_file", required=False),
+        thumbprint=t.text("thumbprint", required=False),
+        reserved_vlans=t.array("reserved_vlans", int, required=False),
+        name_pattern=t.text("name_pattern", required=False, default="*"),
+        tag=t.text("tag", required=False),
+    )
+
+
+def _node(t: Table, role: str) -> NodeSpec:
+    conferencing = role == CONFERENCING
+    return NodeSpec(
+        name=t.text("name"),
+        role=role,  # type: ignore[arg-type]  # one of the two Literal values
+        hostname=t.text("hostname"),
+        domain=t.text("domain"),
+        address=t.text("address"),
+        netmask=t.text("netmask"),
+        gateway=t.text("gateway"),
+        host=t.text("host"),
+        portgroup=t.text("portgroup"),
+        vlan=t.integer("vlan"),
+        cpus=t.integer("cpus"),
+        memory_mb=t.integer("memory_mb"),
+        disk_iops_limit=t.integer("disk_iops_limit"),
+        # Only conferencing nodes have these; on the management node they are unknown keys.
+        location=t.text("location") if conferencing else None,
+        sip_tls_fqdn=t.text("sip_tls_fqdn") if conferencing else None,
+    )
+
+
+def _network(t: Table) -> NetworkSpec:
+    ntp = []
+    for s in t.tables("ntp_servers"):
+        # key is checked by _validate against policy.network_services.ntp_key_required.
+        ntp.append(NtpServer(address=s.text("address"), key_id=s.integer("key_id"), key=s.secret("key", required=False)))  # type: ignore[arg-type]
+        s.close()
+    syslog = []
+    for s in t.tables("syslog_servers"):
+        syslog.append(SyslogServer(
+            address=s.text("address"),
+            port=s.integer("port", required=False, default=514),
+            transport=s.text("transport", required=False, default="tls"),
+        ))
+        s.close()
+    return NetworkSpec(
+        dns_servers=t.array("dns_servers", str),  # type: ignore[arg-type]
+        ntp_servers=tuple(ntp),
+        syslog_servers=tuple(syslog),
+        locations=t.array("locations", str),  # type: ignore[arg-type]
+    )
+
+
+def _ldap(t: Table, policy: Policy) -> LdapSpec:
+    mappings = []
+    for m in t.tables("role_mappings"):
+        mappings.append(RoleMapping(name=m.text("name"), group_dn=m.text("group_dn"), roles=m.array("roles", str)))  # type: ignore[arg-type]
+        m.close()
+    return LdapSpec(
+        mode=t.text("mode"),
+        server=t.text("server"),
+        base_dn=t.text("base_dn"),
+        bind_username=t.text("bind_username"),
+        bind_password=t.secret("bind_password", required=False),
+        role_mappings=tuple(mappings),
+        ca_file=t.file_path("ca_file", required=False),
+        port=t.integer("port", required=False, default=389),
+        user_search_dn=t.text("user_search_dn", required=False, default=""),
+        group_search_dn=t.text("group_search_dn", required=False, default=""),
+        client_certificate=t.text("client_certificate", required=False, default=policy.authentication["client_certificate"]),
+        verify_user=t.text("verify_user", required=False, default=""),
+        verify_password=t.secret("verify_password", required=False),
+    )
+
+
+def _section(top: Table, key: str, build: Any, *args: Any, required: bool = True) -> Any:
+    """Read table ``key`` with ``build``; an optional absent table is read as empty (its defaults)."""
+    table = top.table(key, required=required)
+    if table is None:
+        if required or key in top.data:
+            return None
+        table = Table({}, key, top.problems, top.base)
+    spec = build(table, *args)
+    table.close()
+    return spec
+
+
+def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
+    """Build the deployment from the parsed TOML of ``source``; every structural problem is listed.
+
+    The deployment is returned even with problems (fields left ``None``) so that the
+    semantic checks can still run on the rest; it is only usable when there are none.
+    """
+    problems: Problems = []
+    top = Table(data, "", problems, source.parent)
+    head = top.table("deployment")
+    name = head.text("name") if head else None
+    policy_file = head.file_path("policy", required=False) if head else None
+    if head:
+        head.close()
+    overrides = top.get("policy", dict, required=False)
+    policy, policy_problems = read_policy(policy_file, overrides, "policy.")
+    problems.extend(policy_problems)
+    if policy is None:
+        # Check the rest of the file against the policy without the bad overrides
+        # (or, if the named policy file itself is bad, against the packaged one).
+        policy = read_policy(policy_file, None)[0] or read_policy(None, None)[0]
+        assert policy is not None, "the packaged secure-mode-policy.toml is invalid"
+
+    management = _section(top, "management", _node, MANAGEMENT)
+    conferencing = []
+    for t in top.tables("conferencing"):
+        conferencing.append(_node(t, CONFERENCING))
+        t.close()
+    deployment = Deployment(
+        name=name,  # type: ignore[arg-type]
+        vcenter=_section(top, "vcenter", _vcenter, policy),
+        ova=_section(top, "ova", lambda t: OvaSpec(management=t.file_path("management"), conferencing=t.file_path("conferencing"))),
+        bios=_section(top, "bios", lambda t: BiosSpec(
+            password=t.secret("password", required=False),
+            password_method=t.text("password_method", required=False, default="keystrokes"),
+        )),
+        management=management,
+        conferencing=tuple(conferencing),
+        pexip_api=_section(top, "pexip_api", lambda t: PexipApiSpec(
+            mode=t.text("mode"),
+            url=t.text("url"),
+            admin_user=t.text("admin_user"),
+            admin_password=t.secret("admin_password", required=False),
+            ca_file=t.file_path("ca_file", required=False),
+            client_cert=t.file_path("client_cert", required=False),
+            client_key=t.secret("client_key", required=False),
+        )),
+        console=_section(top, "console", lambda t: ConsoleSpec(
+            mode=t.text("mode"),
+            port=t.integer("port", required=False, default=22),
+            known_hosts=t.file_path("known_hosts", required=False),
+        )),
+        network=_section(top, "network", _network),
+        snmp=_section(top, "snmp", lambda t: SnmpSpec(
+            username=t.text("username"),
+            authentication_password=t.secret("authentication_password"),  # type: ignore[arg-type]
+            privacy_password=t.secret("privacy_password"),  # type: ignore[arg-type]
+            community=t.text("community"),
+        )),
+        global_settings=_section(top, "global_settings", lambda t: GlobalSpec(
+            login_banner=t.text("login_banner"),
+            ocsp_responder_url=t.text("ocsp_responder_url"),
+            enable_sip=t.flag("enable_sip", required=False, default=True),
+            enable_h323=t.flag("enable_h323", required=False, default=False),
+            enable_webrtc=t.flag("enable_webrtc", required=False, default=True),
+            enable_rtmp=t.flag("enable_rtmp", required=False, default=False),
+        )),
+        pki=_section(top, "pki", lambda t: PkiSpec(
+            mode=t.text("mode"),
+            ca_chain=t.file_path("ca_chain", required=False),
+            key_type=t.text("key_type", required=False, default="RSA2048"),
+            dn=t.text("dn", required=False, default=""),
+            inbox=t.file_path("inbox", required=False),
+        )),
+        ldap=_section(top, "ldap", _ldap, policy),
+        policy=policy,
+        simulation=_section(top, "simulation", lambda t: SimulationSpec(
+            world=t.file_path("world", required=False, default="orchestrator.world.sqlite"),
+            latency=t.number("latency", required=False, default=0.0),
+            faults=t.text("faults", required=False, default=""),
+        ), required=False),
+        journal=_section(top, "journal", lambda t: JournalSpec(
+            path=t.file_path("path", required=False, default="orchestrator.journal.sqlite"),
+            lease_timeout_s=t.number("lease_timeout_s", required=False, default=60.0),
+        ), required=False),
+        source=str(source),
+    )
+    top.close()
+    return deployment, problems

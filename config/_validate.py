@@ -1,0 +1,500 @@
+"""Semantic checks of a whole deployment: the guide's rules and consistency between sections.
+
+:func:`validate` runs on a :class:`~config.model.Deployment` however it was made (loaded
+from TOML or built by :func:`config.load.simulated_deployment`), so both pass the same
+rules. A field left ``None`` by the reader (already reported as missing or mistyped) is
+skipped here, so one mistake gives one problem.
+
+Every message reads "<problem> (got <value>); <what is allowed / the fix>".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+import re
+from collections import defaultdict
+from typing import Any
+from urllib.parse import urlsplit
+
+from config._reader import Problems, shown
+from config.model import CONFERENCING, Deployment, NodeSpec, Policy, VCenterSpec
+from config.secrets import Secret
+
+__all__ = ["validate", "unavailable_secrets", "MODES", "CPU_RANGE", "MEMORY_MB_RANGE"]
+
+MODES = ("real", "sim")
+PKI_MODES = ("manual", "sim")
+BIOS_METHODS = ("keystrokes", "operator")
+SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
+CLIENT_CERTIFICATE = ("CN", "UPN")  # authentication.client_certificate "Required" choices
+KEY_TYPES = ("RSA2048", "RSA4096", "ECDSAP256")  # certificate_signing_request.private_key_type
+DN_KEYS = ("O", "OU", "L", "ST", "C")  # the CSR's "Additional subject fields"
+CPU_RANGE = (2, 128)  # worker_vm vm_cpu_count
+MEMORY_MB_RANGE = (2000, 64000)  # worker_vm vm_system_memory
+
+_NAME = re.compile(r"[a-z0-9-]{1,40}\Z")
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z")  # worker_vm name: <= 32
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+_THUMBPRINT = re.compile(r"sha256:[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}\Z")
+
+
+# --- small predicates ------------------------------------------------------------------
+
+def _ipv4(value: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        return None
+
+
+def _is_fqdn(value: str, max_len: int = 253) -> bool:
+    return 0 < len(value) <= max_len and all(_LABEL.match(label) for label in value.rstrip(".").split("."))
+
+
+def _is_host(value: str) -> bool:
+    """An IPv4 address or a DNS name."""
+    return _ipv4(value) is not None or _is_fqdn(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix(mask: str) -> int | None:
+    """The prefix length of a dotted netmask, None if not contiguous (cached: 10,000 nodes share a few)."""
+    address = _ipv4(mask)
+    if address is None:
+        return None
+    host = ~int(address) & 0xFFFFFFFF
+    if host & (host + 1):  # not ones then zeros
+        return None
+    return 32 - host.bit_length()
+
+
+class _Check:
+    """Collects problems. Messages are built only when a rule fails: 10,000 nodes pass quickly."""
+
+    def __init__(self) -> None:
+        self.problems: Problems = []
+
+    def add(self, field: str, message: str) -> None:
+        self.problems.append((field, message))
+
+    def need(self, ok: bool, field: str, message: str) -> bool:
+        if not ok:
+            self.add(field, message)
+        return ok
+
+    def text(self, value: Any, field: str, what: str, max_len: int = 255) -> None:
+        if isinstance(value, str) and not (value.strip() and len(value) <= max_len):
+            self.add(field, f"must be {what} of 1..{max_len} characters (got {shown(value)}); set it")
+
+    def choice(self, value: Any, allowed: tuple[str, ...], field: str) -> bool:
+        if not isinstance(value, str):
+            return False
+        return self.need(value in allowed, field, f"not an allowed value (got {shown(value)}); use one of: {', '.join(allowed)}")
+
+    def port(self, value: Any, field: str) -> None:
+        if isinstance(value, int) and not 1 <= value <= 65535:
+            self.add(field, f"not a port number (got {value}); use 1..65535")
+
+    def url(self, value: Any, mode: Any, field: str) -> None:
+        if not isinstance(value, str):
+            return
+        parts = urlsplit(value)
+        if mode == "real":
+            self.need(parts.scheme == "https" and bool(parts.hostname), field,
+                      f"must be an https:// URL when mode is 'real' (got {shown(value)}); write https://<host>/...")
+        else:
+            self.need(parts.scheme in ("http", "https") and bool(parts.hostname), field,
+                      f"must be an http(s):// URL (got {shown(value)}); write https://<host>/...")
+
+    def required(self, value: Any, field: str, why: str) -> None:
+        self.need(value is not None, field, f"missing (got nothing); {why}")
+
+
+# --- sections ----------------------------------------------------------------------------
+
+def _vcenter(v: VCenterSpec, c: _Check) -> None:
+    c.choice(v.mode, MODES, "vcenter.mode")
+    c.url(v.url, v.mode, "vcenter.url")
+    c.text(v.user, "vcenter.user", "a user name")
+    c.text(v.datacenter, "vcenter.datacenter", "a datacenter name")
+    c.text(v.folder, "vcenter.folder", "a VM folder name")
+    if v.mode == "real":
+        c.required(v.password, "vcenter.password", "required when mode is 'real': add it as env:NAME or file:PATH")
+        c.need(bool(v.ca_file or v.thumbprint), "vcenter.ca_file",
+               "a real vCenter needs ca_file or thumbprint (got neither); add ca_file = \"<CA PEM>\" "
+               "or thumbprint = \"sha256:AA:BB:...\" so its certificate is verified")
+    if isinstance(v.thumbprint, str):
+        c.need(bool(_THUMBPRINT.match(v.thumbprint)), "vcenter.thumbprint",
+               f"bad thumbprint format (got {shown(v.thumbprint)}); write \"sha256:\" and 32 hex byte pairs joined by colons")
+    for i, vlan in enumerate(v.reserved_vlans or ()):
+        c.need(0 <= vlan <= 4095, f"vcenter.reserved_vlans[{i}]", f"not a VLAN ID (got {vlan}); use 0..4095")
+    hosts = v.hosts if v.hosts is not None else ()
+    c.need(len(hosts) > 0, "vcenter.hosts", "no ESXi hosts (got 0); add at least one [[vcenter.hosts]] section")
+    seen: dict[str, int] = {}
+    for i, h in enumerate(hosts):
+        path = f"vcenter.hosts[{i}]"
+        c.text(h.name, f"{path}.name", "a host name")
+        c.text(h.datastore, f"{path}.datastore", "a datastore name")
+        if isinstance(h.name, str):
+            if h.name in seen:
+                c.add(f"{path}.name", f"duplicate host (got {h.name!r}, also vcenter.hosts[{seen[h.name]}]); list each host once")
+            seen.setdefault(h.name, i)
+        if isinstance(h.datastore_iops_capacity, int):
+            c.need(h.datastore_iops_capacity > 0, f"{path}.datastore_iops_capacity",
+                   f"must be > 0 (got {h.datastore_iops_capacity}); give the datastore's IOPS capacity")
+        if isinstance(h.max_concurrent, int):
+            c.need(h.max_concurrent >= 1, f"{path}.max_concurrent", f"must be >= 1 (got {h.max_concurrent}); set 1 or more")
+        if isinstance(h.vm_network, str) and isinstance(h.management_network, str):
+            c.need(h.vm_network != h.management_network, f"{path}.management_network",
+                   f"same network as vm_network (got {h.management_network!r}); the guide wants ESXi management "
+                   "on a physical network apart from the VMs' network: name two different networks")
+
+
+def _vlan(vlan: int, field: str, reserved: frozenset[int], policy: Policy, c: _Check) -> None:
+    low, high, forbidden = policy.vlan["min"], policy.vlan["max"], policy.vlan["forbidden"]
+    if vlan in forbidden:
+        c.add(field, f"VLAN {vlan} is reserved for virtual guest tagging (got {vlan}); "
+                     f"the guide forbids it: use a VLAN ID in {low}..{high}")
+    elif not low <= vlan <= high:
+        c.add(field, f"VLAN ID out of range (got {vlan}); use {low}..{high}")
+    elif vlan in reserved:
+        c.add(field, f"VLAN {vlan} is in vcenter.reserved_vlans (got {vlan}); "
+                     "the guide forbids conflicts with reserved VLAN IDs: pick another")
+
+
+@dataclasses.dataclass(frozen=True)
+class _NodeContext:
+    """What every node is checked against, computed once (a simulation has 10,000 nodes)."""
+
+    hosts: frozenset[str] | None
+    host_names: str
+    reserved: frozenset[int]
+    locations: frozenset[str] | None
+    location_names: str
+    policy: Policy
+
+    def usable_vlan(self, vlan: Any) -> bool:
+        rules = self.policy.vlan
+        return (isinstance(vlan, int) and rules["min"] <= vlan <= rules["max"]
+                and vlan not in rules["forbidden"] and vlan not in self.reserved)
+
+    @classmethod
+    def of(cls, d: Deployment) -> _NodeContext:
+        hosts = [h.name for h in d.vcenter.hosts] if d.vcenter and d.vcenter.hosts is not None else None
+        locations = d.network.locations if d.network and d.network.locations is not None else None
+        return cls(
+            hosts=frozenset(hosts) if hosts is not None else None,
+            host_names=", ".join(hosts or ()) or "none declared",
+            reserved=frozenset(d.vcenter.reserved_vlans or ()) if d.vcenter else frozenset(),
+            locations=frozenset(locations) if locations is not None else None,
+            location_names=", ".join(locations or ()) or "none declared",
+            policy=d.policy,
+        )
+
+
+def _addressing(node: NodeSpec, path: str, c: _Check) -> None:
+    """Address, netmask and gateway: valid IPv4, a usable mask, the gateway in the subnet."""
+    address = gateway = prefix = None
+    if isinstance(node.address, str):
+        address = _ipv4(node.address)
+        if address is None:
+            c.add(f"{path}.address", f"not an IPv4 address (got {shown(node.address)}); write a.b.c.d")
+    if isinstance(node.netmask, str):
+        prefix = _prefix(node.netmask)
+        if prefix is None or not 8 <= prefix <= 30:
+            c.add(f"{path}.netmask", f"not a usable IPv4 netmask (got {shown(node.netmask)}); "
+                                     "write a contiguous mask from 255.0.0.0 to 255.255.255.252")
+            prefix = None
+    if isinstance(node.gateway, str):
+        gateway = _ipv4(node.gateway)
+        if gateway is None:
+            c.add(f"{path}.gateway", f"not an IPv4 address (got {shown(node.gateway)}); write a.b.c.d")
+    if address is None or gateway is None or prefix is None:
+        return
+    host_bits = (1 << (32 - prefix)) - 1
+    network = int(address) & ~host_bits
+    if int(address) in (network, network | host_bits):
+        c.add(f"{path}.address", f"is the network or broadcast address of its subnet /{prefix} (got {address}); use a host address")
+    if int(gateway) & ~host_bits != network or gateway == address:
+        subnet = ipaddress.IPv4Network((network, prefix))
+        c.add(f"{path}.gateway", f"not a host in the node's subnet {subnet} (got {gateway}); give the subnet's router")
+
+
+def _node(node: NodeSpec, path: str, ctx: _NodeContext, c: _Check) -> None:
+    if isinstance(node.name, str) and not _NODE_NAME.match(node.name):
+        c.add(f"{path}.name", f"bad node name (got {shown(node.name)}); use 1..32 letters, digits, '.', '_' or '-'")
+    if isinstance(node.hostname, str) and not _LABEL.match(node.hostname):
+        c.add(f"{path}.hostname", f"bad hostname (got {shown(node.hostname)}); use one DNS label: letters, digits, '-', 1..63")
+    if isinstance(node.domain, str) and not _is_fqdn(node.domain, 192):
+        c.add(f"{path}.domain", f"bad domain (got {shown(node.domain)}); write a DNS domain such as example.com")
+    _addressing(node, path, c)
+    if isinstance(node.host, str) and ctx.hosts is not None and node.host not in ctx.hosts:
+        c.add(f"{path}.host", f"not among vcenter.hosts (got {node.host!r}); use one of: {ctx.host_names}")
+    c.text(node.portgroup, f"{path}.portgroup", "a port group name")
+    if isinstance(node.vlan, int):
+        _vlan(node.vlan, f"{path}.vlan", ctx.reserved, ctx.policy, c)
+    for key, (low, high), unit in (("cpus", CPU_RANGE, "vCPUs"), ("memory_mb", MEMORY_MB_RANGE, "MB")):
+        value = getattr(node, key)
+        if isinstance(value, int) and not low <= value <= high:
+            c.add(f"{path}.{key}", f"out of range (got {value}); Pexip nodes take {low}..{high} {unit}")
+    if isinstance(node.disk_iops_limit, int) and node.disk_iops_limit < 1:
+        c.add(f"{path}.disk_iops_limit", f"must be >= 1 (got {node.disk_iops_limit}); the guide requires an IOPS limit on every disk")
+    if node.role != CONFERENCING:
+        return
+    if isinstance(node.location, str) and ctx.locations is not None and node.location not in ctx.locations:
+        c.add(f"{path}.location", f"not in network.locations (got {node.location!r}); use one of: {ctx.location_names}")
+    if isinstance(node.sip_tls_fqdn, str) and not _is_fqdn(node.sip_tls_fqdn, 255):
+        c.add(f"{path}.sip_tls_fqdn", f"not a DNS name (got {shown(node.sip_tls_fqdn)}); write the FQDN in the node's TLS certificate")
+
+
+def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeContext, c: _Check) -> None:
+    """Duplicates, port group VLANs per host, and IOPS per host datastore."""
+    for key, what in (("name", "node name"), ("address", "address"), ("hostname", "hostname"), ("sip_tls_fqdn", "SIP TLS FQDN")):
+        first: dict[str, str] = {}
+        for path, node in nodes:
+            value = getattr(node, key)
+            if not isinstance(value, str):
+                continue
+            norm = value.lower() if key != "address" else value
+            if norm in first:
+                c.add(f"{path}.{key}", f"duplicate {what} (got {value!r}, also used by {first[norm]}); give every node its own {what}")
+            else:
+                first[norm] = path
+    vlans: dict[tuple[str, str], tuple[int, str]] = {}
+    for path, node in nodes:
+        # A VLAN already refused by _vlan would only repeat that problem on its neighbours.
+        if isinstance(node.host, str) and isinstance(node.portgroup, str) and ctx.usable_vlan(node.vlan):
+            seen = vlans.setdefault((node.host, node.portgroup), (node.vlan, path))
+            c.need(seen[0] == node.vlan, f"{path}.vlan",
+                   f"port group {node.portgroup!r} on {node.host} already has VLAN {seen[0]} for {seen[1]} (got {node.vlan}); "
+                   "a port group carries one VLAN: use the same VLAN or another port group")
+    if not (d.vcenter and d.vcenter.hosts):
+        return
+    load: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for path, node in nodes:
+        if isinstance(node.host, str) and isinstance(node.disk_iops_limit, int):
+            load[node.host].append((path, node.disk_iops_limit))
+    for i, host in enumerate(d.vcenter.hosts):
+        if not isinstance(host.datastore_iops_capacity, int) or host.name not in load:
+            continue
+        total = sum(iops for _, iops in load[host.name])
+        if total > host.datastore_iops_capacity:
+            on = [p for p, _ in load[host.name]]
+            listed = ", ".join(on[:5]) + (f" and {len(on) - 5} more" if len(on) > 5 else "")
+            c.add(f"vcenter.hosts[{i}].datastore_iops_capacity",
+                  f"the disk_iops_limit of the nodes on {host.name} ({listed}) add up to more than the datastore's capacity "
+                  f"(got {total} > {host.datastore_iops_capacity}); the guide: the sum must not exceed it, so lower "
+                  "the limits or move a node")
+
+
+def _network(d: Deployment, c: _Check) -> None:
+    n, rules = d.network, d.policy.network_services
+    if n is None:
+        return
+    for key, minimum, what in (("dns_servers", rules["min_dns_servers"], "DNS"),
+                               ("ntp_servers", rules["min_ntp_servers"], "NTP"),
+                               ("syslog_servers", rules["min_syslog_servers"], "syslog")):
+        servers = getattr(n, key)
+        if servers is not None:
+            c.need(len(servers) >= minimum, f"network.{key}",
+                   f"too few {what} servers (got {len(servers)}); the guide requires at least {minimum}")
+    dns = list(n.dns_servers or ())
+    for i, address in enumerate(dns):
+        if _ipv4(address) is None:
+            c.add(f"network.dns_servers[{i}]",
+                  f"not an IPv4 address (got {shown(address)}); the API's dns_server.address takes an IP address only")
+        elif address in dns[:i]:
+            c.add(f"network.dns_servers[{i}]", f"listed twice (got {address!r}); list each server once")
+    for i, ntp in enumerate(n.ntp_servers or ()):
+        path = f"network.ntp_servers[{i}]"
+        if isinstance(ntp.address, str):
+            c.need(_is_host(ntp.address), f"{path}.address", f"not an IP address or DNS name (got {shown(ntp.address)}); fix it")
+        if rules["ntp_key_required"]:
+            c.need(ntp.key is not None, f"{path}.key",
+                   "NTP server without key (got none); the guide: each NTP server must include key authentication "
+                   "credentials: add key = \"env:NAME\" and key_id")
+        if isinstance(ntp.key_id, int):
+            c.need(1 <= ntp.key_id <= 65535, f"{path}.key_id", f"out of range (got {ntp.key_id}); use 1..65535")
+    for i, syslog in enumerate(n.syslog_servers or ()):
+        path = f"network.syslog_servers[{i}]"
+        if isinstance(syslog.address, str):
+            c.need(_is_host(syslog.address), f"{path}.address", f"not an IP address or DNS name (got {shown(syslog.address)}); fix it")
+        c.port(syslog.port, f"{path}.port")
+        c.choice(syslog.transport, SYSLOG_TRANSPORTS, f"{path}.transport")
+    locations = list(n.locations or ())
+    for i, name in enumerate(locations):
+        c.text(name, f"network.locations[{i}]", "a location name", 250)
+        c.need(name not in locations[:i], f"network.locations[{i}]", f"listed twice (got {name!r}); list each location once")
+
+
+def _snmp(d: Deployment, c: _Check) -> None:
+    s = d.snmp
+    if s is None:
+        return
+    c.text(s.username, "snmp.username", "an SNMPv3 user name", 100)
+    if isinstance(s.community, str):
+        forbidden = d.policy.snmp["forbidden_community"]
+        if s.community == forbidden:
+            c.add("snmp.community", f"the default community (got {forbidden!r}); the guide: change it to something other than {forbidden!r}")
+        else:
+            c.need(0 < len(s.community) <= 16, "snmp.community",
+                   f"must be 1..16 characters (got {len(s.community)} characters); shorten it")
+
+
+def _global(d: Deployment, c: _Check) -> None:
+    g = d.global_settings
+    if g is None:
+        return
+    c.text(g.login_banner, "global_settings.login_banner", "banner text", 4096)
+    if isinstance(g.ocsp_responder_url, str):
+        parts = urlsplit(g.ocsp_responder_url)
+        c.need(parts.scheme in ("http", "https") and bool(parts.hostname) and len(g.ocsp_responder_url) <= 255,
+               "global_settings.ocsp_responder_url",
+               f"not an http(s) URL of at most 255 characters (got {shown(g.ocsp_responder_url)}); "
+               "the guide: set OCSP to Override with the responder's URL")
+
+
+def _pki(d: Deployment, c: _Check) -> None:
+    p = d.pki
+    if p is None:
+        return
+    c.choice(p.mode, PKI_MODES, "pki.mode")
+    if p.mode == "manual":
+        c.required(p.ca_chain, "pki.ca_chain", "add ca_chain = \"<PEM file>\": the guide requires uploading the trusted CA chain")
+    c.choice(p.key_type, KEY_TYPES, "pki.key_type")
+    if isinstance(p.dn, str) and p.dn:
+        for part in p.dn.split(","):
+            key, sep, value = part.strip().partition("=")
+            if not (sep and key.strip() in DN_KEYS and value.strip()):
+                c.add("pki.dn", f"bad subject field (got {part.strip()!r}); write KEY=value pairs joined by commas, KEY one of {', '.join(DN_KEYS)}")
+            elif key.strip() == "C":
+                c.need(bool(re.fullmatch(r"[A-Z]{2}", value.strip())), "pki.dn", f"country must be 2 capital letters (got {value.strip()!r}); e.g. C=GB")
+
+
+def _ldap(d: Deployment, c: _Check) -> None:
+    ldap = d.ldap
+    if ldap is None:
+        return
+    c.choice(ldap.mode, MODES, "ldap.mode")
+    if isinstance(ldap.server, str):
+        c.need(_is_host(ldap.server), "ldap.server", f"not an IP address or DNS name (got {shown(ldap.server)}); fix it")
+    c.port(ldap.port, "ldap.port")
+    c.text(ldap.base_dn, "ldap.base_dn", "a DN")
+    c.text(ldap.bind_username, "ldap.bind_username", "a user name or DN")
+    c.choice(ldap.client_certificate, CLIENT_CERTIFICATE, "ldap.client_certificate")
+    if ldap.mode == "real":
+        c.required(ldap.bind_password, "ldap.bind_password", "required when mode is 'real': add it as env:NAME or file:PATH")
+        c.text(ldap.verify_user, "ldap.verify_user", "the LDAP user whose login proves each authentication change")
+        c.required(ldap.verify_password, "ldap.verify_password",
+                   "add it as env:NAME or file:PATH: without a proven login, disabling local authentication could lock everyone out")
+    roles = d.policy.roles["all_roles"]
+    mapped: set[str] = set()
+    names: dict[str, int] = {}
+    for i, m in enumerate(ldap.role_mappings or ()):
+        path = f"ldap.role_mappings[{i}]"
+        c.text(m.name, f"{path}.name", "a mapping name", 250)
+        c.text(m.group_dn, f"{path}.group_dn", "an LDAP group DN")
+        if isinstance(m.name, str):
+            c.need(m.name not in names, f"{path}.name", f"duplicate mapping name (got {m.name!r}, also ldap.role_mappings[{names.get(m.name)}]); rename one")
+            names.setdefault(m.name, i)
+        if m.roles is None:
+            continue
+        c.need(len(m.roles) > 0, f"{path}.roles", "no roles (got []); list the administrator roles this group gets")
+        for j, role in enumerate(m.roles):
+            if c.need(role in roles, f"{path}.roles[{j}]", f"unknown role (got {role!r}); use one of: {', '.join(roles)}"):
+                mapped.add(role)
+    if ldap.role_mappings is not None:
+        for role in roles:
+            c.need(role in mapped, "ldap.role_mappings",
+                   f"role {role!r} is not mapped to any group (got mappings for: {', '.join(sorted(mapped)) or 'none'}); "
+                   "the guide: every administrator role must be mapped to at least one LDAP group; add a [[ldap.role_mappings]]")
+
+
+def _systems(d: Deployment, c: _Check) -> None:
+    a = d.pexip_api
+    if a is not None:
+        c.choice(a.mode, MODES, "pexip_api.mode")
+        c.url(a.url, a.mode, "pexip_api.url")
+        c.text(a.admin_user, "pexip_api.admin_user", "a user name")
+        c.required(a.admin_password, "pexip_api.admin_password", "add it as env:NAME or file:PATH: the wizards and the API need it")
+        if a.mode == "real":
+            why = "required when mode is 'real': once client certificates are required, the orchestrator logs in with it"
+            c.required(a.client_cert, "pexip_api.client_cert", f'add client_cert = "<PEM file>"; {why}')
+            c.required(a.client_key, "pexip_api.client_key", f'add client_key = "file:PATH"; {why}')
+    if d.console is not None:
+        c.choice(d.console.mode, MODES, "console.mode")
+        c.port(d.console.port, "console.port")
+    b = d.bios
+    if b is not None and c.choice(b.password_method, BIOS_METHODS, "bios.password_method") and b.password_method == "keystrokes":
+        c.required(b.password, "bios.password", "add it as env:NAME or file:PATH: password_method 'keystrokes' types it into the BIOS")
+    if d.simulation is not None and isinstance(d.simulation.latency, float):
+        c.need(d.simulation.latency >= 0, "simulation.latency", f"must be >= 0 (got {d.simulation.latency}); seconds of added latency")
+    if d.journal is not None and isinstance(d.journal.lease_timeout_s, float):
+        c.need(d.journal.lease_timeout_s > 0, "journal.lease_timeout_s", f"must be > 0 (got {d.journal.lease_timeout_s}); seconds")
+
+
+def validate(deployment: Deployment) -> Problems:
+    """Every rule of the guide and of consistency that ``deployment`` breaks.
+
+    Returns:
+        ``[(field, message), ...]``, empty when the deployment is valid. Fields are dotted
+        paths as in the TOML file (``"conferencing[2].vlan"``).
+    """
+    d, c = deployment, _Check()
+    if isinstance(d.name, str):
+        c.need(bool(_NAME.match(d.name)), "deployment.name",
+               f"bad deployment name (got {shown(d.name)}); use 1..40 of a-z, 0-9 and '-' (VMs carry \"<name>/<node>\")")
+    if d.vcenter is not None:
+        _vcenter(d.vcenter, c)
+    nodes = [("management", d.management)] if d.management is not None else []
+    nodes += [(f"conferencing[{i}]", n) for i, n in enumerate(d.conferencing or ())]
+    context = _NodeContext.of(d)
+    for path, node in nodes:
+        _node(node, path, context, c)
+    _across_nodes(nodes, d, context, c)
+    _network(d, c)
+    _snmp(d, c)
+    _global(d, c)
+    _pki(d, c)
+    _ldap(d, c)
+    _systems(d, c)
+    return c.problems
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+def _secrets_with_paths(obj: Any, path: str) -> list[tuple[str, Secret]]:
+    if isinstance(obj, Secret):
+        return [(path, obj)]
+    if isinstance(obj, (list, tuple)):
+        return [found for i, x in enumerate(obj) for found in _secrets_with_paths(x, f"{path}[{i}]")]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, (NodeSpec, type)):  # nodes hold no secrets
+        return [found for f in dataclasses.fields(obj)
+                for found in _secrets_with_paths(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)]
+    return []
+
+
+def unavailable_secrets(deployment: Deployment) -> Problems:
+    """A problem for each secret that cannot be read now, or whose value is unusable.
+
+    Values are read to check them (and so registered with the redactor) but never shown.
+    """
+    problems: Problems = []
+    for field, secret in _secrets_with_paths(deployment, ""):
+        missing = secret.available()
+        if missing is not None:
+            problems.append((field, f"secret cannot be read (got {secret.ref}: {missing}); set it before running"))
+            continue
+        try:
+            size = len(secret.reveal())
+        except (OSError, KeyError, UnicodeDecodeError) as exc:
+            problems.append((field, f"secret cannot be read (got {secret.ref}: {type(exc).__name__}); make it readable"))
+            continue
+        # Shorter values cannot be scrubbed from logs safely (config.secrets.Redactor).
+        low, high = (8, 100) if field.startswith("snmp.") else (4, None)
+        if size < low or (high is not None and size > high):
+            allowed = f"{low}..{high}" if high else f"at least {low}"
+            problems.append((field, f"secret {secret.ref} has an unusable length (got {size} characters); use {allowed} characters"))
+    return problems
