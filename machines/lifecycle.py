@@ -145,7 +145,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     *({"trigger": "retry", "source": FAILED, "dest": s, "conditions": "returns_to_failed_from"} for s in (*TRANSIENT, *WAITING)),
     # rewind: `resume --from-step`; back to an earlier (or the current) milestone's steps.
     *(
-        {"trigger": "rewind", "source": [*STABLE, *TRANSIENT, *WAITING, FAILED], "dest": t, "conditions": "rewind_allowed"}
+        {"trigger": "rewind", "source": [NEW, *MILESTONES, *TRANSIENT, *WAITING, FAILED], "dest": t, "conditions": "rewind_allowed"}
         for t in TRANSIENT
     ),
 ]

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import structlog
 
 from adapters.base import Systems
-from config.errors import ConfigError, DefinitionChanged, OrchestratorError, TransitionError, Unknowable
+from config.errors import AdapterError, ConfigError, DefinitionChanged, OrchestratorError, TransitionError, Unknowable
 from config.model import Deployment
 from config.secrets import REDACTOR
 from journal import Journal, Transition
@@ -121,9 +121,23 @@ def _install_signal_handlers(engine: Engine) -> Callable[[], None]:
     return remove
 
 
-async def _preflight(deployment: Deployment, systems: Systems) -> None:
-    """Host environment, VLANs, inventory: before any change, so bad input changes nothing."""
-    await systems.vsphere.preflight(deployment)
+async def _preflight(deployment: Deployment, systems: Systems, clock: Any = None) -> None:
+    """Host environment, VLANs, inventory: before any change, so bad input changes nothing.
+
+    Only reads, so a transient error is retried a few times before the run gives up.
+    """
+    from orchestrator.clock import SystemClock
+
+    clock = clock or SystemClock()
+    attempts = int(deployment.policy.retry.get("max_attempts", 5))
+    for attempt in range(1, attempts + 1):
+        try:
+            await systems.vsphere.preflight(deployment)
+            return
+        except AdapterError as exc:
+            if not exc.retryable or attempt == attempts:
+                raise
+            await clock.sleep(min(0.5 * 2 ** (attempt - 1), 10))
 
 
 async def run(
@@ -140,6 +154,7 @@ async def run(
     retry: Sequence[str] = (),
     from_step: str | None = None,
     max_concurrency: int | None = None,
+    clock: Any = None,
 ) -> RunReport:
     """Drive the nodes to ``until`` (default: ldap_authenticated).
 
@@ -149,10 +164,10 @@ async def run(
     """
     systems = open_systems(deployment, world)
     try:
-        await _preflight(deployment, systems)
+        await _preflight(deployment, systems, clock)
         engine = Engine(
             deployment, journal, systems, auto_approve=auto_approve, actor=actor, hooks=hooks,
-            observer=observer, max_concurrency=max_concurrency,
+            observer=observer, max_concurrency=max_concurrency, clock=clock,
         )
         engine.load()
         await prepare_resume(engine, retry, from_step=from_step, actor=actor)
@@ -262,14 +277,25 @@ def _remove_sqlite(path: Path) -> None:
             p.unlink()
 
 
-async def simulate(settings: SimulationSettings, *, observer_factory: Callable[[Deployment, Journal], Callable[..., None] | Any] | None = None, allow_version_change: bool = False) -> tuple[RunReport, dict[str, Any]]:
+async def simulate(
+    settings: SimulationSettings,
+    *,
+    observer_factory: Callable[[Deployment, Journal], Callable[..., None] | Any] | None = None,
+    allow_version_change: bool = False,
+    clock: Any = None,
+) -> tuple[RunReport, dict[str, Any]]:
     """A whole deployment against the simulated world; resumable like a real run.
 
     Returns the run report and the effects summary ({node: {kind: count}}).
     """
-    from adapters.sim_world import SimWorld
+    from adapters.sim_world import FaultPlan, SimWorld
     from config.load import simulated_deployment
 
+    plan_ = FaultPlan.parse(settings.faults)
+    known = {s for role in STEPS.values() for steps in role.values() for s in steps}
+    unknown = sorted({p.step for p in (*plan_.permanent, *plan_.exits)} - known)
+    if unknown:
+        raise ConfigError([("--faults", f"unknown step(s) {unknown}; steps: {sorted(known)}")])
     if settings.nodes < 1:
         raise ConfigError([("--nodes", f"must be at least 1 (got {settings.nodes}): 1 Management Node + N-1 Conferencing Nodes")])
     workdir = Path(f"{settings.world}.d")
@@ -295,7 +321,7 @@ async def simulate(settings: SimulationSettings, *, observer_factory: Callable[[
                 report = await run(
                     deployment, journal, world=world, observer=observer, auto_approve=True, actor="simulate",
                     hooks=world,
-                    max_concurrency=settings.max_concurrency,
+                    max_concurrency=settings.max_concurrency, clock=clock,
                 )
             effects = world.effects_summary()
         finally:

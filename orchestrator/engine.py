@@ -243,7 +243,7 @@ class Engine:
 
     async def _transition(self, model: NodeModel, trigger: str, *, kind: str, step: str | None = None, payload: dict[str, Any] | None = None, update: dict[str, Any] | None = None, actor: str | None = None, **kwargs: Any) -> None:
         before = model.state
-        await fire(self._machine, model, trigger, **kwargs)
+        await fire(self._machine, model, trigger, step=step, **kwargs)
         fields = {"state": model.state, **(update or {})}
         if step is not None and "step" not in fields:
             fields["step"] = step

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.errors import Rejected, Timeout, Unknowable
-from orchestrator.steps._rest import find_one, worker_vm
+from orchestrator.steps._rest import find_one, singleton, worker_vm
 from orchestrator.steps.base import Change, Step, StepContext, values
 
 __all__ = [
@@ -59,13 +59,23 @@ class InstallationWizard(Step):
 
 
 class VerifyAdminLogin(Step):
-    """Guide step 5: prove the Administrator interface accepts the wizard's credentials."""
+    """Guide step 5: prove the Administrator interface accepts a login.
+
+    Right after installation that is the wizard's admin credentials; once client
+    certificates are required (ldap_authenticated), the local login is gone by design
+    and the proof is the orchestrator's certificate login instead.
+    """
 
     name = "verify_admin_login"
     roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> str:
-        return await ctx.systems.pexip.verify_login(use_client_cert=False)
+        api = ctx.systems.pexip
+        try:
+            auth = await singleton(api, "authentication")
+        except Rejected:
+            auth = {}
+        return await api.verify_login(use_client_cert=auth.get("client_certificate", "NO") not in ("NO", None))
 
     def diff(self, ctx: StepContext, observed: str) -> list[Change]:
         return []  # a login that fails raises in observe: there is nothing to change, only to prove

@@ -58,9 +58,12 @@ class TrustedCaChain(Step):
 
 
 async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
-    """The CA-signed certificate for this node's subject (not the default self-signed one)."""
-    for cert in await ctx.systems.pexip.list("tls_certificate", subject_name=_subject(ctx)):
-        if cert.get("issuer_name") != cert.get("subject_name"):
+    """The node's certificate issued by a trusted CA we uploaded (never the default self-signed one)."""
+    api = ctx.systems.pexip
+    trusted = {c.get("subject_hash") for c in await api.list("ca_certificate")} - {None}
+    for cert in await api.list("tls_certificate", subject_name=_subject(ctx)):
+        self_signed = cert.get("raw_issuer", cert.get("issuer_name")) == cert.get("raw_subject", cert.get("subject_name"))
+        if not self_signed and cert.get("issuer_hash") in trusted:
             return cert
     return None
 

@@ -256,3 +256,22 @@ def test_remaining_steps_from_the_middle() -> None:
     assert rest[-1] == ("certified", "sip_tls_verification")
     assert milestone_index("hardening") == MILESTONES.index("installed") + 1
     assert TRANSIENT_OF["hardened"] == "hardening"
+
+
+def test_definition_hash_is_the_same_in_every_process() -> None:
+    """The hash does not depend on hash randomisation (a resumed process must agree with the first)."""
+    import os
+    import subprocess
+    import sys
+
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", "from machines.lifecycle import definition_hash; print(definition_hash())"],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in (1, 2, 3)
+    }
+    assert hashes == {definition_hash() + "\n"}

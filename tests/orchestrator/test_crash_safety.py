@@ -1,0 +1,105 @@
+"""Crash safety, end to end: a real `orchestrator simulate` process killed with SIGKILL again and again."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orchestrator.conftest import NON_REPEATABLE
+
+ORCHESTRATOR = [sys.executable, "-m", "orchestrator.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _simulate(tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
+    args = [*ORCHESTRATOR, "--journal", str(tmp / "j.sqlite"), "simulate", "--nodes", "4", "--world", str(tmp / "w.sqlite"),
+            "--effects-out", str(tmp / "effects.json"), *extra]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ORCHESTRATOR, "--journal", str(tmp / "j.sqlite"), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def _assert_finished_once(tmp: Path) -> None:
+    status = json.loads(_cli(tmp, "status", "--json").stdout)
+    assert {n["state"] for n in status["nodes"]} == {"ldap_authenticated"}
+    effects = json.loads((tmp / "effects.json").read_text())
+    for node, kinds in effects.items():
+        for kind in NON_REPEATABLE:
+            if kind in kinds:
+                assert kinds[kind] == 1, f"{node}: {kind} happened {kinds[kind]} times"
+        assert kinds["vm_import"] == 1 and kinds["csr_create"] == 1, node
+    assert effects["pexip-mgr"]["security_wizard"] == 1
+    assert effects["pexip-mgr"]["installation_wizard"] == 1
+    assert effects["pexip-mgr"]["role_create"] == 1
+    verify = _cli(tmp, "journal", "verify")
+    assert verify.returncode == 0, verify.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_at_30_random_moments_then_finish(tmp_path: Path) -> None:
+    """Killed with SIGKILL 30+ times at random moments, the simulation still ends with every effect once."""
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "20261128")))
+    kills = 0
+    started = time.monotonic()
+    while kills < 32:
+        proc = _simulate(tmp_path, "--latency", "0.02")
+        # Python start-up takes ~0.4 s here; kill anywhere from during start-up to well into the run.
+        delay = rng.uniform(0.2, 1.6)
+        try:
+            _out, err = proc.communicate(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+            kills += 1
+            continue
+        # It finished before the kill: start again from a fresh simulation to keep killing mid-run.
+        assert proc.returncode == 0, err.decode()
+        _assert_finished_once(tmp_path)
+        for p in tmp_path.iterdir():
+            if p.is_file():
+                p.unlink()
+        assert time.monotonic() - started < 400
+    final = _simulate(tmp_path, "--latency", "0.02")
+    _out, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()
+    _assert_finished_once(tmp_path)
+
+
+@pytest.mark.slow
+def test_exit_fault_after_the_irreversible_wizard(tmp_path: Path) -> None:
+    """The process dies right after the security wizard ran, before the journal knew; the rerun does not run it again."""
+    first = _simulate(tmp_path, "--faults", "exit=security_wizard")
+    first.communicate(timeout=120)
+    assert first.returncode == 70
+    status = json.loads(_cli(tmp_path, "status", "pexip-mgr", "--json").stdout)["nodes"][0]
+    assert (status["state"], status["step"]) == ("hardening", "security_wizard")
+    second = _simulate(tmp_path, "--faults", "exit=security_wizard")
+    _out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err.decode()
+    _assert_finished_once(tmp_path)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    """SIGTERM: no new step starts, the process exits 1 saying how to resume; `resume --all` finishes."""
+    proc = _simulate(tmp_path, "--latency", "0.05")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert b"interrupted" in out and b"orchestrator resume" in out
+    assert _cli(tmp_path, "journal", "verify").returncode == 0
+    resumed = _cli(tmp_path, "resume", "--all")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    status = json.loads(_cli(tmp_path, "status", "--json").stdout)
+    assert {n["state"] for n in status["nodes"]} == {"ldap_authenticated"}
