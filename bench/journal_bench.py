@@ -1,0 +1,169 @@
+"""Journal write throughput against raw SQLite, on this machine and this disk.
+
+Run: ``.venv/bin/python bench/journal_bench.py [--rows N] [--rounds R]``
+
+Every figure is measured in the same run, in a temp dir under the current directory
+(a real disk, not tmpfs), with WAL and ``synchronous=FULL`` everywhere:
+
+1. raw: one single-row INSERT + COMMIT per row in a fresh file (events-shaped rows).
+2. journal, one node at a time: each durable transition is one ``commit()`` of one
+   transition (event + node row + seal). Target: >= 0.7x raw.
+3. journal, 100 and 1000 nodes moving at once: ``commit()`` of 100 transitions per
+   call. Target: >= 1.0x raw.
+
+Disk speed drifts, so the cases run interleaved for several rounds and the median of
+each is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from journal import Journal, Transition  # noqa: E402
+
+STATES = ("deployed", "reserved", "bios_locked", "installed", "hardened", "certified", "ldap_authenticated")
+_RAW_ROW = (
+    "2024-05-01T12:00:00.000000Z", "conf-0001", "step_committed", "reserve_resources", 1,
+    "conf-0001/reserve_resources/1", "deployed", "reserved", "orchestrator",
+    '{"observed":{"cpu_reservation_mhz":8000,"memory_reserved_mb":16384},"changed":true}',
+    "0" * 64, "f" * 64,
+)
+
+
+def bench_raw(workdir: Path, rows: int) -> float:
+    """Single-row INSERT + COMMIT per row in a fresh file; rows/s."""
+    conn = sqlite3.connect(workdir / "raw.sqlite", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY, at TEXT, node TEXT, kind TEXT, step TEXT, "
+        "attempt INTEGER, key TEXT, from_state TEXT, to_state TEXT, actor TEXT, payload TEXT, "
+        "prev_hash TEXT, hash TEXT)"
+    )
+    sql = (
+        "INSERT INTO events (at, node, kind, step, attempt, key, from_state, to_state, actor, "
+        "payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
+    start = time.perf_counter()
+    for _ in range(rows):
+        conn.execute("BEGIN")
+        conn.execute(sql, _RAW_ROW)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return rows / elapsed
+
+
+def _transition(node: str, i: int) -> Transition:
+    state_from, state_to = STATES[i % 6], STATES[i % 6 + 1]
+    return Transition(
+        node=node, kind="step_committed", step="reserve_resources", attempt=1,
+        key=f"{node}/reserve_resources/{i}", from_state=state_from, to_state=state_to,
+        payload={"observed": {"cpu_reservation_mhz": 8000, "memory_reserved_mb": 16384}, "changed": True},
+        update={"step": None, "attempt": 0},
+    )
+
+
+def _journal(workdir: Path, name: str, nodes: int) -> tuple[Journal, list[str]]:
+    journal = Journal.open(workdir / f"{name}.sqlite")
+    names = [f"conf-{i:04d}" for i in range(nodes)]
+    journal.ensure_nodes((n, "conferencing", STATES[0]) for n in names)
+    return journal, names
+
+
+def bench_single(workdir: Path, rows: int) -> float:
+    """One commit() of one transition per durable step; transitions/s."""
+    journal, names = _journal(workdir, "single", 100)
+    start = time.perf_counter()
+    for i in range(rows):
+        journal.commit([_transition(names[i % len(names)], i)])
+    elapsed = time.perf_counter() - start
+    journal.close()
+    return rows / elapsed
+
+
+def bench_batch(workdir: Path, nodes: int, rows: int, per_call: int = 100) -> float:
+    """``nodes`` nodes moving together, committed ``per_call`` transitions at a time."""
+    journal, names = _journal(workdir, f"batch{nodes}", nodes)
+    total = 0
+    start = time.perf_counter()
+    i = 0
+    while total < rows:
+        for first in range(0, nodes, per_call):  # one round: every node moves once
+            batch = [_transition(n, i) for n in names[first:first + per_call]]
+            journal.commit(batch)
+            total += len(batch)
+        i += 1
+    elapsed = time.perf_counter() - start
+    journal.close()
+    return total / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2000, help="rows per single-commit case per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median reported)")
+    args = parser.parse_args()
+
+    cases: dict[str, Callable[[Path], float]] = {
+        "raw": lambda d: bench_raw(d, args.rows),
+        "single": lambda d: bench_single(d, args.rows),
+        "batch100": lambda d: bench_batch(d, 100, args.rows * 5),
+        "batch1000": lambda d: bench_batch(d, 1000, args.rows * 5),
+    }
+    results: dict[str, list[float]] = {name: [] for name in cases}
+    base = Path(tempfile.mkdtemp(prefix=".journal-bench-", dir=Path.cwd()))
+    try:
+        for _ in range(args.rounds):
+            for name, case in cases.items():
+                workdir = base / f"{name}-{len(results[name])}"
+                workdir.mkdir()
+                results[name].append(case(workdir))
+                shutil.rmtree(workdir)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    median = {name: statistics.median(values) for name, values in results.items()}
+    raw = median["raw"]
+    rows = [
+        ("1. raw SQLite: INSERT + COMMIT per row", "rows/s", median["raw"], None),
+        ("2. journal: commit() of 1 transition", "transitions/s", median["single"], 0.7),
+        ("3a. journal: 100 nodes, commit() of 100", "transitions/s", median["batch100"], 1.0),
+        ("3b. journal: 1000 nodes, commit() of 100", "transitions/s", median["batch1000"], 1.0),
+    ]
+    print(f"journal benchmark: {args.rounds} interleaved rounds, median; disk dir {Path.cwd()}")
+    print(f"sqlite {sqlite3.sqlite_version}, WAL, synchronous=FULL")
+    print()
+    print(f"{'case':<44}{'rate':>14}  {'unit':<14}{'x raw':>7}  {'target':>7}  met")
+    print("-" * 96)
+    all_met = True
+    for label, unit, rate, target in rows:
+        ratio = rate / raw
+        if target is None:
+            print(f"{label:<44}{rate:>14,.0f}  {unit:<14}{ratio:>7.2f}  {'':>7}")
+            continue
+        met = ratio >= target
+        all_met &= met
+        goal = f">= {target:.1f}"
+        print(f"{label:<44}{rate:>14,.0f}  {unit:<14}{ratio:>7.2f}  {goal:>7}  {'yes' if met else 'NO'}")
+    print()
+    spread = ", ".join(
+        f"{name} {min(v):,.0f}..{max(v):,.0f}" for name, v in results.items()
+    )
+    print(f"spread over rounds (min..max per s): {spread}")
+    print("all targets met" if all_met else "SOME TARGETS NOT MET")
+    return 0 if all_met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Per-node leases: all work on a node runs under its lease.
+
+A lease is four columns of the node's row (owner, pid, since, heartbeat). The owner
+string is ``"host:pid:uuid"`` so that a process can tell whether another owner's
+process still lives on this host. A lease held by someone else is stale, and taken
+over, when its process is gone from this host or its heartbeat is older than the
+timeout; otherwise the caller gets :class:`config.errors.ResourceLocked` at once,
+never a silent wait.
+
+These functions run inside a write transaction that the journal opened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import uuid
+from typing import Sequence
+
+from config.errors import JournalError, ResourceLocked
+from journal._time import parse_utc, utc_now
+
+__all__ = ["new_lease_owner", "pid_alive", "owner_host", "acquire", "clear_stale"]
+
+
+def new_lease_owner(pid: int | None = None) -> str:
+    """A fresh owner string for this process: ``"host:pid:uuid"``."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:{uuid.uuid4()}"
+
+
+def owner_host(owner: str) -> str | None:
+    """The host part of an owner string, ``None`` when it is not ``host:pid:uuid``."""
+    parts = owner.rsplit(":", 2)
+    return parts[0] if len(parts) == 3 else None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether ``pid`` is a live (not zombie) process on this host."""
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:
+        # A zombie answers kill(0) but will never touch the journal again.
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _dead_here(owner: str, pid: int | None, hostname: str) -> bool:
+    return owner_host(owner) == hostname and not pid_alive(pid)
+
+
+def _expired(heartbeat: str | None, timeout_s: float, now: str) -> bool:
+    if heartbeat is None:
+        return True
+    try:
+        age = (parse_utc(now) - parse_utc(heartbeat)).total_seconds()
+    except ValueError:
+        return True  # an unreadable heartbeat proves nothing about a live holder
+    return age > timeout_s
+
+
+def acquire(
+    conn: sqlite3.Connection, nodes: Sequence[str], owner: str, pid: int, timeout_s: float
+) -> None:
+    """Take the leases of ``nodes`` for ``owner``, all or none (caller's transaction)."""
+    if isinstance(nodes, str):
+        raise TypeError(f"acquire_leases: nodes must be a sequence of names, not the string {nodes!r}")
+    wanted = list(dict.fromkeys(nodes))
+    if not wanted:
+        return
+    if timeout_s <= 0:
+        raise ValueError(f"acquire_leases: timeout_s must be > 0 (got {timeout_s})")
+    now = utc_now()
+    hostname = socket.gethostname()
+    marks = ",".join("?" * len(wanted))
+    rows = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            f"SELECT name, lease_owner, lease_pid, lease_since, heartbeat FROM nodes "
+            f"WHERE name IN ({marks})",
+            wanted,
+        )
+    }
+    for name in wanted:
+        if name not in rows:
+            raise JournalError(
+                f"acquire_leases: node {name!r} is not in the journal; register it with ensure_nodes() first"
+            )
+        held_by, held_pid, since, heartbeat = rows[name]
+        if held_by is None or held_by == owner:
+            continue
+        if _dead_here(held_by, held_pid, hostname) or _expired(heartbeat, timeout_s, now):
+            continue  # stale: taken over below
+        raise ResourceLocked(name, held_by, held_pid, since)
+    conn.executemany(
+        "UPDATE nodes SET lease_since = CASE WHEN lease_owner IS ? THEN lease_since ELSE ? END, "
+        "lease_owner = ?, lease_pid = ?, heartbeat = ? WHERE name = ?",
+        [(owner, now, owner, pid, now, name) for name in wanted],
+    )
+
+
+def clear_stale(conn: sqlite3.Connection) -> list[str]:
+    """Release leases whose process is dead on this host (caller's transaction)."""
+    hostname = socket.gethostname()
+    stale = [
+        name
+        for name, held_by, held_pid in conn.execute(
+            "SELECT name, lease_owner, lease_pid FROM nodes WHERE lease_owner IS NOT NULL ORDER BY rowid"
+        )
+        if _dead_here(held_by, held_pid, hostname)
+    ]
+    conn.executemany(
+        "UPDATE nodes SET lease_owner = NULL, lease_pid = NULL, lease_since = NULL, heartbeat = NULL "
+        "WHERE name = ?",
+        [(name,) for name in stale],
+    )
+    return stale

@@ -1,0 +1,95 @@
+"""All or nothing: a commit that fails anywhere leaves the journal exactly as it was."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from config.errors import JournalError
+from journal import Journal, Transition
+
+
+def _snapshot(db: sqlite3.Connection) -> tuple[object, ...]:
+    return (
+        db.execute("SELECT * FROM events ORDER BY seq").fetchall(),
+        db.execute("SELECT * FROM nodes ORDER BY rowid").fetchall(),
+        db.execute("SELECT value FROM meta WHERE name = 'head'").fetchone(),
+    )
+
+
+GOOD_A = Transition(node="mgr", kind="step_committed", from_state="deployed", to_state="reserved",
+                    update={"step": None})
+GOOD_B = Transition(node="conf-1", kind="gate_waiting", update={"gate": "approval"})
+GHOST = Transition(node="ghost", kind="step_committed", to_state="reserved")
+BAD_COLUMN = Transition(node="conf-2", kind="x", update={"last_seq": 99})
+
+
+@pytest.mark.parametrize(
+    ("batch", "error"),
+    [
+        ([GHOST, GOOD_A, GOOD_B], JournalError),       # unknown node first
+        ([GOOD_A, GHOST, GOOD_B], JournalError),       # unknown node in the middle
+        ([GOOD_A, GOOD_B, GHOST], JournalError),       # unknown node last
+        ([GOOD_A, BAD_COLUMN, GOOD_B], ValueError),    # a column the journal owns
+        ([GOOD_A, "not a transition"], TypeError),     # not a Transition at all
+    ],
+)
+def test_failed_commit_writes_nothing(
+    journal: Journal, attacker: sqlite3.Connection, batch: list[Transition], error: type
+) -> None:
+    """No event, no node change, the same seal: then the next commit continues cleanly."""
+    before = _snapshot(attacker)
+    with pytest.raises(error):
+        journal.commit(batch)
+    assert _snapshot(attacker) == before
+    events = journal.commit([GOOD_A, GOOD_B])
+    assert [e.seq for e in events] == [4, 5]
+    assert journal.verify().ok
+
+
+def test_unknown_node_message_names_it(journal: Journal) -> None:
+    """The error names the node and how to register it."""
+    with pytest.raises(JournalError, match=r"node 'ghost' .* ensure_nodes\(\)"):
+        journal.commit([GOOD_A, GHOST])
+
+
+def test_sql_failure_mid_commit_rolls_back(journal: Journal, attacker: sqlite3.Connection) -> None:
+    """An error raised by SQLite itself halfway through the writes fails the whole commit."""
+    # A trigger stands in for any SQLite failure (disk full, I/O error) after the events went in.
+    attacker.execute(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON nodes WHEN NEW.name = 'conf-2' "
+        "BEGIN SELECT RAISE(ABORT, 'simulated failure'); END"
+    )
+    before = _snapshot(attacker)
+    with pytest.raises(JournalError, match="simulated failure.*nothing was written"):
+        journal.commit([GOOD_A, GOOD_B, Transition(node="conf-2", kind="x", update={"gate": "g"})])
+    assert _snapshot(attacker) == before
+    attacker.execute("DROP TRIGGER refuse")
+    assert [e.seq for e in journal.commit([GOOD_A])] == [4]
+    assert journal.verify().ok
+
+
+def test_ensure_nodes_is_one_transaction(journal: Journal, attacker: sqlite3.Connection) -> None:
+    """A bad entry in ensure_nodes registers none of the batch."""
+    before = _snapshot(attacker)
+    with pytest.raises(ValueError, match="role"):
+        journal.ensure_nodes([("conf-3", "conferencing", "deployed"), ("conf-4", "", "deployed")])
+    assert _snapshot(attacker) == before
+
+
+def test_threads_share_one_journal(journal: Journal) -> None:
+    """Commits from several threads (as from asyncio.to_thread) are serialised cleanly."""
+    import threading
+
+    def work(node: str) -> None:
+        for i in range(40):
+            journal.record(node=node, kind="tick", attempt=i)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("mgr", "conf-1", "conf-2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert journal.statistics()["events"] == 3 + 120
+    assert journal.verify().ok

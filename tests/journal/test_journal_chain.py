@@ -1,0 +1,242 @@
+"""Tamper evidence: the hash chain, the HMAC seal and the node rows, attacked with plain SQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from config.errors import IntegrityError, JournalError
+from journal import Journal, Transition
+from journal._chain import canonical_json, event_hash, row_hash
+from journal_helpers import NODES, spec_hash, walk
+
+# busy_journal holds seq 1..9: 1-3 node_registered, 4-6 mgr, 7-8 conf-1, 9 a run-level note.
+
+
+def _append_forged(db: sqlite3.Connection) -> None:
+    """Append seq 10 with a correctly computed chain hash, as anyone who reads the spec can."""
+    last = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    event = {"seq": last[0] + 1, "at": "2030-01-01T00:00:00.000000Z", "node": None,
+             "kind": "run_note", "step": None, "attempt": 0, "key": None, "from_state": None,
+             "to_state": None, "actor": "mallory", "payload": {"text": "all fine"}}
+    digest = spec_hash(last[1], event)
+    db.execute(
+        "INSERT INTO events (seq, at, node, kind, step, attempt, key, from_state, to_state, actor, "
+        "payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (*[event[k] for k in ("seq", "at", "node", "kind", "step", "attempt", "key", "from_state",
+                              "to_state", "actor")],
+         json.dumps(event["payload"]), last[1], digest),
+    )
+
+
+def _swap(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE events SET seq = -1 WHERE seq = 5")
+    db.execute("UPDATE events SET seq = 5 WHERE seq = 6")
+    db.execute("UPDATE events SET seq = 6 WHERE seq = -1")
+
+
+def _edit_seal(db: sqlite3.Connection) -> None:
+    seal = json.loads(db.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()[0])
+    seal["seq"] = 8
+    db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (json.dumps(seal),))
+
+
+def _reseal_after_truncation(db: sqlite3.Connection) -> None:
+    """Cut the tail and point the seal at the new last row: the MAC no longer matches."""
+    db.execute("DELETE FROM events WHERE seq > 7")
+    seal = json.loads(db.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()[0])
+    last_hash = db.execute("SELECT hash FROM events WHERE seq = 7").fetchone()[0]
+    seal.update(seq=7, hash=last_hash)
+    db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (json.dumps(seal),))
+
+
+TAMPERING: list[tuple[str, Callable[[sqlite3.Connection], object], str]] = [
+    # edit a payload
+    ("edit payload", lambda db: db.execute(
+        "UPDATE events SET payload = '{\"observed\":{\"state\":\"forged\"}}' WHERE seq = 5"),
+     "event seq 5: content does not match its hash"),
+    # edit an event's to_state
+    ("edit event state", lambda db: db.execute("UPDATE events SET to_state = 'certified' WHERE seq = 8"),
+     "event seq 8: content does not match its hash"),
+    # edit a node's state
+    ("edit node state", lambda db: db.execute("UPDATE nodes SET state = 'certified' WHERE name = 'conf-1'"),
+     "node conf-1: state 'certified' disagrees with to_state 'bios_locked' of its latest event seq 8"),
+    # delete a middle row
+    ("delete middle row", lambda db: db.execute("DELETE FROM events WHERE seq = 5"),
+     "event seq 6: seq 5 missing before it"),
+    # swap two rows' seq
+    ("swap two rows", _swap, "event seq 5: content does not match its hash"),
+    # cut the tail
+    ("truncate tail", lambda db: db.execute("DELETE FROM events WHERE seq > 7"),
+     "events 8..9 were deleted (truncated)"),
+    # cut the tail and move the seal's seq/hash by hand
+    ("truncate and reseal", _reseal_after_truncation, "the MAC of seq 7 does not match the key"),
+    # append a row with a correctly computed sha256 chain hash
+    ("append forged row", _append_forged, "event 10 was appended outside the journal"),
+    # edit the seal
+    ("edit seal", _edit_seal, "the MAC of seq 8 does not match the key"),
+    # delete the seal
+    ("delete seal", lambda db: db.execute("DELETE FROM meta WHERE name = 'head'"), "seal: missing"),
+    # delete a node row
+    ("delete node row", lambda db: db.execute("DELETE FROM nodes WHERE name = 'conf-1'"),
+     "node conf-1: has events up to seq 8 but no row"),
+    # insert a node row by hand
+    ("insert node row", lambda db: db.execute(
+        "INSERT INTO nodes (name, role, state, attempt, maintenance) VALUES ('evil', 'management', 'certified', 0, 0)"),
+     "node evil: has no events"),
+]
+
+
+@pytest.mark.parametrize(("attack", "expected"), [(a, e) for _, a, e in TAMPERING],
+                         ids=[name for name, _, _ in TAMPERING])
+def test_verify_catches_tampering(
+    busy_journal: Journal, attacker: sqlite3.Connection, attack: Callable[[sqlite3.Connection], object], expected: str
+) -> None:
+    """Each edit made with the sqlite3 module is reported, naming the seq or node."""
+    assert busy_journal.verify().ok
+    attack(attacker)
+    report = busy_journal.verify()
+    assert not report.ok
+    assert any(expected in problem for problem in report.problems), report.problems
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("at", "2020-01-01T00:00:00.000000Z"),  # timestamp
+        ("node", "conf-2"),                      # which node
+        ("kind", "step_failed"),                 # what happened
+        ("step", "other_step"),                  # which step
+        ("attempt", 7),                          # attempt number
+        ("key", "other-key"),                    # idempotency key
+        ("from_state", "certified"),             # where from
+        ("to_state", "certified"),               # where to
+        ("actor", "mallory"),                    # who
+        ("payload", '{"observed":{}}'),          # details
+        ("prev_hash", "1" * 64),                 # the link
+        ("hash", "2" * 64),                      # the hash itself
+    ],
+)
+def test_every_event_column_is_covered(
+    busy_journal: Journal, attacker: sqlite3.Connection, column: str, value: object
+) -> None:
+    """Editing any column of an event breaks the chain at that seq."""
+    attacker.execute(f"UPDATE events SET {column} = ? WHERE seq = 7", (value,))
+    report = busy_journal.verify()
+    assert not report.ok
+    assert any("seq 7" in p for p in report.problems), report.problems
+
+
+def test_untouched_journal_verifies(busy_journal: Journal) -> None:
+    """An untouched journal is ok and sealed."""
+    report = busy_journal.verify()
+    assert (report.ok, report.problems, report.events, report.sealed) == (True, [], 9, True)
+    report.raise_for_problems()
+
+
+def test_report_raises_integrity_error(busy_journal: Journal, attacker: sqlite3.Connection) -> None:
+    """raise_for_problems turns a failed report into IntegrityError with the problems."""
+    attacker.execute("DELETE FROM events WHERE seq = 5")
+    with pytest.raises(IntegrityError, match="seq 5 missing"):
+        busy_journal.verify().raise_for_problems()
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        _append_forged,                                             # a row appended by hand
+        lambda db: db.execute("DELETE FROM events WHERE seq > 7"),  # the tail cut
+        _edit_seal,                                                 # the seal edited
+    ],
+)
+def test_writes_refuse_to_seal_a_tampered_head(
+    busy_journal: Journal, attacker: sqlite3.Connection, attack: Callable[[sqlite3.Connection], object]
+) -> None:
+    """A commit on top of a head that does not match the seal is refused, so it cannot launder it."""
+    attack(attacker)
+    before = attacker.execute("SELECT count(*) FROM events").fetchone()[0]
+    with pytest.raises(IntegrityError, match="does not match its seal"):
+        busy_journal.record(node="mgr", kind="step_committed", to_state="hardened")
+    assert attacker.execute("SELECT count(*) FROM events").fetchone()[0] == before
+    assert not busy_journal.verify().ok
+
+
+def test_missing_key_checks_chain_and_warns(busy_journal: Journal, journal_path: Path) -> None:
+    """Without the key file the chain is still checked; sealed is None, with a warning."""
+    busy_journal.close()
+    Path(f"{journal_path}.key").rename(journal_path.parent / "elsewhere.key")
+    with Journal.open(journal_path) as j:
+        assert not Path(f"{journal_path}.key").exists()  # a sealed journal never gets a new key
+        report = j.verify()
+        assert report.ok and report.sealed is None and report.events == 9
+        assert report.problems and report.problems[0].startswith("warning: key file")
+        with pytest.raises(JournalError, match="restore the key file"):
+            j.record(node="mgr", kind="x")
+        j._conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = 4")
+        broken = j.verify()
+        assert not broken.ok and broken.sealed is None
+
+
+def test_other_key_does_not_verify(busy_journal: Journal, journal_path: Path) -> None:
+    """A journal checked with another key reports the seal as not matching."""
+    busy_journal.close()
+    other = journal_path.parent / "other.key"
+    other.write_bytes(b"x" * 32)
+    with Journal.open(journal_path, key_path=other) as j:
+        report = j.verify()
+    assert not report.ok and report.sealed is False
+
+
+def test_two_journals_on_one_file_keep_one_chain(busy_journal: Journal, journal_path: Path) -> None:
+    """A second connection's commits are seen (data_version) and the chain stays whole."""
+    with Journal.open(journal_path) as other:
+        for i in range(5):
+            busy_journal.record(node="mgr", kind="tick", attempt=i)
+            other.record(node="conf-2", kind="approve", actor="operator", attempt=i)
+        other.ensure_nodes([("conf-9", "conferencing", "deployed")])
+    busy_journal.record(node="conf-9", kind="tick")
+    report = busy_journal.verify()
+    assert report.ok, report.problems
+    assert [e.seq for e in busy_journal.events()] == list(range(1, 22))
+
+
+def test_fast_hash_equals_canonical_json() -> None:
+    """The hand-assembled hash input equals canonical_json of the content dict."""
+    import hashlib
+
+    cases = [
+        (1, "2024-01-01T00:00:00.000000Z", None, "k", None, 0, None, None, None, "a", {}),
+        (99, "t", "n\u2028é\"", "k\\", "s\n", 12, "key\x00", "f", "t", "actor", {"z": [1, 2.5, None, True]}),
+    ]
+    for seq, at, node, kind, step, attempt, key, fs, ts, actor, payload in cases:
+        expected = hashlib.sha256(("p" + canonical_json({
+            "seq": seq, "at": at, "node": node, "kind": kind, "step": step, "attempt": attempt,
+            "key": key, "from_state": fs, "to_state": ts, "actor": actor, "payload": payload,
+        })).encode()).hexdigest()
+        got = event_hash("p", seq, at, node, kind, step, attempt, key, fs, ts, actor, canonical_json(payload))
+        assert got == expected
+        assert row_hash([seq, at, node, kind, step, attempt, key, fs, ts, actor, payload, "p", got]) == expected
+
+
+def test_many_problems_are_capped(journal: Journal, attacker: sqlite3.Connection) -> None:
+    """A journal edited everywhere gives a readable report, not thousands of lines."""
+    walk(journal, "mgr", [f"s{i}" for i in range(120)])
+    attacker.execute("UPDATE events SET actor = 'mallory'")
+    report = journal.verify()
+    assert not report.ok
+    assert len(report.problems) <= 52
+    assert report.problems[-1].startswith("... and ")
+
+
+def test_transition_list_commit_after_reopen(journal_path: Path) -> None:
+    """A reopened journal continues the chain where it stopped."""
+    with Journal.open(journal_path) as j:
+        j.ensure_nodes(NODES)
+    with Journal.open(journal_path) as j:
+        events = j.commit([Transition(node="mgr", kind="a"), Transition(node="conf-1", kind="b")])
+        assert [e.seq for e in events] == [4, 5]
+        assert j.verify().ok
