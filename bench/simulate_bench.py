@@ -1,0 +1,73 @@
+"""Benchmark: `orchestrator simulate --nodes 1000 --latency 0` wall time and memory per node.
+
+Targets (issue #2): at most 15 s wall, at most 10 KB of memory per node above the
+process's baseline. Prints figures; asserts nothing (not a timed test).
+
+    .venv/bin/python bench/simulate_bench.py [--nodes 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def in_process(nodes: int, workdir: Path) -> dict[str, float]:
+    from orchestrator import api
+    from orchestrator.logs import configure_logging
+    import adapters.sim_world, adapters.pexip_sim, adapters.vsphere_sim, adapters.console_sim, adapters.ca_sim, adapters.ldap_sim  # noqa: E401,F401
+    import config.load  # noqa: F401
+
+    configure_logging("WARNING")
+    baseline = rss_kb()
+    settings = api.SimulationSettings(nodes=nodes, latency=0.0, world=workdir / "w.sqlite", journal=workdir / "j.sqlite", fresh=True)
+    start = time.perf_counter()
+    report, _ = asyncio.run(api.simulate(settings))
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    return {"wall_s": wall, "baseline_kb": baseline, "peak_kb": peak, "per_node_kb": (peak - baseline) / nodes, "exit_code": report.exit_code}
+
+
+def cli(nodes: int, workdir: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "--journal", str(workdir / "cli-j.sqlite"), "simulate", "--nodes", str(nodes),
+         "--latency", "0", "--world", str(workdir / "cli-w.sqlite"), "--fresh", "--json"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    return time.perf_counter() - start, proc.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+        wall_cli, code = cli(args.nodes, Path(tmp))
+        print(f"orchestrator simulate --nodes {args.nodes} --latency 0 (CLI, whole process): {wall_cli:.2f} s wall, exit {code}  [target <= 15 s] {'OK' if wall_cli <= 15 and code == 0 else 'MISSED'}")
+        r = in_process(args.nodes, Path(tmp))
+        print(f"in-process run: {r['wall_s']:.2f} s wall, exit {r['exit_code']}")
+        print(f"memory: baseline {r['baseline_kb'] / 1024:.1f} MiB, peak {r['peak_kb'] / 1024:.1f} MiB, "
+              f"{r['per_node_kb']:.2f} KB per node above baseline  [target <= 10 KB] {'OK' if r['per_node_kb'] <= 10 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The command line: exit codes, --json outputs, bad input, integrity, and secrets kept out of every record."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "example.toml"
+
+SECRETS = {
+    "VCENTER_PASSWORD": "vc-Secret-7f3a91",
+    "BIOS_PASSWORD": "bios-Secret-2c8e44",
+    "PEXIP_ADMIN_PASSWORD": "admin-Secret-9d1b07",
+    "NTP_KEY_1": "ntp1-Secret-55aa01",
+    "NTP_KEY_2": "ntp2-Secret-66bb02",
+    "SNMP_AUTH_PASSWORD": "snmpauth-Secret-77cc",
+    "SNMP_PRIV_PASSWORD": "snmppriv-Secret-88dd",
+    "LDAP_BIND_PASSWORD": "bind-Secret-99ee03",
+    "LDAP_VERIFY_PASSWORD": "verify-Secret-aaff04",
+}
+CLIENT_KEY = "clientkey-Secret-bb1105"
+
+
+def _sim_config(tmp: Path) -> Path:
+    """The example deployment with every system simulated, secrets from env and a file."""
+    text = EXAMPLE.read_text()
+    text = re.sub(r'^mode = "real"', 'mode = "sim"', text, flags=re.M)
+    text = re.sub(r'^mode = "manual"', 'mode = "sim"', text, flags=re.M)
+    (tmp / "certs").mkdir()
+    (tmp / "certs" / "orchestrator-admin.key").write_text(CLIENT_KEY + "\n")
+    path = tmp / "orchestrator.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    return _sim_config(tmp_path)
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_run_without_approval_waits_then_finishes_after_approve(env: Path, tmp_path: Path) -> None:
+    """run exits 3 at the security-wizard gate; approve + resume exits 0 with every node done."""
+    code, out, err = _invoke("-c", str(env), "run")
+    assert code == 3, out + err
+    assert "security_wizard" in out
+    code, out, _ = _invoke("-c", str(env), "status", "--json")
+    status = json.loads(out)
+    mgr = next(n for n in status["nodes"] if n["role"] == "management")
+    assert (mgr["state"], mgr["gate"], mgr["next"]["action"]) == ("awaiting_approval", "security_wizard", "wait")
+    assert {"node", "role", "state", "step", "attempt", "gate", "last_error", "failed_from", "maintenance", "lease", "updated_at", "next"} <= set(mgr)
+    code, out, _ = _invoke("-c", str(env), "approve", mgr["node"], "security_wizard", "--by", "alice", "--reason", "CHG-42")
+    assert code == 0
+    code, out, err = _invoke("-c", str(env), "resume", "--all")
+    assert code == 0, out + err
+    code, out, _ = _invoke("-c", str(env), "status", "--json")
+    assert {n["state"] for n in json.loads(out)["nodes"]} == {"ldap_authenticated"}
+
+
+def test_no_secret_reaches_the_journal_the_logs_or_an_export(env: Path, tmp_path: Path) -> None:
+    """Every secret value of the configuration is absent from the journal file, logs and exports."""
+    outputs = []
+    for args in (["run"], ["approve", "pexip-mgr", "security_wizard", "--by", "alice"], ["--log-level", "DEBUG", "resume", "--all"]):
+        code, out, err = _invoke("-c", str(env), *args)
+        outputs += [out, err]
+    code, out, _ = _invoke("-c", str(env), "status", "--json")
+    assert {n["state"] for n in json.loads(out)["nodes"]} == {"ldap_authenticated"}
+    for fmt in ("jsonl", "csv"):
+        code, out, err = _invoke("-c", str(env), "journal", "export", "--format", fmt)
+        assert code == 0
+        outputs += [out, err]
+    blobs = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and "journal" in p.name)
+    assert blobs, "the journal files exist"
+    for value in [*SECRETS.values(), CLIENT_KEY]:
+        assert value.encode() not in blobs, f"secret {value} in the journal"
+        for text in outputs:
+            assert value not in text, f"secret {value} in output"
+
+
+@pytest.mark.parametrize(
+    "edit,field",
+    [
+        (lambda t: t.replace("vlan = 100", "vlan = 4095", 1), "vlan"),  # VLAN reserved for guest tagging
+        (lambda t: t.replace('password = "env:BIOS_PASSWORD"', 'password = "hunter2hunter2"'), "bios.password"),  # inline secret
+        (lambda t: t.replace("[vcenter]", "[vcenter]\ncolour = 1", 1), "vcenter.colour"),  # unknown key
+    ],
+)
+def test_bad_configuration_exits_2_naming_the_field(env: Path, edit: object, field: str) -> None:
+    """Bad input: exit 2, the field named, nothing journaled."""
+    env.write_text(edit(env.read_text()))  # type: ignore[operator]
+    code, out, err = _invoke("-c", str(env), "run")
+    assert code == 2
+    assert field in err
+    assert not Path("orchestrator.journal.sqlite").exists()
+
+
+def test_missing_configuration_exits_2() -> None:
+    """A missing config file is bad input with the fix."""
+    code, _, err = _invoke("-c", "nope.toml", "run")
+    assert code == 2 and "nope.toml" in err
+
+
+def test_approve_refuses_unknown_gates_and_nodes(env: Path) -> None:
+    """approve names the valid gates and nodes when given wrong ones (exit 2)."""
+    _invoke("-c", str(env), "run", "--until", "deployed")
+    code, _, err = _invoke("-c", str(env), "approve", "pexip-mgr", "no_gate", "--by", "x")
+    assert code == 2 and "security_wizard" in err
+    code, _, err = _invoke("-c", str(env), "approve", "ghost", "security_wizard", "--by", "x")
+    assert code == 2 and "ghost" in err
+
+
+def test_journal_verify_exits_4_on_tampering(env: Path) -> None:
+    """An event edited with the sqlite3 shell makes `journal verify` exit 4."""
+    assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "reserved")[0] == 0
+    assert _invoke("-c", str(env), "journal", "verify")[0] == 0
+    with sqlite3.connect("orchestrator.journal.sqlite") as db:
+        db.execute("UPDATE events SET actor = 'mallory' WHERE seq = 3")
+    code, _, err = _invoke("-c", str(env), "journal", "verify")
+    assert code == 4 and "3" in err
+
+
+def test_export_verify_catches_an_edited_line(env: Path, tmp_path: Path) -> None:
+    """An export verifies; the same export with one edited line exits 4."""
+    assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "deployed")[0] == 0
+    out = tmp_path / "audit.jsonl"
+    assert _invoke("-c", str(env), "journal", "export", "-o", str(out))[0] == 0
+    assert _invoke("-c", str(env), "journal", "verify", str(out))[0] == 0
+    lines = out.read_text().splitlines()
+    lines[2] = lines[2].replace('"actor":"orchestrator"', '"actor":"mallory"')
+    out.write_text("\n".join(lines) + "\n")
+    assert _invoke("-c", str(env), "journal", "verify", str(out))[0] == 4
+
+
+def test_dry_run_prints_a_plan_and_changes_nothing(env: Path) -> None:
+    """run --dry-run --json lists the first step's change per node; no journal is created."""
+    code, out, err = _invoke("-c", str(env), "run", "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)["nodes"]
+    assert plan["pexip-mgr"][0]["status"] == "change"
+    assert not Path("orchestrator.journal.sqlite").exists()
+
+
+def test_every_command_has_help() -> None:
+    """Each command and group documents itself (and the README lists them)."""
+    readme = (ROOT / "README.md").read_text()
+
+    def walk(group: object, prefix: str) -> list[tuple[str, object]]:
+        out = []
+        for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+            out.append((f"{prefix}{name}", cmd))
+            if hasattr(cmd, "commands"):
+                out += walk(cmd, f"{prefix}{name} ")
+        return out
+
+    for name, cmd in walk(cli, ""):
+        assert cmd.help, name  # type: ignore[attr-defined]
+        *group, leaf = name.split()
+        documented = any(
+            f"orchestrator {' '.join(group + [leaf])}" in line or (group and f"orchestrator {' '.join(group)}" in line and leaf in line)
+            for line in readme.splitlines()
+        )
+        assert documented, f"README does not document `orchestrator {name}`"
