@@ -1,0 +1,277 @@
+"""Certificate plumbing shared by the simulated Management Node and the simulated CA.
+
+Real keys, real CSRs and real X.509 certificates made with ``cryptography``, so that what
+the simulation hands out passes ``openssl req -verify`` / ``openssl verify`` and the real
+adapters can be tested against it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+from typing import Any, Union
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "PrivateKey",
+    "KEY_TYPES",
+    "new_key",
+    "key_pem",
+    "load_key",
+    "fingerprint",
+    "parse_dn",
+    "make_csr",
+    "load_csr",
+    "csr_names",
+    "load_certs",
+    "make_root",
+    "sign_csr",
+    "self_signed",
+    "certificate_fields",
+]
+
+PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+
+# The CSR generator's private_key_type choices (pexip-api.md section 2, item 4), but UPLOAD.
+KEY_TYPES = ("RSA2048", "RSA4096", "ECDSAP256")
+
+_DN_ATTRIBUTES = {
+    "CN": NameOID.COMMON_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "C": NameOID.COUNTRY_NAME,
+}
+
+# "Include Microsoft certificate template extension": the 'WebServer' template name.
+_MS_TEMPLATE_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2")
+
+
+def new_key(key_type: str) -> PrivateKey:
+    """A fresh private key of a CSR ``private_key_type`` (RSA2048, RSA4096, ECDSAP256)."""
+    if key_type == "ECDSAP256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type in ("RSA2048", "RSA4096"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+    raise ValueError(f"unknown private key type {key_type!r}; choose one of {', '.join(KEY_TYPES)}")
+
+
+def key_pem(key: PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def load_key(pem: str, passphrase: str | None = None, *, trusted: bool = False) -> PrivateKey:
+    """Raises ``ValueError`` for anything but an RSA or EC private key in PEM.
+
+    ``trusted``: a key the simulation made itself; skips OpenSSL's RSA consistency check,
+    which costs ~30 ms per load (it would dominate a 1,000-node simulation).
+    """
+    key = serialization.load_pem_private_key(
+        pem.encode(), passphrase.encode() if passphrase else None, unsafe_skip_rsa_key_validation=trusted
+    )
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise ValueError("only RSA and ECDSA private keys are supported")
+    return key
+
+
+def fingerprint(public_key: Any) -> str:
+    """SHA-256 of the SubjectPublicKeyInfo: equal for a key and every cert/CSR made from it."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def parse_dn(dn: str) -> list[x509.NameAttribute]:
+    """``"O=Example,OU=IT,C=GB"`` as name attributes. Raises ``ValueError`` naming the part."""
+    attributes = []
+    for part in (p.strip() for p in dn.split(",")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        oid = _DN_ATTRIBUTES.get(name.strip().upper())
+        if not sep or oid is None or not value.strip():
+            raise ValueError(f"{part!r} is not one of {', '.join(k + '=...' for k in _DN_ATTRIBUTES if k != 'CN')}")
+        if oid == NameOID.COUNTRY_NAME and len(value.strip()) != 2:
+            raise ValueError(f"country {value.strip()!r} must be a 2-letter code")
+        attributes.append(x509.NameAttribute(oid, value.strip()))
+    return attributes
+
+
+def make_csr(key: PrivateKey, subject_name: str, dn: str, sans: list[str], ad_compatible: bool) -> str:
+    """A CSR for ``subject_name`` (CN, also the first SAN) that asks for server and client
+    authentication, as the Management Node's CSR generator always does."""
+    names = [subject_name] + [s for s in sans if s and s != subject_name]
+    builder = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([*parse_dn(dn), x509.NameAttribute(NameOID.COMMON_NAME, subject_name)]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dict.fromkeys(names)]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    )
+    if ad_compatible:
+        template = "WebServer".encode("utf-16-be")
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(_MS_TEMPLATE_OID, bytes([0x1E, len(template)]) + template), critical=False
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def load_csr(pem: str) -> x509.CertificateSigningRequest:
+    """Raises ``ValueError`` when ``pem`` is not a CSR with a valid signature."""
+    csr = x509.load_pem_x509_csr(pem.encode())
+    if not csr.is_signature_valid:
+        raise ValueError("the CSR's signature does not verify")
+    return csr
+
+
+def csr_names(csr: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
+    """The CSR's common name and its DNS subject alternative names."""
+    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    cn = str(cns[0].value) if cns else ""
+    try:
+        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    except x509.ExtensionNotFound:
+        sans = []
+    return cn, list(sans)
+
+
+def load_certs(pem: str) -> list[x509.Certificate]:
+    """Every certificate in a PEM text. Raises ``ValueError`` when there is none."""
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError("no PEM certificate (-----BEGIN CERTIFICATE-----) found")
+    return x509.load_pem_x509_certificates(pem.encode())
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def make_root(common_name: str) -> tuple[str, str]:
+    """A self-signed RSA 2048 test CA: ``(key PEM, certificate PEM)``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Simulated"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - dt.timedelta(minutes=5))
+        .not_valid_after(_now() + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key_pem(key), cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@functools.lru_cache(maxsize=8)
+def _issuer(ca_key_pem: str, ca_cert_pem: str) -> tuple[PrivateKey, x509.Certificate]:
+    return load_key(ca_key_pem, trusted=True), load_certs(ca_cert_pem)[0]
+
+
+def sign_csr(csr_pem: str, ca_key_pem: str, ca_cert_pem: str, days: int = 365) -> str:
+    """A server+client-auth leaf certificate for the CSR, SANs copied from it."""
+    csr = load_csr(csr_pem)
+    ca_key, ca_cert = _issuer(ca_key_pem, ca_cert_pem)
+    cn, sans = csr_names(csr)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - dt.timedelta(minutes=5))
+        .not_valid_after(_now() + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in (sans or [cn])]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def self_signed(common_name: str, key: PrivateKey, days: int = 3650) -> str:
+    """The kind of temporary certificate a freshly installed node ships with."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - dt.timedelta(minutes=5))
+        .not_valid_after(_now() + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _name_hash(name: x509.Name) -> str:
+    return hashlib.sha1(name.public_bytes()).hexdigest()[:8]
+
+
+def _key_id(cert: x509.Certificate, cls: type) -> str:
+    try:
+        value = cert.extensions.get_extension_for_class(cls).value
+    except x509.ExtensionNotFound:
+        return ""
+    raw = getattr(value, "digest", None) or getattr(value, "key_identifier", None) or b""
+    return raw.hex(":").upper()
+
+
+def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
+    """The read-only metadata fields the API shows for a TLS or CA certificate."""
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+    except x509.ExtensionNotFound:
+        sans = []
+    try:
+        ekus = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        ekus = set()
+    subject = cert.subject.rfc4514_string()
+    return {
+        "subject_name": str(cns[0].value) if cns else subject,
+        "subject_hash": _name_hash(cert.subject),
+        "subject_alt_names": ", ".join(sans),
+        "issuer_name": cert.issuer.rfc4514_string(),
+        "issuer_hash": _name_hash(cert.issuer),
+        "raw_subject": subject,
+        "raw_issuer": cert.issuer.rfc4514_string(),
+        "serial_no": format(cert.serial_number, "x"),
+        "start_date": cert.not_valid_before_utc.isoformat(),
+        "end_date": cert.not_valid_after_utc.isoformat(),
+        "key_id": _key_id(cert, x509.SubjectKeyIdentifier),
+        "issuer_key_id": _key_id(cert, x509.AuthorityKeyIdentifier),
+        "server_auth_usage": ExtendedKeyUsageOID.SERVER_AUTH in ekus,
+        "client_auth_usage": ExtendedKeyUsageOID.CLIENT_AUTH in ekus,
+        "text": f"Subject: {subject}\nIssuer: {cert.issuer.rfc4514_string()}\nSerial: {cert.serial_number:x}",
+    }

@@ -1,0 +1,554 @@
+"""The simulated Management Node API: a stateful twin of :class:`adapters.base.PexipApi`.
+
+It follows ``pexip-api.md`` sections 1-3: URIs ``/api/admin/configuration/v1/<res>/<id>/``,
+singletons ``global/1/`` and ``authentication/1/``, a ``management_vm`` whose id is not 1,
+FKs as URIs (``role.permissions`` and the ``*_servers`` lists come back embedded on GET),
+enum and range checks with field-keyed 400 messages, write-only secrets, PATCH only, the
+CSR generator and its completion, a worker POST that returns the bootstrap configuration.
+
+It also models who can log in (``authentication/1/`` against the simulated directory and
+the admin password set by the installation wizard): once a change leaves no identity of the
+orchestrator able to log in, every later call raises ``Rejected("locked out: ...")``, so a
+careless order of authentication steps shows up in tests as the lock-out it would be.
+
+The state lives in the :class:`~adapters.sim_world.SimWorld` (systems ``pexip:<resource>``);
+the lab's aiohttp server serves the same store over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from config.errors import Unreachable
+from config.model import Deployment
+
+from adapters import _sim_pki as pki
+from adapters._pexip_schema import PERMISSIONS, RESOURCES, ROLES, api_error, defaults, parse_uri, uri_of, validate
+from adapters.base import Created
+from adapters.ldap_sim import user_groups_of
+from adapters.sim_world import CONSOLE, VM, Effect, SimWorld, digest, pexip_system
+
+__all__ = ["SimPexipApi", "management_node_defaults"]
+
+_SYSTEM = "pexip"
+_COUNTERS = pexip_system("_next")  # key: resource -> next id; "configuration_id"
+_ADMIN_CREATE_KINDS = {"certificate_signing_request": "csr_create", "role": "role_create"}
+_UNIQUE = {"worker_vm": ("name",), "role": ("name",), "ldap_role": ("name",), "system_location": ("name",),
+           "snmp_network_management_system": ("name",), "role_mapping": ("name",)}
+
+
+def _stored(resource: str, ident: int, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**defaults(resource), **fields, "id": ident}
+
+
+def management_node_defaults(deployment: Deployment) -> list[tuple[str, str, Any]]:
+    """The objects a freshly installed Management Node has, as world changes.
+
+    Applied by the console twin in the installation wizard's own transaction.
+    """
+    mgr = deployment.management
+    changes: list[tuple[str, str, Any]] = [
+        (pexip_system("global"), "1", _stored("global", 1, {})),
+        (pexip_system("authentication"), "1", _stored("authentication", 1, {})),
+        # id 2, not 1: clients must pick the primary one, as on real nodes (SDK #78).
+        (pexip_system("management_vm"), "2", _stored("management_vm", 2, {
+            "name": mgr.name, "hostname": mgr.hostname, "domain": mgr.domain, "address": mgr.address,
+            "netmask": mgr.netmask, "gateway": mgr.gateway, "primary": True,
+        })),
+    ]
+    permission_ids = {}
+    for ident, (name, codename) in enumerate(PERMISSIONS, start=1):
+        permission_ids[name] = ident
+        changes.append((pexip_system("permission"), str(ident), {"id": ident, "name": name, "codename": codename}))
+    for ident, (name, names) in enumerate(ROLES, start=1):
+        uris = [uri_of("permission", permission_ids[n]) for n in names]
+        changes.append((pexip_system("role"), str(ident), _stored("role", ident, {"name": name, "permissions": uris})))
+    # The temporary self-signed certificate every node ships with (EC: fast to make).
+    key = pki.new_key("ECDSAP256")
+    cert = pki.self_signed(mgr.fqdn, key)
+    meta = pki.certificate_fields(pki.load_certs(cert)[0])
+    changes.append((pexip_system("tls_certificate"), "1", _stored("tls_certificate", 1, {
+        **meta, "certificate": cert, "nodes": [mgr.fqdn],
+        "_key_pem": pki.key_pem(key), "_key_fingerprint": pki.fingerprint(key.public_key()),
+    })))
+    nexts = {"global": 2, "authentication": 2, "management_vm": 3, "permission": len(PERMISSIONS) + 1,
+             "role": len(ROLES) + 1, "tls_certificate": 2}
+    changes += [(_COUNTERS, resource, ident) for resource, ident in nexts.items()]
+    return changes
+
+
+class SimPexipApi:
+    """Twin of :class:`adapters.base.PexipApi` over a :class:`SimWorld`."""
+
+    def __init__(self, world: SimWorld, deployment: Deployment):
+        self._world = world
+        self._deployment = deployment
+        self._manager = deployment.management.name
+        self._conferencing = {n.name for n in deployment.conferencing}
+        self._node_by_fqdn: dict[str, str] = {}
+        for node in deployment.nodes:
+            self._node_by_fqdn[node.fqdn.lower()] = node.name
+            if node.sip_tls_fqdn:
+                self._node_by_fqdn[node.sip_tls_fqdn.lower()] = node.name
+        self._auth_cache: tuple[tuple[int, ...], dict[str, Any]] | None = None
+        self._secret_digests: dict[str, str | None] = {}
+
+    # --- the Protocol ------------------------------------------------------------------------
+
+    async def list(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
+        """Every ``resource`` object matching the exact-match (or ``__icontains``,
+        ``__startswith``, ``__in``) ``filters``, ordered by id."""
+        await self._gate(f"GET {resource}/", change=False)
+        spec = self._resource(resource)
+        tests = []
+        for name, wanted in filters.items():
+            field, _, op = name.partition("__")
+            known = field == "id" or (field in spec.fields and not spec.fields[field].write_only)
+            if not known:
+                readable = sorted(f for f, s in spec.fields.items() if not s.write_only)
+                raise api_error(400, f"{resource}: 400 cannot filter on {name!r}; filter on one of "
+                                     f"{', '.join(readable)}")
+            if op not in ("", "icontains", "startswith", "in"):
+                raise api_error(400, f"{resource}: 400 filter {name!r}: supported forms are FIELD, "
+                                     "FIELD__icontains, FIELD__startswith, FIELD__in")
+            tests.append((field, op, wanted))
+        system = pexip_system(resource)
+        exact = [(f, w) for f, op, w in tests if op == "" and f != "id" and isinstance(w, (str, int, bool))]
+        keys: Iterable[str] = (self._world.lookup(system, exact[0][0], exact[0][1]) if exact
+                               else [k for k, _ in self._world.items(system)])
+        found = []
+        for key in keys:
+            obj = self._world.get(system, key)
+            if obj is not None and all(_matches(obj.get(f), op, w) for f, op, w in tests):
+                found.append(obj)
+        found.sort(key=lambda o: o["id"])
+        return [self._render(resource, obj) for obj in found]
+
+    async def get(self, uri: str) -> dict[str, Any]:
+        await self._gate(f"GET {uri}", change=False)
+        resource, ident = parse_uri(uri)
+        return self._render(resource, self._object(resource, ident))
+
+    async def create(self, resource: str, fields: dict[str, Any]) -> Created:
+        """POST. Returns the new URI; for ``worker_vm`` the body is the node's bootstrap
+        configuration (its deployment file)."""
+        await self._gate(f"POST {resource}/", change=True)
+        spec = self._resource(resource)
+        if spec.singleton or spec.read_only:
+            allowed = "GET, PATCH" if spec.singleton else "GET"
+            raise api_error(405, f"{resource}: 405 POST is not allowed; allowed: {allowed}")
+        # From here to apply() nothing awaits: id allocation and uniqueness stay atomic.
+        clean = validate(resource, fields, creating=True, exists=self._exists)
+        self._check_unique(resource, clean, None)
+        ident = self._next_id(resource)
+        if resource == "certificate_signing_request":
+            obj = self._new_csr(clean, ident)
+        elif resource in ("tls_certificate", "ca_certificate"):
+            obj = self._new_certificate(resource, clean, ident)
+        else:
+            obj = self._with_secrets(resource, _stored(resource, ident, {}), clean)
+        kind = _ADMIN_CREATE_KINDS.get(resource, "api_create")
+        await self._commit([(pexip_system(resource), str(ident), obj), (_COUNTERS, resource, ident + 1)],
+                           [Effect(self._node_of(resource, obj), kind, resource)])
+        body = self._bootstrap(obj) if resource == "worker_vm" else {}
+        return Created(uri_of(resource, ident), body)
+
+    async def patch(self, uri: str, fields: dict[str, Any]) -> None:
+        """PATCH (partial update). ``{"certificate": PEM}`` on a CSR completes it."""
+        await self._gate(f"PATCH {uri}", change=True)
+        resource, ident = parse_uri(uri)
+        spec = self._resource(resource)
+        obj = self._object(resource, ident)
+        if spec.read_only:
+            raise api_error(405, f"{resource}: 405 PATCH is not allowed; allowed: GET")
+        if resource == "certificate_signing_request":
+            await self._complete_csr(obj, fields)
+            return
+        clean = validate(resource, fields, creating=False, exists=self._exists)
+        self._check_unique(resource, clean, obj["id"])
+        new = self._with_secrets(resource, dict(obj), clean)
+        if resource == "authentication":
+            _check_authentication(new)
+        if resource == "tls_certificate" and ("certificate" in clean or "private_key" in clean):
+            new = self._new_certificate(resource, {**clean, "certificate": new["certificate"]}, obj["id"], base=new)
+        await self._commit([(pexip_system(resource), ident, new)],
+                           [Effect(self._node_of(resource, new), "api_patch", resource)])
+
+    async def delete(self, uri: str) -> None:
+        await self._gate(f"DELETE {uri}", change=True)
+        resource, ident = parse_uri(uri)
+        spec = self._resource(resource)
+        obj = self._object(resource, ident)
+        if spec.singleton or spec.read_only:
+            allowed = "GET, PATCH" if spec.singleton else "GET"
+            raise api_error(405, f"{resource}: 405 DELETE is not allowed (it would reset every field to its "
+                                 f"default); allowed: {allowed}")
+        await self._commit([(pexip_system(resource), ident, None)],
+                           [Effect(self._node_of(resource, obj), "api_delete", resource)])
+
+    async def status(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
+        """``/status/v1/worker_vm/``: SYNCED once the node's VM runs with its BIOS locked;
+        ``/status/v1/management_vm/``."""
+        await self._gate(f"GET status/{resource}/", change=False)
+        configuration_id = self._world.get(_COUNTERS, "configuration_id", 0)
+        if resource == "management_vm":
+            return [{"name": self._manager, "primary": True, "configuration_id": configuration_id}]
+        if resource != "worker_vm":
+            raise api_error(404, f"status resource {resource!r} is not simulated; use worker_vm or management_vm")
+        out = []
+        system = pexip_system("worker_vm")
+        if set(filters) - {"name"}:
+            raise api_error(400, f"status/worker_vm: filters {sorted(set(filters) - {'name'})} are not simulated; use name")
+        if "name" in filters:
+            workers = [(k, self._world.get(system, k)) for k in self._world.lookup(system, "name", filters["name"])]
+        else:
+            workers = sorted(self._world.items(system), key=lambda kv: kv[1]["id"])
+        for _, worker in workers:
+            vm = self._world.get(VM, worker["name"])
+            if vm is None or vm.get("power_state") != "poweredOn":
+                sync = "NOT_CONNECTED"
+            elif not vm.get("bios", {}).get("locked_marker"):
+                sync = "PENDING"
+            else:
+                sync = "SYNCED"
+            out.append({"name": worker["name"], "sync_status": sync, "configuration_id": configuration_id,
+                        "deploy_status": "DEPLOYED" if vm is not None else "NOT_DEPLOYED"})
+        return out
+
+    async def verify_login(self, *, use_client_cert: bool) -> str:
+        """Log in as the verifying identity: the LDAP ``ldap.verify_user`` once the source
+        includes LDAP (with its client certificate when ``use_client_cert``), else the local
+        admin. Returns the roles granted, comma-separated.
+
+        Raises:
+            Rejected: the login would fail (the reason names the setting to fix).
+        """
+        await self._gate("login", change=False, login=False)
+        auth = self._auth()
+        if not use_client_cert and auth["client_certificate"] != "NO":
+            raise api_error(401, f"login refused: authentication.client_certificate is "
+                                 f"{auth['client_certificate']}: a client certificate is required and none was "
+                                 "presented")
+        if "LDAP" in auth["sources"]:
+            if not auth["ldap_roles"]:
+                user = self._deployment.ldap.verify_user
+                raise api_error(401, f"LDAP login of {user!r} refused: {auth['ldap_why']}")
+            return ",".join(auth["ldap_roles"])
+        if use_client_cert:
+            raise api_error(401, f"login with a client certificate needs LDAP in authentication.source "
+                                 f"(now {auth['source']})")
+        if auth["local_why"]:
+            raise api_error(401, f"local admin login refused: {auth['local_why']}")
+        return "Administrator"
+
+    async def aclose(self) -> None:
+        """Nothing to release: the state is in the world."""
+
+    async def __aenter__(self) -> SimPexipApi:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- gate: reachability and login --------------------------------------------------------
+
+    async def _gate(self, what: str, *, change: bool, login: bool = True) -> None:
+        await self._world.call(_SYSTEM, what, change=change)
+        state = self._world.get(CONSOLE, self._manager) or {}
+        if state.get("wizard_state") not in ("installed", "secured"):
+            raise Unreachable(f"the Management Node {self._manager} does not answer on https: its installation "
+                              "wizard has not run yet", system=_SYSTEM)
+        if login:
+            auth = self._auth()
+            if not auth["identities"]:
+                raise api_error(
+                    401,
+                    f"locked out: no identity of the orchestrator can log in to {self._manager} "
+                    f"(authentication source {auth['source']}, client_certificate {auth['client_certificate']}): "
+                    f"local admin: {auth['local_why']}; LDAP user {self._deployment.ldap.verify_user!r}: "
+                    f"{auth['ldap_why']}. Recover from a fallback deployment; "
+                    "change authentication only after verify_login proves the next login",
+                )
+
+    def _auth(self) -> dict[str, Any]:
+        """Who can log in now, cached until authentication, roles or the console change."""
+        versions = tuple(self._world.version(s) for s in (
+            pexip_system("authentication"), pexip_system("ldap_role"), pexip_system("role_mapping"),
+            pexip_system("role"), CONSOLE))
+        if self._auth_cache is not None and self._auth_cache[0] == versions:
+            return self._auth_cache[1]
+        auth = self._world.get(pexip_system("authentication"), "1") or _stored("authentication", 1, {})
+        sources = set(auth["source"].split("+"))
+        cert = auth["client_certificate"]
+        local_why = self._local_admin_refusal(sources, cert)
+        ldap_roles, ldap_why = self._ldap_roles(auth, sources)
+        identities = []
+        if not local_why:
+            identities.append("local admin")
+        if ldap_roles:
+            identities.append("LDAP user with client certificate" if cert != "NO" else "LDAP user")
+        result = {"source": auth["source"], "sources": sources, "client_certificate": cert,
+                  "local_why": local_why, "ldap_roles": ldap_roles, "ldap_why": ldap_why, "identities": identities}
+        self._auth_cache = (versions, result)
+        return result
+
+    def _local_admin_refusal(self, sources: set[str], cert: str) -> str:
+        if "LOCAL" not in sources:
+            return "the authentication source does not include LOCAL"
+        if cert != "NO":
+            return f"client_certificate is {cert}: the standard login page is no longer presented"
+        spec = self._deployment.pexip_api
+        stored = (self._world.get(CONSOLE, self._manager) or {}).get("admin_password_sha256")
+        if spec.admin_password is None:
+            return "pexip_api.admin_password is not set"
+        if self._digest_of("admin", spec.admin_password) != stored:
+            return f"pexip_api.admin_password ({spec.admin_password.ref}) is not the password the installation wizard set"
+        return ""
+
+    def _ldap_roles(self, auth: dict[str, Any], sources: set[str]) -> tuple[list[str], str]:
+        if "LDAP" not in sources:
+            return [], "the authentication source does not include LDAP"
+        ldap = self._deployment.ldap
+        if auth["ldap_server"].lower() != ldap.server.lower():
+            return [], f"authentication.ldap_server is {auth['ldap_server']!r}, the directory is at {ldap.server!r}"
+        if auth["ldap_base_dn"].lower() != ldap.base_dn.lower():
+            return [], f"authentication.ldap_base_dn is {auth['ldap_base_dn']!r}, the directory's is {ldap.base_dn!r}"
+        if auth["ldap_bind_username"] != ldap.bind_username:
+            return [], f"authentication.ldap_bind_username {auth['ldap_bind_username']!r} cannot bind"
+        bind = (auth.get("_secrets") or {}).get("ldap_bind_password")
+        if ldap.bind_password is None or bind is None or bind != self._digest_of("bind", ldap.bind_password):
+            return [], "authentication.ldap_bind_password is not the service account's password"
+        groups = {g.lower() for g in user_groups_of(ldap, ldap.verify_user)}
+        if not groups:
+            return [], f"user {ldap.verify_user!r} is not in the directory"
+        role_uris: set[str] = set()
+        for _, mapping in self._world.items(pexip_system("ldap_role")):
+            if mapping["ldap_group_dn"].lower() in groups:
+                role_uris.update(mapping["roles"])
+        for _, mapping in self._world.items(pexip_system("role_mapping")):
+            if mapping["source"] == "LDAP" and mapping["value"].lower() in groups:
+                role_uris.update(mapping["roles"])
+        roles = [self._world.get(pexip_system("role"), parse_uri(u)[1]) for u in sorted(role_uris)]
+        roles = [r for r in roles if r is not None]
+        if not roles:
+            return [], f"no ldap_role maps a group of {ldap.verify_user!r} to a role"
+        api = uri_of("permission", dict((n, i) for i, (n, _) in enumerate(PERMISSIONS, 1))["May use API"])
+        if not any(api in r["permissions"] for r in roles):
+            return [], f"roles {', '.join(r['name'] for r in roles)} lack the permission 'May use API'"
+        return sorted(r["name"] for r in roles), ""
+
+    def _digest_of(self, name: str, secret: Any) -> str | None:
+        if name not in self._secret_digests:
+            try:
+                self._secret_digests[name] = digest(secret.reveal())
+            except (KeyError, OSError):
+                self._secret_digests[name] = None
+        return self._secret_digests[name]
+
+    # --- store helpers --------------------------------------------------------------------
+
+    def _resource(self, resource: str) -> Any:
+        spec = RESOURCES.get(resource)
+        if spec is None:
+            known = ", ".join(sorted(RESOURCES))
+            raise api_error(404, f"{resource!r}: 404 not a configuration resource; known: {known}")
+        return spec
+
+    def _object(self, resource: str, ident: str) -> dict[str, Any]:
+        obj = self._world.get(pexip_system(resource), str(ident))
+        if obj is None:
+            raise api_error(404, f"{uri_of(resource, ident)}: 404 no such object")
+        return obj
+
+    def _exists(self, uri: str) -> bool:
+        resource, ident = parse_uri(uri)
+        return self._world.get(pexip_system(resource), ident) is not None
+
+    def _next_id(self, resource: str) -> int:
+        ident = self._world.get(_COUNTERS, resource)
+        if ident is None:
+            ident = 1 + max((o["id"] for _, o in self._world.items(pexip_system(resource))), default=0)
+        return int(ident)
+
+    def _check_unique(self, resource: str, clean: dict[str, Any], own_id: int | None) -> None:
+        for field in _UNIQUE.get(resource, ()):
+            if field in clean:
+                for key in self._world.lookup(pexip_system(resource), field, clean[field]):
+                    if int(key) != own_id:
+                        _reject_field(resource, field, f"{resource} with this {field} {clean[field]!r} already "
+                                                       f"exists ({uri_of(resource, key)}).")
+
+    def _with_secrets(self, resource: str, obj: dict[str, Any], clean: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` updated with ``clean``; write-only values kept only as digests."""
+        fields = RESOURCES[resource].fields
+        secrets = dict(obj.get("_secrets") or {})
+        for name, value in clean.items():
+            if fields[name].write_only:
+                secrets[name] = digest(value) if isinstance(value, str) else None
+            else:
+                obj[name] = list(value) if isinstance(value, list) else value
+        if secrets:
+            obj["_secrets"] = secrets
+        return obj
+
+    async def _commit(self, changes: list[tuple[str, str, Any]], effects: list[Effect]) -> None:
+        configuration_id = self._world.get(_COUNTERS, "configuration_id", 0) + 1
+        await self._world.apply([*changes, (_COUNTERS, "configuration_id", configuration_id)], effects)
+
+    def _render(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """What GET shows: no internal or write-only field, URIs, embedded FK objects."""
+        fields = RESOURCES[resource].fields
+        out: dict[str, Any] = {}
+        for name, value in obj.items():
+            if name.startswith("_"):
+                continue
+            f = fields.get(name)
+            if f is not None and f.embed:
+                embedded = []
+                for uri in value:
+                    ref, ident = parse_uri(uri)
+                    target = self._world.get(pexip_system(ref), ident)
+                    if target is not None:
+                        embedded.append(self._render(ref, target))
+                out[name] = embedded
+            else:
+                out[name] = list(value) if isinstance(value, list) else value
+        out["resource_uri"] = uri_of(resource, obj["id"])
+        return out
+
+    def _node_of(self, resource: str, obj: dict[str, Any]) -> str:
+        """The node an effect concerns: a worker or a certificate's subject, else the Manager."""
+        if resource == "worker_vm" and obj.get("name") in self._conferencing:
+            return str(obj["name"])
+        if resource in ("certificate_signing_request", "tls_certificate"):
+            return self._node_by_fqdn.get(str(obj.get("subject_name", "")).lower(), self._manager)
+        return self._manager
+
+    def _bootstrap(self, worker: dict[str, Any]) -> dict[str, Any]:
+        mgr = self._deployment.management
+        keys = ("name", "hostname", "domain", "address", "netmask", "gateway", "node_type", "system_location")
+        return {
+            "deployment_file": f"{worker['name']}.xml",
+            "management_node": {"address": mgr.address, "fqdn": mgr.fqdn},
+            "node_config": {k: worker.get(k) for k in keys},
+        }
+
+    # --- certificates ------------------------------------------------------------------------
+
+    def _new_csr(self, clean: dict[str, Any], ident: int) -> dict[str, Any]:
+        key_type = clean.get("private_key_type", "RSA2048")
+        if key_type == "UPLOAD":
+            if not clean.get("private_key"):
+                _reject_field("certificate_signing_request", "private_key", "Required when private_key_type is UPLOAD.")
+            try:
+                key = pki.load_key(clean["private_key"], clean.get("private_key_passphrase"))
+            except (ValueError, TypeError) as exc:
+                _reject_field("certificate_signing_request", "private_key", f"Not a usable RSA/ECDSA PEM key: {exc}")
+        elif "private_key" in clean:
+            _reject_field("certificate_signing_request", "private_key", "Only used with private_key_type UPLOAD.")
+        elif clean.get("tls_certificate"):
+            # A renewal CSR reuses the existing certificate's key.
+            existing = self._object("tls_certificate", parse_uri(clean["tls_certificate"])[1])
+            key = pki.load_key(existing["_key_pem"], trusted=True)
+        else:
+            key = pki.new_key(key_type)
+        sans = [s.strip() for s in clean.get("additional_subject_alt_names", "").split(",") if s.strip()]
+        try:
+            csr = pki.make_csr(key, clean["subject_name"], clean.get("dn", ""), sans, clean.get("ad_compatible", False))
+        except ValueError as exc:
+            _reject_field("certificate_signing_request", "dn", str(exc))
+        clean = {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase", "certificate")}
+        return _stored("certificate_signing_request", ident, {
+            **clean, "csr": csr, "_key_pem": pki.key_pem(key), "_key_fingerprint": pki.fingerprint(key.public_key()),
+        })
+
+    async def _complete_csr(self, csr: dict[str, Any], fields: dict[str, Any]) -> None:
+        if set(fields) != {"certificate"}:
+            raise api_error(400, f"certificate_signing_request {csr['id']}: 400 a CSR cannot be modified, only "
+                                 'completed with {"certificate": PEM}; delete it and create a new one to change it')
+        validate("certificate_signing_request", fields, creating=False, exists=self._exists)
+        try:
+            certs = pki.load_certs(fields["certificate"])
+        except ValueError as exc:
+            _reject_field("certificate_signing_request", "certificate", f"Not a PEM certificate: {exc}")
+        match = [c for c in certs if pki.fingerprint(c.public_key()) == csr["_key_fingerprint"]]
+        if not match:
+            _reject_field("certificate_signing_request", "certificate",
+                          "Certificate and private key do not appear to be part of the same key pair")
+        meta = pki.certificate_fields(match[0])
+        # A replacement (same subject and key) replaces the existing certificate and keeps
+        # its node assignments, as the guide says.
+        certs_system = pexip_system("tls_certificate")
+        same_subject = [self._world.get(certs_system, k)
+                        for k in self._world.lookup(certs_system, "subject_name", meta["subject_name"])]
+        existing = [o for o in same_subject if o.get("_key_fingerprint") == csr["_key_fingerprint"]]
+        changes: list[tuple[str, str, Any]] = []
+        if existing:
+            ident, nodes = existing[0]["id"], existing[0]["nodes"]
+        else:
+            ident, nodes = self._next_id("tls_certificate"), []
+            changes.append((_COUNTERS, "tls_certificate", ident + 1))
+        cert = _stored("tls_certificate", ident, {
+            **meta, "certificate": fields["certificate"], "nodes": nodes,
+            "_key_pem": csr["_key_pem"], "_key_fingerprint": csr["_key_fingerprint"],
+        })
+        changes += [(pexip_system("tls_certificate"), str(ident), cert),
+                    (pexip_system("certificate_signing_request"), str(csr["id"]), None)]
+        await self._commit(changes, [Effect(self._node_of("tls_certificate", cert), "cert_complete", "tls_certificate")])
+
+    def _new_certificate(self, resource: str, clean: dict[str, Any], ident: int,
+                         base: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            certs = pki.load_certs(clean["certificate"])
+        except ValueError as exc:
+            _reject_field(resource, "certificate", f"Not a PEM certificate: {exc}")
+        extra: dict[str, Any] = {}
+        if resource == "ca_certificate":
+            if len(certs) != 1:
+                _reject_field(resource, "certificate",
+                              f"Upload one certificate per ca_certificate object (this PEM holds {len(certs)}).")
+            cert = certs[0]
+        else:
+            if "private_key" in clean:
+                try:
+                    key = pki.load_key(clean["private_key"], clean.get("private_key_passphrase"))
+                except (ValueError, TypeError) as exc:
+                    _reject_field(resource, "private_key", f"Not a usable RSA/ECDSA PEM key: {exc}")
+                fp = pki.fingerprint(key.public_key())
+                extra = {"_key_pem": pki.key_pem(key), "_key_fingerprint": fp}
+            else:
+                fp = (base or {}).get("_key_fingerprint", "")
+            pairs = [c for c in certs if pki.fingerprint(c.public_key()) == fp]
+            if not pairs:
+                _reject_field(resource, "private_key",
+                              "Certificate and private key do not appear to be part of the same key pair")
+            cert = pairs[0]
+        meta = pki.certificate_fields(cert)
+        obj = self._with_secrets(resource, dict(base) if base else _stored(resource, ident, {}),
+                                 {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase")})
+        return {**obj, **meta, **extra}
+
+
+def _check_authentication(auth: dict[str, Any]) -> None:
+    if auth["client_certificate"] != "NO" and "LDAP" not in auth["source"].split("+"):
+        _reject_field("authentication", "client_certificate",
+                      f"Requires LDAP to be included as an authentication source (source is {auth['source']}).")
+
+
+def _reject_field(resource: str, field: str, message: str) -> Any:
+    raise api_error(400, f'{resource}: 400 {{"{field}": ["{message}"]}}')
+
+
+def _matches(value: Any, op: str, wanted: Any) -> bool:
+    if op == "":
+        if isinstance(value, int) and isinstance(wanted, str) and wanted.isdigit():
+            return value == int(wanted)
+        return bool(value == wanted)
+    if op == "in":
+        return value in wanted
+    if not isinstance(value, str):
+        return False
+    if op == "icontains":
+        return str(wanted).lower() in value.lower()
+    return value.startswith(str(wanted))

@@ -1,0 +1,505 @@
+"""The simulated world: one SQLite file that every simulated twin keeps its state in.
+
+The twins (``*_sim.py``) stand in for vSphere, the Pexip Management Node, its console, the
+CA and the LDAP directory. They share one :class:`SimWorld`, so that one twin can see what
+another did (a Conferencing Node VM may only be imported once the Management Node made its
+deployment file) and so that a killed simulation resumes from the same world.
+
+Why it is built this way:
+
+- State is a key/value store per *system* (``"vsphere:vm"``, ``"pexip:worker_vm"``...),
+  cached in memory at open and written through: reads are dict look-ups.
+- Every change and the record of its effect are written in ONE transaction, and changes
+  issued by many coroutines in the same event-loop tick share that transaction (group
+  commit): 1,000 nodes making ~40 changes each must cost seconds, not minutes.
+  The awaiting coroutine resumes only once its transaction has committed.
+- Latency (with jitter) and faults are injected here, at one gate (:meth:`SimWorld.call`)
+  that every twin method passes through, so every twin behaves alike.
+
+Example::
+
+    world = SimWorld.open("world.sqlite", latency=0.05, faults="transient=0.1,seed=7")
+    vsphere = SimVSphere(world, deployment)
+    ...
+    print(world.effects_summary())   # {"mgr": {"vm_import": 1, ...}, ...}
+    await world.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from config.errors import ConfigError, Rejected, Unreachable
+
+__all__ = [
+    "SimWorld",
+    "FaultPlan",
+    "FaultPoint",
+    "Effect",
+    "EXIT_CODE",
+    "VM",
+    "CONSOLE",
+    "CA",
+    "pexip_system",
+    "digest",
+]
+
+# Where each twin keeps its state. Twins read each other's state through these names
+# (never by importing each other): vSphere needs the Manager's deployment files, the
+# Manager's status needs the VMs' power state, and so on.
+VM = "vsphere:vm"  # key: VM name
+CONSOLE = "console:node"  # key: node name
+CA = "ca"  # keys: "root", "csr/<node>"
+
+
+def pexip_system(resource: str) -> str:
+    """The system name under which the Management API twin keeps ``resource`` objects."""
+    return f"pexip:{resource}"
+
+
+def digest(value: str) -> str:
+    """How the world keeps a password or key it must be able to compare, never the value.
+
+    Unsalted SHA-256 is enough here: this is a simulation's own file, and the point is only
+    that no secret value is ever written to it.
+    """
+    return hashlib.sha256(value.encode()).hexdigest()
+
+# EX_SOFTWARE: what a process killed by an injected ``exit`` fault returns.
+EXIT_CODE = 70
+
+_FAULTS_SYSTEM = "_faults"  # where fired exit faults are remembered, so each fires once
+
+_FAULT_FORMS = (
+    "use comma-separated items: transient=RATE (a number from 0 to 1), "
+    "permanent=STEP[@NODE], exit=STEP[@NODE] (both repeatable), seed=N (an integer); "
+    "for example --faults 'transient=0.05,exit=lock_bios@conf-1,seed=7'"
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    system TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,          -- JSON
+    PRIMARY KEY (system, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS effects (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     TEXT NOT NULL,          -- UTC, ISO 8601
+    node   TEXT NOT NULL,
+    kind   TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+class Effect(NamedTuple):
+    """One change applied to the world, recorded against the node it concerns."""
+
+    node: str
+    kind: str  # vm_import, reservation_set, bios_lock, power_on, api_create, ...
+    detail: str = ""
+
+
+# --- faults ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultPoint:
+    """A step, and optionally the one node, where a fault is injected."""
+
+    step: str
+    node: str | None = None  # None: every node
+
+    def matches(self, node: str, step: str) -> bool:
+        return self.step == step and (self.node is None or self.node == node)
+
+    def __str__(self) -> str:
+        return self.step if self.node is None else f"{self.step}@{self.node}"
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Which faults a simulation injects, parsed from ``--faults``.
+
+    ``transient``: probability that any twin call raises ``Unreachable`` before it changes
+    anything. ``permanent``: steps whose every attempt is ``Rejected``
+    (:meth:`SimWorld.before_step`). ``exits``: steps after whose side effects the process
+    dies, once per world (:meth:`SimWorld.after_apply`).
+    """
+
+    transient: float = 0.0
+    permanent: tuple[FaultPoint, ...] = ()
+    exits: tuple[FaultPoint, ...] = ()
+    seed: int | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultPlan:
+        """Parse ``"transient=0.1,permanent=STEP@NODE,exit=STEP,seed=7"``.
+
+        Raises:
+            ConfigError: naming ``--faults``, the bad item and the allowed forms.
+        """
+        transient = 0.0
+        permanent: list[FaultPoint] = []
+        exits: list[FaultPoint] = []
+        seed: int | None = None
+        problems: list[tuple[str, str]] = []
+        for raw in (spec or "").split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            name, sep, value = item.partition("=")
+            name, value = name.strip(), value.strip()
+            if not sep or not value:
+                problems.append(("--faults", f"{item!r} is not NAME=VALUE; {_FAULT_FORMS}"))
+            elif name == "transient":
+                try:
+                    transient = float(value)
+                except ValueError:
+                    transient = -1.0
+                if not 0.0 <= transient <= 1.0:
+                    problems.append(("--faults", f"transient={value} must be a rate from 0 to 1; {_FAULT_FORMS}"))
+            elif name in ("permanent", "exit"):
+                step, at, node = value.partition("@")
+                if not step.strip() or (at and not node.strip()):
+                    problems.append(("--faults", f"{item!r} needs STEP or STEP@NODE; {_FAULT_FORMS}"))
+                    continue
+                point = FaultPoint(step.strip(), node.strip() or None)
+                (permanent if name == "permanent" else exits).append(point)
+            elif name == "seed":
+                try:
+                    seed = int(value)
+                except ValueError:
+                    problems.append(("--faults", f"seed={value} must be an integer; {_FAULT_FORMS}"))
+            else:
+                problems.append(("--faults", f"unknown fault {name!r}; {_FAULT_FORMS}"))
+        if problems:
+            raise ConfigError(problems)
+        return cls(transient, tuple(permanent), tuple(exits), seed)
+
+    def __str__(self) -> str:
+        items = [f"transient={self.transient:g}"] if self.transient else []
+        items += [f"permanent={p}" for p in self.permanent]
+        items += [f"exit={p}" for p in self.exits]
+        items += [f"seed={self.seed}"] if self.seed is not None else []
+        return ",".join(items)
+
+
+# --- the world --------------------------------------------------------------------------
+
+
+class SimWorld:
+    """The store, clock-free latency, faults and effect log shared by the simulated twins.
+
+    One process at a time owns a world file (it is opened in SQLite's exclusive locking
+    mode, so a second process gets a clear error instead of a silently stale cache).
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, latency: float, faults: FaultPlan, seed: int | None):
+        self.path = path
+        self.latency = latency
+        self.faults = faults
+        self._conn = conn
+        self._rng = random.Random(faults.seed if faults.seed is not None else seed)
+        self._cache: dict[str, dict[str, Any]] = defaultdict(dict)
+        self._versions: Counter[str] = Counter()
+        self._indexes: dict[tuple[str, str], dict[Any, set[str]]] = {}
+        self._summary: dict[str, Counter[str]] = defaultdict(Counter)
+        self._pending: dict[tuple[str, str], str | None] = {}
+        self._pending_effects: list[Effect] = []
+        self._batch: asyncio.Future[None] | None = None
+        self._broken: BaseException | None = None
+        self._closed = False
+        self._commits = 0
+        self._changes = 0
+        for system, key, value in conn.execute("SELECT system, key, value FROM kv"):
+            self._cache[system][key] = json.loads(value)
+        for node, kind, count in conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind"):
+            self._summary[node][kind] = count
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, latency: float = 0.0, faults: str | FaultPlan = "", seed: int | None = None
+    ) -> SimWorld:
+        """Open (or create) the world stored at ``path``.
+
+        Args:
+            latency: mean seconds of each side effect (observations take a tenth of it);
+                each wait is jittered uniformly between 0.5x and 1.5x. 0: no waiting.
+            faults: a :class:`FaultPlan` or its ``--faults`` spec.
+            seed: seeds jitter and transient faults (a ``seed=`` in ``faults`` wins).
+
+        Raises:
+            ConfigError: a bad ``faults`` spec or latency, or a world file that cannot be
+                opened (in use by another process, not a world).
+        """
+        plan = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
+        if latency < 0:
+            raise ConfigError(f"must be >= 0 seconds (got {latency})", field="--latency")
+        path = Path(path)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.25)
+            # WAL + synchronous=NORMAL: a committed transaction survives kill -9 of this
+            # process (it is in the WAL file, replayed on open). It may not survive power
+            # loss; that is not what the simulated world simulates, the journal does that.
+            # One owner at a time: the cache would go stale under a second writer. (Set
+            # before WAL so that no shared-memory index is used at all.)
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)  # a write: takes the exclusive lock now, and keeps it
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"cannot open the simulated world {path}: {exc}; "
+                "is another simulation using it? wait for it or pass another --world file",
+                field="--world",
+            ) from exc
+        return cls(path, conn, latency, plan, seed)
+
+    # --- reading (all from the in-memory cache) -----------------------------------------
+
+    def get(self, system: str, key: str, default: Any = None) -> Any:
+        """The value stored under ``(system, key)``: read-only, copy it before changing it."""
+        return self._cache[system].get(key, default) if system in self._cache else default
+
+    def items(self, system: str) -> Iterator[tuple[str, Any]]:
+        """Every ``(key, value)`` of ``system`` (values read-only)."""
+        return iter(list(self._cache[system].items())) if system in self._cache else iter(())
+
+    def lookup(self, system: str, field: str, value: Any) -> list[str]:
+        """Keys of ``system`` whose value (a dict) has ``value[field] == value``.
+
+        An index per ``(system, field)`` is built on first use and kept up to date by every
+        write, so natural-key look-ups stay O(1) with thousands of objects.
+        """
+        index = self._indexes.get((system, field))
+        if index is None:
+            index = defaultdict(set)
+            for key, obj in self.items(system):
+                if isinstance(obj, dict) and _hashable(obj.get(field)):
+                    index[obj.get(field)].add(key)
+            self._indexes[(system, field)] = index
+        if not _hashable(value):
+            return []
+        return sorted(index.get(value, ()))
+
+    def version(self, system: str) -> int:
+        """How many changes ``system`` has seen since open (for callers' caches)."""
+        return self._versions[system]
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def apply(self, changes: Iterable[tuple[str, str, Any]], effects: Sequence[Effect] = ()) -> None:
+        """Apply ``(system, key, value)`` changes (value ``None`` deletes) and record
+        ``effects``, atomically; return once they are committed.
+
+        The cache changes at once, so every later read in this process sees the change;
+        the transaction is shared with the other changes of this event-loop tick.
+        """
+        self._check_usable()
+        for system, key, value in changes:
+            text = None if value is None else json.dumps(value, separators=(",", ":"))
+            self._set_cached(system, key, None if text is None else json.loads(text))
+            self._pending[(system, key)] = text
+        self._pending_effects.extend(effects)
+        if self._batch is None:
+            self._batch = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._flush)
+        # shield: a caller cancelled while waiting must not cancel its neighbours' commit.
+        await asyncio.shield(self._batch)
+
+    async def settled(self) -> None:
+        """Wait until every change already applied in this process is committed."""
+        if self._batch is not None:
+            await asyncio.shield(self._batch)
+
+    def _set_cached(self, system: str, key: str, value: Any) -> None:
+        table = self._cache[system]
+        old = table.get(key)
+        for (isystem, field), index in self._indexes.items():
+            if isystem != system:
+                continue
+            if isinstance(old, dict) and _hashable(old.get(field)):
+                index[old.get(field)].discard(key)
+            if isinstance(value, dict) and _hashable(value.get(field)):
+                index[value.get(field)].add(key)
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+        self._versions[system] += 1
+
+    def _flush(self) -> None:
+        """Commit everything pending in one transaction and wake its waiters."""
+        batch, self._batch = self._batch, None
+        pending, self._pending = self._pending, {}
+        effects, self._pending_effects = self._pending_effects, []
+        try:
+            self._write(pending, effects)
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiter, then re-raised
+            self._broken = exc
+            if batch is not None and not batch.done():
+                batch.set_exception(
+                    Rejected(f"the simulated world {self.path} could not be written: {exc}", system="sim_world")
+                )
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if batch is not None and not batch.done():
+            batch.set_result(None)
+
+    def _write(self, pending: dict[tuple[str, str], str | None], effects: Sequence[Effect]) -> None:
+        if not pending and not effects:
+            return
+        at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        puts = [(s, k, v) for (s, k), v in pending.items() if v is not None]
+        deletes = [(s, k) for (s, k), v in pending.items() if v is None]
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            if puts:
+                conn.executemany("INSERT OR REPLACE INTO kv (system, key, value) VALUES (?, ?, ?)", puts)
+            if deletes:
+                conn.executemany("DELETE FROM kv WHERE system = ? AND key = ?", deletes)
+            if effects:
+                conn.executemany(
+                    "INSERT INTO effects (at, node, kind, detail) VALUES (?, ?, ?, ?)",
+                    [(at, e.node, e.kind, e.detail) for e in effects],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._commits += 1
+        self._changes += len(pending)
+        for e in effects:
+            self._summary[e.node][e.kind] += 1
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the simulated world {self.path} is closed")
+        if self._broken is not None:
+            raise Rejected(
+                f"the simulated world {self.path} failed to commit earlier ({self._broken}); "
+                "its state in this process is no longer trustworthy: restart the simulation",
+                system="sim_world",
+            )
+
+    # --- the gate every twin call passes through ------------------------------------------
+
+    async def call(self, system: str, what: str, *, change: bool) -> None:
+        """Inject a transient fault, then wait the call's latency.
+
+        Args:
+            system: the twin's name, for the error (``"vsphere"``, ``"pexip"``...).
+            what: the operation, for the error message.
+            change: a side effect (full latency) or an observation (a tenth of it).
+
+        Raises:
+            Unreachable: the transient fault, before anything changed.
+        """
+        self._check_usable()
+        if self.faults.transient and self._rng.random() < self.faults.transient:
+            raise Unreachable(
+                f"{system}: {what} failed: injected transient fault "
+                f"(--faults transient={self.faults.transient:g}); retry",
+                system=system,
+            )
+        if self.latency > 0:
+            scale = 1.0 if change else 0.1
+            await asyncio.sleep(self.latency * scale * self._rng.uniform(0.5, 1.5))
+        if not change:
+            # An observation must not report a change that a crash could still undo.
+            await self.settled()
+
+    def jitter(self) -> float:
+        """One latency draw (``latency`` x uniform(0.5, 1.5)), for twins that model delays."""
+        return self.latency * self._rng.uniform(0.5, 1.5) if self.latency > 0 else 0.0
+
+    # --- hooks the engine calls around each step ----------------------------------------
+
+    def before_step(self, node: str, step: str) -> None:
+        """Raise ``Rejected`` when a ``permanent`` fault matches ``(node, step)``."""
+        for point in self.faults.permanent:
+            if point.matches(node, step):
+                raise Rejected(f"injected permanent fault at {step} on {node}", system="sim")
+
+    def after_apply(self, node: str, step: str) -> None:
+        """Die here (``os._exit(70)``) when an ``exit`` fault matches and has not fired yet.
+
+        Called after a step's side effects were applied and before the journal commits
+        the step: the worst moment to crash. The firing is committed to the world first,
+        so a resumed run goes past it.
+        """
+        for point in self.faults.exits:
+            key = f"exit={point}"
+            if point.matches(node, step) and self.get(_FAULTS_SYSTEM, key) is None:
+                fired = {"node": node, "step": step, "at": datetime.now(timezone.utc).isoformat()}
+                self._set_cached(_FAULTS_SYSTEM, key, fired)
+                self._pending[(_FAULTS_SYSTEM, key)] = json.dumps(fired)
+                self._flush()  # also commits changes still queued by other coroutines
+                os.write(2, f"simulated crash: injected exit fault at {step} on {node} (exit {EXIT_CODE})\n".encode())
+                os._exit(EXIT_CODE)
+
+    # --- introspection --------------------------------------------------------------------
+
+    def effects_summary(self) -> dict[str, dict[str, int]]:
+        """``{node: {kind: count}}`` of every change ever committed to this world."""
+        return {node: dict(sorted(kinds.items())) for node, kinds in sorted(self._summary.items()) if kinds}
+
+    def effects(self) -> list[dict[str, Any]]:
+        """Every committed effect in order: ``seq``, ``at``, ``node``, ``kind``, ``detail``."""
+        rows = self._conn.execute("SELECT seq, at, node, kind, detail FROM effects ORDER BY seq")
+        return [dict(zip(("seq", "at", "node", "kind", "detail"), row)) for row in rows]
+
+    def statistics(self) -> dict[str, int]:
+        """Transactions committed and changes written since open, and what is pending."""
+        return {
+            "commits": self._commits,
+            "changes": self._changes,
+            "effects": sum(sum(k.values()) for k in self._summary.values()),
+            "pending": len(self._pending),
+        }
+
+    # --- closing ----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Wait for pending commits, then close the file."""
+        if not self._closed:
+            await self.settled()
+        self.close()
+
+    def close(self) -> None:
+        """Commit anything still pending, then close the file (idempotent)."""
+        if self._closed:
+            return
+        if self._pending or self._pending_effects:
+            self._flush()
+        self._closed = True
+        self._conn.close()
+
+    async def __aenter__(self) -> SimWorld:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"SimWorld({str(self.path)!r}, latency={self.latency}, faults={str(self.faults)!r})"
+
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
+

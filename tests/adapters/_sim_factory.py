@@ -1,0 +1,155 @@
+"""Shared helpers for the simulated twins' tests: a deployment, a world, and the guide's
+happy path driven straight through the twins (no engine), used to bring a world to the
+state a test needs and as the benchmark's workload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adapters import SimCA, SimConsole, SimDirectory, SimPexipApi, SimVSphere, SimWorld, Systems
+from adapters.base import DiskAllocation, Reservation, VmState
+from config.load import simulated_deployment
+from config.model import Deployment, NodeSpec
+
+__all__ = [
+    "make_deployment",
+    "make_systems",
+    "identity",
+    "full_reservation",
+    "deploy_vm",
+    "install_manager",
+    "harden_manager",
+    "certify",
+    "authenticate_ldap",
+    "deploy_conferencing",
+    "prompts",
+]
+
+
+def make_deployment(nodes: int, tmp_path: Path) -> Deployment:
+    """The simulated deployment of ``nodes`` nodes (1 Management Node first)."""
+    return simulated_deployment(nodes, tmp_path)
+
+
+def make_systems(world: SimWorld, deployment: Deployment) -> Systems:
+    return Systems(
+        vsphere=SimVSphere(world, deployment),
+        pexip=SimPexipApi(world, deployment),
+        console=SimConsole(world, deployment),
+        ca=SimCA(world, deployment),
+        directory=SimDirectory(world, deployment),
+    )
+
+
+def identity(deployment: Deployment, node: NodeSpec) -> str:
+    return f"{deployment.name}/{node.name}"
+
+
+def full_reservation(deployment: Deployment, node: NodeSpec, mhz: int = 2400) -> Reservation:
+    """What the guide asks for: everything reserved, limit = reservation, shares normal."""
+    cpu = node.cpus * mhz
+    datastore = deployment.host(node.host).datastore
+    return Reservation(cpu, cpu, "normal", node.memory_mb, node.memory_mb, "normal", True,
+                       (DiskAllocation(2000, "Hard disk 1", datastore, "normal", node.disk_iops_limit),))
+
+
+def prompts(deployment: Deployment) -> dict[str, Any]:
+    """The security wizard answers: the policy's prompts without its own settings."""
+    return {k: v for k, v in deployment.policy.security_wizard.items() if k != "customizable"}
+
+
+async def deploy_vm(systems: Systems, deployment: Deployment, node: NodeSpec) -> VmState:
+    """Import, reserve and BIOS-lock one node's VM."""
+    ova = deployment.ova.management if node.role == "management" else deployment.ova.conferencing
+    vm = await systems.vsphere.import_ova(node, identity(deployment, node), ova)
+    await systems.vsphere.set_reservation(vm, full_reservation(deployment, node))
+    assert deployment.bios.password is not None
+    await systems.vsphere.lock_bios(vm, deployment.bios.password.reveal())
+    return vm
+
+
+async def install_manager(systems: Systems, deployment: Deployment) -> None:
+    """The Management Node deployed, reserved, BIOS-locked and through the installation wizard."""
+    assert deployment.pexip_api.admin_password is not None
+    await deploy_vm(systems, deployment, deployment.management)
+    await systems.console.installation_wizard(
+        deployment.management, deployment.pexip_api.admin_password.reveal(), dict(deployment.policy.installation_wizard)
+    )
+
+
+async def harden_manager(systems: Systems, deployment: Deployment) -> dict[str, str]:
+    """Security wizard, global settings, network services, locations; returns location URIs."""
+    assert deployment.pexip_api.admin_password is not None
+    await systems.console.security_wizard(
+        deployment.management, deployment.pexip_api.admin_password.reveal(), prompts(deployment)
+    )
+    api = systems.pexip
+    settings = {k: v for k, v in deployment.policy.global_settings.items() if k != "customizable"}
+    await api.patch("/api/admin/configuration/v1/global/1/", settings)
+    dns = [(await api.create("dns_server", {"address": a})).uri for a in deployment.network.dns_servers]
+    ntp = [(await api.create("ntp_server", {"address": s.address, "key_id": s.key_id, "key": s.key.reveal()})).uri
+           for s in deployment.network.ntp_servers]
+    syslog = [(await api.create("syslog_server", {"address": s.address, "port": s.port, "transport": s.transport})).uri
+              for s in deployment.network.syslog_servers]
+    location = {k: v for k, v in deployment.policy.location.items() if k != "customizable"}
+    locations = {}
+    for name in deployment.network.locations:
+        created = await api.create("system_location", {"name": name, **location, "dns_servers": dns,
+                                                        "ntp_servers": ntp, "syslog_servers": syslog})
+        locations[name] = created.uri
+    [manager] = await api.list("management_vm", primary=True)
+    await api.patch(manager["resource_uri"], {
+        "dns_servers": dns, "ntp_servers": ntp, "syslog_servers": syslog, "snmp_mode": "AUTHPRIV",
+        "snmp_username": deployment.snmp.username, "snmp_community": deployment.snmp.community,
+        "snmp_authentication_password": deployment.snmp.authentication_password.reveal(),
+        "snmp_privacy_password": deployment.snmp.privacy_password.reveal(),
+    })
+    return locations
+
+
+async def certify(systems: Systems, node: NodeSpec, node_uri: str) -> str:
+    """CSR on the Manager, signed by the CA, completed and assigned; returns the cert URI."""
+    api = systems.pexip
+    csr = await api.create("certificate_signing_request", {"subject_name": node.fqdn,
+                                                           "private_key_type": "ECDSAP256"})
+    await systems.ca.submit(node.name, (await api.get(csr.uri))["csr"])
+    signed = await systems.ca.collect(node.name)
+    assert signed is not None
+    await api.patch(csr.uri, {"certificate": signed})
+    # The Manager's temporary self-signed certificate has the same subject: pick ours.
+    [cert] = [c for c in await api.list("tls_certificate", subject_name=node.fqdn) if c["certificate"] == signed]
+    await api.patch(node_uri, {"tls_certificate": cert["resource_uri"]})
+    return str(cert["resource_uri"])
+
+
+async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
+    """Roles, LDAP, role mappings, client certificates, LDAP only: each verified first."""
+    api, ldap = systems.pexip, deployment.ldap
+    auditor_permissions = [p["resource_uri"] for p in await api.list("permission")
+                           if p["name"] in deployment.policy.roles["auditor_permissions"]]
+    await api.create("role", {"name": "Auditor", "permissions": auditor_permissions})
+    assert ldap.bind_password is not None
+    await api.patch("/api/admin/configuration/v1/authentication/1/", {
+        "source": "LDAP+LOCAL", "ldap_server": ldap.server, "ldap_base_dn": ldap.base_dn,
+        "ldap_bind_username": ldap.bind_username, "ldap_bind_password": ldap.bind_password.reveal(),
+    })
+    for mapping in ldap.role_mappings:
+        roles = [r["resource_uri"] for name in mapping.roles for r in await api.list("role", name=name)]
+        await api.create("ldap_role", {"name": mapping.name, "ldap_group_dn": mapping.group_dn, "roles": roles})
+    await api.verify_login(use_client_cert=False)
+    await api.patch("/api/admin/configuration/v1/authentication/1/", {"client_certificate": ldap.client_certificate})
+    await api.verify_login(use_client_cert=True)
+    await api.patch("/api/admin/configuration/v1/authentication/1/", {"source": "LDAP"})
+    return await api.verify_login(use_client_cert=True)
+
+
+async def deploy_conferencing(systems: Systems, deployment: Deployment, node: NodeSpec, location_uri: str) -> None:
+    """worker_vm on the Manager, then the VM, then its certificate."""
+    created = await systems.pexip.create("worker_vm", {
+        "name": node.name, "hostname": node.hostname, "domain": node.domain, "address": node.address,
+        "netmask": node.netmask, "gateway": node.gateway, "system_location": location_uri,
+    })
+    await deploy_vm(systems, deployment, node)
+    await certify(systems, node, created.uri)
+    await systems.pexip.patch(created.uri, {"alternative_fqdn": node.sip_tls_fqdn or node.fqdn})

@@ -1,0 +1,107 @@
+"""The simulated CA: a persistent test root that signs each submitted CSR once."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+from _sim_factory import make_deployment
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from adapters import CertificateAuthority, SimCA, SimWorld
+from adapters import _sim_pki as pki
+from config.errors import Rejected
+from config.model import Deployment
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Deployment:
+    return make_deployment(1, tmp_path)
+
+
+def _csr(name: str, sans: list[str]) -> str:
+    return pki.make_csr(pki.new_key("ECDSAP256"), name, "O=Example,C=GB", sans, False)
+
+
+def test_conforms_to_the_protocol(tmp_path: Path, deployment: Deployment) -> None:
+    """SimCA is a CertificateAuthority."""
+    w = SimWorld.open(tmp_path / "w.sqlite")
+    try:
+        assert isinstance(SimCA(w, deployment), CertificateAuthority)
+    finally:
+        w.close()
+
+
+async def test_signs_once_with_sans_and_both_usages(tmp_path: Path, deployment: Deployment) -> None:
+    """collect() returns a server+client certificate with the CSR's SANs, signed once, that openssl verifies."""
+    w = SimWorld.open(tmp_path / "w.sqlite")
+    ca = SimCA(w, deployment)
+    assert await ca.collect("conf-1") is None  # nothing submitted
+    csr = _csr("conf1.example.com", ["conf1.example.com", "sip.example.com"])
+    await ca.submit("conf-1", csr)
+    await ca.submit("conf-1", csr)  # the same CSR again changes nothing
+    signed = await ca.collect("conf-1")
+    assert signed is not None and await ca.collect("conf-1") == signed
+    cert = x509.load_pem_x509_certificate(signed.encode())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert sans == ["conf1.example.com", "sip.example.com"]
+    usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    assert usages == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    [root] = await ca.chain()
+    (tmp_path / "root.pem").write_text(root)
+    (tmp_path / "leaf.pem").write_text(signed)
+    checked = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "leaf.pem")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert w.effects_summary() == {"conf-1": {"cert_sign": 1}}
+    await w.aclose()
+    # The root and the issued certificate survive a restart.
+    w = SimWorld.open(tmp_path / "w.sqlite")
+    try:
+        ca = SimCA(w, deployment)
+        assert await ca.chain() == [root]
+        assert await ca.collect("conf-1") == signed
+        assert w.effects_summary() == {"conf-1": {"cert_sign": 1}}
+    finally:
+        w.close()
+
+
+async def test_new_csr_gets_a_new_certificate(tmp_path: Path, deployment: Deployment) -> None:
+    """Submitting a different CSR for the node replaces the request and is signed anew."""
+    w = SimWorld.open(tmp_path / "w.sqlite")
+    try:
+        ca = SimCA(w, deployment)
+        await ca.submit("n", _csr("n.example.com", []))
+        first = await ca.collect("n")
+        await ca.submit("n", _csr("n.example.com", []))
+        second = await ca.collect("n")
+        assert first != second
+        assert w.effects_summary() == {"n": {"cert_sign": 2}}
+    finally:
+        w.close()
+
+
+async def test_collect_waits_for_the_latency(tmp_path: Path, deployment: Deployment) -> None:
+    """With latency, the CA returns nothing right after submission, and the certificate later."""
+    w = SimWorld.open(tmp_path / "w.sqlite", latency=0.2, seed=1)
+    try:
+        ca = SimCA(w, deployment)
+        await ca.submit("n", _csr("n.example.com", []))  # signing takes 0.1..0.3 s from here
+        assert await ca.collect("n") is None  # an observation takes at most 0.03 s
+        await asyncio.sleep(0.35)
+        assert await ca.collect("n") is not None
+    finally:
+        w.close()
+
+
+async def test_garbage_is_refused(tmp_path: Path, deployment: Deployment) -> None:
+    """Something that is not a CSR is Rejected."""
+    w = SimWorld.open(tmp_path / "w.sqlite")
+    try:
+        with pytest.raises(Rejected, match="refuses the CSR"):
+            await SimCA(w, deployment).submit("n", "not a csr")
+    finally:
+        w.close()
