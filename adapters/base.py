@@ -140,8 +140,9 @@ class PexipApi(Protocol):
 
     async def delete(self, uri: str) -> None: ...
 
-    async def status(self, resource: str) -> list[dict[str, Any]]:
-        """``/api/admin/status/v1/<resource>/`` objects (for example worker_vm sync state)."""
+    async def status(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
+        """``/api/admin/status/v1/<resource>/`` objects (for example worker_vm sync state),
+        filtered like ``list`` (``name=...``: one node's status without paging through all)."""
 
     async def verify_login(self, *, use_client_cert: bool) -> str:
         """Log in as the orchestrator's verifying identity; return the roles granted.

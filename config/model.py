@@ -8,6 +8,7 @@ nothing here does I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from config.secrets import Secret
@@ -259,11 +260,13 @@ class Deployment:
     def nodes(self) -> tuple[NodeSpec, ...]:
         return (self.management, *self.conferencing)
 
+    @cached_property
+    def _nodes_by_name(self) -> dict[str, NodeSpec]:
+        # cached_property writes the instance __dict__ directly, which a frozen dataclass allows.
+        return {n.name: n for n in self.nodes}
+
     def node(self, name: str) -> NodeSpec:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        return self._nodes_by_name[name]
 
     def host(self, name: str) -> HostSpec:
         for h in self.vcenter.hosts:

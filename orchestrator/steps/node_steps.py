@@ -151,7 +151,7 @@ class _WaitSync(Step):
     what = ""
 
     async def observe(self, ctx: StepContext) -> str | None:
-        for status in await ctx.systems.pexip.status("worker_vm"):
+        for status in await ctx.systems.pexip.status("worker_vm", name=ctx.node.name):
             if status.get("name") == ctx.node.name:
                 return str(status.get("sync_status"))
         return None
