@@ -33,7 +33,7 @@ import json
 import os
 import random
 import sqlite3
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -200,6 +200,12 @@ class FaultPlan:
 # --- the world --------------------------------------------------------------------------
 
 
+_MISSING = object()
+# Decoded values kept in memory: the working set of the nodes in flight (50 at a time by
+# default, a handful of values each), not the whole world.
+_RECENT_VALUES = 512
+
+
 class SimWorld:
     """The store, clock-free latency, faults and effect log shared by the simulated twins.
 
@@ -213,7 +219,10 @@ class SimWorld:
         self.faults = faults
         self._conn = conn
         self._rng = random.Random(faults.seed if faults.seed is not None else seed)
-        self._cache: dict[str, dict[str, Any]] = defaultdict(dict)
+        # Memory stays bounded with thousands of nodes: SQLite holds the values, this process
+        # keeps only each system's keys and the most recently used values, decoded.
+        self._keys: dict[str, set[str]] = defaultdict(set)
+        self._recent: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._versions: Counter[str] = Counter()
         self._indexes: dict[tuple[str, str], dict[Any, set[str]]] = {}
         self._summary: dict[str, Counter[str]] = defaultdict(Counter)
@@ -224,8 +233,8 @@ class SimWorld:
         self._closed = False
         self._commits = 0
         self._changes = 0
-        for system, key, value in conn.execute("SELECT system, key, value FROM kv"):
-            self._cache[system][key] = json.loads(value)
+        for system, key in conn.execute("SELECT system, key FROM kv"):
+            self._keys[system].add(key)
         for node, kind, count in conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind"):
             self._summary[node][kind] = count
 
@@ -259,6 +268,7 @@ class SimWorld:
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-1024")  # 1 MiB: values are read by primary key
             conn.executescript(_SCHEMA)  # a write: takes the exclusive lock now, and keeps it
         except sqlite3.Error as exc:
             raise ConfigError(
@@ -272,11 +282,33 @@ class SimWorld:
 
     def get(self, system: str, key: str, default: Any = None) -> Any:
         """The value stored under ``(system, key)``: read-only, copy it before changing it."""
-        return self._cache[system].get(key, default) if system in self._cache else default
+        if key not in self._keys.get(system, ()):
+            return default
+        slot = (system, key)
+        value = self._recent.get(slot, _MISSING)
+        if value is not _MISSING:
+            self._recent.move_to_end(slot)
+            return value
+        text = self._pending.get(slot)
+        if text is None:
+            row = self._conn.execute("SELECT value FROM kv WHERE system = ? AND key = ?", slot).fetchone()
+            if row is None:
+                return default
+            text = row[0]
+        value = json.loads(text)
+        self._remember(slot, value)
+        return value
+
+    def _remember(self, slot: tuple[str, str], value: Any) -> None:
+        self._recent[slot] = value
+        self._recent.move_to_end(slot)
+        if len(self._recent) > _RECENT_VALUES:
+            self._recent.popitem(last=False)
 
     def items(self, system: str) -> Iterator[tuple[str, Any]]:
         """Every ``(key, value)`` of ``system`` (values read-only)."""
-        return iter(list(self._cache[system].items())) if system in self._cache else iter(())
+        keys = sorted(self._keys.get(system, ()))
+        return iter([(k, self.get(system, k)) for k in keys])
 
     def lookup(self, system: str, field: str, value: Any) -> list[str]:
         """Keys of ``system`` whose value (a dict) has ``value[field] == value``.
@@ -326,8 +358,7 @@ class SimWorld:
             await asyncio.shield(self._batch)
 
     def _set_cached(self, system: str, key: str, value: Any) -> None:
-        table = self._cache[system]
-        old = table.get(key)
+        old = self.get(system, key) if any(isystem == system for isystem, _ in self._indexes) else None
         for (isystem, field), index in self._indexes.items():
             if isystem != system:
                 continue
@@ -336,9 +367,11 @@ class SimWorld:
             if isinstance(value, dict) and _hashable(value.get(field)):
                 index[value.get(field)].add(key)
         if value is None:
-            table.pop(key, None)
+            self._keys[system].discard(key)
+            self._recent.pop((system, key), None)
         else:
-            table[key] = value
+            self._keys[system].add(key)
+            self._remember((system, key), value)
         self._versions[system] += 1
 
     def _flush(self) -> None:

@@ -29,7 +29,7 @@ from adapters.base import Systems
 from config.errors import AdapterError, ConfigError, OrchestratorError, Rejected, TransitionError
 from config.model import Deployment
 from journal import Journal, Transition
-from machines.lifecycle import GATE_OF_STEP, LDAP_AUTHENTICATED, NEW, STEPS
+from machines.lifecycle import GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, milestone_index
 from machines.node import Fleet, NodeModel
 from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait, next_action
 from orchestrator import steps as step_impls
@@ -146,7 +146,11 @@ class Engine:
         for m in models:
             self._machine.add_model(m, initial=m.state)
         for event in self.journal.events(kinds=["gate_opened"]):
-            self._gates[(event.node, event.payload.get("gate") or event.step)] = dict(event.payload)
+            gate = event.payload.get("gate") or event.step
+            model = self._models.get(event.node or "")
+            # A gate of a milestone the node has completed was consumed: not kept in memory.
+            if model is not None and gate in GATES and milestone_index(model.state) <= milestone_index(GATES[gate]["transient"]):
+                self._gates[(model.name, gate)] = dict(event.payload)
 
     def stop(self) -> None:
         """Stop starting new steps; the steps in flight finish (SIGINT/SIGTERM)."""
@@ -308,6 +312,10 @@ class Engine:
                 return  # waiting on a gate: the node is in its waiting state now
             steps = STEPS[model.role][action.milestone]
             payload = outcome.payload()
+            gate = GATE_OF_STEP.get(action.step)
+            if gate:
+                # Consumed: a certificate is ~1.5 KB per node, not to be kept for the whole run.
+                self._gates.pop((model.name, gate), None)
             if action.last:
                 model.attempt = 0
                 await self._transition(
