@@ -6,7 +6,7 @@ setup:
 
 # A whole secure-mode deployment (1 Management + 3 Conferencing Nodes) against the simulated world.
 demo: setup
-	.venv/bin/orchestrator simulate --fresh --nodes $${NODES:-4} --latency $${LATENCY:-0.05}
+	.venv/bin/orchestrator simulate --fresh --nodes $${NODES:-4} --latency $${LATENCY:-0.2}
 
 # The same, with VMware's own vCenter simulator (vcsim) for the vSphere part.
 lab-demo: setup

@@ -75,7 +75,7 @@ class Secret:
 
     def __init__(self, ref: str, base: Path | None = None):
         if not (ref.startswith("env:") or ref.startswith("file:")):
-            raise ValueError(f"a secret must be a reference 'env:NAME' or 'file:PATH' (got an inline value)")
+            raise ValueError("a secret must be a reference 'env:NAME' or 'file:PATH' (got an inline value)")
         self.ref = ref
         self._base = base
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,12 +27,12 @@ from config.errors import AdapterError, ConfigError, DefinitionChanged, Orchestr
 from config.model import Deployment
 from config.secrets import REDACTOR
 from journal import Journal, Transition
-from machines.lifecycle import FAILED, GATES, LDAP_AUTHENTICATED, MILESTONES, STEPS, TRANSIENT_OF, definition_hash
+from machines.lifecycle import FAILED, GATES, LDAP_AUTHENTICATED, STEPS, TRANSIENT_OF, definition_hash
 from machines.plan import next_action, remaining_steps
 from orchestrator import steps as step_impls
 from orchestrator.engine import Engine, RunReport
 from orchestrator.steps.base import StepContext
-from orchestrator.wiring import needs_world, open_systems
+from orchestrator.wiring import open_systems
 
 __all__ = [
     "open_journal",

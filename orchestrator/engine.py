@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from adapters.base import Systems
-from config.errors import AdapterError, ConfigError, OrchestratorError, Rejected, TransitionError
+from config.errors import AdapterError, ConfigError, OrchestratorError
 from config.model import Deployment
 from journal import Journal, Transition
 from machines.lifecycle import GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, milestone_index

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import PexipApi
+from config.model import NodeSpec
 from config.errors import Rejected
 from orchestrator.steps.base import URI, Change
 
-__all__ = ["normalise", "field_changes", "find_one", "ensure_object", "singleton", "management_vm", "worker_vm"]
+__all__ = ["normalise", "field_changes", "find_one", "ensure_object", "singleton", "management_vm", "worker_vm", "node_object"]
 
 
 def normalise(value: Any) -> Any:
@@ -77,3 +78,13 @@ async def management_vm(api: PexipApi) -> dict[str, Any]:
 
 async def worker_vm(api: PexipApi, name: str) -> dict[str, Any] | None:
     return await find_one(api, "worker_vm", name=name)
+
+
+async def node_object(api: PexipApi, node: NodeSpec) -> dict[str, Any]:
+    """The node's own object: ``management_vm`` (primary) or its ``worker_vm``."""
+    if node.role == "management":
+        return await management_vm(api)
+    worker = await worker_vm(api, node.name)
+    if worker is None:
+        raise Rejected(f"worker_vm {node.name} does not exist on the Management Node")
+    return worker

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.errors import Rejected, Unknowable
-from orchestrator.steps._rest import field_changes, find_one, management_vm, singleton, worker_vm
+from orchestrator.steps._rest import node_object, field_changes, find_one, singleton, worker_vm
 from orchestrator.steps.base import URI, Change, Step, StepContext
 
 __all__ = ["TrustedCaChain", "CreateCsr", "InstallCertificate", "SipTlsVerification", "SipTlsFqdn", "pem_blocks"]
@@ -115,17 +115,8 @@ class InstallCertificate(Step):
         pem = await ctx.systems.ca.collect(ctx.node.name)
         return {"certificate": pem} if pem else None
 
-    async def _node_object(self, ctx: StepContext) -> dict[str, Any]:
-        api = ctx.systems.pexip
-        if ctx.is_management:
-            return await management_vm(api)
-        worker = await worker_vm(api, ctx.node.name)
-        if worker is None:
-            raise Rejected(f"worker_vm {ctx.node.name} does not exist on the Management Node")
-        return worker
-
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return {"certificate": await _installed_certificate(ctx), "node": await self._node_object(ctx)}
+        return {"certificate": await _installed_certificate(ctx), "node": await node_object(ctx.systems.pexip, ctx.node)}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         cert = observed["certificate"]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.errors import Rejected
-from orchestrator.steps._rest import ensure_object, field_changes, find_one, management_vm, normalise, singleton, worker_vm
+from orchestrator.steps._rest import node_object, ensure_object, field_changes, find_one, management_vm, normalise, singleton
 from orchestrator.steps.base import URI, Change, Step, StepContext, values
 
 __all__ = ["GlobalSettings", "NetworkServices", "Snmpv3", "LocationQos", "CERTIFICATE_SETTINGS"]
@@ -128,21 +127,12 @@ class Snmpv3(Step):
 
     name = "snmpv3"
 
-    async def _node_object(self, ctx: StepContext) -> dict[str, Any]:
-        api = ctx.systems.pexip
-        if ctx.is_management:
-            return await management_vm(api)
-        worker = await worker_vm(api, ctx.node.name)
-        if worker is None:
-            raise Rejected(f"worker_vm {ctx.node.name} does not exist on the Management Node")
-        return worker
-
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         snmp = ctx.deployment.snmp
         return {"snmp_mode": ctx.policy.snmp.get("snmp_mode", "AUTHPRIV"), "snmp_username": snmp.username, "snmp_community": snmp.community}
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return await self._node_object(ctx)
+        return await node_object(ctx.systems.pexip, ctx.node)
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         return field_changes("snmp", observed, self.wanted(ctx))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,7 @@ from journal import Journal
 from machines.plan import Blocked, Done, Held, Stopped, Wait
 from orchestrator import api
 from orchestrator.clock import FakeClock
-from orchestrator.engine import Engine
-from orchestrator.wiring import open_systems
-from tests.orchestrator.conftest import NON_REPEATABLE, simulate
+from tests.orchestrator.conftest import simulate
 
 
 def _states(journal_path: Path) -> dict[str, str]:
