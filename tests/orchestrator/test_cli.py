@@ -175,3 +175,18 @@ def test_every_command_has_help() -> None:
             for line in readme.splitlines()
         )
         assert documented, f"README does not document `orchestrator {name}`"
+
+
+def test_failed_step_exits_1_with_json_logs_and_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A permanent fault: exit 1, a JSON error log line naming node and step, status shows the reason."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _invoke("simulate", "--nodes", "2", "--faults", "permanent=snmpv3@pexip-mgr")
+    assert code == 1
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    failed = [r for r in records if r.get("event") == "step failed"]
+    assert failed and failed[0]["node"] == "pexip-mgr" and failed[0]["step"] == "snmpv3" and failed[0]["level"] == "error"
+    assert "resume" in out
+    code, out, _ = _invoke("status", "pexip-mgr", "--json")
+    node = json.loads(out)["nodes"][0]
+    assert (node["state"], node["failed_from"], node["next"]["action"]) == ("failed", "hardening", "stopped")
+    assert "injected permanent fault" in node["last_error"]

@@ -248,3 +248,32 @@ async def test_simulation_node_count_mismatch_is_bad_input(sim: api.SimulationSe
     await simulate(sim)
     with pytest.raises(ConfigError, match="--fresh"):
         await simulate(sim, nodes=5)
+
+
+async def test_concurrency_is_bounded_globally_and_per_host(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No more vSphere side effects at once on a host than its max_concurrent, nor steps than --concurrency."""
+    import asyncio
+
+    from adapters.vsphere_sim import SimVSphere
+
+    in_flight: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    original = SimVSphere.set_reservation
+
+    async def counting(self: Any, vm: Any, wanted: Any) -> None:
+        # A counting wrapper around the twin (not a mock): it still applies the change.
+        in_flight[vm.host] = in_flight.get(vm.host, 0) + 1
+        peak[vm.host] = max(peak.get(vm.host, 0), in_flight[vm.host])
+        try:
+            await asyncio.sleep(0.01)
+            await original(self, vm, wanted)
+        finally:
+            in_flight[vm.host] -= 1
+
+    monkeypatch.setattr(SimVSphere, "set_reservation", counting)
+    report, _ = await simulate(sim, nodes=9)
+    assert report.exit_code == 0
+    deployment = simulated_deployment(9, Path(f"{sim.world}.d"))
+    limits = {h.name: h.max_concurrent for h in deployment.vcenter.hosts}
+    assert peak and all(peak[h] <= limits[h] for h in peak), (peak, limits)
+    assert max(peak.values()) == 2, "8 Conferencing Nodes on one host do overlap up to the limit"
