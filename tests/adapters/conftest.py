@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _vcsim import lab_deployment
+from _vcsim import lab_deployment, started_vcsim
 
 from config.model import Deployment
-from orchestrator.lab import REPO, Pki, Vcsim, build_vcsim, go_available, make_test_pki, prepare_inventory, start_vcsim
+from orchestrator.lab import REPO, Pki, Vcsim, build_vcsim, go_available, make_test_pki
 
 
 @pytest.fixture(scope="session")
@@ -33,16 +32,6 @@ def vcsim_binary() -> Path:
 def vcsim_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """The lab's test CA and vcsim's 2048-bit server certificate."""
     return make_test_pki(tmp_path_factory.mktemp("pki"))
-
-
-def started_vcsim(workdir: Path, binary: Path, pki: Pki, **kwargs: Any) -> Vcsim:
-    vc = start_vcsim(workdir, binary=binary, pki=pki, **kwargs)
-    try:
-        prepare_inventory(vc)
-    except BaseException:
-        vc.stop()
-        raise
-    return vc
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,123 @@
+"""The NFC lease of an OVA import: wait until it is ready, stream the files, complete it.
+
+``ImportVApp`` creates the VM and hands back an ``HttpNfcLease``; its ``info`` lists one
+URL per file to upload. The URLs may name the host ``*`` (vCenter does not know the
+address the client reaches it by): that host is replaced by vCenter's own. Progress is
+reported while the upload runs, which also keeps the lease alive (vCenter drops a lease
+that stays silent for minutes). On any failure the lease is aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from pyVmomi import vim, vmodl
+
+from adapters._vsphere_inventory import props, retrieve
+from adapters._vsphere_ova import Package, upload_file
+from adapters._vsphere_session import SYSTEM, Session, map_vmomi_errors
+from config.errors import Rejected, Timeout
+
+__all__ = ["LeaseUpload"]
+
+PC = vmodl.query.PropertyCollector
+
+
+class LeaseUpload:
+    """Uploads of one adapter: its session, TLS trust and HTTP client.
+
+    Args:
+        session: the vCenter session (its netloc, TLS context or pin, and cookie).
+        write: how the adapter makes a change (``VCenter._write``), for the completion.
+        timeout_s: longest wait for the lease to become ready.
+        progress_s: interval of progress reports.
+    """
+
+    def __init__(self, session: Session, write: Callable[..., Awaitable[Any]], *, timeout_s: float, progress_s: float):
+        self._session = session
+        self._write = write
+        self._timeout_s = timeout_s
+        self._progress_s = progress_s
+        self._http: aiohttp.ClientSession | None = None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def run(self, lease: Any, package: Package, file_items: Any, name: str) -> Any:
+        """Stream every file of ``package`` the lease asks for and complete it: the new VM."""
+        try:
+            info = await self._ready(lease, name)
+            items = {fi.deviceId: fi for fi in file_items}
+            uploads = [(du, items[du.importKey]) for du in info.deviceUrl or () if du.importKey in items]
+            total = sum(fi.size or package.files.get(fi.path, (None, 0, 0))[2] for _, fi in uploads) or 1
+            done = 0
+
+            def sent(n: int) -> None:
+                nonlocal done
+                done += n
+
+            progress = asyncio.ensure_future(self._report(lease, lambda: min(99, done * 100 // total)))
+            try:
+                for du, fi in uploads:
+                    await upload_file(
+                        self._client(), self._url(du.url), package, fi.path,
+                        create=bool(fi.create), ssl=self._ssl(du.url), cookie=self._session.cookie(), sent=sent)
+            finally:
+                progress.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await progress
+            await self._write(f"complete the import of {name}", lambda c: lease.HttpNfcLeaseComplete())
+            return info.entity
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._session.call(
+                    f"abort the import of {name}", lambda c: lease.HttpNfcLeaseAbort(), idempotent=False))
+            raise
+
+    async def _ready(self, lease: Any, name: str) -> Any:
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            state = await self._session.call(f"read the import lease of {name}", lambda c: props(retrieve(
+                c, [PC.ObjectSpec(obj=lease)], [PC.PropertySpec(type=vim.HttpNfcLease, pathSet=["state", "error", "info"])])[0]))
+            if state.get("state") == vim.HttpNfcLease.State.ready:
+                return state["info"]
+            if state.get("state") == vim.HttpNfcLease.State.error:
+                with map_vmomi_errors(f"import {name}"):
+                    raise state.get("error") or Rejected(f"import {name}: the lease failed", system=SYSTEM)
+            if time.monotonic() > deadline:
+                raise Timeout(f"import {name}: the lease is still {state.get('state')} after {self._timeout_s:.0f} s", system=SYSTEM)
+            await asyncio.sleep(0.5)
+
+    async def _report(self, lease: Any, percent: Callable[[], int]) -> None:
+        while True:
+            await asyncio.sleep(self._progress_s)
+            await self._session.call("report import progress", lambda c: lease.HttpNfcLeaseProgress(percent=percent()), idempotent=False)
+
+    def _url(self, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.hostname == "*":
+            return urlunsplit(("https", self._session.netloc, parts.path, parts.query, ""))
+        return url
+
+    def _ssl(self, url: str) -> Any:
+        """The same trust as the SOAP calls: the CA context, or the pin (vCenter's own host only)."""
+        host = urlsplit(url).hostname
+        if self._session.pin is None:
+            return self._session.ssl_context
+        if host not in ("*", self._session.host):
+            raise Rejected(f"the import goes to host {host}, whose certificate the pinned vcenter.thumbprint does not cover; "
+                           "set vcenter.ca_file to a CA that signed vCenter's and the hosts' certificates", system=SYSTEM)
+        return aiohttp.Fingerprint(self._session.pin)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300, sock_connect=30))
+        return self._http

@@ -1,0 +1,589 @@
+"""The real vSphere adapter: vCenter (or ESXi) through pyvmomi.
+
+:class:`VCenter` implements :class:`adapters.base.VSphere` for the steps ``deployed``,
+``reserved`` and ``bios_locked``, plus inventory watching for the daemon.
+
+How it talks to vCenter (issue #3):
+
+* pyvmomi is synchronous: every call runs in a worker thread, never on the event loop;
+* one session per run, logged in again when vCenter forgets it (``NotAuthenticated``,
+  a restart) — see :mod:`adapters._vsphere_session`;
+* TLS always verified, by a CA file or a pinned SHA-256 thumbprint;
+* reads are batched: one ``RetrievePropertiesEx`` reads the briefs of every VM of the
+  datacenter, one reads the full records of all the VMs being observed at that moment,
+  and a read serves later observations until this adapter changes the VM
+  (:mod:`adapters._vsphere_reads`);
+* only :mod:`config.errors` types leave this module.
+
+Example::
+
+    async with VCenter.from_deployment(deployment) as vc:
+        await vc.preflight(deployment)
+        vm = await vc.find_vm(node, identity) or await vc.import_ova(node, identity, deployment.ova.management)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from adapters._vsphere_batch import TaskWaiter
+from adapters._vsphere_inventory import (
+    BIOS_KEY,
+    IDENTITY_FIELD,
+    IMPORT_KEY,
+    Inventory,
+    VmBrief,
+    VmRecord,
+    moid,
+    props,
+    read_inventory,
+    retrieve,
+)
+from adapters._vsphere_keys import bios_password_script, password_keys, to_key_events
+from adapters._vsphere_lease import LeaseUpload
+from adapters._vsphere_ova import ovf_networks, read_package
+from adapters._vsphere_preflight import check, identity_of
+from adapters._vsphere_reads import VmReader
+from adapters._vsphere_session import SYSTEM, Session, map_vmomi_errors
+from adapters._vsphere_watch import InventoryEvent, watch_vms
+from adapters.base import BiosState, DiskAllocation, Reservation, VmState
+from config.errors import ConfigError, Rejected
+from config.model import MANAGEMENT, Deployment, NodeSpec, VCenterSpec
+
+__all__ = ["IDENTITY_FIELD", "InventoryEvent", "VCenter", "map_vmomi_errors"]
+
+PC = vmodl.query.PropertyCollector
+
+# Nominal share values per level: vSphere derives them itself for any level but
+# "custom"; they are sent so that a simulator shows what vSphere would.
+_CPU_SHARES_PER_VCPU = {"low": 500, "normal": 1000, "high": 2000}
+_MEM_SHARES_PER_MB = {"low": 5, "normal": 10, "high": 20}
+_DISK_SHARES = {"low": 500, "normal": 1000, "high": 2000}
+
+
+class VCenter:
+    """vCenter or ESXi, for one deployment and one run.
+
+    Args:
+        spec: the ``[vcenter]`` section of the deployment.
+        password: the revealed ``vcenter.password``.
+        deployment_name: the deployment's name (identities are ``"<deployment>/<node>"``).
+        bios_boot_wait_s: time from power-on until the BIOS setup screen takes keys.
+        bios_key_pause_s: pause between keystroke phases (the BIOS saving, rebooting).
+        task_timeout_s: longest wait for one vSphere task.
+        call_timeout_s: socket timeout of one SOAP call.
+        lease_progress_s: interval of import progress reports (they keep the lease alive).
+        read_max_age_s: how long a read of a VM may serve later observations, provided this
+            adapter has not changed the VM since (``adapters._vsphere_reads``).
+    """
+
+    def __init__(
+        self,
+        spec: VCenterSpec,
+        *,
+        password: str,
+        deployment_name: str,
+        bios_boot_wait_s: float = 8.0,
+        bios_key_pause_s: float = 2.0,
+        task_timeout_s: float = 600.0,
+        call_timeout_s: float = 60.0,
+        lease_progress_s: float = 10.0,
+        read_max_age_s: float = 0.5,
+    ):
+        self.spec = spec
+        self.deployment_name = deployment_name
+        self._session = Session(spec, password, timeout_s=call_timeout_s)
+        self._tasks = TaskWaiter(self._session, timeout_s=task_timeout_s)
+        self._reads = VmReader(self._session, self._inventory_or_fail, max_age_s=read_max_age_s)
+        self._bios_boot_wait_s = bios_boot_wait_s
+        self._bios_key_pause_s = bios_key_pause_s
+        self._uploads = LeaseUpload(self._session, self._write, timeout_s=task_timeout_s, progress_s=lease_progress_s)
+        self._field_lock: asyncio.Lock | None = None
+
+    @classmethod
+    def from_deployment(cls, deployment: Deployment, **kwargs: Any) -> VCenter:
+        """The adapter for ``deployment.vcenter``, its password revealed now.
+
+        Raises:
+            ConfigError: ``vcenter.password`` is missing or cannot be read.
+        """
+        spec = deployment.vcenter
+        if spec.password is None:
+            raise ConfigError("vcenter.password is not set; give a secret reference (env:NAME or file:PATH)", "vcenter.password")
+        try:
+            password = spec.password.reveal()
+        except (KeyError, OSError) as exc:
+            raise ConfigError(f"cannot read {spec.password.ref}: {exc}; make the secret available", "vcenter.password") from exc
+        return cls(spec, password=password, deployment_name=deployment.name, **kwargs)
+
+    async def __aenter__(self) -> VCenter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Log out and close connections."""
+        await self._uploads.aclose()
+        await asyncio.to_thread(self._session.close_sync)
+
+    def statistics(self) -> dict[str, Any]:
+        """SOAP round trips (total and by method), logins and batched VM reads so far."""
+        calls = self._session.round_trips()
+        return {
+            "round_trips": sum(calls.values()),
+            "by_method": dict(sorted(calls.items())),
+            "logins": self._session.logins,
+            "vm_reads": self._reads.fetches,
+        }
+
+    # --- reads and writes --------------------------------------------------------------
+
+    def _inventory_sync(self, content: Any) -> tuple[Inventory | None, Any]:
+        """The datacenter's inventory and the VM folder (``None`` when not found); read once per login."""
+        return self._session.once("inventory", lambda: read_inventory(content, self.spec.datacenter, self.spec.folder))
+
+    def _inventory_or_fail(self, content: Any) -> Inventory:
+        inv, _ = self._inventory_sync(content)
+        if inv is None:
+            raise ConfigError(f"datacenter {self.spec.datacenter!r} not found in vCenter {self.spec.url}", "vcenter.datacenter")
+        return inv
+
+    async def _inventory(self) -> tuple[Inventory, Any]:
+        return await self._session.call("read the inventory", lambda c: (self._inventory_or_fail(c), self._inventory_sync(c)[1]))
+
+    async def _write(self, what: str, fn: Any, *, vm: str | None = None, task: bool = False) -> Any:
+        """A call that changes the world (and, with ``task``, the wait for its task).
+
+        Never retried blindly: a write that lost its answer may have happened, and only
+        observing again can tell. ``vm``: the VM it changes (``None``: VMs come or go);
+        no read from before serves an observation of it after.
+        """
+        try:
+            result = await self._session.call(what, fn, idempotent=False)
+            return await self._tasks.wait(result, what) if task else result
+        except BaseException:
+            self._reads.forget()
+            raise
+        finally:
+            self._reads.changed(vm)
+
+    async def _resolve(self, vm: VmState) -> VmRecord:
+        """Our VM now, by moref and identity; its identity decides, not the moref (a vCenter
+        that lost its state may give the moref to another VM)."""
+        rec = (await self._reads.records([vm.moref])).get(vm.moref)
+        if rec is None or rec.identity != vm.identity:
+            found = [b.moref for b in await self._reads.current() if b.identity == vm.identity]
+            rec = (await self._reads.records(found[:1])).get(found[0]) if found else None
+        if rec is None:
+            raise Rejected(
+                f"VM {vm.name} ({vm.identity}) is no longer in vCenter (removed, or vCenter lost its state); "
+                "observe again: the node must be deployed anew",
+                retryable=True,
+                system=SYSTEM,
+            )
+        return rec
+
+    def _state(self, rec: VmBrief, inv: Inventory) -> VmState:
+        host = inv.hosts.get(rec.host or "")
+        portgroup = next((inv.networks.get(n, n) for n in rec.network_refs), None)
+        return VmState(
+            name=rec.name,
+            identity=rec.identity or "",
+            moref=rec.moref,
+            host=host.name if host is not None else (rec.host or ""),
+            portgroup=portgroup,
+            power_state=rec.power_state,  # type: ignore[arg-type]
+            num_cpus=rec.num_cpus,
+            memory_mb=rec.memory_mb,
+        )
+
+    # --- VSphere: preflight, find, import ------------------------------------------------
+
+    async def preflight(self, deployment: Deployment) -> None:
+        """Check the deployment against vCenter before any change.
+
+        Raises:
+            ConfigError: every problem found (host NICs, management network apart from the
+                VMs' network, VLANs, inventory objects, IOPS budget, foreign VMs of our names,
+                OVA files, the BIOS password's characters), with dotted field names.
+        """
+        problems: list[tuple[str, str]] = []
+        self._session.forget("inventory")  # the preflight judges the inventory as it is now
+        inv, folder = await self._session.call("read the inventory", self._inventory_sync)
+        records: dict[str, VmRecord] = {}
+        if inv is not None:
+            # Full records of what the checks look into: every VM on our datastores (their
+            # IOPS limits) and every VM of a node's name or identity (is it ours?).
+            stores = {inv.datastore_by_name(h.datastore) for h in deployment.vcenter.hosts}
+            names = {n.name for n in deployment.nodes}
+            ours = {identity_of(deployment, n) for n in deployment.nodes}
+            wanted = [b.moref for b in await self._reads.current()
+                      if stores & set(b.datastores) or b.name in names or b.identity in ours]
+            records = await self._reads.records(wanted)
+        problems.extend(check(deployment, inv, records, folder_found=folder is not None))
+        for field_name, location in (("ova.management", deployment.ova.management), ("ova.conferencing", deployment.ova.conferencing)):
+            if field_name == "ova.conferencing" and not deployment.conferencing:
+                continue
+            try:
+                read_package(location, field_name)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        bios = deployment.bios
+        if bios.password_method == "keystrokes":
+            try:
+                if bios.password is None:
+                    raise ConfigError("bios.password is not set; keystrokes need it (or set bios.password_method = \"operator\")", "bios.password")
+                password_keys(bios.password.reveal())
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+            except (KeyError, OSError) as exc:
+                problems.append(("bios.password", f"cannot read {bios.password.ref if bios.password else ''}: {exc}"))
+        if problems:
+            raise ConfigError(problems)
+
+    async def find_vm(self, node: NodeSpec, identity: str) -> VmState | None:
+        """Our VM for ``node`` (by identity), or ``None``.
+
+        Raises:
+            Rejected: a VM of the node's name exists that is not ours (never adopted), or two
+                VMs carry the same identity.
+        """
+        vms = await self._reads.current()
+        ours = [b for b in vms if b.identity == identity]
+        if len(ours) > 1:
+            raise Rejected(f"VMs {', '.join(b.name + ' (' + b.moref + ')' for b in ours)} all carry identity {identity!r}; "
+                           "remove the extra ones", system=SYSTEM)
+        if ours:
+            inv, _ = await self._inventory()
+            return self._state(ours[0], inv)
+        await self._namesakes(node, identity, vms)
+        return None
+
+    async def _namesakes(self, node: NodeSpec, identity: str, vms: list[VmBrief]) -> list[VmRecord]:
+        """VMs of the node's name: ours whose import never completed (returned, to be
+        replaced); any other is refused."""
+        named = await self._reads.records([b.moref for b in vms if b.name == node.name])
+        for rec in named.values():
+            if rec.import_identity != identity:
+                raise Rejected(
+                    f"a VM named {node.name!r} ({rec.moref}) exists that this deployment did not create "
+                    f"(identity: {rec.identity or 'none'}); it is never adopted: rename or remove it, or rename the node",
+                    system=SYSTEM,
+                )
+        return list(named.values())
+
+    async def import_ova(self, node: NodeSpec, identity: str, ova: str) -> VmState:
+        """Import ``ova`` as ``node`` on its host, datastore, folder and portgroup.
+
+        The VM is born with ``identity`` in its extraConfig (so an interrupted import is
+        recognised as ours) and gets the identity custom attribute once the disks are
+        uploaded and the lease completed: only then is it found by :meth:`find_vm`.
+
+        Raises:
+            ConfigError: the OVA, host, datastore, portgroup or folder is missing.
+            Rejected: vCenter refused the import, or a VM of that name is not ours.
+        """
+        field_name = "ova.management" if node.role == MANAGEMENT else "ova.conferencing"
+        package = read_package(ova, field_name)
+        networks = ovf_networks(package.descriptor)
+        inv, folder = await self._inventory()
+        host = inv.host_by_name(node.host)
+        try:
+            host_spec = next(h for h in self.spec.hosts if h.name == node.host)
+        except StopIteration:
+            raise ConfigError(f"host {node.host!r} of node {node.name} is not in vcenter.hosts", "vcenter.hosts") from None
+        if host is None:
+            raise ConfigError(f"host {node.host!r} not found in datacenter {self.spec.datacenter!r}", "vcenter.hosts")
+        ds_ref = inv.datastore_by_name(host_spec.datastore)
+        net_ref = inv.network_by_name(node.portgroup)
+        pool = inv.resource_pools.get(host.compute_resource or "")
+        if ds_ref is None or net_ref is None or pool is None or folder is None:
+            raise ConfigError(f"cannot place {node.name}: datastore {host_spec.datastore!r}, portgroup {node.portgroup!r}, "
+                              f"folder {self.spec.folder!r} and the host's resource pool must all exist; run the preflight",
+                              "vcenter")
+
+        vms = await self._reads.current()
+        for brief in vms:
+            if brief.identity == identity:
+                return self._state(brief, inv)  # already imported: nothing to do
+        for rec in await self._namesakes(node, identity, vms):
+            await self._destroy_incomplete(rec)
+
+        def create_spec(content: Any) -> Any:
+            cisp = vim.OvfManager.CreateImportSpecParams(
+                entityName=node.name,
+                networkMapping=[vim.OvfManager.NetworkMapping(name=n, network=inv.network_refs[net_ref]) for n in networks],
+            )
+            return content.ovfManager.CreateImportSpec(
+                ovfDescriptor=package.descriptor, resourcePool=pool, datastore=inv.datastore_refs[ds_ref], cisp=cisp)
+
+        result = await self._session.call(f"create the import spec of {node.name}", create_spec)
+        if result.error:
+            raise Rejected(f"vCenter cannot import {ova} as {node.name}: "
+                           + "; ".join(getattr(e, "msg", None) or type(e).__name__ for e in result.error), system=SYSTEM)
+        spec = result.importSpec
+        config = spec.configSpec
+        config.extraConfig = [*(config.extraConfig or ()), vim.option.OptionValue(key=IMPORT_KEY, value=identity)]
+        lease = await self._write(f"import {node.name}", lambda c: pool.ImportVApp(spec=spec, folder=folder, host=host.ref))
+        vm_ref = await self._uploads.run(lease, package, result.fileItem or (), node.name)
+        key = await self._field_key(IDENTITY_FIELD)
+        await self._write(f"tag {node.name} with its identity",
+                          lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity))  # a VM of ours appears
+        # Built from what was imported, not read back: the step verifies with find_vm.
+        return VmState(
+            name=node.name, identity=identity, moref=moid(vm_ref), host=node.host, portgroup=node.portgroup,
+            power_state="poweredOff", num_cpus=int(config.numCPUs or 0), memory_mb=int(config.memoryMB or 0),
+        )
+
+    async def _field_key(self, name: str) -> int:
+        """The key of our custom field ``name``, defined on first use."""
+        if self._field_lock is None:
+            self._field_lock = asyncio.Lock()
+        async with self._field_lock:
+            fields = (await self._reads.briefs()).fields
+            if name in fields:
+                return fields[name]
+
+            def define(content: Any) -> int:
+                try:
+                    return int(content.customFieldsManager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine).key)
+                except vim.fault.DuplicateName:
+                    fields = props(retrieve(content, [PC.ObjectSpec(obj=content.customFieldsManager)],
+                                            [PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])])[0]).get("field")
+                    return next(int(f.key) for f in fields or () if f.name == name)
+
+            try:
+                return await self._session.call(f"define custom attribute {name}", define)
+            finally:
+                self._reads.changed()
+
+    async def _destroy_incomplete(self, rec: VmRecord) -> None:
+        """Remove a VM of ours whose import never completed (its disks may be partial)."""
+        if rec.power_state != "poweredOff":
+            await self._write(f"power off {rec.name}", lambda c: rec.ref.PowerOffVM_Task(), vm=rec.moref, task=True)
+        await self._write(f"remove the incomplete import {rec.name}", lambda c: rec.ref.Destroy_Task(), task=True)
+
+    # --- VSphere: reservation ---------------------------------------------------------------
+
+    async def host_cpu_mhz(self, host: str) -> int:
+        """MHz of one physical core of ``host`` (``summary.hardware.cpuMhz``)."""
+        inv, _ = await self._inventory()
+        rec = inv.host_by_name(host)
+        if rec is None or rec.cpu_mhz <= 0:
+            raise Rejected(f"host {host!r} not found in datacenter {self.spec.datacenter!r}, or it reports no CPU speed", system=SYSTEM)
+        return rec.cpu_mhz
+
+    async def get_reservation(self, vm: VmState) -> Reservation:
+        rec = await self._resolve(vm)
+        inv, _ = await self._inventory()
+        return _reservation(rec, inv)
+
+    async def set_reservation(self, vm: VmState, wanted: Reservation) -> None:
+        """Apply ``wanted`` whole: CPU, memory and every listed disk, in one reconfiguration.
+
+        Raises:
+            Rejected: a listed disk does not exist, or the IOPS limits on a datastore would
+                exceed its configured capacity (checked before any change).
+        """
+        rec = await self._resolve(vm)
+        inv, _ = await self._inventory()
+        disks = {d.key: d for d in rec.disks}
+        missing = [d.key for d in wanted.disks if d.key not in disks]
+        if missing:
+            raise Rejected(f"VM {rec.name} has no disk with key(s) {missing}", system=SYSTEM)
+        await self._check_iops_budget(rec, wanted, inv)
+        spec = vim.vm.ConfigSpec(
+            cpuAllocation=vim.ResourceAllocationInfo(
+                reservation=wanted.cpu_reservation_mhz, limit=wanted.cpu_limit_mhz, expandableReservation=False,
+                shares=vim.SharesInfo(level=wanted.cpu_shares, shares=_CPU_SHARES_PER_VCPU.get(wanted.cpu_shares, 1000) * max(1, rec.num_cpus))),
+            memoryAllocation=vim.ResourceAllocationInfo(
+                reservation=wanted.memory_reservation_mb, limit=wanted.memory_limit_mb, expandableReservation=False,
+                shares=vim.SharesInfo(level=wanted.memory_shares, shares=_MEM_SHARES_PER_MB.get(wanted.memory_shares, 10) * max(1, rec.memory_mb))),
+            memoryReservationLockedToMax=wanted.memory_locked,
+        )
+        for d in wanted.disks:
+            device = copy.deepcopy(disks[d.key].device)  # the read is shared: never edit it in place
+            device.storageIOAllocation = vim.StorageResourceManager.IOAllocationInfo(
+                limit=d.iops_limit, shares=vim.SharesInfo(level=d.shares, shares=_DISK_SHARES.get(d.shares, 1000)))
+            spec.deviceChange.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=device))
+        await self._reconfigure(rec, spec, "reserve the resources of")
+
+    async def _check_iops_budget(self, rec: VmRecord, wanted: Reservation, inv: Inventory) -> None:
+        by_ds: dict[str, int] = {}
+        for d in wanted.disks:
+            ds = next((x.datastore for x in rec.disks if x.key == d.key), None)
+            if ds is not None and d.iops_limit > 0:
+                by_ds[ds] = by_ds.get(ds, 0) + d.iops_limit
+        for ds, ours in by_ds.items():
+            name = inv.datastores.get(ds, ds)
+            capacities = [h.datastore_iops_capacity for h in self.spec.hosts if h.datastore == name]
+            if not capacities:
+                continue
+            others = await self._iops_on(ds, exclude=rec.moref)
+            if ours + others > min(capacities):
+                raise Rejected(
+                    f"IOPS limits on datastore {name!r} would come to {ours + others} ({rec.name}: {ours}, other VMs: {others}), "
+                    f"above its capacity {min(capacities)} (vcenter.hosts[].datastore_iops_capacity); lower disk_iops_limit",
+                    system=SYSTEM,
+                )
+
+    async def datastore_iops_in_use(self, datastore: str, exclude_vm: str) -> int:
+        """Sum of the IOPS limits of every VM disk on ``datastore`` (a name) but those of
+        ``exclude_vm`` (a VM name or moref). Unlimited disks (-1) add nothing."""
+        inv, _ = await self._inventory()
+        ds = inv.datastore_by_name(datastore)
+        if ds is None:
+            raise Rejected(f"datastore {datastore!r} not found in datacenter {self.spec.datacenter!r}", system=SYSTEM)
+        return await self._iops_on(ds, exclude=exclude_vm)
+
+    async def _iops_on(self, ds: str, *, exclude: str) -> int:
+        on_ds = [b.moref for b in await self._reads.current() if ds in b.datastores and exclude not in (b.moref, b.name)]
+        records = await self._reads.records(on_ds)
+        return sum(max(0, d.iops_limit) for rec in records.values() for d in rec.disks if d.datastore == ds)
+
+    async def _reconfigure(self, rec: VmRecord, spec: Any, what: str) -> None:
+        await self._write(f"{what} VM {rec.name}", lambda c: rec.ref.ReconfigVM_Task(spec=spec), vm=rec.moref, task=True)
+
+    # --- VSphere: BIOS ------------------------------------------------------------------------
+
+    async def get_bios(self, vm: VmState) -> BiosState:
+        rec = await self._resolve(vm)
+        return _bios(rec)
+
+    async def lock_bios(self, vm: VmState, password: str) -> None:
+        """Force BIOS setup, SCSI (0:0) disk first, power on, type the supervisor password
+        (``adapters._vsphere_keys``), save and exit, mark the VM, and verify.
+
+        The marker is two-phase (extraConfig ``pexip-orchestrator.bios_lock``): "typing"
+        is written with the boot options, before the VM starts; "done" after the keys were
+        saved. A VM found running with "typing" was interrupted while the password was
+        being typed: whether it is set can only be seen on its console, so that is
+        refused with instructions instead of typing again into an unknown screen.
+
+        Raises:
+            ConfigError: the password has characters that cannot be typed.
+            Rejected: no SCSI (0:0) disk, an interrupted lock, or verification failed.
+        """
+        script = bios_password_script(password)  # refuses an untypeable password before any change
+        rec = await self._resolve(vm)
+        boot_disk = next((d for d in rec.disks if d.is_boot_disk), None)
+        if boot_disk is None:
+            raise Rejected(f"VM {rec.name} has no SCSI (0:0) hard disk to boot from", system=SYSTEM)
+        if rec.bios_lock == "typing" and rec.power_state != "poweredOff":
+            raise Rejected(
+                f"the BIOS lock of VM {rec.name} was interrupted while its password was being typed; open its console: "
+                f"if the BIOS asks for a password, the lock is done (set extraConfig {BIOS_KEY} = done), else power the VM "
+                "off and run again", system=SYSTEM)
+        if rec.bios_lock != "done":
+            armed = _boot_options(rec.boot_options, boot_disk.key, enter_setup=True)
+            await self._reconfigure(rec, vim.vm.ConfigSpec(
+                bootOptions=armed, extraConfig=[vim.option.OptionValue(key=BIOS_KEY, value="typing")]), "force BIOS setup on")
+            await self._power_on(rec, reset=rec.power_state == "poweredOn")
+            await asyncio.sleep(self._bios_boot_wait_s)
+            for i, phase in enumerate(script):
+                if i:
+                    await asyncio.sleep(self._bios_key_pause_s)
+                await self._type(rec, phase)
+            await asyncio.sleep(self._bios_key_pause_s)
+            # vSphere clears enterBIOSSetup itself when the VM enters setup; vcsim never runs
+            # a BIOS, so there it stays set. Sending it cleared (with the complete boot
+            # options: vcsim replaces the struct) holds on both, in the marker's call.
+            await self._reconfigure(rec, vim.vm.ConfigSpec(
+                bootOptions=_boot_options(armed, boot_disk.key, enter_setup=False),
+                extraConfig=[vim.option.OptionValue(key=BIOS_KEY, value="done")]), "mark the BIOS lock of")
+        else:
+            state = _bios(rec)
+            if not state.boot_disk_first or state.enter_bios_setup:
+                await self._reconfigure(rec, vim.vm.ConfigSpec(
+                    bootOptions=_boot_options(rec.boot_options, boot_disk.key, enter_setup=False)), "set the boot order of")
+            if rec.power_state != "poweredOn":
+                await self._power_on(rec, reset=False)
+        state = await self.get_bios(vm)
+        if state.enter_bios_setup or not state.boot_disk_first or state.power_state != "poweredOn" or not state.locked_marker:
+            raise Rejected(f"the BIOS lock of VM {rec.name} did not verify: {state}", system=SYSTEM)
+
+    async def _power_on(self, rec: VmRecord, *, reset: bool) -> None:
+        action = f"{'reset' if reset else 'power on'} VM {rec.name}"
+        await self._write(action, lambda c: rec.ref.ResetVM_Task() if reset else rec.ref.PowerOnVM_Task(), vm=rec.moref, task=True)
+
+    async def _type(self, rec: VmRecord, keys: list[Any]) -> None:
+        # The password is inside the key events only: never in a message or a log.
+        spec = vim.vm.UsbScanCodeSpec(keyEvents=to_key_events(keys))
+        typed = await self._write(f"type on the console of VM {rec.name}", lambda c: rec.ref.PutUsbScanCodes(spec=spec), vm=rec.moref)
+        if typed != len(keys):
+            raise Rejected(f"the console of VM {rec.name} took {typed} of {len(keys)} keys; the BIOS lock must be checked on the console", system=SYSTEM)
+
+    # --- inventory watching ---------------------------------------------------------------------
+
+    async def watch_inventory(self, pattern: str | None = None, tag: str | None = None) -> AsyncIterator[InventoryEvent]:
+        """VM ``enter``/``modify``/``leave`` events (``WaitForUpdatesEx`` over a container view),
+        filtered by name ``pattern`` (default ``vcenter.name_pattern``) and custom attribute
+        ``tag`` (default ``vcenter.tag``); reconnects on faults. Runs until the consumer stops."""
+
+        def vm_folder(content: Any) -> Any:
+            inv, _ = self._inventory_sync(content)
+            if inv is None:
+                raise ConfigError(f"datacenter {self.spec.datacenter!r} not found", "vcenter.datacenter")
+            return inv.vm_folder
+
+        async for event in watch_vms(self._session, vm_folder, pattern=pattern or self.spec.name_pattern, tag=tag or self.spec.tag):
+            yield event
+
+
+# --- plain helpers ---------------------------------------------------------------------------
+
+
+def _level(shares: Any) -> str:
+    return str(shares.level) if shares is not None and shares.level is not None else "normal"
+
+
+def _reservation(rec: VmRecord, inv: Inventory) -> Reservation:
+    cpu, mem = rec.cpu_allocation, rec.memory_allocation
+
+    def num(alloc: Any, name: str, default: int) -> int:
+        value = getattr(alloc, name, None) if alloc is not None else None
+        return default if value is None else int(value)
+
+    return Reservation(
+        cpu_reservation_mhz=num(cpu, "reservation", 0),
+        cpu_limit_mhz=num(cpu, "limit", -1),
+        cpu_shares=_level(getattr(cpu, "shares", None)),
+        memory_reservation_mb=num(mem, "reservation", 0),
+        memory_limit_mb=num(mem, "limit", -1),
+        memory_shares=_level(getattr(mem, "shares", None)),
+        memory_locked=rec.memory_locked,
+        disks=tuple(
+            DiskAllocation(key=d.key, label=d.label, datastore=inv.datastores.get(d.datastore or "", d.datastore or ""),
+                           shares=d.shares_level, iops_limit=d.iops_limit)
+            for d in rec.disks
+        ),
+    )
+
+
+def _bios(rec: VmRecord) -> BiosState:
+    options = rec.boot_options
+    boot_disk = next((d for d in rec.disks if d.is_boot_disk), None)
+    order = list(getattr(options, "bootOrder", None) or ())
+    first = order[0] if order else None
+    return BiosState(
+        enter_bios_setup=bool(getattr(options, "enterBIOSSetup", False)),
+        boot_disk_first=(boot_disk is not None and isinstance(first, vim.vm.BootOptions.BootableDiskDevice)
+                         and first.deviceKey == boot_disk.key),
+        power_state=rec.power_state,
+        locked_marker=rec.bios_lock == "done",
+    )
+
+
+def _boot_options(current: Any, disk_key: int, *, enter_setup: bool) -> Any:
+    """Complete boot options (vcsim replaces the struct) with the disk first."""
+    options = copy.deepcopy(current) if current is not None else vim.vm.BootOptions()
+    rest = [d for d in (options.bootOrder or ()) if not (isinstance(d, vim.vm.BootOptions.BootableDiskDevice) and d.deviceKey == disk_key)]
+    options.bootOrder = [vim.vm.BootOptions.BootableDiskDevice(deviceKey=disk_key), *rest]
+    options.enterBIOSSetup = enter_setup
+    return options

@@ -1,0 +1,254 @@
+"""The real vSphere adapter against vcsim: deployed, reserved, bios_locked, and a rerun that changes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from _vcsim import VM_STEPS, admin, identity, run_step, vcenter, writes
+from pyVmomi import vim
+
+from adapters.base import VSphere
+from adapters.vsphere import IDENTITY_FIELD, VCenter
+from config.errors import Rejected
+from config.model import Deployment
+from orchestrator.lab import Vcsim, make_test_ova
+
+pytestmark = pytest.mark.vcsim
+
+
+def _expected_keys(password: str) -> list[tuple[int, bool]]:
+    """The keystroke script written out by hand from the guide (HID usage IDs, shift)."""
+    right, enter = (0x4F, False), (0x28, False)
+    table = {"P": (0x13, True), "x": (0x1B, False), "-": (0x2D, False), "9": (0x26, False), "!": (0x1E, True), "b": (0x05, False)}
+    typed = [table[c] for c in password]
+    return [right, right, enter, *typed, enter, *typed, enter, enter] + [right, right, enter, enter]
+
+
+def _adopt(vc: Vcsim, vm_name: str, value: str) -> None:
+    """Give a VM of vcsim's default inventory our identity, as if this deployment had made it."""
+    with admin(vc) as content:
+        fields = content.customFieldsManager
+        key = next((f.key for f in fields.field if f.name == IDENTITY_FIELD), None)
+        if key is None:
+            key = fields.AddCustomFieldDef(name=IDENTITY_FIELD, moType=vim.VirtualMachine).key
+        vm = content.searchIndex.FindByInventoryPath(f"DC0/vm/{vm_name}")
+        fields.SetField(entity=vm, key=key, value=value)
+
+
+async def test_is_a_vsphere_adapter(deployment: Deployment) -> None:
+    """VCenter implements the VSphere protocol of adapters.base."""
+    async with vcenter(deployment) as vc:
+        assert isinstance(vc, VSphere)
+
+
+async def test_every_step_on_an_imported_ova_then_a_rerun_changes_nothing(vcsim: Vcsim, deployment: Deployment) -> None:
+    """The Management Node goes through deployed, reserved and bios_locked; a second run sends no write at all."""
+    node = deployment.management
+    async with vcenter(deployment) as vc:
+        await vc.preflight(deployment)
+        changed = {name: (await run_step(name, deployment, node, vc)).changes for name in VM_STEPS}
+        assert all(changed.values()), changed
+        first = len(vcsim.requests())
+        again = {name: (await run_step(name, deployment, node, vc)).changes for name in VM_STEPS}
+        assert again == {name: () for name in VM_STEPS}
+        assert writes(vcsim, first) == []
+        vm = await vc.find_vm(node, identity(deployment, node))
+        assert vm is not None
+        reservation = await vc.get_reservation(vm)
+        bios = await vc.get_bios(vm)
+        assert vc.statistics()["logins"] == 1
+    core = 2294  # vcsim's summary.hardware.cpuMhz
+    assert (vm.name, vm.host, vm.portgroup, vm.num_cpus, vm.memory_mb) == (node.name, node.host, node.portgroup, 4, 8192)
+    assert (reservation.cpu_reservation_mhz, reservation.cpu_limit_mhz, reservation.cpu_shares) == (4 * core, 4 * core, "normal")
+    assert (reservation.memory_reservation_mb, reservation.memory_limit_mb, reservation.memory_shares) == (8192, 8192, "normal")
+    assert reservation.memory_locked
+    assert [(d.shares, d.iops_limit, d.datastore) for d in reservation.disks] == [("normal", node.disk_iops_limit, "LocalDS_0")]
+    assert bios == type(bios)(enter_bios_setup=False, boot_disk_first=True, power_state="poweredOn", locked_marker=True)
+    with admin(vcsim) as content:
+        imported = content.searchIndex.FindByInventoryPath(f"DC0/vm/pexip/{node.name}")
+        assert imported is not None, "the VM is in the configured folder"
+
+
+async def test_each_step_on_the_default_inventory(vcsim: Vcsim, deployment: Deployment) -> None:
+    """A running VM of vcsim's own inventory (pvscsi disk, powered on) is reserved and BIOS-locked."""
+    node = dataclasses.replace(deployment.conferencing[0], name="DC0_H0_VM0", cpus=1, memory_mb=32)
+    _adopt(vcsim, "DC0_H0_VM0", identity(deployment, node))
+    async with vcenter(deployment) as vc:
+        assert (await run_step("deploy_ova", deployment, node, vc)).changes == ()
+        assert (await run_step("reserve_resources", deployment, node, vc)).changes
+        assert (await run_step("lock_bios", deployment, node, vc)).changes
+        vm = await vc.find_vm(node, identity(deployment, node))
+        assert vm is not None
+        reservation = await vc.get_reservation(vm)
+    calls = [r["method"] for r in vcsim.requests()]
+    assert "ImportVApp" not in calls
+    assert "ResetVM_Task" in calls, "a running VM is reset into BIOS setup"
+    assert reservation.cpu_reservation_mhz == reservation.cpu_limit_mhz == vm.num_cpus * 2294
+    assert reservation.memory_reservation_mb == reservation.memory_limit_mb == vm.memory_mb
+    assert [d.iops_limit for d in reservation.disks] == [node.disk_iops_limit]
+
+
+@pytest.mark.parametrize("password", [
+    "Px-9!b",  # upper case and '!' need shift; '-' and digits do not
+    "xxxxxxxx",  # eight of one key: every press is sent, none merged
+])
+async def test_bios_password_is_typed_as_the_expected_hid_codes(vcsim: Vcsim, deployment: Deployment, password: str) -> None:
+    """The keys vcsim recorded are exactly the keystroke script for the Security and Exit pages."""
+    node = deployment.management
+    async with vcenter(deployment) as vc:
+        vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
+        await vc.lock_bios(vm, password)
+    recorded = vcsim.keys()
+    assert {k["vm"] for k in recorded} == {vm.moref}
+    assert [(k["usbHidCode"] & 0xFFFF) for k in recorded] == [7] * len(recorded)
+    got = [(k["hid"], bool((k["modifiers"] or {}).get("leftShift"))) for k in recorded]
+    assert got == _expected_keys(password)
+
+
+async def test_the_password_reaches_no_log_or_message(vcsim: Vcsim, deployment: Deployment, caplog: pytest.LogCaptureFixture) -> None:
+    """Locking the BIOS logs nothing that holds the password, and the vcsim log does not hold it either."""
+    password = "Px-9!b" * 2
+    node = deployment.management
+    caplog.set_level("DEBUG")
+    async with vcenter(deployment) as vc:
+        vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
+        await vc.lock_bios(vm, password)
+        stats = repr(vc.statistics())
+    assert password not in caplog.text and password not in stats
+    assert password not in (vcsim.workdir / "vcsim.log").read_text()
+
+
+async def test_a_vm_of_our_name_that_is_not_ours_is_never_adopted(vcsim: Vcsim, deployment: Deployment) -> None:
+    """find_vm and import_ova refuse a foreign VM of the node's name, and nothing is written."""
+    node = dataclasses.replace(deployment.management, name="DC0_H0_VM1")
+    async with vcenter(deployment) as vc:
+        with pytest.raises(Rejected, match="never adopted"):
+            await vc.find_vm(node, identity(deployment, node))
+        with pytest.raises(Rejected, match="never adopted"):
+            await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
+    assert writes(vcsim) == []
+
+
+async def test_an_interrupted_import_is_replaced(vcsim: Vcsim, deployment: Deployment) -> None:
+    """A VM born of our import whose lease never completed is not found as ours, then replaced by a full import."""
+    node = deployment.management
+    ident = identity(deployment, node)
+    with admin(vcsim) as content:
+        # What a crash between ImportVApp and the identity attribute leaves: extraConfig only.
+        folder = content.searchIndex.FindByInventoryPath("DC0/vm/pexip")
+        pool = content.searchIndex.FindByInventoryPath("DC0/host/DC0_H0/Resources")
+        spec = vim.vm.ConfigSpec(name=node.name, guestId="otherGuest", numCPUs=1, memoryMB=32,
+                                 files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
+                                 extraConfig=[vim.option.OptionValue(key="pexip-orchestrator.identity", value=ident)])
+        task = folder.CreateVM_Task(config=spec, pool=pool)
+        assert task.info.state == "success"
+        half = task.info.result._moId
+    async with vcenter(deployment) as vc:
+        assert await vc.find_vm(node, ident) is None
+        vm = await vc.import_ova(node, ident, deployment.ova.management)
+        assert vm.moref != half
+        assert await vc.find_vm(node, ident) == vm
+    assert writes(vcsim).count("Destroy_Task") == 1
+
+
+async def test_reads_are_batched(vcsim: Vcsim, deployment: Deployment, tmp_path: Path) -> None:
+    """Ten VMs observed at once cost a couple of property reads, not one per VM or per attribute."""
+    import asyncio
+
+    async with vcenter(deployment, read_max_age_s=0.0) as vc:  # every observation reads anew
+        nodes = [dataclasses.replace(deployment.management, name=f"pexip-batch-{i}") for i in range(10)]
+        ova = str(make_test_ova(tmp_path / "batch.ova"))
+        await asyncio.gather(*(vc.import_ova(n, identity(deployment, n), ova) for n in nodes))
+        before = vc.statistics()["by_method"].get("RetrievePropertiesEx", 0)
+        found = await asyncio.gather(*(vc.find_vm(n, identity(deployment, n)) for n in nodes))
+        reads = vc.statistics()["by_method"]["RetrievePropertiesEx"] - before
+    assert all(found)
+    assert reads <= 2
+
+
+async def test_iops_in_use_counts_other_vms_limits(vcsim: Vcsim, deployment: Deployment) -> None:
+    """datastore_iops_in_use sums every other VM's disk limits on the datastore and leaves out the named VM."""
+    node = deployment.management
+    async with vcenter(deployment) as vc:
+        vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
+        current = await vc.get_reservation(vm)
+        mine = dataclasses.replace(current, disks=tuple(dataclasses.replace(d, iops_limit=700) for d in current.disks))
+        await vc.set_reservation(vm, mine)
+        assert await vc.datastore_iops_in_use("LocalDS_0", exclude_vm="DC0_H0_VM0") == 700
+        assert await vc.datastore_iops_in_use("LocalDS_0", exclude_vm=vm.name) == 0
+        assert await vc.datastore_iops_in_use("LocalDS_0", exclude_vm=vm.moref) == 0
+        with pytest.raises(Rejected, match="datastore 'nope' not found"):
+            await vc.datastore_iops_in_use("nope", exclude_vm=vm.name)
+
+
+async def test_from_deployment_needs_the_password(deployment: Deployment) -> None:
+    """A vCenter password reference that cannot be read is bad input naming vcenter.password."""
+    from config.errors import ConfigError
+    from config.secrets import Secret
+
+    broken = dataclasses.replace(deployment, vcenter=dataclasses.replace(deployment.vcenter, password=Secret("env:NO_SUCH_VARIABLE_HERE")))
+    with pytest.raises(ConfigError) as info:
+        VCenter.from_deployment(broken)
+    assert info.value.problems[0][0] == "vcenter.password"
+
+
+def _mark_bios(vc: Vcsim, vm_name: str, value: str, *, power_on: bool) -> None:
+    """What a run killed while typing the password leaves: the "typing" marker, maybe a running VM."""
+    with admin(vc) as content:
+        vm = content.searchIndex.FindByInventoryPath(f"DC0/vm/pexip/{vm_name}")
+        vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="pexip-orchestrator.bios_lock", value=value)]))
+        if power_on:
+            vm.PowerOnVM_Task()
+
+
+@pytest.mark.parametrize(("power_on", "outcome"), [
+    (True, "refused"),  # the VM runs: keys may have reached the BIOS, only its console can tell
+    (False, "locked"),  # the VM is off: no key can have been typed, the lock starts over
+])
+async def test_a_bios_lock_interrupted_while_typing(vcsim: Vcsim, deployment: Deployment, power_on: bool, outcome: str) -> None:
+    """An interrupted lock is never typed into an unknown screen: a running VM needs the operator."""
+    node = deployment.management
+    async with vcenter(deployment) as vc:
+        vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
+        _mark_bios(vcsim, node.name, "typing", power_on=power_on)
+        before = len(vcsim.requests())
+        if outcome == "refused":
+            with pytest.raises(Rejected, match="interrupted while its password was being typed; open its console"):
+                await vc.lock_bios(vm, "Px-9!b")
+            assert writes(vcsim, before) == []
+        else:
+            await vc.lock_bios(vm, "Px-9!b")
+            assert (await vc.get_bios(vm)).locked_marker
+            assert writes(vcsim, before).count("PutUsbScanCodes") == 2
+
+
+async def test_an_import_with_a_pinned_thumbprint(vcsim: Vcsim, deployment: Deployment) -> None:
+    """With only a SHA-256 pin (no CA), the SOAP calls and the disk upload both go through, pinned."""
+    from orchestrator.lab import thumbprint_of
+
+    pinned = dataclasses.replace(deployment, vcenter=dataclasses.replace(
+        deployment.vcenter, ca_file=None, thumbprint=thumbprint_of(vcsim.cert_file)))
+    node = pinned.management
+    async with vcenter(pinned) as vc:
+        vm = await vc.import_ova(node, identity(pinned, node), pinned.ova.management)
+        assert await vc.find_vm(node, identity(pinned, node)) == vm
+    assert "HttpNfcLeaseComplete" in writes(vcsim)
+    assert "transferred" in (vcsim.workdir / "vcsim.log").read_text(), "the disk bytes reached the lease URL"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"url": "http://127.0.0.1:1/sdk"}, "vcenter.url"),  # TLS is not optional
+    ({"thumbprint": "sha1:" + ":".join(["AB"] * 20), "ca_file": None}, "vcenter.thumbprint"),  # SHA-1 pins are refused
+    ({"thumbprint": "sha256:AB:CD", "ca_file": None}, "vcenter.thumbprint"),  # not 32 bytes
+    ({"ca_file": "/nonexistent/ca.pem"}, "vcenter.ca_file"),  # an unreadable CA file
+])
+def test_bad_vcenter_settings_are_bad_input(session_deployment: Deployment, change: dict[str, object], field: str) -> None:
+    """A vCenter section that cannot give a verified TLS connection is refused when the adapter is made."""
+    from config.errors import ConfigError
+
+    broken = dataclasses.replace(session_deployment, vcenter=dataclasses.replace(session_deployment.vcenter, **change))
+    with pytest.raises(ConfigError) as info:
+        VCenter.from_deployment(broken)
+    assert info.value.problems[0][0] == field
