@@ -8,10 +8,13 @@ setup:
 demo: setup
 	.venv/bin/orchestrator simulate --fresh --nodes $${NODES:-4} --latency $${LATENCY:-0.2}
 
-# The same, with VMware's own vCenter simulator (vcsim) for the vSphere part.
+# The same, with VMware's own vCenter simulator (vcsim) for the vSphere part: the run stops
+# at the security-wizard gate (exit 3), is approved, and resumes to the end.
 lab-demo: setup
 	.venv/bin/orchestrator lab up
-	.venv/bin/orchestrator -c .lab/orchestrator.toml run
+	.venv/bin/orchestrator -c .lab/orchestrator.toml run; test $$? -eq 3
+	.venv/bin/orchestrator -c .lab/orchestrator.toml approve pexip-mgmt security_wizard --by "$${USER:-demo}" --reason "lab demo"
+	.venv/bin/orchestrator -c .lab/orchestrator.toml resume --all
 
 # Every test, the slow end-to-end ones included (CI runs this).
 test: setup

@@ -89,11 +89,26 @@ TRANSIENT: tuple[str, ...] = tuple(TRANSIENT_OF.values())
 # destination).
 GATES: dict[str, dict[str, str]] = {
     # The security wizard is irreversible (no OS access afterwards): an operator approves it.
-    "security_wizard": {"state": "awaiting_approval", "transient": "hardening", "step": "security_wizard"},
+    "security_wizard": {
+        "state": "awaiting_approval",
+        "transient": "hardening",
+        "step": "security_wizard",
+        "how": "approve it: orchestrator approve {node} security_wizard --by WHO --reason TEXT",
+    },
     # The CA's signed certificate for the node's CSR.
-    "certificate": {"state": "awaiting_certificate", "transient": "certifying", "step": "install_certificate"},
+    "certificate": {
+        "state": "awaiting_certificate",
+        "transient": "certifying",
+        "step": "install_certificate",
+        "how": "send the node's CSR to the CA, then: orchestrator cert import {node} SIGNED.pem",
+    },
     # bios.password_method = "operator": a person types the BIOS password at the console.
-    "bios_password": {"state": "awaiting_operator", "transient": "bios_locking", "step": "lock_bios"},
+    "bios_password": {
+        "state": "awaiting_operator",
+        "transient": "bios_locking",
+        "step": "lock_bios",
+        "how": "set the BIOS supervisor password at the VM console, then: orchestrator approve {node} bios_password --by WHO",
+    },
 }
 GATE_STATE: dict[str, str] = {g: spec["state"] for g, spec in GATES.items()}
 GATE_OF_STEP: dict[str, str] = {spec["step"]: g for g, spec in GATES.items()}

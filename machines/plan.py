@@ -94,6 +94,7 @@ def next_action(
     until: str = MILESTONES[-1],
     last_error: str | None = None,
     gate: str | None = None,
+    node: str = "NODE",
 ) -> Action:
     """Decide the next action for one node from its journaled record.
 
@@ -104,14 +105,16 @@ def next_action(
         management_state: the Management Node's state (cross-node guard).
         maintenance: the operator's maintenance flag.
         until: the milestone to stop at (``run --until``).
+        node: the node's name, for the commands the reasons suggest.
     """
     if maintenance:
         return Held("in maintenance: automation stopped by an operator (maintenance off to continue)")
     if state == FAILED:
-        return Stopped(f"failed: {last_error or 'unknown error'}; fix the cause, then `orchestrator resume`")
+        return Stopped(f"failed: {last_error or 'unknown error'}; fix the cause, then `orchestrator resume {node}`")
     if state in WAITING:
         g = gate or next(name for name, spec in GATES.items() if spec["state"] == state)
-        return Wait(f"waiting on gate {g}", gate=g)
+        how = GATES.get(g, {}).get("how", "")
+        return Wait(f"waiting on gate {g}" + (f"; {how.format(node=node)}" if how else ""), gate=g)
     if state == NEW or state in MILESTONES:
         if milestone_index(state) >= milestone_index(until):
             return Done(f"at {state}" + ("" if state == MILESTONES[-1] else f" (stopped at --until {until})"))

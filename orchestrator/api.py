@@ -346,7 +346,7 @@ def status(journal: Journal, node: str | None = None) -> list[dict[str, Any]]:
             continue
         action = next_action(
             role=r.role, state=r.state, step=r.step, management_state=management.state if management else None,
-            maintenance=r.maintenance, last_error=r.last_error, gate=r.gate,
+            maintenance=r.maintenance, last_error=r.last_error, gate=r.gate, node=r.name,
         )
         out.append(
             {

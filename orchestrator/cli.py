@@ -90,6 +90,12 @@ class Settings:
         return Path(DEFAULT_JOURNALS[0])
 
     def existing_journal(self, deployment: Any = None) -> Path:
+        if deployment is None and not self.journal_arg and not os.environ.get("ORCHESTRATOR_JOURNAL"):
+            # The config names the journal; reading it needs no secret.
+            from config.load import load_deployment
+
+            path = self.config_path(required=False)
+            deployment = load_deployment(path, check_secrets=False) if path else None
         path = self.journal_path(deployment)
         if not path.exists():
             raise ConfigError([("--journal", f"journal {path} does not exist; pass --journal FILE (nothing has run with it yet?)")])
@@ -301,7 +307,7 @@ def status(settings: Settings, node: str | None, as_json: bool) -> None:
     """State, step in progress, gate waited on, last error, and why, per node."""
     from orchestrator import api
 
-    path = settings.existing_journal(settings.deployment(required=False) if settings.config_arg else None)
+    path = settings.existing_journal()
     with api.open_journal(path, allow_version_change=True) as journal:
         rows = api.status(journal, node)
     if as_json:

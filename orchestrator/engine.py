@@ -223,6 +223,7 @@ class Engine:
             until=until,
             last_error=model.reason,
             gate=model.gate,
+            node=model.name,
         )
 
     async def _wait_for_management(self, model: NodeModel, until: str) -> bool:

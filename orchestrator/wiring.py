@@ -54,6 +54,11 @@ def open_systems(deployment: Deployment, world: object | None) -> Systems:
         from adapters.vsphere import VCenter
 
         vsphere = VCenter.from_deployment(deployment)
+        if world is not None:
+            # Real VMs, simulated nodes (the lab): the twins must see what the VMs do.
+            from adapters.vsphere_bridge import MirroredVSphere
+
+            vsphere = MirroredVSphere(vsphere, world)
     else:
         from adapters.vsphere_sim import SimVSphere
 
