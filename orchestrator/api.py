@@ -23,11 +23,11 @@ from typing import Any, Iterator
 import structlog
 
 from adapters.base import Systems
-from config.errors import AdapterError, ConfigError, DefinitionChanged, OrchestratorError, TransitionError, Unknowable
+from config.errors import AdapterError, ConfigError, DefinitionChanged, OrchestratorError, Unknowable
 from config.model import Deployment
 from config.secrets import REDACTOR
-from journal import Journal, Transition
-from machines.lifecycle import FAILED, GATES, LDAP_AUTHENTICATED, STEPS, TRANSIENT_OF, definition_hash
+from journal import Journal
+from machines.lifecycle import FAILED, GATES, LDAP_AUTHENTICATED, STEPS, definition_hash
 from machines.plan import next_action, remaining_steps
 from orchestrator import steps as step_impls
 from orchestrator.engine import Engine, RunReport
@@ -40,7 +40,6 @@ __all__ = [
     "run",
     "plan",
     "simulate",
-    "prepare_resume",
     "status",
     "approve",
     "cert_import",
@@ -168,38 +167,13 @@ async def run(
             observer=observer, max_concurrency=max_concurrency, clock=clock,
         )
         engine.load()
-        await prepare_resume(engine, retry, from_step=from_step, actor=actor)
         remove = _install_signal_handlers(engine)
         try:
-            return await engine.run(nodes, until=until)
+            return await engine.run(nodes, until=until, retry=retry, from_step=from_step)
         finally:
             remove()
     finally:
         await systems.aclose()
-
-
-async def prepare_resume(engine: Engine, names: Sequence[str], *, from_step: str | None, actor: str) -> None:
-    """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""
-    for name in names:
-        model = engine._models[name]
-        if from_step is not None:
-            milestone = next((m for m, s in STEPS[model.role].items() if from_step in s), None)
-            if milestone is None:
-                known = [s for steps in STEPS[model.role].values() for s in steps]
-                raise ConfigError([("--from-step", f"{from_step!r} is not a step of a {model.role} node; steps: {known}")])
-            target = TRANSIENT_OF[milestone]
-            if model.state != target:
-                try:
-                    await engine._transition(model, "rewind", kind="rewound", step=from_step, actor=actor, update={"step": from_step, "attempt": 0, "gate": None}, payload={"from_step": from_step})
-                except TransitionError as exc:
-                    raise ConfigError([("--from-step", f"{name} is at {model.state}; it cannot go forward to {from_step} ({exc})")]) from exc
-            else:
-                model.step = from_step
-                await engine._commit(Transition(node=name, kind="rewound", step=from_step, actor=actor, from_state=model.state, to_state=model.state, payload={"from_step": from_step}, update={"step": from_step, "attempt": 0}))
-            model.attempt = 0
-        elif model.state == FAILED:
-            await engine._transition(model, "retry", kind="retried", step=model.step, actor=actor, update={"last_error": None, "failed_from": None, "attempt": 0})
-            model.attempt, model.reason = 0, None
 
 
 # --- dry run ------------------------------------------------------------------------------

@@ -26,10 +26,10 @@ from typing import Any, Protocol
 import structlog
 
 from adapters.base import Systems
-from config.errors import AdapterError, ConfigError, OrchestratorError
+from config.errors import AdapterError, ConfigError, OrchestratorError, TransitionError
 from config.model import Deployment
 from journal import Journal, Transition
-from machines.lifecycle import GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, milestone_index
+from machines.lifecycle import FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF, milestone_index
 from machines.node import Fleet, NodeModel
 from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait, next_action
 from orchestrator import steps as step_impls
@@ -158,26 +158,72 @@ class Engine:
 
     # --- running ------------------------------------------------------------------------
 
-    async def run(self, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED) -> RunReport:
+    async def run(
+        self,
+        nodes: Sequence[str] | None = None,
+        until: str = LDAP_AUTHENTICATED,
+        *,
+        retry: Sequence[str] = (),
+        from_step: str | None = None,
+    ) -> RunReport:
+        """Drive ``nodes`` (default: all) to ``until`` under their leases.
+
+        Args:
+            retry: failed nodes to put back where they failed first (``resume``).
+            from_step: rewind the ``retry`` nodes to this step first (``resume --from-step``).
+        """
         if not self._models:
             self.load()
         names = list(nodes) if nodes else [n.name for n in self.deployment.nodes]
-        unknown = [n for n in names if n not in self._models]
+        unknown = [n for n in [*names, *retry] if n not in self._models]
         if unknown:
             raise ConfigError([("NODE", f"unknown node(s) {unknown}; known: {sorted(self._models)}")])
         self.journal.acquire_leases(names, owner=self.owner, pid=os.getpid(), timeout_s=self.deployment.journal.lease_timeout_s)
         report = RunReport()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
+            await self._prepare_resume(retry, from_step)
             self._active = set(names)
-            tasks = {name: asyncio.create_task(self._drive(self._models[name], until), name=f"node:{name}") for name in names}
-            for name, task in tasks.items():
-                report.outcomes[name] = await task
+            tasks = [asyncio.create_task(self._drive(self._models[name], until), name=f"node:{name}") for name in names]
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for name, result in zip(names, results):
+                if isinstance(result, asyncio.CancelledError):
+                    # A second signal: the step in flight stays journaled as started.
+                    result = Stopped("interrupted at once: the step in flight is redone from observe on `orchestrator resume --all`")
+                elif isinstance(result, BaseException):
+                    raise result
+                report.outcomes[name] = result
             report.interrupted = self._stopping
         finally:
             heartbeat.cancel()
             self.journal.release_leases(self.owner)
         return report
+
+    async def _prepare_resume(self, names: Sequence[str], from_step: str | None) -> None:
+        """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""
+        for name in names:
+            model = self._models[name]
+            if from_step is not None:
+                milestone = next((m for m, s in STEPS[model.role].items() if from_step in s), None)
+                if milestone is None:
+                    known = [s for steps in STEPS[model.role].values() for s in steps]
+                    raise ConfigError([("--from-step", f"{from_step!r} is not a step of a {model.role} node; steps: {known}")])
+                update = {"step": from_step, "attempt": 0, "gate": None, "last_error": None, "failed_from": None}
+                if model.state == TRANSIENT_OF[milestone]:
+                    await self._commit(Transition(
+                        node=name, kind="rewound", step=from_step, actor=self.actor, from_state=model.state,
+                        to_state=model.state, payload={"from_step": from_step}, update=update,
+                    ))
+                    model.step = from_step
+                else:
+                    try:
+                        await self._transition(model, "rewind", kind="rewound", step=from_step, update=update, payload={"from_step": from_step})
+                    except TransitionError as exc:
+                        raise ConfigError([("--from-step", f"{name} is at {model.state}; it cannot go forward to {from_step}")]) from exc
+                model.attempt, model.reason, model.gate = 0, None, None
+            elif model.state == FAILED:
+                await self._transition(model, "retry", kind="retried", step=model.step, update={"last_error": None, "failed_from": None, "attempt": 0})
+                model.attempt, model.reason = 0, None
 
     async def _heartbeat(self) -> None:
         period = max(self.deployment.journal.lease_timeout_s / 3, 0.5)

@@ -277,3 +277,13 @@ async def test_concurrency_is_bounded_globally_and_per_host(sim: api.SimulationS
     limits = {h.name: h.max_concurrent for h in deployment.vcenter.hosts}
     assert peak and all(peak[h] <= limits[h] for h in peak), (peak, limits)
     assert max(peak.values()) == 2, "8 Conferencing Nodes on one host do overlap up to the limit"
+
+
+async def test_from_step_cannot_jump_forward(sim: api.SimulationSettings) -> None:
+    """`resume --from-step` to a step the node has not reached is bad input, and nothing moves."""
+    await _manual_run(sim, until="reserved", nodes=["pexip-mgr"], auto_approve=True)
+    with pytest.raises(ConfigError, match="cannot go forward"):
+        await _manual_run(sim, retry=["pexip-mgr"], from_step="create_csr", auto_approve=True)
+    with pytest.raises(ConfigError, match="not a step"):
+        await _manual_run(sim, retry=["pexip-mgr"], from_step="make_coffee", auto_approve=True)
+    assert _states(sim.journal)["pexip-mgr"] == "reserved"
