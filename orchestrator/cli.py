@@ -443,7 +443,11 @@ def _is_sqlite(path: Path) -> bool:
 
 
 def _key_for_export(settings: Settings) -> Path | None:
-    path = settings.journal_path()
+    """The seal key of the journal this CLI would use: trust it, not a path written in the export."""
+    try:
+        path = settings.existing_journal()
+    except ConfigError:
+        return None
     key = Path(f"{path}.key")
     return key if key.exists() else None
 
