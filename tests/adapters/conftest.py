@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from adapters.sim_world import SimWorld
 from _vcsim import lab_deployment, started_vcsim
 
 from config.model import Deployment
@@ -60,3 +62,11 @@ def deployment(vcsim: Vcsim, tmp_path: Path) -> Deployment:
 def session_deployment(vcsim_session: Vcsim, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     """The lab deployment against the session's vcsim."""
     return lab_deployment(vcsim_session, tmp_path_factory.mktemp("lab"))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[SimWorld]:
+    """A fresh simulated world in the test's temp dir, closed afterwards."""
+    w = SimWorld.open(tmp_path / "world.sqlite")
+    yield w
+    w.close()

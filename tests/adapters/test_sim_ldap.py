@@ -19,13 +19,6 @@ def deployment(tmp_path: Path) -> Deployment:
     return make_deployment(1, tmp_path)
 
 
-@pytest.fixture
-def world(tmp_path: Path):
-    w = SimWorld.open(tmp_path / "world.sqlite")
-    yield w
-    w.close()
-
-
 def test_conforms_to_the_protocol(world: SimWorld, deployment: Deployment) -> None:
     """SimDirectory is a Directory."""
     assert isinstance(SimDirectory(world, deployment), Directory)

@@ -31,13 +31,6 @@ def deployment(tmp_path: Path) -> Deployment:
 
 
 @pytest.fixture
-def world(tmp_path: Path):
-    w = SimWorld.open(tmp_path / "world.sqlite")
-    yield w
-    w.close()
-
-
-@pytest.fixture
 async def systems(world: SimWorld, deployment: Deployment) -> Systems:
     """A world whose Management Node is installed (the API answers)."""
     s = make_systems(world, deployment)

@@ -21,13 +21,6 @@ def deployment(tmp_path: Path) -> Deployment:
 
 
 @pytest.fixture
-def world(tmp_path: Path):
-    w = SimWorld.open(tmp_path / "world.sqlite")
-    yield w
-    w.close()
-
-
-@pytest.fixture
 def vsphere(world: SimWorld, deployment: Deployment) -> SimVSphere:
     return SimVSphere(world, deployment)
 

@@ -19,13 +19,6 @@ from config.errors import ConfigError, Rejected, Unreachable
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def world(tmp_path: Path):
-    w = SimWorld.open(tmp_path / "world.sqlite")
-    yield w
-    w.close()
-
-
 async def test_group_commit_shares_one_transaction_per_tick(world: SimWorld) -> None:
     """Changes issued by many coroutines in the same tick are committed together."""
 
