@@ -383,39 +383,35 @@ class Engine:
             return
 
     async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
-        """observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
+        """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
         host_slot = self._per_host.get(ctx.node.host) if step.name in VSPHERE_STEPS else None
+
+        async def gate_open(changes: list[step_impls.Change]) -> bool:
+            gate = step.gate(ctx, changes)
+            if not gate or ctx.gate_payload is not None:
+                return True
+            payload = await self._open_gate_nowait(model, step, ctx, gate)
+            if payload is None:
+                await self._transition(
+                    model, "wait", kind="gate_waiting", step=step.name, gate=gate,
+                    payload={"gate": gate, "changes": [c.as_dict() for c in changes]}, update={"gate": gate},
+                )
+                model.gate = gate
+                return False
+            ctx.gate_payload = payload
+            return True
+
+        def applied() -> None:
+            if self.hooks:
+                self.hooks.after_apply(model.name, step.name)
+
         async with self._global:
             if host_slot is not None:
                 await host_slot.acquire()
             try:
                 if self.hooks:
                     self.hooks.before_step(model.name, step.name)
-                observed = await step.observe(ctx)
-                changes = step.diff(ctx, observed)
-                if not changes:
-                    return step_impls.Outcome(step.name, ())
-                gate = step.gate(ctx, changes)
-                if gate and ctx.gate_payload is None:
-                    payload = await self._open_gate_nowait(model, step, ctx, gate)
-                    if payload is None:
-                        await self._transition(
-                            model, "wait", kind="gate_waiting", step=step.name, gate=gate,
-                            payload={"gate": gate, "changes": [c.as_dict() for c in changes]}, update={"gate": gate},
-                        )
-                        model.gate = gate
-                        return None
-                    ctx.gate_payload = payload
-                await step.apply(ctx, observed, changes)
-                if self.hooks:
-                    self.hooks.after_apply(model.name, step.name)
-                remaining = step.diff(ctx, await step.observe(ctx))
-                if remaining:
-                    raise AdapterError(
-                        f"{step.name} on {model.name}: applied, but the world still differs: " + "; ".join(map(str, remaining)),
-                        retryable=True,
-                    )
-                return step_impls.Outcome(step.name, tuple(changes))
+                return await step_impls.execute(step, ctx, before_apply=gate_open, after_apply=applied)
             finally:
                 if host_slot is not None:
                     host_slot.release()

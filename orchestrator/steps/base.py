@@ -9,6 +9,7 @@ protocol, rule 2).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from adapters.base import Systems
@@ -104,18 +105,33 @@ async def plan_step(step: Step, ctx: StepContext) -> list[Change]:
     return step.diff(ctx, observed)
 
 
-async def execute(step: Step, ctx: StepContext) -> Outcome:
-    """Observe, diff, apply what differs, then observe again and require no difference."""
+async def execute(
+    step: Step,
+    ctx: StepContext,
+    *,
+    before_apply: Callable[[list[Change]], Awaitable[bool]] | None = None,
+    after_apply: Callable[[], None] | None = None,
+) -> Outcome | None:
+    """Observe, diff, apply what differs, then observe again and require no difference.
+
+    Args:
+        before_apply: asked with the changes before any side effect; False holds the step
+            (a gate is not open) and ``execute`` returns None.
+        after_apply: called once the side effects are done, before verifying (fault injection).
+    """
     observed = await step.observe(ctx)
     changes = step.diff(ctx, observed)
     if not changes:
         return Outcome(step.name, ())
+    if before_apply is not None and not await before_apply(changes):
+        return None
     await step.apply(ctx, observed, changes)
-    after = step.diff(ctx, await step.observe(ctx))
-    if after:
+    if after_apply is not None:
+        after_apply()
+    remaining = step.diff(ctx, await step.observe(ctx))
+    if remaining:
         raise AdapterError(
-            f"{step.name} on {ctx.node.name}: applied, but the world still differs: "
-            + "; ".join(str(c) for c in after),
+            f"{step.name} on {ctx.node.name}: applied, but the world still differs: " + "; ".join(str(c) for c in remaining),
             retryable=True,
         )
     return Outcome(step.name, tuple(changes))
