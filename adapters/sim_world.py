@@ -203,7 +203,7 @@ class FaultPlan:
 _MISSING = object()
 # Decoded values kept in memory: the working set of the nodes in flight (50 at a time by
 # default, a handful of values each), not the whole world.
-_RECENT_VALUES = 512
+_RECENT_VALUES = 128
 
 
 class SimWorld:
