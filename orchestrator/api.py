@@ -15,7 +15,7 @@ import json
 import shutil
 import signal
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -281,15 +281,18 @@ async def simulate(
     wanted = {"nodes": settings.nodes, "world": str(settings.world)}
     with open_journal(settings.journal, allow_version_change=allow_version_change, actor="simulate") as journal:
         recorded = journal.get_meta("simulation")
-        if recorded is not None and json.loads(recorded).get("nodes") != settings.nodes:
-            raise ConfigError([("--nodes", f"the journal {settings.journal} holds a simulation of {json.loads(recorded)['nodes']} nodes, not {settings.nodes}; pass --fresh to start over or the same --nodes to resume")])
-        if recorded is None:
+        if recorded is not None:
+            before = json.loads(recorded)
+            for option, key in (("--nodes", "nodes"), ("--world", "world")):
+                if before.get(key) != wanted[key]:
+                    raise ConfigError([(option, f"the journal {settings.journal} holds a simulation with {option} {before.get(key)}, "
+                                                f"not {wanted[key]}; pass the same {option} to resume, or --fresh to start over")])
+        else:
             journal.set_meta("simulation", json.dumps(wanted))
         world = SimWorld.open(settings.world, latency=settings.latency, faults=settings.faults)
         try:
             observer = observer_factory(deployment, journal) if observer_factory else None
-            ctx = observer if hasattr(observer, "__enter__") else _nullcontext()
-            with ctx:
+            with observer if hasattr(observer, "__enter__") else nullcontext():
                 report = await run(
                     deployment, journal, world=world, observer=observer, auto_approve=True, actor="simulate",
                     hooks=world,
@@ -301,11 +304,6 @@ async def simulate(
     if settings.effects_out:
         settings.effects_out.write_text(json.dumps(effects, indent=2, sort_keys=True) + "\n")
     return report, effects
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield None
 
 
 # --- status, gates, maintenance ---------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from contextlib import nullcontext
 import json
 import os
 import sys
@@ -170,7 +171,7 @@ def run(settings: Settings, nodes: tuple[str, ...], until: str, dry_run: bool, a
             return
         with api.open_journal(settings.journal_path(deployment), allow_version_change=allow_version_change) as journal:
             progress = _progress(deployment, journal, live=live) if not as_json else None
-            with progress if progress else _Null():
+            with progress if progress else nullcontext():
                 report = asyncio.run(api.run(deployment, journal, nodes=nodes or None, until=until, world=world, observer=progress, hooks=world))
         sys.exit(_print_report(report, as_json))
     finally:
@@ -190,14 +191,6 @@ def _open_world(deployment: Any) -> Any:
     if not path.is_absolute() and deployment.source:
         path = Path(deployment.source).parent / path
     return SimWorld.open(path, latency=sim.latency, faults=sim.faults)
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _print_plan(result: Any, as_json: bool) -> None:
@@ -277,7 +270,7 @@ def resume(settings: Settings, node: str | None, all_nodes: bool, from_step: str
         failed = [r.name for r in journal.nodes() if r.name in names and (r.state == "failed" or from_step)]
         try:
             progress = _progress(deployment, journal, live=live) if not as_json else None
-            with progress if progress else _Null():
+            with progress if progress else nullcontext():
                 report = asyncio.run(
                     api.run(deployment, journal, nodes=names, world=world, observer=progress, hooks=hooks, retry=failed, from_step=from_step,
                             actor=actor, auto_approve=bool(simulation))
