@@ -33,17 +33,18 @@ class Progress:
         self.failed_at: dict[str, str] = {}
         self.started = time.monotonic()
         self._live: Live | None = None
-        self._last_refresh = 0.0
 
     def __enter__(self) -> Progress:
         if self.live_mode:
-            self._live = Live(self._render(), console=Console(file=self.stream), refresh_per_second=8, transient=False)
+            # Live re-renders from the current states at its own pace: an observer call never
+            # renders (a burst of commits costs nothing) and the screen is never stale.
+            self._live = Live(get_renderable=self._render, console=Console(file=self.stream), refresh_per_second=4, transient=False)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
             self._live.__exit__(*exc)
 
     def __call__(self, node: str, state: str, step: str | None, kind: str) -> None:
@@ -54,12 +55,7 @@ class Progress:
             self.failed_at[node] = previous
         self.states[node] = state
         self.steps[node] = step
-        if self._live is not None:
-            now = time.monotonic()
-            if now - self._last_refresh > 0.1:
-                self._last_refresh = now
-                self._live.update(self._render())
-        elif state != previous and (state in MILESTONES or state == FAILED or kind == "gate_waiting"):
+        if self._live is None and state != previous and (state in MILESTONES or state == FAILED or kind == "gate_waiting"):
             print(f"{time.monotonic() - self.started:7.2f}s {node}: {state}" + (f" ({step})" if step and state != previous else ""), file=self.stream, flush=True)
 
     def _render(self) -> Any:
