@@ -82,6 +82,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_backoff_s": _F,
         "multiplier": _F,
         "jitter": _F,
+        "wait_timeout_s": _F,
         "customizable": [_S],
     },
     "gates": {"security_wizard_approval": _B},
@@ -106,6 +107,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "retry.max_backoff_s": (0.001, 3600, "seconds"),
     "retry.multiplier": (1, 10, "a factor"),
     "retry.jitter": (0, 1, "a fraction"),
+    "retry.wait_timeout_s": (1, 86400, "seconds"),
     "concurrency.max_nodes": (1, 10000, "nodes at once"),
     "concurrency.per_host": (1, 64, "side effects at once per host"),
 }

@@ -10,6 +10,7 @@ and an exception tree is plain data: ``machines/``, ``adapters/`` and
     ├── AdapterError           an outside system refused or failed (carries ``retryable``)
     │   ├── Unreachable        could not connect (retryable)
     │   ├── Timeout            no answer in time (retryable)
+    │   │   └── NotYet         the world is getting there by itself (a node syncing): wait, up to a deadline
     │   ├── Rejected           the system said no: bad value, conflict (not retryable)
     │   └── Unknowable         cannot be observed before an earlier step has run (dry run)
     ├── JournalError           the journal cannot be read or written
@@ -30,6 +31,7 @@ __all__ = [
     "AdapterError",
     "Unreachable",
     "Timeout",
+    "NotYet",
     "Rejected",
     "Unknowable",
     "JournalError",
@@ -77,6 +79,11 @@ class Unreachable(AdapterError):
 
 class Timeout(AdapterError):
     retryable = True
+
+
+class NotYet(Timeout):
+    """Not there yet, and nothing to do but wait: retried until ``retry.wait_timeout_s``,
+    not counted against ``retry.max_attempts``."""
 
 
 class Rejected(AdapterError):

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from adapters.base import Systems
-from config.errors import AdapterError, ConfigError, OrchestratorError, TransitionError
+from config.errors import AdapterError, ConfigError, NotYet, OrchestratorError, TransitionError
 from config.model import Deployment
 from journal import Journal, Transition
 from machines.lifecycle import FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF, milestone_index
@@ -320,6 +320,7 @@ class Engine:
         step = step_impls.STEPS[action.step]
         spec = self.deployment.node(model.name)
         max_attempts = int(self._retry.get("max_attempts", 5))
+        waited_since: float | None = None
         while True:
             model.attempt = (model.attempt or 0) + 1
             key = f"{model.name}:{action.step}:{model.attempt}"
@@ -334,7 +335,16 @@ class Engine:
             try:
                 outcome = await self._execute(model, step, ctx)
             except AdapterError as exc:
-                if exc.retryable and model.attempt < max_attempts and not self._stopping:
+                if isinstance(exc, NotYet):
+                    # Waiting for the world (a node syncing) is bounded by time, not attempts.
+                    waited_since = self.clock.monotonic() if waited_since is None else waited_since
+                    patience = float(self._retry.get("wait_timeout_s", 900))
+                    keep_waiting = self.clock.monotonic() - waited_since < patience
+                    if not keep_waiting:
+                        exc = NotYet(f"{exc} (still after {patience:g} s: retry.wait_timeout_s)")
+                else:
+                    keep_waiting = model.attempt < max_attempts
+                if exc.retryable and keep_waiting and not self._stopping:
                     delay = self._backoff(model.attempt)
                     await self._commit(
                         Transition(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.errors import Rejected, Timeout, Unknowable
+from config.errors import NotYet, Rejected, Unknowable
 from orchestrator.steps._rest import find_one, singleton, worker_vm
 from orchestrator.steps.base import Change, Step, StepContext, values
 
@@ -160,8 +160,8 @@ class _WaitSync(Step):
         if observed != "SYNCED":
             if ctx.dry_run:
                 raise Unknowable(f"{self.what}: the node reports {observed or 'nothing yet'}")
-            # Not a change we can make: the node syncs by itself. Retry with backoff.
-            raise Timeout(f"{ctx.node.name}: {self.what}: not in sync yet (status {observed or 'not registered'})")
+            # Not a change we can make: the node syncs by itself. Wait, with backoff.
+            raise NotYet(f"{ctx.node.name}: {self.what}: not in sync yet (status {observed or 'not registered'})")
         return []
 
 

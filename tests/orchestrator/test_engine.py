@@ -287,3 +287,28 @@ async def test_from_step_cannot_jump_forward(sim: api.SimulationSettings) -> Non
     with pytest.raises(ConfigError, match="not a step"):
         await _manual_run(sim, retry=["pexip-mgr"], from_step="make_coffee", auto_approve=True)
     assert _states(sim.journal)["pexip-mgr"] == "reserved"
+
+
+async def test_waiting_for_sync_is_bounded_by_time_not_attempts(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that never syncs is waited for past max_attempts, until retry.wait_timeout_s, then fails saying so."""
+    from adapters.pexip_sim import SimPexipApi
+
+    original = SimPexipApi.status
+
+    async def never_synced(self: Any, resource: str, **filters: Any) -> list[dict[str, Any]]:
+        # The twin's answer for every node but one, which stays PENDING (a node that never syncs).
+        rows = await original(self, resource, **filters)
+        return [{**r, "sync_status": "PENDING"} if r.get("name") == "pexip-conf-00001" else r for r in rows]
+
+    monkeypatch.setattr(SimPexipApi, "status", never_synced)
+    report, _ = await simulate(sim)
+    assert report.exit_code == 1
+    with Journal.open(sim.journal) as j:
+        node = j.node("pexip-conf-00001")
+        attempts = [e.attempt for e in j.events(node="pexip-conf-00001", kinds=["step_started"]) if e.step == "register_node"]
+        waited = sum(e.payload["retry_in_s"] for e in j.events(node="pexip-conf-00001", kinds=["step_retry"]))
+    assert (node.state, node.step) == ("failed", "register_node")
+    assert "wait_timeout_s" in node.last_error
+    assert len(attempts) > 5  # more than retry.max_attempts
+    assert 900 * 0.9 <= waited <= 900 + 40  # the policy's wait_timeout_s, plus one last backoff
+    assert isinstance(report.outcomes["pexip-conf-00002"], Done)
