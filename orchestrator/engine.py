@@ -491,6 +491,9 @@ class Engine:
 
 
 def _self_opening(gate: str, deployment: Deployment) -> bool:
-    """Gates the outside world opens without a person: the CA's certificate (when a CA answers)."""
-    return gate == "certificate"
+    """Gates worth polling for a while: a CA that answers by itself (the simulated one).
 
+    A manual CA is asked once per run (its inbox); then the run exits 3 and says how to
+    import the certificate, rather than sitting silent.
+    """
+    return gate == "certificate" and deployment.pki.mode == "sim"
