@@ -190,3 +190,41 @@ def test_failed_step_exits_1_with_json_logs_and_the_reason(tmp_path: Path, monke
     node = json.loads(out)["nodes"][0]
     assert (node["state"], node["failed_from"], node["next"]["action"]) == ("failed", "hardening", "stopped")
     assert "injected permanent fault" in node["last_error"]
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    import subprocess
+
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> None:
+    """A manual CA: each node waits with its CSR in the outbox; openssl signs it; cert import; the run ends."""
+    text = env.read_text().replace('[pki]\nmode = "sim"', '[pki]\nmode = "manual"').replace('key_type = "RSA2048"', 'key_type = "ECDSAP256"')
+    env.write_text(text)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+             "-out", "certs/ca-chain.pem", "-subj", "/CN=Test Root CA", "-days", "30", cwd=tmp_path)
+    assert _invoke("-c", str(env), "run")[0] == 3  # the security wizard's approval first
+    _invoke("-c", str(env), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
+    signed: set[str] = set()
+    for _ in range(8):
+        code, out, err = _invoke("-c", str(env), "resume", "--all")
+        if code == 0:
+            break
+        assert code == 3, out + err
+        assert "cert import" in out
+        outbox = tmp_path / "pki" / "outbox"
+        for csr in sorted(outbox.glob("*.csr")):
+            node = csr.stem
+            if node in signed:
+                continue
+            # The CSR is Pexip's own; openssl, an independent CA here, checks and signs it.
+            _openssl("req", "-in", str(csr), "-noout", "-verify", cwd=tmp_path)
+            _openssl("x509", "-req", "-in", str(csr), "-CA", "certs/ca-chain.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                     "-out", f"{node}.pem", "-days", "30", "-copy_extensions", "copy", cwd=tmp_path)
+            assert _invoke("-c", str(env), "cert", "import", node, str(tmp_path / f"{node}.pem"))[0] == 0
+            signed.add(node)
+    assert code == 0
+    assert signed == {"pexip-mgr", "pexip-conf-01", "pexip-conf-02", "pexip-conf-03"}
+    code, out, _ = _invoke("-c", str(env), "status", "--json")
+    assert {n["state"] for n in json.loads(out)["nodes"]} == {"ldap_authenticated"}
