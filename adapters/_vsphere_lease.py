@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from pyVmomi import vim, vmodl
 
-from adapters._vsphere_inventory import props, retrieve
 from adapters._vsphere_ova import Package, upload_file
-from adapters._vsphere_session import SYSTEM, Session, map_vmomi_errors
-from config.errors import Rejected, Timeout
+from adapters._vsphere_session import SYSTEM, Session
+from config.errors import Rejected
 
 __all__ = ["LeaseUpload"]
-
-PC = vmodl.query.PropertyCollector
 
 
 class LeaseUpload:
@@ -35,14 +30,16 @@ class LeaseUpload:
     Args:
         session: the vCenter session (its netloc, TLS context or pin, and cookie).
         write: how the adapter makes a change (``VCenter._write``), for the completion.
-        timeout_s: longest wait for the lease to become ready.
+        ready: waits for a lease to be ready and returns its ``info``
+            (``TaskWaiter.lease_ready``: polled with the other reads under way).
         progress_s: interval of progress reports.
     """
 
-    def __init__(self, session: Session, write: Callable[..., Awaitable[Any]], *, timeout_s: float, progress_s: float):
+    def __init__(self, session: Session, write: Callable[..., Awaitable[Any]], ready: Callable[[Any, str], Awaitable[Any]],
+                 *, progress_s: float):
         self._session = session
         self._write = write
-        self._timeout_s = timeout_s
+        self._ready = ready
         self._progress_s = progress_s
         self._http: aiohttp.ClientSession | None = None
 
@@ -54,9 +51,14 @@ class LeaseUpload:
     async def run(self, lease: Any, package: Package, file_items: Any, name: str) -> Any:
         """Stream every file of ``package`` the lease asks for and complete it: the new VM."""
         try:
-            info = await self._ready(lease, name)
-            items = {fi.deviceId: fi for fi in file_items}
-            uploads = [(du, items[du.importKey]) for du in info.deviceUrl or () if du.importKey in items]
+            info = await self._ready(lease, f"import {name}")
+            urls = {du.importKey: du for du in info.deviceUrl or ()}
+            unmatched = [fi.deviceId for fi in file_items if fi.deviceId not in urls]
+            if unmatched:
+                # Completing the lease without them would leave a VM with empty disks.
+                raise Rejected(f"import {name}: the lease gives no upload URL for {', '.join(unmatched)}; "
+                               "the import is aborted", system=SYSTEM)
+            uploads = [(urls[fi.deviceId], fi) for fi in file_items]
             total = sum(fi.size or package.files.get(fi.path, (None, 0, 0))[2] for _, fi in uploads) or 1
             done = 0
 
@@ -81,20 +83,6 @@ class LeaseUpload:
                 await asyncio.shield(self._session.call(
                     f"abort the import of {name}", lambda c: lease.HttpNfcLeaseAbort(), idempotent=False))
             raise
-
-    async def _ready(self, lease: Any, name: str) -> Any:
-        deadline = time.monotonic() + self._timeout_s
-        while True:
-            state = await self._session.call(f"read the import lease of {name}", lambda c: props(retrieve(
-                c, [PC.ObjectSpec(obj=lease)], [PC.PropertySpec(type=vim.HttpNfcLease, pathSet=["state", "error", "info"])])[0]))
-            if state.get("state") == vim.HttpNfcLease.State.ready:
-                return state["info"]
-            if state.get("state") == vim.HttpNfcLease.State.error:
-                with map_vmomi_errors(f"import {name}"):
-                    raise state.get("error") or Rejected(f"import {name}: the lease failed", system=SYSTEM)
-            if time.monotonic() > deadline:
-                raise Timeout(f"import {name}: the lease is still {state.get('state')} after {self._timeout_s:.0f} s", system=SYSTEM)
-            await asyncio.sleep(0.5)
 
     async def _report(self, lease: Any, percent: Callable[[], int]) -> None:
         while True:

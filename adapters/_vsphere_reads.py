@@ -5,26 +5,29 @@ Two kinds of read, each one ``RetrievePropertiesEx`` however many callers ask at
 * briefs of every VM of the datacenter (name, identity attribute, power, host,
   datastores, networks: a few values each), to find our VMs and foreign namesakes;
 * full records of the VMs being observed right now (devices, allocations, boot
-  options, extraConfig), batched over all concurrent callers.
+  options, extraConfig), batched over all concurrent callers, in the same call as the
+  states of the tasks and import leases being waited for (:meth:`VmReader.objects`).
 
 A step observes, acts, then observes again; many steps run at once. A read taken after
 this adapter's last change to a VM, and at most ``max_age_s`` old, serves later
 observations of that VM too: a verification after a change always reads anew, and
 back-to-back observations cost one read. A VM changed here since the briefs were read
-is taken from a fresh full record instead. Any failed change forgets everything: after
+is taken from a fresh full record instead. A record read in the same call that saw a
+change's task succeed counts as read after the change only when it shows the change
+(:meth:`VmReader.saw`: the caller checks). Any failed change forgets everything: after
 a fault only a new read tells what the world is.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from adapters._vsphere_batch import BatchRead, FreshRead
+from adapters._vsphere_batch import BatchRead, FreshRead, ObjectKey
 from adapters._vsphere_inventory import (
     BRIEF_PATHS,
     VM_PATHS,
@@ -43,6 +46,9 @@ __all__ = ["Briefs", "VmReader"]
 
 PC = vmodl.query.PropertyCollector
 NEVER = float("-inf")
+_KINDS = {"vm": vim.VirtualMachine, "task": vim.Task, "lease": vim.HttpNfcLease}
+TASK_PATHS = ["info.state", "info.error", "info.result"]
+LEASE_PATHS = ["state", "error", "info"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class Briefs:
     vms: dict[str, VmBrief]
     fields: dict[str, int]  # custom field name -> key
     fetched_at: float
+    generation: int = 0  # the login it was read under (field keys are per vCenter life)
 
 
 def _gone(obj_content: Any) -> bool:
@@ -69,12 +76,13 @@ def _field_names(objects: Iterable[Any]) -> dict[str, int]:
 class VmReader:
     """The VM reads of one adapter, with their reuse rules (module docstring)."""
 
-    def __init__(self, session: Session, inventory: Callable[[Any], Inventory], *, max_age_s: float):
+    def __init__(self, session: Session, inventory: Callable[[Any], Inventory], *, max_age_s: float,
+                 settle: Callable[[], Awaitable[None]] | None = None):
         self._session = session
         self._inventory = inventory  # content -> the datacenter's inventory (worker thread)
         self._max_age_s = max_age_s
-        self._brief_reads: FreshRead[Briefs] = FreshRead(self._fetch_briefs)
-        self._full_reads: BatchRead[str, VmRecord] = BatchRead(self._fetch_full)
+        self._brief_reads: FreshRead[Briefs] = FreshRead(self._fetch_briefs, settle)
+        self._object_reads: BatchRead[ObjectKey, Any] = BatchRead(self._fetch_objects, settle)
         self._briefs: Briefs | None = None
         self._records: dict[str, VmRecord] = {}
         self._changed: dict[str, float] = {}  # moref -> when this adapter last changed it
@@ -82,7 +90,7 @@ class VmReader:
 
     @property
     def fetches(self) -> int:
-        return self._brief_reads.fetches + self._full_reads.fetches
+        return self._brief_reads.fetches + self._object_reads.fetches
 
     # --- bookkeeping of changes --------------------------------------------------------
 
@@ -93,6 +101,14 @@ class VmReader:
             self._everything_changed = now
         else:
             self._changed[moref] = now
+
+    def saw(self, rec: VmRecord) -> None:
+        """``rec`` shows this adapter's last change to its VM (the caller checked that it does):
+        it serves later observations like a read made after the change."""
+        self._changed[rec.moref] = min(self._changed.get(rec.moref, NEVER), rec.fetched_at - 1e-6)
+        old = self._records.get(rec.moref)
+        if old is None or rec.fetched_at >= old.fetched_at:
+            self._records[rec.moref] = rec
 
     def forget(self) -> None:
         """After a fault: serve nothing read before."""
@@ -107,6 +123,11 @@ class VmReader:
 
     # --- reads ------------------------------------------------------------------------------
 
+    @property
+    def last_briefs(self) -> Briefs | None:
+        """The latest briefs read, however old (``None`` after a fault)."""
+        return self._briefs
+
     async def briefs(self) -> Briefs:
         last = self._briefs
         if last is not None and self._fresh(last.fetched_at):
@@ -116,10 +137,17 @@ class VmReader:
             self._briefs = snap
         return snap
 
-    async def current(self) -> list[VmBrief]:
-        """Every VM as it is now: the briefs, with the VMs changed here since read afresh."""
+    async def current(self, refresh: Callable[[VmBrief], bool] | None = None) -> list[VmBrief]:
+        """Every VM as it is now: the briefs, with the VMs changed here since read afresh.
+
+        ``refresh``: which of those the caller needs afresh (default: all); the others are
+        given as briefed. A change made here to one VM (``changed(moref)``) never alters
+        its name or identity (that is ``changed()``, after which no brief serves), so a
+        caller that only looks at other VMs' names and identities need not read them.
+        """
         snap = await self.briefs()
-        stale = {m for m in snap.vms if self._changed.get(m, NEVER) >= snap.fetched_at}
+        stale = {m for m, b in snap.vms.items()
+                 if self._changed.get(m, NEVER) >= snap.fetched_at and (refresh is None or refresh(b))}
         fresh = await self.records(stale) if stale else {}
         return [fresh[m] if m in stale else b for m, b in snap.vms.items() if m not in stale or m in fresh]
 
@@ -134,12 +162,18 @@ class VmReader:
             else:
                 missing.add(moref)
         if missing:
-            for moref, rec in (await self._full_reads.get(missing)).items():
+            read = await self._object_reads.get({("vm", m, 0) for m in missing})
+            for (_, moref, _), rec in read.items():
                 old = self._records.get(moref)
                 if old is None or rec.fetched_at > old.fetched_at:
                     self._records[moref] = rec
                 found[moref] = rec
         return found
+
+    async def objects(self, keys: set[ObjectKey]) -> dict[ObjectKey, Any]:
+        """Tasks (``info.*`` by path), leases (``state``, ``error``, ``info``) and VM records,
+        read after this call, with the VM reads under way; nothing is kept (see :meth:`saw`)."""
+        return await self._object_reads.get(keys)
 
     # --- fetching ------------------------------------------------------------------------------
 
@@ -147,6 +181,7 @@ class VmReader:
         started = time.monotonic()
 
         def read(content: Any) -> Briefs:
+            generation = self._session.generation
             inv = self._inventory(content)
             view = self._session.once("vm_view", lambda: content.viewManager.CreateContainerView(
                 container=inv.vm_folder, type=[vim.VirtualMachine], recursive=True))
@@ -162,27 +197,44 @@ class VmReader:
             fields = _field_names(objects)
             names = {key: name for name, key in fields.items()}
             vms = [parse_brief(o, names, started) for o in objects if isinstance(o.obj, vim.VirtualMachine)]
-            return Briefs(vms={vm.moref: vm for vm in vms}, fields=fields, fetched_at=started)
+            return Briefs(vms={vm.moref: vm for vm in vms}, fields=fields, fetched_at=started, generation=generation)
 
         return await self._session.call("read the VMs", read)
 
-    async def _fetch_full(self, morefs: frozenset[str]) -> dict[str, VmRecord]:
+    async def _fetch_objects(self, keys: frozenset[ObjectKey]) -> dict[ObjectKey, Any]:
         started = time.monotonic()
+        kinds = {kind for kind, _, _ in keys}
 
-        def read(content: Any) -> dict[str, VmRecord]:
-            objects = retrieve(
-                content,
-                [*(PC.ObjectSpec(obj=vim.VirtualMachine(m, content.propertyCollector._stub)) for m in sorted(morefs)),
-                 PC.ObjectSpec(obj=content.customFieldsManager)],
-                [PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PATHS),
-                 PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])],
-                report_missing=True,
-            )
+        def read(content: Any) -> dict[ObjectKey, Any]:
+            stub = content.propertyCollector._stub
+            login = getattr(stub, "generation", 0)
+            # A task or lease of an earlier login is not asked for: it is reported gone.
+            wanted = {(kind, m): (kind, m, of) for kind, m, of in keys if of in (0, login)}
+            if not wanted:
+                return {}
+            specs = [PC.ObjectSpec(obj=_KINDS[kind](m, stub)) for kind, m in sorted(wanted)]
+            paths = []
+            if "vm" in kinds:
+                specs.append(PC.ObjectSpec(obj=content.customFieldsManager))
+                paths += [PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PATHS),
+                          PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])]
+            if "task" in kinds:
+                paths.append(PC.PropertySpec(type=vim.Task, pathSet=TASK_PATHS))
+            if "lease" in kinds:
+                paths.append(PC.PropertySpec(type=vim.HttpNfcLease, pathSet=LEASE_PATHS))
+            objects = retrieve(content, specs, paths, report_missing=True)
             names = {key: name for name, key in _field_names(objects).items()}
-            return {
-                moid(o.obj): parse_vm(o, names, started)
-                for o in objects
-                if isinstance(o.obj, vim.VirtualMachine) and not _gone(o)
-            }
+            found: dict[ObjectKey, Any] = {}
+            for o in objects:
+                if _gone(o):
+                    continue
+                if isinstance(o.obj, vim.VirtualMachine):
+                    found[wanted[("vm", moid(o.obj))]] = parse_vm(o, names, started)
+                elif isinstance(o.obj, vim.Task):
+                    found[wanted[("task", moid(o.obj))]] = props(o)
+                elif isinstance(o.obj, vim.HttpNfcLease):
+                    found[wanted[("lease", moid(o.obj))]] = props(o)
+            return found
 
-        return await self._session.call("read VMs", read)
+        what = "read VMs" if kinds == {"vm"} else "read VMs, tasks and leases"
+        return await self._session.call(what, read)

@@ -38,7 +38,7 @@ from config.errors import AdapterError, ConfigError, Rejected, Timeout, Unreacha
 from config.model import VCenterSpec
 from config.secrets import REDACTOR
 
-__all__ = ["PinMismatch", "Session", "map_vmomi_errors", "parse_thumbprint", "tls_context"]
+__all__ = ["PinMismatch", "Session", "login_of", "map_vmomi_errors", "parse_thumbprint", "tls_context"]
 
 T = TypeVar("T")
 
@@ -122,10 +122,12 @@ def _pinned_connection_class(pin: bytes) -> type[http.client.HTTPSConnection]:
 
 
 class _CountingStub(SoapStubAdapter):  # type: ignore[misc]
-    """A SOAP stub that counts round trips per method (for ``statistics()``)."""
+    """A SOAP stub that counts round trips per method (for ``statistics()``), and knows
+    the login it serves (``login_of``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.generation = 0  # Session.generation of its login, once logged in
         self.calls: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()
 
@@ -133,6 +135,13 @@ class _CountingStub(SoapStubAdapter):  # type: ignore[misc]
         with self._count_lock:
             self.calls[info.wsdlName] += 1
         return super().InvokeMethod(mo, info, args, outerStub)
+
+
+def login_of(obj: Any) -> int:
+    """The login (``Session.generation``) under which vCenter handed out ``obj`` (a task,
+    a lease); 0 when unknown. A moref is only a name: after vCenter restarted, the same
+    name can denote another object."""
+    return int(getattr(getattr(obj, "_stub", None), "generation", 0))
 
 
 # A connection that broke or closed under us (vCenter stopped, restarted, or dropped an idle
@@ -273,6 +282,7 @@ class Session:
         content.sessionManager.Login(userName=self.spec.user, password=self._password)
         self._content = content
         self.generation += 1
+        stub.generation = self.generation
         self.logins += 1
 
     def _ensure(self) -> tuple[Any, int]:

@@ -10,9 +10,14 @@ How it talks to vCenter (issue #3):
   a restart) — see :mod:`adapters._vsphere_session`;
 * TLS always verified, by a CA file or a pinned SHA-256 thumbprint;
 * reads are batched: one ``RetrievePropertiesEx`` reads the briefs of every VM of the
-  datacenter, one reads the full records of all the VMs being observed at that moment,
-  and a read serves later observations until this adapter changes the VM
-  (:mod:`adapters._vsphere_reads`);
+  datacenter, one reads the full records of all the VMs being observed at that moment
+  together with the tasks and import leases being waited for, and a read serves later
+  observations until this adapter changes the VM (:mod:`adapters._vsphere_reads`);
+* a read about to start waits briefly for the adapter's other calls in flight, whose own
+  reads then share it (:mod:`adapters._vsphere_batch`); a change whose task is seen done
+  in a read that also shows the change needs no read more to be verified;
+* the power-ons of many VMs go out as one ``PowerOnMultiVM_Task`` on vCenter, judged per
+  VM (:mod:`adapters._vsphere_power`);
 * only :mod:`config.errors` types leave this module.
 
 Example::
@@ -26,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from adapters._vsphere_batch import TaskWaiter
+from adapters._vsphere_batch import InFlight, TaskWaiter
 from adapters._vsphere_inventory import (
     BIOS_KEY,
     IDENTITY_FIELD,
@@ -47,6 +53,7 @@ from adapters._vsphere_inventory import (
 from adapters._vsphere_keys import bios_password_script, password_keys, to_key_events
 from adapters._vsphere_lease import LeaseUpload
 from adapters._vsphere_ova import ovf_networks, read_package
+from adapters._vsphere_power import PowerOns
 from adapters._vsphere_preflight import check, identity_of
 from adapters._vsphere_reads import VmReader
 from adapters._vsphere_session import SYSTEM, Session, map_vmomi_errors
@@ -80,6 +87,8 @@ class VCenter:
         lease_progress_s: interval of import progress reports (they keep the lease alive).
         read_max_age_s: how long a read of a VM may serve later observations, provided this
             adapter has not changed the VM since (``adapters._vsphere_reads``).
+        read_batch_wait_s: longest a read waits for the adapter's other calls in flight, whose
+            own reads then share it (``adapters._vsphere_batch.InFlight``).
     """
 
     def __init__(
@@ -94,16 +103,20 @@ class VCenter:
         call_timeout_s: float = 60.0,
         lease_progress_s: float = 10.0,
         read_max_age_s: float = 0.5,
+        read_batch_wait_s: float = 0.05,
     ):
         self.spec = spec
         self.deployment_name = deployment_name
         self._session = Session(spec, password, timeout_s=call_timeout_s)
-        self._tasks = TaskWaiter(self._session, timeout_s=task_timeout_s)
-        self._reads = VmReader(self._session, self._inventory_or_fail, max_age_s=read_max_age_s)
+        self._in_flight = InFlight(max_wait_s=read_batch_wait_s)
+        self._reads = VmReader(self._session, self._inventory_or_fail, max_age_s=read_max_age_s, settle=self._in_flight.settle)
+        self._tasks = TaskWaiter(self._reads.objects, timeout_s=task_timeout_s)
         self._bios_boot_wait_s = bios_boot_wait_s
         self._bios_key_pause_s = bios_key_pause_s
-        self._uploads = LeaseUpload(self._session, self._write, timeout_s=task_timeout_s, progress_s=lease_progress_s)
+        self._uploads = LeaseUpload(self._session, self._write, self._tasks.lease_ready, progress_s=lease_progress_s)
+        self._power = PowerOns(self._session, self._reads, self._tasks, self._in_flight, self._datacenter)
         self._field_lock: asyncio.Lock | None = None
+        self._field_keys: dict[str, tuple[int, int]] = {}  # custom field name -> (key, session generation)
 
     @classmethod
     def from_deployment(cls, deployment: Deployment, **kwargs: Any) -> VCenter:
@@ -154,24 +167,38 @@ class VCenter:
             raise ConfigError(f"datacenter {self.spec.datacenter!r} not found in vCenter {self.spec.url}", "vcenter.datacenter")
         return inv
 
+    async def _datacenter(self) -> Any:
+        return (await self._inventory())[0].datacenter
+
     async def _inventory(self) -> tuple[Inventory, Any]:
         return await self._session.call("read the inventory", lambda c: (self._inventory_or_fail(c), self._inventory_sync(c)[1]))
 
-    async def _write(self, what: str, fn: Any, *, vm: str | None = None, task: bool = False) -> Any:
+    async def _write(self, what: str, fn: Any, *, vm: str | None = None, task: bool = False,
+                     shows: Callable[[VmRecord], bool] | None = None) -> Any:
         """A call that changes the world (and, with ``task``, the wait for its task).
 
         Never retried blindly: a write that lost its answer may have happened, and only
         observing again can tell. ``vm``: the VM it changes (``None``: VMs come or go);
-        no read from before serves an observation of it after.
+        no read from before serves an observation of it after. ``shows``: whether a record
+        of ``vm`` shows the change; the VM is then read along with the task, and that
+        record, if it shows the change, serves the observations after it (no read more).
         """
+        seen = None
         try:
-            result = await self._session.call(what, fn, idempotent=False)
-            return await self._tasks.wait(result, what) if task else result
+            with self._in_flight.track():
+                result = await self._session.call(what, fn, idempotent=False)
+            if not task:
+                return result
+            result, seen_by_moref = await self._tasks.wait(result, what, vms=[vm] if vm is not None and shows is not None else [])
+            seen = seen_by_moref.get(vm or "")
+            return result
         except BaseException:
             self._reads.forget()
             raise
         finally:
             self._reads.changed(vm)
+            if seen is not None and shows is not None and shows(seen):
+                self._reads.saw(seen)
 
     async def _resolve(self, vm: VmState) -> VmRecord:
         """Our VM now, by moref and identity; its identity decides, not the moref (a vCenter
@@ -254,7 +281,7 @@ class VCenter:
             Rejected: a VM of the node's name exists that is not ours (never adopted), or two
                 VMs carry the same identity.
         """
-        vms = await self._reads.current()
+        vms = await self._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
         ours = [b for b in vms if b.identity == identity]
         if len(ours) > 1:
             raise Rejected(f"VMs {', '.join(b.name + ' (' + b.moref + ')' for b in ours)} all carry identity {identity!r}; "
@@ -308,7 +335,7 @@ class VCenter:
                               f"folder {self.spec.folder!r} and the host's resource pool must all exist; run the preflight",
                               "vcenter")
 
-        vms = await self._reads.current()
+        vms = await self._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
         for brief in vms:
             if brief.identity == identity:
                 return self._state(brief, inv)  # already imported: nothing to do
@@ -323,7 +350,8 @@ class VCenter:
             return content.ovfManager.CreateImportSpec(
                 ovfDescriptor=package.descriptor, resourcePool=pool, datastore=inv.datastore_refs[ds_ref], cisp=cisp)
 
-        result = await self._session.call(f"create the import spec of {node.name}", create_spec)
+        with self._in_flight.track():
+            result = await self._session.call(f"create the import spec of {node.name}", create_spec)
         if result.error:
             raise Rejected(f"vCenter cannot import {ova} as {node.name}: "
                            + "; ".join(getattr(e, "msg", None) or type(e).__name__ for e in result.error), system=SYSTEM)
@@ -333,8 +361,12 @@ class VCenter:
         lease = await self._write(f"import {node.name}", lambda c: pool.ImportVApp(spec=spec, folder=folder, host=host.ref))
         vm_ref = await self._uploads.run(lease, package, result.fileItem or (), node.name)
         key = await self._field_key(IDENTITY_FIELD)
-        await self._write(f"tag {node.name} with its identity",
-                          lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity))  # a VM of ours appears
+        try:
+            await self._write(f"tag {node.name} with its identity",
+                              lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity))  # a VM of ours appears
+        except BaseException:
+            self._field_keys.pop(IDENTITY_FIELD, None)  # the field may be gone: read it again next time
+            raise
         # Built from what was imported, not read back: the step verifies with find_vm.
         return VmState(
             name=node.name, identity=identity, moref=moid(vm_ref), host=node.host, portgroup=node.portgroup,
@@ -342,13 +374,23 @@ class VCenter:
         )
 
     async def _field_key(self, name: str) -> int:
-        """The key of our custom field ``name``, defined on first use."""
+        """The key of our custom field ``name``, defined on first use.
+
+        Taken from the latest read of the VMs under the same login, however old: a field's
+        key never changes, and a vCenter that lost its state (and could give the key to
+        another field) also forgot the session. A field removed since makes ``SetField``
+        fail, which drops the key (``import_ova``)."""
         if self._field_lock is None:
             self._field_lock = asyncio.Lock()
         async with self._field_lock:
-            fields = (await self._reads.briefs()).fields
-            if name in fields:
-                return fields[name]
+            generation = self._session.generation
+            key, known = self._field_keys.get(name, (0, -1))
+            if known == generation:
+                return key
+            last = self._reads.last_briefs
+            if last is not None and last.generation == generation and name in last.fields:
+                self._field_keys[name] = (last.fields[name], generation)
+                return last.fields[name]
 
             def define(content: Any) -> int:
                 try:
@@ -359,9 +401,11 @@ class VCenter:
                     return next(int(f.key) for f in fields or () if f.name == name)
 
             try:
-                return await self._session.call(f"define custom attribute {name}", define)
+                key = await self._session.call(f"define custom attribute {name}", define)
             finally:
                 self._reads.changed()
+            self._field_keys[name] = (key, generation)
+            return key
 
     async def _destroy_incomplete(self, rec: VmRecord) -> None:
         """Remove a VM of ours whose import never completed (its disks may be partial)."""
@@ -412,7 +456,7 @@ class VCenter:
             device.storageIOAllocation = vim.StorageResourceManager.IOAllocationInfo(
                 limit=d.iops_limit, shares=vim.SharesInfo(level=d.shares, shares=_DISK_SHARES.get(d.shares, 1000)))
             spec.deviceChange.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=device))
-        await self._reconfigure(rec, spec, "reserve the resources of")
+        await self._reconfigure(rec, spec, "reserve the resources of", shows=lambda r: _shows_reservation(r, wanted, inv))
 
     async def _check_iops_budget(self, rec: VmRecord, wanted: Reservation, inv: Inventory) -> None:
         by_ds: dict[str, int] = {}
@@ -447,8 +491,8 @@ class VCenter:
         records = await self._reads.records(on_ds)
         return sum(max(0, d.iops_limit) for rec in records.values() for d in rec.disks if d.datastore == ds)
 
-    async def _reconfigure(self, rec: VmRecord, spec: Any, what: str) -> None:
-        await self._write(f"{what} VM {rec.name}", lambda c: rec.ref.ReconfigVM_Task(spec=spec), vm=rec.moref, task=True)
+    async def _reconfigure(self, rec: VmRecord, spec: Any, what: str, *, shows: Callable[[VmRecord], bool] | None = None) -> None:
+        await self._write(f"{what} VM {rec.name}", lambda c: rec.ref.ReconfigVM_Task(spec=spec), vm=rec.moref, task=True, shows=shows)
 
     # --- VSphere: BIOS ------------------------------------------------------------------------
 
@@ -496,7 +540,8 @@ class VCenter:
             # options: vcsim replaces the struct) holds on both, in the marker's call.
             await self._reconfigure(rec, vim.vm.ConfigSpec(
                 bootOptions=_boot_options(armed, boot_disk.key, enter_setup=False),
-                extraConfig=[vim.option.OptionValue(key=BIOS_KEY, value="done")]), "mark the BIOS lock of")
+                extraConfig=[vim.option.OptionValue(key=BIOS_KEY, value="done")]), "mark the BIOS lock of",
+                shows=lambda r: r.bios_lock == "done" and _bios(r).boot_disk_first and not _bios(r).enter_bios_setup)
         else:
             state = _bios(rec)
             if not state.boot_disk_first or state.enter_bios_setup:
@@ -509,8 +554,13 @@ class VCenter:
             raise Rejected(f"the BIOS lock of VM {rec.name} did not verify: {state}", system=SYSTEM)
 
     async def _power_on(self, rec: VmRecord, *, reset: bool) -> None:
-        action = f"{'reset' if reset else 'power on'} VM {rec.name}"
-        await self._write(action, lambda c: rec.ref.ResetVM_Task() if reset else rec.ref.PowerOnVM_Task(), vm=rec.moref, task=True)
+        """Power on (or reset) and see it done; power-ons of many VMs share one call (vCenter)."""
+        if reset:
+            await self._write(f"reset VM {rec.name}", lambda c: rec.ref.ResetVM_Task(), vm=rec.moref, task=True)
+        elif await self._power.supported():
+            await self._power.power_on(rec)
+        else:
+            await self._write(f"power on VM {rec.name}", lambda c: rec.ref.PowerOnVM_Task(), vm=rec.moref, task=True)
 
     async def _type(self, rec: VmRecord, keys: list[Any]) -> None:
         # The password is inside the key events only: never in a message or a log.
@@ -564,6 +614,14 @@ def _reservation(rec: VmRecord, inv: Inventory) -> Reservation:
             for d in rec.disks
         ),
     )
+
+
+def _shows_reservation(rec: VmRecord, wanted: Reservation, inv: Inventory) -> bool:
+    """Whether ``rec`` shows ``wanted`` (its listed disks; the others are left as they are)."""
+    now = _reservation(rec, inv)
+    disks = {d.key: (d.shares, d.iops_limit) for d in now.disks}
+    return (dataclasses.replace(now, disks=()) == dataclasses.replace(wanted, disks=())
+            and all(disks.get(d.key) == (d.shares, d.iops_limit) for d in wanted.disks))
 
 
 def _bios(rec: VmRecord) -> BiosState:

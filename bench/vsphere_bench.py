@@ -5,7 +5,8 @@ under 1 s to take 50 VMs through ``reserved``. Drives the orchestrator's own ste
 (``deploy_ova``, ``reserve_resources``, ``lock_bios``: observe, diff, apply, verify)
 through :class:`adapters.vsphere.VCenter` against a vcsim started here with TLS.
 Round trips are counted by the adapter (every SOAP call) and cross-checked with
-vcsim's request log. Prints figures; asserts nothing.
+vcsim's request log; each step's are also broken down by SOAP method. Prints figures;
+asserts nothing.
 
     .venv/bin/python bench/vsphere_bench.py [--vms 50] [--concurrency 50]
 """
@@ -53,8 +54,9 @@ def fleet(base: Deployment, count: int) -> Deployment:
     return dataclasses.replace(base, conferencing=nodes, vcenter=dataclasses.replace(base.vcenter, hosts=hosts))
 
 
-async def run(step: str, deployment: Deployment, nodes: tuple[NodeSpec, ...], vc: VCenter, concurrency: int) -> tuple[float, int, int]:
-    """One step for every node; wall time, round trips and changed nodes."""
+async def run(step: str, deployment: Deployment, nodes: tuple[NodeSpec, ...], vc: VCenter,
+              concurrency: int) -> tuple[float, dict[str, int], int]:
+    """One step for every node; wall time, round trips by SOAP method and changed nodes."""
     systems = Systems(vsphere=vc, pexip=None, console=None, ca=None, directory=None)  # type: ignore[arg-type]
     limit = asyncio.Semaphore(concurrency)
 
@@ -63,10 +65,13 @@ async def run(step: str, deployment: Deployment, nodes: tuple[NodeSpec, ...], vc
             outcome = await execute(STEPS[step], StepContext(deployment=deployment, node=node, systems=systems))
             return bool(outcome.changes)
 
-    before = vc.statistics()["round_trips"]
+    before = vc.statistics()["by_method"]
     start = time.perf_counter()
     changed = await asyncio.gather(*(one(n) for n in nodes))
-    return time.perf_counter() - start, vc.statistics()["round_trips"] - before, sum(changed)
+    wall = time.perf_counter() - start
+    after = vc.statistics()["by_method"]
+    calls = {m: n - before.get(m, 0) for m, n in after.items() if n > before.get(m, 0)}
+    return wall, calls, sum(changed)
 
 
 async def bench(deployment: Deployment, concurrency: int) -> dict[str, Any]:
@@ -76,12 +81,13 @@ async def bench(deployment: Deployment, concurrency: int) -> dict[str, Any]:
         await vc.preflight(deployment)
         figures["preflight_round_trips"] = vc.statistics()["round_trips"]
         for step in VM_STEPS:
-            wall, trips, changed = await run(step, deployment, nodes, vc, concurrency)
-            figures["steps"][step] = {"wall_s": round(wall, 3), "round_trips": trips,
-                                      "per_vm": round(trips / len(nodes), 2), "changed": changed}
+            wall, calls, changed = await run(step, deployment, nodes, vc, concurrency)
+            trips = sum(calls.values())
+            figures["steps"][step] = {"wall_s": round(wall, 3), "round_trips": trips, "per_vm": round(trips / len(nodes), 2),
+                                      "changed": changed, "by_method": calls}
         for step in VM_STEPS:
-            wall, trips, changed = await run(step, deployment, nodes, vc, concurrency)
-            figures["rerun"][step] = {"wall_s": round(wall, 3), "per_vm": round(trips / len(nodes), 2), "changed": changed}
+            wall, calls, changed = await run(step, deployment, nodes, vc, concurrency)
+            figures["rerun"][step] = {"wall_s": round(wall, 3), "per_vm": round(sum(calls.values()) / len(nodes), 2), "changed": changed}
         stats = vc.statistics()
     figures["logins"] = stats["logins"]
     figures["by_method"] = stats["by_method"]
@@ -124,6 +130,10 @@ def main() -> None:
             s, r = figures["steps"][step], figures["rerun"][step]
             print(f"  {step:<18} {s['wall_s']:>8.3f} {s['per_vm']:>9.2f} {s['changed']:>8} | {'':6} {r['wall_s']:>7.3f} {r['per_vm']:>9.2f} {r['changed']:>8}")
         print(f"  reserved for {figures['vms']} VMs: {figures['steps']['reserve_resources']['wall_s']:.3f} s (target < 1 s)")
+        print("  round trips per VM by method:")
+        for step in VM_STEPS:
+            calls = figures["steps"][step]["by_method"]
+            print(f"    {step:<17} " + ", ".join(f"{m} {n / figures['vms']:.2f}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1])))
     if args.json:
         print(json.dumps(results, indent=1, sort_keys=True))
 

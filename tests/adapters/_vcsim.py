@@ -27,7 +27,7 @@ __all__ = ["VM_STEPS", "WRITES", "admin", "identity", "lab_deployment", "run_ste
 # SOAP methods by which the adapter changes the world: a second run must send none of them.
 # (The fixtures shape the inventory with AddVirtualSwitch/AddPortGroup/CreateFolder first.)
 WRITES = frozenset({
-    "ReconfigVM_Task", "ImportVApp", "HttpNfcLeaseComplete", "PowerOnVM_Task", "PowerOffVM_Task", "ResetVM_Task",
+    "ReconfigVM_Task", "ImportVApp", "HttpNfcLeaseComplete", "PowerOnVM_Task", "PowerOnMultiVM_Task", "PowerOffVM_Task", "ResetVM_Task",
     "Destroy_Task", "SetField", "AddCustomFieldDef", "PutUsbScanCodes",
 })
 VM_STEPS = ("deploy_ova", "reserve_resources", "lock_bios")

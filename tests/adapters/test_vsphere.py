@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from _vcsim import VM_STEPS, admin, identity, run_step, vcenter, writes
+from _vcsim import VM_STEPS, WRITES, admin, identity, run_step, vcenter, writes
 from pyVmomi import vim
 
 from adapters.base import VSphere
@@ -16,6 +16,12 @@ from config.model import Deployment
 from orchestrator.lab import Vcsim, make_test_ova
 
 pytestmark = pytest.mark.vcsim
+
+
+def _writes(vc: Vcsim, since: int = 0) -> list[str]:
+    """``writes`` and the batched power-on, which ``_vcsim.WRITES`` does not list yet."""
+    calls = [r["method"] for r in vc.requests()[since:]]
+    return [m for m in calls if m in WRITES or m == "PowerOnMultiVM_Task"]
 
 
 def _expected_keys(password: str) -> list[tuple[int, bool]]:
@@ -53,7 +59,7 @@ async def test_every_step_on_an_imported_ova_then_a_rerun_changes_nothing(vcsim:
         first = len(vcsim.requests())
         again = {name: (await run_step(name, deployment, node, vc)).changes for name in VM_STEPS}
         assert again == {name: () for name in VM_STEPS}
-        assert writes(vcsim, first) == []
+        assert _writes(vcsim, first) == []
         vm = await vc.find_vm(node, identity(deployment, node))
         assert vm is not None
         reservation = await vc.get_reservation(vm)
@@ -171,7 +177,7 @@ async def test_reads_are_batched(vcsim: Vcsim, deployment: Deployment, tmp_path:
 async def test_iops_in_use_counts_other_vms_limits(vcsim: Vcsim, deployment: Deployment) -> None:
     """datastore_iops_in_use sums every other VM's disk limits on the datastore and leaves out the named VM."""
     node = deployment.management
-    async with vcenter(deployment) as vc:
+    async with vcenter(deployment, read_max_age_s=30.0) as vc:  # only a change makes a read stale here
         vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
         current = await vc.get_reservation(vm)
         mine = dataclasses.replace(current, disks=tuple(dataclasses.replace(d, iops_limit=700) for d in current.disks))
@@ -252,3 +258,115 @@ def test_bad_vcenter_settings_are_bad_input(session_deployment: Deployment, chan
     with pytest.raises(ConfigError) as info:
         VCenter.from_deployment(broken)
     assert info.value.problems[0][0] == field
+
+
+async def test_bios_locks_at_once_share_one_power_on(vcsim: Vcsim, deployment: Deployment, tmp_path: Path) -> None:
+    """Four VMs locked at once are powered on by one PowerOnMultiVM_Task, and each is typed into and verified."""
+    import asyncio
+
+    nodes = [dataclasses.replace(deployment.management, name=f"pexip-lock-{i}") for i in range(4)]
+    ova = str(make_test_ova(tmp_path / "lock.ova"))
+    async with vcenter(deployment, read_batch_wait_s=5.0) as vc:  # batches wait for every VM, however loaded the machine
+        vms = await asyncio.gather(*(vc.import_ova(n, identity(deployment, n), ova) for n in nodes))
+        before = len(vcsim.requests())
+        await asyncio.gather(*(vc.lock_bios(vm, "Px-9!b") for vm in vms))
+        states = [await vc.get_bios(vm) for vm in vms]
+    calls = [r["method"] for r in vcsim.requests()[before:]]
+    assert calls.count("PowerOnMultiVM_Task") == 1 and "PowerOnVM_Task" not in calls
+    assert all(s.power_state == "poweredOn" and s.locked_marker and s.boot_disk_first and not s.enter_bios_setup for s in states)
+    recorded = vcsim.keys()
+    typed = {vm.moref: len([k for k in recorded if k["vm"] == vm.moref]) for vm in vms}
+    assert typed == {vm.moref: len(_expected_keys("Px-9!b")) for vm in vms}
+
+
+async def test_without_vcenter_each_vm_is_powered_on_by_itself(vcsim: Vcsim, deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the server is ESXi alone (no PowerOnMultiVM_Task), the lock powers the VM on with PowerOnVM_Task."""
+    node = deployment.management
+    async with vcenter(deployment) as vc:
+        vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
+
+        async def esxi() -> bool:
+            return False
+
+        # vcsim is built as a vCenter only; this stands for the answer an ESXi host gives.
+        monkeypatch.setattr(vc._power, "supported", esxi)
+        before = len(vcsim.requests())
+        await vc.lock_bios(vm, "Px-9!b")
+        assert (await vc.get_bios(vm)).power_state == "poweredOn"
+    calls = [r["method"] for r in vcsim.requests()[before:]]
+    assert calls.count("PowerOnVM_Task") == 1 and "PowerOnMultiVM_Task" not in calls
+
+
+async def test_a_lease_without_an_upload_url_for_a_file_is_aborted(vcsim: Vcsim, deployment: Deployment) -> None:
+    """A file of the import spec the lease gives no URL for is never skipped: the import is aborted, not completed."""
+    from adapters._vsphere_ova import read_package
+
+    node = deployment.management
+    package = read_package(deployment.ova.management, "ova.management")
+
+    def start(content: object) -> tuple[object, object]:
+        find = content.searchIndex.FindByInventoryPath  # type: ignore[attr-defined]
+        pool, folder, store = find("DC0/host/DC0_H0/Resources"), find("DC0/vm/pexip"), find("DC0/datastore/LocalDS_0")
+        result = content.ovfManager.CreateImportSpec(  # type: ignore[attr-defined]
+            ovfDescriptor=package.descriptor, resourcePool=pool, datastore=store,
+            cisp=vim.OvfManager.CreateImportSpecParams(entityName=node.name))
+        return result, pool.ImportVApp(spec=result.importSpec, folder=folder)
+
+    async with vcenter(deployment) as vc:
+        # A lease belongs to the session that made it: the adapter's own starts the import.
+        result, lease = await vc._session.call("start an import", start)
+        items = list(result.fileItem)  # type: ignore[attr-defined]
+        items[0].deviceId = "/someone-else/VirtualLsiLogicController0:0"  # what a lease for another VM would list
+        before = len(vcsim.requests())
+        with pytest.raises(Rejected, match="gives no upload URL"):
+            await vc._uploads.run(lease, package, items, node.name)
+    calls = [r["method"] for r in vcsim.requests()[before:]]
+    assert "HttpNfcLeaseAbort" in calls and "HttpNfcLeaseComplete" not in calls
+
+
+async def test_an_import_costs_its_five_calls(vcsim: Vcsim, deployment: Deployment, tmp_path: Path) -> None:
+    """Once the identity attribute is defined, an import is: a read, the spec, the import, the lease, its completion, the tag."""
+    first, second = (dataclasses.replace(deployment.management, name=f"pexip-calls-{i}") for i in range(2))
+    ova = str(make_test_ova(tmp_path / "calls.ova"))
+    async with vcenter(deployment) as vc:
+        await vc.import_ova(first, identity(deployment, first), ova)
+        before = len(vcsim.requests())
+        await vc.import_ova(second, identity(deployment, second), ova)
+        calls = [r["method"] for r in vcsim.requests()[before:]]
+    assert calls == ["RetrievePropertiesEx", "CreateImportSpec", "ImportVApp", "RetrievePropertiesEx", "HttpNfcLeaseComplete", "SetField"]
+
+
+async def test_a_reservation_seen_with_its_task_is_not_read_again(vcsim: Vcsim, deployment: Deployment) -> None:
+    """The read that finds the reconfiguration done shows the new reservation: observing it right after reads nothing more."""
+    node = deployment.management
+    async with vcenter(deployment, read_max_age_s=30.0) as vc:  # only a change makes a read stale here
+        vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
+        current = await vc.get_reservation(vm)
+        wanted = dataclasses.replace(current, cpu_reservation_mhz=2294, cpu_limit_mhz=2294, memory_reservation_mb=1024,
+                                     memory_limit_mb=1024, memory_locked=True,
+                                     disks=tuple(dataclasses.replace(d, iops_limit=500) for d in current.disks))
+        before = len(vcsim.requests())
+        await vc.set_reservation(vm, wanted)
+        after = await vc.get_reservation(vm)
+        calls = [r["method"] for r in vcsim.requests()[before:]]
+    assert calls[calls.index("ReconfigVM_Task"):] == ["ReconfigVM_Task", "RetrievePropertiesEx"]  # the task's read, no other
+    assert after == wanted
+
+
+@pytest.mark.parametrize(("shown", "reads_after"), [
+    (True, 0),  # the record read with the task shows the change: it is the observation after it
+    (False, 1),  # it does not (read before the change took effect): the next observation reads anew
+])
+async def test_a_record_read_with_its_task_serves_only_if_it_shows_the_change(
+    vcsim: Vcsim, deployment: Deployment, shown: bool, reads_after: int
+) -> None:
+    """A record read in the call that saw the task succeed is used later only when it shows the change."""
+    node = deployment.management
+    async with vcenter(deployment, read_max_age_s=30.0) as vc:  # only a change makes a read stale here
+        vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
+        rec = await vc._resolve(vm)
+        await vc._reconfigure(rec, vim.vm.ConfigSpec(annotation="seen"), "annotate", shows=lambda r: shown)
+        before = len(vcsim.requests())
+        await vc.get_bios(vm)
+        calls = [r["method"] for r in vcsim.requests()[before:]]
+    assert calls.count("RetrievePropertiesEx") == reads_after

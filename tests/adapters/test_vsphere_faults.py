@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from _vcsim import (
     VM_STEPS,
+    admin,
     identity,
     lab_deployment,
     run_step,
@@ -17,6 +18,7 @@ from _vcsim import (
     vcenter,
     writes,
 )
+from pyVmomi import vim
 
 from config.errors import AdapterError, Rejected, Unreachable
 from config.model import Deployment
@@ -143,6 +145,36 @@ async def test_a_pinned_thumbprint_is_accepted_and_checked_on_every_connection(
             second = started_vcsim(tmp_path / "two", vcsim_binary, other, port=first.port, password=first.password)
             with pytest.raises(Rejected, match="does not match vcenter.thumbprint"):
                 await vc.find_vm(node, identity(deployment, node))
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+async def test_a_task_of_a_vcenter_that_restarted_is_never_taken_for_another(
+    vcsim_binary: Path, vcsim_pki: Pki, tmp_path: Path
+) -> None:
+    """After a restart the same task name can denote another task: a task handed out before it is reported gone, not done."""
+    first = started_vcsim(tmp_path / "one", vcsim_binary, vcsim_pki)
+    deployment = lab_deployment(first, tmp_path / "lab")
+    second = None
+    try:
+        async with vcenter(deployment) as vc:
+            task = await vc._session.call("annotate a VM", lambda c: c.searchIndex.FindByInventoryPath(
+                "DC0/vm/DC0_H0_VM0").ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation="before")), idempotent=False)
+            first.stop()
+            second = started_vcsim(tmp_path / "two", vcsim_binary, vcsim_pki, port=first.port, password=first.password)
+            with admin(second) as content:
+                # vcsim names objects from one counter: its tasks come to the old name again.
+                vm = content.searchIndex.FindByInventoryPath("DC0/vm/DC0_H0_VM0")
+                while (other := vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation="after")))._moId != task._moId:
+                    assert int(other._moId.split("-")[1]) < int(task._moId.split("-")[1]), "the name was skipped"
+                assert other.info.state == "success"
+            assert await vc.find_vm(deployment.management, identity(deployment, deployment.management)) is None  # logs in again
+            with pytest.raises(Rejected, match="vCenter restarted") as info:
+                await vc._tasks.wait(task, "annotate a VM")
+            assert info.value.retryable
+            assert vc.statistics()["logins"] == 2
     finally:
         first.stop()
         if second is not None:
