@@ -321,6 +321,9 @@ class Engine:
         spec = self.deployment.node(model.name)
         max_attempts = int(self._retry.get("max_attempts", 5))
         waited_since: float | None = None
+        # The retry budget counts this process's failures; model.attempt (journaled, part of
+        # the idempotency key) also counts starts cut short by crashes, which are no failures.
+        failures = 0
         while True:
             model.attempt = (model.attempt or 0) + 1
             key = f"{model.name}:{action.step}:{model.attempt}"
@@ -343,7 +346,8 @@ class Engine:
                     if not keep_waiting:
                         exc = NotYet(f"{exc} (still after {patience:g} s: retry.wait_timeout_s)")
                 else:
-                    keep_waiting = model.attempt < max_attempts
+                    failures += 1
+                    keep_waiting = failures < max_attempts
                 if exc.retryable and keep_waiting and not self._stopping:
                     delay = self._backoff(model.attempt)
                     await self._commit(

@@ -312,3 +312,31 @@ async def test_waiting_for_sync_is_bounded_by_time_not_attempts(sim: api.Simulat
     assert len(attempts) > 5  # more than retry.max_attempts
     assert 900 * 0.9 <= waited <= 900 + 40  # the policy's wait_timeout_s, plus one last backoff
     assert isinstance(report.outcomes["pexip-conf-00002"], Done)
+
+
+async def test_crash_restarts_do_not_use_up_the_retry_budget(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step started 7 times before (crashes) still gets its full retry budget for a transient error."""
+    from adapters.console_sim import SimConsole
+    from config.errors import Unreachable
+
+    report = await _manual_run(sim, until="bios_locked", nodes=["pexip-mgr"], auto_approve=True)
+    assert report.exit_code == 0
+    with api.open_journal(sim.journal) as journal:  # as if killed 7 times right after step_started
+        from journal import Transition
+
+        journal.commit([Transition(node="pexip-mgr", kind="step_started", step="installation_wizard", attempt=7,
+                                   from_state="bios_locked", to_state="installing", update={"step": "installation_wizard", "attempt": 7})])
+    calls = {"n": 0}
+    original = SimConsole.wizard_state
+
+    async def flaky(self: Any, node: Any) -> str:
+        # Fails twice, then answers: a stand-in for a console that is slow to come up.
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise Unreachable("console: connection refused")
+        return await original(self, node)
+
+    monkeypatch.setattr(SimConsole, "wizard_state", flaky)
+    report = await _manual_run(sim, until="installed", nodes=["pexip-mgr"], auto_approve=True)
+    assert report.exit_code == 0, report.outcomes
+    assert calls["n"] > 2
