@@ -244,7 +244,10 @@ class Engine:
                         return self.plan(model, until)
                     continue
                 if isinstance(action, Start):
-                    await self._transition(model, "start", kind="milestone_started", step=STEPS[model.role][action.milestone][0])
+                    # Under a global slot too: a thousand nodes starting at once (the Manager
+                    # hardened) would otherwise all sit inside the machine's trigger together.
+                    async with self._global:
+                        await self._transition(model, "start", kind="milestone_started", step=STEPS[model.role][action.milestone][0])
                     continue
                 if isinstance(action, Wait):
                     if not await self._wait_gate(model, action.gate):
@@ -317,84 +320,101 @@ class Engine:
     # --- steps ---------------------------------------------------------------------------
 
     async def _run_step(self, model: NodeModel, action: RunStep) -> None:
-        step = step_impls.STEPS[action.step]
-        spec = self.deployment.node(model.name)
+        """Run one step to its commit, retrying retryable errors with backoff.
+
+        Each attempt holds one of the global slots (``concurrency.max_nodes``) from its
+        ``step_started`` to its commit; the backoff sleeps between attempts hold none.
+        """
         max_attempts = int(self._retry.get("max_attempts", 5))
         waited_since: float | None = None
         # The retry budget counts this process's failures; model.attempt (journaled, part of
         # the idempotency key) also counts starts cut short by crashes, which are no failures.
         failures = 0
         while True:
-            model.attempt = (model.attempt or 0) + 1
-            key = f"{model.name}:{action.step}:{model.attempt}"
-            await self._commit(
-                Transition(
-                    node=model.name, kind="step_started", step=action.step, attempt=model.attempt, key=key,
-                    from_state=model.state, to_state=model.state, actor=self.actor,
-                    update={"step": action.step, "attempt": model.attempt, "last_error": None},
-                )
-            )
-            ctx = StepContext(self.deployment, spec, self.systems, gate_payload=self._gate_payload(model.name, step))
-            try:
-                outcome = await self._execute(model, step, ctx)
-            except AdapterError as exc:
-                if isinstance(exc, NotYet):
-                    # Waiting for the world (a node syncing) is bounded by time, not attempts.
-                    waited_since = self.clock.monotonic() if waited_since is None else waited_since
-                    patience = float(self._retry.get("wait_timeout_s", 900))
-                    keep_waiting = self.clock.monotonic() - waited_since < patience
-                    if not keep_waiting:
-                        exc = NotYet(f"{exc} (still after {patience:g} s: retry.wait_timeout_s)")
-                else:
-                    failures += 1
-                    keep_waiting = failures < max_attempts
-                if exc.retryable and keep_waiting and not self._stopping:
+            async with self._global:
+                try:
+                    outcome = await self._attempt(model, action)
+                except AdapterError as exc:
+                    if isinstance(exc, NotYet):
+                        # Waiting for the world (a node syncing) is bounded by time, not attempts.
+                        waited_since = self.clock.monotonic() if waited_since is None else waited_since
+                        patience = float(self._retry.get("wait_timeout_s", 900))
+                        keep_waiting = self.clock.monotonic() - waited_since < patience
+                        if not keep_waiting:
+                            exc = NotYet(f"{exc} (still after {patience:g} s: retry.wait_timeout_s)")
+                    else:
+                        failures += 1
+                        keep_waiting = failures < max_attempts
+                    if not (exc.retryable and keep_waiting and not self._stopping):
+                        await self._fail(model, action.step, exc)
+                        return
                     delay = self._backoff(model.attempt)
                     await self._commit(
                         Transition(
-                            node=model.name, kind="step_retry", step=action.step, attempt=model.attempt, key=key,
-                            actor=self.actor, payload={"error": str(exc), "retry_in_s": round(delay, 3)},
-                            update={"last_error": str(exc)},
+                            node=model.name, kind="step_retry", step=action.step, attempt=model.attempt,
+                            key=self._key(model, action.step), actor=self.actor,
+                            payload={"error": str(exc), "retry_in_s": round(delay, 3)}, update={"last_error": str(exc)},
                         )
                     )
                     log.info("step retry", node=model.name, step=action.step, attempt=model.attempt, error=str(exc), delay=delay)
-                    await self.clock.sleep(delay)
-                    continue
-                await self._fail(model, action.step, exc)
-                return
-            except (OrchestratorError, ValueError, KeyError, OSError) as exc:
-                await self._fail(model, action.step, exc)
-                return
-            except Exception as exc:  # a bug: fail the node with the trace in the log, never retry
-                log.error("step crashed", node=model.name, step=action.step, error=repr(exc), trace=traceback.format_exc())
-                await self._fail(model, action.step, exc)
-                return
-            if outcome is None:
-                return  # waiting on a gate: the node is in its waiting state now
-            steps = STEPS[model.role][action.milestone]
-            payload = outcome.payload()
-            gate = GATE_OF_STEP.get(action.step)
-            if gate:
-                # Consumed: a certificate is ~1.5 KB per node, not to be kept for the whole run.
-                self._gates.pop((model.name, gate), None)
-            if action.last:
-                model.attempt = 0
-                await self._transition(
-                    model, "complete", kind="step_committed", step=action.step, payload=payload,
-                    update={"step": None, "attempt": 0, "last_error": None}, finished=action.step,
+                except (OrchestratorError, ValueError, KeyError, OSError) as exc:
+                    await self._fail(model, action.step, exc)
+                    return
+                except Exception as exc:  # a bug: fail the node with the trace in the log, never retry
+                    log.error("step crashed", node=model.name, step=action.step, error=repr(exc), trace=traceback.format_exc())
+                    await self._fail(model, action.step, exc)
+                    return
+                else:
+                    if outcome is not None:
+                        await self._commit_step(model, action, outcome)
+                    return  # committed, or waiting on a gate (the node is in its waiting state)
+            await self.clock.sleep(delay)
+
+    @staticmethod
+    def _key(model: NodeModel, step: str) -> str:
+        """The idempotency key of an attempt, journaled with its start, retry and commit."""
+        return f"{model.name}:{step}:{model.attempt}"
+
+    async def _attempt(self, model: NodeModel, action: RunStep) -> step_impls.Outcome | None:
+        """Journal ``step_started``, then run the step (None: it waits on a gate)."""
+        step = step_impls.STEPS[action.step]
+        model.attempt = (model.attempt or 0) + 1
+        await self._commit(
+            Transition(
+                node=model.name, kind="step_started", step=action.step, attempt=model.attempt,
+                key=self._key(model, action.step), from_state=model.state, to_state=model.state, actor=self.actor,
+                update={"step": action.step, "attempt": model.attempt, "last_error": None},
+            )
+        )
+        ctx = StepContext(self.deployment, self.deployment.node(model.name), self.systems, gate_payload=self._gate_payload(model.name, step))
+        return await self._execute(model, step, ctx)
+
+    async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> None:
+        """``step_committed`` and the node's next step or milestone, in one transaction."""
+        key = self._key(model, action.step)
+        steps = STEPS[model.role][action.milestone]
+        payload = outcome.payload()
+        gate = GATE_OF_STEP.get(action.step)
+        if gate:
+            # Consumed: a certificate is ~1.5 KB per node, not to be kept for the whole run.
+            self._gates.pop((model.name, gate), None)
+        if action.last:
+            model.attempt = 0
+            await self._transition(
+                model, "complete", kind="step_committed", step=action.step, payload=payload,
+                update={"step": None, "attempt": 0, "last_error": None}, finished=action.step,
+            )
+            log.debug("milestone reached", node=model.name, state=model.state)
+        else:
+            following = steps[steps.index(action.step) + 1]
+            model.step, model.attempt = following, 0
+            await self._commit(
+                Transition(
+                    node=model.name, kind="step_committed", step=action.step, attempt=0, key=key,
+                    from_state=model.state, to_state=model.state, actor=self.actor, payload=payload,
+                    update={"step": following, "attempt": 0, "last_error": None},
                 )
-                log.debug("milestone reached", node=model.name, state=model.state)
-            else:
-                following = steps[steps.index(action.step) + 1]
-                model.step, model.attempt = following, 0
-                await self._commit(
-                    Transition(
-                        node=model.name, kind="step_committed", step=action.step, attempt=0, key=key,
-                        from_state=model.state, to_state=model.state, actor=self.actor, payload=payload,
-                        update={"step": following, "attempt": 0, "last_error": None},
-                    )
-                )
-            return
+            )
 
     async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
         """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
@@ -419,16 +439,15 @@ class Engine:
             if self.hooks:
                 self.hooks.after_apply(model.name, step.name)
 
-        async with self._global:
+        if host_slot is not None:
+            await host_slot.acquire()
+        try:
+            if self.hooks:
+                self.hooks.before_step(model.name, step.name)
+            return await step_impls.execute(step, ctx, before_apply=gate_open, after_apply=applied)
+        finally:
             if host_slot is not None:
-                await host_slot.acquire()
-            try:
-                if self.hooks:
-                    self.hooks.before_step(model.name, step.name)
-                return await step_impls.execute(step, ctx, before_apply=gate_open, after_apply=applied)
-            finally:
-                if host_slot is not None:
-                    host_slot.release()
+                host_slot.release()
 
     def _gate_payload(self, node: str, step: step_impls.Step) -> dict[str, Any] | None:
         gate = GATE_OF_STEP.get(step.name)
