@@ -224,8 +224,8 @@ class SimWorld:
         self._keys: dict[str, set[str]] = defaultdict(set)
         self._recent: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._versions: Counter[str] = Counter()
-        self._indexes: dict[tuple[str, str], dict[Any, set[str]]] = {}
-        self._summary: dict[str, Counter[str]] = defaultdict(Counter)
+        self._indexes: dict[tuple[str, str], dict[Any, Any]] = {}
+        self._effects_total = 0
         self._pending: dict[tuple[str, str], str | None] = {}
         self._pending_effects: list[Effect] = []
         self._batch: asyncio.Future[None] | None = None
@@ -235,8 +235,7 @@ class SimWorld:
         self._changes = 0
         for system, key in conn.execute("SELECT system, key FROM kv"):
             self._keys[system].add(key)
-        for node, kind, count in conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind"):
-            self._summary[node][kind] = count
+        self._effects_total = conn.execute("SELECT count(*) FROM effects").fetchone()[0]
 
     @classmethod
     def open(
@@ -268,7 +267,7 @@ class SimWorld:
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-1024")  # 1 MiB: values are read by primary key
+            conn.execute("PRAGMA cache_size=-256")  # 256 KiB: values are read by primary key, hot ones cached above
             conn.executescript(_SCHEMA)  # a write: takes the exclusive lock now, and keeps it
         except sqlite3.Error as exc:
             raise ConfigError(
@@ -318,14 +317,15 @@ class SimWorld:
         """
         index = self._indexes.get((system, field))
         if index is None:
-            index = defaultdict(set)
+            index = {}
             for key, obj in self.items(system):
                 if isinstance(obj, dict) and _hashable(obj.get(field)):
-                    index[obj.get(field)].add(key)
+                    _index_add(index, obj.get(field), key)
             self._indexes[(system, field)] = index
         if not _hashable(value):
             return []
-        return sorted(index.get(value, ()))
+        found = index.get(value, ())
+        return [found] if isinstance(found, str) else sorted(found)
 
     def version(self, system: str) -> int:
         """How many changes ``system`` has seen since open (for callers' caches)."""
@@ -363,9 +363,9 @@ class SimWorld:
             if isystem != system:
                 continue
             if isinstance(old, dict) and _hashable(old.get(field)):
-                index[old.get(field)].discard(key)
+                _index_discard(index, old.get(field), key)
             if isinstance(value, dict) and _hashable(value.get(field)):
-                index[value.get(field)].add(key)
+                _index_add(index, value.get(field), key)
         if value is None:
             self._keys[system].discard(key)
             self._recent.pop((system, key), None)
@@ -417,8 +417,7 @@ class SimWorld:
             raise
         self._commits += 1
         self._changes += len(pending)
-        for e in effects:
-            self._summary[e.node][e.kind] += 1
+        self._effects_total += len(effects)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -489,8 +488,14 @@ class SimWorld:
     # --- introspection --------------------------------------------------------------------
 
     def effects_summary(self) -> dict[str, dict[str, int]]:
-        """``{node: {kind: count}}`` of every change ever committed to this world."""
-        return {node: dict(sorted(kinds.items())) for node, kinds in sorted(self._summary.items()) if kinds}
+        """``{node: {kind: count}}`` of every change ever committed to this world.
+
+        Counted by SQLite when asked, not kept in memory (a counter per node adds up)."""
+        summary: dict[str, dict[str, int]] = {}
+        rows = self._conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind ORDER BY node, kind")
+        for node, kind, count in rows:
+            summary.setdefault(node, {})[kind] = count
+        return summary
 
     def effects(self) -> list[dict[str, Any]]:
         """Every committed effect in order: ``seq``, ``at``, ``node``, ``kind``, ``detail``."""
@@ -502,7 +507,7 @@ class SimWorld:
         return {
             "commits": self._commits,
             "changes": self._changes,
-            "effects": sum(sum(k.values()) for k in self._summary.values()),
+            "effects": self._effects_total,
             "pending": len(self._pending),
         }
 
@@ -531,6 +536,28 @@ class SimWorld:
 
     def __repr__(self) -> str:
         return f"SimWorld({str(self.path)!r}, latency={self.latency}, faults={str(self.faults)!r})"
+
+
+# An index maps a field's value to the one key that has it (a str: natural keys are
+# unique, and a set per value would cost ~200 bytes per node) or to a set of keys.
+def _index_add(index: dict[Any, Any], value: Any, key: str) -> None:
+    found = index.get(value)
+    if found is None or found == key:
+        index[value] = key
+    elif isinstance(found, str):
+        index[value] = {found, key}
+    else:
+        found.add(key)
+
+
+def _index_discard(index: dict[Any, Any], value: Any, key: str) -> None:
+    found = index.get(value)
+    if found == key:
+        del index[value]
+    elif isinstance(found, set):
+        found.discard(key)
+        if len(found) == 1:
+            index[value] = next(iter(found))
 
 
 def _hashable(value: Any) -> bool:

@@ -83,7 +83,7 @@ class BiosSpec:
     password_method: Literal["keystrokes", "operator"] = "keystrokes"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per node, thousands of them
 class NodeSpec:
     """One Pexip node: the Management Node or a Conferencing Node."""
 

@@ -50,9 +50,9 @@ def connect(path: str) -> sqlite3.Connection:
                     "put the journal on a local filesystem"
                 )
         conn.execute("PRAGMA synchronous=FULL")
-        # Appends touch the last pages only: a 1 MiB page cache (default 2 MiB) is plenty and
+        # Appends touch the last pages only: a 256 KiB page cache (default 2 MiB) is plenty and
         # keeps the orchestrator's fixed memory small.
-        conn.execute("PRAGMA cache_size=-1024")
+        conn.execute("PRAGMA cache_size=-256")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         return conn
     except sqlite3.Error as exc:
