@@ -211,7 +211,7 @@ def _print_plan(result: Any, as_json: bool) -> None:
 @cli.command()
 @click.option("--nodes", type=int, default=4, show_default=True, help="1 Management Node + N-1 Conferencing Nodes.")
 @click.option("--latency", type=float, default=0.0, show_default=True, help="Seconds per simulated side effect (with jitter).")
-@click.option("--faults", default="", metavar="SPEC", help="e.g. transient=0.1,permanent=reserve_resources@sim-conf-0002,exit=security_wizard,seed=7")
+@click.option("--faults", default="", metavar="SPEC", help="e.g. transient=0.1,permanent=reserve_resources@pexip-conf-00002,exit=security_wizard,seed=7")
 @click.option("--world", type=click.Path(dir_okay=False, path_type=Path), default=Path("simulation.world.sqlite"), show_default=True, help="The simulated world's own SQLite file.")
 @click.option("--effects-out", type=click.Path(dir_okay=False, path_type=Path), help="Write every change applied to the world, counted per node and kind, as JSON.")
 @click.option("--fresh", is_flag=True, help="Delete the journal and world first and start a new simulation.")
@@ -328,7 +328,7 @@ def status(settings: Settings, node: str | None, as_json: bool) -> None:
 @click.pass_obj
 @handle_errors
 def approve(settings: Settings, node: str, gate: str, by: str, reason: str | None) -> None:
-    """Open an approval GATE of NODE (e.g. security_wizard); then `orchestrator resume`."""
+    """Open an approval GATE of NODE: security_wizard or bios_password. Then resume."""
     from orchestrator import api
 
     with api.open_journal(settings.existing_journal(), allow_version_change=True, actor=by) as journal:
