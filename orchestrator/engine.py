@@ -330,6 +330,7 @@ class Engine:
         # The retry budget counts this process's failures; model.attempt (journaled, part of
         # the idempotency key) also counts starts cut short by crashes, which are no failures.
         failures = 0
+        retries = 0
         while True:
             async with self._global:
                 try:
@@ -348,7 +349,8 @@ class Engine:
                     if not (exc.retryable and keep_waiting and not self._stopping):
                         await self._fail(model, action.step, exc)
                         return
-                    delay = self._backoff(model.attempt)
+                    retries += 1
+                    delay = self._backoff(retries)
                     await self._commit(
                         Transition(
                             node=model.name, kind="step_retry", step=action.step, attempt=model.attempt,

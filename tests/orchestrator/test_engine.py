@@ -340,3 +340,6 @@ async def test_crash_restarts_do_not_use_up_the_retry_budget(sim: api.Simulation
     report = await _manual_run(sim, until="installed", nodes=["pexip-mgr"], auto_approve=True)
     assert report.exit_code == 0, report.outcomes
     assert calls["n"] > 2
+    with Journal.open(sim.journal) as j:
+        delays = [e.payload["retry_in_s"] for e in j.events(node="pexip-mgr", kinds=["step_retry"])]
+    assert delays and delays[0] <= 0.6  # the first backoff (0.5 s +-20%), not the 8th
