@@ -38,6 +38,7 @@ __all__ = [
     "WAITING",
     "GATE_STATE",
     "GATE_OF_STEP",
+    "APPROVAL_GATES",
     "STABLE",
     "STATES",
     "TRANSITIONS",
@@ -112,6 +113,8 @@ GATES: dict[str, dict[str, str]] = {
 }
 GATE_STATE: dict[str, str] = {g: spec["state"] for g, spec in GATES.items()}
 GATE_OF_STEP: dict[str, str] = {spec["step"]: g for g, spec in GATES.items()}
+# Gates a person opens with `orchestrator approve`; the certificate gate opens with the CA's answer.
+APPROVAL_GATES = frozenset({"security_wizard", "bios_password"})
 WAITING: tuple[str, ...] = tuple(spec["state"] for spec in GATES.values())
 
 STABLE = frozenset({NEW, *MILESTONES})

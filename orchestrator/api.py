@@ -27,7 +27,7 @@ from config.errors import AdapterError, ConfigError, DefinitionChanged, Orchestr
 from config.model import Deployment
 from config.secrets import REDACTOR
 from journal import Journal
-from machines.lifecycle import FAILED, GATES, LDAP_AUTHENTICATED, STEPS, definition_hash
+from machines.lifecycle import APPROVAL_GATES, FAILED, GATES, LDAP_AUTHENTICATED, STEPS, definition_hash
 from machines.plan import next_action, remaining_steps
 from orchestrator import steps as step_impls
 from orchestrator.engine import Engine, RunReport
@@ -352,8 +352,8 @@ def _require_node(journal: Journal, node: str) -> Any:
 def approve(journal: Journal, node: str, gate: str, *, by: str, reason: str | None = None) -> dict[str, Any]:
     """Open an approval gate (journaled with who and why). May be given before the node gets there."""
     _require_node(journal, node)
-    if gate not in GATES or gate == "certificate":
-        allowed = [g for g in GATES if g != "certificate"]
+    if gate not in APPROVAL_GATES:
+        allowed = sorted(APPROVAL_GATES)
         raise ConfigError([("GATE", f"{gate!r} is not an approval gate; approval gates: {allowed} (a certificate comes with `orchestrator cert import`)")])
     if not by.strip():
         raise ConfigError([("--by", "say who approves (a name or an ID), for the audit record")])

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,8 +26,8 @@ import structlog
 from adapters.base import Systems
 from config.errors import AdapterError, ConfigError, NotYet, OrchestratorError, TransitionError
 from config.model import Deployment
-from journal import Journal, Transition
-from machines.lifecycle import FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF, milestone_index
+from journal import Journal, Transition, new_lease_owner
+from machines.lifecycle import APPROVAL_GATES, FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF, milestone_index
 from machines.node import Fleet, NodeModel
 from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait, next_action
 from orchestrator import steps as step_impls
@@ -38,12 +36,9 @@ from orchestrator._fsm import build_machine, fire
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.steps.base import StepContext
 
-__all__ = ["Engine", "RunReport", "FaultHooks", "owner_id"]
+__all__ = ["Engine", "RunReport", "FaultHooks"]
 
 log = structlog.get_logger("orchestrator.engine")
-
-VSPHERE_STEPS = frozenset({"deploy_ova", "reserve_resources", "lock_bios"})
-
 
 class FaultHooks(Protocol):
     """Fault injection points of the simulated world (``--faults``)."""
@@ -51,10 +46,6 @@ class FaultHooks(Protocol):
     def before_step(self, node: str, step: str) -> None: ...
 
     def after_apply(self, node: str, step: str) -> None: ...
-
-
-def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -111,7 +102,7 @@ class Engine:
         self.hooks = hooks
         self.observer = observer
         self.gate_poll_s = gate_poll_s
-        self.owner = owner_id()
+        self.owner = new_lease_owner()
         self._random = random.Random(seed)
         policy = deployment.policy
         self._retry = policy.retry
@@ -420,7 +411,7 @@ class Engine:
 
     async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
         """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
-        host_slot = self._per_host.get(ctx.node.host) if step.name in VSPHERE_STEPS else None
+        host_slot = self._per_host.get(ctx.node.host) if step.per_host else None
 
         async def gate_open(changes: list[step_impls.Change]) -> bool:
             gate = step.gate(ctx, changes)
@@ -459,7 +450,7 @@ class Engine:
         """Open a gate without waiting: the outside world already answered, or simulate approves."""
         payload = await step.try_open_gate(ctx, gate)
         actor = "ca" if payload else None
-        if payload is None and self.auto_approve and gate in ("security_wizard", "bios_password"):
+        if payload is None and self.auto_approve and gate in APPROVAL_GATES:
             payload, actor = {"approved": True, "reason": "simulation: approved automatically"}, f"{self.actor} (auto-approve)"
         if payload is None:
             return None

@@ -80,6 +80,8 @@ class Step:
 
     name: ClassVar[str] = ""
     roles: ClassVar[tuple[str, ...]] = ("management", "conferencing")
+    # Side effects on the node's ESXi host: limited by the host's max_concurrent.
+    per_host: ClassVar[bool] = False
 
     def gate(self, ctx: StepContext, changes: list[Change]) -> str | None:
         """The gate that must be open before ``apply`` runs these changes, if any."""

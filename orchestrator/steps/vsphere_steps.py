@@ -32,6 +32,7 @@ class DeployOva(Step):
     """Import the node's OVA on its ESXi host, datastore, folder and portgroup (VLAN checked by preflight)."""
 
     name = "deploy_ova"
+    per_host = True
 
     async def observe(self, ctx: StepContext) -> VmState | None:
         return await ctx.systems.vsphere.find_vm(ctx.node, ctx.identity)
@@ -70,6 +71,7 @@ class ReserveResources(Step):
     """CPU reservation = limit = full allocation; all memory reserved and locked; disk IOPS limits."""
 
     name = "reserve_resources"
+    per_host = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         vsphere = ctx.systems.vsphere
@@ -119,6 +121,7 @@ class LockBios(Step):
     """Force BIOS setup, disk (SCSI 0:0) first, set the supervisor password, save and exit."""
 
     name = "lock_bios"
+    per_host = True
 
     def _operator(self, ctx: StepContext) -> bool:
         return ctx.deployment.bios.password_method == "operator"
