@@ -259,12 +259,11 @@ def resume(settings: Settings, node: str | None, all_nodes: bool, from_step: str
     with api.open_journal(journal_path, allow_version_change=allow_version_change, actor=actor) as journal:
         simulation = journal.get_meta("simulation")
         if deployment is None and simulation:
-            deployment, world, hooks = _simulated(json.loads(simulation), journal_path)
+            deployment, world = _simulated(json.loads(simulation))
         elif deployment is None:
             raise ConfigError([("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")])
         else:
             world = _open_world(deployment)
-            hooks = world
         api.register_secrets(deployment)
         names = [node] if node else [r.name for r in journal.nodes()]
         failed = [r.name for r in journal.nodes() if r.name in names and (r.state == "failed" or from_step)]
@@ -272,7 +271,7 @@ def resume(settings: Settings, node: str | None, all_nodes: bool, from_step: str
             progress = _progress(deployment, journal, live=live) if not as_json else None
             with progress if progress else nullcontext():
                 report = asyncio.run(
-                    api.run(deployment, journal, nodes=names, world=world, observer=progress, hooks=hooks, retry=failed, from_step=from_step,
+                    api.run(deployment, journal, nodes=names, world=world, observer=progress, hooks=world, retry=failed, from_step=from_step,
                             actor=actor, auto_approve=bool(simulation))
                 )
         finally:
@@ -281,14 +280,14 @@ def resume(settings: Settings, node: str | None, all_nodes: bool, from_step: str
     sys.exit(_print_report(report, as_json))
 
 
-def _simulated(meta: dict[str, Any], journal_path: Path) -> tuple[Any, Any, Any]:
+def _simulated(meta: dict[str, Any]) -> tuple[Any, Any]:
+    """The deployment and world of the simulation a journal records (``simulate`` meta)."""
     from adapters.sim_world import SimWorld
     from config.load import simulated_deployment
 
     world_path = Path(meta["world"])
     deployment = simulated_deployment(int(meta["nodes"]), Path(f"{world_path}.d"))
-    world = SimWorld.open(world_path)
-    return deployment, world, world
+    return deployment, SimWorld.open(world_path)
 
 
 @cli.command()
