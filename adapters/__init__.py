@@ -1,17 +1,9 @@
-"""Adapters: one module per outside system, each with a simulated twin.
+"""Adapters: one module or package per outside system, each with a simulated twin.
 
-The contract is :mod:`adapters.base` (one ``typing.Protocol`` per system). The simulated
-twins share a :class:`SimWorld`, whose SQLite file keeps their state so that a killed
-simulation resumes::
-
-    world = SimWorld.open("world.sqlite", latency=0.05, faults="transient=0.05,seed=1")
-    systems = Systems(
-        vsphere=SimVSphere(world, deployment),
-        pexip=SimPexipApi(world, deployment),
-        console=SimConsole(world, deployment),
-        ca=SimCA(world, deployment),
-        directory=SimDirectory(world, deployment),
-    )
+The contract is :mod:`adapters.base` (one ``typing.Protocol`` per system), re-exported
+here. The real adapters are :mod:`adapters.vsphere` (vCenter/ESXi) and
+:mod:`adapters.ca_manual` (a CA run by people); the simulated world and the twins are
+:mod:`adapters.sim`. Importing this package imports neither pyVmomi nor the simulated world.
 """
 
 from adapters.base import (
@@ -28,15 +20,8 @@ from adapters.base import (
     VSphere,
     WizardState,
 )
-from adapters.ca_sim import SimCA
-from adapters.console_sim import SimConsole
-from adapters.ldap_sim import SimDirectory
-from adapters.pexip_sim import SimPexipApi
-from adapters.sim_world import EXIT_CODE, Effect, FaultPlan, FaultPoint, SimWorld
-from adapters.vsphere_sim import SimVSphere
 
 __all__ = [
-    # the contract (adapters.base)
     "VSphere",
     "PexipApi",
     "Console",
@@ -49,15 +34,4 @@ __all__ = [
     "BiosState",
     "Created",
     "WizardState",
-    # the simulated world and its twins
-    "SimWorld",
-    "FaultPlan",
-    "FaultPoint",
-    "Effect",
-    "EXIT_CODE",
-    "SimVSphere",
-    "SimPexipApi",
-    "SimConsole",
-    "SimCA",
-    "SimDirectory",
 ]

@@ -35,7 +35,7 @@ def rss_kb() -> int:
 def in_process(nodes: int, workdir: Path) -> dict[str, float]:
     from orchestrator import api
     from orchestrator.logs import configure_logging
-    import adapters.sim_world, adapters.pexip_sim, adapters.vsphere_sim, adapters.console_sim, adapters.ca_sim, adapters.ldap_sim  # noqa: E401,F401
+    import adapters.sim.world, adapters.sim.pexip, adapters.sim.vsphere, adapters.sim.console, adapters.sim.ca, adapters.sim.ldap  # noqa: E401,F401
     import config.load  # noqa: F401
 
     configure_logging("WARNING")

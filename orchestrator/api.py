@@ -260,7 +260,7 @@ async def simulate(
 
     Returns the run report and the effects summary ({node: {kind: count}}).
     """
-    from adapters.sim_world import FaultPlan, SimWorld
+    from adapters.sim.world import FaultPlan, SimWorld
     from config.load import simulated_deployment
 
     plan_ = FaultPlan.parse(settings.faults)

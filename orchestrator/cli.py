@@ -184,7 +184,7 @@ def _open_world(deployment: Any) -> Any:
 
     if not needs_world(deployment):
         return None
-    from adapters.sim_world import SimWorld
+    from adapters.sim.world import SimWorld
 
     sim = deployment.simulation
     path = Path(sim.world)
@@ -282,7 +282,7 @@ def resume(settings: Settings, node: str | None, all_nodes: bool, from_step: str
 
 def _simulated(meta: dict[str, Any]) -> tuple[Any, Any]:
     """The deployment and world of the simulation a journal records (``simulate`` meta)."""
-    from adapters.sim_world import SimWorld
+    from adapters.sim.world import SimWorld
     from config.load import simulated_deployment
 
     world_path = Path(meta["world"])

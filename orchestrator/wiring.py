@@ -56,17 +56,17 @@ def open_systems(deployment: Deployment, world: object | None) -> Systems:
         vsphere = VCenter.from_deployment(deployment)
         if world is not None:
             # Real VMs, simulated nodes (the lab): the twins must see what the VMs do.
-            from adapters.vsphere_bridge import MirroredVSphere
+            from adapters.sim.bridge import MirroredVSphere
 
             vsphere = MirroredVSphere(vsphere, world)
     else:
-        from adapters.vsphere_sim import SimVSphere
+        from adapters.sim.vsphere import SimVSphere
 
         vsphere = SimVSphere(world, deployment)
-    from adapters.ca_sim import SimCA
-    from adapters.console_sim import SimConsole
-    from adapters.ldap_sim import SimDirectory
-    from adapters.pexip_sim import SimPexipApi
+    from adapters.sim.ca import SimCA
+    from adapters.sim.console import SimConsole
+    from adapters.sim.ldap import SimDirectory
+    from adapters.sim.pexip import SimPexipApi
 
     ca = SimCA(world, deployment) if deployment.pki.mode == "sim" else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
     return Systems(

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adapters import SimCA, SimConsole, SimDirectory, SimPexipApi, SimVSphere, SimWorld, Systems
+from adapters import Systems
+from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimVSphere, SimWorld
 from adapters.base import DiskAllocation, Reservation, VmState
 from config.load import simulated_deployment
 from config.model import Deployment, NodeSpec

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sim_world import SimWorld
+from adapters.sim.world import SimWorld
 from _vcsim import lab_deployment, started_vcsim
 
 from config.model import Deployment

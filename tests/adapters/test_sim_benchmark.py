@@ -13,7 +13,7 @@ import pytest
 from _sim_factory import authenticate_ldap, certify, deploy_conferencing, harden_manager, install_manager
 from _sim_factory import make_deployment, make_systems
 
-from adapters import SimWorld
+from adapters.sim import SimWorld
 
 EXACTLY_ONCE = ("vm_import", "reservation_set", "bios_lock", "power_on", "csr_create", "cert_sign", "cert_complete")
 

@@ -11,8 +11,9 @@ from _sim_factory import make_deployment
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from adapters import CertificateAuthority, SimCA, SimWorld
-from adapters import _sim_pki as pki
+from adapters import CertificateAuthority
+from adapters.sim import SimCA, SimWorld
+from adapters.sim import _pki as pki
 from config.errors import Rejected
 from config.model import Deployment
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from _sim_factory import deploy_vm, identity, make_deployment, make_systems, prompts
 
-from adapters import Console, SimConsole, SimWorld, Systems
-from adapters.sim_world import CONSOLE
+from adapters import Console, Systems
+from adapters.sim import SimConsole, SimWorld
+from adapters.sim.world import CONSOLE
 from config.errors import Rejected
 from config.model import Deployment
 

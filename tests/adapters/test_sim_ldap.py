@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from _sim_factory import make_deployment
 
-from adapters import Directory, SimDirectory, SimWorld
+from adapters import Directory
+from adapters.sim import SimDirectory, SimWorld
 from config.errors import Rejected
 from config.model import Deployment
 from config.secrets import Secret

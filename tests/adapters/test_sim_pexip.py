@@ -15,8 +15,9 @@ from _sim_factory import (
     make_systems,
 )
 
-from adapters import PexipApi, SimPexipApi, SimWorld, Systems
-from adapters import _sim_pki as pki
+from adapters import PexipApi, Systems
+from adapters.sim import SimPexipApi, SimWorld
+from adapters.sim import _pki as pki
 from config.errors import Rejected, Unreachable
 from config.model import Deployment
 

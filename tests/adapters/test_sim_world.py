@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import adapters
-from adapters import sim_world
-from adapters.sim_world import EXIT_CODE, Effect, FaultPlan, FaultPoint, SimWorld
+import adapters.sim
+from adapters.sim import world as sim_world
+from adapters.sim.world import EXIT_CODE, Effect, FaultPlan, FaultPoint, SimWorld
 from config.errors import ConfigError, Rejected, Unreachable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,7 +229,7 @@ async def test_permanent_fault_rejects_its_step(tmp_path: Path, spec: str, node:
 
 _EXIT_SCRIPT = textwrap.dedent("""
     import asyncio, sys
-    from adapters.sim_world import Effect, SimWorld
+    from adapters.sim.world import Effect, SimWorld
 
     async def main():
         world = SimWorld.open(sys.argv[1], faults="exit=lock_bios")
@@ -264,10 +265,14 @@ def test_exports_are_pinned() -> None:
     """The package and the world module export exactly their public API."""
     assert set(adapters.__all__) == {
         "VSphere", "PexipApi", "Console", "CertificateAuthority", "Directory", "Systems", "VmState",
-        "DiskAllocation", "Reservation", "BiosState", "Created", "WizardState", "SimWorld", "FaultPlan",
-        "FaultPoint", "Effect", "EXIT_CODE", "SimVSphere", "SimPexipApi", "SimConsole", "SimCA", "SimDirectory",
+        "DiskAllocation", "Reservation", "BiosState", "Created", "WizardState",
     }
     assert all(hasattr(adapters, name) for name in adapters.__all__)
+    assert set(adapters.sim.__all__) == {
+        "SimWorld", "FaultPlan", "FaultPoint", "Effect", "EXIT_CODE", "SimVSphere", "SimPexipApi", "SimConsole", "SimCA",
+        "SimDirectory",
+    }
+    assert all(hasattr(adapters.sim, name) for name in adapters.sim.__all__)
     assert set(sim_world.__all__) == {"SimWorld", "FaultPlan", "FaultPoint", "Effect", "EXIT_CODE", "VM", "CONSOLE",
                                       "CA", "pexip_system", "digest"}
 

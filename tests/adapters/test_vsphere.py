@@ -299,7 +299,7 @@ async def test_without_vcenter_each_vm_is_powered_on_by_itself(vcsim: Vcsim, dep
 
 async def test_a_lease_without_an_upload_url_for_a_file_is_aborted(vcsim: Vcsim, deployment: Deployment) -> None:
     """A file of the import spec the lease gives no URL for is never skipped: the import is aborted, not completed."""
-    from adapters._vsphere_ova import read_package
+    from adapters.vsphere._ova import read_package
 
     node = deployment.management
     package = read_package(deployment.ova.management, "ova.management")

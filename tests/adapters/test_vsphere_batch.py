@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from adapters._vsphere_batch import BatchRead, FreshRead, InFlight
+from adapters.vsphere._batch import BatchRead, FreshRead, InFlight
 
 
 class Counter:

@@ -12,8 +12,8 @@ import pytest
 from _vcsim import admin, vcenter, writes
 from pyVmomi import vim
 
-from adapters._vsphere_inventory import HostRecord, Inventory, PortgroupRecord
-from adapters._vsphere_preflight import check
+from adapters.vsphere._inventory import HostRecord, Inventory, PortgroupRecord
+from adapters.vsphere._preflight import check
 from config.errors import ConfigError
 from config.model import Deployment
 from config.secrets import Secret

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sim_world import SimWorld
+from adapters.sim.world import SimWorld
 from config.errors import ConfigError, DefinitionChanged, ResourceLocked
 from config.load import simulated_deployment
 from journal import Journal
@@ -106,7 +106,7 @@ async def test_transient_faults_are_retried_with_backoff(sim: api.SimulationSett
 
 async def test_retry_gives_up_after_max_attempts(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     """A step that keeps failing transiently fails the node after policy.retry.max_attempts, not forever."""
-    from adapters.console_sim import SimConsole
+    from adapters.sim.console import SimConsole
     from config.errors import Unreachable
 
     async def unreachable(self: Any, node: Any) -> str:
@@ -254,7 +254,7 @@ async def test_concurrency_is_bounded_globally_and_per_host(sim: api.SimulationS
     """No more vSphere side effects at once on a host than its max_concurrent, nor steps than --concurrency."""
     import asyncio
 
-    from adapters.vsphere_sim import SimVSphere
+    from adapters.sim.vsphere import SimVSphere
 
     in_flight: dict[str, int] = {}
     peak: dict[str, int] = {}
@@ -291,7 +291,7 @@ async def test_from_step_cannot_jump_forward(sim: api.SimulationSettings) -> Non
 
 async def test_waiting_for_sync_is_bounded_by_time_not_attempts(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     """A node that never syncs is waited for past max_attempts, until retry.wait_timeout_s, then fails saying so."""
-    from adapters.pexip_sim import SimPexipApi
+    from adapters.sim.pexip import SimPexipApi
 
     original = SimPexipApi.status
 
@@ -316,7 +316,7 @@ async def test_waiting_for_sync_is_bounded_by_time_not_attempts(sim: api.Simulat
 
 async def test_crash_restarts_do_not_use_up_the_retry_budget(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     """A step started 7 times before (crashes) still gets its full retry budget for a transient error."""
-    from adapters.console_sim import SimConsole
+    from adapters.sim.console import SimConsole
     from config.errors import Unreachable
 
     report = await _manual_run(sim, until="bios_locked", nodes=["pexip-mgr"], auto_approve=True)

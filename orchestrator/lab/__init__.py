@@ -64,7 +64,7 @@ __all__ = [
     "write_lab_config",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VCSIM_MAIN = REPO / "lab" / "vcsim" / "main.go"
 GOPATH = Path("/usr/share/gocode")
 GOVMOMI = GOPATH / "src" / "github.com" / "vmware" / "govmomi"

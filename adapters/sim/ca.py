@@ -14,8 +14,8 @@ from typing import Any
 from config.errors import Rejected
 from config.model import Deployment
 
-from adapters import _sim_pki as pki
-from adapters.sim_world import CA, Effect, SimWorld
+from adapters.sim import _pki as pki
+from adapters.sim.world import CA, Effect, SimWorld
 
 __all__ = ["SimCA"]
 

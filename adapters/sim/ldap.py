@@ -2,7 +2,7 @@
 
 Every ``ldap.role_mappings[*].group_dn`` exists; ``ldap.verify_user`` exists and is a
 member of every mapped group; the service account ``ldap.bind_username`` binds with
-``ldap.bind_password``. The simulated Management Node (:mod:`adapters.pexip_sim`) asks the
+``ldap.bind_password``. The simulated Management Node (:mod:`adapters.sim.pexip`) asks the
 same directory whether an LDAP login would work, so both twins agree.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from config.errors import Rejected
 from config.model import Deployment, LdapSpec
 
-from adapters.sim_world import SimWorld
+from adapters.sim.world import SimWorld
 
 __all__ = ["SimDirectory", "directory_groups", "user_groups_of"]
 

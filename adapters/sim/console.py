@@ -14,8 +14,8 @@ from config.errors import Rejected
 from config.model import CONFERENCING, Deployment, NodeSpec
 
 from adapters.base import WizardState
-from adapters.pexip_sim import management_node_defaults
-from adapters.sim_world import CONSOLE, VM, Effect, SimWorld, digest
+from adapters.sim.pexip import management_node_defaults
+from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, digest
 
 __all__ = ["SimConsole"]
 

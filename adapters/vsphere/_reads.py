@@ -27,8 +27,8 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from adapters._vsphere_batch import BatchRead, FreshRead, ObjectKey
-from adapters._vsphere_inventory import (
+from adapters.vsphere._batch import BatchRead, FreshRead, ObjectKey
+from adapters.vsphere._inventory import (
     BRIEF_PATHS,
     VM_PATHS,
     Inventory,
@@ -40,7 +40,7 @@ from adapters._vsphere_inventory import (
     props,
     retrieve,
 )
-from adapters._vsphere_session import Session
+from adapters.vsphere._session import Session
 
 __all__ = ["Briefs", "VmReader"]
 

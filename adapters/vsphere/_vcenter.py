@@ -7,17 +7,17 @@ How it talks to vCenter (issue #3):
 
 * pyvmomi is synchronous: every call runs in a worker thread, never on the event loop;
 * one session per run, logged in again when vCenter forgets it (``NotAuthenticated``,
-  a restart) — see :mod:`adapters._vsphere_session`;
+  a restart) — see :mod:`adapters.vsphere._session`;
 * TLS always verified, by a CA file or a pinned SHA-256 thumbprint;
 * reads are batched: one ``RetrievePropertiesEx`` reads the briefs of every VM of the
   datacenter, one reads the full records of all the VMs being observed at that moment
   together with the tasks and import leases being waited for, and a read serves later
-  observations until this adapter changes the VM (:mod:`adapters._vsphere_reads`);
+  observations until this adapter changes the VM (:mod:`adapters.vsphere._reads`);
 * a read about to start waits briefly for the adapter's other calls in flight, whose own
-  reads then share it (:mod:`adapters._vsphere_batch`); a change whose task is seen done
+  reads then share it (:mod:`adapters.vsphere._batch`); a change whose task is seen done
   in a read that also shows the change needs no read more to be verified;
 * the power-ons of many VMs go out as one ``PowerOnMultiVM_Task`` on vCenter, judged per
-  VM (:mod:`adapters._vsphere_power`);
+  VM (:mod:`adapters.vsphere._power`);
 * only :mod:`config.errors` types leave this module.
 
 Example::
@@ -37,8 +37,8 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from adapters._vsphere_batch import InFlight, TaskWaiter
-from adapters._vsphere_inventory import (
+from adapters.vsphere._batch import InFlight, TaskWaiter
+from adapters.vsphere._inventory import (
     BIOS_KEY,
     IDENTITY_FIELD,
     IMPORT_KEY,
@@ -50,14 +50,14 @@ from adapters._vsphere_inventory import (
     read_inventory,
     retrieve,
 )
-from adapters._vsphere_keys import bios_password_script, password_keys, to_key_events
-from adapters._vsphere_lease import LeaseUpload
-from adapters._vsphere_ova import ovf_networks, read_package
-from adapters._vsphere_power import PowerOns
-from adapters._vsphere_preflight import check, identity_of
-from adapters._vsphere_reads import VmReader
-from adapters._vsphere_session import SYSTEM, Session, map_vmomi_errors
-from adapters._vsphere_watch import InventoryEvent, watch_vms
+from adapters.vsphere._keys import bios_password_script, password_keys, to_key_events
+from adapters.vsphere._lease import LeaseUpload
+from adapters.vsphere._ova import ovf_networks, read_package
+from adapters.vsphere._power import PowerOns
+from adapters.vsphere._preflight import check, identity_of
+from adapters.vsphere._reads import VmReader
+from adapters.vsphere._session import SYSTEM, Session, map_vmomi_errors
+from adapters.vsphere._watch import InventoryEvent, watch_vms
 from adapters.base import BiosState, DiskAllocation, Reservation, VmState
 from config.errors import ConfigError, Rejected
 from config.model import MANAGEMENT, Deployment, NodeSpec, VCenterSpec
@@ -86,9 +86,9 @@ class VCenter:
         call_timeout_s: socket timeout of one SOAP call.
         lease_progress_s: interval of import progress reports (they keep the lease alive).
         read_max_age_s: how long a read of a VM may serve later observations, provided this
-            adapter has not changed the VM since (``adapters._vsphere_reads``).
+            adapter has not changed the VM since (``adapters.vsphere._reads``).
         read_batch_wait_s: longest a read waits for the adapter's other calls in flight, whose
-            own reads then share it (``adapters._vsphere_batch.InFlight``).
+            own reads then share it (``adapters.vsphere._batch.InFlight``).
     """
 
     def __init__(
@@ -502,7 +502,7 @@ class VCenter:
 
     async def lock_bios(self, vm: VmState, password: str) -> None:
         """Force BIOS setup, SCSI (0:0) disk first, power on, type the supervisor password
-        (``adapters._vsphere_keys``), save and exit, mark the VM, and verify.
+        (``adapters.vsphere._keys``), save and exit, mark the VM, and verify.
 
         The marker is two-phase (extraConfig ``pexip-orchestrator.bios_lock``): "typing"
         is written with the boot options, before the VM starts; "done" after the keys were

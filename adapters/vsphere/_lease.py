@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from adapters._vsphere_ova import Package, upload_file
-from adapters._vsphere_session import SYSTEM, Session
+from adapters.vsphere._ova import Package, upload_file
+from adapters.vsphere._session import SYSTEM, Session
 from config.errors import Rejected
 
 __all__ = ["LeaseUpload"]

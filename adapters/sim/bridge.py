@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import BiosState, Reservation, VmState, VSphere
-from adapters.sim_world import VM, SimWorld
+from adapters.sim.world import VM, SimWorld
 from config.model import Deployment, NodeSpec
 
 __all__ = ["MirroredVSphere"]

@@ -21,10 +21,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from adapters._vsphere_batch import InFlight, TaskWaiter
-from adapters._vsphere_inventory import VmRecord, moid
-from adapters._vsphere_reads import VmReader
-from adapters._vsphere_session import SYSTEM, Session, map_vmomi_errors
+from adapters.vsphere._batch import InFlight, TaskWaiter
+from adapters.vsphere._inventory import VmRecord, moid
+from adapters.vsphere._reads import VmReader
+from adapters.vsphere._session import SYSTEM, Session, map_vmomi_errors
 from config.errors import AdapterError, Rejected
 
 __all__ = ["PowerOns"]

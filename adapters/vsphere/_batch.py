@@ -21,8 +21,8 @@ from typing import Any, Generic, TypeVar
 
 from pyVmomi import vim
 
-from adapters._vsphere_inventory import moid
-from adapters._vsphere_session import SYSTEM, login_of, map_vmomi_errors
+from adapters.vsphere._inventory import moid
+from adapters.vsphere._session import SYSTEM, login_of, map_vmomi_errors
 from config.errors import Rejected, Timeout
 
 __all__ = ["BatchRead", "FreshRead", "InFlight", "ObjectKey", "TaskWaiter"]
@@ -30,7 +30,7 @@ __all__ = ["BatchRead", "FreshRead", "InFlight", "ObjectKey", "TaskWaiter"]
 T = TypeVar("T")
 
 # ("vm" | "task" | "lease", moref value, login): what one batched object read can hold. The
-# login (``_vsphere_session.login_of``) a task or lease was handed out under: under another
+# login (``_session.login_of``) a task or lease was handed out under: under another
 # one its moref may name something else, so it is not read. 0 for VMs, which are told
 # apart by their identity instead.
 ObjectKey = tuple[str, str, int]

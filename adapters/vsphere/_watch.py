@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pyVmomi import vim, vmodl
 
-from adapters._vsphere_inventory import IDENTITY_FIELD, moid
-from adapters._vsphere_session import Session
+from adapters.vsphere._inventory import IDENTITY_FIELD, moid
+from adapters.vsphere._session import Session
 from config.errors import AdapterError
 
 __all__ = ["InventoryEvent", "watch_vms"]

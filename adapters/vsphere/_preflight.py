@@ -1,6 +1,6 @@
 """Preflight: every problem of the declared deployment against the real inventory.
 
-A pure function over plain records (:mod:`adapters._vsphere_inventory`): the adapter
+A pure function over plain records (:mod:`adapters.vsphere._inventory`): the adapter
 reads, this module judges. Field names are dotted like the config loader's
 (``management.vlan``, ``conferencing[1].portgroup``, ``vcenter.hosts[0].datastore``),
 and every message names the object, the value found and the fix.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from adapters._vsphere_inventory import HostRecord, Inventory, VmRecord
+from adapters.vsphere._inventory import HostRecord, Inventory, VmRecord
 from config.model import Deployment, HostSpec, NodeSpec
 
 __all__ = ["MIN_PHYSICAL_NICS", "VLAN_GUEST_TAGGING", "check", "identity_of", "node_field"]

@@ -11,7 +11,7 @@ the admin password set by the installation wizard): once a change leaves no iden
 orchestrator able to log in, every later call raises ``Rejected("locked out: ...")``, so a
 careless order of authentication steps shows up in tests as the lock-out it would be.
 
-The state lives in the :class:`~adapters.sim_world.SimWorld` (systems ``pexip:<resource>``);
+The state lives in the :class:`~adapters.sim.world.SimWorld` (systems ``pexip:<resource>``);
 the lab's aiohttp server serves the same store over HTTP.
 """
 
@@ -23,11 +23,11 @@ from typing import Any
 from config.errors import Unreachable
 from config.model import Deployment
 
-from adapters import _sim_pki as pki
-from adapters._pexip_schema import PERMISSIONS, RESOURCES, ROLES, api_error, defaults, parse_uri, uri_of, validate
+from adapters.sim import _pki as pki
+from adapters.sim._pexip_schema import PERMISSIONS, RESOURCES, ROLES, api_error, defaults, parse_uri, uri_of, validate
 from adapters.base import Created
-from adapters.ldap_sim import user_groups_of
-from adapters.sim_world import CONSOLE, VM, Effect, SimWorld, digest, pexip_system
+from adapters.sim.ldap import user_groups_of
+from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, digest, pexip_system
 
 __all__ = ["SimPexipApi", "management_node_defaults"]
 

@@ -17,7 +17,7 @@ from config.errors import ConfigError, Rejected
 from config.model import CONFERENCING, Deployment, NodeSpec
 
 from adapters.base import BiosState, DiskAllocation, Reservation, VmState
-from adapters.sim_world import VM, Effect, SimWorld, digest, pexip_system
+from adapters.sim.world import VM, Effect, SimWorld, digest, pexip_system
 
 __all__ = ["SimVSphere", "HOST_CPU_MHZ"]
 
