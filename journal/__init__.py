@@ -16,6 +16,7 @@ Private modules: ``_schema`` (file and tables), ``_chain`` (hashes, seal, key fi
 ``_time``.
 """
 
+from journal import kinds
 from journal._export import verify_export
 from journal._journal import Journal
 from journal._leases import new_lease_owner
@@ -29,4 +30,5 @@ __all__ = [
     "VerifyReport",
     "verify_export",
     "new_lease_owner",
+    "kinds",
 ]

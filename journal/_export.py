@@ -24,7 +24,7 @@ from journal._time import utc_now
 __all__ = ["FORMATS", "write_export", "verify_export"]
 
 FORMATS = ("jsonl", "csv")
-SEAL_KIND = "export_seal"
+from journal.kinds import EXPORT_SEAL as SEAL_KIND
 _SEAL_FIELDS = ("count", "first_seq", "last_seq", "digest", "mac", "filter", "exported_at", "journal")
 
 

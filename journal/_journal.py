@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from config.errors import IntegrityError, JournalError
 from config.secrets import REDACTOR
-from journal import _leases
+from journal import _leases, kinds
 from journal._chain import GENESIS, Sealer, canonical_json, check_seal, create_key, event_hash, load_key
 from journal._export import write_export
 from journal._records import EVENT_COLUMNS, NODE_COLUMNS, Event, NodeRecord, Transition, VerifyReport
@@ -402,7 +402,7 @@ class Journal:
         if not wanted:
             return []
         prepared = {
-            name: _Prepared(Transition(node=name, kind="node_registered", to_state=state,
+            name: _Prepared(Transition(node=name, kind=kinds.NODE_REGISTERED, to_state=state,
                                        payload={"role": role}))
             for name, (role, state) in wanted.items()
         }

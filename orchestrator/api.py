@@ -26,7 +26,7 @@ from adapters.base import Systems
 from config.errors import AdapterError, ConfigError, DefinitionChanged, OrchestratorError, Unknowable
 from config.model import Deployment
 from config.secrets import REDACTOR
-from journal import Journal
+from journal import Journal, kinds
 from machines.lifecycle import APPROVAL_GATES, FAILED, GATES, LDAP_AUTHENTICATED, STEPS, definition_hash
 from machines.plan import next_action, remaining_steps
 from orchestrator import steps as step_impls
@@ -65,7 +65,7 @@ def open_journal(path: str | Path, *, allow_version_change: bool = False, actor:
         recorded = journal.get_meta("definition_hash")
         if recorded is None:
             journal.set_meta("definition_hash", current)
-            journal.record(node=None, kind="definition_recorded", actor=actor, payload={"definition_hash": current})
+            journal.record(node=None, kind=kinds.DEFINITION_RECORDED, actor=actor, payload={"definition_hash": current})
         elif recorded != current:
             if not allow_version_change:
                 raise DefinitionChanged(
@@ -73,7 +73,7 @@ def open_journal(path: str | Path, *, allow_version_change: bool = False, actor:
                     f"{current[:12]}: the states or steps changed. Finish it with the orchestrator version that "
                     "started it, or pass --allow-version-change to continue with this one (journaled)"
                 )
-            journal.record(node=None, kind="definition_changed", actor=actor, payload={"from": recorded, "to": current})
+            journal.record(node=None, kind=kinds.DEFINITION_CHANGED, actor=actor, payload={"from": recorded, "to": current})
             journal.set_meta("definition_hash", current)
         yield journal
     finally:
@@ -357,7 +357,7 @@ def approve(journal: Journal, node: str, gate: str, *, by: str, reason: str | No
         raise ConfigError([("GATE", f"{gate!r} is not an approval gate; approval gates: {allowed} (a certificate comes with `orchestrator cert import`)")])
     if not by.strip():
         raise ConfigError([("--by", "say who approves (a name or an ID), for the audit record")])
-    event = journal.record(node=node, kind="gate_opened", step=GATES[gate]["step"], actor=by, payload={"gate": gate, "approved": True, "reason": reason or ""})
+    event = journal.record(node=node, kind=kinds.GATE_OPENED, step=GATES[gate]["step"], actor=by, payload={"gate": gate, "approved": True, "reason": reason or ""})
     return {"node": node, "gate": gate, "by": by, "seq": event.seq}
 
 
@@ -372,7 +372,7 @@ def cert_import(journal: Journal, node: str, path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError([("FILE", f"{path}: not a readable PEM certificate ({exc}); give the CA's signed certificate, not the CSR")]) from exc
     event = journal.record(
-        node=node, kind="gate_opened", step="install_certificate", actor="operator",
+        node=node, kind=kinds.GATE_OPENED, step="install_certificate", actor="operator",
         payload={"gate": "certificate", "certificate": pem, "subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "x")},
     )
     return {"node": node, "subject": cert.subject.rfc4514_string(), "seq": event.seq}
@@ -382,7 +382,7 @@ def set_maintenance(journal: Journal, node: str, on: bool, *, by: str, reason: s
     """Stop (or restart) automation for one node without losing its place."""
     record = _require_node(journal, node)
     journal.record(
-        node=node, kind="maintenance_on" if on else "maintenance_off", actor=by,
+        node=node, kind=kinds.MAINTENANCE_ON if on else kinds.MAINTENANCE_OFF, actor=by,
         payload={"reason": reason or ""}, update={"maintenance": on, "maintenance_reason": reason if on else None},
     )
     return {"node": node, "maintenance": on, "state": record.state}

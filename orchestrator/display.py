@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from machines.lifecycle import FAILED, GATES, MILESTONES, NEW, TARGET_OF, milestone_index
+from journal import kinds
 
 __all__ = ["Progress"]
 
@@ -55,7 +56,7 @@ class Progress:
             self.failed_at[node] = previous
         self.states[node] = state
         self.steps[node] = step
-        if self._live is None and state != previous and (state in MILESTONES or state == FAILED or kind == "gate_waiting"):
+        if self._live is None and state != previous and (state in MILESTONES or state == FAILED or kind == kinds.GATE_WAITING):
             print(f"{time.monotonic() - self.started:7.2f}s {node}: {state}" + (f" ({step})" if step and state != previous else ""), file=self.stream, flush=True)
 
     def _render(self) -> Any:

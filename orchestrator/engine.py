@@ -26,7 +26,7 @@ import structlog
 from adapters.base import Systems
 from config.errors import AdapterError, ConfigError, NotYet, OrchestratorError, TransitionError
 from config.model import Deployment
-from journal import Journal, Transition, new_lease_owner
+from journal import Journal, Transition, kinds, new_lease_owner
 from machines.lifecycle import APPROVAL_GATES, FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF, milestone_index
 from machines.node import Fleet, NodeModel
 from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait, next_action
@@ -136,7 +136,7 @@ class Engine:
         # Each model starts in its journaled state: no transition fires for the restore.
         for m in models:
             self._machine.add_model(m, initial=m.state)
-        for event in self.journal.events(kinds=["gate_opened"]):
+        for event in self.journal.events(kinds=[kinds.GATE_OPENED]):
             gate = event.payload.get("gate") or event.step
             model = self._models.get(event.node or "")
             # A gate of a milestone the node has completed was consumed: not kept in memory.
@@ -202,18 +202,18 @@ class Engine:
                 update = {"step": from_step, "attempt": 0, "gate": None, "last_error": None, "failed_from": None}
                 if model.state == TRANSIENT_OF[milestone]:
                     await self._commit(Transition(
-                        node=name, kind="rewound", step=from_step, actor=self.actor, from_state=model.state,
+                        node=name, kind=kinds.REWOUND, step=from_step, actor=self.actor, from_state=model.state,
                         to_state=model.state, payload={"from_step": from_step}, update=update,
                     ))
                     model.step = from_step
                 else:
                     try:
-                        await self._transition(model, "rewind", kind="rewound", step=from_step, update=update, payload={"from_step": from_step})
+                        await self._transition(model, "rewind", kind=kinds.REWOUND, step=from_step, update=update, payload={"from_step": from_step})
                     except TransitionError as exc:
                         raise ConfigError([("--from-step", f"{name} is at {model.state}; it cannot go forward to {from_step}")]) from exc
                 model.attempt, model.reason, model.gate = 0, None, None
             elif model.state == FAILED:
-                await self._transition(model, "retry", kind="retried", step=model.step, update={"last_error": None, "failed_from": None, "attempt": 0})
+                await self._transition(model, "retry", kind=kinds.RETRIED, step=model.step, update={"last_error": None, "failed_from": None, "attempt": 0})
                 model.attempt, model.reason = 0, None
 
     async def _heartbeat(self) -> None:
@@ -238,7 +238,7 @@ class Engine:
                     # Under a global slot too: a thousand nodes starting at once (the Manager
                     # hardened) would otherwise all sit inside the machine's trigger together.
                     async with self._global:
-                        await self._transition(model, "start", kind="milestone_started", step=STEPS[model.role][action.milestone][0])
+                        await self._transition(model, "start", kind=kinds.MILESTONE_STARTED, step=STEPS[model.role][action.milestone][0])
                     continue
                 if isinstance(action, Wait):
                     if not await self._wait_gate(model, action.gate):
@@ -344,7 +344,7 @@ class Engine:
                     delay = self._backoff(retries)
                     await self._commit(
                         Transition(
-                            node=model.name, kind="step_retry", step=action.step, attempt=model.attempt,
+                            node=model.name, kind=kinds.STEP_RETRY, step=action.step, attempt=model.attempt,
                             key=self._key(model, action.step), actor=self.actor,
                             payload={"error": str(exc), "retry_in_s": round(delay, 3)}, update={"last_error": str(exc)},
                         )
@@ -374,7 +374,7 @@ class Engine:
         model.attempt = (model.attempt or 0) + 1
         await self._commit(
             Transition(
-                node=model.name, kind="step_started", step=action.step, attempt=model.attempt,
+                node=model.name, kind=kinds.STEP_STARTED, step=action.step, attempt=model.attempt,
                 key=self._key(model, action.step), from_state=model.state, to_state=model.state, actor=self.actor,
                 update={"step": action.step, "attempt": model.attempt, "last_error": None},
             )
@@ -394,7 +394,7 @@ class Engine:
         if action.last:
             model.attempt = 0
             await self._transition(
-                model, "complete", kind="step_committed", step=action.step, payload=payload,
+                model, "complete", kind=kinds.STEP_COMMITTED, step=action.step, payload=payload,
                 update={"step": None, "attempt": 0, "last_error": None}, finished=action.step,
             )
             log.debug("milestone reached", node=model.name, state=model.state)
@@ -403,7 +403,7 @@ class Engine:
             model.step, model.attempt = following, 0
             await self._commit(
                 Transition(
-                    node=model.name, kind="step_committed", step=action.step, attempt=0, key=key,
+                    node=model.name, kind=kinds.STEP_COMMITTED, step=action.step, attempt=0, key=key,
                     from_state=model.state, to_state=model.state, actor=self.actor, payload=payload,
                     update={"step": following, "attempt": 0, "last_error": None},
                 )
@@ -420,7 +420,7 @@ class Engine:
             payload = await self._open_gate_nowait(model, step, ctx, gate)
             if payload is None:
                 await self._transition(
-                    model, "wait", kind="gate_waiting", step=step.name, gate=gate,
+                    model, "wait", kind=kinds.GATE_WAITING, step=step.name, gate=gate,
                     payload={"gate": gate, "changes": [c.as_dict() for c in changes]}, update={"gate": gate},
                 )
                 model.gate = gate
@@ -455,7 +455,7 @@ class Engine:
         if payload is None:
             return None
         payload = {"gate": gate, **payload}
-        await self._commit(Transition(node=model.name, kind="gate_opened", step=step.name, actor=actor or self.actor, payload=payload))
+        await self._commit(Transition(node=model.name, kind=kinds.GATE_OPENED, step=step.name, actor=actor or self.actor, payload=payload))
         self._gates[(model.name, gate)] = payload
         return payload
 
@@ -473,7 +473,7 @@ class Engine:
                 except AdapterError as exc:
                     log.warning("gate poll failed", node=model.name, gate=gate, error=str(exc))
             if payload is not None:
-                await self._transition(model, "open_gate", kind="gate_passed", step=model.step, payload={"gate": gate}, update={"gate": None})
+                await self._transition(model, "open_gate", kind=kinds.GATE_PASSED, step=model.step, payload={"gate": gate}, update={"gate": None})
                 model.gate = None
                 return True
             if self._stopping or self.clock.monotonic() >= deadline or not _self_opening(gate, self.deployment):
@@ -483,7 +483,7 @@ class Engine:
 
     def _gate_from_journal(self, node: str, gate: str) -> dict[str, Any] | None:
         """Another process (``orchestrator approve`` / ``cert import``) may have opened it."""
-        event = self.journal.last_event(node, kind="gate_opened")
+        event = self.journal.last_event(node, kind=kinds.GATE_OPENED)
         if event is not None and (event.payload.get("gate") == gate):
             self._gates[(node, gate)] = dict(event.payload)
             return dict(event.payload)
@@ -493,7 +493,7 @@ class Engine:
         reason = f"{step}: {exc}"
         log.error("step failed", node=model.name, step=step, attempt=model.attempt, error=str(exc))
         await self._transition(
-            model, "fail", kind="step_failed", step=step, reason=reason,
+            model, "fail", kind=kinds.STEP_FAILED, step=step, reason=reason,
             payload={"error": str(exc), "error_type": type(exc).__name__, "retryable": getattr(exc, "retryable", False)},
             update={"last_error": reason, "failed_from": model.state},
         )

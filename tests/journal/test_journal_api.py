@@ -21,7 +21,7 @@ def test_public_names_are_pinned() -> None:
     """The package exports exactly the names the engine is written against."""
     assert journal_pkg.__all__ == [
         "Journal", "Event", "NodeRecord", "Transition", "VerifyReport", "verify_export",
-        "new_lease_owner",
+        "new_lease_owner", "kinds",
     ]
 
 

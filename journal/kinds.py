@@ -1,0 +1,51 @@
+"""The kinds of event the journal holds: one name each, used by every writer and reader.
+
+The journal itself interprets none of them but ``NODE_REGISTERED`` and ``EXPORT_SEAL``;
+the engine, the library API and (for integrity checks) the verifier agree on the rest
+through these constants, so a misspelt kind is an import error, not a silent new kind.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NODE_REGISTERED",
+    "DEFINITION_RECORDED",
+    "DEFINITION_CHANGED",
+    "MILESTONE_STARTED",
+    "STEP_STARTED",
+    "STEP_RETRY",
+    "STEP_COMMITTED",
+    "STEP_FAILED",
+    "RETRIED",
+    "REWOUND",
+    "GATE_WAITING",
+    "GATE_OPENED",
+    "GATE_PASSED",
+    "MAINTENANCE_ON",
+    "MAINTENANCE_OFF",
+    "EXPORT_SEAL",
+    "ALL",
+]
+
+NODE_REGISTERED = "node_registered"  # a node of the deployment first seen (state new)
+DEFINITION_RECORDED = "definition_recorded"  # the lifecycle definition's hash, at the journal's first use
+DEFINITION_CHANGED = "definition_changed"  # resumed under another definition (--allow-version-change)
+MILESTONE_STARTED = "milestone_started"  # a milestone's transient state entered
+STEP_STARTED = "step_started"  # durable before the step's side effect
+STEP_RETRY = "step_retry"  # an attempt failed with a retryable error; another follows
+STEP_COMMITTED = "step_committed"  # the step's effect verified; the node's next place
+STEP_FAILED = "step_failed"  # the node failed (not retryable, or out of attempts)
+RETRIED = "retried"  # an operator resumed a failed node
+REWOUND = "rewound"  # resume --from-step
+GATE_WAITING = "gate_waiting"  # a step waits on a gate (visible waiting state)
+GATE_OPENED = "gate_opened"  # an approval, a certificate, the CA's answer
+GATE_PASSED = "gate_passed"  # the waiting node went on through an open gate
+MAINTENANCE_ON = "maintenance_on"
+MAINTENANCE_OFF = "maintenance_off"
+EXPORT_SEAL = "export_seal"  # the last line of an export (never in the database)
+
+ALL = frozenset({
+    NODE_REGISTERED, DEFINITION_RECORDED, DEFINITION_CHANGED, MILESTONE_STARTED, STEP_STARTED, STEP_RETRY,
+    STEP_COMMITTED, STEP_FAILED, RETRIED, REWOUND, GATE_WAITING, GATE_OPENED, GATE_PASSED, MAINTENANCE_ON,
+    MAINTENANCE_OFF, EXPORT_SEAL,
+})
