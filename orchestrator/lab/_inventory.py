@@ -44,10 +44,12 @@ def prepare_inventory(vc: Vcsim, *, hosts: Mapping[str, Mapping[str, Any]] = LAB
             net = by_name[name].configManager.networkSystem
             info = net.networkInfo
             if shape["vswitch"] not in {s.name for s in info.vswitch or ()}:
-                net.AddVirtualSwitch(vswitchName=shape["vswitch"], spec=vim.host.VirtualSwitch.Specification(numPorts=128))
+                spec = vim.host.VirtualSwitch.Specification(numPorts=128)
+                net.AddVirtualSwitch(vswitchName=shape["vswitch"], spec=spec)
             if shape["portgroup"] not in {p.spec.name for p in info.portgroup or ()}:
                 net.AddPortGroup(portgrp=vim.host.PortGroup.Specification(
-                    name=shape["portgroup"], vlanId=shape["vlan"], vswitchName=shape["vswitch"], policy=vim.host.NetworkPolicy()))
+                    name=shape["portgroup"], vlanId=shape["vlan"], vswitchName=shape["vswitch"],
+                    policy=vim.host.NetworkPolicy()))
         dc = content.searchIndex.FindByInventoryPath("DC0")
         if folder and content.searchIndex.FindByInventoryPath(f"DC0/vm/{folder}") is None:
             dc.vmFolder.CreateFolder(folder)

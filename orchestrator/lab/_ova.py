@@ -98,7 +98,8 @@ def make_test_ova(path: Path, *, name: str = "pexip-test", cpus: int = 4, memory
 </Envelope>
 """.encode()
     files = [(f"{name}.ovf", descriptor)]
-    manifest = "".join(f"SHA256({n})= {hashlib.sha256(b).hexdigest()}\n" for n, b in (files[0], (f"{name}-disk1.vmdk", disk)))
+    manifest = "".join(f"SHA256({n})= {hashlib.sha256(b).hexdigest()}\n"
+                       for n, b in (files[0], (f"{name}-disk1.vmdk", disk)))
     files += [(f"{name}.mf", manifest.encode()), (f"{name}-disk1.vmdk", disk)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -256,8 +256,8 @@ def start_vcsim(
         ])
     else:
         with open(out, "ab") as stdout, open(log, "ab") as stderr:
-            process = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=workdir,
-                                       preexec_fn=_die_with_parent)
+            process = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
+                                       cwd=workdir, preexec_fn=_die_with_parent)
         pid = process.pid
     deadline = time.monotonic() + timeout
     while True:

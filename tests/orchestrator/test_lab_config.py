@@ -63,7 +63,7 @@ ODD = [
 
 @pytest.mark.parametrize("odd", ODD)
 def test_odd_characters_in_lab_paths_round_trip(tmp_path: Path, odd: str) -> None:
-    """A lab directory with quotes, backslashes or newlines in its path reads back exactly, in TOML and as a deployment."""
+    """A lab path with quotes, backslashes or newlines reads back exactly, in TOML and as a deployment."""
     lab = tmp_path / f"lab{odd}dir"
     vc = _vcsim(lab)
     path = write_lab_config(lab, vc)
