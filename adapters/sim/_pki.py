@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from typing import Any, Union
+from collections.abc import Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,13 +30,14 @@ __all__ = [
     "load_csr",
     "csr_names",
     "load_certs",
+    "issue_certificate",
     "make_root",
     "sign_csr",
     "self_signed",
     "certificate_fields",
 ]
 
-PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 # The CSR generator's private_key_type choices (pexip-api.md section 2, item 4), but UPLOAD.
 KEY_TYPES = ("RSA2048", "RSA4096", "ECDSAP256")
@@ -88,9 +90,9 @@ def fingerprint(public_key: Any) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def parse_dn(dn: str) -> list[x509.NameAttribute]:
+def parse_dn(dn: str) -> list[x509.NameAttribute[str]]:
     """``"O=Example,OU=IT,C=GB"`` as name attributes. Raises ``ValueError`` naming the part."""
-    attributes = []
+    attributes: list[x509.NameAttribute[str]] = []
     for part in (p.strip() for p in dn.split(",")):
         if not part:
             continue
@@ -152,41 +154,86 @@ def load_certs(pem: str) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem.encode())
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+def issue_certificate(
+    subject: x509.Name,
+    public_key: Any,
+    signer: PrivateKey,
+    *,
+    issuer: x509.Certificate | None = None,
+    days: int = 365,
+    ca: bool | None = None,
+    sans: Sequence[x509.GeneralName] = (),
+    usages: Sequence[x509.ObjectIdentifier] = (),
+) -> x509.Certificate:
+    """The one X.509 builder of the project: the simulated PKI's and the lab's certificates.
 
+    A random serial, valid from five minutes ago (clock skew) for ``days``, signed with
+    SHA-256 by ``signer``, of any key type ``new_key`` makes.
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: Any, days: int) -> x509.CertificateBuilder:
-    """The fields every simulated certificate shares: names, key, a random serial, validity."""
-    return (
+    Args:
+        subject: the certificate's subject name.
+        public_key: the subject's public key.
+        signer: the issuer's private key (the subject's own when self-signed).
+        issuer: the issuing CA's certificate; ``None``: self-signed (issuer = subject).
+        ca: ``True``: a CA that signs end entities only (path length 0; certificate and CRL
+            signing); ``False``: an end entity (CA:FALSE); both carry a subject key id, and
+            an issued one the issuer's key id. ``None``: none of these extensions (the bare
+            self-signed certificate a freshly installed node ships with).
+        sans: subject alternative names (DNS names, IP addresses).
+        usages: extended key usages (``ExtendedKeyUsageOID.SERVER_AUTH``, ...).
+
+    Example::
+
+        key = new_key("ECDSAP256")
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+        root = issue_certificate(name, key.public_key(), key, ca=True, days=3650)
+    """
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(issuer)
+        .issuer_name(issuer.subject if issuer is not None else subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - dt.timedelta(minutes=5))
-        .not_valid_after(_now() + dt.timedelta(days=days))
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
     )
+    if ca is not None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+    if ca is not None:
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        if issuer is not None:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def make_root(common_name: str) -> tuple[str, str]:
     """A self-signed RSA 2048 test CA: ``(key PEM, certificate PEM)``."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = new_key("RSA2048")
     name = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Simulated"),
         x509.NameAttribute(NameOID.COMMON_NAME, common_name),
     ])
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        _builder(name, name, key.public_key(), 3650)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key_pem(key), cert.public_bytes(serialization.Encoding.PEM).decode()
+    return key_pem(key), _pem(issue_certificate(name, key.public_key(), key, ca=True, days=3650))
 
 
 @functools.lru_cache(maxsize=8)
@@ -199,40 +246,26 @@ def sign_csr(csr_pem: str, ca_key_pem: str, ca_cert_pem: str, days: int = 365) -
     csr = load_csr(csr_pem)
     ca_key, ca_cert = _issuer(ca_key_pem, ca_cert_pem)
     cn, sans = csr_names(csr)
-    builder = (
-        _builder(csr.subject, ca_cert.subject, csr.public_key(), days)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in (sans or [cn])]), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-    )
-    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    return _pem(issue_certificate(
+        csr.subject, csr.public_key(), ca_key, issuer=ca_cert, days=days, ca=False,
+        sans=[x509.DNSName(n) for n in (sans or [cn])],
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+    ))
 
 
 def self_signed(common_name: str, key: PrivateKey, days: int = 3650) -> str:
     """The kind of temporary certificate a freshly installed node ships with."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (
-        _builder(name, name, key.public_key(), days)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return _pem(issue_certificate(name, key.public_key(), key, days=days, sans=[x509.DNSName(common_name)]))
 
 
 def _name_hash(name: x509.Name) -> str:
     return hashlib.sha1(name.public_bytes()).hexdigest()[:8]
 
 
-def _key_id(cert: x509.Certificate, cls: type) -> str:
+def _key_id(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> str:
     try:
-        value = cert.extensions.get_extension_for_class(cls).value
+        value: x509.ExtensionType = cert.extensions.get_extension_for_class(cls).value
     except x509.ExtensionNotFound:
         return ""
     raw = getattr(value, "digest", None) or getattr(value, "key_identifier", None) or b""

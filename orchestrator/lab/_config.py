@@ -1,0 +1,136 @@
+"""The lab's deployment file: vCenter real (the lab's vcsim), every other system simulated.
+
+Built as data and written with ``tomli_w``, so that any value (a path with a quote, a
+name with a backslash or a newline) reads back from the file exactly as it was given.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from orchestrator.lab._files import write_private
+from orchestrator.lab._inventory import LAB_HOSTS
+from orchestrator.lab._ova import make_test_ova
+from orchestrator.lab._vcsim import Vcsim
+
+__all__ = ["SECRETS", "lab_config", "write_lab_config"]
+
+# The lab's secrets besides the vCenter password, one file each in <lab>/secrets.
+SECRETS = ("bios-password", "pexip-admin-password", "ntp-key-1", "ntp-key-2", "snmp-auth-password",
+           "snmp-priv-password", "ldap-bind-password", "ldap-verify-password")
+
+_HEADER = (
+    "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA)\n"
+    "# and every other system simulated. Lab test credentials only.\n\n"
+)
+
+_DOMAIN = "lab.example.com"
+_ROLES = ("Administrator", "Read-write", "Read-only", "Auditor")
+
+
+def _host(name: str, shape: Mapping[str, Any], iops_capacity: int) -> dict[str, Any]:
+    return {"name": name, "datastore": "LocalDS_0", "datastore_iops_capacity": iops_capacity,
+            "vm_network": shape["vswitch"], "management_network": "Management Network", "max_concurrent": 2}
+
+
+def _node(name: str, hostname: str, address: str, host: str, memory_mb: int) -> dict[str, Any]:
+    shape = LAB_HOSTS[host]
+    return {"name": name, "hostname": hostname, "domain": _DOMAIN, "address": address, "netmask": "255.255.255.0",
+            "gateway": "10.99.0.1", "host": host, "portgroup": shape["portgroup"], "vlan": shape["vlan"], "cpus": 4,
+            "memory_mb": memory_mb, "disk_iops_limit": 1000}
+
+
+def _conferencing(name: str, hostname: str, address: str, host: str) -> dict[str, Any]:
+    return {**_node(name, hostname, address, host, 4096), "location": "Lab", "sip_tls_fqdn": f"{hostname}.{_DOMAIN}"}
+
+
+def lab_config(lab_dir: Path, vc: Vcsim, *, management_ova: Path, conferencing_ova: Path, name: str = "lab",
+               iops_capacity: int = 20000) -> dict[str, Any]:
+    """The lab's deployment as the TOML document's data, nothing written.
+
+    Secrets are ``file:`` references to files in ``<lab>/secrets``. Nodes: the Management
+    Node and one Conferencing Node on DC0_H0, one Conferencing Node on DC0_C0_H0.
+    """
+    secret_dir = lab_dir / "secrets"
+
+    def secret(file: str) -> str:
+        return f"file:{secret_dir / file}"
+
+    return {
+        "deployment": {"name": name},
+        "vcenter": {
+            "mode": "real", "url": vc.url, "user": vc.user, "password": secret("vcenter-password"),
+            "ca_file": str(vc.ca_file), "datacenter": "DC0", "folder": "pexip",
+            "reserved_vlans": [1, 1002, 1003, 1004, 1005], "name_pattern": "pexip-*",
+            "hosts": [_host(h, LAB_HOSTS[h], iops_capacity) for h in ("DC0_H0", "DC0_C0_H0")],
+        },
+        "ova": {"management": str(management_ova), "conferencing": str(conferencing_ova)},
+        "bios": {"password": secret("bios-password"), "password_method": "keystrokes"},
+        "management": _node("pexip-mgmt", "pexmgr", "10.99.0.10", "DC0_H0", 8192),
+        "conferencing": [
+            _conferencing("pexip-conf-01", "conf01", "10.99.0.21", "DC0_H0"),
+            _conferencing("pexip-conf-02", "conf02", "10.99.0.22", "DC0_C0_H0"),
+        ],
+        "pexip_api": {"mode": "sim", "url": f"https://pexmgr.{_DOMAIN}", "admin_user": "admin",
+                      "admin_password": secret("pexip-admin-password")},
+        "console": {"mode": "sim"},
+        "network": {
+            "dns_servers": ["10.99.0.2", "10.99.0.3"],
+            "locations": ["Lab"],
+            "ntp_servers": [
+                {"address": "10.99.0.4", "key_id": 1, "key": secret("ntp-key-1")},
+                {"address": "10.99.0.5", "key_id": 2, "key": secret("ntp-key-2")},
+            ],
+            "syslog_servers": [{"address": "10.99.0.6", "port": 6514, "transport": "tls"}],
+        },
+        "snmp": {"username": "pexip-snmp", "authentication_password": secret("snmp-auth-password"),
+                 "privacy_password": secret("snmp-priv-password"), "community": "pexip-lab"},
+        "global_settings": {"login_banner": "Lab deployment: authorised use only.",
+                            "ocsp_responder_url": f"http://ocsp.{_DOMAIN}"},
+        "pki": {"mode": "sim", "dn": "O=Lab,C=GB"},
+        "ldap": {
+            "mode": "sim", "server": f"ldap.{_DOMAIN}", "base_dn": "dc=lab,dc=example,dc=com",
+            "bind_username": "cn=pexip-bind,ou=services,dc=lab,dc=example,dc=com",
+            "bind_password": secret("ldap-bind-password"), "verify_user": "orchestrator",
+            "verify_password": secret("ldap-verify-password"),
+            "role_mappings": [
+                {"name": f"Lab {role}", "group_dn": f"cn=lab-{role.lower()},ou=groups,dc=lab,dc=example,dc=com",
+                 "roles": [role]}
+                for role in _ROLES
+            ],
+        },
+        "simulation": {"world": str(lab_dir / "world.sqlite")},
+        "journal": {"path": str(lab_dir / "journal.sqlite")},
+    }
+
+
+def _secret_file(path: Path, value: str | None = None) -> Path:
+    if value is not None or not path.is_file():
+        write_private(path, (value or secrets.token_urlsafe(18)).encode())
+    return path
+
+
+def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capacity: int = 20000) -> Path:
+    """``<lab>/orchestrator.toml`` (see :func:`lab_config`), with its secrets and test OVAs.
+
+    The vCenter password is ``vc``'s; every other secret is made once, at random, and kept.
+    """
+    lab_dir = Path(lab_dir).resolve()
+    secret_dir = lab_dir / "secrets"
+    secret_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _secret_file(secret_dir / "vcenter-password", vc.password)
+    for s in SECRETS:
+        _secret_file(secret_dir / s)
+    images = lab_dir / "images"
+    management_ova = make_test_ova(images / "pexip-mgmt-test.ova", name="pexip-mgmt", cpus=4, memory_mb=8192)
+    conferencing_ova = make_test_ova(images / "pexip-conf-test.ova", name="pexip-conf", cpus=4, memory_mb=4096)
+    data = lab_config(lab_dir, vc, management_ova=management_ova, conferencing_ova=conferencing_ova, name=name,
+                      iops_capacity=iops_capacity)
+    path = lab_dir / "orchestrator.toml"
+    path.write_text(_HEADER + tomli_w.dumps(data))
+    return path

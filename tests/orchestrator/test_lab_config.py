@@ -1,0 +1,91 @@
+"""The lab's deployment file: built as data, written with tomli_w, read back unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.errors import ConfigError
+from config.load import load_deployment
+from config.model import Deployment
+from orchestrator.lab import VCSIM_USER, Vcsim, write_lab_config
+
+BEFORE = Path(__file__).parent / "data" / "lab_config_before.toml"  # what the f-string writer wrote, paths as @LAB@
+
+
+def _vcsim(lab: Path) -> Vcsim:
+    """A Vcsim record as start_vcsim returns it, with no process behind it (the writer only reads its fields)."""
+    ca_file = lab / "pki" / "vcsim-ca.pem"
+    ca_file.parent.mkdir(parents=True, exist_ok=True)
+    ca_file.write_text("")
+    return Vcsim(url="https://127.0.0.1:4443/sdk", user=VCSIM_USER, password="lab-password", ca_file=ca_file,
+                 cert_file=lab / "pki" / "vcsim.pem", pid=0, port=4443, workdir=lab / "vcsim",
+                 keys_file=lab / "vcsim" / "keys.jsonl", requests_file=lab / "vcsim" / "requests.jsonl")
+
+
+def _anonymous(deployment: Deployment) -> Deployment:
+    return dataclasses.replace(deployment, source="")
+
+
+def test_the_lab_file_holds_what_the_f_string_writer_wrote(tmp_path: Path) -> None:
+    """The written file parses to the same TOML data, and loads as the same deployment, as before the change."""
+    lab = tmp_path / "lab"
+    path = write_lab_config(lab, _vcsim(lab))
+    before = tmp_path / "before.toml"
+    before.write_text(BEFORE.read_text().replace("@LAB@", str(lab)))
+    assert tomllib.loads(path.read_text()) == tomllib.loads(before.read_text())
+    assert _anonymous(load_deployment(path)) == _anonymous(load_deployment(before))
+
+
+def test_the_lab_file_maps_every_role_to_a_group(tmp_path: Path) -> None:
+    """Each of the four roles gets its own lab group, Administrator included (as the lab maps it today)."""
+    lab = tmp_path / "lab"
+    mappings = load_deployment(write_lab_config(lab, _vcsim(lab))).ldap.role_mappings
+    assert [(m.name, tuple(m.roles)) for m in mappings] == [
+        ("Lab Administrator", ("Administrator",)),
+        ("Lab Read-write", ("Read-write",)),
+        ("Lab Read-only", ("Read-only",)),
+        ("Lab Auditor", ("Auditor",)),
+    ]
+
+
+ODD = [
+    '"',  # a quote ends an f-string's TOML string early
+    "\\",  # a backslash starts a TOML escape
+    "\n",  # a newline is not allowed in a basic string
+    ' "quoted" \\n\\ back\nslash',  # all of them, and an escape look-alike
+]
+
+
+@pytest.mark.parametrize("odd", ODD)
+def test_odd_characters_in_lab_paths_round_trip(tmp_path: Path, odd: str) -> None:
+    """A lab path with quotes, backslashes or newlines reads back exactly, in TOML and as a deployment."""
+    lab = tmp_path / f"lab{odd}dir"
+    vc = _vcsim(lab)
+    path = write_lab_config(lab, vc)
+    data: dict[str, Any] = tomllib.loads(path.read_text())
+    assert data["vcenter"]["ca_file"] == str(vc.ca_file)
+    assert data["vcenter"]["password"] == f"file:{lab / 'secrets' / 'vcenter-password'}"
+    assert data["journal"]["path"] == str(lab / "journal.sqlite")
+    deployment = load_deployment(path)  # every file: secret readable at the path as written
+    assert deployment.vcenter.ca_file == str(vc.ca_file)
+    assert deployment.ova.management == str(lab / "images" / "pexip-mgmt-test.ova")
+    assert deployment.simulation.world == str(lab / "world.sqlite")
+    assert deployment.journal.path == str(lab / "journal.sqlite")
+
+
+@pytest.mark.parametrize("odd", ODD)
+def test_odd_characters_in_the_deployment_name_reach_the_name_rule_unchanged(tmp_path: Path, odd: str) -> None:
+    """A name with quotes, backslashes or newlines reads back as given; the only problem found is the name rule's."""
+    lab = tmp_path / "lab"
+    name = f"lab{odd}name"
+    path = write_lab_config(lab, _vcsim(lab), name=name)
+    assert tomllib.loads(path.read_text())["deployment"]["name"] == name
+    with pytest.raises(ConfigError) as refused:
+        load_deployment(path)
+    assert [field for field, _ in refused.value.problems] == ["deployment.name"]
+    assert repr(name) in refused.value.problems[0][1]
