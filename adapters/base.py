@@ -215,5 +215,20 @@ class Systems:
     directory: Directory
 
     async def aclose(self) -> None:
+        """Close every adapter, even when one fails to close.
+
+        Raises:
+            BaseException: the one error, re-raised after the others were closed; several
+                errors as one ``ExceptionGroup`` (``BaseExceptionGroup`` if one is not an
+                ``Exception``, such as a cancellation).
+        """
+        errors: list[BaseException] = []
         for adapter in (self.vsphere, self.pexip, self.console, self.ca, self.directory):
-            await adapter.aclose()
+            try:
+                await adapter.aclose()
+            except BaseException as exc:  # the next adapter is closed all the same
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise BaseExceptionGroup(f"closing the adapters: {len(errors)} of them failed", errors)
