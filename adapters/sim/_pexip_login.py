@@ -74,7 +74,8 @@ class Logins:
         if spec.admin_password is None:
             return "pexip_api.admin_password is not set"
         if self._digest_of("admin", spec.admin_password) != stored_digest:
-            return f"pexip_api.admin_password ({spec.admin_password.ref}) is not the password the installation wizard set"
+            return (f"pexip_api.admin_password ({spec.admin_password.ref}) is not the password the "
+                    "installation wizard set")
         return ""
 
     async def _ldap_roles(self, auth: dict[str, Any], sources: set[str]) -> tuple[list[str], str]:

@@ -6,10 +6,11 @@ FKs as URIs (``role.permissions`` and the ``*_servers`` lists come back embedded
 enum and range checks with field-keyed 400 messages, write-only secrets, PATCH only, the
 CSR generator and its completion, a worker POST that returns the bootstrap configuration.
 
-It also models who can log in (``authentication/1/`` against the ``Directory`` it is handed,
-real or simulated, and the admin password set by the installation wizard: :mod:`adapters.sim._pexip_login`): once a change leaves no identity of the
-orchestrator able to log in, every later call raises ``Rejected("locked out: ...")``, so a
-careless order of authentication steps shows up in tests as the lock-out it would be.
+It also models who can log in (:mod:`adapters.sim._pexip_login`: ``authentication/1/`` against
+the ``Directory`` it is handed, real or simulated, and the admin password set by the installation
+wizard): once a change leaves no identity of the orchestrator able to log in, every later call
+raises ``Rejected("locked out: ...")``, so a careless order of authentication steps shows up in
+tests as the lock-out it would be.
 
 The state lives in the :class:`~adapters.sim.world.SimWorld` (systems ``pexip:<resource>``);
 the lab's aiohttp server serves the same store over HTTP.

@@ -44,7 +44,8 @@ class TrustedCaChain(Step):
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         chain = [b for pem in await ctx.systems.ca.chain() for b in pem_blocks(pem)]
-        uploaded = {b for obj in await ctx.systems.pexip.list_objects("ca_certificate") for b in pem_blocks(obj.get("certificate", ""))}
+        uploaded = {b for obj in await ctx.systems.pexip.list_objects("ca_certificate")
+                    for b in pem_blocks(obj.get("certificate", ""))}
         return {"chain": chain, "uploaded": uploaded}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:

@@ -120,7 +120,8 @@ async def certify(systems: Systems, node: NodeSpec, node_uri: str) -> str:
     assert signed is not None
     await api.patch(csr.uri, {"certificate": signed})
     # The Manager's temporary self-signed certificate has the same subject: pick ours.
-    [cert] = [c for c in await api.list_objects("tls_certificate", subject_name=node.fqdn) if c["certificate"] == signed]
+    [cert] = [c for c in await api.list_objects("tls_certificate", subject_name=node.fqdn)
+              if c["certificate"] == signed]
     await api.patch(node_uri, {"tls_certificate": cert["resource_uri"]})
     return str(cert["resource_uri"])
 
