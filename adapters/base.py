@@ -130,7 +130,8 @@ class PexipApi(Protocol):
     foreign keys are resource URIs. Only PATCH is used for updates.
     """
 
-    async def list(self, resource: str, **filters: Any) -> list[dict[str, Any]]: ...
+    async def list_objects(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
+        """GET ``<resource>/``: every object matching ``filters`` (``field=value``)."""
 
     async def get(self, uri: str) -> dict[str, Any]: ...
 
@@ -142,7 +143,7 @@ class PexipApi(Protocol):
 
     async def status(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
         """``/api/admin/status/v1/<resource>/`` objects (for example worker_vm sync state),
-        filtered like ``list`` (``name=...``: one node's status without paging through all)."""
+        filtered like ``list_objects`` (``name=...``: one node's status without paging through all)."""
 
     async def verify_login(self, *, use_client_cert: bool) -> str:
         """Log in as the orchestrator's verifying identity; return the roles granted.
@@ -195,7 +196,10 @@ class Directory(Protocol):
     async def group_exists(self, dn: str) -> bool: ...
 
     async def user_groups(self, user: str) -> list[str]:
-        """DNs of the groups ``user`` is a member of."""
+        """DNs of the groups ``user`` is a member of (none for an unknown user).
+
+        Also what the simulated Management Node asks to decide an LDAP login, so its
+        logins follow this directory, real or simulated."""
 
     async def aclose(self) -> None: ...
 
@@ -211,5 +215,20 @@ class Systems:
     directory: Directory
 
     async def aclose(self) -> None:
+        """Close every adapter, even when one fails to close.
+
+        Raises:
+            BaseException: the one error, re-raised after the others were closed; several
+                errors as one ``ExceptionGroup`` (``BaseExceptionGroup`` if one is not an
+                ``Exception``, such as a cancellation).
+        """
+        errors: list[BaseException] = []
         for adapter in (self.vsphere, self.pexip, self.console, self.ca, self.directory):
-            await adapter.aclose()
+            try:
+                await adapter.aclose()
+            except BaseException as exc:  # the next adapter is closed all the same
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise BaseExceptionGroup(f"closing the adapters: {len(errors)} of them failed", errors)

@@ -69,10 +69,11 @@ def open_systems(deployment: Deployment, world: object | None) -> Systems:
     from adapters.sim.pexip import SimPexipApi
 
     ca = SimCA(world, deployment) if deployment.pki.mode == "sim" else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
+    directory = SimDirectory(world, deployment)
     return Systems(
         vsphere=vsphere,
-        pexip=SimPexipApi(world, deployment),
+        pexip=SimPexipApi(world, deployment, directory),  # its LDAP logins ask this directory
         console=SimConsole(world, deployment),
         ca=ca,
-        directory=SimDirectory(world, deployment),
+        directory=directory,
     )

@@ -47,6 +47,41 @@ def test_machines_are_pure() -> None:
         assert not (_imports(path) & NO_IO_IN_MACHINES), path.name
 
 
+# The twins of adapters/sim/: each stands in for one outside system. Shared helpers (world,
+# _pki, _pexip_schema, _manager, _pexip_login) are not twins and may be imported by any of them.
+TWINS = {"vsphere", "pexip", "console", "ldap", "ca", "bridge"}
+
+
+def _modules_imported(path: Path, package: str) -> set[str]:
+    """Full dotted names of what ``path`` (a module of ``package``) imports; ``from a.b import c``
+    counts ``a.b`` and ``a.b.c``, relative imports are resolved against ``package``."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            names.add(module)
+            names |= {f"{module}.{a.name}" for a in node.names}
+    return names
+
+
+@pytest.mark.parametrize("twin", sorted(TWINS))
+def test_a_twin_never_imports_another_twin(twin: str) -> None:
+    """A simulated twin is handed the adapters it needs; it imports no other twin module."""
+    path = ROOT / "adapters" / "sim" / f"{twin}.py"
+    others = {f"adapters.sim.{t}" for t in TWINS - {twin}}
+    bad = _modules_imported(path, "adapters.sim") & others
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_every_twin_module_is_known() -> None:
+    """Every public module of adapters/sim/ but the world is a twin the import rule above covers."""
+    public = {p.stem for p in (ROOT / "adapters" / "sim").glob("*.py") if not p.stem.startswith("_")}
+    assert public - {"world"} == TWINS
+
+
 @pytest.mark.parametrize("package", ["machines", "journal", "adapters", "config", "orchestrator", "orchestrator.steps"])
 def test_every_package_declares_all(package: str) -> None:
     """Each package says what is public, and everything it names exists."""

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.base import WizardState
+from adapters.sim._manager import management_node_defaults
+from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, digest
 from config.errors import Rejected
 from config.model import CONFERENCING, Deployment, NodeSpec
-
-from adapters.base import WizardState
-from adapters.sim.pexip import management_node_defaults
-from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, digest
 
 __all__ = ["SimConsole"]
 

@@ -2,8 +2,9 @@
 
 Every ``ldap.role_mappings[*].group_dn`` exists; ``ldap.verify_user`` exists and is a
 member of every mapped group; the service account ``ldap.bind_username`` binds with
-``ldap.bind_password``. The simulated Management Node (:mod:`adapters.sim.pexip`) asks the
-same directory whether an LDAP login would work, so both twins agree.
+``ldap.bind_password``. The simulated Management Node (:mod:`adapters.sim.pexip`) is handed
+a ``Directory`` (this twin or a real one) and asks it for the groups of the user who logs in,
+so the login follows whichever directory the run uses.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ FKs as URIs (``role.permissions`` and the ``*_servers`` lists come back embedded
 enum and range checks with field-keyed 400 messages, write-only secrets, PATCH only, the
 CSR generator and its completion, a worker POST that returns the bootstrap configuration.
 
-It also models who can log in (``authentication/1/`` against the simulated directory and
-the admin password set by the installation wizard): once a change leaves no identity of the
-orchestrator able to log in, every later call raises ``Rejected("locked out: ...")``, so a
-careless order of authentication steps shows up in tests as the lock-out it would be.
+It also models who can log in (:mod:`adapters.sim._pexip_login`: ``authentication/1/`` against
+the ``Directory`` it is handed, real or simulated, and the admin password set by the installation
+wizard): once a change leaves no identity of the orchestrator able to log in, every later call
+raises ``Rejected("locked out: ...")``, so a careless order of authentication steps shows up in
+tests as the lock-out it would be.
 
 The state lives in the :class:`~adapters.sim.world.SimWorld` (systems ``pexip:<resource>``);
 the lab's aiohttp server serves the same store over HTTP.
@@ -20,68 +21,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from adapters.base import Created, Directory
+from adapters.sim import _pki as pki
+from adapters.sim._manager import COUNTERS, stored
+from adapters.sim._pexip_login import Logins
+from adapters.sim._pexip_schema import RESOURCES, api_error, parse_uri, uri_of, validate
+from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, digest, pexip_system
 from config.errors import Unreachable
 from config.model import Deployment
 
-from adapters.sim import _pki as pki
-from adapters.sim._pexip_schema import PERMISSIONS, RESOURCES, ROLES, api_error, defaults, parse_uri, uri_of, validate
-from adapters.base import Created
-from adapters.sim.ldap import user_groups_of
-from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, digest, pexip_system
-
-__all__ = ["SimPexipApi", "management_node_defaults"]
+__all__ = ["SimPexipApi"]
 
 _SYSTEM = "pexip"
-_COUNTERS = pexip_system("_next")  # key: resource -> next id; "configuration_id"
 _ADMIN_CREATE_KINDS = {"certificate_signing_request": "csr_create", "role": "role_create"}
 _UNIQUE = {"worker_vm": ("name",), "role": ("name",), "ldap_role": ("name",), "system_location": ("name",),
            "snmp_network_management_system": ("name",), "role_mapping": ("name",)}
 
 
-def _stored(resource: str, ident: int, fields: dict[str, Any]) -> dict[str, Any]:
-    return {**defaults(resource), **fields, "id": ident}
-
-
-def management_node_defaults(deployment: Deployment) -> list[tuple[str, str, Any]]:
-    """The objects a freshly installed Management Node has, as world changes.
-
-    Applied by the console twin in the installation wizard's own transaction.
-    """
-    mgr = deployment.management
-    changes: list[tuple[str, str, Any]] = [
-        (pexip_system("global"), "1", _stored("global", 1, {})),
-        (pexip_system("authentication"), "1", _stored("authentication", 1, {})),
-        # id 2, not 1: clients must pick the primary one, as on real nodes (SDK #78).
-        (pexip_system("management_vm"), "2", _stored("management_vm", 2, {
-            "name": mgr.name, "hostname": mgr.hostname, "domain": mgr.domain, "address": mgr.address,
-            "netmask": mgr.netmask, "gateway": mgr.gateway, "primary": True,
-        })),
-    ]
-    permission_ids = {}
-    for ident, (name, codename) in enumerate(PERMISSIONS, start=1):
-        permission_ids[name] = ident
-        changes.append((pexip_system("permission"), str(ident), {"id": ident, "name": name, "codename": codename}))
-    for ident, (name, names) in enumerate(ROLES, start=1):
-        uris = [uri_of("permission", permission_ids[n]) for n in names]
-        changes.append((pexip_system("role"), str(ident), _stored("role", ident, {"name": name, "permissions": uris})))
-    # The temporary self-signed certificate every node ships with (EC: fast to make).
-    key = pki.new_key("ECDSAP256")
-    cert = pki.self_signed(mgr.fqdn, key)
-    meta = pki.certificate_fields(pki.load_certs(cert)[0])
-    changes.append((pexip_system("tls_certificate"), "1", _stored("tls_certificate", 1, {
-        **meta, "certificate": cert, "nodes": [mgr.fqdn],
-        "_key_pem": pki.key_pem(key), "_key_fingerprint": pki.fingerprint(key.public_key()),
-    })))
-    nexts = {"global": 2, "authentication": 2, "management_vm": 3, "permission": len(PERMISSIONS) + 1,
-             "role": len(ROLES) + 1, "tls_certificate": 2}
-    changes += [(_COUNTERS, resource, ident) for resource, ident in nexts.items()]
-    return changes
-
-
 class SimPexipApi:
     """Twin of :class:`adapters.base.PexipApi` over a :class:`SimWorld`."""
 
-    def __init__(self, world: SimWorld, deployment: Deployment):
+    def __init__(self, world: SimWorld, deployment: Deployment, directory: Directory):
+        """``directory`` is the LDAP directory the Management Node's logins ask (real or simulated)."""
         self._world = world
         self._deployment = deployment
         self._manager = deployment.management.name
@@ -91,12 +52,11 @@ class SimPexipApi:
             self._node_by_fqdn[node.fqdn.lower()] = node.name
             if node.sip_tls_fqdn:
                 self._node_by_fqdn[node.sip_tls_fqdn.lower()] = node.name
-        self._auth_cache: tuple[tuple[int, ...], dict[str, Any]] | None = None
-        self._secret_digests: dict[str, str | None] = {}
+        self._logins = Logins(world, deployment, directory)
 
     # --- the Protocol ------------------------------------------------------------------------
 
-    async def list(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
+    async def list_objects(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
         """Every ``resource`` object matching the exact-match (or ``__icontains``,
         ``__startswith``, ``__in``) ``filters``, ordered by id."""
         await self._gate(f"GET {resource}/", change=False)
@@ -147,9 +107,9 @@ class SimPexipApi:
         elif resource in ("tls_certificate", "ca_certificate"):
             obj = self._new_certificate(resource, clean, ident)
         else:
-            obj = self._with_secrets(resource, _stored(resource, ident, {}), clean)
+            obj = self._with_secrets(resource, stored(resource, ident, {}), clean)
         kind = _ADMIN_CREATE_KINDS.get(resource, "api_create")
-        await self._commit([(pexip_system(resource), str(ident), obj), (_COUNTERS, resource, ident + 1)],
+        await self._commit([(pexip_system(resource), str(ident), obj), (COUNTERS, resource, ident + 1)],
                            [Effect(self._node_of(resource, obj), kind, resource)])
         body = self._bootstrap(obj) if resource == "worker_vm" else {}
         return Created(uri_of(resource, ident), body)
@@ -191,7 +151,7 @@ class SimPexipApi:
         """``/status/v1/worker_vm/``: SYNCED once the node's VM runs with its BIOS locked;
         ``/status/v1/management_vm/``."""
         await self._gate(f"GET status/{resource}/", change=False)
-        configuration_id = self._world.get(_COUNTERS, "configuration_id", 0)
+        configuration_id = self._world.get(COUNTERS, "configuration_id", 0)
         if resource == "management_vm":
             return [{"name": self._manager, "primary": True, "configuration_id": configuration_id}]
         if resource != "worker_vm":
@@ -225,7 +185,7 @@ class SimPexipApi:
             Rejected: the login would fail (the reason names the setting to fix).
         """
         await self._gate("login", change=False, login=False)
-        auth = self._auth()
+        auth = await self._logins.current()
         if not use_client_cert and auth["client_certificate"] != "NO":
             raise api_error(401, f"login refused: authentication.client_certificate is "
                                  f"{auth['client_certificate']}: a client certificate is required and none was "
@@ -260,7 +220,7 @@ class SimPexipApi:
             raise Unreachable(f"the Management Node {self._manager} does not answer on https: its installation "
                               "wizard has not run yet", system=_SYSTEM)
         if login:
-            auth = self._auth()
+            auth = await self._logins.current()
             if not auth["identities"]:
                 raise api_error(
                     401,
@@ -270,81 +230,6 @@ class SimPexipApi:
                     f"{auth['ldap_why']}. Recover from a fallback deployment; "
                     "change authentication only after verify_login proves the next login",
                 )
-
-    def _auth(self) -> dict[str, Any]:
-        """Who can log in now, cached until authentication, roles or the console change."""
-        versions = tuple(self._world.version(s) for s in (
-            pexip_system("authentication"), pexip_system("ldap_role"), pexip_system("role_mapping"),
-            pexip_system("role"), CONSOLE))
-        if self._auth_cache is not None and self._auth_cache[0] == versions:
-            return self._auth_cache[1]
-        auth = self._world.get(pexip_system("authentication"), "1") or _stored("authentication", 1, {})
-        sources = set(auth["source"].split("+"))
-        cert = auth["client_certificate"]
-        local_why = self._local_admin_refusal(sources, cert)
-        ldap_roles, ldap_why = self._ldap_roles(auth, sources)
-        identities = []
-        if not local_why:
-            identities.append("local admin")
-        if ldap_roles:
-            identities.append("LDAP user with client certificate" if cert != "NO" else "LDAP user")
-        result = {"source": auth["source"], "sources": sources, "client_certificate": cert,
-                  "local_why": local_why, "ldap_roles": ldap_roles, "ldap_why": ldap_why, "identities": identities}
-        self._auth_cache = (versions, result)
-        return result
-
-    def _local_admin_refusal(self, sources: set[str], cert: str) -> str:
-        if "LOCAL" not in sources:
-            return "the authentication source does not include LOCAL"
-        if cert != "NO":
-            return f"client_certificate is {cert}: the standard login page is no longer presented"
-        spec = self._deployment.pexip_api
-        stored = (self._world.get(CONSOLE, self._manager) or {}).get("admin_password_sha256")
-        if spec.admin_password is None:
-            return "pexip_api.admin_password is not set"
-        if self._digest_of("admin", spec.admin_password) != stored:
-            return f"pexip_api.admin_password ({spec.admin_password.ref}) is not the password the installation wizard set"
-        return ""
-
-    def _ldap_roles(self, auth: dict[str, Any], sources: set[str]) -> tuple[list[str], str]:
-        if "LDAP" not in sources:
-            return [], "the authentication source does not include LDAP"
-        ldap = self._deployment.ldap
-        if auth["ldap_server"].lower() != ldap.server.lower():
-            return [], f"authentication.ldap_server is {auth['ldap_server']!r}, the directory is at {ldap.server!r}"
-        if auth["ldap_base_dn"].lower() != ldap.base_dn.lower():
-            return [], f"authentication.ldap_base_dn is {auth['ldap_base_dn']!r}, the directory's is {ldap.base_dn!r}"
-        if auth["ldap_bind_username"] != ldap.bind_username:
-            return [], f"authentication.ldap_bind_username {auth['ldap_bind_username']!r} cannot bind"
-        bind = (auth.get("_secrets") or {}).get("ldap_bind_password")
-        if ldap.bind_password is None or bind is None or bind != self._digest_of("bind", ldap.bind_password):
-            return [], "authentication.ldap_bind_password is not the service account's password"
-        groups = {g.lower() for g in user_groups_of(ldap, ldap.verify_user)}
-        if not groups:
-            return [], f"user {ldap.verify_user!r} is not in the directory"
-        role_uris: set[str] = set()
-        for _, mapping in self._world.items(pexip_system("ldap_role")):
-            if mapping["ldap_group_dn"].lower() in groups:
-                role_uris.update(mapping["roles"])
-        for _, mapping in self._world.items(pexip_system("role_mapping")):
-            if mapping["source"] == "LDAP" and mapping["value"].lower() in groups:
-                role_uris.update(mapping["roles"])
-        roles = [self._world.get(pexip_system("role"), parse_uri(u)[1]) for u in sorted(role_uris)]
-        roles = [r for r in roles if r is not None]
-        if not roles:
-            return [], f"no ldap_role maps a group of {ldap.verify_user!r} to a role"
-        api = uri_of("permission", dict((n, i) for i, (n, _) in enumerate(PERMISSIONS, 1))["May use API"])
-        if not any(api in r["permissions"] for r in roles):
-            return [], f"roles {', '.join(r['name'] for r in roles)} lack the permission 'May use API'"
-        return sorted(r["name"] for r in roles), ""
-
-    def _digest_of(self, name: str, secret: Any) -> str | None:
-        if name not in self._secret_digests:
-            try:
-                self._secret_digests[name] = digest(secret.reveal())
-            except (KeyError, OSError):
-                self._secret_digests[name] = None
-        return self._secret_digests[name]
 
     # --- store helpers --------------------------------------------------------------------
 
@@ -356,7 +241,7 @@ class SimPexipApi:
         return spec
 
     def _object(self, resource: str, ident: str) -> dict[str, Any]:
-        obj = self._world.get(pexip_system(resource), str(ident))
+        obj: dict[str, Any] | None = self._world.get(pexip_system(resource), str(ident))
         if obj is None:
             raise api_error(404, f"{uri_of(resource, ident)}: 404 no such object")
         return obj
@@ -366,7 +251,7 @@ class SimPexipApi:
         return self._world.get(pexip_system(resource), ident) is not None
 
     def _next_id(self, resource: str) -> int:
-        ident = self._world.get(_COUNTERS, resource)
+        ident = self._world.get(COUNTERS, resource)
         if ident is None:
             ident = 1 + max((o["id"] for _, o in self._world.items(pexip_system(resource))), default=0)
         return int(ident)
@@ -393,8 +278,8 @@ class SimPexipApi:
         return obj
 
     async def _commit(self, changes: list[tuple[str, str, Any]], effects: list[Effect]) -> None:
-        configuration_id = self._world.get(_COUNTERS, "configuration_id", 0) + 1
-        await self._world.apply([*changes, (_COUNTERS, "configuration_id", configuration_id)], effects)
+        configuration_id = self._world.get(COUNTERS, "configuration_id", 0) + 1
+        await self._world.apply([*changes, (COUNTERS, "configuration_id", configuration_id)], effects)
 
     def _render(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         """What GET shows: no internal or write-only field, URIs, embedded FK objects."""
@@ -459,7 +344,7 @@ class SimPexipApi:
         except ValueError as exc:
             _reject_field("certificate_signing_request", "dn", str(exc))
         clean = {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase", "certificate")}
-        return _stored("certificate_signing_request", ident, {
+        return stored("certificate_signing_request", ident, {
             **clean, "csr": csr, "_key_pem": pki.key_pem(key), "_key_fingerprint": pki.fingerprint(key.public_key()),
         })
 
@@ -488,8 +373,8 @@ class SimPexipApi:
             ident, nodes = existing[0]["id"], existing[0]["nodes"]
         else:
             ident, nodes = self._next_id("tls_certificate"), []
-            changes.append((_COUNTERS, "tls_certificate", ident + 1))
-        cert = _stored("tls_certificate", ident, {
+            changes.append((COUNTERS, "tls_certificate", ident + 1))
+        cert = stored("tls_certificate", ident, {
             **meta, "certificate": fields["certificate"], "nodes": nodes,
             "_key_pem": csr["_key_pem"], "_key_fingerprint": csr["_key_fingerprint"],
         })
@@ -525,7 +410,7 @@ class SimPexipApi:
                               "Certificate and private key do not appear to be part of the same key pair")
             cert = pairs[0]
         meta = pki.certificate_fields(cert)
-        obj = self._with_secrets(resource, dict(base) if base else _stored(resource, ident, {}),
+        obj = self._with_secrets(resource, dict(base) if base else stored(resource, ident, {}),
                                  {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase")})
         return {**obj, **meta, **extra}
 

@@ -40,7 +40,7 @@ def field_changes(prefix: str, current: dict[str, Any] | None, wanted: dict[str,
 
 
 async def find_one(api: PexipApi, resource: str, **key: Any) -> dict[str, Any] | None:
-    found = await api.list(resource, **key)
+    found = await api.list_objects(resource, **key)
     if len(found) > 1:
         raise Rejected(f"{resource}: {len(found)} objects match {key}; expected one. Remove the duplicates in the Administrator interface")
     return found[0] if found else None
@@ -70,7 +70,7 @@ async def singleton(api: PexipApi, resource: str) -> dict[str, Any]:
 
 async def management_vm(api: PexipApi) -> dict[str, Any]:
     """The Management Node's object: the one with primary = true (its id is not always 1)."""
-    for vm in await api.list("management_vm"):
+    for vm in await api.list_objects("management_vm"):
         if vm.get("primary"):
             return vm
     raise Rejected("management_vm: no primary Management Node in the API; is the installation wizard done?")

@@ -21,7 +21,7 @@ AUTH = f"{URI}authentication/1/"
 
 
 async def _permission_uris(ctx: StepContext) -> dict[str, str]:
-    return {p["name"]: p["resource_uri"] for p in await ctx.systems.pexip.list("permission")}
+    return {p["name"]: p["resource_uri"] for p in await ctx.systems.pexip.list_objects("permission")}
 
 
 class AdministratorRoles(Step):
@@ -111,7 +111,7 @@ class LdapRoleMapping(Step):
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
-        roles = {r["name"]: r["resource_uri"] for r in await api.list("role")}
+        roles = {r["name"]: r["resource_uri"] for r in await api.list_objects("role")}
         mappings = {m.name: await find_one(api, "ldap_role", name=m.name) for m in ctx.deployment.ldap.role_mappings}
         return {"roles": roles, "mappings": mappings}
 

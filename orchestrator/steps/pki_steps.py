@@ -44,7 +44,8 @@ class TrustedCaChain(Step):
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         chain = [b for pem in await ctx.systems.ca.chain() for b in pem_blocks(pem)]
-        uploaded = {b for obj in await ctx.systems.pexip.list("ca_certificate") for b in pem_blocks(obj.get("certificate", ""))}
+        uploaded = {b for obj in await ctx.systems.pexip.list_objects("ca_certificate")
+                    for b in pem_blocks(obj.get("certificate", ""))}
         return {"chain": chain, "uploaded": uploaded}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
@@ -60,8 +61,8 @@ class TrustedCaChain(Step):
 async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
     """The node's certificate issued by a trusted CA we uploaded (never the default self-signed one)."""
     api = ctx.systems.pexip
-    trusted = {c.get("subject_hash") for c in await api.list("ca_certificate")} - {None}
-    for cert in await api.list("tls_certificate", subject_name=_subject(ctx)):
+    trusted = {c.get("subject_hash") for c in await api.list_objects("ca_certificate")} - {None}
+    for cert in await api.list_objects("tls_certificate", subject_name=_subject(ctx)):
         self_signed = cert.get("raw_issuer", cert.get("issuer_name")) == cert.get("raw_subject", cert.get("subject_name"))
         if not self_signed and cert.get("issuer_hash") in trusted:
             return cert

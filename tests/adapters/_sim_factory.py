@@ -34,12 +34,13 @@ def make_deployment(nodes: int, tmp_path: Path) -> Deployment:
 
 
 def make_systems(world: SimWorld, deployment: Deployment) -> Systems:
+    directory = SimDirectory(world, deployment)
     return Systems(
         vsphere=SimVSphere(world, deployment),
-        pexip=SimPexipApi(world, deployment),
+        pexip=SimPexipApi(world, deployment, directory),
         console=SimConsole(world, deployment),
         ca=SimCA(world, deployment),
-        directory=SimDirectory(world, deployment),
+        directory=directory,
     )
 
 
@@ -99,7 +100,7 @@ async def harden_manager(systems: Systems, deployment: Deployment) -> dict[str, 
         created = await api.create("system_location", {"name": name, **location, "dns_servers": dns,
                                                         "ntp_servers": ntp, "syslog_servers": syslog})
         locations[name] = created.uri
-    [manager] = await api.list("management_vm", primary=True)
+    [manager] = await api.list_objects("management_vm", primary=True)
     await api.patch(manager["resource_uri"], {
         "dns_servers": dns, "ntp_servers": ntp, "syslog_servers": syslog, "snmp_mode": "AUTHPRIV",
         "snmp_username": deployment.snmp.username, "snmp_community": deployment.snmp.community,
@@ -119,7 +120,8 @@ async def certify(systems: Systems, node: NodeSpec, node_uri: str) -> str:
     assert signed is not None
     await api.patch(csr.uri, {"certificate": signed})
     # The Manager's temporary self-signed certificate has the same subject: pick ours.
-    [cert] = [c for c in await api.list("tls_certificate", subject_name=node.fqdn) if c["certificate"] == signed]
+    [cert] = [c for c in await api.list_objects("tls_certificate", subject_name=node.fqdn)
+              if c["certificate"] == signed]
     await api.patch(node_uri, {"tls_certificate": cert["resource_uri"]})
     return str(cert["resource_uri"])
 
@@ -127,7 +129,7 @@ async def certify(systems: Systems, node: NodeSpec, node_uri: str) -> str:
 async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
     """Roles, LDAP, role mappings, client certificates, LDAP only: each verified first."""
     api, ldap = systems.pexip, deployment.ldap
-    auditor_permissions = [p["resource_uri"] for p in await api.list("permission")
+    auditor_permissions = [p["resource_uri"] for p in await api.list_objects("permission")
                            if p["name"] in deployment.policy.roles["auditor_permissions"]]
     await api.create("role", {"name": "Auditor", "permissions": auditor_permissions})
     assert ldap.bind_password is not None
@@ -136,7 +138,7 @@ async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
         "ldap_bind_username": ldap.bind_username, "ldap_bind_password": ldap.bind_password.reveal(),
     })
     for mapping in ldap.role_mappings:
-        roles = [r["resource_uri"] for name in mapping.roles for r in await api.list("role", name=name)]
+        roles = [r["resource_uri"] for name in mapping.roles for r in await api.list_objects("role", name=name)]
         await api.create("ldap_role", {"name": mapping.name, "ldap_group_dn": mapping.group_dn, "roles": roles})
     await api.verify_login(use_client_cert=False)
     await api.patch("/api/admin/configuration/v1/authentication/1/", {"client_certificate": ldap.client_certificate})

@@ -28,7 +28,7 @@ async def test_thousand_nodes_through_the_twins(tmp_path: Path) -> None:
     await systems.vsphere.preflight(deployment)
     await install_manager(systems, deployment)
     locations = await harden_manager(systems, deployment)
-    [manager] = await systems.pexip.list("management_vm", primary=True)
+    [manager] = await systems.pexip.list_objects("management_vm", primary=True)
     await certify(systems, deployment.management, manager["resource_uri"])
     await systems.pexip.create("ca_certificate", {"certificate": (await systems.ca.chain())[0]})
     await authenticate_ldap(systems, deployment)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from _sim_factory import (
 )
 
 from adapters import PexipApi, Systems
-from adapters.sim import SimPexipApi, SimWorld
+from adapters.sim import FaultPlan, SimDirectory, SimPexipApi, SimWorld
 from adapters.sim import _pki as pki
 from config.errors import Rejected, Unreachable
 from config.model import Deployment
@@ -41,12 +42,12 @@ async def systems(world: SimWorld, deployment: Deployment) -> Systems:
 
 def test_conforms_to_the_protocol(world: SimWorld, deployment: Deployment) -> None:
     """SimPexipApi is a PexipApi."""
-    assert isinstance(SimPexipApi(world, deployment), PexipApi)
+    assert isinstance(SimPexipApi(world, deployment, SimDirectory(world, deployment)), PexipApi)
 
 
 async def test_api_is_unreachable_before_installation(world: SimWorld, deployment: Deployment) -> None:
     """Before the installation wizard the Management Node does not answer."""
-    api = SimPexipApi(world, deployment)
+    api = SimPexipApi(world, deployment, SimDirectory(world, deployment))
     with pytest.raises(Unreachable, match="installation wizard has not run"):
         await api.get(GLOBAL)
 
@@ -59,24 +60,24 @@ async def test_installed_manager_has_the_api_defaults(systems: Systems, deployme
             settings["management_session_timeout"], settings["resource_uri"]) == (True, 0, "OFF", 30, GLOBAL)
     auth = await api.get(AUTH)
     assert (auth["source"], auth["client_certificate"]) == ("LOCAL", "NO")
-    [manager] = await api.list("management_vm")
+    [manager] = await api.list_objects("management_vm")
     assert (manager["id"], manager["primary"], manager["snmp_mode"], manager["snmp_community"]) == (
         2, True, "DISABLED", "public")
-    names = {p["name"] for p in await api.list("permission")}
+    names = {p["name"] for p in await api.list_objects("permission")}
     assert {"Is an administrator", "May use web interface", "May use API", "May view logs",
             "May generate system snapshot", "May change configuration", "May view configuration",
             "May manage conferences"} <= names
     for role in ("Read-only", "Read-write"):
-        [found] = await api.list("role", name=role)
+        [found] = await api.list_objects("role", name=role)
         embedded = {p["name"] for p in found["permissions"]}
         assert {"May view logs", "May generate system snapshot"} <= embedded
         assert all(p["resource_uri"].startswith(BASE + "permission/") for p in found["permissions"])
-    [admin] = await api.list("role", name="Administrator")
+    [admin] = await api.list_objects("role", name="Administrator")
     assert {p["name"] for p in admin["permissions"]} == names
-    [cert] = await api.list("tls_certificate")
+    [cert] = await api.list_objects("tls_certificate")
     assert (cert["id"], cert["subject_name"], cert["issuer_name"]) == (
         1, deployment.management.fqdn, f"CN={deployment.management.fqdn}")
-    assert await api.list("system_location") == []
+    assert await api.list_objects("system_location") == []
 
 
 async def test_list_filters_exactly(systems: Systems) -> None:
@@ -84,11 +85,11 @@ async def test_list_filters_exactly(systems: Systems) -> None:
     api = systems.pexip
     await api.create("dns_server", {"address": "10.0.0.2"})
     await api.create("dns_server", {"address": "10.0.0.3", "description": "second"})
-    assert [d["address"] for d in await api.list("dns_server", address="10.0.0.3")] == ["10.0.0.3"]
-    assert [d["address"] for d in await api.list("dns_server", description__icontains="SEC")] == ["10.0.0.3"]
-    assert await api.list("dns_server", address="10.0.0.9") == []
+    assert [d["address"] for d in await api.list_objects("dns_server", address="10.0.0.3")] == ["10.0.0.3"]
+    assert [d["address"] for d in await api.list_objects("dns_server", description__icontains="SEC")] == ["10.0.0.3"]
+    assert await api.list_objects("dns_server", address="10.0.0.9") == []
     with pytest.raises(Rejected, match="cannot filter on 'colour'"):
-        await api.list("dns_server", colour="blue")
+        await api.list_objects("dns_server", colour="blue")
 
 
 @pytest.mark.parametrize(
@@ -227,7 +228,7 @@ async def test_csr_completion_makes_a_tls_certificate(systems: Systems, world: S
     signed = await systems.ca.collect(conf.name)
     assert signed is not None
     await api.patch(csr.uri, {"certificate": signed})
-    [cert] = await api.list("tls_certificate", subject_name=conf.fqdn)
+    [cert] = await api.list_objects("tls_certificate", subject_name=conf.fqdn)
     assert cert["nodes"] == [] and "CN=simulation simulated root CA" in cert["issuer_name"]
     assert cert["serial_no"] and cert["server_auth_usage"] and cert["client_auth_usage"]
     assert "private_key" not in cert
@@ -305,7 +306,7 @@ async def test_transient_fault_changes_nothing(tmp_path: Path, deployment: Deplo
     w = SimWorld.open(tmp_path / "faulty.sqlite", faults="transient=1")
     try:
         with pytest.raises(Unreachable, match="injected transient fault"):
-            await SimPexipApi(w, deployment).create("dns_server", {"address": "10.0.0.2"})
+            await SimPexipApi(w, deployment, SimDirectory(w, deployment)).create("dns_server", {"address": "10.0.0.2"})
         assert w.effects_summary() == {}
     finally:
         w.close()
@@ -338,7 +339,7 @@ async def test_careless_order_locks_everyone_out(systems: Systems, deployment: D
     with pytest.raises(Rejected, match="locked out"):
         await api.patch(AUTH, {"source": "LDAP"})
     with pytest.raises(Rejected, match="locked out"):
-        await api.list("dns_server")
+        await api.list_objects("dns_server")
 
 
 @pytest.mark.parametrize(
@@ -368,3 +369,58 @@ async def test_wrong_admin_password_is_not_a_local_login(world: SimWorld, deploy
                                               dict(deployment.policy.installation_wizard))
     with pytest.raises(Rejected, match="locked out.*installation wizard set"):
         await systems.pexip.get(GLOBAL)
+
+
+def _directory_with(world: SimWorld, deployment: Deployment, groups: tuple[str, ...]) -> SimDirectory:
+    """A directory whose verify user is in only the groups of the role mappings named ``groups``."""
+    mappings = tuple(m for m in deployment.ldap.role_mappings if m.name in groups)
+    ldap = dataclasses.replace(deployment.ldap, role_mappings=mappings)
+    return SimDirectory(world, dataclasses.replace(deployment, ldap=ldap))
+
+
+@pytest.mark.parametrize(
+    ("groups", "roles"),
+    [
+        (("Pexip Administrator", "Pexip Read-only", "Pexip Read-write", "Pexip Auditor"),
+         "Administrator,Auditor,Read-only,Read-write"),  # the deployment's own directory
+        (("Pexip Auditor",), "Auditor"),  # a directory that holds only the auditors' group
+        (("Pexip Read-only", "Pexip Auditor"), "Auditor,Read-only"),  # two of the four groups
+    ],
+)
+async def test_ldap_login_follows_the_directory_it_is_handed(world: SimWorld, systems: Systems,
+                                                             deployment: Deployment, groups: tuple[str, ...],
+                                                             roles: str) -> None:
+    """The LDAP roles granted are those of the groups the handed directory puts the user in, not the config's."""
+    await harden_manager(systems, deployment)
+    await authenticate_ldap(systems, deployment)
+    api = SimPexipApi(world, deployment, _directory_with(world, deployment, groups))
+    assert await api.verify_login(use_client_cert=True) == roles
+
+
+async def test_a_directory_without_the_user_locks_ldap_logins_out(world: SimWorld, systems: Systems,
+                                                                  deployment: Deployment) -> None:
+    """With LDAP the only source, a directory that does not know the verify user leaves no login."""
+    await harden_manager(systems, deployment)
+    await authenticate_ldap(systems, deployment)
+    api = SimPexipApi(world, deployment, _directory_with(world, deployment, ()))
+    with pytest.raises(Rejected, match="is not in the directory"):
+        await api.verify_login(use_client_cert=True)
+    with pytest.raises(Rejected, match="locked out.*is not in the directory"):
+        await api.get(GLOBAL)
+    assert await systems.pexip.verify_login(use_client_cert=True)  # the deployment's directory still grants
+
+
+async def test_an_unreachable_directory_is_not_a_lock_out(world: SimWorld, systems: Systems,
+                                                          deployment: Deployment, tmp_path: Path) -> None:
+    """A directory that does not answer makes the call Unreachable (retryable), not a lock-out that sticks."""
+    await harden_manager(systems, deployment)
+    await authenticate_ldap(systems, deployment)
+    ldap_world = SimWorld.open(tmp_path / "ldap.sqlite", faults="transient=1")
+    try:
+        api = SimPexipApi(world, deployment, SimDirectory(ldap_world, deployment))
+        with pytest.raises(Unreachable, match="ldap: search groups of"):
+            await api.get(GLOBAL)
+        ldap_world.faults = FaultPlan()  # the directory answers again
+        assert (await api.get(GLOBAL))["resource_uri"] == GLOBAL
+    finally:
+        ldap_world.close()
