@@ -46,7 +46,8 @@ async def test_a_done_installation_wizard_is_not_answered_again(console_case: Co
     node = console_case.deployment.management
     await _install(console_case)
     with pytest.raises(Rejected):
-        await console_case.console.installation_wizard(node, "another-Passw0rd-9", dict(console_case.installation_answers))
+        await console_case.console.installation_wizard(node, "another-Passw0rd-9",
+                                                       dict(console_case.installation_answers))
     assert await console_case.console.wizard_state(node) == "installed"
     with pytest.raises(Rejected):
         await _secure(console_case, "another-Passw0rd-9")  # the second run set nothing
