@@ -174,6 +174,14 @@ class Console(Protocol):
 
 @runtime_checkable
 class CertificateAuthority(Protocol):
+    @property
+    def answers_by_itself(self) -> bool:
+        """True when the CA signs a submitted CSR with no person in between (the simulated CA).
+
+        Such a CA is worth polling while a node waits on its certificate; a manual CA is
+        asked once per run, which then exits 3 saying how to import the certificate.
+        """
+
     async def submit(self, node: str, csr_pem: str) -> None:
         """Hand the CSR to the CA (a file in the outbox for a manual CA)."""
 

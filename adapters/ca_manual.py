@@ -17,6 +17,9 @@ __all__ = ["ManualCA"]
 
 
 class ManualCA:
+    # A person signs the CSR, whenever they get to it: not worth polling.
+    answers_by_itself = False
+
     def __init__(self, deployment: Deployment, base: Path | None = None) -> None:
         pki = deployment.pki
         base = base or (Path(deployment.source).parent if deployment.source else Path.cwd())

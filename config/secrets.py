@@ -14,7 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Secret", "Redactor", "REDACTOR", "SECRET_KEY_PATTERN", "REDACTED"]
+from config.errors import OrchestratorError
+
+__all__ = ["Secret", "SecretUnavailable", "Redactor", "REDACTOR", "SECRET_KEY_PATTERN", "REDACTED"]
 
 REDACTED = "[redacted]"
 
@@ -65,6 +67,17 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+class SecretUnavailable(OrchestratorError, KeyError):
+    """A secret's value is not there when it is needed (an unset environment variable).
+
+    An ``OrchestratorError``, so a step that needs it fails the node with this message; also
+    the ``KeyError`` that ``reveal()`` has always raised, for the callers that catch that.
+    """
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class Secret:
     """A reference to a secret value: ``env:NAME`` or ``file:PATH``.
 
@@ -80,9 +93,11 @@ class Secret:
         self._base = base
 
     def reveal(self) -> str:
-        """Read the value now. Raises ``KeyError``/``OSError`` when it is not there."""
+        """Read the value now. Raises ``SecretUnavailable`` (a ``KeyError``)/``OSError`` when it is not there."""
         kind, _, name = self.ref.partition(":")
         if kind == "env":
+            if name not in os.environ:
+                raise SecretUnavailable(f"secret {self.ref}: environment variable {name} is not set; set it, run again")
             value = os.environ[name]
         else:
             path = Path(name)

@@ -87,13 +87,15 @@ TRANSIENT: tuple[str, ...] = tuple(TRANSIENT_OF.values())
 
 # Gates: a step that needs the outside world first. Each gate has its own visible
 # waiting state, and belongs to exactly one transient state (so opening it has one
-# destination).
+# destination). ``opens_by`` says who opens it: "operator" (`orchestrator approve`) or
+# "ca" (the CA's signed certificate, collected or imported with `orchestrator cert import`).
 GATES: dict[str, dict[str, str]] = {
     # The security wizard is irreversible (no OS access afterwards): an operator approves it.
     "security_wizard": {
         "state": "awaiting_approval",
         "transient": "hardening",
         "step": "security_wizard",
+        "opens_by": "operator",
         "how": "approve it: orchestrator approve {node} security_wizard --by WHO --reason TEXT",
     },
     # The CA's signed certificate for the node's CSR.
@@ -101,6 +103,7 @@ GATES: dict[str, dict[str, str]] = {
         "state": "awaiting_certificate",
         "transient": "certifying",
         "step": "install_certificate",
+        "opens_by": "ca",
         "how": "send the node's CSR to the CA, then: orchestrator cert import {node} SIGNED.pem",
     },
     # bios.password_method = "operator": a person types the BIOS password at the console.
@@ -108,13 +111,14 @@ GATES: dict[str, dict[str, str]] = {
         "state": "awaiting_operator",
         "transient": "bios_locking",
         "step": "lock_bios",
+        "opens_by": "operator",
         "how": "set the BIOS supervisor password at the VM console, then: orchestrator approve {node} bios_password --by WHO",
     },
 }
 GATE_STATE: dict[str, str] = {g: spec["state"] for g, spec in GATES.items()}
 GATE_OF_STEP: dict[str, str] = {spec["step"]: g for g, spec in GATES.items()}
 # Gates a person opens with `orchestrator approve`; the certificate gate opens with the CA's answer.
-APPROVAL_GATES = frozenset({"security_wizard", "bios_password"})
+APPROVAL_GATES = frozenset(g for g, spec in GATES.items() if spec["opens_by"] == "operator")
 WAITING: tuple[str, ...] = tuple(spec["state"] for spec in GATES.values())
 
 STABLE = frozenset({NEW, *MILESTONES})
@@ -216,7 +220,9 @@ def definition_hash() -> str:
         "states": STATES,
         "transitions": TRANSITIONS,
         "steps": STEPS,
-        "gates": GATES,
+        # Without ``opens_by``: who opens a gate changes no state, transition or step, and
+        # leaving it out keeps the hash of the journals written before it was declared.
+        "gates": {g: {k: v for k, v in spec.items() if k != "opens_by"} for g, spec in GATES.items()},
         "prerequisites": MANAGEMENT_PREREQUISITE,
     }
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)

@@ -8,6 +8,7 @@ Guards are pure: they read the model and the fleet, never the world.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from machines.lifecycle import (
@@ -20,7 +21,18 @@ from machines.lifecycle import (
     milestone_index,
 )
 
-__all__ = ["NodeModel", "Fleet"]
+__all__ = ["NodeModel", "Fleet", "RECORDED_FIELDS"]
+
+# The node's journaled fields (the journal's node row, ``Transition.update``) and the
+# model's attributes that hold them. ``state`` is not here: the machine alone sets it.
+RECORDED_FIELDS: dict[str, str] = {
+    "step": "step",
+    "attempt": "attempt",
+    "gate": "gate",
+    "last_error": "reason",
+    "failed_from": "failed_from",
+    "maintenance": "maintenance",
+}
 
 
 class Fleet:
@@ -56,6 +68,12 @@ class NodeModel:
     def __repr__(self) -> str:
         return f"<NodeModel {self.name} {self.role} {self.state} step={self.step}>"
 
+    def record(self, fields: Mapping[str, Any]) -> None:
+        """Take the journaled ``fields`` (a node row, or the update just committed): one source, no drift."""
+        for column, value in fields.items():
+            if column in RECORDED_FIELDS:
+                setattr(self, RECORDED_FIELDS[column], value)
+
     def reached(self, milestone: str) -> bool:
         """Whether the node has passed ``milestone`` (a failed node counts where it failed)."""
         state = self.failed_from if self.state == "failed" and self.failed_from else self.state
@@ -75,14 +93,14 @@ class NodeModel:
     def steps_done(self, event: Any) -> bool:
         """The step just committed is the milestone's last."""
         milestone = TARGET_OF[event.transition.source]
-        return event.kwargs.get("finished") == STEPS[self.role][milestone][-1]
+        return bool(event.kwargs.get("finished") == STEPS[self.role][milestone][-1])
 
     def gate_matches(self, event: Any) -> bool:
         gate = event.kwargs.get("gate")
         return gate in GATES and GATES[gate]["state"] == event.transition.dest
 
     def returns_to_failed_from(self, event: Any) -> bool:
-        return event.transition.dest == self.failed_from
+        return bool(event.transition.dest == self.failed_from)
 
     def rewind_allowed(self, event: Any) -> bool:
         """Back to the milestone of ``step`` (kwarg), never past where the node is."""

@@ -27,18 +27,20 @@ from adapters.base import Systems
 from config.errors import AdapterError, ConfigError, NotYet, OrchestratorError, TransitionError
 from config.model import Deployment
 from journal import Journal, Transition, kinds, new_lease_owner
-from machines.lifecycle import APPROVAL_GATES, FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF, milestone_index
+from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF
 from machines.node import Fleet, NodeModel
 from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait, next_action
 from orchestrator import steps as step_impls
 from orchestrator._commit import GroupCommitter
 from orchestrator._fsm import build_machine, fire
+from orchestrator._gates import Gates
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.steps.base import StepContext
 
 __all__ = ["Engine", "RunReport", "FaultHooks"]
 
 log = structlog.get_logger("orchestrator.engine")
+
 
 class FaultHooks(Protocol):
     """Fault injection points of the simulated world (``--faults``)."""
@@ -98,10 +100,8 @@ class Engine:
         self.systems = systems
         self.clock = clock or SystemClock()
         self.actor = actor
-        self.auto_approve = auto_approve
         self.hooks = hooks
         self.observer = observer
-        self.gate_poll_s = gate_poll_s
         self.owner = new_lease_owner()
         self._random = random.Random(seed)
         policy = deployment.policy
@@ -116,7 +116,7 @@ class Engine:
         self._changed = asyncio.Condition()
         self._active: set[str] = set()
         self._stopping = False
-        self._gates: dict[tuple[str, str], dict[str, Any]] = {}
+        self._gates = Gates(deployment, journal, systems, self._commit, self.clock, actor=actor, auto_approve=auto_approve, poll_s=gate_poll_s)
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -124,24 +124,15 @@ class Engine:
         """Register the deployment's nodes and rebuild every model from the journal."""
         self.journal.ensure_nodes((n.name, n.role, NEW) for n in self.deployment.nodes)
         records = {r.name: r for r in self.journal.nodes()}
-        models = []
         for spec in self.deployment.nodes:
             r = records[spec.name]
-            m = NodeModel(spec.name, spec.role, self._fleet, state=r.state)
-            m.step, m.attempt, m.failed_from = r.step, r.attempt or 0, r.failed_from
-            m.reason, m.gate, m.maintenance = r.last_error, r.gate, r.maintenance
-            models.append(m)
-            self._models[spec.name] = m
-        self._fleet.management = self._models[self.deployment.management.name]
-        # Each model starts in its journaled state: no transition fires for the restore.
-        for m in models:
+            m = self._models[spec.name] = NodeModel(spec.name, spec.role, self._fleet, state=r.state)
+            m.record({"step": r.step, "attempt": r.attempt or 0, "failed_from": r.failed_from, "last_error": r.last_error,
+                      "gate": r.gate, "maintenance": r.maintenance})
+            # Each model starts in its journaled state: no transition fires for the restore.
             self._machine.add_model(m, initial=m.state)
-        for event in self.journal.events(kinds=[kinds.GATE_OPENED]):
-            gate = event.payload.get("gate") or event.step
-            model = self._models.get(event.node or "")
-            # A gate of a milestone the node has completed was consumed: not kept in memory.
-            if model is not None and gate in GATES and milestone_index(model.state) <= milestone_index(GATES[gate]["transient"]):
-                self._gates[(model.name, gate)] = dict(event.payload)
+        self._fleet.management = self._models[self.deployment.management.name]
+        self._gates.load({m.name: m.state for m in self._models.values()})
 
     def stop(self) -> None:
         """Stop starting new steps; the steps in flight finish (SIGINT/SIGTERM)."""
@@ -205,16 +196,13 @@ class Engine:
                         node=name, kind=kinds.REWOUND, step=from_step, actor=self.actor, from_state=model.state,
                         to_state=model.state, payload={"from_step": from_step}, update=update,
                     ))
-                    model.step = from_step
                 else:
                     try:
                         await self._transition(model, "rewind", kind=kinds.REWOUND, step=from_step, update=update, payload={"from_step": from_step})
                     except TransitionError as exc:
                         raise ConfigError([("--from-step", f"{name} is at {model.state}; it cannot go forward to {from_step}")]) from exc
-                model.attempt, model.reason, model.gate = 0, None, None
             elif model.state == FAILED:
                 await self._transition(model, "retry", kind=kinds.RETRIED, step=model.step, update={"last_error": None, "failed_from": None, "attempt": 0})
-                model.attempt, model.reason = 0, None
 
     async def _heartbeat(self) -> None:
         period = max(self.deployment.journal.lease_timeout_s / 3, 0.5)
@@ -241,11 +229,12 @@ class Engine:
                         await self._transition(model, "start", kind=kinds.MILESTONE_STARTED, step=STEPS[model.role][action.milestone][0])
                     continue
                 if isinstance(action, Wait):
-                    if not await self._wait_gate(model, action.gate):
+                    if not await self._pass_gate(model, action.gate):
                         return self.plan(model, until)
                     continue
                 if isinstance(action, RunStep):
-                    await self._run_step(model, action)
+                    # Every lifecycle step has an implementation (checked at import): no KeyError here.
+                    await self._run_step(model, action, step_impls.STEPS[action.step])
                     continue
                 raise RuntimeError(f"unhandled action {action!r}")
         finally:
@@ -279,27 +268,29 @@ class Engine:
     # --- journaled transitions -----------------------------------------------------------
 
     async def _commit(self, transition: Transition) -> None:
+        """Commit durably, then keep the node's model as the journal now has it."""
         await self._committer.commit(transition)
+        if transition.node is not None and transition.update:
+            self._models[transition.node].record(transition.update)
         if self.observer:
             self.observer(transition.node or "", self._models[transition.node].state if transition.node else "", transition.step, transition.kind)
         if transition.node == self.deployment.management.name and transition.to_state:
             async with self._changed:
                 self._changed.notify_all()
 
-    async def _transition(self, model: NodeModel, trigger: str, *, kind: str, step: str | None = None, payload: dict[str, Any] | None = None, update: dict[str, Any] | None = None, actor: str | None = None, **kwargs: Any) -> None:
+    async def _transition(self, model: NodeModel, trigger: str, *, kind: str, step: str | None = None, payload: dict[str, Any] | None = None, update: dict[str, Any] | None = None, actor: str | None = None, attempt: int | None = None, **kwargs: Any) -> None:
+        """Fire ``trigger``, then commit ``kind`` with the new state and ``update`` (``attempt``: default the model's)."""
         before = model.state
         await fire(self._machine, model, trigger, step=step, **kwargs)
         fields = {"state": model.state, **(update or {})}
         if step is not None and "step" not in fields:
             fields["step"] = step
-        if "step" in fields:
-            model.step = fields["step"]
         await self._commit(
             Transition(
                 node=model.name,
                 kind=kind,
                 step=step,
-                attempt=model.attempt,
+                attempt=model.attempt if attempt is None else attempt,
                 from_state=before,
                 to_state=model.state,
                 actor=actor or self.actor,
@@ -310,7 +301,7 @@ class Engine:
 
     # --- steps ---------------------------------------------------------------------------
 
-    async def _run_step(self, model: NodeModel, action: RunStep) -> None:
+    async def _run_step(self, model: NodeModel, action: RunStep, step: step_impls.Step) -> None:
         """Run one step to its commit, retrying retryable errors with backoff.
 
         Each attempt holds one of the global slots (``concurrency.max_nodes``) from its
@@ -325,7 +316,7 @@ class Engine:
         while True:
             async with self._global:
                 try:
-                    outcome = await self._attempt(model, action)
+                    outcome = await self._attempt(model, action, step)
                 except AdapterError as exc:
                     if isinstance(exc, NotYet):
                         # Waiting for the world (a node syncing) is bounded by time, not attempts.
@@ -350,7 +341,7 @@ class Engine:
                         )
                     )
                     log.info("step retry", node=model.name, step=action.step, attempt=model.attempt, error=str(exc), delay=delay)
-                except (OrchestratorError, ValueError, KeyError, OSError) as exc:
+                except (OrchestratorError, ValueError, OSError) as exc:
                     await self._fail(model, action.step, exc)
                     return
                 except Exception as exc:  # a bug: fail the node with the trace in the log, never retry
@@ -364,22 +355,21 @@ class Engine:
             await self.clock.sleep(delay)
 
     @staticmethod
-    def _key(model: NodeModel, step: str) -> str:
-        """The idempotency key of an attempt, journaled with its start, retry and commit."""
-        return f"{model.name}:{step}:{model.attempt}"
+    def _key(model: NodeModel, step: str, attempt: int | None = None) -> str:
+        """The idempotency key of an attempt (default: the model's), journaled with its start, retry and commit."""
+        return f"{model.name}:{step}:{model.attempt if attempt is None else attempt}"
 
-    async def _attempt(self, model: NodeModel, action: RunStep) -> step_impls.Outcome | None:
-        """Journal ``step_started``, then run the step (None: it waits on a gate)."""
-        step = step_impls.STEPS[action.step]
-        model.attempt = (model.attempt or 0) + 1
+    async def _attempt(self, model: NodeModel, action: RunStep, step: step_impls.Step) -> step_impls.Outcome | None:
+        """Journal ``step_started`` (durable before any side effect), then run the step (None: it waits on a gate)."""
+        attempt = (model.attempt or 0) + 1
         await self._commit(
             Transition(
-                node=model.name, kind=kinds.STEP_STARTED, step=action.step, attempt=model.attempt,
-                key=self._key(model, action.step), from_state=model.state, to_state=model.state, actor=self.actor,
-                update={"step": action.step, "attempt": model.attempt, "last_error": None},
+                node=model.name, kind=kinds.STEP_STARTED, step=action.step, attempt=attempt,
+                key=self._key(model, action.step, attempt), from_state=model.state, to_state=model.state, actor=self.actor,
+                update={"step": action.step, "attempt": attempt, "last_error": None},
             )
         )
-        ctx = StepContext(self.deployment, self.deployment.node(model.name), self.systems, gate_payload=self._gate_payload(model.name, step))
+        ctx = StepContext(self.deployment, self.deployment.node(model.name), self.systems, gate_payload=self._gates.payload(model.name, step.name))
         return await self._execute(model, step, ctx)
 
     async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> None:
@@ -387,20 +377,15 @@ class Engine:
         key = self._key(model, action.step)
         steps = STEPS[model.role][action.milestone]
         payload = outcome.payload()
-        gate = GATE_OF_STEP.get(action.step)
-        if gate:
-            # Consumed: a certificate is ~1.5 KB per node, not to be kept for the whole run.
-            self._gates.pop((model.name, gate), None)
+        self._gates.consume(model.name, action.step)
         if action.last:
-            model.attempt = 0
             await self._transition(
-                model, "complete", kind=kinds.STEP_COMMITTED, step=action.step, payload=payload,
+                model, "complete", kind=kinds.STEP_COMMITTED, step=action.step, payload=payload, attempt=0,
                 update={"step": None, "attempt": 0, "last_error": None}, finished=action.step,
             )
             log.debug("milestone reached", node=model.name, state=model.state)
         else:
             following = steps[steps.index(action.step) + 1]
-            model.step, model.attempt = following, 0
             await self._commit(
                 Transition(
                     node=model.name, kind=kinds.STEP_COMMITTED, step=action.step, attempt=0, key=key,
@@ -414,19 +399,13 @@ class Engine:
         host_slot = self._per_host.get(ctx.node.host) if step.per_host else None
 
         async def gate_open(changes: list[step_impls.Change]) -> bool:
-            gate = step.gate(ctx, changes)
-            if not gate or ctx.gate_payload is not None:
-                return True
-            payload = await self._open_gate_nowait(model, step, ctx, gate)
-            if payload is None:
+            gate = await self._gates.closed(model.name, step, ctx, changes)
+            if gate is not None:
                 await self._transition(
                     model, "wait", kind=kinds.GATE_WAITING, step=step.name, gate=gate,
                     payload={"gate": gate, "changes": [c.as_dict() for c in changes]}, update={"gate": gate},
                 )
-                model.gate = gate
-                return False
-            ctx.gate_payload = payload
-            return True
+            return gate is None
 
         def applied() -> None:
             if self.hooks:
@@ -442,52 +421,13 @@ class Engine:
             if host_slot is not None:
                 host_slot.release()
 
-    def _gate_payload(self, node: str, step: step_impls.Step) -> dict[str, Any] | None:
-        gate = GATE_OF_STEP.get(step.name)
-        return self._gates.get((node, gate)) if gate else None
-
-    async def _open_gate_nowait(self, model: NodeModel, step: step_impls.Step, ctx: StepContext, gate: str) -> dict[str, Any] | None:
-        """Open a gate without waiting: the outside world already answered, or simulate approves."""
-        payload = await step.try_open_gate(ctx, gate)
-        actor = "ca" if payload else None
-        if payload is None and self.auto_approve and gate in APPROVAL_GATES:
-            payload, actor = {"approved": True, "reason": "simulation: approved automatically"}, f"{self.actor} (auto-approve)"
-        if payload is None:
-            return None
-        payload = {"gate": gate, **payload}
-        await self._commit(Transition(node=model.name, kind=kinds.GATE_OPENED, step=step.name, actor=actor or self.actor, payload=payload))
-        self._gates[(model.name, gate)] = payload
-        return payload
-
-    async def _wait_gate(self, model: NodeModel, gate: str) -> bool:
-        """A node in a waiting state: open its gate if it is open now, polling what can open by itself."""
+    async def _pass_gate(self, model: NodeModel, gate: str) -> bool:
+        """A node in a waiting state: back to its step once the gate is open (False: not now)."""
         step = step_impls.STEPS[model.step] if model.step else None
-        deadline = self.clock.monotonic() + self.gate_poll_s
-        delay = 0.05
-        while True:
-            payload = self._gates.get((model.name, gate)) or self._gate_from_journal(model.name, gate)
-            if payload is None and step is not None:
-                ctx = StepContext(self.deployment, self.deployment.node(model.name), self.systems)
-                try:
-                    payload = await self._open_gate_nowait(model, step, ctx, gate)
-                except AdapterError as exc:
-                    log.warning("gate poll failed", node=model.name, gate=gate, error=str(exc))
-            if payload is not None:
-                await self._transition(model, "open_gate", kind=kinds.GATE_PASSED, step=model.step, payload={"gate": gate}, update={"gate": None})
-                model.gate = None
-                return True
-            if self._stopping or self.clock.monotonic() >= deadline or not _self_opening(gate, self.deployment):
-                return False
-            await self.clock.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    def _gate_from_journal(self, node: str, gate: str) -> dict[str, Any] | None:
-        """Another process (``orchestrator approve`` / ``cert import``) may have opened it."""
-        event = self.journal.last_event(node, kind=kinds.GATE_OPENED)
-        if event is not None and (event.payload.get("gate") == gate):
-            self._gates[(node, gate)] = dict(event.payload)
-            return dict(event.payload)
-        return None
+        if await self._gates.wait(model.name, step, gate, stopping=lambda: self._stopping) is None:
+            return False
+        await self._transition(model, "open_gate", kind=kinds.GATE_PASSED, step=model.step, payload={"gate": gate}, update={"gate": None})
+        return True
 
     async def _fail(self, model: NodeModel, step: str, exc: BaseException) -> None:
         reason = f"{step}: {exc}"
@@ -505,11 +445,3 @@ class Engine:
         jitter = float(r.get("jitter", 0.2))
         return delay * (1 + self._random.uniform(-jitter, jitter))
 
-
-def _self_opening(gate: str, deployment: Deployment) -> bool:
-    """Gates worth polling for a while: a CA that answers by itself (the simulated one).
-
-    A manual CA is asked once per run (its inbox); then the run exits 3 and says how to
-    import the certificate, rather than sitting silent.
-    """
-    return gate == "certificate" and deployment.pki.mode == "sim"

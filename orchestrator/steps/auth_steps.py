@@ -28,7 +28,6 @@ class AdministratorRoles(Step):
     """Read-only and Read-write lose "May view logs" and "May generate system snapshot"; Auditor is created."""
 
     name = "administrator_roles"
-    roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -70,7 +69,6 @@ class LdapConnection(Step):
     """LDAP server details, authentication source "LDAP database and local database"."""
 
     name = "ldap_connection"
-    roles = ("management",)
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         ldap = ctx.deployment.ldap
@@ -107,7 +105,6 @@ class LdapRoleMapping(Step):
     """Every administrator role mapped to at least one LDAP group; then prove an LDAP login."""
 
     name = "ldap_role_mapping"
-    roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -159,7 +156,6 @@ class ClientCertificateAuth(Step):
     """Require a client certificate (identity in subject CN or UPN), proven to work first."""
 
     name = "client_certificate_auth"
-    roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "authentication")
@@ -182,7 +178,6 @@ class DisableLocalAuth(Step):
     """Authentication source "LDAP database" only, after a certificate login has worked."""
 
     name = "disable_local_auth"
-    roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "authentication")

@@ -79,7 +79,6 @@ class Step:
     """Base of every step. Subclasses set ``name`` and implement the three methods."""
 
     name: ClassVar[str] = ""
-    roles: ClassVar[tuple[str, ...]] = ("management", "conferencing")
     # Side effects on the node's ESXi host: limited by the host's max_concurrent.
     per_host: ClassVar[bool] = False
 

@@ -34,7 +34,6 @@ class InstallationWizard(Step):
     """Run the installation wizard: incident reporting no, usage statistics no."""
 
     name = "installation_wizard"
-    roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> str:
         return await ctx.systems.console.wizard_state(ctx.node)
@@ -67,7 +66,6 @@ class VerifyAdminLogin(Step):
     """
 
     name = "verify_admin_login"
-    roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> str:
         api = ctx.systems.pexip
@@ -85,7 +83,6 @@ class SecurityWizard(Step):
     """Run the security wizard with the guide's answers. Irreversible: an operator approves it."""
 
     name = "security_wizard"
-    roles = ("management",)
 
     def gate(self, ctx: StepContext, changes: list[Change]) -> str | None:
         return "security_wizard" if ctx.policy.gates.get("security_wizard_approval", True) else None
@@ -109,7 +106,6 @@ class DeploymentFile(Step):
     """Conferencing Node: the Management Node generates its deployment file (worker_vm)."""
 
     name = "deployment_file"
-    roles = ("conferencing",)
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -147,7 +143,6 @@ class DeploymentFile(Step):
 class _WaitSync(Step):
     """Wait (by retrying with backoff) until the node reports in sync with the Management Node."""
 
-    roles = ("conferencing",)
     what = ""
 
     async def observe(self, ctx: StepContext) -> str | None:

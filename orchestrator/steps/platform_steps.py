@@ -22,7 +22,6 @@ class GlobalSettings(Step):
     """Chat, outbound calls, Connect apps and SSH off; DSCP 16; HTTP access off; banner; timeout 10."""
 
     name = "global_settings"
-    roles = ("management",)
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         g = ctx.deployment.global_settings
@@ -52,7 +51,6 @@ class NetworkServices(Step):
     """At least two DNS servers, two keyed NTP servers and one syslog server, bound to the Manager."""
 
     name = "network_services"
-    roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -152,7 +150,6 @@ class LocationQos(Step):
     """Every location: DSCP media 51, signalling 40, MTU 1400, and the network services bound."""
 
     name = "location_qos"
-    roles = ("management",)
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip

@@ -8,6 +8,7 @@ import pytest
 
 from config.errors import TransitionError
 from machines.lifecycle import (
+    APPROVAL_GATES,
     FAILED,
     GATES,
     MILESTONES,
@@ -275,3 +276,24 @@ def test_definition_hash_is_the_same_in_every_process() -> None:
         for seed in (1, 2, 3)
     }
     assert hashes == {definition_hash() + "\n"}
+
+
+# The hash journals carry since before gates declared who opens them (``opens_by``).
+DEFINITION_HASH_BEFORE_OPENS_BY = "7f4e2345cb35748fd919fc15f711fb688d85e6f1ea4e8ce3be74300012748a7a"
+
+
+def test_every_gate_says_who_opens_it() -> None:
+    """Each gate is opened by an operator or by the CA; the approval gates are the operator's."""
+    assert {spec["opens_by"] for spec in GATES.values()} <= {"operator", "ca"}
+    assert APPROVAL_GATES == {g for g, spec in GATES.items() if spec["opens_by"] == "operator"}
+    assert GATES["certificate"]["opens_by"] == "ca"
+
+
+def test_who_opens_a_gate_leaves_the_definition_hash_alone() -> None:
+    """opens_by is not hashed: journals written before it was declared still resume."""
+    assert definition_hash() == DEFINITION_HASH_BEFORE_OPENS_BY
+    GATES["certificate"]["opens_by"] = "operator"
+    try:
+        assert definition_hash() == DEFINITION_HASH_BEFORE_OPENS_BY
+    finally:
+        GATES["certificate"]["opens_by"] = "ca"

@@ -343,3 +343,29 @@ async def test_crash_restarts_do_not_use_up_the_retry_budget(sim: api.Simulation
     with Journal.open(sim.journal) as j:
         delays = [e.payload["retry_in_s"] for e in j.events(node="pexip-mgr", kinds=["step_retry"])]
     assert delays and delays[0] <= 0.6  # the first backoff (0.5 s +-20%), not the 8th
+
+
+async def test_an_unset_secret_fails_the_node_with_a_domain_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret whose environment variable is gone fails its step as a journaled domain error naming the variable."""
+    import dataclasses
+
+    from config.secrets import Secret
+    from orchestrator.engine import Engine
+    from orchestrator.wiring import open_systems
+
+    monkeypatch.delenv("ORCH_TEST_UNSET_SNMP", raising=False)
+    deployment = simulated_deployment(1, tmp_path / "world.d")
+    snmp = dataclasses.replace(deployment.snmp, authentication_password=Secret("env:ORCH_TEST_UNSET_SNMP"))
+    deployment = dataclasses.replace(deployment, snmp=snmp)
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    systems = open_systems(deployment, world)
+    try:
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            report = await Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True).run()
+            failed = list(journal.events(kinds=["step_failed"]))
+    finally:
+        await systems.aclose()
+        await world.aclose()
+    assert report.exit_code == 1
+    assert [(e.step, e.payload["error_type"]) for e in failed] == [("snmpv3", "SecretUnavailable")]
+    assert "ORCH_TEST_UNSET_SNMP is not set" in failed[0].payload["error"]

@@ -1,0 +1,146 @@
+"""The gates of the nodes one engine drives: opening them, waiting on them, and what they carried.
+
+A gate opens by a journaled ``gate_opened`` event, written by this process (the CA
+answered, or ``simulate`` approved by itself) or by another one (``orchestrator approve``,
+``orchestrator cert import``), which is found in the journal. What the event carried
+(an approval, a signed certificate) is kept in memory until the gated step commits: then
+it is consumed. Who opens each gate is declared with it (``machines.lifecycle.GATES``,
+``opens_by``); whether the CA answers by itself is the CA adapter's to say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+
+from adapters.base import Systems
+from config.errors import AdapterError
+from config.model import Deployment
+from journal import Journal, Transition, kinds
+from machines.lifecycle import APPROVAL_GATES, GATE_OF_STEP, GATES, milestone_index
+from orchestrator.clock import Clock
+from orchestrator.steps.base import Change, Step, StepContext
+
+__all__ = ["Gates"]
+
+log = structlog.get_logger("orchestrator.gates")
+
+Payload = dict[str, Any]
+
+
+class Gates:
+    """The opened gates of one engine's nodes, by (node, gate).
+
+    Args:
+        commit: the engine's journaled commit (``gate_opened`` goes through it like any event).
+        auto_approve: open approval gates by itself (``simulate`` only), journaled as such.
+        poll_s: how long a wait polls a gate that opens by itself before giving up for this run.
+    """
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        journal: Journal,
+        systems: Systems,
+        commit: Callable[[Transition], Awaitable[None]],
+        clock: Clock,
+        *,
+        actor: str,
+        auto_approve: bool = False,
+        poll_s: float = 30.0,
+    ) -> None:
+        self._deployment = deployment
+        self._journal = journal
+        self._systems = systems
+        self._commit = commit
+        self._clock = clock
+        self._actor = actor
+        self._auto_approve = auto_approve
+        self._poll_s = poll_s
+        self._opened: dict[tuple[str, str], Payload] = {}
+
+    def load(self, states: Mapping[str, str]) -> None:
+        """Keep the gates the journal shows opened and not yet consumed, for nodes in ``states``."""
+        for event in self._journal.events(kinds=[kinds.GATE_OPENED]):
+            gate = event.payload.get("gate") or event.step
+            state = states.get(event.node or "")
+            # A gate of a milestone the node has completed was consumed: not kept in memory.
+            if state is None or gate not in GATES or milestone_index(state) > milestone_index(GATES[gate]["transient"]):
+                continue
+            self._opened[(event.node or "", gate)] = dict(event.payload)
+
+    def payload(self, node: str, step: str) -> Payload | None:
+        """What the gate of ``step`` carried, if the step has a gate and it is open."""
+        gate = GATE_OF_STEP.get(step)
+        return self._opened.get((node, gate)) if gate else None
+
+    def consume(self, node: str, step: str) -> None:
+        """The gated step committed: forget what its gate carried."""
+        gate = GATE_OF_STEP.get(step)
+        if gate:
+            # A certificate is ~1.5 KB per node, not to be kept for the whole run.
+            self._opened.pop((node, gate), None)
+
+    async def closed(self, node: str, step: Step, ctx: StepContext, changes: list[Change]) -> str | None:
+        """The gate that holds ``changes`` back (None: none, or open now; its payload goes to ``ctx``)."""
+        gate = step.gate(ctx, changes)
+        if not gate or ctx.gate_payload is not None:
+            return None
+        payload = await self.open_nowait(node, step, ctx, gate)
+        if payload is None:
+            return gate
+        ctx.gate_payload = payload
+        return None
+
+    async def open_nowait(self, node: str, step: Step, ctx: StepContext, gate: str) -> Payload | None:
+        """Open a gate without waiting: the outside world already answered, or simulate approves."""
+        payload = await step.try_open_gate(ctx, gate)
+        actor = GATES[gate]["opens_by"] if payload else None
+        if payload is None and self._auto_approve and gate in APPROVAL_GATES:
+            payload = {"approved": True, "reason": "simulation: approved automatically"}
+            actor = f"{self._actor} (auto-approve)"
+        if payload is None:
+            return None
+        payload = {"gate": gate, **payload}
+        await self._commit(
+            Transition(node=node, kind=kinds.GATE_OPENED, step=step.name, actor=actor or self._actor, payload=payload)
+        )
+        self._opened[(node, gate)] = payload
+        return payload
+
+    async def wait(self, node: str, step: Step | None, gate: str, *, stopping: Callable[[], bool]) -> Payload | None:
+        """The gate's payload once it is open; None when it is not open (yet) for this run.
+
+        Polls for ``poll_s`` a gate that opens by itself (a CA that answers by itself);
+        any other gate is looked at once: the run then exits 3 and says how to open it.
+        """
+        deadline = self._clock.monotonic() + self._poll_s
+        delay = 0.05
+        while True:
+            payload = self._opened.get((node, gate)) or self._from_journal(node, gate)
+            if payload is None and step is not None:
+                ctx = StepContext(self._deployment, self._deployment.node(node), self._systems)
+                try:
+                    payload = await self.open_nowait(node, step, ctx, gate)
+                except AdapterError as exc:
+                    log.warning("gate poll failed", node=node, gate=gate, error=str(exc))
+            if payload is not None:
+                return payload
+            if stopping() or self._clock.monotonic() >= deadline or not self.opens_by_itself(gate):
+                return None
+            await self._clock.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def opens_by_itself(self, gate: str) -> bool:
+        """Whether ``gate`` is worth polling: opened by the CA, and the CA answers by itself."""
+        return GATES.get(gate, {}).get("opens_by") == "ca" and self._systems.ca.answers_by_itself
+
+    def _from_journal(self, node: str, gate: str) -> Payload | None:
+        """Another process (``orchestrator approve`` / ``cert import``) may have opened it."""
+        event = self._journal.last_event(node, kind=kinds.GATE_OPENED)
+        if event is not None and (event.payload.get("gate") == gate):
+            self._opened[(node, gate)] = dict(event.payload)
+            return dict(event.payload)
+        return None
