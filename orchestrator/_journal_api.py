@@ -46,7 +46,9 @@ def status(journal: Journal, node: str | None = None) -> list[dict[str, Any]]:
                 "failed_from": r.failed_from,
                 "maintenance": bool(r.maintenance),
                 "maintenance_reason": r.maintenance_reason,
-                "lease": {"owner": r.lease_owner, "pid": r.lease_pid, "since": r.lease_since} if r.lease_owner else None,
+                "lease": (
+                    {"owner": r.lease_owner, "pid": r.lease_pid, "since": r.lease_since} if r.lease_owner else None
+                ),
                 "updated_at": r.updated_at,
                 "next": {"action": type(action).__name__.lower(), "reason": action.reason},
             }
@@ -68,10 +70,14 @@ def approve(journal: Journal, node: str, gate: str, *, by: str, reason: str | No
     _require_node(journal, node)
     if gate not in APPROVAL_GATES:
         allowed = sorted(APPROVAL_GATES)
-        raise ConfigError([("GATE", f"{gate!r} is not an approval gate; approval gates: {allowed} (a certificate comes with `orchestrator cert import`)")])
+        raise ConfigError([("GATE", f"{gate!r} is not an approval gate; approval gates: {allowed} "
+                                    "(a certificate comes with `orchestrator cert import`)")])
     if not by.strip():
         raise ConfigError([("--by", "say who approves (a name or an ID), for the audit record")])
-    event = journal.record(node=node, kind=kinds.GATE_OPENED, step=GATES[gate]["step"], actor=by, payload={"gate": gate, "approved": True, "reason": reason or ""})
+    event = journal.record(
+        node=node, kind=kinds.GATE_OPENED, step=GATES[gate]["step"], actor=by,
+        payload={"gate": gate, "approved": True, "reason": reason or ""},
+    )
     return {"node": node, "gate": gate, "by": by, "seq": event.seq}
 
 
@@ -84,10 +90,15 @@ def cert_import(journal: Journal, node: str, path: Path) -> dict[str, Any]:
         pem = path.read_text()
         cert = x509.load_pem_x509_certificate(pem.encode())
     except (OSError, ValueError) as exc:
-        raise ConfigError([("FILE", f"{path}: not a readable PEM certificate ({exc}); give the CA's signed certificate, not the CSR")]) from exc
+        raise ConfigError(
+            [("FILE", f"{path}: not a readable PEM certificate ({exc}); give the CA's signed certificate, not the CSR")]
+        ) from exc
     event = journal.record(
         node=node, kind=kinds.GATE_OPENED, step=GATES["certificate"]["step"], actor="operator",
-        payload={"gate": "certificate", "certificate": pem, "subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "x")},
+        payload={
+            "gate": "certificate", "certificate": pem, "subject": cert.subject.rfc4514_string(),
+            "serial": format(cert.serial_number, "x"),
+        },
     )
     return {"node": node, "subject": cert.subject.rfc4514_string(), "seq": event.seq}
 
@@ -104,7 +115,14 @@ def set_maintenance(journal: Journal, node: str, on: bool, *, by: str, reason: s
 
 # --- export, verify ----------------------------------------------------------------------
 
-def export(settings: SessionSettings, out: TextIO | Path, *, fmt: str = "jsonl", node: str | None = None, since: str | None = None) -> int:
+def export(
+    settings: SessionSettings,
+    out: TextIO | Path,
+    *,
+    fmt: str = "jsonl",
+    node: str | None = None,
+    since: str | None = None,
+) -> int:
     """Export the journal with a seal that :func:`verify` checks; returns the number of events written.
 
     Args:

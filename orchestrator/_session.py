@@ -36,6 +36,7 @@ __all__ = [
     "load_deployment",
     "journal_path",
     "existing_journal",
+    "resolved_journal",
 ]
 
 DEFAULT_CONFIG = "orchestrator.toml"
@@ -92,7 +93,9 @@ def _config_path(settings: SessionSettings, required: bool) -> Path | None:
     return None
 
 
-def load_deployment(settings: SessionSettings, *, required: bool = True, check_secrets: bool = True) -> Deployment | None:
+def load_deployment(
+    settings: SessionSettings, *, required: bool = True, check_secrets: bool = True
+) -> Deployment | None:
     """The deployment of the configuration file the settings name (``None`` when optional and absent)."""
     from config.load import load_deployment as load
 
@@ -127,14 +130,18 @@ def existing_journal(settings: SessionSettings, deployment: Deployment | None = 
     """Like :func:`journal_path`, and it must exist (a command that reads what ran)."""
     path = journal_path(settings, deployment) if deployment is not None else resolved_journal(settings)
     if not path.exists():
-        raise ConfigError([("--journal", f"journal {path} does not exist; pass --journal FILE (nothing has run with it yet?)")])
+        raise ConfigError(
+            [("--journal", f"journal {path} does not exist; pass --journal FILE (nothing has run with it yet?)")]
+        )
     return path
 
 
 # --- opening -------------------------------------------------------------------------------
 
 @contextmanager
-def open_journal(path: str | Path, *, allow_version_change: bool = False, actor: str = "orchestrator") -> Iterator[Journal]:
+def open_journal(
+    path: str | Path, *, allow_version_change: bool = False, actor: str = "orchestrator"
+) -> Iterator[Journal]:
     """Open the journal and check it was written by this lifecycle definition.
 
     Raises:
@@ -155,7 +162,9 @@ def open_journal(path: str | Path, *, allow_version_change: bool = False, actor:
                     f"{current[:12]}: the states or steps changed. Finish it with the orchestrator version that "
                     "started it, or pass --allow-version-change to continue with this one (journaled)"
                 )
-            journal.record(node=None, kind=kinds.DEFINITION_CHANGED, actor=actor, payload={"from": recorded, "to": current})
+            journal.record(
+                node=None, kind=kinds.DEFINITION_CHANGED, actor=actor, payload={"from": recorded, "to": current}
+            )
             journal.set_meta("definition_hash", current)
         yield journal
     finally:
@@ -220,7 +229,8 @@ def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> 
     for option, key in (("--nodes", "nodes"), ("--world", "world")):
         if before.get(key) != wanted[key]:
             raise ConfigError([(option, f"the journal {path} holds a simulation with {option} {before.get(key)}, "
-                                        f"not {wanted[key]}; pass the same {option} to resume, or --fresh to start over")])
+                                        f"not {wanted[key]}; pass the same {option} to resume, "
+                                        "or --fresh to start over")])
 
 
 @asynccontextmanager
@@ -246,7 +256,9 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
             from adapters.sim.world import SimWorld
             from config.load import simulated_deployment
 
-            deployment: Deployment | None = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"), latency=sim.latency, faults=sim.faults)
+            deployment: Deployment | None = simulated_deployment(
+                sim.nodes, Path(f"{sim.world}.d"), latency=sim.latency, faults=sim.faults
+            )
         else:
             deployment = load_deployment(settings, required=journal != "existing")
         if deployment is not None:
@@ -260,7 +272,9 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
             # the journal is touched.
             world = stack.enter_context(_closing(_open_world(deployment))) if deployment is not None else None
         if journal != "optional" or path.exists():
-            opened = stack.enter_context(open_journal(path, allow_version_change=settings.allow_version_change, actor=settings.actor))
+            opened = stack.enter_context(
+                open_journal(path, allow_version_change=settings.allow_version_change, actor=settings.actor)
+            )
         recorded = opened.get_meta("simulation") if opened is not None and sim is None else None
         if sim is not None:
             assert opened is not None
@@ -269,7 +283,9 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
             stack.push_async_callback(world.aclose)
         elif deployment is None and journal == "existing":
             if not recorded:
-                raise ConfigError([("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")])
+                raise ConfigError(
+                    [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
+                )
             deployment, world = _recorded_simulation(json.loads(recorded))
             stack.enter_context(_closing(world))
             register_secrets(deployment)

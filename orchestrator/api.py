@@ -224,7 +224,8 @@ async def resume(
         assert session.journal is not None
         names, retry = resume_targets(session.journal, node, from_step)
         return await _drive_session(
-            session, observer_factory, nodes=names, retry=retry, from_step=from_step, auto_approve=session.simulated, clock=clock,
+            session, observer_factory, nodes=names, retry=retry, from_step=from_step, auto_approve=session.simulated,
+            clock=clock,
         )
 
 
@@ -240,15 +241,22 @@ class Plan:
         return {"nodes": self.nodes}
 
 
-async def plan(settings: SessionSettings, *, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED) -> Plan:
+async def plan(
+    settings: SessionSettings, *, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED
+) -> Plan:
     """``run --dry-run``: the plan of the configured deployment; no journal is created."""
     async with open_session(settings, journal="optional") as session:
         return await plan_steps(session.deployment, session.journal, nodes=nodes, until=until, systems=session.systems)
 
 
 async def plan_steps(
-    deployment: Deployment, journal: Journal | None, *, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED,
-    world: Any = None, systems: Systems | None = None,
+    deployment: Deployment,
+    journal: Journal | None,
+    *,
+    nodes: Sequence[str] | None = None,
+    until: str = LDAP_AUTHENTICATED,
+    world: Any = None,
+    systems: Systems | None = None,
 ) -> Plan:
     """Observe and diff every remaining step, read-only (``systems`` default: opened over ``world``)."""
     own = systems is None
@@ -319,7 +327,9 @@ async def simulate(
     if unknown:
         raise ConfigError([("--faults", f"unknown step(s) {unknown}; steps: {sorted(known)}")])
     if settings.nodes < 1:
-        raise ConfigError([("--nodes", f"must be at least 1 (got {settings.nodes}): 1 Management Node + N-1 Conferencing Nodes")])
+        raise ConfigError(
+            [("--nodes", f"must be at least 1 (got {settings.nodes}): 1 Management Node + N-1 Conferencing Nodes")]
+        )
     workdir = Path(f"{settings.world}.d")
     if settings.fresh:
         _remove_sqlite(settings.journal)
@@ -331,7 +341,9 @@ async def simulate(
     )
     async with open_session(session_settings) as session:
         assert session.world is not None
-        report = await _drive_session(session, observer_factory, auto_approve=True, max_concurrency=settings.max_concurrency, clock=clock)
+        report = await _drive_session(
+            session, observer_factory, auto_approve=True, max_concurrency=settings.max_concurrency, clock=clock
+        )
         effects = session.world.effects_summary()
     if settings.effects_out:
         settings.effects_out.write_text(json.dumps(effects, indent=2, sort_keys=True) + "\n")

@@ -136,8 +136,12 @@ def simulate(options: Options, nodes: int, latency: float, faults: str, world: P
 
     journal = Path(options.journal) if options.journal else Path("simulation.journal.sqlite")
     live = options.live(as_json)
-    sim = api.SimulationSettings(nodes=nodes, latency=latency, faults=faults, world=world, journal=journal, effects_out=effects_out, fresh=fresh, max_concurrency=concurrency)
-    report, _effects = asyncio.run(api.simulate(sim, observer_factory=_display(as_json, live), allow_version_change=allow_version_change))
+    sim = api.SimulationSettings(
+        nodes=nodes, latency=latency, faults=faults, world=world, journal=journal, effects_out=effects_out, fresh=fresh,
+        max_concurrency=concurrency,
+    )
+    factory = _display(as_json, live)
+    report, _effects = asyncio.run(api.simulate(sim, observer_factory=factory, allow_version_change=allow_version_change))
     sys.exit(_format.report(report, as_json))
 
 
@@ -154,9 +158,10 @@ def resume(options: Options, node: str | None, all_nodes: bool, from_step: str |
     """Continue NODE (or --all) from its last committed state; failed nodes are retried."""
     from orchestrator import api
 
-    settings = options.session(actor=by or os.environ.get("USER") or "operator", allow_version_change=allow_version_change)
-    live = options.live(as_json)
-    report = asyncio.run(api.resume(settings, node, all_nodes=all_nodes, from_step=from_step, observer_factory=_display(as_json, live)))
+    actor = by or os.environ.get("USER") or "operator"
+    settings = options.session(actor=actor, allow_version_change=allow_version_change)
+    factory = _display(as_json, options.live(as_json))
+    report = asyncio.run(api.resume(settings, node, all_nodes=all_nodes, from_step=from_step, observer_factory=factory))
     sys.exit(_format.report(report, as_json))
 
 
