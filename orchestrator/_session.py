@@ -233,9 +233,14 @@ def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> 
                                         "or --fresh to start over")])
 
 
+_Parts = tuple[Deployment, Path, "Journal | None", "SimWorld | None", bool]
+
+
 @asynccontextmanager
 async def open_session(settings: SessionSettings, *, journal: JournalUse = "create") -> AsyncIterator[Session]:
     """Open what a command needs; on exit close the systems, then the world, then the journal.
+
+    Each is closed even when closing an earlier one raises (the first error is re-raised).
 
     Args:
         journal: ``"create"`` (``run``, ``simulate``): the journal is made when new;
@@ -249,52 +254,73 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
             report = await drive(session.deployment, session.journal, systems=session.systems)
     """
     async with AsyncExitStack() as stack:
-        sim = settings.simulation
-        world: SimWorld | None = None
-        opened: Journal | None = None
-        if sim is not None:
-            from adapters.sim.world import SimWorld
-            from config.load import simulated_deployment
-
-            deployment: Deployment | None = simulated_deployment(
-                sim.nodes, Path(f"{sim.world}.d"), latency=sim.latency, faults=sim.faults
-            )
+        if settings.simulation is not None:
+            parts = _enter_simulation(stack, settings, settings.simulation)
+        elif journal == "existing":
+            parts = _enter_existing(stack, settings)
         else:
-            deployment = load_deployment(settings, required=journal != "existing")
-        if deployment is not None:
-            register_secrets(deployment)
-        if journal == "existing":
-            path = existing_journal(settings, deployment)
-        else:
-            path = journal_path(settings, deployment)
-        if journal != "existing" and sim is None:
-            # A configuration's world opens first: a world another process holds stops the run before
-            # the journal is touched.
-            world = stack.enter_context(_closing(_open_world(deployment))) if deployment is not None else None
-        if journal != "optional" or path.exists():
-            opened = stack.enter_context(
-                open_journal(path, allow_version_change=settings.allow_version_change, actor=settings.actor)
-            )
-        recorded = opened.get_meta("simulation") if opened is not None and sim is None else None
-        if sim is not None:
-            assert opened is not None
-            _check_simulation(opened, path, sim)
-            world = SimWorld.open(sim.world, latency=sim.latency, faults=sim.faults)
-            stack.push_async_callback(world.aclose)
-        elif deployment is None and journal == "existing":
-            if not recorded:
-                raise ConfigError(
-                    [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
-                )
-            deployment, world = _recorded_simulation(json.loads(recorded))
-            stack.enter_context(_closing(world))
-            register_secrets(deployment)
-        elif journal == "existing" and deployment is not None:
-            world = stack.enter_context(_closing(_open_world(deployment)))
-        assert deployment is not None
+            parts = _enter_configured(stack, settings, optional=journal == "optional")
+        deployment, path, opened, world, simulated = parts
         systems = open_systems(deployment, world)
         stack.push_async_callback(systems.aclose)
-        yield Session(settings, deployment, path, opened, world, systems, simulated=sim is not None or bool(recorded))
+        yield Session(settings, deployment, path, opened, world, systems, simulated)
+
+
+def _enter(stack: AsyncExitStack, settings: SessionSettings, path: Path) -> Journal:
+    opened = open_journal(path, allow_version_change=settings.allow_version_change, actor=settings.actor)
+    return stack.enter_context(opened)
+
+
+def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optional: bool) -> _Parts:
+    """``run``, ``run --dry-run``: the configuration's deployment, its world, then the journal.
+
+    The world opens first: a world another process holds stops the run before the journal is touched.
+    """
+    deployment = load_deployment(settings)
+    assert deployment is not None  # required: a missing file raised
+    register_secrets(deployment)
+    path = journal_path(settings, deployment)
+    world = stack.enter_context(_closing(_open_world(deployment)))
+    opened = None if optional and not path.exists() else _enter(stack, settings, path)
+    recorded = opened.get_meta("simulation") if opened is not None else None
+    return deployment, path, opened, world, bool(recorded)
+
+
+def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
+    """``resume``: the journal first; without a configuration, the simulation it records and its world."""
+    deployment = load_deployment(settings, required=False)
+    if deployment is not None:
+        register_secrets(deployment)
+    path = existing_journal(settings, deployment)
+    opened = _enter(stack, settings, path)
+    recorded = opened.get_meta("simulation")
+    world: SimWorld | None
+    if deployment is None:
+        if not recorded:
+            raise ConfigError(
+                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
+            )
+        deployment, world = _recorded_simulation(json.loads(recorded))
+        stack.enter_context(_closing(world))
+        register_secrets(deployment)
+    else:
+        world = stack.enter_context(_closing(_open_world(deployment)))
+    return deployment, path, opened, world, bool(recorded)
+
+
+def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: SimulationSettings) -> _Parts:
+    """``simulate``: the journal first, checked to hold this simulation, then the simulation's world."""
+    from adapters.sim.world import SimWorld
+    from config.load import simulated_deployment
+
+    deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"), latency=sim.latency, faults=sim.faults)
+    register_secrets(deployment)
+    path = journal_path(settings, deployment)
+    opened = _enter(stack, settings, path)
+    _check_simulation(opened, path, sim)
+    world = SimWorld.open(sim.world, latency=sim.latency, faults=sim.faults)
+    stack.push_async_callback(world.aclose)  # waits for the world's pending commits
+    return deployment, path, opened, world, True
 
 
 @contextmanager

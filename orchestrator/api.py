@@ -68,6 +68,7 @@ __all__ = [
     "verify",
     "Plan",
     "Verification",
+    "ObserverFactory",
 ]
 
 log = structlog.get_logger("orchestrator")
