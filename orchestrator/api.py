@@ -1,11 +1,13 @@
-"""The orchestrator's library API: what the CLI (and later the HTTP API) call.
+"""The orchestrator's library API: one function per user-level command, for the CLI, the HTTP API and the daemon.
 
-Each function does one user-level thing and returns data; formatting is the
-caller's job. Example::
+Each function does one user-level thing and returns data; formatting is the caller's job.
+What a caller knows goes in a :class:`SessionSettings`; the files, the deployment, the world
+and the systems behind it are resolved and opened by :func:`open_session`. Example::
 
-    deployment = load_deployment("orchestrator.toml")
-    with open_journal("orchestrator.journal.sqlite") as journal:
-        report = asyncio.run(run(deployment, journal))
+    settings = SessionSettings(config=Path("orchestrator.toml"))
+    report = asyncio.run(run(settings))
+    with open_existing_journal(settings) as journal:
+        rows = status(journal)
 """
 
 from __future__ import annotations
@@ -14,79 +16,63 @@ import asyncio
 import json
 import shutil
 import signal
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import structlog
 
 from adapters.base import Systems
-from config.errors import AdapterError, ConfigError, DefinitionChanged, OrchestratorError, Unknowable
+from config.errors import AdapterError, ConfigError, OrchestratorError, Unknowable
 from config.model import Deployment
-from config.secrets import REDACTOR
-from journal import Journal, kinds
-from machines.lifecycle import APPROVAL_GATES, FAILED, GATES, LDAP_AUTHENTICATED, STEPS, definition_hash
-from machines.plan import next_action, remaining_steps
+from journal import Journal
+from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
+from machines.plan import remaining_steps
 from orchestrator import steps as step_impls
+from orchestrator._journal_api import Verification, approve, cert_import, export, set_maintenance, status, verify
+from orchestrator._session import (
+    Session,
+    SessionSettings,
+    SimulationSettings,
+    open_existing_journal,
+    open_journal,
+    open_session,
+    register_secrets,
+)
 from orchestrator.engine import Engine, RunReport
 from orchestrator.steps.base import StepContext
 from orchestrator.wiring import open_systems
 
 __all__ = [
+    "SessionSettings",
+    "SimulationSettings",
+    "Session",
+    "open_session",
     "open_journal",
+    "open_existing_journal",
     "register_secrets",
     "run",
+    "drive",
     "plan",
+    "plan_steps",
     "simulate",
+    "resume",
+    "resume_targets",
     "status",
     "approve",
     "cert_import",
     "set_maintenance",
-    "SimulationSettings",
+    "export",
+    "verify",
     "Plan",
+    "Verification",
+    "ObserverFactory",
 ]
 
 log = structlog.get_logger("orchestrator")
-
-
-@contextmanager
-def open_journal(path: str | Path, *, allow_version_change: bool = False, actor: str = "orchestrator") -> Iterator[Journal]:
-    """Open the journal and check it was written by this lifecycle definition.
-
-    Raises:
-        DefinitionChanged: the journal was written by another definition and
-            ``allow_version_change`` is not set.
-    """
-    journal = Journal.open(path)
-    try:
-        current = definition_hash()
-        recorded = journal.get_meta("definition_hash")
-        if recorded is None:
-            journal.set_meta("definition_hash", current)
-            journal.record(node=None, kind=kinds.DEFINITION_RECORDED, actor=actor, payload={"definition_hash": current})
-        elif recorded != current:
-            if not allow_version_change:
-                raise DefinitionChanged(
-                    f"journal {path} was written by lifecycle definition {recorded[:12]}, this orchestrator has "
-                    f"{current[:12]}: the states or steps changed. Finish it with the orchestrator version that "
-                    "started it, or pass --allow-version-change to continue with this one (journaled)"
-                )
-            journal.record(node=None, kind=kinds.DEFINITION_CHANGED, actor=actor, payload={"from": recorded, "to": current})
-            journal.set_meta("definition_hash", current)
-        yield journal
-    finally:
-        journal.close()
-
-
-def register_secrets(deployment: Deployment) -> None:
-    """Read every secret once so the redactor knows the values before anything is logged."""
-    for secret in deployment.secrets():
-        try:
-            REDACTOR.register(secret.reveal())
-        except (KeyError, OSError):
-            pass  # validation reported it already when it mattered
+ObserverFactory = Callable[[Deployment, Journal], Any]
 
 
 def _install_signal_handlers(engine: Engine) -> Callable[[], None]:
@@ -137,13 +123,14 @@ async def _preflight(deployment: Deployment, systems: Systems, clock: Any = None
             await clock.sleep(min(0.5 * 2 ** (attempt - 1), 10))
 
 
-async def run(
+async def drive(
     deployment: Deployment,
     journal: Journal,
     *,
     nodes: Sequence[str] | None = None,
     until: str = LDAP_AUTHENTICATED,
     world: Any = None,
+    systems: Systems | None = None,
     observer: Callable[..., None] | None = None,
     auto_approve: bool = False,
     actor: str = "orchestrator",
@@ -153,13 +140,15 @@ async def run(
     max_concurrency: int | None = None,
     clock: Any = None,
 ) -> RunReport:
-    """Drive the nodes to ``until`` (default: ldap_authenticated).
+    """Drive the nodes to ``until`` (default: ldap_authenticated) with the parts already open.
 
     Args:
+        systems: the adapters (a session's); default: opened over ``world`` and closed after.
         retry: failed nodes to put back where they failed first (``resume``).
         from_step: with ``retry``/``nodes``: rewind those nodes to this step (``resume --from-step``).
     """
-    systems = open_systems(deployment, world)
+    own = systems is None
+    systems = open_systems(deployment, world) if systems is None else systems
     try:
         await _preflight(deployment, systems, clock)
         engine = Engine(
@@ -173,7 +162,72 @@ async def run(
         finally:
             remove()
     finally:
-        await systems.aclose()
+        if own:
+            await systems.aclose()
+
+
+@contextmanager
+def _observing(factory: ObserverFactory | None, deployment: Deployment, journal: Journal) -> Iterator[Any]:
+    """The caller's observer of the engine's commits, entered when it is a context manager (a live display)."""
+    observer = factory(deployment, journal) if factory else None
+    with observer if isinstance(observer, AbstractContextManager) else nullcontext():
+        yield observer
+
+
+async def _drive_session(session: Session, factory: ObserverFactory | None, **options: Any) -> RunReport:
+    assert session.journal is not None  # "create" and "existing" sessions always have one
+    with _observing(factory, session.deployment, session.journal) as observer:
+        return await drive(
+            session.deployment, session.journal, systems=session.systems, hooks=session.hooks, observer=observer,
+            actor=session.settings.actor, **options,
+        )
+
+
+async def run(
+    settings: SessionSettings,
+    *,
+    nodes: Sequence[str] | None = None,
+    until: str = LDAP_AUTHENTICATED,
+    observer_factory: ObserverFactory | None = None,
+    clock: Any = None,
+) -> RunReport:
+    """``run``: drive the nodes (default: all) of the configured deployment to ``until``."""
+    async with open_session(settings) as session:
+        return await _drive_session(session, observer_factory, nodes=nodes, until=until, clock=clock)
+
+
+def resume_targets(journal: Journal, node: str | None, from_step: str | None) -> tuple[list[str], list[str]]:
+    """Which nodes ``resume`` drives, and which of them it puts back first (failed ones; all with ``from_step``)."""
+    records = journal.nodes()
+    names = [node] if node else [r.name for r in records]
+    retry = [r.name for r in records if r.name in names and (r.state == FAILED or from_step)]
+    return names, retry
+
+
+async def resume(
+    settings: SessionSettings,
+    node: str | None = None,
+    *,
+    all_nodes: bool = False,
+    from_step: str | None = None,
+    observer_factory: ObserverFactory | None = None,
+    clock: Any = None,
+) -> RunReport:
+    """``resume``: continue NODE (or every node) from its last committed state; failed nodes are retried.
+
+    Without a configuration file, a simulation's journal names its own deployment and world.
+    """
+    if bool(node) == all_nodes:
+        raise ConfigError([("NODE", "give one NODE or --all")])
+    if from_step and all_nodes:
+        raise ConfigError([("--from-step", "goes with one NODE, not --all")])
+    async with open_session(settings, journal="existing") as session:
+        assert session.journal is not None
+        names, retry = resume_targets(session.journal, node, from_step)
+        return await _drive_session(
+            session, observer_factory, nodes=names, retry=retry, from_step=from_step, auto_approve=session.simulated,
+            clock=clock,
+        )
 
 
 # --- dry run ------------------------------------------------------------------------------
@@ -188,9 +242,26 @@ class Plan:
         return {"nodes": self.nodes}
 
 
-async def plan(deployment: Deployment, journal: Journal | None, *, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED, world: Any = None) -> Plan:
-    """``run --dry-run``: observe and diff every remaining step, read-only."""
-    systems = open_systems(deployment, world)
+async def plan(
+    settings: SessionSettings, *, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED
+) -> Plan:
+    """``run --dry-run``: the plan of the configured deployment; no journal is created."""
+    async with open_session(settings, journal="optional") as session:
+        return await plan_steps(session.deployment, session.journal, nodes=nodes, until=until, systems=session.systems)
+
+
+async def plan_steps(
+    deployment: Deployment,
+    journal: Journal | None,
+    *,
+    nodes: Sequence[str] | None = None,
+    until: str = LDAP_AUTHENTICATED,
+    world: Any = None,
+    systems: Systems | None = None,
+) -> Plan:
+    """Observe and diff every remaining step, read-only (``systems`` default: opened over ``world``)."""
+    own = systems is None
+    systems = open_systems(deployment, world) if systems is None else systems
     result = Plan()
     try:
         await _preflight(deployment, systems)
@@ -225,23 +296,12 @@ async def plan(deployment: Deployment, journal: Journal | None, *, nodes: Sequen
                 rows.append(row)
             result.nodes[spec.name] = rows
     finally:
-        await systems.aclose()
+        if own:
+            await systems.aclose()
     return result
 
 
 # --- simulate ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SimulationSettings:
-    nodes: int = 4
-    latency: float = 0.0
-    faults: str = ""
-    world: Path = Path("simulation.world.sqlite")
-    journal: Path = Path("simulation.journal.sqlite")
-    effects_out: Path | None = None
-    fresh: bool = False
-    max_concurrency: int | None = None
-
 
 def _remove_sqlite(path: Path) -> None:
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.key")):
@@ -252,7 +312,7 @@ def _remove_sqlite(path: Path) -> None:
 async def simulate(
     settings: SimulationSettings,
     *,
-    observer_factory: Callable[[Deployment, Journal], Callable[..., None] | Any] | None = None,
+    observer_factory: ObserverFactory | None = None,
     allow_version_change: bool = False,
     clock: Any = None,
 ) -> tuple[RunReport, dict[str, Any]]:
@@ -260,8 +320,7 @@ async def simulate(
 
     Returns the run report and the effects summary ({node: {kind: count}}).
     """
-    from adapters.sim.world import FaultPlan, SimWorld
-    from config.load import simulated_deployment
+    from adapters.sim.world import FaultPlan
 
     plan_ = FaultPlan.parse(settings.faults)
     known = {s for role in STEPS.values() for steps in role.values() for s in steps}
@@ -269,120 +328,24 @@ async def simulate(
     if unknown:
         raise ConfigError([("--faults", f"unknown step(s) {unknown}; steps: {sorted(known)}")])
     if settings.nodes < 1:
-        raise ConfigError([("--nodes", f"must be at least 1 (got {settings.nodes}): 1 Management Node + N-1 Conferencing Nodes")])
+        raise ConfigError(
+            [("--nodes", f"must be at least 1 (got {settings.nodes}): 1 Management Node + N-1 Conferencing Nodes")]
+        )
     workdir = Path(f"{settings.world}.d")
     if settings.fresh:
         _remove_sqlite(settings.journal)
         _remove_sqlite(settings.world)
         shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    deployment = simulated_deployment(settings.nodes, workdir, latency=settings.latency, faults=settings.faults)
-    register_secrets(deployment)
-    wanted = {"nodes": settings.nodes, "world": str(settings.world)}
-    with open_journal(settings.journal, allow_version_change=allow_version_change, actor="simulate") as journal:
-        recorded = journal.get_meta("simulation")
-        if recorded is not None:
-            before = json.loads(recorded)
-            for option, key in (("--nodes", "nodes"), ("--world", "world")):
-                if before.get(key) != wanted[key]:
-                    raise ConfigError([(option, f"the journal {settings.journal} holds a simulation with {option} {before.get(key)}, "
-                                                f"not {wanted[key]}; pass the same {option} to resume, or --fresh to start over")])
-        else:
-            journal.set_meta("simulation", json.dumps(wanted))
-        world = SimWorld.open(settings.world, latency=settings.latency, faults=settings.faults)
-        try:
-            observer = observer_factory(deployment, journal) if observer_factory else None
-            with observer if hasattr(observer, "__enter__") else nullcontext():
-                report = await run(
-                    deployment, journal, world=world, observer=observer, auto_approve=True, actor="simulate",
-                    hooks=world,
-                    max_concurrency=settings.max_concurrency, clock=clock,
-                )
-            effects = world.effects_summary()
-        finally:
-            await world.aclose()
+    session_settings = SessionSettings(
+        journal=settings.journal, actor="simulate", allow_version_change=allow_version_change, simulation=settings,
+    )
+    async with open_session(session_settings) as session:
+        assert session.world is not None
+        report = await _drive_session(
+            session, observer_factory, auto_approve=True, max_concurrency=settings.max_concurrency, clock=clock
+        )
+        effects = session.world.effects_summary()
     if settings.effects_out:
         settings.effects_out.write_text(json.dumps(effects, indent=2, sort_keys=True) + "\n")
     return report, effects
-
-
-# --- status, gates, maintenance ---------------------------------------------------------
-
-def status(journal: Journal, node: str | None = None) -> list[dict[str, Any]]:
-    """Where each node stands and why (stable keys: the ``--json`` contract)."""
-    records = journal.nodes()
-    management = next((r for r in records if r.role == "management"), None)
-    out = []
-    for r in records:
-        if node and r.name != node:
-            continue
-        action = next_action(
-            role=r.role, state=r.state, step=r.step, management_state=management.state if management else None,
-            maintenance=r.maintenance, last_error=r.last_error, gate=r.gate, node=r.name,
-        )
-        out.append(
-            {
-                "node": r.name,
-                "role": r.role,
-                "state": r.state,
-                "step": r.step,
-                "attempt": r.attempt,
-                "gate": r.gate,
-                "last_error": r.last_error,
-                "failed_from": r.failed_from,
-                "maintenance": bool(r.maintenance),
-                "maintenance_reason": r.maintenance_reason,
-                "lease": {"owner": r.lease_owner, "pid": r.lease_pid, "since": r.lease_since} if r.lease_owner else None,
-                "updated_at": r.updated_at,
-                "next": {"action": type(action).__name__.lower(), "reason": action.reason},
-            }
-        )
-    if node and not out:
-        raise ConfigError([("NODE", f"no node {node!r} in the journal; nodes: {[r.name for r in records]}")])
-    return out
-
-
-def _require_node(journal: Journal, node: str) -> Any:
-    record = journal.node(node)
-    if record is None:
-        raise ConfigError([("NODE", f"no node {node!r} in the journal; nodes: {[r.name for r in journal.nodes()]}")])
-    return record
-
-
-def approve(journal: Journal, node: str, gate: str, *, by: str, reason: str | None = None) -> dict[str, Any]:
-    """Open an approval gate (journaled with who and why). May be given before the node gets there."""
-    _require_node(journal, node)
-    if gate not in APPROVAL_GATES:
-        allowed = sorted(APPROVAL_GATES)
-        raise ConfigError([("GATE", f"{gate!r} is not an approval gate; approval gates: {allowed} (a certificate comes with `orchestrator cert import`)")])
-    if not by.strip():
-        raise ConfigError([("--by", "say who approves (a name or an ID), for the audit record")])
-    event = journal.record(node=node, kind=kinds.GATE_OPENED, step=GATES[gate]["step"], actor=by, payload={"gate": gate, "approved": True, "reason": reason or ""})
-    return {"node": node, "gate": gate, "by": by, "seq": event.seq}
-
-
-def cert_import(journal: Journal, node: str, path: Path) -> dict[str, Any]:
-    """The CA's signed certificate for the node's pending CSR; checked to be a certificate."""
-    from cryptography import x509
-
-    _require_node(journal, node)
-    try:
-        pem = path.read_text()
-        cert = x509.load_pem_x509_certificate(pem.encode())
-    except (OSError, ValueError) as exc:
-        raise ConfigError([("FILE", f"{path}: not a readable PEM certificate ({exc}); give the CA's signed certificate, not the CSR")]) from exc
-    event = journal.record(
-        node=node, kind=kinds.GATE_OPENED, step="install_certificate", actor="operator",
-        payload={"gate": "certificate", "certificate": pem, "subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "x")},
-    )
-    return {"node": node, "subject": cert.subject.rfc4514_string(), "seq": event.seq}
-
-
-def set_maintenance(journal: Journal, node: str, on: bool, *, by: str, reason: str | None = None) -> dict[str, Any]:
-    """Stop (or restart) automation for one node without losing its place."""
-    record = _require_node(journal, node)
-    journal.record(
-        node=node, kind=kinds.MAINTENANCE_ON if on else kinds.MAINTENANCE_OFF, actor=by,
-        payload={"reason": reason or ""}, update={"maintenance": on, "maintenance_reason": reason if on else None},
-    )
-    return {"node": node, "maintenance": on, "state": record.state}

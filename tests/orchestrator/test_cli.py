@@ -228,3 +228,58 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
     assert signed == {"pexip-mgr", "pexip-conf-01", "pexip-conf-02", "pexip-conf-03"}
     code, out, _ = _invoke("-c", str(env), "status", "--json")
     assert {n["state"] for n in json.loads(out)["nodes"]} == {"ldap_authenticated"}
+
+
+CLI_SOURCE = ROOT / "orchestrator" / "cli.py"
+# Names whose use in cli.py would mean it opens or wires something itself instead of asking the library.
+NOT_IN_CLI = {"SimWorld", "Journal", "open_systems", "needs_world", "get_meta", "set_meta", "simulated_deployment",
+              "load_deployment", "verify_export", "Engine"}
+
+
+def test_cli_imports_no_adapter_or_journal_and_opens_nothing_itself() -> None:
+    """cli.py imports nothing from adapters or journal and never names the world, the journal or the wiring."""
+    import ast
+
+    tree = ast.parse(CLI_SOURCE.read_text())
+    modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in modules if m.split(".")[0] in {"adapters", "journal"}}, modules
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not names & NOT_IN_CLI, sorted(names & NOT_IN_CLI)
+
+
+def test_every_command_calls_one_library_function() -> None:
+    """Each click command calls one function of orchestrator.api (besides opening the journal it works on)."""
+    import ast
+
+    tree = ast.parse(CLI_SOURCE.read_text())
+    commands = [
+        f for f in tree.body
+        if isinstance(f, ast.FunctionDef)
+        and any(isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "command"
+                for d in f.decorator_list)
+    ]
+    assert len(commands) >= 10
+    framing = {"open_existing_journal", "SimulationSettings"}
+    for command in commands:
+        calls = [
+            n.func.attr for n in ast.walk(command)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
+            and n.func.value.id == "api" and n.func.attr not in framing
+        ]
+        allowed = 2 if command.name == "run" else 1  # run --dry-run is api.plan, the plan of the same run
+        assert len(calls) <= allowed, f"{command.name} calls {calls}"
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`orchestrator --help` loads neither the library, the adapters, the journal nor rich."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from orchestrator.cli import cli\n"
+            "try:\n    cli(['--help'], prog_name='orchestrator')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'adapters', 'journal', 'rich', 'structlog'}"
+            " or m in {'orchestrator.api', 'orchestrator.engine'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -55,7 +55,7 @@ async def test_rewind_reruns_steps_without_side_effects(sim: api.SimulationSetti
     world = SimWorld.open(sim.world)
     try:
         with api.open_journal(sim.journal) as journal:
-            report = await api.run(deployment, journal, world=world, hooks=world, retry=["pexip-conf-00002"], from_step="reserve_resources", clock=FakeClock())
+            report = await api.drive(deployment, journal, world=world, hooks=world, retry=["pexip-conf-00002"], from_step="reserve_resources", clock=FakeClock())
             steps = [e.step for e in journal.events(node="pexip-conf-00002", kinds=["step_committed"])]
         after = world.effects_summary()
     finally:
@@ -85,7 +85,7 @@ async def test_resume_after_a_fixed_fault_finishes(sim: api.SimulationSettings) 
     world = SimWorld.open(sim.world)
     try:
         with api.open_journal(sim.journal) as journal:
-            report = await api.run(deployment, journal, world=world, hooks=world, retry=["pexip-conf-00001"], clock=FakeClock(), auto_approve=True)
+            report = await api.drive(deployment, journal, world=world, hooks=world, retry=["pexip-conf-00001"], clock=FakeClock(), auto_approve=True)
             kinds = [e.kind for e in journal.events(node="pexip-conf-00001")]
     finally:
         await world.aclose()
@@ -131,7 +131,7 @@ async def _manual_run(settings: api.SimulationSettings, **kwargs: Any) -> Any:
     world = SimWorld.open(settings.world)
     try:
         with api.open_journal(settings.journal) as journal:
-            return await api.run(deployment, journal, world=world, hooks=world, clock=FakeClock(), **kwargs)
+            return await api.drive(deployment, journal, world=world, hooks=world, clock=FakeClock(), **kwargs)
     finally:
         await world.aclose()
 
@@ -213,7 +213,7 @@ async def test_dry_run_plans_without_changing_anything(sim: api.SimulationSettin
     deployment = simulated_deployment(4, Path(f"{sim.world}.d"))
     world = SimWorld.open(sim.world)
     try:
-        result = await api.plan(deployment, None, world=world)
+        result = await api.plan_steps(deployment, None, world=world)
         assert world.effects_summary() == {}
     finally:
         await world.aclose()
@@ -229,7 +229,7 @@ async def test_dry_run_after_completion_is_all_ok(sim: api.SimulationSettings) -
     deployment = simulated_deployment(4, Path(f"{sim.world}.d"))
     world = SimWorld.open(sim.world)
     try:
-        result = await api.plan(deployment, None, world=world)
+        result = await api.plan_steps(deployment, None, world=world)
     finally:
         await world.aclose()
     bad = [(n, r["step"], r.get("changes") or r.get("reason")) for n, rows in result.nodes.items() for r in rows if r["status"] != "ok"]

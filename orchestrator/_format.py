@@ -1,0 +1,111 @@
+"""The command line's output: the library's results as text or the stable ``--json`` shapes.
+
+Kept apart from ``cli.py`` so that the commands stay argument parsing plus one library call.
+``rich`` and the display are imported when used: ``orchestrator --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from config.model import Deployment
+    from journal import Journal
+    from orchestrator.api import Plan, Verification
+    from orchestrator.display import Progress
+    from orchestrator.engine import RunReport
+
+__all__ = ["report", "plan", "status", "verification", "lab", "progress"]
+
+_SUMMARY = {
+    0: "done: every node reached its target state",
+    1: "a step failed (see above); fix the cause, then `orchestrator resume NODE`",
+    3: "waiting on a gate (see above); open it, then `orchestrator resume --all`",
+}
+
+
+def report(result: RunReport, as_json: bool) -> int:
+    """Print a run's outcome per node; returns the exit code."""
+    code: int = result.exit_code
+    if as_json:
+        nodes = {n: {"result": type(a).__name__.lower(), "reason": a.reason} for n, a in result.outcomes.items()}
+        click.echo(json.dumps({"exit_code": code, "nodes": nodes}, indent=2))
+        return code
+    for node, action in result.outcomes.items():
+        if type(action).__name__ != "Done":
+            click.echo(f"{node}: {type(action).__name__.lower()}: {action.reason}")
+    click.echo(_SUMMARY.get(code, ""))
+    return code
+
+
+def plan(result: Plan, as_json: bool) -> None:
+    """Print a dry run's plan: per node and step, what would change."""
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2, default=str))
+        return
+    for node, rows in result.nodes.items():
+        click.echo(f"{node}:")
+        if not rows:
+            click.echo("  nothing to do")
+        for row in rows:
+            reason = f": {row['reason']}" if row.get("reason") else ""
+            click.echo(f"  {row['milestone']:<20} {row['step']:<26} {row['status']}" + reason)
+            for change in row.get("changes", []):
+                click.echo(f"      {change['field']}: {change['now']!r} -> {change['wanted']!r}")
+
+
+def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None:
+    """Print where each node stands: a table, or ``{"journal", "nodes"}``."""
+    if as_json:
+        click.echo(json.dumps({"journal": journal_path, "nodes": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"journal {journal_path}")
+    for col in ("node", "role", "state", "step", "gate", "next / why"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        why = r["next"]["reason"]
+        if r["maintenance"]:
+            why = f"maintenance: {r['maintenance_reason'] or ''}"
+        table.add_row(r["node"], r["role"], r["state"], r["step"] or "", r["gate"] or "", why)
+    Console(width=max(120, Console().width)).print(table)
+
+
+def verification(result: Verification) -> bool:
+    """Print an integrity check's problems and verdict; returns whether it passed."""
+    checked = result.report
+    for line in checked.problems:
+        click.echo(line, err=True)
+    if not checked.ok:
+        click.echo(f"{result.what}: INTEGRITY CHECK FAILED ({len(checked.problems)} problem(s))", err=True)
+        return False
+    sealed = {True: "seal verified", False: "seal INVALID", None: "seal not checked (no key)"}[checked.sealed]
+    click.echo(f"{result.what}: ok, {checked.events} events, chain intact, {sealed}")
+    return True
+
+
+def lab(result: dict[str, Any], as_json: bool) -> None:
+    """Print where the lab's simulators listen and the configuration for them."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for name, sim in result.items():
+        if isinstance(sim, dict):
+            running = "" if sim.get("running", True) else " [not running]"
+            click.echo(f"{name}: {sim.get('url')} (ca {sim.get('ca_file')})" + running)
+    click.echo(f"config: {result.get('config')}  (run with: orchestrator -c {result.get('config')} run)")
+
+
+def progress(deployment: Deployment, journal: Journal, live: bool | None = None) -> Progress:
+    """The live display of a run, starting from the states the journal holds."""
+    from orchestrator.display import Progress
+
+    states = {r.name: r.state for r in journal.nodes()} or {n.name: "new" for n in deployment.nodes}
+    for n in deployment.nodes:
+        states.setdefault(n.name, "new")
+    return Progress([(n.name, n.role) for n in deployment.nodes], states, live=live)

@@ -1,0 +1,175 @@
+"""The commands that only read or write the journal: status, gates, maintenance, export, verify.
+
+They take the open journal (a session's, or :func:`orchestrator.api.open_existing_journal`'s), except
+``export`` and ``verify``, which open the journal the settings resolve to without writing to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from config.errors import ConfigError
+from journal import Journal, VerifyReport, kinds, verify_export
+from machines.lifecycle import APPROVAL_GATES, GATES
+from machines.plan import next_action
+from orchestrator._session import SessionSettings, existing_journal, journal_path, resolved_journal
+
+__all__ = ["status", "approve", "cert_import", "set_maintenance", "export", "verify", "Verification"]
+
+
+# --- status, gates, maintenance ---------------------------------------------------------
+
+def status(journal: Journal, node: str | None = None) -> list[dict[str, Any]]:
+    """Where each node stands and why (stable keys: the ``--json`` contract)."""
+    records = journal.nodes()
+    management = next((r for r in records if r.role == "management"), None)
+    out = []
+    for r in records:
+        if node and r.name != node:
+            continue
+        action = next_action(
+            role=r.role, state=r.state, step=r.step, management_state=management.state if management else None,
+            maintenance=r.maintenance, last_error=r.last_error, gate=r.gate, node=r.name,
+        )
+        out.append(
+            {
+                "node": r.name,
+                "role": r.role,
+                "state": r.state,
+                "step": r.step,
+                "attempt": r.attempt,
+                "gate": r.gate,
+                "last_error": r.last_error,
+                "failed_from": r.failed_from,
+                "maintenance": bool(r.maintenance),
+                "maintenance_reason": r.maintenance_reason,
+                "lease": (
+                    {"owner": r.lease_owner, "pid": r.lease_pid, "since": r.lease_since} if r.lease_owner else None
+                ),
+                "updated_at": r.updated_at,
+                "next": {"action": type(action).__name__.lower(), "reason": action.reason},
+            }
+        )
+    if node and not out:
+        raise ConfigError([("NODE", f"no node {node!r} in the journal; nodes: {[r.name for r in records]}")])
+    return out
+
+
+def _require_node(journal: Journal, node: str) -> Any:
+    record = journal.node(node)
+    if record is None:
+        raise ConfigError([("NODE", f"no node {node!r} in the journal; nodes: {[r.name for r in journal.nodes()]}")])
+    return record
+
+
+def approve(journal: Journal, node: str, gate: str, *, by: str, reason: str | None = None) -> dict[str, Any]:
+    """Open an approval gate (journaled with who and why). May be given before the node gets there."""
+    _require_node(journal, node)
+    if gate not in APPROVAL_GATES:
+        allowed = sorted(APPROVAL_GATES)
+        raise ConfigError([("GATE", f"{gate!r} is not an approval gate; approval gates: {allowed} "
+                                    "(a certificate comes with `orchestrator cert import`)")])
+    if not by.strip():
+        raise ConfigError([("--by", "say who approves (a name or an ID), for the audit record")])
+    event = journal.record(
+        node=node, kind=kinds.GATE_OPENED, step=GATES[gate]["step"], actor=by,
+        payload={"gate": gate, "approved": True, "reason": reason or ""},
+    )
+    return {"node": node, "gate": gate, "by": by, "seq": event.seq}
+
+
+def cert_import(journal: Journal, node: str, path: Path) -> dict[str, Any]:
+    """The CA's signed certificate for the node's pending CSR; checked to be a certificate."""
+    from cryptography import x509
+
+    _require_node(journal, node)
+    try:
+        pem = path.read_text()
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            [("FILE", f"{path}: not a readable PEM certificate ({exc}); give the CA's signed certificate, not the CSR")]
+        ) from exc
+    event = journal.record(
+        node=node, kind=kinds.GATE_OPENED, step=GATES["certificate"]["step"], actor="operator",
+        payload={
+            "gate": "certificate", "certificate": pem, "subject": cert.subject.rfc4514_string(),
+            "serial": format(cert.serial_number, "x"),
+        },
+    )
+    return {"node": node, "subject": cert.subject.rfc4514_string(), "seq": event.seq}
+
+
+def set_maintenance(journal: Journal, node: str, on: bool, *, by: str, reason: str | None = None) -> dict[str, Any]:
+    """Stop (or restart) automation for one node without losing its place."""
+    record = _require_node(journal, node)
+    journal.record(
+        node=node, kind=kinds.MAINTENANCE_ON if on else kinds.MAINTENANCE_OFF, actor=by,
+        payload={"reason": reason or ""}, update={"maintenance": on, "maintenance_reason": reason if on else None},
+    )
+    return {"node": node, "maintenance": on, "state": record.state}
+
+
+# --- export, verify ----------------------------------------------------------------------
+
+def export(
+    settings: SessionSettings,
+    out: TextIO | Path,
+    *,
+    fmt: str = "jsonl",
+    node: str | None = None,
+    since: str | None = None,
+) -> int:
+    """Export the journal with a seal that :func:`verify` checks; returns the number of events written.
+
+    Args:
+        out: a stream, or a file to write (replaced).
+        since: ISO-8601 time (UTC if no zone): only events at or after it.
+    """
+    if since:
+        try:
+            datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ConfigError([("--since", f"{since!r} is not an ISO-8601 time; e.g. 2026-11-28T10:00:00Z")]) from exc
+    with Journal.open(existing_journal(settings)) as journal:
+        if isinstance(out, Path):
+            with out.open("w", newline="") as stream:
+                return journal.export(stream, fmt=fmt, node=node, since=since)
+        return journal.export(out, fmt=fmt, node=node, since=since)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What was verified (the journal's or the export's path) and the report."""
+
+    what: str
+    report: VerifyReport
+
+
+def _is_sqlite(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+
+def trusted_key(settings: SessionSettings) -> Path:
+    """The seal key of the journal this process resolves: trust it, never a path written in an export.
+
+    It may not exist; the export's seal is then not checked (``sealed`` is ``None``).
+    """
+    try:
+        path = resolved_journal(settings)
+    except ConfigError:
+        path = journal_path(settings)  # a configuration that does not load names no journal
+    return Path(f"{path}.key")
+
+
+def verify(settings: SessionSettings, file: Path | None = None) -> Verification:
+    """The hash chain and seal of the journal the settings resolve to, or of ``file`` (a journal or an export)."""
+    if file is not None and not _is_sqlite(file):
+        return Verification(str(file), verify_export(file, key_path=trusted_key(settings)))
+    path = file or existing_journal(settings)
+    with Journal.open(path) as journal:
+        return Verification(str(path), journal.verify())

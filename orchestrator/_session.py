@@ -1,0 +1,342 @@
+"""A session: the deployment, the simulated world, the journal, the systems and the fault hooks of one command.
+
+The CLI, the HTTP API and the daemon all start here, so that which file is the journal, which
+deployment a journal belongs to and which world a simulation keeps are decided in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from adapters.base import Systems
+from config.errors import ConfigError, DefinitionChanged
+from config.model import Deployment
+from config.secrets import REDACTOR
+from journal import Journal, kinds
+from machines.lifecycle import definition_hash
+from orchestrator.wiring import needs_world, open_systems
+
+if TYPE_CHECKING:
+    from adapters.sim.world import SimWorld
+
+__all__ = [
+    "SessionSettings",
+    "SimulationSettings",
+    "Session",
+    "open_session",
+    "open_journal",
+    "open_existing_journal",
+    "register_secrets",
+    "load_deployment",
+    "journal_path",
+    "existing_journal",
+    "resolved_journal",
+]
+
+DEFAULT_CONFIG = "orchestrator.toml"
+DEFAULT_JOURNALS = ("orchestrator.journal.sqlite", "simulation.journal.sqlite")
+JournalUse = Literal["create", "existing", "optional"]
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """What ``simulate`` is told: the size of the deployment, the world's file, latency and faults."""
+
+    nodes: int = 4
+    latency: float = 0.0
+    faults: str = ""
+    world: Path = Path("simulation.world.sqlite")
+    journal: Path = Path("simulation.journal.sqlite")
+    effects_out: Path | None = None
+    fresh: bool = False
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What a caller knows before anything is opened.
+
+    Args:
+        config: the deployment file given by the caller; ``None``: ``$ORCHESTRATOR_CONFIG``,
+            else ``./orchestrator.toml``.
+        journal: the journal given by the caller; ``None``: ``$ORCHESTRATOR_JOURNAL``, the
+            configuration's ``journal.path``, else the first of ``DEFAULT_JOURNALS`` that exists.
+        actor: who acts, for the journal.
+        allow_version_change: continue a journal written by another lifecycle definition.
+        simulation: set for ``simulate``: the deployment and world are the simulation's.
+    """
+
+    config: Path | None = None
+    journal: Path | None = None
+    actor: str = "orchestrator"
+    allow_version_change: bool = False
+    simulation: SimulationSettings | None = None
+
+
+# --- which files ---------------------------------------------------------------------------
+
+def _config_path(settings: SessionSettings, required: bool) -> Path | None:
+    path = settings.config or os.environ.get("ORCHESTRATOR_CONFIG") or DEFAULT_CONFIG
+    if Path(path).is_file():
+        return Path(path)
+    if required or settings.config:
+        raise ConfigError(
+            [("-c/--config", f"configuration file {path} not found; pass -c FILE, set ORCHESTRATOR_CONFIG, "
+              "or start from config/example.toml (or run `orchestrator lab up` for a local one)")]
+        )
+    return None
+
+
+def load_deployment(
+    settings: SessionSettings, *, required: bool = True, check_secrets: bool = True
+) -> Deployment | None:
+    """The deployment of the configuration file the settings name (``None`` when optional and absent)."""
+    from config.load import load_deployment as load
+
+    path = _config_path(settings, required)
+    return load(path, check_secrets=check_secrets) if path else None
+
+
+def journal_path(settings: SessionSettings, deployment: Deployment | None = None) -> Path:
+    """The journal this process uses: given, ``$ORCHESTRATOR_JOURNAL``, the config's, or a default."""
+    if settings.journal:
+        return Path(settings.journal)
+    if os.environ.get("ORCHESTRATOR_JOURNAL"):
+        return Path(os.environ["ORCHESTRATOR_JOURNAL"])
+    if deployment is not None:
+        p = Path(deployment.journal.path)
+        return p if p.is_absolute() or not deployment.source else Path(deployment.source).parent / p
+    for candidate in DEFAULT_JOURNALS:
+        if Path(candidate).exists():
+            return Path(candidate)
+    return Path(DEFAULT_JOURNALS[0])
+
+
+def resolved_journal(settings: SessionSettings) -> Path:
+    """The journal path without the deployment's secrets: the config names the journal, reading it needs none."""
+    deployment = None
+    if not settings.journal and not os.environ.get("ORCHESTRATOR_JOURNAL"):
+        deployment = load_deployment(settings, required=False, check_secrets=False)
+    return journal_path(settings, deployment)
+
+
+def existing_journal(settings: SessionSettings, deployment: Deployment | None = None) -> Path:
+    """Like :func:`journal_path`, and it must exist (a command that reads what ran)."""
+    path = journal_path(settings, deployment) if deployment is not None else resolved_journal(settings)
+    if not path.exists():
+        raise ConfigError(
+            [("--journal", f"journal {path} does not exist; pass --journal FILE (nothing has run with it yet?)")]
+        )
+    return path
+
+
+# --- opening -------------------------------------------------------------------------------
+
+@contextmanager
+def open_journal(
+    path: str | Path, *, allow_version_change: bool = False, actor: str = "orchestrator"
+) -> Iterator[Journal]:
+    """Open the journal and check it was written by this lifecycle definition.
+
+    Raises:
+        DefinitionChanged: the journal was written by another definition and
+            ``allow_version_change`` is not set.
+    """
+    journal = Journal.open(path)
+    try:
+        current = definition_hash()
+        recorded = journal.get_meta("definition_hash")
+        if recorded is None:
+            journal.set_meta("definition_hash", current)
+            journal.record(node=None, kind=kinds.DEFINITION_RECORDED, actor=actor, payload={"definition_hash": current})
+        elif recorded != current:
+            if not allow_version_change:
+                raise DefinitionChanged(
+                    f"journal {path} was written by lifecycle definition {recorded[:12]}, this orchestrator has "
+                    f"{current[:12]}: the states or steps changed. Finish it with the orchestrator version that "
+                    "started it, or pass --allow-version-change to continue with this one (journaled)"
+                )
+            journal.record(
+                node=None, kind=kinds.DEFINITION_CHANGED, actor=actor, payload={"from": recorded, "to": current}
+            )
+            journal.set_meta("definition_hash", current)
+        yield journal
+    finally:
+        journal.close()
+
+
+@contextmanager
+def open_existing_journal(settings: SessionSettings) -> Iterator[Journal]:
+    """The journal the settings resolve to, which must exist (``status``, ``approve``, ``cert import``...)."""
+    path = existing_journal(settings)
+    with open_journal(path, allow_version_change=settings.allow_version_change, actor=settings.actor) as journal:
+        yield journal
+
+
+def register_secrets(deployment: Deployment) -> None:
+    """Read every secret once so the redactor knows the values before anything is logged."""
+    for secret in deployment.secrets():
+        try:
+            REDACTOR.register(secret.reveal())
+        except (KeyError, OSError):
+            pass  # validation reported it already when it mattered
+
+
+@dataclass
+class Session:
+    """What one command works with; every part is closed by :func:`open_session`."""
+
+    settings: SessionSettings
+    deployment: Deployment
+    journal_path: Path
+    journal: Journal | None  # None only for a plan before anything has run
+    world: SimWorld | None  # the open simulated world when any system is simulated
+    systems: Systems
+    simulated: bool  # the journal records a simulation: its gates are approved by the simulation
+
+    @property
+    def hooks(self) -> SimWorld | None:
+        """The engine's fault hooks: the simulated world injects its own faults."""
+        return self.world
+
+
+def _open_world(deployment: Deployment) -> SimWorld | None:
+    if not needs_world(deployment):
+        return None
+    from adapters.sim.world import SimWorld
+
+    sim = deployment.simulation
+    path = Path(sim.world)
+    if not path.is_absolute() and deployment.source:
+        path = Path(deployment.source).parent / path
+    return SimWorld.open(path, latency=sim.latency, faults=sim.faults)
+
+
+def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> None:
+    """The journal holds this simulation (same nodes, same world), or a new one starts in it."""
+    wanted = {"nodes": sim.nodes, "world": str(sim.world)}
+    recorded = journal.get_meta("simulation")
+    if recorded is None:
+        journal.set_meta("simulation", json.dumps(wanted))
+        return
+    before = json.loads(recorded)
+    for option, key in (("--nodes", "nodes"), ("--world", "world")):
+        if before.get(key) != wanted[key]:
+            raise ConfigError([(option, f"the journal {path} holds a simulation with {option} {before.get(key)}, "
+                                        f"not {wanted[key]}; pass the same {option} to resume, "
+                                        "or --fresh to start over")])
+
+
+_Parts = tuple[Deployment, Path, "Journal | None", "SimWorld | None", bool]
+
+
+@asynccontextmanager
+async def open_session(settings: SessionSettings, *, journal: JournalUse = "create") -> AsyncIterator[Session]:
+    """Open what a command needs; on exit close the systems, then the world, then the journal.
+
+    Each is closed even when closing an earlier one raises (the first error is re-raised).
+
+    Args:
+        journal: ``"create"`` (``run``, ``simulate``): the journal is made when new;
+            ``"existing"`` (``resume``): it must exist, and without a configuration file the
+            deployment is the simulation it records; ``"optional"`` (``run --dry-run``): opened
+            only when it exists, else the session has none.
+
+    Example::
+
+        async with open_session(SessionSettings(config=Path("orchestrator.toml"))) as session:
+            report = await drive(session.deployment, session.journal, systems=session.systems)
+    """
+    async with AsyncExitStack() as stack:
+        if settings.simulation is not None:
+            parts = _enter_simulation(stack, settings, settings.simulation)
+        elif journal == "existing":
+            parts = _enter_existing(stack, settings)
+        else:
+            parts = _enter_configured(stack, settings, optional=journal == "optional")
+        deployment, path, opened, world, simulated = parts
+        systems = open_systems(deployment, world)
+        stack.push_async_callback(systems.aclose)
+        yield Session(settings, deployment, path, opened, world, systems, simulated)
+
+
+def _enter(stack: AsyncExitStack, settings: SessionSettings, path: Path) -> Journal:
+    opened = open_journal(path, allow_version_change=settings.allow_version_change, actor=settings.actor)
+    return stack.enter_context(opened)
+
+
+def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optional: bool) -> _Parts:
+    """``run``, ``run --dry-run``: the configuration's deployment, its world, then the journal.
+
+    The world opens first: a world another process holds stops the run before the journal is touched.
+    """
+    deployment = load_deployment(settings)
+    assert deployment is not None  # required: a missing file raised
+    register_secrets(deployment)
+    path = journal_path(settings, deployment)
+    world = stack.enter_context(_closing(_open_world(deployment)))
+    opened = None if optional and not path.exists() else _enter(stack, settings, path)
+    recorded = opened.get_meta("simulation") if opened is not None else None
+    return deployment, path, opened, world, bool(recorded)
+
+
+def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
+    """``resume``: the journal first; without a configuration, the simulation it records and its world."""
+    deployment = load_deployment(settings, required=False)
+    if deployment is not None:
+        register_secrets(deployment)
+    path = existing_journal(settings, deployment)
+    opened = _enter(stack, settings, path)
+    recorded = opened.get_meta("simulation")
+    world: SimWorld | None
+    if deployment is None:
+        if not recorded:
+            raise ConfigError(
+                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
+            )
+        deployment, world = _recorded_simulation(json.loads(recorded))
+        stack.enter_context(_closing(world))
+        register_secrets(deployment)
+    else:
+        world = stack.enter_context(_closing(_open_world(deployment)))
+    return deployment, path, opened, world, bool(recorded)
+
+
+def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: SimulationSettings) -> _Parts:
+    """``simulate``: the journal first, checked to hold this simulation, then the simulation's world."""
+    from adapters.sim.world import SimWorld
+    from config.load import simulated_deployment
+
+    deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"), latency=sim.latency, faults=sim.faults)
+    register_secrets(deployment)
+    path = journal_path(settings, deployment)
+    opened = _enter(stack, settings, path)
+    _check_simulation(opened, path, sim)
+    world = SimWorld.open(sim.world, latency=sim.latency, faults=sim.faults)
+    stack.push_async_callback(world.aclose)  # waits for the world's pending commits
+    return deployment, path, opened, world, True
+
+
+@contextmanager
+def _closing(world: SimWorld | None) -> Iterator[SimWorld | None]:
+    try:
+        yield world
+    finally:
+        if world is not None:
+            world.close()
+
+
+def _recorded_simulation(meta: dict[str, object]) -> tuple[Deployment, SimWorld]:
+    """The deployment and world of the simulation a journal records (``simulate`` meta)."""
+    from adapters.sim.world import SimWorld
+    from config.load import simulated_deployment
+
+    world_path = Path(str(meta["world"]))
+    deployment = simulated_deployment(int(str(meta["nodes"])), Path(f"{world_path}.d"))
+    return deployment, SimWorld.open(world_path)
