@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
 from adapters.base import CertificateAuthority, Console, Directory, PexipApi, VSphere
 from config.model import Deployment
 
-__all__ = ["VSphereCase", "PexipUnderTest", "PexipCase", "ConsoleCase", "CaCase", "DirectoryCase", "known_difference"]
+__all__ = ["VSphereCase", "PexipCase", "ConsoleCase", "CaCase", "DirectoryCase", "known_difference"]
 
 
 @dataclass
@@ -29,19 +29,12 @@ class VSphereCase:
     deployment: Deployment
 
 
-class PexipUnderTest(PexipApi, Protocol):
-    """``PexipApi`` with ``list_objects``: the rename of ``PexipApi.list`` merging from another
-    branch. After that merge this class is ``PexipApi`` itself and can go."""
-
-    async def list_objects(self, resource: str, **filters: Any) -> list[dict[str, Any]]: ...
-
-
 @dataclass
 class PexipCase:
     """A PexipApi implementation talking to a freshly installed Management Node."""
 
     kind: str  # "sim"
-    api: PexipUnderTest
+    api: PexipApi
     deployment: Deployment
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import cast
 
 import pytest
-from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, PexipUnderTest, VSphereCase
+from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, VSphereCase
 from _sim_factory import deploy_vm, install_manager, make_deployment, prompts
 from _vcsim import vcenter
 
-from adapters.base import Directory, Systems
+from adapters.base import Directory, PexipApi, Systems
 from adapters.ca_manual import ManualCA
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimVSphere, SimWorld
 from adapters.sim import _pki as pki
@@ -39,17 +38,9 @@ CA_IMPLEMENTATIONS = ["sim", "manual"]
 DIRECTORY_IMPLEMENTATIONS = ["sim"]
 
 
-def sim_pexip(world: SimWorld, deployment: Deployment, directory: Directory) -> PexipUnderTest:
-    """The Pexip twin, built in this one place.
-
-    ``directory`` is the Directory the twin's LDAP logins will ask once its constructor takes
-    it: after the merge of that change this is ``SimPexipApi(world, deployment, directory)``.
-    """
-    api = SimPexipApi(world, deployment)
-    if not hasattr(api, "list_objects"):
-        # Shim until the rename PexipApi.list -> list_objects is merged; it goes away then.
-        api.list_objects = api.list  # type: ignore[attr-defined]
-    return cast(PexipUnderTest, api)
+def sim_pexip(world: SimWorld, deployment: Deployment, directory: Directory) -> PexipApi:
+    """The Pexip twin, built in this one place; its LDAP logins ask ``directory``."""
+    return SimPexipApi(world, deployment, directory)
 
 
 def sim_systems(world: SimWorld, deployment: Deployment) -> Systems:
@@ -102,7 +93,7 @@ async def pexip_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     deployment = make_deployment(3, tmp_path)
     systems = sim_systems(world, deployment)
     await install_manager(systems, deployment)
-    case = PexipCase("sim", cast(PexipUnderTest, systems.pexip), deployment)
+    case = PexipCase("sim", systems.pexip, deployment)
     try:
         yield case
     finally:
