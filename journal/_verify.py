@@ -87,7 +87,11 @@ def verify_connection(
             result = Verification(VerifyReport(False, problems, 0, False, VerifyStatus.FAILED))
     finally:
         if own_transaction and conn.in_transaction:
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")  # a read transaction: nothing to lose
     return result
 
 

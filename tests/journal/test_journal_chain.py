@@ -57,6 +57,12 @@ def _reseal_after_truncation(db: sqlite3.Connection) -> None:
     db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (json.dumps(seal),))
 
 
+def _truncate_reseal_and_drop_checkpoints(db: sqlite3.Connection) -> None:
+    """Cut the tail, move the head record and delete the signed checkpoints that would tell."""
+    _reseal_after_truncation(db)
+    db.execute("DELETE FROM checkpoints")
+
+
 TAMPERING: list[tuple[str, Callable[[sqlite3.Connection], object], str]] = [
     # edit a payload
     ("edit payload", lambda db: db.execute(
@@ -80,8 +86,8 @@ TAMPERING: list[tuple[str, Callable[[sqlite3.Connection], object], str]] = [
     ("truncate and reseal", _reseal_after_truncation,
      "checkpoint #1 (seq 9): the chain ends at seq 7; events 8..9 were deleted (truncated)"),
     # cut the tail, move the head and drop the signed checkpoint: the verdict is no longer VERIFIED
-    ("truncate, reseal, drop checkpoint", lambda db: (_reseal_after_truncation(db), db.execute(
-        "DELETE FROM checkpoints")), "node conf-1: last_seq 8 but its latest event is seq 7"),
+    ("truncate, reseal, drop checkpoint", _truncate_reseal_and_drop_checkpoints,
+     "node conf-1: last_seq 8 but its latest event is seq 7"),
     # append a row with a correctly computed sha256 chain hash
     ("append forged row", _append_forged, "event 10 was appended outside the journal"),
     # edit the seal
