@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from config.errors import JournalError
+from journal._derive import NodeRecordFields, derive_nodes
 from journal._export import write_export
 from journal._files import atomic_text
 from journal._prepare import EVENT_SELECT, NODE_SELECT
@@ -110,6 +111,10 @@ class JournalReader:
             if len(rows) < _PAGE:
                 return
             params = [rows[-1][0], *params[1:]]
+
+    def derived_nodes(self) -> dict[str, NodeRecordFields]:
+        """Every node's row columns as derived from the events alone (see :func:`journal.derive_nodes`)."""
+        return derive_nodes(self.events())
 
     def last_event(self, node: str | None, kind: str | None = None) -> Event | None:
         """The newest event of ``node`` (``None``: run-level events), optionally of ``kind``."""

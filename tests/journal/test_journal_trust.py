@@ -95,6 +95,7 @@ def test_rows_equal_the_state_derived_from_events(busy_journal: Journal) -> None
                        "maintenance_reason", "updated_at", "last_seq"):
             assert getattr(fields, column) == getattr(row, column), (row.name, column)
     assert derived["conf-2"].maintenance is True and derived["conf-2"].state == "failed"
+    assert busy_journal.derived_nodes() == derived
 
 
 # --- keys and signatures ------------------------------------------------------------------------
