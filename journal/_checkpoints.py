@@ -3,7 +3,8 @@
 A checkpoint is signed only over a chain that verifies (from the previous checkpoint on,
 against the signer's own public key), inside the write lock, so no commit slips in
 between the check and the signature. It is recorded in the ``checkpoints`` table (with
-the derived node rows, so the next incremental check can start from it) and appended,
+the derived node rows, kept for the newest checkpoint only, so the next incremental check
+can start from it) and appended,
 fsynced, to ``<journal>.checkpoints`` as one canonical JSON line: the line a caller also
 sends to its remote syslog servers.
 """
@@ -46,6 +47,9 @@ def make(conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None
                 "seq": seq, "head": head, "at": utc_now(), "deployment": checked.deployment,
                 "nodes": snapshot_digest(checked.snapshot),
             })
+            # Only the newest checkpoint keeps its node snapshot: incremental checks start there,
+            # and a journal of many checkpoints does not grow by a copy of every row each time.
+            conn.execute("UPDATE checkpoints SET snapshot = NULL WHERE snapshot IS NOT NULL")
             conn.execute(
                 f"INSERT INTO checkpoints ({', '.join(_COLUMNS)}, snapshot) VALUES ({', '.join('?' * 8)})",
                 (*[record[c] for c in _COLUMNS], canonical_json(checked.snapshot)),

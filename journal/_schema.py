@@ -148,7 +148,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         )
         db.table("meta").create({"name": str, "value": str}, pk="name", if_not_exists=True, strict=True)
         db.table("checkpoints").create(
-            _CHECKPOINTS, pk="id", not_null=set(_CHECKPOINTS) - {"id", "deployment"}, if_not_exists=True, strict=True,
+            _CHECKPOINTS, pk="id", not_null=set(_CHECKPOINTS) - {"id", "deployment", "snapshot"}, if_not_exists=True, strict=True,
         )
         conn.execute(
             "INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)

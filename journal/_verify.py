@@ -141,6 +141,8 @@ def _start(
         if not cp.signed:
             continue
         row = conn.execute("SELECT snapshot FROM checkpoints WHERE id = ?", (cp.record["id"],)).fetchone()
+        if row is None or row[0] is None:
+            continue  # an older checkpoint: its snapshot was dropped when a newer one was made
         try:
             snapshot = json.loads(row[0])
         except (TypeError, ValueError):
@@ -221,9 +223,10 @@ def _check(
     else:
         status, sealed = VerifyStatus.VERIFIED, True
         if last_seq > signed_seq:
+            tail = f"event {last_seq} comes" if last_seq == signed_seq + 1 else f"events {signed_seq + 1}..{last_seq} come"
             notes.append(
-                f"warning: events {signed_seq + 1}..{last_seq} come after the last signed checkpoint "
-                f"(seq {signed_seq}); they are chained but not yet signed"
+                f"warning: {tail} after the last signed checkpoint (seq {signed_seq}); "
+                "they are chained but not yet signed"
             )
     report = VerifyReport(
         ok=ok, problems=problems + notes, events=events, sealed=sealed, status=status,

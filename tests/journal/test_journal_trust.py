@@ -267,6 +267,9 @@ def test_checkpoint_lines_verify_on_their_own(signed: Journal) -> None:
     lines = [json.loads(line) for line in signed.checkpoints_path.read_text().splitlines()]
     assert [cp["seq"] for cp in lines] == [9, 10]
     assert signed.verify(public_key=PUBLIC, checkpoints=lines).signed_seq == 10
+    assert signed.verify(public_key=PUBLIC, incremental=True).start_seq == 11  # from the newest
+    snapshots = signed._conn.execute("SELECT snapshot IS NOT NULL FROM checkpoints ORDER BY id").fetchall()
+    assert snapshots == [(0,), (1,)]  # only the newest keeps its copy of the rows
 
 
 def test_a_killed_export_keeps_the_previous_file(signed: Journal, tmp_path: Path) -> None:
