@@ -1,7 +1,7 @@
 """The :class:`Journal`: the one durable record of a run.
 
 Every state change of every node is an event in a hash chain, written in the same
-SQLite transaction as the node's row and the chain's seal, so after a crash (kill -9,
+SQLite transaction as the node's row and the chain's head record, so after a crash (kill -9,
 power loss) the file holds either all of a commit or none of it.
 
 The write path is plain ``sqlite3`` with statements the module caches prepared; the
@@ -39,7 +39,7 @@ _PAGE = 1000
 
 
 class Journal(JournalReader):
-    """The SQLite journal of a run: events in a sealed hash chain, node rows, leases.
+    """The SQLite journal of a run: events in a hash chain, node rows, leases, signed checkpoints.
 
     Example::
 
@@ -223,14 +223,15 @@ class Journal(JournalReader):
         """Make ``transitions`` durable, all in ONE transaction: all or nothing.
 
         Appends one event per transition to the chain, applies each transition's node-row
-        update (and ``updated_at``, ``last_seq``) and moves the seal.
+        update (and ``updated_at``, ``last_seq``), recording the columns set in the event,
+        and moves the head record.
 
         Returns:
             The events written, in order.
 
         Raises:
             JournalError: a node is unknown or SQLite failed; nothing was written.
-            IntegrityError: the chain's head does not match its seal (tampered); nothing written.
+            IntegrityError: the chain's head does not match its head record (tampered); nothing written.
             ValueError, TypeError: a malformed Transition (before anything is written).
         """
         prepared = [Prepared(t) for t in transitions]
