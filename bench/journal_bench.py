@@ -7,9 +7,13 @@ Every figure is measured in the same run, in a temp dir under the current direct
 
 1. raw: one single-row INSERT + COMMIT per row in a fresh file (events-shaped rows).
 2. journal, one node at a time: each durable transition is one ``commit()`` of one
-   transition (event + node row + seal). Target: >= 0.7x raw.
+   transition (event + node row + head), with signing on: an Ed25519 checkpoint every
+   ``--checkpoint-every`` events, as the engine's policy would. Target: >= 0.7x raw.
 3. journal, 100 and 1000 nodes moving at once: ``commit()`` of 100 transitions per
    call. Target: >= 1.0x raw.
+4. ``journal verify`` of a 100,000-event journal (``--verify-events``): the full check
+   (chain, every node row against the derived state, signatures, integrity_check) and
+   the incremental check from the last signed checkpoint. Target: full <= 2 s.
 
 Disk speed drifts, so the cases run interleaved for several rounds and the median of
 each is reported.
@@ -24,12 +28,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from journal import Journal, Transition  # noqa: E402
+from journal import Journal, Signer, Transition, VerifyStatus  # noqa: E402
+
+SIGNER = Signer.generate()
 
 STATES = ("deployed", "reserved", "bios_locked", "installed", "hardened", "certified", "ldap_authenticated")
 _RAW_ROW = (
@@ -65,7 +71,8 @@ def bench_raw(workdir: Path, rows: int) -> float:
 
 
 def _transition(node: str, i: int) -> Transition:
-    state_from, state_to = STATES[i % 6], STATES[i % 6 + 1]
+    """The node's ``i``-th move round the ring of states (each from_state the previous to_state)."""
+    state_from, state_to = STATES[i % len(STATES)], STATES[(i + 1) % len(STATES)]
     return Transition(
         node=node, kind="step_committed", step="reserve_resources", attempt=1,
         key=f"{node}/reserve_resources/{i}", from_state=state_from, to_state=state_to,
@@ -81,12 +88,14 @@ def _journal(workdir: Path, name: str, nodes: int) -> tuple[Journal, list[str]]:
     return journal, names
 
 
-def bench_single(workdir: Path, rows: int) -> float:
-    """One commit() of one transition per durable step; transitions/s."""
+def bench_single(workdir: Path, rows: int, checkpoint_every: int) -> float:
+    """One commit() of one transition per durable step, a signed checkpoint every N; transitions/s."""
     journal, names = _journal(workdir, "single", 100)
     start = time.perf_counter()
     for i in range(rows):
-        journal.commit([_transition(names[i % len(names)], i)])
+        journal.commit([_transition(names[i % len(names)], i // len(names))])
+        if (i + 1) % checkpoint_every == 0:
+            journal.checkpoint(SIGNER)
     elapsed = time.perf_counter() - start
     journal.close()
     return rows / elapsed
@@ -109,15 +118,49 @@ def bench_batch(workdir: Path, nodes: int, rows: int, per_call: int = 100) -> fl
     return total / elapsed
 
 
+def bench_verify(workdir: Path, events: int) -> dict[str, float]:
+    """Seconds for: a full verify of ``events`` events, a checkpoint, an incremental verify."""
+    journal, names = _journal(workdir, "verify", 1000)
+    i, total = 0, 1000
+    while total < events:
+        for first in range(0, len(names), 1000):
+            batch = [_transition(n, i) for n in names[first:first + 1000]][: events - total]
+            journal.commit(batch)
+            total += len(batch)
+        i += 1
+    public = SIGNER.public_key_pem()
+    start = time.perf_counter()
+    first_checkpoint = journal.checkpoint(SIGNER)
+    checkpoint_s = time.perf_counter() - start
+    for n in range(100):
+        journal.commit([_transition(names[n], i)])
+    start = time.perf_counter()
+    full = journal.verify(public_key=public)
+    full_s = time.perf_counter() - start
+    start = time.perf_counter()
+    incremental = journal.verify(public_key=public, incremental=True)
+    incremental_s = time.perf_counter() - start
+    journal.close()
+    for report in (full, incremental):
+        if report.status != VerifyStatus.VERIFIED:
+            raise SystemExit(f"verify failed: {report.problems}")
+    return {
+        "events": float(first_checkpoint["seq"] + 100), "full": full_s, "incremental": incremental_s,
+        "checkpoint": checkpoint_s,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2000, help="rows per single-commit case per round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median reported)")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="events between signed checkpoints")
+    parser.add_argument("--verify-events", type=int, default=100_000, help="events in the verify case")
     args = parser.parse_args()
 
     cases: dict[str, Callable[[Path], float]] = {
         "raw": lambda d: bench_raw(d, args.rows),
-        "single": lambda d: bench_single(d, args.rows),
+        "single": lambda d: bench_single(d, args.rows, args.checkpoint_every),
         "batch100": lambda d: bench_batch(d, 100, args.rows * 5),
         "batch1000": lambda d: bench_batch(d, 1000, args.rows * 5),
     }
@@ -130,6 +173,9 @@ def main() -> int:
                 workdir.mkdir()
                 results[name].append(case(workdir))
                 shutil.rmtree(workdir)
+        workdir = base / "verify"
+        workdir.mkdir()
+        verify = bench_verify(workdir, args.verify_events)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -137,7 +183,7 @@ def main() -> int:
     raw = median["raw"]
     rows = [
         ("1. raw SQLite: INSERT + COMMIT per row", "rows/s", median["raw"], None),
-        ("2. journal: commit() of 1 transition", "transitions/s", median["single"], 0.7),
+        ("2. journal: commit() of 1, signing on", "transitions/s", median["single"], 0.7),
         ("3a. journal: 100 nodes, commit() of 100", "transitions/s", median["batch100"], 1.0),
         ("3b. journal: 1000 nodes, commit() of 100", "transitions/s", median["batch1000"], 1.0),
     ]
@@ -161,6 +207,16 @@ def main() -> int:
         f"{name} {min(v):,.0f}..{max(v):,.0f}" for name, v in results.items()
     )
     print(f"spread over rounds (min..max per s): {spread}")
+    print(f"(case 2 signs an Ed25519 checkpoint every {args.checkpoint_every} events)")
+    print()
+    verify_met = verify["full"] <= 2.0
+    all_met &= verify_met
+    print(f"4. journal verify of {verify['events']:,.0f} events (trusted public key, signed checkpoint):")
+    print(f"   full (chain, rows, continuity, signatures, integrity_check) {verify['full']:>7.2f} s   "
+          f"target <= 2.00 s  {'yes' if verify_met else 'NO'}")
+    print(f"   incremental from the last signed checkpoint (100 events)   {verify['incremental']:>7.3f} s")
+    print(f"   first checkpoint (verifies, then signs)                    {verify['checkpoint']:>7.2f} s")
+    print()
     print("all targets met" if all_met else "SOME TARGETS NOT MET")
     return 0 if all_met else 1
 

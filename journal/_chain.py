@@ -1,11 +1,12 @@
-"""The hash chain and the HMAC seal: the journal's tamper evidence.
+"""The hash chain: the journal's tamper evidence, and the head record.
 
 Each event's ``hash`` is ``sha256(prev_hash + canonical_json(content))``; the first
-event links to :data:`GENESIS`. The chain alone shows an edited, deleted or reordered
-row, but not a cut tail or a row appended with a correctly computed hash: anyone can
-compute sha256. So the head of the chain is sealed with an HMAC whose key lives in a
-file beside the journal, not inside it; someone editing the database with the sqlite3
-shell cannot forge the seal.
+event links to :data:`GENESIS`. The content holds the node-row columns the event set
+(``sets``), so the node rows can be derived from the events alone. The chain shows an
+edited, deleted or reordered row; the ``head`` meta record (seq and hash of the last
+event, unkeyed) shows a naive cut or append. Neither proves who wrote the chain: anyone
+can compute sha256. That proof is the Ed25519-signed checkpoints (:mod:`journal._signing`)
+checked against a public key the verifier trusts, never one found in the journal.
 
 The same functions check the journal (:mod:`journal._verify`) and its exports
 (:mod:`journal._export`), so the two can never disagree on what a valid row is.
@@ -16,34 +17,23 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import hashlib
-import hmac
 import json
-import os
-import secrets
-from pathlib import Path, PurePath
-from typing import Any, Iterable
-
-from config.errors import JournalError
+from collections.abc import Iterable
+from pathlib import PurePath
+from typing import Any
 
 __all__ = [
     "GENESIS",
-    "KEY_BYTES",
     "canonical_json",
     "event_hash",
     "row_hash",
-    "seal_mac",
-    "make_seal",
-    "Sealer",
-    "check_seal",
+    "head_record",
+    "check_head",
     "digest_of",
-    "digest_mac",
-    "load_key",
-    "create_key",
     "ChainChecker",
 ]
 
 GENESIS = "0" * 64
-KEY_BYTES = 32
 _MAX_PROBLEMS = 50  # past this a tampered journal's report says "and N more"
 
 
@@ -101,86 +91,61 @@ def event_hash(
     to_state: str | None,
     actor: str,
     payload_text: str,
+    sets_text: str = "{}",
 ) -> str:
     """The chain hash of one event, hex: ``sha256(prev_hash + canonical_json(content))``.
 
-    ``content`` is the object of the eleven fields below; ``payload_text`` must already be
-    ``canonical_json(payload)``. The string is assembled in sorted-key order by hand, and
-    equals ``canonical_json`` of the dict (a test pins that).
+    ``content`` is the object of the twelve fields below; ``payload_text`` and
+    ``sets_text`` must already be canonical JSON. The string is assembled in sorted-key
+    order by hand, and equals ``canonical_json`` of the dict (a test pins that).
     """
     content = (
         f'{{"actor":{_js(actor)},"at":{_js(at)},"attempt":{_js(attempt)},'
         f'"from_state":{_js(from_state)},"key":{_js(key)},"kind":{_js(kind)},'
-        f'"node":{_js(node)},"payload":{payload_text},"seq":{_js(seq)},'
+        f'"node":{_js(node)},"payload":{payload_text},"seq":{_js(seq)},"sets":{sets_text},'
         f'"step":{_js(step)},"to_state":{_js(to_state)}}}'
     )
     return hashlib.sha256((prev_hash + content).encode()).hexdigest()
 
 
 def row_hash(row: tuple[Any, ...] | list[Any]) -> str:
-    """Recompute the hash of a full event row (``EVENT_COLUMNS`` order, payload decoded)."""
-    return event_hash(row[11], *row[:10], canonical_json(row[10]))
+    """Recompute the hash of a full event row (``EVENT_COLUMNS`` order, payload and sets decoded)."""
+    sets = row[13] if len(row) > 13 else {}
+    return event_hash(
+        row[11], row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+        canonical_json(row[10]), canonical_json(sets),
+    )
 
 
-def seal_mac(key: bytes, seq: int, hash_: str) -> str:
-    """HMAC-SHA256 of ``f"{seq}:{hash}"``: binds the chain's head to the key."""
-    return hmac.new(key, f"{seq}:{hash_}".encode(), hashlib.sha256).hexdigest()
-
-
-class Sealer:
-    """Makes seals with one key; the keyed HMAC state is built once and copied."""
-
-    def __init__(self, key: bytes) -> None:
-        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
-
-    def seal(self, seq: int, hash_: str) -> str:
-        """The ``head`` meta value for a chain ending at ``seq``/``hash_``."""
-        mac = self._hmac.copy()
-        mac.update(f"{seq}:{hash_}".encode())
-        # Plain JSON of an int and two hex strings: nothing to escape.
-        return f'{{"seq":{seq},"hash":"{hash_}","mac":"{mac.hexdigest()}"}}'
-
-
-def make_seal(key: bytes, seq: int, hash_: str) -> str:
+def head_record(seq: int, hash_: str) -> str:
     """The ``head`` meta value for a chain ending at ``seq``/``hash_``."""
-    return Sealer(key).seal(seq, hash_)
+    return f'{{"seq":{seq},"hash":"{hash_}"}}'
 
 
-def check_seal(
-    seal_text: str | None, last_seq: int, last_hash: str, key: bytes | None
-) -> tuple[list[str], bool | None]:
-    """Compare the seal with the chain's real head. Returns ``(problems, sealed)``."""
-    if seal_text is None:
+def check_head(head_text: str | None, last_seq: int, last_hash: str) -> list[str]:
+    """Compare the head record with the chain's real head; the problems found."""
+    if head_text is None:
         if last_seq == 0:
-            return [], (True if key is not None else None)
-        return [f"seal: missing, but the chain has {last_seq} events (the head was deleted)"], False
+            return []
+        return [f"seal: missing, but the chain has {last_seq} events (the head was deleted)"]
     try:
-        seal = json.loads(seal_text)
-        seq, hash_, mac = int(seal["seq"]), str(seal["hash"]), str(seal["mac"])
+        head = json.loads(head_text)
+        seq, hash_ = int(head["seq"]), str(head["hash"])
     except (ValueError, KeyError, TypeError) as exc:
-        return [f"seal: unreadable ({exc.__class__.__name__}: {exc}); it was edited"], False
-    sealed: bool | None = None
-    if key is not None:
-        sealed = hmac.compare_digest(mac, seal_mac(key, seq, hash_))
-        if not sealed:
-            # A forged seal says nothing about where the head was: compare no further.
-            return [f"seal: the MAC of seq {seq} does not match the key; the seal was edited or forged"], False
-    problems: list[str] = []
+        return [f"seal: unreadable ({exc.__class__.__name__}: {exc}); it was edited"]
     if seq > last_seq:
-        problems.append(
+        return [
             f"seal: sealed at seq {seq} but the last event is seq {last_seq}; "
             f"{_events(last_seq + 1, seq)} deleted (truncated)"
-        )
-    elif seq < last_seq:
-        problems.append(
+        ]
+    if seq < last_seq:
+        return [
             f"seal: sealed at seq {seq} but events run to seq {last_seq}; "
             f"{_events(seq + 1, last_seq)} appended outside the journal"
-        )
-    elif hash_ != last_hash:
-        problems.append(f"seal: the sealed hash of seq {seq} differs from the event's hash")
-    if problems and sealed:
-        sealed = False
-    return problems, sealed
+        ]
+    if hash_ != last_hash:
+        return [f"seal: the recorded hash of seq {seq} differs from the event's hash"]
+    return []
 
 
 def _events(first: int, last: int) -> str:
@@ -193,47 +158,6 @@ def digest_of(hashes: Iterable[str]) -> str:
     for h in hashes:
         digest.update(h.encode())
     return digest.hexdigest()
-
-
-def digest_mac(key: bytes, digest: str) -> str:
-    """HMAC-SHA256 of an export's digest."""
-    return hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
-
-
-def load_key(path: Path) -> bytes | None:
-    """The seal key from ``path``, or ``None`` when the file does not exist."""
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise JournalError(f"journal key file {path}: cannot be read ({exc}); fix its permissions") from exc
-    if len(key) < 16:
-        raise JournalError(
-            f"journal key file {path}: holds {len(key)} bytes, expected {KEY_BYTES}; "
-            "restore the original key file"
-        )
-    return key
-
-
-def create_key(path: Path) -> bytes:
-    """Write a new random key to ``path`` (mode 0600, never overwriting) and return it."""
-    key = secrets.token_bytes(KEY_BYTES)
-    try:
-        # O_EXCL: two processes opening a new journal at once must not each write a key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        existing = load_key(path)
-        assert existing is not None
-        return existing
-    except OSError as exc:
-        raise JournalError(f"journal key file {path}: cannot be created ({exc})") from exc
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key
 
 
 class ChainChecker:
@@ -260,13 +184,20 @@ class ChainChecker:
             self.dropped += 1
 
     def feed(self, row: tuple[Any, ...] | list[Any], where: str = "") -> None:
-        """Check one row (``EVENT_COLUMNS`` order, payload decoded)."""
-        seq, prev_hash, stored = row[0], row[11], row[12]
-        at = where or f"{self.label} seq {seq}"
+        """Check one row (``EVENT_COLUMNS`` order, payload and sets decoded)."""
         try:
             computed = row_hash(row)
         except (TypeError, ValueError) as exc:
             computed = f"<{exc}>"
+        self.link(row[0], row[11], row[12], computed, where)
+
+    def start_at(self, seq: int, hash_: str) -> None:
+        """Continue a contiguous chain after ``seq`` (an incremental check from a checkpoint)."""
+        self.last_seq, self.last_hash = seq, hash_
+
+    def link(self, seq: Any, prev_hash: Any, stored: Any, computed: str, where: str = "") -> None:
+        """Check one row whose hash was computed by the caller."""
+        at = where or f"{self.label} seq {seq}"
         if computed != stored:
             self.problem(f"{at}: content does not match its hash (the row was edited)")
         if self.count == 0 and not self.contiguous:

@@ -2,30 +2,43 @@
 
 Each exported event keeps its ``prev_hash`` and ``hash``, so its content can be checked
 on its own. A last record, the export seal, holds the count, the seq range, a digest
-(sha256 over the exported hashes, in order) and an HMAC of that digest with the
-journal's key: a row edited, deleted, reordered or added in the file is found by
-:func:`verify_export`, and so is a recomputed digest when the key is at hand.
+(sha256 over the exported hashes, in order) and, when the exporter was given the
+deployment's signer, an Ed25519 signature of the seal: a row edited, deleted, reordered
+or added in the file is found by :func:`verify_export`, and a recomputed digest is found
+against the public key the verifier trusts (never a key or path named in the file).
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
-import hmac
 import io
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
-from journal._chain import ChainChecker, canonical_json, digest_mac, digest_of, load_key
-from journal._records import EVENT_COLUMNS, Event, VerifyReport
+from cryptography.exceptions import InvalidSignature
+
+from journal._chain import ChainChecker, canonical_json, digest_of
+from journal._records import EVENT_COLUMNS, Event, VerifyReport, VerifyStatus
+from journal._signing import PublicKey, Signer, load_public_key
 from journal._time import utc_now
+from journal.kinds import EXPORT_SEAL as SEAL_KIND
 
 __all__ = ["FORMATS", "write_export", "verify_export"]
 
 FORMATS = ("jsonl", "csv")
-from journal.kinds import EXPORT_SEAL as SEAL_KIND
-_SEAL_FIELDS = ("count", "first_seq", "last_seq", "digest", "mac", "filter", "exported_at", "journal")
+_SEAL_FIELDS = (
+    "count", "first_seq", "last_seq", "digest", "filter", "exported_at", "journal", "deployment",
+    "key_id", "signature",
+)
+
+
+def _seal_body(seal: dict[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in seal.items() if k not in ("signature", "kind")}).encode()
 
 
 def write_export(
@@ -34,8 +47,9 @@ def write_export(
     *,
     fmt: str,
     filter_: dict[str, Any],
-    key: bytes | None,
+    signer: Signer | None,
     journal: str,
+    deployment: str | None = None,
 ) -> int:
     """Write ``events`` then the export seal to ``out``; returns the events written."""
     if fmt not in FORMATS:
@@ -56,11 +70,12 @@ def write_export(
         first_seq = event.seq if first_seq is None else first_seq
         last_seq = event.seq
     hexdigest = digest.hexdigest()
-    seal = {
+    seal: dict[str, Any] = {
         "count": count, "first_seq": first_seq, "last_seq": last_seq, "digest": hexdigest,
-        "mac": digest_mac(key, hexdigest) if key is not None else None,
-        "filter": filter_, "exported_at": utc_now(), "journal": journal,
+        "filter": filter_, "exported_at": utc_now(), "journal": journal, "deployment": deployment,
+        "key_id": signer.key_id if signer is not None else None,
     }
+    seal["signature"] = signer.sign(_seal_body(seal)) if signer is not None else None
     if writer is None:
         out.write(canonical_json({"kind": SEAL_KIND, **seal}) + "\n")
     else:
@@ -77,7 +92,7 @@ def _csv_cells(event: Event) -> list[Any]:
     cells: list[Any] = []
     for name in EVENT_COLUMNS:
         value = getattr(event, name)
-        if name == "payload":
+        if name in ("payload", "sets"):
             value = canonical_json(value)
         cells.append("" if value is None else value)
     return cells
@@ -121,12 +136,13 @@ def _parse_csv(text: str) -> _ParsedExport:
         if len(cells) != len(EVENT_COLUMNS):
             parsed.problems.append(f"{where}: {len(cells)} cells, expected {len(EVENT_COLUMNS)}")
             continue
-        record: dict[str, Any] = {n: (c if c != "" else None) for n, c in zip(EVENT_COLUMNS, cells)}
+        record: dict[str, Any] = {n: (c if c != "" else None) for n, c in zip(EVENT_COLUMNS, cells, strict=True)}
         try:
             for name in ("seq", "attempt"):
                 if record[name] is not None:
                     record[name] = int(record[name])
-            record["payload"] = json.loads(record["payload"]) if record["payload"] is not None else None
+            for name in ("payload", "sets"):
+                record[name] = json.loads(record[name]) if record[name] is not None else None
         except ValueError as exc:
             parsed.problems.append(f"{where}: unreadable cell ({exc})")
             continue
@@ -150,32 +166,40 @@ def _take(parsed: _ParsedExport, where: str, record: dict[str, Any]) -> None:
     parsed.rows.append((where, [record[name] for name in EVENT_COLUMNS]))
 
 
-def _find_key(seal: dict[str, Any], key_path: str | Path | None) -> tuple[bytes | None, str | None]:
-    if key_path is not None:
-        return load_key(Path(key_path)), str(key_path)
-    journal = seal.get("journal")
-    if isinstance(journal, str) and journal and journal != ":memory:":
-        candidate = Path(f"{journal}.key")
-        return load_key(candidate), str(candidate)
-    return None, None
+def _signature_ok(public_key: PublicKey, seal: dict[str, Any]) -> bool:
+    try:
+        public_key.verify(base64.b64decode(str(seal.get("signature")), validate=True), _seal_body(seal))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
 
 
-def verify_export(path: str | Path, key_path: str | Path | None = None) -> VerifyReport:
+def verify_export(
+    path: str | Path,
+    key_path: str | Path | None = None,
+    *,
+    public_key: PublicKey | Signer | bytes | str | os.PathLike[str] | None = None,
+    chain_only: bool = False,
+) -> VerifyReport:
     """Check an export file (JSON lines or CSV, told apart by its content).
 
     Recomputes each row's hash, checks order and the prev links wherever rows are
-    neighbours in the chain (all of them in an unfiltered export), and checks the
-    export seal's count, range and digest, and its MAC with the journal's key.
+    neighbours in the chain (all of them in an unfiltered export), the export seal's
+    count, range and digest, and its signature against ``public_key``.
 
     Args:
         path: the export file.
-        key_path: the journal's key file. Default: ``<journal>.key`` beside the journal
-            named in the export seal. Pass it explicitly for a check that does not trust
-            the file's own hint.
+        key_path: ignored (the old HMAC key file); kept so old callers still run. Nothing
+            named in the export itself is ever used to check it.
+        public_key: the trusted Ed25519 public key. Without it the status is
+            ``UNVERIFIED``; with it, an unsigned or wrongly signed export is ``FAILED``.
+        chain_only: check rows and digest only, status ``CHAIN_ONLY``.
 
     Returns:
-        A :class:`VerifyReport`; ``sealed`` is ``None`` when no key was found.
+        A :class:`VerifyReport`.
     """
+    del key_path
+    key = load_public_key(public_key) if public_key is not None and not chain_only else None
     # newline="": a CSV cell may hold a bare \r that universal newlines would rewrite.
     with open(path, encoding="utf-8", newline="") as file:
         text = file.read()
@@ -195,31 +219,36 @@ def verify_export(path: str | Path, key_path: str | Path | None = None) -> Verif
         sealed = False
     else:
         problems += _seal_problems(seal, parsed.rows, hashes)
-        key, where_key = _find_key(seal, key_path)
-        if key is None:
-            sealed = None
-        else:
-            expected = digest_mac(key, str(seal.get("digest")))
-            sealed = hmac.compare_digest(str(seal.get("mac")), expected)
+        if key is not None:
+            sealed = seal.get("signature") is not None and _signature_ok(key, seal)
             if not sealed:
                 problems.append(
-                    f"export seal: the MAC does not match the key {where_key}; "
-                    "the seal was edited or comes from another journal"
+                    "export seal: " + ("not signed" if seal.get("signature") is None else
+                                       "the signature does not match the trusted public key")
+                    + "; the file cannot be proven to come from this deployment's journal"
                 )
     ok = not problems
-    if seal is not None and sealed is None:
+    if chain_only:
+        status = VerifyStatus.CHAIN_ONLY if ok else VerifyStatus.FAILED
+        problems.append("warning: chain only: the seal's signature was not checked")
+    elif not ok:
+        status = VerifyStatus.FAILED
+    elif key is None:
+        status = VerifyStatus.UNVERIFIED
         problems.append(
-            "warning: the journal's key file was not found; rows and digest were checked, "
-            "the MAC cannot be (pass key_path)"
+            "warning: UNVERIFIED: no trusted public key was given; rows and digest were checked, "
+            "the signature was not (anyone could have written this file)"
         )
-    if ok and sealed is False:
-        ok = False
-    return VerifyReport(ok=ok, problems=problems, events=len(parsed.rows), sealed=sealed)
+    else:
+        status = VerifyStatus.VERIFIED
+    return VerifyReport(ok=ok, problems=problems, events=len(parsed.rows), sealed=sealed, status=status)
 
 
 def _seal_problems(seal: dict[str, Any], rows: list[tuple[str, list[Any]]], hashes: list[str]) -> list[str]:
     problems = []
     missing = [name for name in _SEAL_FIELDS if name not in seal]
+    if "deployment" in missing and "mac" in seal:
+        missing = ["(an export of the old HMAC-sealed format: re-export it)"]
     if missing:
         problems.append(f"export seal: missing fields {', '.join(missing)}")
     if seal.get("count") != len(rows):

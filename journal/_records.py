@@ -7,17 +7,18 @@ without touching SQLite.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from config.errors import IntegrityError
 
-__all__ = ["Transition", "Event", "NodeRecord", "VerifyReport", "EVENT_COLUMNS", "NODE_COLUMNS"]
+__all__ = ["Transition", "Event", "NodeRecord", "VerifyReport", "VerifyStatus", "EVENT_COLUMNS", "NODE_COLUMNS"]
 
 # Column order of the `events` table; rows are read and written in this order.
 EVENT_COLUMNS = (
     "seq", "at", "node", "kind", "step", "attempt", "key",
-    "from_state", "to_state", "actor", "payload", "prev_hash", "hash",
+    "from_state", "to_state", "actor", "payload", "prev_hash", "hash", "sets",
 )
 
 NODE_COLUMNS = (
@@ -73,12 +74,15 @@ class Event:
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+    sets: dict[str, Any] = field(default_factory=dict)  # the node-row columns the event set
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Event:
-        """Build from an ``events`` row in :data:`EVENT_COLUMNS` order (payload as JSON text)."""
+        """Build from an ``events`` row in :data:`EVENT_COLUMNS` order (payload, sets as JSON text)."""
         values = list(row)
         values[10] = json.loads(values[10]) if values[10] else {}
+        if len(values) > 13:
+            values[13] = json.loads(values[13]) if values[13] else {}
         return cls(*values)
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,19 +119,46 @@ class NodeRecord:
         return cls(*values)
 
 
+class VerifyStatus:
+    """The verdict of :meth:`Journal.verify` and :func:`verify_export`.
+
+    Only ``VERIFIED`` proves the record (chain, rows and signatures against a trusted
+    public key); ``CHAIN_ONLY`` was asked for explicitly and says nothing about who wrote
+    the chain; ``UNVERIFIED`` means no trusted key (or nothing signed): a command must
+    treat it as a failure (exit 4), as it does ``FAILED``.
+    """
+
+    VERIFIED = "VERIFIED"
+    CHAIN_ONLY = "CHAIN_ONLY"
+    UNVERIFIED = "UNVERIFIED"
+    FAILED = "FAILED"
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """The result of an integrity check of a journal or an export.
 
-    ``ok`` is false when any problem other than a ``warning:`` line was found.
-    ``sealed`` is ``True`` when the HMAC seal was checked and holds, ``False`` when it
-    is missing or does not match, ``None`` when no key was available to check it.
+    ``ok`` is true when no problem was found in what was checked (``warning:`` lines do
+    not count); ``status`` (a :class:`VerifyStatus` value) is the verdict a command acts
+    on: anything but ``VERIFIED`` (or an explicitly requested ``CHAIN_ONLY``) is exit 4.
+    ``sealed`` is ``True`` when checkpoint signatures were checked against a trusted
+    public key and hold, ``False`` when one does not, ``None`` when none was checked.
+    ``signed_seq`` is the last event a verified signature covers (0: none);
+    ``start_seq`` the first event an incremental check read (1: the whole chain).
     """
 
     ok: bool
     problems: list[str]
     events: int
     sealed: bool | None
+    status: str = VerifyStatus.UNVERIFIED
+    signed_seq: int = 0
+    start_seq: int = 1
+
+    @property
+    def verified(self) -> bool:
+        """Whether the record is proven (status ``VERIFIED``)."""
+        return self.status == VerifyStatus.VERIFIED
 
     def raise_for_problems(self) -> None:
         """Raise :class:`config.errors.IntegrityError` listing the problems unless ``ok``."""

@@ -1,93 +1,331 @@
-"""The integrity check of a journal file: chain, seal and node rows, in one read snapshot."""
+"""The integrity check of a journal file, in one read snapshot.
+
+What is checked:
+
+- the hash chain (every event's hash, seq order, prev links) and the head record;
+- every node row column against the state derived from the events
+  (:mod:`journal._derive`), and state continuity (each ``from_state`` is the node's
+  previous state);
+- every checkpoint's Ed25519 signature against the public key the caller trusts (never
+  a key found in the journal), and that each checkpoint (the journal's own, and those of
+  an independently kept list) matches the chain at its seq;
+- ``PRAGMA integrity_check``.
+
+Incremental mode starts from the newest checkpoint whose signature and node snapshot
+hold, checks that its head is the chain's event at its seq, and reads only the events
+after it: what the engine acts on (the tail and the node rows) is proven, in time
+proportional to the events since that checkpoint. The full check reads everything.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from journal._chain import ChainChecker, check_seal
-from journal._records import VerifyReport
+from journal._chain import ChainChecker, check_head, event_hash
+from journal._derive import DERIVED_COLUMNS, Deriver, snapshot_digest
+from journal._records import VerifyReport, VerifyStatus
+from journal._signing import CHECKPOINT_FIELDS, PublicKey, checkpoint_signature_ok
+from journal.kinds import DEPLOYMENT_BOUND, NODE_REGISTERED
 
-__all__ = ["verify_connection"]
+__all__ = ["Verification", "verify_connection"]
 
-_CHUNK = 2000
+_CHUNK = 5000
+_NODE_COLUMNS = ("name", *DERIVED_COLUMNS)
+_EVENT_SQL = (
+    "SELECT seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, "
+    "prev_hash, hash, sets FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+)
 
 
-def verify_connection(conn: sqlite3.Connection, key: bytes | None, key_path: Path | None) -> VerifyReport:
-    """Check every event's hash and link, the seal, and that node rows match their events.
+@dataclass
+class Verification:
+    """A report plus what a checkpoint needs: the derived rows at the head, the head."""
 
-    The caller holds the journal's lock; this opens and ends its own read transaction.
+    report: VerifyReport
+    snapshot: dict[str, dict[str, Any]] = field(default_factory=dict)
+    head: tuple[int, str] = (0, "")
+    deployment: str | None = None
+
+
+@dataclass
+class _Checkpoint:
+    origin: str  # "checkpoint #3" or "kept checkpoint line 2"
+    record: dict[str, Any]
+    signed: bool | None  # None: no key to check it
+
+
+def verify_connection(
+    conn: sqlite3.Connection,
+    *,
+    public_key: PublicKey | None,
+    kept: Iterable[Mapping[str, Any]] | None = None,
+    chain_only: bool = False,
+    incremental: bool = False,
+    integrity: str = "full",
+) -> Verification:
+    """Check the journal on ``conn`` (see the module's docstring).
+
+    The caller holds the journal's lock; this opens and ends its own read transaction
+    unless the caller is in one. ``integrity`` is ``"full"`` (``PRAGMA integrity_check``),
+    ``"quick"`` (``quick_check``) or ``"none"``.
     """
-    chain = ChainChecker(contiguous=True)
-    last_to_state: dict[str, tuple[int, str]] = {}
-    last_seq_of: dict[str, int] = {}
-    conn.execute("BEGIN")  # one snapshot: a concurrent writer cannot make rows disagree
+    problems: list[str] = []
+    own_transaction = not conn.in_transaction
+    if own_transaction:
+        conn.execute("BEGIN")  # one snapshot: a concurrent writer cannot make rows disagree
     try:
-        after = -1 << 62
-        while True:
-            rows = conn.execute(
-                "SELECT seq, at, node, kind, step, attempt, key, from_state, to_state, actor, "
-                "payload, prev_hash, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, _CHUNK),
-            ).fetchall()
-            if not rows:
-                break
-            for raw in rows:
-                row = list(raw)
-                try:
-                    row[10] = json.loads(row[10])
-                except (TypeError, ValueError):
-                    pass  # left as text: its hash will not match, which is reported
-                chain.feed(row)
-                node, to_state = row[2], row[8]
-                if node is not None:
-                    last_seq_of[node] = row[0]
-                    if to_state is not None:
-                        last_to_state[node] = (row[0], to_state)
-            after = rows[-1][0]
-        seal_row = conn.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()
-        nodes = conn.execute("SELECT name, state, last_seq FROM nodes ORDER BY rowid").fetchall()
+        if integrity != "none":
+            problems += _integrity(conn, integrity == "full")
+        try:
+            result = _check(conn, public_key, kept, chain_only, incremental, problems)
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"database: cannot be read ({exc}); the file is damaged")
+            result = Verification(VerifyReport(False, problems, 0, False, VerifyStatus.FAILED))
     finally:
-        conn.execute("COMMIT")
+        if own_transaction and conn.in_transaction:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")  # a read transaction: nothing to lose
+    return result
 
-    problems = chain.finish()
-    seal_problems, sealed = check_seal(
-        seal_row[0] if seal_row else None, chain.last_seq, chain.last_hash, key
-    )
-    problems += seal_problems
-    problems += _node_problems(nodes, last_to_state, last_seq_of)
-    ok = not problems
-    if key is None:
+
+def _integrity(conn: sqlite3.Connection, full: bool) -> list[str]:
+    pragma = "integrity_check" if full else "quick_check"
+    try:
+        lines = [row[0] for row in conn.execute(f"PRAGMA {pragma}(20)")]
+    except sqlite3.DatabaseError as exc:
+        return [f"{pragma}: failed ({exc}); the file is damaged"]
+    if lines == ["ok"]:
+        return []
+    return [f"{pragma}: {line}" for line in lines]
+
+
+def _load_checkpoints(
+    conn: sqlite3.Connection, public_key: PublicKey | None, kept: Iterable[Mapping[str, Any]] | None,
+    problems: list[str],
+) -> tuple[list[_Checkpoint], list[_Checkpoint]]:
+    own = []
+    for row in conn.execute(
+        f"SELECT id, {', '.join(CHECKPOINT_FIELDS)}, signature FROM checkpoints ORDER BY id"
+    ):
+        record = dict(zip(("id", *CHECKPOINT_FIELDS, "signature"), row, strict=True))
+        own.append(_Checkpoint(f"checkpoint #{row[0]} (seq {row[1]})", record, None))
+    others = []
+    for number, item in enumerate(kept or (), start=1):
+        if not isinstance(item, Mapping) or not isinstance(item.get("seq"), int) or not isinstance(item.get("head"), str):
+            problems.append(f"kept checkpoint {number}: not a checkpoint record (needs seq, head, signature)")
+            continue
+        others.append(_Checkpoint(f"kept checkpoint {number} (seq {item['seq']})", dict(item), None))
+    if public_key is not None:
+        for cp in own + others:
+            cp.signed = checkpoint_signature_ok(public_key, cp.record)
+            if not cp.signed:
+                problems.append(
+                    f"{cp.origin}: signature does not match the trusted public key "
+                    "(forged, or signed with another key)"
+                )
+    return own, others
+
+
+def _start(
+    conn: sqlite3.Connection, own: list[_Checkpoint], problems: list[str]
+) -> tuple[int, str, dict[str, dict[str, Any]]] | None:
+    """The newest signed checkpoint whose node snapshot holds: (seq, head, snapshot)."""
+    for cp in reversed(own):
+        if not cp.signed:
+            continue
+        row = conn.execute("SELECT snapshot FROM checkpoints WHERE id = ?", (cp.record["id"],)).fetchone()
+        if row is None or row[0] is None:
+            continue  # an older checkpoint: its snapshot was dropped when a newer one was made
+        try:
+            snapshot = json.loads(row[0])
+        except (TypeError, ValueError):
+            snapshot = None
+        if not isinstance(snapshot, dict) or snapshot_digest(snapshot) != cp.record["nodes"]:
+            problems.append(f"{cp.origin}: its node snapshot does not match the signed digest (edited)")
+            continue
+        return int(cp.record["seq"]), str(cp.record["head"]), snapshot
+    return None
+
+
+def _check(
+    conn: sqlite3.Connection,
+    public_key: PublicKey | None,
+    kept: Iterable[Mapping[str, Any]] | None,
+    chain_only: bool,
+    incremental: bool,
+    problems: list[str],
+) -> Verification:
+    if chain_only:
+        public_key = None
+    own, others = _load_checkpoints(conn, public_key, kept, problems)
+    chain = ChainChecker(contiguous=True)
+    deriver = Deriver()
+    start_seq = 1
+    if incremental and public_key is not None:
+        start = _start(conn, own, problems)
+        if start is not None:
+            seq, head, snapshot = start
+            row = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+            if row is None or row[0] != head:
+                problems.append(f"checkpoint at seq {seq}: the chain's event seq {seq} is not the signed head")
+            else:
+                chain.start_at(seq, head)
+                deriver = Deriver.from_snapshot(snapshot)
+                start_seq = seq + 1
+    by_seq: dict[int, list[_Checkpoint]] = {}
+    for cp in own + others:
+        by_seq.setdefault(int(cp.record["seq"]), []).append(cp)
+    events = _walk(conn, chain, deriver, start_seq - 1, by_seq)
+    last_seq, last_hash = chain.last_seq, chain.last_hash
+    problems[:0] = chain.finish()
+    problems += deriver.problems[:50]
+    head_row = conn.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()
+    problems += check_head(head_row[0] if head_row else None, last_seq, last_hash)
+    signed_seq = _match_checkpoints(conn, by_seq, start_seq, last_seq, problems)
+    deployment_row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
+    deployment = deployment_row[0] if deployment_row else None
+    if deriver.deployment is not None and deriver.deployment[1] != deployment:
         problems.append(
-            f"warning: key file {key_path} not found; the chain was checked but the seal "
-            "cannot be (restore the key file to check it)"
+            f"meta deployment {deployment!r} differs from the deployment_bound event seq "
+            f"{deriver.deployment[0]} ({deriver.deployment[1]!r}): it was edited"
         )
-    return VerifyReport(ok=ok, problems=problems, events=chain.count, sealed=sealed)
+    for cp in own + others:
+        if cp.signed is not False and cp.record.get("deployment") != deployment:
+            problems.append(
+                f"{cp.origin}: signed for deployment {cp.record.get('deployment')!r}, "
+                f"the journal says {deployment!r}"
+            )
+    problems += _node_problems(conn, deriver)
+    ok = not problems
+    notes = []
+    if chain_only:
+        status = VerifyStatus.CHAIN_ONLY if ok else VerifyStatus.FAILED
+        notes.append("warning: chain only: signatures were not checked, so this does not show who wrote the chain")
+        sealed = None
+    elif not ok:
+        status, sealed = VerifyStatus.FAILED, (False if any(cp.signed is False for cp in own + others) else None)
+    elif public_key is None:
+        status, sealed = VerifyStatus.UNVERIFIED, None
+        notes.append(
+            "warning: UNVERIFIED: no trusted public key was given, so the checkpoint signatures "
+            "were not checked (anyone able to write the journal could have rewritten it)"
+        )
+    elif signed_seq == 0 and last_seq > 0:
+        status, sealed = VerifyStatus.UNVERIFIED, None
+        notes.append(f"warning: UNVERIFIED: no signed checkpoint covers any of the {last_seq} events")
+    else:
+        status, sealed = VerifyStatus.VERIFIED, True
+        if last_seq > signed_seq:
+            tail = f"event {last_seq} comes" if last_seq == signed_seq + 1 else f"events {signed_seq + 1}..{last_seq} come"
+            notes.append(
+                f"warning: {tail} after the last signed checkpoint (seq {signed_seq}); "
+                "they are chained but not yet signed"
+            )
+    report = VerifyReport(
+        ok=ok, problems=problems + notes, events=events, sealed=sealed, status=status,
+        signed_seq=signed_seq, start_seq=start_seq,
+    )
+    return Verification(report, deriver.snapshot(), (last_seq, last_hash), deployment)
 
 
-def _node_problems(
-    nodes: list[tuple[str, str, int | None]],
-    last_to_state: dict[str, tuple[int, str]],
-    last_seq_of: dict[str, int],
-) -> list[str]:
+def _walk(
+    conn: sqlite3.Connection, chain: ChainChecker, deriver: Deriver, after: int,
+    by_seq: dict[int, list[_Checkpoint]],
+) -> int:
+    feed, link, count = deriver.feed, chain.link, 0
+    loads = json.loads
+    while True:
+        rows = conn.execute(_EVENT_SQL, (after, _CHUNK)).fetchall()
+        if not rows:
+            return count
+        for seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, prev, stored, sets in rows:
+            try:
+                computed = event_hash(
+                    prev, seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets
+                )
+            except (TypeError, ValueError) as exc:
+                computed = f"<{exc}>"
+            link(seq, prev, stored, computed)
+            if node is not None:
+                try:
+                    decoded_sets = loads(sets)
+                    decoded_payload = loads(payload) if kind == NODE_REGISTERED else None
+                except (TypeError, ValueError):
+                    decoded_sets, decoded_payload = {}, None  # the hash already failed: reported
+                feed(seq, at, node, kind, from_state, to_state, decoded_payload, decoded_sets)
+            elif kind == DEPLOYMENT_BOUND:
+                try:
+                    feed(seq, at, node, kind, from_state, to_state, loads(payload), None)
+                except (TypeError, ValueError):
+                    pass
+        count += len(rows)
+        after = rows[-1][0]
+
+
+def _match_checkpoints(
+    conn: sqlite3.Connection, by_seq: dict[int, list[_Checkpoint]], start_seq: int, last_seq: int,
+    problems: list[str],
+) -> int:
+    """Compare every checkpoint with the chain; the last seq a signed checkpoint proves."""
+    signed_seq = 0
+    for seq in sorted(by_seq):
+        for cp in by_seq[seq]:
+            if seq > last_seq:
+                problems.append(
+                    f"{cp.origin}: the chain ends at seq {last_seq}; events {last_seq + 1}..{seq} "
+                    "were deleted (truncated)"
+                )
+                continue
+            row = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone() if seq > 0 else None
+            actual = row[0] if row else None
+            if seq > 0 and actual != cp.record["head"]:
+                problems.append(
+                    f"{cp.origin}: says seq {seq} had head {str(cp.record['head'])[:16]}..., the chain's "
+                    f"event seq {seq} has {str(actual)[:16]}... (the history was rewritten)"
+                )
+                continue
+            if cp.signed:
+                signed_seq = max(signed_seq, seq)
+    return signed_seq
+
+
+def _node_problems(conn: sqlite3.Connection, deriver: Deriver) -> list[str]:
     problems = []
+    derived = deriver.rows
     names = set()
-    for name, state, last_seq in nodes:
+    for row in conn.execute(f"SELECT {', '.join(_NODE_COLUMNS)} FROM nodes ORDER BY rowid"):
+        name = row[0]
         names.add(name)
-        if name not in last_seq_of:
+        expected = derived.get(name)
+        if expected is None:
             problems.append(f"node {name}: has no events (the row was inserted outside the journal)")
             continue
-        if name in last_to_state and last_to_state[name][1] != state:
-            seq, to_state = last_to_state[name]
-            problems.append(
-                f"node {name}: state {state!r} disagrees with to_state {to_state!r} "
-                f"of its latest event seq {seq} (the row or its events were changed)"
-            )
-        if last_seq != last_seq_of[name]:
-            problems.append(
-                f"node {name}: last_seq {last_seq} but its latest event is seq {last_seq_of[name]}"
-            )
-    for name in sorted(set(last_seq_of) - names):
-        problems.append(f"node {name}: has events up to seq {last_seq_of[name]} but no row (deleted)")
+        latest = expected["last_seq"]
+        for column, value in zip(DERIVED_COLUMNS, row[1:], strict=True):
+            want = expected[column]
+            if column == "maintenance":
+                value, want = bool(value), bool(want)
+            if value == want:
+                continue
+            if column == "state":
+                problems.append(
+                    f"node {name}: state {value!r} disagrees with to_state {want!r} "
+                    f"of its latest event seq {latest} (the row or its events were changed)"
+                )
+            elif column == "last_seq":
+                problems.append(f"node {name}: last_seq {value} but its latest event is seq {want}")
+            else:
+                problems.append(
+                    f"node {name}: {column} is {value!r} in its row but {want!r} from its events "
+                    f"(latest seq {latest}): the row was edited outside the journal"
+                )
+    for name in sorted(set(derived) - names):
+        problems.append(f"node {name}: has events up to seq {derived[name]['last_seq']} but no row (deleted)")
     return problems

@@ -1,6 +1,6 @@
 """The kinds of event the journal holds: one name each, used by every writer and reader.
 
-The journal itself interprets none of them but ``NODE_REGISTERED`` and ``EXPORT_SEAL``;
+The journal itself interprets none of them but ``NODE_REGISTERED``, ``EXPORT_SEAL`` and ``DEPLOYMENT_BOUND``;
 the engine, the library API and (for integrity checks) the verifier agree on the rest
 through these constants, so a misspelt kind is an import error, not a silent new kind.
 """
@@ -24,6 +24,7 @@ __all__ = [
     "MAINTENANCE_ON",
     "MAINTENANCE_OFF",
     "EXPORT_SEAL",
+    "DEPLOYMENT_BOUND",
     "ALL",
 ]
 
@@ -43,9 +44,10 @@ GATE_PASSED = "gate_passed"  # the waiting node went on through an open gate
 MAINTENANCE_ON = "maintenance_on"
 MAINTENANCE_OFF = "maintenance_off"
 EXPORT_SEAL = "export_seal"  # the last line of an export (never in the database)
+DEPLOYMENT_BOUND = "deployment_bound"  # the journal bound to its deployment identity (once)
 
 ALL = frozenset({
     NODE_REGISTERED, DEFINITION_RECORDED, DEFINITION_CHANGED, MILESTONE_STARTED, STEP_STARTED, STEP_RETRY,
     STEP_COMMITTED, STEP_FAILED, RETRIED, REWOUND, GATE_WAITING, GATE_OPENED, GATE_PASSED, MAINTENANCE_ON,
-    MAINTENANCE_OFF, EXPORT_SEAL,
+    MAINTENANCE_OFF, EXPORT_SEAL, DEPLOYMENT_BOUND,
 })

@@ -36,8 +36,8 @@ def walk(j: Journal, node: str, states: list[str], step: str = "work") -> None:
 
 def spec_hash(prev_hash: str, event: dict[str, Any]) -> str:
     """The chain hash computed from the written spec, independently of journal._chain."""
-    content = {name: event[name] for name in (
+    content = {name: event.get(name, {}) for name in (
         "seq", "at", "node", "kind", "step", "attempt", "key", "from_state", "to_state",
-        "actor", "payload")}
+        "actor", "payload", "sets")}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((prev_hash + text).encode()).hexdigest()

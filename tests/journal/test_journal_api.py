@@ -20,8 +20,9 @@ from journal_helpers import NODES, ROOT, spec_hash
 def test_public_names_are_pinned() -> None:
     """The package exports exactly the names the engine is written against."""
     assert journal_pkg.__all__ == [
-        "Journal", "Event", "NodeRecord", "Transition", "VerifyReport", "verify_export",
-        "new_lease_owner", "kinds",
+        "Journal", "Event", "NodeRecord", "NodeRecordFields", "Transition", "VerifyReport", "VerifyStatus",
+        "Signer", "derive_nodes", "generate_signing_key", "load_public_key", "public_key_pem",
+        "verify_export", "new_lease_owner", "kinds",
     ]
 
 
@@ -42,48 +43,43 @@ def test_journal_imports_only_config_and_itself() -> None:
                 assert top not in ours or top in {"journal", "config"}, f"{source.name} imports {name}"
 
 
-def test_open_creates_schema_and_a_private_key(journal_path: Path) -> None:
-    """A new journal gets WAL mode and a 0600 key file of 32 random bytes beside it."""
+def test_open_creates_a_private_journal_and_no_key(journal_path: Path) -> None:
+    """A new journal is 0600 in WAL mode with synchronous=FULL, and no key file beside it."""
     with Journal.open(journal_path) as j:
         assert j.path == journal_path
-        assert j.key_path == Path(f"{journal_path}.key")
+        assert j.checkpoints_path == Path(f"{journal_path}.checkpoints")
         mode = j._conn.execute("PRAGMA journal_mode").fetchone()[0]
         sync = j._conn.execute("PRAGMA synchronous").fetchone()[0]
-    key = Path(f"{journal_path}.key")
+        j.ensure_nodes(NODES)
+        wal = Path(f"{journal_path}-wal")
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
     assert mode == "wal"
     assert sync == 2  # FULL
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert len(key.read_bytes()) == 32
+    assert stat.S_IMODE(journal_path.stat().st_mode) == 0o600
+    assert not Path(f"{journal_path}.key").exists()
 
 
-def test_reopen_keeps_key_and_data(journal_path: Path) -> None:
-    """Reopening finds the same key and the same events."""
+def test_reopen_keeps_data(journal_path: Path) -> None:
+    """Reopening finds the same events, and the chain still holds."""
     with Journal.open(journal_path) as j:
         j.ensure_nodes(NODES)
-    key = Path(f"{journal_path}.key").read_bytes()
     with Journal.open(journal_path) as j:
         assert [n.name for n in j.nodes()] == ["mgr", "conf-1", "conf-2"]
         assert j.verify().ok
-    assert Path(f"{journal_path}.key").read_bytes() == key
-
-
-def test_explicit_key_path(tmp_path: Path) -> None:
-    """key_path puts the key where the caller says."""
-    key_path = tmp_path / "keys" / "journal.key"
-    key_path.parent.mkdir()
-    with Journal.open(tmp_path / "j.sqlite", key_path=key_path) as j:
-        j.ensure_nodes(NODES)
-        assert j.verify().sealed is True
-    assert key_path.exists() and not Path(f"{tmp_path / 'j.sqlite'}.key").exists()
 
 
 def test_memory_journal() -> None:
-    """':memory:' gives a private journal whose key lives in memory only."""
+    """':memory:' gives a private journal that checkpoints and verifies like a file."""
+    from journal import Signer, VerifyStatus
+
+    signer = Signer.generate()
     with Journal.open(":memory:") as j:
         j.ensure_nodes(NODES)
         j.record(node="mgr", kind="step_committed", to_state="reserved")
-        report = j.verify()
+        j.checkpoint(signer)
+        report = j.verify(public_key=signer.public_key_pem())
     assert report.ok and report.sealed is True and report.events == 4
+    assert report.status == VerifyStatus.VERIFIED and report.signed_seq == 4
 
 
 def test_ensure_nodes_adds_only_missing(journal: Journal) -> None:
@@ -232,13 +228,14 @@ def test_bad_since_is_named(journal: Journal) -> None:
 
 
 def test_meta(journal: Journal) -> None:
-    """Meta values round-trip; the seal cannot be set by hand."""
+    """Meta values round-trip; the head, deployment and schema version cannot be set by hand."""
     assert journal.get_meta("definition_hash") is None
     journal.set_meta("definition_hash", "abc")
     journal.set_meta("definition_hash", "def")
     assert journal.get_meta("definition_hash") == "def"
-    with pytest.raises(ValueError, match="seal"):
-        journal.set_meta("head", "{}")
+    for name in ("head", "deployment", "schema_version"):
+        with pytest.raises(ValueError, match="kept by the journal itself"):
+            journal.set_meta(name, "{}")
 
 
 def test_statistics(busy_journal: Journal) -> None:
@@ -247,22 +244,6 @@ def test_statistics(busy_journal: Journal) -> None:
     assert stats["events"] == 9 and stats["last_seq"] == 9 and stats["nodes"] == 3
     assert stats["nodes_by_state"] == {"bios_locked": 1, "deployed": 1, "installed": 1}
     assert stats["file_bytes"] > 0
-
-
-def test_key_file_is_not_overwritten(journal_path: Path) -> None:
-    """An existing key file is used as it is, never replaced."""
-    Path(f"{journal_path}.key").write_bytes(b"k" * 32)
-    os.chmod(f"{journal_path}.key", 0o600)
-    with Journal.open(journal_path) as j:
-        j.ensure_nodes(NODES)
-    assert Path(f"{journal_path}.key").read_bytes() == b"k" * 32
-
-
-def test_short_key_file_is_refused(journal_path: Path) -> None:
-    """A truncated key file is an error that names the file."""
-    Path(f"{journal_path}.key").write_bytes(b"short")
-    with pytest.raises(JournalError, match=r"\.key: holds 5 bytes"):
-        Journal.open(journal_path)
 
 
 def test_not_a_journal(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tamper evidence: the hash chain, the HMAC seal and the node rows, attacked with plain SQL."""
+"""Tamper evidence: the hash chain, the head record, signed checkpoints and node rows, attacked with plain SQL."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from typing import Callable
 
 import pytest
 
-from config.errors import IntegrityError, JournalError
-from journal import Journal, Transition
+from config.errors import IntegrityError
+from journal import Journal, Signer, Transition, VerifyStatus
 from journal._chain import canonical_json, event_hash, row_hash
 from journal_helpers import NODES, spec_hash, walk
+
+SIGNER = Signer.generate()
+PUBLIC = SIGNER.public_key_pem()
 
 # busy_journal holds seq 1..9: 1-3 node_registered, 4-6 mgr, 7-8 conf-1, 9 a run-level note.
 
@@ -22,14 +25,14 @@ def _append_forged(db: sqlite3.Connection) -> None:
     last = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     event = {"seq": last[0] + 1, "at": "2030-01-01T00:00:00.000000Z", "node": None,
              "kind": "run_note", "step": None, "attempt": 0, "key": None, "from_state": None,
-             "to_state": None, "actor": "mallory", "payload": {"text": "all fine"}}
+             "to_state": None, "actor": "mallory", "payload": {"text": "all fine"}, "sets": {}}
     digest = spec_hash(last[1], event)
     db.execute(
         "INSERT INTO events (seq, at, node, kind, step, attempt, key, from_state, to_state, actor, "
-        "payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "payload, prev_hash, hash, sets) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (*[event[k] for k in ("seq", "at", "node", "kind", "step", "attempt", "key", "from_state",
                               "to_state", "actor")],
-         json.dumps(event["payload"]), last[1], digest),
+         json.dumps(event["payload"]), last[1], digest, "{}"),
     )
 
 
@@ -46,12 +49,18 @@ def _edit_seal(db: sqlite3.Connection) -> None:
 
 
 def _reseal_after_truncation(db: sqlite3.Connection) -> None:
-    """Cut the tail and point the seal at the new last row: the MAC no longer matches."""
+    """Cut the tail and point the head record at the new last row: the signed checkpoint at 9 remains."""
     db.execute("DELETE FROM events WHERE seq > 7")
     seal = json.loads(db.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()[0])
     last_hash = db.execute("SELECT hash FROM events WHERE seq = 7").fetchone()[0]
     seal.update(seq=7, hash=last_hash)
     db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (json.dumps(seal),))
+
+
+def _truncate_reseal_and_drop_checkpoints(db: sqlite3.Connection) -> None:
+    """Cut the tail, move the head record and delete the signed checkpoints that would tell."""
+    _reseal_after_truncation(db)
+    db.execute("DELETE FROM checkpoints")
 
 
 TAMPERING: list[tuple[str, Callable[[sqlite3.Connection], object], str]] = [
@@ -74,11 +83,18 @@ TAMPERING: list[tuple[str, Callable[[sqlite3.Connection], object], str]] = [
     ("truncate tail", lambda db: db.execute("DELETE FROM events WHERE seq > 7"),
      "events 8..9 were deleted (truncated)"),
     # cut the tail and move the seal's seq/hash by hand
-    ("truncate and reseal", _reseal_after_truncation, "the MAC of seq 7 does not match the key"),
+    ("truncate and reseal", _reseal_after_truncation,
+     "checkpoint #1 (seq 9): the chain ends at seq 7; events 8..9 were deleted (truncated)"),
+    # cut the tail, move the head and drop the signed checkpoint: the verdict is no longer VERIFIED
+    ("truncate, reseal, drop checkpoint", _truncate_reseal_and_drop_checkpoints,
+     "node conf-1: last_seq 8 but its latest event is seq 7"),
     # append a row with a correctly computed sha256 chain hash
     ("append forged row", _append_forged, "event 10 was appended outside the journal"),
     # edit the seal
-    ("edit seal", _edit_seal, "the MAC of seq 8 does not match the key"),
+    ("edit seal", _edit_seal, "seal: sealed at seq 8 but events run to seq 9"),
+    # edit the signed checkpoint's head
+    ("edit checkpoint", lambda db: db.execute("UPDATE checkpoints SET head = ?", ("a" * 64,)),
+     "checkpoint #1 (seq 9): signature does not match the trusted public key"),
     # delete the seal
     ("delete seal", lambda db: db.execute("DELETE FROM meta WHERE name = 'head'"), "seal: missing"),
     # delete a node row
@@ -96,11 +112,12 @@ TAMPERING: list[tuple[str, Callable[[sqlite3.Connection], object], str]] = [
 def test_verify_catches_tampering(
     busy_journal: Journal, attacker: sqlite3.Connection, attack: Callable[[sqlite3.Connection], object], expected: str
 ) -> None:
-    """Each edit made with the sqlite3 module is reported, naming the seq or node."""
-    assert busy_journal.verify().ok
+    """Each edit made with the sqlite3 module is reported, naming the seq or node; never VERIFIED."""
+    busy_journal.checkpoint(SIGNER)
+    assert busy_journal.verify(public_key=PUBLIC).verified
     attack(attacker)
-    report = busy_journal.verify()
-    assert not report.ok
+    report = busy_journal.verify(public_key=PUBLIC)
+    assert report.status != VerifyStatus.VERIFIED
     assert any(expected in problem for problem in report.problems), report.problems
 
 
@@ -119,6 +136,7 @@ def test_verify_catches_tampering(
         ("payload", '{"observed":{}}'),          # details
         ("prev_hash", "1" * 64),                 # the link
         ("hash", "2" * 64),                      # the hash itself
+        ("sets", '{"step":"forged"}'),          # the node columns it set
     ],
 )
 def test_every_event_column_is_covered(
@@ -132,9 +150,11 @@ def test_every_event_column_is_covered(
 
 
 def test_untouched_journal_verifies(busy_journal: Journal) -> None:
-    """An untouched journal is ok and sealed."""
-    report = busy_journal.verify()
+    """An untouched, checkpointed journal is VERIFIED against the trusted public key."""
+    busy_journal.checkpoint(SIGNER)
+    report = busy_journal.verify(public_key=PUBLIC)
     assert (report.ok, report.problems, report.events, report.sealed) == (True, [], 9, True)
+    assert (report.status, report.signed_seq) == (VerifyStatus.VERIFIED, 9)
     report.raise_for_problems()
 
 
@@ -165,30 +185,30 @@ def test_writes_refuse_to_seal_a_tampered_head(
     assert not busy_journal.verify().ok
 
 
-def test_missing_key_checks_chain_and_warns(busy_journal: Journal, journal_path: Path) -> None:
-    """Without the key file the chain is still checked; sealed is None, with a warning."""
-    busy_journal.close()
-    Path(f"{journal_path}.key").rename(journal_path.parent / "elsewhere.key")
-    with Journal.open(journal_path) as j:
-        assert not Path(f"{journal_path}.key").exists()  # a sealed journal never gets a new key
-        report = j.verify()
-        assert report.ok and report.sealed is None and report.events == 9
-        assert report.problems and report.problems[0].startswith("warning: key file")
-        with pytest.raises(JournalError, match="restore the key file"):
-            j.record(node="mgr", kind="x")
-        j._conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = 4")
-        broken = j.verify()
-        assert not broken.ok and broken.sealed is None
+def test_without_a_public_key_the_chain_is_checked_but_unverified(busy_journal: Journal) -> None:
+    """Without a trusted key the chain is still checked, and the verdict is UNVERIFIED, never a pass."""
+    busy_journal.checkpoint(SIGNER)
+    report = busy_journal.verify()
+    assert report.ok and report.sealed is None and report.events == 9
+    assert report.status == VerifyStatus.UNVERIFIED and not report.verified
+    assert report.problems[-1].startswith("warning: UNVERIFIED")
+    busy_journal._conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = 4")
+    broken = busy_journal.verify()
+    assert not broken.ok and broken.status == VerifyStatus.FAILED
 
 
-def test_other_key_does_not_verify(busy_journal: Journal, journal_path: Path) -> None:
-    """A journal checked with another key reports the seal as not matching."""
-    busy_journal.close()
-    other = journal_path.parent / "other.key"
-    other.write_bytes(b"x" * 32)
-    with Journal.open(journal_path, key_path=other) as j:
-        report = j.verify()
-    assert not report.ok and report.sealed is False
+def test_chain_only_says_so(busy_journal: Journal) -> None:
+    """The explicit chain-only mode reports the chain alone and says the signatures were not checked."""
+    report = busy_journal.verify(chain_only=True)
+    assert report.ok and report.status == VerifyStatus.CHAIN_ONLY
+    assert any("chain only" in p for p in report.problems)
+
+
+def test_other_public_key_does_not_verify(busy_journal: Journal) -> None:
+    """A journal checked with another public key reports its checkpoints as not matching."""
+    busy_journal.checkpoint(SIGNER)
+    report = busy_journal.verify(public_key=Signer.generate().public_key_pem())
+    assert not report.ok and report.sealed is False and report.status == VerifyStatus.FAILED
 
 
 def test_two_journals_on_one_file_keep_one_chain(busy_journal: Journal, journal_path: Path) -> None:
@@ -212,14 +232,16 @@ def test_fast_hash_equals_canonical_json() -> None:
         (1, "2024-01-01T00:00:00.000000Z", None, "k", None, 0, None, None, None, "a", {}),
         (99, "t", "n\u2028é\"", "k\\", "s\n", 12, "key\x00", "f", "t", "actor", {"z": [1, 2.5, None, True]}),
     ]
+    sets = {"step": None, "attempt": 2, "gate": "g\u2028"}
     for seq, at, node, kind, step, attempt, key, fs, ts, actor, payload in cases:
         expected = hashlib.sha256(("p" + canonical_json({
             "seq": seq, "at": at, "node": node, "kind": kind, "step": step, "attempt": attempt,
-            "key": key, "from_state": fs, "to_state": ts, "actor": actor, "payload": payload,
+            "key": key, "from_state": fs, "to_state": ts, "actor": actor, "payload": payload, "sets": sets,
         })).encode()).hexdigest()
-        got = event_hash("p", seq, at, node, kind, step, attempt, key, fs, ts, actor, canonical_json(payload))
+        got = event_hash("p", seq, at, node, kind, step, attempt, key, fs, ts, actor, canonical_json(payload),
+                         canonical_json(sets))
         assert got == expected
-        assert row_hash([seq, at, node, kind, step, attempt, key, fs, ts, actor, payload, "p", got]) == expected
+        assert row_hash([seq, at, node, kind, step, attempt, key, fs, ts, actor, payload, "p", got, sets]) == expected
 
 
 def test_many_problems_are_capped(journal: Journal, attacker: sqlite3.Connection) -> None:

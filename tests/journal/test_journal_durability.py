@@ -1,4 +1,4 @@
-"""Durability: a process killed right after commit() leaves its events and a valid seal."""
+"""Durability: a process killed right after commit() leaves its events and signed checkpoints that hold."""
 
 from __future__ import annotations
 
@@ -9,21 +9,31 @@ import sys
 import textwrap
 from pathlib import Path
 
-from journal import Journal
+from journal import Journal, Signer, VerifyStatus, generate_signing_key
 from journal_helpers import NODES, ROOT
 
 _PRELUDE = f"""
 import os, sys
+from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
-from journal import Journal, Transition
+from journal import Journal, Signer, Transition
 j = Journal.open(sys.argv[1])
 j.ensure_nodes({NODES!r})
+signer = Signer.from_pem(Path(sys.argv[2]).read_bytes()) if len(sys.argv) > 2 else None
 """
 
 
-def _run(code: str, journal_path: Path) -> subprocess.Popen[str]:
+def _key(journal_path: Path) -> Path:
+    return generate_signing_key(journal_path.parent / "private")
+
+
+def _public(key: Path) -> str:
+    return Signer.from_pem(key.read_bytes()).public_key_pem()
+
+
+def _run(code: str, journal_path: Path, key: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", _PRELUDE + textwrap.dedent(code), str(journal_path)],
+        [sys.executable, "-c", _PRELUDE + textwrap.dedent(code), str(journal_path), str(key)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )
 
@@ -33,15 +43,16 @@ def test_exit_right_after_commit_keeps_everything(journal_path: Path) -> None:
     proc = _run("""
         j.commit([Transition(node="mgr", kind="step_committed", from_state="deployed", to_state="reserved"),
                   Transition(node="conf-1", kind="step_committed", from_state="deployed", to_state="reserved")])
+        j.checkpoint(signer)
         os._exit(0)
-    """, journal_path)
+    """, journal_path, key := _key(journal_path))
     proc.communicate(timeout=30)
     assert proc.returncode == 0
     with Journal.open(journal_path) as j:
         assert [(e.seq, e.node) for e in j.events(kinds=["step_committed"])] == [(4, "mgr"), (5, "conf-1")]
         assert j.node("conf-1").state == "reserved"  # type: ignore[union-attr]
-        report = j.verify()
-        assert report.ok and report.sealed is True, report.problems
+        report = j.verify(public_key=_public(key), checkpoints=j.checkpoints_path)
+        assert report.status == VerifyStatus.VERIFIED and report.signed_seq == 5, report.problems
 
 
 def test_sigkill_mid_run_leaves_a_consistent_journal(journal_path: Path) -> None:
@@ -53,8 +64,10 @@ def test_sigkill_mid_run_leaves_a_consistent_journal(journal_path: Path) -> None
             events = j.commit([Transition(node=n, kind="step_committed", to_state=states[i % 4], attempt=i)
                                for n in ("mgr", "conf-1", "conf-2")])
             print(events[-1].seq, flush=True)  # acknowledged: durable from here on
+            if i % 10 == 0:
+                j.checkpoint(signer)
             i += 1
-    """, journal_path)
+    """, journal_path, key := _key(journal_path))
     assert proc.stdout is not None
     acknowledged = 0
     for line in proc.stdout:
@@ -65,8 +78,8 @@ def test_sigkill_mid_run_leaves_a_consistent_journal(journal_path: Path) -> None
     proc.wait(timeout=30)
     proc.stdout.close()
     with Journal.open(journal_path) as j:
-        report = j.verify()
-        assert report.ok and report.sealed is True, report.problems
+        report = j.verify(public_key=_public(key), checkpoints=j.checkpoints_path)
+        assert report.status == VerifyStatus.VERIFIED and report.signed_seq > 3, report.problems
         stats = j.statistics()
         assert stats["last_seq"] >= acknowledged
         assert (stats["last_seq"] - 3) % 3 == 0  # whole commits only: never part of one
@@ -81,13 +94,15 @@ def test_concurrent_processes_share_one_chain(journal_path: Path) -> None:
     with Journal.open(journal_path) as j:
         j.ensure_nodes(NODES)
     code = """
-        node = sys.argv[2]
+        node = sys.argv[3]
         for i in range(60):
             j.commit([Transition(node=node, kind="tick", attempt=i)])
         os._exit(0)
     """
+    key = _key(journal_path)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _PRELUDE + textwrap.dedent(code), str(journal_path), node], cwd=ROOT)
+        subprocess.Popen([sys.executable, "-c", _PRELUDE + textwrap.dedent(code), str(journal_path), str(key), node],
+                         cwd=ROOT)
         for node in ("mgr", "conf-1")
     ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]

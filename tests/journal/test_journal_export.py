@@ -10,15 +10,21 @@ from typing import Callable
 
 import pytest
 
-from journal import Journal, verify_export
+from journal import Journal, Signer, VerifyReport, VerifyStatus, verify_export
 from journal_helpers import spec_hash
 
 FORMATS = ["jsonl", "csv"]
+SIGNER = Signer.generate()  # the deployment's key; the tests trust its public key
+PUBLIC = SIGNER.public_key_pem()
 
 
 def _export(j: Journal, path: Path, fmt: str, **filters: object) -> int:
     with open(path, "w", encoding="utf-8", newline="") as out:
-        return j.export(out, fmt=fmt, **filters)  # type: ignore[arg-type]
+        return j.export(out, fmt=fmt, signer=SIGNER, **filters)  # type: ignore[arg-type]
+
+
+def _verify(path: Path) -> VerifyReport:
+    return verify_export(path, public_key=PUBLIC)
 
 
 def _lines(path: Path) -> tuple[list[str], list[str], str]:
@@ -41,21 +47,21 @@ def _forged_line(fmt: str, last_line: str) -> str:
         last = {"seq": int(cells[0]), "hash": cells[12]}
     event = {"seq": last["seq"] + 1, "at": "2030-01-01T00:00:00.000000Z", "node": None,
              "kind": "run_note", "step": None, "attempt": 0, "key": None, "from_state": None,
-             "to_state": None, "actor": "mallory", "payload": {}}
+             "to_state": None, "actor": "mallory", "payload": {}, "sets": {}}
     event["prev_hash"] = last["hash"]
     event["hash"] = spec_hash(last["hash"], event)
     if fmt == "jsonl":
         return json.dumps(event)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(
-        ["" if event[c] is None else (json.dumps(event[c]) if c == "payload" else event[c])
+        ["" if event[c] is None else (json.dumps(event[c]) if c in ("payload", "sets") else event[c])
          for c in ("seq", "at", "node", "kind", "step", "attempt", "key", "from_state", "to_state",
-                   "actor", "payload", "prev_hash", "hash")])
+                   "actor", "payload", "prev_hash", "hash", "sets")])
     return buffer.getvalue()
 
 
 def _refresh_seal(fmt: str, seal_line: str, events: list[str]) -> str:
-    """Recompute count, range and digest, as someone without the key can: only the MAC is left wrong."""
+    """Recompute count, range and digest, as someone without the private key can: only the signature is wrong."""
     import hashlib
 
     if fmt == "jsonl":
@@ -72,7 +78,7 @@ def _refresh_seal(fmt: str, seal_line: str, events: list[str]) -> str:
         return json.dumps(seal)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(["", "", "", "export_seal", "", "", "", "", "", "",
-                                                    json.dumps(seal), "", ""])
+                                                    json.dumps(seal), "", "", ""])
     return buffer.getvalue()
 
 
@@ -97,7 +103,7 @@ EDITS: list[tuple[str, Edit, str]] = [
     ("delete the seal", lambda f, ev, s: (ev, []), "export seal: missing"),
     # a row deleted at the end and the seal recomputed without the key
     ("truncate and reseal", lambda f, ev, s: (ev[:-1], [_refresh_seal(f, s, ev[:-1])]),
-     "the MAC does not match the key"),
+     "the signature does not match the trusted public key"),
 ]
 
 
@@ -109,22 +115,24 @@ def test_verify_export_catches_edits(
     """Each edit of an export file is reported."""
     path = tmp_path / f"export.{fmt}"
     assert _export(busy_journal, path, fmt) == 9
-    assert verify_export(path).ok
+    assert _verify(path).verified
     head, events, seal = _lines(path)
     new_events, new_seal = edit(fmt, events, seal)
     _write(path, head, new_events, new_seal)
-    report = verify_export(path)
+    report = _verify(path)
+    assert report.status == VerifyStatus.FAILED
     assert not report.ok
     assert any(expected in p for p in report.problems), report.problems
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_untouched_export_verifies(busy_journal: Journal, tmp_path: Path, fmt: str) -> None:
-    """An untouched export is ok and its MAC holds with the key found beside the journal."""
+    """An untouched export is VERIFIED: its signature holds against the trusted public key."""
     path = tmp_path / f"export.{fmt}"
     _export(busy_journal, path, fmt)
-    report = verify_export(path)
+    report = _verify(path)
     assert (report.ok, report.problems, report.events, report.sealed) == (True, [], 9, True)
+    assert report.status == VerifyStatus.VERIFIED
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -139,7 +147,8 @@ def test_export_rows_match_events(busy_journal: Journal, tmp_path: Path, fmt: st
     else:
         table = list(csv.DictReader(io.StringIO(text)))
         rows = [
-            {k: (None if v == "" else int(v) if k in ("seq", "attempt") else json.loads(v) if k == "payload" else v)
+            {k: (None if v == "" else int(v) if k in ("seq", "attempt") else json.loads(v) if k in ("payload", "sets")
+                 else v)
              for k, v in r.items()}
             for r in table[:-1]
         ]
@@ -148,7 +157,7 @@ def test_export_rows_match_events(busy_journal: Journal, tmp_path: Path, fmt: st
     assert seal["kind"] == "export_seal"
     assert (seal["count"], seal["first_seq"], seal["last_seq"]) == (9, 1, 9)
     assert seal["filter"] == {"node": None, "since": None}
-    assert set(seal) >= {"digest", "mac", "exported_at"}
+    assert set(seal) >= {"digest", "signature", "key_id", "exported_at", "deployment"}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -170,8 +179,8 @@ def test_filtered_exports_verify(
     filters = {k: (seventh if v == "SEVENTH" else v) for k, v in filters.items()}
     path = tmp_path / f"export.{fmt}"
     assert _export(busy_journal, path, fmt, **filters) == len(seqs)
-    report = verify_export(path)
-    assert report.ok and report.sealed is True and report.events == len(seqs), report.problems
+    report = _verify(path)
+    assert report.verified and report.sealed is True and report.events == len(seqs), report.problems
     _, events, seal = _lines(path)
     got = [json.loads(line)["seq"] if fmt == "jsonl" else int(line.split(",")[0]) for line in events]
     assert got == seqs
@@ -184,29 +193,49 @@ def test_filtered_export_catches_deletion(busy_journal: Journal, tmp_path: Path,
     _export(busy_journal, path, fmt, node="mgr")
     head, events, seal = _lines(path)
     _write(path, head, events[:1] + events[2:], [seal])
-    report = verify_export(path)
+    report = _verify(path)
     assert not report.ok and any("says 4 events but the file holds 3" in p for p in report.problems)
 
 
-def test_export_without_key_warns(busy_journal: Journal, tmp_path: Path, journal_path: Path) -> None:
-    """When the key cannot be found, rows and digest are checked and the MAC is reported unknown."""
+def test_export_without_a_trusted_key_is_unverified(busy_journal: Journal, tmp_path: Path) -> None:
+    """Without a public key rows and digest are checked, and the verdict is UNVERIFIED (never a pass)."""
     path = tmp_path / "export.jsonl"
     _export(busy_journal, path, "jsonl")
-    Path(f"{journal_path}.key").rename(tmp_path / "moved.key")
     report = verify_export(path)
-    assert report.ok and report.sealed is None
-    assert report.problems[0].startswith("warning:")
-    assert verify_export(path, key_path=tmp_path / "moved.key").sealed is True
+    assert report.ok and report.sealed is None and report.status == VerifyStatus.UNVERIFIED
+    assert report.problems[0].startswith("warning: UNVERIFIED")
+    chain = verify_export(path, chain_only=True)
+    assert chain.status == VerifyStatus.CHAIN_ONLY and "chain only" in chain.problems[-1]
 
 
-def test_export_with_another_key_fails(busy_journal: Journal, tmp_path: Path) -> None:
-    """An explicit key that is not the journal's does not verify the export."""
+def test_export_resigned_with_another_key_fails(busy_journal: Journal, tmp_path: Path) -> None:
+    """An export edited and re-signed with an attacker's own key fails against the trusted key."""
     path = tmp_path / "export.csv"
-    _export(busy_journal, path, "csv")
-    other = tmp_path / "other.key"
-    other.write_bytes(b"o" * 32)
-    report = verify_export(path, key_path=other)
-    assert not report.ok and report.sealed is False
+    mallory = Signer.generate()
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        busy_journal.export(out, fmt="csv", signer=mallory)
+    report = _verify(path)
+    assert not report.ok and report.sealed is False and report.status == VerifyStatus.FAILED
+    assert any("does not match the trusted public key" in p for p in report.problems)
+    assert verify_export(path, public_key=mallory.public_key_pem()).verified  # only mallory's key says yes
+
+
+def test_unsigned_export_fails_against_a_trusted_key(busy_journal: Journal, tmp_path: Path) -> None:
+    """An export without a signature cannot be proven: with a trusted key it fails."""
+    path = tmp_path / "export.jsonl"
+    with open(path, "w", encoding="utf-8") as out:
+        busy_journal.export(out)
+    report = _verify(path)
+    assert report.status == VerifyStatus.FAILED and any("not signed" in p for p in report.problems)
+
+
+def test_export_never_uses_a_key_named_in_the_file(busy_journal: Journal, tmp_path: Path) -> None:
+    """A key file beside the journal the export names is never read: the verdict stays UNVERIFIED."""
+    path = tmp_path / "export.jsonl"
+    _export(busy_journal, path, "jsonl")
+    Path(f"{busy_journal.path}.key").write_bytes(b"k" * 32)
+    report = verify_export(path, key_path=Path(f"{busy_journal.path}.key"))
+    assert report.status == VerifyStatus.UNVERIFIED and report.sealed is None
 
 
 def test_unknown_format_is_refused(busy_journal: Journal) -> None:
@@ -222,5 +251,5 @@ def test_awkward_text_survives_export(journal: Journal, tmp_path: Path, fmt: str
                    payload={"text": "line\nnext\u2028\r", "n": 1.25})
     path = tmp_path / f"export.{fmt}"
     _export(journal, path, fmt)
-    report = verify_export(path)
-    assert report.ok, report.problems
+    report = _verify(path)
+    assert report.verified, report.problems

@@ -1,0 +1,108 @@
+"""Signed checkpoints: written by :meth:`Journal.checkpoint`, read back for :meth:`Journal.verify`.
+
+A checkpoint is signed only over a chain that verifies (from the previous checkpoint on,
+against the signer's own public key), inside the write lock, so no commit slips in
+between the check and the signature. It is recorded in the ``checkpoints`` table (with
+the derived node rows, kept for the newest checkpoint only, so the next incremental check
+can start from it) and appended,
+fsynced, to ``<journal>.checkpoints`` as one canonical JSON line: the line a caller also
+sends to its remote syslog servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from config.errors import IntegrityError, JournalError
+from journal._chain import canonical_json
+from journal._derive import snapshot_digest
+from journal._files import append_line
+from journal._signing import CHECKPOINT_FIELDS, PublicKey, Signer, sign_checkpoint
+from journal._time import utc_now
+from journal._verify import Verification, verify_connection
+
+__all__ = ["make", "recorded", "verify", "load_kept"]
+
+_COLUMNS = ("seq", "at", "deployment", "head", "nodes", "key_id", "signature")
+
+
+def make(conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None) -> dict[str, Any]:
+    """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            checked = verify_connection(conn, public_key=signer.public_key, incremental=True, integrity="quick")
+            if not checked.report.ok:
+                raise IntegrityError(
+                    f"journal {path}: refusing to sign a checkpoint over a journal that does not verify:\n  "
+                    + "\n  ".join(checked.report.problems)
+                )
+            seq, head = checked.head
+            record = sign_checkpoint(signer, {
+                "seq": seq, "head": head, "at": utc_now(), "deployment": checked.deployment,
+                "nodes": snapshot_digest(checked.snapshot),
+            })
+            # Only the newest checkpoint keeps its node snapshot: incremental checks start there,
+            # and a journal of many checkpoints does not grow by a copy of every row each time.
+            conn.execute("UPDATE checkpoints SET snapshot = NULL WHERE snapshot IS NOT NULL")
+            conn.execute(
+                f"INSERT INTO checkpoints ({', '.join(_COLUMNS)}, snapshot) VALUES ({', '.join('?' * 8)})",
+                (*[record[c] for c in _COLUMNS], canonical_json(checked.snapshot)),
+            )
+            if file is not None:
+                append_line(file, canonical_json(record))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {path}: checkpoint failed ({exc}); nothing was signed") from exc
+    return record
+
+
+def recorded(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The checkpoints in the database, oldest first."""
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM checkpoints ORDER BY id").fetchall()
+    return [{name: row[_COLUMNS.index(name)] for name in (*CHECKPOINT_FIELDS, "signature")} for row in rows]
+
+
+def verify(
+    conn: sqlite3.Connection, path: Path, public_key: PublicKey | None, kept: list[Any] | None,
+    *, chain_only: bool, incremental: bool,
+) -> Verification:
+    """:func:`verify_connection`, with SQLite errors as :class:`JournalError`."""
+    try:
+        return verify_connection(
+            conn, public_key=public_key, kept=kept, chain_only=chain_only, incremental=incremental,
+            integrity="quick" if incremental else "full",
+        )
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {path}: cannot be read for verify ({exc})") from exc
+
+
+def load_kept(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Any]:
+    """An independently kept checkpoint list: a JSON-lines file (path) or records.
+
+    Lines that are not JSON objects are kept as they are, so verify reports them.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return list(source)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JournalError(f"checkpoints file {source}: cannot be read ({exc})") from exc
+    kept: list[Any] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        try:
+            kept.append(json.loads(line))
+        except ValueError:
+            kept.append(line)
+    return kept

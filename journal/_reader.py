@@ -1,0 +1,190 @@
+"""The reading side of the :class:`Journal`: node rows, events, meta, statistics, exports.
+
+Reads use keyset pages, so no statement stays open between two writes and a caller may
+commit while iterating.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from config.errors import JournalError
+from journal._derive import NodeRecordFields, derive_nodes
+from journal._export import write_export
+from journal._files import atomic_text
+from journal._prepare import EVENT_SELECT, NODE_SELECT
+from journal._records import Event, NodeRecord
+from journal._schema import db_files
+from journal._signing import Signer
+from journal._time import normalize_since
+
+__all__ = ["JournalReader"]
+
+_PAGE = 1000
+
+
+class JournalReader:
+    """Read access to a journal's connection (the base of :class:`Journal`)."""
+
+    _conn: sqlite3.Connection
+    _path: Path
+    _lock: threading.RLock
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read snapshot."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self._path}: read failed ({exc})") from exc
+
+
+    def get_meta(self, name: str) -> str | None:
+        """A meta value (``definition_hash``, ``deployment``, ...), ``None`` when unset."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    # --- reading -----------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeRecord]:
+        """Every node, in the order they were registered."""
+        with self._lock:
+            rows = self._conn.execute(f"{NODE_SELECT} ORDER BY rowid").fetchall()
+        return [NodeRecord.from_row(row) for row in rows]
+
+    def node(self, name: str) -> NodeRecord | None:
+        """One node's row, ``None`` when unknown."""
+        with self._lock:
+            row = self._conn.execute(f"{NODE_SELECT} WHERE name = ?", (name,)).fetchone()
+        return NodeRecord.from_row(row) if row else None
+
+    def events(
+        self, *, node: str | None = None, since: Any = None, kinds: Iterable[str] | None = None
+    ) -> Iterator[Event]:
+        """Events in seq order, optionally of one node, at or after ``since``, of ``kinds``.
+
+        Args:
+            since: a datetime (naive = UTC) or an ISO-8601 string.
+        """
+        where, params = self._filter(node, normalize_since(since), kinds)
+        return self._iter_events(where, params)
+
+    @staticmethod
+    def _filter(node: str | None, since: str | None, kinds: Iterable[str] | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = ["seq > ?"]
+        params: list[Any] = [0]
+        if node is not None:
+            clauses.append("node = ?")
+            params.append(node)
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(since)
+        if kinds is not None:
+            kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+            clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            params.extend(kinds)
+        return " AND ".join(clauses), params
+
+    def _iter_events(self, where: str, params: list[Any]) -> Iterator[Event]:
+        # Keyset pages (seq > last seen): no statement stays open across a yield, so the
+        # caller may commit while iterating.
+        sql = f"{EVENT_SELECT} WHERE {where} ORDER BY seq LIMIT {_PAGE}"
+        while True:
+            with self._lock:
+                rows = self._conn.execute(sql, params).fetchall()
+            for row in rows:
+                yield Event.from_row(row)
+            if len(rows) < _PAGE:
+                return
+            params = [rows[-1][0], *params[1:]]
+
+    def derived_nodes(self) -> dict[str, NodeRecordFields]:
+        """Every node's row columns as derived from the events alone (see :func:`journal.derive_nodes`)."""
+        return derive_nodes(self.events())
+
+    def last_event(self, node: str | None, kind: str | None = None) -> Event | None:
+        """The newest event of ``node`` (``None``: run-level events), optionally of ``kind``."""
+        sql = f"{EVENT_SELECT} WHERE node IS ?"
+        params: list[Any] = [node]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        with self._lock:
+            row = self._conn.execute(sql + " ORDER BY seq DESC LIMIT 1", params).fetchone()
+        return Event.from_row(row) if row else None
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts and sizes: ``events``, ``last_seq``, ``nodes``, ``nodes_by_state``, ``file_bytes``."""
+        with self._read() as conn:
+            events, last_seq = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM events").fetchone()
+            by_state = dict(conn.execute("SELECT state, count(*) FROM nodes GROUP BY state ORDER BY state"))
+        files = db_files(self._path) if str(self._path) != ":memory:" else []
+        return {
+            "path": str(self._path),
+            "events": events,
+            "last_seq": last_seq,
+            "nodes": sum(by_state.values()),
+            "nodes_by_state": by_state,
+            "file_bytes": sum(f.stat().st_size for f in files),
+        }
+
+    def export(
+        self, out: TextIO, *, fmt: str = "jsonl", node: str | None = None, since: Any = None,
+        signer: Signer | None = None,
+    ) -> int:
+        """Write events (optionally one node's, at or after ``since``) and an export seal.
+
+        Args:
+            out: a text stream (for CSV, a file opened with ``newline=""``, as for ``csv``).
+            fmt: ``"jsonl"`` (one JSON object per line) or ``"csv"``.
+            signer: sign the export seal (Ed25519), so :func:`verify_export` with the
+                public key proves the file; unsigned exports verify as ``UNVERIFIED``.
+
+        Returns:
+            The number of events written (the seal line not counted).
+        """
+        since_text = normalize_since(since)
+        where, params = self._filter(node, since_text, None)
+        sql = f"{EVENT_SELECT} WHERE {where} ORDER BY seq LIMIT {_PAGE}"
+
+        def pages() -> Iterator[Event]:
+            page_params = params
+            while True:
+                rows = conn.execute(sql, page_params).fetchall()
+                for row in rows:
+                    yield Event.from_row(row)
+                if len(rows) < _PAGE:
+                    return
+                page_params = [rows[-1][0], *params[1:]]
+
+        with self._read() as conn:  # one snapshot: the seal covers exactly what was read
+            deployment = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
+            return write_export(
+                pages(), out, fmt=fmt, filter_={"node": node, "since": since_text}, signer=signer,
+                journal=str(self._path.resolve()) if str(self._path) != ":memory:" else ":memory:",
+                deployment=deployment[0] if deployment else None,
+            )
+
+    def export_to(
+        self, path: str | os.PathLike[str], *, fmt: str = "jsonl", node: str | None = None, since: Any = None,
+        signer: Signer | None = None,
+    ) -> int:
+        """:meth:`export` to a file, atomically: written to a temporary file (0600), fsynced,
+        renamed over ``path``; a kill mid-export leaves the previous file as it was."""
+        with atomic_text(path) as out:
+            return self.export(out, fmt=fmt, node=node, since=since, signer=signer)
+
