@@ -48,7 +48,7 @@ def _vcenter(t: Table, policy: Policy) -> VCenterSpec:
             datastore_iops_capacity=h.integer("datastore_iops_capacity"),
             vm_network=h.text("vm_network"),
             management_network=h.text("management_network"),
-            max_concurrent=h.integer("max_concurrent", required=False, default=policy.concurrency["per_host"]),
+            max_concurrent=h.integer("max_concurrent", required=False, default=policy.concurrency.per_host),
         ))
         h.close()
     return VCenterSpec(
@@ -127,7 +127,7 @@ def _ldap(t: Table, policy: Policy) -> LdapSpec:
         port=t.integer("port", required=False, default=389),
         user_search_dn=t.text("user_search_dn", required=False, default=""),
         group_search_dn=t.text("group_search_dn", required=False, default=""),
-        client_certificate=t.text("client_certificate", required=False, default=policy.authentication["client_certificate"]),
+        client_certificate=t.text("client_certificate", required=False, default=policy.authentication.client_certificate),
         verify_user=t.text("verify_user", required=False, default=""),
         verify_password=t.secret("verify_password", required=False),
     )

@@ -7,86 +7,33 @@ only the keys a section lists in ``customizable``; everything else is the guide'
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from config._reader import TYPE_NAMES, Problems, shown
-from config.model import Policy
+from config.policy import Policy
 
-__all__ = ["POLICY_PATH", "read_policy", "flatten"]
+__all__ = ["POLICY_PATH", "SCHEMA", "SECTIONS", "read_policy", "flatten"]
 
 POLICY_PATH = Path(__file__).with_name("secure-mode-policy.toml")
 
-# section -> key -> type. A list type is written [item type].
-_B, _I, _F, _S = bool, int, float, str
+# section -> its dataclass, and section -> key -> type (a list type written [item type]):
+# the schema is the dataclasses' fields, so the file and the types cannot disagree.
+SECTIONS: dict[str, type[Any]] = {f.name: get_type_hints(Policy)[f.name] for f in dataclasses.fields(Policy)}
+
+
+def _kind(hint: Any) -> Any:
+    if get_origin(hint) is Literal:  # the file's type is the choices' type; _validate checks the choice
+        return type(get_args(hint)[0])
+    return [get_args(hint)[0]] if get_origin(hint) is tuple else hint
+
+
 SCHEMA: dict[str, dict[str, Any]] = {
-    "installation_wizard": {"enable_incident_reporting": _B, "send_deployment_and_usage_statistics": _B},
-    "security_wizard": {
-        "enable_fips_140_2_compliance_mode": _B,
-        "disable_system_administrator_account": _B,
-        "accept_icmpv6_redirects": _B,
-        "drop_incoming_packets_to_closed_ports": _B,
-        "accept_multicast_icmpv6_echo_requests": _B,
-        "enable_ipv6_duplicate_address_detection": _B,
-        "sip_udp_listen_port": _I,
-        "sip_tcp_listen_port": _I,
-        "sip_tls_listen_port": _I,
-        "active_management_web_sessions": _I,
-        "active_per_user_management_web_sessions": _I,
-        "enable_management_web_validation_of_host_headers": _B,
-        "enable_tls_1_0": _B,
-        "enable_anonymous_dh_for_outbound_sip_tls": _B,
-        "customizable": [_S],
-    },
-    "global_settings": {
-        "enable_chat": _B,
-        "enable_dialout": _B,
-        "enable_application_api": _B,
-        "enable_ssh": _B,
-        "management_qos": _I,
-        "ocsp_state": _S,
-        "sip_tls_cert_verify_mode": _S,
-        "legacy_api_http": _B,
-        "session_timeout_enabled": _B,
-        "management_session_timeout": _I,
-        "customizable": [_S],
-    },
-    "location": {"media_qos": _I, "signalling_qos": _I, "mtu": _I, "customizable": [_S]},
-    "snmp": {"snmp_mode": _S, "forbidden_community": _S},
-    "network_services": {"min_dns_servers": _I, "min_ntp_servers": _I, "ntp_key_required": _B, "min_syslog_servers": _I},
-    "roles": {
-        "edit": [_S],
-        "remove_permissions": [_S],
-        "auditor_name": _S,
-        "auditor_permissions": [_S],
-        "all_roles": [_S],
-    },
-    "authentication": {"initial_source": _S, "final_source": _S, "client_certificate": _S, "ldap_permit_no_tls": _B},
-    "reservation": {
-        "cpu_reservation": _S,
-        "cpu_limit": _S,
-        "cpu_shares": _S,
-        "memory_reserve_all_locked": _B,
-        "memory_limit": _S,
-        "memory_shares": _S,
-        "disk_shares": _S,
-        "disk_iops_limit_required": _B,
-    },
-    "vlan": {"min": _I, "max": _I, "forbidden": [_I]},
-    "bios": {"force_setup": _B, "boot_first": _S, "supervisor_password": _B, "save_and_exit": _B},
-    "retry": {
-        "max_attempts": _I,
-        "initial_backoff_s": _F,
-        "max_backoff_s": _F,
-        "multiplier": _F,
-        "jitter": _F,
-        "wait_timeout_s": _F,
-        "customizable": [_S],
-    },
-    "gates": {"security_wizard_approval": _B},
-    "concurrency": {"max_nodes": _I, "per_host": _I, "customizable": [_S]},
+    section: {f.name: _kind(get_type_hints(cls)[f.name]) for f in dataclasses.fields(cls)}
+    for section, cls in SECTIONS.items()
 }
 
 # Allowed ranges (inclusive; None: unbounded) of the values that may change, with why.
@@ -239,4 +186,12 @@ def read_policy(path: str | Path | None, overrides: Mapping[str, Any] | None, pr
     _cross_checks(data, prefix, problems)
     if problems:
         return None, problems
-    return Policy(**{section: dict(data[section]) for section in SCHEMA}), problems
+    return _typed(data), problems
+
+
+def _typed(data: dict[str, dict[str, Any]]) -> Policy:
+    """The checked sections as their dataclasses; the file's lists become tuples."""
+    return Policy(**{
+        section: cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data[section].items()})
+        for section, cls in SECTIONS.items()
+    })

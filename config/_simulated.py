@@ -126,7 +126,7 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
             datastore_iops_capacity=NODES_PER_HOST * NODE_IOPS,
             vm_network="VM Network",
             management_network="Management Network",
-            max_concurrent=policy.concurrency["per_host"],
+            max_concurrent=policy.concurrency.per_host,
         )
         for i in range(1, host_count + 1)
     )
@@ -212,11 +212,11 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
             bind_password=secret["ldap-bind-password"],
             role_mappings=tuple(
                 RoleMapping(name=f"Pexip {role}", group_dn=f"cn=pexip-{role.lower()},ou=groups,dc=sim,dc=example,dc=com", roles=(role,))
-                for role in policy.roles["all_roles"]
+                for role in policy.roles.all_roles
             ),
             user_search_dn="ou=people",
             group_search_dn="ou=groups",
-            client_certificate=policy.authentication["client_certificate"],
+            client_certificate=policy.authentication.client_certificate,
             verify_user="orchestrator",
             verify_password=secret["ldap-verify-password"],
         ),

@@ -15,14 +15,21 @@ import functools
 import ipaddress
 import re
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from config._reader import Problems, shown
 from config.model import CONFERENCING, Deployment, NodeSpec, Policy, VCenterSpec
-from config.secrets import Secret
+from config.rules import (
+    disk_iops_limit_problem,
+    iops_over_budget,
+    ntp_key_problem,
+    snmp_community_problem,
+    too_few_servers,
+    vlan_problem,
+)
 
-__all__ = ["validate", "unavailable_secrets", "MODES", "CPU_RANGE", "MEMORY_MB_RANGE"]
+__all__ = ["validate", "MODES", "CPU_RANGE", "MEMORY_MB_RANGE"]
 
 MODES = ("real", "sim")
 PKI_MODES = ("manual", "sim")
@@ -152,18 +159,6 @@ def _vcenter(v: VCenterSpec, c: _Check) -> None:
                    "on a physical network apart from the VMs' network: name two different networks")
 
 
-def _vlan(vlan: int, field: str, reserved: frozenset[int], policy: Policy, c: _Check) -> None:
-    low, high, forbidden = policy.vlan["min"], policy.vlan["max"], policy.vlan["forbidden"]
-    if vlan in forbidden:
-        c.add(field, f"VLAN {vlan} is reserved for virtual guest tagging (got {vlan}); "
-                     f"the guide forbids it: use a VLAN ID in {low}..{high}")
-    elif not low <= vlan <= high:
-        c.add(field, f"VLAN ID out of range (got {vlan}); use {low}..{high}")
-    elif vlan in reserved:
-        c.add(field, f"VLAN {vlan} is in vcenter.reserved_vlans (got {vlan}); "
-                     "the guide forbids conflicts with reserved VLAN IDs: pick another")
-
-
 @dataclasses.dataclass(frozen=True)
 class _NodeContext:
     """What every node is checked against, computed once (a simulation has 10,000 nodes)."""
@@ -176,9 +171,7 @@ class _NodeContext:
     policy: Policy
 
     def usable_vlan(self, vlan: Any) -> bool:
-        rules = self.policy.vlan
-        return (isinstance(vlan, int) and rules["min"] <= vlan <= rules["max"]
-                and vlan not in rules["forbidden"] and vlan not in self.reserved)
+        return isinstance(vlan, int) and vlan_problem(vlan, self.policy.vlan, self.reserved) is None
 
     @classmethod
     def of(cls, d: Deployment) -> _NodeContext:
@@ -233,14 +226,15 @@ def _node(node: NodeSpec, path: str, ctx: _NodeContext, c: _Check) -> None:
     if isinstance(node.host, str) and ctx.hosts is not None and node.host not in ctx.hosts:
         c.add(f"{path}.host", f"not among vcenter.hosts (got {node.host!r}); use one of: {ctx.host_names}")
     c.text(node.portgroup, f"{path}.portgroup", "a port group name")
-    if isinstance(node.vlan, int):
-        _vlan(node.vlan, f"{path}.vlan", ctx.reserved, ctx.policy, c)
+    if isinstance(node.vlan, int) and (message := vlan_problem(node.vlan, ctx.policy.vlan, ctx.reserved)) is not None:
+        c.add(f"{path}.vlan", message)
     for key, (low, high), unit in (("cpus", CPU_RANGE, "vCPUs"), ("memory_mb", MEMORY_MB_RANGE, "MB")):
         value = getattr(node, key)
         if isinstance(value, int) and not low <= value <= high:
             c.add(f"{path}.{key}", f"out of range (got {value}); Pexip nodes take {low}..{high} {unit}")
-    if isinstance(node.disk_iops_limit, int) and node.disk_iops_limit < 1:
-        c.add(f"{path}.disk_iops_limit", f"must be >= 1 (got {node.disk_iops_limit}); the guide requires an IOPS limit on every disk")
+    if isinstance(node.disk_iops_limit, int) and (
+            message := disk_iops_limit_problem(node.disk_iops_limit, ctx.policy.reservation)) is not None:
+        c.add(f"{path}.disk_iops_limit", message)
     if node.role != CONFERENCING:
         return
     if isinstance(node.location, str) and ctx.locations is not None and node.location not in ctx.locations:
@@ -279,8 +273,8 @@ def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeCo
     for i, host in enumerate(d.vcenter.hosts):
         if not isinstance(host.datastore_iops_capacity, int) or host.name not in load:
             continue
-        total = sum(iops for _, iops in load[host.name])
-        if total > host.datastore_iops_capacity:
+        total = iops_over_budget((iops for _, iops in load[host.name]), host.datastore_iops_capacity)
+        if total is not None:
             on = [p for p, _ in load[host.name]]
             listed = ", ".join(on[:5]) + (f" and {len(on) - 5} more" if len(on) > 5 else "")
             c.add(f"vcenter.hosts[{i}].datastore_iops_capacity",
@@ -293,13 +287,11 @@ def _network(d: Deployment, c: _Check) -> None:
     n, rules = d.network, d.policy.network_services
     if n is None:
         return
-    for key, minimum, what in (("dns_servers", rules["min_dns_servers"], "DNS"),
-                               ("ntp_servers", rules["min_ntp_servers"], "NTP"),
-                               ("syslog_servers", rules["min_syslog_servers"], "syslog")):
-        servers = getattr(n, key)
-        if servers is not None:
-            c.need(len(servers) >= minimum, f"network.{key}",
-                   f"too few {what} servers (got {len(servers)}); the guide requires at least {minimum}")
+    counts: tuple[tuple[Literal["dns", "ntp", "syslog"], tuple[Any, ...] | None], ...] = (
+        ("dns", n.dns_servers), ("ntp", n.ntp_servers), ("syslog", n.syslog_servers))
+    for kind, servers in counts:
+        if servers is not None and (message := too_few_servers(kind, len(servers), rules)) is not None:
+            c.add(f"network.{kind}_servers", message)
     dns = list(n.dns_servers or ())
     for i, address in enumerate(dns):
         if _ipv4(address) is None:
@@ -311,10 +303,8 @@ def _network(d: Deployment, c: _Check) -> None:
         path = f"network.ntp_servers[{i}]"
         if isinstance(ntp.address, str):
             c.need(_is_host(ntp.address), f"{path}.address", f"not an IP address or DNS name (got {shown(ntp.address)}); fix it")
-        if rules["ntp_key_required"]:
-            c.need(ntp.key is not None, f"{path}.key",
-                   "NTP server without key (got none); the guide: each NTP server must include key authentication "
-                   "credentials: add key = \"env:NAME\" and key_id")
+        if (message := ntp_key_problem(ntp.key is not None, rules)) is not None:
+            c.add(f"{path}.key", message)
         if isinstance(ntp.key_id, int):
             c.need(1 <= ntp.key_id <= 65535, f"{path}.key_id", f"out of range (got {ntp.key_id}); use 1..65535")
     for i, syslog in enumerate(n.syslog_servers or ()):
@@ -334,13 +324,8 @@ def _snmp(d: Deployment, c: _Check) -> None:
     if s is None:
         return
     c.text(s.username, "snmp.username", "an SNMPv3 user name", 100)
-    if isinstance(s.community, str):
-        forbidden = d.policy.snmp["forbidden_community"]
-        if s.community == forbidden:
-            c.add("snmp.community", f"the default community (got {forbidden!r}); the guide: change it to something other than {forbidden!r}")
-        else:
-            c.need(0 < len(s.community) <= 16, "snmp.community",
-                   f"must be 1..16 characters (got {len(s.community)} characters); shorten it")
+    if isinstance(s.community, str) and (message := snmp_community_problem(s.community, d.policy.snmp)) is not None:
+        c.add("snmp.community", message)
 
 
 def _global(d: Deployment, c: _Check) -> None:
@@ -389,7 +374,7 @@ def _ldap(d: Deployment, c: _Check) -> None:
         c.text(ldap.verify_user, "ldap.verify_user", "the LDAP user whose login proves each authentication change")
         c.required(ldap.verify_password, "ldap.verify_password",
                    "add it as env:NAME or file:PATH: without a proven login, disabling local authentication could lock everyone out")
-    roles = d.policy.roles["all_roles"]
+    roles = d.policy.roles.all_roles
     mapped: set[str] = set()
     names: dict[str, int] = {}
     for i, m in enumerate(ldap.role_mappings or ()):
@@ -461,40 +446,3 @@ def validate(deployment: Deployment) -> Problems:
     _ldap(d, c)
     _systems(d, c)
     return c.problems
-
-
-# --- secrets ---------------------------------------------------------------------------
-
-def _secrets_with_paths(obj: Any, path: str) -> list[tuple[str, Secret]]:
-    if isinstance(obj, Secret):
-        return [(path, obj)]
-    if isinstance(obj, (list, tuple)):
-        return [found for i, x in enumerate(obj) for found in _secrets_with_paths(x, f"{path}[{i}]")]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, (NodeSpec, type)):  # nodes hold no secrets
-        return [found for f in dataclasses.fields(obj)
-                for found in _secrets_with_paths(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)]
-    return []
-
-
-def unavailable_secrets(deployment: Deployment) -> Problems:
-    """A problem for each secret that cannot be read now, or whose value is unusable.
-
-    Values are read to check them (and so registered with the redactor) but never shown.
-    """
-    problems: Problems = []
-    for field, secret in _secrets_with_paths(deployment, ""):
-        missing = secret.available()
-        if missing is not None:
-            problems.append((field, f"secret cannot be read (got {secret.ref}: {missing}); set it before running"))
-            continue
-        try:
-            size = len(secret.reveal())
-        except (OSError, KeyError, UnicodeDecodeError) as exc:
-            problems.append((field, f"secret cannot be read (got {secret.ref}: {type(exc).__name__}); make it readable"))
-            continue
-        # Shorter values cannot be scrubbed from logs safely (config.secrets.Redactor).
-        low, high = (8, 100) if field.startswith("snmp.") else (4, None)
-        if size < low or (high is not None and size > high):
-            allowed = f"{low}..{high}" if high else f"at least {low}"
-            problems.append((field, f"secret {secret.ref} has an unusable length (got {size} characters); use {allowed} characters"))
-    return problems

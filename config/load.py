@@ -18,8 +18,9 @@ from typing import Any
 
 from config._parse import parse
 from config._policy import POLICY_PATH, read_policy
+from config._secret_checks import unavailable_secrets
 from config._simulated import simulated_deployment
-from config._validate import unavailable_secrets, validate
+from config._validate import validate
 from config.errors import ConfigError
 from config.model import Deployment, Policy
 

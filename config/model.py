@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from config.policy import Policy
 from config.secrets import Secret
 
 __all__ = [
@@ -212,26 +213,6 @@ class SimulationSpec:
 class JournalSpec:
     path: str = "orchestrator.journal.sqlite"
     lease_timeout_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The guide's values, from ``config/secure-mode-policy.toml``; sections as plain dicts."""
-
-    installation_wizard: dict[str, Any]
-    security_wizard: dict[str, Any]
-    global_settings: dict[str, Any]
-    location: dict[str, Any]
-    snmp: dict[str, Any]
-    network_services: dict[str, Any]
-    roles: dict[str, Any]
-    authentication: dict[str, Any]
-    reservation: dict[str, Any]
-    vlan: dict[str, Any]
-    bios: dict[str, Any]
-    retry: dict[str, Any]
-    gates: dict[str, Any]
-    concurrency: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,14 @@ async def _preflight(deployment: Deployment, systems: Systems, clock: Any = None
 
     Only reads, so a transient error is retried a few times before the run gives up.
     """
+    import random
+
     from orchestrator.clock import SystemClock
 
     clock = clock or SystemClock()
-    attempts = int(deployment.policy.retry.get("max_attempts", 5))
+    retry = deployment.policy.retry
+    rng = random.Random()
+    attempts = retry.max_attempts
     for attempt in range(1, attempts + 1):
         try:
             await systems.vsphere.preflight(deployment)
@@ -120,7 +124,7 @@ async def _preflight(deployment: Deployment, systems: Systems, clock: Any = None
         except AdapterError as exc:
             if not exc.retryable or attempt == attempts:
                 raise
-            await clock.sleep(min(0.5 * 2 ** (attempt - 1), 10))
+            await clock.sleep(retry.backoff(attempt, rng))
 
 
 async def drive(

@@ -106,7 +106,7 @@ class Engine:
         self._random = random.Random(seed)
         policy = deployment.policy
         self._retry = policy.retry
-        limit = max_concurrency or int(policy.concurrency.get("max_nodes", 50))
+        limit = max_concurrency or policy.concurrency.max_nodes
         self._global = asyncio.Semaphore(limit)
         self._per_host = {h.name: asyncio.Semaphore(h.max_concurrent) for h in deployment.vcenter.hosts}
         self._committer = GroupCommitter(journal.commit)
@@ -307,7 +307,7 @@ class Engine:
         Each attempt holds one of the global slots (``concurrency.max_nodes``) from its
         ``step_started`` to its commit; the backoff sleeps between attempts hold none.
         """
-        max_attempts = int(self._retry.get("max_attempts", 5))
+        max_attempts = self._retry.max_attempts
         waited_since: float | None = None
         # The retry budget counts this process's failures; model.attempt (journaled, part of
         # the idempotency key) also counts starts cut short by crashes, which are no failures.
@@ -321,7 +321,7 @@ class Engine:
                     if isinstance(exc, NotYet):
                         # Waiting for the world (a node syncing) is bounded by time, not attempts.
                         waited_since = self.clock.monotonic() if waited_since is None else waited_since
-                        patience = float(self._retry.get("wait_timeout_s", 900))
+                        patience = self._retry.wait_timeout_s
                         keep_waiting = self.clock.monotonic() - waited_since < patience
                         if not keep_waiting:
                             exc = NotYet(f"{exc} (still after {patience:g} s: retry.wait_timeout_s)")
@@ -439,9 +439,5 @@ class Engine:
         )
 
     def _backoff(self, attempt: int) -> float:
-        r = self._retry
-        base = float(r.get("initial_backoff_s", 0.5)) * float(r.get("multiplier", 2)) ** (attempt - 1)
-        delay = min(base, float(r.get("max_backoff_s", 30)))
-        jitter = float(r.get("jitter", 0.2))
-        return delay * (1 + self._random.uniform(-jitter, jitter))
+        return self._retry.backoff(attempt, self._random)
 

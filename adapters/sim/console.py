@@ -19,8 +19,6 @@ from config.model import CONFERENCING, Deployment, NodeSpec
 __all__ = ["SimConsole"]
 
 _SYSTEM = "console"
-# Policy keys that configure the orchestrator, not wizard prompts.
-_NOT_PROMPTS = frozenset({"customizable"})
 
 
 class SimConsole:
@@ -84,7 +82,7 @@ class SimConsole:
             raise Rejected(f"{node.name}: run the installation wizard first (state {current})", system=_SYSTEM)
         if digest(admin_password) != state["admin_password_sha256"]:
             raise Rejected(f"{node.name}: console login refused: wrong admin password", system=_SYSTEM)
-        prompts = [k for k in self._deployment.policy.security_wizard if k not in _NOT_PROMPTS]
+        prompts = list(self._deployment.policy.security_wizard.settings())
         missing = [k for k in prompts if k not in answers]
         if missing:
             raise Rejected(f"{node.name}: security wizard answers refused: no answer to {', '.join(missing)}; "

@@ -15,6 +15,7 @@ from typing import Any
 
 from config.errors import ConfigError, Rejected
 from config.model import CONFERENCING, Deployment, NodeSpec
+from config.rules import disk_iops_limit_problem, iops_over_budget, vlan_problem
 
 from adapters.base import BiosState, DiskAllocation, Reservation, VmState
 from adapters.sim.world import VM, Effect, SimWorld, digest, pexip_system
@@ -221,9 +222,7 @@ def _node_fields(deployment: Deployment) -> list[tuple[str, NodeSpec]]:
 
 
 def _preflight_problems(deployment: Deployment) -> list[tuple[str, str]]:
-    vlan_policy = deployment.policy.vlan or {}
-    lo, hi = int(vlan_policy.get("min", 0)), int(vlan_policy.get("max", 4094))
-    forbidden = set(vlan_policy.get("forbidden", [4095]))
+    policy = deployment.policy
     reserved = set(deployment.vcenter.reserved_vlans)
     hosts = {h.name: h for h in deployment.vcenter.hosts}
     problems: list[tuple[str, str]] = []
@@ -232,16 +231,11 @@ def _preflight_problems(deployment: Deployment) -> list[tuple[str, str]]:
             problems.append((f"vcenter.hosts[{i}].vm_network",
                              f"{host.vm_network!r} is also the host's management network; the guide requires VMs "
                              "on a separate physical network: set vm_network to another portgroup/switch"))
-    iops: dict[str, int] = defaultdict(int)
+    iops: dict[str, list[int]] = defaultdict(list)
     users: dict[str, list[str]] = defaultdict(list)
     for prefix, node in _node_fields(deployment):
-        if node.vlan in forbidden:
-            problems.append((f"{prefix}.vlan", f"VLAN {node.vlan} is reserved for virtual guest tagging; "
-                                               f"use a VLAN ID from {lo} to {hi}"))
-        elif not lo <= node.vlan <= hi:
-            problems.append((f"{prefix}.vlan", f"VLAN {node.vlan} is outside {lo}..{hi}; use a valid VLAN ID"))
-        elif node.vlan in reserved:
-            problems.append((f"{prefix}.vlan", f"VLAN {node.vlan} is one of vcenter.reserved_vlans; pick another"))
+        if (message := vlan_problem(node.vlan, policy.vlan, reserved)) is not None:
+            problems.append((f"{prefix}.vlan", message))
         host = hosts.get(node.host)
         if host is None:
             problems.append((f"{prefix}.host", f"host {node.host!r} is not in vcenter.hosts "
@@ -250,14 +244,14 @@ def _preflight_problems(deployment: Deployment) -> list[tuple[str, str]]:
         if node.portgroup == host.management_network:
             problems.append((f"{prefix}.portgroup", f"{node.portgroup!r} is the management network of host "
                                                     f"{host.name}; put the VM on {host.vm_network!r}"))
-        if node.disk_iops_limit <= 0:
-            problems.append((f"{prefix}.disk_iops_limit", f"must be > 0 (got {node.disk_iops_limit}): the guide "
-                                                          "requires an IOPS limit on every disk"))
-        iops[host.datastore] += max(node.disk_iops_limit, 0)
+        if (message := disk_iops_limit_problem(node.disk_iops_limit, policy.reservation)) is not None:
+            problems.append((f"{prefix}.disk_iops_limit", message))
+        iops[host.datastore].append(node.disk_iops_limit)
         users[host.datastore].append(node.name)
     for i, host in enumerate(deployment.vcenter.hosts):
-        total = iops.pop(host.datastore, 0)  # pop: a shared datastore is reported once
-        if total > host.datastore_iops_capacity:
+        # pop: a shared datastore is reported once
+        total = iops_over_budget(iops.pop(host.datastore, []), host.datastore_iops_capacity)
+        if total is not None:
             problems.append((f"vcenter.hosts[{i}].datastore_iops_capacity",
                              f"the IOPS limits of the disks on datastore {host.datastore!r} add up to {total} "
                              f"({len(users[host.datastore])} nodes), above its capacity "

@@ -7,7 +7,8 @@ and every message names the object, the value found and the fix.
 
 The rules come from the guide: "Securing the host environment" (two physical NICs,
 management apart from the VMs' network), the deployment sections (VLAN not 4095, not
-reserved) and "Disk resource limits" (IOPS limits within the datastore's capacity).
+reserved) and "Disk resource limits" (IOPS limits within the datastore's capacity); the
+last two are :mod:`config.rules`, with the policy's VLAN range.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from collections.abc import Mapping
 
 from adapters.vsphere._inventory import HostRecord, Inventory, VmRecord
 from config.model import Deployment, HostSpec, NodeSpec
+from config.rules import iops_in_use, iops_over_budget, vlan_problem
 
-__all__ = ["MIN_PHYSICAL_NICS", "VLAN_GUEST_TAGGING", "check", "identity_of", "node_field"]
+__all__ = ["MIN_PHYSICAL_NICS", "check", "identity_of", "node_field"]
 
-VLAN_GUEST_TAGGING = 4095  # reserved for virtual guest tagging: never for a Pexip node
 MIN_PHYSICAL_NICS = 2
 
 Problems = list[tuple[str, str]]
@@ -90,18 +91,8 @@ def _check_node(
 ) -> Problems:
     f = node_field(deployment, node)
     problems: Problems = []
-    reserved = set(deployment.vcenter.reserved_vlans)
-
-    def vlan_problem(vlan: int, where: str) -> str | None:
-        if vlan == VLAN_GUEST_TAGGING:
-            return f"VLAN {vlan}{where} is reserved for virtual guest tagging; the guide forbids it for Pexip nodes: use 0-4094"
-        if not 0 <= vlan <= 4094:
-            return f"VLAN {vlan}{where} is out of range; use 0-4094"
-        if vlan in reserved:
-            return f"VLAN {vlan}{where} is in vcenter.reserved_vlans; choose a VLAN that is not reserved"
-        return None
-
-    if (message := vlan_problem(node.vlan, "")) is not None:
+    vlans, reserved = deployment.policy.vlan, set(deployment.vcenter.reserved_vlans)
+    if (message := vlan_problem(node.vlan, vlans, reserved)) is not None:
         problems.append((f"{f}.vlan", message))
     try:
         spec = deployment.host(node.host)
@@ -120,8 +111,8 @@ def _check_node(
         if pg.vlan != node.vlan:
             problems.append((f"{f}.vlan", f"portgroup {node.portgroup!r} on host {node.host} carries VLAN {pg.vlan}, "
                              f"not {node.vlan}; make them agree"))
-            if (message := vlan_problem(pg.vlan, f" of portgroup {node.portgroup!r}")) is not None:
-                problems.append((f"{f}.portgroup", message))
+            if (message := vlan_problem(pg.vlan, vlans, reserved)) is not None:
+                problems.append((f"{f}.portgroup", f"portgroup {node.portgroup!r}: {message}"))
         mgmt_switch = _vswitch_of(host, spec.management_network)
         if pg.name == spec.management_network or (mgmt_switch is not None and pg.vswitch == mgmt_switch):
             problems.append((f"{f}.portgroup", f"portgroup {node.portgroup!r} is on vSwitch {pg.vswitch!r} with the "
@@ -159,17 +150,18 @@ def _check_iops(deployment: Deployment, inv: Inventory, vms: Mapping[str, VmReco
                 ours_total += node.disk_iops_limit * max(1, sum(1 for d in vm.disks if d.datastore == ds_ref))
         # A node not yet deployed brings the one disk of the Pexip OVAs.
         ours_total += sum(n.disk_iops_limit for n in deployment.nodes if n.host in same_ds and n.name not in deployed)
-        others = sum(
-            max(0, d.iops_limit)
+        others = iops_in_use(
+            d.iops_limit
             for vm in vms.values()
             if (vm.identity or vm.import_identity or "") not in ours
             for d in vm.disks
             if d.datastore == ds_ref
         )
-        if ours_total + others > spec.datastore_iops_capacity:
+        total = iops_over_budget((ours_total, others), spec.datastore_iops_capacity)
+        if total is not None:
             problems.append((f"vcenter.hosts[{i}].datastore_iops_capacity",
                              f"on datastore {spec.datastore!r} the Pexip nodes' IOPS limits ({ours_total}) plus the other VMs' "
-                             f"({others}) come to {ours_total + others}, above its capacity {spec.datastore_iops_capacity}; "
+                             f"({others}) come to {total}, above its capacity {spec.datastore_iops_capacity}; "
                              "lower the nodes' disk_iops_limit or the other VMs' limits"))
     return problems
 

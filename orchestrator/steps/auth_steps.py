@@ -32,23 +32,23 @@ class AdministratorRoles(Step):
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
         r = ctx.policy.roles
-        names = [*r["edit"], r["auditor_name"]]
+        names = [*r.edit, r.auditor_name]
         return {"permissions": await _permission_uris(ctx), "roles": {n: await find_one(api, "role", name=n) for n in names}}
 
     def _wanted(self, ctx: StepContext, observed: dict[str, Any]) -> dict[str, list[str]]:
         r = ctx.policy.roles
         perms = observed["permissions"]
-        missing = [p for p in (*r["auditor_permissions"], *r["remove_permissions"]) if p not in perms]
+        missing = [p for p in (*r.auditor_permissions, *r.remove_permissions) if p not in perms]
         if missing:
             raise Rejected(f"permission names not known to this Pexip version: {missing}; check config/secure-mode-policy.toml [roles]")
         wanted: dict[str, list[str]] = {}
-        removed = {perms[p] for p in r["remove_permissions"]}
-        for name in r["edit"]:
+        removed = {perms[p] for p in r.remove_permissions}
+        for name in r.edit:
             role = observed["roles"][name]
             if role is None:
                 raise Rejected(f"the built-in role {name!r} does not exist on the Management Node")
             wanted[name] = sorted(set(normalise(role.get("permissions") or [])) - removed)
-        wanted[r["auditor_name"]] = sorted(perms[p] for p in r["auditor_permissions"])
+        wanted[r.auditor_name] = sorted(perms[p] for p in r.auditor_permissions)
         return wanted
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
@@ -73,13 +73,13 @@ class LdapConnection(Step):
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         ldap = ctx.deployment.ldap
         return {
-            "source": ctx.policy.authentication.get("initial_source", "LDAP+LOCAL"),
+            "source": ctx.policy.authentication.initial_source,
             "ldap_server": ldap.server,
             "ldap_base_dn": ldap.base_dn,
             "ldap_bind_username": ldap.bind_username,
             "ldap_user_search_dn": ldap.user_search_dn,
             "ldap_group_search_dn": ldap.group_search_dn,
-            "ldap_permit_no_tls": bool(ctx.policy.authentication.get("ldap_permit_no_tls", False)),
+            "ldap_permit_no_tls": ctx.policy.authentication.ldap_permit_no_tls,
         }
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
@@ -183,9 +183,9 @@ class DisableLocalAuth(Step):
         return await singleton(ctx.systems.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        return field_changes("authentication", observed, {"source": ctx.policy.authentication.get("final_source", "LDAP")})
+        return field_changes("authentication", observed, {"source": ctx.policy.authentication.final_source})
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
         await ctx.systems.pexip.verify_login(use_client_cert=True)
-        await ctx.systems.pexip.patch(AUTH, {"source": ctx.policy.authentication.get("final_source", "LDAP")})
+        await ctx.systems.pexip.patch(AUTH, {"source": ctx.policy.authentication.final_source})
         await ctx.systems.pexip.verify_login(use_client_cert=True)

@@ -16,14 +16,9 @@ from adapters.base import Systems
 from config.errors import AdapterError
 from config.model import Deployment, NodeSpec, Policy
 
-__all__ = ["Change", "StepContext", "Step", "Outcome", "execute", "plan_step", "URI", "values"]
+__all__ = ["Change", "StepContext", "Step", "Outcome", "execute", "plan_step", "URI"]
 
 URI = "/api/admin/configuration/v1/"
-
-
-def values(section: dict[str, Any]) -> dict[str, Any]:
-    """A policy section's settings, without its ``customizable`` list (which is about the file)."""
-    return {k: v for k, v in section.items() if k != "customizable"}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from config.errors import NotYet, Rejected, Unknowable
 from orchestrator.steps._rest import find_one, singleton, worker_vm
-from orchestrator.steps.base import Change, Step, StepContext, values
+from orchestrator.steps.base import Change, Step, StepContext
 
 __all__ = [
     "InstallationWizard",
@@ -44,7 +44,7 @@ class InstallationWizard(Step):
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
         n, net = ctx.node, ctx.deployment.network
         answers = {
-            **values(ctx.policy.installation_wizard),
+            **ctx.policy.installation_wizard.settings(),
             "hostname": n.hostname,
             "domain": n.domain,
             "address": n.address,
@@ -85,7 +85,7 @@ class SecurityWizard(Step):
     name = "security_wizard"
 
     def gate(self, ctx: StepContext, changes: list[Change]) -> str | None:
-        return "security_wizard" if ctx.policy.gates.get("security_wizard_approval", True) else None
+        return "security_wizard" if ctx.policy.gates.security_wizard_approval else None
 
     async def observe(self, ctx: StepContext) -> str:
         return await ctx.systems.console.wizard_state(ctx.node)
@@ -98,7 +98,7 @@ class SecurityWizard(Step):
         return [Change("security_wizard", "not run", "done (FIPS 140-2, no OS access)")] if observed != "secured" else []
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
-        answers = values(ctx.policy.security_wizard)
+        answers = ctx.policy.security_wizard.settings()
         await ctx.systems.console.security_wizard(ctx.node, _admin_password(ctx), answers)
 
 

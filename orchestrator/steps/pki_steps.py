@@ -156,8 +156,8 @@ class SipTlsVerification(Step):
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         g = ctx.policy.global_settings
         return {
-            "sip_tls_cert_verify_mode": g.get("sip_tls_cert_verify_mode", "ON"),
-            "ocsp_state": g.get("ocsp_state", "OVERRIDE"),
+            "sip_tls_cert_verify_mode": g.sip_tls_cert_verify_mode,
+            "ocsp_state": g.ocsp_state,
             "ocsp_responder_url": ctx.deployment.global_settings.ocsp_responder_url,
         }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.steps._rest import node_object, ensure_object, field_changes, find_one, management_vm, normalise, singleton
-from orchestrator.steps.base import URI, Change, Step, StepContext, values
+from orchestrator.steps.base import URI, Change, Step, StepContext
 
 __all__ = ["GlobalSettings", "NetworkServices", "Snmpv3", "LocationQos", "CERTIFICATE_SETTINGS"]
 
@@ -25,7 +25,7 @@ class GlobalSettings(Step):
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         g = ctx.deployment.global_settings
-        wanted = {k: v for k, v in values(ctx.policy.global_settings).items() if k not in CERTIFICATE_SETTINGS}
+        wanted = {k: v for k, v in ctx.policy.global_settings.settings().items() if k not in CERTIFICATE_SETTINGS}
         wanted.update(
             logon_banner=g.login_banner,
             enable_sip=g.enable_sip,
@@ -127,7 +127,7 @@ class Snmpv3(Step):
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         snmp = ctx.deployment.snmp
-        return {"snmp_mode": ctx.policy.snmp.get("snmp_mode", "AUTHPRIV"), "snmp_username": snmp.username, "snmp_community": snmp.community}
+        return {"snmp_mode": ctx.policy.snmp.snmp_mode, "snmp_username": snmp.username, "snmp_community": snmp.community}
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await node_object(ctx.systems.pexip, ctx.node)
@@ -164,7 +164,7 @@ class LocationQos(Step):
     def wanted(self, ctx: StepContext, observed: dict[str, Any]) -> dict[str, Any]:
         uris = {k: [o["resource_uri"] for o in observed[k] if o] for k in ("dns", "ntp", "syslog")}
         return {
-            **values(ctx.policy.location),
+            **ctx.policy.location.settings(),
             "dns_servers": uris["dns"],
             "ntp_servers": uris["ntp"],
             "syslog_servers": uris["syslog"],
@@ -175,7 +175,7 @@ class LocationQos(Step):
         changes: list[Change] = []
         for name, obj in observed["locations"].items():
             if obj is None:
-                changes.append(Change(f"system_location[{name}]", None, values(ctx.policy.location)))
+                changes.append(Change(f"system_location[{name}]", None, ctx.policy.location.settings()))
             else:
                 changes += field_changes(f"system_location[{name}]", obj, wanted)
         return changes

@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.base import DiskAllocation, Reservation, VmState
 from config.errors import Rejected, Unknowable
+from config.rules import iops_in_use, iops_over_budget
 from orchestrator.steps.base import Change, Step, StepContext
 
 __all__ = ["DeployOva", "ReserveResources", "LockBios", "wanted_reservation"]
@@ -55,13 +56,13 @@ def wanted_reservation(ctx: StepContext, vm: VmState, current: Reservation, core
     return Reservation(
         cpu_reservation_mhz=cpu,  # "Reservation: Maximum"
         cpu_limit_mhz=cpu,  # "Limit: Minimum": the same value, no bursting
-        cpu_shares=policy.get("cpu_shares", "normal"),
+        cpu_shares=policy.cpu_shares,
         memory_reservation_mb=vm.memory_mb,  # "Reserve all guest memory (All locked)"
         memory_limit_mb=vm.memory_mb,
-        memory_shares=policy.get("memory_shares", "normal"),
-        memory_locked=bool(policy.get("memory_reserve_all_locked", True)),
+        memory_shares=policy.memory_shares,
+        memory_locked=policy.memory_reserve_all_locked,
         disks=tuple(
-            dataclasses.replace(d, shares=policy.get("disk_shares", "normal"), iops_limit=ctx.node.disk_iops_limit)
+            dataclasses.replace(d, shares=policy.disk_shares, iops_limit=ctx.node.disk_iops_limit)
             for d in current.disks
         ),
     )
@@ -104,12 +105,13 @@ class ReserveResources(Step):
 async def _check_iops_budget(ctx: StepContext, vm: VmState, disks: tuple[DiskAllocation, ...]) -> None:
     """Guide: the sum of all IOPS limits on a datastore must not exceed its capacity. Refuse first."""
     host = ctx.deployment.host(ctx.node.host)
-    by_store: dict[str, int] = {}
+    by_store: dict[str, list[int]] = {}
     for d in disks:
-        by_store[d.datastore] = by_store.get(d.datastore, 0) + max(d.iops_limit, 0)
-    for store, ours in by_store.items():
+        by_store.setdefault(d.datastore, []).append(d.iops_limit)
+    for store, limits in by_store.items():
         others = await ctx.systems.vsphere.datastore_iops_in_use(store, vm.name)
-        if store == host.datastore and others + ours > host.datastore_iops_capacity:
+        ours = iops_in_use(limits)
+        if store == host.datastore and iops_over_budget((others, ours), host.datastore_iops_capacity) is not None:
             raise Rejected(
                 f"datastore {store}: IOPS limits would total {others + ours} (others {others} + {vm.name} {ours}), "
                 f"over its capacity {host.datastore_iops_capacity}; lower {ctx.node.name}.disk_iops_limit "

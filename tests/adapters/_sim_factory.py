@@ -58,7 +58,7 @@ def full_reservation(deployment: Deployment, node: NodeSpec, mhz: int = 2400) ->
 
 def prompts(deployment: Deployment) -> dict[str, Any]:
     """The security wizard answers: the policy's prompts without its own settings."""
-    return {k: v for k, v in deployment.policy.security_wizard.items() if k != "customizable"}
+    return deployment.policy.security_wizard.settings()
 
 
 async def deploy_vm(systems: Systems, deployment: Deployment, node: NodeSpec) -> VmState:
@@ -76,7 +76,7 @@ async def install_manager(systems: Systems, deployment: Deployment) -> None:
     assert deployment.pexip_api.admin_password is not None
     await deploy_vm(systems, deployment, deployment.management)
     await systems.console.installation_wizard(
-        deployment.management, deployment.pexip_api.admin_password.reveal(), dict(deployment.policy.installation_wizard)
+        deployment.management, deployment.pexip_api.admin_password.reveal(), deployment.policy.installation_wizard.settings()
     )
 
 
@@ -87,14 +87,14 @@ async def harden_manager(systems: Systems, deployment: Deployment) -> dict[str, 
         deployment.management, deployment.pexip_api.admin_password.reveal(), prompts(deployment)
     )
     api = systems.pexip
-    settings = {k: v for k, v in deployment.policy.global_settings.items() if k != "customizable"}
+    settings = deployment.policy.global_settings.settings()
     await api.patch("/api/admin/configuration/v1/global/1/", settings)
     dns = [(await api.create("dns_server", {"address": a})).uri for a in deployment.network.dns_servers]
     ntp = [(await api.create("ntp_server", {"address": s.address, "key_id": s.key_id, "key": s.key.reveal()})).uri
            for s in deployment.network.ntp_servers]
     syslog = [(await api.create("syslog_server", {"address": s.address, "port": s.port, "transport": s.transport})).uri
               for s in deployment.network.syslog_servers]
-    location = {k: v for k, v in deployment.policy.location.items() if k != "customizable"}
+    location = deployment.policy.location.settings()
     locations = {}
     for name in deployment.network.locations:
         created = await api.create("system_location", {"name": name, **location, "dns_servers": dns,
@@ -130,7 +130,7 @@ async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
     """Roles, LDAP, role mappings, client certificates, LDAP only: each verified first."""
     api, ldap = systems.pexip, deployment.ldap
     auditor_permissions = [p["resource_uri"] for p in await api.list_objects("permission")
-                           if p["name"] in deployment.policy.roles["auditor_permissions"]]
+                           if p["name"] in deployment.policy.roles.auditor_permissions]
     await api.create("role", {"name": "Auditor", "permissions": auditor_permissions})
     assert ldap.bind_password is not None
     await api.patch("/api/admin/configuration/v1/authentication/1/", {

@@ -366,7 +366,7 @@ async def test_wrong_admin_password_is_not_a_local_login(world: SimWorld, deploy
     systems = make_systems(world, deployment)
     await deploy_vm(systems, deployment, deployment.management)
     await systems.console.installation_wizard(deployment.management, "not-the-configured-one",
-                                              dict(deployment.policy.installation_wizard))
+                                              deployment.policy.installation_wizard.settings())
     with pytest.raises(Rejected, match="locked out.*installation wizard set"):
         await systems.pexip.get(GLOBAL)
 

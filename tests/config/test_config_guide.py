@@ -100,7 +100,7 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
 
     # Security wizard: the table rows "Setting (default)\tValue", * marking customizable ones.
     wizard = policy.security_wizard
-    keys = [k for k in wizard if k != "customizable"]
+    keys = list(wizard.settings())
     rows = [line.split("\t") for line in section(guide, "8. Complete the security wizard, providing answers as described below:",
                                                    "* The SIP listen ports and web session limits may be customized for the target environment, as appropriate.").splitlines()
             if "\t" in line and not line.startswith("Setting\t")]
@@ -111,25 +111,25 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
             out.append(f"security_wizard: the guide's row {setting!r} matches {matched or 'no key'}")
             continue
         used.append(matched[0])
-        expect(f"security_wizard.{matched[0]}", value_of(answer.strip()), wizard[matched[0]])
+        expect(f"security_wizard.{matched[0]}", value_of(answer.strip()), getattr(wizard, matched[0]))
         if setting.rstrip().endswith("*"):
             marked.append(matched[0])
     for key in keys:
         if key not in used:
             out.append(f"security_wizard.{key}: no row of the guide's table sets it")
-    expect("security_wizard.customizable", sorted(marked), sorted(wizard["customizable"]))
+    expect("security_wizard.customizable", sorted(marked), sorted(wizard.customizable))
 
     # Installation wizard: "- Enable incident reporting is set to no."
     install = policy.installation_wizard
     answers = re.findall(r"- ([^\n]+?) is set to (yes|no)\b", section(flat, "4. Complete the installation wizard, ensuring that:",
                                                                       "5. Use a web browser to connect to the Pexip Infinity Administrator interface and ensure that you can log in using the credentials configured in the installation wizard."))
-    expect("installation_wizard", len(install), len(answers))
+    expect("installation_wizard", len(install.settings()), len(answers))
     for setting, answer in answers:
-        matched = matching_key(snake(setting), list(install))
+        matched = matching_key(snake(setting), list(install.settings()))
         if len(matched) != 1:
             out.append(f"installation_wizard: the guide's {setting!r} matches {matched or 'no key'}")
         else:
-            expect(f"installation_wizard.{matched[0]}", value_of(answer), install[matched[0]])
+            expect(f"installation_wizard.{matched[0]}", value_of(answer), getattr(install, matched[0]))
 
     # Global settings: the action column says what to do with each setting.
     settings = policy.global_settings
@@ -140,80 +140,80 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
         elif m := re.search(r"value of (\d+)|to (\d+) minutes", action):
             wanted = int(m.group(1) or m.group(2))
             if field == "management_session_timeout":
-                expect("global_settings.session_timeout_enabled", True, settings["session_timeout_enabled"])
+                expect("global_settings.session_timeout_enabled", True, settings.session_timeout_enabled)
         else:
             wanted = found(r"Set this to (\w+)", action).group(1).upper()
-        expect(f"global_settings.{field}", wanted, settings[field])
+        expect(f"global_settings.{field}", wanted, getattr(settings, field))
 
     # Location DSCP and MTU.
     location = policy.location
-    expect("location.media_qos", int(found(r"DSCP value for media is set to (\d+)").group(1)), location["media_qos"])
-    expect("location.signalling_qos", int(found(r"DSCP value for signaling is set to (\d+)").group(1)), location["signalling_qos"])
-    expect("location.mtu", int(found(r"Configure the MTU\. We recommend a value of (\d+) bytes").group(1)), location["mtu"])
+    expect("location.media_qos", int(found(r"DSCP value for media is set to (\d+)").group(1)), location.media_qos)
+    expect("location.signalling_qos", int(found(r"DSCP value for signaling is set to (\d+)").group(1)), location.signalling_qos)
+    expect("location.mtu", int(found(r"Configure the MTU\. We recommend a value of (\d+) bytes").group(1)), location.mtu)
 
     # SNMP.
-    expect("snmp.snmp_mode", SNMP_MODES[found(r"Set SNMP mode to (SNMPv3 read-only)").group(1)], policy.snmp["snmp_mode"])
-    expect("snmp.forbidden_community", found(r'something other than "(\w+)"').group(1), policy.snmp["forbidden_community"])
+    expect("snmp.snmp_mode", SNMP_MODES[found(r"Set SNMP mode to (SNMPv3 read-only)").group(1)], policy.snmp.snmp_mode)
+    expect("snmp.forbidden_community", found(r'something other than "(\w+)"').group(1), policy.snmp.forbidden_community)
 
     # Network services.
     services = policy.network_services
     for key, pattern in (("min_dns_servers", r"at least (\w+) DNS servers"), ("min_ntp_servers", r"at least (\w+) NTP servers"),
                          ("min_syslog_servers", r"at least (\w+) remote syslog server")):
-        expect(f"network_services.{key}", NUMBERS[found(pattern).group(1)], services[key])
+        expect(f"network_services.{key}", NUMBERS[found(pattern).group(1)], getattr(services, key))
     expect("network_services.ntp_key_required",
-           bool(re.search(r"each NTP server must include key authentication credentials", flat)), services["ntp_key_required"])
+           bool(re.search(r"each NTP server must include key authentication credentials", flat)), services.ntp_key_required)
 
     # Administrator roles.
     roles = policy.roles
     edited = re.findall(r"Select the existing \*\*([^*]+)\*\* role and remove the following permissions:", guide)
-    expect("roles.edit", edited, roles["edit"])
+    expect("roles.edit", edited, list(roles.edit))
     for role in edited:
-        expect(f"roles.remove_permissions ({role})", bullets_after(guide, f"**{role}** role and remove"), roles["remove_permissions"])
-    expect("roles.auditor_name", found(r'Specify a Name of "(\w+)"').group(1), roles["auditor_name"])
-    expect("roles.auditor_permissions", bullets_after(guide, "Assign the following permissions to the role:"), roles["auditor_permissions"])
-    missing = [r for r in [*edited, roles["auditor_name"]] if r not in roles["all_roles"]]
+        expect(f"roles.remove_permissions ({role})", bullets_after(guide, f"**{role}** role and remove"), list(roles.remove_permissions))
+    expect("roles.auditor_name", found(r'Specify a Name of "(\w+)"').group(1), roles.auditor_name)
+    expect("roles.auditor_permissions", bullets_after(guide, "Assign the following permissions to the role:"), list(roles.auditor_permissions))
+    missing = [r for r in [*edited, roles.auditor_name] if r not in roles.all_roles]
     expect("roles.all_roles (roles the guide names)", [], missing)
 
     # Administrator authentication, in the guide's order (the contingency deployment is not ours).
     main = flat.split("\nContingency deployment\n")[0]
     sources = re.findall(r"Set the Authentication source to (LDAP database(?: and local database)?)", main)
-    expect("authentication.initial_source", AUTH_SOURCES[sources[0]], policy.authentication["initial_source"])
-    expect("authentication.final_source", AUTH_SOURCES[sources[-1]], policy.authentication["final_source"])
+    expect("authentication.initial_source", AUTH_SOURCES[sources[0]], policy.authentication.initial_source)
+    expect("authentication.final_source", AUTH_SOURCES[sources[-1]], policy.authentication.final_source)
     chosen = found(r"Require client certificate\tRequired \(user identity in ([^)]+)\) \*", plain_tabs(guide)).group(1)
-    expect("authentication.client_certificate", CLIENT_CERTIFICATE[chosen], policy.authentication["client_certificate"])
+    expect("authentication.client_certificate", CLIENT_CERTIFICATE[chosen], policy.authentication.client_certificate)
     insecure = found(r"Allow insecure transport (<input[^>]*>)").group(1)
-    expect("authentication.ldap_permit_no_tls", "checked" in insecure, policy.authentication["ldap_permit_no_tls"])
+    expect("authentication.ldap_permit_no_tls", "checked" in insecure, policy.authentication.ldap_permit_no_tls)
 
     # Reservation: CPU, memory and disk tables.
     reservation = policy.reservation
     cpu = section(guide, "CPU resource limits", "Memory resource limits")
     memory = section(guide, "Memory resource limits", "Disk resource limits")
     disk = section(guide, "Disk resource limits", "BIOS configuration")
-    expect("reservation.cpu_reservation", found(r"Reservation\tSelect the menu entry labeled (\w+)", cpu).group(1).lower(), reservation["cpu_reservation"])
+    expect("reservation.cpu_reservation", found(r"Reservation\tSelect the menu entry labeled (\w+)", cpu).group(1).lower(), reservation.cpu_reservation)
     for key, text in (("cpu", cpu), ("memory", memory), ("disk", disk)):
-        expect(f"reservation.{key}_shares", found(r"Shares\tSelect (\w+)", text).group(1).lower(), reservation[f"{key}_shares"])
+        expect(f"reservation.{key}_shares", found(r"Shares\tSelect (\w+)", text).group(1).lower(), getattr(reservation, f"{key}_shares"))
     for key, text in (("cpu_limit", cpu), ("memory_limit", memory)):
         identical = bool(re.search(r"values for \*\*Reservation\*\* and \*\*Limit\*\* should thus be identical", text))
-        expect(f"reservation.{key}", "equal_to_reservation" if identical else "?", reservation[key])
-    expect("reservation.memory_reserve_all_locked", "Reserve all guest memory (All locked)" in memory, reservation["memory_reserve_all_locked"])
+        expect(f"reservation.{key}", "equal_to_reservation" if identical else "?", getattr(reservation, key))
+    expect("reservation.memory_reserve_all_locked", "Reserve all guest memory (All locked)" in memory, reservation.memory_reserve_all_locked)
     expect("reservation.disk_iops_limit_required", bool(re.search(r"Limit - IOPs\tEnter the appropriate number of IOPs", disk)),
-           reservation["disk_iops_limit_required"])
+           reservation.disk_iops_limit_required)
 
     # VLAN.
     reserved = {int(v) for v in re.findall(r"must not use VLAN ID (\d+) \(which is reserved for virtual guest tagging\)", flat)}
-    expect("vlan.forbidden", sorted(reserved), sorted(policy.vlan["forbidden"]))
-    expect("vlan.max", min(reserved) - 1, policy.vlan["max"])
+    expect("vlan.forbidden", sorted(reserved), sorted(policy.vlan.forbidden))
+    expect("vlan.max", min(reserved) - 1, policy.vlan.max)
 
     # BIOS.
     bios = policy.bios
     scsi = found(r"ensure that VMware Virtual SCSI Hard Drive \((\d):(\d)\) is the first entry")
-    expect("bios.boot_first", f"scsi{scsi.group(1)}:{scsi.group(2)}", bios["boot_first"])
-    expect("bios.force_setup", "This option should be selected to force entry to the BIOS on the next boot." in flat, bios["force_setup"])
-    expect("bios.supervisor_password", "Configure a Supervisor password" in flat, bios["supervisor_password"])
-    expect("bios.save_and_exit", "Select the Exit Saving Changes option." in flat, bios["save_and_exit"])
+    expect("bios.boot_first", f"scsi{scsi.group(1)}:{scsi.group(2)}", bios.boot_first)
+    expect("bios.force_setup", "This option should be selected to force entry to the BIOS on the next boot." in flat, bios.force_setup)
+    expect("bios.supervisor_password", "Configure a Supervisor password" in flat, bios.supervisor_password)
+    expect("bios.save_and_exit", "Select the Exit Saving Changes option." in flat, bios.save_and_exit)
 
     # Gate: the security wizard cannot be undone.
-    expect("gates.security_wizard_approval", "it cannot be re-enabled" in flat, policy.gates["security_wizard_approval"])
+    expect("gates.security_wizard_approval", "it cannot be re-enabled" in flat, policy.gates.security_wizard_approval)
     return out
 
 

@@ -33,7 +33,7 @@ def test_example_loads_without_problems():
     assert d.name == "secure-lab"
     assert [n.name for n in d.nodes] == ["pexip-mgr", "pexip-conf-01", "pexip-conf-02", "pexip-conf-03"]
     assert len(d.vcenter.hosts) == 2
-    assert {r for m in d.ldap.role_mappings for r in m.roles} == set(d.policy.roles["all_roles"])
+    assert {r for m in d.ldap.role_mappings for r in m.roles} == set(d.policy.roles.all_roles)
     assert d.pki.mode == "manual" and d.vcenter.mode == "real"
     assert all(isinstance(s, Secret) for s in d.secrets()) and len(d.secrets()) == 10
 
@@ -54,15 +54,15 @@ def test_absent_optional_sections_take_defaults(write_config, tmp_path):
     d = load_deployment(write_config(edits), check_secrets=False)
     assert d.simulation.world == str(tmp_path / "orchestrator.world.sqlite") and d.simulation.latency == 0.0
     assert d.journal.lease_timeout_s == 60.0
-    assert d.vcenter.hosts[0].max_concurrent == d.policy.concurrency["per_host"]
-    assert d.ldap.client_certificate == d.policy.authentication["client_certificate"]
+    assert d.vcenter.hosts[0].max_concurrent == d.policy.concurrency.per_host
+    assert d.ldap.client_certificate == d.policy.authentication.client_certificate
 
 
 def test_policy_overrides_in_the_deployment_apply(write_config):
     """A customizable value in [policy] replaces the guide's default in deployment.policy."""
     d = load_deployment(write_config({"policy.security_wizard.sip_tls_listen_port": 5071}), check_secrets=False)
-    assert d.policy.security_wizard["sip_tls_listen_port"] == 5071
-    assert d.policy.security_wizard["enable_tls_1_0"] is False
+    assert d.policy.security_wizard.sip_tls_listen_port == 5071
+    assert d.policy.security_wizard.enable_tls_1_0 is False
 
 
 def test_secrets_present_load_with_check(example_secrets):

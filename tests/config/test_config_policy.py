@@ -12,20 +12,21 @@ from config.model import Policy
 
 
 def test_packaged_policy_loads_with_every_section():
-    """The default policy file is found, valid, and fills every Policy field with a dict."""
+    """The default policy file is found, valid, and fills every Policy field with its section's dataclass."""
     policy = load_policy()
     assert POLICY_PATH.name == "secure-mode-policy.toml" and POLICY_PATH.is_file()
     for f in dataclasses.fields(Policy):
-        assert isinstance(getattr(policy, f.name), dict) and getattr(policy, f.name), f.name
-    assert policy.security_wizard["enable_tls_1_0"] is False
-    assert policy.retry["max_backoff_s"] == 30.0 and isinstance(policy.retry["max_backoff_s"], float)
+        assert dataclasses.is_dataclass(getattr(policy, f.name)), f.name
+    assert policy.security_wizard.enable_tls_1_0 is False
+    assert policy.retry.max_backoff_s == 30.0 and isinstance(policy.retry.max_backoff_s, float)
 
 
-def test_each_load_returns_its_own_dicts():
-    """Changing one loaded policy does not change the next one loaded."""
+def test_a_loaded_policy_cannot_be_changed():
+    """A loaded policy is frozen: a consumer cannot change what the next one reads."""
     first = load_policy()
-    first.location["mtu"] = 9000
-    assert load_policy().location["mtu"] == 1400
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.location.mtu = 9000  # type: ignore[misc]
+    assert load_policy().location.mtu == 1400
 
 
 @pytest.mark.parametrize("overrides", [
@@ -35,14 +36,14 @@ def test_each_load_returns_its_own_dicts():
 def test_customizable_overrides_apply(overrides):
     """Customizable values change, whether the overrides are nested or dotted; the rest stays."""
     policy = load_policy(overrides=overrides)
-    assert policy.security_wizard["sip_udp_listen_port"] == 5070
-    assert policy.global_settings["management_session_timeout"] == 15
-    assert policy.security_wizard["sip_tcp_listen_port"] == 5060
+    assert policy.security_wizard.sip_udp_listen_port == 5070
+    assert policy.global_settings.management_session_timeout == 15
+    assert policy.security_wizard.sip_tcp_listen_port == 5060
 
 
 def test_float_override_accepts_an_integer():
     """A whole number given for a seconds value is stored as a float."""
-    assert load_policy(overrides={"retry.initial_backoff_s": 2}).retry["initial_backoff_s"] == 2.0
+    assert load_policy(overrides={"retry.initial_backoff_s": 2}).retry.initial_backoff_s == 2.0
 
 
 @pytest.mark.parametrize(("overrides", "field", "fragment"), [

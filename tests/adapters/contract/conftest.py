@@ -111,7 +111,7 @@ async def console_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     await deploy_vm(systems, deployment, deployment.management)
     assert deployment.pexip_api.admin_password is not None
     case = ConsoleCase("sim", systems.console, deployment, deployment.pexip_api.admin_password.reveal(),
-                       dict(deployment.policy.installation_wizard), prompts(deployment))
+                       deployment.policy.installation_wizard.settings(), prompts(deployment))
     try:
         yield case
     finally:

@@ -1,0 +1,50 @@
+"""Whether a deployment's secrets can be read now: for ``load_deployment(check_secrets=True)``.
+
+Values are read to check them (and so registered with the redactor) but never shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from config._reader import Problems
+from config.model import Deployment, NodeSpec
+from config.secrets import Secret
+
+__all__ = ["unavailable_secrets"]
+
+
+def _secrets_with_paths(obj: Any, path: str) -> list[tuple[str, Secret]]:
+    if isinstance(obj, Secret):
+        return [(path, obj)]
+    if isinstance(obj, (list, tuple)):
+        return [found for i, x in enumerate(obj) for found in _secrets_with_paths(x, f"{path}[{i}]")]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, (NodeSpec, type)):  # nodes hold no secrets
+        return [found for f in dataclasses.fields(obj)
+                for found in _secrets_with_paths(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)]
+    return []
+
+
+def unavailable_secrets(deployment: Deployment) -> Problems:
+    """A problem for each secret that cannot be read now, or whose value is unusable.
+
+    Values are read to check them (and so registered with the redactor) but never shown.
+    """
+    problems: Problems = []
+    for field, secret in _secrets_with_paths(deployment, ""):
+        missing = secret.available()
+        if missing is not None:
+            problems.append((field, f"secret cannot be read (got {secret.ref}: {missing}); set it before running"))
+            continue
+        try:
+            size = len(secret.reveal())
+        except (OSError, KeyError, UnicodeDecodeError) as exc:
+            problems.append((field, f"secret cannot be read (got {secret.ref}: {type(exc).__name__}); make it readable"))
+            continue
+        # Shorter values cannot be scrubbed from logs safely (config.secrets.Redactor).
+        low, high = (8, 100) if field.startswith("snmp.") else (4, None)
+        if size < low or (high is not None and size > high):
+            allowed = f"{low}..{high}" if high else f"at least {low}"
+            problems.append((field, f"secret {secret.ref} has an unusable length (got {size} characters); use {allowed} characters"))
+    return problems
