@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from enum import Enum
+from typing import Any, cast
 
+from transitions.core import State
 from transitions.extensions.asyncio import AsyncMachine
 
 from config.errors import TransitionError
@@ -32,14 +35,14 @@ class NodeMachine(AsyncMachine):
     initial state (and gives the model an event queue if the machine is queued per model).
     """
 
-    def add_model(self, model: object, initial: str | None = None) -> None:
+    def add_model(self, model: Any, initial: str | Enum | State | None = None) -> None:
         for mod in model if isinstance(model, list) else [model]:
             if id(mod) in self._model_ids:
                 continue
             self._model_ids.add(id(mod))
-            self.set_state(initial or self.initial, model=mod)
+            self.set_state(initial or cast(str, self.initial), model=mod)
             self.models.append(mod)
-            if self.has_queue == "model":
+            if getattr(self, "has_queue", False) == "model":  # typed bool, but "model" when queued per model
                 self._transition_queue_dict[id(mod)] = deque()
 
     @property

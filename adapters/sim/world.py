@@ -1,6 +1,6 @@
 """The simulated world: one SQLite file that every simulated twin keeps its state in.
 
-The twins (``*_sim.py``) stand in for vSphere, the Pexip Management Node, its console, the
+The twins (``adapters/sim/<system>.py``) stand in for vSphere, the Pexip Management Node, its console, the
 CA and the LDAP directory. They share one :class:`SimWorld`, so that one twin can see what
 another did (a Conferencing Node VM may only be imported once the Management Node made its
 deployment file) and so that a killed simulation resumes from the same world.
@@ -35,11 +35,15 @@ import random
 import sqlite3
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from adapters.sim._faults import EXIT_CODE, FaultPlan, FaultPoint
+from adapters.sim._store import SCHEMA as _SCHEMA
+from adapters.sim._store import hashable as _hashable
+from adapters.sim._store import index_add as _index_add
+from adapters.sim._store import index_discard as _index_discard
 from config.errors import ConfigError, Rejected, Unreachable
 
 __all__ = [
@@ -76,32 +80,8 @@ def digest(value: str) -> str:
     """
     return hashlib.sha256(value.encode()).hexdigest()
 
-# EX_SOFTWARE: what a process killed by an injected ``exit`` fault returns.
-EXIT_CODE = 70
-
 _FAULTS_SYSTEM = "_faults"  # where fired exit faults are remembered, so each fires once
 
-_FAULT_FORMS = (
-    "use comma-separated items: transient=RATE (a number from 0 to 1), "
-    "permanent=STEP[@NODE], exit=STEP[@NODE] (both repeatable), seed=N (an integer); "
-    "for example --faults 'transient=0.05,exit=lock_bios@conf-1,seed=7'"
-)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv (
-    system TEXT NOT NULL,
-    key    TEXT NOT NULL,
-    value  TEXT NOT NULL,          -- JSON
-    PRIMARY KEY (system, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS effects (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
-    at     TEXT NOT NULL,          -- UTC, ISO 8601
-    node   TEXT NOT NULL,
-    kind   TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-"""
 
 
 class Effect(NamedTuple):
@@ -110,91 +90,6 @@ class Effect(NamedTuple):
     node: str
     kind: str  # vm_import, reservation_set, bios_lock, power_on, api_create, ...
     detail: str = ""
-
-
-# --- faults ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FaultPoint:
-    """A step, and optionally the one node, where a fault is injected."""
-
-    step: str
-    node: str | None = None  # None: every node
-
-    def matches(self, node: str, step: str) -> bool:
-        return self.step == step and (self.node is None or self.node == node)
-
-    def __str__(self) -> str:
-        return self.step if self.node is None else f"{self.step}@{self.node}"
-
-
-@dataclass(frozen=True)
-class FaultPlan:
-    """Which faults a simulation injects, parsed from ``--faults``.
-
-    ``transient``: probability that any twin call raises ``Unreachable`` before it changes
-    anything. ``permanent``: steps whose every attempt is ``Rejected``
-    (:meth:`SimWorld.before_step`). ``exits``: steps after whose side effects the process
-    dies, once per world (:meth:`SimWorld.after_apply`).
-    """
-
-    transient: float = 0.0
-    permanent: tuple[FaultPoint, ...] = ()
-    exits: tuple[FaultPoint, ...] = ()
-    seed: int | None = None
-
-    @classmethod
-    def parse(cls, spec: str) -> FaultPlan:
-        """Parse ``"transient=0.1,permanent=STEP@NODE,exit=STEP,seed=7"``.
-
-        Raises:
-            ConfigError: naming ``--faults``, the bad item and the allowed forms.
-        """
-        transient = 0.0
-        permanent: list[FaultPoint] = []
-        exits: list[FaultPoint] = []
-        seed: int | None = None
-        problems: list[tuple[str, str]] = []
-        for raw in (spec or "").split(","):
-            item = raw.strip()
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            name, value = name.strip(), value.strip()
-            if not sep or not value:
-                problems.append(("--faults", f"{item!r} is not NAME=VALUE; {_FAULT_FORMS}"))
-            elif name == "transient":
-                try:
-                    transient = float(value)
-                except ValueError:
-                    transient = -1.0
-                if not 0.0 <= transient <= 1.0:
-                    problems.append(("--faults", f"transient={value} must be a rate from 0 to 1; {_FAULT_FORMS}"))
-            elif name in ("permanent", "exit"):
-                step, at, node = value.partition("@")
-                if not step.strip() or (at and not node.strip()):
-                    problems.append(("--faults", f"{item!r} needs STEP or STEP@NODE; {_FAULT_FORMS}"))
-                    continue
-                point = FaultPoint(step.strip(), node.strip() or None)
-                (permanent if name == "permanent" else exits).append(point)
-            elif name == "seed":
-                try:
-                    seed = int(value)
-                except ValueError:
-                    problems.append(("--faults", f"seed={value} must be an integer; {_FAULT_FORMS}"))
-            else:
-                problems.append(("--faults", f"unknown fault {name!r}; {_FAULT_FORMS}"))
-        if problems:
-            raise ConfigError(problems)
-        return cls(transient, tuple(permanent), tuple(exits), seed)
-
-    def __str__(self) -> str:
-        items = [f"transient={self.transient:g}"] if self.transient else []
-        items += [f"permanent={p}" for p in self.permanent]
-        items += [f"exit={p}" for p in self.exits]
-        items += [f"seed={self.seed}"] if self.seed is not None else []
-        return ",".join(items)
 
 
 # --- the world --------------------------------------------------------------------------
@@ -396,7 +291,7 @@ class SimWorld:
     def _write(self, pending: dict[tuple[str, str], str | None], effects: Sequence[Effect]) -> None:
         if not pending and not effects:
             return
-        at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        at = datetime.now(UTC).isoformat(timespec="microseconds")
         puts = [(s, k, v) for (s, k), v in pending.items() if v is not None]
         deletes = [(s, k) for (s, k), v in pending.items() if v is None]
         conn = self._conn
@@ -478,7 +373,7 @@ class SimWorld:
         for point in self.faults.exits:
             key = f"exit={point}"
             if point.matches(node, step) and self.get(_FAULTS_SYSTEM, key) is None:
-                fired = {"node": node, "step": step, "at": datetime.now(timezone.utc).isoformat()}
+                fired = {"node": node, "step": step, "at": datetime.now(UTC).isoformat()}
                 self._set_cached(_FAULTS_SYSTEM, key, fired)
                 self._pending[(_FAULTS_SYSTEM, key)] = json.dumps(fired)
                 self._flush()  # also commits changes still queued by other coroutines
@@ -500,7 +395,7 @@ class SimWorld:
     def effects(self) -> list[dict[str, Any]]:
         """Every committed effect in order: ``seq``, ``at``, ``node``, ``kind``, ``detail``."""
         rows = self._conn.execute("SELECT seq, at, node, kind, detail FROM effects ORDER BY seq")
-        return [dict(zip(("seq", "at", "node", "kind", "detail"), row)) for row in rows]
+        return [dict(zip(("seq", "at", "node", "kind", "detail"), row, strict=True)) for row in rows]
 
     def statistics(self) -> dict[str, int]:
         """Transactions committed and changes written since open, and what is pending."""
@@ -536,30 +431,3 @@ class SimWorld:
 
     def __repr__(self) -> str:
         return f"SimWorld({str(self.path)!r}, latency={self.latency}, faults={str(self.faults)!r})"
-
-
-# An index maps a field's value to the one key that has it (a str: natural keys are
-# unique, and a set per value would cost ~200 bytes per node) or to a set of keys.
-def _index_add(index: dict[Any, Any], value: Any, key: str) -> None:
-    found = index.get(value)
-    if found is None or found == key:
-        index[value] = key
-    elif isinstance(found, str):
-        index[value] = {found, key}
-    else:
-        found.add(key)
-
-
-def _index_discard(index: dict[Any, Any], value: Any, key: str) -> None:
-    found = index.get(value)
-    if found == key:
-        del index[value]
-    elif isinstance(found, set):
-        found.discard(key)
-        if len(found) == 1:
-            index[value] = next(iter(found))
-
-
-def _hashable(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool)) or value is None
-
