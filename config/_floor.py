@@ -54,7 +54,9 @@ def guide_words() -> dict[str, str]:
         if m := _SECTION.match(line):
             section, quotes = m.group(1), []
         elif m := _QUOTE.match(line):
-            quotes.append(m.group(2).strip() if m.group(1) == "guide" else f"(orchestrator) {m.group(2).strip()}")
+            quote = m.group(2).strip()
+            quote = quote[1:-1] if len(quote) > 1 and quote[0] == quote[-1] == '"' else quote
+            quotes.append(quote if m.group(1) == "guide" else f"(orchestrator) {quote}")
         elif line.startswith("#"):
             continue  # a note in parentheses: not the guide's words
         elif m := _KEY.match(line):
@@ -94,7 +96,7 @@ def floor_problems(policy: Policy, *, where: str, overridden: frozenset[str] = f
                 continue
             if dotted in AT_LEAST and isinstance(value, int) and value > guide_value:
                 continue  # stricter than the guide
-            may = f"only {', '.join(customizable)} may differ" if customizable else "nothing in it may differ"
+            may = f"only {', '.join(customizable)} may differ" if customizable else "nothing may differ"
             field = f"policy.{dotted}" if dotted in overridden else dotted
             problems.append((field, (
                 f"weakens the secure-mode guide, which no policy file may do (got {shown(value)} from {where}, "
