@@ -25,6 +25,8 @@ from journal._time import parse_utc, utc_now
 
 __all__ = ["new_lease_owner", "pid_alive", "owner_host", "acquire", "clear_stale"]
 
+_REUSE_SLACK_S = 60.0
+
 
 def new_lease_owner(pid: int | None = None) -> str:
     """A fresh owner string for this process: ``"host:pid:uuid"``."""
@@ -82,8 +84,9 @@ def _holder_alive_here(owner: str, pid: int | None, since: str | None, hostname:
         taken = parse_utc(since).timestamp() if since else None
     except ValueError:
         taken = None
-    # /proc/stat's btime has whole seconds: allow a little slack before calling the pid reused.
-    return not (started is not None and taken is not None and started > taken + 2.0)
+    # Slack for /proc/stat's whole-second btime and a stepped clock: calling a live holder "reused"
+    # would let two processes drive one node, while a pid reused within the slack only waits.
+    return not (started is not None and taken is not None and started > taken + _REUSE_SLACK_S)
 
 
 def _dead_here(owner: str, pid: int | None, hostname: str, since: str | None = None) -> bool:
