@@ -47,7 +47,7 @@ def packaged_policy() -> Policy:
 
 @functools.cache
 def guide_words() -> dict[str, str]:
-    """``"section.key"`` -> the ``guide:`` quotes (or ``orchestrator:`` notes) just above the key in the packaged file."""
+    """``"section.key"`` -> the ``guide:`` quotes (or ``orchestrator:`` notes) above the key in the packaged file."""
     words: dict[str, str] = {}
     section, quotes = "", list[str]()
     for line in POLICY_PATH.read_text().splitlines():

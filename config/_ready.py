@@ -56,15 +56,16 @@ def _certificates(path: str, field: str, what: str, problems: Problems) -> None:
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
-        problems.append((field, f"not a PEM certificate file (got {path!r}); give {what} as PEM (-----BEGIN CERTIFICATE-----)"))
+        problems.append((field, f"not a PEM certificate file (got {path!r}); "
+                                f"give {what} as PEM (-----BEGIN CERTIFICATE-----)"))
         return
     now = datetime.datetime.now(datetime.UTC)
     for certificate in certificates:
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             problems.append((field, (
                 f"certificate {certificate.subject.rfc4514_string()!r} is not valid now (got validity "
-                f"{certificate.not_valid_before_utc:%Y-%m-%d}..{certificate.not_valid_after_utc:%Y-%m-%d} in {path!r}); "
-                f"renew {what}")))
+                f"{certificate.not_valid_before_utc:%Y-%m-%d}..{certificate.not_valid_after_utc:%Y-%m-%d} "
+                f"in {path!r}); renew {what}")))
 
 
 def file_problems(deployment: Deployment) -> Problems:
@@ -79,22 +80,25 @@ def file_problems(deployment: Deployment) -> Problems:
             for field, location in needed:
                 if isinstance(location, str) and not _URL.match(location):
                     _readable(location, field, "the Pexip Infinity OVA", problems)
-    if d.pexip_api is not None and d.pexip_api.mode == "real":
-        if d.pexip_api.ca_file:
-            _certificates(d.pexip_api.ca_file, "pexip_api.ca_file", "the CA chain of the Management Node's certificate", problems)
-        if d.pexip_api.client_cert:
-            _certificates(d.pexip_api.client_cert, "pexip_api.client_cert", "the orchestrator's client certificate", problems)
-    if d.console is not None and d.console.mode == "real" and d.console.known_hosts:
-        if (data := _readable(d.console.known_hosts, "console.known_hosts", "an OpenSSH known_hosts file", problems)) is not None:
-            if not data.strip():
-                problems.append(("console.known_hosts", f"empty (got {d.console.known_hosts!r}); "
-                                                        "list the nodes' SSH host keys so the console can verify them"))
+    api = d.pexip_api
+    if api is not None and api.mode == "real":
+        if api.ca_file:
+            _certificates(api.ca_file, "pexip_api.ca_file", "the CA chain of the Management Node", problems)
+        if api.client_cert:
+            _certificates(api.client_cert, "pexip_api.client_cert", "the orchestrator's client certificate", problems)
+    known_hosts = d.console.known_hosts if d.console is not None and d.console.mode == "real" else None
+    if known_hosts:
+        data = _readable(known_hosts, "console.known_hosts", "an OpenSSH known_hosts file", problems)
+        if data is not None and not data.strip():
+            problems.append(("console.known_hosts", f"empty (got {known_hosts!r}); "
+                                                    "list the nodes' SSH host keys so the console can verify them"))
     if d.ldap is not None and d.ldap.mode == "real" and d.ldap.ca_file:
         _certificates(d.ldap.ca_file, "ldap.ca_file", "the CA certificate that signed the LDAP server's", problems)
     if d.pki is not None and d.pki.mode == "manual" and d.pki.ca_chain:
-        _certificates(d.pki.ca_chain, "pki.ca_chain", "the trusted CA chain (PEM) that the guide requires uploading", problems)
+        _certificates(d.pki.ca_chain, "pki.ca_chain", "the trusted CA chain the guide requires uploading", problems)
         if d.pki.inbox and os.path.exists(d.pki.inbox) and not os.path.isdir(d.pki.inbox):
-            problems.append(("pki.inbox", f"not a directory (got {d.pki.inbox!r}); give the directory signed certificates are dropped in"))
+            problems.append(("pki.inbox", f"not a directory (got {d.pki.inbox!r}); "
+                                          "give the directory signed certificates are dropped in"))
     return problems
 
 

@@ -239,7 +239,8 @@ def _network(d: Deployment, c: Check) -> None:
         path = f"network.ntp_servers[{i}]"
         if isinstance(ntp.address, str):
             c.need(is_host(ntp.address), f"{path}.address", f"not an IP address or DNS name (got {shown(ntp.address)}); fix it")
-            c.need(ntp.address.strip().casefold() not in seen, f"{path}.address", f"listed twice (got {ntp.address!r}); list each server once")
+            c.need(ntp.address.strip().casefold() not in seen, f"{path}.address",
+                   f"listed twice (got {ntp.address!r}); list each server once")
             seen.add(ntp.address.strip().casefold())
         if (message := ntp_key_problem(ntp.key is not None, rules)) is not None:
             c.add(f"{path}.key", message)

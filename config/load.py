@@ -71,7 +71,8 @@ def load_deployment(path: str | Path, *, check_secrets: bool = True) -> Deployme
     except IsADirectoryError:
         raise ConfigError([(str(source), "not a deployment file (got a directory); give the .toml file")]) from None
     except UnicodeDecodeError:
-        raise ConfigError([(str(source), "not a deployment file (got bytes that are not UTF-8 text); give the .toml file")]) from None
+        raise ConfigError([(str(source), "not a deployment file (got bytes that are not UTF-8 text); "
+                                         "give the .toml file")]) from None
     except OSError as exc:
         raise ConfigError([(str(source), f"deployment file cannot be read (got {type(exc).__name__}: {exc.strerror}); "
                                          "make it readable by this user")]) from None

@@ -19,8 +19,10 @@ from tests.config.conftest import DELETE, write_runnable_example
 WEAKENED = [
     ("enable_fips_140_2_compliance_mode = true", "enable_fips_140_2_compliance_mode = false",
      "security_wizard.enable_fips_140_2_compliance_mode", "Enable FIPS 140-2 compliance mode"),  # FIPS off
-    ("enable_tls_1_0 = false", "enable_tls_1_0 = true", "security_wizard.enable_tls_1_0", "Enable TLS 1.0 (YES) NO"),  # TLS 1.0 on
-    ("enable_ssh = false", "enable_ssh = true", "global_settings.enable_ssh", "Enable SSH Disable this option."),  # SSH on
+    ("enable_tls_1_0 = false", "enable_tls_1_0 = true", "security_wizard.enable_tls_1_0",
+     "Enable TLS 1.0 (YES) NO"),  # TLS 1.0 on
+    ("enable_ssh = false", "enable_ssh = true", "global_settings.enable_ssh",
+     "Enable SSH Disable this option."),  # SSH on
     ("max = 4094", "max = 4095", "vlan.max", "must not use VLAN ID 4095"),  # VLAN 4095 in range
     ("forbidden = [4095]", "forbidden = []", "vlan.forbidden", "must not use VLAN ID 4095"),  # VLAN 4095 allowed
     ('forbidden_community = "public"', 'forbidden_community = "nothing"', "snmp.forbidden_community",
@@ -28,7 +30,8 @@ WEAKENED = [
     ('snmp_mode = "AUTHPRIV"', 'snmp_mode = "STANDARD"', "snmp.snmp_mode", "SNMPv3 read-only"),  # not SNMPv3 read-only
     ("ntp_key_required = true", "ntp_key_required = false", "network_services.ntp_key_required",
      "must include key authentication credentials"),  # NTP without keys
-    ("min_ntp_servers = 2", "min_ntp_servers = 1", "network_services.min_ntp_servers", "at least two NTP servers"),  # one NTP
+    ("min_ntp_servers = 2", "min_ntp_servers = 1", "network_services.min_ntp_servers",
+     "at least two NTP servers"),  # one NTP
     ("security_wizard_approval = true", "security_wizard_approval = false", "gates.security_wizard_approval",
      "it cannot be re-enabled"),  # no approval gate before the irreversible wizard
     ('final_source = "LDAP"', 'final_source = "LDAP+LOCAL"', "authentication.final_source",
@@ -54,7 +57,7 @@ def _with_policy(config: Path, policy: str, extra: str = "") -> Path:
 
 @pytest.mark.parametrize(("old", "new", "field", "words"), WEAKENED)
 def test_a_policy_file_cannot_weaken_the_guide(write_config, tmp_path, old, new, field, words):
-    """[deployment] policy naming a copy with a fixed value changed is refused, naming the value and the guide's words."""
+    """[deployment] policy naming a copy with a fixed value changed is refused, naming it and the guide's words."""
     _policy_copy(tmp_path, old, new)
     with pytest.raises(ConfigError) as caught:
         load_deployment(write_config({"deployment.policy": "site-policy.toml"}), check_secrets=False)
@@ -77,7 +80,8 @@ def test_the_refusal_is_exit_2_through_the_cli_and_writes_nothing(example_secret
 
 def test_widening_customizable_does_not_open_a_fixed_value(write_config, tmp_path):
     """A policy copy that lists a fixed key as customizable cannot then change it from [policy] either."""
-    _policy_copy(tmp_path, 'customizable = [\n    "sip_udp_listen_port",', 'customizable = [\n    "enable_tls_1_0",\n    "sip_udp_listen_port",')
+    first = 'customizable = [\n    "sip_udp_listen_port",'
+    _policy_copy(tmp_path, first, first.replace("[", '[\n    "enable_tls_1_0",'))
     edits = {"deployment.policy": "site-policy.toml", "policy.security_wizard.enable_tls_1_0": True}
     with pytest.raises(ConfigError) as caught:
         load_deployment(write_config(edits), check_secrets=False)
@@ -85,7 +89,7 @@ def test_widening_customizable_does_not_open_a_fixed_value(write_config, tmp_pat
 
 
 def test_a_stricter_minimum_is_not_a_weakening(write_config, tmp_path):
-    """Asking for more DNS servers than the guide is allowed (the floor is a minimum there): only the count is checked."""
+    """Asking for more DNS servers than the guide is allowed: only the count is checked."""
     _policy_copy(tmp_path, "min_dns_servers = 2", "min_dns_servers = 3")
     with pytest.raises(ConfigError) as caught:
         load_deployment(write_config({"deployment.policy": "site-policy.toml"}), check_secrets=False)
@@ -94,13 +98,14 @@ def test_a_stricter_minimum_is_not_a_weakening(write_config, tmp_path):
 
 
 def test_recommended_values_may_differ_and_are_listed(write_config, tmp_path):
-    """The MTU in the policy file and the DSCP value in [policy] may differ; each is a (field, guide, used, words) deviation."""
+    """The MTU in the policy file and the DSCP in [policy] may differ; each is listed as a deviation."""
     _policy_copy(tmp_path, "mtu = 1400", "mtu = 1500")
-    d = load_deployment(write_config({"deployment.policy": "site-policy.toml", "policy.global_settings.management_qos": 18}),
-                        check_secrets=False)
+    edits = {"deployment.policy": "site-policy.toml", "policy.global_settings.management_qos": 18}
+    d = load_deployment(write_config(edits), check_secrets=False)
     assert d.policy.location.mtu == 1500 and d.policy.global_settings.management_qos == 18
     by_field = {field: (guide, used, words) for field, guide, used, words in d.policy_deviations}
-    assert by_field["location.mtu"][:2] == (1400, 1500) and "We recommend a value of 1400" in by_field["location.mtu"][2]
+    assert by_field["location.mtu"][:2] == (1400, 1500)
+    assert "We recommend a value of 1400" in by_field["location.mtu"][2]
     assert by_field["global_settings.management_qos"][:2] == (16, 18)
     assert "We recommend a value of 16" in by_field["global_settings.management_qos"][2]
     assert set(by_field) == {"location.mtu", "global_settings.management_qos"}

@@ -35,10 +35,12 @@ NTP = [
 
 
 @pytest.mark.parametrize(("edits", "field", "fragment"), [
-    ({"network.ntp_servers": [NTP[0], {**NTP[0], "key_id": 2}]}, "network.ntp_servers", "at least 2"),  # one server twice
+    ({"network.ntp_servers": [NTP[0], {**NTP[0], "key_id": 2}]},
+     "network.ntp_servers", "at least 2"),  # one server twice
     ({"network.ntp_servers": [NTP[0], {**NTP[0], "address": "NTP1.example.com ", "key_id": 2}]},
      "network.ntp_servers", "at least 2"),  # the same server in another case, with a space
-    ({"network.ntp_servers": [NTP[0], {**NTP[1], "key_id": 1}]}, "network.ntp_servers", "distinct key ids"),  # one key id
+    ({"network.ntp_servers": [NTP[0], {**NTP[1], "key_id": 1}]},
+     "network.ntp_servers", "distinct key ids"),  # one key id
     ({"network.ntp_servers": [NTP[0], NTP[0]]}, "network.ntp_servers[1].address", "listed twice"),  # the entry is named
     ({"network.dns_servers": ["10.10.0.2", "10.10.0.2"]}, "network.dns_servers", "at least 2"),  # one DNS server twice
 ])
@@ -132,7 +134,8 @@ def test_a_policy_path_that_is_no_policy_file_is_exit_2(example_secrets, monkeyp
     config = write_runnable_example(example_secrets)
     policy = example_secrets / "site-policy"
     make(policy)
-    config.write_text(config.read_text().replace('name = "secure-lab"', 'name = "secure-lab"\npolicy = "site-policy"', 1))
+    named = 'name = "secure-lab"'
+    config.write_text(config.read_text().replace(named, f'{named}\npolicy = "site-policy"', 1))
     monkeypatch.chdir(example_secrets)
     code, err = _cli("-c", str(config), "run", "--dry-run")
     assert code == 2 and f"{policy}: " in err and "Traceback" not in err, err

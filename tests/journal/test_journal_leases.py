@@ -102,7 +102,8 @@ def test_a_live_holder_on_this_host_is_never_taken_over(journal: Journal, attack
     assert journal.node("mgr").lease_owner == mine  # type: ignore[union-attr]
 
 
-def test_a_pid_reused_since_the_lease_was_taken_is_not_the_holder(journal: Journal, attacker: sqlite3.Connection) -> None:
+def test_a_pid_reused_since_the_lease_was_taken_is_not_the_holder(
+        journal: Journal, attacker: sqlite3.Connection) -> None:
     """A lease of this host whose pid now belongs to a process started after the lease is stale."""
     journal.acquire_leases(["mgr"], owner=f"{HOST}:{os.getpid()}:old-run", pid=os.getpid())
     attacker.execute("UPDATE nodes SET lease_since = '2000-01-01T00:00:00.000000Z' WHERE name = 'mgr'")
