@@ -7,10 +7,12 @@ mistyped becomes ``None`` so that the rest of the file is still read and checked
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
-from config._policy import read_policy
+from config._floor import floor_problems, policy_deviations
+from config._policy import POLICY_PATH, flatten, read_policy
 from config._reader import Problems, Table
 from config.model import (
     CONFERENCING,
@@ -145,6 +147,14 @@ def _section(top: Table, key: str, build: Any, *args: Any, required: bool = True
     return spec
 
 
+def _sha256(path: Path) -> str:
+    """The SHA-256 of the file's bytes; "" when it cannot be read (a problem already reported)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
     """Build the deployment from the parsed TOML of ``source``; every structural problem is listed.
 
@@ -161,6 +171,10 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
     overrides = top.get("policy", dict, required=False)
     policy, policy_problems = read_policy(policy_file, overrides, "policy.")
     problems.extend(policy_problems)
+    policy_path = Path(policy_file) if policy_file else POLICY_PATH
+    if policy is not None:
+        # The guide is a floor: neither the named policy file nor [policy] may weaken it.
+        problems.extend(floor_problems(policy, where=str(policy_path), overridden=frozenset(flatten(overrides or {}))))
     if policy is None:
         # Check the rest of the file against the policy without the bad overrides
         # (or, if the named policy file itself is bad, against the packaged one).
@@ -230,6 +244,9 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
             lease_timeout_s=t.number("lease_timeout_s", required=False, default=60.0),
         ), required=False),
         source=str(source),
+        policy_path=str(policy_path),
+        policy_sha256=_sha256(policy_path),
+        policy_deviations=policy_deviations(policy),
     )
     top.close()
     return deployment, problems

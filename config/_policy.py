@@ -110,6 +110,16 @@ def _read_file(path: Path, problems: Problems) -> dict[str, dict[str, Any]] | No
     except FileNotFoundError:
         problems.append((where, "policy file not found (got no file at this path); give an existing file, or leave it out to use the packaged one"))
         return None
+    except IsADirectoryError:
+        problems.append((where, "not a policy file (got a directory); give the policy's .toml file"))
+        return None
+    except UnicodeDecodeError:
+        problems.append((where, "not a policy file (got bytes that are not UTF-8 text); give the policy's .toml file"))
+        return None
+    except OSError as exc:
+        problems.append((where, f"policy file cannot be read (got {type(exc).__name__}: {exc.strerror}); "
+                                "make it readable"))
+        return None
     except tomllib.TOMLDecodeError as exc:
         problems.append((where, f"not valid TOML ({exc}); fix the syntax"))
         return None

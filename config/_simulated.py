@@ -7,13 +7,14 @@ and resumed simulation sees the same values.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import os
 import secrets
 from pathlib import Path
 
-from config._policy import read_policy
+from config._policy import POLICY_PATH, read_policy
 from config.errors import ConfigError
 from config.model import (
     CONFERENCING,
@@ -224,4 +225,6 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
         simulation=SimulationSpec(world=str(workdir / "orchestrator.world.sqlite"), latency=float(latency), faults=faults),
         journal=JournalSpec(path=str(workdir / "orchestrator.journal.sqlite")),
         source="simulated",
+        policy_path=str(POLICY_PATH),
+        policy_sha256=hashlib.sha256(POLICY_PATH.read_bytes()).hexdigest(),
     )

@@ -11,18 +11,21 @@ Every message reads "<problem> (got <value>); <what is allowed / the fix>".
 from __future__ import annotations
 
 import dataclasses
-import functools
 import ipaddress
 import re
 from collections import defaultdict
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from config._checks import LABEL, Check, ipv4, is_fqdn, is_host, prefix_length
 from config._reader import Problems, shown
 from config.model import CONFERENCING, Deployment, NodeSpec, Policy, VCenterSpec
 from config.rules import (
     disk_iops_limit_problem,
+    distinct_ntp_servers,
+    distinct_servers,
     iops_over_budget,
+    lease_timeout_problem,
     ntp_key_problem,
     snmp_community_problem,
     too_few_servers,
@@ -43,85 +46,12 @@ MEMORY_MB_RANGE = (2000, 64000)  # worker_vm vm_system_memory
 
 _NAME = re.compile(r"[a-z0-9-]{1,40}\Z")
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z")  # worker_vm name: <= 32
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 _THUMBPRINT = re.compile(r"sha256:[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}\Z")
-
-
-# --- small predicates ------------------------------------------------------------------
-
-def _ipv4(value: str) -> ipaddress.IPv4Address | None:
-    try:
-        return ipaddress.IPv4Address(value)
-    except ValueError:
-        return None
-
-
-def _is_fqdn(value: str, max_len: int = 253) -> bool:
-    return 0 < len(value) <= max_len and all(_LABEL.match(label) for label in value.rstrip(".").split("."))
-
-
-def _is_host(value: str) -> bool:
-    """An IPv4 address or a DNS name."""
-    return _ipv4(value) is not None or _is_fqdn(value)
-
-
-@functools.lru_cache(maxsize=64)
-def _prefix(mask: str) -> int | None:
-    """The prefix length of a dotted netmask, None if not contiguous (cached: 10,000 nodes share a few)."""
-    address = _ipv4(mask)
-    if address is None:
-        return None
-    host = ~int(address) & 0xFFFFFFFF
-    if host & (host + 1):  # not ones then zeros
-        return None
-    return 32 - host.bit_length()
-
-
-class _Check:
-    """Collects problems. Messages are built only when a rule fails: 10,000 nodes pass quickly."""
-
-    def __init__(self) -> None:
-        self.problems: Problems = []
-
-    def add(self, field: str, message: str) -> None:
-        self.problems.append((field, message))
-
-    def need(self, ok: bool, field: str, message: str) -> bool:
-        if not ok:
-            self.add(field, message)
-        return ok
-
-    def text(self, value: Any, field: str, what: str, max_len: int = 255) -> None:
-        if isinstance(value, str) and not (value.strip() and len(value) <= max_len):
-            self.add(field, f"must be {what} of 1..{max_len} characters (got {shown(value)}); set it")
-
-    def choice(self, value: Any, allowed: tuple[str, ...], field: str) -> bool:
-        if not isinstance(value, str):
-            return False
-        return self.need(value in allowed, field, f"not an allowed value (got {shown(value)}); use one of: {', '.join(allowed)}")
-
-    def port(self, value: Any, field: str) -> None:
-        if isinstance(value, int) and not 1 <= value <= 65535:
-            self.add(field, f"not a port number (got {value}); use 1..65535")
-
-    def url(self, value: Any, mode: Any, field: str) -> None:
-        if not isinstance(value, str):
-            return
-        parts = urlsplit(value)
-        if mode == "real":
-            self.need(parts.scheme == "https" and bool(parts.hostname), field,
-                      f"must be an https:// URL when mode is 'real' (got {shown(value)}); write https://<host>/...")
-        else:
-            self.need(parts.scheme in ("http", "https") and bool(parts.hostname), field,
-                      f"must be an http(s):// URL (got {shown(value)}); write https://<host>/...")
-
-    def required(self, value: Any, field: str, why: str) -> None:
-        self.need(value is not None, field, f"missing (got nothing); {why}")
 
 
 # --- sections ----------------------------------------------------------------------------
 
-def _vcenter(v: VCenterSpec, c: _Check) -> None:
+def _vcenter(v: VCenterSpec, c: Check) -> None:
     c.choice(v.mode, MODES, "vcenter.mode")
     c.url(v.url, v.mode, "vcenter.url")
     c.text(v.user, "vcenter.user", "a user name")
@@ -187,21 +117,21 @@ class _NodeContext:
         )
 
 
-def _addressing(node: NodeSpec, path: str, c: _Check) -> None:
+def _addressing(node: NodeSpec, path: str, c: Check) -> None:
     """Address, netmask and gateway: valid IPv4, a usable mask, the gateway in the subnet."""
     address = gateway = prefix = None
     if isinstance(node.address, str):
-        address = _ipv4(node.address)
+        address = ipv4(node.address)
         if address is None:
             c.add(f"{path}.address", f"not an IPv4 address (got {shown(node.address)}); write a.b.c.d")
     if isinstance(node.netmask, str):
-        prefix = _prefix(node.netmask)
+        prefix = prefix_length(node.netmask)
         if prefix is None or not 8 <= prefix <= 30:
             c.add(f"{path}.netmask", f"not a usable IPv4 netmask (got {shown(node.netmask)}); "
                                      "write a contiguous mask from 255.0.0.0 to 255.255.255.252")
             prefix = None
     if isinstance(node.gateway, str):
-        gateway = _ipv4(node.gateway)
+        gateway = ipv4(node.gateway)
         if gateway is None:
             c.add(f"{path}.gateway", f"not an IPv4 address (got {shown(node.gateway)}); write a.b.c.d")
     if address is None or gateway is None or prefix is None:
@@ -215,12 +145,12 @@ def _addressing(node: NodeSpec, path: str, c: _Check) -> None:
         c.add(f"{path}.gateway", f"not a host in the node's subnet {subnet} (got {gateway}); give the subnet's router")
 
 
-def _node(node: NodeSpec, path: str, ctx: _NodeContext, c: _Check) -> None:
+def _node(node: NodeSpec, path: str, ctx: _NodeContext, c: Check) -> None:
     if isinstance(node.name, str) and not _NODE_NAME.match(node.name):
         c.add(f"{path}.name", f"bad node name (got {shown(node.name)}); use 1..32 letters, digits, '.', '_' or '-'")
-    if isinstance(node.hostname, str) and not _LABEL.match(node.hostname):
+    if isinstance(node.hostname, str) and not LABEL.match(node.hostname):
         c.add(f"{path}.hostname", f"bad hostname (got {shown(node.hostname)}); use one DNS label: letters, digits, '-', 1..63")
-    if isinstance(node.domain, str) and not _is_fqdn(node.domain, 192):
+    if isinstance(node.domain, str) and not is_fqdn(node.domain, 192):
         c.add(f"{path}.domain", f"bad domain (got {shown(node.domain)}); write a DNS domain such as example.com")
     _addressing(node, path, c)
     if isinstance(node.host, str) and ctx.hosts is not None and node.host not in ctx.hosts:
@@ -239,11 +169,11 @@ def _node(node: NodeSpec, path: str, ctx: _NodeContext, c: _Check) -> None:
         return
     if isinstance(node.location, str) and ctx.locations is not None and node.location not in ctx.locations:
         c.add(f"{path}.location", f"not in network.locations (got {node.location!r}); use one of: {ctx.location_names}")
-    if isinstance(node.sip_tls_fqdn, str) and not _is_fqdn(node.sip_tls_fqdn, 255):
+    if isinstance(node.sip_tls_fqdn, str) and not is_fqdn(node.sip_tls_fqdn, 255):
         c.add(f"{path}.sip_tls_fqdn", f"not a DNS name (got {shown(node.sip_tls_fqdn)}); write the FQDN in the node's TLS certificate")
 
 
-def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeContext, c: _Check) -> None:
+def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeContext, c: Check) -> None:
     """Duplicates, port group VLANs per host, and IOPS per host datastore."""
     for key, what in (("name", "node name"), ("address", "address"), ("hostname", "hostname"), ("sip_tls_fqdn", "SIP TLS FQDN")):
         first: dict[str, str] = {}
@@ -283,26 +213,35 @@ def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeCo
                   "the limits or move a node")
 
 
-def _network(d: Deployment, c: _Check) -> None:
+def _network(d: Deployment, c: Check) -> None:
     n, rules = d.network, d.policy.network_services
     if n is None:
         return
-    counts: tuple[tuple[Literal["dns", "ntp", "syslog"], tuple[Any, ...] | None], ...] = (
-        ("dns", n.dns_servers), ("ntp", n.ntp_servers), ("syslog", n.syslog_servers))
-    for kind, servers in counts:
-        if servers is not None and (message := too_few_servers(kind, len(servers), rules)) is not None:
+    # The same server twice, or two NTP servers sharing one key id, is one server for the guide's minimums.
+    ntp_pairs = [(s.address, s.key_id) for s in n.ntp_servers or () if isinstance(s.address, str)]
+    counts: tuple[tuple[Literal["dns", "ntp", "syslog"], int | None], ...] = (
+        ("dns", distinct_servers(n.dns_servers) if n.dns_servers is not None else None),
+        ("ntp", distinct_ntp_servers(ntp_pairs) if n.ntp_servers is not None else None),
+        ("syslog", distinct_servers(s.address for s in n.syslog_servers if isinstance(s.address, str))
+         if n.syslog_servers is not None else None))
+    for kind, count in counts:
+        if count is not None and (message := too_few_servers(kind, count, rules)) is not None:
             c.add(f"network.{kind}_servers", message)
     dns = list(n.dns_servers or ())
     for i, address in enumerate(dns):
-        if _ipv4(address) is None:
+        if ipv4(address) is None:
             c.add(f"network.dns_servers[{i}]",
                   f"not an IPv4 address (got {shown(address)}); the API's dns_server.address takes an IP address only")
         elif address in dns[:i]:
             c.add(f"network.dns_servers[{i}]", f"listed twice (got {address!r}); list each server once")
+    seen: set[str] = set()
     for i, ntp in enumerate(n.ntp_servers or ()):
         path = f"network.ntp_servers[{i}]"
         if isinstance(ntp.address, str):
-            c.need(_is_host(ntp.address), f"{path}.address", f"not an IP address or DNS name (got {shown(ntp.address)}); fix it")
+            c.need(is_host(ntp.address), f"{path}.address", f"not an IP address or DNS name (got {shown(ntp.address)}); fix it")
+            c.need(ntp.address.strip().casefold() not in seen, f"{path}.address",
+                   f"listed twice (got {ntp.address!r}); list each server once")
+            seen.add(ntp.address.strip().casefold())
         if (message := ntp_key_problem(ntp.key is not None, rules)) is not None:
             c.add(f"{path}.key", message)
         if isinstance(ntp.key_id, int):
@@ -310,7 +249,7 @@ def _network(d: Deployment, c: _Check) -> None:
     for i, syslog in enumerate(n.syslog_servers or ()):
         path = f"network.syslog_servers[{i}]"
         if isinstance(syslog.address, str):
-            c.need(_is_host(syslog.address), f"{path}.address", f"not an IP address or DNS name (got {shown(syslog.address)}); fix it")
+            c.need(is_host(syslog.address), f"{path}.address", f"not an IP address or DNS name (got {shown(syslog.address)}); fix it")
         c.port(syslog.port, f"{path}.port")
         c.choice(syslog.transport, SYSLOG_TRANSPORTS, f"{path}.transport")
     locations = list(n.locations or ())
@@ -319,7 +258,7 @@ def _network(d: Deployment, c: _Check) -> None:
         c.need(name not in locations[:i], f"network.locations[{i}]", f"listed twice (got {name!r}); list each location once")
 
 
-def _snmp(d: Deployment, c: _Check) -> None:
+def _snmp(d: Deployment, c: Check) -> None:
     s = d.snmp
     if s is None:
         return
@@ -328,7 +267,7 @@ def _snmp(d: Deployment, c: _Check) -> None:
         c.add("snmp.community", message)
 
 
-def _global(d: Deployment, c: _Check) -> None:
+def _global(d: Deployment, c: Check) -> None:
     g = d.global_settings
     if g is None:
         return
@@ -341,7 +280,7 @@ def _global(d: Deployment, c: _Check) -> None:
                "the guide: set OCSP to Override with the responder's URL")
 
 
-def _pki(d: Deployment, c: _Check) -> None:
+def _pki(d: Deployment, c: Check) -> None:
     p = d.pki
     if p is None:
         return
@@ -358,13 +297,13 @@ def _pki(d: Deployment, c: _Check) -> None:
                 c.need(bool(re.fullmatch(r"[A-Z]{2}", value.strip())), "pki.dn", f"country must be 2 capital letters (got {value.strip()!r}); e.g. C=GB")
 
 
-def _ldap(d: Deployment, c: _Check) -> None:
+def _ldap(d: Deployment, c: Check) -> None:
     ldap = d.ldap
     if ldap is None:
         return
     c.choice(ldap.mode, MODES, "ldap.mode")
     if isinstance(ldap.server, str):
-        c.need(_is_host(ldap.server), "ldap.server", f"not an IP address or DNS name (got {shown(ldap.server)}); fix it")
+        c.need(is_host(ldap.server), "ldap.server", f"not an IP address or DNS name (got {shown(ldap.server)}); fix it")
     c.port(ldap.port, "ldap.port")
     c.text(ldap.base_dn, "ldap.base_dn", "a DN")
     c.text(ldap.bind_username, "ldap.bind_username", "a user name or DN")
@@ -397,7 +336,7 @@ def _ldap(d: Deployment, c: _Check) -> None:
                    "the guide: every administrator role must be mapped to at least one LDAP group; add a [[ldap.role_mappings]]")
 
 
-def _systems(d: Deployment, c: _Check) -> None:
+def _systems(d: Deployment, c: Check) -> None:
     a = d.pexip_api
     if a is not None:
         c.choice(a.mode, MODES, "pexip_api.mode")
@@ -417,7 +356,8 @@ def _systems(d: Deployment, c: _Check) -> None:
     if d.simulation is not None and isinstance(d.simulation.latency, float):
         c.need(d.simulation.latency >= 0, "simulation.latency", f"must be >= 0 (got {d.simulation.latency}); seconds of added latency")
     if d.journal is not None and isinstance(d.journal.lease_timeout_s, float):
-        c.need(d.journal.lease_timeout_s > 0, "journal.lease_timeout_s", f"must be > 0 (got {d.journal.lease_timeout_s}); seconds")
+        if (message := lease_timeout_problem(d.journal.lease_timeout_s)) is not None:
+            c.add("journal.lease_timeout_s", message)
 
 
 def validate(deployment: Deployment) -> Problems:
@@ -427,7 +367,7 @@ def validate(deployment: Deployment) -> Problems:
         ``[(field, message), ...]``, empty when the deployment is valid. Fields are dotted
         paths as in the TOML file (``"conferencing[2].vlan"``).
     """
-    d, c = deployment, _Check()
+    d, c = deployment, Check()
     if isinstance(d.name, str):
         c.need(bool(_NAME.match(d.name)), "deployment.name",
                f"bad deployment name (got {shown(d.name)}); use 1..40 of a-z, 0-9 and '-' (VMs carry \"<name>/<node>\")")

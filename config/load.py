@@ -11,6 +11,8 @@ Every problem of a file is collected and raised at once as one
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 from config._parse import parse
 from config._policy import POLICY_PATH, read_policy
+from config._ready import ready_problems
 from config._secret_checks import unavailable_secrets
 from config._simulated import simulated_deployment
 from config._validate import validate
@@ -38,12 +41,17 @@ def load_deployment(path: str | Path, *, check_secrets: bool = True) -> Deployme
     """Read, check and return the deployment declared in the TOML file at ``path``.
 
     Relative paths in the file (``ca_file``, OVA paths, ``file:`` secrets, the policy
-    file) resolve against the file's directory.
+    file) resolve against the file's directory. The policy must not weaken the guide's
+    floor (:mod:`config._floor`); the recommended values it changed are listed in
+    ``policy_deviations``, beside ``source_sha256``, ``policy_path`` and ``policy_sha256``.
 
     Args:
         path: the deployment file.
-        check_secrets: also require every secret reference to be readable now (the
-            environment variable set, the file present); values are never shown.
+        check_secrets: also check what a run needs here and now, so that nothing is written
+            before every check passed: every secret readable (the environment variable set,
+            the file present; values are never shown) and none part of the file's ordinary
+            text, every system's mode built, and every file the real systems will open (OVAs,
+            CA files, ``pki.ca_chain``, the client certificate, ``known_hosts``) usable.
 
     Raises:
         ConfigError: listing every problem found, each as "<field>: <problem> (got
@@ -56,16 +64,25 @@ def load_deployment(path: str | Path, *, check_secrets: bool = True) -> Deployme
     """
     source = Path(path)
     try:
-        with source.open("rb") as f:
-            data = tomllib.load(f)
+        raw = source.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError([(str(source), "deployment file not found (got no file at this path); give -c FILE or create orchestrator.toml")]) from None
     except IsADirectoryError:
         raise ConfigError([(str(source), "not a deployment file (got a directory); give the .toml file")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([(str(source), "not a deployment file (got bytes that are not UTF-8 text); "
+                                         "give the .toml file")]) from None
+    except OSError as exc:
+        raise ConfigError([(str(source), f"deployment file cannot be read (got {type(exc).__name__}: {exc.strerror}); "
+                                         "make it readable by this user")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([(str(source), f"not valid TOML ({exc}); fix the syntax")]) from exc
     deployment, problems = parse(data, source.resolve())
-    later = validate(deployment) + (unavailable_secrets(deployment) if check_secrets else [])
+    deployment = dataclasses.replace(deployment, source_sha256=hashlib.sha256(raw).hexdigest())
+    later = validate(deployment)
+    if check_secrets:
+        later += unavailable_secrets(deployment) + ready_problems(deployment)
     # A field the reader refused is left None; the rules would only repeat it as "missing".
     refused = {field for field, _ in problems}
     problems += [problem for problem in later if problem[0] not in refused]

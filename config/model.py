@@ -236,6 +236,11 @@ class Deployment:
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
     journal: JournalSpec = field(default_factory=JournalSpec)
     source: str = ""  # the file it came from, for messages
+    source_sha256: str = ""  # of the file's bytes as read: which configuration a run applied
+    policy_path: str = ""  # the policy file used (the packaged one unless [deployment] policy names another)
+    policy_sha256: str = ""
+    # (field, the guide's value, the value used, the guide's words): the recommended values changed
+    policy_deviations: tuple[tuple[str, object, object, str], ...] = ()
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

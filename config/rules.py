@@ -23,11 +23,26 @@ __all__ = [
     "too_few_servers",
     "ntp_key_problem",
     "snmp_community_problem",
+    "distinct_servers",
+    "distinct_ntp_servers",
+    "HEARTBEATS_PER_LEASE",
+    "MIN_HEARTBEAT_PERIOD_S",
+    "MIN_LEASE_TIMEOUT_S",
+    "heartbeat_period",
+    "lease_timeout_problem",
+    "NOT_YET_REAL",
+    "unbuilt_mode_problem",
 ]
 
 SNMP_COMMUNITY_MAX = 16  # the API's snmp_community length
 
 _SERVERS = {"dns": "DNS", "ntp": "NTP", "syslog": "syslog"}
+
+# A lease is renewed this many times within its timeout, so one late heartbeat never loses it;
+# the engine's heartbeat period and the configuration's lower bound both come from here.
+HEARTBEATS_PER_LEASE = 3
+MIN_HEARTBEAT_PERIOD_S = 0.5  # the journal is not written more often than this for heartbeats
+MIN_LEASE_TIMEOUT_S = HEARTBEATS_PER_LEASE * MIN_HEARTBEAT_PERIOD_S
 
 
 def vlan_problem(vlan: int, policy: VlanPolicy, reserved: Collection[int]) -> str | None:
@@ -67,11 +82,27 @@ def disk_iops_limit_problem(limit: int, policy: ReservationPolicy) -> str | None
     return None
 
 
+def distinct_servers(addresses: Iterable[str]) -> int:
+    """How many different servers ``addresses`` name: one written twice (in any case, with spaces) counts once."""
+    return len({address.strip().casefold() for address in addresses})
+
+
+def distinct_ntp_servers(servers: Iterable[tuple[str, int]]) -> int:
+    """How many NTP servers ``(address, key_id)`` count towards the guide's minimum.
+
+    Two entries of one server are one server, and two servers sharing a key id share one
+    key: the count is the smaller of the distinct addresses and the distinct key ids.
+    """
+    listed = list(servers)
+    return min(distinct_servers(address for address, _ in listed), len({key_id for _, key_id in listed}))
+
+
 def too_few_servers(kind: Literal["dns", "ntp", "syslog"], count: int, policy: NetworkServicesPolicy) -> str | None:
     """Guide: at least two DNS servers, two NTP servers and one remote syslog server."""
     minimum = {"dns": policy.min_dns_servers, "ntp": policy.min_ntp_servers, "syslog": policy.min_syslog_servers}[kind]
     if count < minimum:
-        return f"too few {_SERVERS[kind]} servers (got {count}); the guide requires at least {minimum}"
+        return (f"too few {_SERVERS[kind]} servers (got {count}); the guide requires at least {minimum}, "
+                "counted as distinct servers (and, for NTP, distinct key ids)")
     return None
 
 
@@ -86,8 +117,41 @@ def ntp_key_problem(has_key: bool, policy: NetworkServicesPolicy) -> str | None:
 def snmp_community_problem(community: str, policy: SnmpPolicy) -> str | None:
     """Guide: change the SNMP community to something other than the default; the API takes 1..16 characters."""
     forbidden = policy.forbidden_community
-    if community == forbidden:
-        return f"the default community (got {forbidden!r}); the guide: change it to something other than {forbidden!r}"
+    # "PUBLIC" or " public" is still the default to anyone guessing: compare without case and spaces.
+    if "".join(community.split()).casefold() == "".join(forbidden.split()).casefold():
+        return f"the default community (got {community!r}); the guide: change it to something other than {forbidden!r}"
     if not 0 < len(community) <= SNMP_COMMUNITY_MAX:
         return f"must be 1..{SNMP_COMMUNITY_MAX} characters (got {len(community)} characters); shorten it"
+    return None
+
+
+def heartbeat_period(lease_timeout_s: float) -> float:
+    """Seconds between two heartbeats of a lease that times out after ``lease_timeout_s``."""
+    return max(lease_timeout_s / HEARTBEATS_PER_LEASE, MIN_HEARTBEAT_PERIOD_S)
+
+
+def lease_timeout_problem(lease_timeout_s: float) -> str | None:
+    """A lease's timeout must span at least ``HEARTBEATS_PER_LEASE`` heartbeats, or a live lease expires.
+
+    With the heartbeat at ``heartbeat_period`` (never below ``MIN_HEARTBEAT_PERIOD_S``) this is
+    ``lease_timeout_s >= MIN_LEASE_TIMEOUT_S``, compared so, without the rounding of a division.
+    """
+    if lease_timeout_s < MIN_LEASE_TIMEOUT_S:
+        return (f"shorter than {HEARTBEATS_PER_LEASE} heartbeats (got {lease_timeout_s}); a live process would lose "
+                f"its lease and a second one drive the same node: use at least {MIN_LEASE_TIMEOUT_S} seconds")
+    return None
+
+
+# Real adapters that later issues bring; until then "real" is refused plainly, never faked.
+NOT_YET_REAL = {
+    "pexip_api": "the real management API client",
+    "console": "the real SSH console adapter",
+    "ldap": "the real LDAP adapter",
+}
+
+
+def unbuilt_mode_problem(system: str, mode: str | None) -> str | None:
+    """``mode = "real"`` for a system whose real adapter is not built yet (config validation and the wiring)."""
+    if mode == "real" and system in NOT_YET_REAL:
+        return f'"real" is not available yet: {NOT_YET_REAL[system]} is not built; set {system}.mode = "sim" for now'
     return None

@@ -3,9 +3,11 @@
 A lease is four columns of the node's row (owner, pid, since, heartbeat). The owner
 string is ``"host:pid:uuid"`` so that a process can tell whether another owner's
 process still lives on this host. A lease held by someone else is stale, and taken
-over, when its process is gone from this host or its heartbeat is older than the
-timeout; otherwise the caller gets :class:`config.errors.ResourceLocked` at once,
-never a silent wait.
+over, when its process is gone from this host (or its pid now belongs to a process
+started after the lease was taken), or when it was taken on another host and its
+heartbeat is older than the timeout. A holder alive on this host is never taken over,
+however late its heartbeat. Otherwise the caller gets
+:class:`config.errors.ResourceLocked` at once, never a silent wait.
 
 These functions run inside a write transaction that the journal opened.
 """
@@ -16,12 +18,14 @@ import os
 import socket
 import sqlite3
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 from config.errors import JournalError, ResourceLocked
 from journal._time import parse_utc, utc_now
 
 __all__ = ["new_lease_owner", "pid_alive", "owner_host", "acquire", "clear_stale"]
+
+_REUSE_SLACK_S = 60.0
 
 
 def new_lease_owner(pid: int | None = None) -> str:
@@ -53,8 +57,40 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def _dead_here(owner: str, pid: int | None, hostname: str) -> bool:
-    return owner_host(owner) == hostname and not pid_alive(pid)
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            ticks = int(stat.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as boot:
+            btime = next(int(line.split()[1]) for line in boot if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _holder_alive_here(owner: str, pid: int | None, since: str | None, hostname: str) -> bool | None:
+    """Whether the lease's process still lives on this host; None when it ran on another host (cannot tell).
+
+    A pid reused by a process that started after the lease was taken is not the holder.
+    """
+    if owner_host(owner) != hostname:
+        return None
+    if not pid_alive(pid):
+        return False
+    assert pid is not None
+    started = _started_at(pid)
+    try:
+        taken = parse_utc(since).timestamp() if since else None
+    except ValueError:
+        taken = None
+    # Slack for /proc/stat's whole-second btime and a stepped clock: calling a live holder "reused"
+    # would let two processes drive one node, while a pid reused within the slack only waits.
+    return not (started is not None and taken is not None and started > taken + _REUSE_SLACK_S)
+
+
+def _dead_here(owner: str, pid: int | None, hostname: str, since: str | None = None) -> bool:
+    return _holder_alive_here(owner, pid, since, hostname) is False
 
 
 def _expired(heartbeat: str | None, timeout_s: float, now: str) -> bool:
@@ -97,7 +133,10 @@ def acquire(
         held_by, held_pid, since, heartbeat = rows[name]
         if held_by is None or held_by == owner:
             continue
-        if _dead_here(held_by, held_pid, hostname) or _expired(heartbeat, timeout_s, now):
+        alive = _holder_alive_here(held_by, held_pid, since, hostname)
+        # A holder alive on this host keeps its lease however old its heartbeat (issue #7): a late
+        # heartbeat must never let two processes drive one node. Only another host's lease expires.
+        if alive is False or (alive is None and _expired(heartbeat, timeout_s, now)):
             continue  # stale: taken over below
         raise ResourceLocked(name, held_by, held_pid, since)
     conn.executemany(
@@ -112,10 +151,10 @@ def clear_stale(conn: sqlite3.Connection) -> list[str]:
     hostname = socket.gethostname()
     stale = [
         name
-        for name, held_by, held_pid in conn.execute(
-            "SELECT name, lease_owner, lease_pid FROM nodes WHERE lease_owner IS NOT NULL ORDER BY rowid"
+        for name, held_by, held_pid, since in conn.execute(
+            "SELECT name, lease_owner, lease_pid, lease_since FROM nodes WHERE lease_owner IS NOT NULL ORDER BY rowid"
         )
-        if _dead_here(held_by, held_pid, hostname)
+        if _dead_here(held_by, held_pid, hostname, since)
     ]
     conn.executemany(
         "UPDATE nodes SET lease_owner = NULL, lease_pid = NULL, lease_since = NULL, heartbeat = NULL "

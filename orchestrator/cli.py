@@ -90,7 +90,7 @@ def _display(as_json: bool, live: bool) -> ObserverFactory | None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", "config", metavar="FILE", help="Deployment file (TOML). Default: $ORCHESTRATOR_CONFIG, else ./orchestrator.toml.")
 @click.option("--journal", metavar="FILE", help="Journal (SQLite). Default: $ORCHESTRATOR_JOURNAL, the config's journal.path, else ./orchestrator.journal.sqlite.")
-@click.option("--log-level", default="", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default: WARNING with the live display, else INFO).")
+@click.option("--log-level", default=None, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default: WARNING with the live display, else INFO).")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: str) -> None:
     """Drive a Pexip Infinity deployment through the Secure Mode Deployment Guide."""

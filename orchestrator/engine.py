@@ -26,6 +26,7 @@ import structlog
 from adapters.base import Systems
 from config.errors import AdapterError, ConfigError, NotYet, OrchestratorError, TransitionError
 from config.model import Deployment
+from config.rules import heartbeat_period
 from journal import Journal, Transition, kinds, new_lease_owner
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF
 from machines.node import Fleet, NodeModel
@@ -205,7 +206,7 @@ class Engine:
                 await self._transition(model, "retry", kind=kinds.RETRIED, step=model.step, update={"last_error": None, "failed_from": None, "attempt": 0})
 
     async def _heartbeat(self) -> None:
-        period = max(self.deployment.journal.lease_timeout_s / 3, 0.5)
+        period = heartbeat_period(self.deployment.journal.lease_timeout_s)  # the rule config validates
         while True:
             await asyncio.sleep(period)
             self.journal.heartbeat(self.owner)

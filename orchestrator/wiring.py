@@ -11,15 +11,9 @@ from pathlib import Path
 from adapters.base import Systems
 from config.errors import ConfigError
 from config.model import Deployment
+from config.rules import NOT_YET_REAL, unbuilt_mode_problem
 
 __all__ = ["open_systems", "needs_world", "NOT_YET_REAL"]
-
-# Real adapters that later issues bring; until then "real" is refused plainly, never faked.
-NOT_YET_REAL = {
-    "pexip_api": "the real management API client",
-    "console": "the real SSH console adapter",
-    "ldap": "the real LDAP adapter",
-}
 
 
 def needs_world(deployment: Deployment) -> bool:
@@ -33,12 +27,10 @@ def needs_world(deployment: Deployment) -> bool:
 
 
 def _refuse_unbuilt(deployment: Deployment) -> None:
+    """The refusal ``load_deployment`` already reports with every other problem, kept for a deployment built in code."""
     modes = {"pexip_api": deployment.pexip_api.mode, "console": deployment.console.mode, "ldap": deployment.ldap.mode}
-    problems = [
-        (f"{system}.mode", f'"real" is not available yet: {what} is not built; set {system}.mode = "sim" for now')
-        for system, what in NOT_YET_REAL.items()
-        if modes[system] == "real"
-    ]
+    problems = [(f"{system}.mode", message) for system in NOT_YET_REAL
+                if (message := unbuilt_mode_problem(system, modes.get(system))) is not None]
     if problems:
         raise ConfigError(problems)
 

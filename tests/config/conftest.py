@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import config
+from adapters.sim._pki import make_root
 
 EXAMPLE = Path(config.__file__).with_name("example.toml")
 DELETE = "<delete>"  # an edit value: remove the key (a string, so parametrize tables can spell it)
@@ -116,3 +117,26 @@ def example_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_text("-----BEGIN PRIVATE KEY-----\ntest\n-----END PRIVATE KEY-----\n")
     return tmp_path
+
+
+def write_example_files(directory: Path) -> None:
+    """Create every file the example names (CA files, client certificate, known_hosts, OVAs) in ``directory``."""
+    _, ca = make_root("Example test CA")
+    for name in ("vcenter-ca.pem", "ca-chain.pem", "orchestrator-admin.pem"):
+        (directory / "certs").mkdir(parents=True, exist_ok=True)
+        (directory / "certs" / name).write_text(ca)
+    (directory / "certs" / "known_hosts").write_text("pexmgr.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest\n")
+    (directory / "images").mkdir(exist_ok=True)
+    for name in ("Pexip_Infinity_pxMgr.ova", "Pexip_Infinity_ConfNode.ova"):
+        (directory / "images" / name).write_bytes(b"ova")
+
+
+def write_runnable_example(directory: Path) -> Path:
+    """The example with its files present and the systems whose real adapter is not built yet simulated."""
+    write_example_files(directory)
+    text = EXAMPLE.read_text()
+    for table in ("pexip_api", "console", "ldap"):
+        text = text.replace(f'[{table}]\nmode = "real"', f'[{table}]\nmode = "sim"')
+    path = directory / "deployment.toml"
+    path.write_text(text)
+    return path

@@ -13,6 +13,7 @@ from config.errors import ConfigError
 from config.load import load_deployment
 from config.model import Deployment
 from config.secrets import Secret
+from tests.config.conftest import write_runnable_example
 
 EXAMPLE = Path(config.__file__).with_name("example.toml")
 # "<field>: <problem> (got <value>); <what is allowed / the fix>"
@@ -66,9 +67,8 @@ def test_policy_overrides_in_the_deployment_apply(write_config):
 
 
 def test_secrets_present_load_with_check(example_secrets):
-    """With every env var set and the key file present, check_secrets=True passes."""
-    path = example_secrets / "deployment.toml"
-    path.write_text(EXAMPLE.read_text())
+    """With every env var set and every file present, check_secrets=True passes."""
+    path = write_runnable_example(example_secrets)
     d = load_deployment(path)
     assert d.vcenter.password.reveal() == "test-value-of-vcenter_password"
 
@@ -166,8 +166,7 @@ def test_secret_values_are_never_echoed(write_config, edits, field):
 def test_missing_env_secret_is_reported_with_check(example_secrets, monkeypatch):
     """check_secrets=True names the field and the environment variable that is not set."""
     monkeypatch.delenv("LDAP_BIND_PASSWORD")
-    path = example_secrets / "deployment.toml"
-    path.write_text(EXAMPLE.read_text())
+    path = write_runnable_example(example_secrets)
     with pytest.raises(ConfigError) as caught:
         load_deployment(path)
     assert caught.value.problems == [("ldap.bind_password", caught.value.problems[0][1])]
@@ -179,8 +178,7 @@ def test_missing_env_secret_is_reported_with_check(example_secrets, monkeypatch)
 def test_missing_file_secret_is_reported_with_check(example_secrets):
     """A file: secret that does not exist is named with its resolved path."""
     (example_secrets / "certs" / "orchestrator-admin.key").unlink()
-    path = example_secrets / "deployment.toml"
-    path.write_text(EXAMPLE.read_text())
+    path = write_runnable_example(example_secrets)
     with pytest.raises(ConfigError) as caught:
         load_deployment(path)
     assert str(example_secrets / "certs" / "orchestrator-admin.key") in problem_line(caught.value, "pexip_api.client_key")
@@ -193,8 +191,7 @@ def test_missing_file_secret_is_reported_with_check(example_secrets):
 def test_unusable_secret_length_is_reported(example_secrets, monkeypatch, variable, value, field, fragment):
     """A readable secret of an unusable length is refused, its value not shown."""
     monkeypatch.setenv(variable, value)
-    path = example_secrets / "deployment.toml"
-    path.write_text(EXAMPLE.read_text())
+    path = write_runnable_example(example_secrets)
     with pytest.raises(ConfigError) as caught:
         load_deployment(path)
     line = problem_line(caught.value, field)

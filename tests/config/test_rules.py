@@ -11,11 +11,14 @@ from config.load import load_policy, simulated_deployment, validate
 from config.policy import NetworkServicesPolicy, ReservationPolicy, SnmpPolicy, VlanPolicy
 from config.rules import (
     disk_iops_limit_problem,
+    distinct_ntp_servers,
+    distinct_servers,
     iops_in_use,
     iops_over_budget,
     ntp_key_problem,
     snmp_community_problem,
     too_few_servers,
+    unbuilt_mode_problem,
     vlan_problem,
 )
 
@@ -107,6 +110,37 @@ def test_too_few_servers(kind: str, count: int, fragment: str | None) -> None:
     assert (problem is None) if fragment is None else (problem is not None and fragment in problem), problem
 
 
+@pytest.mark.parametrize(("addresses", "count"), [
+    (["10.0.0.1", "10.0.0.2"], 2),  # two servers
+    (["10.0.0.1", "10.0.0.1"], 1),  # one server twice
+    (["ntp.example.com", "NTP.example.com "], 1),  # one name in two spellings
+    ([], 0),  # none
+])
+def test_distinct_servers(addresses: list[str], count: int) -> None:
+    """A server listed twice counts once towards the guide's minimums."""
+    assert distinct_servers(addresses) == count
+
+
+@pytest.mark.parametrize(("servers", "count"), [
+    ([("ntp1", 1), ("ntp2", 2)], 2),  # two servers, two keys
+    ([("ntp1", 1), ("ntp2", 1)], 1),  # two servers sharing one key id
+    ([("ntp1", 1), ("ntp1", 2)], 1),  # one server with two keys
+])
+def test_distinct_ntp_servers(servers: list[tuple[str, int]], count: int) -> None:
+    """NTP servers count by distinct address and distinct key id, whichever is fewer."""
+    assert distinct_ntp_servers(servers) == count
+
+
+@pytest.mark.parametrize(("system", "mode", "refused"), [
+    ("pexip_api", "real", True),  # the real API client is not built
+    ("pexip_api", "sim", False),  # the twin is
+    ("vcenter", "real", False),  # the real vSphere adapter is built
+])
+def test_unbuilt_mode_problem(system: str, mode: str, refused: bool) -> None:
+    """"real" is refused only for a system whose real adapter is not built."""
+    assert (unbuilt_mode_problem(system, mode) is not None) == refused
+
+
 @pytest.mark.parametrize(("has_key", "policy", "fragment"), [
     (True, SERVICES, None),  # a keyed NTP server
     (False, SERVICES, "NTP server without key"),  # the guide requires the key
@@ -126,6 +160,8 @@ def test_ntp_key_problem(has_key: bool, policy: NetworkServicesPolicy, fragment:
     ("", SNMP, "1..16 characters (got 0 characters)"),  # empty
     ("public", dataclasses.replace(SNMP, forbidden_community="private"), None),  # the forbidden one is the policy's
     ("private", dataclasses.replace(SNMP, forbidden_community="private"), "other than 'private'"),  # whatever it names
+    ("PUBLIC", SNMP, "the default community (got 'PUBLIC')"),  # the default in capitals
+    ("public ", SNMP, "the default community"),  # with a trailing space
 ])
 def test_snmp_community_problem(community: str, policy: SnmpPolicy, fragment: str | None) -> None:
     """The SNMP community is not the forbidden default and fits the API."""

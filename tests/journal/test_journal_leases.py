@@ -84,6 +84,34 @@ def test_expired_heartbeat_is_taken_over(journal: Journal) -> None:
     assert journal.node("mgr").lease_owner == mine  # type: ignore[union-attr]
 
 
+def test_a_live_holder_on_this_host_is_never_taken_over(journal: Journal, attacker: sqlite3.Connection) -> None:
+    """A holder alive on this host keeps its lease however late its heartbeat: two processes never drive one node."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        journal.acquire_leases(["mgr"], owner=f"{HOST}:{holder.pid}:live-run", pid=holder.pid)
+        attacker.execute("UPDATE nodes SET heartbeat = '2000-01-01T00:00:00.000000Z' WHERE name = 'mgr'")
+        with pytest.raises(ResourceLocked):
+            journal.acquire_leases(["mgr"], owner=new_lease_owner(), pid=os.getpid(), timeout_s=0.01)
+        assert journal.node("mgr").lease_pid == holder.pid  # type: ignore[union-attr]
+        assert journal.clear_stale_leases() == []
+    finally:
+        holder.kill()
+        holder.wait()
+    mine = new_lease_owner()
+    journal.acquire_leases(["mgr"], owner=mine, pid=os.getpid())  # gone now: stale
+    assert journal.node("mgr").lease_owner == mine  # type: ignore[union-attr]
+
+
+def test_a_pid_reused_since_the_lease_was_taken_is_not_the_holder(
+        journal: Journal, attacker: sqlite3.Connection) -> None:
+    """A lease of this host whose pid now belongs to a process started after the lease is stale."""
+    journal.acquire_leases(["mgr"], owner=f"{HOST}:{os.getpid()}:old-run", pid=os.getpid())
+    attacker.execute("UPDATE nodes SET lease_since = '2000-01-01T00:00:00.000000Z' WHERE name = 'mgr'")
+    mine = new_lease_owner()
+    journal.acquire_leases(["mgr"], owner=mine, pid=os.getpid())
+    assert journal.node("mgr").lease_owner == mine  # type: ignore[union-attr]
+
+
 def test_heartbeat_keeps_the_lease(journal: Journal, attacker: sqlite3.Connection) -> None:
     """heartbeat() refreshes every lease of the owner, so a timeout does not expire it."""
     holder = f"other-host:{os.getpid()}:x"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from adapters.sim._pki import make_root
 from config.errors import ConfigError
 from config.load import load_deployment
 from config.model import Deployment
@@ -21,14 +22,14 @@ def _vcsim(lab: Path) -> Vcsim:
     """A Vcsim record as start_vcsim returns it, with no process behind it (the writer only reads its fields)."""
     ca_file = lab / "pki" / "vcsim-ca.pem"
     ca_file.parent.mkdir(parents=True, exist_ok=True)
-    ca_file.write_text("")
+    ca_file.write_text(make_root("Lab test CA")[1])  # load_deployment reads the trust file (issue #7)
     return Vcsim(url="https://127.0.0.1:4443/sdk", user=VCSIM_USER, password="lab-password", ca_file=ca_file,
                  cert_file=lab / "pki" / "vcsim.pem", pid=0, port=4443, workdir=lab / "vcsim",
                  keys_file=lab / "vcsim" / "keys.jsonl", requests_file=lab / "vcsim" / "requests.jsonl")
 
 
 def _anonymous(deployment: Deployment) -> Deployment:
-    return dataclasses.replace(deployment, source="")
+    return dataclasses.replace(deployment, source="", source_sha256="")
 
 
 def test_the_lab_file_holds_what_the_f_string_writer_wrote(tmp_path: Path) -> None:

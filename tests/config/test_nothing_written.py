@@ -1,0 +1,124 @@
+"""Nothing is written before every check passed (issue #7, finding 9): each mistake is exit 2, one report, no file.
+
+Each test makes the mistake in an otherwise runnable copy of the example (files present, the
+systems without a built real adapter simulated), runs the CLI in the copy's directory and
+checks that the directory holds exactly what it held before: no journal, key or world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from config.load import load_deployment
+from orchestrator.cli import cli
+from tests.config.conftest import EXAMPLE, write_example_files, write_runnable_example
+
+
+def _tree(directory: Path) -> list[Path]:
+    return sorted(directory.rglob("*"))
+
+
+def _refused(directory: Path, config: Path, *command: str) -> str:
+    """Run the command; assert exit 2 and an unchanged directory; return stderr."""
+    before = _tree(directory)
+    result = CliRunner().invoke(cli, ["-c", str(config), *command], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert _tree(directory) == before, "a file was created before every check passed"
+    return result.stderr
+
+
+def _replace(old: str, new: str) -> Callable[[Path], None]:
+    def edit(config: Path) -> None:
+        text = config.read_text()
+        assert text.count(old) == 1, old
+        config.write_text(text.replace(old, new))
+    return edit
+
+
+def _remove(relative: str) -> Callable[[Path], None]:
+    return lambda config: (config.parent / relative).unlink()
+
+
+def _garble(relative: str) -> Callable[[Path], None]:
+    return lambda config: (config.parent / relative).write_text("not a certificate\n")
+
+
+# Each case: the mistake, and the field the report must name.
+MISTAKES = [
+    (_replace('[pexip_api]\nmode = "sim"', '[pexip_api]\nmode = "real"'), "pexip_api.mode"),  # a real adapter not built
+    (_replace('[ldap]\nmode = "sim"', '[ldap]\nmode = "real"'), "ldap.mode"),  # another not built
+    (_remove("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a missing CA file
+    (_garble("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a TLS trust file that is no certificate
+    (_remove("certs/ca-chain.pem"), "pki.ca_chain"),  # pki.ca_chain missing: found today after the security wizard
+    (_remove("images/Pexip_Infinity_ConfNode.ova"), "ova.conferencing"),  # a missing OVA
+    (_replace('ca_file = "certs/vcenter-ca.pem"', 'ca_file = "certs"'), "vcenter.ca_file"),  # a directory for a file
+]
+
+
+@pytest.mark.parametrize(("mistake", "field"), MISTAKES)
+@pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"]])
+def test_a_mistake_is_refused_before_anything_is_written(example_secrets, monkeypatch, mistake, field, command):
+    """run and run --dry-run exit 2 naming the field, and leave the directory as it was."""
+    config = write_runnable_example(example_secrets)
+    load_deployment(config)  # without the mistake it would pass every check
+    mistake(config)
+    monkeypatch.chdir(example_secrets)
+    assert f"\n  {field}: " in _refused(example_secrets, config, *command)
+
+
+def test_a_missing_client_certificate_and_known_hosts_are_named(example_secrets, monkeypatch):
+    """The real API's client certificate and the console's known_hosts are checked where those systems are real."""
+    write_example_files(example_secrets)
+    (example_secrets / "certs" / "orchestrator-admin.pem").unlink()
+    (example_secrets / "certs" / "known_hosts").unlink()
+    config = example_secrets / "deployment.toml"
+    config.write_text(EXAMPLE.read_text())
+    monkeypatch.chdir(example_secrets)
+    err = _refused(example_secrets, config, "run")
+    assert "\n  pexip_api.client_cert: file not found" in err and "\n  console.known_hosts: file not found" in err
+
+
+def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, monkeypatch):
+    """The example as shipped (no files beside it, real systems not built) is one report of all of them."""
+    config = example_secrets / "deployment.toml"
+    config.write_text(EXAMPLE.read_text())
+    monkeypatch.chdir(example_secrets)
+    err = _refused(example_secrets, config, "run")
+    fields = ["pexip_api.mode", "console.mode", "ldap.mode", "vcenter.ca_file", "ova.management", "ova.conferencing",
+              "pexip_api.ca_file", "pexip_api.client_cert", "console.known_hosts", "ldap.ca_file", "pki.ca_chain"]
+    assert [f for f in fields if f"\n  {f}: " not in err] == []
+
+
+def test_the_shipped_example_without_secrets_also_writes_nothing(tmp_path, monkeypatch):
+    """With no secret set either, the example is refused with the secrets and the files in the same report."""
+    for name in ("VCENTER_PASSWORD", "LDAP_BIND_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "orchestrator.toml"
+    config.write_text(EXAMPLE.read_text())
+    monkeypatch.chdir(tmp_path)
+    err = _refused(tmp_path, config, "run", "--dry-run")
+    assert "\n  vcenter.password: secret cannot be read" in err and "\n  pki.ca_chain: file not found" in err
+
+
+def test_an_expired_trust_anchor_is_refused(example_secrets, monkeypatch):
+    """A CA certificate that is not valid now cannot verify anything: refused at load, naming the file's field."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    config = write_runnable_example(example_secrets)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Old CA")])
+    past = datetime.datetime(2001, 1, 1, tzinfo=datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(past).not_valid_after(past + datetime.timedelta(days=1))
+                   .sign(key, hashes.SHA256()))
+    (example_secrets / "certs" / "ca-chain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.chdir(example_secrets)
+    assert "\n  pki.ca_chain: certificate 'CN=Old CA' is not valid now" in _refused(example_secrets, config, "run")
