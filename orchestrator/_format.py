@@ -7,6 +7,7 @@ Kept apart from ``cli.py`` so that the commands stay argument parsing plus one l
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from orchestrator.display import Progress
     from orchestrator.engine import RunReport
 
-__all__ = ["report", "plan", "status", "verification", "lab", "progress"]
+__all__ = ["report", "plan", "status", "status_table", "verification", "lab", "lab_down", "progress"]
 
 _SUMMARY = {
     0: "done: every node reached its target state",
@@ -63,17 +64,45 @@ def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None
         click.echo(json.dumps({"journal": journal_path, "nodes": rows}, indent=2))
         return
     from rich.console import Console
+
+    Console().print(status_table(journal_path, rows))
+
+
+def _age(updated_at: str | None, now: datetime | None = None) -> str:
+    """``updated_at`` (ISO-8601) as time ago: ``42s``, ``5m``, ``3h``, ``2d``."""
+    if not updated_at:
+        return ""
+    try:
+        then = datetime.fromisoformat(updated_at)
+    except ValueError:
+        return ""
+    then = then if then.tzinfo else then.replace(tzinfo=timezone.utc)
+    seconds = max(((now or datetime.now(timezone.utc)) - then).total_seconds(), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def status_table(journal_path: str, rows: list[dict[str, Any]], now: datetime | None = None) -> Any:
+    """The status table: node names never cut; the other columns fold to fit the terminal."""
     from rich.table import Table
 
-    table = Table(title=f"journal {journal_path}")
-    for col in ("node", "role", "state", "step", "gate", "next / why"):
+    table = Table(title=f"journal {journal_path}", expand=False)
+    longest = max((len(r["node"]) for r in rows), default=4)
+    table.add_column("node", no_wrap=True, min_width=longest)
+    for col in ("role", "state", "step", "gate", "lease", "age"):
         table.add_column(col, overflow="fold")
+    table.add_column("next / why", overflow="fold", ratio=1)
     for r in rows:
         why = r["next"]["reason"]
         if r["maintenance"]:
             why = f"maintenance: {r['maintenance_reason'] or ''}"
-        table.add_row(r["node"], r["role"], r["state"], r["step"] or "", r["gate"] or "", why)
-    Console(width=max(120, Console().width)).print(table)
+        lease = r.get("lease")
+        held = f"pid {lease['pid']}" if lease else ""
+        table.add_row(r["node"], r["role"], r["state"], r["step"] or "", r["gate"] or "", held,
+                      _age(r.get("updated_at"), now), why)
+    return table
 
 
 def verification(result: Verification) -> bool:
@@ -94,11 +123,24 @@ def lab(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    if not result.get("up", True):
+        click.echo(f"no lab in {result.get('dir')}; start one with `orchestrator lab up`")
+        return
     for name, sim in result.items():
         if isinstance(sim, dict):
             running = "" if sim.get("running", True) else " [not running]"
             click.echo(f"{name}: {sim.get('url')} (ca {sim.get('ca_file')})" + running)
     click.echo(f"config: {result.get('config')}  (run with: orchestrator -c {result.get('config')} run)")
+
+
+def lab_down(result: dict[str, Any], as_json: bool) -> None:
+    """Print what ``lab down`` stopped and removed."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo("lab stopped" if result["stopped"] else f"no lab running in {result['dir']}")
+    for path in result["removed"]:
+        click.echo(f"removed {path}")
 
 
 def progress(deployment: Deployment, journal: Journal, live: bool | None = None) -> Progress:
