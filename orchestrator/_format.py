@@ -7,7 +7,7 @@ Kept apart from ``cli.py`` so that the commands stay argument parsing plus one l
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -65,7 +65,8 @@ def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None
         return
     from rich.console import Console
 
-    Console().print(status_table(journal_path, rows))
+    console = Console()
+    console.print(status_table(journal_path, rows, width=console.width))
 
 
 def _age(updated_at: str | None, now: datetime | None = None) -> str:
@@ -76,32 +77,42 @@ def _age(updated_at: str | None, now: datetime | None = None) -> str:
         then = datetime.fromisoformat(updated_at)
     except ValueError:
         return ""
-    then = then if then.tzinfo else then.replace(tzinfo=timezone.utc)
-    seconds = max(((now or datetime.now(timezone.utc)) - then).total_seconds(), 0)
+    then = then if then.tzinfo else then.replace(tzinfo=UTC)
+    seconds = max(((now or datetime.now(UTC)) - then).total_seconds(), 0)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
 
 
-def status_table(journal_path: str, rows: list[dict[str, Any]], now: datetime | None = None) -> Any:
-    """The status table: node names never cut; the other columns fold to fit the terminal."""
+def status_table(journal_path: str, rows: list[dict[str, Any]], *, width: int = 80, now: datetime | None = None) -> Any:
+    """The status table: node names never cut; below 120 columns the rest folds into one column per node."""
     from rich.table import Table
 
-    table = Table(title=f"journal {journal_path}", expand=False)
     longest = max((len(r["node"]) for r in rows), default=4)
+    wide = width >= 120
+    table = Table(title=f"journal {journal_path}", expand=False, show_lines=not wide)
     table.add_column("node", no_wrap=True, min_width=longest)
-    for col in ("role", "state", "step", "gate", "lease", "age"):
-        table.add_column(col, overflow="fold")
-    table.add_column("next / why", overflow="fold", ratio=1)
+    if wide:
+        for col in ("role", "state", "step", "gate", "lease", "age"):
+            table.add_column(col, overflow="fold")
+        table.add_column("next / why", overflow="fold", ratio=1)
+    else:
+        table.add_column("state (role, step, gate, lease, age) / next, why", overflow="fold", ratio=1)
     for r in rows:
         why = r["next"]["reason"]
         if r["maintenance"]:
             why = f"maintenance: {r['maintenance_reason'] or ''}"
         lease = r.get("lease")
-        held = f"pid {lease['pid']}" if lease else ""
-        table.add_row(r["node"], r["role"], r["state"], r["step"] or "", r["gate"] or "", held,
-                      _age(r.get("updated_at"), now), why)
+        cells = [r["role"], r["state"], r["step"] or "", r["gate"] or "", f"pid {lease['pid']}" if lease else "",
+                 _age(r.get("updated_at"), now)]
+        if wide:
+            table.add_row(r["node"], *cells, why)
+        else:
+            role, state, step, gate, held, age = cells
+            labelled = [state, role, f"step {step}" if step else "", f"gate {gate}" if gate else "",
+                        f"lease {held}" if held else "", f"{age} ago" if age else ""]
+            table.add_row(r["node"], " · ".join(c for c in labelled if c) + "\n" + why)
     return table
 
 

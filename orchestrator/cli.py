@@ -114,10 +114,14 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
 _GLOBAL = ("config", "journal", "log_level", "quiet", "verbose")
 
 
-def _override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-    """A global option given after the subcommand: it wins over the one before it."""
-    if param.name and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
-        setattr(ctx.ensure_object(Options), param.name, value)
+class _GlobalOption(click.Option):
+    """A copy of a global option on a subcommand: given there, it wins over the one before it."""
+
+    def handle_parse_result(self, ctx: click.Context, opts: Any, args: list[str]) -> tuple[Any, list[str]]:
+        value, args = super().handle_parse_result(ctx, opts, args)
+        if self.name and ctx.get_parameter_source(self.name) is ParameterSource.COMMANDLINE:
+            setattr(ctx.ensure_object(Options), self.name, value)
+        return value, args
 
 
 def _add_global_options(group: click.Group, options: list[click.Parameter]) -> None:
@@ -128,8 +132,8 @@ def _add_global_options(group: click.Group, options: list[click.Parameter]) -> N
             continue
         for option in options:
             clone = copy.copy(option)
+            clone.__class__ = _GlobalOption
             clone.expose_value = False
-            clone.callback = _override
             cmd.params.append(clone)
 
 
