@@ -88,11 +88,11 @@ def build_vcsim(lab_dir: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build once
         if binary.is_file() and stamp.is_file() and stamp.read_text().strip() == wanted:
             return binary
-        # GOCACHE under the checkout's .lab (shared by every lab dir: a warm build takes
-        # about a second, a cold one 15), else the lab's own: works as root in CI, where
-        # HOME may be unset, and in an installed copy, whose site-packages may be read-only.
+        # GOCACHE: the caller's, else under the checkout's .lab (shared by every lab dir: a
+        # warm build takes about a second, a cold one 15), else the lab's own: works as root
+        # in CI, where HOME may be unset, and in an installed copy (site-packages read-only).
         source_checkout = (REPO / "pyproject.toml").is_file()
-        cache = (REPO / ".lab" if source_checkout else lab_dir) / "gocache"
+        cache = os.environ.get("GOCACHE") or (REPO / ".lab" if source_checkout else lab_dir) / "gocache"
         env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(cache),
                "CGO_ENABLED": "0", "GOFLAGS": ""}
         tmp = binary.with_name(f"vcsim.{os.getpid()}.tmp")
