@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from orchestrator.display import Progress
     from orchestrator.engine import RunReport
 
-__all__ = ["report", "plan", "status", "status_table", "verification", "lab", "lab_down", "progress"]
+__all__ = ["report", "recap_lines", "plan", "status", "status_table", "verification", "lab", "lab_down", "progress"]
 
 _SUMMARY = {
     0: "done: every node reached its target state",
@@ -28,18 +28,47 @@ _SUMMARY = {
 }
 
 
-def report(result: RunReport, as_json: bool) -> int:
-    """Print a run's outcome per node; returns the exit code."""
+def report(result: RunReport, as_json: bool, quiet: bool = False) -> int:
+    """Print a run's outcome per node, its recap (not with ``quiet``) and the summary; returns the exit code."""
     code: int = result.exit_code
     if as_json:
         nodes = {n: {"result": type(a).__name__.lower(), "reason": a.reason} for n, a in result.outcomes.items()}
-        click.echo(json.dumps({"exit_code": code, "nodes": nodes}, indent=2))
+        out: dict[str, Any] = {"exit_code": code, "nodes": nodes}
+        if result.recap is not None:
+            out["recap"] = result.recap
+        click.echo(json.dumps(out, indent=2))
         return code
     for node, action in result.outcomes.items():
         if type(action).__name__ != "Done":
             click.echo(f"{node}: {type(action).__name__.lower()}: {action.reason}")
-    click.echo(_SUMMARY.get(code, ""))
+    if result.recap is not None and not quiet:
+        for line in recap_lines(result.recap):
+            click.echo(line)
+    click.echo(_summary(result))
     return code
+
+
+def _summary(result: RunReport) -> str:
+    """The last line: it matches the outcome (an interrupted run says so, not "a step failed")."""
+    if result.interrupted:
+        return "interrupted: the steps in flight finished or stay journaled; continue with `orchestrator resume --all`"
+    return _SUMMARY.get(result.exit_code, "")
+
+
+def recap_lines(recap: dict[str, Any]) -> list[str]:
+    """The recap as text: one line per node (names in full), then the totals and the wall time."""
+    nodes = recap["nodes"]
+    width = max((len(n) for n in nodes), default=4)
+    lines = ["", "RECAP " + "*" * max(width - 5, 10)]
+    for name, c in nodes.items():
+        counts = "  ".join(f"{key}={c[key]}" for key in ("ok", "changed", "retried", "waiting", "failed"))
+        lines.append(f"{name:<{width}} : {counts}  {c['duration_s']:.1f}s")
+    t = recap["totals"]
+    lines.append(
+        f"{len(nodes)} node(s): {t['changed']} step(s) changed, {t['ok']} ok, {t['retried']} retried, "
+        f"{t['waiting']} waiting, {t['failed']} failed in {recap['wall_s']:.1f}s"
+    )
+    return lines
 
 
 def plan(result: Plan, as_json: bool) -> None:

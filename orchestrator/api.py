@@ -30,6 +30,7 @@ from config.model import Deployment
 from journal import Journal
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
 from machines.plan import remaining_steps
+from orchestrator import _recap
 from orchestrator import steps as step_impls
 from orchestrator._journal_api import Verification, approve, cert_import, export, set_maintenance, status, verify
 from orchestrator._session import (
@@ -161,10 +162,13 @@ async def drive(
         )
         engine.load()
         remove = _install_signal_handlers(engine)
+        start = _recap.begin(journal)
         try:
-            return await engine.run(nodes, until=until, retry=retry, from_step=from_step)
+            report = await engine.run(nodes, until=until, retry=retry, from_step=from_step)
         finally:
             remove()
+        report.recap = _recap.finish(journal, start, report, actor=actor)
+        return report
     finally:
         if own:
             await systems.aclose()

@@ -168,7 +168,7 @@ def run(options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_
         _format.plan(asyncio.run(api.plan(settings, nodes=nodes or None, until=until)), as_json)
         return
     report = asyncio.run(api.run(settings, nodes=nodes or None, until=until, observer_factory=options.display(as_json, live)))
-    sys.exit(_format.report(report, as_json))
+    sys.exit(_format.report(report, as_json, options.quiet))
 
 
 @cli.command()
@@ -196,7 +196,7 @@ def simulate(options: Options, nodes: int, latency: float, faults: str, world: P
     )
     factory = options.display(as_json, live)
     report, _effects = asyncio.run(api.simulate(sim, observer_factory=factory, allow_version_change=allow_version_change))
-    sys.exit(_format.report(report, as_json))
+    sys.exit(_format.report(report, as_json, options.quiet))
 
 
 def _check_fault_nodes(faults: str, nodes: int) -> None:
@@ -225,7 +225,7 @@ def resume(options: Options, node: str | None, all_nodes: bool, from_step: str |
     settings = options.session(actor=actor, allow_version_change=allow_version_change)
     factory = options.display(as_json, options.live(as_json))
     report = asyncio.run(api.resume(settings, node, all_nodes=all_nodes, from_step=from_step, observer_factory=factory))
-    sys.exit(_format.report(report, as_json))
+    sys.exit(_format.report(report, as_json, options.quiet))
 
 
 @cli.command()
