@@ -190,4 +190,10 @@ def progress(deployment: Deployment, journal: Journal, live: bool | None = None)
     states = {r.name: r.state for r in journal.nodes()} or {n.name: "new" for n in deployment.nodes}
     for n in deployment.nodes:
         states.setdefault(n.name, "new")
-    return Progress([(n.name, n.role) for n in deployment.nodes], states, live=live)
+
+    def errors(node: str) -> tuple[int, str | None]:
+        record = journal.node(node)
+        return (record.attempt, record.last_error) if record else (0, None)
+
+    return Progress([(n.name, n.role) for n in deployment.nodes], states, live=live, errors=errors,
+                    max_attempts=deployment.policy.retry.max_attempts)
