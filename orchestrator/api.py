@@ -85,6 +85,8 @@ def _install_signal_handlers(engine: Engine) -> Callable[[], None]:
         if hits["n"] == 1:
             log.warning("stopping: no new steps start; the steps in flight finish (signal again to stop now)")
             engine.stop()
+            if callable(stopping := getattr(engine.observer, "stopping", None)):
+                stopping()  # the live display says at once what it waits for
         else:
             for task in asyncio.all_tasks(loop):
                 if task.get_name().startswith("node:"):

@@ -84,6 +84,7 @@ class Progress:
         self.clock = clock
         self.started = clock()
         self._live: Live | None = None
+        self.interrupted = False
 
     def __enter__(self) -> Progress:
         if self.live_mode:
@@ -133,6 +134,22 @@ class Progress:
         if state == FAILED and self.errors.get(node):
             return f"{state} ({step}): {self.errors[node]}"
         return state + (f" ({step})" if step and state != previous else "")
+
+    def stopping(self) -> None:
+        """The first Ctrl-C: say at once which steps the run still waits for."""
+        self.interrupted = True
+        message = "stopping (Ctrl-C again to stop now): " + self.in_flight()
+        if self._live is not None:
+            self._live.console.print(Text(message, style="bold yellow"))
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def in_flight(self) -> str:
+        """What an interrupted run still waits for: the steps in flight, per node."""
+        running = [f"{n} ({self.steps[n]})" for n in self.order if self.states[n] in TARGET_OF and self.steps.get(n)]
+        if not running:
+            return "no step in flight; the run ends now"
+        return f"waiting for {len(running)} step(s) in flight to finish: {', '.join(running)}"
 
     # --- what each node does --------------------------------------------------------------
 
@@ -209,7 +226,10 @@ class Progress:
 
     def _header(self) -> Text:
         done = Counter(self.states.values()).get(MILESTONES[-1], 0)
-        return Text(f"{done}/{len(self.order)} nodes {MILESTONES[-1]}   {self.clock() - self.started:.1f}s", style="bold")
+        text = Text(f"{done}/{len(self.order)} nodes {MILESTONES[-1]}   {self.clock() - self.started:.1f}s", style="bold")
+        if self.interrupted:
+            text.append(f"   stopping: {self.in_flight()}", style="yellow")
+        return text
 
     def render(self, width: int = 80, height: int = 24) -> Any:
         """The frame for a terminal of ``width`` x ``height``.

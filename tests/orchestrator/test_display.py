@@ -128,3 +128,54 @@ def test_plain_lines_report_retries_and_gate_commands() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].endswith("verify_admin_login: attempt 1/5: pexip: login failed")
     assert lines[1].endswith(f"orchestrator approve {MANAGER} security_wizard --by WHO --reason TEXT")
+
+
+def test_the_first_ctrl_c_says_at_once_what_the_run_waits_for() -> None:
+    """`stopping()` (the first signal) prints the steps in flight at once, and the header keeps saying it."""
+    out = io.StringIO()
+    progress, _ = _fleet(2)
+    progress.stream = out
+    progress(MANAGER, "bios_locking", "lock_bios", kinds.STEP_STARTED)
+    progress.stopping()
+    assert f"waiting for 1 step(s) in flight to finish: {MANAGER} (lock_bios)" in out.getvalue()
+    assert "stopping: waiting for 1 step(s)" in " ".join(_screen(progress, 160, 45).split())
+
+
+def test_ctrl_c_reaches_the_display_through_the_signal_handler() -> None:
+    """The run's SIGINT handler calls the observer's `stopping` (api._install_signal_handlers)."""
+    import asyncio
+    import os
+    import signal
+
+    from orchestrator import api
+
+    calls: list[str] = []
+
+    class Engine:
+        observer = type("Observer", (), {"stopping": lambda self: calls.append("stopping")})()
+
+        def stop(self) -> None:
+            calls.append("stop")
+
+    async def main() -> None:
+        remove = api._install_signal_handlers(Engine())  # type: ignore[arg-type]
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0.05)
+        finally:
+            remove()
+
+    asyncio.run(main())
+    assert calls == ["stop", "stopping"]
+
+
+def test_an_interrupted_run_ends_with_a_line_that_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """The last line of an interrupted run says interrupted and resume --all, not "a step failed"."""
+    from machines.plan import Stopped
+    from orchestrator import _format
+    from orchestrator.engine import RunReport
+
+    report = RunReport(outcomes={MANAGER: Stopped("interrupted: stopped before the next step")}, interrupted=True)
+    assert _format.report(report, as_json=False) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("interrupted") and "resume --all" in last and "a step failed" not in last
