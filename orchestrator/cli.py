@@ -67,7 +67,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 class Options:
     """The global options, turned into the library's settings by each command."""
 
-    def __init__(self, config: str | None, journal: str | None, log_level: str, quiet: bool = False, verbose: int = 0) -> None:
+    def __init__(
+        self, config: str | None, journal: str | None, log_level: str, quiet: bool = False, verbose: int = 0
+    ) -> None:
         self.config = config
         self.journal = journal
         self.log_level = log_level
@@ -167,7 +169,8 @@ def run(options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_
     if dry_run:
         _format.plan(asyncio.run(api.plan(settings, nodes=nodes or None, until=until)), as_json)
         return
-    report = asyncio.run(api.run(settings, nodes=nodes or None, until=until, observer_factory=options.display(as_json, live)))
+    factory = options.display(as_json, live)
+    report = asyncio.run(api.run(settings, nodes=nodes or None, until=until, observer_factory=factory))
     sys.exit(_format.report(report, as_json, options.quiet))
 
 

@@ -121,8 +121,8 @@ class Progress:
                 self.errors[node] = error
         self.states[node] = state
         self.steps[node] = step
-        if self._live is None and (state != previous and (state in MILESTONES or state == FAILED or kind == kinds.GATE_WAITING)
-                                   or kind == kinds.STEP_RETRY):
+        moved = state != previous and (state in MILESTONES or state == FAILED or kind == kinds.GATE_WAITING)
+        if self._live is None and (moved or kind == kinds.STEP_RETRY):
             print(f"{self.clock() - self.started:7.2f}s {node}: {self._plain(node, state, step, kind, previous)}",
                   file=self.stream, flush=True)
 
@@ -226,7 +226,8 @@ class Progress:
 
     def _header(self) -> Text:
         done = Counter(self.states.values()).get(MILESTONES[-1], 0)
-        text = Text(f"{done}/{len(self.order)} nodes {MILESTONES[-1]}   {self.clock() - self.started:.1f}s", style="bold")
+        elapsed = self.clock() - self.started
+        text = Text(f"{done}/{len(self.order)} nodes {MILESTONES[-1]}   {elapsed:.1f}s", style="bold")
         if self.interrupted:
             text.append(f"   stopping: {self.in_flight()}", style="yellow")
         return text
@@ -267,7 +268,8 @@ class Progress:
         rest = shown[limit:]
         if rest:
             counts = Counter(self.states[n] for n in rest)
-            parts.append(Text(f"… and {len(rest)} more: " + ", ".join(f"{c} {s}" for s, c in counts.most_common()), style="dim"))
+            summary = ", ".join(f"{c} {s}" for s, c in counts.most_common())
+            parts.append(Text(f"… and {len(rest)} more: {summary}", style="dim"))
         return Group(*parts)
 
     def _names(self, label: str, nodes: list[str], limit: int = 8) -> Text:

@@ -1,8 +1,8 @@
 """The local lab: simulators on 127.0.0.1 and a deployment file that ``run`` uses against them.
 
 So far the lab holds VMware's own vCenter simulator, vcsim, built from Debian's govmomi
-sources by the project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data), served over TLS with the
-lab's own test CA. ``lab_up`` builds it when needed, starts it on a free loopback port,
+sources by the project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data), served
+over TLS with the lab's own test CA. ``lab_up`` builds it when needed, starts it on a free loopback port,
 shapes its inventory the way the guide wants a host (a second vSwitch for the VMs,
 portgroups with VLANs, a VM folder), writes test OVAs, secrets and the deployment file,
 and remembers all of it in ``<lab>/state.json`` for ``lab_status`` and ``lab_down``.

@@ -1,7 +1,7 @@
 """vcsim, VMware's vCenter simulator: built from Debian's govmomi sources, started, supervised, stopped.
 
-The project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data) is built into ``<lab>/bin/vcsim`` once per
-change of its source; each vcsim runs on 127.0.0.1 with TLS, a private TMPDIR (its
+The project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data) is built into
+``<lab>/bin/vcsim`` once per change of its source; each vcsim runs on 127.0.0.1 with TLS, a private TMPDIR (its
 datastores), and logs of the key events and SOAP calls it received. A vcsim started by a
 test dies with the test process; one started by ``lab up`` runs in a session of its own.
 """

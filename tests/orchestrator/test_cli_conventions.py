@@ -57,11 +57,13 @@ def test_global_options_work_before_and_after_the_subcommand(simulated: Path) ->
 
 def test_an_option_after_the_subcommand_wins_over_the_environment(simulated: Path, tmp_path: Path) -> None:
     """ORCHESTRATOR_JOURNAL names a missing file, `status --journal J` the real one: J is used."""
-    result = _invoke("status", "--journal", str(simulated), "--json", env={"ORCHESTRATOR_JOURNAL": str(tmp_path / "nope")})
+    nope = {"ORCHESTRATOR_JOURNAL": str(tmp_path / "nope")}
+    result = _invoke("status", "--journal", str(simulated), "--json", env=nope)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["journal"] == str(simulated)
     # ... and one before the subcommand wins over the environment too, unless repeated after it.
-    missing = _invoke("--journal", str(tmp_path / "nope.sqlite"), "status", env={"ORCHESTRATOR_JOURNAL": str(simulated)})
+    real = {"ORCHESTRATOR_JOURNAL": str(simulated)}
+    missing = _invoke("--journal", str(tmp_path / "nope.sqlite"), "status", env=real)
     assert missing.exit_code == 2, missing.output
 
 
@@ -134,7 +136,8 @@ def test_status_fits_80_columns_with_full_node_names_lease_and_age() -> None:
          "step": "lock_bios", "gate": "bios_password" if i == 1 else None, "maintenance": False,
          "maintenance_reason": None, "lease": {"owner": "h:1", "pid": 4242, "since": "x"} if i == 2 else None,
          "updated_at": "2026-01-01T11:55:00+00:00",
-         "next": {"action": "wait", "reason": "waits for the bios_password gate: orchestrator approve NODE bios_password"}}
+         "next": {"action": "wait",
+                  "reason": "waits for the bios_password gate: orchestrator approve NODE bios_password"}}
         for i in range(3)
     ]
     console = Console(record=True, width=80)
@@ -169,5 +172,6 @@ def test_lab_down_reset_removes_the_labs_journal_and_world_and_speaks_json(tmp_p
     reset = _invoke("lab", "down", "--dir", str(lab), "--reset", "--json")
     assert reset.exit_code == 0
     removed = json.loads(reset.stdout)["removed"]
-    assert sorted(Path(p).name for p in removed) == ["journal.sqlite", "journal.sqlite-wal", "world.sqlite", "world.sqlite.d"]
+    wanted = ["journal.sqlite", "journal.sqlite-wal", "world.sqlite", "world.sqlite.d"]
+    assert sorted(Path(p).name for p in removed) == wanted
     assert sorted(p.name for p in lab.iterdir()) == ["bin"]

@@ -1,4 +1,4 @@
-"""Packaging: the wheel carries the lab's Go main and the policy, and an installed copy runs `lab up` away from the checkout.
+"""Packaging: the wheel carries the lab's Go main and the policy; an installed copy runs `lab up` on its own.
 
 The installed copy lives in a fresh virtualenv made by ``python -m venv --without-pip``: its own
 site-packages holds only this project, installed from the wheel with ``pip --python``. The
@@ -80,7 +80,8 @@ def _run(script: Path, *args: str, cwd: Path, timeout: float = 120) -> subproces
 
 def test_an_installed_copy_runs_away_from_the_checkout(installed: Path, tmp_path: Path) -> None:
     """The venv's `orchestrator` is the installed one: --version, and a simulation in an empty directory."""
-    where = subprocess.run([str(installed.with_name("python")), "-c", "import orchestrator; print(orchestrator.__file__)"],
+    python = str(installed.with_name("python"))
+    where = subprocess.run([python, "-c", "import orchestrator; print(orchestrator.__file__)"],
                            capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert where.startswith(str(installed.parents[1])), where
     version = _run(installed, "--version", cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""The recap at the end of every run: per node ok / changed / retried / waiting / failed, in text, JSON and the journal."""
+"""The recap at the end of every run: per node ok/changed/retried/waiting/failed, in text, JSON and the journal."""
 
 from __future__ import annotations
 
