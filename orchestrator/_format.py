@@ -158,13 +158,14 @@ def verification(result: Verification) -> bool:
     return True
 
 
-def lab(result: dict[str, Any], as_json: bool) -> None:
-    """Print where the lab's simulators listen and the configuration for them."""
+def lab(result: dict[str, Any], as_json: bool, lab_dir: Any = ".lab") -> None:
+    """Print where the lab's simulators listen and the configuration for them (or how to start a lab)."""
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    if not result.get("up", True):
-        click.echo(f"no lab in {result.get('dir')}; start one with `orchestrator lab up`")
+    if result.get("config") is None:
+        where = "" if str(lab_dir) == ".lab" else f" --dir {lab_dir}"
+        click.echo(f"no lab in {lab_dir}; start one with `orchestrator lab up{where}`")
         return
     for name, sim in result.items():
         if isinstance(sim, dict):

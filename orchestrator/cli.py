@@ -370,7 +370,7 @@ def lab_status(lab_dir: Path, as_json: bool) -> None:
     """Where the simulators listen and the configuration that `run` uses against them."""
     from orchestrator.lab import lab_status as st
 
-    _format.lab(st(lab_dir), as_json)
+    _format.lab(st(lab_dir), as_json, lab_dir)
 
 
 _add_global_options(cli, [p for p in cli.params if p.name in _GLOBAL])

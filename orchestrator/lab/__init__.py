@@ -80,8 +80,7 @@ def _state_file(lab_dir: Path) -> Path:
 
 def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
     """Each simulator's ``url``, ``user``, ``password`` (lab test credentials), ``ca_file``,
-    ``pid`` and ``running``, ``config``: the deployment file for ``run``, ``dir`` and ``up``
-    (a lab was started there and not stopped)."""
+    ``pid`` and ``running``, and ``config``: the deployment file for ``run`` (``None``: no lab there)."""
     state_file = _state_file(lab_dir)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     vcenter = state.get("vcenter") or {}
@@ -95,8 +94,6 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
             "running": is_our_vcsim(vcenter.get("pid")),
         },
         "config": state.get("config"),
-        "dir": str(Path(lab_dir).resolve()),
-        "up": bool(state),
     }
 
 
@@ -169,6 +166,7 @@ def lab_down(lab_dir: Path = Path(".lab"), *, reset: bool = False) -> dict[str, 
         ``dir``, ``stopped`` (a running simulator was stopped), ``was_up`` and ``removed`` (paths).
     """
     lab_dir = Path(lab_dir).resolve()
+    was_up = _state_file(lab_dir).is_file()
     status = lab_status(lab_dir)
     pid = status["vcenter"]["pid"]
     running = bool(status["vcenter"]["running"])
@@ -177,4 +175,4 @@ def lab_down(lab_dir: Path = Path(".lab"), *, reset: bool = False) -> dict[str, 
     shutil.rmtree(lab_dir / "vcsim" / "tmp", ignore_errors=True)
     _state_file(lab_dir).unlink(missing_ok=True)
     removed = lab_reset(lab_dir) if reset else []
-    return {"dir": str(lab_dir), "stopped": running, "was_up": status["up"], "removed": removed}
+    return {"dir": str(lab_dir), "stopped": running, "was_up": was_up, "removed": removed}
