@@ -7,6 +7,7 @@ Kept apart from ``cli.py`` so that the commands stay argument parsing plus one l
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from orchestrator.display import Progress
     from orchestrator.engine import RunReport
 
-__all__ = ["report", "plan", "status", "verification", "lab", "progress"]
+__all__ = ["report", "recap_lines", "plan", "status", "status_table", "verification", "lab", "lab_down", "progress"]
 
 _SUMMARY = {
     0: "done: every node reached its target state",
@@ -27,18 +28,47 @@ _SUMMARY = {
 }
 
 
-def report(result: RunReport, as_json: bool) -> int:
-    """Print a run's outcome per node; returns the exit code."""
+def report(result: RunReport, as_json: bool, quiet: bool = False) -> int:
+    """Print a run's outcome per node, its recap (not with ``quiet``) and the summary; returns the exit code."""
     code: int = result.exit_code
     if as_json:
         nodes = {n: {"result": type(a).__name__.lower(), "reason": a.reason} for n, a in result.outcomes.items()}
-        click.echo(json.dumps({"exit_code": code, "nodes": nodes}, indent=2))
+        out: dict[str, Any] = {"exit_code": code, "nodes": nodes}
+        if result.recap is not None:
+            out["recap"] = result.recap
+        click.echo(json.dumps(out, indent=2))
         return code
     for node, action in result.outcomes.items():
         if type(action).__name__ != "Done":
             click.echo(f"{node}: {type(action).__name__.lower()}: {action.reason}")
-    click.echo(_SUMMARY.get(code, ""))
+    if result.recap is not None and not quiet:
+        for line in recap_lines(result.recap):
+            click.echo(line)
+    click.echo(_summary(result))
     return code
+
+
+def _summary(result: RunReport) -> str:
+    """The last line: it matches the outcome (an interrupted run says so, not "a step failed")."""
+    if result.interrupted:
+        return "interrupted: the steps in flight finished or stay journaled; continue with `orchestrator resume --all`"
+    return _SUMMARY.get(result.exit_code, "")
+
+
+def recap_lines(recap: dict[str, Any]) -> list[str]:
+    """The recap as text: one line per node (names in full), then the totals and the wall time."""
+    nodes = recap["nodes"]
+    width = max((len(n) for n in nodes), default=4)
+    lines = ["", "RECAP " + "*" * max(width - 5, 10)]
+    for name, c in nodes.items():
+        counts = "  ".join(f"{key}={c[key]}" for key in ("ok", "changed", "retried", "waiting", "failed"))
+        lines.append(f"{name:<{width}} : {counts}  {c['duration_s']:.1f}s")
+    t = recap["totals"]
+    lines.append(
+        f"{len(nodes)} node(s): {t['changed']} step(s) changed, {t['ok']} ok, {t['retried']} retried, "
+        f"{t['waiting']} waiting, {t['failed']} failed in {recap['wall_s']:.1f}s"
+    )
+    return lines
 
 
 def plan(result: Plan, as_json: bool) -> None:
@@ -63,17 +93,56 @@ def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None
         click.echo(json.dumps({"journal": journal_path, "nodes": rows}, indent=2))
         return
     from rich.console import Console
+
+    console = Console()
+    console.print(status_table(journal_path, rows, width=console.width))
+
+
+def _age(updated_at: str | None, now: datetime | None = None) -> str:
+    """``updated_at`` (ISO-8601) as time ago: ``42s``, ``5m``, ``3h``, ``2d``."""
+    if not updated_at:
+        return ""
+    try:
+        then = datetime.fromisoformat(updated_at)
+    except ValueError:
+        return ""
+    then = then if then.tzinfo else then.replace(tzinfo=UTC)
+    seconds = max(((now or datetime.now(UTC)) - then).total_seconds(), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def status_table(journal_path: str, rows: list[dict[str, Any]], *, width: int = 80, now: datetime | None = None) -> Any:
+    """The status table: node names never cut; below 120 columns the rest folds into one column per node."""
     from rich.table import Table
 
-    table = Table(title=f"journal {journal_path}")
-    for col in ("node", "role", "state", "step", "gate", "next / why"):
-        table.add_column(col, overflow="fold")
+    longest = max((len(r["node"]) for r in rows), default=4)
+    wide = width >= 120
+    table = Table(title=f"journal {journal_path}", expand=False, show_lines=not wide)
+    table.add_column("node", no_wrap=True, min_width=longest)
+    if wide:
+        for col in ("role", "state", "step", "gate", "lease", "age"):
+            table.add_column(col, overflow="fold")
+        table.add_column("next / why", overflow="fold", ratio=1)
+    else:
+        table.add_column("state (role, step, gate, lease, age) / next, why", overflow="fold", ratio=1)
     for r in rows:
         why = r["next"]["reason"]
         if r["maintenance"]:
             why = f"maintenance: {r['maintenance_reason'] or ''}"
-        table.add_row(r["node"], r["role"], r["state"], r["step"] or "", r["gate"] or "", why)
-    Console(width=max(120, Console().width)).print(table)
+        lease = r.get("lease")
+        cells = [r["role"], r["state"], r["step"] or "", r["gate"] or "", f"pid {lease['pid']}" if lease else "",
+                 _age(r.get("updated_at"), now)]
+        if wide:
+            table.add_row(r["node"], *cells, why)
+        else:
+            role, state, step, gate, held, age = cells
+            labelled = [state, role, f"step {step}" if step else "", f"gate {gate}" if gate else "",
+                        f"lease {held}" if held else "", f"{age} ago" if age else ""]
+            table.add_row(r["node"], " · ".join(c for c in labelled if c) + "\n" + why)
+    return table
 
 
 def verification(result: Verification) -> bool:
@@ -89,16 +158,30 @@ def verification(result: Verification) -> bool:
     return True
 
 
-def lab(result: dict[str, Any], as_json: bool) -> None:
-    """Print where the lab's simulators listen and the configuration for them."""
+def lab(result: dict[str, Any], as_json: bool, lab_dir: Any = ".lab") -> None:
+    """Print where the lab's simulators listen and the configuration for them (or how to start a lab)."""
     if as_json:
         click.echo(json.dumps(result, indent=2))
+        return
+    if result.get("config") is None:
+        where = "" if str(lab_dir) == ".lab" else f" --dir {lab_dir}"
+        click.echo(f"no lab in {lab_dir}; start one with `orchestrator lab up{where}`")
         return
     for name, sim in result.items():
         if isinstance(sim, dict):
             running = "" if sim.get("running", True) else " [not running]"
             click.echo(f"{name}: {sim.get('url')} (ca {sim.get('ca_file')})" + running)
     click.echo(f"config: {result.get('config')}  (run with: orchestrator -c {result.get('config')} run)")
+
+
+def lab_down(result: dict[str, Any], as_json: bool) -> None:
+    """Print what ``lab down`` stopped and removed."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo("lab stopped" if result["stopped"] else f"no lab running in {result['dir']}")
+    for path in result["removed"]:
+        click.echo(f"removed {path}")
 
 
 def progress(deployment: Deployment, journal: Journal, live: bool | None = None) -> Progress:
@@ -108,4 +191,10 @@ def progress(deployment: Deployment, journal: Journal, live: bool | None = None)
     states = {r.name: r.state for r in journal.nodes()} or {n.name: "new" for n in deployment.nodes}
     for n in deployment.nodes:
         states.setdefault(n.name, "new")
-    return Progress([(n.name, n.role) for n in deployment.nodes], states, live=live)
+
+    def errors(node: str) -> tuple[int, str | None]:
+        record = journal.node(node)
+        return (record.attempt, record.last_error) if record else (0, None)
+
+    return Progress([(n.name, n.role) for n in deployment.nodes], states, live=live, errors=errors,
+                    max_attempts=deployment.policy.retry.max_attempts)

@@ -30,6 +30,7 @@ from config.model import Deployment
 from journal import Journal
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
 from machines.plan import remaining_steps
+from orchestrator import _recap
 from orchestrator import steps as step_impls
 from orchestrator._journal_api import Verification, approve, cert_import, export, set_maintenance, status, verify
 from orchestrator._session import (
@@ -84,6 +85,8 @@ def _install_signal_handlers(engine: Engine) -> Callable[[], None]:
         if hits["n"] == 1:
             log.warning("stopping: no new steps start; the steps in flight finish (signal again to stop now)")
             engine.stop()
+            if callable(stopping := getattr(engine.observer, "stopping", None)):
+                stopping()  # the live display says at once what it waits for
         else:
             for task in asyncio.all_tasks(loop):
                 if task.get_name().startswith("node:"):
@@ -161,10 +164,13 @@ async def drive(
         )
         engine.load()
         remove = _install_signal_handlers(engine)
+        start = _recap.begin(journal)
         try:
-            return await engine.run(nodes, until=until, retry=retry, from_step=from_step)
+            report = await engine.run(nodes, until=until, retry=retry, from_step=from_step)
         finally:
             remove()
+        report.recap = _recap.finish(journal, start, report, actor=actor)
+        return report
     finally:
         if own:
             await systems.aclose()

@@ -3,14 +3,19 @@
 Each command parses its arguments, calls one library function and prints the result with
 ``orchestrator._format``. The library is imported inside the commands: ``--help`` stays fast.
 
-Exit codes (a contract): 0 done; 1 a step failed (or another process holds a node);
-2 bad input (the message names the field and the fix); 3 waiting on a gate;
-4 the journal failed its integrity check.
+Exit codes (a contract, listed in ``_help.EXIT_CODES`` and every command's ``--help``): 0 done;
+1 a step failed (or another process holds a node); 2 bad input (the message names the field and
+the fix); 3 waiting on a gate; 4 the journal failed its integrity check; 70 a crash injected
+into ``simulate`` by an ``exit`` fault.
+
+The global options (``-c``, ``--journal``, ``--log-level``, ``-q``, ``-v``) are accepted before
+or after the subcommand: ``orchestrator --journal J status`` = ``orchestrator status --journal J``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import os
 import sys
@@ -19,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from config.errors import ConfigError, DefinitionChanged, IntegrityError, OrchestratorError, ResourceLocked
 from machines.lifecycle import LDAP_AUTHENTICATED, MILESTONES
-from orchestrator import _format
+from orchestrator import _format, _help
 
 if TYPE_CHECKING:
     from orchestrator.api import ObserverFactory, SessionSettings
@@ -61,10 +67,14 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 class Options:
     """The global options, turned into the library's settings by each command."""
 
-    def __init__(self, config: str | None, journal: str | None, log_level: str) -> None:
+    def __init__(
+        self, config: str | None, journal: str | None, log_level: str, quiet: bool = False, verbose: int = 0
+    ) -> None:
         self.config = config
         self.journal = journal
         self.log_level = log_level
+        self.quiet = quiet
+        self.verbose = verbose
 
     def session(self, *, actor: str = "orchestrator", allow_version_change: bool = False) -> SessionSettings:
         from orchestrator.api import SessionSettings
@@ -78,23 +88,68 @@ class Options:
         """Whether the live display runs; configures the logs to match (quieter under the display)."""
         from orchestrator.logs import configure_logging
 
-        live = sys.stdout.isatty() and not as_json
-        configure_logging(self.log_level or ("WARNING" if live else "INFO"))
+        live = sys.stdout.isatty() and not as_json and not self.quiet
+        default = "ERROR" if self.quiet else ("WARNING" if live else "INFO")
+        if self.verbose:
+            default = "DEBUG" if self.verbose > 1 else "INFO"
+        configure_logging(self.log_level or default)
         return live
 
+    def display(self, as_json: bool, live: bool) -> ObserverFactory | None:
+        """The progress display of a run (none with ``--json`` or ``-q``)."""
+        return None if as_json or self.quiet else functools.partial(_format.progress, live=live)
 
-def _display(as_json: bool, live: bool) -> ObserverFactory | None:
-    return None if as_json else functools.partial(_format.progress, live=live)
+
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("pexip-secure-orchestrator")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        number = "unknown (not installed)"
+    click.echo(f"orchestrator {number}")
+    ctx.exit(0)
+
+
+_GLOBAL = ("config", "journal", "log_level", "quiet", "verbose")
+
+
+class _GlobalOption(click.Option):
+    """A copy of a global option on a subcommand: given there, it wins over the one before it."""
+
+    def handle_parse_result(self, ctx: click.Context, opts: Any, args: list[str]) -> tuple[Any, list[str]]:
+        value, args = super().handle_parse_result(ctx, opts, args)
+        if self.name and ctx.get_parameter_source(self.name) is ParameterSource.COMMANDLINE:
+            setattr(ctx.ensure_object(Options), self.name, value)
+        return value, args
+
+
+def _add_global_options(group: click.Group, options: list[click.Parameter]) -> None:
+    """Give every command under ``group`` a copy of the group's global options (same definitions)."""
+    for cmd in group.commands.values():
+        if isinstance(cmd, click.Group):
+            _add_global_options(cmd, options)
+            continue
+        for option in options:
+            clone = copy.copy(option)
+            clone.__class__ = _GlobalOption
+            clone.expose_value = False
+            cmd.params.append(clone)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", "config", metavar="FILE", help="Deployment file (TOML). Default: $ORCHESTRATOR_CONFIG, else ./orchestrator.toml.")
-@click.option("--journal", metavar="FILE", help="Journal (SQLite). Default: $ORCHESTRATOR_JOURNAL, the config's journal.path, else ./orchestrator.journal.sqlite.")
+@click.option("-c", "--config", "config", metavar="FILE", envvar="ORCHESTRATOR_CONFIG", show_envvar=True, help="Deployment file (TOML). Default: ./orchestrator.toml.")
+@click.option("--journal", metavar="FILE", envvar="ORCHESTRATOR_JOURNAL", show_envvar=True, help="Journal (SQLite). Default: the config's journal.path, else ./orchestrator.journal.sqlite (simulate: ./simulation.journal.sqlite).")
 @click.option("--log-level", default=None, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default: WARNING with the live display, else INFO).")
+@click.option("-q", "--quiet", is_flag=True, default=False, help="Only errors and the outcome: no progress display, no recap.")
+@click.option("-v", "--verbose", count=True, help="More logs: -v INFO, -vv DEBUG (--log-level wins).")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Print the version and exit.")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: str, quiet: bool, verbose: int) -> None:
     """Drive a Pexip Infinity deployment through the Secure Mode Deployment Guide."""
-    ctx.obj = Options(config, journal, log_level)
+    ctx.obj = Options(config, journal, log_level, quiet, verbose)
 
 
 @cli.command()
@@ -114,8 +169,9 @@ def run(options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_
     if dry_run:
         _format.plan(asyncio.run(api.plan(settings, nodes=nodes or None, until=until)), as_json)
         return
-    report = asyncio.run(api.run(settings, nodes=nodes or None, until=until, observer_factory=_display(as_json, live)))
-    sys.exit(_format.report(report, as_json))
+    factory = options.display(as_json, live)
+    report = asyncio.run(api.run(settings, nodes=nodes or None, until=until, observer_factory=factory))
+    sys.exit(_format.report(report, as_json, options.quiet))
 
 
 @cli.command()
@@ -125,7 +181,7 @@ def run(options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_
 @click.option("--world", type=click.Path(dir_okay=False, path_type=Path), default=Path("simulation.world.sqlite"), show_default=True, help="The simulated world's own SQLite file.")
 @click.option("--effects-out", type=click.Path(dir_okay=False, path_type=Path), help="Write every change applied to the world, counted per node and kind, as JSON.")
 @click.option("--fresh", is_flag=True, help="Delete the journal and world first and start a new simulation.")
-@click.option("--concurrency", type=int, default=None, help="Nodes driven at once (default: the policy's concurrency.max_nodes).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes driven at once (default: the policy's concurrency.max_nodes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--allow-version-change", is_flag=True, help="Resume a journal written by another lifecycle definition (journaled).")
 @click.pass_obj
@@ -135,14 +191,24 @@ def simulate(options: Options, nodes: int, latency: float, faults: str, world: P
     from orchestrator import api
 
     journal = Path(options.journal) if options.journal else Path("simulation.journal.sqlite")
+    _check_fault_nodes(faults, nodes)
     live = options.live(as_json)
     sim = api.SimulationSettings(
         nodes=nodes, latency=latency, faults=faults, world=world, journal=journal, effects_out=effects_out, fresh=fresh,
         max_concurrency=concurrency,
     )
-    factory = _display(as_json, live)
+    factory = options.display(as_json, live)
     report, _effects = asyncio.run(api.simulate(sim, observer_factory=factory, allow_version_change=allow_version_change))
-    sys.exit(_format.report(report, as_json))
+    sys.exit(_format.report(report, as_json, options.quiet))
+
+
+def _check_fault_nodes(faults: str, nodes: int) -> None:
+    """``--faults STEP@NODE`` names a node of the simulated deployment (else nothing would ever fire)."""
+    from orchestrator._sim_options import unknown_fault_nodes
+
+    problem = unknown_fault_nodes(faults, nodes)
+    if problem:
+        raise click.BadParameter(problem, param_hint="'--faults'")
 
 
 @cli.command()
@@ -160,9 +226,9 @@ def resume(options: Options, node: str | None, all_nodes: bool, from_step: str |
 
     actor = by or os.environ.get("USER") or "operator"
     settings = options.session(actor=actor, allow_version_change=allow_version_change)
-    factory = _display(as_json, options.live(as_json))
+    factory = options.display(as_json, options.live(as_json))
     report = asyncio.run(api.resume(settings, node, all_nodes=all_nodes, from_step=from_step, observer_factory=factory))
-    sys.exit(_format.report(report, as_json))
+    sys.exit(_format.report(report, as_json, options.quiet))
 
 
 @cli.command()
@@ -268,38 +334,47 @@ def lab() -> None:
     """The local lab of simulators on 127.0.0.1, and a configuration for it."""
 
 
+_LAB_DIR = click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".lab"), show_default=True, help="The lab's directory.")
+
+
 @lab.command("up")
-@click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".lab"), show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@_LAB_DIR
+@click.option("--fresh", is_flag=True, help="Stop a running lab and remove its journal and world first: a new demo.")
+@click.option("--json", "as_json", is_flag=True, help="Print the lab's status as JSON (the `lab status --json` shape).")
 @handle_errors
-def lab_up(lab_dir: Path, as_json: bool) -> None:
+def lab_up(lab_dir: Path, fresh: bool, as_json: bool) -> None:
     """Build (when needed) and start the simulators; write a deployment configuration for them."""
     from orchestrator.lab import lab_up as up
 
-    result = up(lab_dir)
+    result = up(lab_dir, fresh=fresh)
     _format.lab(result, as_json)
 
 
 @lab.command("down")
-@click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".lab"), show_default=True)
+@_LAB_DIR
+@click.option("--reset", is_flag=True, help="Also remove the lab's journal and world, so that the next lab starts anew.")
+@click.option("--json", "as_json", is_flag=True, help="Print {dir, stopped, was_up, removed} as JSON.")
 @handle_errors
-def lab_down(lab_dir: Path) -> None:
-    """Stop the simulators."""
+def lab_down(lab_dir: Path, reset: bool, as_json: bool) -> None:
+    """Stop the simulators (with --reset: and forget the lab's runs)."""
     from orchestrator.lab import lab_down as down
 
-    down(lab_dir)
-    click.echo("lab stopped")
+    _format.lab_down(down(lab_dir, reset=reset), as_json)
 
 
 @lab.command("status")
-@click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".lab"), show_default=True)
+@_LAB_DIR
 @click.option("--json", "as_json", is_flag=True, help="Each simulator's url, user, password (lab only), ca_file; and config.")
 @handle_errors
 def lab_status(lab_dir: Path, as_json: bool) -> None:
     """Where the simulators listen and the configuration that `run` uses against them."""
     from orchestrator.lab import lab_status as st
 
-    _format.lab(st(lab_dir), as_json)
+    _format.lab(st(lab_dir), as_json, lab_dir)
+
+
+_add_global_options(cli, [p for p in cli.params if p.name in _GLOBAL])
+_help.apply(cli)
 
 
 def main() -> None:

@@ -1,10 +1,20 @@
-"""Progress: a live nodes x states grid on a terminal (rich), plain lines otherwise."""
+"""Progress: a live view of a run on a terminal (rich), plain lines otherwise.
+
+Each row names its node in full and says what it does now: the step and how long it has run,
+``attempt N/M`` and the last error while a step is retried, the command that opens a gate the
+node waits on, ``waits for pexip-mgr: hardened`` for a node blocked on the Management Node.
+When the rows do not fit the terminal, failed, waiting and blocked nodes come first and the
+rest are summarised in one line; past ``_GRID_LIMIT`` nodes the view is a count per state that
+names the failed and waiting nodes. Rendering reads only the observer's notes: a burst of
+commits costs nothing, and ``render(width, height)`` is what the tests look at.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from rich.console import Console, Group
@@ -13,40 +23,84 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from machines.lifecycle import FAILED, GATES, MILESTONES, NEW, TARGET_OF, milestone_index
 from journal import kinds
+from machines.lifecycle import (
+    FAILED,
+    GATES,
+    MANAGEMENT_PREREQUISITE,
+    MILESTONES,
+    NEW,
+    TARGET_OF,
+    WAITING,
+    milestone_index,
+)
 
 __all__ = ["Progress"]
 
 _GRID_LIMIT = 40  # past this many nodes, the grid becomes a count per state
+_CHROME = 6  # lines of the grid that are not node rows: header, table borders and heading, summary
+_GATE_OF_STATE = {spec["state"]: gate for gate, spec in GATES.items()}
+
+# Sort order of the rows when they do not all fit: what needs a person first.
+_FAILED, _WAITING, _BLOCKED, _RUNNING, _IDLE = range(5)
 
 
 class Progress:
-    """Observer of the engine's commits. Use as a context manager around the run."""
+    """Observer of the engine's commits. Use as a context manager around the run.
 
-    def __init__(self, nodes: list[tuple[str, str]], states: dict[str, str], *, stream: TextIO | None = None, live: bool | None = None) -> None:
+    Args:
+        nodes: ``(name, role)`` in the deployment's order.
+        states: each node's state at the start (from the journal).
+        errors: reads a node's ``(attempt, last_error)`` from the journal (for retries and failures).
+        max_attempts: the policy's ``retry.max_attempts``, shown as ``attempt N/M``.
+    """
+
+    def __init__(
+        self,
+        nodes: list[tuple[str, str]],
+        states: dict[str, str],
+        *,
+        stream: TextIO | None = None,
+        live: bool | None = None,
+        errors: Callable[[str], tuple[int, str | None]] | None = None,
+        max_attempts: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.live_mode = self.stream.isatty() if live is None else live
         self.roles = dict(nodes)
         self.order = [n for n, _ in nodes]
         self.states = dict(states)
+        for n in self.order:
+            self.states.setdefault(n, NEW)
         self.steps: dict[str, str | None] = {n: None for n in self.order}
         self.failed_at: dict[str, str] = {}
-        self.started = time.monotonic()
+        self.step_since: dict[str, float] = {}
+        self.attempts: dict[str, int] = {}
+        self.errors: dict[str, str] = {}
+        self.management = next((n for n, role in nodes if role == "management"), None)
+        self._read_errors = errors
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.started = clock()
         self._live: Live | None = None
+        self.interrupted = False
 
     def __enter__(self) -> Progress:
         if self.live_mode:
-            # Live re-renders from the current states at its own pace: an observer call never
-            # renders (a burst of commits costs nothing) and the screen is never stale.
-            self._live = Live(get_renderable=self._render, console=Console(file=self.stream), refresh_per_second=4, transient=False)
+            console = Console(file=self.stream)
+            self._live = Live(
+                get_renderable=lambda: self.render(console.width, console.height), console=console,
+                refresh_per_second=4, transient=False, vertical_overflow="visible",
+            )
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
-            self._live.refresh()
-            self._live.__exit__(*exc)
+            self._live.__exit__(*exc)  # draws the final frame once
+
+    # --- the observer ---------------------------------------------------------------------
 
     def __call__(self, node: str, state: str, step: str | None, kind: str) -> None:
         if not node:
@@ -54,50 +108,195 @@ class Progress:
         previous = self.states.get(node)
         if state == FAILED and previous:
             self.failed_at[node] = previous
+        if step != self.steps.get(node):
+            self.step_since[node] = self.clock()
+            self.attempts[node] = 0
+            self.errors.pop(node, None)
+        if kind == kinds.STEP_STARTED:
+            self.attempts[node] = self.attempts.get(node, 0) + 1
+        if kind in (kinds.STEP_RETRY, kinds.STEP_FAILED) and self._read_errors is not None:
+            attempt, error = self._read_errors(node)
+            self.attempts[node] = max(self.attempts.get(node, 0), attempt)
+            if error:
+                self.errors[node] = error
         self.states[node] = state
         self.steps[node] = step
-        if self._live is None and state != previous and (state in MILESTONES or state == FAILED or kind == kinds.GATE_WAITING):
-            print(f"{time.monotonic() - self.started:7.2f}s {node}: {state}" + (f" ({step})" if step and state != previous else ""), file=self.stream, flush=True)
+        moved = state != previous and (state in MILESTONES or state == FAILED or kind == kinds.GATE_WAITING)
+        if self._live is None and (moved or kind == kinds.STEP_RETRY):
+            print(f"{self.clock() - self.started:7.2f}s {node}: {self._plain(node, state, step, kind, previous)}",
+                  file=self.stream, flush=True)
 
-    def _render(self) -> Any:
-        counts = Counter(self.states.values())
-        done = counts.get(MILESTONES[-1], 0)
-        header = Text(f"{done}/{len(self.order)} nodes ldap_authenticated   {time.monotonic() - self.started:.1f}s", style="bold")
+    def _plain(self, node: str, state: str, step: str | None, kind: str, previous: str | None) -> str:
+        if kind == kinds.STEP_RETRY:
+            return f"{step}: {self._attempt(node)}"
+        if state in WAITING:
+            return f"{state} ({step}): {self._gate_command(node, state)}"
+        if state == FAILED and self.errors.get(node):
+            return f"{state} ({step}): {self.errors[node]}"
+        return state + (f" ({step})" if step and state != previous else "")
+
+    def stopping(self) -> None:
+        """The first Ctrl-C: say at once which steps the run still waits for."""
+        self.interrupted = True
+        message = "stopping (Ctrl-C again to stop now): " + self.in_flight()
+        if self._live is not None:
+            self._live.console.print(Text(message, style="bold yellow"))
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def in_flight(self) -> str:
+        """What an interrupted run still waits for: the steps in flight, per node."""
+        running = [f"{n} ({self.steps[n]})" for n in self.order if self.states[n] in TARGET_OF and self.steps.get(n)]
+        if not running:
+            return "no step in flight; the run ends now"
+        return f"waiting for {len(running)} step(s) in flight to finish: {', '.join(running)}"
+
+    # --- what each node does --------------------------------------------------------------
+
+    def _attempt(self, node: str) -> str:
+        total = f"/{self.max_attempts}" if self.max_attempts else ""
+        error = f": {self.errors[node]}" if self.errors.get(node) else ""
+        return f"attempt {self.attempts.get(node, 1)}{total}{error}"
+
+    def _gate_command(self, node: str, state: str) -> str:
+        gate = _GATE_OF_STATE.get(state)
+        return GATES[gate]["how"].format(node=node) if gate else state
+
+    def blocked_on(self, node: str) -> str | None:
+        """``waits for <manager>: <state>`` when ``node`` cannot go on before the Management Node."""
+        state = self.states[node]
+        if self.roles.get(node) != "conferencing" or self.management is None:
+            return None
+        if state != NEW and state not in MILESTONES:
+            return None
+        reached = milestone_index(state)
+        if reached >= len(MILESTONES):
+            return None
+        prerequisite = MANAGEMENT_PREREQUISITE.get(MILESTONES[reached])
+        manager = self.states.get(self.management, NEW)
+        if prerequisite and milestone_index(manager) < milestone_index(prerequisite):
+            return f"waits for {self.management}: {prerequisite}"
+        return None
+
+    def _rank(self, node: str) -> int:
+        state = self.states[node]
+        if state == FAILED:
+            return _FAILED
+        if state in WAITING:
+            return _WAITING
+        if self.blocked_on(node):
+            return _BLOCKED
+        return _RUNNING if state in TARGET_OF else _IDLE
+
+    def now(self, node: str) -> Text:
+        """What ``node`` does now, one phrase."""
+        state, step = self.states[node], self.steps.get(node)
+        rank = self._rank(node)
+        if rank == _FAILED:
+            where = step or self.failed_at.get(node, "")
+            return Text(f"failed at {where}" + (f": {self.errors[node]}" if self.errors.get(node) else ""), style="red")
+        if rank == _WAITING:
+            return Text(f"⏸ {state} ({step}): {self._gate_command(node, state)}", style="yellow")
+        if rank == _BLOCKED:
+            return Text(str(self.blocked_on(node)), style="dim")
+        if rank == _RUNNING:
+            elapsed = self.clock() - self.step_since.get(node, self.started)
+            text = Text(f"{step or state} {elapsed:.0f}s")
+            if self.attempts.get(node, 0) > 1 or self.errors.get(node):
+                text.append(f"  {self._attempt(node)}", style="yellow")
+            return text
+        return Text(state, style="green" if state == MILESTONES[-1] else "")
+
+    def _milestones(self, node: str) -> Text:
+        state = self.states[node]
+        reached = milestone_index(self.failed_at.get(node, NEW) if state == FAILED else state)
+        text = Text()
+        for i in range(1, len(MILESTONES) + 1):
+            if i <= reached:
+                text.append("✓", style="green")
+            elif i == reached + 1 and state == FAILED:
+                text.append("✗", style="red")
+            elif i == reached + 1 and state not in MILESTONES and state != NEW:
+                text.append("…" if state in TARGET_OF else "⏸", style="yellow")
+            else:
+                text.append("·", style="dim")
+        return text
+
+    # --- the frame ------------------------------------------------------------------------
+
+    def _header(self) -> Text:
+        done = Counter(self.states.values()).get(MILESTONES[-1], 0)
+        elapsed = self.clock() - self.started
+        text = Text(f"{done}/{len(self.order)} nodes {MILESTONES[-1]}   {elapsed:.1f}s", style="bold")
+        if self.interrupted:
+            text.append(f"   stopping: {self.in_flight()}", style="yellow")
+        return text
+
+    def render(self, width: int = 80, height: int = 24) -> Any:
+        """The frame for a terminal of ``width`` x ``height``.
+
+        Wide: one row per node (name, milestones, now). Narrow (the name and milestones leave
+        under 40 columns): two lines per node, the phrase under the name. Either way the name
+        is whole; when the rows do not fit, the problems come first and the phrase keeps to one line.
+        """
         if len(self.order) > _GRID_LIMIT:
-            table = Table(show_header=True, header_style="bold")
-            columns = [NEW, *MILESTONES, "in progress", "waiting", FAILED]
-            for c in columns:
-                table.add_column(c, justify="right")
-            waiting = {g["state"] for g in GATES.values()}
-            row = [
-                str(counts.get(NEW, 0)),
-                *(str(counts.get(m, 0)) for m in MILESTONES),
-                str(sum(v for k, v in counts.items() if k in TARGET_OF)),
-                str(sum(v for k, v in counts.items() if k in waiting)),
-                str(counts.get(FAILED, 0)),
-            ]
-            table.add_row(*row)
-            total = len(self.order) * len(MILESTONES)
-            progress = sum(max(milestone_index(s), 0) for s in self.states.values())
-            return Group(header, ProgressBar(total=total, completed=progress), table)
+            return self._counts()
+        longest = max(len(n) for n in self.order)
+        narrow = width - longest - len(MILESTONES) - 4 < 40
+        per_node = 2 if narrow else 1
+        room = max(height - _CHROME, per_node)
+        fits = len(self.order) * per_node <= room
+        shown = self.order if fits else sorted(self.order, key=lambda n: (self._rank(n), self.order.index(n)))
+        limit = len(shown) if fits else max((room - 1) // per_node, 1)
+        parts: list[Any] = [self._header()]
+        if narrow:
+            for node in shown[:limit]:
+                name = node.ljust(longest) if longest + len(MILESTONES) + 2 <= width else node
+                parts.append(Text.assemble(Text(name, style="bold"), "  ", self._milestones(node)))
+                now = Text("  ").append_text(self.now(node))
+                if not fits:
+                    now.no_wrap, now.overflow = True, "ellipsis"
+                parts.append(now)
+        else:
+            table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False, box=None)
+            table.add_column("node", no_wrap=True, min_width=longest)
+            table.add_column("milestones", no_wrap=True, min_width=len(MILESTONES))
+            table.add_column("now", ratio=1, overflow="fold" if fits else "ellipsis", no_wrap=not fits)
+            for node in shown[:limit]:
+                table.add_row(node, self._milestones(node), self.now(node))
+            parts.append(table)
+        rest = shown[limit:]
+        if rest:
+            counts = Counter(self.states[n] for n in rest)
+            summary = ", ".join(f"{c} {s}" for s, c in counts.most_common())
+            parts.append(Text(f"… and {len(rest)} more: {summary}", style="dim"))
+        return Group(*parts)
+
+    def _names(self, label: str, nodes: list[str], limit: int = 8) -> Text:
+        more = f" (+{len(nodes) - limit} more)" if len(nodes) > limit else ""
+        return Text(f"{label}: {', '.join(nodes[:limit])}{more}", style="red" if label == "failed" else "yellow")
+
+    def _counts(self) -> Any:
+        counts = Counter(self.states.values())
         table = Table(show_header=True, header_style="bold")
-        table.add_column("node")
-        for m in MILESTONES:
-            table.add_column(m, justify="center")
-        table.add_column("now")
-        for node in self.order:
-            state = self.states[node]
-            reached = milestone_index(self.failed_at.get(node, NEW) if state == FAILED else state)
-            cells = []
-            for i, _m in enumerate(MILESTONES, start=1):
-                if i <= reached:
-                    cells.append(Text("✓", style="green"))
-                elif i == reached + 1 and state == FAILED:
-                    cells.append(Text("✗", style="red"))
-                elif i == reached + 1 and state not in MILESTONES and state != NEW:
-                    cells.append(Text("…" if state in TARGET_OF else "⏸", style="yellow"))
-                else:
-                    cells.append(Text("·", style="dim"))
-            now = state if state in MILESTONES or state in (NEW, FAILED) else f"{state}: {self.steps.get(node) or ''}"
-            table.add_row(node, *cells, now)
-        return Group(header, table)
+        columns = [NEW, *MILESTONES, "in progress", "waiting", FAILED]
+        for c in columns:
+            table.add_column(c, justify="right")
+        row = [
+            str(counts.get(NEW, 0)),
+            *(str(counts.get(m, 0)) for m in MILESTONES),
+            str(sum(v for k, v in counts.items() if k in TARGET_OF)),
+            str(sum(v for k, v in counts.items() if k in WAITING)),
+            str(counts.get(FAILED, 0)),
+        ]
+        table.add_row(*row)
+        total = len(self.order) * len(MILESTONES)
+        progress = sum(max(milestone_index(s), 0) for s in self.states.values())
+        parts: list[Any] = [self._header(), ProgressBar(total=total, completed=progress), table]
+        failed = [n for n in self.order if self.states[n] == FAILED]
+        waiting = [n for n in self.order if self.states[n] in WAITING]
+        if failed:
+            parts.append(self._names("failed", failed))
+        if waiting:
+            parts.append(self._names("waiting", [f"{n} ({_GATE_OF_STATE.get(self.states[n], '?')})" for n in waiting]))
+        return Group(*parts)

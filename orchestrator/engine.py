@@ -57,6 +57,7 @@ class RunReport:
 
     outcomes: dict[str, Action] = field(default_factory=dict)
     interrupted: bool = False
+    recap: dict[str, Any] | None = None  # orchestrator._recap: set at the end of api.drive
 
     @property
     def exit_code(self) -> int:

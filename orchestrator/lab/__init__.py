@@ -1,8 +1,8 @@
 """The local lab: simulators on 127.0.0.1 and a deployment file that ``run`` uses against them.
 
 So far the lab holds VMware's own vCenter simulator, vcsim, built from Debian's govmomi
-sources by the project's Go ``main`` (``lab/vcsim/main.go``), served over TLS with the
-lab's own test CA. ``lab_up`` builds it when needed, starts it on a free loopback port,
+sources by the project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data), served
+over TLS with the lab's own test CA. ``lab_up`` builds it when needed, starts it on a free loopback port,
 shapes its inventory the way the guide wants a host (a second vSwitch for the VMs,
 portgroups with VLANs, a VM folder), writes test OVAs, secrets and the deployment file,
 and remembers all of it in ``<lab>/state.json`` for ``lab_status`` and ``lab_down``.
@@ -19,13 +19,17 @@ Example::
 
     status = lab_up(Path(".lab"))
     print(status["vcenter"]["url"], status["config"])
-    lab_down(Path(".lab"))
+    lab_down(Path(".lab"), reset=True)  # reset: also the lab's journal and world
+
+``lab_up(fresh=True)`` and ``lab_down(reset=True)`` make a demo repeatable: the next lab starts
+with a journal that knows nothing (built binaries, PKI and OVAs stay).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,7 @@ __all__ = [
     "go_available",
     "lab_config",
     "lab_down",
+    "lab_reset",
     "lab_status",
     "lab_up",
     "make_test_ova",
@@ -75,7 +80,7 @@ def _state_file(lab_dir: Path) -> Path:
 
 def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
     """Each simulator's ``url``, ``user``, ``password`` (lab test credentials), ``ca_file``,
-    ``pid`` and ``running``, and ``config``: the deployment file for ``run``."""
+    ``pid`` and ``running``, and ``config``: the deployment file for ``run`` (``None``: no lab there)."""
     state_file = _state_file(lab_dir)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     vcenter = state.get("vcenter") or {}
@@ -92,13 +97,42 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
     }
 
 
-def lab_up(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
+def _run_files(lab_dir: Path) -> list[Path]:
+    """The lab's journal and simulated world with their SQLite companions (what ``reset`` removes)."""
+    lab_dir = Path(lab_dir).resolve()
+    journal, world = lab_dir / "journal.sqlite", lab_dir / "world.sqlite"
+    config = lab_dir / "orchestrator.toml"
+    if config.is_file():  # the paths the lab's deployment file gives, if it changed them
+        data = tomllib.loads(config.read_text())
+        journal = Path(data.get("journal", {}).get("path", journal))
+        world = Path(data.get("simulation", {}).get("world", world))
+    return [p for base in (journal, world) for p in sorted(base.parent.glob(f"{base.name}*")) if p.exists()]
+
+
+def lab_reset(lab_dir: Path = Path(".lab")) -> list[str]:
+    """Remove the lab's journal and world (and its checkpoints, keys beside them); the paths removed."""
+    removed = []
+    for path in _run_files(lab_dir):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(str(path))
+    return removed
+
+
+def lab_up(lab_dir: Path = Path(".lab"), *, fresh: bool = False) -> dict[str, Any]:
     """Build and start the lab (once: a running lab is left as it is); its status.
+
+    Args:
+        fresh: stop a running lab and remove its journal and world first (``lab down --reset``).
 
     Raises:
         LabError: vcsim cannot be built or started.
     """
     lab_dir = Path(lab_dir).resolve()
+    if fresh:
+        lab_down(lab_dir, reset=True)
     status = lab_status(lab_dir)
     if status["vcenter"]["running"]:
         return status
@@ -122,12 +156,23 @@ def lab_up(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
     return lab_status(lab_dir)
 
 
-def lab_down(lab_dir: Path = Path(".lab")) -> None:
-    """Stop the lab's simulators and forget their state (built binaries and PKI stay)."""
+def lab_down(lab_dir: Path = Path(".lab"), *, reset: bool = False) -> dict[str, Any]:
+    """Stop the lab's simulators and forget their state (built binaries and PKI stay).
+
+    Args:
+        reset: also remove the lab's journal and world, so that the next lab starts anew.
+
+    Returns:
+        ``dir``, ``stopped`` (a running simulator was stopped), ``was_up`` and ``removed`` (paths).
+    """
     lab_dir = Path(lab_dir).resolve()
+    was_up = _state_file(lab_dir).is_file()
     status = lab_status(lab_dir)
     pid = status["vcenter"]["pid"]
+    running = bool(status["vcenter"]["running"])
     if pid:
         stop_pid(pid, None, 5.0)
     shutil.rmtree(lab_dir / "vcsim" / "tmp", ignore_errors=True)
     _state_file(lab_dir).unlink(missing_ok=True)
+    removed = lab_reset(lab_dir) if reset else []
+    return {"dir": str(lab_dir), "stopped": running, "was_up": was_up, "removed": removed}

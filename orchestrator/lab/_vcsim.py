@@ -1,7 +1,7 @@
 """vcsim, VMware's vCenter simulator: built from Debian's govmomi sources, started, supervised, stopped.
 
-The project's Go ``main`` (``lab/vcsim/main.go``) is built into ``<lab>/bin/vcsim`` once per
-change of its source; each vcsim runs on 127.0.0.1 with TLS, a private TMPDIR (its
+The project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data) is built into
+``<lab>/bin/vcsim`` once per change of its source; each vcsim runs on 127.0.0.1 with TLS, a private TMPDIR (its
 datastores), and logs of the key events and SOAP calls it received. A vcsim started by a
 test dies with the test process; one started by ``lab up`` runs in a session of its own.
 """
@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,8 +44,9 @@ __all__ = [
     "stop_pid",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-VCSIM_MAIN = REPO / "lab" / "vcsim" / "main.go"
+REPO = Path(__file__).resolve().parents[2]  # the source checkout (site-packages when installed)
+# Package data: an installed orchestrator (pip, pipx) builds the lab from its own copy.
+VCSIM_MAIN = Path(str(resources.files("orchestrator.lab") / "vcsim" / "main.go"))
 GOPATH = Path("/usr/share/gocode")
 GOVMOMI = GOPATH / "src" / "github.com" / "vmware" / "govmomi"
 APT_PACKAGES = "golang-go golang-github-vmware-govmomi-dev"
@@ -68,7 +70,7 @@ def go_available() -> str | None:
 
 
 def build_vcsim(lab_dir: Path) -> Path:
-    """``<lab>/bin/vcsim``, built from ``lab/vcsim/main.go`` unless already built from it.
+    """``<lab>/bin/vcsim``, built from ``VCSIM_MAIN`` unless already built from it.
 
     Raises:
         LabError: Go or the govmomi sources are missing, or the build failed.
@@ -86,12 +88,15 @@ def build_vcsim(lab_dir: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build once
         if binary.is_file() and stamp.is_file() and stamp.read_text().strip() == wanted:
             return binary
-        # GOCACHE under the repository's .lab (shared by every lab dir: a warm build takes
-        # about a second, a cold one 15): works as root in CI, where HOME may be unset.
-        env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(REPO / ".lab" / "gocache"),
+        # GOCACHE: the caller's, else under the checkout's .lab (shared by every lab dir: a
+        # warm build takes about a second, a cold one 15), else the lab's own: works as root
+        # in CI, where HOME may be unset, and in an installed copy (site-packages read-only).
+        source_checkout = (REPO / "pyproject.toml").is_file()
+        cache = os.environ.get("GOCACHE") or (REPO / ".lab" if source_checkout else lab_dir) / "gocache"
+        env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(cache),
                "CGO_ENABLED": "0", "GOFLAGS": ""}
         tmp = binary.with_name(f"vcsim.{os.getpid()}.tmp")
-        result = subprocess.run(["go", "build", "-o", str(tmp), str(VCSIM_MAIN)], env=env, cwd=REPO,
+        result = subprocess.run(["go", "build", "-o", str(tmp), str(VCSIM_MAIN)], env=env, cwd=lab_dir,
                                 capture_output=True, text=True, timeout=600, check=False)
         if result.returncode != 0:
             raise LabError(f"building vcsim failed:\n{result.stderr.strip()[-2000:]}")

@@ -1,0 +1,92 @@
+"""The recap at the end of a run (Ansible's PLAY RECAP): per node ok / changed / retried / waiting / failed.
+
+Counted from the journal's events of this run (those after the seq the run started at), so a
+recap says what the journal says; it is journaled itself as one run-level ``run_recap`` event.
+Example::
+
+    since = begin(journal)
+    report = await engine.run(...)
+    report.recap = finish(journal, since, report, actor="orchestrator")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from journal import Journal, kinds
+from machines.lifecycle import FAILED
+
+if TYPE_CHECKING:
+    from orchestrator.engine import RunReport
+
+__all__ = ["Start", "begin", "finish", "recap"]
+
+_WAITING = {"wait", "blocked", "held"}
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a run started: the journal's last seq, the time (to read only the run's events) and the monotonic clock."""
+
+    seq: int
+    at: datetime
+    clock: float
+
+
+def begin(journal: Journal) -> Start:
+    """Mark the start of a run (before its first event)."""
+    return Start(journal.statistics()["last_seq"], datetime.now(UTC), time.monotonic())
+
+
+def _seconds(first: str, last: str) -> float:
+    try:
+        return round((datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds(), 3)
+    except ValueError:
+        return 0.0
+
+
+def recap(journal: Journal, start: Start, report: RunReport) -> dict[str, Any]:
+    """``{"nodes": {node: counts}, "totals": counts, "wall_s"}`` of the run that started at ``start``.
+
+    A node's counts: ``ok`` (steps found right), ``changed`` (steps that changed the world),
+    ``retried`` (attempts retried), ``waiting`` and ``failed`` (1 when it ended so),
+    ``steps_changed`` (their names) and ``duration_s`` (its first to last event of the run).
+    """
+    states = {r.name: r.state for r in journal.nodes()}
+    nodes: dict[str, dict[str, Any]] = {
+        name: {"ok": 0, "changed": 0, "retried": 0, "waiting": 0, "failed": 0, "steps_changed": [], "duration_s": 0.0}
+        for name in report.outcomes
+    }
+    spans: dict[str, tuple[str, str]] = {}
+    for event in journal.events(since=start.at):
+        if event.seq <= start.seq or event.node not in nodes:
+            continue
+        row = nodes[event.node]
+        first = spans.get(event.node, (event.at, event.at))[0]
+        spans[event.node] = (first, event.at)
+        if event.kind == kinds.STEP_COMMITTED:
+            if event.payload.get("changed"):
+                row["changed"] += 1
+                row["steps_changed"].append(event.step)
+            else:
+                row["ok"] += 1
+        elif event.kind == kinds.STEP_RETRY:
+            row["retried"] += 1
+    for name, action in report.outcomes.items():
+        row = nodes[name]
+        row["failed"] = int(states.get(name) == FAILED)
+        row["waiting"] = int(not row["failed"] and type(action).__name__.lower() in _WAITING)
+        if name in spans:
+            row["duration_s"] = _seconds(*spans[name])
+    totals = {key: sum(n[key] for n in nodes.values()) for key in ("ok", "changed", "retried", "waiting", "failed")}
+    return {"nodes": nodes, "totals": totals, "wall_s": round(time.monotonic() - start.clock, 3)}
+
+
+def finish(journal: Journal, start: Start, report: RunReport, *, actor: str) -> dict[str, Any]:
+    """The run's recap, journaled as a run-level ``run_recap`` event."""
+    summary = recap(journal, start, report)
+    journal.record(node=None, kind=kinds.RUN_RECAP, actor=actor, payload=summary)
+    return summary
