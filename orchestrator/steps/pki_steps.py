@@ -81,20 +81,22 @@ class CreateCsr(Step):
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         if observed["csr"] is None and observed["certificate"] is None:
-            return [Change("certificate_signing_request", None, f"CN={_subject(ctx)}")]
+            return [Change("certificate_signing_request", None, self.request(ctx))]
         return []
 
-    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+    @staticmethod
+    def request(ctx: StepContext) -> dict[str, Any]:
+        """The CSR's fields as sent to Pexip's generator (what the record says was asked for)."""
         sans = [n for n in {ctx.node.sip_tls_fqdn} if n and n != _subject(ctx)]
-        await ctx.systems.pexip.create(
-            "certificate_signing_request",
-            {
-                "subject_name": _subject(ctx),
-                "dn": ctx.deployment.pki.dn,
-                "additional_subject_alt_names": ",".join(sans),
-                "private_key_type": ctx.deployment.pki.key_type,
-            },
-        )
+        return {
+            "subject_name": _subject(ctx),
+            "dn": ctx.deployment.pki.dn,
+            "additional_subject_alt_names": ",".join(sans),
+            "private_key_type": ctx.deployment.pki.key_type,
+        }
+
+    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+        await ctx.systems.pexip.create("certificate_signing_request", self.request(ctx))
 
 
 class InstallCertificate(Step):
@@ -111,6 +113,8 @@ class InstallCertificate(Step):
         csr = await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx))
         if csr is None:
             return None
+        # Journaled with the wait: `orchestrator cert import` checks a certificate against this CSR.
+        ctx.scratch["gate_record"] = {"csr": csr["csr"]}
         await ctx.systems.ca.submit(ctx.node.name, csr["csr"])
         pem = await ctx.systems.ca.collect(ctx.node.name)
         return {"certificate": pem} if pem else None
