@@ -234,7 +234,8 @@ def maintenance(options: Options, node: str, mode: str, by: str, reason: str | N
 
     with api.open_existing_journal(options.session(actor=by, allow_version_change=True)) as journal:
         api.set_maintenance(journal, node, mode == "on", by=by, reason=reason)
-    click.echo(f"{node}: maintenance {mode}")
+    # A process running the node reads the journal before each step: it stops there, or goes on.
+    click.echo(f"{node}: maintenance {mode}" + (" (a running orchestrator stops it before its next step)" if mode == "on" else ""))
 
 
 @cli.group("journal")

@@ -226,3 +226,26 @@ async def test_maintenance_from_another_process_stops_a_running_node_before_its_
     assert isinstance(report.outcomes[MGR], Held) and report.exit_code == 3
     assert not [e for e in later if e.kind in (kinds.STEP_STARTED, kinds.MILESTONE_STARTED)]
     assert node is not None and node.maintenance and node.state == "reserved"
+
+
+def test_finding_1_from_the_command_line_exits_4_and_the_wizard_never_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`simulate --faults permanent=security_wizard@pexip-mgr`, edit the step column, `resume --all`: exit 4, no wizard."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    journal = tmp_path / "j.sqlite"
+    first = runner.invoke(cli, ["--journal", str(journal), "simulate", "--nodes", "2", "--world", "w.sqlite",
+                                "--faults", f"permanent=security_wizard@{MGR}", "--json"])
+    assert first.exit_code == 1, first.output
+    with sqlite3.connect(journal) as db:
+        db.execute("UPDATE nodes SET step = 'global_settings' WHERE name = ?", (MGR,))
+    resumed = runner.invoke(cli, ["--journal", str(journal), "resume", "--all", "--json"])
+    assert resumed.exit_code == 4, resumed.output
+    world = SimWorld.open(tmp_path / "w.sqlite")
+    try:
+        assert "security_wizard" not in world.effects_summary().get(MGR, {})
+    finally:
+        world.close()
