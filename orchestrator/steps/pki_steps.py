@@ -36,6 +36,21 @@ def _subject(ctx: StepContext) -> str:
     return ctx.node.fqdn
 
 
+def _identity_of(pem: str) -> dict[str, str]:
+    """A certificate's subject and serial (hex), for the record."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return {"subject": "(unparsable certificate)", "serial": ""}
+    return {"subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "x")}
+
+
+def _subject_of(pem: str) -> str:
+    return _identity_of(pem)["subject"]
+
+
 class TrustedCaChain(Step):
     """Upload the CA chain that signs the server certificates (FIPS mode ignores the default CAs)."""
 
@@ -49,7 +64,11 @@ class TrustedCaChain(Step):
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         missing = [b for b in observed["chain"] if b not in observed["uploaded"]]
-        return [Change("ca_certificate", f"{len(observed['chain']) - len(missing)} of {len(observed['chain'])} uploaded", "all uploaded")] if missing else []
+        if not missing:
+            return []
+        # The record names the CA certificates uploaded, not only how many.
+        return [Change("ca_certificate", f"{len(observed['chain']) - len(missing)} of {len(observed['chain'])} uploaded",
+                       {"uploaded": [_subject_of(b) for b in missing]})]
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         for block in observed["chain"]:
@@ -125,7 +144,10 @@ class InstallCertificate(Step):
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         cert = observed["certificate"]
         if cert is None:
-            return [Change("tls_certificate", None, f"CA-signed for {_subject(ctx)}"), Change("node.tls_certificate", None, "assigned")]
+            pem = (ctx.gate_payload or {}).get("certificate")
+            # Once the gate has opened the record names the certificate installed (subject, serial).
+            wanted = _identity_of(pem) if pem else f"CA-signed for {_subject(ctx)}"
+            return [Change("tls_certificate", None, wanted), Change("node.tls_certificate", None, "assigned")]
         assigned = observed["node"].get("tls_certificate")
         if isinstance(assigned, dict):
             assigned = assigned.get("resource_uri")

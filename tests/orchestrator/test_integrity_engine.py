@@ -249,3 +249,22 @@ def test_finding_1_from_the_command_line_exits_4_and_the_wizard_never_ran(tmp_pa
         assert "security_wizard" not in world.effects_summary().get(MGR, {})
     finally:
         world.close()
+
+
+async def test_the_certificate_records_name_what_was_installed(tmp_path: Path) -> None:
+    """install_certificate's commit names the certificate's subject and serial; trusted_ca_chain names the CAs."""
+    deployment = simulated_deployment(1, tmp_path / "world.d")
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            await _engine_run(deployment, journal, world, until="certified")
+            commits = {e.step: e for e in journal.events(node=MGR, kinds=[kinds.STEP_COMMITTED])}
+            opened, = (e for e in journal.events(node=MGR, kinds=[kinds.GATE_OPENED]) if e.payload.get("gate") == "certificate")
+    finally:
+        await world.aclose()
+    installed = commits["install_certificate"].payload["changed"][0]
+    assert installed["field"] == "tls_certificate" and set(installed["wanted"]) == {"subject", "serial"}
+    assert installed["wanted"]["subject"].startswith("CN=") and installed["wanted"]["serial"]
+    assert opened.payload["certificate"]
+    uploaded = commits["trusted_ca_chain"].payload["changed"][0]["wanted"]["uploaded"]
+    assert uploaded and all("CN=" in s for s in uploaded)
