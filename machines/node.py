@@ -91,9 +91,12 @@ class NodeModel:
         return True
 
     def steps_done(self, event: Any) -> bool:
-        """The step just committed is the milestone's last."""
+        """The step just committed is the milestone's last, and each of its steps committed (``committed``)."""
         milestone = TARGET_OF[event.transition.source]
-        return bool(event.kwargs.get("finished") == STEPS[self.role][milestone][-1])
+        steps = STEPS[self.role][milestone]
+        committed = event.kwargs.get("committed")
+        # The engine always passes ``committed``: a journaled place alone never completes a milestone.
+        return bool(event.kwargs.get("finished") == steps[-1] and (committed is None or set(steps) <= set(committed)))
 
     def gate_matches(self, event: Any) -> bool:
         gate = event.kwargs.get("gate")

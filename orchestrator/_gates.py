@@ -18,12 +18,12 @@ import structlog
 from adapters.base import Systems
 from config.errors import AdapterError
 from config.model import Deployment
-from journal import Journal, Transition, kinds
-from machines.lifecycle import APPROVAL_GATES, GATE_OF_STEP, GATES, milestone_index
+from journal import Event, Journal, Transition, kinds
+from machines.lifecycle import APPROVAL_GATES, FAILED, GATE_OF_STEP, GATES, STEPS, milestone_index
 from orchestrator.clock import Clock
 from orchestrator.steps.base import Change, Step, StepContext
 
-__all__ = ["Gates"]
+__all__ = ["Gates", "unreachable_gate", "pending_gate"]
 
 log = structlog.get_logger("orchestrator.gates")
 
@@ -144,3 +144,33 @@ class Gates:
             self._opened[(node, gate)] = dict(event.payload)
             return dict(event.payload)
         return None
+
+
+# --- the operators' side: what `approve` and `cert import` may open ---------------------------
+
+def unreachable_gate(role: str, state: str, failed_from: str | None, gate: str, deployment: Deployment | None) -> str | None:
+    """Why a node can never reach ``gate`` (None: it can, or is there); ``deployment`` adds the policy's say."""
+    step = GATES[gate]["step"]
+    if not any(step in steps for steps in STEPS[role].values()):
+        return f"a {role} node has no {step} step, so never the {gate} gate"
+    here = failed_from if state == FAILED and failed_from else state
+    if milestone_index(here) > milestone_index(GATES[gate]["transient"]):
+        return f"the node is at {here}, past the {gate} gate of {GATES[gate]['transient']}"
+    if deployment is not None and gate == "bios_password" and deployment.bios.password_method != "operator":
+        return (f"bios.password_method is {deployment.bios.password_method!r}: the orchestrator types the BIOS password, "
+                "no operator confirms it (the gate exists with password_method = \"operator\" only)")
+    if deployment is not None and gate == "security_wizard" and not deployment.policy.gates.security_wizard_approval:
+        return "the policy's gates.security_wizard_approval is off: the security wizard waits on no approval"
+    return None
+
+
+def pending_gate(journal: Journal, node: str, gate: str) -> Event | None:
+    """The ``gate_opened`` of ``gate`` that its step has not consumed yet (no ``step_committed`` after it)."""
+    step = GATES[gate]["step"]
+    opened: Event | None = None
+    for event in journal.events(node=node, kinds=[kinds.GATE_OPENED, kinds.STEP_COMMITTED, kinds.REWOUND]):
+        if event.kind == kinds.GATE_OPENED and (event.payload.get("gate") or event.step) == gate:
+            opened = event
+        elif event.step == step or event.kind == kinds.REWOUND:
+            opened = None
+    return opened

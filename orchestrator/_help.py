@@ -51,6 +51,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 
 # One-line summaries for the command lists (never cut with "...").
 SHORT = {
+    "cert import": "The CA's signed certificate for NODE's pending CSR, checked first.",
     "simulate": "A whole deployment against the simulated world.",
     "resume": "Continue NODE (or --all) from its last committed state.",
     "status": "Where each node stands, and why.",

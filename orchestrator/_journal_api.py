@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from config.errors import ConfigError
+from config.model import Deployment
 from journal import Journal, VerifyReport, kinds, verify_export
-from machines.lifecycle import APPROVAL_GATES, GATES
+from machines.lifecycle import APPROVAL_GATES, FAILED, GATES, milestone_index
 from machines.plan import next_action
-from orchestrator._session import SessionSettings, existing_journal, journal_path, resolved_journal
+from orchestrator._cert_check import certificate_problems, load_pem_certificates
+from orchestrator._gates import pending_gate, unreachable_gate
+from orchestrator._session import SessionSettings, existing_journal, journal_path, load_deployment, resolved_journal
 
 __all__ = ["status", "approve", "cert_import", "set_maintenance", "export", "verify", "Verification"]
 
@@ -65,52 +68,122 @@ def _require_node(journal: Journal, node: str) -> Any:
     return record
 
 
-def approve(journal: Journal, node: str, gate: str, *, by: str, reason: str | None = None) -> dict[str, Any]:
-    """Open an approval gate (journaled with who and why). May be given before the node gets there."""
-    _require_node(journal, node)
+def _deployment(settings: SessionSettings | None, deployment: Deployment | None) -> Deployment | None:
+    """The deployment given, else the one the settings' configuration describes (None: no configuration)."""
+    if deployment is not None or settings is None:
+        return deployment
+    return load_deployment(settings, required=False, check_secrets=False)
+
+
+def approve(
+    journal: Journal, node: str, gate: str, *, by: str, reason: str | None = None,
+    deployment: Deployment | None = None, settings: SessionSettings | None = None,
+) -> dict[str, Any]:
+    """Open an approval gate (journaled with who and why). May be given before the node gets there.
+
+    Returns ``already_open`` True (and the earlier approval's ``by`` and ``seq``) when the gate is open
+    and not yet used: nothing is journaled twice.
+
+    Raises:
+        ConfigError: not an approval gate, no ``by``, or a gate the node can never reach (a step its
+            role lacks, a gate the deployment does not use, a milestone the node is past).
+    """
+    record = _require_node(journal, node)
     if gate not in APPROVAL_GATES:
         allowed = sorted(APPROVAL_GATES)
         raise ConfigError([("GATE", f"{gate!r} is not an approval gate; approval gates: {allowed} "
                                     "(a certificate comes with `orchestrator cert import`)")])
     if not by.strip():
         raise ConfigError([("--by", "say who approves (a name or an ID), for the audit record")])
+    never = unreachable_gate(record.role, record.state, record.failed_from, gate, _deployment(settings, deployment))
+    if never:
+        raise ConfigError([("GATE", f"{node} never reaches {gate}: {never}; nothing was approved")])
+    opened = pending_gate(journal, node, gate)
+    if opened is not None:
+        return {"node": node, "gate": gate, "by": opened.actor, "seq": opened.seq, "already_open": True}
     event = journal.record(
         node=node, kind=kinds.GATE_OPENED, step=GATES[gate]["step"], actor=by,
         payload={"gate": gate, "approved": True, "reason": reason or ""},
     )
-    return {"node": node, "gate": gate, "by": by, "seq": event.seq}
+    return {"node": node, "gate": gate, "by": by, "seq": event.seq, "already_open": False}
 
 
-def cert_import(journal: Journal, node: str, path: Path) -> dict[str, Any]:
-    """The CA's signed certificate for the node's pending CSR; checked to be a certificate."""
-    from cryptography import x509
+def cert_import(
+    journal: Journal, node: str, path: Path, *, by: str, deployment: Deployment | None = None,
+    settings: SessionSettings | None = None,
+) -> dict[str, Any]:
+    """The CA's signed certificate for the node's pending CSR, checked before anything is recorded.
 
-    _require_node(journal, node)
+    Args:
+        deployment: for ``pki.ca_chain`` and the node's FQDN; default: loaded from ``settings``.
+
+    Raises:
+        ConfigError: no configuration, an unreadable file, or a certificate that is not for the
+            node's pending CSR, does not chain to ``pki.ca_chain``, is not valid now or for the
+            node's FQDN, or lacks server and client usage (nothing is journaled, the CSR stays).
+    """
+    record = _require_node(journal, node)
+    if not by.strip():
+        raise ConfigError([("--by", "say who imports the certificate (a name or an ID), for the audit record")])
+    deployment = _deployment(settings, deployment)
+    if deployment is None:
+        raise ConfigError([("-c/--config", "cert import checks the certificate against the deployment's "
+                                           "pki.ca_chain and the node's FQDN: pass -c FILE")])
+    spec = next((n for n in deployment.nodes if n.name == node), None)
+    if spec is None:
+        raise ConfigError([("NODE", f"{node!r} is not a node of deployment {deployment.name}")])
     try:
         pem = path.read_text()
-        cert = x509.load_pem_x509_certificate(pem.encode())
-    except (OSError, ValueError) as exc:
+        cert, *_ = load_pem_certificates(pem)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(
             [("FILE", f"{path}: not a readable PEM certificate ({exc}); give the CA's signed certificate, not the CSR")]
         ) from exc
+    chain_file = _chain_file(deployment)
+    try:
+        chain = load_pem_certificates(chain_file.read_text()) if chain_file else []
+    except (OSError, ValueError) as exc:
+        raise ConfigError([("pki.ca_chain", f"{chain_file}: not a readable PEM chain ({exc})")]) from exc
+    if not chain:
+        raise ConfigError([("pki.ca_chain", "is not set: a certificate cannot be checked against the trusted CA")])
+    here = record.failed_from if record.state == FAILED and record.failed_from else record.state
+    waiting = None if milestone_index(here) > milestone_index("certifying") else journal.last_event(
+        node, kind=kinds.GATE_WAITING)
+    csr = waiting.payload.get("csr") if waiting is not None and waiting.payload.get("gate") == "certificate" else None
+    problems = certificate_problems(cert, csr_pem=csr, chain=chain, fqdn=spec.fqdn)
+    if problems:
+        raise ConfigError([("FILE", f"{path}: refused for {node}, nothing recorded: " + "; ".join(problems))])
     event = journal.record(
-        node=node, kind=kinds.GATE_OPENED, step=GATES["certificate"]["step"], actor="operator",
+        node=node, kind=kinds.GATE_OPENED, step=GATES["certificate"]["step"], actor=by,
         payload={
             "gate": "certificate", "certificate": pem, "subject": cert.subject.rfc4514_string(),
             "serial": format(cert.serial_number, "x"),
         },
     )
-    return {"node": node, "subject": cert.subject.rfc4514_string(), "seq": event.seq}
+    return {"node": node, "subject": cert.subject.rfc4514_string(), "seq": event.seq, "by": by}
+
+
+def _chain_file(deployment: Deployment) -> Path | None:
+    """``pki.ca_chain`` as the manual CA reads it: relative to the configuration file."""
+    if not deployment.pki.ca_chain:
+        return None
+    base = Path(deployment.source).parent if deployment.source else Path.cwd()
+    return base / deployment.pki.ca_chain
 
 
 def set_maintenance(journal: Journal, node: str, on: bool, *, by: str, reason: str | None = None) -> dict[str, Any]:
-    """Stop (or restart) automation for one node without losing its place."""
+    """Stop (or restart) automation for one node without losing its place.
+
+    A process running the node reads it from the journal before the node's next step.
+    """
     record = _require_node(journal, node)
-    journal.record(
+    if not by.strip():
+        raise ConfigError([("--by", "say who sets maintenance (a name or an ID), for the audit record")])
+    event = journal.record(
         node=node, kind=kinds.MAINTENANCE_ON if on else kinds.MAINTENANCE_OFF, actor=by,
         payload={"reason": reason or ""}, update={"maintenance": on, "maintenance_reason": reason if on else None},
     )
-    return {"node": node, "maintenance": on, "state": record.state}
+    return {"node": node, "maintenance": on, "state": record.state, "seq": event.seq}
 
 
 # --- export, verify ----------------------------------------------------------------------

@@ -256,8 +256,12 @@ def approve(options: Options, node: str, gate: str, by: str, reason: str | None)
     """Open an approval GATE of NODE: security_wizard or bios_password. Then resume."""
     from orchestrator import api
 
-    with api.open_existing_journal(options.session(actor=by, allow_version_change=True)) as journal:
-        result = api.approve(journal, node, gate, by=by, reason=reason)
+    settings = options.session(actor=by, allow_version_change=True)
+    with api.open_existing_journal(settings) as journal:
+        result = api.approve(journal, node, gate, by=by, reason=reason, settings=settings)
+    if result["already_open"]:
+        click.echo(f"{gate} of {node} is already open (approved by {result['by']}, journal seq {result['seq']}); nothing recorded")
+        return
     click.echo(f"approved {gate} for {node} by {by} (journal seq {result['seq']}); continue with `orchestrator resume {node}`")
 
 
@@ -269,15 +273,18 @@ def cert() -> None:
 @cert.command("import")
 @click.argument("node")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--by", default=None, help="Who imports it (name or ID), for the audit record. Default: $USER.")
 @click.pass_obj
 @handle_errors
-def cert_import(options: Options, node: str, file: Path) -> None:
-    """The CA's signed certificate for NODE's pending CSR."""
+def cert_import(options: Options, node: str, file: Path, by: str | None) -> None:
+    """The CA's signed certificate for NODE's pending CSR, checked first (key, chain, validity, FQDN, usages)."""
     from orchestrator import api
 
-    with api.open_existing_journal(options.session(allow_version_change=True)) as journal:
-        result = api.cert_import(journal, node, file)
-    click.echo(f"certificate {result['subject']} recorded for {node}; continue with `orchestrator resume {node}`")
+    by = by or os.environ.get("USER") or "operator"
+    settings = options.session(actor=by, allow_version_change=True)
+    with api.open_existing_journal(settings) as journal:
+        result = api.cert_import(journal, node, file, by=by, settings=settings)
+    click.echo(f"certificate {result['subject']} recorded for {node} by {by}; continue with `orchestrator resume {node}`")
 
 
 @cli.command()
@@ -293,7 +300,8 @@ def maintenance(options: Options, node: str, mode: str, by: str, reason: str | N
 
     with api.open_existing_journal(options.session(actor=by, allow_version_change=True)) as journal:
         api.set_maintenance(journal, node, mode == "on", by=by, reason=reason)
-    click.echo(f"{node}: maintenance {mode}")
+    # A process running the node reads the journal before each step: it stops there, or goes on.
+    click.echo(f"{node}: maintenance {mode}" + (" (a running orchestrator stops it before its next step)" if mode == "on" else ""))
 
 
 @cli.group("journal")

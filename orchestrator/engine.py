@@ -7,8 +7,7 @@ next, and carries it out under the crash-safety protocol of DESIGN.md:
 2. the step observes the world and changes only what differs, then verifies;
 3. journal ``step_committed`` and the node's new state in one transaction.
 
-A step whose start is journaled but whose commit is not is simply run again on
-resume: it observes first, so what was already done is not done twice.
+A step started but not committed runs again on resume, observing first: nothing is done twice.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ import os
 import random
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -35,38 +33,14 @@ from orchestrator import steps as step_impls
 from orchestrator._commit import GroupCommitter
 from orchestrator._fsm import build_machine, fire
 from orchestrator._gates import Gates
+from orchestrator._history import History, applied_changes, maintenance_of
+from orchestrator._report import FaultHooks, RunReport
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.steps.base import StepContext
 
 __all__ = ["Engine", "RunReport", "FaultHooks"]
 
 log = structlog.get_logger("orchestrator.engine")
-
-
-class FaultHooks(Protocol):
-    """Fault injection points of the simulated world (``--faults``)."""
-
-    def before_step(self, node: str, step: str) -> None: ...
-
-    def after_apply(self, node: str, step: str) -> None: ...
-
-
-@dataclass
-class RunReport:
-    """Where each driven node ended this run, and why."""
-
-    outcomes: dict[str, Action] = field(default_factory=dict)
-    interrupted: bool = False
-    recap: dict[str, Any] | None = None  # orchestrator._recap: set at the end of api.drive
-
-    @property
-    def exit_code(self) -> int:
-        kinds = {type(a) for a in self.outcomes.values()}
-        if Stopped in kinds or self.interrupted:
-            return 1
-        if kinds & {Wait, Blocked, Held}:
-            return 3
-        return 0
 
 
 class Engine:
@@ -118,18 +92,25 @@ class Engine:
         self._changed = asyncio.Condition()
         self._active: set[str] = set()
         self._stopping = False
+        self._history = History({})
         self._gates = Gates(deployment, journal, systems, self._commit, self.clock, actor=actor, auto_approve=auto_approve, poll_s=gate_poll_s)
 
     # --- set-up -------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Register the deployment's nodes and rebuild every model from the journal."""
+        """Register the deployment's nodes and rebuild every model from the journal's events.
+
+        Raises:
+            IntegrityError: a node row differs from what its events say (it was edited).
+        """
         self.journal.ensure_nodes((n.name, n.role, NEW) for n in self.deployment.nodes)
-        records = {r.name: r for r in self.journal.nodes()}
+        self._history = History({n.name: n.role for n in self.deployment.nodes})
+        names = {n.name for n in self.deployment.nodes}
+        derived = self._history.load(self.journal.events(), [r for r in self.journal.nodes() if r.name in names])
         for spec in self.deployment.nodes:
-            r = records[spec.name]
+            r = derived[spec.name]
             m = self._models[spec.name] = NodeModel(spec.name, spec.role, self._fleet, state=r.state)
-            m.record({"step": r.step, "attempt": r.attempt or 0, "failed_from": r.failed_from, "last_error": r.last_error,
+            m.record({"step": r.step, "attempt": r.attempt, "failed_from": r.failed_from, "last_error": r.last_error,
                       "gate": r.gate, "maintenance": r.maintenance})
             # Each model starts in its journaled state: no transition fires for the restore.
             self._machine.add_model(m, initial=m.state)
@@ -170,7 +151,7 @@ class Engine:
             self._active = set(names)
             tasks = [asyncio.create_task(self._drive(self._models[name], until), name=f"node:{name}") for name in names]
             results = await asyncio.gather(*tasks, return_exceptions=True)
-            for name, result in zip(names, results):
+            for name, result in zip(names, results, strict=True):
                 if isinstance(result, asyncio.CancelledError):
                     # A second signal: the step in flight stays journaled as started.
                     result = Stopped("interrupted at once: the step in flight is redone from observe on `orchestrator resume --all`")
@@ -215,6 +196,8 @@ class Engine:
     async def _drive(self, model: NodeModel, until: str) -> Action:
         try:
             while True:
+                # `orchestrator maintenance NODE on` from another process: honoured before the next step.
+                model.record({"maintenance": maintenance_of(self.journal, model.name)})
                 action = self.plan(model, until)
                 if isinstance(action, (Done, Held, Stopped)):
                     return action
@@ -272,6 +255,7 @@ class Engine:
     async def _commit(self, transition: Transition) -> None:
         """Commit durably, then keep the node's model as the journal now has it."""
         await self._committer.commit(transition)
+        self._history.track(transition)
         if transition.node is not None and transition.update:
             self._models[transition.node].record(transition.update)
         if self.observer:
@@ -316,9 +300,10 @@ class Engine:
         failures = 0
         retries = 0
         while True:
+            record: dict[str, Any] = {}  # the attempt's scratch: which changes it began and applied
             async with self._global:
                 try:
-                    outcome = await self._attempt(model, action, step)
+                    outcome = await self._attempt(model, action, step, record)
                 except AdapterError as exc:
                     if isinstance(exc, NotYet):
                         # Waiting for the world (a node syncing) is bounded by time, not attempts.
@@ -331,7 +316,7 @@ class Engine:
                         failures += 1
                         keep_waiting = failures < max_attempts
                     if not (exc.retryable and keep_waiting and not self._stopping):
-                        await self._fail(model, action.step, exc)
+                        await self._fail(model, action.step, exc, record)
                         return
                     retries += 1
                     delay = self._backoff(retries)
@@ -339,16 +324,17 @@ class Engine:
                         Transition(
                             node=model.name, kind=kinds.STEP_RETRY, step=action.step, attempt=model.attempt,
                             key=self._key(model, action.step), actor=self.actor,
-                            payload={"error": str(exc), "retry_in_s": round(delay, 3)}, update={"last_error": str(exc)},
+                            payload={"error": str(exc), "retry_in_s": round(delay, 3), **applied_changes(record)},
+                            update={"last_error": str(exc)},
                         )
                     )
                     log.info("step retry", node=model.name, step=action.step, attempt=model.attempt, error=str(exc), delay=delay)
                 except (OrchestratorError, ValueError, OSError) as exc:
-                    await self._fail(model, action.step, exc)
+                    await self._fail(model, action.step, exc, record)
                     return
                 except Exception as exc:  # a bug: fail the node with the trace in the log, never retry
                     log.error("step crashed", node=model.name, step=action.step, error=repr(exc), trace=traceback.format_exc())
-                    await self._fail(model, action.step, exc)
+                    await self._fail(model, action.step, exc, record)
                     return
                 else:
                     if outcome is not None:
@@ -361,7 +347,9 @@ class Engine:
         """The idempotency key of an attempt (default: the model's), journaled with its start, retry and commit."""
         return f"{model.name}:{step}:{model.attempt if attempt is None else attempt}"
 
-    async def _attempt(self, model: NodeModel, action: RunStep, step: step_impls.Step) -> step_impls.Outcome | None:
+    async def _attempt(
+        self, model: NodeModel, action: RunStep, step: step_impls.Step, record: dict[str, Any]
+    ) -> step_impls.Outcome | None:
         """Journal ``step_started`` (durable before any side effect), then run the step (None: it waits on a gate)."""
         attempt = (model.attempt or 0) + 1
         await self._commit(
@@ -371,30 +359,41 @@ class Engine:
                 update={"step": action.step, "attempt": attempt, "last_error": None},
             )
         )
-        ctx = StepContext(self.deployment, self.deployment.node(model.name), self.systems, gate_payload=self._gates.payload(model.name, step.name))
+        ctx = StepContext(self.deployment, self.deployment.node(model.name), self.systems,
+                          gate_payload=self._gates.payload(model.name, step.name), scratch=record)
         return await self._execute(model, step, ctx)
 
     async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> None:
-        """``step_committed`` and the node's next step or milestone, in one transaction."""
-        key = self._key(model, action.step)
+        """``step_committed`` and the node's next step or milestone, in one transaction.
+
+        Its ``changed`` lists every change of the step's attempts, the failed ones first. A milestone
+        completes only when each of its steps committed in this attempt of it; else the node goes
+        on with the first step that did not (the row was trusted over the events, or a bug).
+        """
         steps = STEPS[model.role][action.milestone]
-        payload = outcome.payload()
+        payload = {**outcome.payload(), "changed": [*self._history.earlier_changes(model.name, action.step),
+                                                    *outcome.payload()["changed"]]}
         self._gates.consume(model.name, action.step)
-        if action.last:
+        missing = self._history.missing(model.name, action.milestone, action.step) if action.last else []
+        if action.last and not missing:
             await self._transition(
                 model, "complete", kind=kinds.STEP_COMMITTED, step=action.step, payload=payload, attempt=0,
                 update={"step": None, "attempt": 0, "last_error": None}, finished=action.step,
+                committed=self._history.committed(model.name) | {action.step},
             )
             log.debug("milestone reached", node=model.name, state=model.state)
-        else:
-            following = steps[steps.index(action.step) + 1]
-            await self._commit(
-                Transition(
-                    node=model.name, kind=kinds.STEP_COMMITTED, step=action.step, attempt=0, key=key,
-                    from_state=model.state, to_state=model.state, actor=self.actor, payload=payload,
-                    update={"step": following, "attempt": 0, "last_error": None},
-                )
+            return
+        if missing:
+            log.error("milestone incomplete", node=model.name, milestone=action.milestone, missing=missing)
+            payload["milestone_incomplete"] = missing
+        following = missing[0] if missing else steps[steps.index(action.step) + 1]
+        await self._commit(
+            Transition(
+                node=model.name, kind=kinds.STEP_COMMITTED, step=action.step, attempt=0,
+                key=self._key(model, action.step), from_state=model.state, to_state=model.state, actor=self.actor,
+                payload=payload, update={"step": following, "attempt": 0, "last_error": None},
             )
+        )
 
     async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
         """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
@@ -403,13 +402,17 @@ class Engine:
         async def gate_open(changes: list[step_impls.Change]) -> bool:
             gate = await self._gates.closed(model.name, step, ctx, changes)
             if gate is not None:
+                # What the gate's opener checks against (the CSR a certificate must match), when the step says.
                 await self._transition(
-                    model, "wait", kind=kinds.GATE_WAITING, step=step.name, gate=gate,
-                    payload={"gate": gate, "changes": [c.as_dict() for c in changes]}, update={"gate": gate},
+                    model, "wait", kind=kinds.GATE_WAITING, step=step.name, gate=gate, update={"gate": gate},
+                    payload={"gate": gate, "changes": [c.as_dict() for c in changes], **ctx.scratch.get("gate_record", {})},
                 )
+            else:
+                ctx.scratch["attempting"] = changes
             return gate is None
 
         def applied() -> None:
+            ctx.scratch["applied"] = True
             if self.hooks:
                 self.hooks.after_apply(model.name, step.name)
 
@@ -431,15 +434,17 @@ class Engine:
         await self._transition(model, "open_gate", kind=kinds.GATE_PASSED, step=model.step, payload={"gate": gate}, update={"gate": None})
         return True
 
-    async def _fail(self, model: NodeModel, step: str, exc: BaseException) -> None:
+    async def _fail(self, model: NodeModel, step: str, exc: BaseException, record: dict[str, Any]) -> None:
         reason = f"{step}: {exc}"
         log.error("step failed", node=model.name, step=step, attempt=model.attempt, error=str(exc))
         await self._transition(
             model, "fail", kind=kinds.STEP_FAILED, step=step, reason=reason,
-            payload={"error": str(exc), "error_type": type(exc).__name__, "retryable": getattr(exc, "retryable", False)},
+            payload={"error": str(exc), "error_type": type(exc).__name__, "retryable": getattr(exc, "retryable", False),
+                     **applied_changes(record)},
             update={"last_error": reason, "failed_from": model.state},
         )
 
     def _backoff(self, attempt: int) -> float:
         return self._retry.backoff(attempt, self._random)
+
 

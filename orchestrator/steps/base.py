@@ -119,8 +119,11 @@ async def execute(
     changes = step.diff(ctx, observed)
     if not changes:
         return Outcome(step.name, ())
-    if before_apply is not None and not await before_apply(changes):
-        return None
+    if before_apply is not None:
+        if not await before_apply(changes):
+            return None
+        # A gate that opened just now may name what is applied (the signed certificate): diff again.
+        changes = step.diff(ctx, observed) if ctx.gate_payload is not None else changes
     await step.apply(ctx, observed, changes)
     if after_apply is not None:
         after_apply()

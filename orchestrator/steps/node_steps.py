@@ -39,11 +39,13 @@ class InstallationWizard(Step):
         return await ctx.systems.console.wizard_state(ctx.node)
 
     def diff(self, ctx: StepContext, observed: str) -> list[Change]:
-        return [Change("installation_wizard", "not run", "done")] if observed == "unconfigured" else []
+        return [Change("installation_wizard", "not run", self.answers(ctx))] if observed == "unconfigured" else []
 
-    async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
+    @staticmethod
+    def answers(ctx: StepContext) -> dict[str, Any]:
+        """The wizard's answers as given (the admin password goes apart: never in the record)."""
         n, net = ctx.node, ctx.deployment.network
-        answers = {
+        return {
             **ctx.policy.installation_wizard.settings(),
             "hostname": n.hostname,
             "domain": n.domain,
@@ -54,7 +56,9 @@ class InstallationWizard(Step):
             "ntp_servers": [s.address for s in net.ntp_servers],
             "admin_user": ctx.deployment.pexip_api.admin_user,
         }
-        await ctx.systems.console.installation_wizard(n, _admin_password(ctx), answers)
+
+    async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
+        await ctx.systems.console.installation_wizard(ctx.node, _admin_password(ctx), self.answers(ctx))
 
 
 class VerifyAdminLogin(Step):
@@ -95,11 +99,16 @@ class SecurityWizard(Step):
             if ctx.dry_run:
                 raise Unknowable("the installation wizard has not run yet")
             raise Rejected(f"{ctx.node.name}: the console shows no installation yet; the security wizard needs it first")
-        return [Change("security_wizard", "not run", "done (FIPS 140-2, no OS access)")] if observed != "secured" else []
+        # The record says the answers given, as the policy has them, never a fixed text (issue #7).
+        return [Change("security_wizard", "not run", self.answers(ctx))] if observed != "secured" else []
+
+    @staticmethod
+    def answers(ctx: StepContext) -> dict[str, Any]:
+        """The wizard's answers, prompt by prompt, from the policy (no secret among them)."""
+        return dict(ctx.policy.security_wizard.settings())
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
-        answers = ctx.policy.security_wizard.settings()
-        await ctx.systems.console.security_wizard(ctx.node, _admin_password(ctx), answers)
+        await ctx.systems.console.security_wizard(ctx.node, _admin_password(ctx), self.answers(ctx))
 
 
 class DeploymentFile(Step):

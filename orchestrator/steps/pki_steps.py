@@ -36,6 +36,21 @@ def _subject(ctx: StepContext) -> str:
     return ctx.node.fqdn
 
 
+def _identity_of(pem: str) -> dict[str, str]:
+    """A certificate's subject and serial (hex), for the record."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return {"subject": "(unparsable certificate)", "serial": ""}
+    return {"subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "x")}
+
+
+def _subject_of(pem: str) -> str:
+    return _identity_of(pem)["subject"]
+
+
 class TrustedCaChain(Step):
     """Upload the CA chain that signs the server certificates (FIPS mode ignores the default CAs)."""
 
@@ -49,7 +64,11 @@ class TrustedCaChain(Step):
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         missing = [b for b in observed["chain"] if b not in observed["uploaded"]]
-        return [Change("ca_certificate", f"{len(observed['chain']) - len(missing)} of {len(observed['chain'])} uploaded", "all uploaded")] if missing else []
+        if not missing:
+            return []
+        # The record names the CA certificates uploaded, not only how many.
+        return [Change("ca_certificate", f"{len(observed['chain']) - len(missing)} of {len(observed['chain'])} uploaded",
+                       {"uploaded": [_subject_of(b) for b in missing]})]
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         for block in observed["chain"]:
@@ -81,20 +100,22 @@ class CreateCsr(Step):
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         if observed["csr"] is None and observed["certificate"] is None:
-            return [Change("certificate_signing_request", None, f"CN={_subject(ctx)}")]
+            return [Change("certificate_signing_request", None, self.request(ctx))]
         return []
 
-    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+    @staticmethod
+    def request(ctx: StepContext) -> dict[str, Any]:
+        """The CSR's fields as sent to Pexip's generator (what the record says was asked for)."""
         sans = [n for n in {ctx.node.sip_tls_fqdn} if n and n != _subject(ctx)]
-        await ctx.systems.pexip.create(
-            "certificate_signing_request",
-            {
-                "subject_name": _subject(ctx),
-                "dn": ctx.deployment.pki.dn,
-                "additional_subject_alt_names": ",".join(sans),
-                "private_key_type": ctx.deployment.pki.key_type,
-            },
-        )
+        return {
+            "subject_name": _subject(ctx),
+            "dn": ctx.deployment.pki.dn,
+            "additional_subject_alt_names": ",".join(sans),
+            "private_key_type": ctx.deployment.pki.key_type,
+        }
+
+    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+        await ctx.systems.pexip.create("certificate_signing_request", self.request(ctx))
 
 
 class InstallCertificate(Step):
@@ -111,6 +132,8 @@ class InstallCertificate(Step):
         csr = await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx))
         if csr is None:
             return None
+        # Journaled with the wait: `orchestrator cert import` checks a certificate against this CSR.
+        ctx.scratch["gate_record"] = {"csr": csr["csr"]}
         await ctx.systems.ca.submit(ctx.node.name, csr["csr"])
         pem = await ctx.systems.ca.collect(ctx.node.name)
         return {"certificate": pem} if pem else None
@@ -121,7 +144,10 @@ class InstallCertificate(Step):
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         cert = observed["certificate"]
         if cert is None:
-            return [Change("tls_certificate", None, f"CA-signed for {_subject(ctx)}"), Change("node.tls_certificate", None, "assigned")]
+            pem = (ctx.gate_payload or {}).get("certificate")
+            # Once the gate has opened the record names the certificate installed (subject, serial).
+            wanted = _identity_of(pem) if pem else f"CA-signed for {_subject(ctx)}"
+            return [Change("tls_certificate", None, wanted), Change("node.tls_certificate", None, "assigned")]
         assigned = observed["node"].get("tls_certificate")
         if isinstance(assigned, dict):
             assigned = assigned.get("resource_uri")

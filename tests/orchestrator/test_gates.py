@@ -134,3 +134,35 @@ async def test_the_model_and_the_journal_row_never_drift(tmp_path: Path) -> None
         await world.aclose()
     assert (first.exit_code, second.exit_code) == (3, 0)
     assert {kinds.GATE_WAITING, kinds.GATE_PASSED, kinds.STEP_RETRY, kinds.STEP_COMMITTED} <= set(checked)
+
+
+@pytest.mark.parametrize(
+    "node,state,gate,why",
+    [
+        ("pexip-conf-00001", "new", "security_wizard", "has no security_wizard step"),  # a role without the step
+        ("pexip-mgr", "new", "bios_password", "bios.password_method"),  # the orchestrator types the password
+        ("pexip-mgr", "certified", "security_wizard", "past the security_wizard gate"),  # the wizard ran long ago
+        ("pexip-mgr", "ldap_authenticated", "security_wizard", "past the security_wizard gate"),  # done
+    ],
+)
+def test_approve_refuses_a_gate_the_node_never_reaches(deployment: Deployment, node: str, state: str, gate: str, why: str) -> None:
+    """An approval that could never be used is refused (exit 2 in the CLI) and nothing is journaled."""
+    from config.errors import ConfigError
+
+    with Journal.open(":memory:") as journal:
+        journal.ensure_nodes((n.name, n.role, state) for n in deployment.nodes)
+        before = journal.statistics()["last_seq"]
+        with pytest.raises(ConfigError, match=why):
+            api.approve(journal, node, gate, by="alice", deployment=deployment)
+        assert journal.statistics()["last_seq"] == before
+
+
+def test_approve_says_when_the_gate_is_already_open(deployment: Deployment) -> None:
+    """A second approval of an open, unused gate journals nothing and names the first approver."""
+    with Journal.open(":memory:") as journal:
+        journal.ensure_nodes((n.name, n.role, "installed") for n in deployment.nodes)
+        first = api.approve(journal, "pexip-mgr", "security_wizard", by="alice", deployment=deployment)
+        second = api.approve(journal, "pexip-mgr", "security_wizard", by="bob", deployment=deployment)
+        opened = list(journal.events(kinds=[kinds.GATE_OPENED]))
+    assert (first["already_open"], second["already_open"]) == (False, True)
+    assert (second["by"], second["seq"]) == ("alice", first["seq"]) and len(opened) == 1

@@ -1,0 +1,139 @@
+"""What the engine knows of its nodes' past, from the events alone (issue #7).
+
+A node row is a cache of the events: on load the engine derives every node's place
+from the events (``journal.derive_nodes``) and refuses to act when the row says
+otherwise (someone edited it: skipping the irreversible security wizard took one
+``UPDATE nodes SET step=...``). The same pass collects what the rows do not hold:
+
+- which steps of each milestone committed in that milestone's current attempt (since
+  its last ``milestone_started``; a ``rewound`` drops the steps it sends back), so a
+  milestone completes only when every one of its steps committed;
+- the changes that failed attempts of a step applied before they failed, so the step's
+  ``step_committed`` lists every change made across its attempts.
+
+The engine feeds each of its own commits back (:meth:`History.track`), so memory and
+journal stay one history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from config.errors import IntegrityError
+from journal import Event, Journal, NodeRecord, NodeRecordFields, Transition, derive_nodes, kinds
+from machines.lifecycle import STEPS, TARGET_OF
+
+__all__ = ["History", "PLACE_COLUMNS", "applied_changes", "maintenance_of"]
+
+# The row columns the engine acts on: each must equal what the events derive.
+PLACE_COLUMNS = ("state", "step", "attempt", "gate", "last_error", "failed_from", "maintenance")
+
+
+def _normal(column: str, value: Any) -> Any:
+    if column == "attempt":
+        return value or 0
+    if column == "maintenance":
+        return bool(value)
+    return value
+
+
+class History:
+    """Committed steps per milestone attempt and unrecorded-in-commit changes, per node.
+
+    Args:
+        roles: node name -> role, for the nodes the engine drives.
+    """
+
+    def __init__(self, roles: Mapping[str, str]) -> None:
+        self._roles = dict(roles)
+        self._committed: dict[str, set[str]] = {name: set() for name in roles}
+        self._changes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.last_seq = 0
+
+    # --- load ------------------------------------------------------------------------------
+
+    def load(self, events: Iterable[Event], rows: Iterable[NodeRecord]) -> dict[str, NodeRecordFields]:
+        """Replay ``events``; the derived rows of the nodes, once each row is proved equal to them.
+
+        Raises:
+            IntegrityError: a node row differs from its events (naming node, column, both values).
+        """
+        derived = derive_nodes(self._replay(events))
+        problems = []
+        for row in rows:
+            fields = derived.get(row.name)
+            if fields is None:
+                problems.append(f"node {row.name}: a row without any event")
+                continue
+            for column in PLACE_COLUMNS:
+                have, want = _normal(column, getattr(row, column)), _normal(column, getattr(fields, column))
+                if have != want:
+                    problems.append(f"node {row.name}: row {column}={have!r} but its events say {want!r}")
+        if problems:
+            raise IntegrityError(
+                "the journal's node rows were changed outside the journal, nothing was done: " + "; ".join(problems)
+                + "; restore the journal from a verified copy (`orchestrator journal verify` names the events)"
+            )
+        return derived
+
+    def _replay(self, events: Iterable[Event]) -> Iterator[Event]:
+        for e in events:
+            self.last_seq = e.seq
+            if e.node in self._roles:
+                self._feed(e.node, e.kind, e.step, e.to_state, e.payload)
+            yield e
+
+    # --- the engine's own commits ------------------------------------------------------------
+
+    def track(self, transition: Transition) -> None:
+        """Take one of the engine's committed transitions into the history."""
+        if transition.node in self._roles:
+            self._feed(transition.node, transition.kind, transition.step, transition.to_state, transition.payload)
+
+    def _feed(self, node: str, kind: str, step: str | None, to_state: str | None, payload: Any) -> None:
+        role = self._roles[node]
+        if kind == kinds.MILESTONE_STARTED and to_state in TARGET_OF:
+            self._committed[node] -= set(STEPS[role][TARGET_OF[to_state]])
+        elif kind == kinds.REWOUND and step is not None:
+            for steps in STEPS[role].values():
+                if step in steps:
+                    self._committed[node] -= set(steps[steps.index(step):])
+        elif kind == kinds.STEP_COMMITTED and step is not None:
+            self._committed[node].add(step)
+            self._changes.pop((node, step), None)
+        elif kind in (kinds.STEP_RETRY, kinds.STEP_FAILED) and step is not None and isinstance(payload, dict):
+            applied = [*payload.get("changed", []), *payload.get("attempted", [])]
+            if applied:
+                self._changes.setdefault((node, step), []).extend(applied)
+
+    # --- questions ---------------------------------------------------------------------------
+
+    def missing(self, node: str, milestone: str, finishing: str) -> list[str]:
+        """The steps of ``milestone`` without a commit in its current attempt (``finishing`` commits now)."""
+        done = self._committed[node] | {finishing}
+        return [s for s in STEPS[self._roles[node]][milestone] if s not in done]
+
+    def committed(self, node: str) -> frozenset[str]:
+        """The steps committed in the current attempt of their milestone."""
+        return frozenset(self._committed[node])
+
+    def earlier_changes(self, node: str, step: str) -> list[dict[str, Any]]:
+        """The changes earlier attempts of ``step`` applied (or began) and journaled with their retry or failure."""
+        return list(self._changes.get((node, step), []))
+
+
+def applied_changes(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a failed attempt changed, for its ``step_retry``/``step_failed``: ``changed`` once its side
+    effects were done, else ``attempted`` (the changes it began to apply; some may have been made)."""
+    changes = [c.as_dict() for c in record.get("attempting", ())]
+    if not changes:
+        return {}
+    return {"changed": changes} if record.get("applied") else {"attempted": changes}
+
+
+def maintenance_of(journal: Journal, node: str) -> bool:
+    """Whether the node's newest maintenance event (by anyone, any process) turned maintenance on."""
+    on, off = (journal.last_event(node, kind=k) for k in (kinds.MAINTENANCE_ON, kinds.MAINTENANCE_OFF))
+    latest = max((e for e in (on, off) if e is not None), key=lambda e: e.seq, default=None)
+    return latest is not None and latest.kind == kinds.MAINTENANCE_ON
