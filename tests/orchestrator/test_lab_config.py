@@ -42,11 +42,10 @@ def test_the_lab_file_holds_what_the_f_string_writer_wrote(tmp_path: Path) -> No
 
 
 def test_the_lab_file_maps_every_role_to_a_group(tmp_path: Path) -> None:
-    """Each of the four roles gets its own lab group, Administrator included (as the lab maps it today)."""
+    """Each of a Manager's roles (Read-write, Read-only) and Auditor gets its own lab group; no Administrator."""
     lab = tmp_path / "lab"
     mappings = load_deployment(write_lab_config(lab, _vcsim(lab))).ldap.role_mappings
     assert [(m.name, tuple(m.roles)) for m in mappings] == [
-        ("Lab Administrator", ("Administrator",)),
         ("Lab Read-write", ("Read-write",)),
         ("Lab Read-only", ("Read-only",)),
         ("Lab Auditor", ("Auditor",)),
