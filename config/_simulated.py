@@ -7,6 +7,7 @@ and resumed simulation sees the same values.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
 import os
@@ -63,6 +64,7 @@ _SECRET_NAMES = (
     "snmp-priv-password",
     "ldap-bind-password",
     "ldap-verify-password",
+    "pexip-bootstrap-key",  # 32 random bytes, base64: encrypts the Conferencing Nodes' bootstrap files
 )
 
 
@@ -80,7 +82,9 @@ def _secret_files(workdir: Path) -> dict[str, Secret]:
             pass
         else:
             with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24))
+                # An AES-256 key is 32 bytes; every other secret is a random password.
+                f.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() if name == "pexip-bootstrap-key"
+                        else secrets.token_urlsafe(24))
         refs[name] = Secret(f"file:{path}")
     return refs
 
@@ -178,6 +182,7 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
             admin_password=secret["pexip-admin-password"],
             client_cert=str(workdir / "orchestrator-admin.pem"),
             client_key=secret["pexip-client-key"],
+            bootstrap_key=secret["pexip-bootstrap-key"],
         ),
         console=ConsoleSpec(mode="sim"),
         network=NetworkSpec(
