@@ -142,3 +142,21 @@ async def test_a_crash_between_the_post_and_the_store_is_recovered(tmp_path: Pat
     finally:
         await systems.aclose()
         await world.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["deployment_file", "provision_node"])
+def test_killed_after_the_bootstrap_step_then_finished_once(tmp_path: Path, step: str) -> None:
+    """The process dies right after the step's side effects, before the journal knew; the rerun neither posts
+    the worker_vm again nor uploads twice."""
+    from tests.orchestrator.test_crash_safety import _assert_finished_once, _simulate
+
+    first = _simulate(tmp_path, "--faults", f"exit={step}@{CONF}")
+    first.communicate(timeout=120)
+    assert first.returncode == 70
+    second = _simulate(tmp_path, "--faults", f"exit={step}@{CONF}")
+    _out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err.decode()
+    _assert_finished_once(tmp_path)
+    effects = json.loads((tmp_path / "effects.json").read_text())[CONF]
+    assert effects["bootstrap_upload"] == 1 and "api_delete" not in effects
