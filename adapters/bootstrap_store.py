@@ -44,7 +44,7 @@ def bootstrap_dir(journal: Path) -> Path:
 
 def new_key_text() -> str:
     """A new random key as the store reads it: 32 bytes, URL-safe base64."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return secrets.token_urlsafe(32)
 
 
 def decode_key(text: str) -> bytes:

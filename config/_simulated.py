@@ -7,7 +7,6 @@ and resumed simulation sees the same values.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import math
 import os
@@ -82,9 +81,8 @@ def _secret_files(workdir: Path) -> dict[str, Secret]:
             pass
         else:
             with os.fdopen(fd, "w") as f:
-                # An AES-256 key is 32 bytes; every other secret is a random password.
-                f.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() if name == "pexip-bootstrap-key"
-                        else secrets.token_urlsafe(24))
+                # The bootstrap key: 32 random bytes (AES-256), base64; every other secret a random password.
+                f.write(secrets.token_urlsafe(32 if name == "pexip-bootstrap-key" else 24))
         refs[name] = Secret(f"file:{path}")
     return refs
 

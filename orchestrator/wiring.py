@@ -40,13 +40,16 @@ def _refuse_unbuilt(deployment: Deployment) -> None:
         for system, what in NOT_YET_REAL.items()
         if modes[system] == "real"
     ]
-    if deployment.pexip_api.mode == "real" and deployment.conferencing:
-        # Its own line: still refused once the real management API client exists.
-        problems.append(("pexip_api.mode", '"real" cannot provision Conferencing Nodes yet: the upload of their '
-                         "bootstrap file to the provisioning interface (HTTPS, tcp/8443 of each node) is not built; "
-                         'set pexip_api.mode = "sim" for now'))
     if problems:
         raise ConfigError(problems)
+
+
+def _refuse_unbuilt_provisioning(deployment: Deployment) -> None:
+    """Apart from the API client's own refusal: still refused once the real management API client exists."""
+    if deployment.pexip_api.mode == "real" and deployment.conferencing:
+        raise ConfigError([("pexip_api.mode", '"real" cannot provision Conferencing Nodes yet: the upload of their '
+                            "bootstrap file to the provisioning interface (HTTPS, tcp/8443 of each node) is not "
+                            'built; set pexip_api.mode = "sim" for now')])
 
 
 def open_systems(deployment: Deployment, world: object | None, *, journal: Path | None = None) -> Systems:
@@ -56,6 +59,7 @@ def open_systems(deployment: Deployment, world: object | None, *, journal: Path 
     files are kept (default: the configuration's ``journal.path``).
     """
     _refuse_unbuilt(deployment)
+    _refuse_unbuilt_provisioning(deployment)
     from adapters.ca_manual import ManualCA
 
     if needs_world(deployment) and world is None:

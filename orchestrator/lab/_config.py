@@ -6,7 +6,6 @@ name with a backslash or a newline) reads back from the file exactly as it was g
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -130,7 +129,7 @@ def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capaci
         _secret_file(secret_dir / s)
     # AES-256 key of the Conferencing Nodes' bootstrap files: 32 random bytes, base64.
     if not (secret_dir / "pexip-bootstrap-key").is_file():
-        _secret_file(secret_dir / "pexip-bootstrap-key", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+        _secret_file(secret_dir / "pexip-bootstrap-key", secrets.token_urlsafe(32))
     images = lab_dir / "images"
     management_ova = make_test_ova(images / "pexip-mgmt-test.ova", name="pexip-mgmt", cpus=4, memory_mb=8192)
     conferencing_ova = make_test_ova(images / "pexip-conf-test.ova", name="pexip-conf", cpus=4, memory_mb=4096)
