@@ -47,8 +47,12 @@ async def test_client_certificates_need_the_identity_in_a_read_write_group(
         await world.aclose()
 
 
-def test_real_provisioning_is_refused_until_it_is_built(tmp_path: Path) -> None:
-    """pexip_api.mode = real with Conferencing Nodes is refused, naming the unbuilt tcp/8443 upload."""
+def test_real_provisioning_is_refused_until_it_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pexip_api.mode = real with Conferencing Nodes is refused, naming the unbuilt tcp/8443 upload, even once
+    the real management API client is built."""
+    from orchestrator import wiring
+
+    monkeypatch.delitem(wiring.NOT_YET_REAL, "pexip_api")  # as when the real API client lands
     deployment = simulated_deployment(2, tmp_path / "w.d")
     real = dataclasses.replace(deployment, pexip_api=dataclasses.replace(deployment.pexip_api, mode="real"))
     with pytest.raises(ConfigError, match="tcp/8443") as caught:
