@@ -13,10 +13,13 @@ then observe again to verify.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from config.model import Deployment, NodeSpec
+
+if TYPE_CHECKING:
+    from adapters.bootstrap_store import BootstrapStore
 
 __all__ = [
     "VmState",
@@ -26,6 +29,7 @@ __all__ = [
     "VSphere",
     "Created",
     "PexipApi",
+    "NodeProvisioning",
     "WizardState",
     "Console",
     "CertificateAuthority",
@@ -119,7 +123,12 @@ class VSphere(Protocol):
 @dataclass(frozen=True)
 class Created:
     uri: str  # "/api/admin/configuration/v1/<resource>/<id>/"
-    body: dict[str, Any] = field(default_factory=dict)  # worker_vm: the bootstrap configuration
+    # worker_vm: the node's bootstrap configuration, verbatim (JSON or XML, secret). No endpoint
+    # returns it again (pexip-api.md 7.2): the caller stores it before anything else.
+    body: bytes = b""
+
+    def __repr__(self) -> str:  # the body is secret: never in a log or a traceback
+        return f"Created(uri={self.uri!r}, body=<{len(self.body)} bytes>)"
 
 
 @runtime_checkable
@@ -148,6 +157,28 @@ class PexipApi(Protocol):
     async def verify_login(self, *, use_client_cert: bool) -> str:
         """Log in as the orchestrator's verifying identity; return the roles granted.
         Raises ``Rejected`` when the login would fail: a lock-out is detected before it happens."""
+
+    async def aclose(self) -> None: ...
+
+
+# --- Conferencing Node provisioning interface -----------------------------------
+
+@runtime_checkable
+class NodeProvisioning(Protocol):
+    """The provisioning interface of a Conferencing Node deployed from the generic OVA
+    (``MANUAL-PROVISION-ONLY``, pexip-api.md 7.3): HTTPS on tcp/8443 of the node's address,
+    where its bootstrap file is uploaded. A node that never gets its file never contacts the Manager."""
+
+    async def upload_bootstrap(self, node: NodeSpec, body: bytes) -> None:
+        """Upload ``body`` (the worker_vm POST answer, verbatim) to ``node``'s provisioning interface.
+
+        Uploading the same file again to a node that already took it is not an error (a replay
+        after a crash). ``body`` never reaches a log.
+
+        Raises:
+            Unreachable: the interface does not answer (yet): retryable.
+            Rejected: the node refuses the file (it already took another one: redeploy its VM).
+        """
 
     async def aclose(self) -> None: ...
 
@@ -221,6 +252,10 @@ class Systems:
     console: Console
     ca: CertificateAuthority
     directory: Directory
+    # The Conferencing Nodes' provisioning interfaces, and where their bootstrap files wait
+    # (encrypted) until uploaded; None where a caller needs no Conferencing Node provisioned.
+    provisioning: NodeProvisioning | None = None
+    bootstrap: BootstrapStore | None = None
 
     async def aclose(self) -> None:
         """Close every adapter, even when one fails to close.
@@ -231,7 +266,8 @@ class Systems:
                 ``Exception``, such as a cancellation).
         """
         errors: list[BaseException] = []
-        for adapter in (self.vsphere, self.pexip, self.console, self.ca, self.directory):
+        adapters = (self.vsphere, self.pexip, self.console, self.ca, self.directory, self.provisioning)
+        for adapter in (a for a in adapters if a is not None):
             try:
                 await adapter.aclose()
             except BaseException as exc:  # the next adapter is closed all the same

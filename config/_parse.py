@@ -204,6 +204,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
             ca_file=t.file_path("ca_file", required=False),
             client_cert=t.file_path("client_cert", required=False),
             client_key=t.secret("client_key", required=False),
+            bootstrap_key=t.secret("bootstrap_key", required=False),
         )),
         console=_section(top, "console", lambda t: ConsoleSpec(
             mode=t.text("mode"),

@@ -64,6 +64,7 @@ _SECRET_NAMES = (
     "snmp-priv-password",
     "ldap-bind-password",
     "ldap-verify-password",
+    "pexip-bootstrap-key",  # 32 random bytes, base64: encrypts the Conferencing Nodes' bootstrap files
 )
 
 
@@ -81,7 +82,8 @@ def _secret_files(workdir: Path) -> dict[str, Secret]:
             pass
         else:
             with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24))
+                # The bootstrap key: 32 random bytes (AES-256), base64; every other secret a random password.
+                f.write(secrets.token_urlsafe(32 if name == "pexip-bootstrap-key" else 24))
         refs[name] = Secret(f"file:{path}")
     return refs
 
@@ -179,6 +181,7 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
             admin_password=secret["pexip-admin-password"],
             client_cert=str(workdir / "orchestrator-admin.pem"),
             client_key=secret["pexip-client-key"],
+            bootstrap_key=secret["pexip-bootstrap-key"],
         ),
         console=ConsoleSpec(mode="sim"),
         network=NetworkSpec(

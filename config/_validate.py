@@ -314,6 +314,8 @@ def _ldap(d: Deployment, c: Check) -> None:
         c.required(ldap.verify_password, "ldap.verify_password",
                    "add it as env:NAME or file:PATH: without a proven login, disabling local authentication could lock everyone out")
     roles = d.policy.roles.all_roles
+    # pexip-api.md 7.1: a new Manager has no "Administrator" role; the local admin is outside roles.
+    fix = f"map {', '.join(roles[:-1])} and {roles[-1]}" if len(roles) > 1 else f"map {', '.join(roles)}"
     mapped: set[str] = set()
     names: dict[str, int] = {}
     for i, m in enumerate(ldap.role_mappings or ()):
@@ -327,7 +329,7 @@ def _ldap(d: Deployment, c: Check) -> None:
             continue
         c.need(len(m.roles) > 0, f"{path}.roles", "no roles (got []); list the administrator roles this group gets")
         for j, role in enumerate(m.roles):
-            if c.need(role in roles, f"{path}.roles[{j}]", f"unknown role (got {role!r}); use one of: {', '.join(roles)}"):
+            if c.need(role in roles, f"{path}.roles[{j}]", f"no such role on a Pexip Manager (got {role!r}); {fix}"):
                 mapped.add(role)
     if ldap.role_mappings is not None:
         for role in roles:

@@ -119,6 +119,8 @@ class PexipApiSpec:
     # The identity the orchestrator presents once client certificates are required.
     client_cert: str | None = None
     client_key: Secret | None = None
+    # 32 random bytes (base64 or hex) that encrypt each Conferencing Node's bootstrap file at rest.
+    bootstrap_key: Secret | None = None
 
 
 @dataclass(frozen=True)

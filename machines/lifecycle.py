@@ -199,7 +199,10 @@ STEPS: dict[str, dict[str, tuple[str, ...]]] = {
         DEPLOYED: ("deployment_file", "deploy_ova"),
         RESERVED: ("reserve_resources",),
         BIOS_LOCKED: ("lock_bios",),
-        INSTALLED: ("register_node",),
+        # provision_node uploads the bootstrap file the Manager issued (kept encrypted since
+        # deployment_file) to the generic OVA's provisioning interface: after lock_bios, which
+        # boots the VM, so the node gets its configuration only once reserved and locked.
+        INSTALLED: ("provision_node", "register_node"),
         HARDENED: ("snmpv3", "config_sync"),
         CERTIFIED: ("create_csr", "install_certificate", "sip_tls_fqdn"),
         LDAP_AUTHENTICATED: ("authentication_sync",),

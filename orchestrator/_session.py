@@ -261,7 +261,7 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
         else:
             parts = _enter_configured(stack, settings, optional=journal == "optional")
         deployment, path, opened, world, simulated = parts
-        systems = open_systems(deployment, world)
+        systems = open_systems(deployment, world, journal=path)
         stack.push_async_callback(systems.aclose)
         yield Session(settings, deployment, path, opened, world, systems, simulated)
 

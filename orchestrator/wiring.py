@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapters.base import Systems
+from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
 from config.errors import ConfigError
 from config.model import Deployment
 from config.rules import NOT_YET_REAL, unbuilt_mode_problem
@@ -35,9 +36,22 @@ def _refuse_unbuilt(deployment: Deployment) -> None:
         raise ConfigError(problems)
 
 
-def open_systems(deployment: Deployment, world: object | None) -> Systems:
-    """Build the adapters of one run. ``world`` is the open ``SimWorld`` when any system is simulated."""
+def _refuse_unbuilt_provisioning(deployment: Deployment) -> None:
+    """Apart from the API client's own refusal: still refused once the real management API client exists."""
+    if deployment.pexip_api.mode == "real" and deployment.conferencing:
+        raise ConfigError([("pexip_api.mode", '"real" cannot provision Conferencing Nodes yet: the upload of their '
+                            "bootstrap file to the provisioning interface (HTTPS, tcp/8443 of each node) is not "
+                            'built; set pexip_api.mode = "sim" for now')])
+
+
+def open_systems(deployment: Deployment, world: object | None, *, journal: Path | None = None) -> Systems:
+    """Build the adapters of one run. ``world`` is the open ``SimWorld`` when any system is simulated.
+
+    ``journal``: the journal's file, beside which the Conferencing Nodes' encrypted bootstrap
+    files are kept (default: the configuration's ``journal.path``).
+    """
     _refuse_unbuilt(deployment)
+    _refuse_unbuilt_provisioning(deployment)
     from adapters.ca_manual import ManualCA
 
     if needs_world(deployment) and world is None:
@@ -59,6 +73,7 @@ def open_systems(deployment: Deployment, world: object | None) -> Systems:
     from adapters.sim.console import SimConsole
     from adapters.sim.ldap import SimDirectory
     from adapters.sim.pexip import SimPexipApi
+    from adapters.sim.provisioning import SimProvisioning
 
     ca = SimCA(world, deployment) if deployment.pki.mode == "sim" else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
     directory = SimDirectory(world, deployment)
@@ -68,4 +83,13 @@ def open_systems(deployment: Deployment, world: object | None) -> Systems:
         console=SimConsole(world, deployment),
         ca=ca,
         directory=directory,
+        provisioning=SimProvisioning(world, deployment),
+        bootstrap=BootstrapStore(bootstrap_dir(_journal(deployment, journal)), deployment.pexip_api.bootstrap_key,
+                                 deployment.name),
     )
+
+
+def _journal(deployment: Deployment, journal: Path | None) -> Path:
+    if journal is not None:
+        return Path(journal)
+    return Path(deployment.journal.path if deployment.journal else "orchestrator.journal.sqlite")

@@ -12,6 +12,7 @@ their state so that a killed simulation resumes::
         console=SimConsole(world, deployment),
         ca=SimCA(world, deployment),
         directory=directory,
+        provisioning=SimProvisioning(world, deployment),  # each Conferencing Node's tcp/8443
     )
 
 A twin never imports another twin: what one needs of another system it reads from the
@@ -23,6 +24,7 @@ from adapters.sim.ca import SimCA
 from adapters.sim.console import SimConsole
 from adapters.sim.ldap import SimDirectory
 from adapters.sim.pexip import SimPexipApi
+from adapters.sim.provisioning import SimProvisioning
 from adapters.sim.vsphere import SimVSphere
 from adapters.sim.world import EXIT_CODE, Effect, FaultPlan, FaultPoint, SimWorld
 
@@ -34,6 +36,7 @@ __all__ = [
     "EXIT_CODE",
     "SimVSphere",
     "SimPexipApi",
+    "SimProvisioning",
     "SimConsole",
     "SimCA",
     "SimDirectory",

@@ -14,9 +14,11 @@ from adapters.sim._pexip_schema import PERMISSIONS, ROLES, defaults, uri_of
 from adapters.sim.world import pexip_system
 from config.model import Deployment
 
-__all__ = ["COUNTERS", "stored", "management_node_defaults"]
+__all__ = ["COUNTERS", "PROVISIONED", "stored", "management_node_defaults"]
 
 COUNTERS = pexip_system("_next")  # key: resource -> next id; "configuration_id"
+# key: Conferencing Node name -> {"sha256": of the bootstrap file its provisioning interface took}
+PROVISIONED = "provisioning:node"
 
 
 def stored(resource: str, ident: int, fields: dict[str, Any]) -> dict[str, Any]:

@@ -16,19 +16,8 @@ from typing import Any
 
 from config.errors import Rejected
 
-__all__ = [
-    "Field",
-    "Resource",
-    "RESOURCES",
-    "BASE",
-    "PERMISSIONS",
-    "ROLES",
-    "api_error",
-    "uri_of",
-    "parse_uri",
-    "validate",
-    "defaults",
-]
+__all__ = ["Field", "Resource", "RESOURCES", "BASE", "PERMISSIONS", "ROLES", "api_error", "uri_of", "parse_uri",
+           "validate", "defaults"]
 
 BASE = "/api/admin/configuration/v1/"
 _URI = re.compile(r"^/api/admin/configuration/v1/([a-z_0-9]+)/([0-9]+)/$")
@@ -209,7 +198,7 @@ RESOURCES: dict[str, Resource] = {
                     "MANUAL-PROVISION-ONLY", "MANUAL-ESXI", "MANUAL-HYPERV2012", "MANUAL-KVM", "MANUAL-XEN",
                     default="MANUAL-PROVISION-ONLY",
                 ),
-                "password": _s(100, write_only=True),
+                "password": _s(100, write_only=True, required=True),  # Terraform marks it required
                 "vm_cpu_count": _i(2, 128, 4),
                 "vm_system_memory": _i(2000, 64000, 4096),
                 "enable_distributed_database": _b(True),
@@ -334,11 +323,11 @@ PERMISSIONS: tuple[tuple[str, str], ...] = (
     ("May upgrade software", "upgrade_software"),
 )
 
-# The roles a new Management Node ships with, by permission name.
+# The roles a new Management Node ships with, by permission name: exactly two (pexip-api.md 7.1;
+# the local admin is outside roles, and there is no "Administrator" role).
 _COMMON = ("Is an administrator", "May use web interface", "May use API", "May view logs",
            "May generate system snapshot", "May view configuration", "May view conference status")
 ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Administrator", tuple(name for name, _ in PERMISSIONS)),
     ("Read-only", _COMMON),
     ("Read-write", (*_COMMON, "May change configuration", "May manage conferences")),
 )

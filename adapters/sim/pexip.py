@@ -4,7 +4,8 @@ It follows ``pexip-api.md`` sections 1-3: URIs ``/api/admin/configuration/v1/<re
 singletons ``global/1/`` and ``authentication/1/``, a ``management_vm`` whose id is not 1,
 FKs as URIs (``role.permissions`` and the ``*_servers`` lists come back embedded on GET),
 enum and range checks with field-keyed 400 messages, write-only secrets, PATCH only, the
-CSR generator and its completion, a worker POST that returns the bootstrap configuration.
+CSR generator and its completion, a worker POST that returns the bootstrap file (bytes), and a
+worker that syncs only once its node's provisioning interface took that very file.
 
 It also models who can log in (:mod:`adapters.sim._pexip_login`: ``authentication/1/`` against
 the ``Directory`` it is handed, real or simulated, and the admin password set by the installation
@@ -18,12 +19,15 @@ the lab's aiohttp server serves the same store over HTTP.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
 from adapters.base import Created, Directory
 from adapters.sim import _pki as pki
-from adapters.sim._manager import COUNTERS, stored
+from adapters.sim._manager import COUNTERS, PROVISIONED, stored
 from adapters.sim._pexip_login import Logins
 from adapters.sim._pexip_schema import RESOURCES, api_error, parse_uri, uri_of, validate
 from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, digest, pexip_system
@@ -108,10 +112,12 @@ class SimPexipApi:
             obj = self._new_certificate(resource, clean, ident)
         else:
             obj = self._with_secrets(resource, stored(resource, ident, {}), clean)
+        body = self._bootstrap(obj) if resource == "worker_vm" else b""
+        if body:  # the Manager remembers which file it issued: only that one makes the node sync
+            obj["_bootstrap_sha256"] = hashlib.sha256(body).hexdigest()
         kind = _ADMIN_CREATE_KINDS.get(resource, "api_create")
         await self._commit([(pexip_system(resource), str(ident), obj), (COUNTERS, resource, ident + 1)],
                            [Effect(self._node_of(resource, obj), kind, resource)])
-        body = self._bootstrap(obj) if resource == "worker_vm" else {}
         return Created(uri_of(resource, ident), body)
 
     async def patch(self, uri: str, fields: dict[str, Any]) -> None:
@@ -148,8 +154,8 @@ class SimPexipApi:
                            [Effect(self._node_of(resource, obj), "api_delete", resource)])
 
     async def status(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
-        """``/status/v1/worker_vm/``: SYNCED once the node's VM runs with its BIOS locked;
-        ``/status/v1/management_vm/``."""
+        """``/status/v1/worker_vm/``: SYNCED once the node's VM runs with its BIOS locked and its
+        provisioning interface took the bootstrap file of this worker_vm; ``/status/v1/management_vm/``."""
         await self._gate(f"GET status/{resource}/", change=False)
         configuration_id = self._world.get(COUNTERS, "configuration_id", 0)
         if resource == "management_vm":
@@ -170,6 +176,8 @@ class SimPexipApi:
                 sync = "NOT_CONNECTED"
             elif not vm.get("bios", {}).get("locked_marker"):
                 sync = "PENDING"
+            elif (self._world.get(PROVISIONED, worker["name"]) or {}).get("sha256") != worker.get("_bootstrap_sha256"):
+                sync = "NOT_CONNECTED"  # never got this worker's file: it never contacts the Manager (7.3)
             else:
                 sync = "SYNCED"
             out.append({"name": worker["name"], "sync_status": sync, "configuration_id": configuration_id,
@@ -179,7 +187,8 @@ class SimPexipApi:
     async def verify_login(self, *, use_client_cert: bool) -> str:
         """Log in as the verifying identity: the LDAP ``ldap.verify_user`` once the source
         includes LDAP (with its client certificate when ``use_client_cert``), else the local
-        admin. Returns the roles granted, comma-separated.
+        admin. Returns the roles granted, comma-separated ("local admin" for the local admin,
+        who is outside roles).
 
         Raises:
             Rejected: the login would fail (the reason names the setting to fix).
@@ -200,7 +209,7 @@ class SimPexipApi:
                                  f"(now {auth['source']})")
         if auth["local_why"]:
             raise api_error(401, f"local admin login refused: {auth['local_why']}")
-        return "Administrator"
+        return "local admin"  # outside roles, full access: a Manager has no "Administrator" role
 
     async def aclose(self) -> None:
         """Nothing to release: the state is in the world."""
@@ -310,14 +319,15 @@ class SimPexipApi:
             return self._node_by_fqdn.get(str(obj.get("subject_name", "")).lower(), self._manager)
         return self._manager
 
-    def _bootstrap(self, worker: dict[str, Any]) -> dict[str, Any]:
+    def _bootstrap(self, worker: dict[str, Any]) -> bytes:
+        """The node's bootstrap file: opaque, secret, issued once per POST (a random credential in it)."""
         mgr = self._deployment.management
         keys = ("name", "hostname", "domain", "address", "netmask", "gateway", "node_type", "system_location")
-        return {
-            "deployment_file": f"{worker['name']}.xml",
+        return json.dumps({
             "management_node": {"address": mgr.address, "fqdn": mgr.fqdn},
             "node_config": {k: worker.get(k) for k in keys},
-        }
+            "provisioning_secret": secrets.token_hex(16),
+        }, sort_keys=True).encode()
 
     # --- certificates ------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ _HEADER = (
 )
 
 _DOMAIN = "lab.example.com"
-_ROLES = ("Administrator", "Read-write", "Read-only", "Auditor")
+# A new Manager's two built-in roles and the guide's Auditor; no "Administrator" (pexip-api.md 7.1).
+_ROLES = ("Read-write", "Read-only", "Auditor")
 
 
 def _host(name: str, shape: Mapping[str, Any], iops_capacity: int) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def lab_config(lab_dir: Path, vc: Vcsim, *, management_ova: Path, conferencing_o
             _conferencing("pexip-conf-02", "conf02", "10.99.0.22", "DC0_C0_H0"),
         ],
         "pexip_api": {"mode": "sim", "url": f"https://pexmgr.{_DOMAIN}", "admin_user": "admin",
-                      "admin_password": secret("pexip-admin-password")},
+                      "admin_password": secret("pexip-admin-password"), "bootstrap_key": secret("pexip-bootstrap-key")},
         "console": {"mode": "sim"},
         "network": {
             "dns_servers": ["10.99.0.2", "10.99.0.3"],
@@ -126,6 +127,9 @@ def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capaci
     _secret_file(secret_dir / "vcenter-password", vc.password)
     for s in SECRETS:
         _secret_file(secret_dir / s)
+    # AES-256 key of the Conferencing Nodes' bootstrap files: 32 random bytes, base64.
+    if not (secret_dir / "pexip-bootstrap-key").is_file():
+        _secret_file(secret_dir / "pexip-bootstrap-key", secrets.token_urlsafe(32))
     images = lab_dir / "images"
     management_ova = make_test_ova(images / "pexip-mgmt-test.ova", name="pexip-mgmt", cpus=4, memory_mb=8192)
     conferencing_ova = make_test_ova(images / "pexip-conf-test.ova", name="pexip-conf", cpus=4, memory_mb=4096)

@@ -3,7 +3,7 @@
 Guide: "Configure administrator accounts and authentication settings". Each step
 proves the next login works *before* it takes the old way away:
 LDAP+local first, prove an LDAP login; require client certificates only once the
-orchestrator's own certificate identity maps to an administrator role; disable local
+orchestrator's own certificate identity maps to Read-write (full administrative access); disable local
 authentication only once that certificate login has worked.
 """
 
@@ -139,16 +139,22 @@ class LdapRoleMapping(Step):
         await ctx.systems.pexip.verify_login(use_client_cert=False)
 
 
+# The role that gives the orchestrator's own identity full administrative access. A new Manager
+# has only Read-only and Read-write (pexip-api.md 7.1: no "Administrator" role; the local admin
+# is outside roles), and Read-only cannot make the changes the later steps make.
+ORCHESTRATOR_ROLE = "Read-write"
+
+
 async def _certificate_identity_is_admin(ctx: StepContext) -> None:
-    """The orchestrator's certificate identity is an LDAP user mapped to the Administrator role."""
+    """The orchestrator's certificate identity is an LDAP user mapped to the Read-write role."""
     ldap = ctx.deployment.ldap
-    groups = set(await ctx.systems.directory.user_groups(ldap.verify_user))
-    admin_groups = {m.group_dn for m in ldap.role_mappings if "Administrator" in m.roles}
-    if not groups & admin_groups:
+    groups = {g.lower() for g in await ctx.systems.directory.user_groups(ldap.verify_user)}
+    admin_groups = {m.group_dn for m in ldap.role_mappings if ORCHESTRATOR_ROLE in m.roles}
+    if not groups & {g.lower() for g in admin_groups}:
         raise Rejected(
             f"refusing to require client certificates: the identity {ldap.verify_user!r} is in none of the groups "
-            f"mapped to Administrator ({sorted(admin_groups)}); this would lock the orchestrator out. "
-            "Fix ldap.verify_user or ldap.role_mappings"
+            f"mapped to {ORCHESTRATOR_ROLE} ({sorted(admin_groups)}); this would lock the orchestrator out. "
+            f"Fix ldap.verify_user or ldap.role_mappings: the orchestrator's identity must map to {ORCHESTRATOR_ROLE}"
         )
 
 

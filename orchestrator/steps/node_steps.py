@@ -1,4 +1,4 @@
-"""Steps on the node itself: the console wizards and the Conferencing Node's registration.
+"""Steps on the node itself: the console wizards and the Conferencing Node's provisioning and registration.
 
 Guide: "Pexip Infinity Management Node deployment and bootstrap configuration"
 (steps 2-8) and "Pexip Infinity Conferencing Node deployment".
@@ -6,9 +6,13 @@ Guide: "Pexip Infinity Management Node deployment and bootstrap configuration"
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from typing import Any
 
+from adapters.bootstrap_store import BootstrapStore
 from config.errors import NotYet, Rejected, Unknowable
+from config.secrets import REDACTOR
 from orchestrator.steps._rest import find_one, singleton, worker_vm
 from orchestrator.steps.base import Change, Step, StepContext
 
@@ -17,6 +21,7 @@ __all__ = [
     "VerifyAdminLogin",
     "SecurityWizard",
     "DeploymentFile",
+    "ProvisionNode",
     "RegisterNode",
     "ConfigSync",
     "AuthenticationSync",
@@ -111,42 +116,124 @@ class SecurityWizard(Step):
         await ctx.systems.console.security_wizard(ctx.node, _admin_password(ctx), self.answers(ctx))
 
 
+# --- the Conferencing Node's bootstrap file (MANUAL-PROVISION-ONLY, pexip-api.md 7.2-7.4) ---------
+# The worker_vm POST answer is the node's only bootstrap configuration: stored encrypted before
+# the step commits (adapters.bootstrap_store), uploaded to the generic OVA's provisioning
+# interface, and never journaled (the journal gets its SHA-256). A worker_vm whose file is lost
+# before the node synced is deleted and created again: no endpoint returns the file twice.
+
+_LOST = "exists, but its bootstrap file is not stored (lost: no endpoint returns it again)"
+_RECREATE = "deleted and created again, its new bootstrap file stored encrypted"
+
+
+def _store(ctx: StepContext) -> BootstrapStore:
+    if ctx.systems.bootstrap is None:
+        raise Rejected(f"{ctx.node.name}: no bootstrap store is wired: the worker_vm's bootstrap file would be lost")
+    return ctx.systems.bootstrap
+
+
+async def _sync_status(ctx: StepContext) -> str | None:
+    for status in await ctx.systems.pexip.status("worker_vm", name=ctx.node.name):
+        if status.get("name") == ctx.node.name:
+            return str(status.get("sync_status"))
+    return None
+
+
+async def _observe_worker(ctx: StepContext) -> dict[str, Any]:
+    worker = await worker_vm(ctx.systems.pexip, ctx.node.name)
+    stored = _store(ctx).sha256(ctx.node.name) if worker is not None else None
+    sync = await _sync_status(ctx) if worker is not None else None
+    return {"worker": worker, "stored": stored, "sync": sync}
+
+
+async def _create_worker(ctx: StepContext, old: dict[str, Any] | None) -> str:
+    """DELETE ``old`` (a worker_vm whose file is lost), POST the node's worker_vm, store its
+    bootstrap file before anything else; return the file's SHA-256."""
+    api, n = ctx.systems.pexip, ctx.node
+    location = await find_one(api, "system_location", name=n.location)
+    if location is None:
+        raise Rejected(f"system_location {n.location!r} does not exist yet on the Management Node")
+    if old is not None:
+        await api.delete(old["resource_uri"])
+    # Terraform marks it required; never used, as SSH access is disabled (the guide). Never kept.
+    password = secrets.token_urlsafe(24)
+    REDACTOR.register(password)
+    created = await api.create("worker_vm", {
+        "name": n.name, "hostname": n.hostname, "domain": n.domain, "address": n.address, "netmask": n.netmask,
+        "gateway": n.gateway, "system_location": location["resource_uri"], "node_type": "CONFERENCING",
+        "deployment_type": "MANUAL-PROVISION-ONLY", "vm_cpu_count": n.cpus, "vm_system_memory": n.memory_mb,
+        "password": password,
+    })
+    if not created.body:
+        raise Rejected(f"{n.name}: the Manager's worker_vm POST answered no bootstrap file; the node cannot be "
+                       "provisioned (delete the worker_vm and run again)")
+    return _store(ctx).put(n.name, created.body)
+
+
+def _with_digest(changes: list[Change], sha: str) -> None:
+    """Name the stored file's SHA-256 in the change that made it: ``execute`` journals the list it
+    handed to ``apply``, and the digest is known only once the POST answered."""
+    for i, c in enumerate(changes):
+        if c.field == "worker_vm":
+            changes[i] = Change(c.field, c.now, f"{c.wanted} (bootstrap file sha256 {sha})")
+
+
 class DeploymentFile(Step):
-    """Conferencing Node: the Management Node generates its deployment file (worker_vm)."""
+    """Conferencing Node: the Management Node generates its deployment file (worker_vm), kept encrypted."""
 
     name = "deployment_file"
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        api = ctx.systems.pexip
-        location = await find_one(api, "system_location", name=ctx.node.location)
-        return {"worker": await worker_vm(api, ctx.node.name), "location": location}
+        return await _observe_worker(ctx)
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
+        n = ctx.node
         if observed["worker"] is None:
-            return [Change("worker_vm", None, f"{ctx.node.name} ({ctx.node.fqdn}) in {ctx.node.location}")]
+            return [Change("worker_vm", None, f"{n.name} ({n.fqdn}) in {n.location}, bootstrap file stored encrypted")]
+        if observed["stored"] is None and observed["sync"] != "SYNCED":
+            return [Change("worker_vm", _LOST, _RECREATE)]  # also a crash between the POST and the store
         return []
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
-        n = ctx.node
-        location = observed["location"]
-        if location is None:
-            raise Rejected(f"system_location {n.location!r} does not exist yet on the Management Node")
-        await ctx.systems.pexip.create(
-            "worker_vm",
-            {
-                "name": n.name,
-                "hostname": n.hostname,
-                "domain": n.domain,
-                "address": n.address,
-                "netmask": n.netmask,
-                "gateway": n.gateway,
-                "system_location": location["resource_uri"],
-                "node_type": "CONFERENCING",
-                "deployment_type": "MANUAL-PROVISION-ONLY",
-                "vm_cpu_count": n.cpus,
-                "vm_system_memory": n.memory_mb,
-            },
-        )
+        _with_digest(changes, await _create_worker(ctx, observed["worker"]))
+
+
+class ProvisionNode(Step):
+    """Upload the stored bootstrap file to the node's provisioning interface (HTTPS, tcp/8443).
+
+    In ``installed`` before ``register_node``: the interface answers only once the VM boots,
+    which ``lock_bios`` does, and the node gets its configuration only after its resources are
+    reserved and its BIOS locked. A node already SYNCED needs nothing.
+    """
+
+    name = "provision_node"
+
+    async def observe(self, ctx: StepContext) -> dict[str, Any]:
+        return {**await _observe_worker(ctx), "uploaded": ctx.scratch.get("bootstrap_uploaded")}
+
+    def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
+        if observed["sync"] == "SYNCED":
+            return []
+        if observed["worker"] is None:
+            return [Change("worker_vm", None, "created again, its bootstrap file stored encrypted, then uploaded")]
+        if observed["stored"] is None:
+            return [Change("worker_vm", _LOST, f"{_RECREATE}, then uploaded")]
+        if observed["uploaded"] == observed["stored"]:
+            return []  # uploaded in this run; register_node waits for the sync
+        return [Change("bootstrap_file", "not uploaded",
+                       f"uploaded to https://{ctx.node.address}:8443/ (sha256 {observed['stored']})")]
+
+    async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+        if any(c.field == "worker_vm" for c in changes):
+            _with_digest(changes, await _create_worker(ctx, observed["worker"]))
+        provisioning = ctx.systems.provisioning
+        if provisioning is None:
+            raise Rejected(f"{ctx.node.name}: no provisioning adapter is wired: the bootstrap file cannot be uploaded")
+        body = _store(ctx).get(ctx.node.name)
+        if body is None:
+            raise Rejected(f"{ctx.node.name}: the bootstrap file vanished from {_store(ctx).directory} while uploading")
+        await provisioning.upload_bootstrap(ctx.node, body)
+        ctx.scratch["bootstrap_uploaded"] = hashlib.sha256(body).hexdigest()
 
 
 class _WaitSync(Step):
@@ -155,10 +242,7 @@ class _WaitSync(Step):
     what = ""
 
     async def observe(self, ctx: StepContext) -> str | None:
-        for status in await ctx.systems.pexip.status("worker_vm", name=ctx.node.name):
-            if status.get("name") == ctx.node.name:
-                return str(status.get("sync_status"))
-        return None
+        return await _sync_status(ctx)
 
     def diff(self, ctx: StepContext, observed: str | None) -> list[Change]:
         if observed != "SYNCED":

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import Systems
-from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimVSphere, SimWorld
+from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.base import DiskAllocation, Reservation, VmState
 from config.load import simulated_deployment
 from config.model import Deployment, NodeSpec
@@ -41,6 +41,7 @@ def make_systems(world: SimWorld, deployment: Deployment) -> Systems:
         console=SimConsole(world, deployment),
         ca=SimCA(world, deployment),
         directory=directory,
+        provisioning=SimProvisioning(world, deployment),
     )
 
 
@@ -148,11 +149,14 @@ async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
 
 
 async def deploy_conferencing(systems: Systems, deployment: Deployment, node: NodeSpec, location_uri: str) -> None:
-    """worker_vm on the Manager, then the VM, then its certificate."""
+    """worker_vm on the Manager, then the VM, provisioned with its bootstrap file, then its certificate."""
     created = await systems.pexip.create("worker_vm", {
         "name": node.name, "hostname": node.hostname, "domain": node.domain, "address": node.address,
         "netmask": node.netmask, "gateway": node.gateway, "system_location": location_uri,
+        "password": "never-used-ssh-password",
     })
     await deploy_vm(systems, deployment, node)
+    assert systems.provisioning is not None
+    await systems.provisioning.upload_bootstrap(node, created.body)
     await certify(systems, node, created.uri)
     await systems.pexip.patch(created.uri, {"alternative_fqdn": node.sip_tls_fqdn or node.fqdn})

@@ -121,6 +121,6 @@ async def test_conferencing_nodes_have_no_wizards(systems: Systems, deployment: 
     location = await systems.pexip.create("system_location", {"name": "l"})
     await systems.pexip.create("worker_vm", {"name": conf.name, "hostname": conf.hostname, "address": conf.address,
                                              "netmask": conf.netmask, "gateway": conf.gateway,
-                                             "system_location": location.uri})
+                                             "system_location": location.uri, "password": "never-used-password"})
     await deploy_vm(systems, deployment, conf)
     assert await systems.console.wizard_state(conf) == "installed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from _sim_factory import (
 )
 
 from adapters import PexipApi, Systems
+from adapters.base import Created
 from adapters.sim import FaultPlan, SimDirectory, SimPexipApi, SimWorld
 from adapters.sim import _pki as pki
 from config.errors import Rejected, Unreachable
-from config.model import Deployment
+from config.model import Deployment, NodeSpec
 
 BASE = "/api/admin/configuration/v1/"
 GLOBAL = BASE + "global/1/"
@@ -72,8 +74,9 @@ async def test_installed_manager_has_the_api_defaults(systems: Systems, deployme
         embedded = {p["name"] for p in found["permissions"]}
         assert {"May view logs", "May generate system snapshot"} <= embedded
         assert all(p["resource_uri"].startswith(BASE + "permission/") for p in found["permissions"])
-    [admin] = await api.list_objects("role", name="Administrator")
-    assert {p["name"] for p in admin["permissions"]} == names
+    # pexip-api.md 7.1: exactly the two built-in roles; no "Administrator" (the local admin is outside roles).
+    assert sorted(r["name"] for r in await api.list_objects("role")) == ["Read-only", "Read-write"]
+    assert await api.list_objects("role", name="Administrator") == []
     [cert] = await api.list_objects("tls_certificate")
     assert (cert["id"], cert["subject_name"], cert["issuer_name"]) == (
         1, deployment.management.fqdn, f"CN={deployment.management.fqdn}")
@@ -271,23 +274,70 @@ async def test_ca_certificate_takes_one_pem(systems: Systems) -> None:
         await systems.pexip.create("ca_certificate", {"certificate": root + root})
 
 
-async def test_worker_vm_returns_its_bootstrap_and_syncs(systems: Systems, world: SimWorld,
-                                                        deployment: Deployment) -> None:
-    """A worker POST returns the deployment file; status says SYNCED once its VM runs locked."""
+async def _worker(systems: Systems, conf: NodeSpec, location: str) -> Created:
+    return await systems.pexip.create("worker_vm", {
+        "name": conf.name, "hostname": conf.hostname, "address": conf.address, "netmask": conf.netmask,
+        "gateway": conf.gateway, "system_location": location, "password": "ssh-pass-word"})
+
+
+async def test_worker_vm_returns_its_bootstrap_and_syncs_once_provisioned(systems: Systems, world: SimWorld,
+                                                                         deployment: Deployment) -> None:
+    """A worker POST returns the bootstrap file as bytes; status says SYNCED only once the node took that file."""
     api, conf = systems.pexip, deployment.conferencing[0]
     location = await api.create("system_location", {"name": "sim-east"})
-    created = await api.create("worker_vm", {"name": conf.name, "hostname": conf.hostname, "address": conf.address,
-                                             "netmask": conf.netmask, "gateway": conf.gateway,
-                                             "system_location": location.uri, "password": "ssh-pass-word"})
-    assert created.body["node_config"]["name"] == conf.name
-    assert created.body["management_node"]["address"] == deployment.management.address
-    assert "password" not in str(created.body)
+    created = await _worker(systems, conf, location.uri)
+    body = json.loads(created.body)
+    assert isinstance(created.body, bytes) and body["node_config"]["name"] == conf.name
+    assert body["management_node"]["address"] == deployment.management.address
+    assert b"ssh-pass-word" not in created.body and "ssh-pass-word" not in repr(created)
     [status] = await api.status("worker_vm")
     assert (status["name"], status["sync_status"]) == (conf.name, "NOT_CONNECTED")
     await deploy_vm(systems, deployment, conf)
     [status] = await api.status("worker_vm")
+    assert status["sync_status"] == "NOT_CONNECTED"  # running and locked, but it never got its file
+    assert systems.provisioning is not None
+    await systems.provisioning.upload_bootstrap(conf, created.body)
+    [status] = await api.status("worker_vm")
     assert status["sync_status"] == "SYNCED"
     assert world.effects_summary()[conf.name]["api_create"] == 1  # the worker, against its node
+
+
+async def test_a_node_with_another_workers_file_never_syncs(systems: Systems, deployment: Deployment) -> None:
+    """The file of a deleted worker_vm does not make the re-created one sync: each POST issues a new file."""
+    api, conf = systems.pexip, deployment.conferencing[0]
+    location = await api.create("system_location", {"name": "sim-east"})
+    old = await _worker(systems, conf, location.uri)
+    await api.delete(old.uri)
+    new = await _worker(systems, conf, location.uri)
+    assert new.body != old.body
+    await deploy_vm(systems, deployment, conf)
+    assert systems.provisioning is not None
+    await systems.provisioning.upload_bootstrap(conf, old.body)
+    [status] = await api.status("worker_vm")
+    assert status["sync_status"] == "NOT_CONNECTED"
+    with pytest.raises(Rejected, match="already took another bootstrap file"):
+        await systems.provisioning.upload_bootstrap(conf, new.body)
+    await systems.provisioning.upload_bootstrap(conf, old.body)  # the same file again: a replay, accepted
+
+
+async def test_provisioning_interface_answers_only_once_the_vm_runs(systems: Systems, deployment: Deployment) -> None:
+    """Before the node's VM runs, its tcp/8443 does not answer (retryable); a Management Node has none."""
+    conf = deployment.conferencing[0]
+    assert systems.provisioning is not None
+    with pytest.raises(Unreachable, match="8443"):
+        await systems.provisioning.upload_bootstrap(conf, b"{}")
+    with pytest.raises(Rejected, match="no provisioning interface"):
+        await systems.provisioning.upload_bootstrap(deployment.management, b"{}")
+
+
+async def test_worker_vm_post_needs_a_password(systems: Systems, deployment: Deployment) -> None:
+    """A worker_vm POST without a password is refused with the field, as Terraform's required field says."""
+    conf = deployment.conferencing[0]
+    location = await systems.pexip.create("system_location", {"name": "sim-east"})
+    with pytest.raises(Rejected, match='"password"'):
+        await systems.pexip.create("worker_vm", {"name": conf.name, "hostname": conf.hostname,
+                                                 "address": conf.address, "netmask": conf.netmask,
+                                                 "gateway": conf.gateway, "system_location": location.uri})
 
 
 async def test_effects_on_platform_resources_name_the_manager(systems: Systems, world: SimWorld,
@@ -317,10 +367,10 @@ async def test_transient_fault_changes_nothing(tmp_path: Path, deployment: Deplo
 
 async def test_guide_order_keeps_a_login_at_every_step(systems: Systems, deployment: Deployment) -> None:
     """LDAP+LOCAL, mappings, client certificate, then LDAP only: verified logins all along."""
-    assert await systems.pexip.verify_login(use_client_cert=False) == "Administrator"
+    assert await systems.pexip.verify_login(use_client_cert=False) == "local admin"
     await harden_manager(systems, deployment)
     roles = await authenticate_ldap(systems, deployment)
-    assert roles == "Administrator,Auditor,Read-only,Read-write"
+    assert roles == "Auditor,Read-only,Read-write"
     assert (await systems.pexip.get(AUTH))["source"] == "LDAP"
     with pytest.raises(Rejected, match="client certificate is required"):
         await systems.pexip.verify_login(use_client_cert=False)
@@ -381,10 +431,10 @@ def _directory_with(world: SimWorld, deployment: Deployment, groups: tuple[str, 
 @pytest.mark.parametrize(
     ("groups", "roles"),
     [
-        (("Pexip Administrator", "Pexip Read-only", "Pexip Read-write", "Pexip Auditor"),
-         "Administrator,Auditor,Read-only,Read-write"),  # the deployment's own directory
+        (("Pexip Read-only", "Pexip Read-write", "Pexip Auditor"),
+         "Auditor,Read-only,Read-write"),  # the deployment's own directory
         (("Pexip Auditor",), "Auditor"),  # a directory that holds only the auditors' group
-        (("Pexip Read-only", "Pexip Auditor"), "Auditor,Read-only"),  # two of the four groups
+        (("Pexip Read-only", "Pexip Auditor"), "Auditor,Read-only"),  # two of the three groups
     ],
 )
 async def test_ldap_login_follows_the_directory_it_is_handed(world: SimWorld, systems: Systems,

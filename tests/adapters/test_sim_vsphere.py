@@ -84,7 +84,7 @@ async def test_conferencing_import_needs_its_deployment_file(world: SimWorld, de
     location = await systems.pexip.create("system_location", {"name": "loc"})
     await systems.pexip.create("worker_vm", {"name": conf.name, "hostname": conf.hostname, "address": conf.address,
                                              "netmask": conf.netmask, "gateway": conf.gateway,
-                                             "system_location": location.uri})
+                                             "system_location": location.uri, "password": "never-used-password"})
     vm = await systems.vsphere.import_ova(conf, identity(deployment, conf), deployment.ova.conferencing)
     assert vm.name == conf.name
 

@@ -270,7 +270,7 @@ def test_exports_are_pinned() -> None:
     assert all(hasattr(adapters, name) for name in adapters.__all__)
     assert set(adapters.sim.__all__) == {
         "SimWorld", "FaultPlan", "FaultPoint", "Effect", "EXIT_CODE", "SimVSphere", "SimPexipApi", "SimConsole", "SimCA",
-        "SimDirectory",
+        "SimDirectory", "SimProvisioning",
     }
     assert all(hasattr(adapters.sim, name) for name in adapters.sim.__all__)
     assert set(sim_world.__all__) == {"SimWorld", "FaultPlan", "FaultPoint", "Effect", "EXIT_CODE", "VM", "CONSOLE",

@@ -36,7 +36,7 @@ def test_example_loads_without_problems():
     assert len(d.vcenter.hosts) == 2
     assert {r for m in d.ldap.role_mappings for r in m.roles} == set(d.policy.roles.all_roles)
     assert d.pki.mode == "manual" and d.vcenter.mode == "real"
-    assert all(isinstance(s, Secret) for s in d.secrets()) and len(d.secrets()) == 10
+    assert all(isinstance(s, Secret) for s in d.secrets()) and len(d.secrets()) == 11  # with pexip_api.bootstrap_key
 
 
 def test_relative_paths_resolve_against_the_file(write_config, tmp_path):
@@ -114,8 +114,10 @@ BROKEN = [
     ({"conferencing[1].vlna": 100}, "conferencing[1].vlna", "did you mean 'vlan'"),  # typo'd key in a node
     ({"management.location": "London"}, "management.location", "unknown key"),  # a conferencing-only key on the management node
     ({"vcenter.hosts[1].management_network": "VM Network"}, "vcenter.hosts[1].management_network", "physical network"),  # one network for both
-    ({"ldap.role_mappings": lambda m: m[:3]}, "ldap.role_mappings", "'Auditor' is not mapped"),  # role without mapping
-    ({"ldap.role_mappings[0].roles": ["Superuser"]}, "ldap.role_mappings[0].roles[0]", "unknown role"),  # a role that does not exist
+    ({"ldap.role_mappings": lambda m: m[:2]}, "ldap.role_mappings", "'Auditor' is not mapped"),  # role without mapping
+    ({"ldap.role_mappings[0].roles": ["Superuser"]}, "ldap.role_mappings[0].roles[0]", "no such role on a Pexip Manager"),  # a role that does not exist
+    ({"ldap.role_mappings[0].roles": ["Administrator"]}, "ldap.role_mappings[0].roles[0]",
+     "no such role on a Pexip Manager (got 'Administrator'); map Read-only, Read-write and Auditor"),  # not on a new Manager
     ({"ldap.client_certificate": "SAN"}, "ldap.client_certificate", "CN, UPN"),  # client certificate neither CN nor UPN
     ({"vcenter.ca_file": "<delete>"}, "vcenter.ca_file", "needs ca_file or thumbprint"),  # real vCenter without ca_file/thumbprint
     ({"vcenter.thumbprint": "sha1:AB:CD"}, "vcenter.thumbprint", "32 hex byte pairs"),  # bad thumbprint

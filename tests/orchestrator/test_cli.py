@@ -25,6 +25,7 @@ SECRETS = {
     "SNMP_PRIV_PASSWORD": "snmppriv-Secret-88dd",
     "LDAP_BIND_PASSWORD": "bind-Secret-99ee03",
     "LDAP_VERIFY_PASSWORD": "verify-Secret-aaff04",
+    "PEXIP_BOOTSTRAP_KEY": "Ym9vdHN0cmFwLVNlY3JldC0zMmJ5dGVzLWxvbmctLS0=",  # 32 bytes, base64
 }
 CLIENT_KEY = "clientkey-Secret-bb1105"
 

@@ -43,15 +43,31 @@ def test_the_lab_file_holds_what_the_f_string_writer_wrote(tmp_path: Path) -> No
 
 
 def test_the_lab_file_maps_every_role_to_a_group(tmp_path: Path) -> None:
-    """Each of the four roles gets its own lab group, Administrator included (as the lab maps it today)."""
+    """Each of a Manager's roles (Read-write, Read-only) and Auditor gets its own lab group; no Administrator."""
     lab = tmp_path / "lab"
     mappings = load_deployment(write_lab_config(lab, _vcsim(lab))).ldap.role_mappings
     assert [(m.name, tuple(m.roles)) for m in mappings] == [
-        ("Lab Administrator", ("Administrator",)),
         ("Lab Read-write", ("Read-write",)),
         ("Lab Read-only", ("Read-only",)),
         ("Lab Auditor", ("Auditor",)),
     ]
+
+
+def test_the_lab_makes_a_usable_bootstrap_key_once(tmp_path: Path) -> None:
+    """The lab's pexip_api.bootstrap_key is a 0600 file of 32 random bytes, kept when the lab is written again."""
+    import os
+    import stat
+
+    from adapters.bootstrap_store import decode_key
+
+    lab = tmp_path / "lab"
+    key = load_deployment(write_lab_config(lab, _vcsim(lab))).pexip_api.bootstrap_key
+    assert key is not None and len(decode_key(key.reveal())) == 32
+    path = lab / "secrets" / "pexip-bootstrap-key"
+    assert key.ref == f"file:{path}" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    first = path.read_text()
+    write_lab_config(lab, _vcsim(lab))
+    assert path.read_text() == first
 
 
 ODD = [

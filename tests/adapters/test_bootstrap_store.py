@@ -1,0 +1,84 @@
+"""The encrypted store of the Conferencing Nodes' bootstrap files (adapters/bootstrap_store.py)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from adapters.bootstrap_store import BootstrapStore, bootstrap_dir, decode_key, new_key_text
+from config.errors import Rejected
+from config.secrets import Secret
+
+BODY = b'{"node_config": {"name": "conf-1"}, "provisioning_secret": "MARKER-4f1d9c"}'
+
+
+def _key(tmp_path: Path, text: str | None = None, name: str = "key") -> Secret:
+    path = tmp_path / name
+    path.write_text(text if text is not None else new_key_text())
+    return Secret(f"file:{path}")
+
+
+def _store(tmp_path: Path, key: Secret | None, deployment: str = "dep") -> BootstrapStore:
+    return BootstrapStore(bootstrap_dir(tmp_path / "orchestrator.journal.sqlite"), key, deployment)
+
+
+def test_a_stored_file_reads_back_verbatim_with_its_digest(tmp_path: Path) -> None:
+    """put then get returns the very bytes; sha256 is the digest of those bytes; delete makes it lost."""
+    import hashlib
+
+    store = _store(tmp_path, _key(tmp_path))
+    assert store.get("conf-1") is None and store.sha256("conf-1") is None
+    assert store.put("conf-1", BODY) == hashlib.sha256(BODY).hexdigest()
+    assert store.get("conf-1") == BODY and store.sha256("conf-1") == hashlib.sha256(BODY).hexdigest()
+    store.delete("conf-1")
+    assert store.get("conf-1") is None
+
+
+def test_the_file_is_private_and_not_plain_text(tmp_path: Path) -> None:
+    """The directory beside the journal is 0700, the file 0600, and neither the marker nor the JSON shows."""
+    store = _store(tmp_path, _key(tmp_path))
+    store.put("conf-1", BODY)
+    path = store.path("conf-1")
+    assert path.parent == tmp_path / "orchestrator.journal.sqlite.bootstrap"
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    raw = path.read_bytes()
+    assert b"MARKER-4f1d9c" not in raw and b"node_config" not in raw
+    assert base64.b64encode(b"MARKER-4f1d9c")[:12] not in raw
+
+
+def test_another_key_or_a_swapped_file_does_not_decrypt(tmp_path: Path) -> None:
+    """A file read with another key, or copied to another node's name, is refused, not returned."""
+    store = _store(tmp_path, _key(tmp_path))
+    store.put("conf-1", BODY)
+    with pytest.raises(Rejected, match="does not decrypt"):
+        _store(tmp_path, _key(tmp_path, name="other")).get("conf-1")
+    store.path("conf-2").write_bytes(store.path("conf-1").read_bytes())
+    with pytest.raises(Rejected, match="does not decrypt"):
+        store.get("conf-2")
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    (None, "bootstrap_key is not set"),  # no key configured
+    ("c2hvcnQ=", "5 bytes, not 32"),  # base64 of the wrong length
+    ("not a key at all!", "not base64 or hex"),  # neither form
+])
+def test_an_unusable_key_is_refused_without_showing_it(tmp_path: Path, text: str | None, fragment: str) -> None:
+    """A missing or malformed key stops the store with the field and the fix, never the value."""
+    store = _store(tmp_path, None if text is None else _key(tmp_path, text))
+    with pytest.raises(Rejected, match=fragment) as caught:
+        store.put("conf-1", BODY)
+    assert "pexip_api.bootstrap_key" in str(caught.value)
+    if text:
+        assert text not in str(caught.value)
+
+
+def test_hex_and_base64_keys_are_the_same_key() -> None:
+    """64 hex digits and base64 (standard or URL-safe, padded or not) of 32 bytes all decode."""
+    raw = bytes(range(200, 232))
+    for text in (raw.hex(), base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("=")):
+        assert decode_key(text) == raw
