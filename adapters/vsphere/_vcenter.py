@@ -37,9 +37,10 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
+from adapters.base import BiosState, DiskAllocation, Reservation, VmState
 from adapters.vsphere._batch import InFlight, TaskWaiter
+from adapters.vsphere._bios import bios_state, lock_bios
 from adapters.vsphere._inventory import (
-    BIOS_KEY,
     IDENTITY_FIELD,
     IMPORT_KEY,
     Inventory,
@@ -50,7 +51,7 @@ from adapters.vsphere._inventory import (
     read_inventory,
     retrieve,
 )
-from adapters.vsphere._keys import bios_password_script, password_keys, to_key_events
+from adapters.vsphere._keys import password_keys, to_key_events
 from adapters.vsphere._lease import LeaseUpload
 from adapters.vsphere._ova import ovf_networks, read_package
 from adapters.vsphere._power import PowerOns
@@ -58,7 +59,6 @@ from adapters.vsphere._preflight import check, identity_of
 from adapters.vsphere._reads import VmReader
 from adapters.vsphere._session import SYSTEM, Session, map_vmomi_errors
 from adapters.vsphere._watch import InventoryEvent, watch_vms
-from adapters.base import BiosState, DiskAllocation, Reservation, VmState
 from config.errors import ConfigError, Rejected
 from config.model import MANAGEMENT, Deployment, NodeSpec, VCenterSpec
 
@@ -498,60 +498,21 @@ class VCenter:
 
     async def get_bios(self, vm: VmState) -> BiosState:
         rec = await self._resolve(vm)
-        return _bios(rec)
+        return bios_state(rec)
 
     async def lock_bios(self, vm: VmState, password: str) -> None:
         """Force BIOS setup, SCSI (0:0) disk first, power on, type the supervisor password
         (``adapters.vsphere._keys``), save and exit, mark the VM, and verify.
 
-        The marker is two-phase (extraConfig ``pexip-orchestrator.bios_lock``): "typing"
-        is written with the boot options, before the VM starts; "done" after the keys were
-        saved. A VM found running with "typing" was interrupted while the password was
-        being typed: whether it is set can only be seen on its console, so that is
-        refused with instructions instead of typing again into an unknown screen.
+        The "typing" marker is written right before the first keystroke, "done" after the
+        keys were saved (:mod:`adapters.vsphere._bios`): a crash before the first key is
+        retried by itself; a VM found running with "typing" is refused with instructions.
 
         Raises:
             ConfigError: the password has characters that cannot be typed.
             Rejected: no SCSI (0:0) disk, an interrupted lock, or verification failed.
         """
-        script = bios_password_script(password)  # refuses an untypeable password before any change
-        rec = await self._resolve(vm)
-        boot_disk = next((d for d in rec.disks if d.is_boot_disk), None)
-        if boot_disk is None:
-            raise Rejected(f"VM {rec.name} has no SCSI (0:0) hard disk to boot from", system=SYSTEM)
-        if rec.bios_lock == "typing" and rec.power_state != "poweredOff":
-            raise Rejected(
-                f"the BIOS lock of VM {rec.name} was interrupted while its password was being typed; open its console: "
-                f"if the BIOS asks for a password, the lock is done (set extraConfig {BIOS_KEY} = done), else power the VM "
-                "off and run again", system=SYSTEM)
-        if rec.bios_lock != "done":
-            armed = _boot_options(rec.boot_options, boot_disk.key, enter_setup=True)
-            await self._reconfigure(rec, vim.vm.ConfigSpec(
-                bootOptions=armed, extraConfig=[vim.option.OptionValue(key=BIOS_KEY, value="typing")]), "force BIOS setup on")
-            await self._power_on(rec, reset=rec.power_state == "poweredOn")
-            await asyncio.sleep(self._bios_boot_wait_s)
-            for i, phase in enumerate(script):
-                if i:
-                    await asyncio.sleep(self._bios_key_pause_s)
-                await self._type(rec, phase)
-            await asyncio.sleep(self._bios_key_pause_s)
-            # vSphere clears enterBIOSSetup itself when the VM enters setup; vcsim never runs
-            # a BIOS, so there it stays set. Sending it cleared (with the complete boot
-            # options: vcsim replaces the struct) holds on both, in the marker's call.
-            await self._reconfigure(rec, vim.vm.ConfigSpec(
-                bootOptions=_boot_options(armed, boot_disk.key, enter_setup=False),
-                extraConfig=[vim.option.OptionValue(key=BIOS_KEY, value="done")]), "mark the BIOS lock of",
-                shows=lambda r: r.bios_lock == "done" and _bios(r).boot_disk_first and not _bios(r).enter_bios_setup)
-        else:
-            state = _bios(rec)
-            if not state.boot_disk_first or state.enter_bios_setup:
-                await self._reconfigure(rec, vim.vm.ConfigSpec(
-                    bootOptions=_boot_options(rec.boot_options, boot_disk.key, enter_setup=False)), "set the boot order of")
-            if rec.power_state != "poweredOn":
-                await self._power_on(rec, reset=False)
-        state = await self.get_bios(vm)
-        if state.enter_bios_setup or not state.boot_disk_first or state.power_state != "poweredOn" or not state.locked_marker:
-            raise Rejected(f"the BIOS lock of VM {rec.name} did not verify: {state}", system=SYSTEM)
+        await lock_bios(self, vm, password, boot_wait_s=self._bios_boot_wait_s, key_pause_s=self._bios_key_pause_s)
 
     async def _power_on(self, rec: VmRecord, *, reset: bool) -> None:
         """Power on (or reset) and see it done; power-ons of many VMs share one call (vCenter)."""
@@ -622,26 +583,3 @@ def _shows_reservation(rec: VmRecord, wanted: Reservation, inv: Inventory) -> bo
     disks = {d.key: (d.shares, d.iops_limit) for d in now.disks}
     return (dataclasses.replace(now, disks=()) == dataclasses.replace(wanted, disks=())
             and all(disks.get(d.key) == (d.shares, d.iops_limit) for d in wanted.disks))
-
-
-def _bios(rec: VmRecord) -> BiosState:
-    options = rec.boot_options
-    boot_disk = next((d for d in rec.disks if d.is_boot_disk), None)
-    order = list(getattr(options, "bootOrder", None) or ())
-    first = order[0] if order else None
-    return BiosState(
-        enter_bios_setup=bool(getattr(options, "enterBIOSSetup", False)),
-        boot_disk_first=(boot_disk is not None and isinstance(first, vim.vm.BootOptions.BootableDiskDevice)
-                         and first.deviceKey == boot_disk.key),
-        power_state=rec.power_state,
-        locked_marker=rec.bios_lock == "done",
-    )
-
-
-def _boot_options(current: Any, disk_key: int, *, enter_setup: bool) -> Any:
-    """Complete boot options (vcsim replaces the struct) with the disk first."""
-    options = copy.deepcopy(current) if current is not None else vim.vm.BootOptions()
-    rest = [d for d in (options.bootOrder or ()) if not (isinstance(d, vim.vm.BootOptions.BootableDiskDevice) and d.deviceKey == disk_key)]
-    options.bootOrder = [vim.vm.BootOptions.BootableDiskDevice(deviceKey=disk_key), *rest]
-    options.enterBIOSSetup = enter_setup
-    return options
