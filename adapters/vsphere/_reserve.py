@@ -89,7 +89,7 @@ def reservation_spec(rec: VmRecord, wanted: Reservation) -> Any:
         memoryReservationLockedToMax=wanted.memory_locked,
     )
     for d in wanted.disks:
-        device = copy.deepcopy(disks[d.key].device)  # the read is shared: never edit it in place
+        device = copy.copy(disks[d.key].device)  # the read is shared: never edit it in place (a new top level)
         device.storageIOAllocation = vim.StorageResourceManager.IOAllocationInfo(
             limit=d.iops_limit, shares=vim.SharesInfo(level=d.shares, shares=_DISK_SHARES.get(d.shares, 1000)))
         spec.deviceChange.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=device))
