@@ -6,7 +6,7 @@ by ``sqlite3``'s trace callback, so the count does not depend on how the engine 
 writes), split into those that append events and the others (leases, heartbeats, meta). The
 figure is transactions per ``step_committed`` event. Targets: at most 1.0 with one node, at
 most 0.1 with 100 nodes moving at once. ``--profile`` adds a cProfile of a bigger run (top
-entries by cumulative time). Prints figures; asserts nothing.
+entries by cumulative and by own time). Prints figures; asserts nothing.
 
     .venv/bin/python bench/commits_bench.py [--nodes 1 100] [--profile 1000] [--top 15]
 """
@@ -109,6 +109,7 @@ def profile(nodes: int, workdir: Path, top: int) -> str:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)  # where the time is spent itself
     return f"simulate --nodes {nodes} --latency 0 under cProfile: {wall:.2f} s (exit {report.exit_code})\n" + out.getvalue()
 
 

@@ -40,28 +40,26 @@ from pyVmomi import vim, vmodl
 from adapters.base import BiosState, Reservation, VmState
 from adapters.vsphere._batch import InFlight, TaskWaiter
 from adapters.vsphere._bios import bios_state, lock_bios
+from adapters.vsphere._import import import_ova
 from adapters.vsphere._inventory import (
     IDENTITY_FIELD,
-    IMPORT_KEY,
     Inventory,
     VmBrief,
     VmRecord,
-    moid,
     props,
     read_inventory,
     retrieve,
 )
-from adapters.vsphere._keys import password_keys, to_key_events
+from adapters.vsphere._keys import to_key_events
 from adapters.vsphere._lease import LeaseUpload
-from adapters.vsphere._ova import ovf_networks, read_package
 from adapters.vsphere._power import PowerOns
-from adapters.vsphere._preflight import check, identity_of
+from adapters.vsphere._preflight import check, identity_of, local_problems
 from adapters.vsphere._reads import VmReader
 from adapters.vsphere._reserve import IopsLedger, reservation, reservation_spec, shows_reservation
 from adapters.vsphere._session import SYSTEM, Session, map_vmomi_errors
 from adapters.vsphere._watch import InventoryEvent, watch_vms
 from config.errors import ConfigError, Rejected
-from config.model import MANAGEMENT, Deployment, NodeSpec, VCenterSpec
+from config.model import Deployment, NodeSpec, VCenterSpec
 
 __all__ = ["IDENTITY_FIELD", "InventoryEvent", "VCenter", "map_vmomi_errors"]
 
@@ -247,23 +245,7 @@ class VCenter:
             records = await self._reads.records(wanted)
             self._iops.seed({ds for ds in stores if ds is not None}, records)  # the reservations read no more
         problems.extend(check(deployment, inv, records, folder_found=folder is not None))
-        for field_name, location in (("ova.management", deployment.ova.management), ("ova.conferencing", deployment.ova.conferencing)):
-            if field_name == "ova.conferencing" and not deployment.conferencing:
-                continue
-            try:
-                read_package(location, field_name)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-        bios = deployment.bios
-        if bios.password_method == "keystrokes":
-            try:
-                if bios.password is None:
-                    raise ConfigError("bios.password is not set; keystrokes need it (or set bios.password_method = \"operator\")", "bios.password")
-                password_keys(bios.password.reveal())
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-            except (KeyError, OSError) as exc:
-                problems.append(("bios.password", f"cannot read {bios.password.ref if bios.password else ''}: {exc}"))
+        problems.extend(local_problems(deployment))
         if problems:
             raise ConfigError(problems)
 
@@ -309,62 +291,7 @@ class VCenter:
             ConfigError: the OVA, host, datastore, portgroup or folder is missing.
             Rejected: vCenter refused the import, or a VM of that name is not ours.
         """
-        field_name = "ova.management" if node.role == MANAGEMENT else "ova.conferencing"
-        package = read_package(ova, field_name)
-        networks = ovf_networks(package.descriptor)
-        inv, folder = await self._inventory()
-        host = inv.host_by_name(node.host)
-        try:
-            host_spec = next(h for h in self.spec.hosts if h.name == node.host)
-        except StopIteration:
-            raise ConfigError(f"host {node.host!r} of node {node.name} is not in vcenter.hosts", "vcenter.hosts") from None
-        if host is None:
-            raise ConfigError(f"host {node.host!r} not found in datacenter {self.spec.datacenter!r}", "vcenter.hosts")
-        ds_ref = inv.datastore_by_name(host_spec.datastore)
-        net_ref = inv.network_by_name(node.portgroup)
-        pool = inv.resource_pools.get(host.compute_resource or "")
-        if ds_ref is None or net_ref is None or pool is None or folder is None:
-            raise ConfigError(f"cannot place {node.name}: datastore {host_spec.datastore!r}, portgroup {node.portgroup!r}, "
-                              f"folder {self.spec.folder!r} and the host's resource pool must all exist; run the preflight",
-                              "vcenter")
-
-        vms = await self._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
-        for brief in vms:
-            if brief.identity == identity:
-                return self._state(brief, inv)  # already imported: nothing to do
-        for rec in await self._namesakes(node, identity, vms):
-            await self._destroy_incomplete(rec)
-
-        def create_spec(content: Any) -> Any:
-            cisp = vim.OvfManager.CreateImportSpecParams(
-                entityName=node.name,
-                networkMapping=[vim.OvfManager.NetworkMapping(name=n, network=inv.network_refs[net_ref]) for n in networks],
-            )
-            return content.ovfManager.CreateImportSpec(
-                ovfDescriptor=package.descriptor, resourcePool=pool, datastore=inv.datastore_refs[ds_ref], cisp=cisp)
-
-        with self._in_flight.track():
-            result = await self._session.call(f"create the import spec of {node.name}", create_spec)
-        if result.error:
-            raise Rejected(f"vCenter cannot import {ova} as {node.name}: "
-                           + "; ".join(getattr(e, "msg", None) or type(e).__name__ for e in result.error), system=SYSTEM)
-        spec = result.importSpec
-        config = spec.configSpec
-        config.extraConfig = [*(config.extraConfig or ()), vim.option.OptionValue(key=IMPORT_KEY, value=identity)]
-        lease = await self._write(f"import {node.name}", lambda c: pool.ImportVApp(spec=spec, folder=folder, host=host.ref))
-        vm_ref = await self._uploads.run(lease, package, result.fileItem or (), node.name)
-        key = await self._field_key(IDENTITY_FIELD)
-        try:
-            await self._write(f"tag {node.name} with its identity",
-                              lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity))  # a VM of ours appears
-        except BaseException:
-            self._field_keys.pop(IDENTITY_FIELD, None)  # the field may be gone: read it again next time
-            raise
-        # Built from what was imported, not read back: the step verifies with find_vm.
-        return VmState(
-            name=node.name, identity=identity, moref=moid(vm_ref), host=node.host, portgroup=node.portgroup,
-            power_state="poweredOff", num_cpus=int(config.numCPUs or 0), memory_mb=int(config.memoryMB or 0),
-        )
+        return await import_ova(self, node, identity, ova)
 
     async def _field_key(self, name: str) -> int:
         """The key of our custom field ``name``, defined on first use.
