@@ -17,15 +17,16 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from config.errors import JournalError
 from journal._chain import canonical_json
 from journal._files import atomic_write
+
+# cryptography is imported where a key is used, not at import: a command that never signs or
+# verifies (``status``) starts without it (issue #11, start-up).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
     "Signer",
@@ -39,13 +40,15 @@ __all__ = [
     "CHECKPOINT_FIELDS",
 ]
 
-PublicKey = Ed25519PublicKey
+PublicKey: TypeAlias = "Ed25519PublicKey"
 KEY_FILE_NAME = "journal-signing-key.pem"
 CHECKPOINT_FIELDS = ("seq", "head", "at", "deployment", "nodes", "key_id")
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """A short fingerprint of a public key: sha256 of its raw bytes, 16 hex digits."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -65,6 +68,9 @@ class Signer:
         Raises:
             JournalError: not an Ed25519 private key (the message never holds the key).
         """
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         data = pem.encode() if isinstance(pem, str) else bytes(pem)
         try:
             key = serialization.load_pem_private_key(data, password=password)
@@ -79,6 +85,8 @@ class Signer:
     @classmethod
     def generate(cls) -> Signer:
         """A signer with a fresh key held in memory only (tests, in-memory journals)."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     def sign(self, data: bytes) -> str:
@@ -99,6 +107,9 @@ def load_public_key(source: Ed25519PublicKey | Signer | bytes | str | os.PathLik
     Raises:
         JournalError: not an Ed25519 public key.
     """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if isinstance(source, Ed25519PublicKey):
         return source
     if isinstance(source, Signer):
@@ -123,6 +134,8 @@ def public_key_pem(source: Ed25519PublicKey | Signer | bytes | str) -> str:
     """PEM text of the public key of ``source`` (a signer, a private key PEM, or a public key)."""
     if isinstance(source, (bytes, str)) and b"PRIVATE KEY" in (source.encode() if isinstance(source, str) else source):
         source = Signer.from_pem(source)
+    from cryptography.hazmat.primitives import serialization
+
     key = load_public_key(source)
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
@@ -137,6 +150,9 @@ def generate_signing_key(directory: str | os.PathLike[str], name: str = KEY_FILE
     Returns:
         The key file's path.
     """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     folder = Path(directory)
     target = folder / name
     if target.exists():
@@ -164,6 +180,8 @@ def sign_checkpoint(signer: Signer, fields: Mapping[str, Any]) -> dict[str, Any]
 
 def checkpoint_signature_ok(public_key: Ed25519PublicKey, checkpoint: Mapping[str, Any]) -> bool:
     """Whether ``checkpoint`` was signed by the private key of ``public_key``."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         signature = base64.b64decode(str(checkpoint.get("signature")), validate=True)
         public_key.verify(signature, _body(checkpoint))

@@ -16,8 +16,6 @@ from config.model import Deployment
 from journal import Journal, VerifyReport, kinds, verify_export
 from machines.lifecycle import APPROVAL_GATES, FAILED, GATES, milestone_index
 from machines.plan import next_action
-from orchestrator._cert_check import certificate_problems, load_pem_certificates
-from orchestrator._gates import pending_gate, unreachable_gate
 from orchestrator._session import SessionSettings, existing_journal, journal_path, load_deployment, resolved_journal
 
 __all__ = ["status", "approve", "cert_import", "set_maintenance", "export", "verify", "Verification"]
@@ -95,6 +93,8 @@ def approve(
                                     "(a certificate comes with `orchestrator cert import`)")])
     if not by.strip():
         raise ConfigError([("--by", "say who approves (a name or an ID), for the audit record")])
+    from orchestrator._gates import pending_gate, unreachable_gate  # the engine's modules: not for `status`
+
     never = unreachable_gate(record.role, record.state, record.failed_from, gate, _deployment(settings, deployment))
     if never:
         raise ConfigError([("GATE", f"{node} never reaches {gate}: {never}; nothing was approved")])
@@ -122,6 +122,8 @@ def cert_import(
             node's pending CSR, does not chain to ``pki.ca_chain``, is not valid now or for the
             node's FQDN, or lacks server and client usage (nothing is journaled, the CSR stays).
     """
+    from orchestrator._cert_check import certificate_problems, load_pem_certificates
+
     record = _require_node(journal, node)
     if not by.strip():
         raise ConfigError([("--by", "say who imports the certificate (a name or an ID), for the audit record")])

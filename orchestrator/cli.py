@@ -14,7 +14,6 @@ or after the subcommand: ``orchestrator --journal J status`` = ``orchestrator st
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import os
@@ -77,7 +76,7 @@ class Options:
         self.verbose = verbose
 
     def session(self, *, actor: str = "orchestrator", allow_version_change: bool = False) -> SessionSettings:
-        from orchestrator.api import SessionSettings
+        from orchestrator._session import SessionSettings
 
         return SessionSettings(
             config=Path(self.config) if self.config else None, journal=Path(self.journal) if self.journal else None,
@@ -162,6 +161,8 @@ def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: 
 @handle_errors
 def run(options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_json: bool, allow_version_change: bool) -> None:
     """Drive nodes (default: all) to their target state."""
+    import asyncio  # here, not at the top: --help and status start without it
+
     from orchestrator import api
 
     settings = options.session(allow_version_change=allow_version_change)
@@ -188,6 +189,8 @@ def run(options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_
 @handle_errors
 def simulate(options: Options, nodes: int, latency: float, faults: str, world: Path, effects_out: Path | None, fresh: bool, concurrency: int | None, as_json: bool, allow_version_change: bool) -> None:
     """A whole deployment against the simulated world (resumable: run it again after a crash)."""
+    import asyncio  # here, not at the top: --help and status start without it
+
     from orchestrator import api
 
     journal = Path(options.journal) if options.journal else Path("simulation.journal.sqlite")
@@ -222,6 +225,8 @@ def _check_fault_nodes(faults: str, nodes: int) -> None:
 @handle_errors
 def resume(options: Options, node: str | None, all_nodes: bool, from_step: str | None, by: str | None, as_json: bool, allow_version_change: bool) -> None:
     """Continue NODE (or --all) from its last committed state; failed nodes are retried."""
+    import asyncio  # here, not at the top: --help and status start without it
+
     from orchestrator import api
 
     actor = by or os.environ.get("USER") or "operator"
@@ -238,10 +243,12 @@ def resume(options: Options, node: str | None, all_nodes: bool, from_step: str |
 @handle_errors
 def status(options: Options, node: str | None, as_json: bool) -> None:
     """State, step in progress, gate waited on, last error, and why, per node."""
-    from orchestrator import api
+    # Not orchestrator.api: status needs the journal only, not the engine or the logs (start-up, #11).
+    from orchestrator._journal_api import status as node_status
+    from orchestrator._session import open_existing_journal
 
-    with api.open_existing_journal(options.session(allow_version_change=True)) as journal:
-        rows = api.status(journal, node)
+    with open_existing_journal(options.session(allow_version_change=True)) as journal:
+        rows = node_status(journal, node)
     _format.status(str(journal.path), rows, as_json)
 
 

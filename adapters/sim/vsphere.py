@@ -144,18 +144,38 @@ class SimVSphere:
 
     async def lock_bios(self, vm: VmState, password: str) -> None:
         """Force BIOS setup, disk first, power on, set the supervisor password, save.
-        Only a digest of ``password`` is kept."""
+        Only a digest of ``password`` is kept.
+
+        Like the real adapter, the "typing" marker (``bios["lock"]``) is set right before the
+        first key: a VM found running with it was interrupted while typing and needs the
+        operator; a crash before it (arming, power-on) is retried by itself.
+        """
         await self._world.call(_SYSTEM, f"lock BIOS of {vm.name}", change=True)
         stored = self._vm(vm)
         if not password:
             raise Rejected(f"cannot lock the BIOS of {vm.name}: the supervisor password is empty; "
                            "set bios.password", system=_SYSTEM)
+        if stored["bios"].get("lock") == "typing" and stored["power_state"] != "poweredOff":
+            raise Rejected(
+                f"the BIOS lock of VM {vm.name} was interrupted while its password was being typed; open its console: "
+                "if the BIOS asks for a password, the lock is done, else power the VM off and run again", system=_SYSTEM)
+        armed = {**stored["bios"], "enter_bios_setup": True, "boot_disk_first": True}
+        effects = [] if stored["power_state"] == "poweredOn" else [Effect(vm.name, "power_on", "")]
+        await self._world.apply([(VM, vm.name, {**stored, "bios": armed, "power_state": "poweredOn"})], effects)
+        await self._mark_typing(vm)
+        await self._type_password(vm, password)
+
+    async def _mark_typing(self, vm: VmState) -> None:
+        """Right before the first key: from here on only the console can tell."""
+        stored = self._vm(vm)
+        await self._world.apply([(VM, vm.name, {**stored, "bios": {**stored["bios"], "lock": "typing"}})])
+
+    async def _type_password(self, vm: VmState, password: str) -> None:
+        """The keys, saved: the password set, setup left, the disk first, the marker "done"."""
+        stored = self._vm(vm)
         bios = {"enter_bios_setup": False, "boot_disk_first": True, "locked_marker": True,
-                "password_sha256": digest(password)}
-        effects = [Effect(vm.name, "bios_lock", "")]
-        if stored["power_state"] != "poweredOn":
-            effects.append(Effect(vm.name, "power_on", ""))
-        await self._world.apply([(VM, vm.name, {**stored, "bios": bios, "power_state": "poweredOn"})], effects)
+                "password_sha256": digest(password), "lock": "done"}
+        await self._world.apply([(VM, vm.name, {**stored, "bios": bios})], [Effect(vm.name, "bios_lock", "")])
 
     async def aclose(self) -> None:
         """Nothing to release: the state is in the world."""

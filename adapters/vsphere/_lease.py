@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import aiohttp
 
 from adapters.vsphere._ova import Package, upload_file
 from adapters.vsphere._session import SYSTEM, Session
 from config.errors import Rejected
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["LeaseUpload"]
 
@@ -103,9 +104,13 @@ class LeaseUpload:
         if host not in ("*", self._session.host):
             raise Rejected(f"the import goes to host {host}, whose certificate the pinned vcenter.thumbprint does not cover; "
                            "set vcenter.ca_file to a CA that signed vCenter's and the hosts' certificates", system=SYSTEM)
+        import aiohttp
+
         return aiohttp.Fingerprint(self._session.pin)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None:
+            import aiohttp  # here: only an import needs it, and it costs about 0.3 s to load
+
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300, sock_connect=30))
         return self._http

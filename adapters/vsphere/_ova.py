@@ -13,11 +13,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from config.errors import ConfigError, Rejected, Timeout, Unreachable
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["CHUNK", "Package", "ovf_networks", "read_package", "upload_file"]
 
@@ -100,6 +101,8 @@ async def upload_file(
     sent: Callable[[int], None],
 ) -> None:
     """Stream one file of the package to a lease URL (PUT for a disk to create, else POST)."""
+    import aiohttp  # here: only an import needs it, and it costs about 0.3 s to load
+
     if name not in package.files:
         raise Rejected(f"the OVF descriptor of {package.path} references {name!r}, which the OVA does not hold")
     path, offset, size = package.files[name]

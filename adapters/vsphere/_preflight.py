@@ -16,10 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from adapters.vsphere._inventory import HostRecord, Inventory, VmRecord
+from adapters.vsphere._keys import password_keys
+from adapters.vsphere._ova import read_package
+from config.errors import ConfigError
 from config.model import Deployment, HostSpec, NodeSpec
 from config.rules import iops_in_use, iops_over_budget, vlan_problem
 
-__all__ = ["MIN_PHYSICAL_NICS", "check", "identity_of", "node_field"]
+__all__ = ["MIN_PHYSICAL_NICS", "check", "identity_of", "local_problems", "node_field"]
 
 MIN_PHYSICAL_NICS = 2
 
@@ -195,4 +198,27 @@ def check(
     for node in deployment.nodes:
         problems.extend(_check_node(deployment, node, inv, vms))
     problems.extend(_check_iops(deployment, inv, vms))
+    return problems
+
+
+def local_problems(deployment: Deployment) -> Problems:
+    """What the preflight checks without vCenter: the OVA files and the BIOS password's characters."""
+    problems: Problems = []
+    for field_name, location in (("ova.management", deployment.ova.management), ("ova.conferencing", deployment.ova.conferencing)):
+        if field_name == "ova.conferencing" and not deployment.conferencing:
+            continue
+        try:
+            read_package(location, field_name)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    bios = deployment.bios
+    if bios.password_method == "keystrokes":
+        try:
+            if bios.password is None:
+                raise ConfigError("bios.password is not set; keystrokes need it (or set bios.password_method = \"operator\")", "bios.password")
+            password_keys(bios.password.reveal())
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        except (KeyError, OSError) as exc:
+            problems.append(("bios.password", f"cannot read {bios.password.ref if bios.password else ''}: {exc}"))
     return problems

@@ -1,4 +1,4 @@
-"""Observing VMs: batched reads, and how long one read may serve later observations.
+"""Observing VMs: batched reads, shared by design within a batch, never by a time window.
 
 Two kinds of read, each one ``RetrievePropertiesEx`` however many callers ask at once:
 
@@ -8,14 +8,16 @@ Two kinds of read, each one ``RetrievePropertiesEx`` however many callers ask at
   options, extraConfig), batched over all concurrent callers, in the same call as the
   states of the tasks and import leases being waited for (:meth:`VmReader.objects`).
 
-A step observes, acts, then observes again; many steps run at once. A read taken after
-this adapter's last change to a VM, and at most ``max_age_s`` old, serves later
-observations of that VM too: a verification after a change always reads anew, and
-back-to-back observations cost one read. A VM changed here since the briefs were read
-is taken from a fresh full record instead. A record read in the same call that saw a
-change's task succeed counts as read after the change only when it shows the change
-(:meth:`VmReader.saw`: the caller checks). Any failed change forgets everything: after
-a fault only a new read tells what the world is.
+A read serves the callers that asked for it before it started (:class:`~adapters.vsphere._batch.FreshRead`:
+the steps of many nodes observing together share one), and nobody after: every observation
+is of the world after it was asked for, however loaded the machine. The one exception is
+by design too: a record read in the same call that saw a change's task succeed, and that
+shows the change (:meth:`VmReader.saw`: the caller checks), is the observation that
+verifies the change, and serves the next observation of that VM, once. A VM changed
+here since the briefs were read is taken from a fresh full record instead. Any failed
+change forgets everything: after a fault only a new read tells what the world is.
+(Until issue #11 a read also served later observations for 0.5 s: under CPU pressure
+that window expired and the cost of a step depended on timing.)
 """
 
 from __future__ import annotations
@@ -76,15 +78,14 @@ def _field_names(objects: Iterable[Any]) -> dict[str, int]:
 class VmReader:
     """The VM reads of one adapter, with their reuse rules (module docstring)."""
 
-    def __init__(self, session: Session, inventory: Callable[[Any], Inventory], *, max_age_s: float,
+    def __init__(self, session: Session, inventory: Callable[[Any], Inventory], *,
                  settle: Callable[[], Awaitable[None]] | None = None):
         self._session = session
         self._inventory = inventory  # content -> the datacenter's inventory (worker thread)
-        self._max_age_s = max_age_s
         self._brief_reads: FreshRead[Briefs] = FreshRead(self._fetch_briefs, settle)
         self._object_reads: BatchRead[ObjectKey, Any] = BatchRead(self._fetch_objects, settle)
         self._briefs: Briefs | None = None
-        self._records: dict[str, VmRecord] = {}
+        self._seen: dict[str, VmRecord] = {}  # moref -> the record that verified our change: serves once
         self._changed: dict[str, float] = {}  # moref -> when this adapter last changed it
         self._everything_changed = NEVER  # a VM made or removed, a fault: no read before serves
 
@@ -99,27 +100,22 @@ class VmReader:
         now = time.monotonic()
         if moref is None:
             self._everything_changed = now
+            self._seen.clear()
         else:
             self._changed[moref] = now
+            self._seen.pop(moref, None)
 
     def saw(self, rec: VmRecord) -> None:
         """``rec`` shows this adapter's last change to its VM (the caller checked that it does):
-        it serves later observations like a read made after the change."""
+        it serves the next observation of the VM, like a read made after the change."""
         self._changed[rec.moref] = min(self._changed.get(rec.moref, NEVER), rec.fetched_at - 1e-6)
-        old = self._records.get(rec.moref)
-        if old is None or rec.fetched_at >= old.fetched_at:
-            self._records[rec.moref] = rec
+        self._seen[rec.moref] = rec
 
     def forget(self) -> None:
         """After a fault: serve nothing read before."""
         self._everything_changed = time.monotonic()
-        self._records.clear()
+        self._seen.clear()
         self._briefs = None
-
-    def _fresh(self, fetched_at: float, moref: str | None = None) -> bool:
-        if time.monotonic() - fetched_at > self._max_age_s or fetched_at <= self._everything_changed:
-            return False
-        return moref is None or fetched_at > self._changed.get(moref, NEVER)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -129,9 +125,7 @@ class VmReader:
         return self._briefs
 
     async def briefs(self) -> Briefs:
-        last = self._briefs
-        if last is not None and self._fresh(last.fetched_at):
-            return last
+        """The briefs of every VM, read after this call (shared with the callers of the same batch)."""
         snap = await self._brief_reads.get()
         if self._briefs is None or snap.fetched_at > self._briefs.fetched_at:
             self._briefs = snap
@@ -152,21 +146,18 @@ class VmReader:
         return [fresh[m] if m in stale else b for m, b in snap.vms.items() if m not in stale or m in fresh]
 
     async def records(self, morefs: Iterable[str]) -> dict[str, VmRecord]:
-        """Full records of ``morefs``; a VM that no longer exists is absent."""
+        """Full records of ``morefs``, read after this call; a VM that no longer exists is absent."""
         found: dict[str, VmRecord] = {}
         missing: set[str] = set()
         for moref in morefs:
-            rec = self._records.get(moref)
-            if rec is not None and self._fresh(rec.fetched_at, moref):
+            rec = self._seen.pop(moref, None)
+            if rec is not None and rec.fetched_at > self._everything_changed:
                 found[moref] = rec
             else:
                 missing.add(moref)
         if missing:
             read = await self._object_reads.get({("vm", m, 0) for m in missing})
             for (_, moref, _), rec in read.items():
-                old = self._records.get(moref)
-                if old is None or rec.fetched_at > old.fetched_at:
-                    self._records[moref] = rec
                 found[moref] = rec
         return found
 

@@ -11,8 +11,10 @@ How it talks to vCenter (issue #3):
 * TLS always verified, by a CA file or a pinned SHA-256 thumbprint;
 * reads are batched: one ``RetrievePropertiesEx`` reads the briefs of every VM of the
   datacenter, one reads the full records of all the VMs being observed at that moment
-  together with the tasks and import leases being waited for, and a read serves later
-  observations until this adapter changes the VM (:mod:`adapters.vsphere._reads`);
+  together with the tasks and import leases being waited for; a read serves the callers
+  of its batch, not a time window (:mod:`adapters.vsphere._reads`);
+* the IOPS limits in use on a datastore are read once per run, with only the VMs' names
+  and devices, and kept current from this adapter's reservations (:mod:`adapters.vsphere._reserve`);
 * a read about to start waits briefly for the adapter's other calls in flight, whose own
   reads then share it (:mod:`adapters.vsphere._batch`); a change whose task is seen done
   in a read that also shows the change needs no read more to be verified;
@@ -30,48 +32,38 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import copy
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
+from adapters.base import BiosState, Reservation, VmState
 from adapters.vsphere._batch import InFlight, TaskWaiter
+from adapters.vsphere._bios import bios_state, lock_bios
+from adapters.vsphere._import import import_ova
 from adapters.vsphere._inventory import (
-    BIOS_KEY,
     IDENTITY_FIELD,
-    IMPORT_KEY,
     Inventory,
     VmBrief,
     VmRecord,
-    moid,
     props,
     read_inventory,
     retrieve,
 )
-from adapters.vsphere._keys import bios_password_script, password_keys, to_key_events
+from adapters.vsphere._keys import to_key_events
 from adapters.vsphere._lease import LeaseUpload
-from adapters.vsphere._ova import ovf_networks, read_package
 from adapters.vsphere._power import PowerOns
-from adapters.vsphere._preflight import check, identity_of
+from adapters.vsphere._preflight import check, identity_of, local_problems
 from adapters.vsphere._reads import VmReader
+from adapters.vsphere._reserve import IopsLedger, reservation, reservation_spec, shows_reservation
 from adapters.vsphere._session import SYSTEM, Session, map_vmomi_errors
 from adapters.vsphere._watch import InventoryEvent, watch_vms
-from adapters.base import BiosState, DiskAllocation, Reservation, VmState
 from config.errors import ConfigError, Rejected
-from config.model import MANAGEMENT, Deployment, NodeSpec, VCenterSpec
+from config.model import Deployment, NodeSpec, VCenterSpec
 
 __all__ = ["IDENTITY_FIELD", "InventoryEvent", "VCenter", "map_vmomi_errors"]
 
 PC = vmodl.query.PropertyCollector
-
-# Nominal share values per level: vSphere derives them itself for any level but
-# "custom"; they are sent so that a simulator shows what vSphere would.
-_CPU_SHARES_PER_VCPU = {"low": 500, "normal": 1000, "high": 2000}
-_MEM_SHARES_PER_MB = {"low": 5, "normal": 10, "high": 20}
-_DISK_SHARES = {"low": 500, "normal": 1000, "high": 2000}
-
 
 class VCenter:
     """vCenter or ESXi, for one deployment and one run.
@@ -85,8 +77,6 @@ class VCenter:
         task_timeout_s: longest wait for one vSphere task.
         call_timeout_s: socket timeout of one SOAP call.
         lease_progress_s: interval of import progress reports (they keep the lease alive).
-        read_max_age_s: how long a read of a VM may serve later observations, provided this
-            adapter has not changed the VM since (``adapters.vsphere._reads``).
         read_batch_wait_s: longest a read waits for the adapter's other calls in flight, whose
             own reads then share it (``adapters.vsphere._batch.InFlight``).
     """
@@ -102,18 +92,18 @@ class VCenter:
         task_timeout_s: float = 600.0,
         call_timeout_s: float = 60.0,
         lease_progress_s: float = 10.0,
-        read_max_age_s: float = 0.5,
         read_batch_wait_s: float = 0.05,
     ):
         self.spec = spec
         self.deployment_name = deployment_name
         self._session = Session(spec, password, timeout_s=call_timeout_s)
         self._in_flight = InFlight(max_wait_s=read_batch_wait_s)
-        self._reads = VmReader(self._session, self._inventory_or_fail, max_age_s=read_max_age_s, settle=self._in_flight.settle)
+        self._reads = VmReader(self._session, self._inventory_or_fail, settle=self._in_flight.settle)
         self._tasks = TaskWaiter(self._reads.objects, timeout_s=task_timeout_s)
         self._bios_boot_wait_s = bios_boot_wait_s
         self._bios_key_pause_s = bios_key_pause_s
         self._uploads = LeaseUpload(self._session, self._write, self._tasks.lease_ready, progress_s=lease_progress_s)
+        self._iops = IopsLedger(self._session, spec)
         self._power = PowerOns(self._session, self._reads, self._tasks, self._in_flight, self._datacenter)
         self._field_lock: asyncio.Lock | None = None
         self._field_keys: dict[str, tuple[int, int]] = {}  # custom field name -> (key, session generation)
@@ -253,24 +243,9 @@ class VCenter:
             wanted = [b.moref for b in await self._reads.current()
                       if stores & set(b.datastores) or b.name in names or b.identity in ours]
             records = await self._reads.records(wanted)
+            self._iops.seed({ds for ds in stores if ds is not None}, records)  # the reservations read no more
         problems.extend(check(deployment, inv, records, folder_found=folder is not None))
-        for field_name, location in (("ova.management", deployment.ova.management), ("ova.conferencing", deployment.ova.conferencing)):
-            if field_name == "ova.conferencing" and not deployment.conferencing:
-                continue
-            try:
-                read_package(location, field_name)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-        bios = deployment.bios
-        if bios.password_method == "keystrokes":
-            try:
-                if bios.password is None:
-                    raise ConfigError("bios.password is not set; keystrokes need it (or set bios.password_method = \"operator\")", "bios.password")
-                password_keys(bios.password.reveal())
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-            except (KeyError, OSError) as exc:
-                problems.append(("bios.password", f"cannot read {bios.password.ref if bios.password else ''}: {exc}"))
+        problems.extend(local_problems(deployment))
         if problems:
             raise ConfigError(problems)
 
@@ -316,62 +291,7 @@ class VCenter:
             ConfigError: the OVA, host, datastore, portgroup or folder is missing.
             Rejected: vCenter refused the import, or a VM of that name is not ours.
         """
-        field_name = "ova.management" if node.role == MANAGEMENT else "ova.conferencing"
-        package = read_package(ova, field_name)
-        networks = ovf_networks(package.descriptor)
-        inv, folder = await self._inventory()
-        host = inv.host_by_name(node.host)
-        try:
-            host_spec = next(h for h in self.spec.hosts if h.name == node.host)
-        except StopIteration:
-            raise ConfigError(f"host {node.host!r} of node {node.name} is not in vcenter.hosts", "vcenter.hosts") from None
-        if host is None:
-            raise ConfigError(f"host {node.host!r} not found in datacenter {self.spec.datacenter!r}", "vcenter.hosts")
-        ds_ref = inv.datastore_by_name(host_spec.datastore)
-        net_ref = inv.network_by_name(node.portgroup)
-        pool = inv.resource_pools.get(host.compute_resource or "")
-        if ds_ref is None or net_ref is None or pool is None or folder is None:
-            raise ConfigError(f"cannot place {node.name}: datastore {host_spec.datastore!r}, portgroup {node.portgroup!r}, "
-                              f"folder {self.spec.folder!r} and the host's resource pool must all exist; run the preflight",
-                              "vcenter")
-
-        vms = await self._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
-        for brief in vms:
-            if brief.identity == identity:
-                return self._state(brief, inv)  # already imported: nothing to do
-        for rec in await self._namesakes(node, identity, vms):
-            await self._destroy_incomplete(rec)
-
-        def create_spec(content: Any) -> Any:
-            cisp = vim.OvfManager.CreateImportSpecParams(
-                entityName=node.name,
-                networkMapping=[vim.OvfManager.NetworkMapping(name=n, network=inv.network_refs[net_ref]) for n in networks],
-            )
-            return content.ovfManager.CreateImportSpec(
-                ovfDescriptor=package.descriptor, resourcePool=pool, datastore=inv.datastore_refs[ds_ref], cisp=cisp)
-
-        with self._in_flight.track():
-            result = await self._session.call(f"create the import spec of {node.name}", create_spec)
-        if result.error:
-            raise Rejected(f"vCenter cannot import {ova} as {node.name}: "
-                           + "; ".join(getattr(e, "msg", None) or type(e).__name__ for e in result.error), system=SYSTEM)
-        spec = result.importSpec
-        config = spec.configSpec
-        config.extraConfig = [*(config.extraConfig or ()), vim.option.OptionValue(key=IMPORT_KEY, value=identity)]
-        lease = await self._write(f"import {node.name}", lambda c: pool.ImportVApp(spec=spec, folder=folder, host=host.ref))
-        vm_ref = await self._uploads.run(lease, package, result.fileItem or (), node.name)
-        key = await self._field_key(IDENTITY_FIELD)
-        try:
-            await self._write(f"tag {node.name} with its identity",
-                              lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity))  # a VM of ours appears
-        except BaseException:
-            self._field_keys.pop(IDENTITY_FIELD, None)  # the field may be gone: read it again next time
-            raise
-        # Built from what was imported, not read back: the step verifies with find_vm.
-        return VmState(
-            name=node.name, identity=identity, moref=moid(vm_ref), host=node.host, portgroup=node.portgroup,
-            power_state="poweredOff", num_cpus=int(config.numCPUs or 0), memory_mb=int(config.memoryMB or 0),
-        )
+        return await import_ova(self, node, identity, ova)
 
     async def _field_key(self, name: str) -> int:
         """The key of our custom field ``name``, defined on first use.
@@ -426,56 +346,28 @@ class VCenter:
     async def get_reservation(self, vm: VmState) -> Reservation:
         rec = await self._resolve(vm)
         inv, _ = await self._inventory()
-        return _reservation(rec, inv)
+        return reservation(rec, inv)
 
     async def set_reservation(self, vm: VmState, wanted: Reservation) -> None:
         """Apply ``wanted`` whole: CPU, memory and every listed disk, in one reconfiguration.
 
         Raises:
             Rejected: a listed disk does not exist, or the IOPS limits on a datastore would
-                exceed its configured capacity (checked before any change).
+                exceed its configured capacity (checked before any change, against the limits
+                in use read once per run: :class:`adapters.vsphere._reserve.IopsLedger`).
         """
         rec = await self._resolve(vm)
         inv, _ = await self._inventory()
-        disks = {d.key: d for d in rec.disks}
-        missing = [d.key for d in wanted.disks if d.key not in disks]
+        missing = [d.key for d in wanted.disks if d.key not in {x.key for x in rec.disks}]
         if missing:
             raise Rejected(f"VM {rec.name} has no disk with key(s) {missing}", system=SYSTEM)
-        await self._check_iops_budget(rec, wanted, inv)
-        spec = vim.vm.ConfigSpec(
-            cpuAllocation=vim.ResourceAllocationInfo(
-                reservation=wanted.cpu_reservation_mhz, limit=wanted.cpu_limit_mhz, expandableReservation=False,
-                shares=vim.SharesInfo(level=wanted.cpu_shares, shares=_CPU_SHARES_PER_VCPU.get(wanted.cpu_shares, 1000) * max(1, rec.num_cpus))),
-            memoryAllocation=vim.ResourceAllocationInfo(
-                reservation=wanted.memory_reservation_mb, limit=wanted.memory_limit_mb, expandableReservation=False,
-                shares=vim.SharesInfo(level=wanted.memory_shares, shares=_MEM_SHARES_PER_MB.get(wanted.memory_shares, 10) * max(1, rec.memory_mb))),
-            memoryReservationLockedToMax=wanted.memory_locked,
-        )
-        for d in wanted.disks:
-            device = copy.deepcopy(disks[d.key].device)  # the read is shared: never edit it in place
-            device.storageIOAllocation = vim.StorageResourceManager.IOAllocationInfo(
-                limit=d.iops_limit, shares=vim.SharesInfo(level=d.shares, shares=_DISK_SHARES.get(d.shares, 1000)))
-            spec.deviceChange.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=device))
-        await self._reconfigure(rec, spec, "reserve the resources of", shows=lambda r: _shows_reservation(r, wanted, inv))
-
-    async def _check_iops_budget(self, rec: VmRecord, wanted: Reservation, inv: Inventory) -> None:
-        by_ds: dict[str, int] = {}
-        for d in wanted.disks:
-            ds = next((x.datastore for x in rec.disks if x.key == d.key), None)
-            if ds is not None and d.iops_limit > 0:
-                by_ds[ds] = by_ds.get(ds, 0) + d.iops_limit
-        for ds, ours in by_ds.items():
-            name = inv.datastores.get(ds, ds)
-            capacities = [h.datastore_iops_capacity for h in self.spec.hosts if h.datastore == name]
-            if not capacities:
-                continue
-            others = await self._iops_on(ds, exclude=rec.moref)
-            if ours + others > min(capacities):
-                raise Rejected(
-                    f"IOPS limits on datastore {name!r} would come to {ours + others} ({rec.name}: {ours}, other VMs: {others}), "
-                    f"above its capacity {min(capacities)} (vcenter.hosts[].datastore_iops_capacity); lower disk_iops_limit",
-                    system=SYSTEM,
-                )
+        claimed = await self._iops.claim(rec, wanted, inv)
+        try:
+            await self._reconfigure(rec, reservation_spec(rec, wanted), "reserve the resources of",
+                                    shows=lambda r: shows_reservation(r, wanted, inv))
+        except BaseException:
+            self._iops.forget(claimed)
+            raise
 
     async def datastore_iops_in_use(self, datastore: str, exclude_vm: str) -> int:
         """Sum of the IOPS limits of every VM disk on ``datastore`` (a name) but those of
@@ -484,12 +376,7 @@ class VCenter:
         ds = inv.datastore_by_name(datastore)
         if ds is None:
             raise Rejected(f"datastore {datastore!r} not found in datacenter {self.spec.datacenter!r}", system=SYSTEM)
-        return await self._iops_on(ds, exclude=exclude_vm)
-
-    async def _iops_on(self, ds: str, *, exclude: str) -> int:
-        on_ds = [b.moref for b in await self._reads.current() if ds in b.datastores and exclude not in (b.moref, b.name)]
-        records = await self._reads.records(on_ds)
-        return sum(max(0, d.iops_limit) for rec in records.values() for d in rec.disks if d.datastore == ds)
+        return await self._iops.in_use(ds, inv, exclude=exclude_vm)
 
     async def _reconfigure(self, rec: VmRecord, spec: Any, what: str, *, shows: Callable[[VmRecord], bool] | None = None) -> None:
         await self._write(f"{what} VM {rec.name}", lambda c: rec.ref.ReconfigVM_Task(spec=spec), vm=rec.moref, task=True, shows=shows)
@@ -498,60 +385,21 @@ class VCenter:
 
     async def get_bios(self, vm: VmState) -> BiosState:
         rec = await self._resolve(vm)
-        return _bios(rec)
+        return bios_state(rec)
 
     async def lock_bios(self, vm: VmState, password: str) -> None:
         """Force BIOS setup, SCSI (0:0) disk first, power on, type the supervisor password
         (``adapters.vsphere._keys``), save and exit, mark the VM, and verify.
 
-        The marker is two-phase (extraConfig ``pexip-orchestrator.bios_lock``): "typing"
-        is written with the boot options, before the VM starts; "done" after the keys were
-        saved. A VM found running with "typing" was interrupted while the password was
-        being typed: whether it is set can only be seen on its console, so that is
-        refused with instructions instead of typing again into an unknown screen.
+        The "typing" marker is written right before the first keystroke, "done" after the
+        keys were saved (:mod:`adapters.vsphere._bios`): a crash before the first key is
+        retried by itself; a VM found running with "typing" is refused with instructions.
 
         Raises:
             ConfigError: the password has characters that cannot be typed.
             Rejected: no SCSI (0:0) disk, an interrupted lock, or verification failed.
         """
-        script = bios_password_script(password)  # refuses an untypeable password before any change
-        rec = await self._resolve(vm)
-        boot_disk = next((d for d in rec.disks if d.is_boot_disk), None)
-        if boot_disk is None:
-            raise Rejected(f"VM {rec.name} has no SCSI (0:0) hard disk to boot from", system=SYSTEM)
-        if rec.bios_lock == "typing" and rec.power_state != "poweredOff":
-            raise Rejected(
-                f"the BIOS lock of VM {rec.name} was interrupted while its password was being typed; open its console: "
-                f"if the BIOS asks for a password, the lock is done (set extraConfig {BIOS_KEY} = done), else power the VM "
-                "off and run again", system=SYSTEM)
-        if rec.bios_lock != "done":
-            armed = _boot_options(rec.boot_options, boot_disk.key, enter_setup=True)
-            await self._reconfigure(rec, vim.vm.ConfigSpec(
-                bootOptions=armed, extraConfig=[vim.option.OptionValue(key=BIOS_KEY, value="typing")]), "force BIOS setup on")
-            await self._power_on(rec, reset=rec.power_state == "poweredOn")
-            await asyncio.sleep(self._bios_boot_wait_s)
-            for i, phase in enumerate(script):
-                if i:
-                    await asyncio.sleep(self._bios_key_pause_s)
-                await self._type(rec, phase)
-            await asyncio.sleep(self._bios_key_pause_s)
-            # vSphere clears enterBIOSSetup itself when the VM enters setup; vcsim never runs
-            # a BIOS, so there it stays set. Sending it cleared (with the complete boot
-            # options: vcsim replaces the struct) holds on both, in the marker's call.
-            await self._reconfigure(rec, vim.vm.ConfigSpec(
-                bootOptions=_boot_options(armed, boot_disk.key, enter_setup=False),
-                extraConfig=[vim.option.OptionValue(key=BIOS_KEY, value="done")]), "mark the BIOS lock of",
-                shows=lambda r: r.bios_lock == "done" and _bios(r).boot_disk_first and not _bios(r).enter_bios_setup)
-        else:
-            state = _bios(rec)
-            if not state.boot_disk_first or state.enter_bios_setup:
-                await self._reconfigure(rec, vim.vm.ConfigSpec(
-                    bootOptions=_boot_options(rec.boot_options, boot_disk.key, enter_setup=False)), "set the boot order of")
-            if rec.power_state != "poweredOn":
-                await self._power_on(rec, reset=False)
-        state = await self.get_bios(vm)
-        if state.enter_bios_setup or not state.boot_disk_first or state.power_state != "poweredOn" or not state.locked_marker:
-            raise Rejected(f"the BIOS lock of VM {rec.name} did not verify: {state}", system=SYSTEM)
+        await lock_bios(self, vm, password, boot_wait_s=self._bios_boot_wait_s, key_pause_s=self._bios_key_pause_s)
 
     async def _power_on(self, rec: VmRecord, *, reset: bool) -> None:
         """Power on (or reset) and see it done; power-ons of many VMs share one call (vCenter)."""
@@ -587,61 +435,3 @@ class VCenter:
 
 
 # --- plain helpers ---------------------------------------------------------------------------
-
-
-def _level(shares: Any) -> str:
-    return str(shares.level) if shares is not None and shares.level is not None else "normal"
-
-
-def _reservation(rec: VmRecord, inv: Inventory) -> Reservation:
-    cpu, mem = rec.cpu_allocation, rec.memory_allocation
-
-    def num(alloc: Any, name: str, default: int) -> int:
-        value = getattr(alloc, name, None) if alloc is not None else None
-        return default if value is None else int(value)
-
-    return Reservation(
-        cpu_reservation_mhz=num(cpu, "reservation", 0),
-        cpu_limit_mhz=num(cpu, "limit", -1),
-        cpu_shares=_level(getattr(cpu, "shares", None)),
-        memory_reservation_mb=num(mem, "reservation", 0),
-        memory_limit_mb=num(mem, "limit", -1),
-        memory_shares=_level(getattr(mem, "shares", None)),
-        memory_locked=rec.memory_locked,
-        disks=tuple(
-            DiskAllocation(key=d.key, label=d.label, datastore=inv.datastores.get(d.datastore or "", d.datastore or ""),
-                           shares=d.shares_level, iops_limit=d.iops_limit)
-            for d in rec.disks
-        ),
-    )
-
-
-def _shows_reservation(rec: VmRecord, wanted: Reservation, inv: Inventory) -> bool:
-    """Whether ``rec`` shows ``wanted`` (its listed disks; the others are left as they are)."""
-    now = _reservation(rec, inv)
-    disks = {d.key: (d.shares, d.iops_limit) for d in now.disks}
-    return (dataclasses.replace(now, disks=()) == dataclasses.replace(wanted, disks=())
-            and all(disks.get(d.key) == (d.shares, d.iops_limit) for d in wanted.disks))
-
-
-def _bios(rec: VmRecord) -> BiosState:
-    options = rec.boot_options
-    boot_disk = next((d for d in rec.disks if d.is_boot_disk), None)
-    order = list(getattr(options, "bootOrder", None) or ())
-    first = order[0] if order else None
-    return BiosState(
-        enter_bios_setup=bool(getattr(options, "enterBIOSSetup", False)),
-        boot_disk_first=(boot_disk is not None and isinstance(first, vim.vm.BootOptions.BootableDiskDevice)
-                         and first.deviceKey == boot_disk.key),
-        power_state=rec.power_state,
-        locked_marker=rec.bios_lock == "done",
-    )
-
-
-def _boot_options(current: Any, disk_key: int, *, enter_setup: bool) -> Any:
-    """Complete boot options (vcsim replaces the struct) with the disk first."""
-    options = copy.deepcopy(current) if current is not None else vim.vm.BootOptions()
-    rest = [d for d in (options.bootOrder or ()) if not (isinstance(d, vim.vm.BootOptions.BootableDiskDevice) and d.deviceKey == disk_key)]
-    options.bootOrder = [vim.vm.BootOptions.BootableDiskDevice(deviceKey=disk_key), *rest]
-    options.enterBIOSSetup = enter_setup
-    return options

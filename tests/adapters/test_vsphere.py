@@ -163,7 +163,7 @@ async def test_reads_are_batched(vcsim: Vcsim, deployment: Deployment, tmp_path:
     """Ten VMs observed at once cost a couple of property reads, not one per VM or per attribute."""
     import asyncio
 
-    async with vcenter(deployment, read_max_age_s=0.0) as vc:  # every observation reads anew
+    async with vcenter(deployment) as vc:  # every observation reads anew (no reuse window since #11)
         nodes = [dataclasses.replace(deployment.management, name=f"pexip-batch-{i}") for i in range(10)]
         ova = str(make_test_ova(tmp_path / "batch.ova"))
         await asyncio.gather(*(vc.import_ova(n, identity(deployment, n), ova) for n in nodes))
@@ -177,7 +177,7 @@ async def test_reads_are_batched(vcsim: Vcsim, deployment: Deployment, tmp_path:
 async def test_iops_in_use_counts_other_vms_limits(vcsim: Vcsim, deployment: Deployment) -> None:
     """datastore_iops_in_use sums every other VM's disk limits on the datastore and leaves out the named VM."""
     node = deployment.management
-    async with vcenter(deployment, read_max_age_s=30.0) as vc:  # only a change makes a read stale here
+    async with vcenter(deployment) as vc:
         vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
         current = await vc.get_reservation(vm)
         mine = dataclasses.replace(current, disks=tuple(dataclasses.replace(d, iops_limit=700) for d in current.disks))
@@ -339,7 +339,7 @@ async def test_an_import_costs_its_five_calls(vcsim: Vcsim, deployment: Deployme
 async def test_a_reservation_seen_with_its_task_is_not_read_again(vcsim: Vcsim, deployment: Deployment) -> None:
     """The read that finds the reconfiguration done shows the new reservation: observing it right after reads nothing more."""
     node = deployment.management
-    async with vcenter(deployment, read_max_age_s=30.0) as vc:  # only a change makes a read stale here
+    async with vcenter(deployment) as vc:
         vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
         current = await vc.get_reservation(vm)
         wanted = dataclasses.replace(current, cpu_reservation_mhz=2294, cpu_limit_mhz=2294, memory_reservation_mb=1024,
@@ -362,7 +362,7 @@ async def test_a_record_read_with_its_task_serves_only_if_it_shows_the_change(
 ) -> None:
     """A record read in the call that saw the task succeed is used later only when it shows the change."""
     node = deployment.management
-    async with vcenter(deployment, read_max_age_s=30.0) as vc:  # only a change makes a read stale here
+    async with vcenter(deployment) as vc:
         vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
         rec = await vc._resolve(vm)
         await vc._reconfigure(rec, vim.vm.ConfigSpec(annotation="seen"), "annotate", shows=lambda r: shown)

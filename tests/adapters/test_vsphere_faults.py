@@ -75,7 +75,7 @@ async def test_vcsim_restarted_mid_step_is_noticed_and_the_world_redone(
 
 async def test_a_stopped_vcenter_is_unreachable_and_retryable(vcsim: Vcsim, deployment: Deployment) -> None:
     """With vcsim gone, a read fails as Unreachable (retryable), named by what was being done."""
-    async with vcenter(deployment, read_max_age_s=0.0) as vc:
+    async with vcenter(deployment) as vc:
         await vc.preflight(deployment)
         vcsim.stop()
         with pytest.raises(Unreachable, match="cannot reach vCenter") as info:
@@ -89,7 +89,7 @@ async def test_a_session_vcenter_forgot_is_renewed_once(vcsim_binary: Path, vcsi
     deployment = lab_deployment(first, tmp_path / "lab")
     second = None
     try:
-        async with vcenter(deployment, read_max_age_s=0.0) as vc:
+        async with vcenter(deployment) as vc:
             assert await vc.find_vm(deployment.management, identity(deployment, deployment.management)) is None
             first.stop()
             second = started_vcsim(tmp_path / "two", vcsim_binary, vcsim_pki, port=first.port, password=first.password)
@@ -138,7 +138,7 @@ async def test_a_pinned_thumbprint_is_accepted_and_checked_on_every_connection(
         spec = dataclasses.replace(lab.vcenter, ca_file=None, thumbprint=thumbprint_of(first.cert_file))
         deployment = dataclasses.replace(lab, vcenter=spec)
         node = deployment.management
-        async with vcenter(deployment, read_max_age_s=0.0) as vc:
+        async with vcenter(deployment) as vc:
             await asyncio.gather(*(vc.find_vm(node, identity(deployment, node)) for _ in range(4)))
             assert vc.statistics()["logins"] == 1
             first.stop()

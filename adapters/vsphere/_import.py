@@ -1,0 +1,83 @@
+"""Importing an OVA as a node's VM: placement, the import spec, the lease, the identity.
+
+:meth:`adapters.vsphere.VCenter.import_ova` (see its docstring); kept apart so the facade
+stays small. It works through the adapter's own reads, writes and uploads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pyVmomi import vim
+
+from adapters.base import VmState
+from adapters.vsphere._inventory import IDENTITY_FIELD, IMPORT_KEY, moid
+from adapters.vsphere._ova import ovf_networks, read_package
+from adapters.vsphere._session import SYSTEM
+from config.errors import ConfigError, Rejected
+from config.model import MANAGEMENT, NodeSpec
+
+if TYPE_CHECKING:
+    from adapters.vsphere._vcenter import VCenter
+
+__all__ = ["import_ova"]
+
+
+async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> VmState:
+    """:meth:`VCenter.import_ova`."""
+    field_name = "ova.management" if node.role == MANAGEMENT else "ova.conferencing"
+    package = read_package(ova, field_name)
+    networks = ovf_networks(package.descriptor)
+    inv, folder = await vc._inventory()
+    host = inv.host_by_name(node.host)
+    try:
+        host_spec = next(h for h in vc.spec.hosts if h.name == node.host)
+    except StopIteration:
+        raise ConfigError(f"host {node.host!r} of node {node.name} is not in vcenter.hosts", "vcenter.hosts") from None
+    if host is None:
+        raise ConfigError(f"host {node.host!r} not found in datacenter {vc.spec.datacenter!r}", "vcenter.hosts")
+    ds_ref = inv.datastore_by_name(host_spec.datastore)
+    net_ref = inv.network_by_name(node.portgroup)
+    pool = inv.resource_pools.get(host.compute_resource or "")
+    if ds_ref is None or net_ref is None or pool is None or folder is None:
+        raise ConfigError(f"cannot place {node.name}: datastore {host_spec.datastore!r}, portgroup {node.portgroup!r}, "
+                          f"folder {vc.spec.folder!r} and the host's resource pool must all exist; run the preflight",
+                          "vcenter")
+
+    vms = await vc._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
+    for brief in vms:
+        if brief.identity == identity:
+            return vc._state(brief, inv)  # already imported: nothing to do
+    for rec in await vc._namesakes(node, identity, vms):
+        await vc._destroy_incomplete(rec)
+
+    def create_spec(content: Any) -> Any:
+        cisp = vim.OvfManager.CreateImportSpecParams(
+            entityName=node.name,
+            networkMapping=[vim.OvfManager.NetworkMapping(name=n, network=inv.network_refs[net_ref]) for n in networks],
+        )
+        return content.ovfManager.CreateImportSpec(
+            ovfDescriptor=package.descriptor, resourcePool=pool, datastore=inv.datastore_refs[ds_ref], cisp=cisp)
+
+    with vc._in_flight.track():
+        result = await vc._session.call(f"create the import spec of {node.name}", create_spec)
+    if result.error:
+        raise Rejected(f"vCenter cannot import {ova} as {node.name}: "
+                       + "; ".join(getattr(e, "msg", None) or type(e).__name__ for e in result.error), system=SYSTEM)
+    spec = result.importSpec
+    config = spec.configSpec
+    config.extraConfig = [*(config.extraConfig or ()), vim.option.OptionValue(key=IMPORT_KEY, value=identity)]
+    lease = await vc._write(f"import {node.name}", lambda c: pool.ImportVApp(spec=spec, folder=folder, host=host.ref))
+    vm_ref = await vc._uploads.run(lease, package, result.fileItem or (), node.name)
+    key = await vc._field_key(IDENTITY_FIELD)
+    try:
+        await vc._write(f"tag {node.name} with its identity",
+                          lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity))  # a VM of ours appears
+    except BaseException:
+        vc._field_keys.pop(IDENTITY_FIELD, None)  # the field may be gone: read it again next time
+        raise
+    # Built from what was imported, not read back: the step verifies with find_vm.
+    return VmState(
+        name=node.name, identity=identity, moref=moid(vm_ref), host=node.host, portgroup=node.portgroup,
+        power_state="poweredOff", num_cpus=int(config.numCPUs or 0), memory_mb=int(config.memoryMB or 0),
+    )

@@ -1,0 +1,141 @@
+"""Benchmark: durable journal commits per committed step during ``simulate`` (issue #11, target 1).
+
+Runs the whole simulated deployment in this process (``orchestrator.api.simulate``, latency 0)
+and counts the journal's transactions: every ``COMMIT`` its SQLite connection executes (seen
+by ``sqlite3``'s trace callback, so the count does not depend on how the engine groups its
+writes), split into those that append events and the others (leases, heartbeats, meta). The
+figure is transactions per ``step_committed`` event. Targets: at most 1.0 with one node, at
+most 0.1 with 100 nodes moving at once. ``--profile`` adds a cProfile of a bigger run (top
+entries by cumulative and by own time). Prints figures; asserts nothing.
+
+    .venv/bin/python bench/commits_bench.py [--nodes 1 100] [--profile 1000] [--top 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import cProfile
+import io
+import pstats
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGETS = {1: 1.0, 100: 0.1}
+
+
+class CommitCounter:
+    """Counts COMMITs on every journal connection opened while installed."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.event_commits = 0
+        self._inserted = False
+
+    def trace(self, statement: str) -> None:
+        head = statement.lstrip()[:12].upper()
+        if head.startswith("INSERT INTO EVENTS") or statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
+            self._inserted = True
+        elif head.startswith("COMMIT"):
+            self.commits += 1
+            if self._inserted:
+                self.event_commits += 1
+            self._inserted = False
+        elif head.startswith("ROLLBACK"):
+            self._inserted = False
+
+    def install(self) -> Any:
+        from journal import Journal
+
+        original = Journal.open.__func__  # type: ignore[attr-defined]
+        counter = self
+
+        def open_traced(cls: type[Journal], *args: Any, **kwargs: Any) -> Journal:
+            journal: Journal = original(cls, *args, **kwargs)
+            conn: sqlite3.Connection = journal._conn
+            conn.set_trace_callback(counter.trace)
+            return journal
+
+        Journal.open = classmethod(open_traced)  # type: ignore[method-assign,assignment]
+        return lambda: setattr(Journal, "open", classmethod(original))
+
+
+def simulate(nodes: int, workdir: Path) -> tuple[Any, float]:
+    from orchestrator import api
+
+    settings = api.SimulationSettings(nodes=nodes, latency=0.0, world=workdir / f"w{nodes}.sqlite",
+                                      journal=workdir / f"j{nodes}.sqlite", fresh=True)
+    start = time.perf_counter()
+    report, _ = asyncio.run(api.simulate(settings))
+    return report, time.perf_counter() - start
+
+
+def event_kinds(path: Path) -> collections.Counter[str]:
+    with sqlite3.connect(path) as conn:
+        return collections.Counter(dict(conn.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall()))
+
+
+def commits_per_step(nodes: int, workdir: Path) -> dict[str, Any]:
+    counter = CommitCounter()
+    uninstall = counter.install()
+    try:
+        report, wall = simulate(nodes, workdir)
+    finally:
+        uninstall()
+    kinds = event_kinds(workdir / f"j{nodes}.sqlite")
+    steps = kinds.get("step_committed", 0)
+    return {
+        "nodes": nodes, "exit_code": report.exit_code, "wall_s": wall, "commits": counter.commits,
+        "event_commits": counter.event_commits, "steps_committed": steps, "events": sum(kinds.values()),
+        "per_step": counter.commits / steps if steps else float("nan"),
+        "event_commits_per_step": counter.event_commits / steps if steps else float("nan"),
+        "kinds": dict(kinds.most_common()),
+    }
+
+
+def profile(nodes: int, workdir: Path, top: int) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    report, wall = simulate(nodes, workdir)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)  # where the time is spent itself
+    return f"simulate --nodes {nodes} --latency 0 under cProfile: {wall:.2f} s (exit {report.exit_code})\n" + out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--profile", type=int, default=0, help="also profile a simulation of this many nodes")
+    parser.add_argument("--top", type=int, default=15)
+    opts = parser.parse_args()
+    from orchestrator.logs import configure_logging
+
+    configure_logging("ERROR")
+    with tempfile.TemporaryDirectory(prefix="commits-bench-") as tmp:
+        workdir = Path(tmp)
+        for nodes in opts.nodes:
+            f = commits_per_step(nodes, workdir)
+            target = TARGETS.get(nodes)
+            verdict = "" if target is None else f"  target <= {target}: {'OK' if f['per_step'] <= target else 'MISSED'}"
+            print(f"{nodes:>5} node(s): {f['commits']} journal transactions ({f['event_commits']} appending events) for "
+                  f"{f['steps_committed']} committed steps = {f['per_step']:.2f} per step "
+                  f"({f['event_commits_per_step']:.2f} appending events); {f['events']} events, "
+                  f"{f['wall_s']:.2f} s, exit {f['exit_code']}{verdict}")
+            print("        events by kind: " + ", ".join(f"{k} {n}" for k, n in f["kinds"].items()))
+        if opts.profile:
+            print(profile(opts.profile, workdir, opts.top))
+
+
+if __name__ == "__main__":
+    main()
