@@ -25,6 +25,7 @@ __all__ = [
     "MAINTENANCE_OFF",
     "EXPORT_SEAL",
     "DEPLOYMENT_BOUND",
+    "RUN_STARTED",
     "ALL",
 ]
 
@@ -45,9 +46,10 @@ MAINTENANCE_ON = "maintenance_on"
 MAINTENANCE_OFF = "maintenance_off"
 EXPORT_SEAL = "export_seal"  # the last line of an export (never in the database)
 DEPLOYMENT_BOUND = "deployment_bound"  # the journal bound to its deployment identity (once)
+RUN_STARTED = "run_started"  # run/resume/simulate began: policy and config hashes, command line, user, version
 
 ALL = frozenset({
     NODE_REGISTERED, DEFINITION_RECORDED, DEFINITION_CHANGED, MILESTONE_STARTED, STEP_STARTED, STEP_RETRY,
     STEP_COMMITTED, STEP_FAILED, RETRIED, REWOUND, GATE_WAITING, GATE_OPENED, GATE_PASSED, MAINTENANCE_ON,
-    MAINTENANCE_OFF, EXPORT_SEAL, DEPLOYMENT_BOUND,
+    MAINTENANCE_OFF, EXPORT_SEAL, DEPLOYMENT_BOUND, RUN_STARTED,
 })

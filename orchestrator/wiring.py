@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapters.base import Systems
+from adapters.syslog import SyslogSender
 from config.errors import ConfigError
 from config.model import Deployment
 
-__all__ = ["open_systems", "needs_world", "NOT_YET_REAL"]
+__all__ = ["open_systems", "open_syslog", "needs_world", "any_real", "NOT_YET_REAL"]
 
 # Real adapters that later issues bring; until then "real" is refused plainly, never faked.
 NOT_YET_REAL = {
@@ -30,6 +31,32 @@ def needs_world(deployment: Deployment) -> bool:
         deployment.ldap.mode,
         deployment.pki.mode,
     )
+
+
+def any_real(deployment: Deployment) -> bool:
+    """Whether any system is in real mode: the journal's signing key must then be configured and private."""
+    modes = (deployment.vcenter.mode, deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode)
+    return "real" in modes
+
+
+def open_syslog(deployment: Deployment) -> SyslogSender:
+    """Where the journal's checkpoints are witnessed: ``journal.syslog`` (``auto``: real unless a system is simulated).
+
+    TLS servers are verified against their own ``ca_file`` when the configuration gives one, else
+    against ``pki.ca_chain`` (the deployment's CA), else the system's CAs.
+    """
+    servers = deployment.network.syslog_servers
+    mode = deployment.journal.syslog
+    if mode == "sim" or (mode == "auto" and needs_world(deployment)):
+        from adapters.sim.syslog import SimSyslog
+
+        return SimSyslog(servers)
+    from adapters.syslog import RemoteSyslog
+
+    base = Path(deployment.source).parent if deployment.source else Path.cwd()
+    ca = getattr(servers[0], "ca_file", None) if servers else None  # a per-server CA, when the model has one
+    ca = ca or deployment.pki.ca_chain
+    return RemoteSyslog(servers, ca_file=(base / ca) if ca else None)
 
 
 def _refuse_unbuilt(deployment: Deployment) -> None:
