@@ -21,7 +21,8 @@ from config.model import Deployment
 from config.secrets import REDACTOR
 from journal import Journal, kinds
 from machines.lifecycle import definition_hash
-from orchestrator._trust import Checkpointer, Trust, signer_for, start_record, trusted_key, verify_before_acting
+from orchestrator import _trust
+from orchestrator._trust import Checkpointer, Trust
 from orchestrator.wiring import needs_world, open_syslog, open_systems
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def open_journal(
                 raise ConfigError([("NODE", f"nothing to {what or 'do'}: journal {path} holds no run of deployment "
                                             f"{deployment!r}; start one with `orchestrator run`")])
         if what is not None:
-            verify_before_acting(journal, trust, what=what)
+            _trust.verify_before_acting(journal, trust, what=what)
         if deployment is not None and bind:
             journal.bind_deployment(deployment)
         current = definition_hash()
@@ -221,8 +222,8 @@ def open_journal(
 
 def _operator_trust(deployment: Deployment | None, path: Path) -> Trust | None:
     if deployment is not None:
-        return signer_for(deployment, path, create=False)
-    return trusted_key(None, path)
+        return _trust.signer_for(deployment, path, create=False)
+    return _trust.trusted_key(None, path)
 
 
 @contextmanager
@@ -286,7 +287,7 @@ def _open_world(deployment: Deployment) -> SimWorld | None:
     path = Path(sim.world)
     if not path.is_absolute() and deployment.source:
         path = Path(deployment.source).parent / path
-    return SimWorld.open(path, latency=sim.latency, faults=sim.faults)
+    return SimWorld.open(_trust.create_private(path), latency=sim.latency, faults=sim.faults)
 
 
 def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> None:
@@ -337,15 +338,6 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
         yield Session(settings, deployment, path, opened, world, systems, simulated, checkpointer)
 
 
-def _login() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 def _enter(
     stack: AsyncExitStack, settings: SessionSettings, path: Path, deployment: Deployment, trust: Trust,
     command: str, *, bind: bool = True,
@@ -359,17 +351,12 @@ def _enter(
     if not bind and not journal.nodes():
         raise ConfigError([("NODE", f"nothing to {command}: journal {path} holds no node of deployment "
                                     f"{deployment.name!r}; start with `orchestrator run`")])
-    user = settings.actor if settings.actor not in ("orchestrator", "simulate") else _login()
-    start_record(journal, deployment, command=command, user=user, argv=sys.argv)
-    checkpointer = Checkpointer(journal, trust, open_syslog(deployment), every=_checkpoint_every(deployment))
+    user = settings.actor if settings.actor not in ("orchestrator", "simulate") else _trust.login_name()
+    _trust.start_record(journal, deployment, command=command, user=user, argv=sys.argv)
+    checkpointer = Checkpointer(journal, trust, open_syslog(deployment), every=_trust.checkpoint_every(deployment))
     checkpointer.now()  # the opening records are signed before the first step: a fresh journal verifies
     stack.push_async_callback(checkpointer.aclose)  # before the journal closes: the end-of-run checkpoint
     return journal, checkpointer
-
-
-def _checkpoint_every(deployment: Deployment) -> int:
-    section = getattr(deployment.policy, "journal", None)
-    return int(section.checkpoint_every) if section is not None else 200
 
 
 def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optional: bool) -> _Parts:
@@ -390,7 +377,7 @@ def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optio
         opened = stack.enter_context(_open(path, readonly=True))
         _check_deployment(opened, deployment.name)
         return deployment, path, opened, world, bool(opened.get_meta("simulation")), None
-    trust = signer_for(deployment, path)
+    trust = _trust.signer_for(deployment, path)
     assert trust is not None  # create=True: a simulation's key is made when missing
     world = stack.enter_context(_closing(_open_world(deployment)))
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "run")
@@ -417,7 +404,7 @@ def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
         register_secrets(deployment)
     else:
         world = stack.enter_context(_closing(_open_world(deployment)))
-    trust = signer_for(deployment, path)
+    trust = _trust.signer_for(deployment, path)
     assert trust is not None
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "resume", bind=False)
     return deployment, path, opened, world, bool(opened.get_meta("simulation")), checkpointer
@@ -431,11 +418,11 @@ def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: Sim
     deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"), latency=sim.latency, faults=sim.faults)
     register_secrets(deployment)
     path = journal_path(settings, deployment)
-    trust = signer_for(deployment, path)
+    trust = _trust.signer_for(deployment, path)
     assert trust is not None
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "simulate")
     _check_simulation(opened, path, sim)
-    world = SimWorld.open(sim.world, latency=sim.latency, faults=sim.faults)
+    world = SimWorld.open(_trust.create_private(sim.world), latency=sim.latency, faults=sim.faults)
     stack.push_async_callback(world.aclose)  # waits for the world's pending commits
     return deployment, path, opened, world, True, checkpointer
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,13 +33,17 @@ from orchestrator.wiring import any_real
 
 __all__ = [
     "key_dir",
+    "create_private",
     "generated_key_path",
+    "generate_key",
     "Trust",
     "signer_for",
     "trusted_key",
     "verify_before_acting",
     "Checkpointer",
     "start_record",
+    "login_name",
+    "checkpoint_every",
 ]
 
 log = structlog.get_logger("orchestrator.journal")
@@ -59,7 +64,16 @@ def key_dir(journal: Path) -> Path:
     the key re-sign a rewritten history. A sibling of that directory is out of their reach.
     """
     folder = journal.resolve().parent
-    return folder.parent / f".{folder.name or 'root'}.journal-keys"
+    return folder.parent / f".{folder.name.lstrip('.') or 'root'}.journal-keys"
+
+
+def create_private(path: Path) -> Path:
+    """Create ``path`` empty, mode 0600, when it does not exist (a world's SQLite file: SQLite keeps the mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    return path
 
 
 def generated_key_path(journal: Path) -> Path:
@@ -67,7 +81,8 @@ def generated_key_path(journal: Path) -> Path:
     return key_dir(journal) / f"{journal.name}.signing-key.pem"
 
 
-def _generate(journal: Path) -> Path:
+def generate_key(journal: Path) -> Path:
+    """The generated key of ``journal``, made (and where it is printed, once) when missing."""
     path = generated_key_path(journal)
     if not path.exists():
         generate_signing_key(path.parent, path.name)
@@ -141,7 +156,7 @@ def signer_for(deployment: Deployment, journal: Path, *, create: bool = True) ->
             "required when any system is real: the key that signs the journal's checkpoints. Make one "
             "with `openssl genpkey -algorithm ed25519 -out /etc/orchestrator/journal-key.pem` (chmod 600, "
             "outside the journal's directory) and set journal.signing_key = \"file:/etc/orchestrator/journal-key.pem\""))])
-    path = _generate(journal) if create else generated_key_path(journal)
+    path = generate_key(journal) if create else generated_key_path(journal)
     if not path.is_file():
         return None
     return Trust(Signer.from_pem(path.read_bytes()), f"the simulation's key {path}")
@@ -238,6 +253,22 @@ class Checkpointer:
             await asyncio.gather(*self._sends)
         if self.syslog is not None:
             await self.syslog.aclose()
+
+
+def login_name() -> str:
+    """Who runs this process, for the start record when no ``--by`` was given."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def checkpoint_every(deployment: Deployment) -> int:
+    """The policy's ``journal.checkpoint_every`` (200 when the policy has no such section)."""
+    section = getattr(deployment.policy, "journal", None)
+    return int(section.checkpoint_every) if section is not None else 200
 
 
 def _sha256(path: str | Path | None) -> str | None:
