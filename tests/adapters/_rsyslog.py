@@ -65,9 +65,10 @@ def running_rsyslog(directory: Path) -> Iterator[Rsyslog]:
             try:
                 socket.create_connection(("127.0.0.1", tcp), timeout=0.2).close()
                 break
-            except OSError:
+            except OSError as exc:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"rsyslogd did not start: {proc.stdout.read() if proc.stdout else b''!r}")
+                    output = proc.stdout.read() if proc.stdout else b""
+                    raise RuntimeError(f"rsyslogd did not start: {output!r}") from exc
                 time.sleep(0.05)
         yield Rsyslog(tcp, udp, received)
     finally:
