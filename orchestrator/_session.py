@@ -377,8 +377,7 @@ def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optio
         opened = stack.enter_context(_open(path, readonly=True))
         _check_deployment(opened, deployment.name)
         return deployment, path, opened, world, bool(opened.get_meta("simulation")), None
-    trust = _trust.signer_for(deployment, path)
-    assert trust is not None  # create=True: a simulation's key is made when missing
+    trust = _trust.checked_signer(deployment, path)
     world = stack.enter_context(_closing(_open_world(deployment)))
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "run")
     recorded = opened.get_meta("simulation")
@@ -402,10 +401,10 @@ def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
         deployment, world = _recorded_simulation(json.loads(recorded))
         stack.enter_context(_closing(world))
         register_secrets(deployment)
+        trust = _trust.checked_signer(deployment, path)
     else:
+        trust = _trust.checked_signer(deployment, path)  # before the world is opened for writing
         world = stack.enter_context(_closing(_open_world(deployment)))
-    trust = _trust.signer_for(deployment, path)
-    assert trust is not None
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "resume", bind=False)
     return deployment, path, opened, world, bool(opened.get_meta("simulation")), checkpointer
 
@@ -418,8 +417,7 @@ def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: Sim
     deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"), latency=sim.latency, faults=sim.faults)
     register_secrets(deployment)
     path = journal_path(settings, deployment)
-    trust = _trust.signer_for(deployment, path)
-    assert trust is not None
+    trust = _trust.checked_signer(deployment, path)
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "simulate")
     _check_simulation(opened, path, sim)
     world = SimWorld.open(_trust.create_private(sim.world), latency=sim.latency, faults=sim.faults)

@@ -38,6 +38,7 @@ __all__ = [
     "generate_key",
     "Trust",
     "signer_for",
+    "checked_signer",
     "trusted_key",
     "verify_before_acting",
     "Checkpointer",
@@ -160,6 +161,25 @@ def signer_for(deployment: Deployment, journal: Path, *, create: bool = True) ->
     if not path.is_file():
         return None
     return Trust(Signer.from_pem(path.read_bytes()), f"the simulation's key {path}")
+
+
+def checked_signer(deployment: Deployment, journal: Path) -> Trust:
+    """Before anything is created: the modes that are not built and the key, every problem in one report."""
+    from orchestrator.wiring import refuse_unbuilt
+
+    problems: list[tuple[str, str]] = []
+    try:
+        refuse_unbuilt(deployment)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        trust = signer_for(deployment, journal, create=not problems)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    assert trust is not None  # create=True: a simulation's key is made when missing
+    return trust
 
 
 def trusted_key(deployment: Deployment | None, journal: Path) -> Trust | None:

@@ -13,7 +13,7 @@ from adapters.syslog import SyslogSender
 from config.errors import ConfigError
 from config.model import Deployment
 
-__all__ = ["open_systems", "open_syslog", "needs_world", "any_real", "NOT_YET_REAL"]
+__all__ = ["open_systems", "open_syslog", "refuse_unbuilt", "needs_world", "any_real", "NOT_YET_REAL"]
 
 # Real adapters that later issues bring; until then "real" is refused plainly, never faked.
 NOT_YET_REAL = {
@@ -59,7 +59,8 @@ def open_syslog(deployment: Deployment) -> SyslogSender:
     return RemoteSyslog(servers, ca_file=(base / ca) if ca else None)
 
 
-def _refuse_unbuilt(deployment: Deployment) -> None:
+def refuse_unbuilt(deployment: Deployment) -> None:
+    """``mode = "real"`` for a system whose real adapter is not built: exit 2, before anything is created."""
     modes = {"pexip_api": deployment.pexip_api.mode, "console": deployment.console.mode, "ldap": deployment.ldap.mode}
     problems = [
         (f"{system}.mode", f'"real" is not available yet: {what} is not built; set {system}.mode = "sim" for now')
@@ -72,7 +73,7 @@ def _refuse_unbuilt(deployment: Deployment) -> None:
 
 def open_systems(deployment: Deployment, world: object | None) -> Systems:
     """Build the adapters of one run. ``world`` is the open ``SimWorld`` when any system is simulated."""
-    _refuse_unbuilt(deployment)
+    refuse_unbuilt(deployment)
     from adapters.ca_manual import ManualCA
 
     if needs_world(deployment) and world is None:

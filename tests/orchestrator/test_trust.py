@@ -352,3 +352,15 @@ def test_rsyslog_keeps_the_checkpoints_and_catches_a_rewrite_signed_with_the_rea
     code, _, err = _invoke("-c", str(honest), "journal", "verify", "--public-key", str(pem), "--checkpoints", str(copy))
     assert code == 4 and ("rewritten" in err or "truncated" in err), err
     assert json.loads(lines[0].split(" - checkpoint - ", 1)[1])["seq"] >= 1
+
+
+# --- item 7 (the journal's part): nothing created before the checks passed ----------------------------
+
+def test_a_mode_not_built_creates_no_journal_key_or_world(here: Path) -> None:
+    """`mode = "real"` for the Pexip API (not built) exits 2 before the journal, its key or the world exist."""
+    config = _sim_config(here)
+    text = config.read_text()
+    config.write_text(re.sub(r'(\[pexip_api\][^\[]*?)mode = "sim"', r'\1mode = "real"', text, count=1))
+    code, _, err = _invoke("-c", str(config), "run")
+    assert code == 2 and "pexip_api.mode" in err and "journal.signing_key" in err  # one report, every problem
+    assert not list(here.glob("*.sqlite*")) and not generated_key_path(here / "orchestrator.journal.sqlite").exists()
