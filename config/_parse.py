@@ -113,6 +113,22 @@ def _network(t: Table) -> NetworkSpec:
     )
 
 
+_SYSLOG_MODES = ("auto", "real", "sim")
+
+
+def _journal(t: Table) -> JournalSpec:
+    syslog = t.text("syslog", required=False, default="auto")
+    if isinstance(syslog, str) and syslog not in _SYSLOG_MODES:
+        t.problem("syslog", f"not one of {', '.join(_SYSLOG_MODES)} (got {syslog!r}); pick one")
+        syslog = "auto"
+    return JournalSpec(
+        path=t.file_path("path", required=False, default="orchestrator.journal.sqlite"),
+        lease_timeout_s=t.number("lease_timeout_s", required=False, default=60.0),
+        signing_key=t.secret("signing_key", required=False),
+        syslog=syslog,
+    )
+
+
 def _ldap(t: Table, policy: Policy) -> LdapSpec:
     mappings = []
     for m in t.tables("role_mappings"):
@@ -240,10 +256,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
             latency=t.number("latency", required=False, default=0.0),
             faults=t.text("faults", required=False, default=""),
         ), required=False),
-        journal=_section(top, "journal", lambda t: JournalSpec(
-            path=t.file_path("path", required=False, default="orchestrator.journal.sqlite"),
-            lease_timeout_s=t.number("lease_timeout_s", required=False, default=60.0),
-        ), required=False),
+        journal=_section(top, "journal", _journal, required=False),
         source=str(source),
         policy_path=str(policy_path),
         policy_sha256=_sha256(policy_path),

@@ -57,6 +57,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "retry.wait_timeout_s": (1, 86400, "seconds"),
     "concurrency.max_nodes": (1, 10000, "nodes at once"),
     "concurrency.per_host": (1, 64, "side effects at once per host"),
+    "journal.checkpoint_every": (1, 1000000, "transitions between signed checkpoints"),
 }
 
 

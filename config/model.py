@@ -215,6 +215,12 @@ class SimulationSpec:
 class JournalSpec:
     path: str = "orchestrator.journal.sqlite"
     lease_timeout_s: float = 60.0
+    # The Ed25519 key that signs checkpoints: a secret reference kept away from the journal's
+    # directory (required when any system is real; a simulation generates its own).
+    signing_key: Secret | None = None
+    # Where checkpoints are witnessed: "real" sends them to network.syslog_servers, "sim" to the
+    # simulated world's syslog, "auto": real unless a system is simulated.
+    syslog: Literal["auto", "real", "sim"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ __all__ = [
     "GatesPolicy",
     "ConcurrencyPolicy",
     "Policy",
+    "JournalPolicy",
 ]
 
 
@@ -207,3 +208,12 @@ class Policy:
     retry: RetryPolicy
     gates: GatesPolicy
     concurrency: ConcurrencyPolicy
+    journal: JournalPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class JournalPolicy:
+    """Not from the guide: how often the journal's chain is signed (and witnessed by syslog)."""
+
+    checkpoint_every: int  # committed transitions between two signed checkpoints (and one at the end of a run)
+    customizable: tuple[str, ...]

@@ -9,7 +9,7 @@ that breaks the limit, for the caller to word with what it knows of where it loo
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Literal
 
 from config.policy import NetworkServicesPolicy, ReservationPolicy, SnmpPolicy, VlanPolicy
@@ -155,3 +155,17 @@ def unbuilt_mode_problem(system: str, mode: str | None) -> str | None:
     if mode == "real" and system in NOT_YET_REAL:
         return f'"real" is not available yet: {NOT_YET_REAL[system]} is not built; set {system}.mode = "sim" for now'
     return None
+
+
+def any_real(modes: Sequence[str]) -> bool:
+    """Whether any system of a deployment is real (``modes``: vcenter, pexip_api, console, ldap)."""
+    return "real" in modes
+
+
+# The journal's signing key: required once any system is real (issue #7: a record no one can rewrite).
+SIGNING_KEY_REQUIRED = (
+    "required when any system is real: the key that signs the journal's checkpoints. Make one "
+    "with `openssl genpkey -algorithm ed25519 -out /etc/orchestrator/journal-key.pem` (chmod 600, "
+    "outside the journal's directory) and set journal.signing_key = \"file:/etc/orchestrator/journal-key.pem\""
+)
+

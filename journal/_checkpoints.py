@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -89,7 +90,9 @@ def verify(
 def load_kept(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Any]:
     """An independently kept checkpoint list: a JSON-lines file (path) or records.
 
-    Lines that are not JSON objects are kept as they are, so verify reports them.
+    A syslog server's copy is read too: RFC 5424 lines with msgid ``checkpoint`` give their
+    message, other messages are skipped. Lines that are not JSON objects are kept as they
+    are, so verify reports them.
     """
     if not isinstance(source, (str, os.PathLike)):
         return list(source)
@@ -101,8 +104,17 @@ def load_kept(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> l
     for line in text.split("\n"):
         if not line.strip():
             continue
+        syslog = _SYSLOG_LINE.match(line)
+        if syslog is not None:
+            if syslog.group(1) != "checkpoint":
+                continue  # another message the syslog server received: not ours to judge
+            line = syslog.group(2)
         try:
             kept.append(json.loads(line))
         except ValueError:
             kept.append(line)
     return kept
+
+
+# A line as a syslog server keeps it (RFC 5424, rsyslog's %rawmsg%): `<PRI>1 TIME HOST APP PROCID MSGID SD MSG`.
+_SYSLOG_LINE = re.compile(r"^<\d{1,3}>1 \S+ \S+ \S+ \S+ (\S+) (?:-|\[.*?\]) ?(.*)$")

@@ -26,6 +26,7 @@ __all__ = [
     "EXPORT_SEAL",
     "DEPLOYMENT_BOUND",
     "RUN_RECAP",
+    "RUN_STARTED",
     "ALL",
 ]
 
@@ -47,9 +48,10 @@ MAINTENANCE_OFF = "maintenance_off"
 EXPORT_SEAL = "export_seal"  # the last line of an export (never in the database)
 DEPLOYMENT_BOUND = "deployment_bound"  # the journal bound to its deployment identity (once)
 RUN_RECAP = "run_recap"  # run-level: a run's end, per node ok/changed/retried/waiting/failed (orchestrator._recap)
+RUN_STARTED = "run_started"  # run/resume/simulate began: policy and config hashes, command line, user, version
 
 ALL = frozenset({
     NODE_REGISTERED, DEFINITION_RECORDED, DEFINITION_CHANGED, MILESTONE_STARTED, STEP_STARTED, STEP_RETRY,
     STEP_COMMITTED, STEP_FAILED, RETRIED, REWOUND, GATE_WAITING, GATE_OPENED, GATE_PASSED, MAINTENANCE_ON,
-    MAINTENANCE_OFF, EXPORT_SEAL, DEPLOYMENT_BOUND, RUN_RECAP,
+    MAINTENANCE_OFF, EXPORT_SEAL, DEPLOYMENT_BOUND, RUN_RECAP, RUN_STARTED,
 })

@@ -36,13 +36,16 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "status": (("orchestrator status", "orchestrator status pexip-mgmt --json",
                 "orchestrator --journal j.sqlite status"), _READ),
     "approve": (("orchestrator approve pexip-mgmt security_wizard --by alice --reason CHG-42",), _READ),
-    "cert": (("orchestrator cert import pexip-mgmt signed.pem",), _READ),
-    "cert import": (("orchestrator cert import pexip-mgmt signed.pem",), _READ),
+    "cert": (("orchestrator cert import pexip-mgmt signed.pem --by alice",), _READ),
+    "cert import": (("orchestrator cert import pexip-mgmt signed.pem --by alice",), _READ),
     "maintenance": (("orchestrator maintenance pexip-conf-1 on --by alice --reason 'host swap'",), _READ),
     "journal": (("orchestrator journal export -o audit.jsonl", "orchestrator journal verify audit.jsonl"), _READ),
     "journal export": (("orchestrator journal export -o audit.jsonl", "orchestrator journal export --format csv"),
                        _READ),
-    "journal verify": (("orchestrator journal verify", "orchestrator journal verify audit.jsonl"), _READ),
+    "journal verify": (("orchestrator journal verify --public-key auditor.pem",
+                        "orchestrator journal verify audit.jsonl --public-key auditor.pem --checkpoints syslog-copy.log",
+                        "orchestrator journal verify --chain-only"), _READ),
+    "journal public-key": (("orchestrator journal public-key > auditor.pem",), (0, 1, 2)),
     "lab": (("orchestrator lab up", "orchestrator lab status --json", "orchestrator lab down --reset"), (0, 1, 2)),
     "lab up": (("orchestrator lab up", "orchestrator lab up --fresh --json"), (0, 1, 2)),
     "lab down": (("orchestrator lab down", "orchestrator lab down --reset --json"), (0, 1, 2)),
@@ -51,6 +54,8 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 
 # One-line summaries for the command lists (never cut with "...").
 SHORT = {
+    "journal": "The audit record: export, verify, public key.",
+    "journal public-key": "The public key an auditor verifies the journal with (PEM).",
     "cert import": "The CA's signed certificate for NODE's pending CSR, checked first.",
     "simulate": "A whole deployment against the simulated world.",
     "resume": "Continue NODE (or --all) from its last committed state.",

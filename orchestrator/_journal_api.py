@@ -1,7 +1,8 @@
 """The commands that only read or write the journal: status, gates, maintenance, export, verify.
 
 They take the open journal (a session's, or :func:`orchestrator.api.open_existing_journal`'s), except
-``export`` and ``verify``, which open the journal the settings resolve to without writing to it.
+``export``, ``verify`` and ``public_key``, which open the journal the settings resolve to read-only:
+they never create or alter a journal.
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ from typing import Any, TextIO
 
 from config.errors import ConfigError
 from config.model import Deployment
-from journal import Journal, VerifyReport, kinds, verify_export
+from journal import Journal, VerifyReport, kinds, load_public_key, public_key_pem, verify_export
 from machines.lifecycle import APPROVAL_GATES, FAILED, GATES, milestone_index
 from machines.plan import next_action
-from orchestrator._session import SessionSettings, existing_journal, journal_path, load_deployment, resolved_journal
+from orchestrator._session import (
+    SessionSettings,
+    existing_journal,
+    journal_path,
+    load_deployment,
+    open_readonly_journal,
+    resolved_journal,
+)
+from orchestrator._trust import Trust, trusted_key
 
-__all__ = ["status", "approve", "cert_import", "set_maintenance", "export", "verify", "Verification"]
+__all__ = ["status", "approve", "cert_import", "set_maintenance", "export", "verify", "public_key", "Verification"]
 
 
 # --- status, gates, maintenance ---------------------------------------------------------
@@ -188,7 +197,29 @@ def set_maintenance(journal: Journal, node: str, on: bool, *, by: str, reason: s
     return {"node": node, "maintenance": on, "state": record.state, "seq": event.seq}
 
 
-# --- export, verify ----------------------------------------------------------------------
+# --- export, verify, public key ---------------------------------------------------------
+
+def _operator_key(settings: SessionSettings, path: Path) -> Trust | None:
+    """The operator's key for the journal at ``path``: the configured signing key, else a simulation's.
+
+    Never a key found in what is verified: the configuration and the simulation's private
+    key directory are the operator's, not the journal's.
+    """
+    try:
+        deployment = load_deployment(settings, required=False, check_secrets=False)
+    except ConfigError:
+        if settings.config is not None:
+            raise  # the configuration the caller named is bad input, never "no key, fine"
+        deployment = None  # a default configuration that does not load names no key
+    return trusted_key(deployment, path)
+
+
+def _resolved(settings: SessionSettings) -> Path:
+    try:
+        return resolved_journal(settings)
+    except ConfigError:
+        return journal_path(settings)  # a configuration that does not load names no journal
+
 
 def export(
     settings: SessionSettings,
@@ -200,8 +231,10 @@ def export(
 ) -> int:
     """Export the journal with a seal that :func:`verify` checks; returns the number of events written.
 
+    The journal is opened read-only. The seal is signed with the operator's key when there is one.
+
     Args:
-        out: a stream, or a file to write (replaced).
+        out: a stream, or a file, replaced atomically (0600): a killed export leaves the previous file.
         since: ISO-8601 time (UTC if no zone): only events at or after it.
     """
     if since:
@@ -209,19 +242,22 @@ def export(
             datetime.fromisoformat(since.replace("Z", "+00:00"))
         except ValueError as exc:
             raise ConfigError([("--since", f"{since!r} is not an ISO-8601 time; e.g. 2026-11-28T10:00:00Z")]) from exc
-    with Journal.open(existing_journal(settings)) as journal:
+    path = existing_journal(settings)
+    trust = _operator_key(settings, path)
+    signer = trust.signer if trust is not None else None
+    with open_readonly_journal(path) as journal:
         if isinstance(out, Path):
-            with out.open("w", newline="") as stream:
-                return journal.export(stream, fmt=fmt, node=node, since=since)
-        return journal.export(out, fmt=fmt, node=node, since=since)
+            return journal.export_to(out, fmt=fmt, node=node, since=since, signer=signer)
+        return journal.export(out, fmt=fmt, node=node, since=since, signer=signer)
 
 
 @dataclass(frozen=True)
 class Verification:
-    """What was verified (the journal's or the export's path) and the report."""
+    """What was verified (the journal's or the export's path), the report, and which key was trusted."""
 
     what: str
     report: VerifyReport
+    key: str | None = None  # where the trusted public key came from; None: no key
 
 
 def _is_sqlite(path: Path) -> bool:
@@ -229,22 +265,53 @@ def _is_sqlite(path: Path) -> bool:
         return f.read(16) == b"SQLite format 3\x00"
 
 
-def trusted_key(settings: SessionSettings) -> Path:
-    """The seal key of the journal this process resolves: trust it, never a path written in an export.
+def verify(
+    settings: SessionSettings,
+    file: Path | None = None,
+    *,
+    public_key: Path | str | bytes | None = None,
+    checkpoints: Path | None = None,
+    chain_only: bool = False,
+) -> Verification:
+    """The journal the settings resolve to, or ``file`` (a journal or an export), against a trusted key.
 
-    It may not exist; the export's seal is then not checked (``sealed`` is ``None``).
+    Args:
+        public_key: the auditor's PEM (file or text). Without it, the public key of the configured
+            signing key (or of the simulation's key) is used, never one found in what is verified;
+            with no key at all the status is ``UNVERIFIED``.
+        checkpoints: an independently kept checkpoint list (``<journal>.checkpoints``, or the lines
+            a syslog server received).
+        chain_only: check the chain alone (status ``CHAIN_ONLY``, says so).
     """
-    try:
-        path = resolved_journal(settings)
-    except ConfigError:
-        path = journal_path(settings)  # a configuration that does not load names no journal
-    return Path(f"{path}.key")
-
-
-def verify(settings: SessionSettings, file: Path | None = None) -> Verification:
-    """The hash chain and seal of the journal the settings resolve to, or of ``file`` (a journal or an export)."""
+    key: Any = None
+    source: str | None = None
+    if public_key is not None:
+        key = load_public_key(public_key)
+        source = f"--public-key {public_key}" if isinstance(public_key, Path) else "--public-key"
+    elif not chain_only:
+        trust = _operator_key(settings, file if file is not None and _is_sqlite(file) else _resolved(settings))
+        if trust is not None:
+            key, source = trust.signer.public_key, trust.source
     if file is not None and not _is_sqlite(file):
-        return Verification(str(file), verify_export(file, key_path=trusted_key(settings)))
+        if checkpoints is not None:
+            raise ConfigError([("--checkpoints", "checks a journal, not an export; give the journal's file")])
+        return Verification(str(file), verify_export(file, public_key=key, chain_only=chain_only), source)
     path = file or existing_journal(settings)
-    with Journal.open(path) as journal:
-        return Verification(str(path), journal.verify())
+    with open_readonly_journal(path) as journal:
+        return Verification(str(path), journal.verify(public_key=key, checkpoints=checkpoints, chain_only=chain_only),
+                            source)
+
+
+def public_key(settings: SessionSettings) -> tuple[str, str]:
+    """The PEM public key an auditor verifies with, and where its private key is (never the key itself).
+
+    Raises:
+        ConfigError: no signing key is configured and no simulation has made one for this journal.
+    """
+    path = _resolved(settings)
+    trust = _operator_key(settings, path)
+    if trust is None:
+        raise ConfigError([("journal.signing_key", (
+            f"no signing key for journal {path}: set journal.signing_key in the configuration "
+            "(a simulation makes its own when it first runs)"))])
+    return public_key_pem(trust.signer), trust.source

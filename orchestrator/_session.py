@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from adapters.base import Systems
-from config.errors import ConfigError, DefinitionChanged
+from config.errors import ConfigError, DefinitionChanged, IntegrityError, JournalError
 from config.model import Deployment
 from config.secrets import REDACTOR
 from journal import Journal, kinds
 from machines.lifecycle import definition_hash
-from orchestrator.wiring import needs_world, open_systems
+from orchestrator import _trust
+from orchestrator._trust import Checkpointer, Trust
+from orchestrator.wiring import needs_world, open_syslog, open_systems
 
 if TYPE_CHECKING:
     from adapters.sim.world import SimWorld
@@ -32,6 +35,7 @@ __all__ = [
     "open_session",
     "open_journal",
     "open_existing_journal",
+    "open_readonly_journal",
     "register_secrets",
     "load_deployment",
     "journal_path",
@@ -138,18 +142,63 @@ def existing_journal(settings: SessionSettings, deployment: Deployment | None = 
 
 # --- opening -------------------------------------------------------------------------------
 
+def _open(path: str | Path, *, readonly: bool = False) -> Journal:
+    """Journal.open, with a file that is not a journal (or cannot be opened) as bad input (exit 2)."""
+    try:
+        return Journal.open(path, readonly=readonly)
+    except IntegrityError:
+        raise
+    except JournalError as exc:
+        raise ConfigError([("--journal", f"{exc}; pass --journal with a journal of this orchestrator")]) from exc
+
+
+def open_readonly_journal(path: str | Path) -> Journal:
+    """An existing journal, read-only: nothing is created or written (``status``, ``verify``, ``export``)."""
+    return _open(path, readonly=True)
+
+
+def _check_deployment(journal: Journal, identity: str) -> None:
+    recorded = journal.deployment
+    if recorded is not None and recorded != identity:
+        raise ConfigError([("deployment.name", (
+            f"journal {journal.path} belongs to deployment {recorded!r}, not {identity!r}: refusing to use it "
+            "for another deployment; give this deployment its own journal (journal.path or --journal)"))])
+
+
 @contextmanager
 def open_journal(
-    path: str | Path, *, allow_version_change: bool = False, actor: str = "orchestrator"
+    path: str | Path,
+    *,
+    allow_version_change: bool = False,
+    actor: str = "orchestrator",
+    deployment: str | None = None,
+    trust: Trust | None = None,
+    what: str | None = None,
+    bind: bool = True,
 ) -> Iterator[Journal]:
     """Open the journal and check it was written by this lifecycle definition.
+
+    Args:
+        deployment: the deployment identity: another deployment's journal is refused (exit 2),
+            an unbound one is bound to it, or (``bind`` false: ``resume``) refused: nothing to do.
+        trust: with ``what``: verify the journal against this key before anything is written
+            (exit 4 when it fails); ``what`` says what would be refused ("run", "approve").
 
     Raises:
         DefinitionChanged: the journal was written by another definition and
             ``allow_version_change`` is not set.
     """
-    journal = Journal.open(path)
+    journal = _open(path)
     try:
+        if deployment is not None:
+            _check_deployment(journal, deployment)
+            if not bind and journal.deployment is None:
+                raise ConfigError([("NODE", f"nothing to {what or 'do'}: journal {path} holds no run of deployment "
+                                            f"{deployment!r}; start one with `orchestrator run`")])
+        if what is not None:
+            _trust.verify_before_acting(journal, trust, what=what)
+        if deployment is not None and bind:
+            journal.bind_deployment(deployment)
         current = definition_hash()
         recorded = journal.get_meta("definition_hash")
         if recorded is None:
@@ -171,12 +220,34 @@ def open_journal(
         journal.close()
 
 
+def _operator_trust(deployment: Deployment | None, path: Path) -> Trust | None:
+    if deployment is not None:
+        return _trust.signer_for(deployment, path, create=False)
+    return _trust.trusted_key(None, path)
+
+
 @contextmanager
-def open_existing_journal(settings: SessionSettings) -> Iterator[Journal]:
-    """The journal the settings resolve to, which must exist (``status``, ``approve``, ``cert import``...)."""
+def open_existing_journal(settings: SessionSettings, *, readonly: bool = False) -> Iterator[Journal]:
+    """The journal the settings resolve to, which must exist (``status``, ``approve``, ``cert import``...).
+
+    ``readonly``: nothing is created or written (``status``). Otherwise the journal is verified
+    against the operator's key first (exit 4 when it fails), must belong to the configured
+    deployment (exit 2), and what the command wrote is signed in a checkpoint afterwards.
+    """
     path = existing_journal(settings)
-    with open_journal(path, allow_version_change=settings.allow_version_change, actor=settings.actor) as journal:
+    if readonly:
+        with open_readonly_journal(path) as journal:
+            yield journal
+        return
+    deployment = load_deployment(settings, required=False, check_secrets=False)
+    trust = _operator_trust(deployment, path)
+    with open_journal(
+        path, allow_version_change=settings.allow_version_change, actor=settings.actor,
+        deployment=deployment.name if deployment is not None else None, trust=trust, what="change", bind=False,
+    ) as journal:
         yield journal
+        if trust is not None:
+            Checkpointer(journal, trust, open_syslog(deployment) if deployment is not None else None).now()
 
 
 def register_secrets(deployment: Deployment) -> None:
@@ -199,6 +270,7 @@ class Session:
     world: SimWorld | None  # the open simulated world when any system is simulated
     systems: Systems
     simulated: bool  # the journal records a simulation: its gates are approved by the simulation
+    checkpointer: Checkpointer | None = None  # signs the journal every N transitions and at the end
 
     @property
     def hooks(self) -> SimWorld | None:
@@ -215,7 +287,7 @@ def _open_world(deployment: Deployment) -> SimWorld | None:
     path = Path(sim.world)
     if not path.is_absolute() and deployment.source:
         path = Path(deployment.source).parent / path
-    return SimWorld.open(path, latency=sim.latency, faults=sim.faults)
+    return SimWorld.open(_trust.create_private(path), latency=sim.latency, faults=sim.faults)
 
 
 def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> None:
@@ -233,7 +305,7 @@ def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> 
                                         "or --fresh to start over")])
 
 
-_Parts = tuple[Deployment, Path, "Journal | None", "SimWorld | None", bool]
+_Parts = tuple[Deployment, Path, "Journal | None", "SimWorld | None", bool, "Checkpointer | None"]
 
 
 @asynccontextmanager
@@ -260,30 +332,56 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
             parts = _enter_existing(stack, settings)
         else:
             parts = _enter_configured(stack, settings, optional=journal == "optional")
-        deployment, path, opened, world, simulated = parts
+        deployment, path, opened, world, simulated, checkpointer = parts
         systems = open_systems(deployment, world, journal=path)
         stack.push_async_callback(systems.aclose)
-        yield Session(settings, deployment, path, opened, world, systems, simulated)
+        yield Session(settings, deployment, path, opened, world, systems, simulated, checkpointer)
 
 
-def _enter(stack: AsyncExitStack, settings: SessionSettings, path: Path) -> Journal:
-    opened = open_journal(path, allow_version_change=settings.allow_version_change, actor=settings.actor)
-    return stack.enter_context(opened)
+def _enter(
+    stack: AsyncExitStack, settings: SessionSettings, path: Path, deployment: Deployment, trust: Trust,
+    command: str, *, bind: bool = True,
+) -> tuple[Journal, Checkpointer]:
+    """The journal of a command that acts: verified, bound, its start recorded and signed."""
+    opened = open_journal(
+        path, allow_version_change=settings.allow_version_change, actor=settings.actor,
+        deployment=deployment.name, trust=trust, what=command, bind=bind,
+    )
+    journal = stack.enter_context(opened)
+    if not bind and not journal.nodes():
+        raise ConfigError([("NODE", f"nothing to {command}: journal {path} holds no node of deployment "
+                                    f"{deployment.name!r}; start with `orchestrator run`")])
+    user = settings.actor if settings.actor not in ("orchestrator", "simulate") else _trust.login_name()
+    _trust.start_record(journal, deployment, command=command, user=user, argv=sys.argv)
+    checkpointer = Checkpointer(journal, trust, open_syslog(deployment), every=_trust.checkpoint_every(deployment))
+    checkpointer.now()  # the opening records are signed before the first step: a fresh journal verifies
+    stack.push_async_callback(checkpointer.aclose)  # before the journal closes: the end-of-run checkpoint
+    return journal, checkpointer
 
 
 def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optional: bool) -> _Parts:
-    """``run``, ``run --dry-run``: the configuration's deployment, its world, then the journal.
+    """``run``, ``run --dry-run``: the configuration's deployment, its key, its world, then the journal.
 
-    The world opens first: a world another process holds stops the run before the journal is touched.
+    The configuration and the key are checked before anything is created; the world opens
+    before the journal: a world another process holds stops the run before the journal is touched.
+    A dry run opens an existing journal read-only and creates nothing.
     """
     deployment = load_deployment(settings)
     assert deployment is not None  # required: a missing file raised
     register_secrets(deployment)
     path = journal_path(settings, deployment)
+    if optional:
+        world = stack.enter_context(_closing(_open_world(deployment)))
+        if not path.exists():
+            return deployment, path, None, world, False, None
+        opened = stack.enter_context(_open(path, readonly=True))
+        _check_deployment(opened, deployment.name)
+        return deployment, path, opened, world, bool(opened.get_meta("simulation")), None
+    trust = _trust.checked_signer(deployment, path)
     world = stack.enter_context(_closing(_open_world(deployment)))
-    opened = None if optional and not path.exists() else _enter(stack, settings, path)
-    recorded = opened.get_meta("simulation") if opened is not None else None
-    return deployment, path, opened, world, bool(recorded)
+    opened, checkpointer = _enter(stack, settings, path, deployment, trust, "run")
+    recorded = opened.get_meta("simulation")
+    return deployment, path, opened, world, bool(recorded), checkpointer
 
 
 def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
@@ -292,10 +390,10 @@ def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
     if deployment is not None:
         register_secrets(deployment)
     path = existing_journal(settings, deployment)
-    opened = _enter(stack, settings, path)
-    recorded = opened.get_meta("simulation")
     world: SimWorld | None
     if deployment is None:
+        with _open(path, readonly=True) as peek:
+            recorded = peek.get_meta("simulation")
         if not recorded:
             raise ConfigError(
                 [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
@@ -303,24 +401,28 @@ def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
         deployment, world = _recorded_simulation(json.loads(recorded))
         stack.enter_context(_closing(world))
         register_secrets(deployment)
+        trust = _trust.checked_signer(deployment, path)
     else:
+        trust = _trust.checked_signer(deployment, path)  # before the world is opened for writing
         world = stack.enter_context(_closing(_open_world(deployment)))
-    return deployment, path, opened, world, bool(recorded)
+    opened, checkpointer = _enter(stack, settings, path, deployment, trust, "resume", bind=False)
+    return deployment, path, opened, world, bool(opened.get_meta("simulation")), checkpointer
 
 
 def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: SimulationSettings) -> _Parts:
-    """``simulate``: the journal first, checked to hold this simulation, then the simulation's world."""
+    """``simulate``: the key, the journal, checked to hold this simulation, then the simulation's world."""
     from adapters.sim.world import SimWorld
     from config.load import simulated_deployment
 
     deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"), latency=sim.latency, faults=sim.faults)
     register_secrets(deployment)
     path = journal_path(settings, deployment)
-    opened = _enter(stack, settings, path)
+    trust = _trust.checked_signer(deployment, path)
+    opened, checkpointer = _enter(stack, settings, path, deployment, trust, "simulate")
     _check_simulation(opened, path, sim)
-    world = SimWorld.open(sim.world, latency=sim.latency, faults=sim.faults)
+    world = SimWorld.open(_trust.create_private(sim.world), latency=sim.latency, faults=sim.faults)
     stack.push_async_callback(world.aclose)  # waits for the world's pending commits
-    return deployment, path, opened, world, True
+    return deployment, path, opened, world, True, checkpointer
 
 
 @contextmanager

@@ -32,13 +32,23 @@ from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
 from machines.plan import remaining_steps
 from orchestrator import _recap
 from orchestrator import steps as step_impls
-from orchestrator._journal_api import Verification, approve, cert_import, export, set_maintenance, status, verify
+from orchestrator._journal_api import (
+    Verification,
+    approve,
+    cert_import,
+    export,
+    public_key,
+    set_maintenance,
+    status,
+    verify,
+)
 from orchestrator._session import (
     Session,
     SessionSettings,
     SimulationSettings,
     open_existing_journal,
     open_journal,
+    open_readonly_journal,
     open_session,
     register_secrets,
 )
@@ -53,6 +63,7 @@ __all__ = [
     "open_session",
     "open_journal",
     "open_existing_journal",
+    "open_readonly_journal",
     "register_secrets",
     "run",
     "drive",
@@ -67,6 +78,7 @@ __all__ = [
     "set_maintenance",
     "export",
     "verify",
+    "public_key",
     "Plan",
     "Verification",
     "ObserverFactory",
@@ -186,7 +198,14 @@ def _observing(factory: ObserverFactory | None, deployment: Deployment, journal:
 
 async def _drive_session(session: Session, factory: ObserverFactory | None, **options: Any) -> RunReport:
     assert session.journal is not None  # "create" and "existing" sessions always have one
-    with _observing(factory, session.deployment, session.journal) as observer:
+    with _observing(factory, session.deployment, session.journal) as display:
+        observer = display
+        checkpointer = session.checkpointer
+        if checkpointer is not None:
+            def observer(*args: Any) -> None:  # every committed transition: sign every N, then display
+                checkpointer.committed()
+                if display:
+                    display(*args)
         return await drive(
             session.deployment, session.journal, systems=session.systems, hooks=session.hooks, observer=observer,
             actor=session.settings.actor, **options,
@@ -314,7 +333,7 @@ async def plan_steps(
 # --- simulate ---------------------------------------------------------------------------
 
 def _remove_sqlite(path: Path) -> None:
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.key")):
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.key"), Path(f"{path}.checkpoints")):
         if p.exists():
             p.unlink()
 

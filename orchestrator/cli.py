@@ -247,7 +247,7 @@ def status(options: Options, node: str | None, as_json: bool) -> None:
     from orchestrator._journal_api import status as node_status
     from orchestrator._session import open_existing_journal
 
-    with open_existing_journal(options.session(allow_version_change=True)) as journal:
+    with open_existing_journal(options.session(allow_version_change=True), readonly=True) as journal:
         rows = node_status(journal, node)
     _format.status(str(journal.path), rows, as_json)
 
@@ -313,18 +313,18 @@ def maintenance(options: Options, node: str, mode: str, by: str, reason: str | N
 
 @cli.group("journal")
 def journal_group() -> None:
-    """The audit record: export it, verify it."""
+    """The audit record: export it, verify it, the public key that proves it."""
 
 
 @journal_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--node", default=None, help="Only this node's events.")
 @click.option("--since", default=None, metavar="TIME", help="ISO-8601 time (UTC if no zone): events at or after it.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File (default: stdout).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File (default: stdout), replaced atomically, 0600.")
 @click.pass_obj
 @handle_errors
 def journal_export(options: Options, fmt: str, node: str | None, since: str | None, output: Path | None) -> None:
-    """Export the journal with a seal that `journal verify FILE` checks."""
+    """Export the journal with a seal (signed with the journal's key) that `journal verify FILE` checks."""
     from orchestrator import api
 
     n = api.export(options.session(), output or sys.stdout, fmt=fmt, node=node, since=since)
@@ -334,14 +334,43 @@ def journal_export(options: Options, fmt: str, node: str | None, since: str | No
 
 @journal_group.command("verify")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="The trusted public key (PEM), e.g. from `journal public-key`. Default: the configured signing key's.")
+@click.option("--checkpoints", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="An independently kept checkpoint list: <journal>.checkpoints, or what a syslog server received.")
+@click.option("--chain-only", is_flag=True, help="Check the hash chain alone (no signatures: says nothing about who wrote it).")
 @click.pass_obj
 @handle_errors
-def journal_verify(options: Options, file: Path | None) -> None:
-    """Check the hash chain and seal of the journal, or of an export FILE (exit 4 if broken)."""
+def journal_verify(options: Options, file: Path | None, public_key: Path | None, checkpoints: Path | None, chain_only: bool) -> None:
+    """Check the journal, or an export FILE: chain, node rows, signatures (exit 4 unless VERIFIED)."""
     from orchestrator import api
 
-    if not _format.verification(api.verify(options.session(), file)):
-        sys.exit(EXIT_INTEGRITY)
+    result = api.verify(options.session(), file, public_key=public_key, checkpoints=checkpoints, chain_only=chain_only)
+    report = result.report
+    for line in report.problems:
+        click.echo(line, err=True)
+    if report.status == "CHAIN_ONLY":
+        click.echo(f"{result.what}: CHAIN_ONLY: {report.events} events, chain intact; signatures not checked (--chain-only)")
+        return
+    if report.status == "VERIFIED":
+        click.echo(f"{result.what}: VERIFIED: {report.events} events checked, signed up to seq {report.signed_seq}; key: {result.key}")
+        return
+    if report.status == "UNVERIFIED" and report.ok:
+        why = "no trusted public key: pass --public-key PEM" if result.key is None else f"nothing signed by {result.key}"
+        click.echo(f"{result.what}: UNVERIFIED ({why})", err=True)
+    else:
+        click.echo(f"{result.what}: {report.status}: INTEGRITY CHECK FAILED ({len(report.problems)} problem(s)); key: {result.key}", err=True)
+    sys.exit(EXIT_INTEGRITY)
+
+
+@journal_group.command("public-key")
+@click.pass_obj
+@handle_errors
+def journal_public_key(options: Options) -> None:
+    """Print the public key (PEM) that verifies the journal: give it to the auditor."""
+    from orchestrator import api
+
+    pem, source = api.public_key(options.session())
+    click.echo(pem, nl=False)
+    click.echo(f"(public key of {source})", err=True)
 
 
 @cli.group()

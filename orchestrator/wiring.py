@@ -10,11 +10,13 @@ from pathlib import Path
 
 from adapters.base import Systems
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
+from adapters.syslog import SyslogSender
+from config import rules
 from config.errors import ConfigError
 from config.model import Deployment
 from config.rules import NOT_YET_REAL, unbuilt_mode_problem
 
-__all__ = ["open_systems", "needs_world", "NOT_YET_REAL"]
+__all__ = ["open_systems", "open_syslog", "refuse_unbuilt", "needs_world", "any_real", "NOT_YET_REAL"]
 
 
 def needs_world(deployment: Deployment) -> bool:
@@ -27,8 +29,33 @@ def needs_world(deployment: Deployment) -> bool:
     )
 
 
-def _refuse_unbuilt(deployment: Deployment) -> None:
-    """The refusal ``load_deployment`` already reports with every other problem, kept for a deployment built in code."""
+def any_real(deployment: Deployment) -> bool:
+    """Whether any system is in real mode: the journal's signing key must then be configured and private."""
+    return rules.any_real((deployment.vcenter.mode, deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode))
+
+
+def open_syslog(deployment: Deployment) -> SyslogSender:
+    """Where the journal's checkpoints are witnessed: ``journal.syslog`` (``auto``: real unless a system is simulated).
+
+    TLS servers are verified against their own ``ca_file`` when the configuration gives one, else
+    against ``pki.ca_chain`` (the deployment's CA), else the system's CAs.
+    """
+    servers = deployment.network.syslog_servers
+    mode = deployment.journal.syslog
+    if mode == "sim" or (mode == "auto" and needs_world(deployment)):
+        from adapters.sim.syslog import SimSyslog
+
+        return SimSyslog(servers)
+    from adapters.syslog import RemoteSyslog
+
+    base = Path(deployment.source).parent if deployment.source else Path.cwd()
+    ca = getattr(servers[0], "ca_file", None) if servers else None  # a per-server CA, when the model has one
+    ca = ca or deployment.pki.ca_chain
+    return RemoteSyslog(servers, ca_file=(base / ca) if ca else None)
+
+
+def refuse_unbuilt(deployment: Deployment) -> None:
+    """``mode = "real"`` for a system whose real adapter is not built: exit 2, before anything is created."""
     modes = {"pexip_api": deployment.pexip_api.mode, "console": deployment.console.mode, "ldap": deployment.ldap.mode}
     problems = [(f"{system}.mode", message) for system in NOT_YET_REAL
                 if (message := unbuilt_mode_problem(system, modes.get(system))) is not None]
@@ -50,7 +77,7 @@ def open_systems(deployment: Deployment, world: object | None, *, journal: Path 
     ``journal``: the journal's file, beside which the Conferencing Nodes' encrypted bootstrap
     files are kept (default: the configuration's ``journal.path``).
     """
-    _refuse_unbuilt(deployment)
+    refuse_unbuilt(deployment)
     _refuse_unbuilt_provisioning(deployment)
     from adapters.ca_manual import ManualCA
 

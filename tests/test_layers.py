@@ -49,7 +49,7 @@ def test_machines_are_pure() -> None:
 
 # The twins of adapters/sim/: each stands in for one outside system. Shared helpers (world,
 # _pki, _pexip_schema, _manager, _pexip_login) are not twins and may be imported by any of them.
-TWINS = {"vsphere", "pexip", "console", "ldap", "ca", "bridge", "provisioning"}
+TWINS = {"vsphere", "pexip", "console", "ldap", "ca", "bridge", "provisioning", "syslog"}
 
 
 def _modules_imported(path: Path, package: str) -> set[str]:

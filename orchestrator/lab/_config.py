@@ -135,6 +135,11 @@ def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capaci
     conferencing_ova = make_test_ova(images / "pexip-conf-test.ova", name="pexip-conf", cpus=4, memory_mb=4096)
     data = lab_config(lab_dir, vc, management_ova=management_ova, conferencing_ova=conferencing_ova, name=name,
                       iops_capacity=iops_capacity)
+    # The lab's vCenter is in real mode: the journal needs a signing key outside its directory
+    # (orchestrator._trust.key_dir says why), made once and kept.
+    from orchestrator._trust import generate_key
+
+    data["journal"]["signing_key"] = f"file:{generate_key(Path(data['journal']['path']))}"
     path = lab_dir / "orchestrator.toml"
     path.write_text(_HEADER + tomli_w.dumps(data))
     return path

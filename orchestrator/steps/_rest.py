@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.base import PexipApi
-from config.model import NodeSpec
 from config.errors import Rejected
+from config.model import NodeSpec
 from orchestrator.steps.base import URI, Change
 
 __all__ = ["normalise", "field_changes", "find_one", "ensure_object", "singleton", "management_vm", "worker_vm", "node_object"]

@@ -8,8 +8,8 @@ protocol, rule 2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from adapters.base import Systems

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.errors import Rejected, Unknowable
-from orchestrator.steps._rest import node_object, field_changes, find_one, singleton, worker_vm
+from orchestrator.steps._rest import field_changes, find_one, node_object, singleton, worker_vm
 from orchestrator.steps.base import URI, Change, Step, StepContext
 
 __all__ = ["TrustedCaChain", "CreateCsr", "InstallCertificate", "SipTlsVerification", "SipTlsFqdn", "pem_blocks"]

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.steps._rest import node_object, ensure_object, field_changes, find_one, management_vm, normalise, singleton
+from orchestrator.steps._rest import (
+    ensure_object,
+    field_changes,
+    find_one,
+    management_vm,
+    node_object,
+    normalise,
+    singleton,
+)
 from orchestrator.steps.base import URI, Change, Step, StepContext
 
 __all__ = ["GlobalSettings", "NetworkServices", "Snmpv3", "LocationQos", "CERTIFICATE_SETTINGS"]

@@ -125,26 +125,55 @@ def test_approve_refuses_unknown_gates_and_nodes(env: Path) -> None:
     assert code == 2 and "ghost" in err
 
 
-def test_journal_verify_exits_4_on_tampering(env: Path) -> None:
-    """An event edited with the sqlite3 shell makes `journal verify` exit 4."""
+def _public_key(env: Path, tmp_path: Path) -> Path:
+    code, pem, err = _invoke("-c", str(env), "journal", "public-key")
+    assert code == 0 and pem.startswith("-----BEGIN PUBLIC KEY-----"), err
+    path = tmp_path / "auditor.pub.pem"
+    path.write_text(pem)
+    return path
+
+
+def test_journal_verify_exits_4_on_tampering(env: Path, tmp_path: Path) -> None:
+    """An event edited with the sqlite3 shell makes `journal verify --public-key` exit 4, naming its seq."""
     assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "reserved")[0] == 0
-    assert _invoke("-c", str(env), "journal", "verify")[0] == 0
+    key = _public_key(env, tmp_path)
+    code, out, err = _invoke("-c", str(env), "journal", "verify", "--public-key", str(key))
+    assert code == 0 and "VERIFIED" in out, out + err
     with sqlite3.connect("orchestrator.journal.sqlite") as db:
         db.execute("UPDATE events SET actor = 'mallory' WHERE seq = 3")
-    code, _, err = _invoke("-c", str(env), "journal", "verify")
+    code, _, err = _invoke("-c", str(env), "journal", "verify", "--public-key", str(key))
     assert code == 4 and "3" in err
 
 
-def test_export_verify_catches_an_edited_line(env: Path, tmp_path: Path) -> None:
-    """An export verifies; the same export with one edited line exits 4."""
+def test_journal_verify_without_a_trusted_key_is_unverified(tmp_path: Path, env: Path) -> None:
+    """Without --public-key and without a configured or simulation key, verify prints UNVERIFIED and exits 4."""
     assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "deployed")[0] == 0
+    code, out, err = _invoke("--journal", "orchestrator.journal.sqlite", "-c", str(tmp_path / "none.toml"),
+                             "journal", "verify")
+    assert code == 2  # a configuration named but missing is bad input, never "no key, fine"
+    from orchestrator._trust import generated_key_path
+
+    generated_key_path(tmp_path / "orchestrator.journal.sqlite").unlink()
+    code, out, err = _invoke("-c", str(env), "journal", "verify")
+    assert code == 4 and "UNVERIFIED" in err, out + err
+    code, out, err = _invoke("-c", str(env), "journal", "verify", "--chain-only")
+    assert code == 0 and "CHAIN_ONLY" in out and "signatures not checked" in out
+
+
+def test_export_verify_catches_an_edited_line(env: Path, tmp_path: Path) -> None:
+    """An export is written 0600 and verifies with the public key; the same export with one edited line exits 4."""
+    assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "deployed")[0] == 0
+    key = _public_key(env, tmp_path)
     out = tmp_path / "audit.jsonl"
     assert _invoke("-c", str(env), "journal", "export", "-o", str(out))[0] == 0
-    assert _invoke("-c", str(env), "journal", "verify", str(out))[0] == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert _invoke("-c", str(env), "journal", "verify", str(out), "--public-key", str(key))[0] == 0
     lines = out.read_text().splitlines()
-    lines[2] = lines[2].replace('"actor":"orchestrator"', '"actor":"mallory"')
+    edited = next(i for i, line in enumerate(lines) if '"kind":"step_committed"' in line)
+    lines[edited] = lines[edited].replace('"step":"deploy_ova"', '"step":"reserve_resources"')
+    assert lines[edited] != out.read_text().splitlines()[edited]
     out.write_text("\n".join(lines) + "\n")
-    assert _invoke("-c", str(env), "journal", "verify", str(out))[0] == 4
+    assert _invoke("-c", str(env), "journal", "verify", str(out), "--public-key", str(key))[0] == 4
 
 
 def test_dry_run_prints_a_plan_and_changes_nothing(env: Path) -> None:

@@ -41,8 +41,16 @@ def _assert_finished_once(tmp: Path) -> None:
     assert effects["pexip-mgr"]["security_wizard"] == 1
     assert effects["pexip-mgr"]["installation_wizard"] == 1
     assert effects["pexip-mgr"]["role_create"] == 1
-    verify = _cli(tmp, "journal", "verify")
-    assert verify.returncode == 0, verify.stderr
+    _verify(tmp)
+
+
+def _verify(tmp: Path) -> None:
+    """`journal verify` with the simulation's public key (as an auditor would be given it) exits 0."""
+    pem = _cli(tmp, "journal", "public-key")
+    assert pem.returncode == 0, pem.stderr
+    (tmp.parent / f"{tmp.name}.pub.pem").write_text(pem.stdout)
+    verify = _cli(tmp, "journal", "verify", "--public-key", str(tmp.parent / f"{tmp.name}.pub.pem"))
+    assert verify.returncode == 0 and "VERIFIED" in verify.stdout, verify.stdout + verify.stderr
 
 
 @pytest.mark.slow
@@ -98,7 +106,7 @@ def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     out, _err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert b"interrupted" in out and b"orchestrator resume" in out
-    assert _cli(tmp_path, "journal", "verify").returncode == 0
+    _verify(tmp_path)
     resumed = _cli(tmp_path, "resume", "--all")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     status = json.loads(_cli(tmp_path, "status", "--json").stdout)

@@ -1,0 +1,329 @@
+"""Trust in the journal: its signing key, verify before acting, checkpoints and their witnesses.
+
+The journal's checkpoints are signed with an Ed25519 key that is a secret reference
+(``[journal] signing_key``), kept away from the journal's directory; a simulation without
+one generates its own in a private directory beside the journal's (see :func:`key_dir`).
+A command that acts verifies the journal first (incrementally, from the last signed
+checkpoint) and refuses to act on one that fails (exit 4). Every checkpoint is appended to
+``<journal>.checkpoints`` and sent to the deployment's remote syslog servers; a server that
+is down is a warning, never a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters.syslog import SyslogSender
+from config import rules
+from config.errors import ConfigError, IntegrityError, JournalError
+from config.model import Deployment
+from config.secrets import Secret
+from journal import Journal, Signer, VerifyReport, VerifyStatus, generate_signing_key, kinds
+from journal._chain import canonical_json
+from orchestrator.wiring import any_real
+
+__all__ = [
+    "key_dir",
+    "create_private",
+    "generated_key_path",
+    "generate_key",
+    "Trust",
+    "signer_for",
+    "checked_signer",
+    "trusted_key",
+    "verify_before_acting",
+    "Checkpointer",
+    "start_record",
+    "login_name",
+    "checkpoint_every",
+]
+
+
+
+def _log() -> Any:
+    """structlog on first use: `status` reads the journal without loading the logging stack (start-up)."""
+    import structlog
+
+    return structlog.get_logger("orchestrator.journal")
+
+# What a journal holds before anything has run: adopted unsigned only when nothing else is there
+# (a crash between these writes and the first checkpoint); any other unsigned history is refused.
+_OPENING_KINDS = frozenset({
+    kinds.DEFINITION_RECORDED, kinds.DEFINITION_CHANGED, kinds.DEPLOYMENT_BOUND, kinds.NODE_REGISTERED,
+    kinds.RUN_STARTED,
+})
+
+
+def key_dir(journal: Path) -> Path:
+    """The private directory of a generated key: ``<parent>/.<journal's dir name>.journal-keys``.
+
+    Not ``<journal>.keys/`` nor any directory inside the journal's own: whoever can write the
+    journal's directory can rename or replace anything in it, a subdirectory included, and with
+    the key re-sign a rewritten history. A sibling of that directory is out of their reach.
+    """
+    folder = journal.resolve().parent
+    return folder.parent / f".{folder.name.lstrip('.') or 'root'}.journal-keys"
+
+
+def create_private(path: Path) -> Path:
+    """Create ``path`` empty, mode 0600, when it does not exist (a world's SQLite file: SQLite keeps the mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    return path
+
+
+def generated_key_path(journal: Path) -> Path:
+    """Where the generated key of ``journal`` is kept (one key per journal file)."""
+    return key_dir(journal) / f"{journal.name}.signing-key.pem"
+
+
+def generate_key(journal: Path) -> Path:
+    """The generated key of ``journal``, made (and where it is printed, once) when missing."""
+    path = generated_key_path(journal)
+    if not path.exists():
+        generate_signing_key(path.parent, path.name)
+        path.parent.chmod(0o700)
+        print(f"journal signing key generated: {path} (private, kept apart from the journal's directory; "
+              "`orchestrator journal public-key` prints its public key)", file=sys.stderr)
+    return path
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The signer of a journal's checkpoints and where its key came from (for messages)."""
+
+    signer: Signer
+    source: str
+
+
+def _secret_path(secret: Secret, deployment: Deployment) -> Path | None:
+    kind, _, name = secret.ref.partition(":")
+    if kind != "file":
+        return None
+    path = Path(name)
+    if not path.is_absolute() and deployment.source:
+        path = Path(deployment.source).parent / path
+    return path
+
+
+def _check_key_file(path: Path, journal: Path) -> None:
+    """Real mode: the key must not be in the journal's directory, nor readable by group or others."""
+    where = journal.resolve().parent
+    if path.resolve().is_relative_to(where):
+        raise ConfigError([("journal.signing_key", (
+            f"the signing key {path} is in the journal's directory {where}: whoever can write the journal "
+            "could also re-sign a rewritten history; move the key to a private directory elsewhere "
+            "(chmod 700) and point journal.signing_key at it"))])
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        raise ConfigError([("journal.signing_key", f"the signing key {path} cannot be read ({exc.strerror})")]) from exc
+    if mode & 0o077:
+        raise ConfigError([("journal.signing_key", (
+            f"the signing key {path} is readable by group or others (mode {mode:04o}); "
+            f"run `chmod 600 {path}`"))])
+
+
+def _load_signer(secret: Secret) -> Signer:
+    try:
+        return Signer.from_pem(secret.reveal())
+    except (OSError, KeyError) as exc:
+        raise ConfigError([("journal.signing_key", f"secret {secret.ref} cannot be read ({exc})")]) from exc
+    except JournalError as exc:
+        raise ConfigError([("journal.signing_key", f"{exc}; give an Ed25519 PKCS#8 PEM private key "
+                                                   "(`openssl genpkey -algorithm ed25519`)")]) from exc
+
+
+def signer_for(deployment: Deployment, journal: Path, *, create: bool = True) -> Trust | None:
+    """The signer of ``journal``: the configured key (checked in real mode), else a simulation's own.
+
+    Raises:
+        ConfigError: a real deployment without ``journal.signing_key``, or a key stored in the
+            journal's directory or readable by group/others (nothing is created).
+    """
+    secret = deployment.journal.signing_key
+    if secret is not None:
+        path = _secret_path(secret, deployment)
+        if path is not None and any_real(deployment):
+            _check_key_file(path, journal)
+        return Trust(_load_signer(secret), f"journal.signing_key ({secret.ref})")
+    if any_real(deployment):
+        raise ConfigError([("journal.signing_key", rules.SIGNING_KEY_REQUIRED)])
+    path = generate_key(journal) if create else generated_key_path(journal)
+    if not path.is_file():
+        return None
+    return Trust(Signer.from_pem(path.read_bytes()), f"the simulation's key {path}")
+
+
+def checked_signer(deployment: Deployment, journal: Path) -> Trust:
+    """Before anything is created: the modes that are not built and the key, every problem in one report."""
+    from orchestrator.wiring import refuse_unbuilt
+
+    problems: list[tuple[str, str]] = []
+    try:
+        refuse_unbuilt(deployment)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        trust = signer_for(deployment, journal, create=not problems)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    assert trust is not None  # create=True: a simulation's key is made when missing
+    return trust
+
+
+def trusted_key(deployment: Deployment | None, journal: Path) -> Trust | None:
+    """The operator's key for ``journal`` without creating anything: configured, else a simulation's."""
+    if deployment is not None and deployment.journal.signing_key is not None:
+        return Trust(_load_signer(deployment.journal.signing_key),
+                     f"journal.signing_key ({deployment.journal.signing_key.ref})")
+    path = generated_key_path(journal)
+    if path.is_file():
+        return Trust(Signer.from_pem(path.read_bytes()), f"the simulation's key {path}")
+    return None
+
+
+def _never_checkpointed(journal: Journal, report: VerifyReport) -> bool:
+    """A journal that only holds its opening records and was never signed (a crash before the first checkpoint)."""
+    if not report.ok or report.status != VerifyStatus.UNVERIFIED or journal.checkpoints():
+        return False
+    kept = journal.checkpoints_path
+    if kept is not None and kept.is_file() and kept.stat().st_size:
+        return False
+    return all(event.kind in _OPENING_KINDS for event in journal.events())
+
+
+def verify_before_acting(journal: Journal, trust: Trust | None, *, what: str) -> VerifyReport | None:
+    """Check ``journal`` (from its last signed checkpoint) before ``what`` changes anything.
+
+    Raises:
+        IntegrityError: it fails, or no trusted key can verify it (exit 4); nothing was written.
+    """
+    if journal.get_meta("head") is None:
+        return None  # a new journal: nothing to verify yet
+    kept = journal.checkpoints_path if journal.checkpoints_path and journal.checkpoints_path.is_file() else None
+    report = journal.verify(public_key=trust.signer if trust else None, checkpoints=kept, incremental=True)
+    if report.verified or (trust is not None and _never_checkpointed(journal, report)):
+        return report
+    why = "\n  ".join(report.problems) or report.status
+    if trust is None:
+        why = "no trusted public key: set journal.signing_key (the key that signed it)\n  " + why
+    raise IntegrityError(
+        f"journal {journal.path}: refusing to {what}: it is {report.status}:\n  {why}\n"
+        "Nothing was changed. Run `orchestrator journal verify --public-key PEM` to see what happened"
+    )
+
+
+@dataclass
+class Checkpointer:
+    """Signs the journal's head every ``every`` transitions and at the end, and sends each to syslog."""
+
+    journal: Journal
+    trust: Trust
+    syslog: SyslogSender | None = None
+    every: int = 200
+    _count: int = 0
+    _sends: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def committed(self, *_: Any) -> None:
+        """An engine observer: one more committed transition."""
+        self._count += 1
+        if self._count >= self.every:
+            self.now()
+
+    def now(self) -> dict[str, Any] | None:
+        """Sign the head when it has unsigned events; the record is sent to syslog (in the background)."""
+        self._count = 0
+        recorded = self.journal.checkpoints()
+        head = self.journal.get_meta("head")
+        if head is None or (recorded and json.loads(head).get("seq") == recorded[-1]["seq"]):
+            return None  # nothing new since the last checkpoint
+        record = self.journal.checkpoint(self.trust.signer)
+        if self.syslog is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                asyncio.run(self._send(record))
+            else:
+                self._sends.append(loop.create_task(self._send(record)))
+        return record
+
+    async def _send(self, record: dict[str, Any]) -> None:
+        assert self.syslog is not None
+        for where, error in await self.syslog.send("checkpoint", canonical_json(record)):
+            _log().warning("checkpoint not witnessed by a syslog server", server=where, seq=record["seq"], error=str(error))
+
+    async def aclose(self) -> None:
+        """The end of a run: a last checkpoint (when the journal still verifies), then every send finished."""
+        try:
+            self.now()
+        except (IntegrityError, JournalError) as exc:
+            _log().error("no checkpoint at the end of the run", error=str(exc))
+        if self._sends:
+            await asyncio.gather(*self._sends)
+        if self.syslog is not None:
+            await self.syslog.aclose()
+
+
+def login_name() -> str:
+    """Who runs this process, for the start record when no ``--by`` was given."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def checkpoint_every(deployment: Deployment) -> int:
+    """The policy's ``journal.checkpoint_every`` (200 when the policy has no such section)."""
+    section = getattr(deployment.policy, "journal", None)
+    return int(section.checkpoint_every) if section is not None else 200
+
+
+def _sha256(path: str | Path | None) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None
+
+
+def start_record(journal: Journal, deployment: Deployment, *, command: str, user: str, argv: Sequence[str]) -> None:
+    """Journal one ``run_started``: the policy and configuration applied, the command line, who, the version.
+
+    The policy's path and hashes and the deviations are read from the deployment when the loader
+    records them (``policy_path``, ``policy_sha256``, ``config_sha256``, ``policy_deviations``);
+    the configuration's hash is computed from its file otherwise.
+    """
+    from config._policy import POLICY_PATH
+    from orchestrator import __version__
+
+    policy_path = getattr(deployment, "policy_path", None)
+    deviations = getattr(deployment, "policy_deviations", None)
+    payload: dict[str, Any] = {
+        "command": command,
+        "argv": list(argv),
+        "user": user,
+        "version": __version__,
+        "config": deployment.source or None,
+        "config_sha256": getattr(deployment, "config_sha256", None) or _sha256(deployment.source),
+        "policy_path": str(policy_path) if policy_path else None,
+        "policy_sha256": getattr(deployment, "policy_sha256", None) or (
+            _sha256(policy_path) if policy_path else None),
+        "packaged_policy_sha256": _sha256(POLICY_PATH),
+    }
+    if deviations is not None:
+        payload["policy_deviations"] = [d if isinstance(d, (str, dict)) else repr(d) for d in deviations]
+    journal.record(node=None, kind=kinds.RUN_STARTED, actor=user, payload=payload)

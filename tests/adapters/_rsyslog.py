@@ -1,0 +1,82 @@
+"""A private rsyslog (Debian's `rsyslogd`) on loopback ports: the real remote syslog receiver of the tests."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Rsyslog:
+    tcp_port: int
+    udp_port: int
+    received: Path
+
+    def lines(self, count: int, timeout_s: float = 5.0) -> list[str]:
+        """The lines received, waiting until there are at least ``count``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            text = self.received.read_text() if self.received.exists() else ""
+            lines = [line for line in text.splitlines() if line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+
+@contextmanager
+def running_rsyslog(directory: Path) -> Iterator[Rsyslog]:
+    """Start ``rsyslogd -n`` with imtcp and imudp on free loopback ports; stop it on exit."""
+    if not Path(RSYSLOGD).exists():
+        pytest.skip("rsyslogd is not installed (Debian package rsyslog; scripts/setup.sh installs it)")
+    directory.mkdir(parents=True, exist_ok=True)
+    tcp, udp = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    received = directory / "received.log"
+    conf = directory / "rs.conf"
+    conf.write_text(
+        f'global(workDirectory="{directory}")\n'
+        'module(load="imtcp")\nmodule(load="imudp")\n'
+        f'input(type="imtcp" port="{tcp}" address="127.0.0.1")\n'
+        f'input(type="imudp" port="{udp}" address="127.0.0.1")\n'
+        'template(name="raw" type="string" string="%rawmsg%\\n")\n'
+        f'action(type="omfile" file="{received}" template="raw")\n'
+    )
+    proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(directory / "rs.pid")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # ready when its TCP port accepts
+            try:
+                socket.create_connection(("127.0.0.1", tcp), timeout=0.2).close()
+                break
+            except OSError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    output = proc.stdout.read() if proc.stdout else b""
+                    raise RuntimeError(f"rsyslogd did not start: {output!r}") from exc
+                time.sleep(0.05)
+        yield Rsyslog(tcp, udp, received)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
