@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from config.load import simulated_deployment  # noqa: E402
 from journal import Journal, Transition  # noqa: E402
 from machines.lifecycle import MILESTONES, STEPS, TRANSIENT_OF  # noqa: E402
-from config.load import simulated_deployment  # noqa: E402
 from orchestrator import api  # noqa: E402
 from orchestrator.engine import Engine  # noqa: E402
 

@@ -33,10 +33,15 @@ def rss_kb() -> int:
 
 
 def in_process(nodes: int, workdir: Path) -> dict[str, float]:
+    import adapters.sim.ca
+    import adapters.sim.console
+    import adapters.sim.ldap
+    import adapters.sim.pexip
+    import adapters.sim.vsphere
+    import adapters.sim.world  # noqa: E401,F401
+    import config.load  # noqa: F401
     from orchestrator import api
     from orchestrator.logs import configure_logging
-    import adapters.sim.world, adapters.sim.pexip, adapters.sim.vsphere, adapters.sim.console, adapters.sim.ca, adapters.sim.ldap  # noqa: E401,F401
-    import config.load  # noqa: F401
 
     configure_logging("WARNING")
     baseline = rss_kb()

@@ -63,7 +63,7 @@ def _vcenter(t: Table, policy: Policy) -> VCenterSpec:
         hosts=tuple(hosts),
         ca_file=t.file_path("ca_file", required=False),
         thumbprint=t.text("thumbprint", required=False),
-        reserved_vlans=t.array("reserved_vlans", int, required=False),
+        reserved_vlans=t.array("reserved_vlans", int, required=False) or (),
         name_pattern=t.text("name_pattern", required=False, default="*"),
         tag=t.text("tag", required=False),
     )
@@ -230,8 +230,8 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
         network=_section(top, "network", _network),
         snmp=_section(top, "snmp", lambda t: SnmpSpec(
             username=t.text("username"),
-            authentication_password=t.secret("authentication_password"),  # type: ignore[arg-type]
-            privacy_password=t.secret("privacy_password"),  # type: ignore[arg-type]
+            authentication_password=t.secret("authentication_password"),
+            privacy_password=t.secret("privacy_password"),
             community=t.text("community"),
         )),
         global_settings=_section(top, "global_settings", lambda t: GlobalSpec(

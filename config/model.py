@@ -40,8 +40,8 @@ __all__ = [
 ]
 
 Mode = Literal["real", "sim"]
-MANAGEMENT = "management"
-CONFERENCING = "conferencing"
+MANAGEMENT: Literal["management"] = "management"
+CONFERENCING: Literal["conferencing"] = "conferencing"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import time
 __all__ = ["utc_now", "format_utc", "parse_utc", "normalize_since"]
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_UTC = _dt.timezone.utc
+_UTC = _dt.UTC
 
 
 def format_utc(moment: _dt.datetime) -> str:

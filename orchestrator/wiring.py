@@ -7,14 +7,18 @@ runs a real vCenter simulator with simulated Pexip nodes).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from adapters.base import Systems
+from adapters.base import CertificateAuthority, Systems, VSphere
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
 from adapters.syslog import SyslogSender
 from config import rules
 from config.errors import ConfigError
 from config.model import Deployment
 from config.rules import NOT_YET_REAL, unbuilt_mode_problem
+
+if TYPE_CHECKING:  # the world is opened by the session; importing it here would slow every start
+    from adapters.sim.world import SimWorld
 
 __all__ = ["open_systems", "open_syslog", "refuse_unbuilt", "needs_world", "any_real", "NOT_YET_REAL"]
 
@@ -71,7 +75,7 @@ def _refuse_unbuilt_provisioning(deployment: Deployment) -> None:
                             'built; set pexip_api.mode = "sim" for now')])
 
 
-def open_systems(deployment: Deployment, world: object | None, *, journal: Path | None = None) -> Systems:
+def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Path | None = None) -> Systems:
     """Build the adapters of one run. ``world`` is the open ``SimWorld`` when any system is simulated.
 
     ``journal``: the journal's file, beside which the Conferencing Nodes' encrypted bootstrap
@@ -83,6 +87,7 @@ def open_systems(deployment: Deployment, world: object | None, *, journal: Path 
 
     if needs_world(deployment) and world is None:
         raise RuntimeError("a simulated system needs the simulated world open")
+    vsphere: VSphere
     if deployment.vcenter.mode == "real":
         from adapters.vsphere import VCenter
 
@@ -95,6 +100,7 @@ def open_systems(deployment: Deployment, world: object | None, *, journal: Path 
     else:
         from adapters.sim.vsphere import SimVSphere
 
+        assert world is not None  # needs_world: checked above
         vsphere = SimVSphere(world, deployment)
     from adapters.sim.ca import SimCA
     from adapters.sim.console import SimConsole
@@ -102,7 +108,8 @@ def open_systems(deployment: Deployment, world: object | None, *, journal: Path 
     from adapters.sim.pexip import SimPexipApi
     from adapters.sim.provisioning import SimProvisioning
 
-    ca = SimCA(world, deployment) if deployment.pki.mode == "sim" else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
+    assert world is not None  # the Pexip API, console and LDAP have no real adapter yet: simulated
+    ca: CertificateAuthority = SimCA(world, deployment) if deployment.pki.mode == "sim" else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
     directory = SimDirectory(world, deployment)
     return Systems(
         vsphere=vsphere,

@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from config.errors import Rejected
-from config.model import Deployment
-
 from adapters.sim import _pki as pki
 from adapters.sim.world import CA, Effect, SimWorld
+from config.errors import Rejected
+from config.model import Deployment
 
 __all__ = ["SimCA"]
 

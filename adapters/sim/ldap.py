@@ -9,10 +9,9 @@ so the login follows whichever directory the run uses.
 
 from __future__ import annotations
 
+from adapters.sim.world import SimWorld
 from config.errors import Rejected
 from config.model import Deployment, LdapSpec
-
-from adapters.sim.world import SimWorld
 
 __all__ = ["SimDirectory", "directory_groups", "user_groups_of"]
 

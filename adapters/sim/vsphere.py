@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict
-from typing import Any
-
-from config.errors import ConfigError, Rejected
-from config.model import CONFERENCING, Deployment, NodeSpec
-from config.rules import disk_iops_limit_problem, iops_over_budget, vlan_problem
+from typing import Any, cast
 
 from adapters.base import BiosState, DiskAllocation, Reservation, VmState
 from adapters.sim.world import VM, Effect, SimWorld, digest, pexip_system
+from config.errors import ConfigError, Rejected
+from config.model import CONFERENCING, Deployment, NodeSpec
+from config.rules import disk_iops_limit_problem, iops_over_budget, vlan_problem
 
 __all__ = ["SimVSphere", "HOST_CPU_MHZ"]
 
@@ -191,7 +190,7 @@ class SimVSphere:
         if stored is None:
             raise Rejected(f"VM {vm.name} ({vm.moref}) does not exist; import it first", system=_SYSTEM)
         _check_ours(stored, vm.identity)
-        return stored
+        return cast(dict[str, Any], stored)
 
 
 def _check_ours(vm: dict[str, Any], identity: str) -> None:
@@ -256,18 +255,18 @@ def _preflight_problems(deployment: Deployment) -> list[tuple[str, str]]:
     for prefix, node in _node_fields(deployment):
         if (message := vlan_problem(node.vlan, policy.vlan, reserved)) is not None:
             problems.append((f"{prefix}.vlan", message))
-        host = hosts.get(node.host)
-        if host is None:
+        on = hosts.get(node.host)
+        if on is None:
             problems.append((f"{prefix}.host", f"host {node.host!r} is not in vcenter.hosts "
                                                f"(known: {', '.join(hosts) or 'none'})"))
             continue
-        if node.portgroup == host.management_network:
+        if node.portgroup == on.management_network:
             problems.append((f"{prefix}.portgroup", f"{node.portgroup!r} is the management network of host "
-                                                    f"{host.name}; put the VM on {host.vm_network!r}"))
+                                                    f"{on.name}; put the VM on {on.vm_network!r}"))
         if (message := disk_iops_limit_problem(node.disk_iops_limit, policy.reservation)) is not None:
             problems.append((f"{prefix}.disk_iops_limit", message))
-        iops[host.datastore].append(node.disk_iops_limit)
-        users[host.datastore].append(node.name)
+        iops[on.datastore].append(node.disk_iops_limit)
+        users[on.datastore].append(node.name)
     for i, host in enumerate(deployment.vcenter.hosts):
         # pop: a shared datastore is reported once
         total = iops_over_budget(iops.pop(host.datastore, []), host.datastore_iops_capacity)

@@ -193,7 +193,7 @@ def _disks(devices: Sequence[Any]) -> tuple[DiskRecord, ...]:
     for d in devices:
         if not isinstance(d, vim.vm.device.VirtualDisk):
             continue
-        ctrl = controllers.get(d.controllerKey)
+        ctrl = controllers.get(d.controllerKey) if d.controllerKey is not None else None
         alloc = d.storageIOAllocation
         shares = alloc.shares if alloc is not None else None
         backing_ds = getattr(d.backing, "datastore", None)

@@ -119,7 +119,7 @@ def bios_password_script(password: str) -> list[list[Key]]:
 
 def to_key_events(keys: list[Key]) -> list[object]:
     """``UsbScanCodeSpec.KeyEvent`` objects: usbHidCode = (HID usage << 16) | 7."""
-    events = []
+    events: list[object] = []
     for key in keys:
         modifiers = vim.vm.UsbScanCodeSpec.ModifierType(leftShift=True) if key.shift else None
         events.append(vim.vm.UsbScanCodeSpec.KeyEvent(usbHidCode=(key.hid << 16) | 0x0007, modifiers=modifiers))

@@ -139,7 +139,7 @@ class PowerOns:
                 unseen.append(rec)
         if own_tasks:
             waits = [self._tasks.wait(t, f"power on VM {next(r.name for r in recs if r.moref == m)}") for m, t in own_tasks.items()]
-            for moref, done in zip(own_tasks, await asyncio.gather(*waits, return_exceptions=True)):
+            for moref, done in zip(own_tasks, await asyncio.gather(*waits, return_exceptions=True), strict=True):
                 outcomes[moref] = done if isinstance(done, BaseException) else None
         if unseen:
             now_read = await self._reads.records([r.moref for r in unseen])  # read after the task: what is, is

@@ -32,7 +32,7 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pyVmomi import SoapStubAdapter, vim, vmodl
+from pyVmomi import SoapStubAdapter, vim, vmodl  # type: ignore[attr-defined]  # not re-exported in its stubs
 
 from config.errors import AdapterError, ConfigError, Rejected, Timeout, Unreachable
 from config.model import VCenterSpec
@@ -110,7 +110,7 @@ def _pinned_connection_class(pin: bytes) -> type[http.client.HTTPSConnection]:
         def connect(self) -> None:
             super().connect()
             assert self.sock is not None
-            der = self.sock.getpeercert(binary_form=True) or b""  # type: ignore[attr-defined]
+            der = self.sock.getpeercert(binary_form=True) or b""
             if not hmac.compare_digest(hashlib.sha256(der).digest(), pin):
                 self.close()
                 raise PinMismatch(
@@ -121,7 +121,7 @@ def _pinned_connection_class(pin: bytes) -> type[http.client.HTTPSConnection]:
     return PinnedHTTPSConnection
 
 
-class _CountingStub(SoapStubAdapter):  # type: ignore[misc]
+class _CountingStub(SoapStubAdapter):
     """A SOAP stub that counts round trips per method (for ``statistics()``), and knows
     the login it serves (``login_of``)."""
 
@@ -264,7 +264,7 @@ class Session:
             connectionPoolTimeout=30,
         )
         if self.pin is not None:
-            stub.scheme = _pinned_connection_class(self.pin)
+            stub.scheme = _pinned_connection_class(self.pin)  # type: ignore[assignment]  # an HTTPSConnection subclass
         return stub
 
     def _login_locked(self) -> None:
@@ -279,7 +279,8 @@ class Session:
             self._cache = {}
         si = vim.ServiceInstance("ServiceInstance", stub)
         content = si.RetrieveContent()
-        content.sessionManager.Login(userName=self.spec.user, password=self._password)
+        assert content.sessionManager is not None  # vCenter always has one; the stubs allow None
+        content.sessionManager.Login(userName=self.spec.user, password=self._password)  # type: ignore[call-arg]  # locale is optional
         self._content = content
         self.generation += 1
         stub.generation = self.generation

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,11 @@ class InventoryEvent:
     identity: str | None  # our identity attribute, None for VMs that are not ours
     power_state: str | None
     changed: tuple[str, ...] = ()  # property paths that changed (modify)
+
+
+def _wait_for_updates(collector: Any, version: str, options: Any, _client: Any) -> Any:
+    """One long poll of the inventory (run in the session's worker thread)."""
+    return collector.WaitForUpdatesEx(version=version, options=options)
 
 
 @dataclass
@@ -121,7 +127,7 @@ async def watch_vms(
                     # is changed and destroyed within one of its 250 ms ticks).
                     updates = await session.call(
                         "watch the inventory",
-                        lambda c, pc=collector, v=version, o=options: pc.WaitForUpdatesEx(version=v, options=o),
+                        functools.partial(_wait_for_updates, collector, version, options),
                         idempotent=False,
                         executor=executor,
                     )
@@ -138,16 +144,16 @@ async def watch_vms(
                                 continue
                             ref = moid(update.obj)
                             s = _Seen(**vars(seen[ref])) if ref in seen else _Seen()
-                            changed = []
+                            names: list[str] = []
                             for change in update.changeSet or ():
-                                changed.append(change.name)
+                                names.append(change.name)
                                 if change.name == "name":
                                     s.name = change.val or ""
                                 elif change.name == "runtime.powerState":
                                     s.power_state = str(change.val) if change.val is not None else None
                                 elif change.name == "customValue":
                                     s.custom = {v.key: getattr(v, "value", "") for v in change.val or ()}
-                            now[ref] = (str(update.kind), s, tuple(changed))
+                            now[ref] = (str(update.kind), s, tuple(names))
                     if first:
                         # The full state after (re)connecting: report the difference.
                         first = False
@@ -157,12 +163,12 @@ async def watch_vms(
                                 if matches(old):
                                     yield event("leave", ref, old)
                         for ref, (_, s, _) in now.items():
-                            old = seen.get(ref)
+                            prev = seen.get(ref)
                             seen[ref] = s
-                            if old is None:
+                            if prev is None:
                                 if matches(s):
                                     yield event("enter", ref, s)
-                            elif (old.name, old.power_state, old.custom) != (s.name, s.power_state, s.custom) and matches(s):
+                            elif (prev.name, prev.power_state, prev.custom) != (s.name, s.power_state, s.custom) and matches(s):
                                 yield event("modify", ref, s, ("name", "runtime.powerState", "customValue"))
                         continue
                     for ref, (kind, s, changed) in now.items():

@@ -81,11 +81,11 @@ class NetworkServices(Step):
             changes += [Change(f"ntp_server[{s.address}]", None, f"present, key_id {s.key_id}")] if obj is None else field_changes(
                 f"ntp_server[{s.address}]", obj, {"key_id": s.key_id}
             )
-        for s in net.syslog_servers:
-            obj = observed["syslog"][s.address]
-            wanted = {"port": s.port, "transport": s.transport}
-            changes += [Change(f"syslog_server[{s.address}]", None, wanted)] if obj is None else field_changes(
-                f"syslog_server[{s.address}]", obj, wanted
+        for syslog in net.syslog_servers:
+            obj = observed["syslog"][syslog.address]
+            wanted = {"port": syslog.port, "transport": syslog.transport}
+            changes += [Change(f"syslog_server[{syslog.address}]", None, wanted)] if obj is None else field_changes(
+                f"syslog_server[{syslog.address}]", obj, wanted
             )
         # Bindings on the Management Node: only checkable once the objects exist.
         uris = {

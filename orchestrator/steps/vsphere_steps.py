@@ -89,7 +89,7 @@ class ReserveResources(Step):
             for f in dataclasses.fields(Reservation)
             if f.name != "disks" and getattr(current, f.name) != getattr(wanted, f.name)
         ]
-        for now, want in zip(current.disks, wanted.disks):
+        for now, want in zip(current.disks, wanted.disks, strict=False):  # wanted has one entry per current disk
             for attr in ("shares", "iops_limit"):
                 if getattr(now, attr) != getattr(want, attr):
                     changes.append(Change(f"disk[{now.label}].{attr}", getattr(now, attr), getattr(want, attr)))

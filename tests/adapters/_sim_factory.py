@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters import Systems
-from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.base import DiskAllocation, Reservation, VmState
+from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from config.load import simulated_deployment
 from config.model import Deployment, NodeSpec
 

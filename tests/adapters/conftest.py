@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from adapters.sim.world import SimWorld
 from _vcsim import lab_deployment, started_vcsim
 
+from adapters.sim.world import SimWorld
 from config.model import Deployment
 from orchestrator.lab import REPO, Pki, Vcsim, build_vcsim, go_available, make_test_pki
 

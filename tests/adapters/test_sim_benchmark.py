@@ -10,8 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-from _sim_factory import authenticate_ldap, certify, deploy_conferencing, harden_manager, install_manager
-from _sim_factory import make_deployment, make_systems
+from _sim_factory import (
+    authenticate_ldap,
+    certify,
+    deploy_conferencing,
+    harden_manager,
+    install_manager,
+    make_deployment,
+    make_systems,
+)
 
 from adapters.sim import SimWorld
 

@@ -9,8 +9,8 @@ import pytest
 from _sim_factory import full_reservation, identity, install_manager, make_deployment, make_systems
 
 from adapters import VSphere
-from adapters.sim import SimVSphere, SimWorld
 from adapters.base import DiskAllocation
+from adapters.sim import SimVSphere, SimWorld
 from adapters.sim.world import VM
 from config.errors import ConfigError, Rejected
 from config.model import Deployment

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -14,8 +14,10 @@ if str(ROOT) not in sys.path:
     # pytest puts the test's own folder on sys.path, not the project root.
     sys.path.insert(0, str(ROOT))
 
-from journal import Journal, Transition  # noqa: E402
 from journal_helpers import NODES, walk  # noqa: E402
+
+from journal import Journal, Transition  # noqa: E402
+
 
 @pytest.fixture
 def journal_path(tmp_path: Path) -> Path:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import enum
-import os
 import stat
 from pathlib import Path
 
 import pytest
+from journal_helpers import NODES, ROOT, spec_hash
 
 import journal as journal_pkg
 from config.errors import JournalError
 from journal import Event, Journal, NodeRecord, Transition
-from journal_helpers import NODES, ROOT, spec_hash
 
 
 def test_public_names_are_pinned() -> None:
@@ -167,7 +166,7 @@ class Color(enum.Enum):
 
 def test_payload_is_canonical_json(journal: Journal) -> None:
     """Payloads store as canonical JSON; dates, enums, paths and tuples become JSON data."""
-    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
     event = journal.record(node="mgr", kind="x", payload={
         "b": (1, 2), "a": when, "c": Color.RED, "d": Path("/x"), "e": "é\u2028\"\\\n"})
     assert event.payload == {"a": when.isoformat(), "b": [1, 2], "c": "red", "d": "/x", "e": "é\u2028\"\\\n"}
@@ -213,7 +212,7 @@ def test_events_can_be_read_while_committing(journal: Journal) -> None:
     """Iterating events (many pages) while committing neither blocks nor fails."""
     journal.commit([Transition(node="mgr", kind="tick", attempt=i) for i in range(2500)])
     seen = 0
-    for event in journal.events(kinds=["tick"]):
+    for _event in journal.events(kinds=["tick"]):
         if seen % 1000 == 0:
             journal.record(node="conf-1", kind="during_read")
         seen += 1

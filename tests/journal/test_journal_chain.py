@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from journal_helpers import NODES, spec_hash, walk
 
 from config.errors import IntegrityError
 from journal import Journal, Signer, Transition, VerifyStatus
 from journal._chain import canonical_json, event_hash, row_hash
-from journal_helpers import NODES, spec_hash, walk
 
 SIGNER = Signer.generate()
 PUBLIC = SIGNER.public_key_pem()

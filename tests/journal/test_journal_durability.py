@@ -9,8 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from journal import Journal, Signer, VerifyStatus, generate_signing_key
 from journal_helpers import NODES, ROOT
+
+from journal import Journal, Signer, VerifyStatus, generate_signing_key
 
 _PRELUDE = f"""
 import os, sys

@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from journal_helpers import spec_hash
 
 from journal import Journal, Signer, VerifyReport, VerifyStatus, verify_export
-from journal_helpers import spec_hash
 
 FORMATS = ["jsonl", "csv"]
 SIGNER = Signer.generate()  # the deployment's key; the tests trust its public key
