@@ -40,6 +40,7 @@ __all__ = [
 
 # --- vCenter / ESXi ---------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class VmState:
     """What vSphere shows of one managed VM."""
@@ -120,6 +121,7 @@ class VSphere(Protocol):
 
 # --- Pexip management API -------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Created:
     uri: str  # "/api/admin/configuration/v1/<resource>/<id>/"
@@ -163,6 +165,7 @@ class PexipApi(Protocol):
 
 # --- Conferencing Node provisioning interface -----------------------------------
 
+
 @runtime_checkable
 class NodeProvisioning(Protocol):
     """The provisioning interface of a Conferencing Node deployed from the generic OVA
@@ -203,6 +206,7 @@ class Console(Protocol):
 
 # --- Certificate authority --------------------------------------------------------
 
+
 @runtime_checkable
 class CertificateAuthority(Protocol):
     @property
@@ -226,6 +230,7 @@ class CertificateAuthority(Protocol):
 
 
 # --- LDAP directory -----------------------------------------------------------------
+
 
 @runtime_checkable
 class Directory(Protocol):

@@ -98,7 +98,7 @@ class BootstrapStore:
         try:
             if not data.startswith(_MAGIC):
                 raise InvalidTag
-            nonce, sealed = data[len(_MAGIC):len(_MAGIC) + _NONCE], data[len(_MAGIC) + _NONCE:]
+            nonce, sealed = data[len(_MAGIC) : len(_MAGIC) + _NONCE], data[len(_MAGIC) + _NONCE :]
             return aead.decrypt(nonce, sealed, self._associated(node))
         except InvalidTag:
             raise Rejected(
@@ -147,8 +147,10 @@ class BootstrapStore:
     def _cipher(self) -> AESGCM:
         if self._aead is None:
             if self._key_ref is None:
-                raise Rejected(f"pexip_api.bootstrap_key is not set: the Conferencing Nodes' bootstrap files are "
-                               f"kept encrypted with it; {_FIX}")
+                raise Rejected(
+                    f"pexip_api.bootstrap_key is not set: the Conferencing Nodes' bootstrap files are "
+                    f"kept encrypted with it; {_FIX}"
+                )
             try:
                 key = decode_key(self._key_ref.reveal())
             except ValueError as exc:

@@ -44,8 +44,9 @@ class SyslogSender(Protocol):
     async def aclose(self) -> None: ...
 
 
-def format_message(msgid: str, text: str, *, app: str = "orchestrator", hostname: str | None = None,
-                   at: datetime | None = None) -> str:
+def format_message(
+    msgid: str, text: str, *, app: str = "orchestrator", hostname: str | None = None, at: datetime | None = None
+) -> str:
     """One RFC 5424 message: ``<PRI>1 TIMESTAMP HOST APP PROCID MSGID - MSG`` (no line feed)."""
     stamp = (at or datetime.now(UTC)).isoformat(timespec="microseconds").replace("+00:00", "Z")
     host = (hostname or socket.gethostname() or "-").replace(" ", "_")[:255]
@@ -65,8 +66,10 @@ def map_syslog_errors(server: SyslogServer) -> Iterator[None]:
     except AdapterError:
         raise
     except ssl.SSLCertVerificationError as exc:
-        raise Rejected(f"{where}: its TLS certificate is not trusted ({exc.verify_message}); "
-                       "give the CA that signed it", system=SYSTEM) from exc
+        raise Rejected(
+            f"{where}: its TLS certificate is not trusted ({exc.verify_message}); give the CA that signed it",
+            system=SYSTEM,
+        ) from exc
     except ssl.SSLError as exc:
         raise Unreachable(f"{where}: TLS failed ({exc})", system=SYSTEM) from exc
     except TimeoutError as exc:
@@ -84,8 +87,14 @@ class RemoteSyslog:
         timeout_s: per server, for connecting and sending.
     """
 
-    def __init__(self, servers: Sequence[SyslogServer], *, ca_file: str | Path | None = None,
-                 timeout_s: float = 3.0, hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        servers: Sequence[SyslogServer],
+        *,
+        ca_file: str | Path | None = None,
+        timeout_s: float = 3.0,
+        hostname: str | None = None,
+    ) -> None:
         self.servers = tuple(servers)
         self._ca_file = ca_file
         self._timeout = timeout_s
@@ -115,7 +124,8 @@ class RemoteSyslog:
         loop = asyncio.get_running_loop()
         if server.transport == "udp":
             transport, _ = await loop.create_datagram_endpoint(
-                asyncio.DatagramProtocol, remote_addr=(server.address, server.port))
+                asyncio.DatagramProtocol, remote_addr=(server.address, server.port)
+            )
             try:
                 transport.sendto(data)
             finally:
@@ -123,7 +133,9 @@ class RemoteSyslog:
             return
         tls = server.transport == "tls"
         reader, writer = await asyncio.open_connection(
-            server.address, server.port, ssl=self._tls_context() if tls else None,
+            server.address,
+            server.port,
+            ssl=self._tls_context() if tls else None,
             server_hostname=server.address if tls else None,
         )
         del reader
@@ -144,6 +156,7 @@ class RemoteSyslog:
     async def __aenter__(self) -> RemoteSyslog:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()

@@ -71,8 +71,9 @@ class CommitCounter:
 def simulate(nodes: int, workdir: Path) -> tuple[Any, float]:
     from orchestrator import api
 
-    settings = api.SimulationSettings(nodes=nodes, latency=0.0, world=workdir / f"w{nodes}.sqlite",
-                                      journal=workdir / f"j{nodes}.sqlite", fresh=True)
+    settings = api.SimulationSettings(
+        nodes=nodes, latency=0.0, world=workdir / f"w{nodes}.sqlite", journal=workdir / f"j{nodes}.sqlite", fresh=True
+    )
     start = time.perf_counter()
     report, _ = asyncio.run(api.simulate(settings))
     return report, time.perf_counter() - start
@@ -93,8 +94,13 @@ def commits_per_step(nodes: int, workdir: Path) -> dict[str, Any]:
     kinds = event_kinds(workdir / f"j{nodes}.sqlite")
     steps = kinds.get("step_committed", 0)
     return {
-        "nodes": nodes, "exit_code": report.exit_code, "wall_s": wall, "commits": counter.commits,
-        "event_commits": counter.event_commits, "steps_committed": steps, "events": sum(kinds.values()),
+        "nodes": nodes,
+        "exit_code": report.exit_code,
+        "wall_s": wall,
+        "commits": counter.commits,
+        "event_commits": counter.event_commits,
+        "steps_committed": steps,
+        "events": sum(kinds.values()),
         "per_step": counter.commits / steps if steps else float("nan"),
         "event_commits_per_step": counter.event_commits / steps if steps else float("nan"),
         "kinds": dict(kinds.most_common()),
@@ -110,7 +116,10 @@ def profile(nodes: int, workdir: Path, top: int) -> str:
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("cumulative").print_stats(top)
     stats.sort_stats("tottime").print_stats(top)  # where the time is spent itself
-    return f"simulate --nodes {nodes} --latency 0 under cProfile: {wall:.2f} s (exit {report.exit_code})\n" + out.getvalue()
+    return (
+        f"simulate --nodes {nodes} --latency 0 under cProfile: {wall:.2f} s (exit {report.exit_code})\n"
+        + out.getvalue()
+    )
 
 
 def main() -> None:
@@ -128,10 +137,12 @@ def main() -> None:
             f = commits_per_step(nodes, workdir)
             target = TARGETS.get(nodes)
             verdict = "" if target is None else f"  target <= {target}: {'OK' if f['per_step'] <= target else 'MISSED'}"
-            print(f"{nodes:>5} node(s): {f['commits']} journal transactions ({f['event_commits']} appending events) for "
-                  f"{f['steps_committed']} committed steps = {f['per_step']:.2f} per step "
-                  f"({f['event_commits_per_step']:.2f} appending events); {f['events']} events, "
-                  f"{f['wall_s']:.2f} s, exit {f['exit_code']}{verdict}")
+            print(
+                f"{nodes:>5} node(s): {f['commits']} journal transactions ({f['event_commits']} appending events) for "
+                f"{f['steps_committed']} committed steps = {f['per_step']:.2f} per step "
+                f"({f['event_commits_per_step']:.2f} appending events); {f['events']} events, "
+                f"{f['wall_s']:.2f} s, exit {f['exit_code']}{verdict}"
+            )
             print("        events by kind: " + ", ".join(f"{k} {n}" for k, n in f["kinds"].items()))
         if opts.profile:
             print(profile(opts.profile, workdir, opts.top))

@@ -39,10 +39,18 @@ SIGNER = Signer.generate()
 
 STATES = ("deployed", "reserved", "bios_locked", "installed", "hardened", "certified", "ldap_authenticated")
 _RAW_ROW = (
-    "2024-05-01T12:00:00.000000Z", "conf-0001", "step_committed", "reserve_resources", 1,
-    "conf-0001/reserve_resources/1", "deployed", "reserved", "orchestrator",
+    "2024-05-01T12:00:00.000000Z",
+    "conf-0001",
+    "step_committed",
+    "reserve_resources",
+    1,
+    "conf-0001/reserve_resources/1",
+    "deployed",
+    "reserved",
+    "orchestrator",
     '{"observed":{"cpu_reservation_mhz":8000,"memory_reserved_mb":16384},"changed":true}',
-    "0" * 64, "f" * 64,
+    "0" * 64,
+    "f" * 64,
 )
 
 
@@ -74,8 +82,13 @@ def _transition(node: str, i: int) -> Transition:
     """The node's ``i``-th move round the ring of states (each from_state the previous to_state)."""
     state_from, state_to = STATES[i % len(STATES)], STATES[(i + 1) % len(STATES)]
     return Transition(
-        node=node, kind="step_committed", step="reserve_resources", attempt=1,
-        key=f"{node}/reserve_resources/{i}", from_state=state_from, to_state=state_to,
+        node=node,
+        kind="step_committed",
+        step="reserve_resources",
+        attempt=1,
+        key=f"{node}/reserve_resources/{i}",
+        from_state=state_from,
+        to_state=state_to,
         payload={"observed": {"cpu_reservation_mhz": 8000, "memory_reserved_mb": 16384}, "changed": True},
         update={"step": None, "attempt": 0},
     )
@@ -109,7 +122,7 @@ def bench_batch(workdir: Path, nodes: int, rows: int, per_call: int = 100) -> fl
     i = 0
     while total < rows:
         for first in range(0, nodes, per_call):  # one round: every node moves once
-            batch = [_transition(n, i) for n in names[first:first + per_call]]
+            batch = [_transition(n, i) for n in names[first : first + per_call]]
             journal.commit(batch)
             total += len(batch)
         i += 1
@@ -124,7 +137,7 @@ def bench_verify(workdir: Path, events: int) -> dict[str, float]:
     i, total = 0, 1000
     while total < events:
         for first in range(0, len(names), 1000):
-            batch = [_transition(n, i) for n in names[first:first + 1000]][: events - total]
+            batch = [_transition(n, i) for n in names[first : first + 1000]][: events - total]
             journal.commit(batch)
             total += len(batch)
         i += 1
@@ -145,7 +158,9 @@ def bench_verify(workdir: Path, events: int) -> dict[str, float]:
         if report.status != VerifyStatus.VERIFIED:
             raise SystemExit(f"verify failed: {report.problems}")
     return {
-        "events": float(first_checkpoint["seq"] + 100), "full": full_s, "incremental": incremental_s,
+        "events": float(first_checkpoint["seq"] + 100),
+        "full": full_s,
+        "incremental": incremental_s,
         "checkpoint": checkpoint_s,
     }
 
@@ -203,17 +218,17 @@ def main() -> int:
         goal = f">= {target:.1f}"
         print(f"{label:<44}{rate:>14,.0f}  {unit:<14}{ratio:>7.2f}  {goal:>7}  {'yes' if met else 'NO'}")
     print()
-    spread = ", ".join(
-        f"{name} {min(v):,.0f}..{max(v):,.0f}" for name, v in results.items()
-    )
+    spread = ", ".join(f"{name} {min(v):,.0f}..{max(v):,.0f}" for name, v in results.items())
     print(f"spread over rounds (min..max per s): {spread}")
     print(f"(case 2 signs an Ed25519 checkpoint every {args.checkpoint_every} events)")
     print()
     verify_met = verify["full"] <= 2.0
     all_met &= verify_met
     print(f"4. journal verify of {verify['events']:,.0f} events (trusted public key, signed checkpoint):")
-    print(f"   full (chain, rows, continuity, signatures, integrity_check) {verify['full']:>7.2f} s   "
-          f"target <= 2.00 s  {'yes' if verify_met else 'NO'}")
+    print(
+        f"   full (chain, rows, continuity, signatures, integrity_check) {verify['full']:>7.2f} s   "
+        f"target <= 2.00 s  {'yes' if verify_met else 'NO'}"
+    )
     print(f"   incremental from the last signed checkpoint (100 events)   {verify['incremental']:>7.3f} s")
     print(f"   first checkpoint (verifies, then signs)                    {verify['checkpoint']:>7.2f} s")
     print()

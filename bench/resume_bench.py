@@ -40,7 +40,16 @@ def build(path: Path, deployment: object) -> None:
             if rng.random() < 0.3 and m != MILESTONES[-1]:
                 nxt = MILESTONES[MILESTONES.index(m) + 1]
                 step = STEPS[role][nxt][0]
-                batch.append(Transition(node=n, kind="step_started", step=step, from_state=m, to_state=TRANSIENT_OF[nxt], update={"step": step}))
+                batch.append(
+                    Transition(
+                        node=n,
+                        kind="step_started",
+                        step=step,
+                        from_state=m,
+                        to_state=TRANSIENT_OF[nxt],
+                        update={"step": step},
+                    )
+                )
             if len(batch) >= 500:
                 j.commit(batch)
                 batch = []
@@ -67,10 +76,14 @@ def main() -> None:
         t = time.perf_counter()
         deployment = simulated_deployment(args.nodes, Path(tmp))
         build(path, deployment)
-        print(f"built a {args.nodes}-node journal in {time.perf_counter() - t:.2f} s ({path.stat().st_size / 1e6:.1f} MB)")
+        print(
+            f"built a {args.nodes}-node journal in {time.perf_counter() - t:.2f} s ({path.stat().st_size / 1e6:.1f} MB)"
+        )
         best = min(decide(path, deployment)[0] for _ in range(3))
         seconds, actions, n = decide(path, deployment)
-        print(f"decided the next step of {n} nodes in {best:.3f} s (best of 3)  [target <= 1 s] {'OK' if best <= 1 else 'MISSED'}")
+        print(
+            f"decided the next step of {n} nodes in {best:.3f} s (best of 3)  [target <= 1 s] {'OK' if best <= 1 else 'MISSED'}"
+        )
         print("  next actions:", dict(actions))
 
 

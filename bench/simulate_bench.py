@@ -45,20 +45,44 @@ def in_process(nodes: int, workdir: Path) -> dict[str, float]:
 
     configure_logging("WARNING")
     baseline = rss_kb()
-    settings = api.SimulationSettings(nodes=nodes, latency=0.0, world=workdir / "w.sqlite", journal=workdir / "j.sqlite", fresh=True)
+    settings = api.SimulationSettings(
+        nodes=nodes, latency=0.0, world=workdir / "w.sqlite", journal=workdir / "j.sqlite", fresh=True
+    )
     start = time.perf_counter()
     report, _ = asyncio.run(api.simulate(settings))
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
-    return {"wall_s": wall, "baseline_kb": baseline, "peak_kb": peak, "per_node_kb": (peak - baseline) / nodes, "exit_code": report.exit_code}
+    return {
+        "wall_s": wall,
+        "baseline_kb": baseline,
+        "peak_kb": peak,
+        "per_node_kb": (peak - baseline) / nodes,
+        "exit_code": report.exit_code,
+    }
 
 
 def cli(nodes: int, workdir: Path) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "--journal", str(workdir / "cli-j.sqlite"), "simulate", "--nodes", str(nodes),
-         "--latency", "0", "--world", str(workdir / "cli-w.sqlite"), "--fresh", "--json"],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "--journal",
+            str(workdir / "cli-j.sqlite"),
+            "simulate",
+            "--nodes",
+            str(nodes),
+            "--latency",
+            "0",
+            "--world",
+            str(workdir / "cli-w.sqlite"),
+            "--fresh",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     return time.perf_counter() - start, proc.returncode
 
@@ -88,17 +112,25 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
         wall_cli, code = cli(args.nodes, Path(tmp))
-    print(f"orchestrator simulate --nodes {args.nodes} --latency 0 (CLI, whole process): {wall_cli:.2f} s wall, exit {code}  "
-          f"[target <= 15 s] {'OK' if wall_cli <= 15 and code == 0 else 'MISSED'}")
+    print(
+        f"orchestrator simulate --nodes {args.nodes} --latency 0 (CLI, whole process): {wall_cli:.2f} s wall, exit {code}  "
+        f"[target <= 15 s] {'OK' if wall_cli <= 15 and code == 0 else 'MISSED'}"
+    )
     big, small, one = measure(args.nodes), measure(max(args.nodes // 10, 1)), measure(1)
     print(f"in-process run of {args.nodes} nodes: {big['wall_s']:.2f} s wall, exit {big['exit_code']}")
     over_one = (big["peak_kb"] - one["peak_kb"]) / (args.nodes - 1)
-    print(f"memory per node above the process's baseline, the same simulation with 1 node (peak {one['peak_kb'] / 1024:.1f} MiB "
-          f"vs {big['peak_kb'] / 1024:.1f} MiB): {over_one:.2f} KB  [target <= 10 KB] {'OK' if over_one <= 10 else 'MISSED'}")
-    print(f"memory per node above the RSS right after imports (before the journal, the world, the loop and the CA exist): "
-          f"{big['per_node_kb']:.2f} KB")
+    print(
+        f"memory per node above the process's baseline, the same simulation with 1 node (peak {one['peak_kb'] / 1024:.1f} MiB "
+        f"vs {big['peak_kb'] / 1024:.1f} MiB): {over_one:.2f} KB  [target <= 10 KB] {'OK' if over_one <= 10 else 'MISSED'}"
+    )
+    print(
+        f"memory per node above the RSS right after imports (before the journal, the world, the loop and the CA exist): "
+        f"{big['per_node_kb']:.2f} KB"
+    )
     marginal = (big["peak_kb"] - small["peak_kb"]) / (args.nodes - max(args.nodes // 10, 1))
-    print(f"marginal memory per node (peak at {args.nodes} minus peak at {max(args.nodes // 10, 1)} nodes): {marginal:.2f} KB")
+    print(
+        f"marginal memory per node (peak at {args.nodes} minus peak at {max(args.nodes // 10, 1)} nodes): {marginal:.2f} KB"
+    )
     print("all figures include the simulated world (vCenter, Pexip API, CA... twins) living in the same process")
 
 

@@ -90,8 +90,10 @@ def main() -> None:
             full = args if name == "--help" else ["--journal", "simulation.journal.sqlite", *args]
             wall = best_wall(full, cwd, opts.runs)
             verdict = "OK" if wall <= TARGET_S else "MISSED"
-            print(f"orchestrator {name:<14} {wall * 1000:7.1f} ms (best of {opts.runs})  target {TARGET_S * 1000:.0f} ms  "
-                  f"{verdict}")
+            print(
+                f"orchestrator {name:<14} {wall * 1000:7.1f} ms (best of {opts.runs})  target {TARGET_S * 1000:.0f} ms  "
+                f"{verdict}"
+            )
             entries, heavy = import_profile(full, cwd, opts.top)
             print(f"  heavy packages imported: {', '.join(sorted(heavy)) or 'none'}")
             for cumulative, module in entries:

@@ -45,26 +45,44 @@ from orchestrator.lab import (
 from orchestrator.steps import STEPS, StepContext, execute
 
 VM_STEPS = ("deploy_ova", "reserve_resources", "lock_bios")
-WRITES = frozenset({
-    "ReconfigVM_Task", "ImportVApp", "HttpNfcLeaseComplete", "PowerOnVM_Task", "PowerOnMultiVM_Task", "PowerOffVM_Task",
-    "ResetVM_Task", "Destroy_Task", "SetField", "AddCustomFieldDef", "PutUsbScanCodes", "CreateImportSpec",
-})
+WRITES = frozenset(
+    {
+        "ReconfigVM_Task",
+        "ImportVApp",
+        "HttpNfcLeaseComplete",
+        "PowerOnVM_Task",
+        "PowerOnMultiVM_Task",
+        "PowerOffVM_Task",
+        "ResetVM_Task",
+        "Destroy_Task",
+        "SetField",
+        "AddCustomFieldDef",
+        "PutUsbScanCodes",
+        "CreateImportSpec",
+    }
+)
 
 
 def fleet(base: Deployment, count: int) -> Deployment:
     """The Management Node and ``count - 1`` Conferencing Nodes, all on DC0_H0."""
     template = base.conferencing[0]
     nodes = tuple(
-        dataclasses.replace(template, name=f"pexip-conf-{i:03d}", hostname=f"conf{i:03d}", address=f"10.99.{1 + i // 200}.{1 + i % 200}",
-                            sip_tls_fqdn=f"conf{i:03d}.lab.example.com")
+        dataclasses.replace(
+            template,
+            name=f"pexip-conf-{i:03d}",
+            hostname=f"conf{i:03d}",
+            address=f"10.99.{1 + i // 200}.{1 + i % 200}",
+            sip_tls_fqdn=f"conf{i:03d}.lab.example.com",
+        )
         for i in range(1, count)
     )
     hosts = tuple(dataclasses.replace(h, datastore_iops_capacity=count * 1000 + 1000) for h in base.vcenter.hosts)
     return dataclasses.replace(base, conferencing=nodes, vcenter=dataclasses.replace(base.vcenter, hosts=hosts))
 
 
-async def run(step: str, deployment: Deployment, nodes: tuple[NodeSpec, ...], vc: VCenter,
-              concurrency: int) -> tuple[float, dict[str, int], int]:
+async def run(
+    step: str, deployment: Deployment, nodes: tuple[NodeSpec, ...], vc: VCenter, concurrency: int
+) -> tuple[float, dict[str, int], int]:
     """One step for every node; wall time, round trips by SOAP method and changed nodes."""
     systems = Systems(vsphere=vc, pexip=None, console=None, ca=None, directory=None)  # type: ignore[arg-type]
     limit = asyncio.Semaphore(concurrency)
@@ -92,12 +110,21 @@ async def bench(deployment: Deployment, concurrency: int) -> dict[str, Any]:
         for step in VM_STEPS:
             wall, calls, changed = await run(step, deployment, nodes, vc, concurrency)
             trips = sum(calls.values())
-            figures["steps"][step] = {"wall_s": round(wall, 3), "round_trips": trips, "per_vm": round(trips / len(nodes), 2),
-                                      "changed": changed, "by_method": calls}
+            figures["steps"][step] = {
+                "wall_s": round(wall, 3),
+                "round_trips": trips,
+                "per_vm": round(trips / len(nodes), 2),
+                "changed": changed,
+                "by_method": calls,
+            }
         for step in VM_STEPS:
             wall, calls, changed = await run(step, deployment, nodes, vc, concurrency)
-            figures["rerun"][step] = {"wall_s": round(wall, 3), "per_vm": round(sum(calls.values()) / len(nodes), 2), "changed": changed,
-                                      "writes": sum(n for m, n in calls.items() if m in WRITES)}
+            figures["rerun"][step] = {
+                "wall_s": round(wall, 3),
+                "per_vm": round(sum(calls.values()) / len(nodes), 2),
+                "changed": changed,
+                "writes": sum(n for m, n in calls.items() if m in WRITES),
+            }
         stats = vc.statistics()
     figures["logins"] = stats["logins"]
     figures["by_method"] = stats["by_method"]
@@ -133,8 +160,12 @@ def scale(counts: list[int], binary: Path) -> None:
                 prepare_inventory(vcsim)
                 config = write_lab_config(work / f"lab-{count}", vcsim)
                 start = time.perf_counter()
-                done = subprocess.run([sys.executable, __file__, "--child", str(config), "--vms", str(count)],
-                                      capture_output=True, text=True, check=False)
+                done = subprocess.run(
+                    [sys.executable, __file__, "--child", str(config), "--vms", str(count)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 whole = time.perf_counter() - start
             finally:
                 vcsim.stop()
@@ -144,16 +175,29 @@ def scale(counts: list[int], binary: Path) -> None:
             child = json.loads(done.stdout.strip().splitlines()[-1])
             inner = sum(child["walls"].values())
             verdict = f"  target <= 2.5 s: {_ok(whole <= 2.5)}" if count == 100 else ""
-            print(f"  {count:>5} {whole:>10.2f} {whole / count * 1000:>10.1f} {inner:>13.2f} "
-                  f"{child['round_trips'] / count:>12.2f}{verdict}")
+            print(
+                f"  {count:>5} {whole:>10.2f} {whole / count * 1000:>10.1f} {inner:>13.2f} "
+                f"{child['round_trips'] / count:>12.2f}{verdict}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vms", type=int, default=100)
-    parser.add_argument("--scale", type=int, nargs="*", default=None, help="deploy + reserve for these VM counts (default 10 50 100 200)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        nargs="*",
+        default=None,
+        help="deploy + reserve for these VM counts (default 10 50 100 200)",
+    )
     parser.add_argument("--child", metavar="CONFIG", help=argparse.SUPPRESS)
-    parser.add_argument("--concurrency", type=int, default=0, help="steps at once (default: all VMs, then 2 as the engine's per-host limit)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="steps at once (default: all VMs, then 2 as the engine's per-host limit)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     if args.child:
@@ -170,11 +214,17 @@ def main() -> None:
             prepare_inventory(vcsim)
             base = load_deployment(write_lab_config(work / "lab", vcsim))
             results = []
-            for concurrency in ([args.concurrency] if args.concurrency else [args.vms, 2]):
+            for concurrency in [args.concurrency] if args.concurrency else [args.vms, 2]:
                 # A fresh inventory per pass: the second pass must import again.
                 if results:
                     vcsim.stop()
-                    vcsim = start_vcsim(work / "vcsim", binary=binary, pki=make_test_pki(work / "pki"), port=vcsim.port, password=vcsim.password)
+                    vcsim = start_vcsim(
+                        work / "vcsim",
+                        binary=binary,
+                        pki=make_test_pki(work / "pki"),
+                        port=vcsim.port,
+                        password=vcsim.password,
+                    )
                     prepare_inventory(vcsim)
                 deployment = fleet(base, args.vms)
                 first = len(vcsim.requests())
@@ -184,26 +234,41 @@ def main() -> None:
         finally:
             vcsim.stop()
     for figures in results:
-        print(f"\n{figures['vms']} VMs, {figures['concurrency']} at a time "
-              f"(adapter counted {sum(figures['by_method'].values())} SOAP calls, vcsim logged {figures['vcsim_requests']})")
-        print(f"  logins per run: {figures['logins']} (target 1); preflight: {figures['preflight_round_trips']} round trips")
-        print(f"  {'step':<18} {'wall s':>8} {'trips/VM':>9} {'changed':>8} | rerun: {'wall s':>7} {'trips/VM':>9} {'changed':>8}")
+        print(
+            f"\n{figures['vms']} VMs, {figures['concurrency']} at a time "
+            f"(adapter counted {sum(figures['by_method'].values())} SOAP calls, vcsim logged {figures['vcsim_requests']})"
+        )
+        print(
+            f"  logins per run: {figures['logins']} (target 1); preflight: {figures['preflight_round_trips']} round trips"
+        )
+        print(
+            f"  {'step':<18} {'wall s':>8} {'trips/VM':>9} {'changed':>8} | rerun: {'wall s':>7} {'trips/VM':>9} {'changed':>8}"
+        )
         for step in VM_STEPS:
             s, r = figures["steps"][step], figures["rerun"][step]
-            print(f"  {step:<18} {s['wall_s']:>8.3f} {s['per_vm']:>9.2f} {s['changed']:>8} | {'':6} {r['wall_s']:>7.3f} {r['per_vm']:>9.2f} {r['changed']:>8}")
-        print(f"  reserved for {figures['vms']} VMs: {figures['steps']['reserve_resources']['wall_s']:.3f} s (target < 1 s)")
+            print(
+                f"  {step:<18} {s['wall_s']:>8.3f} {s['per_vm']:>9.2f} {s['changed']:>8} | {'':6} {r['wall_s']:>7.3f} {r['per_vm']:>9.2f} {r['changed']:>8}"
+            )
+        print(
+            f"  reserved for {figures['vms']} VMs: {figures['steps']['reserve_resources']['wall_s']:.3f} s (target < 1 s)"
+        )
         steps, rerun = figures["steps"], figures["rerun"]
         reserve = steps["reserve_resources"]["per_vm"]
         both = steps["deploy_ova"]["per_vm"] + reserve
         second = sum(r["per_vm"] for r in rerun.values())
         writes = sum(r["writes"] for r in rerun.values())
-        print(f"  requests per VM: reserve {reserve:.2f} (target <= 2: {_ok(reserve <= 2)}); deploy + reserve {both:.2f} "
-              f"(target <= 8: {_ok(both <= 8)}); second pass, all steps {second:.2f} (target <= 1: {_ok(second <= 1)}), "
-              f"writes {writes} (target 0: {_ok(writes == 0)})")
+        print(
+            f"  requests per VM: reserve {reserve:.2f} (target <= 2: {_ok(reserve <= 2)}); deploy + reserve {both:.2f} "
+            f"(target <= 8: {_ok(both <= 8)}); second pass, all steps {second:.2f} (target <= 1: {_ok(second <= 1)}), "
+            f"writes {writes} (target 0: {_ok(writes == 0)})"
+        )
         print("  round trips per VM by method:")
         for step in VM_STEPS:
             calls = figures["steps"][step]["by_method"]
-            print(f"    {step:<17} " + ", ".join(f"{m} {n / figures['vms']:.2f}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1])))
+            print(
+                f"    {step:<17} "
+                + ", ".join(f"{m} {n / figures['vms']:.2f}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1]))
+            )
     if args.json:
         print(json.dumps(results, indent=1, sort_keys=True))
 

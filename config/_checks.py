@@ -65,7 +65,9 @@ class Check:
     def choice(self, value: Any, allowed: tuple[str, ...], field: str) -> bool:
         if not isinstance(value, str):
             return False
-        return self.need(value in allowed, field, f"not an allowed value (got {shown(value)}); use one of: {', '.join(allowed)}")
+        return self.need(
+            value in allowed, field, f"not an allowed value (got {shown(value)}); use one of: {', '.join(allowed)}"
+        )
 
     def port(self, value: Any, field: str) -> None:
         if isinstance(value, int) and not 1 <= value <= 65535:
@@ -76,11 +78,17 @@ class Check:
             return
         parts = urlsplit(value)
         if mode == "real":
-            self.need(parts.scheme == "https" and bool(parts.hostname), field,
-                      f"must be an https:// URL when mode is 'real' (got {shown(value)}); write https://<host>/...")
+            self.need(
+                parts.scheme == "https" and bool(parts.hostname),
+                field,
+                f"must be an https:// URL when mode is 'real' (got {shown(value)}); write https://<host>/...",
+            )
         else:
-            self.need(parts.scheme in ("http", "https") and bool(parts.hostname), field,
-                      f"must be an http(s):// URL (got {shown(value)}); write https://<host>/...")
+            self.need(
+                parts.scheme in ("http", "https") and bool(parts.hostname),
+                field,
+                f"must be an http(s):// URL (got {shown(value)}); write https://<host>/...",
+            )
 
     def required(self, value: Any, field: str, why: str) -> None:
         self.need(value is not None, field, f"missing (got nothing); {why}")

@@ -26,11 +26,13 @@ __all__ = ["AT_LEAST", "Deviation", "guide_words", "floor_problems", "policy_dev
 Deviation = tuple[str, object, object, str]
 
 # Minimum counts: a policy may ask for more than the guide, never for fewer.
-AT_LEAST = frozenset({
-    "network_services.min_dns_servers",
-    "network_services.min_ntp_servers",
-    "network_services.min_syslog_servers",
-})
+AT_LEAST = frozenset(
+    {
+        "network_services.min_dns_servers",
+        "network_services.min_ntp_servers",
+        "network_services.min_syslog_servers",
+    }
+)
 
 _SECTION = re.compile(r"\[(\w+)\]\s*$")
 _KEY = re.compile(r"(\w+)\s*=")
@@ -98,10 +100,16 @@ def floor_problems(policy: Policy, *, where: str, overridden: frozenset[str] = f
                 continue  # stricter than the guide
             may = f"only {', '.join(customizable)} may differ" if customizable else "nothing may differ"
             field = f"policy.{dotted}" if dotted in overridden else dotted
-            problems.append((field, (
-                f"weakens the secure-mode guide, which no policy file may do (got {shown(value)} from {where}, "
-                f"the guide's value is {shown(guide_value)}); the guide: \"{words.get(dotted, '')}\"; "
-                f"restore {shown(guide_value)}: in [{section}] {may}")))
+            problems.append(
+                (
+                    field,
+                    (
+                        f"weakens the secure-mode guide, which no policy file may do (got {shown(value)} from {where}, "
+                        f'the guide\'s value is {shown(guide_value)}); the guide: "{words.get(dotted, "")}"; '
+                        f"restore {shown(guide_value)}: in [{section}] {may}"
+                    ),
+                )
+            )
     return problems
 
 

@@ -44,14 +44,16 @@ __all__ = ["parse"]
 def _vcenter(t: Table, policy: Policy) -> VCenterSpec:
     hosts = []
     for h in t.tables("hosts"):
-        hosts.append(HostSpec(
-            name=h.text("name"),
-            datastore=h.text("datastore"),
-            datastore_iops_capacity=h.integer("datastore_iops_capacity"),
-            vm_network=h.text("vm_network"),
-            management_network=h.text("management_network"),
-            max_concurrent=h.integer("max_concurrent", required=False, default=policy.concurrency.per_host),
-        ))
+        hosts.append(
+            HostSpec(
+                name=h.text("name"),
+                datastore=h.text("datastore"),
+                datastore_iops_capacity=h.integer("datastore_iops_capacity"),
+                vm_network=h.text("vm_network"),
+                management_network=h.text("management_network"),
+                max_concurrent=h.integer("max_concurrent", required=False, default=policy.concurrency.per_host),
+            )
+        )
         h.close()
     return VCenterSpec(
         mode=t.text("mode"),
@@ -95,15 +97,18 @@ def _network(t: Table) -> NetworkSpec:
     ntp = []
     for s in t.tables("ntp_servers"):
         # key is checked by _validate against policy.network_services.ntp_key_required.
-        ntp.append(NtpServer(address=s.text("address"), key_id=s.integer("key_id"), key=s.secret("key", required=False)))  # type: ignore[arg-type]
+        key = s.secret("key", required=False)  # None is reported by _validate; the model says required
+        ntp.append(NtpServer(address=s.text("address"), key_id=s.integer("key_id"), key=key))  # type: ignore[arg-type]
         s.close()
     syslog = []
     for s in t.tables("syslog_servers"):
-        syslog.append(SyslogServer(
-            address=s.text("address"),
-            port=s.integer("port", required=False, default=514),
-            transport=s.text("transport", required=False, default="tls"),
-        ))
+        syslog.append(
+            SyslogServer(
+                address=s.text("address"),
+                port=s.integer("port", required=False, default=514),
+                transport=s.text("transport", required=False, default="tls"),
+            )
+        )
         s.close()
     return NetworkSpec(
         dns_servers=t.array("dns_servers", str),  # type: ignore[arg-type]
@@ -145,7 +150,9 @@ def _ldap(t: Table, policy: Policy) -> LdapSpec:
         port=t.integer("port", required=False, default=389),
         user_search_dn=t.text("user_search_dn", required=False, default=""),
         group_search_dn=t.text("group_search_dn", required=False, default=""),
-        client_certificate=t.text("client_certificate", required=False, default=policy.authentication.client_certificate),
+        client_certificate=t.text(
+            "client_certificate", required=False, default=policy.authentication.client_certificate
+        ),
         verify_user=t.text("verify_user", required=False, default=""),
         verify_password=t.secret("verify_password", required=False),
     )
@@ -205,57 +212,90 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
     deployment = Deployment(
         name=name,  # type: ignore[arg-type]
         vcenter=_section(top, "vcenter", _vcenter, policy),
-        ova=_section(top, "ova", lambda t: OvaSpec(management=t.file_path("management"), conferencing=t.file_path("conferencing"))),
-        bios=_section(top, "bios", lambda t: BiosSpec(
-            password=t.secret("password", required=False),
-            password_method=t.text("password_method", required=False, default="keystrokes"),
-        )),
+        ova=_section(
+            top,
+            "ova",
+            lambda t: OvaSpec(management=t.file_path("management"), conferencing=t.file_path("conferencing")),
+        ),
+        bios=_section(
+            top,
+            "bios",
+            lambda t: BiosSpec(
+                password=t.secret("password", required=False),
+                password_method=t.text("password_method", required=False, default="keystrokes"),
+            ),
+        ),
         management=management,
         conferencing=tuple(conferencing),
-        pexip_api=_section(top, "pexip_api", lambda t: PexipApiSpec(
-            mode=t.text("mode"),
-            url=t.text("url"),
-            admin_user=t.text("admin_user"),
-            admin_password=t.secret("admin_password", required=False),
-            ca_file=t.file_path("ca_file", required=False),
-            client_cert=t.file_path("client_cert", required=False),
-            client_key=t.secret("client_key", required=False),
-            bootstrap_key=t.secret("bootstrap_key", required=False),
-        )),
-        console=_section(top, "console", lambda t: ConsoleSpec(
-            mode=t.text("mode"),
-            port=t.integer("port", required=False, default=22),
-            known_hosts=t.file_path("known_hosts", required=False),
-        )),
+        pexip_api=_section(
+            top,
+            "pexip_api",
+            lambda t: PexipApiSpec(
+                mode=t.text("mode"),
+                url=t.text("url"),
+                admin_user=t.text("admin_user"),
+                admin_password=t.secret("admin_password", required=False),
+                ca_file=t.file_path("ca_file", required=False),
+                client_cert=t.file_path("client_cert", required=False),
+                client_key=t.secret("client_key", required=False),
+                bootstrap_key=t.secret("bootstrap_key", required=False),
+            ),
+        ),
+        console=_section(
+            top,
+            "console",
+            lambda t: ConsoleSpec(
+                mode=t.text("mode"),
+                port=t.integer("port", required=False, default=22),
+                known_hosts=t.file_path("known_hosts", required=False),
+            ),
+        ),
         network=_section(top, "network", _network),
-        snmp=_section(top, "snmp", lambda t: SnmpSpec(
-            username=t.text("username"),
-            authentication_password=t.secret("authentication_password"),
-            privacy_password=t.secret("privacy_password"),
-            community=t.text("community"),
-        )),
-        global_settings=_section(top, "global_settings", lambda t: GlobalSpec(
-            login_banner=t.text("login_banner"),
-            ocsp_responder_url=t.text("ocsp_responder_url"),
-            enable_sip=t.flag("enable_sip", required=False, default=True),
-            enable_h323=t.flag("enable_h323", required=False, default=False),
-            enable_webrtc=t.flag("enable_webrtc", required=False, default=True),
-            enable_rtmp=t.flag("enable_rtmp", required=False, default=False),
-        )),
-        pki=_section(top, "pki", lambda t: PkiSpec(
-            mode=t.text("mode"),
-            ca_chain=t.file_path("ca_chain", required=False),
-            key_type=t.text("key_type", required=False, default="RSA2048"),
-            dn=t.text("dn", required=False, default=""),
-            inbox=t.file_path("inbox", required=False),
-        )),
+        snmp=_section(
+            top,
+            "snmp",
+            lambda t: SnmpSpec(
+                username=t.text("username"),
+                authentication_password=t.secret("authentication_password"),
+                privacy_password=t.secret("privacy_password"),
+                community=t.text("community"),
+            ),
+        ),
+        global_settings=_section(
+            top,
+            "global_settings",
+            lambda t: GlobalSpec(
+                login_banner=t.text("login_banner"),
+                ocsp_responder_url=t.text("ocsp_responder_url"),
+                enable_sip=t.flag("enable_sip", required=False, default=True),
+                enable_h323=t.flag("enable_h323", required=False, default=False),
+                enable_webrtc=t.flag("enable_webrtc", required=False, default=True),
+                enable_rtmp=t.flag("enable_rtmp", required=False, default=False),
+            ),
+        ),
+        pki=_section(
+            top,
+            "pki",
+            lambda t: PkiSpec(
+                mode=t.text("mode"),
+                ca_chain=t.file_path("ca_chain", required=False),
+                key_type=t.text("key_type", required=False, default="RSA2048"),
+                dn=t.text("dn", required=False, default=""),
+                inbox=t.file_path("inbox", required=False),
+            ),
+        ),
         ldap=_section(top, "ldap", _ldap, policy),
         policy=policy,
-        simulation=_section(top, "simulation", lambda t: SimulationSpec(
-            world=t.file_path("world", required=False, default="orchestrator.world.sqlite"),
-            latency=t.number("latency", required=False, default=0.0),
-            faults=t.text("faults", required=False, default=""),
-        ), required=False),
+        simulation=_section(
+            top,
+            "simulation",
+            lambda t: SimulationSpec(
+                world=t.file_path("world", required=False, default="orchestrator.world.sqlite"),
+                latency=t.number("latency", required=False, default=0.0),
+                faults=t.text("faults", required=False, default=""),
+            ),
+            required=False,
+        ),
         journal=_section(top, "journal", _journal, required=False),
         source=str(source),
         policy_path=str(policy_path),

@@ -109,7 +109,12 @@ def _read_file(path: Path, problems: Problems) -> dict[str, dict[str, Any]] | No
         with path.open("rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        problems.append((where, "policy file not found (got no file at this path); give an existing file, or leave it out to use the packaged one"))
+        problems.append(
+            (
+                where,
+                "policy file not found (got no file at this path); give an existing file, or leave it out to use the packaged one",
+            )
+        )
         return None
     except IsADirectoryError:
         problems.append((where, "not a policy file (got a directory); give the policy's .toml file"))
@@ -118,8 +123,9 @@ def _read_file(path: Path, problems: Problems) -> dict[str, dict[str, Any]] | No
         problems.append((where, "not a policy file (got bytes that are not UTF-8 text); give the policy's .toml file"))
         return None
     except OSError as exc:
-        problems.append((where, f"policy file cannot be read (got {type(exc).__name__}: {exc.strerror}); "
-                                "make it readable"))
+        problems.append(
+            (where, f"policy file cannot be read (got {type(exc).__name__}: {exc.strerror}); make it readable")
+        )
         return None
     except tomllib.TOMLDecodeError as exc:
         problems.append((where, f"not valid TOML ({exc}); fix the syntax"))
@@ -127,20 +133,34 @@ def _read_file(path: Path, problems: Problems) -> dict[str, dict[str, Any]] | No
     fix = f"fix it in {path}"
     for section in data:
         if section not in SCHEMA:
-            problems.append((section, f"unknown policy section (got {section!r}); known sections: {', '.join(SCHEMA)}; {fix}"))
+            problems.append(
+                (section, f"unknown policy section (got {section!r}); known sections: {', '.join(SCHEMA)}; {fix}")
+            )
     for section, keys in SCHEMA.items():
         values = data.get(section)
         if not isinstance(values, dict):
-            problems.append((section, f"missing policy section (got {shown(values) if values is not None else 'nothing'}); restore [{section}] in {path}"))
+            problems.append(
+                (
+                    section,
+                    f"missing policy section (got {shown(values) if values is not None else 'nothing'}); restore [{section}] in {path}",
+                )
+            )
             continue
         for key, kind in keys.items():
             if key not in values:
                 problems.append((f"{section}.{key}", f"missing policy key (got nothing); restore it in {path}"))
-            elif _check_value(f"{section}.{key}", values[key], kind, problems, f"{section}.{key}", fix) and kind is float:
+            elif (
+                _check_value(f"{section}.{key}", values[key], kind, problems, f"{section}.{key}", fix) and kind is float
+            ):
                 values[key] = float(values[key])  # TOML writes 30 for 30.0; consumers get one type
         for key in values:
             if key not in keys:
-                problems.append((f"{section}.{key}", f"unknown policy key (got {key!r}); known keys of [{section}]: {', '.join(keys)}; {fix}"))
+                problems.append(
+                    (
+                        f"{section}.{key}",
+                        f"unknown policy key (got {key!r}); known keys of [{section}]: {', '.join(keys)}; {fix}",
+                    )
+                )
         customizable = values.get("customizable")
         for key in customizable if isinstance(customizable, list) else []:
             if key not in keys or key == "customizable":
@@ -148,7 +168,9 @@ def _read_file(path: Path, problems: Problems) -> dict[str, dict[str, Any]] | No
     return data
 
 
-def _apply_overrides(data: dict[str, dict[str, Any]], overrides: Mapping[str, Any], prefix: str, problems: Problems) -> None:
+def _apply_overrides(
+    data: dict[str, dict[str, Any]], overrides: Mapping[str, Any], prefix: str, problems: Problems
+) -> None:
     for dotted, value in flatten(overrides).items():
         field = f"{prefix}{dotted}"
         section, _, key = dotted.partition(".")
@@ -157,12 +179,20 @@ def _apply_overrides(data: dict[str, dict[str, Any]], overrides: Mapping[str, An
             continue
         if key not in SCHEMA[section] or key == "customizable":
             known = [k for k in SCHEMA[section] if k != "customizable"]
-            problems.append((field, f"unknown policy key (got {dotted!r}); known keys of [{section}]: {', '.join(known)}"))
+            problems.append(
+                (field, f"unknown policy key (got {dotted!r}); known keys of [{section}]: {', '.join(known)}")
+            )
             continue
         customizable = data[section].get("customizable", [])
         if key not in customizable:
-            may = f"only these may be customized: {', '.join(customizable)}" if customizable else "nothing may be customized"
-            problems.append((field, f"fixed by the secure-mode guide, not customizable (got {shown(value)}); in [{section}] {may}"))
+            may = (
+                f"only these may be customized: {', '.join(customizable)}"
+                if customizable
+                else "nothing may be customized"
+            )
+            problems.append(
+                (field, f"fixed by the secure-mode guide, not customizable (got {shown(value)}); in [{section}] {may}")
+            )
             continue
         if _check_value(dotted, value, SCHEMA[section][key], problems, field, "write a value of the policy's type"):
             data[section][key] = float(value) if SCHEMA[section][key] is float else value
@@ -172,17 +202,23 @@ def _cross_checks(data: dict[str, dict[str, Any]], prefix: str, problems: Proble
     wizard = data["security_wizard"]
     per_user, total = wizard["active_per_user_management_web_sessions"], wizard["active_management_web_sessions"]
     if isinstance(per_user, int) and isinstance(total, int) and per_user > total:
-        problems.append((
-            f"{prefix}security_wizard.active_per_user_management_web_sessions",
-            f"greater than active_management_web_sessions (got {per_user} > {total}); a user's limit cannot exceed the total",
-        ))
+        problems.append(
+            (
+                f"{prefix}security_wizard.active_per_user_management_web_sessions",
+                f"greater than active_management_web_sessions (got {per_user} > {total}); a user's limit cannot exceed the total",
+            )
+        )
     retry = data["retry"]
     low, high = retry["initial_backoff_s"], retry["max_backoff_s"]
     if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
-        problems.append((f"{prefix}retry.max_backoff_s", f"smaller than initial_backoff_s (got {high} < {low}); raise it"))
+        problems.append(
+            (f"{prefix}retry.max_backoff_s", f"smaller than initial_backoff_s (got {high} < {low}); raise it")
+        )
 
 
-def read_policy(path: str | Path | None, overrides: Mapping[str, Any] | None, prefix: str = "") -> tuple[Policy | None, Problems]:
+def read_policy(
+    path: str | Path | None, overrides: Mapping[str, Any] | None, prefix: str = ""
+) -> tuple[Policy | None, Problems]:
     """The policy at ``path`` with ``overrides`` applied, and every problem found.
 
     ``prefix`` is put before override field names (``"policy."`` when they come from a
@@ -202,7 +238,11 @@ def read_policy(path: str | Path | None, overrides: Mapping[str, Any] | None, pr
 
 def _typed(data: dict[str, dict[str, Any]]) -> Policy:
     """The checked sections as their dataclasses; the file's lists become tuples."""
-    return Policy(**{
-        section: cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data[section].items()})
-        for section, cls in SECTIONS.items()
-    })
+    return Policy(
+        **{
+            section: cls(
+                **{key: tuple(value) if isinstance(value, list) else value for key, value in data[section].items()}
+            )
+            for section, cls in SECTIONS.items()
+        }
+    )

@@ -86,7 +86,10 @@ class Table:
         self._known.append(key)
         if key not in self.data:
             if required:
-                self.problem(key, f"missing required field (got nothing); add {key} = <{TYPE_NAMES[kind]}> to [{self.path or 'top level'}]")
+                self.problem(
+                    key,
+                    f"missing required field (got nothing); add {key} = <{TYPE_NAMES[kind]}> to [{self.path or 'top level'}]",
+                )
             return default
         value = self.data[key]
         if not _type_ok(value, kind):
@@ -118,11 +121,13 @@ class Table:
         good = True
         for i, x in enumerate(value):
             if not _type_ok(x, item):
-                self.problems.append((
-                    f"{self.field(key)}[{i}]",
-                    f"wrong type: expected {TYPE_NAMES[item]} (got {_toml_type(x)}: {shown(x)}); "
-                    f"every item of {key} must be {TYPE_NAMES[item]}",
-                ))
+                self.problems.append(
+                    (
+                        f"{self.field(key)}[{i}]",
+                        f"wrong type: expected {TYPE_NAMES[item]} (got {_toml_type(x)}: {shown(x)}); "
+                        f"every item of {key} must be {TYPE_NAMES[item]}",
+                    )
+                )
                 good = False
         return tuple(value) if good else None
 
@@ -139,11 +144,16 @@ class Table:
         self._known.append(key)
         if key not in self.data:
             if required:
-                self.problem(key, f"missing required secret (got nothing); add {key} = \"env:NAME\" or \"file:PATH\" to [{self.path}]")
+                self.problem(
+                    key,
+                    f'missing required secret (got nothing); add {key} = "env:NAME" or "file:PATH" to [{self.path}]',
+                )
             return None
         value = self.data[key]
         if not isinstance(value, str):
-            self.problem(key, f"wrong type: expected a string reference (got {_toml_type(value)}); write env:NAME or file:PATH")
+            self.problem(
+                key, f"wrong type: expected a string reference (got {_toml_type(value)}); write env:NAME or file:PATH"
+            )
             return None
         kind, sep, name = value.partition(":")
         if not sep or kind not in ("env", "file"):
@@ -154,10 +164,14 @@ class Table:
             )
             return None
         if kind == "env" and not _ENV_NAME.match(name):
-            self.problem(key, f"bad environment variable name (got {value!r}); write env:NAME with NAME of letters, digits and _")
+            self.problem(
+                key, f"bad environment variable name (got {value!r}); write env:NAME with NAME of letters, digits and _"
+            )
             return None
         if kind == "file" and not name:
-            self.problem(key, "empty file reference (got 'file:'); write file:PATH to a file that holds only the secret")
+            self.problem(
+                key, "empty file reference (got 'file:'); write file:PATH to a file that holds only the secret"
+            )
             return None
         return Secret(value, base=self.base)
 
@@ -172,14 +186,21 @@ class Table:
 
     def tables(self, key: str) -> list[Table]:
         """The array of tables ``[[key]]``; an empty list when absent."""
-        data = self.get(key, list, required=False, default=[], fix=f"write it as sections [[{self.field(key)}]], one per item")
+        data = self.get(
+            key, list, required=False, default=[], fix=f"write it as sections [[{self.field(key)}]], one per item"
+        )
         if data is None:
             return []
         out = []
         for i, item in enumerate(data):
             path = f"{self.field(key)}[{i}]"
             if not isinstance(item, dict):
-                self.problems.append((path, f"wrong type: expected a table (got {_toml_type(item)}); write [[{self.field(key)}]] sections"))
+                self.problems.append(
+                    (
+                        path,
+                        f"wrong type: expected a table (got {_toml_type(item)}); write [[{self.field(key)}]] sections",
+                    )
+                )
                 continue
             out.append(Table(item, path, self.problems, self.base))
         return out
@@ -192,4 +213,6 @@ class Table:
                 continue
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            self.problem(key, f"unknown key (got {key!r}); {hint}known keys in [{self.path or 'top level'}]: {', '.join(known)}")
+            self.problem(
+                key, f"unknown key (got {key!r}); {hint}known keys in [{self.path or 'top level'}]: {', '.join(known)}"
+            )

@@ -56,16 +56,23 @@ def _certificates(path: str, field: str, what: str, problems: Problems) -> None:
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
-        problems.append((field, f"not a PEM certificate file (got {path!r}); "
-                                f"give {what} as PEM (-----BEGIN CERTIFICATE-----)"))
+        problems.append(
+            (field, f"not a PEM certificate file (got {path!r}); give {what} as PEM (-----BEGIN CERTIFICATE-----)")
+        )
         return
     now = datetime.datetime.now(datetime.UTC)
     for certificate in certificates:
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-            problems.append((field, (
-                f"certificate {certificate.subject.rfc4514_string()!r} is not valid now (got validity "
-                f"{certificate.not_valid_before_utc:%Y-%m-%d}..{certificate.not_valid_after_utc:%Y-%m-%d} "
-                f"in {path!r}); renew {what}")))
+            problems.append(
+                (
+                    field,
+                    (
+                        f"certificate {certificate.subject.rfc4514_string()!r} is not valid now (got validity "
+                        f"{certificate.not_valid_before_utc:%Y-%m-%d}..{certificate.not_valid_after_utc:%Y-%m-%d} "
+                        f"in {path!r}); renew {what}"
+                    ),
+                )
+            )
 
 
 def file_problems(deployment: Deployment) -> Problems:
@@ -90,19 +97,26 @@ def file_problems(deployment: Deployment) -> Problems:
     if known_hosts:
         data = _readable(known_hosts, "console.known_hosts", "an OpenSSH known_hosts file", problems)
         if data is not None and not data.strip():
-            problems.append(("console.known_hosts", f"empty (got {known_hosts!r}); "
-                                                    "list the nodes' SSH host keys so the console can verify them"))
+            problems.append(
+                (
+                    "console.known_hosts",
+                    f"empty (got {known_hosts!r}); list the nodes' SSH host keys so the console can verify them",
+                )
+            )
     if d.ldap is not None and d.ldap.mode == "real" and d.ldap.ca_file:
         _certificates(d.ldap.ca_file, "ldap.ca_file", "the CA certificate that signed the LDAP server's", problems)
     if d.pki is not None and d.pki.mode == "manual" and d.pki.ca_chain:
         _certificates(d.pki.ca_chain, "pki.ca_chain", "the trusted CA chain the guide requires uploading", problems)
         if d.pki.inbox and os.path.exists(d.pki.inbox) and not os.path.isdir(d.pki.inbox):
-            problems.append(("pki.inbox", f"not a directory (got {d.pki.inbox!r}); "
-                                          "give the directory signed certificates are dropped in"))
+            problems.append(
+                (
+                    "pki.inbox",
+                    f"not a directory (got {d.pki.inbox!r}); give the directory signed certificates are dropped in",
+                )
+            )
     return problems
 
 
 def ready_problems(deployment: Deployment) -> Problems:
     """:func:`unbuilt_modes` and :func:`file_problems` together: all that stops a valid deployment running here."""
     return unbuilt_modes(deployment) + file_problems(deployment)
-

@@ -21,8 +21,11 @@ def _secrets_with_paths(obj: Any, path: str) -> list[tuple[str, Secret]]:
     if isinstance(obj, (list, tuple)):
         return [found for i, x in enumerate(obj) for found in _secrets_with_paths(x, f"{path}[{i}]")]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, (NodeSpec, type)):  # nodes hold no secrets
-        return [found for f in dataclasses.fields(obj)
-                for found in _secrets_with_paths(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)]
+        return [
+            found
+            for f in dataclasses.fields(obj)
+            for found in _secrets_with_paths(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)
+        ]
     return []
 
 
@@ -61,17 +64,26 @@ def unavailable_secrets(deployment: Deployment) -> Problems:
         try:
             value = secret.reveal()
         except (OSError, KeyError, UnicodeDecodeError) as exc:
-            problems.append((field, f"secret cannot be read (got {secret.ref}: {type(exc).__name__}); make it readable"))
+            problems.append(
+                (field, f"secret cannot be read (got {secret.ref}: {type(exc).__name__}); make it readable")
+            )
             continue
         size = len(value)
         # Shorter values cannot be scrubbed from logs safely (config.secrets.Redactor).
         low, high = (8, 100) if field.startswith("snmp.") else (4, None)
         if size < low or (high is not None and size > high):
             allowed = f"{low}..{high}" if high else f"at least {low}"
-            problems.append((field, f"secret {secret.ref} has an unusable length (got {size} characters); use {allowed} characters"))
+            problems.append(
+                (field, f"secret {secret.ref} has an unusable length (got {size} characters); use {allowed} characters")
+            )
         elif (where := _also_ordinary_text(value, text)) is not None:
             # The redactor would replace that text everywhere it is recorded: refuse, never erase the record.
-            problems.append((field, f"secret {secret.ref}'s value also appears in the configuration's ordinary text "
-                                    f"(got it inside {where}, value not shown); choose a secret that is not part of "
-                                    "any name, address or text of the configuration"))
+            problems.append(
+                (
+                    field,
+                    f"secret {secret.ref}'s value also appears in the configuration's ordinary text "
+                    f"(got it inside {where}, value not shown); choose a secret that is not part of "
+                    "any name, address or text of the configuration",
+                )
+            )
     return problems

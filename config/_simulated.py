@@ -170,7 +170,10 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
             reserved_vlans=(1, 1002, 1003, 1004, 1005),
             name_pattern="pexip-*",
         ),
-        ova=OvaSpec(management=str(workdir / "Pexip_Infinity_pxMgr.ova"), conferencing=str(workdir / "Pexip_Infinity_ConfNode.ova")),
+        ova=OvaSpec(
+            management=str(workdir / "Pexip_Infinity_pxMgr.ova"),
+            conferencing=str(workdir / "Pexip_Infinity_ConfNode.ova"),
+        ),
         bios=BiosSpec(password=secret["bios-password"], password_method="keystrokes"),
         management=node(0),
         conferencing=tuple(node(i) for i in range(1, nodes)),
@@ -199,7 +202,9 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
             privacy_password=secret["snmp-priv-password"],
             community="pexip-sim",
         ),
-        global_settings=GlobalSpec(login_banner="Simulated deployment: authorised use only.", ocsp_responder_url=f"http://ocsp.{DOMAIN}"),
+        global_settings=GlobalSpec(
+            login_banner="Simulated deployment: authorised use only.", ocsp_responder_url=f"http://ocsp.{DOMAIN}"
+        ),
         pki=PkiSpec(
             mode="sim",
             ca_chain=None,
@@ -215,7 +220,11 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
             bind_username="cn=pexip-bind,ou=services,dc=sim,dc=example,dc=com",
             bind_password=secret["ldap-bind-password"],
             role_mappings=tuple(
-                RoleMapping(name=f"Pexip {role}", group_dn=f"cn=pexip-{role.lower()},ou=groups,dc=sim,dc=example,dc=com", roles=(role,))
+                RoleMapping(
+                    name=f"Pexip {role}",
+                    group_dn=f"cn=pexip-{role.lower()},ou=groups,dc=sim,dc=example,dc=com",
+                    roles=(role,),
+                )
                 for role in policy.roles.all_roles
             ),
             user_search_dn="ou=people",
@@ -225,7 +234,9 @@ def simulated_deployment(nodes: int, workdir: Path, *, latency: float = 0.0, fau
             verify_password=secret["ldap-verify-password"],
         ),
         policy=policy,
-        simulation=SimulationSpec(world=str(workdir / "orchestrator.world.sqlite"), latency=float(latency), faults=faults),
+        simulation=SimulationSpec(
+            world=str(workdir / "orchestrator.world.sqlite"), latency=float(latency), faults=faults
+        ),
         journal=JournalSpec(path=str(workdir / "orchestrator.journal.sqlite")),
         source="simulated",
         policy_path=str(POLICY_PATH),

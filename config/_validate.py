@@ -51,6 +51,7 @@ _THUMBPRINT = re.compile(r"sha256:[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}\Z")
 
 # --- sections ----------------------------------------------------------------------------
 
+
 def _vcenter(v: VCenterSpec, c: Check) -> None:
     c.choice(v.mode, MODES, "vcenter.mode")
     c.url(v.url, v.mode, "vcenter.url")
@@ -59,12 +60,18 @@ def _vcenter(v: VCenterSpec, c: Check) -> None:
     c.text(v.folder, "vcenter.folder", "a VM folder name")
     if v.mode == "real":
         c.required(v.password, "vcenter.password", "required when mode is 'real': add it as env:NAME or file:PATH")
-        c.need(bool(v.ca_file or v.thumbprint), "vcenter.ca_file",
-               "a real vCenter needs ca_file or thumbprint (got neither); add ca_file = \"<CA PEM>\" "
-               "or thumbprint = \"sha256:AA:BB:...\" so its certificate is verified")
+        c.need(
+            bool(v.ca_file or v.thumbprint),
+            "vcenter.ca_file",
+            'a real vCenter needs ca_file or thumbprint (got neither); add ca_file = "<CA PEM>" '
+            'or thumbprint = "sha256:AA:BB:..." so its certificate is verified',
+        )
     if isinstance(v.thumbprint, str):
-        c.need(bool(_THUMBPRINT.match(v.thumbprint)), "vcenter.thumbprint",
-               f"bad thumbprint format (got {shown(v.thumbprint)}); write \"sha256:\" and 32 hex byte pairs joined by colons")
+        c.need(
+            bool(_THUMBPRINT.match(v.thumbprint)),
+            "vcenter.thumbprint",
+            f'bad thumbprint format (got {shown(v.thumbprint)}); write "sha256:" and 32 hex byte pairs joined by colons',
+        )
     for i, vlan in enumerate(v.reserved_vlans or ()):
         c.need(0 <= vlan <= 4095, f"vcenter.reserved_vlans[{i}]", f"not a VLAN ID (got {vlan}); use 0..4095")
     hosts = v.hosts if v.hosts is not None else ()
@@ -76,17 +83,28 @@ def _vcenter(v: VCenterSpec, c: Check) -> None:
         c.text(h.datastore, f"{path}.datastore", "a datastore name")
         if isinstance(h.name, str):
             if h.name in seen:
-                c.add(f"{path}.name", f"duplicate host (got {h.name!r}, also vcenter.hosts[{seen[h.name]}]); list each host once")
+                c.add(
+                    f"{path}.name",
+                    f"duplicate host (got {h.name!r}, also vcenter.hosts[{seen[h.name]}]); list each host once",
+                )
             seen.setdefault(h.name, i)
         if isinstance(h.datastore_iops_capacity, int):
-            c.need(h.datastore_iops_capacity > 0, f"{path}.datastore_iops_capacity",
-                   f"must be > 0 (got {h.datastore_iops_capacity}); give the datastore's IOPS capacity")
+            c.need(
+                h.datastore_iops_capacity > 0,
+                f"{path}.datastore_iops_capacity",
+                f"must be > 0 (got {h.datastore_iops_capacity}); give the datastore's IOPS capacity",
+            )
         if isinstance(h.max_concurrent, int):
-            c.need(h.max_concurrent >= 1, f"{path}.max_concurrent", f"must be >= 1 (got {h.max_concurrent}); set 1 or more")
+            c.need(
+                h.max_concurrent >= 1, f"{path}.max_concurrent", f"must be >= 1 (got {h.max_concurrent}); set 1 or more"
+            )
         if isinstance(h.vm_network, str) and isinstance(h.management_network, str):
-            c.need(h.vm_network != h.management_network, f"{path}.management_network",
-                   f"same network as vm_network (got {h.management_network!r}); the guide wants ESXi management "
-                   "on a physical network apart from the VMs' network: name two different networks")
+            c.need(
+                h.vm_network != h.management_network,
+                f"{path}.management_network",
+                f"same network as vm_network (got {h.management_network!r}); the guide wants ESXi management "
+                "on a physical network apart from the VMs' network: name two different networks",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +145,11 @@ def _addressing(node: NodeSpec, path: str, c: Check) -> None:
     if isinstance(node.netmask, str):
         prefix = prefix_length(node.netmask)
         if prefix is None or not 8 <= prefix <= 30:
-            c.add(f"{path}.netmask", f"not a usable IPv4 netmask (got {shown(node.netmask)}); "
-                                     "write a contiguous mask from 255.0.0.0 to 255.255.255.252")
+            c.add(
+                f"{path}.netmask",
+                f"not a usable IPv4 netmask (got {shown(node.netmask)}); "
+                "write a contiguous mask from 255.0.0.0 to 255.255.255.252",
+            )
             prefix = None
     if isinstance(node.gateway, str):
         gateway = ipv4(node.gateway)
@@ -139,7 +160,10 @@ def _addressing(node: NodeSpec, path: str, c: Check) -> None:
     host_bits = (1 << (32 - prefix)) - 1
     network = int(address) & ~host_bits
     if int(address) in (network, network | host_bits):
-        c.add(f"{path}.address", f"is the network or broadcast address of its subnet /{prefix} (got {address}); use a host address")
+        c.add(
+            f"{path}.address",
+            f"is the network or broadcast address of its subnet /{prefix} (got {address}); use a host address",
+        )
     if int(gateway) & ~host_bits != network or gateway == address:
         subnet = ipaddress.IPv4Network((network, prefix))
         c.add(f"{path}.gateway", f"not a host in the node's subnet {subnet} (got {gateway}); give the subnet's router")
@@ -149,7 +173,10 @@ def _node(node: NodeSpec, path: str, ctx: _NodeContext, c: Check) -> None:
     if isinstance(node.name, str) and not _NODE_NAME.match(node.name):
         c.add(f"{path}.name", f"bad node name (got {shown(node.name)}); use 1..32 letters, digits, '.', '_' or '-'")
     if isinstance(node.hostname, str) and not LABEL.match(node.hostname):
-        c.add(f"{path}.hostname", f"bad hostname (got {shown(node.hostname)}); use one DNS label: letters, digits, '-', 1..63")
+        c.add(
+            f"{path}.hostname",
+            f"bad hostname (got {shown(node.hostname)}); use one DNS label: letters, digits, '-', 1..63",
+        )
     if isinstance(node.domain, str) and not is_fqdn(node.domain, 192):
         c.add(f"{path}.domain", f"bad domain (got {shown(node.domain)}); write a DNS domain such as example.com")
     _addressing(node, path, c)
@@ -162,20 +189,30 @@ def _node(node: NodeSpec, path: str, ctx: _NodeContext, c: Check) -> None:
         value = getattr(node, key)
         if isinstance(value, int) and not low <= value <= high:
             c.add(f"{path}.{key}", f"out of range (got {value}); Pexip nodes take {low}..{high} {unit}")
-    if isinstance(node.disk_iops_limit, int) and (
-            message := disk_iops_limit_problem(node.disk_iops_limit, ctx.policy.reservation)) is not None:
+    if (
+        isinstance(node.disk_iops_limit, int)
+        and (message := disk_iops_limit_problem(node.disk_iops_limit, ctx.policy.reservation)) is not None
+    ):
         c.add(f"{path}.disk_iops_limit", message)
     if node.role != CONFERENCING:
         return
     if isinstance(node.location, str) and ctx.locations is not None and node.location not in ctx.locations:
         c.add(f"{path}.location", f"not in network.locations (got {node.location!r}); use one of: {ctx.location_names}")
     if isinstance(node.sip_tls_fqdn, str) and not is_fqdn(node.sip_tls_fqdn, 255):
-        c.add(f"{path}.sip_tls_fqdn", f"not a DNS name (got {shown(node.sip_tls_fqdn)}); write the FQDN in the node's TLS certificate")
+        c.add(
+            f"{path}.sip_tls_fqdn",
+            f"not a DNS name (got {shown(node.sip_tls_fqdn)}); write the FQDN in the node's TLS certificate",
+        )
 
 
 def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeContext, c: Check) -> None:
     """Duplicates, port group VLANs per host, and IOPS per host datastore."""
-    for key, what in (("name", "node name"), ("address", "address"), ("hostname", "hostname"), ("sip_tls_fqdn", "SIP TLS FQDN")):
+    for key, what in (
+        ("name", "node name"),
+        ("address", "address"),
+        ("hostname", "hostname"),
+        ("sip_tls_fqdn", "SIP TLS FQDN"),
+    ):
         first: dict[str, str] = {}
         for path, node in nodes:
             value = getattr(node, key)
@@ -183,7 +220,10 @@ def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeCo
                 continue
             norm = value.lower() if key != "address" else value
             if norm in first:
-                c.add(f"{path}.{key}", f"duplicate {what} (got {value!r}, also used by {first[norm]}); give every node its own {what}")
+                c.add(
+                    f"{path}.{key}",
+                    f"duplicate {what} (got {value!r}, also used by {first[norm]}); give every node its own {what}",
+                )
             else:
                 first[norm] = path
     vlans: dict[tuple[str, str], tuple[int, str]] = {}
@@ -191,9 +231,12 @@ def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeCo
         # A VLAN already refused by _vlan would only repeat that problem on its neighbours.
         if isinstance(node.host, str) and isinstance(node.portgroup, str) and ctx.usable_vlan(node.vlan):
             seen = vlans.setdefault((node.host, node.portgroup), (node.vlan, path))
-            c.need(seen[0] == node.vlan, f"{path}.vlan",
-                   f"port group {node.portgroup!r} on {node.host} already has VLAN {seen[0]} for {seen[1]} (got {node.vlan}); "
-                   "a port group carries one VLAN: use the same VLAN or another port group")
+            c.need(
+                seen[0] == node.vlan,
+                f"{path}.vlan",
+                f"port group {node.portgroup!r} on {node.host} already has VLAN {seen[0]} for {seen[1]} (got {node.vlan}); "
+                "a port group carries one VLAN: use the same VLAN or another port group",
+            )
     if not (d.vcenter and d.vcenter.hosts):
         return
     load: dict[str, list[tuple[str, int]]] = defaultdict(list)
@@ -207,10 +250,12 @@ def _across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: _NodeCo
         if total is not None:
             on = [p for p, _ in load[host.name]]
             listed = ", ".join(on[:5]) + (f" and {len(on) - 5} more" if len(on) > 5 else "")
-            c.add(f"vcenter.hosts[{i}].datastore_iops_capacity",
-                  f"the disk_iops_limit of the nodes on {host.name} ({listed}) add up to more than the datastore's capacity "
-                  f"(got {total} > {host.datastore_iops_capacity}); the guide: the sum must not exceed it, so lower "
-                  "the limits or move a node")
+            c.add(
+                f"vcenter.hosts[{i}].datastore_iops_capacity",
+                f"the disk_iops_limit of the nodes on {host.name} ({listed}) add up to more than the datastore's capacity "
+                f"(got {total} > {host.datastore_iops_capacity}); the guide: the sum must not exceed it, so lower "
+                "the limits or move a node",
+            )
 
 
 def _network(d: Deployment, c: Check) -> None:
@@ -222,25 +267,39 @@ def _network(d: Deployment, c: Check) -> None:
     counts: tuple[tuple[Literal["dns", "ntp", "syslog"], int | None], ...] = (
         ("dns", distinct_servers(n.dns_servers) if n.dns_servers is not None else None),
         ("ntp", distinct_ntp_servers(ntp_pairs) if n.ntp_servers is not None else None),
-        ("syslog", distinct_servers(s.address for s in n.syslog_servers if isinstance(s.address, str))
-         if n.syslog_servers is not None else None))
+        (
+            "syslog",
+            distinct_servers(s.address for s in n.syslog_servers if isinstance(s.address, str))
+            if n.syslog_servers is not None
+            else None,
+        ),
+    )
     for kind, count in counts:
         if count is not None and (message := too_few_servers(kind, count, rules)) is not None:
             c.add(f"network.{kind}_servers", message)
     dns = list(n.dns_servers or ())
     for i, address in enumerate(dns):
         if ipv4(address) is None:
-            c.add(f"network.dns_servers[{i}]",
-                  f"not an IPv4 address (got {shown(address)}); the API's dns_server.address takes an IP address only")
+            c.add(
+                f"network.dns_servers[{i}]",
+                f"not an IPv4 address (got {shown(address)}); the API's dns_server.address takes an IP address only",
+            )
         elif address in dns[:i]:
             c.add(f"network.dns_servers[{i}]", f"listed twice (got {address!r}); list each server once")
     seen: set[str] = set()
     for i, ntp in enumerate(n.ntp_servers or ()):
         path = f"network.ntp_servers[{i}]"
         if isinstance(ntp.address, str):
-            c.need(is_host(ntp.address), f"{path}.address", f"not an IP address or DNS name (got {shown(ntp.address)}); fix it")
-            c.need(ntp.address.strip().casefold() not in seen, f"{path}.address",
-                   f"listed twice (got {ntp.address!r}); list each server once")
+            c.need(
+                is_host(ntp.address),
+                f"{path}.address",
+                f"not an IP address or DNS name (got {shown(ntp.address)}); fix it",
+            )
+            c.need(
+                ntp.address.strip().casefold() not in seen,
+                f"{path}.address",
+                f"listed twice (got {ntp.address!r}); list each server once",
+            )
             seen.add(ntp.address.strip().casefold())
         if (message := ntp_key_problem(ntp.key is not None, rules)) is not None:
             c.add(f"{path}.key", message)
@@ -249,13 +308,21 @@ def _network(d: Deployment, c: Check) -> None:
     for i, syslog in enumerate(n.syslog_servers or ()):
         path = f"network.syslog_servers[{i}]"
         if isinstance(syslog.address, str):
-            c.need(is_host(syslog.address), f"{path}.address", f"not an IP address or DNS name (got {shown(syslog.address)}); fix it")
+            c.need(
+                is_host(syslog.address),
+                f"{path}.address",
+                f"not an IP address or DNS name (got {shown(syslog.address)}); fix it",
+            )
         c.port(syslog.port, f"{path}.port")
         c.choice(syslog.transport, SYSLOG_TRANSPORTS, f"{path}.transport")
     locations = list(n.locations or ())
     for i, name in enumerate(locations):
         c.text(name, f"network.locations[{i}]", "a location name", 250)
-        c.need(name not in locations[:i], f"network.locations[{i}]", f"listed twice (got {name!r}); list each location once")
+        c.need(
+            name not in locations[:i],
+            f"network.locations[{i}]",
+            f"listed twice (got {name!r}); list each location once",
+        )
 
 
 def _snmp(d: Deployment, c: Check) -> None:
@@ -274,10 +341,12 @@ def _global(d: Deployment, c: Check) -> None:
     c.text(g.login_banner, "global_settings.login_banner", "banner text", 4096)
     if isinstance(g.ocsp_responder_url, str):
         parts = urlsplit(g.ocsp_responder_url)
-        c.need(parts.scheme in ("http", "https") and bool(parts.hostname) and len(g.ocsp_responder_url) <= 255,
-               "global_settings.ocsp_responder_url",
-               f"not an http(s) URL of at most 255 characters (got {shown(g.ocsp_responder_url)}); "
-               "the guide: set OCSP to Override with the responder's URL")
+        c.need(
+            parts.scheme in ("http", "https") and bool(parts.hostname) and len(g.ocsp_responder_url) <= 255,
+            "global_settings.ocsp_responder_url",
+            f"not an http(s) URL of at most 255 characters (got {shown(g.ocsp_responder_url)}); "
+            "the guide: set OCSP to Override with the responder's URL",
+        )
 
 
 def _pki(d: Deployment, c: Check) -> None:
@@ -286,15 +355,24 @@ def _pki(d: Deployment, c: Check) -> None:
         return
     c.choice(p.mode, PKI_MODES, "pki.mode")
     if p.mode == "manual":
-        c.required(p.ca_chain, "pki.ca_chain", "add ca_chain = \"<PEM file>\": the guide requires uploading the trusted CA chain")
+        c.required(
+            p.ca_chain, "pki.ca_chain", 'add ca_chain = "<PEM file>": the guide requires uploading the trusted CA chain'
+        )
     c.choice(p.key_type, KEY_TYPES, "pki.key_type")
     if isinstance(p.dn, str) and p.dn:
         for part in p.dn.split(","):
             key, sep, value = part.strip().partition("=")
             if not (sep and key.strip() in DN_KEYS and value.strip()):
-                c.add("pki.dn", f"bad subject field (got {part.strip()!r}); write KEY=value pairs joined by commas, KEY one of {', '.join(DN_KEYS)}")
+                c.add(
+                    "pki.dn",
+                    f"bad subject field (got {part.strip()!r}); write KEY=value pairs joined by commas, KEY one of {', '.join(DN_KEYS)}",
+                )
             elif key.strip() == "C":
-                c.need(bool(re.fullmatch(r"[A-Z]{2}", value.strip())), "pki.dn", f"country must be 2 capital letters (got {value.strip()!r}); e.g. C=GB")
+                c.need(
+                    bool(re.fullmatch(r"[A-Z]{2}", value.strip())),
+                    "pki.dn",
+                    f"country must be 2 capital letters (got {value.strip()!r}); e.g. C=GB",
+                )
 
 
 def _ldap(d: Deployment, c: Check) -> None:
@@ -309,10 +387,15 @@ def _ldap(d: Deployment, c: Check) -> None:
     c.text(ldap.bind_username, "ldap.bind_username", "a user name or DN")
     c.choice(ldap.client_certificate, CLIENT_CERTIFICATE, "ldap.client_certificate")
     if ldap.mode == "real":
-        c.required(ldap.bind_password, "ldap.bind_password", "required when mode is 'real': add it as env:NAME or file:PATH")
+        c.required(
+            ldap.bind_password, "ldap.bind_password", "required when mode is 'real': add it as env:NAME or file:PATH"
+        )
         c.text(ldap.verify_user, "ldap.verify_user", "the LDAP user whose login proves each authentication change")
-        c.required(ldap.verify_password, "ldap.verify_password",
-                   "add it as env:NAME or file:PATH: without a proven login, disabling local authentication could lock everyone out")
+        c.required(
+            ldap.verify_password,
+            "ldap.verify_password",
+            "add it as env:NAME or file:PATH: without a proven login, disabling local authentication could lock everyone out",
+        )
     roles = d.policy.roles.all_roles
     # pexip-api.md 7.1: a new Manager has no "Administrator" role; the local admin is outside roles.
     fix = f"map {', '.join(roles[:-1])} and {roles[-1]}" if len(roles) > 1 else f"map {', '.join(roles)}"
@@ -323,7 +406,11 @@ def _ldap(d: Deployment, c: Check) -> None:
         c.text(m.name, f"{path}.name", "a mapping name", 250)
         c.text(m.group_dn, f"{path}.group_dn", "an LDAP group DN")
         if isinstance(m.name, str):
-            c.need(m.name not in names, f"{path}.name", f"duplicate mapping name (got {m.name!r}, also ldap.role_mappings[{names.get(m.name)}]); rename one")
+            c.need(
+                m.name not in names,
+                f"{path}.name",
+                f"duplicate mapping name (got {m.name!r}, also ldap.role_mappings[{names.get(m.name)}]); rename one",
+            )
             names.setdefault(m.name, i)
         if m.roles is None:
             continue
@@ -333,9 +420,12 @@ def _ldap(d: Deployment, c: Check) -> None:
                 mapped.add(role)
     if ldap.role_mappings is not None:
         for role in roles:
-            c.need(role in mapped, "ldap.role_mappings",
-                   f"role {role!r} is not mapped to any group (got mappings for: {', '.join(sorted(mapped)) or 'none'}); "
-                   "the guide: every administrator role must be mapped to at least one LDAP group; add a [[ldap.role_mappings]]")
+            c.need(
+                role in mapped,
+                "ldap.role_mappings",
+                f"role {role!r} is not mapped to any group (got mappings for: {', '.join(sorted(mapped)) or 'none'}); "
+                "the guide: every administrator role must be mapped to at least one LDAP group; add a [[ldap.role_mappings]]",
+            )
 
 
 def _systems(d: Deployment, c: Check) -> None:
@@ -344,19 +434,37 @@ def _systems(d: Deployment, c: Check) -> None:
         c.choice(a.mode, MODES, "pexip_api.mode")
         c.url(a.url, a.mode, "pexip_api.url")
         c.text(a.admin_user, "pexip_api.admin_user", "a user name")
-        c.required(a.admin_password, "pexip_api.admin_password", "add it as env:NAME or file:PATH: the wizards and the API need it")
+        c.required(
+            a.admin_password,
+            "pexip_api.admin_password",
+            "add it as env:NAME or file:PATH: the wizards and the API need it",
+        )
         if a.mode == "real":
-            why = "required when mode is 'real': once client certificates are required, the orchestrator logs in with it"
+            why = (
+                "required when mode is 'real': once client certificates are required, the orchestrator logs in with it"
+            )
             c.required(a.client_cert, "pexip_api.client_cert", f'add client_cert = "<PEM file>"; {why}')
             c.required(a.client_key, "pexip_api.client_key", f'add client_key = "file:PATH"; {why}')
     if d.console is not None:
         c.choice(d.console.mode, MODES, "console.mode")
         c.port(d.console.port, "console.port")
     b = d.bios
-    if b is not None and c.choice(b.password_method, BIOS_METHODS, "bios.password_method") and b.password_method == "keystrokes":
-        c.required(b.password, "bios.password", "add it as env:NAME or file:PATH: password_method 'keystrokes' types it into the BIOS")
+    if (
+        b is not None
+        and c.choice(b.password_method, BIOS_METHODS, "bios.password_method")
+        and b.password_method == "keystrokes"
+    ):
+        c.required(
+            b.password,
+            "bios.password",
+            "add it as env:NAME or file:PATH: password_method 'keystrokes' types it into the BIOS",
+        )
     if d.simulation is not None and isinstance(d.simulation.latency, float):
-        c.need(d.simulation.latency >= 0, "simulation.latency", f"must be >= 0 (got {d.simulation.latency}); seconds of added latency")
+        c.need(
+            d.simulation.latency >= 0,
+            "simulation.latency",
+            f"must be >= 0 (got {d.simulation.latency}); seconds of added latency",
+        )
     if d.journal is not None and isinstance(d.journal.lease_timeout_s, float):
         if (message := lease_timeout_problem(d.journal.lease_timeout_s)) is not None:
             c.add("journal.lease_timeout_s", message)
@@ -371,8 +479,11 @@ def validate(deployment: Deployment) -> Problems:
     """
     d, c = deployment, Check()
     if isinstance(d.name, str):
-        c.need(bool(_NAME.match(d.name)), "deployment.name",
-               f"bad deployment name (got {shown(d.name)}); use 1..40 of a-z, 0-9 and '-' (VMs carry \"<name>/<node>\")")
+        c.need(
+            bool(_NAME.match(d.name)),
+            "deployment.name",
+            f"bad deployment name (got {shown(d.name)}); use 1..40 of a-z, 0-9 and '-' (VMs carry \"<name>/<node>\")",
+        )
     if d.vcenter is not None:
         _vcenter(d.vcenter, c)
     nodes = [("management", d.management)] if d.management is not None else []

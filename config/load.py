@@ -67,15 +67,30 @@ def load_deployment(path: str | Path, *, check_secrets: bool = True) -> Deployme
         raw = source.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
-        raise ConfigError([(str(source), "deployment file not found (got no file at this path); give -c FILE or create orchestrator.toml")]) from None
+        raise ConfigError(
+            [
+                (
+                    str(source),
+                    "deployment file not found (got no file at this path); give -c FILE or create orchestrator.toml",
+                )
+            ]
+        ) from None
     except IsADirectoryError:
         raise ConfigError([(str(source), "not a deployment file (got a directory); give the .toml file")]) from None
     except UnicodeDecodeError:
-        raise ConfigError([(str(source), "not a deployment file (got bytes that are not UTF-8 text); "
-                                         "give the .toml file")]) from None
+        raise ConfigError(
+            [(str(source), "not a deployment file (got bytes that are not UTF-8 text); give the .toml file")]
+        ) from None
     except OSError as exc:
-        raise ConfigError([(str(source), f"deployment file cannot be read (got {type(exc).__name__}: {exc.strerror}); "
-                                         "make it readable by this user")]) from None
+        raise ConfigError(
+            [
+                (
+                    str(source),
+                    f"deployment file cannot be read (got {type(exc).__name__}: {exc.strerror}); "
+                    "make it readable by this user",
+                )
+            ]
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([(str(source), f"not valid TOML ({exc}); fix the syntax")]) from exc
     deployment, problems = parse(data, source.resolve())

@@ -53,13 +53,17 @@ def vlan_problem(vlan: int, policy: VlanPolicy, reserved: Collection[int]) -> st
     """
     low, high = policy.min, policy.max
     if vlan in policy.forbidden:
-        return (f"VLAN {vlan} is reserved for virtual guest tagging (got {vlan}); "
-                f"the guide forbids it: use a VLAN ID in {low}..{high}")
+        return (
+            f"VLAN {vlan} is reserved for virtual guest tagging (got {vlan}); "
+            f"the guide forbids it: use a VLAN ID in {low}..{high}"
+        )
     if not low <= vlan <= high:
         return f"VLAN ID out of range, outside {low}..{high} (got {vlan}); use a VLAN ID in {low}..{high}"
     if vlan in reserved:
-        return (f"VLAN {vlan} is in vcenter.reserved_vlans (got {vlan}); "
-                "the guide forbids conflicts with reserved VLAN IDs: pick another")
+        return (
+            f"VLAN {vlan} is in vcenter.reserved_vlans (got {vlan}); "
+            "the guide forbids conflicts with reserved VLAN IDs: pick another"
+        )
     return None
 
 
@@ -101,16 +105,20 @@ def too_few_servers(kind: Literal["dns", "ntp", "syslog"], count: int, policy: N
     """Guide: at least two DNS servers, two NTP servers and one remote syslog server."""
     minimum = {"dns": policy.min_dns_servers, "ntp": policy.min_ntp_servers, "syslog": policy.min_syslog_servers}[kind]
     if count < minimum:
-        return (f"too few {_SERVERS[kind]} servers (got {count}); the guide requires at least {minimum}, "
-                "counted as distinct servers (and, for NTP, distinct key ids)")
+        return (
+            f"too few {_SERVERS[kind]} servers (got {count}); the guide requires at least {minimum}, "
+            "counted as distinct servers (and, for NTP, distinct key ids)"
+        )
     return None
 
 
 def ntp_key_problem(has_key: bool, policy: NetworkServicesPolicy) -> str | None:
     """Guide: "The configuration for each NTP server must include key authentication credentials"."""
     if policy.ntp_key_required and not has_key:
-        return ("NTP server without key (got none); the guide: each NTP server must include key authentication "
-                "credentials: add key = \"env:NAME\" and key_id")
+        return (
+            "NTP server without key (got none); the guide: each NTP server must include key authentication "
+            'credentials: add key = "env:NAME" and key_id'
+        )
     return None
 
 
@@ -137,8 +145,10 @@ def lease_timeout_problem(lease_timeout_s: float) -> str | None:
     ``lease_timeout_s >= MIN_LEASE_TIMEOUT_S``, compared so, without the rounding of a division.
     """
     if lease_timeout_s < MIN_LEASE_TIMEOUT_S:
-        return (f"shorter than {HEARTBEATS_PER_LEASE} heartbeats (got {lease_timeout_s}); a live process would lose "
-                f"its lease and a second one drive the same node: use at least {MIN_LEASE_TIMEOUT_S} seconds")
+        return (
+            f"shorter than {HEARTBEATS_PER_LEASE} heartbeats (got {lease_timeout_s}); a live process would lose "
+            f"its lease and a second one drive the same node: use at least {MIN_LEASE_TIMEOUT_S} seconds"
+        )
     return None
 
 
@@ -166,6 +176,5 @@ def any_real(modes: Sequence[str]) -> bool:
 SIGNING_KEY_REQUIRED = (
     "required when any system is real: the key that signs the journal's checkpoints. Make one "
     "with `openssl genpkey -algorithm ed25519 -out /etc/orchestrator/journal-key.pem` (chmod 600, "
-    "outside the journal's directory) and set journal.signing_key = \"file:/etc/orchestrator/journal-key.pem\""
+    'outside the journal\'s directory) and set journal.signing_key = "file:/etc/orchestrator/journal-key.pem"'
 )
-

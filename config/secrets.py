@@ -21,9 +21,7 @@ __all__ = ["Secret", "SecretUnavailable", "Redactor", "REDACTOR", "SECRET_KEY_PA
 REDACTED = "[redacted]"
 
 # Keys whose values are secret whatever they hold: payload fields of this name are masked.
-SECRET_KEY_PATTERN = re.compile(
-    r"(password|passphrase|secret|private_key|token|(^|_)key$|community)", re.IGNORECASE
-)
+SECRET_KEY_PATTERN = re.compile(r"(password|passphrase|secret|private_key|token|(^|_)key$|community)", re.IGNORECASE)
 
 
 class Redactor:

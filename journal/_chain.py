@@ -112,8 +112,19 @@ def row_hash(row: tuple[Any, ...] | list[Any]) -> str:
     """Recompute the hash of a full event row (``EVENT_COLUMNS`` order, payload and sets decoded)."""
     sets = row[13] if len(row) > 13 else {}
     return event_hash(
-        row[11], row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-        canonical_json(row[10]), canonical_json(sets),
+        row[11],
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        canonical_json(row[10]),
+        canonical_json(sets),
     )
 
 
@@ -203,16 +214,13 @@ class ChainChecker:
         if self.count == 0 and not self.contiguous:
             pass  # a filtered export may start anywhere in the chain
         elif seq <= self.last_seq:
-            self.problem(
-                f"{at}: seq {seq} comes after seq {self.last_seq} (rows were reordered or duplicated)"
-            )
+            self.problem(f"{at}: seq {seq} comes after seq {self.last_seq} (rows were reordered or duplicated)")
         elif seq != self.last_seq + 1 and self.contiguous:
             missing = f"{self.last_seq + 1}" if seq == self.last_seq + 2 else f"{self.last_seq + 1}..{seq - 1}"
             self.problem(f"{at}: seq {missing} missing before it (rows were deleted)")
         elif seq == self.last_seq + 1 and prev_hash != self.last_hash:
             self.problem(
-                f"{at}: prev_hash does not link to seq {self.last_seq} "
-                "(a row was deleted, inserted or reordered)"
+                f"{at}: prev_hash does not link to seq {self.last_seq} (a row was deleted, inserted or reordered)"
             )
         self.count += 1
         self.last_seq = seq if isinstance(seq, int) else self.last_seq

@@ -44,10 +44,16 @@ def make(conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None
                     + "\n  ".join(checked.report.problems)
                 )
             seq, head = checked.head
-            record = sign_checkpoint(signer, {
-                "seq": seq, "head": head, "at": utc_now(), "deployment": checked.deployment,
-                "nodes": snapshot_digest(checked.snapshot),
-            })
+            record = sign_checkpoint(
+                signer,
+                {
+                    "seq": seq,
+                    "head": head,
+                    "at": utc_now(),
+                    "deployment": checked.deployment,
+                    "nodes": snapshot_digest(checked.snapshot),
+                },
+            )
             # Only the newest checkpoint keeps its node snapshot: incremental checks start there,
             # and a journal of many checkpoints does not grow by a copy of every row each time.
             conn.execute("UPDATE checkpoints SET snapshot = NULL WHERE snapshot IS NOT NULL")
@@ -74,13 +80,22 @@ def recorded(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def verify(
-    conn: sqlite3.Connection, path: Path, public_key: PublicKey | None, kept: list[Any] | None,
-    *, chain_only: bool, incremental: bool,
+    conn: sqlite3.Connection,
+    path: Path,
+    public_key: PublicKey | None,
+    kept: list[Any] | None,
+    *,
+    chain_only: bool,
+    incremental: bool,
 ) -> Verification:
     """:func:`verify_connection`, with SQLite errors as :class:`JournalError`."""
     try:
         return verify_connection(
-            conn, public_key=public_key, kept=kept, chain_only=chain_only, incremental=incremental,
+            conn,
+            public_key=public_key,
+            kept=kept,
+            chain_only=chain_only,
+            incremental=incremental,
             integrity="quick" if incremental else "full",
         )
     except sqlite3.Error as exc:

@@ -25,8 +25,17 @@ __all__ = ["DERIVED_COLUMNS", "NodeRecordFields", "Deriver", "derive_nodes", "sn
 
 # The node-row columns the events determine (leases are not events: they are left out).
 DERIVED_COLUMNS = (
-    "role", "state", "step", "attempt", "gate", "last_error", "failed_from",
-    "maintenance", "maintenance_reason", "updated_at", "last_seq",
+    "role",
+    "state",
+    "step",
+    "attempt",
+    "gate",
+    "last_error",
+    "failed_from",
+    "maintenance",
+    "maintenance_reason",
+    "updated_at",
+    "last_seq",
 )
 _SETTABLE = frozenset(DERIVED_COLUMNS) - {"role", "updated_at", "last_seq"}
 
@@ -51,8 +60,16 @@ class NodeRecordFields:
 
 def _new_row(role: Any) -> dict[str, Any]:
     return {
-        "role": role, "state": None, "step": None, "attempt": 0, "gate": None, "last_error": None,
-        "failed_from": None, "maintenance": 0, "maintenance_reason": None, "updated_at": None,
+        "role": role,
+        "state": None,
+        "step": None,
+        "attempt": 0,
+        "gate": None,
+        "last_error": None,
+        "failed_from": None,
+        "maintenance": 0,
+        "maintenance_reason": None,
+        "updated_at": None,
         "last_seq": None,
     }
 

@@ -32,8 +32,16 @@ __all__ = ["FORMATS", "write_export", "verify_export"]
 
 FORMATS = ("jsonl", "csv")
 _SEAL_FIELDS = (
-    "count", "first_seq", "last_seq", "digest", "filter", "exported_at", "journal", "deployment",
-    "key_id", "signature",
+    "count",
+    "first_seq",
+    "last_seq",
+    "digest",
+    "filter",
+    "exported_at",
+    "journal",
+    "deployment",
+    "key_id",
+    "signature",
 )
 
 
@@ -71,8 +79,14 @@ def write_export(
         last_seq = event.seq
     hexdigest = digest.hexdigest()
     seal: dict[str, Any] = {
-        "count": count, "first_seq": first_seq, "last_seq": last_seq, "digest": hexdigest,
-        "filter": filter_, "exported_at": utc_now(), "journal": journal, "deployment": deployment,
+        "count": count,
+        "first_seq": first_seq,
+        "last_seq": last_seq,
+        "digest": hexdigest,
+        "filter": filter_,
+        "exported_at": utc_now(),
+        "journal": journal,
+        "deployment": deployment,
         "key_id": signer.key_id if signer is not None else None,
     }
     seal["signature"] = signer.sign(_seal_body(seal)) if signer is not None else None
@@ -223,8 +237,12 @@ def verify_export(
             sealed = seal.get("signature") is not None and _signature_ok(key, seal)
             if not sealed:
                 problems.append(
-                    "export seal: " + ("not signed" if seal.get("signature") is None else
-                                       "the signature does not match the trusted public key")
+                    "export seal: "
+                    + (
+                        "not signed"
+                        if seal.get("signature") is None
+                        else "the signature does not match the trusted public key"
+                    )
                     + "; the file cannot be proven to come from this deployment's journal"
                 )
     ok = not problems
@@ -253,15 +271,13 @@ def _seal_problems(seal: dict[str, Any], rows: list[tuple[str, list[Any]]], hash
         problems.append(f"export seal: missing fields {', '.join(missing)}")
     if seal.get("count") != len(rows):
         problems.append(
-            f"export seal: says {seal.get('count')} events but the file holds {len(rows)} "
-            "(rows were deleted or added)"
+            f"export seal: says {seal.get('count')} events but the file holds {len(rows)} (rows were deleted or added)"
         )
     first = rows[0][1][0] if rows else None
     last = rows[-1][1][0] if rows else None
     if seal.get("first_seq") != first or seal.get("last_seq") != last:
         problems.append(
-            f"export seal: covers seq {seal.get('first_seq')}..{seal.get('last_seq')} "
-            f"but the rows run {first}..{last}"
+            f"export seal: covers seq {seal.get('first_seq')}..{seal.get('last_seq')} but the rows run {first}..{last}"
         )
     if seal.get("digest") != digest_of(hashes):
         problems.append("export seal: the digest of the rows' hashes does not match (rows changed)")

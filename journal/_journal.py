@@ -65,9 +65,7 @@ class Journal(JournalReader):
     # --- opening and closing ---------------------------------------------------------
 
     @classmethod
-    def open(
-        cls, path: str | os.PathLike[str], *, readonly: bool = False, deployment: str | None = None
-    ) -> Journal:
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False, deployment: str | None = None) -> Journal:
         """Open the journal at ``path``, creating it (mode 0600) when new.
 
         Args:
@@ -173,13 +171,38 @@ class Journal(JournalReader):
         for p in prepared:
             seq += 1
             digest = event_hash(
-                prev, seq, at, p.node, p.kind, p.step, p.attempt, p.key, p.from_state,
-                p.to_state, p.actor, p.payload_text, p.sets_text,
+                prev,
+                seq,
+                at,
+                p.node,
+                p.kind,
+                p.step,
+                p.attempt,
+                p.key,
+                p.from_state,
+                p.to_state,
+                p.actor,
+                p.payload_text,
+                p.sets_text,
             )
-            rows.append((
-                seq, at, p.node, p.kind, p.step, p.attempt, p.key, p.from_state, p.to_state,
-                p.actor, p.payload_text, prev, digest, p.sets_text,
-            ))
+            rows.append(
+                (
+                    seq,
+                    at,
+                    p.node,
+                    p.kind,
+                    p.step,
+                    p.attempt,
+                    p.key,
+                    p.from_state,
+                    p.to_state,
+                    p.actor,
+                    p.payload_text,
+                    prev,
+                    digest,
+                    p.sets_text,
+                )
+            )
             prev = digest
         conn.executemany(INSERT_EVENT, rows)
         for p, row in zip(prepared, rows, strict=True):
@@ -212,8 +235,22 @@ class Journal(JournalReader):
             # Only now, after COMMIT returned, is the new head real.
             self._head = (rows[-1][0], rows[-1][12])
         return [
-            Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], p.payload, r[11], r[12],
-                  json.loads(p.sets_text))
+            Event(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                p.payload,
+                r[11],
+                r[12],
+                json.loads(p.sets_text),
+            )
             for r, p in zip(rows, prepared, strict=True)
         ]
 
@@ -262,8 +299,7 @@ class Journal(JournalReader):
         if not wanted:
             return []
         prepared = {
-            name: Prepared(Transition(node=name, kind=kinds.NODE_REGISTERED, to_state=state,
-                                       payload={"role": role}))
+            name: Prepared(Transition(node=name, kind=kinds.NODE_REGISTERED, to_state=state, payload={"role": role}))
             for name, (role, state) in wanted.items()
         }
         self._require_writable()
@@ -354,8 +390,14 @@ class Journal(JournalReader):
                     row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
                     if row is None:
                         conn.execute(UPSERT_META, ("deployment", identity))
-                        self._append(conn, [Prepared(Transition(
-                            node=None, kind=kinds.DEPLOYMENT_BOUND, payload={"deployment": identity}))])
+                        self._append(
+                            conn,
+                            [
+                                Prepared(
+                                    Transition(node=None, kind=kinds.DEPLOYMENT_BOUND, payload={"deployment": identity})
+                                )
+                            ],
+                        )
                     recorded = row[0] if row else identity
                 self._head = None
         if recorded is not None and recorded != identity:

@@ -103,9 +103,7 @@ def _expired(heartbeat: str | None, timeout_s: float, now: str) -> bool:
     return age > timeout_s
 
 
-def acquire(
-    conn: sqlite3.Connection, nodes: Sequence[str], owner: str, pid: int, timeout_s: float
-) -> None:
+def acquire(conn: sqlite3.Connection, nodes: Sequence[str], owner: str, pid: int, timeout_s: float) -> None:
     """Take the leases of ``nodes`` for ``owner``, all or none (caller's transaction)."""
     if isinstance(nodes, str):
         raise TypeError(f"acquire_leases: nodes must be a sequence of names, not the string {nodes!r}")
@@ -120,8 +118,7 @@ def acquire(
     rows = {
         row[0]: row[1:]
         for row in conn.execute(
-            f"SELECT name, lease_owner, lease_pid, lease_since, heartbeat FROM nodes "
-            f"WHERE name IN ({marks})",
+            f"SELECT name, lease_owner, lease_pid, lease_since, heartbeat FROM nodes WHERE name IN ({marks})",
             wanted,
         )
     }
@@ -157,8 +154,7 @@ def clear_stale(conn: sqlite3.Connection) -> list[str]:
         if _dead_here(held_by, held_pid, hostname, since)
     ]
     conn.executemany(
-        "UPDATE nodes SET lease_owner = NULL, lease_pid = NULL, lease_since = NULL, heartbeat = NULL "
-        "WHERE name = ?",
+        "UPDATE nodes SET lease_owner = NULL, lease_pid = NULL, lease_since = NULL, heartbeat = NULL WHERE name = ?",
         [(name,) for name in stale],
     )
     return stale

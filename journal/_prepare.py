@@ -24,10 +24,7 @@ UPDATABLE = frozenset(
 EVENT_SELECT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
 NODE_SELECT = f"SELECT {', '.join(NODE_COLUMNS)} FROM nodes"
 INSERT_EVENT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
-UPSERT_META = (
-    "INSERT INTO meta (name, value) VALUES (?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-)
+UPSERT_META = "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 
 
 def _update_sql(columns: tuple[str, ...]) -> str:
@@ -51,8 +48,19 @@ class Prepared:
     """A Transition validated and scrubbed, ready for the write transaction."""
 
     __slots__ = (
-        "node", "kind", "step", "attempt", "key", "from_state", "to_state", "actor",
-        "payload", "payload_text", "sets_text", "sql", "values",
+        "node",
+        "kind",
+        "step",
+        "attempt",
+        "key",
+        "from_state",
+        "to_state",
+        "actor",
+        "payload",
+        "payload_text",
+        "sets_text",
+        "sql",
+        "values",
     )
 
     def __init__(self, t: Transition) -> None:
@@ -85,9 +93,7 @@ class Prepared:
         if self.node is not None:
             self._prepare_update(t.update)
         elif t.update:
-            raise ValueError(
-                f"Transition {t.kind!r}: update needs a node (a run-level event has node=None)"
-            )
+            raise ValueError(f"Transition {t.kind!r}: update needs a node (a run-level event has node=None)")
 
     def _prepare_update(self, update: Any) -> None:
         values = dict(update) if update else {}
@@ -124,8 +130,7 @@ class Prepared:
                 value = REDACTOR.scrub_text(value)
             elif value is not None and column != "state":
                 raise TypeError(
-                    f"Transition {self.kind!r}: update {column} must be a str or None "
-                    f"(got {type(value).__name__})"
+                    f"Transition {self.kind!r}: update {column} must be a str or None (got {type(value).__name__})"
                 )
             cleaned.append(value)
         sql = _UPDATE_SQL.get(columns)

@@ -51,7 +51,6 @@ class JournalReader:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self._path}: read failed ({exc})") from exc
 
-
     def get_meta(self, name: str) -> str | None:
         """A meta value (``definition_hash``, ``deployment``, ...), ``None`` when unset."""
         with self._lock:
@@ -143,7 +142,12 @@ class JournalReader:
         }
 
     def export(
-        self, out: TextIO, *, fmt: str = "jsonl", node: str | None = None, since: Any = None,
+        self,
+        out: TextIO,
+        *,
+        fmt: str = "jsonl",
+        node: str | None = None,
+        since: Any = None,
         signer: Signer | None = None,
     ) -> int:
         """Write events (optionally one node's, at or after ``since``) and an export seal.
@@ -174,17 +178,25 @@ class JournalReader:
         with self._read() as conn:  # one snapshot: the seal covers exactly what was read
             deployment = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
             return write_export(
-                pages(), out, fmt=fmt, filter_={"node": node, "since": since_text}, signer=signer,
+                pages(),
+                out,
+                fmt=fmt,
+                filter_={"node": node, "since": since_text},
+                signer=signer,
                 journal=str(self._path.resolve()) if str(self._path) != ":memory:" else ":memory:",
                 deployment=deployment[0] if deployment else None,
             )
 
     def export_to(
-        self, path: str | os.PathLike[str], *, fmt: str = "jsonl", node: str | None = None, since: Any = None,
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fmt: str = "jsonl",
+        node: str | None = None,
+        since: Any = None,
         signer: Signer | None = None,
     ) -> int:
         """:meth:`export` to a file, atomically: written to a temporary file (0600), fsynced,
         renamed over ``path``; a kill mid-export leaves the previous file as it was."""
         with atomic_text(path) as out:
             return self.export(out, fmt=fmt, node=node, since=since, signer=signer)
-

@@ -17,14 +17,39 @@ __all__ = ["Transition", "Event", "NodeRecord", "VerifyReport", "VerifyStatus", 
 
 # Column order of the `events` table; rows are read and written in this order.
 EVENT_COLUMNS = (
-    "seq", "at", "node", "kind", "step", "attempt", "key",
-    "from_state", "to_state", "actor", "payload", "prev_hash", "hash", "sets",
+    "seq",
+    "at",
+    "node",
+    "kind",
+    "step",
+    "attempt",
+    "key",
+    "from_state",
+    "to_state",
+    "actor",
+    "payload",
+    "prev_hash",
+    "hash",
+    "sets",
 )
 
 NODE_COLUMNS = (
-    "name", "role", "state", "step", "attempt", "gate", "last_error", "failed_from",
-    "maintenance", "maintenance_reason", "lease_owner", "lease_pid", "lease_since",
-    "heartbeat", "updated_at", "last_seq",
+    "name",
+    "role",
+    "state",
+    "step",
+    "attempt",
+    "gate",
+    "last_error",
+    "failed_from",
+    "maintenance",
+    "maintenance_reason",
+    "lease_owner",
+    "lease_pid",
+    "lease_since",
+    "heartbeat",
+    "updated_at",
+    "last_seq",
 )
 
 
@@ -163,6 +188,4 @@ class VerifyReport:
     def raise_for_problems(self) -> None:
         """Raise :class:`config.errors.IntegrityError` listing the problems unless ``ok``."""
         if not self.ok:
-            raise IntegrityError(
-                "the journal failed its integrity check:\n  " + "\n  ".join(self.problems)
-            )
+            raise IntegrityError("the journal failed its integrity check:\n  " + "\n  ".join(self.problems))

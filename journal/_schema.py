@@ -25,19 +25,49 @@ TABLES = frozenset({"events", "nodes", "meta", "checkpoints"})
 BUSY_TIMEOUT_MS = 10_000
 
 _EVENTS = {
-    "seq": int, "at": str, "node": str, "kind": str, "step": str, "attempt": int,
-    "key": str, "from_state": str, "to_state": str, "actor": str, "payload": str,
-    "prev_hash": str, "hash": str, "sets": str,
+    "seq": int,
+    "at": str,
+    "node": str,
+    "kind": str,
+    "step": str,
+    "attempt": int,
+    "key": str,
+    "from_state": str,
+    "to_state": str,
+    "actor": str,
+    "payload": str,
+    "prev_hash": str,
+    "hash": str,
+    "sets": str,
 }
 _NODES = {
-    "name": str, "role": str, "state": str, "step": str, "attempt": int, "gate": str,
-    "last_error": str, "failed_from": str, "maintenance": int, "maintenance_reason": str,
-    "lease_owner": str, "lease_pid": int, "lease_since": str, "heartbeat": str,
-    "updated_at": str, "last_seq": int,
+    "name": str,
+    "role": str,
+    "state": str,
+    "step": str,
+    "attempt": int,
+    "gate": str,
+    "last_error": str,
+    "failed_from": str,
+    "maintenance": int,
+    "maintenance_reason": str,
+    "lease_owner": str,
+    "lease_pid": int,
+    "lease_since": str,
+    "heartbeat": str,
+    "updated_at": str,
+    "last_seq": int,
 }
 _CHECKPOINTS = {
-    "id": int, "seq": int, "at": str, "deployment": str, "head": str, "nodes": str, "key_id": str,
-    "signature": str, "snapshot": str,
+    "id": int,
+    "seq": int,
+    "at": str,
+    "deployment": str,
+    "head": str,
+    "nodes": str,
+    "key_id": str,
+    "signature": str,
+    "snapshot": str,
 }
 
 
@@ -60,17 +90,18 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     try:
         if readonly:
             conn = sqlite3.connect(
-                f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, isolation_level=None,
-                check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000,
+                f"file:{urllib.parse.quote(path)}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
             )
         else:
             if not memory:
                 create_private(Path(path))
             # isolation_level=None: the journal issues BEGIN/COMMIT itself, so that every
             # write takes the lock up front (BEGIN IMMEDIATE) and nothing commits implicitly.
-            conn = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-            )
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
         raise JournalError(f"journal {path}: cannot be opened ({exc})") from exc
     try:
@@ -82,8 +113,7 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise JournalError(
-                    f"journal {path}: cannot switch to WAL mode (got {mode!r}); "
-                    "put the journal on a local filesystem"
+                    f"journal {path}: cannot switch to WAL mode (got {mode!r}); put the journal on a local filesystem"
                 )
         if not readonly:
             conn.execute("PRAGMA synchronous=FULL")
@@ -136,23 +166,31 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         db.table("events").create(
-            _EVENTS, pk="seq", not_null={"seq", "at", "kind", "attempt", "actor", "payload",
-                                         "prev_hash", "hash", "sets"},
-            if_not_exists=True, strict=True,
+            _EVENTS,
+            pk="seq",
+            not_null={"seq", "at", "kind", "attempt", "actor", "payload", "prev_hash", "hash", "sets"},
+            if_not_exists=True,
+            strict=True,
         )
         # last_event(node) and events(node=...) read one node's events newest first.
         db.table("events").create_index(["node", "seq"], index_name="events_node_seq", if_not_exists=True)
         db.table("nodes").create(
-            _NODES, pk="name", not_null={"name", "role", "state", "attempt", "maintenance"},
-            defaults={"attempt": 0, "maintenance": 0}, if_not_exists=True, strict=True,
+            _NODES,
+            pk="name",
+            not_null={"name", "role", "state", "attempt", "maintenance"},
+            defaults={"attempt": 0, "maintenance": 0},
+            if_not_exists=True,
+            strict=True,
         )
         db.table("meta").create({"name": str, "value": str}, pk="name", if_not_exists=True, strict=True)
         db.table("checkpoints").create(
-            _CHECKPOINTS, pk="id", not_null=set(_CHECKPOINTS) - {"id", "deployment", "snapshot"}, if_not_exists=True, strict=True,
+            _CHECKPOINTS,
+            pk="id",
+            not_null=set(_CHECKPOINTS) - {"id", "deployment", "snapshot"},
+            if_not_exists=True,
+            strict=True,
         )
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-        )
+        conn.execute("INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -75,9 +75,7 @@ class Signer:
         try:
             key = serialization.load_pem_private_key(data, password=password)
         except (ValueError, TypeError) as exc:
-            raise JournalError(
-                f"journal signing key: not a readable PEM private key ({type(exc).__name__})"
-            ) from None
+            raise JournalError(f"journal signing key: not a readable PEM private key ({type(exc).__name__})") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise JournalError(f"journal signing key: an Ed25519 key is needed, got {type(key).__name__}")
         return cls(key)

@@ -55,9 +55,7 @@ def normalize_since(since: _dt.datetime | _dt.date | str | None) -> str | None:
         try:
             since = _dt.datetime.fromisoformat(since.strip())
         except ValueError as exc:
-            raise ValueError(
-                f"since: {since!r} is not an ISO-8601 time; use e.g. 2024-05-01T12:00:00Z"
-            ) from exc
+            raise ValueError(f"since: {since!r} is not an ISO-8601 time; use e.g. 2024-05-01T12:00:00Z") from exc
     if not isinstance(since, _dt.datetime):
         since = _dt.datetime(since.year, since.month, since.day)
     return format_utc(since)

@@ -107,18 +107,22 @@ def _integrity(conn: sqlite3.Connection, full: bool) -> list[str]:
 
 
 def _load_checkpoints(
-    conn: sqlite3.Connection, public_key: PublicKey | None, kept: Iterable[Mapping[str, Any]] | None,
+    conn: sqlite3.Connection,
+    public_key: PublicKey | None,
+    kept: Iterable[Mapping[str, Any]] | None,
     problems: list[str],
 ) -> tuple[list[_Checkpoint], list[_Checkpoint]]:
     own = []
-    for row in conn.execute(
-        f"SELECT id, {', '.join(CHECKPOINT_FIELDS)}, signature FROM checkpoints ORDER BY id"
-    ):
+    for row in conn.execute(f"SELECT id, {', '.join(CHECKPOINT_FIELDS)}, signature FROM checkpoints ORDER BY id"):
         record = dict(zip(("id", *CHECKPOINT_FIELDS, "signature"), row, strict=True))
         own.append(_Checkpoint(f"checkpoint #{row[0]} (seq {row[1]})", record, None))
     others = []
     for number, item in enumerate(kept or (), start=1):
-        if not isinstance(item, Mapping) or not isinstance(item.get("seq"), int) or not isinstance(item.get("head"), str):
+        if (
+            not isinstance(item, Mapping)
+            or not isinstance(item.get("seq"), int)
+            or not isinstance(item.get("head"), str)
+        ):
             problems.append(f"kept checkpoint {number}: not a checkpoint record (needs seq, head, signature)")
             continue
         others.append(_Checkpoint(f"kept checkpoint {number} (seq {item['seq']})", dict(item), None))
@@ -127,8 +131,7 @@ def _load_checkpoints(
             cp.signed = checkpoint_signature_ok(public_key, cp.record)
             if not cp.signed:
                 problems.append(
-                    f"{cp.origin}: signature does not match the trusted public key "
-                    "(forged, or signed with another key)"
+                    f"{cp.origin}: signature does not match the trusted public key (forged, or signed with another key)"
                 )
     return own, others
 
@@ -199,8 +202,7 @@ def _check(
     for cp in own + others:
         if cp.signed is not False and cp.record.get("deployment") != deployment:
             problems.append(
-                f"{cp.origin}: signed for deployment {cp.record.get('deployment')!r}, "
-                f"the journal says {deployment!r}"
+                f"{cp.origin}: signed for deployment {cp.record.get('deployment')!r}, the journal says {deployment!r}"
             )
     problems += _node_problems(conn, deriver)
     ok = not problems
@@ -223,20 +225,30 @@ def _check(
     else:
         status, sealed = VerifyStatus.VERIFIED, True
         if last_seq > signed_seq:
-            tail = f"event {last_seq} comes" if last_seq == signed_seq + 1 else f"events {signed_seq + 1}..{last_seq} come"
+            tail = (
+                f"event {last_seq} comes" if last_seq == signed_seq + 1 else f"events {signed_seq + 1}..{last_seq} come"
+            )
             notes.append(
                 f"warning: {tail} after the last signed checkpoint (seq {signed_seq}); "
                 "they are chained but not yet signed"
             )
     report = VerifyReport(
-        ok=ok, problems=problems + notes, events=events, sealed=sealed, status=status,
-        signed_seq=signed_seq, start_seq=start_seq,
+        ok=ok,
+        problems=problems + notes,
+        events=events,
+        sealed=sealed,
+        status=status,
+        signed_seq=signed_seq,
+        start_seq=start_seq,
     )
     return Verification(report, deriver.snapshot(), (last_seq, last_hash), deployment)
 
 
 def _walk(
-    conn: sqlite3.Connection, chain: ChainChecker, deriver: Deriver, after: int,
+    conn: sqlite3.Connection,
+    chain: ChainChecker,
+    deriver: Deriver,
+    after: int,
     by_seq: dict[int, list[_Checkpoint]],
 ) -> int:
     feed, link, count = deriver.feed, chain.link, 0
@@ -270,7 +282,10 @@ def _walk(
 
 
 def _match_checkpoints(
-    conn: sqlite3.Connection, by_seq: dict[int, list[_Checkpoint]], start_seq: int, last_seq: int,
+    conn: sqlite3.Connection,
+    by_seq: dict[int, list[_Checkpoint]],
+    start_seq: int,
+    last_seq: int,
     problems: list[str],
 ) -> int:
     """Compare every checkpoint with the chain; the last seq a signed checkpoint proves."""

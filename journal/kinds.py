@@ -50,8 +50,26 @@ DEPLOYMENT_BOUND = "deployment_bound"  # the journal bound to its deployment ide
 RUN_RECAP = "run_recap"  # run-level: a run's end, per node ok/changed/retried/waiting/failed (orchestrator._recap)
 RUN_STARTED = "run_started"  # run/resume/simulate began: policy and config hashes, command line, user, version
 
-ALL = frozenset({
-    NODE_REGISTERED, DEFINITION_RECORDED, DEFINITION_CHANGED, MILESTONE_STARTED, STEP_STARTED, STEP_RETRY,
-    STEP_COMMITTED, STEP_FAILED, RETRIED, REWOUND, GATE_WAITING, GATE_OPENED, GATE_PASSED, MAINTENANCE_ON,
-    MAINTENANCE_OFF, EXPORT_SEAL, DEPLOYMENT_BOUND, RUN_RECAP, RUN_STARTED,
-})
+ALL = frozenset(
+    {
+        NODE_REGISTERED,
+        DEFINITION_RECORDED,
+        DEFINITION_CHANGED,
+        MILESTONE_STARTED,
+        STEP_STARTED,
+        STEP_RETRY,
+        STEP_COMMITTED,
+        STEP_FAILED,
+        RETRIED,
+        REWOUND,
+        GATE_WAITING,
+        GATE_OPENED,
+        GATE_PASSED,
+        MAINTENANCE_ON,
+        MAINTENANCE_OFF,
+        EXPORT_SEAL,
+        DEPLOYMENT_BOUND,
+        RUN_RECAP,
+        RUN_STARTED,
+    }
+)

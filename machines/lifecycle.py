@@ -158,16 +158,27 @@ TRANSITIONS: list[dict[str, Any]] = [
     # complete: the milestone's last step committed.
     *({"trigger": "complete", "source": t, "dest": TARGET_OF[t], "conditions": "steps_done"} for t in TRANSIENT),
     # wait: a step needs a gate that is not open yet.
-    *({"trigger": "wait", "source": g["transient"], "dest": g["state"], "conditions": "gate_matches"} for g in GATES.values()),
+    *(
+        {"trigger": "wait", "source": g["transient"], "dest": g["state"], "conditions": "gate_matches"}
+        for g in GATES.values()
+    ),
     # open_gate: the gate was opened (approval, certificate, operator); the step runs.
     *({"trigger": "open_gate", "source": g["state"], "dest": g["transient"]} for g in GATES.values()),
     # fail: a step failed for good (not retryable, or out of attempts), or a gate was refused.
     {"trigger": "fail", "source": [*TRANSIENT, *WAITING], "dest": FAILED, "before": "remember_failure"},
     # retry: an operator resumes a failed node; it goes back to where it failed.
-    *({"trigger": "retry", "source": FAILED, "dest": s, "conditions": "returns_to_failed_from"} for s in (*TRANSIENT, *WAITING)),
+    *(
+        {"trigger": "retry", "source": FAILED, "dest": s, "conditions": "returns_to_failed_from"}
+        for s in (*TRANSIENT, *WAITING)
+    ),
     # rewind: `resume --from-step`; back to an earlier (or the current) milestone's steps.
     *(
-        {"trigger": "rewind", "source": [NEW, *MILESTONES, *TRANSIENT, *WAITING, FAILED], "dest": t, "conditions": "rewind_allowed"}
+        {
+            "trigger": "rewind",
+            "source": [NEW, *MILESTONES, *TRANSIENT, *WAITING, FAILED],
+            "dest": t,
+            "conditions": "rewind_allowed",
+        }
         for t in TRANSIENT
     ),
 ]

@@ -111,10 +111,9 @@ class NodeModel:
         here = self.failed_from if self.state == "failed" and self.failed_from else self.state
         for milestone, steps in STEPS[self.role].items():
             if step in steps:
-                return (
-                    TRANSIENT_OF[milestone] == event.transition.dest
-                    and milestone_index(TRANSIENT_OF[milestone]) <= milestone_index(here)
-                )
+                return TRANSIENT_OF[milestone] == event.transition.dest and milestone_index(
+                    TRANSIENT_OF[milestone]
+                ) <= milestone_index(here)
         return False
 
     # --- callbacks ---

@@ -120,8 +120,12 @@ def next_action(
             return Done(f"at {state}" + ("" if state == MILESTONES[-1] else f" (stopped at --until {until})"))
         milestone = MILESTONES[milestone_index(state)]
         prerequisite = MANAGEMENT_PREREQUISITE.get(milestone) if role == "conferencing" else None
-        if prerequisite and (management_state is None or milestone_index(management_state) < milestone_index(prerequisite)):
-            return Blocked(f"waits for the Management Node to be {prerequisite} before {milestone} (now {management_state})")
+        if prerequisite and (
+            management_state is None or milestone_index(management_state) < milestone_index(prerequisite)
+        ):
+            return Blocked(
+                f"waits for the Management Node to be {prerequisite} before {milestone} (now {management_state})"
+            )
         return Start(f"start {milestone}", milestone=milestone)
     if state in TARGET_OF:
         milestone = TARGET_OF[state]

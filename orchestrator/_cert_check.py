@@ -107,8 +107,16 @@ def certificate_problems(
     usages = _extension(cert, x509.ExtendedKeyUsage)
     # No extendedKeyUsage at all means no restriction (RFC 5280, 4.2.1.12): both uses are allowed.
     if isinstance(usages, x509.ExtendedKeyUsage):
-        lacking = [name for name, oid in (("serverAuth", ExtendedKeyUsageOID.SERVER_AUTH),
-                                          ("clientAuth", ExtendedKeyUsageOID.CLIENT_AUTH)) if oid not in usages]
+        lacking = [
+            name
+            for name, oid in (
+                ("serverAuth", ExtendedKeyUsageOID.SERVER_AUTH),
+                ("clientAuth", ExtendedKeyUsageOID.CLIENT_AUTH),
+            )
+            if oid not in usages
+        ]
         if lacking:
-            problems.append(f"its extended key usage lacks {' and '.join(lacking)} (the node needs TLS server and client)")
+            problems.append(
+                f"its extended key usage lacks {' and '.join(lacking)} (the node needs TLS server and client)"
+            )
     return problems

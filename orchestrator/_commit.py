@@ -50,6 +50,8 @@ class GroupCommitter:
                 continue
             self.batches += 1
             self.items += len(batch)
-            for (_, future), result in zip(batch, results, strict=True):  # one result per item: a mismatch is a bug, loudly
+            for (_, future), result in zip(
+                batch, results, strict=True
+            ):  # one result per item: a mismatch is a bug, loudly
                 if not future.done():
                     future.set_result(result)

@@ -133,14 +133,26 @@ def status_table(journal_path: str, rows: list[dict[str, Any]], *, width: int = 
         if r["maintenance"]:
             why = f"maintenance: {r['maintenance_reason'] or ''}"
         lease = r.get("lease")
-        cells = [r["role"], r["state"], r["step"] or "", r["gate"] or "", f"pid {lease['pid']}" if lease else "",
-                 _age(r.get("updated_at"), now)]
+        cells = [
+            r["role"],
+            r["state"],
+            r["step"] or "",
+            r["gate"] or "",
+            f"pid {lease['pid']}" if lease else "",
+            _age(r.get("updated_at"), now),
+        ]
         if wide:
             table.add_row(r["node"], *cells, why)
         else:
             role, state, step, gate, held, age = cells
-            labelled = [state, role, f"step {step}" if step else "", f"gate {gate}" if gate else "",
-                        f"lease {held}" if held else "", f"{age} ago" if age else ""]
+            labelled = [
+                state,
+                role,
+                f"step {step}" if step else "",
+                f"gate {gate}" if gate else "",
+                f"lease {held}" if held else "",
+                f"{age} ago" if age else "",
+            ]
             table.add_row(r["node"], " · ".join(c for c in labelled if c) + "\n" + why)
     return table
 
@@ -196,5 +208,10 @@ def progress(deployment: Deployment, journal: Journal, live: bool | None = None)
         record = journal.node(node)
         return (record.attempt, record.last_error) if record else (0, None)
 
-    return Progress([(n.name, n.role) for n in deployment.nodes], states, live=live, errors=errors,
-                    max_attempts=deployment.policy.retry.max_attempts)
+    return Progress(
+        [(n.name, n.role) for n in deployment.nodes],
+        states,
+        live=live,
+        errors=errors,
+        max_attempts=deployment.policy.retry.max_attempts,
+    )

@@ -148,7 +148,10 @@ class Gates:
 
 # --- the operators' side: what `approve` and `cert import` may open ---------------------------
 
-def unreachable_gate(role: str, state: str, failed_from: str | None, gate: str, deployment: Deployment | None) -> str | None:
+
+def unreachable_gate(
+    role: str, state: str, failed_from: str | None, gate: str, deployment: Deployment | None
+) -> str | None:
     """Why a node can never reach ``gate`` (None: it can, or is there); ``deployment`` adds the policy's say."""
     step = GATES[gate]["step"]
     if not any(step in steps for steps in STEPS[role].values()):
@@ -157,8 +160,10 @@ def unreachable_gate(role: str, state: str, failed_from: str | None, gate: str, 
     if milestone_index(here) > milestone_index(GATES[gate]["transient"]):
         return f"the node is at {here}, past the {gate} gate of {GATES[gate]['transient']}"
     if deployment is not None and gate == "bios_password" and deployment.bios.password_method != "operator":
-        return (f"bios.password_method is {deployment.bios.password_method!r}: the orchestrator types the BIOS password, "
-                "no operator confirms it (the gate exists with password_method = \"operator\" only)")
+        return (
+            f"bios.password_method is {deployment.bios.password_method!r}: the orchestrator types the BIOS password, "
+            'no operator confirms it (the gate exists with password_method = "operator" only)'
+        )
     if deployment is not None and gate == "security_wizard" and not deployment.policy.gates.security_wizard_approval:
         return "the policy's gates.security_wizard_approval is off: the security wizard waits on no approval"
     return None

@@ -25,26 +25,48 @@ _READ = (0, 1, 2, 4)
 
 # command path -> (example lines, exit codes that command returns)
 EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
-    "": (("orchestrator -c site.toml run", "orchestrator status --json", "orchestrator simulate --fresh --nodes 4"),
-         (*_DRIVE, 70)),
-    "run": (("orchestrator -c site.toml run", "orchestrator run pexip-mgmt --until hardened",
-             "orchestrator run --dry-run --json > plan.json"), _DRIVE),
-    "simulate": (("orchestrator simulate --fresh --nodes 4 --latency 0.2",
-                  "orchestrator simulate --faults 'transient=0.1,exit=security_wizard,seed=7'",
-                  "orchestrator simulate --json --effects-out effects.json"), (*_DRIVE, 70)),
+    "": (
+        ("orchestrator -c site.toml run", "orchestrator status --json", "orchestrator simulate --fresh --nodes 4"),
+        (*_DRIVE, 70),
+    ),
+    "run": (
+        (
+            "orchestrator -c site.toml run",
+            "orchestrator run pexip-mgmt --until hardened",
+            "orchestrator run --dry-run --json > plan.json",
+        ),
+        _DRIVE,
+    ),
+    "simulate": (
+        (
+            "orchestrator simulate --fresh --nodes 4 --latency 0.2",
+            "orchestrator simulate --faults 'transient=0.1,exit=security_wizard,seed=7'",
+            "orchestrator simulate --json --effects-out effects.json",
+        ),
+        (*_DRIVE, 70),
+    ),
     "resume": (("orchestrator resume --all", "orchestrator resume pexip-conf-1 --from-step lock_bios"), _DRIVE),
-    "status": (("orchestrator status", "orchestrator status pexip-mgmt --json",
-                "orchestrator --journal j.sqlite status"), _READ),
+    "status": (
+        ("orchestrator status", "orchestrator status pexip-mgmt --json", "orchestrator --journal j.sqlite status"),
+        _READ,
+    ),
     "approve": (("orchestrator approve pexip-mgmt security_wizard --by alice --reason CHG-42",), _READ),
     "cert": (("orchestrator cert import pexip-mgmt signed.pem --by alice",), _READ),
     "cert import": (("orchestrator cert import pexip-mgmt signed.pem --by alice",), _READ),
     "maintenance": (("orchestrator maintenance pexip-conf-1 on --by alice --reason 'host swap'",), _READ),
     "journal": (("orchestrator journal export -o audit.jsonl", "orchestrator journal verify audit.jsonl"), _READ),
-    "journal export": (("orchestrator journal export -o audit.jsonl", "orchestrator journal export --format csv"),
-                       _READ),
-    "journal verify": (("orchestrator journal verify --public-key auditor.pem",
-                        "orchestrator journal verify audit.jsonl --public-key auditor.pem --checkpoints syslog-copy.log",
-                        "orchestrator journal verify --chain-only"), _READ),
+    "journal export": (
+        ("orchestrator journal export -o audit.jsonl", "orchestrator journal export --format csv"),
+        _READ,
+    ),
+    "journal verify": (
+        (
+            "orchestrator journal verify --public-key auditor.pem",
+            "orchestrator journal verify audit.jsonl --public-key auditor.pem --checkpoints syslog-copy.log",
+            "orchestrator journal verify --chain-only",
+        ),
+        _READ,
+    ),
     "journal public-key": (("orchestrator journal public-key > auditor.pem",), (0, 1, 2)),
     "lab": (("orchestrator lab up", "orchestrator lab status --json", "orchestrator lab down --reset"), (0, 1, 2)),
     "lab up": (("orchestrator lab up", "orchestrator lab up --fresh --json"), (0, 1, 2)),

@@ -72,7 +72,8 @@ class History:
                     problems.append(f"node {row.name}: row {column}={have!r} but its events say {want!r}")
         if problems:
             raise IntegrityError(
-                "the journal's node rows were changed outside the journal, nothing was done: " + "; ".join(problems)
+                "the journal's node rows were changed outside the journal, nothing was done: "
+                + "; ".join(problems)
                 + "; restore the journal from a verified copy (`orchestrator journal verify` names the events)"
             )
         return derived
@@ -98,7 +99,7 @@ class History:
         elif kind == kinds.REWOUND and step is not None:
             for steps in STEPS[role].values():
                 if step in steps:
-                    self._committed[node] -= set(steps[steps.index(step):])
+                    self._committed[node] -= set(steps[steps.index(step) :])
         elif kind == kinds.STEP_COMMITTED and step is not None:
             self._committed[node].add(step)
             self._changes.pop((node, step), None)

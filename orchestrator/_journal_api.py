@@ -32,6 +32,7 @@ __all__ = ["status", "approve", "cert_import", "set_maintenance", "export", "ver
 
 # --- status, gates, maintenance ---------------------------------------------------------
 
+
 def status(journal: Journal, node: str | None = None) -> list[dict[str, Any]]:
     """Where each node stands and why (stable keys: the ``--json`` contract)."""
     records = journal.nodes()
@@ -41,8 +42,14 @@ def status(journal: Journal, node: str | None = None) -> list[dict[str, Any]]:
         if node and r.name != node:
             continue
         action = next_action(
-            role=r.role, state=r.state, step=r.step, management_state=management.state if management else None,
-            maintenance=r.maintenance, last_error=r.last_error, gate=r.gate, node=r.name,
+            role=r.role,
+            state=r.state,
+            step=r.step,
+            management_state=management.state if management else None,
+            maintenance=r.maintenance,
+            last_error=r.last_error,
+            gate=r.gate,
+            node=r.name,
         )
         out.append(
             {
@@ -83,8 +90,14 @@ def _deployment(settings: SessionSettings | None, deployment: Deployment | None)
 
 
 def approve(
-    journal: Journal, node: str, gate: str, *, by: str, reason: str | None = None,
-    deployment: Deployment | None = None, settings: SessionSettings | None = None,
+    journal: Journal,
+    node: str,
+    gate: str,
+    *,
+    by: str,
+    reason: str | None = None,
+    deployment: Deployment | None = None,
+    settings: SessionSettings | None = None,
 ) -> dict[str, Any]:
     """Open an approval gate (journaled with who and why). May be given before the node gets there.
 
@@ -98,8 +111,15 @@ def approve(
     record = _require_node(journal, node)
     if gate not in APPROVAL_GATES:
         allowed = sorted(APPROVAL_GATES)
-        raise ConfigError([("GATE", f"{gate!r} is not an approval gate; approval gates: {allowed} "
-                                    "(a certificate comes with `orchestrator cert import`)")])
+        raise ConfigError(
+            [
+                (
+                    "GATE",
+                    f"{gate!r} is not an approval gate; approval gates: {allowed} "
+                    "(a certificate comes with `orchestrator cert import`)",
+                )
+            ]
+        )
     if not by.strip():
         raise ConfigError([("--by", "say who approves (a name or an ID), for the audit record")])
     from orchestrator._gates import pending_gate, unreachable_gate  # the engine's modules: not for `status`
@@ -111,14 +131,22 @@ def approve(
     if opened is not None:
         return {"node": node, "gate": gate, "by": opened.actor, "seq": opened.seq, "already_open": True}
     event = journal.record(
-        node=node, kind=kinds.GATE_OPENED, step=GATES[gate]["step"], actor=by,
+        node=node,
+        kind=kinds.GATE_OPENED,
+        step=GATES[gate]["step"],
+        actor=by,
         payload={"gate": gate, "approved": True, "reason": reason or ""},
     )
     return {"node": node, "gate": gate, "by": by, "seq": event.seq, "already_open": False}
 
 
 def cert_import(
-    journal: Journal, node: str, path: Path, *, by: str, deployment: Deployment | None = None,
+    journal: Journal,
+    node: str,
+    path: Path,
+    *,
+    by: str,
+    deployment: Deployment | None = None,
     settings: SessionSettings | None = None,
 ) -> dict[str, Any]:
     """The CA's signed certificate for the node's pending CSR, checked before anything is recorded.
@@ -138,8 +166,15 @@ def cert_import(
         raise ConfigError([("--by", "say who imports the certificate (a name or an ID), for the audit record")])
     deployment = _deployment(settings, deployment)
     if deployment is None:
-        raise ConfigError([("-c/--config", "cert import checks the certificate against the deployment's "
-                                           "pki.ca_chain and the node's FQDN: pass -c FILE")])
+        raise ConfigError(
+            [
+                (
+                    "-c/--config",
+                    "cert import checks the certificate against the deployment's "
+                    "pki.ca_chain and the node's FQDN: pass -c FILE",
+                )
+            ]
+        )
     spec = next((n for n in deployment.nodes if n.name == node), None)
     if spec is None:
         raise ConfigError([("NODE", f"{node!r} is not a node of deployment {deployment.name}")])
@@ -158,16 +193,24 @@ def cert_import(
     if not chain:
         raise ConfigError([("pki.ca_chain", "is not set: a certificate cannot be checked against the trusted CA")])
     here = record.failed_from if record.state == FAILED and record.failed_from else record.state
-    waiting = None if milestone_index(here) > milestone_index("certifying") else journal.last_event(
-        node, kind=kinds.GATE_WAITING)
+    waiting = (
+        None
+        if milestone_index(here) > milestone_index("certifying")
+        else journal.last_event(node, kind=kinds.GATE_WAITING)
+    )
     csr = waiting.payload.get("csr") if waiting is not None and waiting.payload.get("gate") == "certificate" else None
     problems = certificate_problems(cert, csr_pem=csr, chain=chain, fqdn=spec.fqdn)
     if problems:
         raise ConfigError([("FILE", f"{path}: refused for {node}, nothing recorded: " + "; ".join(problems))])
     event = journal.record(
-        node=node, kind=kinds.GATE_OPENED, step=GATES["certificate"]["step"], actor=by,
+        node=node,
+        kind=kinds.GATE_OPENED,
+        step=GATES["certificate"]["step"],
+        actor=by,
         payload={
-            "gate": "certificate", "certificate": pem, "subject": cert.subject.rfc4514_string(),
+            "gate": "certificate",
+            "certificate": pem,
+            "subject": cert.subject.rfc4514_string(),
             "serial": format(cert.serial_number, "x"),
         },
     )
@@ -191,13 +234,17 @@ def set_maintenance(journal: Journal, node: str, on: bool, *, by: str, reason: s
     if not by.strip():
         raise ConfigError([("--by", "say who sets maintenance (a name or an ID), for the audit record")])
     event = journal.record(
-        node=node, kind=kinds.MAINTENANCE_ON if on else kinds.MAINTENANCE_OFF, actor=by,
-        payload={"reason": reason or ""}, update={"maintenance": on, "maintenance_reason": reason if on else None},
+        node=node,
+        kind=kinds.MAINTENANCE_ON if on else kinds.MAINTENANCE_OFF,
+        actor=by,
+        payload={"reason": reason or ""},
+        update={"maintenance": on, "maintenance_reason": reason if on else None},
     )
     return {"node": node, "maintenance": on, "state": record.state, "seq": event.seq}
 
 
 # --- export, verify, public key ---------------------------------------------------------
+
 
 def _operator_key(settings: SessionSettings, path: Path) -> Trust | None:
     """The operator's key for the journal at ``path``: the configured signing key, else a simulation's.
@@ -298,8 +345,9 @@ def verify(
         return Verification(str(file), verify_export(file, public_key=key, chain_only=chain_only), source)
     path = file or existing_journal(settings)
     with open_readonly_journal(path) as journal:
-        return Verification(str(path), journal.verify(public_key=key, checkpoints=checkpoints, chain_only=chain_only),
-                            source)
+        return Verification(
+            str(path), journal.verify(public_key=key, checkpoints=checkpoints, chain_only=chain_only), source
+        )
 
 
 def public_key(settings: SessionSettings) -> tuple[str, str]:
@@ -311,7 +359,15 @@ def public_key(settings: SessionSettings) -> tuple[str, str]:
     path = _resolved(settings)
     trust = _operator_key(settings, path)
     if trust is None:
-        raise ConfigError([("journal.signing_key", (
-            f"no signing key for journal {path}: set journal.signing_key in the configuration "
-            "(a simulation makes its own when it first runs)"))])
+        raise ConfigError(
+            [
+                (
+                    "journal.signing_key",
+                    (
+                        f"no signing key for journal {path}: set journal.signing_key in the configuration "
+                        "(a simulation makes its own when it first runs)"
+                    ),
+                )
+            ]
+        )
     return public_key_pem(trust.signer), trust.source

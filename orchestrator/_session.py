@@ -85,14 +85,20 @@ class SessionSettings:
 
 # --- which files ---------------------------------------------------------------------------
 
+
 def _config_path(settings: SessionSettings, required: bool) -> Path | None:
     path = settings.config or os.environ.get("ORCHESTRATOR_CONFIG") or DEFAULT_CONFIG
     if Path(path).is_file():
         return Path(path)
     if required or settings.config:
         raise ConfigError(
-            [("-c/--config", f"configuration file {path} not found; pass -c FILE, set ORCHESTRATOR_CONFIG, "
-              "or start from config/example.toml (or run `orchestrator lab up` for a local one)")]
+            [
+                (
+                    "-c/--config",
+                    f"configuration file {path} not found; pass -c FILE, set ORCHESTRATOR_CONFIG, "
+                    "or start from config/example.toml (or run `orchestrator lab up` for a local one)",
+                )
+            ]
         )
     return None
 
@@ -142,6 +148,7 @@ def existing_journal(settings: SessionSettings, deployment: Deployment | None = 
 
 # --- opening -------------------------------------------------------------------------------
 
+
 def _open(path: str | Path, *, readonly: bool = False) -> Journal:
     """Journal.open, with a file that is not a journal (or cannot be opened) as bad input (exit 2)."""
     try:
@@ -160,9 +167,17 @@ def open_readonly_journal(path: str | Path) -> Journal:
 def _check_deployment(journal: Journal, identity: str) -> None:
     recorded = journal.deployment
     if recorded is not None and recorded != identity:
-        raise ConfigError([("deployment.name", (
-            f"journal {journal.path} belongs to deployment {recorded!r}, not {identity!r}: refusing to use it "
-            "for another deployment; give this deployment its own journal (journal.path or --journal)"))])
+        raise ConfigError(
+            [
+                (
+                    "deployment.name",
+                    (
+                        f"journal {journal.path} belongs to deployment {recorded!r}, not {identity!r}: refusing to use it "
+                        "for another deployment; give this deployment its own journal (journal.path or --journal)"
+                    ),
+                )
+            ]
+        )
 
 
 @contextmanager
@@ -193,8 +208,15 @@ def open_journal(
         if deployment is not None:
             _check_deployment(journal, deployment)
             if not bind and journal.deployment is None:
-                raise ConfigError([("NODE", f"nothing to {what or 'do'}: journal {path} holds no run of deployment "
-                                            f"{deployment!r}; start one with `orchestrator run`")])
+                raise ConfigError(
+                    [
+                        (
+                            "NODE",
+                            f"nothing to {what or 'do'}: journal {path} holds no run of deployment "
+                            f"{deployment!r}; start one with `orchestrator run`",
+                        )
+                    ]
+                )
         if what is not None:
             _trust.verify_before_acting(journal, trust, what=what)
         if deployment is not None and bind:
@@ -242,8 +264,13 @@ def open_existing_journal(settings: SessionSettings, *, readonly: bool = False) 
     deployment = load_deployment(settings, required=False, check_secrets=False)
     trust = _operator_trust(deployment, path)
     with open_journal(
-        path, allow_version_change=settings.allow_version_change, actor=settings.actor,
-        deployment=deployment.name if deployment is not None else None, trust=trust, what="change", bind=False,
+        path,
+        allow_version_change=settings.allow_version_change,
+        actor=settings.actor,
+        deployment=deployment.name if deployment is not None else None,
+        trust=trust,
+        what="change",
+        bind=False,
     ) as journal:
         yield journal
         if trust is not None:
@@ -300,9 +327,16 @@ def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> 
     before = json.loads(recorded)
     for option, key in (("--nodes", "nodes"), ("--world", "world")):
         if before.get(key) != wanted[key]:
-            raise ConfigError([(option, f"the journal {path} holds a simulation with {option} {before.get(key)}, "
-                                        f"not {wanted[key]}; pass the same {option} to resume, "
-                                        "or --fresh to start over")])
+            raise ConfigError(
+                [
+                    (
+                        option,
+                        f"the journal {path} holds a simulation with {option} {before.get(key)}, "
+                        f"not {wanted[key]}; pass the same {option} to resume, "
+                        "or --fresh to start over",
+                    )
+                ]
+            )
 
 
 _Parts = tuple[Deployment, Path, "Journal | None", "SimWorld | None", bool, "Checkpointer | None"]
@@ -339,18 +373,36 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
 
 
 def _enter(
-    stack: AsyncExitStack, settings: SessionSettings, path: Path, deployment: Deployment, trust: Trust,
-    command: str, *, bind: bool = True,
+    stack: AsyncExitStack,
+    settings: SessionSettings,
+    path: Path,
+    deployment: Deployment,
+    trust: Trust,
+    command: str,
+    *,
+    bind: bool = True,
 ) -> tuple[Journal, Checkpointer]:
     """The journal of a command that acts: verified, bound, its start recorded and signed."""
     opened = open_journal(
-        path, allow_version_change=settings.allow_version_change, actor=settings.actor,
-        deployment=deployment.name, trust=trust, what=command, bind=bind,
+        path,
+        allow_version_change=settings.allow_version_change,
+        actor=settings.actor,
+        deployment=deployment.name,
+        trust=trust,
+        what=command,
+        bind=bind,
     )
     journal = stack.enter_context(opened)
     if not bind and not journal.nodes():
-        raise ConfigError([("NODE", f"nothing to {command}: journal {path} holds no node of deployment "
-                                    f"{deployment.name!r}; start with `orchestrator run`")])
+        raise ConfigError(
+            [
+                (
+                    "NODE",
+                    f"nothing to {command}: journal {path} holds no node of deployment "
+                    f"{deployment.name!r}; start with `orchestrator run`",
+                )
+            ]
+        )
     user = settings.actor if settings.actor not in ("orchestrator", "simulate") else _trust.login_name()
     _trust.start_record(journal, deployment, command=command, user=user, argv=sys.argv)
     checkpointer = Checkpointer(journal, trust, open_syslog(deployment), every=_trust.checkpoint_every(deployment))

@@ -47,19 +47,24 @@ __all__ = [
 ]
 
 
-
 def _log() -> Any:
     """structlog on first use: `status` reads the journal without loading the logging stack (start-up)."""
     import structlog
 
     return structlog.get_logger("orchestrator.journal")
 
+
 # What a journal holds before anything has run: adopted unsigned only when nothing else is there
 # (a crash between these writes and the first checkpoint); any other unsigned history is refused.
-_OPENING_KINDS = frozenset({
-    kinds.DEFINITION_RECORDED, kinds.DEFINITION_CHANGED, kinds.DEPLOYMENT_BOUND, kinds.NODE_REGISTERED,
-    kinds.RUN_STARTED,
-})
+_OPENING_KINDS = frozenset(
+    {
+        kinds.DEFINITION_RECORDED,
+        kinds.DEFINITION_CHANGED,
+        kinds.DEPLOYMENT_BOUND,
+        kinds.NODE_REGISTERED,
+        kinds.RUN_STARTED,
+    }
+)
 
 
 def key_dir(journal: Path) -> Path:
@@ -93,8 +98,11 @@ def generate_key(journal: Path) -> Path:
     if not path.exists():
         generate_signing_key(path.parent, path.name)
         path.parent.chmod(0o700)
-        print(f"journal signing key generated: {path} (private, kept apart from the journal's directory; "
-              "`orchestrator journal public-key` prints its public key)", file=sys.stderr)
+        print(
+            f"journal signing key generated: {path} (private, kept apart from the journal's directory; "
+            "`orchestrator journal public-key` prints its public key)",
+            file=sys.stderr,
+        )
     return path
 
 
@@ -120,18 +128,34 @@ def _check_key_file(path: Path, journal: Path) -> None:
     """Real mode: the key must not be in the journal's directory, nor readable by group or others."""
     where = journal.resolve().parent
     if path.resolve().is_relative_to(where):
-        raise ConfigError([("journal.signing_key", (
-            f"the signing key {path} is in the journal's directory {where}: whoever can write the journal "
-            "could also re-sign a rewritten history; move the key to a private directory elsewhere "
-            "(chmod 700) and point journal.signing_key at it"))])
+        raise ConfigError(
+            [
+                (
+                    "journal.signing_key",
+                    (
+                        f"the signing key {path} is in the journal's directory {where}: whoever can write the journal "
+                        "could also re-sign a rewritten history; move the key to a private directory elsewhere "
+                        "(chmod 700) and point journal.signing_key at it"
+                    ),
+                )
+            ]
+        )
     try:
         mode = path.stat().st_mode & 0o777
     except OSError as exc:
         raise ConfigError([("journal.signing_key", f"the signing key {path} cannot be read ({exc.strerror})")]) from exc
     if mode & 0o077:
-        raise ConfigError([("journal.signing_key", (
-            f"the signing key {path} is readable by group or others (mode {mode:04o}); "
-            f"run `chmod 600 {path}`"))])
+        raise ConfigError(
+            [
+                (
+                    "journal.signing_key",
+                    (
+                        f"the signing key {path} is readable by group or others (mode {mode:04o}); "
+                        f"run `chmod 600 {path}`"
+                    ),
+                )
+            ]
+        )
 
 
 def _load_signer(secret: Secret) -> Signer:
@@ -140,8 +164,14 @@ def _load_signer(secret: Secret) -> Signer:
     except (OSError, KeyError) as exc:
         raise ConfigError([("journal.signing_key", f"secret {secret.ref} cannot be read ({exc})")]) from exc
     except JournalError as exc:
-        raise ConfigError([("journal.signing_key", f"{exc}; give an Ed25519 PKCS#8 PEM private key "
-                                                   "(`openssl genpkey -algorithm ed25519`)")]) from exc
+        raise ConfigError(
+            [
+                (
+                    "journal.signing_key",
+                    f"{exc}; give an Ed25519 PKCS#8 PEM private key (`openssl genpkey -algorithm ed25519`)",
+                )
+            ]
+        ) from exc
 
 
 def signer_for(deployment: Deployment, journal: Path, *, create: bool = True) -> Trust | None:
@@ -187,8 +217,9 @@ def checked_signer(deployment: Deployment, journal: Path) -> Trust:
 def trusted_key(deployment: Deployment | None, journal: Path) -> Trust | None:
     """The operator's key for ``journal`` without creating anything: configured, else a simulation's."""
     if deployment is not None and deployment.journal.signing_key is not None:
-        return Trust(_load_signer(deployment.journal.signing_key),
-                     f"journal.signing_key ({deployment.journal.signing_key.ref})")
+        return Trust(
+            _load_signer(deployment.journal.signing_key), f"journal.signing_key ({deployment.journal.signing_key.ref})"
+        )
     path = generated_key_path(journal)
     if path.is_file():
         return Trust(Signer.from_pem(path.read_bytes()), f"the simulation's key {path}")
@@ -263,7 +294,9 @@ class Checkpointer:
     async def _send(self, record: dict[str, Any]) -> None:
         assert self.syslog is not None
         for where, error in await self.syslog.send("checkpoint", canonical_json(record)):
-            _log().warning("checkpoint not witnessed by a syslog server", server=where, seq=record["seq"], error=str(error))
+            _log().warning(
+                "checkpoint not witnessed by a syslog server", server=where, seq=record["seq"], error=str(error)
+            )
 
     async def aclose(self) -> None:
         """The end of a run: a last checkpoint (when the journal still verifies), then every send finished."""
@@ -320,8 +353,7 @@ def start_record(journal: Journal, deployment: Deployment, *, command: str, user
         "config": deployment.source or None,
         "config_sha256": getattr(deployment, "config_sha256", None) or _sha256(deployment.source),
         "policy_path": str(policy_path) if policy_path else None,
-        "policy_sha256": getattr(deployment, "policy_sha256", None) or (
-            _sha256(policy_path) if policy_path else None),
+        "policy_sha256": getattr(deployment, "policy_sha256", None) or (_sha256(policy_path) if policy_path else None),
         "packaged_policy_sha256": _sha256(POLICY_PATH),
     }
     if deviations is not None:

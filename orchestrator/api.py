@@ -171,8 +171,15 @@ async def drive(
     try:
         await _preflight(deployment, systems, clock)
         engine = Engine(
-            deployment, journal, systems, auto_approve=auto_approve, actor=actor, hooks=hooks,
-            observer=observer, max_concurrency=max_concurrency, clock=clock,
+            deployment,
+            journal,
+            systems,
+            auto_approve=auto_approve,
+            actor=actor,
+            hooks=hooks,
+            observer=observer,
+            max_concurrency=max_concurrency,
+            clock=clock,
         )
         engine.load()
         remove = _install_signal_handlers(engine)
@@ -202,13 +209,20 @@ async def _drive_session(session: Session, factory: ObserverFactory | None, **op
         observer = display
         checkpointer = session.checkpointer
         if checkpointer is not None:
+
             def observer(*args: Any) -> None:  # every committed transition: sign every N, then display
                 checkpointer.committed()
                 if display:
                     display(*args)
+
         return await drive(
-            session.deployment, session.journal, systems=session.systems, hooks=session.hooks, observer=observer,
-            actor=session.settings.actor, **options,
+            session.deployment,
+            session.journal,
+            systems=session.systems,
+            hooks=session.hooks,
+            observer=observer,
+            actor=session.settings.actor,
+            **options,
         )
 
 
@@ -254,12 +268,18 @@ async def resume(
         assert session.journal is not None
         names, retry = resume_targets(session.journal, node, from_step)
         return await _drive_session(
-            session, observer_factory, nodes=names, retry=retry, from_step=from_step, auto_approve=session.simulated,
+            session,
+            observer_factory,
+            nodes=names,
+            retry=retry,
+            from_step=from_step,
+            auto_approve=session.simulated,
             clock=clock,
         )
 
 
 # --- dry run ------------------------------------------------------------------------------
+
 
 @dataclass
 class Plan:
@@ -332,6 +352,7 @@ async def plan_steps(
 
 # --- simulate ---------------------------------------------------------------------------
 
+
 def _remove_sqlite(path: Path) -> None:
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.key"), Path(f"{path}.checkpoints")):
         if p.exists():
@@ -367,7 +388,10 @@ async def simulate(
         shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
     session_settings = SessionSettings(
-        journal=settings.journal, actor="simulate", allow_version_change=allow_version_change, simulation=settings,
+        journal=settings.journal,
+        actor="simulate",
+        allow_version_change=allow_version_change,
+        simulation=settings,
     )
     async with open_session(session_settings) as session:
         assert session.world is not None

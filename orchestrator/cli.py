@@ -79,8 +79,10 @@ class Options:
         from orchestrator._session import SessionSettings
 
         return SessionSettings(
-            config=Path(self.config) if self.config else None, journal=Path(self.journal) if self.journal else None,
-            actor=actor, allow_version_change=allow_version_change,
+            config=Path(self.config) if self.config else None,
+            journal=Path(self.journal) if self.journal else None,
+            actor=actor,
+            allow_version_change=allow_version_change,
         )
 
     def live(self, as_json: bool) -> bool:
@@ -139,12 +141,36 @@ def _add_global_options(group: click.Group, options: list[click.Parameter]) -> N
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", "config", metavar="FILE", envvar="ORCHESTRATOR_CONFIG", show_envvar=True, help="Deployment file (TOML). Default: ./orchestrator.toml.")
-@click.option("--journal", metavar="FILE", envvar="ORCHESTRATOR_JOURNAL", show_envvar=True, help="Journal (SQLite). Default: the config's journal.path, else ./orchestrator.journal.sqlite (simulate: ./simulation.journal.sqlite).")
-@click.option("--log-level", default=None, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (default: WARNING with the live display, else INFO).")
-@click.option("-q", "--quiet", is_flag=True, default=False, help="Only errors and the outcome: no progress display, no recap.")
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    metavar="FILE",
+    envvar="ORCHESTRATOR_CONFIG",
+    show_envvar=True,
+    help="Deployment file (TOML). Default: ./orchestrator.toml.",
+)
+@click.option(
+    "--journal",
+    metavar="FILE",
+    envvar="ORCHESTRATOR_JOURNAL",
+    show_envvar=True,
+    help="Journal (SQLite). Default: the config's journal.path, else ./orchestrator.journal.sqlite (simulate: ./simulation.journal.sqlite).",
+)
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    metavar="LEVEL",
+    help="DEBUG, INFO, WARNING or ERROR (default: WARNING with the live display, else INFO).",
+)
+@click.option(
+    "-q", "--quiet", is_flag=True, default=False, help="Only errors and the outcome: no progress display, no recap."
+)
 @click.option("-v", "--verbose", count=True, help="More logs: -v INFO, -vv DEBUG (--log-level wins).")
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Print the version and exit.")
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Print the version and exit."
+)
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: str, quiet: bool, verbose: int) -> None:
     """Drive a Pexip Infinity deployment through the Secure Mode Deployment Guide."""
@@ -153,13 +179,25 @@ def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: 
 
 @cli.command()
 @click.argument("nodes", nargs=-1)
-@click.option("--until", type=click.Choice(MILESTONES), default=LDAP_AUTHENTICATED, show_default=True, help="Stop every node at this state.")
-@click.option("--dry-run", is_flag=True, help="Read-only plan: per node and step, what would change (field: now -> wanted).")
+@click.option(
+    "--until",
+    type=click.Choice(MILESTONES),
+    default=LDAP_AUTHENTICATED,
+    show_default=True,
+    help="Stop every node at this state.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Read-only plan: per node and step, what would change (field: now -> wanted)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result (or the plan) as JSON.")
-@click.option("--allow-version-change", is_flag=True, help="Resume a journal written by another lifecycle definition (journaled).")
+@click.option(
+    "--allow-version-change", is_flag=True, help="Resume a journal written by another lifecycle definition (journaled)."
+)
 @click.pass_obj
 @handle_errors
-def run(options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_json: bool, allow_version_change: bool) -> None:
+def run(
+    options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_json: bool, allow_version_change: bool
+) -> None:
     """Drive nodes (default: all) to their target state."""
     import asyncio  # here, not at the top: --help and status start without it
 
@@ -177,17 +215,52 @@ def run(options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_
 
 @cli.command()
 @click.option("--nodes", type=int, default=4, show_default=True, help="1 Management Node + N-1 Conferencing Nodes.")
-@click.option("--latency", type=float, default=0.0, show_default=True, help="Seconds per simulated side effect (with jitter).")
-@click.option("--faults", default="", metavar="SPEC", help="e.g. transient=0.1,permanent=reserve_resources@pexip-conf-00002,exit=security_wizard,seed=7")
-@click.option("--world", type=click.Path(dir_okay=False, path_type=Path), default=Path("simulation.world.sqlite"), show_default=True, help="The simulated world's own SQLite file.")
-@click.option("--effects-out", type=click.Path(dir_okay=False, path_type=Path), help="Write every change applied to the world, counted per node and kind, as JSON.")
+@click.option(
+    "--latency", type=float, default=0.0, show_default=True, help="Seconds per simulated side effect (with jitter)."
+)
+@click.option(
+    "--faults",
+    default="",
+    metavar="SPEC",
+    help="e.g. transient=0.1,permanent=reserve_resources@pexip-conf-00002,exit=security_wizard,seed=7",
+)
+@click.option(
+    "--world",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("simulation.world.sqlite"),
+    show_default=True,
+    help="The simulated world's own SQLite file.",
+)
+@click.option(
+    "--effects-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every change applied to the world, counted per node and kind, as JSON.",
+)
 @click.option("--fresh", is_flag=True, help="Delete the journal and world first and start a new simulation.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Nodes driven at once (default: the policy's concurrency.max_nodes).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Nodes driven at once (default: the policy's concurrency.max_nodes).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--allow-version-change", is_flag=True, help="Resume a journal written by another lifecycle definition (journaled).")
+@click.option(
+    "--allow-version-change", is_flag=True, help="Resume a journal written by another lifecycle definition (journaled)."
+)
 @click.pass_obj
 @handle_errors
-def simulate(options: Options, nodes: int, latency: float, faults: str, world: Path, effects_out: Path | None, fresh: bool, concurrency: int | None, as_json: bool, allow_version_change: bool) -> None:
+def simulate(
+    options: Options,
+    nodes: int,
+    latency: float,
+    faults: str,
+    world: Path,
+    effects_out: Path | None,
+    fresh: bool,
+    concurrency: int | None,
+    as_json: bool,
+    allow_version_change: bool,
+) -> None:
     """A whole deployment against the simulated world (resumable: run it again after a crash)."""
     import asyncio  # here, not at the top: --help and status start without it
 
@@ -197,11 +270,19 @@ def simulate(options: Options, nodes: int, latency: float, faults: str, world: P
     _check_fault_nodes(faults, nodes)
     live = options.live(as_json)
     sim = api.SimulationSettings(
-        nodes=nodes, latency=latency, faults=faults, world=world, journal=journal, effects_out=effects_out, fresh=fresh,
+        nodes=nodes,
+        latency=latency,
+        faults=faults,
+        world=world,
+        journal=journal,
+        effects_out=effects_out,
+        fresh=fresh,
         max_concurrency=concurrency,
     )
     factory = options.display(as_json, live)
-    report, _effects = asyncio.run(api.simulate(sim, observer_factory=factory, allow_version_change=allow_version_change))
+    report, _effects = asyncio.run(
+        api.simulate(sim, observer_factory=factory, allow_version_change=allow_version_change)
+    )
     sys.exit(_format.report(report, as_json, options.quiet))
 
 
@@ -217,13 +298,25 @@ def _check_fault_nodes(faults: str, nodes: int) -> None:
 @cli.command()
 @click.argument("node", required=False)
 @click.option("--all", "all_nodes", is_flag=True, help="Every node.")
-@click.option("--from-step", metavar="STEP", help="Run again from this step (it observes first: nothing right is redone).")
+@click.option(
+    "--from-step", metavar="STEP", help="Run again from this step (it observes first: nothing right is redone)."
+)
 @click.option("--by", default=None, help="Who resumes (for the journal). Default: $USER.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--allow-version-change", is_flag=True, help="Resume a journal written by another lifecycle definition (journaled).")
+@click.option(
+    "--allow-version-change", is_flag=True, help="Resume a journal written by another lifecycle definition (journaled)."
+)
 @click.pass_obj
 @handle_errors
-def resume(options: Options, node: str | None, all_nodes: bool, from_step: str | None, by: str | None, as_json: bool, allow_version_change: bool) -> None:
+def resume(
+    options: Options,
+    node: str | None,
+    all_nodes: bool,
+    from_step: str | None,
+    by: str | None,
+    as_json: bool,
+    allow_version_change: bool,
+) -> None:
     """Continue NODE (or --all) from its last committed state; failed nodes are retried."""
     import asyncio  # here, not at the top: --help and status start without it
 
@@ -267,9 +360,13 @@ def approve(options: Options, node: str, gate: str, by: str, reason: str | None)
     with api.open_existing_journal(settings) as journal:
         result = api.approve(journal, node, gate, by=by, reason=reason, settings=settings)
     if result["already_open"]:
-        click.echo(f"{gate} of {node} is already open (approved by {result['by']}, journal seq {result['seq']}); nothing recorded")
+        click.echo(
+            f"{gate} of {node} is already open (approved by {result['by']}, journal seq {result['seq']}); nothing recorded"
+        )
         return
-    click.echo(f"approved {gate} for {node} by {by} (journal seq {result['seq']}); continue with `orchestrator resume {node}`")
+    click.echo(
+        f"approved {gate} for {node} by {by} (journal seq {result['seq']}); continue with `orchestrator resume {node}`"
+    )
 
 
 @cli.group()
@@ -291,7 +388,9 @@ def cert_import(options: Options, node: str, file: Path, by: str | None) -> None
     settings = options.session(actor=by, allow_version_change=True)
     with api.open_existing_journal(settings) as journal:
         result = api.cert_import(journal, node, file, by=by, settings=settings)
-    click.echo(f"certificate {result['subject']} recorded for {node} by {by}; continue with `orchestrator resume {node}`")
+    click.echo(
+        f"certificate {result['subject']} recorded for {node} by {by}; continue with `orchestrator resume {node}`"
+    )
 
 
 @cli.command()
@@ -308,7 +407,10 @@ def maintenance(options: Options, node: str, mode: str, by: str, reason: str | N
     with api.open_existing_journal(options.session(actor=by, allow_version_change=True)) as journal:
         api.set_maintenance(journal, node, mode == "on", by=by, reason=reason)
     # A process running the node reads the journal before each step: it stops there, or goes on.
-    click.echo(f"{node}: maintenance {mode}" + (" (a running orchestrator stops it before its next step)" if mode == "on" else ""))
+    click.echo(
+        f"{node}: maintenance {mode}"
+        + (" (a running orchestrator stops it before its next step)" if mode == "on" else "")
+    )
 
 
 @cli.group("journal")
@@ -320,7 +422,13 @@ def journal_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--node", default=None, help="Only this node's events.")
 @click.option("--since", default=None, metavar="TIME", help="ISO-8601 time (UTC if no zone): events at or after it.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File (default: stdout), replaced atomically, 0600.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File (default: stdout), replaced atomically, 0600.",
+)
 @click.pass_obj
 @handle_errors
 def journal_export(options: Options, fmt: str, node: str | None, since: str | None, output: Path | None) -> None:
@@ -334,12 +442,27 @@ def journal_export(options: Options, fmt: str, node: str | None, since: str | No
 
 @journal_group.command("verify")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="The trusted public key (PEM), e.g. from `journal public-key`. Default: the configured signing key's.")
-@click.option("--checkpoints", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="An independently kept checkpoint list: <journal>.checkpoints, or what a syslog server received.")
-@click.option("--chain-only", is_flag=True, help="Check the hash chain alone (no signatures: says nothing about who wrote it).")
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The trusted public key (PEM), e.g. from `journal public-key`. Default: the configured signing key's.",
+)
+@click.option(
+    "--checkpoints",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="An independently kept checkpoint list: <journal>.checkpoints, or what a syslog server received.",
+)
+@click.option(
+    "--chain-only", is_flag=True, help="Check the hash chain alone (no signatures: says nothing about who wrote it)."
+)
 @click.pass_obj
 @handle_errors
-def journal_verify(options: Options, file: Path | None, public_key: Path | None, checkpoints: Path | None, chain_only: bool) -> None:
+def journal_verify(
+    options: Options, file: Path | None, public_key: Path | None, checkpoints: Path | None, chain_only: bool
+) -> None:
     """Check the journal, or an export FILE: chain, node rows, signatures (exit 4 unless VERIFIED)."""
     from orchestrator import api
 
@@ -348,16 +471,25 @@ def journal_verify(options: Options, file: Path | None, public_key: Path | None,
     for line in report.problems:
         click.echo(line, err=True)
     if report.status == "CHAIN_ONLY":
-        click.echo(f"{result.what}: CHAIN_ONLY: {report.events} events, chain intact; signatures not checked (--chain-only)")
+        click.echo(
+            f"{result.what}: CHAIN_ONLY: {report.events} events, chain intact; signatures not checked (--chain-only)"
+        )
         return
     if report.status == "VERIFIED":
-        click.echo(f"{result.what}: VERIFIED: {report.events} events checked, signed up to seq {report.signed_seq}; key: {result.key}")
+        click.echo(
+            f"{result.what}: VERIFIED: {report.events} events checked, signed up to seq {report.signed_seq}; key: {result.key}"
+        )
         return
     if report.status == "UNVERIFIED" and report.ok:
-        why = "no trusted public key: pass --public-key PEM" if result.key is None else f"nothing signed by {result.key}"
+        why = (
+            "no trusted public key: pass --public-key PEM" if result.key is None else f"nothing signed by {result.key}"
+        )
         click.echo(f"{result.what}: UNVERIFIED ({why})", err=True)
     else:
-        click.echo(f"{result.what}: {report.status}: INTEGRITY CHECK FAILED ({len(report.problems)} problem(s)); key: {result.key}", err=True)
+        click.echo(
+            f"{result.what}: {report.status}: INTEGRITY CHECK FAILED ({len(report.problems)} problem(s)); key: {result.key}",
+            err=True,
+        )
     sys.exit(EXIT_INTEGRITY)
 
 
@@ -378,7 +510,14 @@ def lab() -> None:
     """The local lab of simulators on 127.0.0.1, and a configuration for it."""
 
 
-_LAB_DIR = click.option("--dir", "lab_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".lab"), show_default=True, help="The lab's directory.")
+_LAB_DIR = click.option(
+    "--dir",
+    "lab_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".lab"),
+    show_default=True,
+    help="The lab's directory.",
+)
 
 
 @lab.command("up")
@@ -396,7 +535,9 @@ def lab_up(lab_dir: Path, fresh: bool, as_json: bool) -> None:
 
 @lab.command("down")
 @_LAB_DIR
-@click.option("--reset", is_flag=True, help="Also remove the lab's journal and world, so that the next lab starts anew.")
+@click.option(
+    "--reset", is_flag=True, help="Also remove the lab's journal and world, so that the next lab starts anew."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print {dir, stopped, was_up, removed} as JSON.")
 @handle_errors
 def lab_down(lab_dir: Path, reset: bool, as_json: bool) -> None:
@@ -408,7 +549,9 @@ def lab_down(lab_dir: Path, reset: bool, as_json: bool) -> None:
 
 @lab.command("status")
 @_LAB_DIR
-@click.option("--json", "as_json", is_flag=True, help="Each simulator's url, user, password (lab only), ca_file; and config.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Each simulator's url, user, password (lab only), ca_file; and config."
+)
 @handle_errors
 def lab_status(lab_dir: Path, as_json: bool) -> None:
     """Where the simulators listen and the configuration that `run` uses against them."""

@@ -90,8 +90,11 @@ class Progress:
         if self.live_mode:
             console = Console(file=self.stream)
             self._live = Live(
-                get_renderable=lambda: self.render(console.width, console.height), console=console,
-                refresh_per_second=4, transient=False, vertical_overflow="visible",
+                get_renderable=lambda: self.render(console.width, console.height),
+                console=console,
+                refresh_per_second=4,
+                transient=False,
+                vertical_overflow="visible",
             )
             self._live.__enter__()
         return self
@@ -123,8 +126,11 @@ class Progress:
         self.steps[node] = step
         moved = state != previous and (state in MILESTONES or state == FAILED or kind == kinds.GATE_WAITING)
         if self._live is None and (moved or kind == kinds.STEP_RETRY):
-            print(f"{self.clock() - self.started:7.2f}s {node}: {self._plain(node, state, step, kind, previous)}",
-                  file=self.stream, flush=True)
+            print(
+                f"{self.clock() - self.started:7.2f}s {node}: {self._plain(node, state, step, kind, previous)}",
+                file=self.stream,
+                flush=True,
+            )
 
     def _plain(self, node: str, state: str, step: str | None, kind: str, previous: str | None) -> str:
         if kind == kinds.STEP_RETRY:

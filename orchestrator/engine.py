@@ -93,7 +93,16 @@ class Engine:
         self._active: set[str] = set()
         self._stopping = False
         self._history = History({})
-        self._gates = Gates(deployment, journal, systems, self._commit, self.clock, actor=actor, auto_approve=auto_approve, poll_s=gate_poll_s)
+        self._gates = Gates(
+            deployment,
+            journal,
+            systems,
+            self._commit,
+            self.clock,
+            actor=actor,
+            auto_approve=auto_approve,
+            poll_s=gate_poll_s,
+        )
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -110,8 +119,16 @@ class Engine:
         for spec in self.deployment.nodes:
             r = derived[spec.name]
             m = self._models[spec.name] = NodeModel(spec.name, spec.role, self._fleet, state=r.state)
-            m.record({"step": r.step, "attempt": r.attempt, "failed_from": r.failed_from, "last_error": r.last_error,
-                      "gate": r.gate, "maintenance": r.maintenance})
+            m.record(
+                {
+                    "step": r.step,
+                    "attempt": r.attempt,
+                    "failed_from": r.failed_from,
+                    "last_error": r.last_error,
+                    "gate": r.gate,
+                    "maintenance": r.maintenance,
+                }
+            )
             # Each model starts in its journaled state: no transition fires for the restore.
             self._machine.add_model(m, initial=m.state)
         self._fleet.management = self._models[self.deployment.management.name]
@@ -143,7 +160,9 @@ class Engine:
         unknown = [n for n in [*names, *retry] if n not in self._models]
         if unknown:
             raise ConfigError([("NODE", f"unknown node(s) {unknown}; known: {sorted(self._models)}")])
-        self.journal.acquire_leases(names, owner=self.owner, pid=os.getpid(), timeout_s=self.deployment.journal.lease_timeout_s)
+        self.journal.acquire_leases(
+            names, owner=self.owner, pid=os.getpid(), timeout_s=self.deployment.journal.lease_timeout_s
+        )
         report = RunReport()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -154,7 +173,9 @@ class Engine:
             for name, result in zip(names, results, strict=True):
                 if isinstance(result, asyncio.CancelledError):
                     # A second signal: the step in flight stays journaled as started.
-                    result = Stopped("interrupted at once: the step in flight is redone from observe on `orchestrator resume --all`")
+                    result = Stopped(
+                        "interrupted at once: the step in flight is redone from observe on `orchestrator resume --all`"
+                    )
                 elif isinstance(result, BaseException):
                     raise result
                 report.outcomes[name] = result
@@ -172,20 +193,45 @@ class Engine:
                 milestone = next((m for m, s in STEPS[model.role].items() if from_step in s), None)
                 if milestone is None:
                     known = [s for steps in STEPS[model.role].values() for s in steps]
-                    raise ConfigError([("--from-step", f"{from_step!r} is not a step of a {model.role} node; steps: {known}")])
+                    raise ConfigError(
+                        [("--from-step", f"{from_step!r} is not a step of a {model.role} node; steps: {known}")]
+                    )
                 update = {"step": from_step, "attempt": 0, "gate": None, "last_error": None, "failed_from": None}
                 if model.state == TRANSIENT_OF[milestone]:
-                    await self._commit(Transition(
-                        node=name, kind=kinds.REWOUND, step=from_step, actor=self.actor, from_state=model.state,
-                        to_state=model.state, payload={"from_step": from_step}, update=update,
-                    ))
+                    await self._commit(
+                        Transition(
+                            node=name,
+                            kind=kinds.REWOUND,
+                            step=from_step,
+                            actor=self.actor,
+                            from_state=model.state,
+                            to_state=model.state,
+                            payload={"from_step": from_step},
+                            update=update,
+                        )
+                    )
                 else:
                     try:
-                        await self._transition(model, "rewind", kind=kinds.REWOUND, step=from_step, update=update, payload={"from_step": from_step})
+                        await self._transition(
+                            model,
+                            "rewind",
+                            kind=kinds.REWOUND,
+                            step=from_step,
+                            update=update,
+                            payload={"from_step": from_step},
+                        )
                     except TransitionError as exc:
-                        raise ConfigError([("--from-step", f"{name} is at {model.state}; it cannot go forward to {from_step}")]) from exc
+                        raise ConfigError(
+                            [("--from-step", f"{name} is at {model.state}; it cannot go forward to {from_step}")]
+                        ) from exc
             elif model.state == FAILED:
-                await self._transition(model, "retry", kind=kinds.RETRIED, step=model.step, update={"last_error": None, "failed_from": None, "attempt": 0})
+                await self._transition(
+                    model,
+                    "retry",
+                    kind=kinds.RETRIED,
+                    step=model.step,
+                    update={"last_error": None, "failed_from": None, "attempt": 0},
+                )
 
     async def _heartbeat(self) -> None:
         period = heartbeat_period(self.deployment.journal.lease_timeout_s)  # the rule config validates
@@ -211,7 +257,9 @@ class Engine:
                     # Under a global slot too: a thousand nodes starting at once (the Manager
                     # hardened) would otherwise all sit inside the machine's trigger together.
                     async with self._global:
-                        await self._transition(model, "start", kind=kinds.MILESTONE_STARTED, step=STEPS[model.role][action.milestone][0])
+                        await self._transition(
+                            model, "start", kind=kinds.MILESTONE_STARTED, step=STEPS[model.role][action.milestone][0]
+                        )
                     continue
                 if isinstance(action, Wait):
                     if not await self._pass_gate(model, action.gate):
@@ -259,12 +307,29 @@ class Engine:
         if transition.node is not None and transition.update:
             self._models[transition.node].record(transition.update)
         if self.observer:
-            self.observer(transition.node or "", self._models[transition.node].state if transition.node else "", transition.step, transition.kind)
+            self.observer(
+                transition.node or "",
+                self._models[transition.node].state if transition.node else "",
+                transition.step,
+                transition.kind,
+            )
         if transition.node == self.deployment.management.name and transition.to_state:
             async with self._changed:
                 self._changed.notify_all()
 
-    async def _transition(self, model: NodeModel, trigger: str, *, kind: str, step: str | None = None, payload: dict[str, Any] | None = None, update: dict[str, Any] | None = None, actor: str | None = None, attempt: int | None = None, **kwargs: Any) -> None:
+    async def _transition(
+        self,
+        model: NodeModel,
+        trigger: str,
+        *,
+        kind: str,
+        step: str | None = None,
+        payload: dict[str, Any] | None = None,
+        update: dict[str, Any] | None = None,
+        actor: str | None = None,
+        attempt: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Fire ``trigger``, then commit ``kind`` with the new state and ``update`` (``attempt``: default the model's)."""
         before = model.state
         await fire(self._machine, model, trigger, step=step, **kwargs)
@@ -322,18 +387,31 @@ class Engine:
                     delay = self._backoff(retries)
                     await self._commit(
                         Transition(
-                            node=model.name, kind=kinds.STEP_RETRY, step=action.step, attempt=model.attempt,
-                            key=self._key(model, action.step), actor=self.actor,
+                            node=model.name,
+                            kind=kinds.STEP_RETRY,
+                            step=action.step,
+                            attempt=model.attempt,
+                            key=self._key(model, action.step),
+                            actor=self.actor,
                             payload={"error": str(exc), "retry_in_s": round(delay, 3), **applied_changes(record)},
                             update={"last_error": str(exc)},
                         )
                     )
-                    log.info("step retry", node=model.name, step=action.step, attempt=model.attempt, error=str(exc), delay=delay)
+                    log.info(
+                        "step retry",
+                        node=model.name,
+                        step=action.step,
+                        attempt=model.attempt,
+                        error=str(exc),
+                        delay=delay,
+                    )
                 except (OrchestratorError, ValueError, OSError) as exc:
                     await self._fail(model, action.step, exc, record)
                     return
                 except Exception as exc:  # a bug: fail the node with the trace in the log, never retry
-                    log.error("step crashed", node=model.name, step=action.step, error=repr(exc), trace=traceback.format_exc())
+                    log.error(
+                        "step crashed", node=model.name, step=action.step, error=repr(exc), trace=traceback.format_exc()
+                    )
                     await self._fail(model, action.step, exc, record)
                     return
                 else:
@@ -354,13 +432,24 @@ class Engine:
         attempt = (model.attempt or 0) + 1
         await self._commit(
             Transition(
-                node=model.name, kind=kinds.STEP_STARTED, step=action.step, attempt=attempt,
-                key=self._key(model, action.step, attempt), from_state=model.state, to_state=model.state, actor=self.actor,
+                node=model.name,
+                kind=kinds.STEP_STARTED,
+                step=action.step,
+                attempt=attempt,
+                key=self._key(model, action.step, attempt),
+                from_state=model.state,
+                to_state=model.state,
+                actor=self.actor,
                 update={"step": action.step, "attempt": attempt, "last_error": None},
             )
         )
-        ctx = StepContext(self.deployment, self.deployment.node(model.name), self.systems,
-                          gate_payload=self._gates.payload(model.name, step.name), scratch=record)
+        ctx = StepContext(
+            self.deployment,
+            self.deployment.node(model.name),
+            self.systems,
+            gate_payload=self._gates.payload(model.name, step.name),
+            scratch=record,
+        )
         return await self._execute(model, step, ctx)
 
     async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> None:
@@ -371,14 +460,22 @@ class Engine:
         on with the first step that did not (the row was trusted over the events, or a bug).
         """
         steps = STEPS[model.role][action.milestone]
-        payload = {**outcome.payload(), "changed": [*self._history.earlier_changes(model.name, action.step),
-                                                    *outcome.payload()["changed"]]}
+        payload = {
+            **outcome.payload(),
+            "changed": [*self._history.earlier_changes(model.name, action.step), *outcome.payload()["changed"]],
+        }
         self._gates.consume(model.name, action.step)
         missing = self._history.missing(model.name, action.milestone, action.step) if action.last else []
         if action.last and not missing:
             await self._transition(
-                model, "complete", kind=kinds.STEP_COMMITTED, step=action.step, payload=payload, attempt=0,
-                update={"step": None, "attempt": 0, "last_error": None}, finished=action.step,
+                model,
+                "complete",
+                kind=kinds.STEP_COMMITTED,
+                step=action.step,
+                payload=payload,
+                attempt=0,
+                update={"step": None, "attempt": 0, "last_error": None},
+                finished=action.step,
                 committed=self._history.committed(model.name) | {action.step},
             )
             log.debug("milestone reached", node=model.name, state=model.state)
@@ -389,9 +486,16 @@ class Engine:
         following = missing[0] if missing else steps[steps.index(action.step) + 1]
         await self._commit(
             Transition(
-                node=model.name, kind=kinds.STEP_COMMITTED, step=action.step, attempt=0,
-                key=self._key(model, action.step), from_state=model.state, to_state=model.state, actor=self.actor,
-                payload=payload, update={"step": following, "attempt": 0, "last_error": None},
+                node=model.name,
+                kind=kinds.STEP_COMMITTED,
+                step=action.step,
+                attempt=0,
+                key=self._key(model, action.step),
+                from_state=model.state,
+                to_state=model.state,
+                actor=self.actor,
+                payload=payload,
+                update={"step": following, "attempt": 0, "last_error": None},
             )
         )
 
@@ -404,8 +508,17 @@ class Engine:
             if gate is not None:
                 # What the gate's opener checks against (the CSR a certificate must match), when the step says.
                 await self._transition(
-                    model, "wait", kind=kinds.GATE_WAITING, step=step.name, gate=gate, update={"gate": gate},
-                    payload={"gate": gate, "changes": [c.as_dict() for c in changes], **ctx.scratch.get("gate_record", {})},
+                    model,
+                    "wait",
+                    kind=kinds.GATE_WAITING,
+                    step=step.name,
+                    gate=gate,
+                    update={"gate": gate},
+                    payload={
+                        "gate": gate,
+                        "changes": [c.as_dict() for c in changes],
+                        **ctx.scratch.get("gate_record", {}),
+                    },
                 )
             else:
                 ctx.scratch["attempting"] = changes
@@ -431,20 +544,28 @@ class Engine:
         step = step_impls.STEPS[model.step] if model.step else None
         if await self._gates.wait(model.name, step, gate, stopping=lambda: self._stopping) is None:
             return False
-        await self._transition(model, "open_gate", kind=kinds.GATE_PASSED, step=model.step, payload={"gate": gate}, update={"gate": None})
+        await self._transition(
+            model, "open_gate", kind=kinds.GATE_PASSED, step=model.step, payload={"gate": gate}, update={"gate": None}
+        )
         return True
 
     async def _fail(self, model: NodeModel, step: str, exc: BaseException, record: dict[str, Any]) -> None:
         reason = f"{step}: {exc}"
         log.error("step failed", node=model.name, step=step, attempt=model.attempt, error=str(exc))
         await self._transition(
-            model, "fail", kind=kinds.STEP_FAILED, step=step, reason=reason,
-            payload={"error": str(exc), "error_type": type(exc).__name__, "retryable": getattr(exc, "retryable", False),
-                     **applied_changes(record)},
+            model,
+            "fail",
+            kind=kinds.STEP_FAILED,
+            step=step,
+            reason=reason,
+            payload={
+                "error": str(exc),
+                "error_type": type(exc).__name__,
+                "retryable": getattr(exc, "retryable", False),
+                **applied_changes(record),
+            },
             update={"last_error": reason, "failed_from": model.state},
         )
 
     def _backoff(self, attempt: int) -> float:
         return self._retry.backoff(attempt, self._random)
-
-

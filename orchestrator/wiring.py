@@ -35,7 +35,9 @@ def needs_world(deployment: Deployment) -> bool:
 
 def any_real(deployment: Deployment) -> bool:
     """Whether any system is in real mode: the journal's signing key must then be configured and private."""
-    return rules.any_real((deployment.vcenter.mode, deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode))
+    return rules.any_real(
+        (deployment.vcenter.mode, deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode)
+    )
 
 
 def open_syslog(deployment: Deployment) -> SyslogSender:
@@ -61,8 +63,11 @@ def open_syslog(deployment: Deployment) -> SyslogSender:
 def refuse_unbuilt(deployment: Deployment) -> None:
     """``mode = "real"`` for a system whose real adapter is not built: exit 2, before anything is created."""
     modes = {"pexip_api": deployment.pexip_api.mode, "console": deployment.console.mode, "ldap": deployment.ldap.mode}
-    problems = [(f"{system}.mode", message) for system in NOT_YET_REAL
-                if (message := unbuilt_mode_problem(system, modes.get(system))) is not None]
+    problems = [
+        (f"{system}.mode", message)
+        for system in NOT_YET_REAL
+        if (message := unbuilt_mode_problem(system, modes.get(system))) is not None
+    ]
     if problems:
         raise ConfigError(problems)
 
@@ -70,9 +75,16 @@ def refuse_unbuilt(deployment: Deployment) -> None:
 def _refuse_unbuilt_provisioning(deployment: Deployment) -> None:
     """Apart from the API client's own refusal: still refused once the real management API client exists."""
     if deployment.pexip_api.mode == "real" and deployment.conferencing:
-        raise ConfigError([("pexip_api.mode", '"real" cannot provision Conferencing Nodes yet: the upload of their '
-                            "bootstrap file to the provisioning interface (HTTPS, tcp/8443 of each node) is not "
-                            'built; set pexip_api.mode = "sim" for now')])
+        raise ConfigError(
+            [
+                (
+                    "pexip_api.mode",
+                    '"real" cannot provision Conferencing Nodes yet: the upload of their '
+                    "bootstrap file to the provisioning interface (HTTPS, tcp/8443 of each node) is not "
+                    'built; set pexip_api.mode = "sim" for now',
+                )
+            ]
+        )
 
 
 def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Path | None = None) -> Systems:
@@ -109,7 +121,11 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
     from adapters.sim.provisioning import SimProvisioning
 
     assert world is not None  # the Pexip API, console and LDAP have no real adapter yet: simulated
-    ca: CertificateAuthority = SimCA(world, deployment) if deployment.pki.mode == "sim" else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
+    ca: CertificateAuthority = (
+        SimCA(world, deployment)
+        if deployment.pki.mode == "sim"
+        else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
+    )
     directory = SimDirectory(world, deployment)
     return Systems(
         vsphere=vsphere,
@@ -118,8 +134,9 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
         ca=ca,
         directory=directory,
         provisioning=SimProvisioning(world, deployment),
-        bootstrap=BootstrapStore(bootstrap_dir(_journal(deployment, journal)), deployment.pexip_api.bootstrap_key,
-                                 deployment.name),
+        bootstrap=BootstrapStore(
+            bootstrap_dir(_journal(deployment, journal)), deployment.pexip_api.bootstrap_key, deployment.name
+        ),
     )
 
 

@@ -27,12 +27,17 @@ def _modules(body: str, cwd: Path) -> set[str]:
     env.pop("ORCHESTRATOR_CONFIG", None)
     env.pop("ORCHESTRATOR_JOURNAL", None)
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(body=body)], cwd=cwd, env=env, capture_output=True, text=True,
-        check=False, timeout=120,
+        [sys.executable, "-c", _PROBE.format(body=body)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     line = next((ln for ln in done.stderr.splitlines() if ln.startswith("MODULES ")), None)
     assert line is not None, done.stderr[-2000:]
-    return set(json.loads(line[len("MODULES "):]))
+    return set(json.loads(line[len("MODULES ") :]))
 
 
 def _loaded(modules: set[str], package: str) -> bool:
@@ -50,8 +55,9 @@ def test_importing_the_cli_loads_no_heavy_library(tmp_path: Path) -> None:
 
 def test_help_loads_no_heavy_library(tmp_path: Path) -> None:
     """`orchestrator --help` runs without pyVmomi, aiohttp, cryptography, the world, the journal or the engine."""
-    modules = _modules("import sys; sys.argv = ['orchestrator', '--help']\nfrom orchestrator.cli import main\nmain()",
-                       tmp_path)
+    modules = _modules(
+        "import sys; sys.argv = ['orchestrator', '--help']\nfrom orchestrator.cli import main\nmain()", tmp_path
+    )
     assert [p for p in HEAVY + ("journal", "orchestrator.engine", "rich") if _loaded(modules, p)] == []
 
 
@@ -59,12 +65,19 @@ def test_status_json_loads_neither_engine_nor_adapters(tmp_path: Path) -> None:
     """`orchestrator status --json` on a journal reads it without the engine, the logs, rich or any adapter library."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     made = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "simulate", "--nodes", "1", "--json"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, check=False, timeout=120,
+        [sys.executable, "-m", "orchestrator.cli", "simulate", "--nodes", "1", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert made.returncode == 0, made.stderr[-2000:]
-    body = ("import sys; sys.argv = ['orchestrator', '--journal', 'simulation.journal.sqlite', 'status', '--json']\n"
-            "from orchestrator.cli import main\nmain()")
+    body = (
+        "import sys; sys.argv = ['orchestrator', '--journal', 'simulation.journal.sqlite', 'status', '--json']\n"
+        "from orchestrator.cli import main\nmain()"
+    )
     modules = _modules(body, tmp_path)
     assert "journal" in modules  # it did read the journal
     unwanted = ("pyVmomi", "aiohttp", "adapters.sim", "adapters.vsphere", "orchestrator.engine", "structlog", "rich")

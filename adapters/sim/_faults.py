@@ -21,6 +21,7 @@ _FAULT_FORMS = (
     "for example --faults 'transient=0.05,exit=lock_bios@conf-1,seed=7'"
 )
 
+
 @dataclass(frozen=True)
 class FaultPoint:
     """A step, and optionally the one node, where a fault is injected."""

@@ -36,10 +36,23 @@ def management_node_defaults(deployment: Deployment) -> list[tuple[str, str, Any
         (pexip_system("global"), "1", stored("global", 1, {})),
         (pexip_system("authentication"), "1", stored("authentication", 1, {})),
         # id 2, not 1: clients must pick the primary one, as on real nodes (SDK #78).
-        (pexip_system("management_vm"), "2", stored("management_vm", 2, {
-            "name": mgr.name, "hostname": mgr.hostname, "domain": mgr.domain, "address": mgr.address,
-            "netmask": mgr.netmask, "gateway": mgr.gateway, "primary": True,
-        })),
+        (
+            pexip_system("management_vm"),
+            "2",
+            stored(
+                "management_vm",
+                2,
+                {
+                    "name": mgr.name,
+                    "hostname": mgr.hostname,
+                    "domain": mgr.domain,
+                    "address": mgr.address,
+                    "netmask": mgr.netmask,
+                    "gateway": mgr.gateway,
+                    "primary": True,
+                },
+            ),
+        ),
     ]
     permission_ids = {}
     for ident, (name, codename) in enumerate(PERMISSIONS, start=1):
@@ -52,11 +65,30 @@ def management_node_defaults(deployment: Deployment) -> list[tuple[str, str, Any
     key = pki.new_key("ECDSAP256")
     cert = pki.self_signed(mgr.fqdn, key)
     meta = pki.certificate_fields(pki.load_certs(cert)[0])
-    changes.append((pexip_system("tls_certificate"), "1", stored("tls_certificate", 1, {
-        **meta, "certificate": cert, "nodes": [mgr.fqdn],
-        "_key_pem": pki.key_pem(key), "_key_fingerprint": pki.fingerprint(key.public_key()),
-    })))
-    nexts = {"global": 2, "authentication": 2, "management_vm": 3, "permission": len(PERMISSIONS) + 1,
-             "role": len(ROLES) + 1, "tls_certificate": 2}
+    changes.append(
+        (
+            pexip_system("tls_certificate"),
+            "1",
+            stored(
+                "tls_certificate",
+                1,
+                {
+                    **meta,
+                    "certificate": cert,
+                    "nodes": [mgr.fqdn],
+                    "_key_pem": pki.key_pem(key),
+                    "_key_fingerprint": pki.fingerprint(key.public_key()),
+                },
+            ),
+        )
+    )
+    nexts = {
+        "global": 2,
+        "authentication": 2,
+        "management_vm": 3,
+        "permission": len(PERMISSIONS) + 1,
+        "role": len(ROLES) + 1,
+        "tls_certificate": 2,
+    }
     changes += [(COUNTERS, resource, ident) for resource, ident in nexts.items()]
     return changes

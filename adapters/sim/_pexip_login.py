@@ -20,8 +20,13 @@ from config.model import Deployment
 __all__ = ["Logins"]
 
 # The world systems whose changes can change who logs in.
-_WATCHED = (pexip_system("authentication"), pexip_system("ldap_role"), pexip_system("role_mapping"),
-            pexip_system("role"), CONSOLE)
+_WATCHED = (
+    pexip_system("authentication"),
+    pexip_system("ldap_role"),
+    pexip_system("role_mapping"),
+    pexip_system("role"),
+    CONSOLE,
+)
 
 
 class Logins:
@@ -59,8 +64,15 @@ class Logins:
             identities.append("local admin")
         if ldap_roles:
             identities.append("LDAP user with client certificate" if cert != "NO" else "LDAP user")
-        result = {"source": auth["source"], "sources": sources, "client_certificate": cert,
-                  "local_why": local_why, "ldap_roles": ldap_roles, "ldap_why": ldap_why, "identities": identities}
+        result = {
+            "source": auth["source"],
+            "sources": sources,
+            "client_certificate": cert,
+            "local_why": local_why,
+            "ldap_roles": ldap_roles,
+            "ldap_why": ldap_why,
+            "identities": identities,
+        }
         self._cache = (versions, result)
         return result
 
@@ -74,8 +86,9 @@ class Logins:
         if spec.admin_password is None:
             return "pexip_api.admin_password is not set"
         if self._digest_of("admin", spec.admin_password) != stored_digest:
-            return (f"pexip_api.admin_password ({spec.admin_password.ref}) is not the password the "
-                    "installation wizard set")
+            return (
+                f"pexip_api.admin_password ({spec.admin_password.ref}) is not the password the installation wizard set"
+            )
         return ""
 
     async def _ldap_roles(self, auth: dict[str, Any], sources: set[str]) -> tuple[list[str], str]:

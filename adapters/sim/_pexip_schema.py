@@ -16,8 +16,19 @@ from typing import Any
 
 from config.errors import Rejected
 
-__all__ = ["Field", "Resource", "RESOURCES", "BASE", "PERMISSIONS", "ROLES", "api_error", "uri_of", "parse_uri",
-           "validate", "defaults"]
+__all__ = [
+    "Field",
+    "Resource",
+    "RESOURCES",
+    "BASE",
+    "PERMISSIONS",
+    "ROLES",
+    "api_error",
+    "uri_of",
+    "parse_uri",
+    "validate",
+    "defaults",
+]
 
 BASE = "/api/admin/configuration/v1/"
 _URI = re.compile(r"^/api/admin/configuration/v1/([a-z_0-9]+)/([0-9]+)/$")
@@ -195,7 +206,11 @@ RESOURCES: dict[str, Resource] = {
                 "node_type": _e("CONFERENCING", "PROXYING", default="CONFERENCING"),
                 # [?] in pexip-api.md: the ESXi choices are read from /schema/ on a live node.
                 "deployment_type": _e(
-                    "MANUAL-PROVISION-ONLY", "MANUAL-ESXI", "MANUAL-HYPERV2012", "MANUAL-KVM", "MANUAL-XEN",
+                    "MANUAL-PROVISION-ONLY",
+                    "MANUAL-ESXI",
+                    "MANUAL-HYPERV2012",
+                    "MANUAL-KVM",
+                    "MANUAL-XEN",
                     default="MANUAL-PROVISION-ONLY",
                 ),
                 "password": _s(100, write_only=True, required=True),  # Terraform marks it required
@@ -268,7 +283,11 @@ RESOURCES: dict[str, Resource] = {
         ),
         Resource(
             "ca_certificate",
-            {"certificate": Field("str", "", hi=65536, required=True), "trusted_intermediate": _b(False), **_CERT_METADATA},
+            {
+                "certificate": Field("str", "", hi=65536, required=True),
+                "trusted_intermediate": _b(False),
+                **_CERT_METADATA,
+            },
         ),
         Resource(
             "certificate_signing_request",
@@ -325,8 +344,15 @@ PERMISSIONS: tuple[tuple[str, str], ...] = (
 
 # The roles a new Management Node ships with, by permission name: exactly two (pexip-api.md 7.1;
 # the local admin is outside roles, and there is no "Administrator" role).
-_COMMON = ("Is an administrator", "May use web interface", "May use API", "May view logs",
-           "May generate system snapshot", "May view configuration", "May view conference status")
+_COMMON = (
+    "Is an administrator",
+    "May use web interface",
+    "May use API",
+    "May view logs",
+    "May generate system snapshot",
+    "May view configuration",
+    "May view conference status",
+)
 ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Read-only", _COMMON),
     ("Read-write", (*_COMMON, "May change configuration", "May manage conferences")),
@@ -362,9 +388,7 @@ def defaults(resource: str) -> dict[str, Any]:
     }
 
 
-def validate(
-    resource: str, fields: dict[str, Any], *, creating: bool, exists: Callable[[str], bool]
-) -> dict[str, Any]:
+def validate(resource: str, fields: dict[str, Any], *, creating: bool, exists: Callable[[str], bool]) -> dict[str, Any]:
     """Check ``fields`` against the schema; return them with URIs normalised.
 
     Raises:

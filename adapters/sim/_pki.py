@@ -203,8 +203,15 @@ def issue_certificate(
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -229,10 +236,12 @@ def _pem(cert: x509.Certificate) -> str:
 def make_root(common_name: str) -> tuple[str, str]:
     """A self-signed RSA 2048 test CA: ``(key PEM, certificate PEM)``."""
     key = new_key("RSA2048")
-    name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Simulated"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Simulated"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
     return key_pem(key), _pem(issue_certificate(name, key.public_key(), key, ca=True, days=3650))
 
 
@@ -246,11 +255,18 @@ def sign_csr(csr_pem: str, ca_key_pem: str, ca_cert_pem: str, days: int = 365) -
     csr = load_csr(csr_pem)
     ca_key, ca_cert = _issuer(ca_key_pem, ca_cert_pem)
     cn, sans = csr_names(csr)
-    return _pem(issue_certificate(
-        csr.subject, csr.public_key(), ca_key, issuer=ca_cert, days=days, ca=False,
-        sans=[x509.DNSName(n) for n in (sans or [cn])],
-        usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-    ))
+    return _pem(
+        issue_certificate(
+            csr.subject,
+            csr.public_key(),
+            ca_key,
+            issuer=ca_cert,
+            days=days,
+            ca=False,
+            sans=[x509.DNSName(n) for n in (sans or [cn])],
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        )
+    )
 
 
 def self_signed(common_name: str, key: PrivateKey, days: int = 3650) -> str:

@@ -51,4 +51,3 @@ def index_discard(index: dict[Any, Any], value: Any, key: str) -> None:
 
 def hashable(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool)) or value is None
-

@@ -62,8 +62,7 @@ class SimCA:
         # same CSR cannot both sign it.
         if self._world.get(CA, f"csr/{node}") is not request:
             return await self.collect(node)
-        await self._world.apply([(CA, f"csr/{node}", {**request, "cert_pem": cert})],
-                                [Effect(node, "cert_sign", "")])
+        await self._world.apply([(CA, f"csr/{node}", {**request, "cert_pem": cert})], [Effect(node, "cert_sign", "")])
         return cert
 
     async def chain(self) -> list[str]:

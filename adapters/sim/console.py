@@ -47,22 +47,34 @@ class SimConsole:
         self._refuse_conferencing(node, "installation")
         state = self._world.get(CONSOLE, node.name) or {}
         if state.get("wizard_state", "unconfigured") != "unconfigured":
-            raise Rejected(f"{node.name}: the installation wizard already ran (state {state['wizard_state']}); "
-                           "it is not offered again", system=_SYSTEM)
+            raise Rejected(
+                f"{node.name}: the installation wizard already ran (state {state['wizard_state']}); "
+                "it is not offered again",
+                system=_SYSTEM,
+            )
         vm = self._world.get(VM, node.name)
         if vm is None or vm["power_state"] != "poweredOn" or not vm["bios"]["locked_marker"]:
-            raise Rejected(f"{node.name}: no console to answer: the VM must be imported, powered on and its BIOS "
-                           "locked first", system=_SYSTEM)
+            raise Rejected(
+                f"{node.name}: no console to answer: the VM must be imported, powered on and its BIOS locked first",
+                system=_SYSTEM,
+            )
         if len(admin_password) < 8:
-            raise Rejected(f"{node.name}: the admin password is refused: it must have at least 8 characters",
-                           system=_SYSTEM)
+            raise Rejected(
+                f"{node.name}: the admin password is refused: it must have at least 8 characters", system=_SYSTEM
+            )
         problems = _installation_problems(answers)
         if problems:
             raise Rejected(f"{node.name}: installation wizard answers refused: {'; '.join(problems)}", system=_SYSTEM)
-        record = {"wizard_state": "installed", "admin_password_sha256": digest(admin_password),
-                  "console_login": True, "installation_answers": dict(answers)}
-        await self._world.apply([(CONSOLE, node.name, record), *management_node_defaults(self._deployment)],
-                                [Effect(node.name, "installation_wizard", "")])
+        record = {
+            "wizard_state": "installed",
+            "admin_password_sha256": digest(admin_password),
+            "console_login": True,
+            "installation_answers": dict(answers),
+        }
+        await self._world.apply(
+            [(CONSOLE, node.name, record), *management_node_defaults(self._deployment)],
+            [Effect(node.name, "installation_wizard", "")],
+        )
 
     async def security_wizard(self, node: NodeSpec, admin_password: str, answers: dict[str, Any]) -> None:
         """Answer the security wizard (irreversible: console login is gone afterwards).
@@ -76,8 +88,9 @@ class SimConsole:
         state = self._world.get(CONSOLE, node.name) or {}
         current = state.get("wizard_state", "unconfigured")
         if current == "secured":
-            raise Rejected(f"{node.name}: console login refused: the security wizard already disabled OS access",
-                           system=_SYSTEM)
+            raise Rejected(
+                f"{node.name}: console login refused: the security wizard already disabled OS access", system=_SYSTEM
+            )
         if current != "installed":
             raise Rejected(f"{node.name}: run the installation wizard first (state {current})", system=_SYSTEM)
         if digest(admin_password) != state["admin_password_sha256"]:
@@ -85,8 +98,11 @@ class SimConsole:
         prompts = list(self._deployment.policy.security_wizard.settings())
         missing = [k for k in prompts if k not in answers]
         if missing:
-            raise Rejected(f"{node.name}: security wizard answers refused: no answer to {', '.join(missing)}; "
-                           "answer every prompt of policy.security_wizard", system=_SYSTEM)
+            raise Rejected(
+                f"{node.name}: security wizard answers refused: no answer to {', '.join(missing)}; "
+                "answer every prompt of policy.security_wizard",
+                system=_SYSTEM,
+            )
         record = {**state, "wizard_state": "secured", "console_login": False, "security_answers": dict(answers)}
         await self._world.apply([(CONSOLE, node.name, record)], [Effect(node.name, "security_wizard", "")])
 
@@ -101,15 +117,20 @@ class SimConsole:
 
     def _refuse_conferencing(self, node: NodeSpec, wizard: str) -> None:
         if node.role == CONFERENCING:
-            raise Rejected(f"{node.name} is a Conferencing Node: it has no {wizard} wizard; its configuration "
-                           "comes from the Management Node", system=_SYSTEM)
+            raise Rejected(
+                f"{node.name} is a Conferencing Node: it has no {wizard} wizard; its configuration "
+                "comes from the Management Node",
+                system=_SYSTEM,
+            )
 
 
 def _installation_problems(answers: dict[str, Any]) -> list[str]:
     """The guide: incident reporting no, deployment and usage statistics no."""
     problems = []
-    for words, label in ((("incident",), "Enable incident reporting"),
-                         (("statistic", "usage"), "Send deployment and usage statistics to Pexip")):
+    for words, label in (
+        (("incident",), "Enable incident reporting"),
+        (("statistic", "usage"), "Send deployment and usage statistics to Pexip"),
+    ):
         keys = [k for k in answers if any(w in k.lower() for w in words)]
         if not keys:
             problems.append(f"no answer to {label!r}")

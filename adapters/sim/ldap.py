@@ -55,8 +55,7 @@ class SimDirectory:
             raise Rejected("ldap.bind_username is empty: set the service account's DN or name", system=_SYSTEM)
         if ldap.bind_password is None:
             raise Rejected(
-                f"bind as {ldap.bind_username} refused (result 49, invalid credentials): "
-                "ldap.bind_password is not set",
+                f"bind as {ldap.bind_username} refused (result 49, invalid credentials): ldap.bind_password is not set",
                 system=_SYSTEM,
             )
         missing = ldap.bind_password.available()

@@ -38,8 +38,14 @@ __all__ = ["SimPexipApi"]
 
 _SYSTEM = "pexip"
 _ADMIN_CREATE_KINDS = {"certificate_signing_request": "csr_create", "role": "role_create"}
-_UNIQUE = {"worker_vm": ("name",), "role": ("name",), "ldap_role": ("name",), "system_location": ("name",),
-           "snmp_network_management_system": ("name",), "role_mapping": ("name",)}
+_UNIQUE = {
+    "worker_vm": ("name",),
+    "role": ("name",),
+    "ldap_role": ("name",),
+    "system_location": ("name",),
+    "snmp_network_management_system": ("name",),
+    "role_mapping": ("name",),
+}
 
 
 class SimPexipApi:
@@ -71,16 +77,21 @@ class SimPexipApi:
             known = field == "id" or (field in spec.fields and not spec.fields[field].write_only)
             if not known:
                 readable = sorted(f for f, s in spec.fields.items() if not s.write_only)
-                raise api_error(400, f"{resource}: 400 cannot filter on {name!r}; filter on one of "
-                                     f"{', '.join(readable)}")
+                raise api_error(
+                    400, f"{resource}: 400 cannot filter on {name!r}; filter on one of {', '.join(readable)}"
+                )
             if op not in ("", "icontains", "startswith", "in"):
-                raise api_error(400, f"{resource}: 400 filter {name!r}: supported forms are FIELD, "
-                                     "FIELD__icontains, FIELD__startswith, FIELD__in")
+                raise api_error(
+                    400,
+                    f"{resource}: 400 filter {name!r}: supported forms are FIELD, "
+                    "FIELD__icontains, FIELD__startswith, FIELD__in",
+                )
             tests.append((field, op, wanted))
         system = pexip_system(resource)
         exact = [(f, w) for f, op, w in tests if op == "" and f != "id" and isinstance(w, (str, int, bool))]
-        keys: Iterable[str] = (self._world.lookup(system, exact[0][0], exact[0][1]) if exact
-                               else [k for k, _ in self._world.items(system)])
+        keys: Iterable[str] = (
+            self._world.lookup(system, exact[0][0], exact[0][1]) if exact else [k for k, _ in self._world.items(system)]
+        )
         found = []
         for key in keys:
             obj = self._world.get(system, key)
@@ -116,8 +127,10 @@ class SimPexipApi:
         if body:  # the Manager remembers which file it issued: only that one makes the node sync
             obj["_bootstrap_sha256"] = hashlib.sha256(body).hexdigest()
         kind = _ADMIN_CREATE_KINDS.get(resource, "api_create")
-        await self._commit([(pexip_system(resource), str(ident), obj), (COUNTERS, resource, ident + 1)],
-                           [Effect(self._node_of(resource, obj), kind, resource)])
+        await self._commit(
+            [(pexip_system(resource), str(ident), obj), (COUNTERS, resource, ident + 1)],
+            [Effect(self._node_of(resource, obj), kind, resource)],
+        )
         return Created(uri_of(resource, ident), body)
 
     async def patch(self, uri: str, fields: dict[str, Any]) -> None:
@@ -138,8 +151,9 @@ class SimPexipApi:
             _check_authentication(new)
         if resource == "tls_certificate" and ("certificate" in clean or "private_key" in clean):
             new = self._new_certificate(resource, {**clean, "certificate": new["certificate"]}, obj["id"], base=new)
-        await self._commit([(pexip_system(resource), ident, new)],
-                           [Effect(self._node_of(resource, new), "api_patch", resource)])
+        await self._commit(
+            [(pexip_system(resource), ident, new)], [Effect(self._node_of(resource, new), "api_patch", resource)]
+        )
 
     async def delete(self, uri: str) -> None:
         await self._gate(f"DELETE {uri}", change=True)
@@ -148,10 +162,14 @@ class SimPexipApi:
         obj = self._object(resource, ident)
         if spec.singleton or spec.read_only:
             allowed = "GET, PATCH" if spec.singleton else "GET"
-            raise api_error(405, f"{resource}: 405 DELETE is not allowed (it would reset every field to its "
-                                 f"default); allowed: {allowed}")
-        await self._commit([(pexip_system(resource), ident, None)],
-                           [Effect(self._node_of(resource, obj), "api_delete", resource)])
+            raise api_error(
+                405,
+                f"{resource}: 405 DELETE is not allowed (it would reset every field to its "
+                f"default); allowed: {allowed}",
+            )
+        await self._commit(
+            [(pexip_system(resource), ident, None)], [Effect(self._node_of(resource, obj), "api_delete", resource)]
+        )
 
     async def status(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
         """``/status/v1/worker_vm/``: SYNCED once the node's VM runs with its BIOS locked and its
@@ -165,7 +183,9 @@ class SimPexipApi:
         out = []
         system = pexip_system("worker_vm")
         if set(filters) - {"name"}:
-            raise api_error(400, f"status/worker_vm: filters {sorted(set(filters) - {'name'})} are not simulated; use name")
+            raise api_error(
+                400, f"status/worker_vm: filters {sorted(set(filters) - {'name'})} are not simulated; use name"
+            )
         if "name" in filters:
             workers = [(k, self._world.get(system, k)) for k in self._world.lookup(system, "name", filters["name"])]
         else:
@@ -180,8 +200,14 @@ class SimPexipApi:
                 sync = "NOT_CONNECTED"  # never got this worker's file: it never contacts the Manager (7.3)
             else:
                 sync = "SYNCED"
-            out.append({"name": worker["name"], "sync_status": sync, "configuration_id": configuration_id,
-                        "deploy_status": "DEPLOYED" if vm is not None else "NOT_DEPLOYED"})
+            out.append(
+                {
+                    "name": worker["name"],
+                    "sync_status": sync,
+                    "configuration_id": configuration_id,
+                    "deploy_status": "DEPLOYED" if vm is not None else "NOT_DEPLOYED",
+                }
+            )
         return out
 
     async def verify_login(self, *, use_client_cert: bool) -> str:
@@ -196,17 +222,21 @@ class SimPexipApi:
         await self._gate("login", change=False, login=False)
         auth = await self._logins.current()
         if not use_client_cert and auth["client_certificate"] != "NO":
-            raise api_error(401, f"login refused: authentication.client_certificate is "
-                                 f"{auth['client_certificate']}: a client certificate is required and none was "
-                                 "presented")
+            raise api_error(
+                401,
+                f"login refused: authentication.client_certificate is "
+                f"{auth['client_certificate']}: a client certificate is required and none was "
+                "presented",
+            )
         if "LDAP" in auth["sources"]:
             if not auth["ldap_roles"]:
                 user = self._deployment.ldap.verify_user
                 raise api_error(401, f"LDAP login of {user!r} refused: {auth['ldap_why']}")
             return ",".join(auth["ldap_roles"])
         if use_client_cert:
-            raise api_error(401, f"login with a client certificate needs LDAP in authentication.source "
-                                 f"(now {auth['source']})")
+            raise api_error(
+                401, f"login with a client certificate needs LDAP in authentication.source (now {auth['source']})"
+            )
         if auth["local_why"]:
             raise api_error(401, f"local admin login refused: {auth['local_why']}")
         return "local admin"  # outside roles, full access: a Manager has no "Administrator" role
@@ -226,8 +256,11 @@ class SimPexipApi:
         await self._world.call(_SYSTEM, what, change=change)
         state = self._world.get(CONSOLE, self._manager) or {}
         if state.get("wizard_state") not in ("installed", "secured"):
-            raise Unreachable(f"the Management Node {self._manager} does not answer on https: its installation "
-                              "wizard has not run yet", system=_SYSTEM)
+            raise Unreachable(
+                f"the Management Node {self._manager} does not answer on https: its installation "
+                "wizard has not run yet",
+                system=_SYSTEM,
+            )
         if login:
             auth = await self._logins.current()
             if not auth["identities"]:
@@ -270,8 +303,11 @@ class SimPexipApi:
             if field in clean:
                 for key in self._world.lookup(pexip_system(resource), field, clean[field]):
                     if int(key) != own_id:
-                        _reject_field(resource, field, f"{resource} with this {field} {clean[field]!r} already "
-                                                       f"exists ({uri_of(resource, key)}).")
+                        _reject_field(
+                            resource,
+                            field,
+                            f"{resource} with this {field} {clean[field]!r} already exists ({uri_of(resource, key)}).",
+                        )
 
     def _with_secrets(self, resource: str, obj: dict[str, Any], clean: dict[str, Any]) -> dict[str, Any]:
         """``obj`` updated with ``clean``; write-only values kept only as digests."""
@@ -323,11 +359,14 @@ class SimPexipApi:
         """The node's bootstrap file: opaque, secret, issued once per POST (a random credential in it)."""
         mgr = self._deployment.management
         keys = ("name", "hostname", "domain", "address", "netmask", "gateway", "node_type", "system_location")
-        return json.dumps({
-            "management_node": {"address": mgr.address, "fqdn": mgr.fqdn},
-            "node_config": {k: worker.get(k) for k in keys},
-            "provisioning_secret": secrets.token_hex(16),
-        }, sort_keys=True).encode()
+        return json.dumps(
+            {
+                "management_node": {"address": mgr.address, "fqdn": mgr.fqdn},
+                "node_config": {k: worker.get(k) for k in keys},
+                "provisioning_secret": secrets.token_hex(16),
+            },
+            sort_keys=True,
+        ).encode()
 
     # --- certificates ------------------------------------------------------------------------
 
@@ -354,14 +393,24 @@ class SimPexipApi:
         except ValueError as exc:
             _reject_field("certificate_signing_request", "dn", str(exc))
         clean = {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase", "certificate")}
-        return stored("certificate_signing_request", ident, {
-            **clean, "csr": csr, "_key_pem": pki.key_pem(key), "_key_fingerprint": pki.fingerprint(key.public_key()),
-        })
+        return stored(
+            "certificate_signing_request",
+            ident,
+            {
+                **clean,
+                "csr": csr,
+                "_key_pem": pki.key_pem(key),
+                "_key_fingerprint": pki.fingerprint(key.public_key()),
+            },
+        )
 
     async def _complete_csr(self, csr: dict[str, Any], fields: dict[str, Any]) -> None:
         if set(fields) != {"certificate"}:
-            raise api_error(400, f"certificate_signing_request {csr['id']}: 400 a CSR cannot be modified, only "
-                                 'completed with {"certificate": PEM}; delete it and create a new one to change it')
+            raise api_error(
+                400,
+                f"certificate_signing_request {csr['id']}: 400 a CSR cannot be modified, only "
+                'completed with {"certificate": PEM}; delete it and create a new one to change it',
+            )
         validate("certificate_signing_request", fields, creating=False, exists=self._exists)
         try:
             certs = pki.load_certs(fields["certificate"])
@@ -369,14 +418,19 @@ class SimPexipApi:
             _reject_field("certificate_signing_request", "certificate", f"Not a PEM certificate: {exc}")
         match = [c for c in certs if pki.fingerprint(c.public_key()) == csr["_key_fingerprint"]]
         if not match:
-            _reject_field("certificate_signing_request", "certificate",
-                          "Certificate and private key do not appear to be part of the same key pair")
+            _reject_field(
+                "certificate_signing_request",
+                "certificate",
+                "Certificate and private key do not appear to be part of the same key pair",
+            )
         meta = pki.certificate_fields(match[0])
         # A replacement (same subject and key) replaces the existing certificate and keeps
         # its node assignments, as the guide says.
         certs_system = pexip_system("tls_certificate")
-        same_subject = [self._world.get(certs_system, k)
-                        for k in self._world.lookup(certs_system, "subject_name", meta["subject_name"])]
+        same_subject = [
+            self._world.get(certs_system, k)
+            for k in self._world.lookup(certs_system, "subject_name", meta["subject_name"])
+        ]
         existing = [o for o in same_subject if o.get("_key_fingerprint") == csr["_key_fingerprint"]]
         changes: list[tuple[str, str, Any]] = []
         if existing:
@@ -384,16 +438,28 @@ class SimPexipApi:
         else:
             ident, nodes = self._next_id("tls_certificate"), []
             changes.append((COUNTERS, "tls_certificate", ident + 1))
-        cert = stored("tls_certificate", ident, {
-            **meta, "certificate": fields["certificate"], "nodes": nodes,
-            "_key_pem": csr["_key_pem"], "_key_fingerprint": csr["_key_fingerprint"],
-        })
-        changes += [(pexip_system("tls_certificate"), str(ident), cert),
-                    (pexip_system("certificate_signing_request"), str(csr["id"]), None)]
-        await self._commit(changes, [Effect(self._node_of("tls_certificate", cert), "cert_complete", "tls_certificate")])
+        cert = stored(
+            "tls_certificate",
+            ident,
+            {
+                **meta,
+                "certificate": fields["certificate"],
+                "nodes": nodes,
+                "_key_pem": csr["_key_pem"],
+                "_key_fingerprint": csr["_key_fingerprint"],
+            },
+        )
+        changes += [
+            (pexip_system("tls_certificate"), str(ident), cert),
+            (pexip_system("certificate_signing_request"), str(csr["id"]), None),
+        ]
+        await self._commit(
+            changes, [Effect(self._node_of("tls_certificate", cert), "cert_complete", "tls_certificate")]
+        )
 
-    def _new_certificate(self, resource: str, clean: dict[str, Any], ident: int,
-                         base: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _new_certificate(
+        self, resource: str, clean: dict[str, Any], ident: int, base: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         try:
             certs = pki.load_certs(clean["certificate"])
         except ValueError as exc:
@@ -401,8 +467,11 @@ class SimPexipApi:
         extra: dict[str, Any] = {}
         if resource == "ca_certificate":
             if len(certs) != 1:
-                _reject_field(resource, "certificate",
-                              f"Upload one certificate per ca_certificate object (this PEM holds {len(certs)}).")
+                _reject_field(
+                    resource,
+                    "certificate",
+                    f"Upload one certificate per ca_certificate object (this PEM holds {len(certs)}).",
+                )
             cert = certs[0]
         else:
             if "private_key" in clean:
@@ -416,19 +485,26 @@ class SimPexipApi:
                 fp = (base or {}).get("_key_fingerprint", "")
             pairs = [c for c in certs if pki.fingerprint(c.public_key()) == fp]
             if not pairs:
-                _reject_field(resource, "private_key",
-                              "Certificate and private key do not appear to be part of the same key pair")
+                _reject_field(
+                    resource, "private_key", "Certificate and private key do not appear to be part of the same key pair"
+                )
             cert = pairs[0]
         meta = pki.certificate_fields(cert)
-        obj = self._with_secrets(resource, dict(base) if base else stored(resource, ident, {}),
-                                 {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase")})
+        obj = self._with_secrets(
+            resource,
+            dict(base) if base else stored(resource, ident, {}),
+            {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase")},
+        )
         return {**obj, **meta, **extra}
 
 
 def _check_authentication(auth: dict[str, Any]) -> None:
     if auth["client_certificate"] != "NO" and "LDAP" not in auth["source"].split("+"):
-        _reject_field("authentication", "client_certificate",
-                      f"Requires LDAP to be included as an authentication source (source is {auth['source']}).")
+        _reject_field(
+            "authentication",
+            "client_certificate",
+            f"Requires LDAP to be included as an authentication source (source is {auth['source']}).",
+        )
 
 
 def _reject_field(resource: str, field: str, message: str) -> Any:

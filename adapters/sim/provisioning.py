@@ -45,10 +45,14 @@ class SimProvisioning:
         if taken is not None:
             if taken["sha256"] == sha:
                 return  # a replay: the node already has this very file
-            raise Rejected(f"{where}: the node already took another bootstrap file (sha256 {taken['sha256'][:16]}); "
-                           "redeploy its VM from the generic OVA to provision it again", system=_SYSTEM)
-        await self._world.apply([(PROVISIONED, node.name, {"sha256": sha})],
-                                [Effect(node.name, "bootstrap_upload", "provisioning")])
+            raise Rejected(
+                f"{where}: the node already took another bootstrap file (sha256 {taken['sha256'][:16]}); "
+                "redeploy its VM from the generic OVA to provision it again",
+                system=_SYSTEM,
+            )
+        await self._world.apply(
+            [(PROVISIONED, node.name, {"sha256": sha})], [Effect(node.name, "bootstrap_upload", "provisioning")]
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: the state is in the world."""

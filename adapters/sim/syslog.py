@@ -34,8 +34,9 @@ class SimSyslog:
         for server in self.servers:
             where = self._where(server)
             if server.address in self.down:
-                failures.append((where, Unreachable(f"syslog server {where}: cannot reach it (simulated)",
-                                                    system="syslog")))
+                failures.append(
+                    (where, Unreachable(f"syslog server {where}: cannot reach it (simulated)", system="syslog"))
+                )
                 continue
             self.received[where].append(format_message(msgid, text))
         return failures

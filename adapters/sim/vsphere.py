@@ -46,9 +46,14 @@ class SimVSphere:
             vm = self._world.get(VM, node.name)
             ours = f"{deployment.name}/{node.name}"
             if vm is not None and vm["identity"] != ours:
-                problems.append((f"{prefix}.name", f"a VM named {node.name!r} ({vm['moref']}) exists that this "
-                                 f"deployment did not create (identity {vm['identity']!r}); it is never adopted: "
-                                 "rename or remove it, or rename the node"))
+                problems.append(
+                    (
+                        f"{prefix}.name",
+                        f"a VM named {node.name!r} ({vm['moref']}) exists that this "
+                        f"deployment did not create (identity {vm['identity']!r}); it is never adopted: "
+                        "rename or remove it, or rename the node",
+                    )
+                )
         if problems:
             raise ConfigError(problems)
 
@@ -68,32 +73,56 @@ class SimVSphere:
             _check_ours(existing, identity)
             return _state(existing)
         if not ova:
-            raise Rejected(f"cannot import {node.name}: no OVA given; set ova.{node.role} to the OVA file",
-                           system=_SYSTEM)
+            raise Rejected(
+                f"cannot import {node.name}: no OVA given; set ova.{node.role} to the OVA file", system=_SYSTEM
+            )
         try:
             host = self._deployment.host(node.host)
         except KeyError:
-            raise Rejected(f"cannot import {node.name}: host {node.host!r} is not in vcenter.hosts",
-                           system=_SYSTEM) from None
+            raise Rejected(
+                f"cannot import {node.name}: host {node.host!r} is not in vcenter.hosts", system=_SYSTEM
+            ) from None
         if node.role == CONFERENCING and not self._world.lookup(pexip_system("worker_vm"), "name", node.name):
             raise Rejected(
                 f"cannot import {node.name}: no deployment file for it: the Management Node has no worker_vm "
-                f"named {node.name!r} yet; create the worker_vm first", system=_SYSTEM)
+                f"named {node.name!r} yet; create the worker_vm first",
+                system=_SYSTEM,
+            )
         number = int(self._world.get(_COUNTERS, "vm", 1))
         vm = {
-            "name": node.name, "identity": identity, "moref": f"vm-{number}", "host": host.name,
-            "portgroup": node.portgroup, "vlan": node.vlan, "datastore": host.datastore, "ova": ova,
-            "power_state": "poweredOff", "num_cpus": node.cpus, "memory_mb": node.memory_mb,
-            "reservation": {"cpu_reservation_mhz": 0, "cpu_limit_mhz": -1, "cpu_shares": "normal",
-                            "memory_reservation_mb": 0, "memory_limit_mb": -1, "memory_shares": "normal",
-                            "memory_locked": False},
-            "disks": [{"key": 2000, "label": "Hard disk 1", "datastore": host.datastore,
-                       "shares": "normal", "iops_limit": -1}],
-            "bios": {"enter_bios_setup": False, "boot_disk_first": False, "locked_marker": False,
-                     "password_sha256": None},
+            "name": node.name,
+            "identity": identity,
+            "moref": f"vm-{number}",
+            "host": host.name,
+            "portgroup": node.portgroup,
+            "vlan": node.vlan,
+            "datastore": host.datastore,
+            "ova": ova,
+            "power_state": "poweredOff",
+            "num_cpus": node.cpus,
+            "memory_mb": node.memory_mb,
+            "reservation": {
+                "cpu_reservation_mhz": 0,
+                "cpu_limit_mhz": -1,
+                "cpu_shares": "normal",
+                "memory_reservation_mb": 0,
+                "memory_limit_mb": -1,
+                "memory_shares": "normal",
+                "memory_locked": False,
+            },
+            "disks": [
+                {"key": 2000, "label": "Hard disk 1", "datastore": host.datastore, "shares": "normal", "iops_limit": -1}
+            ],
+            "bios": {
+                "enter_bios_setup": False,
+                "boot_disk_first": False,
+                "locked_marker": False,
+                "password_sha256": None,
+            },
         }
-        await self._world.apply([(VM, node.name, vm), (_COUNTERS, "vm", number + 1)],
-                                [Effect(node.name, "vm_import", ova)])
+        await self._world.apply(
+            [(VM, node.name, vm), (_COUNTERS, "vm", number + 1)], [Effect(node.name, "vm_import", ova)]
+        )
         return _state(vm)
 
     async def host_cpu_mhz(self, host: str) -> int:
@@ -120,26 +149,37 @@ class SimVSphere:
             # memoryReservationLockedToMax: vSphere reserves all guest memory itself.
             reservation["memory_reservation_mb"] = stored["memory_mb"]
         by_key = {d.key: d for d in wanted.disks}
-        disks = [{**d, "shares": by_key[d["key"]].shares, "iops_limit": by_key[d["key"]].iops_limit}
-                 if d["key"] in by_key else d for d in stored["disks"]]
-        await self._world.apply([(VM, vm.name, {**stored, "reservation": reservation, "disks": disks})],
-                                [Effect(vm.name, "reservation_set", "")])
+        disks = [
+            {**d, "shares": by_key[d["key"]].shares, "iops_limit": by_key[d["key"]].iops_limit}
+            if d["key"] in by_key
+            else d
+            for d in stored["disks"]
+        ]
+        await self._world.apply(
+            [(VM, vm.name, {**stored, "reservation": reservation, "disks": disks})],
+            [Effect(vm.name, "reservation_set", "")],
+        )
 
     async def datastore_iops_in_use(self, datastore: str, exclude_vm: str) -> int:
         await self._world.call(_SYSTEM, f"datastore {datastore}", change=False)
         total = 0
         for name in self._world.lookup(VM, "datastore", datastore):
             if name != exclude_vm:
-                total += sum(max(d["iops_limit"], 0) for d in self._world.get(VM, name)["disks"]
-                             if d["datastore"] == datastore)
+                total += sum(
+                    max(d["iops_limit"], 0) for d in self._world.get(VM, name)["disks"] if d["datastore"] == datastore
+                )
         return total
 
     async def get_bios(self, vm: VmState) -> BiosState:
         await self._world.call(_SYSTEM, f"get boot options of {vm.name}", change=False)
         stored = self._vm(vm)
         bios = stored["bios"]
-        return BiosState(enter_bios_setup=bios["enter_bios_setup"], boot_disk_first=bios["boot_disk_first"],
-                         power_state=stored["power_state"], locked_marker=bios["locked_marker"])
+        return BiosState(
+            enter_bios_setup=bios["enter_bios_setup"],
+            boot_disk_first=bios["boot_disk_first"],
+            power_state=stored["power_state"],
+            locked_marker=bios["locked_marker"],
+        )
 
     async def lock_bios(self, vm: VmState, password: str) -> None:
         """Force BIOS setup, disk first, power on, set the supervisor password, save.
@@ -152,12 +192,16 @@ class SimVSphere:
         await self._world.call(_SYSTEM, f"lock BIOS of {vm.name}", change=True)
         stored = self._vm(vm)
         if not password:
-            raise Rejected(f"cannot lock the BIOS of {vm.name}: the supervisor password is empty; "
-                           "set bios.password", system=_SYSTEM)
+            raise Rejected(
+                f"cannot lock the BIOS of {vm.name}: the supervisor password is empty; set bios.password",
+                system=_SYSTEM,
+            )
         if stored["bios"].get("lock") == "typing" and stored["power_state"] != "poweredOff":
             raise Rejected(
                 f"the BIOS lock of VM {vm.name} was interrupted while its password was being typed; open its console: "
-                "if the BIOS asks for a password, the lock is done, else power the VM off and run again", system=_SYSTEM)
+                "if the BIOS asks for a password, the lock is done, else power the VM off and run again",
+                system=_SYSTEM,
+            )
         armed = {**stored["bios"], "enter_bios_setup": True, "boot_disk_first": True}
         effects = [] if stored["power_state"] == "poweredOn" else [Effect(vm.name, "power_on", "")]
         await self._world.apply([(VM, vm.name, {**stored, "bios": armed, "power_state": "poweredOn"})], effects)
@@ -172,8 +216,13 @@ class SimVSphere:
     async def _type_password(self, vm: VmState, password: str) -> None:
         """The keys, saved: the password set, setup left, the disk first, the marker "done"."""
         stored = self._vm(vm)
-        bios = {"enter_bios_setup": False, "boot_disk_first": True, "locked_marker": True,
-                "password_sha256": digest(password), "lock": "done"}
+        bios = {
+            "enter_bios_setup": False,
+            "boot_disk_first": True,
+            "locked_marker": True,
+            "password_sha256": digest(password),
+            "lock": "done",
+        }
         await self._world.apply([(VM, vm.name, {**stored, "bios": bios})], [Effect(vm.name, "bios_lock", "")])
 
     async def aclose(self) -> None:
@@ -198,21 +247,31 @@ def _check_ours(vm: dict[str, Any], identity: str) -> None:
         raise Rejected(
             f"a VM named {vm['name']!r} exists ({vm['moref']}) but it is not ours: its identity is "
             f"{vm['identity']!r}, ours is {identity!r}; rename or remove that VM, or pick another node name",
-            system=_SYSTEM)
+            system=_SYSTEM,
+        )
 
 
 def _state(vm: dict[str, Any]) -> VmState:
-    return VmState(name=vm["name"], identity=vm["identity"], moref=vm["moref"], host=vm["host"],
-                   portgroup=vm["portgroup"], power_state=vm["power_state"], num_cpus=vm["num_cpus"],
-                   memory_mb=vm["memory_mb"])
+    return VmState(
+        name=vm["name"],
+        identity=vm["identity"],
+        moref=vm["moref"],
+        host=vm["host"],
+        portgroup=vm["portgroup"],
+        power_state=vm["power_state"],
+        num_cpus=vm["num_cpus"],
+        memory_mb=vm["memory_mb"],
+    )
 
 
 def _reservation_problems(vm: dict[str, Any], wanted: Reservation) -> list[str]:
     problems = []
     cpu_max = vm["num_cpus"] * HOST_CPU_MHZ
     if not 0 <= wanted.cpu_reservation_mhz <= cpu_max:
-        problems.append(f"cpu_reservation_mhz {wanted.cpu_reservation_mhz} is outside 0..{cpu_max} "
-                        f"({vm['num_cpus']} vCPUs x {HOST_CPU_MHZ} MHz)")
+        problems.append(
+            f"cpu_reservation_mhz {wanted.cpu_reservation_mhz} is outside 0..{cpu_max} "
+            f"({vm['num_cpus']} vCPUs x {HOST_CPU_MHZ} MHz)"
+        )
     if wanted.cpu_limit_mhz != -1 and wanted.cpu_limit_mhz < wanted.cpu_reservation_mhz:
         problems.append(f"cpu_limit_mhz {wanted.cpu_limit_mhz} is below the reservation {wanted.cpu_reservation_mhz}")
     if not 0 <= wanted.memory_reservation_mb <= vm["memory_mb"]:
@@ -237,7 +296,8 @@ def _reservation_problems(vm: dict[str, Any], wanted: Reservation) -> list[str]:
 def _node_fields(deployment: Deployment) -> list[tuple[str, NodeSpec]]:
     """Each node with its place in the deployment file (``management``, ``conferencing[i]``)."""
     return [("management", deployment.management)] + [
-        (f"conferencing[{i}]", n) for i, n in enumerate(deployment.conferencing)]
+        (f"conferencing[{i}]", n) for i, n in enumerate(deployment.conferencing)
+    ]
 
 
 def _preflight_problems(deployment: Deployment) -> list[tuple[str, str]]:
@@ -247,9 +307,13 @@ def _preflight_problems(deployment: Deployment) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for i, host in enumerate(deployment.vcenter.hosts):
         if host.vm_network == host.management_network:
-            problems.append((f"vcenter.hosts[{i}].vm_network",
-                             f"{host.vm_network!r} is also the host's management network; the guide requires VMs "
-                             "on a separate physical network: set vm_network to another portgroup/switch"))
+            problems.append(
+                (
+                    f"vcenter.hosts[{i}].vm_network",
+                    f"{host.vm_network!r} is also the host's management network; the guide requires VMs "
+                    "on a separate physical network: set vm_network to another portgroup/switch",
+                )
+            )
     iops: dict[str, list[int]] = defaultdict(list)
     users: dict[str, list[str]] = defaultdict(list)
     for prefix, node in _node_fields(deployment):
@@ -257,12 +321,17 @@ def _preflight_problems(deployment: Deployment) -> list[tuple[str, str]]:
             problems.append((f"{prefix}.vlan", message))
         on = hosts.get(node.host)
         if on is None:
-            problems.append((f"{prefix}.host", f"host {node.host!r} is not in vcenter.hosts "
-                                               f"(known: {', '.join(hosts) or 'none'})"))
+            problems.append(
+                (f"{prefix}.host", f"host {node.host!r} is not in vcenter.hosts (known: {', '.join(hosts) or 'none'})")
+            )
             continue
         if node.portgroup == on.management_network:
-            problems.append((f"{prefix}.portgroup", f"{node.portgroup!r} is the management network of host "
-                                                    f"{on.name}; put the VM on {on.vm_network!r}"))
+            problems.append(
+                (
+                    f"{prefix}.portgroup",
+                    f"{node.portgroup!r} is the management network of host {on.name}; put the VM on {on.vm_network!r}",
+                )
+            )
         if (message := disk_iops_limit_problem(node.disk_iops_limit, policy.reservation)) is not None:
             problems.append((f"{prefix}.disk_iops_limit", message))
         iops[on.datastore].append(node.disk_iops_limit)
@@ -271,8 +340,12 @@ def _preflight_problems(deployment: Deployment) -> list[tuple[str, str]]:
         # pop: a shared datastore is reported once
         total = iops_over_budget(iops.pop(host.datastore, []), host.datastore_iops_capacity)
         if total is not None:
-            problems.append((f"vcenter.hosts[{i}].datastore_iops_capacity",
-                             f"the IOPS limits of the disks on datastore {host.datastore!r} add up to {total} "
-                             f"({len(users[host.datastore])} nodes), above its capacity "
-                             f"{host.datastore_iops_capacity}; lower the nodes' disk_iops_limit or move nodes"))
+            problems.append(
+                (
+                    f"vcenter.hosts[{i}].datastore_iops_capacity",
+                    f"the IOPS limits of the disks on datastore {host.datastore!r} add up to {total} "
+                    f"({len(users[host.datastore])} nodes), above its capacity "
+                    f"{host.datastore_iops_capacity}; lower the nodes' disk_iops_limit or move nodes",
+                )
+            )
     return problems

@@ -80,8 +80,8 @@ def digest(value: str) -> str:
     """
     return hashlib.sha256(value.encode()).hexdigest()
 
-_FAULTS_SYSTEM = "_faults"  # where fired exit faults are remembered, so each fires once
 
+_FAULTS_SYSTEM = "_faults"  # where fired exit faults are remembered, so each fires once
 
 
 class Effect(NamedTuple):
@@ -134,7 +134,12 @@ class SimWorld:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], *, latency: float = 0.0, faults: str | FaultPlan = "", seed: int | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        latency: float = 0.0,
+        faults: str | FaultPlan = "",
+        seed: int | None = None,
     ) -> SimWorld:
         """Open (or create) the world stored at ``path``.
 

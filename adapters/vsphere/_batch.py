@@ -140,7 +140,11 @@ class BatchRead(Generic[K, V]):
     """Like :class:`FreshRead`, for reads of some objects: the keys asked for until a read
     starts are read together by it (one call for all of them)."""
 
-    def __init__(self, fetch: Callable[[frozenset[K]], Awaitable[dict[K, V]]], settle: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        fetch: Callable[[frozenset[K]], Awaitable[dict[K, V]]],
+        settle: Callable[[], Awaitable[None]] | None = None,
+    ):
         self._fetch = fetch
         self._keys: set[K] = set()
         self._reads = FreshRead(self._fetch_pending, settle)
@@ -173,14 +177,19 @@ class TaskWaiter:
         self._read = read
         self._timeout_s = timeout_s
 
-    async def _poll(self, keys: set[ObjectKey], done: Callable[[dict[ObjectKey, Any]], T | None], what: str, key: ObjectKey) -> T:
+    async def _poll(
+        self, keys: set[ObjectKey], done: Callable[[dict[ObjectKey, Any]], T | None], what: str, key: ObjectKey
+    ) -> T:
         deadline = time.monotonic() + self._timeout_s
         delay = 0.02
         while True:
             states = await self._read(keys)
             if key not in states:
-                raise Rejected(f"{what}: {key[0]} {key[1]} vanished from vCenter (or vCenter restarted); observe again",
-                               retryable=True, system=SYSTEM)
+                raise Rejected(
+                    f"{what}: {key[0]} {key[1]} vanished from vCenter (or vCenter restarted); observe again",
+                    retryable=True,
+                    system=SYSTEM,
+                )
             outcome = done(states)
             if outcome is not None:
                 return outcome
@@ -208,7 +217,11 @@ class TaskWaiter:
             if state == "error":
                 with map_vmomi_errors(what):
                     error = info.get("info.error")
-                    raise error if isinstance(error, BaseException) else Rejected(f"{what}: task {key[1]} failed", system=SYSTEM)
+                    raise (
+                        error
+                        if isinstance(error, BaseException)
+                        else Rejected(f"{what}: task {key[1]} failed", system=SYSTEM)
+                    )
             return None
 
         return await self._poll({key} | vm_keys, done, what, key)

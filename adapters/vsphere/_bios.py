@@ -46,7 +46,9 @@ async def lock_bios(vc: VCenter, vm: VmState, password: str, *, boot_wait_s: flo
         raise Rejected(
             f"the BIOS lock of VM {rec.name} was interrupted while its password was being typed; open its console: "
             f"if the BIOS asks for a password, the lock is done (set extraConfig {BIOS_KEY} = done), else power the VM "
-            "off and run again", system=SYSTEM)
+            "off and run again",
+            system=SYSTEM,
+        )
     if rec.bios_lock != "done":
         armed = boot_options(rec.boot_options, boot_disk.key, enter_setup=True)
         await vc._reconfigure(rec, vim.vm.ConfigSpec(bootOptions=armed), "force BIOS setup on")
@@ -64,17 +66,31 @@ async def lock_bios(vc: VCenter, vm: VmState, password: str, *, boot_wait_s: flo
         # options: vcsim replaces the struct) holds on both, in the marker's call.
         done = _marker("done")
         done.bootOptions = boot_options(armed, boot_disk.key, enter_setup=False)
-        await vc._reconfigure(rec, done, "mark the BIOS lock of", shows=lambda r: (
-            r.bios_lock == "done" and bios_state(r).boot_disk_first and not bios_state(r).enter_bios_setup))
+        await vc._reconfigure(
+            rec,
+            done,
+            "mark the BIOS lock of",
+            shows=lambda r: (
+                r.bios_lock == "done" and bios_state(r).boot_disk_first and not bios_state(r).enter_bios_setup
+            ),
+        )
     else:
         state = bios_state(rec)
         if not state.boot_disk_first or state.enter_bios_setup:
-            await vc._reconfigure(rec, vim.vm.ConfigSpec(
-                bootOptions=boot_options(rec.boot_options, boot_disk.key, enter_setup=False)), "set the boot order of")
+            await vc._reconfigure(
+                rec,
+                vim.vm.ConfigSpec(bootOptions=boot_options(rec.boot_options, boot_disk.key, enter_setup=False)),
+                "set the boot order of",
+            )
         if rec.power_state != "poweredOn":
             await vc._power_on(rec, reset=False)
     state = await vc.get_bios(vm)
-    if state.enter_bios_setup or not state.boot_disk_first or state.power_state != "poweredOn" or not state.locked_marker:
+    if (
+        state.enter_bios_setup
+        or not state.boot_disk_first
+        or state.power_state != "poweredOn"
+        or not state.locked_marker
+    ):
         raise Rejected(f"the BIOS lock of VM {rec.name} did not verify: {state}", system=SYSTEM)
 
 
@@ -85,8 +101,11 @@ def bios_state(rec: VmRecord) -> BiosState:
     first = order[0] if order else None
     return BiosState(
         enter_bios_setup=bool(getattr(options, "enterBIOSSetup", False)),
-        boot_disk_first=(boot_disk is not None and isinstance(first, vim.vm.BootOptions.BootableDiskDevice)
-                         and first.deviceKey == boot_disk.key),
+        boot_disk_first=(
+            boot_disk is not None
+            and isinstance(first, vim.vm.BootOptions.BootableDiskDevice)
+            and first.deviceKey == boot_disk.key
+        ),
         power_state=rec.power_state,
         locked_marker=rec.bios_lock == "done",
     )
@@ -95,8 +114,11 @@ def bios_state(rec: VmRecord) -> BiosState:
 def boot_options(current: Any, disk_key: int, *, enter_setup: bool) -> Any:
     """Complete boot options (vcsim replaces the struct) with the disk first."""
     options = copy.deepcopy(current) if current is not None else vim.vm.BootOptions()
-    rest = [d for d in (options.bootOrder or ())
-            if not (isinstance(d, vim.vm.BootOptions.BootableDiskDevice) and d.deviceKey == disk_key)]
+    rest = [
+        d
+        for d in (options.bootOrder or ())
+        if not (isinstance(d, vim.vm.BootOptions.BootableDiskDevice) and d.deviceKey == disk_key)
+    ]
     options.bootOrder = [vim.vm.BootOptions.BootableDiskDevice(deviceKey=disk_key), *rest]
     options.enterBIOSSetup = enter_setup
     return options

@@ -40,9 +40,11 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
     net_ref = inv.network_by_name(node.portgroup)
     pool = inv.resource_pools.get(host.compute_resource or "")
     if ds_ref is None or net_ref is None or pool is None or folder is None:
-        raise ConfigError(f"cannot place {node.name}: datastore {host_spec.datastore!r}, portgroup {node.portgroup!r}, "
-                          f"folder {vc.spec.folder!r} and the host's resource pool must all exist; run the preflight",
-                          "vcenter")
+        raise ConfigError(
+            f"cannot place {node.name}: datastore {host_spec.datastore!r}, portgroup {node.portgroup!r}, "
+            f"folder {vc.spec.folder!r} and the host's resource pool must all exist; run the preflight",
+            "vcenter",
+        )
 
     vms = await vc._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
     for brief in vms:
@@ -57,13 +59,17 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
             networkMapping=[vim.OvfManager.NetworkMapping(name=n, network=inv.network_refs[net_ref]) for n in networks],
         )
         return content.ovfManager.CreateImportSpec(
-            ovfDescriptor=package.descriptor, resourcePool=pool, datastore=inv.datastore_refs[ds_ref], cisp=cisp)
+            ovfDescriptor=package.descriptor, resourcePool=pool, datastore=inv.datastore_refs[ds_ref], cisp=cisp
+        )
 
     with vc._in_flight.track():
         result = await vc._session.call(f"create the import spec of {node.name}", create_spec)
     if result.error:
-        raise Rejected(f"vCenter cannot import {ova} as {node.name}: "
-                       + "; ".join(getattr(e, "msg", None) or type(e).__name__ for e in result.error), system=SYSTEM)
+        raise Rejected(
+            f"vCenter cannot import {ova} as {node.name}: "
+            + "; ".join(getattr(e, "msg", None) or type(e).__name__ for e in result.error),
+            system=SYSTEM,
+        )
     spec = result.importSpec
     config = spec.configSpec
     config.extraConfig = [*(config.extraConfig or ()), vim.option.OptionValue(key=IMPORT_KEY, value=identity)]
@@ -71,13 +77,21 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
     vm_ref = await vc._uploads.run(lease, package, result.fileItem or (), node.name)
     key = await vc._field_key(IDENTITY_FIELD)
     try:
-        await vc._write(f"tag {node.name} with its identity",
-                          lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity))  # a VM of ours appears
+        await vc._write(
+            f"tag {node.name} with its identity",
+            lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity),
+        )  # a VM of ours appears
     except BaseException:
         vc._field_keys.pop(IDENTITY_FIELD, None)  # the field may be gone: read it again next time
         raise
     # Built from what was imported, not read back: the step verifies with find_vm.
     return VmState(
-        name=node.name, identity=identity, moref=moid(vm_ref), host=node.host, portgroup=node.portgroup,
-        power_state="poweredOff", num_cpus=int(config.numCPUs or 0), memory_mb=int(config.memoryMB or 0),
+        name=node.name,
+        identity=identity,
+        moref=moid(vm_ref),
+        host=node.host,
+        portgroup=node.portgroup,
+        power_state="poweredOff",
+        num_cpus=int(config.numCPUs or 0),
+        memory_mb=int(config.memoryMB or 0),
     )

@@ -77,7 +77,9 @@ def moid(obj: Any) -> str:
     return str(obj._moId)
 
 
-def retrieve(content: Any, object_specs: Sequence[Any], prop_specs: Sequence[Any], *, report_missing: bool = False) -> list[Any]:
+def retrieve(
+    content: Any, object_specs: Sequence[Any], prop_specs: Sequence[Any], *, report_missing: bool = False
+) -> list[Any]:
     """One ``RetrievePropertiesEx`` (and its pages): a list of ``ObjectContent``.
 
     Properties that vCenter withholds because the session is gone come back as
@@ -85,7 +87,9 @@ def retrieve(content: Any, object_specs: Sequence[Any], prop_specs: Sequence[Any
     as the ``NotAuthenticated`` fault they are, so that the session logs in again.
     """
     collector = content.propertyCollector
-    spec = PC.FilterSpec(objectSet=list(object_specs), propSet=list(prop_specs), reportMissingObjectsInResults=report_missing)
+    spec = PC.FilterSpec(
+        objectSet=list(object_specs), propSet=list(prop_specs), reportMissingObjectsInResults=report_missing
+    )
     result = collector.RetrievePropertiesEx(specSet=[spec], options=PC.RetrieveOptions())
     objects: list[Any] = []
     while result is not None:
@@ -214,7 +218,9 @@ def _disks(devices: Sequence[Any]) -> tuple[DiskRecord, ...]:
     return tuple(disks)
 
 
-def _brief_values(obj_content: Any, field_names: dict[int, str], fetched_at: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def _brief_values(
+    obj_content: Any, field_names: dict[int, str], fetched_at: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
     p = props(obj_content)
     custom: dict[str, str] = {}
     for value in p.get("customValue") or ():
@@ -358,7 +364,9 @@ def parse_network_info(host_network: Any, system_network: Any) -> dict[str, Any]
     }
 
 
-def parse_inventory(datacenter: Any, dc_props: dict[str, Any], objects: Sequence[Any], network_infos: dict[str, Any]) -> Inventory:
+def parse_inventory(
+    datacenter: Any, dc_props: dict[str, Any], objects: Sequence[Any], network_infos: dict[str, Any]
+) -> Inventory:
     """Records from the one-call traversal of the datacenter (see ``VCenter._read_inventory``)."""
     hosts: dict[str, HostRecord] = {}
     pools: dict[str, Any] = {}
@@ -415,7 +423,7 @@ def folder_path(datacenter: str, folder: str) -> str | None:
     dc_path = datacenter.strip("/")
     folder = folder.strip().strip("/")
     if folder.startswith(dc_path + "/"):
-        folder = folder[len(dc_path) + 1:]
+        folder = folder[len(dc_path) + 1 :]
     if folder == "vm" or folder.startswith("vm/"):
         folder = folder[3:]
     return f"{dc_path}/vm/{folder}" if folder else None
@@ -432,11 +440,22 @@ def read_inventory(content: Any, datacenter: str, folder: str) -> tuple[Inventor
     if not isinstance(dc, vim.Datacenter):
         return None, None
     select = [
-        PC.TraversalSpec(name="dcHost", type=vim.Datacenter, path="hostFolder", skip=False, selectSet=[PC.SelectionSpec(name="folderChild")]),
+        PC.TraversalSpec(
+            name="dcHost",
+            type=vim.Datacenter,
+            path="hostFolder",
+            skip=False,
+            selectSet=[PC.SelectionSpec(name="folderChild")],
+        ),
         PC.TraversalSpec(name="dcDs", type=vim.Datacenter, path="datastore", skip=False),
         PC.TraversalSpec(name="dcNet", type=vim.Datacenter, path="network", skip=False),
-        PC.TraversalSpec(name="folderChild", type=vim.Folder, path="childEntity", skip=False,
-                         selectSet=[PC.SelectionSpec(name="folderChild"), PC.SelectionSpec(name="crHost")]),
+        PC.TraversalSpec(
+            name="folderChild",
+            type=vim.Folder,
+            path="childEntity",
+            skip=False,
+            selectSet=[PC.SelectionSpec(name="folderChild"), PC.SelectionSpec(name="crHost")],
+        ),
         PC.TraversalSpec(name="crHost", type=vim.ComputeResource, path="host", skip=False),
     ]
     objects = retrieve(
@@ -444,20 +463,38 @@ def read_inventory(content: Any, datacenter: str, folder: str) -> tuple[Inventor
         [PC.ObjectSpec(obj=dc, skip=False, selectSet=select)],
         [
             PC.PropertySpec(type=vim.Datacenter, pathSet=["vmFolder"]),
-            PC.PropertySpec(type=vim.HostSystem, pathSet=[
-                "name", "summary.hardware.cpuMhz", "parent", "datastore", "network", "configManager.networkSystem", "config.network"]),
+            PC.PropertySpec(
+                type=vim.HostSystem,
+                pathSet=[
+                    "name",
+                    "summary.hardware.cpuMhz",
+                    "parent",
+                    "datastore",
+                    "network",
+                    "configManager.networkSystem",
+                    "config.network",
+                ],
+            ),
             PC.PropertySpec(type=vim.ComputeResource, pathSet=["resourcePool"]),
             PC.PropertySpec(type=vim.Datastore, pathSet=["name"]),
             PC.PropertySpec(type=vim.Network, pathSet=["name"]),
         ],
     )
     dc_props = next((props(o) for o in objects if isinstance(o.obj, vim.Datacenter)), {})
-    net_systems = [p["configManager.networkSystem"] for o in objects if isinstance(o.obj, vim.HostSystem)
-                   for p in [props(o)] if p.get("configManager.networkSystem") is not None]
+    net_systems = [
+        p["configManager.networkSystem"]
+        for o in objects
+        if isinstance(o.obj, vim.HostSystem)
+        for p in [props(o)]
+        if p.get("configManager.networkSystem") is not None
+    ]
     infos: dict[str, Any] = {}
     if net_systems:
-        for o in retrieve(content, [PC.ObjectSpec(obj=n) for n in net_systems],
-                          [PC.PropertySpec(type=vim.host.NetworkSystem, pathSet=["networkInfo"])]):
+        for o in retrieve(
+            content,
+            [PC.ObjectSpec(obj=n) for n in net_systems],
+            [PC.PropertySpec(type=vim.host.NetworkSystem, pathSet=["networkInfo"])],
+        ):
             infos[moid(o.obj)] = props(o).get("networkInfo")
     inv = parse_inventory(dc, dc_props, objects, infos)
     path = folder_path(dc_path, folder)

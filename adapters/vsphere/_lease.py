@@ -36,8 +36,14 @@ class LeaseUpload:
         progress_s: interval of progress reports.
     """
 
-    def __init__(self, session: Session, write: Callable[..., Awaitable[Any]], ready: Callable[[Any, str], Awaitable[Any]],
-                 *, progress_s: float):
+    def __init__(
+        self,
+        session: Session,
+        write: Callable[..., Awaitable[Any]],
+        ready: Callable[[Any, str], Awaitable[Any]],
+        *,
+        progress_s: float,
+    ):
         self._session = session
         self._write = write
         self._ready = ready
@@ -57,8 +63,10 @@ class LeaseUpload:
             unmatched = [fi.deviceId for fi in file_items if fi.deviceId not in urls]
             if unmatched:
                 # Completing the lease without them would leave a VM with empty disks.
-                raise Rejected(f"import {name}: the lease gives no upload URL for {', '.join(unmatched)}; "
-                               "the import is aborted", system=SYSTEM)
+                raise Rejected(
+                    f"import {name}: the lease gives no upload URL for {', '.join(unmatched)}; the import is aborted",
+                    system=SYSTEM,
+                )
             uploads = [(urls[fi.deviceId], fi) for fi in file_items]
             total = sum(fi.size or package.files.get(fi.path, (None, 0, 0))[2] for _, fi in uploads) or 1
             done = 0
@@ -71,8 +79,15 @@ class LeaseUpload:
             try:
                 for du, fi in uploads:
                     await upload_file(
-                        self._client(), self._url(du.url), package, fi.path,
-                        create=bool(fi.create), ssl=self._ssl(du.url), cookie=self._session.cookie(), sent=sent)
+                        self._client(),
+                        self._url(du.url),
+                        package,
+                        fi.path,
+                        create=bool(fi.create),
+                        ssl=self._ssl(du.url),
+                        cookie=self._session.cookie(),
+                        sent=sent,
+                    )
             finally:
                 progress.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -81,14 +96,19 @@ class LeaseUpload:
             return info.entity
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._session.call(
-                    f"abort the import of {name}", lambda c: lease.HttpNfcLeaseAbort(), idempotent=False))
+                await asyncio.shield(
+                    self._session.call(
+                        f"abort the import of {name}", lambda c: lease.HttpNfcLeaseAbort(), idempotent=False
+                    )
+                )
             raise
 
     async def _report(self, lease: Any, percent: Callable[[], int]) -> None:
         while True:
             await asyncio.sleep(self._progress_s)
-            await self._session.call("report import progress", lambda c: lease.HttpNfcLeaseProgress(percent=percent()), idempotent=False)
+            await self._session.call(
+                "report import progress", lambda c: lease.HttpNfcLeaseProgress(percent=percent()), idempotent=False
+            )
 
     def _url(self, url: str) -> str:
         parts = urlsplit(url)
@@ -102,8 +122,11 @@ class LeaseUpload:
         if self._session.pin is None:
             return self._session.ssl_context
         if host not in ("*", self._session.host):
-            raise Rejected(f"the import goes to host {host}, whose certificate the pinned vcenter.thumbprint does not cover; "
-                           "set vcenter.ca_file to a CA that signed vCenter's and the hosts' certificates", system=SYSTEM)
+            raise Rejected(
+                f"the import goes to host {host}, whose certificate the pinned vcenter.thumbprint does not cover; "
+                "set vcenter.ca_file to a CA that signed vCenter's and the hosts' certificates",
+                system=SYSTEM,
+            )
         import aiohttp
 
         return aiohttp.Fingerprint(self._session.pin)
@@ -112,5 +135,7 @@ class LeaseUpload:
         if self._http is None:
             import aiohttp  # here: only an import needs it, and it costs about 0.3 s to load
 
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300, sock_connect=30))
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=300, sock_connect=30)
+            )
         return self._http

@@ -122,7 +122,9 @@ async def upload_file(
     except aiohttp.ServerFingerprintMismatch as exc:
         raise Rejected(f"upload of {name}: the host's certificate does not match vcenter.thumbprint") from exc
     except aiohttp.ClientSSLError as exc:
-        raise Rejected(f"upload of {name}: the host's TLS certificate is not trusted ({exc}); "
-                       "set vcenter.ca_file to a CA that signed the ESXi hosts' certificates too") from exc
+        raise Rejected(
+            f"upload of {name}: the host's TLS certificate is not trusted ({exc}); "
+            "set vcenter.ca_file to a CA that signed the ESXi hosts' certificates too"
+        ) from exc
     except aiohttp.ClientError as exc:
         raise Unreachable(f"upload of {name}: {type(exc).__name__}: {exc}") from exc

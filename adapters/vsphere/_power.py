@@ -41,8 +41,14 @@ class PowerOns:
         datacenter: the datacenter (pyvmomi), whose ``PowerOnMultiVM_Task`` is used.
     """
 
-    def __init__(self, session: Session, reads: VmReader, tasks: TaskWaiter, in_flight: InFlight,
-                 datacenter: Callable[[], Awaitable[Any]]):
+    def __init__(
+        self,
+        session: Session,
+        reads: VmReader,
+        tasks: TaskWaiter,
+        in_flight: InFlight,
+        datacenter: Callable[[], Awaitable[Any]],
+    ):
         self._session = session
         self._reads = reads
         self._tasks = tasks
@@ -59,7 +65,9 @@ class PowerOns:
             # ServiceContent.about came with the login: no round trip, but a worker thread
             # (the login may be due), so it is kept per login.
             with self._in_flight.track():  # the power-on it precedes then joins the batch
-                api = await self._session.call("read the API type", lambda c: (self._session.generation, str(c.about.apiType)))
+                api = await self._session.call(
+                    "read the API type", lambda c: (self._session.generation, str(c.about.apiType))
+                )
             self._api = generation, vcenter = api[0], api[1] == "VirtualCenter"
         return vcenter
 
@@ -114,7 +122,9 @@ class PowerOns:
         refs = [r.ref for r in recs]
         try:
             with self._in_flight.track():
-                task = await self._session.call(what, lambda c: datacenter.PowerOnMultiVM_Task(vm=refs), idempotent=False)
+                task = await self._session.call(
+                    what, lambda c: datacenter.PowerOnMultiVM_Task(vm=refs), idempotent=False
+                )
             result, seen = await self._tasks.wait(task, what, vms=[r.moref for r in recs])
         except BaseException:
             self._reads.forget()
@@ -138,7 +148,10 @@ class PowerOns:
             else:
                 unseen.append(rec)
         if own_tasks:
-            waits = [self._tasks.wait(t, f"power on VM {next(r.name for r in recs if r.moref == m)}") for m, t in own_tasks.items()]
+            waits = [
+                self._tasks.wait(t, f"power on VM {next(r.name for r in recs if r.moref == m)}")
+                for m, t in own_tasks.items()
+            ]
             for moref, done in zip(own_tasks, await asyncio.gather(*waits, return_exceptions=True), strict=True):
                 outcomes[moref] = done if isinstance(done, BaseException) else None
         if unseen:
@@ -151,7 +164,9 @@ class PowerOns:
                     outcomes[rec.moref] = Rejected(
                         f"vCenter did not power on VM {rec.name} (it is {now.power_state if now else 'gone'}); a DRS cluster "
                         "in manual mode answers with recommendations instead: apply them or automate DRS, then run again",
-                        retryable=True, system=SYSTEM)
+                        retryable=True,
+                        system=SYSTEM,
+                    )
         return outcomes
 
 

@@ -78,8 +78,13 @@ def _field_names(objects: Iterable[Any]) -> dict[str, int]:
 class VmReader:
     """The VM reads of one adapter, with their reuse rules (module docstring)."""
 
-    def __init__(self, session: Session, inventory: Callable[[Any], Inventory], *,
-                 settle: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        session: Session,
+        inventory: Callable[[Any], Inventory],
+        *,
+        settle: Callable[[], Awaitable[None]] | None = None,
+    ):
         self._session = session
         self._inventory = inventory  # content -> the datacenter's inventory (worker thread)
         self._brief_reads: FreshRead[Briefs] = FreshRead(self._fetch_briefs, settle)
@@ -140,8 +145,11 @@ class VmReader:
         caller that only looks at other VMs' names and identities need not read them.
         """
         snap = await self.briefs()
-        stale = {m for m, b in snap.vms.items()
-                 if self._changed.get(m, NEVER) >= snap.fetched_at and (refresh is None or refresh(b))}
+        stale = {
+            m
+            for m, b in snap.vms.items()
+            if self._changed.get(m, NEVER) >= snap.fetched_at and (refresh is None or refresh(b))
+        }
         fresh = await self.records(stale) if stale else {}
         return [fresh[m] if m in stale else b for m, b in snap.vms.items() if m not in stale or m in fresh]
 
@@ -174,16 +182,26 @@ class VmReader:
         def read(content: Any) -> Briefs:
             generation = self._session.generation
             inv = self._inventory(content)
-            view = self._session.once("vm_view", lambda: content.viewManager.CreateContainerView(
-                container=inv.vm_folder, type=[vim.VirtualMachine], recursive=True))
+            view = self._session.once(
+                "vm_view",
+                lambda: content.viewManager.CreateContainerView(
+                    container=inv.vm_folder, type=[vim.VirtualMachine], recursive=True
+                ),
+            )
             objects = retrieve(
                 content,
                 [
-                    PC.ObjectSpec(obj=view, skip=True, selectSet=[PC.TraversalSpec(type=vim.view.ContainerView, path="view", skip=False)]),
+                    PC.ObjectSpec(
+                        obj=view,
+                        skip=True,
+                        selectSet=[PC.TraversalSpec(type=vim.view.ContainerView, path="view", skip=False)],
+                    ),
                     PC.ObjectSpec(obj=content.customFieldsManager, skip=False),
                 ],
-                [PC.PropertySpec(type=vim.VirtualMachine, pathSet=BRIEF_PATHS),
-                 PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])],
+                [
+                    PC.PropertySpec(type=vim.VirtualMachine, pathSet=BRIEF_PATHS),
+                    PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"]),
+                ],
             )
             fields = _field_names(objects)
             names = {key: name for name, key in fields.items()}
@@ -207,8 +225,10 @@ class VmReader:
             paths = []
             if "vm" in kinds:
                 specs.append(PC.ObjectSpec(obj=content.customFieldsManager))
-                paths += [PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PATHS),
-                          PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])]
+                paths += [
+                    PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PATHS),
+                    PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"]),
+                ]
             if "task" in kinds:
                 paths.append(PC.PropertySpec(type=vim.Task, pathSet=TASK_PATHS))
             if "lease" in kinds:

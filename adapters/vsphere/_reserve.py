@@ -59,8 +59,13 @@ def reservation(rec: VmRecord, inv: Inventory) -> Reservation:
         memory_shares=_level(getattr(mem, "shares", None)),
         memory_locked=rec.memory_locked,
         disks=tuple(
-            DiskAllocation(key=d.key, label=d.label, datastore=inv.datastores.get(d.datastore or "", d.datastore or ""),
-                           shares=d.shares_level, iops_limit=d.iops_limit)
+            DiskAllocation(
+                key=d.key,
+                label=d.label,
+                datastore=inv.datastores.get(d.datastore or "", d.datastore or ""),
+                shares=d.shares_level,
+                iops_limit=d.iops_limit,
+            )
             for d in rec.disks
         ),
     )
@@ -70,8 +75,9 @@ def shows_reservation(rec: VmRecord, wanted: Reservation, inv: Inventory) -> boo
     """Whether ``rec`` shows ``wanted`` (its listed disks; the others are left as they are)."""
     now = reservation(rec, inv)
     disks = {d.key: (d.shares, d.iops_limit) for d in now.disks}
-    return (dataclasses.replace(now, disks=()) == dataclasses.replace(wanted, disks=())
-            and all(disks.get(d.key) == (d.shares, d.iops_limit) for d in wanted.disks))
+    return dataclasses.replace(now, disks=()) == dataclasses.replace(wanted, disks=()) and all(
+        disks.get(d.key) == (d.shares, d.iops_limit) for d in wanted.disks
+    )
 
 
 def reservation_spec(rec: VmRecord, wanted: Reservation) -> Any:
@@ -79,19 +85,29 @@ def reservation_spec(rec: VmRecord, wanted: Reservation) -> Any:
     disks = {d.key: d for d in rec.disks}
     spec = vim.vm.ConfigSpec(
         cpuAllocation=vim.ResourceAllocationInfo(
-            reservation=wanted.cpu_reservation_mhz, limit=wanted.cpu_limit_mhz, expandableReservation=False,
-            shares=vim.SharesInfo(level=wanted.cpu_shares,
-                                  shares=_CPU_SHARES_PER_VCPU.get(wanted.cpu_shares, 1000) * max(1, rec.num_cpus))),
+            reservation=wanted.cpu_reservation_mhz,
+            limit=wanted.cpu_limit_mhz,
+            expandableReservation=False,
+            shares=vim.SharesInfo(
+                level=wanted.cpu_shares, shares=_CPU_SHARES_PER_VCPU.get(wanted.cpu_shares, 1000) * max(1, rec.num_cpus)
+            ),
+        ),
         memoryAllocation=vim.ResourceAllocationInfo(
-            reservation=wanted.memory_reservation_mb, limit=wanted.memory_limit_mb, expandableReservation=False,
-            shares=vim.SharesInfo(level=wanted.memory_shares,
-                                  shares=_MEM_SHARES_PER_MB.get(wanted.memory_shares, 10) * max(1, rec.memory_mb))),
+            reservation=wanted.memory_reservation_mb,
+            limit=wanted.memory_limit_mb,
+            expandableReservation=False,
+            shares=vim.SharesInfo(
+                level=wanted.memory_shares,
+                shares=_MEM_SHARES_PER_MB.get(wanted.memory_shares, 10) * max(1, rec.memory_mb),
+            ),
+        ),
         memoryReservationLockedToMax=wanted.memory_locked,
     )
     for d in wanted.disks:
         device = copy.copy(disks[d.key].device)  # the read is shared: never edit it in place (a new top level)
         device.storageIOAllocation = vim.StorageResourceManager.IOAllocationInfo(
-            limit=d.iops_limit, shares=vim.SharesInfo(level=d.shares, shares=_DISK_SHARES.get(d.shares, 1000)))
+            limit=d.iops_limit, shares=vim.SharesInfo(level=d.shares, shares=_DISK_SHARES.get(d.shares, 1000))
+        )
         spec.deviceChange.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=device))
     return spec
 
@@ -139,17 +155,26 @@ class IopsLedger:
             ref = inv.datastore_refs.get(ds) or vim.Datastore(ds, content.propertyCollector._stub)
             objects = retrieve(
                 content,
-                [PC.ObjectSpec(obj=ref, skip=True, selectSet=[PC.TraversalSpec(type=vim.Datastore, path="vm", skip=False)])],
+                [
+                    PC.ObjectSpec(
+                        obj=ref, skip=True, selectSet=[PC.TraversalSpec(type=vim.Datastore, path="vm", skip=False)]
+                    )
+                ],
                 [PC.PropertySpec(type=vim.VirtualMachine, pathSet=IOPS_PATHS)],
             )
             table = {}
             for o in objects:
                 p = props(o)
-                table[moid(o.obj)] = (str(p.get("name") or ""), _iops_by_datastore(p.get("config.hardware.device")).get(ds, 0))
+                table[moid(o.obj)] = (
+                    str(p.get("name") or ""),
+                    _iops_by_datastore(p.get("config.hardware.device")).get(ds, 0),
+                )
             return generation, table
 
         self.fetches += 1
-        generation, table = await self._session.call(f"read the IOPS limits on datastore {inv.datastores.get(ds, ds)}", read)
+        generation, table = await self._session.call(
+            f"read the IOPS limits on datastore {inv.datastores.get(ds, ds)}", read
+        )
         self._tables[ds] = (generation, table)
         return table
 
@@ -181,7 +206,9 @@ class IopsLedger:
                     raise Rejected(
                         f"IOPS limits on datastore {name!r} would come to {total} ({rec.name}: {mine}, other VMs: "
                         f"{total - mine}), above its capacity {min(capacities)} "
-                        "(vcenter.hosts[].datastore_iops_capacity); lower disk_iops_limit", system=SYSTEM)
+                        "(vcenter.hosts[].datastore_iops_capacity); lower disk_iops_limit",
+                        system=SYSTEM,
+                    )
         for ds, table in tables.items():
             table[rec.moref] = (rec.name, ours[ds])
         return list(tables)
@@ -191,10 +218,14 @@ class IopsLedger:
         which holds every VM on them): no read more for them this run."""
         generation = self._session.generation
         for ds in datastores:
-            self._tables[ds] = (generation, {
-                rec.moref: (rec.name, sum(max(0, d.iops_limit) for d in rec.disks if d.datastore == ds))
-                for rec in records.values() if ds in rec.datastores or any(d.datastore == ds for d in rec.disks)
-            })
+            self._tables[ds] = (
+                generation,
+                {
+                    rec.moref: (rec.name, sum(max(0, d.iops_limit) for d in rec.disks if d.datastore == ds))
+                    for rec in records.values()
+                    if ds in rec.datastores or any(d.datastore == ds for d in rec.disks)
+                },
+            )
 
     def forget(self, datastores: list[str]) -> None:
         """A reconfiguration failed (it may or may not have happened): read these datastores again."""

@@ -210,9 +210,7 @@ class Session:
     def __init__(self, spec: VCenterSpec, password: str, *, timeout_s: float = 60.0):
         parts = urlsplit(spec.url if "//" in spec.url else f"https://{spec.url}")
         if parts.scheme != "https":
-            raise ConfigError(
-                f"{spec.url!r} must be an https:// URL (TLS is always verified)", "vcenter.url"
-            )
+            raise ConfigError(f"{spec.url!r} must be an https:// URL (TLS is always verified)", "vcenter.url")
         if not parts.hostname:
             raise ConfigError(f"{spec.url!r} has no host name", "vcenter.url")
         self.spec = spec
@@ -323,10 +321,12 @@ class Session:
         PC = vmodl.query.PropertyCollector
         try:
             result = content.propertyCollector.RetrievePropertiesEx(
-                specSet=[PC.FilterSpec(
-                    objectSet=[PC.ObjectSpec(obj=content.sessionManager)],
-                    propSet=[PC.PropertySpec(type=vim.SessionManager, pathSet=["currentSession"])],
-                )],
+                specSet=[
+                    PC.FilterSpec(
+                        objectSet=[PC.ObjectSpec(obj=content.sessionManager)],
+                        propSet=[PC.PropertySpec(type=vim.SessionManager, pathSet=["currentSession"])],
+                    )
+                ],
                 options=PC.RetrieveOptions(),
             )
         except vim.fault.NotAuthenticated:

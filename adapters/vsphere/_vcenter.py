@@ -65,6 +65,7 @@ __all__ = ["IDENTITY_FIELD", "InventoryEvent", "VCenter", "map_vmomi_errors"]
 
 PC = vmodl.query.PropertyCollector
 
+
 class VCenter:
     """vCenter or ESXi, for one deployment and one run.
 
@@ -117,11 +118,15 @@ class VCenter:
         """
         spec = deployment.vcenter
         if spec.password is None:
-            raise ConfigError("vcenter.password is not set; give a secret reference (env:NAME or file:PATH)", "vcenter.password")
+            raise ConfigError(
+                "vcenter.password is not set; give a secret reference (env:NAME or file:PATH)", "vcenter.password"
+            )
         try:
             password = spec.password.reveal()
         except (KeyError, OSError) as exc:
-            raise ConfigError(f"cannot read {spec.password.ref}: {exc}; make the secret available", "vcenter.password") from exc
+            raise ConfigError(
+                f"cannot read {spec.password.ref}: {exc}; make the secret available", "vcenter.password"
+            ) from exc
         return cls(spec, password=password, deployment_name=deployment.name, **kwargs)
 
     async def __aenter__(self) -> VCenter:
@@ -154,17 +159,28 @@ class VCenter:
     def _inventory_or_fail(self, content: Any) -> Inventory:
         inv, _ = self._inventory_sync(content)
         if inv is None:
-            raise ConfigError(f"datacenter {self.spec.datacenter!r} not found in vCenter {self.spec.url}", "vcenter.datacenter")
+            raise ConfigError(
+                f"datacenter {self.spec.datacenter!r} not found in vCenter {self.spec.url}", "vcenter.datacenter"
+            )
         return inv
 
     async def _datacenter(self) -> Any:
         return (await self._inventory())[0].datacenter
 
     async def _inventory(self) -> tuple[Inventory, Any]:
-        return await self._session.call("read the inventory", lambda c: (self._inventory_or_fail(c), self._inventory_sync(c)[1]))
+        return await self._session.call(
+            "read the inventory", lambda c: (self._inventory_or_fail(c), self._inventory_sync(c)[1])
+        )
 
-    async def _write(self, what: str, fn: Any, *, vm: str | None = None, task: bool = False,
-                     shows: Callable[[VmRecord], bool] | None = None) -> Any:
+    async def _write(
+        self,
+        what: str,
+        fn: Any,
+        *,
+        vm: str | None = None,
+        task: bool = False,
+        shows: Callable[[VmRecord], bool] | None = None,
+    ) -> Any:
         """A call that changes the world (and, with ``task``, the wait for its task).
 
         Never retried blindly: a write that lost its answer may have happened, and only
@@ -179,7 +195,9 @@ class VCenter:
                 result = await self._session.call(what, fn, idempotent=False)
             if not task:
                 return result
-            result, seen_by_moref = await self._tasks.wait(result, what, vms=[vm] if vm is not None and shows is not None else [])
+            result, seen_by_moref = await self._tasks.wait(
+                result, what, vms=[vm] if vm is not None and shows is not None else []
+            )
             seen = seen_by_moref.get(vm or "")
             return result
         except BaseException:
@@ -240,8 +258,11 @@ class VCenter:
             stores = {inv.datastore_by_name(h.datastore) for h in deployment.vcenter.hosts}
             names = {n.name for n in deployment.nodes}
             ours = {identity_of(deployment, n) for n in deployment.nodes}
-            wanted = [b.moref for b in await self._reads.current()
-                      if stores & set(b.datastores) or b.name in names or b.identity in ours]
+            wanted = [
+                b.moref
+                for b in await self._reads.current()
+                if stores & set(b.datastores) or b.name in names or b.identity in ours
+            ]
             records = await self._reads.records(wanted)
             self._iops.seed({ds for ds in stores if ds is not None}, records)  # the reservations read no more
         problems.extend(check(deployment, inv, records, folder_found=folder is not None))
@@ -259,8 +280,11 @@ class VCenter:
         vms = await self._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
         ours = [b for b in vms if b.identity == identity]
         if len(ours) > 1:
-            raise Rejected(f"VMs {', '.join(b.name + ' (' + b.moref + ')' for b in ours)} all carry identity {identity!r}; "
-                           "remove the extra ones", system=SYSTEM)
+            raise Rejected(
+                f"VMs {', '.join(b.name + ' (' + b.moref + ')' for b in ours)} all carry identity {identity!r}; "
+                "remove the extra ones",
+                system=SYSTEM,
+            )
         if ours:
             inv, _ = await self._inventory()
             return self._state(ours[0], inv)
@@ -316,8 +340,13 @@ class VCenter:
                 try:
                     return int(content.customFieldsManager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine).key)
                 except vim.fault.DuplicateName:
-                    fields = props(retrieve(content, [PC.ObjectSpec(obj=content.customFieldsManager)],
-                                            [PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])])[0]).get("field")
+                    fields = props(
+                        retrieve(
+                            content,
+                            [PC.ObjectSpec(obj=content.customFieldsManager)],
+                            [PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])],
+                        )[0]
+                    ).get("field")
                     return next(int(f.key) for f in fields or () if f.name == name)
 
             try:
@@ -340,7 +369,10 @@ class VCenter:
         inv, _ = await self._inventory()
         rec = inv.host_by_name(host)
         if rec is None or rec.cpu_mhz <= 0:
-            raise Rejected(f"host {host!r} not found in datacenter {self.spec.datacenter!r}, or it reports no CPU speed", system=SYSTEM)
+            raise Rejected(
+                f"host {host!r} not found in datacenter {self.spec.datacenter!r}, or it reports no CPU speed",
+                system=SYSTEM,
+            )
         return rec.cpu_mhz
 
     async def get_reservation(self, vm: VmState) -> Reservation:
@@ -363,8 +395,12 @@ class VCenter:
             raise Rejected(f"VM {rec.name} has no disk with key(s) {missing}", system=SYSTEM)
         claimed = await self._iops.claim(rec, wanted, inv)
         try:
-            await self._reconfigure(rec, reservation_spec(rec, wanted), "reserve the resources of",
-                                    shows=lambda r: shows_reservation(r, wanted, inv))
+            await self._reconfigure(
+                rec,
+                reservation_spec(rec, wanted),
+                "reserve the resources of",
+                shows=lambda r: shows_reservation(r, wanted, inv),
+            )
         except BaseException:
             self._iops.forget(claimed)
             raise
@@ -378,8 +414,12 @@ class VCenter:
             raise Rejected(f"datastore {datastore!r} not found in datacenter {self.spec.datacenter!r}", system=SYSTEM)
         return await self._iops.in_use(ds, inv, exclude=exclude_vm)
 
-    async def _reconfigure(self, rec: VmRecord, spec: Any, what: str, *, shows: Callable[[VmRecord], bool] | None = None) -> None:
-        await self._write(f"{what} VM {rec.name}", lambda c: rec.ref.ReconfigVM_Task(spec=spec), vm=rec.moref, task=True, shows=shows)
+    async def _reconfigure(
+        self, rec: VmRecord, spec: Any, what: str, *, shows: Callable[[VmRecord], bool] | None = None
+    ) -> None:
+        await self._write(
+            f"{what} VM {rec.name}", lambda c: rec.ref.ReconfigVM_Task(spec=spec), vm=rec.moref, task=True, shows=shows
+        )
 
     # --- VSphere: BIOS ------------------------------------------------------------------------
 
@@ -413,13 +453,20 @@ class VCenter:
     async def _type(self, rec: VmRecord, keys: list[Any]) -> None:
         # The password is inside the key events only: never in a message or a log.
         spec = vim.vm.UsbScanCodeSpec(keyEvents=to_key_events(keys))
-        typed = await self._write(f"type on the console of VM {rec.name}", lambda c: rec.ref.PutUsbScanCodes(spec=spec), vm=rec.moref)
+        typed = await self._write(
+            f"type on the console of VM {rec.name}", lambda c: rec.ref.PutUsbScanCodes(spec=spec), vm=rec.moref
+        )
         if typed != len(keys):
-            raise Rejected(f"the console of VM {rec.name} took {typed} of {len(keys)} keys; the BIOS lock must be checked on the console", system=SYSTEM)
+            raise Rejected(
+                f"the console of VM {rec.name} took {typed} of {len(keys)} keys; the BIOS lock must be checked on the console",
+                system=SYSTEM,
+            )
 
     # --- inventory watching ---------------------------------------------------------------------
 
-    async def watch_inventory(self, pattern: str | None = None, tag: str | None = None) -> AsyncIterator[InventoryEvent]:
+    async def watch_inventory(
+        self, pattern: str | None = None, tag: str | None = None
+    ) -> AsyncIterator[InventoryEvent]:
         """VM ``enter``/``modify``/``leave`` events (``WaitForUpdatesEx`` over a container view),
         filtered by name ``pattern`` (default ``vcenter.name_pattern``) and custom attribute
         ``tag`` (default ``vcenter.tag``); reconnects on faults. Runs until the consumer stops."""
@@ -430,7 +477,9 @@ class VCenter:
                 raise ConfigError(f"datacenter {self.spec.datacenter!r} not found", "vcenter.datacenter")
             return inv.vm_folder
 
-        async for event in watch_vms(self._session, vm_folder, pattern=pattern or self.spec.name_pattern, tag=tag or self.spec.tag):
+        async for event in watch_vms(
+            self._session, vm_folder, pattern=pattern or self.spec.name_pattern, tag=tag or self.spec.tag
+        ):
             yield event
 
 

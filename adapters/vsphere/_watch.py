@@ -62,7 +62,9 @@ def _start(content: Any, vm_folder: Any) -> tuple[Any, Any]:
     view = content.viewManager.CreateContainerView(container=vm_folder, type=[vim.VirtualMachine], recursive=True)
     spec = PC.FilterSpec(
         objectSet=[
-            PC.ObjectSpec(obj=view, skip=True, selectSet=[PC.TraversalSpec(type=vim.view.ContainerView, path="view", skip=False)]),
+            PC.ObjectSpec(
+                obj=view, skip=True, selectSet=[PC.TraversalSpec(type=vim.view.ContainerView, path="view", skip=False)]
+            ),
             PC.ObjectSpec(obj=content.customFieldsManager, skip=False),
         ],
         propSet=[
@@ -108,14 +110,18 @@ async def watch_vms(
             return False
         return tag is None or bool(s.attributes(fields).get(tag))
 
-    def event(kind: Literal["enter", "modify", "leave"], ref: str, s: _Seen, changed: tuple[str, ...] = ()) -> InventoryEvent:
+    def event(
+        kind: Literal["enter", "modify", "leave"], ref: str, s: _Seen, changed: tuple[str, ...] = ()
+    ) -> InventoryEvent:
         return InventoryEvent(kind, ref, s.name, s.attributes(fields).get(IDENTITY_FIELD), s.power_state, changed)
 
     handle: tuple[Any, Any] | None = None
     try:
         while True:
             try:
-                handle = await session.call("watch the inventory", lambda c: _start(c, vm_folder_of(c)), executor=executor)
+                handle = await session.call(
+                    "watch the inventory", lambda c: _start(c, vm_folder_of(c)), executor=executor
+                )
                 collector = handle[0]
                 version = ""
                 first = True
@@ -168,7 +174,11 @@ async def watch_vms(
                             if prev is None:
                                 if matches(s):
                                     yield event("enter", ref, s)
-                            elif (prev.name, prev.power_state, prev.custom) != (s.name, s.power_state, s.custom) and matches(s):
+                            elif (prev.name, prev.power_state, prev.custom) != (
+                                s.name,
+                                s.power_state,
+                                s.custom,
+                            ) and matches(s):
                                 yield event("modify", ref, s, ("name", "runtime.powerState", "customValue"))
                         continue
                     for ref, (kind, s, changed) in now.items():

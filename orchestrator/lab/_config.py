@@ -21,8 +21,16 @@ from orchestrator.lab._vcsim import Vcsim
 __all__ = ["SECRETS", "lab_config", "write_lab_config"]
 
 # The lab's secrets besides the vCenter password, one file each in <lab>/secrets.
-SECRETS = ("bios-password", "pexip-admin-password", "ntp-key-1", "ntp-key-2", "snmp-auth-password",
-           "snmp-priv-password", "ldap-bind-password", "ldap-verify-password")
+SECRETS = (
+    "bios-password",
+    "pexip-admin-password",
+    "ntp-key-1",
+    "ntp-key-2",
+    "snmp-auth-password",
+    "snmp-priv-password",
+    "ldap-bind-password",
+    "ldap-verify-password",
+)
 
 _HEADER = (
     "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA)\n"
@@ -35,23 +43,47 @@ _ROLES = ("Read-write", "Read-only", "Auditor")
 
 
 def _host(name: str, shape: Mapping[str, Any], iops_capacity: int) -> dict[str, Any]:
-    return {"name": name, "datastore": "LocalDS_0", "datastore_iops_capacity": iops_capacity,
-            "vm_network": shape["vswitch"], "management_network": "Management Network", "max_concurrent": 2}
+    return {
+        "name": name,
+        "datastore": "LocalDS_0",
+        "datastore_iops_capacity": iops_capacity,
+        "vm_network": shape["vswitch"],
+        "management_network": "Management Network",
+        "max_concurrent": 2,
+    }
 
 
 def _node(name: str, hostname: str, address: str, host: str, memory_mb: int) -> dict[str, Any]:
     shape = LAB_HOSTS[host]
-    return {"name": name, "hostname": hostname, "domain": _DOMAIN, "address": address, "netmask": "255.255.255.0",
-            "gateway": "10.99.0.1", "host": host, "portgroup": shape["portgroup"], "vlan": shape["vlan"], "cpus": 4,
-            "memory_mb": memory_mb, "disk_iops_limit": 1000}
+    return {
+        "name": name,
+        "hostname": hostname,
+        "domain": _DOMAIN,
+        "address": address,
+        "netmask": "255.255.255.0",
+        "gateway": "10.99.0.1",
+        "host": host,
+        "portgroup": shape["portgroup"],
+        "vlan": shape["vlan"],
+        "cpus": 4,
+        "memory_mb": memory_mb,
+        "disk_iops_limit": 1000,
+    }
 
 
 def _conferencing(name: str, hostname: str, address: str, host: str) -> dict[str, Any]:
     return {**_node(name, hostname, address, host, 4096), "location": "Lab", "sip_tls_fqdn": f"{hostname}.{_DOMAIN}"}
 
 
-def lab_config(lab_dir: Path, vc: Vcsim, *, management_ova: Path, conferencing_ova: Path, name: str = "lab",
-               iops_capacity: int = 20000) -> dict[str, Any]:
+def lab_config(
+    lab_dir: Path,
+    vc: Vcsim,
+    *,
+    management_ova: Path,
+    conferencing_ova: Path,
+    name: str = "lab",
+    iops_capacity: int = 20000,
+) -> dict[str, Any]:
     """The lab's deployment as the TOML document's data, nothing written.
 
     Secrets are ``file:`` references to files in ``<lab>/secrets``. Nodes: the Management
@@ -65,9 +97,15 @@ def lab_config(lab_dir: Path, vc: Vcsim, *, management_ova: Path, conferencing_o
     return {
         "deployment": {"name": name},
         "vcenter": {
-            "mode": "real", "url": vc.url, "user": vc.user, "password": secret("vcenter-password"),
-            "ca_file": str(vc.ca_file), "datacenter": "DC0", "folder": "pexip",
-            "reserved_vlans": [1, 1002, 1003, 1004, 1005], "name_pattern": "pexip-*",
+            "mode": "real",
+            "url": vc.url,
+            "user": vc.user,
+            "password": secret("vcenter-password"),
+            "ca_file": str(vc.ca_file),
+            "datacenter": "DC0",
+            "folder": "pexip",
+            "reserved_vlans": [1, 1002, 1003, 1004, 1005],
+            "name_pattern": "pexip-*",
             "hosts": [_host(h, LAB_HOSTS[h], iops_capacity) for h in ("DC0_H0", "DC0_C0_H0")],
         },
         "ova": {"management": str(management_ova), "conferencing": str(conferencing_ova)},
@@ -77,8 +115,13 @@ def lab_config(lab_dir: Path, vc: Vcsim, *, management_ova: Path, conferencing_o
             _conferencing("pexip-conf-01", "conf01", "10.99.0.21", "DC0_H0"),
             _conferencing("pexip-conf-02", "conf02", "10.99.0.22", "DC0_C0_H0"),
         ],
-        "pexip_api": {"mode": "sim", "url": f"https://pexmgr.{_DOMAIN}", "admin_user": "admin",
-                      "admin_password": secret("pexip-admin-password"), "bootstrap_key": secret("pexip-bootstrap-key")},
+        "pexip_api": {
+            "mode": "sim",
+            "url": f"https://pexmgr.{_DOMAIN}",
+            "admin_user": "admin",
+            "admin_password": secret("pexip-admin-password"),
+            "bootstrap_key": secret("pexip-bootstrap-key"),
+        },
         "console": {"mode": "sim"},
         "network": {
             "dns_servers": ["10.99.0.2", "10.99.0.3"],
@@ -89,19 +132,31 @@ def lab_config(lab_dir: Path, vc: Vcsim, *, management_ova: Path, conferencing_o
             ],
             "syslog_servers": [{"address": "10.99.0.6", "port": 6514, "transport": "tls"}],
         },
-        "snmp": {"username": "pexip-snmp", "authentication_password": secret("snmp-auth-password"),
-                 "privacy_password": secret("snmp-priv-password"), "community": "pexip-lab"},
-        "global_settings": {"login_banner": "Lab deployment: authorised use only.",
-                            "ocsp_responder_url": f"http://ocsp.{_DOMAIN}"},
+        "snmp": {
+            "username": "pexip-snmp",
+            "authentication_password": secret("snmp-auth-password"),
+            "privacy_password": secret("snmp-priv-password"),
+            "community": "pexip-lab",
+        },
+        "global_settings": {
+            "login_banner": "Lab deployment: authorised use only.",
+            "ocsp_responder_url": f"http://ocsp.{_DOMAIN}",
+        },
         "pki": {"mode": "sim", "dn": "O=Lab,C=GB"},
         "ldap": {
-            "mode": "sim", "server": f"ldap.{_DOMAIN}", "base_dn": "dc=lab,dc=example,dc=com",
+            "mode": "sim",
+            "server": f"ldap.{_DOMAIN}",
+            "base_dn": "dc=lab,dc=example,dc=com",
             "bind_username": "cn=pexip-bind,ou=services,dc=lab,dc=example,dc=com",
-            "bind_password": secret("ldap-bind-password"), "verify_user": "orchestrator",
+            "bind_password": secret("ldap-bind-password"),
+            "verify_user": "orchestrator",
             "verify_password": secret("ldap-verify-password"),
             "role_mappings": [
-                {"name": f"Lab {role}", "group_dn": f"cn=lab-{role.lower()},ou=groups,dc=lab,dc=example,dc=com",
-                 "roles": [role]}
+                {
+                    "name": f"Lab {role}",
+                    "group_dn": f"cn=lab-{role.lower()},ou=groups,dc=lab,dc=example,dc=com",
+                    "roles": [role],
+                }
                 for role in _ROLES
             ],
         },
@@ -133,8 +188,14 @@ def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capaci
     images = lab_dir / "images"
     management_ova = make_test_ova(images / "pexip-mgmt-test.ova", name="pexip-mgmt", cpus=4, memory_mb=8192)
     conferencing_ova = make_test_ova(images / "pexip-conf-test.ova", name="pexip-conf", cpus=4, memory_mb=4096)
-    data = lab_config(lab_dir, vc, management_ova=management_ova, conferencing_ova=conferencing_ova, name=name,
-                      iops_capacity=iops_capacity)
+    data = lab_config(
+        lab_dir,
+        vc,
+        management_ova=management_ova,
+        conferencing_ova=conferencing_ova,
+        name=name,
+        iops_capacity=iops_capacity,
+    )
     # The lab's vCenter is in real mode: the journal needs a signing key outside its directory
     # (orchestrator._trust.key_dir says why), made once and kept.
     from orchestrator._trust import generate_key

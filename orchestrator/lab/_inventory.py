@@ -34,8 +34,13 @@ def prepare_inventory(vc: Vcsim, *, hosts: Mapping[str, Mapping[str, Any]] = LAB
     connect: Any = pyVim.connect
     vim: Any = pyVmomi.vim
     parts = urlsplit(vc.url)
-    si = connect.SmartConnect(host=parts.hostname, port=parts.port, user=vc.user, pwd=vc.password,
-                      sslContext=ssl.create_default_context(cafile=str(vc.ca_file)))
+    si = connect.SmartConnect(
+        host=parts.hostname,
+        port=parts.port,
+        user=vc.user,
+        pwd=vc.password,
+        sslContext=ssl.create_default_context(cafile=str(vc.ca_file)),
+    )
     try:
         content = si.RetrieveContent()
         view = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)
@@ -47,9 +52,14 @@ def prepare_inventory(vc: Vcsim, *, hosts: Mapping[str, Mapping[str, Any]] = LAB
                 spec = vim.host.VirtualSwitch.Specification(numPorts=128)
                 net.AddVirtualSwitch(vswitchName=shape["vswitch"], spec=spec)
             if shape["portgroup"] not in {p.spec.name for p in info.portgroup or ()}:
-                net.AddPortGroup(portgrp=vim.host.PortGroup.Specification(
-                    name=shape["portgroup"], vlanId=shape["vlan"], vswitchName=shape["vswitch"],
-                    policy=vim.host.NetworkPolicy()))
+                net.AddPortGroup(
+                    portgrp=vim.host.PortGroup.Specification(
+                        name=shape["portgroup"],
+                        vlanId=shape["vlan"],
+                        vswitchName=shape["vswitch"],
+                        policy=vim.host.NetworkPolicy(),
+                    )
+                )
         dc = content.searchIndex.FindByInventoryPath("DC0")
         if folder and content.searchIndex.FindByInventoryPath(f"DC0/vm/{folder}") is None:
             dc.vmFolder.CreateFolder(folder)

@@ -22,10 +22,10 @@ def stream_vmdk(capacity_bytes: int) -> bytes:
     sector, grain, gtes = 512, 128, 512
     capacity = -(-capacity_bytes // sector)
     descriptor = (
-        "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"streamOptimized\"\n\n"
-        f"# Extent description\nRDONLY {capacity} SPARSE \"disk.vmdk\"\n\n# The Disk Data Base\n#DDB\n\n"
-        "ddb.adapterType = \"lsilogic\"\nddb.geometry.cylinders = \"1\"\nddb.geometry.heads = \"255\"\n"
-        "ddb.geometry.sectors = \"63\"\nddb.virtualHWVersion = \"13\"\n"
+        '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="streamOptimized"\n\n'
+        f'# Extent description\nRDONLY {capacity} SPARSE "disk.vmdk"\n\n# The Disk Data Base\n#DDB\n\n'
+        'ddb.adapterType = "lsilogic"\nddb.geometry.cylinders = "1"\nddb.geometry.heads = "255"\n'
+        'ddb.geometry.sectors = "63"\nddb.virtualHWVersion = "13"\n'
     ).encode()
     desc_sectors = -(-len(descriptor) // sector)
     overhead = max(grain, 1 + desc_sectors)
@@ -35,8 +35,23 @@ def stream_vmdk(capacity_bytes: int) -> bytes:
     def header(gd_offset: int) -> bytes:
         body = struct.pack(
             "<IIIQQQQIQQQBccccH",
-            0x564D444B, 3, 0x30001, capacity, grain, 1, desc_sectors, gtes, 0, gd_offset, overhead,
-            0, b"\n", b" ", b"\r", b"\n", 1,
+            0x564D444B,
+            3,
+            0x30001,
+            capacity,
+            grain,
+            1,
+            desc_sectors,
+            gtes,
+            0,
+            gd_offset,
+            overhead,
+            0,
+            b"\n",
+            b" ",
+            b"\r",
+            b"\n",
+            1,
         )
         return body.ljust(sector, b"\0")
 
@@ -56,8 +71,15 @@ def stream_vmdk(capacity_bytes: int) -> bytes:
     return out.getvalue()
 
 
-def make_test_ova(path: Path, *, name: str = "pexip-test", cpus: int = 4, memory_mb: int = 4096,
-                  disk_mb: int = 1, network: str = "VM Network") -> Path:
+def make_test_ova(
+    path: Path,
+    *,
+    name: str = "pexip-test",
+    cpus: int = 4,
+    memory_mb: int = 4096,
+    disk_mb: int = 1,
+    network: str = "VM Network",
+) -> Path:
     """A tiny, valid OVA: OVF 1.0 descriptor, SHA-256 manifest and one stream VMDK.
 
     Shaped like Pexip's: one SCSI (LSI Logic) disk at 0:0, one VMXNET3 NIC.
@@ -98,8 +120,9 @@ def make_test_ova(path: Path, *, name: str = "pexip-test", cpus: int = 4, memory
 </Envelope>
 """.encode()
     files = [(f"{name}.ovf", descriptor)]
-    manifest = "".join(f"SHA256({n})= {hashlib.sha256(b).hexdigest()}\n"
-                       for n, b in (files[0], (f"{name}-disk1.vmdk", disk)))
+    manifest = "".join(
+        f"SHA256({n})= {hashlib.sha256(b).hexdigest()}\n" for n, b in (files[0], (f"{name}-disk1.vmdk", disk))
+    )
     files += [(f"{name}.mf", manifest.encode()), (f"{name}-disk1.vmdk", disk)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -47,8 +47,12 @@ def make_test_pki(directory: Path, *, name: str = "vcsim", ca_name: str = "Pexip
     ca = issue_certificate(ca_subject, ca_key.public_key(), ca_key, ca=True, days=365)
     key = new_key("RSA2048")
     cert = issue_certificate(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), key.public_key(), ca_key,
-        issuer=ca, days=365, ca=False,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+        key.public_key(),
+        ca_key,
+        issuer=ca,
+        days=365,
+        ca=False,
         sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
         usages=[ExtendedKeyUsageOID.SERVER_AUTH],
     )
@@ -62,4 +66,4 @@ def thumbprint_of(cert_file: Path) -> str:
     """``sha256:AA:BB:...`` of a PEM certificate: what ``vcenter.thumbprint`` pins."""
     der = ssl.PEM_cert_to_DER_cert(cert_file.read_text())
     digest = hashlib.sha256(der).hexdigest().upper()
-    return "sha256:" + ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    return "sha256:" + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))

@@ -93,11 +93,24 @@ def build_vcsim(lab_dir: Path) -> Path:
         # in CI, where HOME may be unset, and in an installed copy (site-packages read-only).
         source_checkout = (REPO / "pyproject.toml").is_file()
         cache = os.environ.get("GOCACHE") or (REPO / ".lab" if source_checkout else lab_dir) / "gocache"
-        env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(cache),
-               "CGO_ENABLED": "0", "GOFLAGS": ""}
+        env = {
+            **os.environ,
+            "GO111MODULE": "off",
+            "GOPATH": str(GOPATH),
+            "GOCACHE": str(cache),
+            "CGO_ENABLED": "0",
+            "GOFLAGS": "",
+        }
         tmp = binary.with_name(f"vcsim.{os.getpid()}.tmp")
-        result = subprocess.run(["go", "build", "-o", str(tmp), str(VCSIM_MAIN)], env=env, cwd=lab_dir,
-                                capture_output=True, text=True, timeout=600, check=False)
+        result = subprocess.run(
+            ["go", "build", "-o", str(tmp), str(VCSIM_MAIN)],
+            env=env,
+            cwd=lab_dir,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         if result.returncode != 0:
             raise LabError(f"building vcsim failed:\n{result.stderr.strip()[-2000:]}")
         tmp.replace(binary)
@@ -241,10 +254,31 @@ def start_vcsim(
     for fresh in (out, keys_file, requests_file):  # what a restarted vcsim records starts anew
         fresh.write_text("")
     args = [
-        str(binary), "-listen", f"127.0.0.1:{port}", "-cert", str(pki.cert_file), "-key", str(pki.key_file),
-        "-user", VCSIM_USER, "-password-file", str(password_file),
-        "-hosts", str(hosts), "-clusters", str(clusters), "-cluster-hosts", str(cluster_hosts), "-vms", str(vms),
-        "-keys", str(keys_file), "-requests", str(requests_file), "-tmpdir", str(workdir / "tmp"),
+        str(binary),
+        "-listen",
+        f"127.0.0.1:{port}",
+        "-cert",
+        str(pki.cert_file),
+        "-key",
+        str(pki.key_file),
+        "-user",
+        VCSIM_USER,
+        "-password-file",
+        str(password_file),
+        "-hosts",
+        str(hosts),
+        "-clusters",
+        str(clusters),
+        "-cluster-hosts",
+        str(cluster_hosts),
+        "-vms",
+        str(vms),
+        "-keys",
+        str(keys_file),
+        "-requests",
+        str(requests_file),
+        "-tmpdir",
+        str(workdir / "tmp"),
     ]
     if delay:
         args += ["-delay", ",".join(f"{k}={v}" for k, v in delay.items())]
@@ -254,15 +288,28 @@ def start_vcsim(
         # A session of its own that outlives this process (`lab up` returns at once);
         # no Popen object, which would warn when collected with its child still running.
         flags = os.O_WRONLY | os.O_APPEND
-        pid = os.posix_spawn(binary, args, env, setsid=True, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(out), flags, 0o600),
-            (os.POSIX_SPAWN_OPEN, 2, str(log), flags | os.O_CREAT, 0o600),
-        ])
+        pid = os.posix_spawn(
+            binary,
+            args,
+            env,
+            setsid=True,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(out), flags, 0o600),
+                (os.POSIX_SPAWN_OPEN, 2, str(log), flags | os.O_CREAT, 0o600),
+            ],
+        )
     else:
         with open(out, "ab") as stdout, open(log, "ab") as stderr:
-            process = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
-                                       cwd=workdir, preexec_fn=_die_with_parent)
+            process = subprocess.Popen(
+                args,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=workdir,
+                preexec_fn=_die_with_parent,
+            )
         pid = process.pid
     deadline = time.monotonic() + timeout
     while True:
@@ -277,6 +324,16 @@ def start_vcsim(
             raise LabError(f"vcsim did not start:\n{tail}")
         time.sleep(0.01)
     url = info["url"]
-    return Vcsim(url=url, user=VCSIM_USER, password=password, ca_file=pki.ca_file, cert_file=pki.cert_file,
-                 pid=pid, port=urlsplit(url).port or 443, workdir=workdir, keys_file=keys_file,
-                 requests_file=requests_file, process=process)
+    return Vcsim(
+        url=url,
+        user=VCSIM_USER,
+        password=password,
+        ca_file=pki.ca_file,
+        cert_file=pki.cert_file,
+        pid=pid,
+        port=urlsplit(url).port or 443,
+        workdir=workdir,
+        keys_file=keys_file,
+        requests_file=requests_file,
+        process=process,
+    )

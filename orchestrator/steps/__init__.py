@@ -32,7 +32,15 @@ from orchestrator.steps.platform_steps import GlobalSettings, LocationQos, Netwo
 from orchestrator.steps.vsphere_steps import DeployOva, LockBios, ReserveResources
 
 __all__ = [
-    "STEPS", "Change", "Outcome", "Step", "StepContext", "StepRegistryError", "check_registry", "execute", "plan_step",
+    "STEPS",
+    "Change",
+    "Outcome",
+    "Step",
+    "StepContext",
+    "StepRegistryError",
+    "check_registry",
+    "execute",
+    "plan_step",
 ]
 
 
@@ -56,7 +64,8 @@ def check_registry(implemented: Mapping[str, Step], declared: Mapping[str, Mappi
     ]
     if problems:
         raise StepRegistryError(
-            "orchestrator.steps.STEPS does not match machines.lifecycle.STEPS: " + "; ".join(problems)
+            "orchestrator.steps.STEPS does not match machines.lifecycle.STEPS: "
+            + "; ".join(problems)
             + "; add the Step class to orchestrator/steps/__init__.py or the step to machines/lifecycle.py"
         )
 

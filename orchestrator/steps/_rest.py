@@ -14,7 +14,16 @@ from config.errors import Rejected
 from config.model import NodeSpec
 from orchestrator.steps.base import URI, Change
 
-__all__ = ["normalise", "field_changes", "find_one", "ensure_object", "singleton", "management_vm", "worker_vm", "node_object"]
+__all__ = [
+    "normalise",
+    "field_changes",
+    "find_one",
+    "ensure_object",
+    "singleton",
+    "management_vm",
+    "worker_vm",
+    "node_object",
+]
 
 
 def normalise(value: Any) -> Any:
@@ -42,7 +51,9 @@ def field_changes(prefix: str, current: dict[str, Any] | None, wanted: dict[str,
 async def find_one(api: PexipApi, resource: str, **key: Any) -> dict[str, Any] | None:
     found = await api.list_objects(resource, **key)
     if len(found) > 1:
-        raise Rejected(f"{resource}: {len(found)} objects match {key}; expected one. Remove the duplicates in the Administrator interface")
+        raise Rejected(
+            f"{resource}: {len(found)} objects match {key}; expected one. Remove the duplicates in the Administrator interface"
+        )
     return found[0] if found else None
 
 

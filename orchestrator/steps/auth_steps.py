@@ -33,14 +33,19 @@ class AdministratorRoles(Step):
         api = ctx.systems.pexip
         r = ctx.policy.roles
         names = [*r.edit, r.auditor_name]
-        return {"permissions": await _permission_uris(ctx), "roles": {n: await find_one(api, "role", name=n) for n in names}}
+        return {
+            "permissions": await _permission_uris(ctx),
+            "roles": {n: await find_one(api, "role", name=n) for n in names},
+        }
 
     def _wanted(self, ctx: StepContext, observed: dict[str, Any]) -> dict[str, list[str]]:
         r = ctx.policy.roles
         perms = observed["permissions"]
         missing = [p for p in (*r.auditor_permissions, *r.remove_permissions) if p not in perms]
         if missing:
-            raise Rejected(f"permission names not known to this Pexip version: {missing}; check config/secure-mode-policy.toml [roles]")
+            raise Rejected(
+                f"permission names not known to this Pexip version: {missing}; check config/secure-mode-policy.toml [roles]"
+            )
         wanted: dict[str, list[str]] = {}
         removed = {perms[p] for p in r.remove_permissions}
         for name in r.edit:
@@ -117,7 +122,9 @@ class LdapRoleMapping(Step):
         for m in ctx.deployment.ldap.role_mappings:
             unknown = [r for r in m.roles if r not in observed["roles"]]
             if unknown:
-                raise Rejected(f"ldap.role_mappings[{m.name}].roles: roles {unknown} do not exist on the Management Node")
+                raise Rejected(
+                    f"ldap.role_mappings[{m.name}].roles: roles {unknown} do not exist on the Management Node"
+                )
             out[m.name] = {"ldap_group_dn": m.group_dn, "roles": sorted(observed["roles"][r] for r in m.roles)}
         return out
 
@@ -125,7 +132,11 @@ class LdapRoleMapping(Step):
         changes = []
         for name, wanted in self._wanted(ctx, observed).items():
             current = observed["mappings"][name]
-            changes += [Change(f"ldap_role[{name}]", None, wanted)] if current is None else field_changes(f"ldap_role[{name}]", current, wanted)
+            changes += (
+                [Change(f"ldap_role[{name}]", None, wanted)]
+                if current is None
+                else field_changes(f"ldap_role[{name}]", current, wanted)
+            )
         return changes
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:

@@ -130,7 +130,8 @@ async def execute(
     remaining = step.diff(ctx, await step.observe(ctx))
     if remaining:
         raise AdapterError(
-            f"{step.name} on {ctx.node.name}: applied, but the world still differs: " + "; ".join(str(c) for c in remaining),
+            f"{step.name} on {ctx.node.name}: applied, but the world still differs: "
+            + "; ".join(str(c) for c in remaining),
             retryable=True,
         )
     return Outcome(step.name, tuple(changes))

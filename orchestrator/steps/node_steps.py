@@ -103,7 +103,9 @@ class SecurityWizard(Step):
         if observed == "unconfigured":
             if ctx.dry_run:
                 raise Unknowable("the installation wizard has not run yet")
-            raise Rejected(f"{ctx.node.name}: the console shows no installation yet; the security wizard needs it first")
+            raise Rejected(
+                f"{ctx.node.name}: the console shows no installation yet; the security wizard needs it first"
+            )
         # The record says the answers given, as the policy has them, never a fixed text (issue #7).
         return [Change("security_wizard", "not run", self.answers(ctx))] if observed != "secured" else []
 
@@ -158,15 +160,28 @@ async def _create_worker(ctx: StepContext, old: dict[str, Any] | None) -> str:
     # Terraform marks it required; never used, as SSH access is disabled (the guide). Never kept.
     password = secrets.token_urlsafe(24)
     REDACTOR.register(password)
-    created = await api.create("worker_vm", {
-        "name": n.name, "hostname": n.hostname, "domain": n.domain, "address": n.address, "netmask": n.netmask,
-        "gateway": n.gateway, "system_location": location["resource_uri"], "node_type": "CONFERENCING",
-        "deployment_type": "MANUAL-PROVISION-ONLY", "vm_cpu_count": n.cpus, "vm_system_memory": n.memory_mb,
-        "password": password,
-    })
+    created = await api.create(
+        "worker_vm",
+        {
+            "name": n.name,
+            "hostname": n.hostname,
+            "domain": n.domain,
+            "address": n.address,
+            "netmask": n.netmask,
+            "gateway": n.gateway,
+            "system_location": location["resource_uri"],
+            "node_type": "CONFERENCING",
+            "deployment_type": "MANUAL-PROVISION-ONLY",
+            "vm_cpu_count": n.cpus,
+            "vm_system_memory": n.memory_mb,
+            "password": password,
+        },
+    )
     if not created.body:
-        raise Rejected(f"{n.name}: the Manager's worker_vm POST answered no bootstrap file; the node cannot be "
-                       "provisioned (delete the worker_vm and run again)")
+        raise Rejected(
+            f"{n.name}: the Manager's worker_vm POST answered no bootstrap file; the node cannot be "
+            "provisioned (delete the worker_vm and run again)"
+        )
     return _store(ctx).put(n.name, created.body)
 
 
@@ -220,8 +235,13 @@ class ProvisionNode(Step):
             return [Change("worker_vm", _LOST, f"{_RECREATE}, then uploaded")]
         if observed["uploaded"] == observed["stored"]:
             return []  # uploaded in this run; register_node waits for the sync
-        return [Change("bootstrap_file", "not uploaded",
-                       f"uploaded to https://{ctx.node.address}:8443/ (sha256 {observed['stored']})")]
+        return [
+            Change(
+                "bootstrap_file",
+                "not uploaded",
+                f"uploaded to https://{ctx.node.address}:8443/ (sha256 {observed['stored']})",
+            )
+        ]
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         if any(c.field == "worker_vm" for c in changes):

@@ -58,8 +58,11 @@ class TrustedCaChain(Step):
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         chain = [b for pem in await ctx.systems.ca.chain() for b in pem_blocks(pem)]
-        uploaded = {b for obj in await ctx.systems.pexip.list_objects("ca_certificate")
-                    for b in pem_blocks(obj.get("certificate", ""))}
+        uploaded = {
+            b
+            for obj in await ctx.systems.pexip.list_objects("ca_certificate")
+            for b in pem_blocks(obj.get("certificate", ""))
+        }
         return {"chain": chain, "uploaded": uploaded}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
@@ -67,8 +70,13 @@ class TrustedCaChain(Step):
         if not missing:
             return []
         # The record names the CA certificates uploaded, not only how many.
-        return [Change("ca_certificate", f"{len(observed['chain']) - len(missing)} of {len(observed['chain'])} uploaded",
-                       {"uploaded": [_subject_of(b) for b in missing]})]
+        return [
+            Change(
+                "ca_certificate",
+                f"{len(observed['chain']) - len(missing)} of {len(observed['chain'])} uploaded",
+                {"uploaded": [_subject_of(b) for b in missing]},
+            )
+        ]
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         for block in observed["chain"]:
@@ -81,7 +89,9 @@ async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
     api = ctx.systems.pexip
     trusted = {c.get("subject_hash") for c in await api.list_objects("ca_certificate")} - {None}
     for cert in await api.list_objects("tls_certificate", subject_name=_subject(ctx)):
-        self_signed = cert.get("raw_issuer", cert.get("issuer_name")) == cert.get("raw_subject", cert.get("subject_name"))
+        self_signed = cert.get("raw_issuer", cert.get("issuer_name")) == cert.get(
+            "raw_subject", cert.get("subject_name")
+        )
         if not self_signed and cert.get("issuer_hash") in trusted:
             return cert
     return None
@@ -139,7 +149,10 @@ class InstallCertificate(Step):
         return {"certificate": pem} if pem else None
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return {"certificate": await _installed_certificate(ctx), "node": await node_object(ctx.systems.pexip, ctx.node)}
+        return {
+            "certificate": await _installed_certificate(ctx),
+            "node": await node_object(ctx.systems.pexip, ctx.node),
+        }
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         cert = observed["certificate"]
@@ -151,7 +164,9 @@ class InstallCertificate(Step):
         assigned = observed["node"].get("tls_certificate")
         if isinstance(assigned, dict):
             assigned = assigned.get("resource_uri")
-        return [] if assigned == cert["resource_uri"] else [Change("node.tls_certificate", assigned, cert["resource_uri"])]
+        return (
+            [] if assigned == cert["resource_uri"] else [Change("node.tls_certificate", assigned, cert["resource_uri"])]
+        )
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         api = ctx.systems.pexip
@@ -159,7 +174,9 @@ class InstallCertificate(Step):
         if cert is None:
             pem = (ctx.gate_payload or {}).get("certificate")
             if not pem:
-                raise Rejected(f"{ctx.node.name}: no signed certificate; import it with `orchestrator cert import {ctx.node.name} FILE`")
+                raise Rejected(
+                    f"{ctx.node.name}: no signed certificate; import it with `orchestrator cert import {ctx.node.name} FILE`"
+                )
             csr = await find_one(api, "certificate_signing_request", subject_name=_subject(ctx))
             if csr is None:
                 raise Rejected(
@@ -170,7 +187,9 @@ class InstallCertificate(Step):
             await api.patch(csr["resource_uri"], {"certificate": pem})
             cert = await _installed_certificate(ctx)
             if cert is None:
-                raise Rejected(f"{ctx.node.name}: the certificate was accepted but no TLS certificate for {_subject(ctx)} appeared")
+                raise Rejected(
+                    f"{ctx.node.name}: the certificate was accepted but no TLS certificate for {_subject(ctx)} appeared"
+                )
         await api.patch(observed["node"]["resource_uri"], {"tls_certificate": cert["resource_uri"]})
 
 
@@ -205,8 +224,10 @@ class SipTlsFqdn(Step):
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         worker = await worker_vm(ctx.systems.pexip, ctx.node.name)
         if worker is None:
-            raise Unknowable(f"worker_vm {ctx.node.name} does not exist yet") if ctx.dry_run else Rejected(
-                f"worker_vm {ctx.node.name} does not exist on the Management Node"
+            raise (
+                Unknowable(f"worker_vm {ctx.node.name} does not exist yet")
+                if ctx.dry_run
+                else Rejected(f"worker_vm {ctx.node.name} does not exist on the Management Node")
             )
         return worker
 
@@ -214,4 +235,6 @@ class SipTlsFqdn(Step):
         return field_changes("worker_vm", observed, {"alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn})
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
-        await ctx.systems.pexip.patch(observed["resource_uri"], {"alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn})
+        await ctx.systems.pexip.patch(
+            observed["resource_uri"], {"alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn}
+        )

@@ -78,14 +78,18 @@ class NetworkServices(Step):
                 changes.append(Change(f"dns_server[{a}]", None, "present"))
         for s in net.ntp_servers:
             obj = observed["ntp"][s.address]
-            changes += [Change(f"ntp_server[{s.address}]", None, f"present, key_id {s.key_id}")] if obj is None else field_changes(
-                f"ntp_server[{s.address}]", obj, {"key_id": s.key_id}
+            changes += (
+                [Change(f"ntp_server[{s.address}]", None, f"present, key_id {s.key_id}")]
+                if obj is None
+                else field_changes(f"ntp_server[{s.address}]", obj, {"key_id": s.key_id})
             )
         for syslog in net.syslog_servers:
             obj = observed["syslog"][syslog.address]
             wanted = {"port": syslog.port, "transport": syslog.transport}
-            changes += [Change(f"syslog_server[{syslog.address}]", None, wanted)] if obj is None else field_changes(
-                f"syslog_server[{syslog.address}]", obj, wanted
+            changes += (
+                [Change(f"syslog_server[{syslog.address}]", None, wanted)]
+                if obj is None
+                else field_changes(f"syslog_server[{syslog.address}]", obj, wanted)
             )
         # Bindings on the Management Node: only checkable once the objects exist.
         uris = {
@@ -102,7 +106,10 @@ class NetworkServices(Step):
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         api = ctx.systems.pexip
         net = ctx.deployment.network
-        dns = [await ensure_object(api, "dns_server", {"address": a}, {"description": "secure-mode"}) for a in net.dns_servers]
+        dns = [
+            await ensure_object(api, "dns_server", {"address": a}, {"description": "secure-mode"})
+            for a in net.dns_servers
+        ]
         ntp = [
             await ensure_object(
                 api,
@@ -115,7 +122,9 @@ class NetworkServices(Step):
             for s in net.ntp_servers
         ]
         syslog = [
-            await ensure_object(api, "syslog_server", {"address": s.address}, {"port": s.port, "transport": s.transport})
+            await ensure_object(
+                api, "syslog_server", {"address": s.address}, {"port": s.port, "transport": s.transport}
+            )
             for s in net.syslog_servers
         ]
         manager = observed["manager"]
@@ -135,7 +144,11 @@ class Snmpv3(Step):
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         snmp = ctx.deployment.snmp
-        return {"snmp_mode": ctx.policy.snmp.snmp_mode, "snmp_username": snmp.username, "snmp_community": snmp.community}
+        return {
+            "snmp_mode": ctx.policy.snmp.snmp_mode,
+            "snmp_username": snmp.username,
+            "snmp_community": snmp.community,
+        }
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await node_object(ctx.systems.pexip, ctx.node)

@@ -149,7 +149,9 @@ class LockBios(Step):
             raise Rejected(
                 f"{ctx.node.name}: the operator confirmed the BIOS lock but vCenter shows "
                 + "; ".join(str(c) for c in changes)
-                + "; fix it at the console, then `orchestrator resume " + ctx.node.name + "`"
+                + "; fix it at the console, then `orchestrator resume "
+                + ctx.node.name
+                + "`"
             )
         if ctx.deployment.bios.password is None:
             raise Rejected("bios.password is not set; set it to env:NAME or file:PATH")

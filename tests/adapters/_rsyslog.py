@@ -57,8 +57,11 @@ def running_rsyslog(directory: Path) -> Iterator[Rsyslog]:
         'template(name="raw" type="string" string="%rawmsg%\\n")\n'
         f'action(type="omfile" file="{received}" template="raw")\n'
     )
-    proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(directory / "rs.pid")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [RSYSLOGD, "-n", "-f", str(conf), "-i", str(directory / "rs.pid")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:  # ready when its TCP port accepts

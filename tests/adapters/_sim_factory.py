@@ -53,8 +53,16 @@ def full_reservation(deployment: Deployment, node: NodeSpec, mhz: int = 2400) ->
     """What the guide asks for: everything reserved, limit = reservation, shares normal."""
     cpu = node.cpus * mhz
     datastore = deployment.host(node.host).datastore
-    return Reservation(cpu, cpu, "normal", node.memory_mb, node.memory_mb, "normal", True,
-                       (DiskAllocation(2000, "Hard disk 1", datastore, "normal", node.disk_iops_limit),))
+    return Reservation(
+        cpu,
+        cpu,
+        "normal",
+        node.memory_mb,
+        node.memory_mb,
+        "normal",
+        True,
+        (DiskAllocation(2000, "Hard disk 1", datastore, "normal", node.disk_iops_limit),),
+    )
 
 
 def prompts(deployment: Deployment) -> dict[str, Any]:
@@ -77,7 +85,9 @@ async def install_manager(systems: Systems, deployment: Deployment) -> None:
     assert deployment.pexip_api.admin_password is not None
     await deploy_vm(systems, deployment, deployment.management)
     await systems.console.installation_wizard(
-        deployment.management, deployment.pexip_api.admin_password.reveal(), deployment.policy.installation_wizard.settings()
+        deployment.management,
+        deployment.pexip_api.admin_password.reveal(),
+        deployment.policy.installation_wizard.settings(),
     )
 
 
@@ -91,38 +101,51 @@ async def harden_manager(systems: Systems, deployment: Deployment) -> dict[str, 
     settings = deployment.policy.global_settings.settings()
     await api.patch("/api/admin/configuration/v1/global/1/", settings)
     dns = [(await api.create("dns_server", {"address": a})).uri for a in deployment.network.dns_servers]
-    ntp = [(await api.create("ntp_server", {"address": s.address, "key_id": s.key_id, "key": s.key.reveal()})).uri
-           for s in deployment.network.ntp_servers]
-    syslog = [(await api.create("syslog_server", {"address": s.address, "port": s.port, "transport": s.transport})).uri
-              for s in deployment.network.syslog_servers]
+    ntp = [
+        (await api.create("ntp_server", {"address": s.address, "key_id": s.key_id, "key": s.key.reveal()})).uri
+        for s in deployment.network.ntp_servers
+    ]
+    syslog = [
+        (await api.create("syslog_server", {"address": s.address, "port": s.port, "transport": s.transport})).uri
+        for s in deployment.network.syslog_servers
+    ]
     location = deployment.policy.location.settings()
     locations = {}
     for name in deployment.network.locations:
-        created = await api.create("system_location", {"name": name, **location, "dns_servers": dns,
-                                                        "ntp_servers": ntp, "syslog_servers": syslog})
+        created = await api.create(
+            "system_location",
+            {"name": name, **location, "dns_servers": dns, "ntp_servers": ntp, "syslog_servers": syslog},
+        )
         locations[name] = created.uri
     [manager] = await api.list_objects("management_vm", primary=True)
-    await api.patch(manager["resource_uri"], {
-        "dns_servers": dns, "ntp_servers": ntp, "syslog_servers": syslog, "snmp_mode": "AUTHPRIV",
-        "snmp_username": deployment.snmp.username, "snmp_community": deployment.snmp.community,
-        "snmp_authentication_password": deployment.snmp.authentication_password.reveal(),
-        "snmp_privacy_password": deployment.snmp.privacy_password.reveal(),
-    })
+    await api.patch(
+        manager["resource_uri"],
+        {
+            "dns_servers": dns,
+            "ntp_servers": ntp,
+            "syslog_servers": syslog,
+            "snmp_mode": "AUTHPRIV",
+            "snmp_username": deployment.snmp.username,
+            "snmp_community": deployment.snmp.community,
+            "snmp_authentication_password": deployment.snmp.authentication_password.reveal(),
+            "snmp_privacy_password": deployment.snmp.privacy_password.reveal(),
+        },
+    )
     return locations
 
 
 async def certify(systems: Systems, node: NodeSpec, node_uri: str) -> str:
     """CSR on the Manager, signed by the CA, completed and assigned; returns the cert URI."""
     api = systems.pexip
-    csr = await api.create("certificate_signing_request", {"subject_name": node.fqdn,
-                                                           "private_key_type": "ECDSAP256"})
+    csr = await api.create("certificate_signing_request", {"subject_name": node.fqdn, "private_key_type": "ECDSAP256"})
     await systems.ca.submit(node.name, (await api.get(csr.uri))["csr"])
     signed = await systems.ca.collect(node.name)
     assert signed is not None
     await api.patch(csr.uri, {"certificate": signed})
     # The Manager's temporary self-signed certificate has the same subject: pick ours.
-    [cert] = [c for c in await api.list_objects("tls_certificate", subject_name=node.fqdn)
-              if c["certificate"] == signed]
+    [cert] = [
+        c for c in await api.list_objects("tls_certificate", subject_name=node.fqdn) if c["certificate"] == signed
+    ]
     await api.patch(node_uri, {"tls_certificate": cert["resource_uri"]})
     return str(cert["resource_uri"])
 
@@ -130,14 +153,23 @@ async def certify(systems: Systems, node: NodeSpec, node_uri: str) -> str:
 async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
     """Roles, LDAP, role mappings, client certificates, LDAP only: each verified first."""
     api, ldap = systems.pexip, deployment.ldap
-    auditor_permissions = [p["resource_uri"] for p in await api.list_objects("permission")
-                           if p["name"] in deployment.policy.roles.auditor_permissions]
+    auditor_permissions = [
+        p["resource_uri"]
+        for p in await api.list_objects("permission")
+        if p["name"] in deployment.policy.roles.auditor_permissions
+    ]
     await api.create("role", {"name": "Auditor", "permissions": auditor_permissions})
     assert ldap.bind_password is not None
-    await api.patch("/api/admin/configuration/v1/authentication/1/", {
-        "source": "LDAP+LOCAL", "ldap_server": ldap.server, "ldap_base_dn": ldap.base_dn,
-        "ldap_bind_username": ldap.bind_username, "ldap_bind_password": ldap.bind_password.reveal(),
-    })
+    await api.patch(
+        "/api/admin/configuration/v1/authentication/1/",
+        {
+            "source": "LDAP+LOCAL",
+            "ldap_server": ldap.server,
+            "ldap_base_dn": ldap.base_dn,
+            "ldap_bind_username": ldap.bind_username,
+            "ldap_bind_password": ldap.bind_password.reveal(),
+        },
+    )
     for mapping in ldap.role_mappings:
         roles = [r["resource_uri"] for name in mapping.roles for r in await api.list_objects("role", name=name)]
         await api.create("ldap_role", {"name": mapping.name, "ldap_group_dn": mapping.group_dn, "roles": roles})
@@ -150,11 +182,19 @@ async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
 
 async def deploy_conferencing(systems: Systems, deployment: Deployment, node: NodeSpec, location_uri: str) -> None:
     """worker_vm on the Manager, then the VM, provisioned with its bootstrap file, then its certificate."""
-    created = await systems.pexip.create("worker_vm", {
-        "name": node.name, "hostname": node.hostname, "domain": node.domain, "address": node.address,
-        "netmask": node.netmask, "gateway": node.gateway, "system_location": location_uri,
-        "password": "never-used-ssh-password",
-    })
+    created = await systems.pexip.create(
+        "worker_vm",
+        {
+            "name": node.name,
+            "hostname": node.hostname,
+            "domain": node.domain,
+            "address": node.address,
+            "netmask": node.netmask,
+            "gateway": node.gateway,
+            "system_location": location_uri,
+            "password": "never-used-ssh-password",
+        },
+    )
     await deploy_vm(systems, deployment, node)
     assert systems.provisioning is not None
     await systems.provisioning.upload_bootstrap(node, created.body)

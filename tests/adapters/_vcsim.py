@@ -22,14 +22,35 @@ from orchestrator.lab import (
     write_lab_config,
 )
 
-__all__ = ["VM_STEPS", "WRITES", "admin", "identity", "lab_deployment", "run_step", "started_vcsim", "vcenter", "writes"]
+__all__ = [
+    "VM_STEPS",
+    "WRITES",
+    "admin",
+    "identity",
+    "lab_deployment",
+    "run_step",
+    "started_vcsim",
+    "vcenter",
+    "writes",
+]
 
 # SOAP methods by which the adapter changes the world: a second run must send none of them.
 # (The fixtures shape the inventory with AddVirtualSwitch/AddPortGroup/CreateFolder first.)
-WRITES = frozenset({
-    "ReconfigVM_Task", "ImportVApp", "HttpNfcLeaseComplete", "PowerOnVM_Task", "PowerOnMultiVM_Task", "PowerOffVM_Task", "ResetVM_Task",
-    "Destroy_Task", "SetField", "AddCustomFieldDef", "PutUsbScanCodes",
-})
+WRITES = frozenset(
+    {
+        "ReconfigVM_Task",
+        "ImportVApp",
+        "HttpNfcLeaseComplete",
+        "PowerOnVM_Task",
+        "PowerOnMultiVM_Task",
+        "PowerOffVM_Task",
+        "ResetVM_Task",
+        "Destroy_Task",
+        "SetField",
+        "AddCustomFieldDef",
+        "PutUsbScanCodes",
+    }
+)
 VM_STEPS = ("deploy_ova", "reserve_resources", "lock_bios")
 
 
@@ -56,8 +77,13 @@ def admin(vc: Vcsim) -> Iterator[Any]:
     from pyVim.connect import Disconnect, SmartConnect
 
     parts = urlsplit(vc.url)
-    si = SmartConnect(host=parts.hostname, port=parts.port, user=vc.user, pwd=vc.password,
-                      sslContext=ssl.create_default_context(cafile=str(vc.ca_file)))
+    si = SmartConnect(
+        host=parts.hostname,
+        port=parts.port,
+        user=vc.user,
+        pwd=vc.password,
+        sslContext=ssl.create_default_context(cafile=str(vc.ca_file)),
+    )
     try:
         yield si.RetrieveContent()
     finally:

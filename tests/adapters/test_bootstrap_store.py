@@ -62,11 +62,14 @@ def test_another_key_or_a_swapped_file_does_not_decrypt(tmp_path: Path) -> None:
         store.get("conf-2")
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    (None, "bootstrap_key is not set"),  # no key configured
-    ("c2hvcnQ=", "5 bytes, not 32"),  # base64 of the wrong length
-    ("not a key at all!", "not base64 or hex"),  # neither form
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (None, "bootstrap_key is not set"),  # no key configured
+        ("c2hvcnQ=", "5 bytes, not 32"),  # base64 of the wrong length
+        ("not a key at all!", "not base64 or hex"),  # neither form
+    ],
+)
 def test_an_unusable_key_is_refused_without_showing_it(tmp_path: Path, text: str | None, fragment: str) -> None:
     """A missing or malformed key stops the store with the field and the fix, never the value."""
     store = _store(tmp_path, None if text is None else _key(tmp_path, text))

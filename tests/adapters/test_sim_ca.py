@@ -54,8 +54,11 @@ async def test_signs_once_with_sans_and_both_usages(tmp_path: Path, deployment: 
     [root] = await ca.chain()
     (tmp_path / "root.pem").write_text(root)
     (tmp_path / "leaf.pem").write_text(signed)
-    checked = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "leaf.pem")],
-                             capture_output=True, text=True)
+    checked = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "leaf.pem")],
+        capture_output=True,
+        text=True,
+    )
     assert checked.returncode == 0, checked.stderr
     assert w.effects_summary() == {"conf-1": {"cert_sign": 1}}
     await w.aclose()

@@ -74,8 +74,9 @@ async def test_installation_needs_a_locked_running_vm(world: SimWorld, deploymen
         ({}, "usage statistics"),  # nothing answered
     ],
 )
-async def test_installation_answers_follow_the_guide(systems: Systems, deployment: Deployment, answers: dict,
-                                                     message: str) -> None:
+async def test_installation_answers_follow_the_guide(
+    systems: Systems, deployment: Deployment, answers: dict, message: str
+) -> None:
     """Incident reporting and usage statistics must both be answered no."""
     with pytest.raises(Rejected, match=message):
         await systems.console.installation_wizard(deployment.management, PASSWORD, answers)
@@ -96,8 +97,9 @@ async def test_installation_refuses_a_short_password(systems: Systems, deploymen
         (True, PASSWORD, "enable_tls_1_0", "no answer to enable_tls_1_0"),  # a prompt left out
     ],
 )
-async def test_security_wizard_refusals(systems: Systems, deployment: Deployment, installed: bool, password: str,
-                                        drop: str | None, message: str) -> None:
+async def test_security_wizard_refusals(
+    systems: Systems, deployment: Deployment, installed: bool, password: str, drop: str | None, message: str
+) -> None:
     """The security wizard needs an installed node, the admin password and every prompt answered."""
     mgr = deployment.management
     if installed:
@@ -119,8 +121,17 @@ async def test_conferencing_nodes_have_no_wizards(systems: Systems, deployment: 
     admin_password = deployment.pexip_api.admin_password.reveal()  # the API logs in with it
     await systems.console.installation_wizard(deployment.management, admin_password, ANSWERS)
     location = await systems.pexip.create("system_location", {"name": "l"})
-    await systems.pexip.create("worker_vm", {"name": conf.name, "hostname": conf.hostname, "address": conf.address,
-                                             "netmask": conf.netmask, "gateway": conf.gateway,
-                                             "system_location": location.uri, "password": "never-used-password"})
+    await systems.pexip.create(
+        "worker_vm",
+        {
+            "name": conf.name,
+            "hostname": conf.hostname,
+            "address": conf.address,
+            "netmask": conf.netmask,
+            "gateway": conf.gateway,
+            "system_location": location.uri,
+            "password": "never-used-password",
+        },
+    )
     await deploy_vm(systems, deployment, conf)
     assert await systems.console.wizard_state(conf) == "installed"

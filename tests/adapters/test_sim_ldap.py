@@ -47,8 +47,9 @@ async def test_directory_holds_the_declared_groups(world: SimWorld, deployment: 
         ("file:/nonexistent/bind-password", "cannot be read"),  # a reference that cannot be read
     ],
 )
-async def test_service_account_bind(world: SimWorld, deployment: Deployment, password: str | None,
-                                    message: str | None) -> None:
+async def test_service_account_bind(
+    world: SimWorld, deployment: Deployment, password: str | None, message: str | None
+) -> None:
     """The service account binds with its declared password, and not without one."""
     if password != "declared":
         ldap = dataclasses.replace(deployment.ldap, bind_password=Secret(password) if password else None)

@@ -58,17 +58,33 @@ async def test_installed_manager_has_the_api_defaults(systems: Systems, deployme
     """A fresh Management Node shows pexip-api.md's defaults, roles and certificate."""
     api = systems.pexip
     settings = await api.get(GLOBAL)
-    assert (settings["enable_chat"], settings["management_qos"], settings["ocsp_state"],
-            settings["management_session_timeout"], settings["resource_uri"]) == (True, 0, "OFF", 30, GLOBAL)
+    assert (
+        settings["enable_chat"],
+        settings["management_qos"],
+        settings["ocsp_state"],
+        settings["management_session_timeout"],
+        settings["resource_uri"],
+    ) == (True, 0, "OFF", 30, GLOBAL)
     auth = await api.get(AUTH)
     assert (auth["source"], auth["client_certificate"]) == ("LOCAL", "NO")
     [manager] = await api.list_objects("management_vm")
     assert (manager["id"], manager["primary"], manager["snmp_mode"], manager["snmp_community"]) == (
-        2, True, "DISABLED", "public")
+        2,
+        True,
+        "DISABLED",
+        "public",
+    )
     names = {p["name"] for p in await api.list_objects("permission")}
-    assert {"Is an administrator", "May use web interface", "May use API", "May view logs",
-            "May generate system snapshot", "May change configuration", "May view configuration",
-            "May manage conferences"} <= names
+    assert {
+        "Is an administrator",
+        "May use web interface",
+        "May use API",
+        "May view logs",
+        "May generate system snapshot",
+        "May change configuration",
+        "May view configuration",
+        "May manage conferences",
+    } <= names
     for role in ("Read-only", "Read-write"):
         [found] = await api.list_objects("role", name=role)
         embedded = {p["name"] for p in found["permissions"]}
@@ -79,7 +95,10 @@ async def test_installed_manager_has_the_api_defaults(systems: Systems, deployme
     assert await api.list_objects("role", name="Administrator") == []
     [cert] = await api.list_objects("tls_certificate")
     assert (cert["id"], cert["subject_name"], cert["issuer_name"]) == (
-        1, deployment.management.fqdn, f"CN={deployment.management.fqdn}")
+        1,
+        deployment.management.fqdn,
+        f"CN={deployment.management.fqdn}",
+    )
     assert await api.list_objects("system_location") == []
 
 
@@ -103,8 +122,12 @@ async def test_list_filters_exactly(systems: Systems) -> None:
         ("patch", "global/1/", {"management_session_timeout": 4}, "management_session_timeout"),  # 5..1440
         ("patch", "global/1/", {"enable_chat": "no"}, "enable_chat"),  # bool
         ("patch", "global/1/", {"enable_chatt": False}, "enable_chatt"),  # unknown field
-        ("patch", "management_vm/2/", {"snmp_authentication_password": "short"},
-         "snmp_authentication_password"),  # 8..100 characters
+        (
+            "patch",
+            "management_vm/2/",
+            {"snmp_authentication_password": "short"},
+            "snmp_authentication_password",
+        ),  # 8..100 characters
         ("patch", "management_vm/2/", {"snmp_community": "c" * 17}, "snmp_community"),  # <= 16
         ("patch", "management_vm/2/", {"mtu": 1501}, "mtu"),  # 512..1500
         ("patch", "management_vm/2/", {"primary": False}, "primary"),  # read-only
@@ -114,15 +137,24 @@ async def test_list_filters_exactly(systems: Systems) -> None:
         ("create", "dns_server", {"address": "dns.example.com"}, "address"),  # IP only
         ("create", "ntp_server", {"address": "ntp", "key_id": 0}, "key_id"),  # 1..65535
         ("create", "syslog_server", {"address": "s", "transport": "smtp"}, "transport"),  # enum
-        ("create", "certificate_signing_request", {"subject_name": "x", "private_key_type": "DSA"},
-         "private_key_type"),  # enum
-        ("create", "worker_vm", {"name": "w", "hostname": "w", "address": "10.0.0.9", "netmask": "255.0.0.0",
-                                 "gateway": "10.0.0.1"}, "system_location"),  # required
+        (
+            "create",
+            "certificate_signing_request",
+            {"subject_name": "x", "private_key_type": "DSA"},
+            "private_key_type",
+        ),  # enum
+        (
+            "create",
+            "worker_vm",
+            {"name": "w", "hostname": "w", "address": "10.0.0.9", "netmask": "255.0.0.0", "gateway": "10.0.0.1"},
+            "system_location",
+        ),  # required
         ("create", "role", {"name": "r", "permissions": [BASE + "permission/999/"]}, "permissions"),  # FK must exist
     ],
 )
-async def test_validation_rejects_with_the_field(systems: Systems, verb: str, target: str, fields: dict,
-                                                 field: str) -> None:
+async def test_validation_rejects_with_the_field(
+    systems: Systems, verb: str, target: str, fields: dict, field: str
+) -> None:
     """Values the API would refuse are Rejected with a field-keyed message, nothing changed."""
     api = systems.pexip
     before = systems.pexip._world.effects_summary()  # noqa: SLF001 - effects prove nothing changed
@@ -161,8 +193,14 @@ async def test_write_only_fields_are_never_returned(systems: Systems, world: Sim
     """Passwords and keys are accepted, never shown, and never stored in clear."""
     api = systems.pexip
     ntp = await api.create("ntp_server", {"address": "10.0.0.4", "key_id": 7, "key": "ntp-key-value-1"})
-    await api.patch(BASE + "management_vm/2/", {"snmp_mode": "AUTHPRIV", "snmp_privacy_password": "priv-secret-2",
-                                                "snmp_authentication_password": "auth-secret-3"})
+    await api.patch(
+        BASE + "management_vm/2/",
+        {
+            "snmp_mode": "AUTHPRIV",
+            "snmp_privacy_password": "priv-secret-2",
+            "snmp_authentication_password": "auth-secret-3",
+        },
+    )
     await api.patch(AUTH, {"ldap_bind_password": "bind-secret-4"})
     shown = [await api.get(ntp.uri), await api.get(BASE + "management_vm/2/"), await api.get(AUTH)]
     for obj in shown:
@@ -194,16 +232,23 @@ async def test_unique_names(systems: Systems) -> None:
 async def test_csr_is_real_and_verifies_with_openssl(systems: Systems, deployment: Deployment, tmp_path: Path) -> None:
     """A CSR POST makes a real CSR (CN, SANs, key type) that openssl verifies."""
     conf = deployment.conferencing[0]
-    created = await systems.pexip.create("certificate_signing_request", {
-        "subject_name": conf.fqdn, "private_key_type": "ECDSAP256", "dn": "O=Example,C=GB",
-        "additional_subject_alt_names": "pool.example.com, other.example.com"})
+    created = await systems.pexip.create(
+        "certificate_signing_request",
+        {
+            "subject_name": conf.fqdn,
+            "private_key_type": "ECDSAP256",
+            "dn": "O=Example,C=GB",
+            "additional_subject_alt_names": "pool.example.com, other.example.com",
+        },
+    )
     shown = await systems.pexip.get(created.uri)
     assert "private_key" not in shown
     csr = pki.load_csr(shown["csr"])
     assert pki.csr_names(csr) == (conf.fqdn, [conf.fqdn, "pool.example.com", "other.example.com"])
     (tmp_path / "req.csr").write_text(shown["csr"])
-    checked = subprocess.run(["openssl", "req", "-verify", "-noout", "-in", str(tmp_path / "req.csr")],
-                             capture_output=True, text=True)
+    checked = subprocess.run(
+        ["openssl", "req", "-verify", "-noout", "-in", str(tmp_path / "req.csr")], capture_output=True, text=True
+    )
     assert checked.returncode == 0, checked.stderr
     assert systems.pexip._world.effects_summary()[conf.name]["csr_create"] == 1  # noqa: SLF001
 
@@ -222,8 +267,9 @@ async def test_csr_refusals(systems: Systems, fields: dict, field: str) -> None:
         await systems.pexip.create("certificate_signing_request", {"subject_name": "n.example.com", **fields})
 
 
-async def test_csr_completion_makes_a_tls_certificate(systems: Systems, world: SimWorld,
-                                                     deployment: Deployment) -> None:
+async def test_csr_completion_makes_a_tls_certificate(
+    systems: Systems, world: SimWorld, deployment: Deployment
+) -> None:
     """PATCHing the signed certificate on its CSR creates the tls_certificate and deletes the CSR."""
     api, conf = systems.pexip, deployment.conferencing[0]
     csr = await api.create("certificate_signing_request", {"subject_name": conf.fqdn, "private_key_type": "ECDSAP256"})
@@ -244,7 +290,9 @@ async def test_csr_completion_refuses_another_key(systems: Systems, deployment: 
     """A certificate for another CSR's key is refused with the guide's message; the CSR stays."""
     api, (one, two) = systems.pexip, deployment.conferencing
     first = await api.create("certificate_signing_request", {"subject_name": one.fqdn, "private_key_type": "ECDSAP256"})
-    second = await api.create("certificate_signing_request", {"subject_name": two.fqdn, "private_key_type": "ECDSAP256"})
+    second = await api.create(
+        "certificate_signing_request", {"subject_name": two.fqdn, "private_key_type": "ECDSAP256"}
+    )
     await systems.ca.submit(two.name, (await api.get(second.uri))["csr"])
     wrong = await systems.ca.collect(two.name)
     with pytest.raises(Rejected, match="Certificate and private key do not appear to be part of the same key pair"):
@@ -275,13 +323,23 @@ async def test_ca_certificate_takes_one_pem(systems: Systems) -> None:
 
 
 async def _worker(systems: Systems, conf: NodeSpec, location: str) -> Created:
-    return await systems.pexip.create("worker_vm", {
-        "name": conf.name, "hostname": conf.hostname, "address": conf.address, "netmask": conf.netmask,
-        "gateway": conf.gateway, "system_location": location, "password": "ssh-pass-word"})
+    return await systems.pexip.create(
+        "worker_vm",
+        {
+            "name": conf.name,
+            "hostname": conf.hostname,
+            "address": conf.address,
+            "netmask": conf.netmask,
+            "gateway": conf.gateway,
+            "system_location": location,
+            "password": "ssh-pass-word",
+        },
+    )
 
 
-async def test_worker_vm_returns_its_bootstrap_and_syncs_once_provisioned(systems: Systems, world: SimWorld,
-                                                                         deployment: Deployment) -> None:
+async def test_worker_vm_returns_its_bootstrap_and_syncs_once_provisioned(
+    systems: Systems, world: SimWorld, deployment: Deployment
+) -> None:
     """A worker POST returns the bootstrap file as bytes; status says SYNCED only once the node took that file."""
     api, conf = systems.pexip, deployment.conferencing[0]
     location = await api.create("system_location", {"name": "sim-east"})
@@ -335,13 +393,22 @@ async def test_worker_vm_post_needs_a_password(systems: Systems, deployment: Dep
     conf = deployment.conferencing[0]
     location = await systems.pexip.create("system_location", {"name": "sim-east"})
     with pytest.raises(Rejected, match='"password"'):
-        await systems.pexip.create("worker_vm", {"name": conf.name, "hostname": conf.hostname,
-                                                 "address": conf.address, "netmask": conf.netmask,
-                                                 "gateway": conf.gateway, "system_location": location.uri})
+        await systems.pexip.create(
+            "worker_vm",
+            {
+                "name": conf.name,
+                "hostname": conf.hostname,
+                "address": conf.address,
+                "netmask": conf.netmask,
+                "gateway": conf.gateway,
+                "system_location": location.uri,
+            },
+        )
 
 
-async def test_effects_on_platform_resources_name_the_manager(systems: Systems, world: SimWorld,
-                                                              deployment: Deployment) -> None:
+async def test_effects_on_platform_resources_name_the_manager(
+    systems: Systems, world: SimWorld, deployment: Deployment
+) -> None:
     """role/dns/global changes are recorded against the Management Node."""
     await systems.pexip.create("role", {"name": "Auditor"})
     await systems.pexip.patch(GLOBAL, {"enable_chat": False})
@@ -380,9 +447,16 @@ async def test_careless_order_locks_everyone_out(systems: Systems, deployment: D
     """LDAP only with client certificates but no role mapping: verify_login warns, then calls fail."""
     api, ldap = systems.pexip, deployment.ldap
     assert ldap.bind_password is not None
-    await api.patch(AUTH, {"source": "LDAP+LOCAL", "ldap_server": ldap.server, "ldap_base_dn": ldap.base_dn,
-                           "ldap_bind_username": ldap.bind_username,
-                           "ldap_bind_password": ldap.bind_password.reveal()})
+    await api.patch(
+        AUTH,
+        {
+            "source": "LDAP+LOCAL",
+            "ldap_server": ldap.server,
+            "ldap_base_dn": ldap.base_dn,
+            "ldap_bind_username": ldap.bind_username,
+            "ldap_bind_password": ldap.bind_password.reveal(),
+        },
+    )
     with pytest.raises(Rejected, match="no ldap_role maps a group"):
         await api.verify_login(use_client_cert=False)  # the check a careful engine makes first
     await api.patch(AUTH, {"client_certificate": "CN"})  # still reachable: the change applies
@@ -400,8 +474,9 @@ async def test_careless_order_locks_everyone_out(systems: Systems, deployment: D
         ({"ldap_base_dn": "dc=other"}, "ldap_base_dn"),  # user not found under that base
     ],
 )
-async def test_ldap_login_names_what_is_wrong(systems: Systems, deployment: Deployment, change: dict,
-                                              reason: str) -> None:
+async def test_ldap_login_names_what_is_wrong(
+    systems: Systems, deployment: Deployment, change: dict, reason: str
+) -> None:
     """An LDAP login that cannot work says which authentication setting breaks it."""
     await harden_manager(systems, deployment)
     await authenticate_ldap(systems, deployment)
@@ -411,12 +486,15 @@ async def test_ldap_login_names_what_is_wrong(systems: Systems, deployment: Depl
         await systems.pexip.verify_login(use_client_cert=True)
 
 
-async def test_wrong_admin_password_is_not_a_local_login(world: SimWorld, deployment: Deployment, tmp_path: Path) -> None:
+async def test_wrong_admin_password_is_not_a_local_login(
+    world: SimWorld, deployment: Deployment, tmp_path: Path
+) -> None:
     """If the API password is not the one the installation wizard set, every call is locked out."""
     systems = make_systems(world, deployment)
     await deploy_vm(systems, deployment, deployment.management)
-    await systems.console.installation_wizard(deployment.management, "not-the-configured-one",
-                                              deployment.policy.installation_wizard.settings())
+    await systems.console.installation_wizard(
+        deployment.management, "not-the-configured-one", deployment.policy.installation_wizard.settings()
+    )
     with pytest.raises(Rejected, match="locked out.*installation wizard set"):
         await systems.pexip.get(GLOBAL)
 
@@ -431,15 +509,17 @@ def _directory_with(world: SimWorld, deployment: Deployment, groups: tuple[str, 
 @pytest.mark.parametrize(
     ("groups", "roles"),
     [
-        (("Pexip Read-only", "Pexip Read-write", "Pexip Auditor"),
-         "Auditor,Read-only,Read-write"),  # the deployment's own directory
+        (
+            ("Pexip Read-only", "Pexip Read-write", "Pexip Auditor"),
+            "Auditor,Read-only,Read-write",
+        ),  # the deployment's own directory
         (("Pexip Auditor",), "Auditor"),  # a directory that holds only the auditors' group
         (("Pexip Read-only", "Pexip Auditor"), "Auditor,Read-only"),  # two of the three groups
     ],
 )
-async def test_ldap_login_follows_the_directory_it_is_handed(world: SimWorld, systems: Systems,
-                                                             deployment: Deployment, groups: tuple[str, ...],
-                                                             roles: str) -> None:
+async def test_ldap_login_follows_the_directory_it_is_handed(
+    world: SimWorld, systems: Systems, deployment: Deployment, groups: tuple[str, ...], roles: str
+) -> None:
     """The LDAP roles granted are those of the groups the handed directory puts the user in, not the config's."""
     await harden_manager(systems, deployment)
     await authenticate_ldap(systems, deployment)
@@ -447,8 +527,9 @@ async def test_ldap_login_follows_the_directory_it_is_handed(world: SimWorld, sy
     assert await api.verify_login(use_client_cert=True) == roles
 
 
-async def test_a_directory_without_the_user_locks_ldap_logins_out(world: SimWorld, systems: Systems,
-                                                                  deployment: Deployment) -> None:
+async def test_a_directory_without_the_user_locks_ldap_logins_out(
+    world: SimWorld, systems: Systems, deployment: Deployment
+) -> None:
     """With LDAP the only source, a directory that does not know the verify user leaves no login."""
     await harden_manager(systems, deployment)
     await authenticate_ldap(systems, deployment)
@@ -460,8 +541,9 @@ async def test_a_directory_without_the_user_locks_ldap_logins_out(world: SimWorl
     assert await systems.pexip.verify_login(use_client_cert=True)  # the deployment's directory still grants
 
 
-async def test_an_unreachable_directory_is_not_a_lock_out(world: SimWorld, systems: Systems,
-                                                          deployment: Deployment, tmp_path: Path) -> None:
+async def test_an_unreachable_directory_is_not_a_lock_out(
+    world: SimWorld, systems: Systems, deployment: Deployment, tmp_path: Path
+) -> None:
     """A directory that does not answer makes the call Unreachable (retryable), not a lock-out that sticks."""
     await harden_manager(systems, deployment)
     await authenticate_ldap(systems, deployment)

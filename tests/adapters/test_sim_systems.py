@@ -18,6 +18,7 @@ def _closing(systems: Systems, monkeypatch: pytest.MonkeyPatch, failing: dict[st
     """Make each adapter's aclose note its name, then raise its error from ``failing`` if it has one."""
     closed: list[str] = []
     for name in ADAPTERS:
+
         async def aclose(name: str = name) -> None:
             closed.append(name)
             if name in failing:
@@ -34,14 +35,19 @@ def _closing(systems: Systems, monkeypatch: pytest.MonkeyPatch, failing: dict[st
     [
         ({}, None),  # nothing fails: nothing raised
         ({"pexip": Unreachable("pexip: reset while closing")}, Unreachable),  # one: that very error
-        ({"vsphere": Unreachable("vsphere: logout timed out"),
-          "directory": Rejected("ldap: unbind refused")}, ExceptionGroup),  # several: all of them, in order
+        (
+            {"vsphere": Unreachable("vsphere: logout timed out"), "directory": Rejected("ldap: unbind refused")},
+            ExceptionGroup,
+        ),  # several: all of them, in order
     ],
 )
-async def test_aclose_closes_every_adapter_even_if_one_raises(world: SimWorld, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch,
-                                                             failing: dict[str, Exception],
-                                                             raised: type[BaseException] | None) -> None:
+async def test_aclose_closes_every_adapter_even_if_one_raises(
+    world: SimWorld,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: dict[str, Exception],
+    raised: type[BaseException] | None,
+) -> None:
     """Systems.aclose closes all five adapters, then re-raises the one error or groups several."""
     systems = make_systems(world, make_deployment(1, tmp_path))
     closed = _closing(systems, monkeypatch, failing)

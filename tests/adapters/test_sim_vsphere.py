@@ -38,14 +38,17 @@ async def test_import_creates_the_vm_as_declared(world: SimWorld, vsphere: SimVS
     assert (vm.name, vm.host, vm.portgroup, vm.power_state) == (mgr.name, mgr.host, mgr.portgroup, "poweredOff")
     assert (vm.num_cpus, vm.memory_mb) == (mgr.cpus, mgr.memory_mb)
     reservation = await vsphere.get_reservation(vm)
-    assert reservation.disks == (DiskAllocation(2000, "Hard disk 1", deployment.host(mgr.host).datastore, "normal", -1),)
+    assert reservation.disks == (
+        DiskAllocation(2000, "Hard disk 1", deployment.host(mgr.host).datastore, "normal", -1),
+    )
     assert await vsphere.find_vm(mgr, identity(deployment, mgr)) == vm
     assert world.effects_summary() == {mgr.name: {"vm_import": 1}}
     assert await vsphere.host_cpu_mhz(mgr.host) == 2400
 
 
-async def test_import_again_with_our_identity_changes_nothing(world: SimWorld, vsphere: SimVSphere,
-                                                              deployment: Deployment) -> None:
+async def test_import_again_with_our_identity_changes_nothing(
+    world: SimWorld, vsphere: SimVSphere, deployment: Deployment
+) -> None:
     """A replayed import returns the VM already there, without a second effect."""
     mgr = deployment.management
     first = await vsphere.import_ova(mgr, identity(deployment, mgr), deployment.ova.management)
@@ -61,8 +64,9 @@ async def test_import_again_with_our_identity_changes_nothing(world: SimWorld, v
         ("mgr.ova", True, "not ours"),  # a VM of that name belongs to someone else
     ],
 )
-async def test_import_refusals(vsphere: SimVSphere, deployment: Deployment, ova: str, other_identity: bool,
-                               message: str) -> None:
+async def test_import_refusals(
+    vsphere: SimVSphere, deployment: Deployment, ova: str, other_identity: bool, message: str
+) -> None:
     """Imports without an OVA, or over a foreign VM of the same name, are Rejected."""
     mgr = deployment.management
     if other_identity:
@@ -82,9 +86,18 @@ async def test_conferencing_import_needs_its_deployment_file(world: SimWorld, de
         await systems.vsphere.import_ova(conf, identity(deployment, conf), deployment.ova.conferencing)
     await install_manager(systems, deployment)
     location = await systems.pexip.create("system_location", {"name": "loc"})
-    await systems.pexip.create("worker_vm", {"name": conf.name, "hostname": conf.hostname, "address": conf.address,
-                                             "netmask": conf.netmask, "gateway": conf.gateway,
-                                             "system_location": location.uri, "password": "never-used-password"})
+    await systems.pexip.create(
+        "worker_vm",
+        {
+            "name": conf.name,
+            "hostname": conf.hostname,
+            "address": conf.address,
+            "netmask": conf.netmask,
+            "gateway": conf.gateway,
+            "system_location": location.uri,
+            "password": "never-used-password",
+        },
+    )
     vm = await systems.vsphere.import_ova(conf, identity(deployment, conf), deployment.ova.conferencing)
     assert vm.name == conf.name
 
@@ -106,16 +119,23 @@ async def test_reservation_is_replaced_whole(world: SimWorld, vsphere: SimVSpher
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"cpu_reservation_mhz": 99_999, "cpu_limit_mhz": 99_999}, "cpu_reservation_mhz 99999 is outside"),  # > vCPUs x MHz
+        (
+            {"cpu_reservation_mhz": 99_999, "cpu_limit_mhz": 99_999},
+            "cpu_reservation_mhz 99999 is outside",
+        ),  # > vCPUs x MHz
         ({"cpu_limit_mhz": 100}, "below the reservation"),  # limit under reservation
         ({"memory_reservation_mb": 10**6, "memory_locked": False}, "memory_reservation_mb"),  # more than the VM has
         ({"cpu_shares": "lots"}, "cpu_shares 'lots'"),  # unknown shares level
-        ({"disks": (DiskAllocation(2001, "Hard disk 2", "ds", "normal", 10),)}, "disk key 2001 does not exist"),  # no such disk
+        (
+            {"disks": (DiskAllocation(2001, "Hard disk 2", "ds", "normal", 10),)},
+            "disk key 2001 does not exist",
+        ),  # no such disk
         ({"disks": (DiskAllocation(2000, "Hard disk 1", "ds", "normal", 0),)}, "iops_limit 0"),  # 0 IOPS
     ],
 )
-async def test_reservation_refusals(world: SimWorld, vsphere: SimVSphere, deployment: Deployment,
-                                    change: dict, message: str) -> None:
+async def test_reservation_refusals(
+    world: SimWorld, vsphere: SimVSphere, deployment: Deployment, change: dict, message: str
+) -> None:
     """Allocations vSphere would refuse are Rejected, and nothing changes."""
     mgr = deployment.management
     vm = await vsphere.import_ova(mgr, identity(deployment, mgr), "mgr.ova")
@@ -134,7 +154,11 @@ async def test_lock_bios_keeps_only_a_digest(world: SimWorld, vsphere: SimVSpher
     await vsphere.lock_bios(vm, "bios-Secret-123")
     after = await vsphere.get_bios(vm)
     assert (after.enter_bios_setup, after.boot_disk_first, after.locked_marker, after.power_state) == (
-        False, True, True, "poweredOn")
+        False,
+        True,
+        True,
+        "poweredOn",
+    )
     assert "bios-Secret-123" not in str(world.get(VM, mgr.name))
     await vsphere.lock_bios(vm, "bios-Secret-123")  # a replay types it again, but powers on once
     assert world.effects_summary()[mgr.name] == {"bios_lock": 2, "power_on": 1, "vm_import": 1}
@@ -163,28 +187,42 @@ def _conf(d: Deployment, i: int, **change) -> Deployment:
 
 
 def _host(d: Deployment, **change) -> Deployment:
-    return dataclasses.replace(d, vcenter=dataclasses.replace(
-        d.vcenter, hosts=(dataclasses.replace(d.vcenter.hosts[0], **change),)))
+    return dataclasses.replace(
+        d, vcenter=dataclasses.replace(d.vcenter, hosts=(dataclasses.replace(d.vcenter.hosts[0], **change),))
+    )
 
 
 @pytest.mark.parametrize(
     ("mutate", "field", "message"),
     [
-        (lambda d: dataclasses.replace(d, management=dataclasses.replace(d.management, vlan=4095)),
-         "management.vlan", "virtual guest tagging"),  # VLAN 4095
+        (
+            lambda d: dataclasses.replace(d, management=dataclasses.replace(d.management, vlan=4095)),
+            "management.vlan",
+            "virtual guest tagging",
+        ),  # VLAN 4095
         (lambda d: _conf(d, 1, vlan=5000), "conferencing[1].vlan", "outside 0..4094"),  # out of range
         (lambda d: _conf(d, 0, vlan=1002), "conferencing[0].vlan", "reserved_vlans"),  # reserved
         (lambda d: _conf(d, 0, host="esxi-99"), "conferencing[0].host", "not in vcenter.hosts"),  # unknown host
-        (lambda d: _host(d, vm_network="Management Network"),
-         "vcenter.hosts[0].vm_network", "management network"),  # VMs on the management network
-        (lambda d: _host(d, datastore_iops_capacity=2500),
-         "vcenter.hosts[0].datastore_iops_capacity", "add up to 3000"),  # 3 x 1000 IOPS > 2500
-        (lambda d: _conf(d, 0, portgroup="Management Network"),
-         "conferencing[0].portgroup", "management network"),  # a node on the management portgroup
+        (
+            lambda d: _host(d, vm_network="Management Network"),
+            "vcenter.hosts[0].vm_network",
+            "management network",
+        ),  # VMs on the management network
+        (
+            lambda d: _host(d, datastore_iops_capacity=2500),
+            "vcenter.hosts[0].datastore_iops_capacity",
+            "add up to 3000",
+        ),  # 3 x 1000 IOPS > 2500
+        (
+            lambda d: _conf(d, 0, portgroup="Management Network"),
+            "conferencing[0].portgroup",
+            "management network",
+        ),  # a node on the management portgroup
     ],
 )
-async def test_preflight_names_each_bad_field(vsphere: SimVSphere, deployment: Deployment, mutate, field: str,
-                                              message: str) -> None:
+async def test_preflight_names_each_bad_field(
+    vsphere: SimVSphere, deployment: Deployment, mutate, field: str, message: str
+) -> None:
     """Preflight raises ConfigError with the dotted field of each problem."""
     with pytest.raises(ConfigError) as info:
         await vsphere.preflight(mutate(deployment))

@@ -61,8 +61,10 @@ async def test_cancelled_waiter_does_not_cancel_the_batch(world: SimWorld) -> No
 async def test_state_and_effects_persist_across_reopen(tmp_path: Path) -> None:
     """A reopened world has the same values, deletions and effect counts."""
     w = SimWorld.open(tmp_path / "world.sqlite")
-    await w.apply([("vm", "a", {"power": "on"}), ("vm", "b", {"power": "off"})],
-                  [Effect("a", "vm_import"), Effect("b", "vm_import")])
+    await w.apply(
+        [("vm", "a", {"power": "on"}), ("vm", "b", {"power": "off"})],
+        [Effect("a", "vm_import"), Effect("b", "vm_import")],
+    )
     await w.apply([("vm", "b", None)], [Effect("b", "api_delete", "vm")])
     await w.aclose()
     w = SimWorld.open(tmp_path / "world.sqlite")
@@ -71,7 +73,10 @@ async def test_state_and_effects_persist_across_reopen(tmp_path: Path) -> None:
         assert w.get("vm", "b") is None
         assert w.effects_summary() == {"a": {"vm_import": 1}, "b": {"api_delete": 1, "vm_import": 1}}
         assert [(e["seq"], e["node"], e["kind"], e["detail"]) for e in w.effects()] == [
-            (1, "a", "vm_import", ""), (2, "b", "vm_import", ""), (3, "b", "api_delete", "vm")]
+            (1, "a", "vm_import", ""),
+            (2, "b", "vm_import", ""),
+            (3, "b", "api_delete", "vm"),
+        ]
         assert all(e["at"].endswith("+00:00") for e in w.effects())
     finally:
         w.close()
@@ -264,17 +269,46 @@ def test_exit_fault_kills_once_after_committing(tmp_path: Path) -> None:
 def test_exports_are_pinned() -> None:
     """The package and the world module export exactly their public API."""
     assert set(adapters.__all__) == {
-        "VSphere", "PexipApi", "Console", "CertificateAuthority", "Directory", "Systems", "VmState",
-        "DiskAllocation", "Reservation", "BiosState", "Created", "WizardState",
+        "VSphere",
+        "PexipApi",
+        "Console",
+        "CertificateAuthority",
+        "Directory",
+        "Systems",
+        "VmState",
+        "DiskAllocation",
+        "Reservation",
+        "BiosState",
+        "Created",
+        "WizardState",
     }
     assert all(hasattr(adapters, name) for name in adapters.__all__)
     assert set(adapters.sim.__all__) == {
-        "SimWorld", "FaultPlan", "FaultPoint", "Effect", "EXIT_CODE", "SimVSphere", "SimPexipApi", "SimConsole", "SimCA",
-        "SimDirectory", "SimProvisioning",
+        "SimWorld",
+        "FaultPlan",
+        "FaultPoint",
+        "Effect",
+        "EXIT_CODE",
+        "SimVSphere",
+        "SimPexipApi",
+        "SimConsole",
+        "SimCA",
+        "SimDirectory",
+        "SimProvisioning",
     }
     assert all(hasattr(adapters.sim, name) for name in adapters.sim.__all__)
-    assert set(sim_world.__all__) == {"SimWorld", "FaultPlan", "FaultPoint", "Effect", "EXIT_CODE", "VM", "CONSOLE",
-                                      "CA", "pexip_system", "digest"}
+    assert set(sim_world.__all__) == {
+        "SimWorld",
+        "FaultPlan",
+        "FaultPoint",
+        "Effect",
+        "EXIT_CODE",
+        "VM",
+        "CONSOLE",
+        "CA",
+        "pexip_system",
+        "digest",
+    }
 
 
 @pytest.mark.slow
@@ -284,8 +318,9 @@ async def test_benchmark_1000_nodes_40_changes(tmp_path: Path) -> None:
 
     async def node(i: int) -> None:
         for k in range(40):
-            await w.apply([("bench", f"{i}/{k}", {"i": i, "k": k, "pad": "x" * 50})],
-                          [Effect(f"n{i}", "api_patch", "bench")])
+            await w.apply(
+                [("bench", f"{i}/{k}", {"i": i, "k": k, "pad": "x" * 50})], [Effect(f"n{i}", "api_patch", "bench")]
+            )
 
     start = time.perf_counter()
     await asyncio.gather(*(node(i) for i in range(1000)))

@@ -27,7 +27,14 @@ def _writes(vc: Vcsim, since: int = 0) -> list[str]:
 def _expected_keys(password: str) -> list[tuple[int, bool]]:
     """The keystroke script written out by hand from the guide (HID usage IDs, shift)."""
     right, enter = (0x4F, False), (0x28, False)
-    table = {"P": (0x13, True), "x": (0x1B, False), "-": (0x2D, False), "9": (0x26, False), "!": (0x1E, True), "b": (0x05, False)}
+    table = {
+        "P": (0x13, True),
+        "x": (0x1B, False),
+        "-": (0x2D, False),
+        "9": (0x26, False),
+        "!": (0x1E, True),
+        "b": (0x05, False),
+    }
     typed = [table[c] for c in password]
     return [right, right, enter, *typed, enter, *typed, enter, enter] + [right, right, enter, enter]
 
@@ -66,11 +73,27 @@ async def test_every_step_on_an_imported_ova_then_a_rerun_changes_nothing(vcsim:
         bios = await vc.get_bios(vm)
         assert vc.statistics()["logins"] == 1
     core = 2294  # vcsim's summary.hardware.cpuMhz
-    assert (vm.name, vm.host, vm.portgroup, vm.num_cpus, vm.memory_mb) == (node.name, node.host, node.portgroup, 4, 8192)
-    assert (reservation.cpu_reservation_mhz, reservation.cpu_limit_mhz, reservation.cpu_shares) == (4 * core, 4 * core, "normal")
-    assert (reservation.memory_reservation_mb, reservation.memory_limit_mb, reservation.memory_shares) == (8192, 8192, "normal")
+    assert (vm.name, vm.host, vm.portgroup, vm.num_cpus, vm.memory_mb) == (
+        node.name,
+        node.host,
+        node.portgroup,
+        4,
+        8192,
+    )
+    assert (reservation.cpu_reservation_mhz, reservation.cpu_limit_mhz, reservation.cpu_shares) == (
+        4 * core,
+        4 * core,
+        "normal",
+    )
+    assert (reservation.memory_reservation_mb, reservation.memory_limit_mb, reservation.memory_shares) == (
+        8192,
+        8192,
+        "normal",
+    )
     assert reservation.memory_locked
-    assert [(d.shares, d.iops_limit, d.datastore) for d in reservation.disks] == [("normal", node.disk_iops_limit, "LocalDS_0")]
+    assert [(d.shares, d.iops_limit, d.datastore) for d in reservation.disks] == [
+        ("normal", node.disk_iops_limit, "LocalDS_0")
+    ]
     assert bios == type(bios)(enter_bios_setup=False, boot_disk_first=True, power_state="poweredOn", locked_marker=True)
     with admin(vcsim) as content:
         imported = content.searchIndex.FindByInventoryPath(f"DC0/vm/pexip/{node.name}")
@@ -96,11 +119,16 @@ async def test_each_step_on_the_default_inventory(vcsim: Vcsim, deployment: Depl
     assert [d.iops_limit for d in reservation.disks] == [node.disk_iops_limit]
 
 
-@pytest.mark.parametrize("password", [
-    "Px-9!b",  # upper case and '!' need shift; '-' and digits do not
-    "xxxxxxxx",  # eight of one key: every press is sent, none merged
-])
-async def test_bios_password_is_typed_as_the_expected_hid_codes(vcsim: Vcsim, deployment: Deployment, password: str) -> None:
+@pytest.mark.parametrize(
+    "password",
+    [
+        "Px-9!b",  # upper case and '!' need shift; '-' and digits do not
+        "xxxxxxxx",  # eight of one key: every press is sent, none merged
+    ],
+)
+async def test_bios_password_is_typed_as_the_expected_hid_codes(
+    vcsim: Vcsim, deployment: Deployment, password: str
+) -> None:
     """The keys vcsim recorded are exactly the keystroke script for the Security and Exit pages."""
     node = deployment.management
     async with vcenter(deployment) as vc:
@@ -113,7 +141,9 @@ async def test_bios_password_is_typed_as_the_expected_hid_codes(vcsim: Vcsim, de
     assert got == _expected_keys(password)
 
 
-async def test_the_password_reaches_no_log_or_message(vcsim: Vcsim, deployment: Deployment, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_password_reaches_no_log_or_message(
+    vcsim: Vcsim, deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
     """Locking the BIOS logs nothing that holds the password, and the vcsim log does not hold it either."""
     password = "Px-9!b" * 2
     node = deployment.management
@@ -145,9 +175,14 @@ async def test_an_interrupted_import_is_replaced(vcsim: Vcsim, deployment: Deplo
         # What a crash between ImportVApp and the identity attribute leaves: extraConfig only.
         folder = content.searchIndex.FindByInventoryPath("DC0/vm/pexip")
         pool = content.searchIndex.FindByInventoryPath("DC0/host/DC0_H0/Resources")
-        spec = vim.vm.ConfigSpec(name=node.name, guestId="otherGuest", numCPUs=1, memoryMB=32,
-                                 files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
-                                 extraConfig=[vim.option.OptionValue(key="pexip-orchestrator.identity", value=ident)])
+        spec = vim.vm.ConfigSpec(
+            name=node.name,
+            guestId="otherGuest",
+            numCPUs=1,
+            memoryMB=32,
+            files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
+            extraConfig=[vim.option.OptionValue(key="pexip-orchestrator.identity", value=ident)],
+        )
         task = folder.CreateVM_Task(config=spec, pool=pool)
         assert task.info.state == "success"
         half = task.info.result._moId
@@ -194,7 +229,9 @@ async def test_from_deployment_needs_the_password(deployment: Deployment) -> Non
     from config.errors import ConfigError
     from config.secrets import Secret
 
-    broken = dataclasses.replace(deployment, vcenter=dataclasses.replace(deployment.vcenter, password=Secret("env:NO_SUCH_VARIABLE_HERE")))
+    broken = dataclasses.replace(
+        deployment, vcenter=dataclasses.replace(deployment.vcenter, password=Secret("env:NO_SUCH_VARIABLE_HERE"))
+    )
     with pytest.raises(ConfigError) as info:
         VCenter.from_deployment(broken)
     assert info.value.problems[0][0] == "vcenter.password"
@@ -204,16 +241,25 @@ def _mark_bios(vc: Vcsim, vm_name: str, value: str, *, power_on: bool) -> None:
     """What a run killed while typing the password leaves: the "typing" marker, maybe a running VM."""
     with admin(vc) as content:
         vm = content.searchIndex.FindByInventoryPath(f"DC0/vm/pexip/{vm_name}")
-        vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="pexip-orchestrator.bios_lock", value=value)]))
+        vm.ReconfigVM_Task(
+            spec=vim.vm.ConfigSpec(
+                extraConfig=[vim.option.OptionValue(key="pexip-orchestrator.bios_lock", value=value)]
+            )
+        )
         if power_on:
             vm.PowerOnVM_Task()
 
 
-@pytest.mark.parametrize(("power_on", "outcome"), [
-    (True, "refused"),  # the VM runs: keys may have reached the BIOS, only its console can tell
-    (False, "locked"),  # the VM is off: no key can have been typed, the lock starts over
-])
-async def test_a_bios_lock_interrupted_while_typing(vcsim: Vcsim, deployment: Deployment, power_on: bool, outcome: str) -> None:
+@pytest.mark.parametrize(
+    ("power_on", "outcome"),
+    [
+        (True, "refused"),  # the VM runs: keys may have reached the BIOS, only its console can tell
+        (False, "locked"),  # the VM is off: no key can have been typed, the lock starts over
+    ],
+)
+async def test_a_bios_lock_interrupted_while_typing(
+    vcsim: Vcsim, deployment: Deployment, power_on: bool, outcome: str
+) -> None:
     """An interrupted lock is never typed into an unknown screen: a running VM needs the operator."""
     node = deployment.management
     async with vcenter(deployment) as vc:
@@ -234,8 +280,10 @@ async def test_an_import_with_a_pinned_thumbprint(vcsim: Vcsim, deployment: Depl
     """With only a SHA-256 pin (no CA), the SOAP calls and the disk upload both go through, pinned."""
     from orchestrator.lab import thumbprint_of
 
-    pinned = dataclasses.replace(deployment, vcenter=dataclasses.replace(
-        deployment.vcenter, ca_file=None, thumbprint=thumbprint_of(vcsim.cert_file)))
+    pinned = dataclasses.replace(
+        deployment,
+        vcenter=dataclasses.replace(deployment.vcenter, ca_file=None, thumbprint=thumbprint_of(vcsim.cert_file)),
+    )
     node = pinned.management
     async with vcenter(pinned) as vc:
         vm = await vc.import_ova(node, identity(pinned, node), pinned.ova.management)
@@ -244,13 +292,21 @@ async def test_an_import_with_a_pinned_thumbprint(vcsim: Vcsim, deployment: Depl
     assert "transferred" in (vcsim.workdir / "vcsim.log").read_text(), "the disk bytes reached the lease URL"
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"url": "http://127.0.0.1:1/sdk"}, "vcenter.url"),  # TLS is not optional
-    ({"thumbprint": "sha1:" + ":".join(["AB"] * 20), "ca_file": None}, "vcenter.thumbprint"),  # SHA-1 pins are refused
-    ({"thumbprint": "sha256:AB:CD", "ca_file": None}, "vcenter.thumbprint"),  # not 32 bytes
-    ({"ca_file": "/nonexistent/ca.pem"}, "vcenter.ca_file"),  # an unreadable CA file
-])
-def test_bad_vcenter_settings_are_bad_input(session_deployment: Deployment, change: dict[str, object], field: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"url": "http://127.0.0.1:1/sdk"}, "vcenter.url"),  # TLS is not optional
+        (
+            {"thumbprint": "sha1:" + ":".join(["AB"] * 20), "ca_file": None},
+            "vcenter.thumbprint",
+        ),  # SHA-1 pins are refused
+        ({"thumbprint": "sha256:AB:CD", "ca_file": None}, "vcenter.thumbprint"),  # not 32 bytes
+        ({"ca_file": "/nonexistent/ca.pem"}, "vcenter.ca_file"),  # an unreadable CA file
+    ],
+)
+def test_bad_vcenter_settings_are_bad_input(
+    session_deployment: Deployment, change: dict[str, object], field: str
+) -> None:
     """A vCenter section that cannot give a verified TLS connection is refused when the adapter is made."""
     from config.errors import ConfigError
 
@@ -266,20 +322,27 @@ async def test_bios_locks_at_once_share_one_power_on(vcsim: Vcsim, deployment: D
 
     nodes = [dataclasses.replace(deployment.management, name=f"pexip-lock-{i}") for i in range(4)]
     ova = str(make_test_ova(tmp_path / "lock.ova"))
-    async with vcenter(deployment, read_batch_wait_s=5.0) as vc:  # batches wait for every VM, however loaded the machine
+    async with vcenter(
+        deployment, read_batch_wait_s=5.0
+    ) as vc:  # batches wait for every VM, however loaded the machine
         vms = await asyncio.gather(*(vc.import_ova(n, identity(deployment, n), ova) for n in nodes))
         before = len(vcsim.requests())
         await asyncio.gather(*(vc.lock_bios(vm, "Px-9!b") for vm in vms))
         states = [await vc.get_bios(vm) for vm in vms]
     calls = [r["method"] for r in vcsim.requests()[before:]]
     assert calls.count("PowerOnMultiVM_Task") == 1 and "PowerOnVM_Task" not in calls
-    assert all(s.power_state == "poweredOn" and s.locked_marker and s.boot_disk_first and not s.enter_bios_setup for s in states)
+    assert all(
+        s.power_state == "poweredOn" and s.locked_marker and s.boot_disk_first and not s.enter_bios_setup
+        for s in states
+    )
     recorded = vcsim.keys()
     typed = {vm.moref: len([k for k in recorded if k["vm"] == vm.moref]) for vm in vms}
     assert typed == {vm.moref: len(_expected_keys("Px-9!b")) for vm in vms}
 
 
-async def test_without_vcenter_each_vm_is_powered_on_by_itself(vcsim: Vcsim, deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_without_vcenter_each_vm_is_powered_on_by_itself(
+    vcsim: Vcsim, deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Where the server is ESXi alone (no PowerOnMultiVM_Task), the lock powers the VM on with PowerOnVM_Task."""
     node = deployment.management
     async with vcenter(deployment) as vc:
@@ -308,8 +371,11 @@ async def test_a_lease_without_an_upload_url_for_a_file_is_aborted(vcsim: Vcsim,
         find = content.searchIndex.FindByInventoryPath  # type: ignore[attr-defined]
         pool, folder, store = find("DC0/host/DC0_H0/Resources"), find("DC0/vm/pexip"), find("DC0/datastore/LocalDS_0")
         result = content.ovfManager.CreateImportSpec(  # type: ignore[attr-defined]
-            ovfDescriptor=package.descriptor, resourcePool=pool, datastore=store,
-            cisp=vim.OvfManager.CreateImportSpecParams(entityName=node.name))
+            ovfDescriptor=package.descriptor,
+            resourcePool=pool,
+            datastore=store,
+            cisp=vim.OvfManager.CreateImportSpecParams(entityName=node.name),
+        )
         return result, pool.ImportVApp(spec=result.importSpec, folder=folder)
 
     async with vcenter(deployment) as vc:
@@ -333,7 +399,14 @@ async def test_an_import_costs_its_five_calls(vcsim: Vcsim, deployment: Deployme
         before = len(vcsim.requests())
         await vc.import_ova(second, identity(deployment, second), ova)
         calls = [r["method"] for r in vcsim.requests()[before:]]
-    assert calls == ["RetrievePropertiesEx", "CreateImportSpec", "ImportVApp", "RetrievePropertiesEx", "HttpNfcLeaseComplete", "SetField"]
+    assert calls == [
+        "RetrievePropertiesEx",
+        "CreateImportSpec",
+        "ImportVApp",
+        "RetrievePropertiesEx",
+        "HttpNfcLeaseComplete",
+        "SetField",
+    ]
 
 
 async def test_a_reservation_seen_with_its_task_is_not_read_again(vcsim: Vcsim, deployment: Deployment) -> None:
@@ -342,21 +415,33 @@ async def test_a_reservation_seen_with_its_task_is_not_read_again(vcsim: Vcsim, 
     async with vcenter(deployment) as vc:
         vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)
         current = await vc.get_reservation(vm)
-        wanted = dataclasses.replace(current, cpu_reservation_mhz=2294, cpu_limit_mhz=2294, memory_reservation_mb=1024,
-                                     memory_limit_mb=1024, memory_locked=True,
-                                     disks=tuple(dataclasses.replace(d, iops_limit=500) for d in current.disks))
+        wanted = dataclasses.replace(
+            current,
+            cpu_reservation_mhz=2294,
+            cpu_limit_mhz=2294,
+            memory_reservation_mb=1024,
+            memory_limit_mb=1024,
+            memory_locked=True,
+            disks=tuple(dataclasses.replace(d, iops_limit=500) for d in current.disks),
+        )
         before = len(vcsim.requests())
         await vc.set_reservation(vm, wanted)
         after = await vc.get_reservation(vm)
         calls = [r["method"] for r in vcsim.requests()[before:]]
-    assert calls[calls.index("ReconfigVM_Task"):] == ["ReconfigVM_Task", "RetrievePropertiesEx"]  # the task's read, no other
+    assert calls[calls.index("ReconfigVM_Task") :] == [
+        "ReconfigVM_Task",
+        "RetrievePropertiesEx",
+    ]  # the task's read, no other
     assert after == wanted
 
 
-@pytest.mark.parametrize(("shown", "reads_after"), [
-    (True, 0),  # the record read with the task shows the change: it is the observation after it
-    (False, 1),  # it does not (read before the change took effect): the next observation reads anew
-])
+@pytest.mark.parametrize(
+    ("shown", "reads_after"),
+    [
+        (True, 0),  # the record read with the task shows the change: it is the observation after it
+        (False, 1),  # it does not (read before the change took effect): the next observation reads anew
+    ],
+)
 async def test_a_record_read_with_its_task_serves_only_if_it_shows_the_change(
     vcsim: Vcsim, deployment: Deployment, shown: bool, reads_after: int
 ) -> None:

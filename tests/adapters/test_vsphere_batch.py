@@ -80,10 +80,13 @@ async def test_a_read_waits_for_a_call_in_flight_and_its_follow_up_read_joins() 
     assert reads.asked == [frozenset({"task-1", "task-2"})]
 
 
-@pytest.mark.parametrize("max_wait_s", [
-    0.0,  # no waiting at all: the read goes at once
-    0.05,  # a slow call holds the read up no longer than this
-])
+@pytest.mark.parametrize(
+    "max_wait_s",
+    [
+        0.0,  # no waiting at all: the read goes at once
+        0.05,  # a slow call holds the read up no longer than this
+    ],
+)
 async def test_a_slow_call_holds_reads_up_for_max_wait_at_most(max_wait_s: float) -> None:
     """settle() returns after max_wait_s even while a call stays in flight."""
     in_flight = InFlight(max_wait_s=max_wait_s)

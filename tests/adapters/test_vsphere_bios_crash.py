@@ -97,6 +97,7 @@ async def test_vcsim_a_crash_after_the_first_key_asks_for_the_operator(
 
 # --- the twin ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def sim_deployment(tmp_path: Path) -> Deployment:
     return make_deployment(1, tmp_path)

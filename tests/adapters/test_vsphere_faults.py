@@ -102,11 +102,14 @@ async def test_a_session_vcenter_forgot_is_renewed_once(vcsim_binary: Path, vcsi
             second.stop()
 
 
-@pytest.mark.parametrize("trust", [
-    "wrong-ca",  # a CA file of another CA
-    "wrong-thumbprint",  # a pinned SHA-256 that is not vcsim's certificate
-    "system-store",  # neither: the system trust store does not know the lab CA
-])
+@pytest.mark.parametrize(
+    "trust",
+    [
+        "wrong-ca",  # a CA file of another CA
+        "wrong-thumbprint",  # a pinned SHA-256 that is not vcsim's certificate
+        "system-store",  # neither: the system trust store does not know the lab CA
+    ],
+)
 async def test_untrusted_certificates_are_refused(session_deployment: Deployment, tmp_path: Path, trust: str) -> None:
     """TLS is verified even on 127.0.0.1: an untrusted vCenter is Rejected before any login."""
     other = make_test_pki(tmp_path / "other", ca_name="Some Other CA")
@@ -160,8 +163,13 @@ async def test_a_task_of_a_vcenter_that_restarted_is_never_taken_for_another(
     second = None
     try:
         async with vcenter(deployment) as vc:
-            task = await vc._session.call("annotate a VM", lambda c: c.searchIndex.FindByInventoryPath(
-                "DC0/vm/DC0_H0_VM0").ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation="before")), idempotent=False)
+            task = await vc._session.call(
+                "annotate a VM",
+                lambda c: c.searchIndex.FindByInventoryPath("DC0/vm/DC0_H0_VM0").ReconfigVM_Task(
+                    spec=vim.vm.ConfigSpec(annotation="before")
+                ),
+                idempotent=False,
+            )
             first.stop()
             second = started_vcsim(tmp_path / "two", vcsim_binary, vcsim_pki, port=first.port, password=first.password)
             with admin(second) as content:
@@ -170,7 +178,9 @@ async def test_a_task_of_a_vcenter_that_restarted_is_never_taken_for_another(
                 while (other := vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation="after")))._moId != task._moId:
                     assert int(other._moId.split("-")[1]) < int(task._moId.split("-")[1]), "the name was skipped"
                 assert other.info.state == "success"
-            assert await vc.find_vm(deployment.management, identity(deployment, deployment.management)) is None  # logs in again
+            assert (
+                await vc.find_vm(deployment.management, identity(deployment, deployment.management)) is None
+            )  # logs in again
             with pytest.raises(Rejected, match="vCenter restarted") as info:
                 await vc._tasks.wait(task, "annotate a VM")
             assert info.value.retryable

@@ -40,14 +40,31 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
         assert lab_up(lab_dir)["vcenter"]["pid"] == vcenter_status["pid"], "a running lab is left as it is"
         deployment = load_deployment(status["config"])
         assert deployment.vcenter.mode == "real" and deployment.vcenter.ca_file == vcenter_status["ca_file"]
-        assert {deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode, deployment.pki.mode} == {"sim"}
+        assert {deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode, deployment.pki.mode} == {
+            "sim"
+        }
         async with vcenter(deployment) as vc:
             await vc.preflight(deployment)
         # An independent client trusts it through the lab CA only.
         port = vcenter_status["url"].split(":")[2].split("/")[0]
         check = await asyncio.to_thread(
-            subprocess.run, ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", vcenter_status["ca_file"],
-                             "-verify_return_error", "-verify_ip", "127.0.0.1"], input=b"", capture_output=True, timeout=10, check=False)
+            subprocess.run,
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                "-CAfile",
+                vcenter_status["ca_file"],
+                "-verify_return_error",
+                "-verify_ip",
+                "127.0.0.1",
+            ],
+            input=b"",
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
         assert b"Verify return code: 0 (ok)" in check.stdout
     finally:
         lab_down(lab_dir)
@@ -71,15 +88,18 @@ def test_the_test_ova_is_a_valid_ova(tmp_path: Path) -> None:
         data = {n: tar.extractfile(n).read() for n in names}  # type: ignore[union-attr]
     assert names == ["t.ovf", "t.mf", "t-disk1.vmdk"]
     for line in data["t.mf"].decode().splitlines():
-        name, digest = line[len("SHA256("):].split(")= ")
+        name, digest = line[len("SHA256(") :].split(")= ")
         assert hashlib.sha256(data[name]).hexdigest() == digest
     assert b'ovf:capacity="3"' in data["t.ovf"]
 
 
-@pytest.mark.parametrize("capacity", [
-    1 << 20,  # 1 MiB: one grain directory entry
-    (64 << 20) + 512,  # just over one grain table's reach: two entries
-])
+@pytest.mark.parametrize(
+    "capacity",
+    [
+        1 << 20,  # 1 MiB: one grain directory entry
+        (64 << 20) + 512,  # just over one grain table's reach: two entries
+    ],
+)
 def test_stream_vmdk_layout(capacity: int) -> None:
     """Header, footer and end-of-stream marker are where the VMDK 1.1 format puts them."""
     vmdk = stream_vmdk(capacity)
@@ -91,7 +111,7 @@ def test_stream_vmdk_layout(capacity: int) -> None:
     gd_offset = struct.unpack_from("<Q", footer, 56)[0]
     # The grain directory marker (one sector of entries here), then the entries: all 0, nothing allocated.
     assert struct.unpack_from("<QII", vmdk, (gd_offset - 1) * 512) == (1, 0, 2)
-    assert vmdk[gd_offset * 512:(gd_offset + 1) * 512] == b"\0" * 512
+    assert vmdk[gd_offset * 512 : (gd_offset + 1) * 512] == b"\0" * 512
     assert b'createType="streamOptimized"' in vmdk[512:1024]
 
 

@@ -36,8 +36,9 @@ async def _import(vc: VCenter, deployment: Deployment, tmp_path: Path, count: in
 
 async def _limit(vc: VCenter, vm: VmState, iops: int) -> None:
     current = await vc.get_reservation(vm)
-    await vc.set_reservation(vm, dataclasses.replace(
-        current, disks=tuple(dataclasses.replace(d, iops_limit=iops) for d in current.disks)))
+    await vc.set_reservation(
+        vm, dataclasses.replace(current, disks=tuple(dataclasses.replace(d, iops_limit=iops) for d in current.disks))
+    )
 
 
 async def test_the_iops_in_use_is_read_once_and_kept_current_from_our_writes(

@@ -110,9 +110,18 @@ def write_config(tmp_path: Path, example_data: dict[str, Any]) -> Callable[..., 
 @pytest.fixture
 def example_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Make every secret of the example readable: env vars set, the client key file in ``tmp_path``."""
-    for name in ("VCENTER_PASSWORD", "BIOS_PASSWORD", "PEXIP_ADMIN_PASSWORD", "NTP_KEY_1", "NTP_KEY_2",
-                 "SNMP_AUTH_PASSWORD", "SNMP_PRIV_PASSWORD", "LDAP_BIND_PASSWORD", "LDAP_VERIFY_PASSWORD",
-                 "PEXIP_BOOTSTRAP_KEY"):
+    for name in (
+        "VCENTER_PASSWORD",
+        "BIOS_PASSWORD",
+        "PEXIP_ADMIN_PASSWORD",
+        "NTP_KEY_1",
+        "NTP_KEY_2",
+        "SNMP_AUTH_PASSWORD",
+        "SNMP_PRIV_PASSWORD",
+        "LDAP_BIND_PASSWORD",
+        "LDAP_VERIFY_PASSWORD",
+        "PEXIP_BOOTSTRAP_KEY",
+    ):
         monkeypatch.setenv(name, f"test-value-of-{name.lower()}")
     key = tmp_path / "certs" / "orchestrator-admin.key"
     key.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def plain_tabs(text: str) -> str:
 
 
 def snake(setting: str) -> str:
-    """"Enable TLS 1.0 (YES) *" -> "enable_tls_1_0": the setting's words, defaults dropped."""
+    """ "Enable TLS 1.0 (YES) *" -> "enable_tls_1_0": the setting's words, defaults dropped."""
     words = re.sub(r"\([^)]*\)|\*", " ", setting).lower()
     return re.sub(r"[^a-z0-9]+", "_", words).strip("_")
 
@@ -67,7 +67,7 @@ def bullets_after(text: str, heading: str) -> list[str]:
     lines = text.splitlines()
     i = next(n for n, line in enumerate(lines) if heading in line)
     items = []
-    for line in lines[i + 1:]:
+    for line in lines[i + 1 :]:
         m = re.match(r"\s*- \*([^*]+)\*\s*$", line)
         if not m:
             break
@@ -101,9 +101,15 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
     # Security wizard: the table rows "Setting (default)\tValue", * marking customizable ones.
     wizard = policy.security_wizard
     keys = list(wizard.settings())
-    rows = [line.split("\t") for line in section(guide, "8. Complete the security wizard, providing answers as described below:",
-                                                   "* The SIP listen ports and web session limits may be customized for the target environment, as appropriate.").splitlines()
-            if "\t" in line and not line.startswith("Setting\t")]
+    rows = [
+        line.split("\t")
+        for line in section(
+            guide,
+            "8. Complete the security wizard, providing answers as described below:",
+            "* The SIP listen ports and web session limits may be customized for the target environment, as appropriate.",
+        ).splitlines()
+        if "\t" in line and not line.startswith("Setting\t")
+    ]
     used, marked = [], []
     for setting, answer in rows:
         matched = matching_key(snake(setting), keys)
@@ -121,8 +127,14 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
 
     # Installation wizard: "- Enable incident reporting is set to no."
     install = policy.installation_wizard
-    answers = re.findall(r"- ([^\n]+?) is set to (yes|no)\b", section(flat, "4. Complete the installation wizard, ensuring that:",
-                                                                      "5. Use a web browser to connect to the Pexip Infinity Administrator interface and ensure that you can log in using the credentials configured in the installation wizard."))
+    answers = re.findall(
+        r"- ([^\n]+?) is set to (yes|no)\b",
+        section(
+            flat,
+            "4. Complete the installation wizard, ensuring that:",
+            "5. Use a web browser to connect to the Pexip Infinity Administrator interface and ensure that you can log in using the credentials configured in the installation wizard.",
+        ),
+    )
     expect("installation_wizard", len(install.settings()), len(answers))
     for setting, answer in answers:
         matched = matching_key(snake(setting), list(install.settings()))
@@ -148,8 +160,14 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
     # Location DSCP and MTU.
     location = policy.location
     expect("location.media_qos", int(found(r"DSCP value for media is set to (\d+)").group(1)), location.media_qos)
-    expect("location.signalling_qos", int(found(r"DSCP value for signaling is set to (\d+)").group(1)), location.signalling_qos)
-    expect("location.mtu", int(found(r"Configure the MTU\. We recommend a value of (\d+) bytes").group(1)), location.mtu)
+    expect(
+        "location.signalling_qos",
+        int(found(r"DSCP value for signaling is set to (\d+)").group(1)),
+        location.signalling_qos,
+    )
+    expect(
+        "location.mtu", int(found(r"Configure the MTU\. We recommend a value of (\d+) bytes").group(1)), location.mtu
+    )
 
     # SNMP.
     expect("snmp.snmp_mode", SNMP_MODES[found(r"Set SNMP mode to (SNMPv3 read-only)").group(1)], policy.snmp.snmp_mode)
@@ -157,20 +175,34 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
 
     # Network services.
     services = policy.network_services
-    for key, pattern in (("min_dns_servers", r"at least (\w+) DNS servers"), ("min_ntp_servers", r"at least (\w+) NTP servers"),
-                         ("min_syslog_servers", r"at least (\w+) remote syslog server")):
+    for key, pattern in (
+        ("min_dns_servers", r"at least (\w+) DNS servers"),
+        ("min_ntp_servers", r"at least (\w+) NTP servers"),
+        ("min_syslog_servers", r"at least (\w+) remote syslog server"),
+    ):
         expect(f"network_services.{key}", NUMBERS[found(pattern).group(1)], getattr(services, key))
-    expect("network_services.ntp_key_required",
-           bool(re.search(r"each NTP server must include key authentication credentials", flat)), services.ntp_key_required)
+    expect(
+        "network_services.ntp_key_required",
+        bool(re.search(r"each NTP server must include key authentication credentials", flat)),
+        services.ntp_key_required,
+    )
 
     # Administrator roles.
     roles = policy.roles
     edited = re.findall(r"Select the existing \*\*([^*]+)\*\* role and remove the following permissions:", guide)
     expect("roles.edit", edited, list(roles.edit))
     for role in edited:
-        expect(f"roles.remove_permissions ({role})", bullets_after(guide, f"**{role}** role and remove"), list(roles.remove_permissions))
+        expect(
+            f"roles.remove_permissions ({role})",
+            bullets_after(guide, f"**{role}** role and remove"),
+            list(roles.remove_permissions),
+        )
     expect("roles.auditor_name", found(r'Specify a Name of "(\w+)"').group(1), roles.auditor_name)
-    expect("roles.auditor_permissions", bullets_after(guide, "Assign the following permissions to the role:"), list(roles.auditor_permissions))
+    expect(
+        "roles.auditor_permissions",
+        bullets_after(guide, "Assign the following permissions to the role:"),
+        list(roles.auditor_permissions),
+    )
     missing = [r for r in [*edited, roles.auditor_name] if r not in roles.all_roles]
     expect("roles.all_roles (roles the guide names)", [], missing)
 
@@ -189,18 +221,35 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
     cpu = section(guide, "CPU resource limits", "Memory resource limits")
     memory = section(guide, "Memory resource limits", "Disk resource limits")
     disk = section(guide, "Disk resource limits", "BIOS configuration")
-    expect("reservation.cpu_reservation", found(r"Reservation\tSelect the menu entry labeled (\w+)", cpu).group(1).lower(), reservation.cpu_reservation)
+    expect(
+        "reservation.cpu_reservation",
+        found(r"Reservation\tSelect the menu entry labeled (\w+)", cpu).group(1).lower(),
+        reservation.cpu_reservation,
+    )
     for key, text in (("cpu", cpu), ("memory", memory), ("disk", disk)):
-        expect(f"reservation.{key}_shares", found(r"Shares\tSelect (\w+)", text).group(1).lower(), getattr(reservation, f"{key}_shares"))
+        expect(
+            f"reservation.{key}_shares",
+            found(r"Shares\tSelect (\w+)", text).group(1).lower(),
+            getattr(reservation, f"{key}_shares"),
+        )
     for key, text in (("cpu_limit", cpu), ("memory_limit", memory)):
         identical = bool(re.search(r"values for \*\*Reservation\*\* and \*\*Limit\*\* should thus be identical", text))
         expect(f"reservation.{key}", "equal_to_reservation" if identical else "?", getattr(reservation, key))
-    expect("reservation.memory_reserve_all_locked", "Reserve all guest memory (All locked)" in memory, reservation.memory_reserve_all_locked)
-    expect("reservation.disk_iops_limit_required", bool(re.search(r"Limit - IOPs\tEnter the appropriate number of IOPs", disk)),
-           reservation.disk_iops_limit_required)
+    expect(
+        "reservation.memory_reserve_all_locked",
+        "Reserve all guest memory (All locked)" in memory,
+        reservation.memory_reserve_all_locked,
+    )
+    expect(
+        "reservation.disk_iops_limit_required",
+        bool(re.search(r"Limit - IOPs\tEnter the appropriate number of IOPs", disk)),
+        reservation.disk_iops_limit_required,
+    )
 
     # VLAN.
-    reserved = {int(v) for v in re.findall(r"must not use VLAN ID (\d+) \(which is reserved for virtual guest tagging\)", flat)}
+    reserved = {
+        int(v) for v in re.findall(r"must not use VLAN ID (\d+) \(which is reserved for virtual guest tagging\)", flat)
+    }
     expect("vlan.forbidden", sorted(reserved), sorted(policy.vlan.forbidden))
     expect("vlan.max", min(reserved) - 1, policy.vlan.max)
 
@@ -208,7 +257,11 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
     bios = policy.bios
     scsi = found(r"ensure that VMware Virtual SCSI Hard Drive \((\d):(\d)\) is the first entry")
     expect("bios.boot_first", f"scsi{scsi.group(1)}:{scsi.group(2)}", bios.boot_first)
-    expect("bios.force_setup", "This option should be selected to force entry to the BIOS on the next boot." in flat, bios.force_setup)
+    expect(
+        "bios.force_setup",
+        "This option should be selected to force entry to the BIOS on the next boot." in flat,
+        bios.force_setup,
+    )
     expect("bios.supervisor_password", "Configure a Supervisor password" in flat, bios.supervisor_password)
     expect("bios.save_and_exit", "Select the Exit Saving Changes option." in flat, bios.save_and_exit)
 
@@ -230,17 +283,31 @@ def test_policy_agrees_with_the_guide(guide):
 # Each case: an edit of the policy file that contradicts the guide, and the key the checker must name.
 TAMPERED = [
     ("enable_tls_1_0 = false", "enable_tls_1_0 = true", "security_wizard.enable_tls_1_0"),  # a wizard answer flipped
-    ("active_per_user_management_web_sessions = 10", "active_per_user_management_web_sessions = 20",
-     "security_wizard.active_per_user_management_web_sessions"),  # a wizard number changed
+    (
+        "active_per_user_management_web_sessions = 10",
+        "active_per_user_management_web_sessions = 20",
+        "security_wizard.active_per_user_management_web_sessions",
+    ),  # a wizard number changed
     ('    "sip_udp_listen_port",\n', "", "security_wizard.customizable"),  # a * row no longer customizable
-    ("enable_incident_reporting = false", "enable_incident_reporting = true", "installation_wizard.enable_incident_reporting"),  # incident reporting on
-    ("send_deployment_and_usage_statistics = false", "send_deployment_and_usage_statistics = true",
-     "installation_wizard.send_deployment_and_usage_statistics"),  # statistics on
+    (
+        "enable_incident_reporting = false",
+        "enable_incident_reporting = true",
+        "installation_wizard.enable_incident_reporting",
+    ),  # incident reporting on
+    (
+        "send_deployment_and_usage_statistics = false",
+        "send_deployment_and_usage_statistics = true",
+        "installation_wizard.send_deployment_and_usage_statistics",
+    ),  # statistics on
     ("management_qos = 16", "management_qos = 0", "global_settings.management_qos"),  # DSCP 16
     ("media_qos = 51", "media_qos = 46", "location.media_qos"),  # DSCP 51
     ("signalling_qos = 40", "signalling_qos = 24", "location.signalling_qos"),  # DSCP 40
     ("mtu = 1400", "mtu = 1500", "location.mtu"),  # MTU 1400
-    ("management_session_timeout = 10", "management_session_timeout = 30", "global_settings.management_session_timeout"),  # timeout 10
+    (
+        "management_session_timeout = 10",
+        "management_session_timeout = 30",
+        "global_settings.management_session_timeout",
+    ),  # timeout 10
     ("enable_ssh = false", "enable_ssh = true", "global_settings.enable_ssh"),  # SSH on
     ('ocsp_state = "OVERRIDE"', 'ocsp_state = "ON"', "global_settings.ocsp_state"),  # OCSP not overridden
     ('snmp_mode = "AUTHPRIV"', 'snmp_mode = "STANDARD"', "snmp.snmp_mode"),  # not SNMPv3 read-only
@@ -248,14 +315,25 @@ TAMPERED = [
     ("min_ntp_servers = 2", "min_ntp_servers = 1", "network_services.min_ntp_servers"),  # 2 NTP
     ("ntp_key_required = true", "ntp_key_required = false", "network_services.ntp_key_required"),  # NTP with key
     ("min_syslog_servers = 1", "min_syslog_servers = 0", "network_services.min_syslog_servers"),  # 1 syslog
-    ('remove_permissions = ["May view logs", "May generate system snapshot"]', 'remove_permissions = ["May view logs"]',
-     "roles.remove_permissions"),  # one removed permission forgotten
+    (
+        'remove_permissions = ["May view logs", "May generate system snapshot"]',
+        'remove_permissions = ["May view logs"]',
+        "roles.remove_permissions",
+    ),  # one removed permission forgotten
     ('    "May use API",\n', "", "roles.auditor_permissions"),  # an auditor permission dropped
-    ('initial_source = "LDAP+LOCAL"', 'initial_source = "LDAP"', "authentication.initial_source"),  # lock-out order broken
+    (
+        'initial_source = "LDAP+LOCAL"',
+        'initial_source = "LDAP"',
+        "authentication.initial_source",
+    ),  # lock-out order broken
     ("forbidden = [4095]", "forbidden = [4094]", "vlan.forbidden"),  # VLAN 4095
     ('boot_first = "scsi0:0"', 'boot_first = "scsi0:1"', "bios.boot_first"),  # boot disk
     ('cpu_shares = "normal"', 'cpu_shares = "high"', "reservation.cpu_shares"),  # shares normal
-    ("security_wizard_approval = true", "security_wizard_approval = false", "gates.security_wizard_approval"),  # irreversible step ungated
+    (
+        "security_wizard_approval = true",
+        "security_wizard_approval = false",
+        "gates.security_wizard_approval",
+    ),  # irreversible step ungated
 ]
 
 
@@ -271,6 +349,7 @@ def test_checker_reports_a_tampered_policy(guide, tmp_path, old, new, key):
 
 
 # --- the quotes in the policy file -------------------------------------------------------
+
 
 def policy_lines() -> list[tuple[str, list[str], str]]:
     """(section, comment lines just above, key) for every key line of the policy file."""
@@ -296,11 +375,15 @@ def test_every_guide_value_quotes_the_guide(guide):
     for section_name, comments, key in lines:
         quotes = [m.group(1) for c in comments if (m := re.match(r'# guide: "(.*)"$', c))]
         if section_name in ("retry", "concurrency", "journal"):
-            assert any(c.startswith("# orchestrator:") for c in comments), f"{section_name}.{key} says where it comes from"
+            assert any(c.startswith("# orchestrator:") for c in comments), (
+                f"{section_name}.{key} says where it comes from"
+            )
             continue
         assert quotes, f"{section_name}.{key} has no guide: quote"
         for quote in quotes:
-            assert " ".join(quote.replace("*", "").split()) in text, f"{section_name}.{key}: not in the guide: {quote!r}"
+            assert " ".join(quote.replace("*", "").split()) in text, (
+                f"{section_name}.{key}: not in the guide: {quote!r}"
+            )
 
 
 def test_quote_check_catches_a_made_up_quote(guide):

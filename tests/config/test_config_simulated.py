@@ -28,12 +28,15 @@ def test_ten_thousand_nodes_are_quick_and_valid(tmp_path):
     assert unavailable_secrets(d) == []
 
 
-@pytest.mark.parametrize(("nodes", "hosts"), [
-    (1, 1),  # the management node alone
-    (50, 1),  # exactly one host full
-    (51, 2),  # one more spills to a second host
-    (237, 5),  # ceil(237 / 50)
-])
+@pytest.mark.parametrize(
+    ("nodes", "hosts"),
+    [
+        (1, 1),  # the management node alone
+        (50, 1),  # exactly one host full
+        (51, 2),  # one more spills to a second host
+        (237, 5),  # ceil(237 / 50)
+    ],
+)
 def test_nodes_spread_over_ceil_n_over_50_hosts(tmp_path, nodes, hosts):
     """Nodes fill simulated hosts 50 at a time, every one on a declared host and within its IOPS."""
     d = simulated_deployment(nodes, tmp_path)
@@ -74,16 +77,21 @@ def test_secrets_are_files_made_once_and_reused(tmp_path):
 def test_validate_judges_a_simulated_deployment_like_a_file(tmp_path):
     """A simulated deployment broken by hand gets the same problems a file would."""
     d = simulated_deployment(5, tmp_path)
-    broken = dataclasses.replace(d, conferencing=(dataclasses.replace(d.conferencing[0], vlan=4095), *d.conferencing[1:]))
+    broken = dataclasses.replace(
+        d, conferencing=(dataclasses.replace(d.conferencing[0], vlan=4095), *d.conferencing[1:])
+    )
     fields = [f for f, _ in validate(broken)]
     assert fields == ["conferencing[0].vlan"]
 
 
-@pytest.mark.parametrize(("nodes", "latency", "field"), [
-    (0, 0.0, "nodes"),  # no node at all
-    (-3, 0.0, "nodes"),  # negative
-    (10, -1.0, "latency"),  # latency cannot be negative
-])
+@pytest.mark.parametrize(
+    ("nodes", "latency", "field"),
+    [
+        (0, 0.0, "nodes"),  # no node at all
+        (-3, 0.0, "nodes"),  # negative
+        (10, -1.0, "latency"),  # latency cannot be negative
+    ],
+)
 def test_bad_arguments_are_config_errors(tmp_path, nodes, latency, field):
     """Out-of-range arguments raise ConfigError naming the argument."""
     with pytest.raises(ConfigError) as caught:

@@ -17,27 +17,63 @@ from tests.config.conftest import DELETE, write_runnable_example
 # Each case: the edit an attacker (or a careless copy) makes to the policy file, the field the
 # refusal must name, and words of the guide it must quote.
 WEAKENED = [
-    ("enable_fips_140_2_compliance_mode = true", "enable_fips_140_2_compliance_mode = false",
-     "security_wizard.enable_fips_140_2_compliance_mode", "Enable FIPS 140-2 compliance mode"),  # FIPS off
-    ("enable_tls_1_0 = false", "enable_tls_1_0 = true", "security_wizard.enable_tls_1_0",
-     "Enable TLS 1.0 (YES) NO"),  # TLS 1.0 on
-    ("enable_ssh = false", "enable_ssh = true", "global_settings.enable_ssh",
-     "Enable SSH Disable this option."),  # SSH on
+    (
+        "enable_fips_140_2_compliance_mode = true",
+        "enable_fips_140_2_compliance_mode = false",
+        "security_wizard.enable_fips_140_2_compliance_mode",
+        "Enable FIPS 140-2 compliance mode",
+    ),  # FIPS off
+    (
+        "enable_tls_1_0 = false",
+        "enable_tls_1_0 = true",
+        "security_wizard.enable_tls_1_0",
+        "Enable TLS 1.0 (YES) NO",
+    ),  # TLS 1.0 on
+    (
+        "enable_ssh = false",
+        "enable_ssh = true",
+        "global_settings.enable_ssh",
+        "Enable SSH Disable this option.",
+    ),  # SSH on
     ("max = 4094", "max = 4095", "vlan.max", "must not use VLAN ID 4095"),  # VLAN 4095 in range
     ("forbidden = [4095]", "forbidden = []", "vlan.forbidden", "must not use VLAN ID 4095"),  # VLAN 4095 allowed
-    ('forbidden_community = "public"', 'forbidden_community = "nothing"', "snmp.forbidden_community",
-     'something other than "public"'),  # SNMP "public" allowed
+    (
+        'forbidden_community = "public"',
+        'forbidden_community = "nothing"',
+        "snmp.forbidden_community",
+        'something other than "public"',
+    ),  # SNMP "public" allowed
     ('snmp_mode = "AUTHPRIV"', 'snmp_mode = "STANDARD"', "snmp.snmp_mode", "SNMPv3 read-only"),  # not SNMPv3 read-only
-    ("ntp_key_required = true", "ntp_key_required = false", "network_services.ntp_key_required",
-     "must include key authentication credentials"),  # NTP without keys
-    ("min_ntp_servers = 2", "min_ntp_servers = 1", "network_services.min_ntp_servers",
-     "at least two NTP servers"),  # one NTP
-    ("security_wizard_approval = true", "security_wizard_approval = false", "gates.security_wizard_approval",
-     "it cannot be re-enabled"),  # no approval gate before the irreversible wizard
-    ('final_source = "LDAP"', 'final_source = "LDAP+LOCAL"', "authentication.final_source",
-     "Set the Authentication source to LDAP database."),  # local logins kept
-    ('client_certificate = "CN"', 'client_certificate = "UPN"', "authentication.client_certificate",
-     "Required (user identity in subject CN)"),  # the primary profile's client certificate
+    (
+        "ntp_key_required = true",
+        "ntp_key_required = false",
+        "network_services.ntp_key_required",
+        "must include key authentication credentials",
+    ),  # NTP without keys
+    (
+        "min_ntp_servers = 2",
+        "min_ntp_servers = 1",
+        "network_services.min_ntp_servers",
+        "at least two NTP servers",
+    ),  # one NTP
+    (
+        "security_wizard_approval = true",
+        "security_wizard_approval = false",
+        "gates.security_wizard_approval",
+        "it cannot be re-enabled",
+    ),  # no approval gate before the irreversible wizard
+    (
+        'final_source = "LDAP"',
+        'final_source = "LDAP+LOCAL"',
+        "authentication.final_source",
+        "Set the Authentication source to LDAP database.",
+    ),  # local logins kept
+    (
+        'client_certificate = "CN"',
+        'client_certificate = "UPN"',
+        "authentication.client_certificate",
+        "Required (user identity in subject CN)",
+    ),  # the primary profile's client certificate
 ]
 
 

@@ -36,6 +36,7 @@ def _replace(old: str, new: str) -> Callable[[Path], None]:
         text = config.read_text()
         assert text.count(old) == 1, old
         config.write_text(text.replace(old, new))
+
     return edit
 
 
@@ -88,8 +89,19 @@ def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, 
     config.write_text(EXAMPLE.read_text())
     monkeypatch.chdir(example_secrets)
     err = _refused(example_secrets, config, "run")
-    fields = ["pexip_api.mode", "console.mode", "ldap.mode", "vcenter.ca_file", "ova.management", "ova.conferencing",
-              "pexip_api.ca_file", "pexip_api.client_cert", "console.known_hosts", "ldap.ca_file", "pki.ca_chain"]
+    fields = [
+        "pexip_api.mode",
+        "console.mode",
+        "ldap.mode",
+        "vcenter.ca_file",
+        "ova.management",
+        "ova.conferencing",
+        "pexip_api.ca_file",
+        "pexip_api.client_cert",
+        "console.known_hosts",
+        "ldap.ca_file",
+        "pki.ca_chain",
+    ]
     assert [f for f in fields if f"\n  {f}: " not in err] == []
 
 
@@ -116,9 +128,16 @@ def test_an_expired_trust_anchor_is_refused(example_secrets, monkeypatch):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Old CA")])
     past = datetime.datetime(2001, 1, 1, tzinfo=datetime.UTC)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                   .serial_number(1).not_valid_before(past).not_valid_after(past + datetime.timedelta(days=1))
-                   .sign(key, hashes.SHA256()))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(past)
+        .not_valid_after(past + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     (example_secrets / "certs" / "ca-chain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     monkeypatch.chdir(example_secrets)
     assert "\n  pki.ca_chain: certificate 'CN=Old CA' is not valid now" in _refused(example_secrets, config, "run")

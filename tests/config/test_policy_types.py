@@ -84,17 +84,27 @@ def test_settings_are_the_fields_without_customizable(cls: type) -> None:
     assert settings == {f.name: getattr(section, f.name) for f in dataclasses.fields(cls) if f.name != "customizable"}
 
 
-RETRY = RetryPolicy(max_attempts=5, initial_backoff_s=0.5, max_backoff_s=30.0, multiplier=2.0, jitter=0.2,
-                    wait_timeout_s=900.0, customizable=())
+RETRY = RetryPolicy(
+    max_attempts=5,
+    initial_backoff_s=0.5,
+    max_backoff_s=30.0,
+    multiplier=2.0,
+    jitter=0.2,
+    wait_timeout_s=900.0,
+    customizable=(),
+)
 
 
-@pytest.mark.parametrize(("attempt", "low", "high"), [
-    (1, 0.4, 0.6),  # the first retry: initial_backoff_s +/- 20 %
-    (2, 0.8, 1.2),  # doubled
-    (4, 3.2, 4.8),  # 0.5 x 2^3
-    (7, 24.0, 36.0),  # 0.5 x 2^6 = 32: capped at 30, then jittered
-    (40, 24.0, 36.0),  # far past the cap: still the cap
-])
+@pytest.mark.parametrize(
+    ("attempt", "low", "high"),
+    [
+        (1, 0.4, 0.6),  # the first retry: initial_backoff_s +/- 20 %
+        (2, 0.8, 1.2),  # doubled
+        (4, 3.2, 4.8),  # 0.5 x 2^3
+        (7, 24.0, 36.0),  # 0.5 x 2^6 = 32: capped at 30, then jittered
+        (40, 24.0, 36.0),  # far past the cap: still the cap
+    ],
+)
 def test_backoff_grows_exponentially_within_the_cap(attempt: int, low: float, high: float) -> None:
     """Every draw lies in the exponential, capped delay's jitter band."""
     rng = random.Random(7)
@@ -111,17 +121,22 @@ def test_backoff_without_jitter_is_exact() -> None:
 
 def test_backoff_is_reproducible_from_the_seed() -> None:
     """The same seed gives the same delays: the engine's seeded runs repeat."""
-    assert [RETRY.backoff(n, random.Random(3)) for n in range(1, 6)] == [RETRY.backoff(n, random.Random(3)) for n in range(1, 6)]
+    assert [RETRY.backoff(n, random.Random(3)) for n in range(1, 6)] == [
+        RETRY.backoff(n, random.Random(3)) for n in range(1, 6)
+    ]
 
 
 # --- no untyped policy reads ---------------------------------------------------------------
+
 
 def _policy_section(node: ast.expr) -> str | None:
     """The section name when ``node`` is ``<x>.policy.<section>`` or ``policy.<section>``."""
     if not (isinstance(node, ast.Attribute) and node.attr in SECTION_NAMES):
         return None
     owner = node.value
-    if (isinstance(owner, ast.Attribute) and owner.attr == "policy") or (isinstance(owner, ast.Name) and owner.id == "policy"):
+    if (isinstance(owner, ast.Attribute) and owner.attr == "policy") or (
+        isinstance(owner, ast.Name) and owner.id == "policy"
+    ):
         return node.attr
     return None
 
@@ -148,7 +163,10 @@ def untyped_policy_reads(source: str) -> list[str]:
     """
     tree = ast.parse(source)
     attributes = {a for a in _assigned_sections(tree) if "." in a}
-    scopes: list[ast.AST] = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
+    scopes: list[ast.AST] = [
+        tree,
+        *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))),
+    ]
     found = set()
     for scope in scopes:
         aliases = attributes | ({a for a in _assigned_sections(scope) if "." not in a} if scope is not tree else set())
@@ -164,17 +182,29 @@ def untyped_policy_reads(source: str) -> list[str]:
     return sorted(found)
 
 
-@pytest.mark.parametrize(("source", "found"), [
-    ('x = ctx.policy.retry.get("max_attempts", 5)', 1),  # .get with a default on a section
-    ('x = deployment.policy.vlan["max"]', 1),  # a section indexed like a dict
-    ('x = policy.gates.get("security_wizard_approval", True)', 1),  # a bare `policy` name
-    ('def f(ctx):\n    r = ctx.policy.roles\n    return [*r["edit"], r["auditor_name"]]', 2),  # through a name given the section
-    ('self._retry = policy.retry\nn = self._retry.get("max_attempts", 5)', 1),  # through an attribute given it
-    ('def f(d):\n    n, rules = d.network, d.policy.network_services\n    return rules["min_dns_servers"]', 1),  # unpacked
-    ("x = ctx.policy.retry.max_attempts", 0),  # the typed attribute: fine
-    ('x = observed.get("source")', 0),  # a .get on something else: fine
-    ('def a(ctx):\n    r = ctx.policy.roles\ndef b(rows):\n    return [r["name"] for r in rows]', 0),  # another function's `r`
-])
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ('x = ctx.policy.retry.get("max_attempts", 5)', 1),  # .get with a default on a section
+        ('x = deployment.policy.vlan["max"]', 1),  # a section indexed like a dict
+        ('x = policy.gates.get("security_wizard_approval", True)', 1),  # a bare `policy` name
+        (
+            'def f(ctx):\n    r = ctx.policy.roles\n    return [*r["edit"], r["auditor_name"]]',
+            2,
+        ),  # through a name given the section
+        ('self._retry = policy.retry\nn = self._retry.get("max_attempts", 5)', 1),  # through an attribute given it
+        (
+            'def f(d):\n    n, rules = d.network, d.policy.network_services\n    return rules["min_dns_servers"]',
+            1,
+        ),  # unpacked
+        ("x = ctx.policy.retry.max_attempts", 0),  # the typed attribute: fine
+        ('x = observed.get("source")', 0),  # a .get on something else: fine
+        (
+            'def a(ctx):\n    r = ctx.policy.roles\ndef b(rows):\n    return [r["name"] for r in rows]',
+            0,
+        ),  # another function's `r`
+    ],
+)
 def test_the_checker_finds_untyped_reads(source: str, found: int) -> None:
     """The AST checker below flags dict-style reads of a policy section and nothing else."""
     assert len(untyped_policy_reads(source)) == found
@@ -182,8 +212,10 @@ def test_the_checker_finds_untyped_reads(source: str, found: int) -> None:
 
 def test_no_code_reads_the_policy_as_a_dict() -> None:
     """No module of orchestrator/, adapters/ or config/ reads a policy section with .get(...) or [...]."""
-    offenders = [f"{path.relative_to(ROOT)}:{hit}"
-                 for layer in ("orchestrator", "adapters", "config")
-                 for path in sorted((ROOT / layer).rglob("*.py"))
-                 for hit in untyped_policy_reads(path.read_text())]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{hit}"
+        for layer in ("orchestrator", "adapters", "config")
+        for path in sorted((ROOT / layer).rglob("*.py"))
+        for hit in untyped_policy_reads(path.read_text())
+    ]
     assert offenders == []

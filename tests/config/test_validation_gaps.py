@@ -34,16 +34,36 @@ NTP = [
 ]
 
 
-@pytest.mark.parametrize(("edits", "field", "fragment"), [
-    ({"network.ntp_servers": [NTP[0], {**NTP[0], "key_id": 2}]},
-     "network.ntp_servers", "at least 2"),  # one server twice
-    ({"network.ntp_servers": [NTP[0], {**NTP[0], "address": "NTP1.example.com ", "key_id": 2}]},
-     "network.ntp_servers", "at least 2"),  # the same server in another case, with a space
-    ({"network.ntp_servers": [NTP[0], {**NTP[1], "key_id": 1}]},
-     "network.ntp_servers", "distinct key ids"),  # one key id
-    ({"network.ntp_servers": [NTP[0], NTP[0]]}, "network.ntp_servers[1].address", "listed twice"),  # the entry is named
-    ({"network.dns_servers": ["10.10.0.2", "10.10.0.2"]}, "network.dns_servers", "at least 2"),  # one DNS server twice
-])
+@pytest.mark.parametrize(
+    ("edits", "field", "fragment"),
+    [
+        (
+            {"network.ntp_servers": [NTP[0], {**NTP[0], "key_id": 2}]},
+            "network.ntp_servers",
+            "at least 2",
+        ),  # one server twice
+        (
+            {"network.ntp_servers": [NTP[0], {**NTP[0], "address": "NTP1.example.com ", "key_id": 2}]},
+            "network.ntp_servers",
+            "at least 2",
+        ),  # the same server in another case, with a space
+        (
+            {"network.ntp_servers": [NTP[0], {**NTP[1], "key_id": 1}]},
+            "network.ntp_servers",
+            "distinct key ids",
+        ),  # one key id
+        (
+            {"network.ntp_servers": [NTP[0], NTP[0]]},
+            "network.ntp_servers[1].address",
+            "listed twice",
+        ),  # the entry is named
+        (
+            {"network.dns_servers": ["10.10.0.2", "10.10.0.2"]},
+            "network.dns_servers",
+            "at least 2",
+        ),  # one DNS server twice
+    ],
+)
 def test_the_same_server_twice_does_not_make_two(write_config, edits, field, fragment):
     """The guide's "at least two" counts distinct servers and distinct NTP key ids."""
     problems = _problems(write_config, edits)
@@ -85,6 +105,7 @@ def test_a_secret_inside_ordinary_text_is_refused(example_secrets, monkeypatch):
 
 # --- bad inputs: exit 2 naming the file or option, never a traceback ------------------------
 
+
 def _socket_file(path: Path) -> Path:
     """A path that exists but cannot be read as a file (even by root): a Unix socket."""
     listener = socket.socket(socket.AF_UNIX)
@@ -98,10 +119,13 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stderr
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: p.write_bytes(b"\x00\xff\xfe\x89PNG\r\n"),  # a binary file
-    _socket_file,  # a file that cannot be read
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: p.write_bytes(b"\x00\xff\xfe\x89PNG\r\n"),  # a binary file
+        _socket_file,  # a file that cannot be read
+    ],
+)
 def test_a_binary_or_unreadable_config_is_exit_2(tmp_path, make):
     """-c naming a binary or unreadable file is a bad-input report naming the file."""
     config = tmp_path / "orchestrator.toml"
@@ -124,11 +148,14 @@ def test_a_config_without_read_permission_is_exit_2(tmp_path):
     assert code == 2 and f"{config}: deployment file cannot be read" in err, err
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: p.mkdir(),  # a directory
-    lambda p: p.write_bytes(b"\x00\xff\xfe\x89PNG\r\n"),  # a binary file
-    _socket_file,  # a file that cannot be read
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: p.mkdir(),  # a directory
+        lambda p: p.write_bytes(b"\x00\xff\xfe\x89PNG\r\n"),  # a binary file
+        _socket_file,  # a file that cannot be read
+    ],
+)
 def test_a_policy_path_that_is_no_policy_file_is_exit_2(example_secrets, monkeypatch, make):
     """[deployment] policy naming a directory, a binary or an unreadable file is a bad-input report naming it."""
     config = write_runnable_example(example_secrets)

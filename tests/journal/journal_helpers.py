@@ -28,16 +28,37 @@ def walk(j: Journal, node: str, states: list[str], step: str = "work") -> None:
     assert current is not None
     previous = current.state
     for state in states:
-        j.record(node=node, kind="step_committed", step=step, attempt=1,
-                 key=f"{node}/{state}", from_state=previous, to_state=state,
-                 payload={"observed": {"state": state}})
+        j.record(
+            node=node,
+            kind="step_committed",
+            step=step,
+            attempt=1,
+            key=f"{node}/{state}",
+            from_state=previous,
+            to_state=state,
+            payload={"observed": {"state": state}},
+        )
         previous = state
 
 
 def spec_hash(prev_hash: str, event: dict[str, Any]) -> str:
     """The chain hash computed from the written spec, independently of journal._chain."""
-    content = {name: event.get(name, {}) for name in (
-        "seq", "at", "node", "kind", "step", "attempt", "key", "from_state", "to_state",
-        "actor", "payload", "sets")}
+    content = {
+        name: event.get(name, {})
+        for name in (
+            "seq",
+            "at",
+            "node",
+            "kind",
+            "step",
+            "attempt",
+            "key",
+            "from_state",
+            "to_state",
+            "actor",
+            "payload",
+            "sets",
+        )
+    }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((prev_hash + text).encode()).hexdigest()

@@ -19,9 +19,21 @@ from journal import Event, Journal, NodeRecord, Transition
 def test_public_names_are_pinned() -> None:
     """The package exports exactly the names the engine is written against."""
     assert journal_pkg.__all__ == [
-        "Journal", "Event", "NodeRecord", "NodeRecordFields", "Transition", "VerifyReport", "VerifyStatus",
-        "Signer", "derive_nodes", "generate_signing_key", "load_public_key", "public_key_pem",
-        "verify_export", "new_lease_owner", "kinds",
+        "Journal",
+        "Event",
+        "NodeRecord",
+        "NodeRecordFields",
+        "Transition",
+        "VerifyReport",
+        "VerifyStatus",
+        "Signer",
+        "derive_nodes",
+        "generate_signing_key",
+        "load_public_key",
+        "public_key_pem",
+        "verify_export",
+        "new_lease_owner",
+        "kinds",
     ]
 
 
@@ -88,25 +100,51 @@ def test_ensure_nodes_adds_only_missing(journal: Journal) -> None:
     assert journal.ensure_nodes([("conf-3", "conferencing", "deployed")]) == []
     assert [n.name for n in journal.nodes()] == ["mgr", "conf-1", "conf-2", "conf-3"]
     registered = list(journal.events(kinds=["node_registered"]))
-    assert [(e.node, e.to_state, e.payload) for e in registered][-1] == (
-        "conf-3", "deployed", {"role": "conferencing"})
+    assert [(e.node, e.to_state, e.payload) for e in registered][-1] == ("conf-3", "deployed", {"role": "conferencing"})
     assert journal.node("conf-3") == NodeRecord(
-        name="conf-3", role="conferencing", state="deployed", step=None, attempt=0, gate=None,
-        last_error=None, failed_from=None, maintenance=False, maintenance_reason=None,
-        lease_owner=None, lease_pid=None, lease_since=None, heartbeat=None,
-        updated_at=registered[-1].at, last_seq=registered[-1].seq,
+        name="conf-3",
+        role="conferencing",
+        state="deployed",
+        step=None,
+        attempt=0,
+        gate=None,
+        last_error=None,
+        failed_from=None,
+        maintenance=False,
+        maintenance_reason=None,
+        lease_owner=None,
+        lease_pid=None,
+        lease_since=None,
+        heartbeat=None,
+        updated_at=registered[-1].at,
+        last_seq=registered[-1].seq,
     )
 
 
 def test_commit_updates_events_and_node_rows(journal: Journal) -> None:
     """One commit appends its events and applies each node update, in order."""
-    events = journal.commit([
-        Transition(node="mgr", kind="step_started", step="reserve_resources", attempt=1,
-                   key="mgr/reserve/1", update={"step": "reserve_resources", "attempt": 1}),
-        Transition(node="conf-1", kind="gate_waiting", update={"gate": "operator_approval"}),
-        Transition(node="mgr", kind="step_committed", step="reserve_resources", attempt=1,
-                   from_state="deployed", to_state="reserved", update={"step": None, "attempt": 0}),
-    ])
+    events = journal.commit(
+        [
+            Transition(
+                node="mgr",
+                kind="step_started",
+                step="reserve_resources",
+                attempt=1,
+                key="mgr/reserve/1",
+                update={"step": "reserve_resources", "attempt": 1},
+            ),
+            Transition(node="conf-1", kind="gate_waiting", update={"gate": "operator_approval"}),
+            Transition(
+                node="mgr",
+                kind="step_committed",
+                step="reserve_resources",
+                attempt=1,
+                from_state="deployed",
+                to_state="reserved",
+                update={"step": None, "attempt": 0},
+            ),
+        ]
+    )
     assert [e.seq for e in events] == [4, 5, 6]
     assert events[1].prev_hash == events[0].hash and events[2].prev_hash == events[1].hash
     mgr, conf1 = journal.node("mgr"), journal.node("conf-1")
@@ -118,8 +156,12 @@ def test_commit_updates_events_and_node_rows(journal: Journal) -> None:
 
 def test_record_is_commit_of_one(journal: Journal) -> None:
     """record() takes Transition's fields and returns the stored event."""
-    event = journal.record(node="mgr", kind="maintenance_on", actor="alice",
-                           update={"maintenance": True, "maintenance_reason": "disk swap"})
+    event = journal.record(
+        node="mgr",
+        kind="maintenance_on",
+        actor="alice",
+        update={"maintenance": True, "maintenance_reason": "disk swap"},
+    )
     assert isinstance(event, Event) and event.actor == "alice" and event.seq == 4
     node = journal.node("mgr")
     assert node is not None and node.maintenance is True and node.maintenance_reason == "disk swap"
@@ -128,8 +170,9 @@ def test_record_is_commit_of_one(journal: Journal) -> None:
 
 def test_update_state_without_to_state_is_journaled(journal: Journal) -> None:
     """Setting state through update records it as the event's to_state, so verify holds."""
-    event = journal.record(node="conf-1", kind="failed", update={"state": "failed", "failed_from": "deployed",
-                                                                  "last_error": "boom"})
+    event = journal.record(
+        node="conf-1", kind="failed", update={"state": "failed", "failed_from": "deployed", "last_error": "boom"}
+    )
     assert event.to_state == "failed"
     assert journal.verify().ok
 
@@ -167,9 +210,10 @@ class Color(enum.Enum):
 def test_payload_is_canonical_json(journal: Journal) -> None:
     """Payloads store as canonical JSON; dates, enums, paths and tuples become JSON data."""
     when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
-    event = journal.record(node="mgr", kind="x", payload={
-        "b": (1, 2), "a": when, "c": Color.RED, "d": Path("/x"), "e": "é\u2028\"\\\n"})
-    assert event.payload == {"a": when.isoformat(), "b": [1, 2], "c": "red", "d": "/x", "e": "é\u2028\"\\\n"}
+    event = journal.record(
+        node="mgr", kind="x", payload={"b": (1, 2), "a": when, "c": Color.RED, "d": Path("/x"), "e": 'é\u2028"\\\n'}
+    )
+    assert event.payload == {"a": when.isoformat(), "b": [1, 2], "c": "red", "d": "/x", "e": 'é\u2028"\\\n'}
     stored = journal._conn.execute("SELECT payload FROM events WHERE seq = ?", (event.seq,)).fetchone()[0]
     assert stored.startswith('{"a":"2024-05-01T12:00:00+00:00","b":[1,2]')
     assert journal.last_event("mgr") == event
@@ -177,7 +221,7 @@ def test_payload_is_canonical_json(journal: Journal) -> None:
 
 def test_hash_follows_the_written_formula(busy_journal: Journal) -> None:
     """Every stored hash equals sha256(prev_hash + canonical JSON) computed from the spec."""
-    busy_journal.record(node="mgr", kind="odd", step="é", payload={"t": "\u2028 \"q\" \\ \x01", "n": [1.5, None]})
+    busy_journal.record(node="mgr", kind="odd", step="é", payload={"t": '\u2028 "q" \\ \x01', "n": [1.5, None]})
     prev = "0" * 64
     for event in busy_journal.events():
         assert event.prev_hash == prev

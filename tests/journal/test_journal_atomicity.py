@@ -18,8 +18,9 @@ def _snapshot(db: sqlite3.Connection) -> tuple[object, ...]:
     )
 
 
-GOOD_A = Transition(node="mgr", kind="step_committed", from_state="deployed", to_state="reserved",
-                    update={"step": None})
+GOOD_A = Transition(
+    node="mgr", kind="step_committed", from_state="deployed", to_state="reserved", update={"step": None}
+)
 GOOD_B = Transition(node="conf-1", kind="gate_waiting", update={"gate": "approval"})
 GHOST = Transition(node="ghost", kind="step_committed", to_state="reserved")
 BAD_COLUMN = Transition(node="conf-2", kind="x", update={"last_seq": 99})
@@ -28,11 +29,11 @@ BAD_COLUMN = Transition(node="conf-2", kind="x", update={"last_seq": 99})
 @pytest.mark.parametrize(
     ("batch", "error"),
     [
-        ([GHOST, GOOD_A, GOOD_B], JournalError),       # unknown node first
-        ([GOOD_A, GHOST, GOOD_B], JournalError),       # unknown node in the middle
-        ([GOOD_A, GOOD_B, GHOST], JournalError),       # unknown node last
-        ([GOOD_A, BAD_COLUMN, GOOD_B], ValueError),    # a column the journal owns
-        ([GOOD_A, "not a transition"], TypeError),     # not a Transition at all
+        ([GHOST, GOOD_A, GOOD_B], JournalError),  # unknown node first
+        ([GOOD_A, GHOST, GOOD_B], JournalError),  # unknown node in the middle
+        ([GOOD_A, GOOD_B, GHOST], JournalError),  # unknown node last
+        ([GOOD_A, BAD_COLUMN, GOOD_B], ValueError),  # a column the journal owns
+        ([GOOD_A, "not a transition"], TypeError),  # not a Transition at all
     ],
 )
 def test_failed_commit_writes_nothing(

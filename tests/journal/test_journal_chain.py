@@ -23,16 +23,34 @@ PUBLIC = SIGNER.public_key_pem()
 def _append_forged(db: sqlite3.Connection) -> None:
     """Append seq 10 with a correctly computed chain hash, as anyone who reads the spec can."""
     last = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    event = {"seq": last[0] + 1, "at": "2030-01-01T00:00:00.000000Z", "node": None,
-             "kind": "run_note", "step": None, "attempt": 0, "key": None, "from_state": None,
-             "to_state": None, "actor": "mallory", "payload": {"text": "all fine"}, "sets": {}}
+    event = {
+        "seq": last[0] + 1,
+        "at": "2030-01-01T00:00:00.000000Z",
+        "node": None,
+        "kind": "run_note",
+        "step": None,
+        "attempt": 0,
+        "key": None,
+        "from_state": None,
+        "to_state": None,
+        "actor": "mallory",
+        "payload": {"text": "all fine"},
+        "sets": {},
+    }
     digest = spec_hash(last[1], event)
     db.execute(
         "INSERT INTO events (seq, at, node, kind, step, attempt, key, from_state, to_state, actor, "
         "payload, prev_hash, hash, sets) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (*[event[k] for k in ("seq", "at", "node", "kind", "step", "attempt", "key", "from_state",
-                              "to_state", "actor")],
-         json.dumps(event["payload"]), last[1], digest, "{}"),
+        (
+            *[
+                event[k]
+                for k in ("seq", "at", "node", "kind", "step", "attempt", "key", "from_state", "to_state", "actor")
+            ],
+            json.dumps(event["payload"]),
+            last[1],
+            digest,
+            "{}",
+        ),
     )
 
 
@@ -65,50 +83,81 @@ def _truncate_reseal_and_drop_checkpoints(db: sqlite3.Connection) -> None:
 
 TAMPERING: list[tuple[str, Callable[[sqlite3.Connection], object], str]] = [
     # edit a payload
-    ("edit payload", lambda db: db.execute(
-        "UPDATE events SET payload = '{\"observed\":{\"state\":\"forged\"}}' WHERE seq = 5"),
-     "event seq 5: content does not match its hash"),
+    (
+        "edit payload",
+        lambda db: db.execute('UPDATE events SET payload = \'{"observed":{"state":"forged"}}\' WHERE seq = 5'),
+        "event seq 5: content does not match its hash",
+    ),
     # edit an event's to_state
-    ("edit event state", lambda db: db.execute("UPDATE events SET to_state = 'certified' WHERE seq = 8"),
-     "event seq 8: content does not match its hash"),
+    (
+        "edit event state",
+        lambda db: db.execute("UPDATE events SET to_state = 'certified' WHERE seq = 8"),
+        "event seq 8: content does not match its hash",
+    ),
     # edit a node's state
-    ("edit node state", lambda db: db.execute("UPDATE nodes SET state = 'certified' WHERE name = 'conf-1'"),
-     "node conf-1: state 'certified' disagrees with to_state 'bios_locked' of its latest event seq 8"),
+    (
+        "edit node state",
+        lambda db: db.execute("UPDATE nodes SET state = 'certified' WHERE name = 'conf-1'"),
+        "node conf-1: state 'certified' disagrees with to_state 'bios_locked' of its latest event seq 8",
+    ),
     # delete a middle row
-    ("delete middle row", lambda db: db.execute("DELETE FROM events WHERE seq = 5"),
-     "event seq 6: seq 5 missing before it"),
+    (
+        "delete middle row",
+        lambda db: db.execute("DELETE FROM events WHERE seq = 5"),
+        "event seq 6: seq 5 missing before it",
+    ),
     # swap two rows' seq
     ("swap two rows", _swap, "event seq 5: content does not match its hash"),
     # cut the tail
-    ("truncate tail", lambda db: db.execute("DELETE FROM events WHERE seq > 7"),
-     "events 8..9 were deleted (truncated)"),
+    (
+        "truncate tail",
+        lambda db: db.execute("DELETE FROM events WHERE seq > 7"),
+        "events 8..9 were deleted (truncated)",
+    ),
     # cut the tail and move the seal's seq/hash by hand
-    ("truncate and reseal", _reseal_after_truncation,
-     "checkpoint #1 (seq 9): the chain ends at seq 7; events 8..9 were deleted (truncated)"),
+    (
+        "truncate and reseal",
+        _reseal_after_truncation,
+        "checkpoint #1 (seq 9): the chain ends at seq 7; events 8..9 were deleted (truncated)",
+    ),
     # cut the tail, move the head and drop the signed checkpoint: the verdict is no longer VERIFIED
-    ("truncate, reseal, drop checkpoint", _truncate_reseal_and_drop_checkpoints,
-     "node conf-1: last_seq 8 but its latest event is seq 7"),
+    (
+        "truncate, reseal, drop checkpoint",
+        _truncate_reseal_and_drop_checkpoints,
+        "node conf-1: last_seq 8 but its latest event is seq 7",
+    ),
     # append a row with a correctly computed sha256 chain hash
     ("append forged row", _append_forged, "event 10 was appended outside the journal"),
     # edit the seal
     ("edit seal", _edit_seal, "seal: sealed at seq 8 but events run to seq 9"),
     # edit the signed checkpoint's head
-    ("edit checkpoint", lambda db: db.execute("UPDATE checkpoints SET head = ?", ("a" * 64,)),
-     "checkpoint #1 (seq 9): signature does not match the trusted public key"),
+    (
+        "edit checkpoint",
+        lambda db: db.execute("UPDATE checkpoints SET head = ?", ("a" * 64,)),
+        "checkpoint #1 (seq 9): signature does not match the trusted public key",
+    ),
     # delete the seal
     ("delete seal", lambda db: db.execute("DELETE FROM meta WHERE name = 'head'"), "seal: missing"),
     # delete a node row
-    ("delete node row", lambda db: db.execute("DELETE FROM nodes WHERE name = 'conf-1'"),
-     "node conf-1: has events up to seq 8 but no row"),
+    (
+        "delete node row",
+        lambda db: db.execute("DELETE FROM nodes WHERE name = 'conf-1'"),
+        "node conf-1: has events up to seq 8 but no row",
+    ),
     # insert a node row by hand
-    ("insert node row", lambda db: db.execute(
-        "INSERT INTO nodes (name, role, state, attempt, maintenance) VALUES ('evil', 'management', 'certified', 0, 0)"),
-     "node evil: has no events"),
+    (
+        "insert node row",
+        lambda db: db.execute(
+            "INSERT INTO nodes (name, role, state, attempt, maintenance) VALUES ('evil', 'management', 'certified', 0, 0)"
+        ),
+        "node evil: has no events",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("attack", "expected"), [(a, e) for _, a, e in TAMPERING],
-                         ids=[name for name, _, _ in TAMPERING])
+@pytest.mark.parametrize(
+    ("attack", "expected"), [(a, e) for _, a, e in TAMPERING], ids=[name for name, _, _ in TAMPERING]
+)
 def test_verify_catches_tampering(
     busy_journal: Journal, attacker: sqlite3.Connection, attack: Callable[[sqlite3.Connection], object], expected: str
 ) -> None:
@@ -125,18 +174,18 @@ def test_verify_catches_tampering(
     ("column", "value"),
     [
         ("at", "2020-01-01T00:00:00.000000Z"),  # timestamp
-        ("node", "conf-2"),                      # which node
-        ("kind", "step_failed"),                 # what happened
-        ("step", "other_step"),                  # which step
-        ("attempt", 7),                          # attempt number
-        ("key", "other-key"),                    # idempotency key
-        ("from_state", "certified"),             # where from
-        ("to_state", "certified"),               # where to
-        ("actor", "mallory"),                    # who
-        ("payload", '{"observed":{}}'),          # details
-        ("prev_hash", "1" * 64),                 # the link
-        ("hash", "2" * 64),                      # the hash itself
-        ("sets", '{"step":"forged"}'),          # the node columns it set
+        ("node", "conf-2"),  # which node
+        ("kind", "step_failed"),  # what happened
+        ("step", "other_step"),  # which step
+        ("attempt", 7),  # attempt number
+        ("key", "other-key"),  # idempotency key
+        ("from_state", "certified"),  # where from
+        ("to_state", "certified"),  # where to
+        ("actor", "mallory"),  # who
+        ("payload", '{"observed":{}}'),  # details
+        ("prev_hash", "1" * 64),  # the link
+        ("hash", "2" * 64),  # the hash itself
+        ("sets", '{"step":"forged"}'),  # the node columns it set
     ],
 )
 def test_every_event_column_is_covered(
@@ -168,9 +217,9 @@ def test_report_raises_integrity_error(busy_journal: Journal, attacker: sqlite3.
 @pytest.mark.parametrize(
     "attack",
     [
-        _append_forged,                                             # a row appended by hand
+        _append_forged,  # a row appended by hand
         lambda db: db.execute("DELETE FROM events WHERE seq > 7"),  # the tail cut
-        _edit_seal,                                                 # the seal edited
+        _edit_seal,  # the seal edited
     ],
 )
 def test_writes_refuse_to_seal_a_tampered_head(
@@ -230,16 +279,34 @@ def test_fast_hash_equals_canonical_json() -> None:
 
     cases = [
         (1, "2024-01-01T00:00:00.000000Z", None, "k", None, 0, None, None, None, "a", {}),
-        (99, "t", "n\u2028é\"", "k\\", "s\n", 12, "key\x00", "f", "t", "actor", {"z": [1, 2.5, None, True]}),
+        (99, "t", 'n\u2028é"', "k\\", "s\n", 12, "key\x00", "f", "t", "actor", {"z": [1, 2.5, None, True]}),
     ]
     sets = {"step": None, "attempt": 2, "gate": "g\u2028"}
     for seq, at, node, kind, step, attempt, key, fs, ts, actor, payload in cases:
-        expected = hashlib.sha256(("p" + canonical_json({
-            "seq": seq, "at": at, "node": node, "kind": kind, "step": step, "attempt": attempt,
-            "key": key, "from_state": fs, "to_state": ts, "actor": actor, "payload": payload, "sets": sets,
-        })).encode()).hexdigest()
-        got = event_hash("p", seq, at, node, kind, step, attempt, key, fs, ts, actor, canonical_json(payload),
-                         canonical_json(sets))
+        expected = hashlib.sha256(
+            (
+                "p"
+                + canonical_json(
+                    {
+                        "seq": seq,
+                        "at": at,
+                        "node": node,
+                        "kind": kind,
+                        "step": step,
+                        "attempt": attempt,
+                        "key": key,
+                        "from_state": fs,
+                        "to_state": ts,
+                        "actor": actor,
+                        "payload": payload,
+                        "sets": sets,
+                    }
+                )
+            ).encode()
+        ).hexdigest()
+        got = event_hash(
+            "p", seq, at, node, kind, step, attempt, key, fs, ts, actor, canonical_json(payload), canonical_json(sets)
+        )
         assert got == expected
         assert row_hash([seq, at, node, kind, step, attempt, key, fs, ts, actor, payload, "p", got, sets]) == expected
 

@@ -35,18 +35,24 @@ def _public(key: Path) -> str:
 def _run(code: str, journal_path: Path, key: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", _PRELUDE + textwrap.dedent(code), str(journal_path), str(key)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
 
 
 def test_exit_right_after_commit_keeps_everything(journal_path: Path) -> None:
     """os._exit straight after commit() (no close, no flush) loses nothing."""
-    proc = _run("""
+    proc = _run(
+        """
         j.commit([Transition(node="mgr", kind="step_committed", from_state="deployed", to_state="reserved"),
                   Transition(node="conf-1", kind="step_committed", from_state="deployed", to_state="reserved")])
         j.checkpoint(signer)
         os._exit(0)
-    """, journal_path, key := _key(journal_path))
+    """,
+        journal_path,
+        key := _key(journal_path),
+    )
     proc.communicate(timeout=30)
     assert proc.returncode == 0
     with Journal.open(journal_path) as j:
@@ -58,7 +64,8 @@ def test_exit_right_after_commit_keeps_everything(journal_path: Path) -> None:
 
 def test_sigkill_mid_run_leaves_a_consistent_journal(journal_path: Path) -> None:
     """SIGKILL while committing: every acknowledged commit is there, and the seal holds."""
-    proc = _run("""
+    proc = _run(
+        """
         states = ["reserved", "bios_locked", "installed", "hardened"]
         i = 0
         while True:
@@ -68,7 +75,10 @@ def test_sigkill_mid_run_leaves_a_consistent_journal(journal_path: Path) -> None
             if i % 10 == 0:
                 j.checkpoint(signer)
             i += 1
-    """, journal_path, key := _key(journal_path))
+    """,
+        journal_path,
+        key := _key(journal_path),
+    )
     assert proc.stdout is not None
     acknowledged = 0
     for line in proc.stdout:
@@ -102,8 +112,9 @@ def test_concurrent_processes_share_one_chain(journal_path: Path) -> None:
     """
     key = _key(journal_path)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _PRELUDE + textwrap.dedent(code), str(journal_path), str(key), node],
-                         cwd=ROOT)
+        subprocess.Popen(
+            [sys.executable, "-c", _PRELUDE + textwrap.dedent(code), str(journal_path), str(key), node], cwd=ROOT
+        )
         for node in ("mgr", "conf-1")
     ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]

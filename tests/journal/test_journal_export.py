@@ -31,7 +31,7 @@ def _lines(path: Path) -> tuple[list[str], list[str], str]:
     """(header lines, event lines, seal line) of an export without embedded newlines."""
     lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")
     head = lines[:1] if lines[0].startswith("seq,") else []
-    return head, lines[len(head):-1], lines[-1]
+    return head, lines[len(head) : -1], lines[-1]
 
 
 def _write(path: Path, head: list[str], events: list[str], seal: list[str]) -> None:
@@ -45,18 +45,46 @@ def _forged_line(fmt: str, last_line: str) -> str:
     else:
         cells = next(csv.reader([last_line]))
         last = {"seq": int(cells[0]), "hash": cells[12]}
-    event = {"seq": last["seq"] + 1, "at": "2030-01-01T00:00:00.000000Z", "node": None,
-             "kind": "run_note", "step": None, "attempt": 0, "key": None, "from_state": None,
-             "to_state": None, "actor": "mallory", "payload": {}, "sets": {}}
+    event = {
+        "seq": last["seq"] + 1,
+        "at": "2030-01-01T00:00:00.000000Z",
+        "node": None,
+        "kind": "run_note",
+        "step": None,
+        "attempt": 0,
+        "key": None,
+        "from_state": None,
+        "to_state": None,
+        "actor": "mallory",
+        "payload": {},
+        "sets": {},
+    }
     event["prev_hash"] = last["hash"]
     event["hash"] = spec_hash(last["hash"], event)
     if fmt == "jsonl":
         return json.dumps(event)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(
-        ["" if event[c] is None else (json.dumps(event[c]) if c in ("payload", "sets") else event[c])
-         for c in ("seq", "at", "node", "kind", "step", "attempt", "key", "from_state", "to_state",
-                   "actor", "payload", "prev_hash", "hash", "sets")])
+        [
+            "" if event[c] is None else (json.dumps(event[c]) if c in ("payload", "sets") else event[c])
+            for c in (
+                "seq",
+                "at",
+                "node",
+                "kind",
+                "step",
+                "attempt",
+                "key",
+                "from_state",
+                "to_state",
+                "actor",
+                "payload",
+                "prev_hash",
+                "hash",
+                "sets",
+            )
+        ]
+    )
     return buffer.getvalue()
 
 
@@ -72,13 +100,18 @@ def _refresh_seal(fmt: str, seal_line: str, events: list[str]) -> str:
         cells = [next(csv.reader([line])) for line in events]
         seqs, hashes = [int(c[0]) for c in cells], [c[12] for c in cells]
         seal = json.loads(next(csv.reader([seal_line]))[10])
-    seal.update(count=len(rows if fmt == "jsonl" else cells), first_seq=seqs[0], last_seq=seqs[-1],
-                digest=hashlib.sha256("".join(hashes).encode()).hexdigest())
+    seal.update(
+        count=len(rows if fmt == "jsonl" else cells),
+        first_seq=seqs[0],
+        last_seq=seqs[-1],
+        digest=hashlib.sha256("".join(hashes).encode()).hexdigest(),
+    )
     if fmt == "jsonl":
         return json.dumps(seal)
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(["", "", "", "export_seal", "", "", "", "", "", "",
-                                                    json.dumps(seal), "", "", ""])
+    csv.writer(buffer, lineterminator="").writerow(
+        ["", "", "", "export_seal", "", "", "", "", "", "", json.dumps(seal), "", "", ""]
+    )
     return buffer.getvalue()
 
 
@@ -86,8 +119,11 @@ Edit = Callable[[str, list[str], str], tuple[list[str], list[str]]]
 
 EDITS: list[tuple[str, Edit, str]] = [
     # change one row's content
-    ("edit a row", lambda f, ev, s: (ev[:4] + [ev[4].replace("bios_locked", "certified")] + ev[5:], [s]),
-     "content does not match its hash"),
+    (
+        "edit a row",
+        lambda f, ev, s: (ev[:4] + [ev[4].replace("bios_locked", "certified")] + ev[5:], [s]),
+        "content does not match its hash",
+    ),
     # delete a middle row
     ("delete a row", lambda f, ev, s: (ev[:4] + ev[5:], [s]), "says 9 events but the file holds 8"),
     # swap two rows
@@ -95,15 +131,21 @@ EDITS: list[tuple[str, Edit, str]] = [
     # a row copied again
     ("duplicate a row", lambda f, ev, s: (ev + [ev[-1]], [s]), "says 9 events but the file holds 10"),
     # a forged row with a correct chain hash, before the seal
-    ("append a forged row", lambda f, ev, s: (ev + [_forged_line(f, ev[-1])], [s]),
-     "digest of the rows' hashes does not match"),
+    (
+        "append a forged row",
+        lambda f, ev, s: (ev + [_forged_line(f, ev[-1])], [s]),
+        "digest of the rows' hashes does not match",
+    ),
     # a row after the seal
     ("append after the seal", lambda f, ev, s: (ev, [s, ev[-1]]), "a row after the export seal"),
     # the seal line removed
     ("delete the seal", lambda f, ev, s: (ev, []), "export seal: missing"),
     # a row deleted at the end and the seal recomputed without the key
-    ("truncate and reseal", lambda f, ev, s: (ev[:-1], [_refresh_seal(f, s, ev[:-1])]),
-     "the signature does not match the trusted public key"),
+    (
+        "truncate and reseal",
+        lambda f, ev, s: (ev[:-1], [_refresh_seal(f, s, ev[:-1])]),
+        "the signature does not match the trusted public key",
+    ),
 ]
 
 
@@ -147,9 +189,18 @@ def test_export_rows_match_events(busy_journal: Journal, tmp_path: Path, fmt: st
     else:
         table = list(csv.DictReader(io.StringIO(text)))
         rows = [
-            {k: (None if v == "" else int(v) if k in ("seq", "attempt") else json.loads(v) if k in ("payload", "sets")
-                 else v)
-             for k, v in r.items()}
+            {
+                k: (
+                    None
+                    if v == ""
+                    else int(v)
+                    if k in ("seq", "attempt")
+                    else json.loads(v)
+                    if k in ("payload", "sets")
+                    else v
+                )
+                for k, v in r.items()
+            }
             for r in table[:-1]
         ]
         seal = {"kind": table[-1]["kind"], **json.loads(table[-1]["payload"])}
@@ -164,10 +215,10 @@ def test_export_rows_match_events(busy_journal: Journal, tmp_path: Path, fmt: st
 @pytest.mark.parametrize(
     ("filters", "seqs"),
     [
-        ({"node": "conf-1"}, [2, 7, 8]),   # one node's events
-        ({"node": "mgr"}, [1, 4, 5, 6]),   # another node
-        ({"node": "nobody"}, []),          # a node without events
-        ({"since": "SEVENTH"}, [7, 8, 9]), # at or after the 7th event's time
+        ({"node": "conf-1"}, [2, 7, 8]),  # one node's events
+        ({"node": "mgr"}, [1, 4, 5, 6]),  # another node
+        ({"node": "nobody"}, []),  # a node without events
+        ({"since": "SEVENTH"}, [7, 8, 9]),  # at or after the 7th event's time
         ({"node": "mgr", "since": "SEVENTH"}, []),  # both filters
     ],
 )
@@ -247,8 +298,13 @@ def test_unknown_format_is_refused(busy_journal: Journal) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_awkward_text_survives_export(journal: Journal, tmp_path: Path, fmt: str) -> None:
     """Quotes, commas, line and paragraph separators, CR and non-ASCII round-trip and verify."""
-    journal.record(node="mgr", kind="note", step='a,"b"\r\nc', key="k\u2028\u2029é",
-                   payload={"text": "line\nnext\u2028\r", "n": 1.25})
+    journal.record(
+        node="mgr",
+        kind="note",
+        step='a,"b"\r\nc',
+        key="k\u2028\u2029é",
+        payload={"text": "line\nnext\u2028\r", "n": 1.25},
+    )
     path = tmp_path / f"export.{fmt}"
     _export(journal, path, fmt)
     report = _verify(path)

@@ -103,7 +103,8 @@ def test_a_live_holder_on_this_host_is_never_taken_over(journal: Journal, attack
 
 
 def test_a_pid_reused_since_the_lease_was_taken_is_not_the_holder(
-        journal: Journal, attacker: sqlite3.Connection) -> None:
+    journal: Journal, attacker: sqlite3.Connection
+) -> None:
     """A lease of this host whose pid now belongs to a process started after the lease is stale."""
     journal.acquire_leases(["mgr"], owner=f"{HOST}:{os.getpid()}:old-run", pid=os.getpid())
     attacker.execute("UPDATE nodes SET lease_since = '2000-01-01T00:00:00.000000Z' WHERE name = 'mgr'")
@@ -160,8 +161,8 @@ def test_leases_do_not_touch_the_chain(journal: Journal) -> None:
     ("nodes", "kwargs", "error", "text"),
     [
         (["ghost"], {}, JournalError, "node 'ghost' is not in the journal"),  # unknown node
-        ("mgr", {}, TypeError, "not the string"),                            # a str, not a list
-        (["mgr"], {"timeout_s": 0}, ValueError, "timeout_s must be > 0"),    # no timeout
+        ("mgr", {}, TypeError, "not the string"),  # a str, not a list
+        (["mgr"], {"timeout_s": 0}, ValueError, "timeout_s must be > 0"),  # no timeout
     ],
 )
 def test_bad_acquire_arguments(journal: Journal, nodes: object, kwargs: dict, error: type, text: str) -> None:

@@ -14,15 +14,28 @@ def test_registered_secret_never_lands_anywhere(journal: Journal, journal_path: 
     """A value registered with REDACTOR is scrubbed from payload, columns and node rows."""
     secret = f"S3cret-{secrets.token_hex(8)}"  # unique: REDACTOR is process-wide
     REDACTOR.register(secret)
-    journal.commit([
-        Transition(node="mgr", kind="step_failed", step=f"login as {secret}", key=f"k-{secret}",
-                   actor=f"op {secret}",
-                   payload={"detail": f"ssh said: bad password {secret}", "nested": [{"v": secret}],
-                            "admin_password": "anything"},
-                   update={"last_error": f"auth failed for {secret}", "gate": secret,
-                           "maintenance_reason": f"why {secret}"}),
-        Transition(node=None, kind="run_note", payload={"note": secret}),
-    ])
+    journal.commit(
+        [
+            Transition(
+                node="mgr",
+                kind="step_failed",
+                step=f"login as {secret}",
+                key=f"k-{secret}",
+                actor=f"op {secret}",
+                payload={
+                    "detail": f"ssh said: bad password {secret}",
+                    "nested": [{"v": secret}],
+                    "admin_password": "anything",
+                },
+                update={
+                    "last_error": f"auth failed for {secret}",
+                    "gate": secret,
+                    "maintenance_reason": f"why {secret}",
+                },
+            ),
+            Transition(node=None, kind="run_note", payload={"note": secret}),
+        ]
+    )
     journal.close()
 
     stored = b"".join(p.read_bytes() for p in journal_path.parent.iterdir() if p.is_file())

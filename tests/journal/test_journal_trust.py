@@ -57,15 +57,15 @@ def _rewrite_history(db: sqlite3.Connection) -> None:
 @pytest.mark.parametrize(
     ("column", "value"),
     [
-        ("step", "global_settings"),     # skip the irreversible security wizard
-        ("attempt", 9),                  # a retry budget reset or spent
-        ("gate", "operator_approval"),   # a gate invented or opened
-        ("failed_from", "hardened"),     # a failure moved
-        ("maintenance", 1),              # a node held or released
+        ("step", "global_settings"),  # skip the irreversible security wizard
+        ("attempt", 9),  # a retry budget reset or spent
+        ("gate", "operator_approval"),  # a gate invented or opened
+        ("failed_from", "hardened"),  # a failure moved
+        ("maintenance", 1),  # a node held or released
         ("maintenance_reason", "none"),  # the reason rewritten
-        ("last_error", "all fine"),      # the error hidden
-        ("last_seq", 2),                 # the row's link to its events
-        ("role", "conferencing"),        # the node's role
+        ("last_error", "all fine"),  # the error hidden
+        ("last_seq", 2),  # the row's link to its events
+        ("role", "conferencing"),  # the node's role
         ("updated_at", "2020-01-01T00:00:00.000000Z"),
     ],
 )
@@ -81,18 +81,38 @@ def test_an_edited_node_row_column_fails_naming_it(
 
 def test_rows_equal_the_state_derived_from_events(busy_journal: Journal) -> None:
     """derive_nodes over the events gives every node row's columns, as commit applied them."""
-    busy_journal.commit([
-        Transition(node="mgr", kind="step_started", step="harden", attempt=2, update={"step": "harden", "attempt": 2}),
-        Transition(node="conf-1", kind="gate_waiting", update={"gate": "operator_approval"}),
-        Transition(node="conf-2", kind="maintenance_on", update={"maintenance": True, "maintenance_reason": "disk"}),
-        Transition(node="conf-2", kind="step_failed", update={"state": "failed", "failed_from": "deployed",
-                                                              "last_error": "boom"}),
-    ])
+    busy_journal.commit(
+        [
+            Transition(
+                node="mgr", kind="step_started", step="harden", attempt=2, update={"step": "harden", "attempt": 2}
+            ),
+            Transition(node="conf-1", kind="gate_waiting", update={"gate": "operator_approval"}),
+            Transition(
+                node="conf-2", kind="maintenance_on", update={"maintenance": True, "maintenance_reason": "disk"}
+            ),
+            Transition(
+                node="conf-2",
+                kind="step_failed",
+                update={"state": "failed", "failed_from": "deployed", "last_error": "boom"},
+            ),
+        ]
+    )
     derived = derive_nodes(busy_journal.events())
     for row in busy_journal.nodes():
         fields = derived[row.name]
-        for column in ("role", "state", "step", "attempt", "gate", "last_error", "failed_from", "maintenance",
-                       "maintenance_reason", "updated_at", "last_seq"):
+        for column in (
+            "role",
+            "state",
+            "step",
+            "attempt",
+            "gate",
+            "last_error",
+            "failed_from",
+            "maintenance",
+            "maintenance_reason",
+            "updated_at",
+            "last_seq",
+        ):
             assert getattr(fields, column) == getattr(row, column), (row.name, column)
     assert derived["conf-2"].maintenance is True and derived["conf-2"].state == "failed"
     assert busy_journal.derived_nodes() == derived
@@ -148,8 +168,9 @@ def test_cut_tail_checked_against_a_kept_list_fails(
     attacker.execute("DELETE FROM checkpoints")
     _rechain(attacker)
     report = signed.verify(public_key=PUBLIC, checkpoints=kept)
-    assert any("kept checkpoint 1 (seq 9): the chain ends at seq 6; events 7..9 were deleted" in p
-               for p in report.problems), report.problems
+    assert any(
+        "kept checkpoint 1 (seq 9): the chain ends at seq 6; events 7..9 were deleted" in p for p in report.problems
+    ), report.problems
 
 
 def test_a_checkpoint_is_never_signed_over_a_tampered_journal(signed: Journal, attacker: sqlite3.Connection) -> None:
@@ -169,8 +190,10 @@ def test_a_from_state_discontinuity_fails(journal: Journal) -> None:
     journal.record(node="mgr", kind="step_committed", from_state="reserved", to_state="installed")
     report = journal.verify()
     assert report.status == VerifyStatus.FAILED
-    assert any(p.startswith("event seq 6: node mgr moves from_state 'reserved' but its state was 'bios_locked'")
-               for p in report.problems), report.problems
+    assert any(
+        p.startswith("event seq 6: node mgr moves from_state 'reserved' but its state was 'bios_locked'")
+        for p in report.problems
+    ), report.problems
 
 
 def test_a_corrupted_page_fails_integrity_check(journal_path: Path) -> None:

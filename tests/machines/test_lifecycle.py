@@ -234,7 +234,10 @@ def test_definition_hash_is_stable_and_sensitive() -> None:
         (dict(role="management", state=FAILED, step="lock_bios", management_state=None, last_error="x"), Stopped),
         (dict(role="management", state="reserved", step=None, management_state=None, maintenance=True), Held),
         (dict(role="management", state="ldap_authenticated", step=None, management_state=None), Done),
-        (dict(role="management", state="reserved", step=None, management_state=None, until="reserved"), Done),  # --until
+        (
+            dict(role="management", state="reserved", step=None, management_state=None, until="reserved"),
+            Done,
+        ),  # --until
     ],
 )
 def test_next_action(kwargs: dict[str, object], expected: type) -> None:

@@ -44,8 +44,9 @@ async def failed_sim(sim: api.SimulationSettings, no_caller_defaults: None) -> a
         (HEALTHY, "reserve_resources", [HEALTHY], [HEALTHY]),  # --from-step rewinds the named node, failed or not
     ],
 )
-async def test_resume_targets(failed_sim: api.SimulationSettings, node: str | None, from_step: str | None,
-                              names: list[str], retry: list[str]) -> None:
+async def test_resume_targets(
+    failed_sim: api.SimulationSettings, node: str | None, from_step: str | None, names: list[str], retry: list[str]
+) -> None:
     """resume drives the named node (or all) and puts back only the failed ones, or the named one with --from-step."""
     with Journal.open(failed_sim.journal) as journal:
         got_names, got_retry = api.resume_targets(journal, node, from_step)

@@ -19,24 +19,30 @@ from orchestrator.wiring import open_systems
 def _directory_of(world: SimWorld, deployment: Deployment, roles: set[str]) -> SimDirectory:
     """A directory whose verify user is only in the groups of the mappings of ``roles``."""
     mappings = tuple(m for m in deployment.ldap.role_mappings if set(m.roles) & roles)
-    return SimDirectory(world, dataclasses.replace(deployment, ldap=dataclasses.replace(deployment.ldap,
-                                                                                         role_mappings=mappings)))
+    return SimDirectory(
+        world, dataclasses.replace(deployment, ldap=dataclasses.replace(deployment.ldap, role_mappings=mappings))
+    )
 
 
-@pytest.mark.parametrize(("roles", "allowed"), [
-    ({"Read-only", "Read-write", "Auditor"}, True),  # the simulated directory: every group
-    ({"Read-write"}, True),  # Read-write alone is full administrative access
-    ({"Read-only", "Auditor"}, False),  # neither can make the later steps' changes
-])
+@pytest.mark.parametrize(
+    ("roles", "allowed"),
+    [
+        ({"Read-only", "Read-write", "Auditor"}, True),  # the simulated directory: every group
+        ({"Read-write"}, True),  # Read-write alone is full administrative access
+        ({"Read-only", "Auditor"}, False),  # neither can make the later steps' changes
+    ],
+)
 async def test_client_certificates_need_the_identity_in_a_read_write_group(
-        tmp_path: Path, roles: set[str], allowed: bool) -> None:
+    tmp_path: Path, roles: set[str], allowed: bool
+) -> None:
     """The check before requiring client certificates passes only when the identity's groups map to Read-write."""
     assert ORCHESTRATOR_ROLE == "Read-write"
     deployment = simulated_deployment(1, tmp_path / "w.d")
     world = SimWorld.open(tmp_path / "world.sqlite")
     try:
-        systems = dataclasses.replace(open_systems(deployment, world),
-                                      directory=_directory_of(world, deployment, roles))
+        systems = dataclasses.replace(
+            open_systems(deployment, world), directory=_directory_of(world, deployment, roles)
+        )
         ctx = StepContext(deployment, deployment.management, systems)
         if allowed:
             await _certificate_identity_is_admin(ctx)

@@ -59,8 +59,9 @@ class Site:
         systems = dataclasses.replace(open_systems(self.deployment, world), ca=ManualCA(self.deployment, self.tmp))
         try:
             with api.open_journal(self.journal) as journal:
-                return await Engine(self.deployment, journal, systems, clock=FakeClock(), hooks=world,
-                                    auto_approve=True).run()
+                return await Engine(
+                    self.deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True
+                ).run()
         finally:
             await systems.aclose()
             await world.aclose()
@@ -72,7 +73,9 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     chain = tmp_path / "ca-chain.pem"
     chain.write_text(ca_cert)
     deployment = simulated_deployment(2, tmp_path / "world.d")
-    deployment = dataclasses.replace(deployment, pki=dataclasses.replace(deployment.pki, mode="manual", ca_chain=str(chain)))
+    deployment = dataclasses.replace(
+        deployment, pki=dataclasses.replace(deployment.pki, mode="manual", ca_chain=str(chain))
+    )
     s = Site(deployment, tmp_path / "journal.sqlite", tmp_path / "world.sqlite", ca_key, ca_cert, tmp_path)
     report = await s.run()
     assert report.exit_code == 3
@@ -86,14 +89,28 @@ def _import(site: Site, node: str, pem: str) -> dict[str, Any]:
         return api.cert_import(journal, node, site.write(f"{node}.pem", pem), by="carol", deployment=site.deployment)
 
 
-def _csr_key_cert(site: Site, node: str, *, sans: list[str] | None = None, usages: tuple[Any, ...] = (EKU.SERVER_AUTH, EKU.CLIENT_AUTH),
-                  ca: bool = False, signer: tuple[str, str] | None = None) -> str:
+def _csr_key_cert(
+    site: Site,
+    node: str,
+    *,
+    sans: list[str] | None = None,
+    usages: tuple[Any, ...] = (EKU.SERVER_AUTH, EKU.CLIENT_AUTH),
+    ca: bool = False,
+    signer: tuple[str, str] | None = None,
+) -> str:
     """A certificate for the node's CSR key, built as told (the wrong-import cases)."""
     csr = load_csr(site.csr(node))
     key_pem, cert_pem = signer or (site.ca_key, site.ca_cert)
     names = sans if sans is not None else [site.deployment.node(node).fqdn]
-    cert = issue_certificate(csr.subject, csr.public_key(), load_key(key_pem, trusted=True), issuer=load_certs(cert_pem)[0],
-                             ca=ca, sans=[x509.DNSName(n) for n in names], usages=usages)
+    cert = issue_certificate(
+        csr.subject,
+        csr.public_key(),
+        load_key(key_pem, trusted=True),
+        issuer=load_certs(cert_pem)[0],
+        ca=ca,
+        sans=[x509.DNSName(n) for n in names],
+        usages=usages,
+    )
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return cert.public_bytes(Encoding.PEM).decode()
@@ -102,9 +119,15 @@ def _csr_key_cert(site: Site, node: str, *, sans: list[str] | None = None, usage
 def _wrong_imports(site: Site) -> list[tuple[str, str, str]]:
     other_key, other_ca = make_root("Someone Else's CA")
     fresh = new_key("RSA2048")
-    own_key = issue_certificate(load_csr(site.csr(MGR)).subject, fresh.public_key(), load_key(site.ca_key, trusted=True),
-                                issuer=load_certs(site.ca_cert)[0], ca=False,
-                                sans=[x509.DNSName(site.deployment.management.fqdn)], usages=[EKU.SERVER_AUTH, EKU.CLIENT_AUTH])
+    own_key = issue_certificate(
+        load_csr(site.csr(MGR)).subject,
+        fresh.public_key(),
+        load_key(site.ca_key, trusted=True),
+        issuer=load_certs(site.ca_cert)[0],
+        ca=False,
+        sans=[x509.DNSName(site.deployment.management.fqdn)],
+        usages=[EKU.SERVER_AUTH, EKU.CLIENT_AUTH],
+    )
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return [
@@ -112,7 +135,11 @@ def _wrong_imports(site: Site) -> list[tuple[str, str, str]]:
         ("the other node's certificate", sign_csr(site.csr(CONF), site.ca_key, site.ca_cert), KEY_MISMATCH),
         ("the CA's own certificate", site.ca_cert, KEY_MISMATCH),
         ("a certificate for a key the CSR does not hold", own_key.public_bytes(Encoding.PEM).decode(), KEY_MISMATCH),
-        ("signed by an untrusted CA", sign_csr(site.csr(MGR), other_key, other_ca), "not signed by a CA of pki.ca_chain"),
+        (
+            "signed by an untrusted CA",
+            sign_csr(site.csr(MGR), other_key, other_ca),
+            "not signed by a CA of pki.ca_chain",
+        ),
         ("for another name", _csr_key_cert(site, MGR, sans=["intruder.example.com"]), "not issued for the node's FQDN"),
         ("server usage only", _csr_key_cert(site, MGR, usages=(EKU.SERVER_AUTH,)), "lacks clientAuth"),
         ("a CA certificate on the CSR's key", _csr_key_cert(site, MGR, ca=True), "it is a CA certificate"),
@@ -152,8 +179,9 @@ async def test_a_certificate_not_valid_now_is_refused(site: Site) -> None:
     """A certificate checked at a time outside its validity is refused."""
     cert = load_certs(sign_csr(site.csr(MGR), site.ca_key, site.ca_cert))[0]
     later = datetime.now(UTC) + timedelta(days=400)
-    problems = certificate_problems(cert, csr_pem=site.csr(MGR), chain=load_certs(site.ca_cert),
-                                    fqdn=site.deployment.management.fqdn, now=later)
+    problems = certificate_problems(
+        cert, csr_pem=site.csr(MGR), chain=load_certs(site.ca_cert), fqdn=site.deployment.management.fqdn, now=later
+    )
     assert len(problems) == 1 and "not valid now" in problems[0]
 
 

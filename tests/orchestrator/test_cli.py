@@ -64,8 +64,23 @@ def test_run_without_approval_waits_then_finishes_after_approve(env: Path, tmp_p
     status = json.loads(out)
     mgr = next(n for n in status["nodes"] if n["role"] == "management")
     assert (mgr["state"], mgr["gate"], mgr["next"]["action"]) == ("awaiting_approval", "security_wizard", "wait")
-    assert {"node", "role", "state", "step", "attempt", "gate", "last_error", "failed_from", "maintenance", "lease", "updated_at", "next"} <= set(mgr)
-    code, out, _ = _invoke("-c", str(env), "approve", mgr["node"], "security_wizard", "--by", "alice", "--reason", "CHG-42")
+    assert {
+        "node",
+        "role",
+        "state",
+        "step",
+        "attempt",
+        "gate",
+        "last_error",
+        "failed_from",
+        "maintenance",
+        "lease",
+        "updated_at",
+        "next",
+    } <= set(mgr)
+    code, out, _ = _invoke(
+        "-c", str(env), "approve", mgr["node"], "security_wizard", "--by", "alice", "--reason", "CHG-42"
+    )
     assert code == 0
     code, out, err = _invoke("-c", str(env), "resume", "--all")
     assert code == 0, out + err
@@ -76,7 +91,11 @@ def test_run_without_approval_waits_then_finishes_after_approve(env: Path, tmp_p
 def test_no_secret_reaches_the_journal_the_logs_or_an_export(env: Path, tmp_path: Path) -> None:
     """Every secret value of the configuration is absent from the journal file, logs and exports."""
     outputs = []
-    for args in (["run"], ["approve", "pexip-mgr", "security_wizard", "--by", "alice"], ["--log-level", "DEBUG", "resume", "--all"]):
+    for args in (
+        ["run"],
+        ["approve", "pexip-mgr", "security_wizard", "--by", "alice"],
+        ["--log-level", "DEBUG", "resume", "--all"],
+    ):
         code, out, err = _invoke("-c", str(env), *args)
         outputs += [out, err]
     code, out, _ = _invoke("-c", str(env), "status", "--json")
@@ -97,7 +116,10 @@ def test_no_secret_reaches_the_journal_the_logs_or_an_export(env: Path, tmp_path
     "edit,field",
     [
         (lambda t: t.replace("vlan = 100", "vlan = 4095", 1), "vlan"),  # VLAN reserved for guest tagging
-        (lambda t: t.replace('password = "env:BIOS_PASSWORD"', 'password = "hunter2hunter2"'), "bios.password"),  # inline secret
+        (
+            lambda t: t.replace('password = "env:BIOS_PASSWORD"', 'password = "hunter2hunter2"'),
+            "bios.password",
+        ),  # inline secret
         (lambda t: t.replace("[vcenter]", "[vcenter]\ncolour = 1", 1), "vcenter.colour"),  # unknown key
     ],
 )
@@ -148,8 +170,9 @@ def test_journal_verify_exits_4_on_tampering(env: Path, tmp_path: Path) -> None:
 def test_journal_verify_without_a_trusted_key_is_unverified(tmp_path: Path, env: Path) -> None:
     """Without --public-key and without a configured or simulation key, verify prints UNVERIFIED and exits 4."""
     assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "deployed")[0] == 0
-    code, out, err = _invoke("--journal", "orchestrator.journal.sqlite", "-c", str(tmp_path / "none.toml"),
-                             "journal", "verify")
+    code, out, err = _invoke(
+        "--journal", "orchestrator.journal.sqlite", "-c", str(tmp_path / "none.toml"), "journal", "verify"
+    )
     assert code == 2  # a configuration named but missing is bad input, never "no key, fine"
     from orchestrator._trust import generated_key_path
 
@@ -201,7 +224,8 @@ def test_every_command_has_help() -> None:
         assert cmd.help, name  # type: ignore[attr-defined]
         *group, leaf = name.split()
         documented = any(
-            f"orchestrator {' '.join(group + [leaf])}" in line or (group and f"orchestrator {' '.join(group)}" in line and leaf in line)
+            f"orchestrator {' '.join(group + [leaf])}" in line
+            or (group and f"orchestrator {' '.join(group)}" in line and leaf in line)
             for line in readme.splitlines()
         )
         assert documented, f"README does not document `orchestrator {name}`"
@@ -214,7 +238,9 @@ def test_failed_step_exits_1_with_json_logs_and_the_reason(tmp_path: Path, monke
     assert code == 1
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     failed = [r for r in records if r.get("event") == "step failed"]
-    assert failed and failed[0]["node"] == "pexip-mgr" and failed[0]["step"] == "snmpv3" and failed[0]["level"] == "error"
+    assert (
+        failed and failed[0]["node"] == "pexip-mgr" and failed[0]["step"] == "snmpv3" and failed[0]["level"] == "error"
+    )
     assert "resume" in out
     code, out, _ = _invoke("status", "pexip-mgr", "--json")
     node = json.loads(out)["nodes"][0]
@@ -230,10 +256,30 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> None:
     """A manual CA: each node waits with its CSR in the outbox; openssl signs it; cert import; the run ends."""
-    text = env.read_text().replace('[pki]\nmode = "sim"', '[pki]\nmode = "manual"').replace('key_type = "RSA2048"', 'key_type = "ECDSAP256"')
+    text = (
+        env.read_text()
+        .replace('[pki]\nmode = "sim"', '[pki]\nmode = "manual"')
+        .replace('key_type = "RSA2048"', 'key_type = "ECDSAP256"')
+    )
     env.write_text(text)
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
-             "-out", "certs/ca-chain.pem", "-subj", "/CN=Test Root CA", "-days", "30", cwd=tmp_path)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "certs/ca-chain.pem",
+        "-subj",
+        "/CN=Test Root CA",
+        "-days",
+        "30",
+        cwd=tmp_path,
+    )
     assert _invoke("-c", str(env), "run")[0] == 3  # the security wizard's approval first
     _invoke("-c", str(env), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
     signed: set[str] = set()
@@ -250,8 +296,24 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
                 continue
             # The CSR is Pexip's own; openssl, an independent CA here, checks and signs it.
             _openssl("req", "-in", str(csr), "-noout", "-verify", cwd=tmp_path)
-            _openssl("x509", "-req", "-in", str(csr), "-CA", "certs/ca-chain.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                     "-out", f"{node}.pem", "-days", "30", "-copy_extensions", "copy", cwd=tmp_path)
+            _openssl(
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                "certs/ca-chain.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                f"{node}.pem",
+                "-days",
+                "30",
+                "-copy_extensions",
+                "copy",
+                cwd=tmp_path,
+            )
             assert _invoke("-c", str(env), "cert", "import", node, str(tmp_path / f"{node}.pem"))[0] == 0
             signed.add(node)
     assert code == 0
@@ -262,8 +324,18 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
 
 CLI_SOURCE = ROOT / "orchestrator" / "cli.py"
 # Names whose use in cli.py would mean it opens or wires something itself instead of asking the library.
-NOT_IN_CLI = {"SimWorld", "Journal", "open_systems", "needs_world", "get_meta", "set_meta", "simulated_deployment",
-              "load_deployment", "verify_export", "Engine"}
+NOT_IN_CLI = {
+    "SimWorld",
+    "Journal",
+    "open_systems",
+    "needs_world",
+    "get_meta",
+    "set_meta",
+    "simulated_deployment",
+    "load_deployment",
+    "verify_export",
+    "Engine",
+}
 
 
 def test_cli_imports_no_adapter_or_journal_and_opens_nothing_itself() -> None:
@@ -285,18 +357,25 @@ def test_every_command_calls_one_library_function() -> None:
 
     tree = ast.parse(CLI_SOURCE.read_text())
     commands = [
-        f for f in tree.body
+        f
+        for f in tree.body
         if isinstance(f, ast.FunctionDef)
-        and any(isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "command"
-                for d in f.decorator_list)
+        and any(
+            isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "command"
+            for d in f.decorator_list
+        )
     ]
     assert len(commands) >= 10
     framing = {"open_existing_journal", "SimulationSettings"}
     for command in commands:
         calls = [
-            n.func.attr for n in ast.walk(command)
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
-            and n.func.value.id == "api" and n.func.attr not in framing
+            n.func.attr
+            for n in ast.walk(command)
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and isinstance(n.func.value, ast.Name)
+            and n.func.value.id == "api"
+            and n.func.attr not in framing
         ]
         allowed = 2 if command.name == "run" else 1  # run --dry-run is api.plan, the plan of the same run
         assert len(calls) <= allowed, f"{command.name} calls {calls}"
@@ -307,9 +386,11 @@ def test_help_imports_nothing_heavy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from orchestrator.cli import cli\n"
-            "try:\n    cli(['--help'], prog_name='orchestrator')\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'adapters', 'journal', 'rich', 'structlog'}"
-            " or m in {'orchestrator.api', 'orchestrator.engine'}))")
+    code = (
+        "import sys; from orchestrator.cli import cli\n"
+        "try:\n    cli(['--help'], prog_name='orchestrator')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'adapters', 'journal', 'rich', 'structlog'}"
+        " or m in {'orchestrator.api', 'orchestrator.engine'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

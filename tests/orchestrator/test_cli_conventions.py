@@ -132,12 +132,21 @@ def test_status_fits_80_columns_with_full_node_names_lease_and_age() -> None:
     """The status table at 80 columns: no line wider, node names whole, lease and age shown."""
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     rows = [
-        {"node": f"pexip-conferencing-node-{i:03d}.example.com", "role": "conferencing", "state": "vm_created",
-         "step": "lock_bios", "gate": "bios_password" if i == 1 else None, "maintenance": False,
-         "maintenance_reason": None, "lease": {"owner": "h:1", "pid": 4242, "since": "x"} if i == 2 else None,
-         "updated_at": "2026-01-01T11:55:00+00:00",
-         "next": {"action": "wait",
-                  "reason": "waits for the bios_password gate: orchestrator approve NODE bios_password"}}
+        {
+            "node": f"pexip-conferencing-node-{i:03d}.example.com",
+            "role": "conferencing",
+            "state": "vm_created",
+            "step": "lock_bios",
+            "gate": "bios_password" if i == 1 else None,
+            "maintenance": False,
+            "maintenance_reason": None,
+            "lease": {"owner": "h:1", "pid": 4242, "since": "x"} if i == 2 else None,
+            "updated_at": "2026-01-01T11:55:00+00:00",
+            "next": {
+                "action": "wait",
+                "reason": "waits for the bios_password gate: orchestrator approve NODE bios_password",
+            },
+        }
         for i in range(3)
     ]
     console = Console(record=True, width=80)

@@ -20,13 +20,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _simulate(tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
-    args = [*ORCHESTRATOR, "--journal", str(tmp / "j.sqlite"), "simulate", "--nodes", "4", "--world", str(tmp / "w.sqlite"),
-            "--effects-out", str(tmp / "effects.json"), *extra]
+    args = [
+        *ORCHESTRATOR,
+        "--journal",
+        str(tmp / "j.sqlite"),
+        "simulate",
+        "--nodes",
+        "4",
+        "--world",
+        str(tmp / "w.sqlite"),
+        "--effects-out",
+        str(tmp / "effects.json"),
+        *extra,
+    ]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ORCHESTRATOR, "--journal", str(tmp / "j.sqlite"), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*ORCHESTRATOR, "--journal", str(tmp / "j.sqlite"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _assert_finished_once(tmp: Path) -> None:

@@ -35,8 +35,15 @@ def _screen(progress: Progress, width: int, height: int) -> str:
 def _fleet(conferencing: int, errors: dict[str, tuple[int, str | None]] | None = None) -> tuple[Progress, Clock]:
     clock = Clock()
     nodes = [(MANAGER, "management"), *((_conf(i), "conferencing") for i in range(1, conferencing + 1))]
-    progress = Progress(nodes, {n: NEW for n, _ in nodes}, live=False, stream=io.StringIO(), clock=clock,
-                        errors=lambda n: (errors or {}).get(n, (0, None)), max_attempts=5)
+    progress = Progress(
+        nodes,
+        {n: NEW for n, _ in nodes},
+        live=False,
+        stream=io.StringIO(),
+        clock=clock,
+        errors=lambda n: (errors or {}).get(n, (0, None)),
+        max_attempts=5,
+    )
     return progress, clock
 
 
@@ -119,8 +126,14 @@ def test_the_count_view_names_failed_and_waiting_nodes() -> None:
 def test_plain_lines_report_retries_and_gate_commands() -> None:
     """Without a terminal: one line per milestone, retry (attempt N/M and error) and gate (its command)."""
     out = io.StringIO()
-    progress = Progress([(MANAGER, "management")], {MANAGER: NEW}, live=False, stream=out, max_attempts=5,
-                        errors=lambda n: (1, "pexip: login failed"))
+    progress = Progress(
+        [(MANAGER, "management")],
+        {MANAGER: NEW},
+        live=False,
+        stream=out,
+        max_attempts=5,
+        errors=lambda n: (1, "pexip: login failed"),
+    )
     with progress:
         progress(MANAGER, "installing", "verify_admin_login", kinds.STEP_STARTED)
         progress(MANAGER, "installing", "verify_admin_login", kinds.STEP_RETRY)

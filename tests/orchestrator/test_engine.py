@@ -55,7 +55,15 @@ async def test_rewind_reruns_steps_without_side_effects(sim: api.SimulationSetti
     world = SimWorld.open(sim.world)
     try:
         with api.open_journal(sim.journal) as journal:
-            report = await api.drive(deployment, journal, world=world, hooks=world, retry=["pexip-conf-00002"], from_step="reserve_resources", clock=FakeClock())
+            report = await api.drive(
+                deployment,
+                journal,
+                world=world,
+                hooks=world,
+                retry=["pexip-conf-00002"],
+                from_step="reserve_resources",
+                clock=FakeClock(),
+            )
             steps = [e.step for e in journal.events(node="pexip-conf-00002", kinds=["step_committed"])]
         after = world.effects_summary()
     finally:
@@ -85,7 +93,15 @@ async def test_resume_after_a_fixed_fault_finishes(sim: api.SimulationSettings) 
     world = SimWorld.open(sim.world)
     try:
         with api.open_journal(sim.journal) as journal:
-            report = await api.drive(deployment, journal, world=world, hooks=world, retry=["pexip-conf-00001"], clock=FakeClock(), auto_approve=True)
+            report = await api.drive(
+                deployment,
+                journal,
+                world=world,
+                hooks=world,
+                retry=["pexip-conf-00001"],
+                clock=FakeClock(),
+                auto_approve=True,
+            )
             kinds = [e.kind for e in journal.events(node="pexip-conf-00001")]
     finally:
         await world.aclose()
@@ -121,7 +137,13 @@ async def test_retry_gives_up_after_max_attempts(sim: api.SimulationSettings, mo
         starts = list(j.events(node="pexip-mgr", kinds=["step_started"]))
         retries = list(j.events(node="pexip-mgr", kinds=["step_retry"]))
     assert (mgr.state, mgr.step) == ("failed", "installation_wizard")
-    assert [e.attempt for e in starts if e.step == "installation_wizard"] == [1, 2, 3, 4, 5]  # policy retry.max_attempts
+    assert [e.attempt for e in starts if e.step == "installation_wizard"] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]  # policy retry.max_attempts
     delays = [e.payload["retry_in_s"] for e in retries]
     assert len(delays) == 4 and delays == sorted(delays), "backoff grows"
 
@@ -232,7 +254,12 @@ async def test_dry_run_after_completion_is_all_ok(sim: api.SimulationSettings) -
         result = await api.plan_steps(deployment, None, world=world)
     finally:
         await world.aclose()
-    bad = [(n, r["step"], r.get("changes") or r.get("reason")) for n, rows in result.nodes.items() for r in rows if r["status"] != "ok"]
+    bad = [
+        (n, r["step"], r.get("changes") or r.get("reason"))
+        for n, rows in result.nodes.items()
+        for r in rows
+        if r["status"] != "ok"
+    ]
     assert bad == []
 
 
@@ -250,7 +277,9 @@ async def test_simulation_node_count_mismatch_is_bad_input(sim: api.SimulationSe
         await simulate(sim, nodes=5)
 
 
-async def test_concurrency_is_bounded_globally_and_per_host(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_concurrency_is_bounded_globally_and_per_host(
+    sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No more vSphere side effects at once on a host than its max_concurrent, nor steps than --concurrency."""
     import asyncio
 
@@ -289,7 +318,9 @@ async def test_from_step_cannot_jump_forward(sim: api.SimulationSettings) -> Non
     assert _states(sim.journal)["pexip-mgr"] == "reserved"
 
 
-async def test_waiting_for_sync_is_bounded_by_time_not_attempts(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_waiting_for_sync_is_bounded_by_time_not_attempts(
+    sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A node that never syncs is waited for past max_attempts, until retry.wait_timeout_s, then fails saying so."""
     from adapters.sim.pexip import SimPexipApi
 
@@ -305,7 +336,9 @@ async def test_waiting_for_sync_is_bounded_by_time_not_attempts(sim: api.Simulat
     assert report.exit_code == 1
     with Journal.open(sim.journal) as j:
         node = j.node("pexip-conf-00001")
-        attempts = [e.attempt for e in j.events(node="pexip-conf-00001", kinds=["step_started"]) if e.step == "register_node"]
+        attempts = [
+            e.attempt for e in j.events(node="pexip-conf-00001", kinds=["step_started"]) if e.step == "register_node"
+        ]
         waited = sum(e.payload["retry_in_s"] for e in j.events(node="pexip-conf-00001", kinds=["step_retry"]))
     assert (node.state, node.step) == ("failed", "register_node")
     assert "wait_timeout_s" in node.last_error
@@ -314,7 +347,9 @@ async def test_waiting_for_sync_is_bounded_by_time_not_attempts(sim: api.Simulat
     assert isinstance(report.outcomes["pexip-conf-00002"], Done)
 
 
-async def test_crash_restarts_do_not_use_up_the_retry_budget(sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_crash_restarts_do_not_use_up_the_retry_budget(
+    sim: api.SimulationSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A step started 7 times before (crashes) still gets its full retry budget for a transient error."""
     from adapters.sim.console import SimConsole
     from config.errors import Unreachable
@@ -324,8 +359,19 @@ async def test_crash_restarts_do_not_use_up_the_retry_budget(sim: api.Simulation
     with api.open_journal(sim.journal) as journal:  # as if killed 7 times right after step_started
         from journal import Transition
 
-        journal.commit([Transition(node="pexip-mgr", kind="step_started", step="installation_wizard", attempt=7,
-                                   from_state="bios_locked", to_state="installing", update={"step": "installation_wizard", "attempt": 7})])
+        journal.commit(
+            [
+                Transition(
+                    node="pexip-mgr",
+                    kind="step_started",
+                    step="installation_wizard",
+                    attempt=7,
+                    from_state="bios_locked",
+                    to_state="installing",
+                    update={"step": "installation_wizard", "attempt": 7},
+                )
+            ]
+        )
     calls = {"n": 0}
     original = SimConsole.wizard_state
 
@@ -345,7 +391,9 @@ async def test_crash_restarts_do_not_use_up_the_retry_budget(sim: api.Simulation
     assert delays and delays[0] <= 0.6  # the first backoff (0.5 s +-20%), not the 8th
 
 
-async def test_an_unset_secret_fails_the_node_with_a_domain_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_unset_secret_fails_the_node_with_a_domain_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A secret whose environment variable is gone fails its step as a journaled domain error naming the variable."""
     import dataclasses
 

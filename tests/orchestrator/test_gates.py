@@ -87,8 +87,13 @@ async def test_load_keeps_only_the_gates_not_yet_consumed(deployment: Deployment
         with Journal.open(":memory:") as journal:
             journal.ensure_nodes((n.name, n.role, "new") for n in deployment.nodes)
             for node in (mgr, conf):
-                journal.record(node=node, kind=kinds.GATE_OPENED, step="install_certificate", actor="ca",
-                               payload={"gate": "certificate", "certificate": f"PEM of {node}"})
+                journal.record(
+                    node=node,
+                    kind=kinds.GATE_OPENED,
+                    step="install_certificate",
+                    actor="ca",
+                    payload={"gate": "certificate", "certificate": f"PEM of {node}"},
+                )
             gates = _gates(deployment, journal, systems)
             gates.load({mgr: "awaiting_certificate", conf: "certified"})
             assert gates.payload(mgr, "install_certificate") == {"gate": "certificate", "certificate": f"PEM of {mgr}"}
@@ -113,11 +118,18 @@ async def test_the_model_and_the_journal_row_never_drift(tmp_path: Path) -> None
             m, row = engine._models[node], journal.node(node)
             assert row is not None
             assert (m.state, m.step, m.attempt, m.gate, m.reason, m.failed_from) == (
-                row.state, row.step, row.attempt or 0, row.gate, row.last_error, row.failed_from
+                row.state,
+                row.step,
+                row.attempt or 0,
+                row.gate,
+                row.last_error,
+                row.failed_from,
             ), f"{node} after {kind}"
             checked.append(kind)
 
-        engine = Engine(deployment, journal, systems, clock=FakeClock(), observer=observer, hooks=world, auto_approve=approve)
+        engine = Engine(
+            deployment, journal, systems, clock=FakeClock(), observer=observer, hooks=world, auto_approve=approve
+        )
         try:
             return await engine.run()
         finally:
@@ -145,7 +157,9 @@ async def test_the_model_and_the_journal_row_never_drift(tmp_path: Path) -> None
         ("pexip-mgr", "ldap_authenticated", "security_wizard", "past the security_wizard gate"),  # done
     ],
 )
-def test_approve_refuses_a_gate_the_node_never_reaches(deployment: Deployment, node: str, state: str, gate: str, why: str) -> None:
+def test_approve_refuses_a_gate_the_node_never_reaches(
+    deployment: Deployment, node: str, state: str, gate: str, why: str
+) -> None:
     """An approval that could never be used is refused (exit 2 in the CLI) and nothing is journaled."""
     from config.errors import ConfigError
 

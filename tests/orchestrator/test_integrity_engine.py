@@ -31,8 +31,12 @@ MGR = "pexip-mgr"
 class Hooks:
     """The world's fault hooks, plus a test's own callback after a step's side effects (why: a precise moment)."""
 
-    def __init__(self, world: SimWorld, after: Callable[[str, str], None] | None = None,
-                 before: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        world: SimWorld,
+        after: Callable[[str, str], None] | None = None,
+        before: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.world, self.after, self.before = world, after, before
 
     def before_step(self, node: str, step: str) -> None:
@@ -46,8 +50,14 @@ class Hooks:
             self.after(node, step)
 
 
-async def _engine_run(deployment: Deployment, journal: Journal, world: SimWorld, hooks: Any = None,
-                      prepare: Callable[[Engine], None] | None = None, **run: Any) -> Any:
+async def _engine_run(
+    deployment: Deployment,
+    journal: Journal,
+    world: SimWorld,
+    hooks: Any = None,
+    prepare: Callable[[Engine], None] | None = None,
+    **run: Any,
+) -> Any:
     systems = open_systems(deployment, world)
     try:
         engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=hooks or world, auto_approve=True)
@@ -81,7 +91,9 @@ async def test_an_edited_step_column_cannot_skip_the_security_wizard(tmp_path: P
     try:
         with api.open_journal(journal_path) as journal:
             before = journal.statistics()["last_seq"]
-            with pytest.raises(IntegrityError, match=r"pexip-mgr: row step='global_settings' but its events say 'security_wizard'"):
+            with pytest.raises(
+                IntegrityError, match=r"pexip-mgr: row step='global_settings' but its events say 'security_wizard'"
+            ):
                 await _engine_run(deployment, journal, world, retry=[MGR])
             assert journal.statistics()["last_seq"] == before
         assert "security_wizard" not in world.effects_summary().get(MGR, {})
@@ -106,7 +118,10 @@ async def test_any_edited_place_column_is_refused(tmp_path: Path, column: str, v
         db.execute(f"UPDATE nodes SET {column} = ? WHERE name = ?", (value, MGR))
     world = SimWorld.open(world_path)
     try:
-        with api.open_journal(journal_path) as journal, pytest.raises(IntegrityError, match=f"pexip-mgr: row {column}="):
+        with (
+            api.open_journal(journal_path) as journal,
+            pytest.raises(IntegrityError, match=f"pexip-mgr: row {column}="),
+        ):
             await _engine_run(deployment, journal, world, retry=[MGR])
     finally:
         await world.aclose()
@@ -152,8 +167,8 @@ async def test_a_retried_attempts_changes_reach_the_record(tmp_path: Path) -> No
     try:
         with api.open_journal(tmp_path / "journal.sqlite") as journal:
             report = await _engine_run(deployment, journal, world, hooks=Hooks(world, after=flaky), until="deployed")
-            retry, = journal.events(node=MGR, kinds=[kinds.STEP_RETRY])
-            commit, = (e for e in journal.events(node=MGR, kinds=[kinds.STEP_COMMITTED]) if e.step == "deploy_ova")
+            (retry,) = journal.events(node=MGR, kinds=[kinds.STEP_RETRY])
+            (commit,) = (e for e in journal.events(node=MGR, kinds=[kinds.STEP_COMMITTED]) if e.step == "deploy_ova")
         assert world.effects_summary()[MGR]["vm_import"] == 1
     finally:
         await world.aclose()
@@ -162,7 +177,9 @@ async def test_a_retried_attempts_changes_reach_the_record(tmp_path: Path) -> No
     assert commit.payload["changed"] == retry.payload["changed"]
 
 
-async def test_an_attempt_failing_inside_apply_records_what_it_began(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_attempt_failing_inside_apply_records_what_it_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A step that fails for good while applying journals the changes it began with its step_failed."""
     from adapters.sim.vsphere import SimVSphere
     from config.errors import Rejected
@@ -177,7 +194,7 @@ async def test_an_attempt_failing_inside_apply_records_what_it_began(tmp_path: P
     try:
         with api.open_journal(tmp_path / "journal.sqlite") as journal:
             report = await _engine_run(deployment, journal, world, until="reserved")
-            failed, = journal.events(node=MGR, kinds=[kinds.STEP_FAILED])
+            (failed,) = journal.events(node=MGR, kinds=[kinds.STEP_FAILED])
     finally:
         await world.aclose()
     assert report.exit_code == 1
@@ -194,10 +211,12 @@ async def test_the_security_wizard_record_says_the_answers_applied(tmp_path: Pat
     try:
         with api.open_journal(tmp_path / "journal.sqlite") as journal:
             await _engine_run(deployment, journal, world, until="hardened")
-            commit, = (e for e in journal.events(node=MGR, kinds=[kinds.STEP_COMMITTED]) if e.step == "security_wizard")
+            (commit,) = (
+                e for e in journal.events(node=MGR, kinds=[kinds.STEP_COMMITTED]) if e.step == "security_wizard"
+            )
     finally:
         await world.aclose()
-    change, = commit.payload["changed"]
+    (change,) = commit.payload["changed"]
     assert change["wanted"] == wizard.settings()
     assert change["wanted"]["sip_tls_listen_port"] == 5062
     assert "FIPS 140-2, no OS access" not in str(commit.payload)
@@ -228,7 +247,9 @@ async def test_maintenance_from_another_process_stops_a_running_node_before_its_
     assert node is not None and node.maintenance and node.state == "reserved"
 
 
-def test_finding_1_from_the_command_line_exits_4_and_the_wizard_never_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finding_1_from_the_command_line_exits_4_and_the_wizard_never_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`simulate --faults permanent=security_wizard@pexip-mgr`, edit the step column, `resume --all`: exit 4, no wizard."""
     from click.testing import CliRunner
 
@@ -237,8 +258,21 @@ def test_finding_1_from_the_command_line_exits_4_and_the_wizard_never_ran(tmp_pa
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     journal = tmp_path / "j.sqlite"
-    first = runner.invoke(cli, ["--journal", str(journal), "simulate", "--nodes", "2", "--world", "w.sqlite",
-                                "--faults", f"permanent=security_wizard@{MGR}", "--json"])
+    first = runner.invoke(
+        cli,
+        [
+            "--journal",
+            str(journal),
+            "simulate",
+            "--nodes",
+            "2",
+            "--world",
+            "w.sqlite",
+            "--faults",
+            f"permanent=security_wizard@{MGR}",
+            "--json",
+        ],
+    )
     assert first.exit_code == 1, first.output
     with sqlite3.connect(journal) as db:
         db.execute("UPDATE nodes SET step = 'global_settings' WHERE name = ?", (MGR,))
@@ -259,7 +293,9 @@ async def test_the_certificate_records_name_what_was_installed(tmp_path: Path) -
         with api.open_journal(tmp_path / "journal.sqlite") as journal:
             await _engine_run(deployment, journal, world, until="certified")
             commits = {e.step: e for e in journal.events(node=MGR, kinds=[kinds.STEP_COMMITTED])}
-            opened, = (e for e in journal.events(node=MGR, kinds=[kinds.GATE_OPENED]) if e.payload.get("gate") == "certificate")
+            (opened,) = (
+                e for e in journal.events(node=MGR, kinds=[kinds.GATE_OPENED]) if e.payload.get("gate") == "certificate"
+            )
     finally:
         await world.aclose()
     installed = commits["install_certificate"].payload["changed"][0]

@@ -23,9 +23,18 @@ def _vcsim(lab: Path) -> Vcsim:
     ca_file = lab / "pki" / "vcsim-ca.pem"
     ca_file.parent.mkdir(parents=True, exist_ok=True)
     ca_file.write_text(make_root("Lab test CA")[1])  # load_deployment reads the trust file (issue #7)
-    return Vcsim(url="https://127.0.0.1:4443/sdk", user=VCSIM_USER, password="lab-password", ca_file=ca_file,
-                 cert_file=lab / "pki" / "vcsim.pem", pid=0, port=4443, workdir=lab / "vcsim",
-                 keys_file=lab / "vcsim" / "keys.jsonl", requests_file=lab / "vcsim" / "requests.jsonl")
+    return Vcsim(
+        url="https://127.0.0.1:4443/sdk",
+        user=VCSIM_USER,
+        password="lab-password",
+        ca_file=ca_file,
+        cert_file=lab / "pki" / "vcsim.pem",
+        pid=0,
+        port=4443,
+        workdir=lab / "vcsim",
+        keys_file=lab / "vcsim" / "keys.jsonl",
+        requests_file=lab / "vcsim" / "requests.jsonl",
+    )
 
 
 def _anonymous(deployment: Deployment) -> Deployment:

@@ -18,8 +18,13 @@ from orchestrator.lab import make_test_pki, thumbprint_of
 
 
 def _openssl_verify(ca_file: Path, cert_file: Path, *purpose: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", "verify", *purpose, "-CAfile", str(ca_file), str(cert_file)],
-                          capture_output=True, text=True, timeout=10, check=False)
+    return subprocess.run(
+        ["openssl", "verify", *purpose, "-CAfile", str(ca_file), str(cert_file)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
 
 
 def _write(path: Path, cert: x509.Certificate) -> Path:
@@ -78,9 +83,16 @@ def test_the_builder_issues_an_ecdsa_chain_openssl_verifies(tmp_path: Path) -> N
     """issue_certificate makes a P-256 CA and a server+client leaf under it that openssl verifies."""
     ca_key, key = new_key("ECDSAP256"), new_key("ECDSAP256")
     ca = issue_certificate(_name("Test CA"), ca_key.public_key(), ca_key, ca=True, days=30)
-    leaf = issue_certificate(_name("node.example.com"), key.public_key(), ca_key, issuer=ca, ca=False, days=30,
-                             sans=[x509.DNSName("node.example.com")],
-                             usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+    leaf = issue_certificate(
+        _name("node.example.com"),
+        key.public_key(),
+        ca_key,
+        issuer=ca,
+        ca=False,
+        days=30,
+        sans=[x509.DNSName("node.example.com")],
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+    )
     assert isinstance(leaf.public_key(), ec.EllipticCurvePublicKey)
     ca_file, leaf_file = _write(tmp_path / "ca.pem", ca), _write(tmp_path / "leaf.pem", leaf)
     for purpose in ("sslserver", "sslclient"):
@@ -114,8 +126,9 @@ def test_the_simulated_ca_signs_through_the_same_builder(tmp_path: Path) -> None
     """The simulated CA's root and the leaf it signs for an ECDSA CSR verify with openssl."""
     root_key, root_pem = make_root("Simulated Test Root")
     key = new_key("ECDSAP256")
-    leaf_pem = sign_csr(make_csr(key, "conf01.example.com", "O=Example,C=GB", ["conf01.example.com"], False),
-                        root_key, root_pem)
+    leaf_pem = sign_csr(
+        make_csr(key, "conf01.example.com", "O=Example,C=GB", ["conf01.example.com"], False), root_key, root_pem
+    )
     (tmp_path / "root.pem").write_text(root_pem)
     (tmp_path / "leaf.pem").write_text(leaf_pem)
     checked = _openssl_verify(tmp_path / "root.pem", tmp_path / "leaf.pem", "-purpose", "sslserver")

@@ -51,7 +51,8 @@ async def test_simulation_provisions_every_conferencing_node(sim: api.Simulation
 
 
 async def test_the_bootstrap_file_never_reaches_the_journal_logs_or_export(
-        sim: api.SimulationSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sim: api.SimulationSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The random credential inside a node's bootstrap file is in no journal event, log record or export line."""
     caplog.set_level(logging.DEBUG)
     report, _ = await simulate(sim)
@@ -76,8 +77,9 @@ async def test_the_bootstrap_file_never_reaches_the_journal_logs_or_export(
 async def test_a_lost_bootstrap_file_recreates_the_worker_vm(tmp_path: Path) -> None:
     """A node whose stored file is lost before it synced gets its worker_vm deleted and posted again, journaled."""
     deployment = simulated_deployment(3, tmp_path / "world.d")
-    store = BootstrapStore(bootstrap_dir(Path(deployment.journal.path)), deployment.pexip_api.bootstrap_key,
-                           deployment.name)
+    store = BootstrapStore(
+        bootstrap_dir(Path(deployment.journal.path)), deployment.pexip_api.bootstrap_key, deployment.name
+    )
     world = SimWorld.open(tmp_path / "world.sqlite", faults=f"permanent=provision_node@{CONF}")
     try:
         with api.open_journal(tmp_path / "journal.sqlite") as journal:
@@ -90,8 +92,9 @@ async def test_a_lost_bootstrap_file_recreates_the_worker_vm(tmp_path: Path) -> 
     before = SimWorld.open(tmp_path / "world.sqlite")
     try:
         with api.open_journal(tmp_path / "journal.sqlite") as journal:
-            second = await api.drive(deployment, journal, world=before, hooks=before, retry=[CONF], auto_approve=True,
-                                     clock=FakeClock())
+            second = await api.drive(
+                deployment, journal, world=before, hooks=before, retry=[CONF], auto_approve=True, clock=FakeClock()
+            )
             assert second.exit_code == 0 and journal.node(CONF).state == "ldap_authenticated"
             [committed] = _committed(journal, CONF, "provision_node")
         effects = before.effects_summary()[CONF]
@@ -114,8 +117,16 @@ async def _manager_hardened(tmp_path: Path) -> tuple[Deployment, SimWorld, Syste
     deployment = simulated_deployment(2, tmp_path / "world.d")
     world = SimWorld.open(tmp_path / "world.sqlite")
     with api.open_journal(tmp_path / "journal.sqlite") as journal:
-        report = await api.drive(deployment, journal, world=world, hooks=world, nodes=["pexip-mgr"], until="hardened",
-                                 auto_approve=True, clock=FakeClock())
+        report = await api.drive(
+            deployment,
+            journal,
+            world=world,
+            hooks=world,
+            nodes=["pexip-mgr"],
+            until="hardened",
+            auto_approve=True,
+            clock=FakeClock(),
+        )
     assert report.exit_code == 0
     return deployment, world, open_systems(deployment, world)
 

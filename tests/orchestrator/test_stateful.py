@@ -93,8 +93,11 @@ class DeploymentMachine(RuleBasedStateMachine):
             await systems.aclose()
             world.close()  # what the dead process had applied stays applied
 
-    @rule(kill_at=st.one_of(st.none(), st.integers(min_value=1, max_value=40)), resume=st.booleans(),
-          approve=st.booleans())
+    @rule(
+        kill_at=st.one_of(st.none(), st.integers(min_value=1, max_value=40)),
+        resume=st.booleans(),
+        approve=st.booleans(),
+    )
     def run(self, kill_at: int | None, resume: bool, approve: bool) -> None:
         """`run` / `resume --all` (retrying failed nodes), maybe killed at the kill_at-th hook call."""
         self.loop.run_until_complete(self._run(kill_at, resume, approve))
@@ -138,11 +141,16 @@ class DeploymentMachine(RuleBasedStateMachine):
                 for column in PLACE_COLUMNS:
                     have, want = getattr(row, column), getattr(fields, column)
                     assert (have or 0) == (want or 0) if column in ("attempt", "maintenance") else have == want, (
-                        row.name, column, have, want)
+                        row.name,
+                        column,
+                        have,
+                        want,
+                    )
 
 
-_FAST = settings(max_examples=6, stateful_step_count=5, deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.too_slow])
+_FAST = settings(
+    max_examples=6, stateful_step_count=5, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestDeploymentMachine = DeploymentMachine.TestCase
 TestDeploymentMachine.settings = _FAST
 
@@ -151,5 +159,10 @@ TestDeploymentMachine.settings = _FAST
 class TestDeploymentMachineLong(DeploymentMachine.TestCase):  # type: ignore[misc, valid-type]
     """The same machine, longer sequences and more of them."""
 
-    settings = settings(max_examples=40, stateful_step_count=12, deadline=None, database=None,
-                        suppress_health_check=[HealthCheck.too_slow])
+    settings = settings(
+        max_examples=40,
+        stateful_step_count=12,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )

@@ -42,8 +42,9 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _simulate(folder: Path, *extra: str) -> tuple[int, str, str]:
     folder.mkdir(exist_ok=True)
-    return _invoke("--journal", str(folder / "j.sqlite"), "simulate", "--nodes", "2", "--world",
-                   str(folder / "w.sqlite"), *extra)
+    return _invoke(
+        "--journal", str(folder / "j.sqlite"), "simulate", "--nodes", "2", "--world", str(folder / "w.sqlite"), *extra
+    )
 
 
 def _public_key(journal: Path, out: Path) -> Path:
@@ -65,9 +66,11 @@ def _events(journal: Path) -> int:
 def _digest(path: Path) -> dict[str, str]:
     # -shm is SQLite's shared-memory index, which every reader maps, and a WAL reader may leave an
     # empty -wal: neither is the journal's content.
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.parent.glob(f"{path.name}*"))
-            if p.is_file() and not p.name.endswith("-shm") and not (p.name.endswith("-wal") and p.stat().st_size == 0)}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.parent.glob(f"{path.name}*"))
+        if p.is_file() and not p.name.endswith("-shm") and not (p.name.endswith("-wal") and p.stat().st_size == 0)
+    }
 
 
 @pytest.fixture
@@ -80,6 +83,7 @@ def simulated(here: Path) -> Iterator[tuple[Path, Path]]:
 
 
 # --- finding 3: history rewritten by whoever can write the journal's directory ------------------
+
 
 def test_a_simulation_keeps_its_key_outside_the_journals_directory_and_verifies(simulated: tuple[Path, Path]) -> None:
     """The generated key is in a private directory that is not the journal's (nor below it); the journal VERIFIES."""
@@ -116,6 +120,7 @@ def test_deleting_the_key_gives_unverified_never_ok(simulated: tuple[Path, Path]
 
 # --- finding 4: forged exports --------------------------------------------------------------------
 
+
 def test_a_forged_export_fails_and_an_unsigned_one_is_unverified(simulated: tuple[Path, Path], here: Path) -> None:
     """An export signed with another key fails against the auditor's key; with no key at all it is UNVERIFIED (exit 4)."""
     journal, pem = simulated
@@ -134,12 +139,16 @@ def test_a_forged_export_fails_and_an_unsigned_one_is_unverified(simulated: tupl
 
 # --- finding 5: acting on a journal that fails verification --------------------------------------
 
-@pytest.mark.parametrize("command", [
-    ["resume", "--all"],  # the engine would drive on top of it
-    ["approve", "pexip-mgr", "security_wizard", "--by", "alice"],  # a gate opened on a forged history
-    ["maintenance", "pexip-mgr", "on", "--by", "alice"],
-    ["simulate", "--nodes", "2", "--world", "w.sqlite"],
-])
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["resume", "--all"],  # the engine would drive on top of it
+        ["approve", "pexip-mgr", "security_wizard", "--by", "alice"],  # a gate opened on a forged history
+        ["maintenance", "pexip-mgr", "on", "--by", "alice"],
+        ["simulate", "--nodes", "2", "--world", "w.sqlite"],
+    ],
+)
 def test_commands_refuse_a_journal_that_fails_verification(here: Path, command: list[str]) -> None:
     """After a node row is edited (the security wizard "skipped"), each acting command exits 4 and writes nothing."""
     assert _simulate(here / "sim", "--faults", "permanent=security_wizard@pexip-mgr")[0] == 1
@@ -166,6 +175,7 @@ def test_a_journal_killed_before_its_first_checkpoint_is_adopted(here: Path) -> 
 
 # --- finding 8: one deployment per journal ---------------------------------------------------------
 
+
 def test_resume_all_on_an_empty_journal_has_nothing_to_resume(here: Path) -> None:
     """`resume --all` on a journal of no deployment says so (exit 2) and writes nothing."""
     config = _sim_config(here)
@@ -185,10 +195,21 @@ def test_another_deployments_configuration_is_refused(here: Path) -> None:
     name = re.search(r'^name = "([^"]*)"', text, flags=re.M)
     assert name is not None
     other.write_text(text.replace(name.group(0), 'name = "another-deployment"', 1))
-    code, _, err = _invoke("-c", str(other), "--journal", "orchestrator.journal.sqlite", "run", "pexip-mgr", "--until", "deployed")
+    code, _, err = _invoke(
+        "-c", str(other), "--journal", "orchestrator.journal.sqlite", "run", "pexip-mgr", "--until", "deployed"
+    )
     assert code == 2 and "belongs to deployment" in err
-    code, _, err = _invoke("-c", str(other), "--journal", "orchestrator.journal.sqlite", "approve", "pexip-mgr",
-                           "security_wizard", "--by", "alice")
+    code, _, err = _invoke(
+        "-c",
+        str(other),
+        "--journal",
+        "orchestrator.journal.sqlite",
+        "approve",
+        "pexip-mgr",
+        "security_wizard",
+        "--by",
+        "alice",
+    )
     assert code == 2 and "belongs to deployment" in err
     assert _events(here / "orchestrator.journal.sqlite") == before
 
@@ -220,6 +241,7 @@ def test_read_only_commands_never_create_or_alter_a_journal(simulated: tuple[Pat
 
 # --- finding 12 and 14: files ----------------------------------------------------------------------
 
+
 def test_journal_checkpoints_world_and_exports_are_private(simulated: tuple[Path, Path], here: Path) -> None:
     """The journal, its checkpoints, the world and an export are created 0600."""
     journal, _ = simulated
@@ -229,8 +251,9 @@ def test_journal_checkpoints_world_and_exports_are_private(simulated: tuple[Path
         assert path.stat().st_mode & 0o777 == 0o600, path
 
 
-def test_a_failed_export_keeps_the_previous_file(simulated: tuple[Path, Path], here: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_export_keeps_the_previous_file(
+    simulated: tuple[Path, Path], here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An export that dies half-way (the stream breaks) leaves the previous good export whole."""
     journal, _ = simulated
     export = here / "audit.jsonl"
@@ -248,6 +271,7 @@ def test_a_failed_export_keeps_the_previous_file(simulated: tuple[Path, Path], h
 
 
 # --- the start record -------------------------------------------------------------------------------
+
 
 def test_every_start_journals_policy_configuration_command_user_and_version(here: Path) -> None:
     """run writes one run_started with the configuration's SHA-256, the command line, the user and the version."""
@@ -271,12 +295,14 @@ def test_a_checkpoint_every_n_transitions(here: Path) -> None:
     seqs = [json.loads(line)["seq"] for line in lines]
     assert len(seqs) >= 4 and seqs == sorted(set(seqs))
     assert seqs[-1] == _events(here / "orchestrator.journal.sqlite")  # the end of the run is signed
-    code, out, err = _invoke("-c", str(config), "journal", "verify", "--checkpoints",
-                             "orchestrator.journal.sqlite.checkpoints")
+    code, out, err = _invoke(
+        "-c", str(config), "journal", "verify", "--checkpoints", "orchestrator.journal.sqlite.checkpoints"
+    )
     assert code == 0 and "VERIFIED" in out and "journal.signing_key" not in out, out + err
 
 
 # --- real mode: where the key may be -----------------------------------------------------------------
+
 
 @pytest.fixture
 def real(here: Path) -> object:
@@ -290,7 +316,9 @@ def _with_key(deployment: object, path: Path) -> object:
     return dataclasses.replace(deployment, journal=journal)  # type: ignore[type-var]
 
 
-def test_real_mode_refuses_a_missing_key_one_beside_the_journal_or_one_others_can_read(real: object, here: Path) -> None:
+def test_real_mode_refuses_a_missing_key_one_beside_the_journal_or_one_others_can_read(
+    real: object, here: Path
+) -> None:
     """Each is exit 2 naming journal.signing_key and the fix; a private key elsewhere is accepted."""
     journal = here / "data" / "j.sqlite"
     journal.parent.mkdir()
@@ -311,6 +339,7 @@ def test_real_mode_refuses_a_missing_key_one_beside_the_journal_or_one_others_ca
 
 # --- the external witness: a real rsyslog -------------------------------------------------------------
 
+
 @pytest.fixture
 def rsyslog(here: Path) -> Iterator[Rsyslog]:
     with running_rsyslog(here / "rsyslog") as server:
@@ -319,16 +348,21 @@ def rsyslog(here: Path) -> Iterator[Rsyslog]:
 
 def _witnessed_config(here: Path, name: str, rsyslog: Rsyslog, key: Path) -> Path:
     config = _sim_config(here) if not (here / "orchestrator.toml").exists() else here / "orchestrator.toml"
-    text = re.sub(r'(\[\[network\.syslog_servers\]\][^\[]*)',
-                  f'[[network.syslog_servers]]\naddress = "127.0.0.1"\nport = {rsyslog.tcp_port}\n'
-                  'transport = "tcp"\n\n', config.read_text(), count=1)
+    text = re.sub(
+        r"(\[\[network\.syslog_servers\]\][^\[]*)",
+        f'[[network.syslog_servers]]\naddress = "127.0.0.1"\nport = {rsyslog.tcp_port}\ntransport = "tcp"\n\n',
+        config.read_text(),
+        count=1,
+    )
     text += f'signing_key = "file:{key}"\nsyslog = "real"\n'  # the file ends in its [journal] table
     path = here / f"{name}.toml"
     path.write_text(text.replace('path = "orchestrator.journal.sqlite"', f'path = "{name}.journal.sqlite"'))
     return path
 
 
-def test_rsyslog_keeps_the_checkpoints_and_catches_a_rewrite_signed_with_the_real_key(here: Path, rsyslog: Rsyslog) -> None:
+def test_rsyslog_keeps_the_checkpoints_and_catches_a_rewrite_signed_with_the_real_key(
+    here: Path, rsyslog: Rsyslog
+) -> None:
     """The syslog server's copy verifies the journal; a rewritten history, re-signed even with the stolen key, fails against it."""
     key = generate_signing_key(here / "private")
     honest = _witnessed_config(here, "honest", rsyslog, key)
@@ -339,7 +373,9 @@ def test_rsyslog_keeps_the_checkpoints_and_catches_a_rewrite_signed_with_the_rea
     shutil.copy(rsyslog.received, copy)
     pem = here / "auditor.pem"
     pem.write_text(api.public_key(api.SessionSettings(config=honest))[0])
-    code, out, err = _invoke("-c", str(honest), "journal", "verify", "--public-key", str(pem), "--checkpoints", str(copy))
+    code, out, err = _invoke(
+        "-c", str(honest), "journal", "verify", "--public-key", str(pem), "--checkpoints", str(copy)
+    )
     assert code == 0 and "VERIFIED" in out, out + err
     # The attacker holds the key and rebuilds a shorter history in its place, re-signed.
     forged = _witnessed_config(here, "forged", rsyslog, key)
@@ -355,6 +391,7 @@ def test_rsyslog_keeps_the_checkpoints_and_catches_a_rewrite_signed_with_the_rea
 
 
 # --- item 7 (the journal's part): nothing created before the checks passed ----------------------------
+
 
 def test_a_mode_not_built_creates_no_journal_key_or_world(here: Path) -> None:
     """`mode = "real"` for the Pexip API (not built) exits 2 before the journal, its key or the world exist."""

@@ -46,11 +46,17 @@ def sim_pexip(world: SimWorld, deployment: Deployment, directory: Directory) -> 
 def sim_systems(world: SimWorld, deployment: Deployment) -> Systems:
     """Every twin over one world (the Pexip twin from :func:`sim_pexip`)."""
     directory = SimDirectory(world, deployment)
-    return Systems(vsphere=SimVSphere(world, deployment), pexip=sim_pexip(world, deployment, directory),
-                   console=SimConsole(world, deployment), ca=SimCA(world, deployment), directory=directory)
+    return Systems(
+        vsphere=SimVSphere(world, deployment),
+        pexip=sim_pexip(world, deployment, directory),
+        console=SimConsole(world, deployment),
+        ca=SimCA(world, deployment),
+        directory=directory,
+    )
 
 
 # --- VSphere ------------------------------------------------------------------------------
+
 
 @pytest.fixture(params=VSPHERE_IMPLEMENTATIONS)
 async def vsphere_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VSphereCase]:
@@ -86,6 +92,7 @@ async def vsphere_reader(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
 
 # --- PexipApi -----------------------------------------------------------------------------
 
+
 @pytest.fixture(params=PEXIP_IMPLEMENTATIONS)
 async def pexip_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PexipCase]:
     """A PexipApi talking to a Management Node just through its installation wizard."""
@@ -102,6 +109,7 @@ async def pexip_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
 # --- Console ------------------------------------------------------------------------------
 
+
 @pytest.fixture(params=CONSOLE_IMPLEMENTATIONS)
 async def console_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConsoleCase]:
     """A Console of a Management Node whose VM runs BIOS-locked, before any wizard."""
@@ -110,8 +118,14 @@ async def console_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     systems = sim_systems(world, deployment)
     await deploy_vm(systems, deployment, deployment.management)
     assert deployment.pexip_api.admin_password is not None
-    case = ConsoleCase("sim", systems.console, deployment, deployment.pexip_api.admin_password.reveal(),
-                       deployment.policy.installation_wizard.settings(), prompts(deployment))
+    case = ConsoleCase(
+        "sim",
+        systems.console,
+        deployment,
+        deployment.pexip_api.admin_password.reveal(),
+        deployment.policy.installation_wizard.settings(),
+        prompts(deployment),
+    )
     try:
         yield case
     finally:
@@ -119,6 +133,7 @@ async def console_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 # --- CertificateAuthority -------------------------------------------------------------------
+
 
 @pytest.fixture(params=CA_IMPLEMENTATIONS)
 async def ca_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CaCase]:
@@ -132,8 +147,10 @@ async def ca_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
         case = CaCase("sim", SimCA(world, deployment), deployment, twin_signs)
     else:
-        deployment = dataclasses.replace(deployment, pki=dataclasses.replace(
-            deployment.pki, mode="manual", ca_chain="pki/ca-chain.pem", inbox="pki/inbox"))
+        deployment = dataclasses.replace(
+            deployment,
+            pki=dataclasses.replace(deployment.pki, mode="manual", ca_chain="pki/ca-chain.pem", inbox="pki/inbox"),
+        )
         key_pem, root_pem = pki.make_root("contract test root CA")
         (tmp_path / "pki").mkdir(exist_ok=True)
         (tmp_path / "pki" / "ca-chain.pem").write_text(root_pem)
@@ -153,6 +170,7 @@ async def ca_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 # --- Directory ------------------------------------------------------------------------------
+
 
 @pytest.fixture(params=DIRECTORY_IMPLEMENTATIONS)
 async def directory_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DirectoryCase]:

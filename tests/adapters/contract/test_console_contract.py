@@ -10,13 +10,15 @@ from config.errors import Rejected
 
 
 async def _install(case: ConsoleCase) -> None:
-    await case.console.installation_wizard(case.deployment.management, case.admin_password,
-                                           dict(case.installation_answers))
+    await case.console.installation_wizard(
+        case.deployment.management, case.admin_password, dict(case.installation_answers)
+    )
 
 
 async def _secure(case: ConsoleCase, password: str | None = None) -> None:
-    await case.console.security_wizard(case.deployment.management, password or case.admin_password,
-                                       dict(case.security_answers))
+    await case.console.security_wizard(
+        case.deployment.management, password or case.admin_password, dict(case.security_answers)
+    )
 
 
 def test_is_a_console(console_case: ConsoleCase) -> None:
@@ -46,8 +48,9 @@ async def test_a_done_installation_wizard_is_not_answered_again(console_case: Co
     node = console_case.deployment.management
     await _install(console_case)
     with pytest.raises(Rejected):
-        await console_case.console.installation_wizard(node, "another-Passw0rd-9",
-                                                       dict(console_case.installation_answers))
+        await console_case.console.installation_wizard(
+            node, "another-Passw0rd-9", dict(console_case.installation_answers)
+        )
     assert await console_case.console.wizard_state(node) == "installed"
     with pytest.raises(Rejected):
         await _secure(console_case, "another-Passw0rd-9")  # the second run set nothing

@@ -19,10 +19,19 @@ async def _location(case: PexipCase) -> str:
 
 async def _worker(case: PexipCase, index: int, location: str) -> str:
     node = case.deployment.conferencing[index]
-    created = await case.api.create("worker_vm", {
-        "name": node.name, "hostname": node.hostname, "domain": node.domain, "address": node.address,
-        "netmask": node.netmask, "gateway": node.gateway, "system_location": location,
-        "password": "never-used-password"})  # required (pexip-api.md 7.4)
+    created = await case.api.create(
+        "worker_vm",
+        {
+            "name": node.name,
+            "hostname": node.hostname,
+            "domain": node.domain,
+            "address": node.address,
+            "netmask": node.netmask,
+            "gateway": node.gateway,
+            "system_location": location,
+            "password": "never-used-password",
+        },
+    )  # required (pexip-api.md 7.4)
     return created.uri
 
 
@@ -101,8 +110,9 @@ async def test_write_only_secrets_are_never_returned(pexip_case: PexipCase) -> N
         ("create", "ntp_server", {"address": "10.0.0.4", "key_id": 0}, "key_id"),  # 1..65535
     ],
 )
-async def test_refusals_name_the_field(pexip_case: PexipCase, verb: str, target: str, fields: dict[str, object],
-                                       field: str) -> None:
+async def test_refusals_name_the_field(
+    pexip_case: PexipCase, verb: str, target: str, fields: dict[str, object], field: str
+) -> None:
     """A value the API refuses (400) is Rejected naming the field, and nothing changes."""
     api = pexip_case.api
 

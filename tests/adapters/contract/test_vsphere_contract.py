@@ -33,9 +33,16 @@ async def _reserved(case: VSphereCase, vm: VmState, iops: int) -> Reservation:
     mhz = await case.vsphere.host_cpu_mhz(vm.host)
     current = await case.vsphere.get_reservation(vm)
     return dataclasses.replace(
-        current, cpu_reservation_mhz=vm.num_cpus * mhz, cpu_limit_mhz=vm.num_cpus * mhz, cpu_shares="normal",
-        memory_reservation_mb=vm.memory_mb, memory_limit_mb=vm.memory_mb, memory_shares="normal", memory_locked=True,
-        disks=tuple(dataclasses.replace(d, shares="normal", iops_limit=iops) for d in current.disks))
+        current,
+        cpu_reservation_mhz=vm.num_cpus * mhz,
+        cpu_limit_mhz=vm.num_cpus * mhz,
+        cpu_shares="normal",
+        memory_reservation_mb=vm.memory_mb,
+        memory_limit_mb=vm.memory_mb,
+        memory_shares="normal",
+        memory_locked=True,
+        disks=tuple(dataclasses.replace(d, shares="normal", iops_limit=iops) for d in current.disks),
+    )
 
 
 def test_is_a_vsphere(vsphere_reader: VSphereCase) -> None:
@@ -61,7 +68,12 @@ async def test_import_then_find_by_identity(vsphere_case: VSphereCase) -> None:
     node = vsphere_case.deployment.management
     vm = await _import(vsphere_case, node)
     assert (vm.name, vm.identity, vm.host, vm.portgroup, vm.power_state) == (
-        node.name, identity(vsphere_case.deployment, node), node.host, node.portgroup, "poweredOff")
+        node.name,
+        identity(vsphere_case.deployment, node),
+        node.host,
+        node.portgroup,
+        "poweredOff",
+    )
     assert (vm.num_cpus, vm.memory_mb) == (node.cpus, node.memory_mb)
     assert await vsphere_case.vsphere.find_vm(node, identity(vsphere_case.deployment, node)) == vm
 
@@ -89,8 +101,13 @@ async def test_a_fresh_import_is_unreserved_and_unlimited(vsphere_case: VSphereC
     """Before set_reservation nothing is reserved and nothing limited, disks included."""
     vm = await _import(vsphere_case, vsphere_case.deployment.management)
     got = await vsphere_case.vsphere.get_reservation(vm)
-    assert (got.cpu_reservation_mhz, got.cpu_limit_mhz, got.memory_reservation_mb, got.memory_limit_mb,
-            got.memory_locked) == (0, -1, 0, -1, False)
+    assert (
+        got.cpu_reservation_mhz,
+        got.cpu_limit_mhz,
+        got.memory_reservation_mb,
+        got.memory_limit_mb,
+        got.memory_locked,
+    ) == (0, -1, 0, -1, False)
     assert got.disks and all(d.iops_limit == -1 for d in got.disks)
 
 
@@ -107,9 +124,15 @@ async def test_a_reservation_is_replaced_whole(vsphere_case: VSphereCase) -> Non
     vm = await _import(vsphere_case, vsphere_case.deployment.management)
     first = await _reserved(vsphere_case, vm, iops=800)
     await vsphere_case.vsphere.set_reservation(vm, first)
-    second = dataclasses.replace(first, cpu_reservation_mhz=first.cpu_reservation_mhz // 2, cpu_limit_mhz=-1,
-                                 memory_locked=False, memory_reservation_mb=vm.memory_mb // 2, memory_limit_mb=-1,
-                                 disks=tuple(dataclasses.replace(d, iops_limit=400) for d in first.disks))
+    second = dataclasses.replace(
+        first,
+        cpu_reservation_mhz=first.cpu_reservation_mhz // 2,
+        cpu_limit_mhz=-1,
+        memory_locked=False,
+        memory_reservation_mb=vm.memory_mb // 2,
+        memory_limit_mb=-1,
+        disks=tuple(dataclasses.replace(d, iops_limit=400) for d in first.disks),
+    )
     await vsphere_case.vsphere.set_reservation(vm, second)
     assert await vsphere_case.vsphere.get_reservation(vm) == second
 
@@ -159,7 +182,11 @@ async def test_lock_bios_sets_the_marker_and_disk_first(vsphere_case: VSphereCas
     await vsphere_case.vsphere.lock_bios(vm, password.reveal())
     after = await vsphere_case.vsphere.get_bios(vm)
     assert (after.enter_bios_setup, after.boot_disk_first, after.power_state, after.locked_marker) == (
-        False, True, "poweredOn", True)
+        False,
+        True,
+        "poweredOn",
+        True,
+    )
 
 
 async def test_locking_the_bios_again_is_harmless(vsphere_case: VSphereCase) -> None:
