@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (the main job) and `make test` (every test).
-.PHONY: setup demo test test-fast test-slow bench lab-demo clean
+.PHONY: setup demo check test test-fast test-slow bench lab-demo clean
 
 setup:
 	@scripts/setup.sh
@@ -17,8 +17,14 @@ lab-demo: setup
 	.venv/bin/orchestrator -c .lab/orchestrator.toml approve pexip-mgmt security_wizard --by "$${USER:-demo}" --reason "lab demo"
 	.venv/bin/orchestrator -c .lab/orchestrator.toml resume --all
 
-# Every test, the slow end-to-end ones included (CI runs this).
-test: setup
+# The type checker (mypy --strict, config in pyproject.toml) and the linter and formatter (ruff).
+check: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+# The checks, then every test, the slow end-to-end ones included (CI runs this).
+test: check
 	.venv/bin/pytest -q -ra
 
 test-fast: setup
