@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian 12 machine: the Debian packages of
-# the test peers (vcsim's Go sources, slapd, openssl, rsyslog) and a virtualenv with the pinned
+# the test peers (vcsim's Go sources, slapd, openssl, rsyslog, chromium, prometheus) and a virtualenv with the pinned
 # Python packages. Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(golang-go golang-github-vmware-govmomi-dev slapd ldap-utils openssl rsyslog)
+DEBIAN_PACKAGES=(golang-go golang-github-vmware-govmomi-dev slapd ldap-utils openssl rsyslog chromium prometheus)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
