@@ -82,7 +82,7 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
             lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity),
         )  # a VM of ours appears
     except BaseException:
-        vc._field_keys.pop(IDENTITY_FIELD, None)  # the field may be gone: read it again next time
+        vc._fields.forget(IDENTITY_FIELD)  # the field may be gone: read it again next time
         raise
     # Built from what was imported, not read back: the step verifies with find_vm.
     return VmState(

@@ -40,15 +40,14 @@ from pyVmomi import vim, vmodl
 from adapters.base import BiosState, Reservation, VmState
 from adapters.vsphere._batch import InFlight, TaskWaiter
 from adapters.vsphere._bios import bios_state, lock_bios
+from adapters.vsphere._fields import FieldKeys
 from adapters.vsphere._import import import_ova
 from adapters.vsphere._inventory import (
     IDENTITY_FIELD,
     Inventory,
     VmBrief,
     VmRecord,
-    props,
     read_inventory,
-    retrieve,
 )
 from adapters.vsphere._keys import to_key_events
 from adapters.vsphere._lease import LeaseUpload
@@ -106,8 +105,7 @@ class VCenter:
         self._uploads = LeaseUpload(self._session, self._write, self._tasks.lease_ready, progress_s=lease_progress_s)
         self._iops = IopsLedger(self._session, spec)
         self._power = PowerOns(self._session, self._reads, self._tasks, self._in_flight, self._datacenter)
-        self._field_lock: asyncio.Lock | None = None
-        self._field_keys: dict[str, tuple[int, int]] = {}  # custom field name -> (key, session generation)
+        self._fields = FieldKeys(self._session, self._reads)
 
     @classmethod
     def from_deployment(cls, deployment: Deployment, **kwargs: Any) -> VCenter:
@@ -318,43 +316,7 @@ class VCenter:
         return await import_ova(self, node, identity, ova)
 
     async def _field_key(self, name: str) -> int:
-        """The key of our custom field ``name``, defined on first use.
-
-        Taken from the latest read of the VMs under the same login, however old: a field's
-        key never changes, and a vCenter that lost its state (and could give the key to
-        another field) also forgot the session. A field removed since makes ``SetField``
-        fail, which drops the key (``import_ova``)."""
-        if self._field_lock is None:
-            self._field_lock = asyncio.Lock()
-        async with self._field_lock:
-            generation = self._session.generation
-            key, known = self._field_keys.get(name, (0, -1))
-            if known == generation:
-                return key
-            last = self._reads.last_briefs
-            if last is not None and last.generation == generation and name in last.fields:
-                self._field_keys[name] = (last.fields[name], generation)
-                return last.fields[name]
-
-            def define(content: Any) -> int:
-                try:
-                    return int(content.customFieldsManager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine).key)
-                except vim.fault.DuplicateName:
-                    fields = props(
-                        retrieve(
-                            content,
-                            [PC.ObjectSpec(obj=content.customFieldsManager)],
-                            [PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])],
-                        )[0]
-                    ).get("field")
-                    return next(int(f.key) for f in fields or () if f.name == name)
-
-            try:
-                key = await self._session.call(f"define custom attribute {name}", define)
-            finally:
-                self._reads.changed()
-            self._field_keys[name] = (key, generation)
-            return key
+        return await self._fields.key(name)
 
     async def _destroy_incomplete(self, rec: VmRecord) -> None:
         """Remove a VM of ours whose import never completed (its disks may be partial)."""
