@@ -333,29 +333,40 @@ def _sha256(path: str | Path | None) -> str | None:
         return None
 
 
+def _plain(value: object) -> object:
+    """A policy value as JSON: scalars as they are, sequences as lists, anything else as text."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
 def start_record(journal: Journal, deployment: Deployment, *, command: str, user: str, argv: Sequence[str]) -> None:
     """Journal one ``run_started``: the policy and configuration applied, the command line, who, the version.
 
-    The policy's path and hashes and the deviations are read from the deployment when the loader
-    records them (``policy_path``, ``policy_sha256``, ``config_sha256``, ``policy_deviations``);
-    the configuration's hash is computed from its file otherwise.
+    The configuration's and the policy's SHA-256 are those of the bytes the loader read
+    (``source_sha256``, ``policy_sha256``); every deviation of the policy from the guide is listed
+    with the guide's value, the value used and the guide's words, so an auditor sees a weakened
+    or strengthened setting in the run that applied it.
     """
     from config._policy import POLICY_PATH
     from orchestrator import __version__
 
-    policy_path = getattr(deployment, "policy_path", None)
-    deviations = getattr(deployment, "policy_deviations", None)
+    policy_path = deployment.policy_path or None
     payload: dict[str, Any] = {
         "command": command,
         "argv": list(argv),
         "user": user,
         "version": __version__,
         "config": deployment.source or None,
-        "config_sha256": getattr(deployment, "config_sha256", None) or _sha256(deployment.source),
-        "policy_path": str(policy_path) if policy_path else None,
-        "policy_sha256": getattr(deployment, "policy_sha256", None) or (_sha256(policy_path) if policy_path else None),
+        "config_sha256": deployment.source_sha256 or _sha256(deployment.source),
+        "policy_path": policy_path,
+        "policy_sha256": deployment.policy_sha256 or _sha256(policy_path),
         "packaged_policy_sha256": _sha256(POLICY_PATH),
+        "policy_deviations": [
+            {"field": name, "guide": _plain(guide), "used": _plain(used), "guide_words": words}
+            for name, guide, used, words in deployment.policy_deviations
+        ],
     }
-    if deviations is not None:
-        payload["policy_deviations"] = [d if isinstance(d, (str, dict)) else repr(d) for d in deviations]
     journal.record(node=None, kind=kinds.RUN_STARTED, actor=user, payload=payload)

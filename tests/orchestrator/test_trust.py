@@ -286,6 +286,21 @@ def test_every_start_journals_policy_configuration_command_user_and_version(here
     assert payload["version"] and isinstance(payload["argv"], list) and payload["packaged_policy_sha256"]
 
 
+def test_the_start_record_lists_the_policy_deviations_and_the_hashes_of_what_was_read(here: Path) -> None:
+    """A recommended value changed in [policy] is in run_started: the guide's value, the value used, the words."""
+    config = _sim_config(here)
+    text = config.read_text().replace("[policy]\n", "[policy]\nglobal_settings.management_qos = 18\n", 1)
+    config.write_text(text)
+    assert _invoke("-c", str(config), "run", "pexip-mgr", "--until", "deployed")[0] == 0
+    with Journal.open(here / "orchestrator.journal.sqlite", readonly=True) as journal:
+        (start,) = [e.payload for e in journal.events() if e.kind == "run_started"]
+    (deviation,) = start["policy_deviations"]
+    assert (deviation["field"], deviation["guide"], deviation["used"]) == ("global_settings.management_qos", 16, 18)
+    assert "We recommend a value of 16" in deviation["guide_words"]
+    assert start["config_sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert start["policy_sha256"] == start["packaged_policy_sha256"]  # no site policy file: the packaged one
+
+
 def test_a_checkpoint_every_n_transitions(here: Path) -> None:
     """With journal.checkpoint_every = 2 a run signs after its opening records, every 2 transitions, and at the end."""
     config = _sim_config(here)
