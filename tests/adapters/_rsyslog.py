@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.lab._pki import Pki
+
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
 
@@ -28,6 +30,7 @@ class Rsyslog:
     tcp_port: int
     udp_port: int
     received: Path
+    tls_port: int | None = None  # RFC 5425 over GnuTLS (rsyslog-gnutls), when started with a certificate
 
     def lines(self, count: int, timeout_s: float = 5.0) -> list[str]:
         """The lines received, waiting until there are at least ``count``."""
@@ -41,19 +44,29 @@ class Rsyslog:
 
 
 @contextmanager
-def running_rsyslog(directory: Path) -> Iterator[Rsyslog]:
-    """Start ``rsyslogd -n`` with imtcp and imudp on free loopback ports; stop it on exit."""
+def running_rsyslog(directory: Path, *, tls: Pki | None = None) -> Iterator[Rsyslog]:
+    """Start ``rsyslogd -n`` with imtcp and imudp on free loopback ports (and a TLS imtcp input
+    serving ``tls``'s certificate, when given); stop it on exit."""
     if not Path(RSYSLOGD).exists():
         pytest.skip("rsyslogd is not installed (Debian package rsyslog; scripts/setup.sh installs it)")
     directory.mkdir(parents=True, exist_ok=True)
     tcp, udp = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    tls_port = _free_port(socket.SOCK_STREAM) if tls else None
     received = directory / "received.log"
     conf = directory / "rs.conf"
+    tls_input = (
+        f'input(type="imtcp" port="{tls_port}" address="127.0.0.1" streamDriver.name="gtls" '
+        f'streamDriver.mode="1" streamDriver.authMode="anon" streamDriver.CAFile="{tls.ca_file}" '
+        f'streamDriver.CertFile="{tls.cert_file}" streamDriver.KeyFile="{tls.key_file}")\n'
+        if tls
+        else ""
+    )
     conf.write_text(
         f'global(workDirectory="{directory}")\n'
         'module(load="imtcp")\nmodule(load="imudp")\n'
         f'input(type="imtcp" port="{tcp}" address="127.0.0.1")\n'
         f'input(type="imudp" port="{udp}" address="127.0.0.1")\n'
+        f"{tls_input}"
         'template(name="raw" type="string" string="%rawmsg%\\n")\n'
         f'action(type="omfile" file="{received}" template="raw")\n'
     )
@@ -64,16 +77,18 @@ def running_rsyslog(directory: Path) -> Iterator[Rsyslog]:
     )
     try:
         deadline = time.monotonic() + 10
-        while True:  # ready when its TCP port accepts
+        while True:  # ready when its TCP ports accept
             try:
-                socket.create_connection(("127.0.0.1", tcp), timeout=0.2).close()
+                for port in (tcp, tls_port):
+                    if port is not None:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError as exc:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     output = proc.stdout.read() if proc.stdout else b""
                     raise RuntimeError(f"rsyslogd did not start: {output!r}") from exc
                 time.sleep(0.05)
-        yield Rsyslog(tcp, udp, received)
+        yield Rsyslog(tcp, udp, received, tls_port)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

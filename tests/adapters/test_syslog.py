@@ -13,6 +13,7 @@ from adapters.sim.syslog import SimSyslog
 from adapters.syslog import RemoteSyslog, format_message
 from config.errors import Unreachable
 from config.model import SyslogServer
+from orchestrator.lab._pki import make_test_pki
 from tests.adapters._rsyslog import Rsyslog, running_rsyslog
 
 RFC5424 = re.compile(r"^<133>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \S+ orchestrator - checkpoint - (.*)$")
@@ -52,6 +53,31 @@ async def test_tls_to_a_plain_tcp_port_fails_as_an_adapter_error(rsyslog: Rsyslo
     """A TLS handshake that cannot complete is mapped (never a raw ssl error) and reported."""
     failures = await RemoteSyslog([SyslogServer("127.0.0.1", rsyslog.tcp_port, "tls")], timeout_s=2).send("x", "{}")
     assert len(failures) == 1 and failures[0][1].system == "syslog"
+
+
+async def test_a_checkpoint_reaches_rsyslog_over_tls_verified_against_its_ca(tmp_path: Path) -> None:
+    """RFC 5425 (octet-counted frames over TLS) to rsyslog's gtls input, the server's certificate verified."""
+    pki = make_test_pki(tmp_path / "pki", name="syslog")
+    with running_rsyslog(tmp_path / "rsyslog", tls=pki) as server:
+        assert server.tls_port is not None
+        tls = [SyslogServer("127.0.0.1", server.tls_port, "tls")]
+        async with RemoteSyslog(tls, ca_file=pki.ca_file) as syslog:
+            assert await syslog.send("checkpoint", json.dumps({"seq": 3})) == []
+        (line,) = server.lines(1)
+    match = RFC5424.match(line)
+    assert match and json.loads(match.group(1)) == {"seq": 3}, line
+
+
+async def test_a_tls_syslog_server_signed_by_another_ca_is_refused_and_gets_nothing(tmp_path: Path) -> None:
+    """The sender verifies the server: a certificate from a CA it was not given is a failure naming the trust."""
+    pki = make_test_pki(tmp_path / "pki", name="syslog")
+    other = make_test_pki(tmp_path / "other", name="other", ca_name="Someone Else's CA")
+    with running_rsyslog(tmp_path / "rsyslog", tls=pki) as server:
+        assert server.tls_port is not None
+        tls = [SyslogServer("127.0.0.1", server.tls_port, "tls")]
+        failures = await RemoteSyslog(tls, ca_file=other.ca_file, timeout_s=3).send("checkpoint", "{}")
+        assert len(failures) == 1 and "not trusted" in str(failures[0][1]), failures
+        assert server.lines(1, timeout_s=0.5) == []
 
 
 async def test_the_twin_keeps_what_each_server_received_and_fails_like_a_down_server() -> None:
