@@ -2,7 +2,8 @@
 
 Target (issue #2): at most 1 s to decide every node's next step, measured from opening
 the journal (what `orchestrator resume --all` does before it starts any step): check the
-definition, read the node table, rebuild the engine's models in its machine, ask the planner. Prints figures; asserts nothing.
+definition, read the node table, rebuild the engine's models in its machine, ask the planner.
+Prints figures; asserts nothing.
 
     .venv/bin/python bench/resume_bench.py [--nodes 10000]
 """
@@ -82,7 +83,8 @@ def main() -> None:
         best = min(decide(path, deployment)[0] for _ in range(3))
         seconds, actions, n = decide(path, deployment)
         print(
-            f"decided the next step of {n} nodes in {best:.3f} s (best of 3)  [target <= 1 s] {'OK' if best <= 1 else 'MISSED'}"
+            f"decided the next step of {n} nodes in {best:.3f} s (best of 3)  [target <= 1 s] "
+            f"{'OK' if best <= 1 else 'MISSED'}"
         )
         print("  next actions:", dict(actions))
 

@@ -91,8 +91,8 @@ def main() -> None:
             wall = best_wall(full, cwd, opts.runs)
             verdict = "OK" if wall <= TARGET_S else "MISSED"
             print(
-                f"orchestrator {name:<14} {wall * 1000:7.1f} ms (best of {opts.runs})  target {TARGET_S * 1000:.0f} ms  "
-                f"{verdict}"
+                f"orchestrator {name:<14} {wall * 1000:7.1f} ms (best of {opts.runs})  target "
+                f"{TARGET_S * 1000:.0f} ms  {verdict}"
             )
             entries, heavy = import_profile(full, cwd, opts.top)
             print(f"  heavy packages imported: {', '.join(sorted(heavy)) or 'none'}")

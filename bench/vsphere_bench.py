@@ -4,7 +4,8 @@ Targets (issue #3): at most 5 SOAP round trips per VM per step, 1 login per run,
 under 1 s to take 50 VMs through ``reserved``. Issue #11 (100 VMs on one datastore, ``--vms 100``):
 reserve at most 2 requests per VM, deploy + reserve at most 8, a second pass at most 1 per VM
 and no write; ``--scale`` prints deploy + reserve for 10, 50, 100 and 200 VMs, each a whole
-process of its own (imports, login, both steps), per VM (target: 100 VMs in at most 2.5 s). Drives the orchestrator's own steps
+process of its own (imports, login, both steps), per VM (target: 100 VMs in at most 2.5 s).
+Drives the orchestrator's own steps
 (``deploy_ova``, ``reserve_resources``, ``lock_bios``: observe, diff, apply, verify)
 through :class:`adapters.vsphere.VCenter` against a vcsim started here with TLS.
 Round trips are counted by the adapter (every SOAP call) and cross-checked with
@@ -236,21 +237,26 @@ def main() -> None:
     for figures in results:
         print(
             f"\n{figures['vms']} VMs, {figures['concurrency']} at a time "
-            f"(adapter counted {sum(figures['by_method'].values())} SOAP calls, vcsim logged {figures['vcsim_requests']})"
+            f"(adapter counted {sum(figures['by_method'].values())} SOAP calls, vcsim logged "
+            f"{figures['vcsim_requests']})"
         )
         print(
-            f"  logins per run: {figures['logins']} (target 1); preflight: {figures['preflight_round_trips']} round trips"
+            f"  logins per run: {figures['logins']} (target 1); preflight: {figures['preflight_round_trips']} round "
+            "trips"
         )
         print(
-            f"  {'step':<18} {'wall s':>8} {'trips/VM':>9} {'changed':>8} | rerun: {'wall s':>7} {'trips/VM':>9} {'changed':>8}"
+            f"  {'step':<18} {'wall s':>8} {'trips/VM':>9} {'changed':>8} | rerun: {'wall s':>7} {'trips/VM':>9} "
+            f"{'changed':>8}"
         )
         for step in VM_STEPS:
             s, r = figures["steps"][step], figures["rerun"][step]
             print(
-                f"  {step:<18} {s['wall_s']:>8.3f} {s['per_vm']:>9.2f} {s['changed']:>8} | {'':6} {r['wall_s']:>7.3f} {r['per_vm']:>9.2f} {r['changed']:>8}"
+                f"  {step:<18} {s['wall_s']:>8.3f} {s['per_vm']:>9.2f} {s['changed']:>8} | {'':6} {r['wall_s']:>7.3f} "
+                f"{r['per_vm']:>9.2f} {r['changed']:>8}"
             )
         print(
-            f"  reserved for {figures['vms']} VMs: {figures['steps']['reserve_resources']['wall_s']:.3f} s (target < 1 s)"
+            f"  reserved for {figures['vms']} VMs: {figures['steps']['reserve_resources']['wall_s']:.3f} s (target < "
+            "1 s)"
         )
         steps, rerun = figures["steps"], figures["rerun"]
         reserve = steps["reserve_resources"]["per_vm"]

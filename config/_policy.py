@@ -112,7 +112,8 @@ def _read_file(path: Path, problems: Problems) -> dict[str, dict[str, Any]] | No
         problems.append(
             (
                 where,
-                "policy file not found (got no file at this path); give an existing file, or leave it out to use the packaged one",
+                "policy file not found (got no file at this path); give an existing file, or leave it out to use the "
+                "packaged one",
             )
         )
         return None
@@ -142,7 +143,8 @@ def _read_file(path: Path, problems: Problems) -> dict[str, dict[str, Any]] | No
             problems.append(
                 (
                     section,
-                    f"missing policy section (got {shown(values) if values is not None else 'nothing'}); restore [{section}] in {path}",
+                    f"missing policy section (got {shown(values) if values is not None else 'nothing'}); restore "
+                    f"[{section}] in {path}",
                 )
             )
             continue
@@ -205,7 +207,8 @@ def _cross_checks(data: dict[str, dict[str, Any]], prefix: str, problems: Proble
         problems.append(
             (
                 f"{prefix}security_wizard.active_per_user_management_web_sessions",
-                f"greater than active_management_web_sessions (got {per_user} > {total}); a user's limit cannot exceed the total",
+                f"greater than active_management_web_sessions (got {per_user} > {total}); a user's limit cannot "
+                "exceed the total",
             )
         )
     retry = data["retry"]

@@ -88,7 +88,8 @@ class Table:
             if required:
                 self.problem(
                     key,
-                    f"missing required field (got nothing); add {key} = <{TYPE_NAMES[kind]}> to [{self.path or 'top level'}]",
+                    f"missing required field (got nothing); add {key} = <{TYPE_NAMES[kind]}> to "
+                    f"[{self.path or 'top level'}]",
                 )
             return default
         value = self.data[key]

@@ -134,8 +134,8 @@ def password_keys(password: str) -> list[Key]:
         key = char_key(ch)
         if key is None:
             raise ConfigError(
-                f"character {i} of the BIOS password cannot be typed on the VM console (US layout, printable ASCII only); "
-                "choose a password of letters, digits and ASCII punctuation",
+                f"character {i} of the BIOS password cannot be typed on the VM console (US layout, "
+                "printable ASCII only); choose a password of letters, digits and ASCII punctuation",
                 "bios.password",
             )
         keys.append(key)

@@ -162,8 +162,9 @@ class PowerOns:
                     outcomes[rec.moref] = None
                 else:
                     outcomes[rec.moref] = Rejected(
-                        f"vCenter did not power on VM {rec.name} (it is {now.power_state if now else 'gone'}); a DRS cluster "
-                        "in manual mode answers with recommendations instead: apply them or automate DRS, then run again",
+                        f"vCenter did not power on VM {rec.name} (it is {now.power_state if now else 'gone'}); a DRS "
+                        "cluster in manual mode answers with recommendations instead: apply them or automate DRS, "
+                        "then run again",
                         retryable=True,
                         system=SYSTEM,
                     )

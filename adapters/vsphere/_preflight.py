@@ -155,7 +155,8 @@ def _check_node(deployment: Deployment, node: NodeSpec, inv: Inventory, vms: Map
             (
                 f"{f}.portgroup",
                 f"portgroup {node.portgroup!r} does not exist on host {node.host} "
-                f"(portgroups: {', '.join(sorted(host.portgroups)) or 'none'}); create it with VLAN {node.vlan} or name another",
+                f"(portgroups: {', '.join(sorted(host.portgroups)) or 'none'}); create it with VLAN {node.vlan} or "
+                "name another",
             )
         )
     else:
@@ -203,7 +204,8 @@ def _check_node(deployment: Deployment, node: NodeSpec, inv: Inventory, vms: Map
                 (
                     f"{f}.name",
                     f"a VM named {node.name!r} ({vm.moref}) exists that this deployment did not "
-                    f"create (identity: {vm.identity or 'none'}); it is never adopted: rename or remove it, or rename the node",
+                    f"create (identity: {vm.identity or 'none'}); it is never adopted: rename or remove it, or rename "
+                    "the node",
                 )
             )
     return problems

@@ -297,7 +297,8 @@ class VCenter:
             if rec.import_identity != identity:
                 raise Rejected(
                     f"a VM named {node.name!r} ({rec.moref}) exists that this deployment did not create "
-                    f"(identity: {rec.identity or 'none'}); it is never adopted: rename or remove it, or rename the node",
+                    f"(identity: {rec.identity or 'none'}); it is never adopted: rename or remove it, or rename the "
+                    "node",
                     system=SYSTEM,
                 )
         return list(named.values())
@@ -420,7 +421,8 @@ class VCenter:
         )
         if typed != len(keys):
             raise Rejected(
-                f"the console of VM {rec.name} took {typed} of {len(keys)} keys; the BIOS lock must be checked on the console",
+                f"the console of VM {rec.name} took {typed} of {len(keys)} keys; the BIOS lock must be checked on the "
+                "console",
                 system=SYSTEM,
             )
 

@@ -1,4 +1,5 @@
-"""The remote syslog adapter against a real rsyslog: RFC 5424 lines over TCP and UDP; a server down is reported, never raised."""
+"""The remote syslog adapter against a real rsyslog: RFC 5424 lines over TCP and UDP; a server down is reported, never
+raised."""
 
 from __future__ import annotations
 

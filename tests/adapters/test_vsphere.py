@@ -391,7 +391,8 @@ async def test_a_lease_without_an_upload_url_for_a_file_is_aborted(vcsim: Vcsim,
 
 
 async def test_an_import_costs_its_five_calls(vcsim: Vcsim, deployment: Deployment, tmp_path: Path) -> None:
-    """Once the identity attribute is defined, an import is: a read, the spec, the import, the lease, its completion, the tag."""
+    """Once the identity attribute is defined, an import is: a read, the spec, the import, the lease, its completion,
+    the tag."""
     first, second = (dataclasses.replace(deployment.management, name=f"pexip-calls-{i}") for i in range(2))
     ova = str(make_test_ova(tmp_path / "calls.ova"))
     async with vcenter(deployment) as vc:
@@ -410,7 +411,8 @@ async def test_an_import_costs_its_five_calls(vcsim: Vcsim, deployment: Deployme
 
 
 async def test_a_reservation_seen_with_its_task_is_not_read_again(vcsim: Vcsim, deployment: Deployment) -> None:
-    """The read that finds the reconfiguration done shows the new reservation: observing it right after reads nothing more."""
+    """The read that finds the reconfiguration done shows the new reservation: observing it right after reads nothing
+    more."""
     node = deployment.management
     async with vcenter(deployment) as vc:
         vm = await vc.import_ova(node, identity(deployment, node), deployment.ova.management)

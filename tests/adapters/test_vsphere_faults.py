@@ -157,7 +157,8 @@ async def test_a_pinned_thumbprint_is_accepted_and_checked_on_every_connection(
 async def test_a_task_of_a_vcenter_that_restarted_is_never_taken_for_another(
     vcsim_binary: Path, vcsim_pki: Pki, tmp_path: Path
 ) -> None:
-    """After a restart the same task name can denote another task: a task handed out before it is reported gone, not done."""
+    """After a restart the same task name can denote another task: a task handed out before it is reported gone, not
+    done."""
     first = started_vcsim(tmp_path / "one", vcsim_binary, vcsim_pki)
     deployment = lab_deployment(first, tmp_path / "lab")
     second = None

@@ -1,4 +1,5 @@
-"""The lab: vcsim built and started with TLS, a deployment file that loads and passes the preflight, and the test OVA."""
+"""The lab: vcsim built and started with TLS, a deployment file that loads and passes the preflight, and the test
+OVA."""
 
 from __future__ import annotations
 

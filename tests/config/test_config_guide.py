@@ -106,7 +106,8 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
         for line in section(
             guide,
             "8. Complete the security wizard, providing answers as described below:",
-            "* The SIP listen ports and web session limits may be customized for the target environment, as appropriate.",
+            "* The SIP listen ports and web session limits may be customized for the target environment, as "
+            "appropriate.",
         ).splitlines()
         if "\t" in line and not line.startswith("Setting\t")
     ]
@@ -132,7 +133,8 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
         section(
             flat,
             "4. Complete the installation wizard, ensuring that:",
-            "5. Use a web browser to connect to the Pexip Infinity Administrator interface and ensure that you can log in using the credentials configured in the installation wizard.",
+            "5. Use a web browser to connect to the Pexip Infinity Administrator interface and ensure that you can "
+            "log in using the credentials configured in the installation wizard.",
         ),
     )
     expect("installation_wizard", len(install.settings()), len(answers))

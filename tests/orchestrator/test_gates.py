@@ -79,7 +79,8 @@ def test_approval_gates_are_the_gates_an_operator_opens() -> None:
 
 
 async def test_load_keeps_only_the_gates_not_yet_consumed(deployment: Deployment, tmp_path: Path) -> None:
-    """A journaled certificate is kept for a node still certifying, not for one already certified; consume forgets it."""
+    """A journaled certificate is kept for a node still certifying, not for one already certified; consume forgets
+    it."""
     mgr, conf = deployment.management.name, deployment.nodes[1].name
     world = SimWorld.open(tmp_path / "world.sqlite")
     systems = open_systems(deployment, world)
@@ -107,7 +108,8 @@ async def test_load_keeps_only_the_gates_not_yet_consumed(deployment: Deployment
 
 
 async def test_the_model_and_the_journal_row_never_drift(tmp_path: Path) -> None:
-    """After every commit the engine's node model holds exactly the node's journal row (state, step, attempt, gate, error)."""
+    """After every commit the engine's node model holds exactly the node's journal row (state, step, attempt, gate,
+    error)."""
     deployment = simulated_deployment(3, tmp_path / "world.d")
     checked: list[str] = []
 

@@ -154,7 +154,8 @@ async def test_a_milestone_completes_only_when_every_step_committed(tmp_path: Pa
 
 
 async def test_a_retried_attempts_changes_reach_the_record(tmp_path: Path) -> None:
-    """Finding 11: attempt 1 of deploy_ova imports the OVA, then fails; its retry and the commit both list the import."""
+    """Finding 11: attempt 1 of deploy_ova imports the OVA, then fails; its retry and the commit both list the
+    import."""
     deployment = simulated_deployment(1, tmp_path / "world.d")
     fired: list[str] = []
 
@@ -250,7 +251,8 @@ async def test_maintenance_from_another_process_stops_a_running_node_before_its_
 def test_finding_1_from_the_command_line_exits_4_and_the_wizard_never_ran(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`simulate --faults permanent=security_wizard@pexip-mgr`, edit the step column, `resume --all`: exit 4, no wizard."""
+    """`simulate --faults permanent=security_wizard@pexip-mgr`, edit the step column, `resume --all`: exit 4, no
+    wizard."""
     from click.testing import CliRunner
 
     from orchestrator.cli import cli

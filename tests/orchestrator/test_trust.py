@@ -1,4 +1,5 @@
-"""Issue #7, as an attacker and a careless operator would try it: the journal's signing key, verify before acting, one deployment per journal, private files."""
+"""Issue #7, as an attacker and a careless operator would try it: the journal's signing key, verify before acting, one
+deployment per journal, private files."""
 
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ def test_a_simulation_keeps_its_key_outside_the_journals_directory_and_verifies(
 
 
 def test_a_rewrite_resealed_with_the_attackers_own_key_fails(simulated: tuple[Path, Path], here: Path) -> None:
-    """A whole journal rebuilt and signed with another key, put in place of the real one, fails against the auditor's key."""
+    """A whole journal rebuilt and signed with another key, put in place of the real one, fails against the auditor's
+    key."""
     journal, pem = simulated
     code, _, _ = _simulate(here / "forge", "--faults", "permanent=security_wizard@pexip-mgr")
     assert code == 1
@@ -122,7 +124,8 @@ def test_deleting_the_key_gives_unverified_never_ok(simulated: tuple[Path, Path]
 
 
 def test_a_forged_export_fails_and_an_unsigned_one_is_unverified(simulated: tuple[Path, Path], here: Path) -> None:
-    """An export signed with another key fails against the auditor's key; with no key at all it is UNVERIFIED (exit 4)."""
+    """An export signed with another key fails against the auditor's key; with no key at all it is UNVERIFIED (exit
+    4)."""
     journal, pem = simulated
     real = here / "real.jsonl"
     assert _invoke("--journal", str(journal), "journal", "export", "-o", str(real))[0] == 0
@@ -225,7 +228,8 @@ def test_a_file_that_is_not_a_journal_is_refused_unchanged(simulated: tuple[Path
 
 
 def test_read_only_commands_never_create_or_alter_a_journal(simulated: tuple[Path, Path], here: Path) -> None:
-    """status, verify, export and public-key leave the journal's files as they were; on a missing one they create nothing."""
+    """status, verify, export and public-key leave the journal's files as they were; on a missing one they create
+    nothing."""
     journal, pem = simulated
     before = _digest(journal)
     assert _invoke("--journal", str(journal), "status")[0] == 0
@@ -378,7 +382,8 @@ def _witnessed_config(here: Path, name: str, rsyslog: Rsyslog, key: Path) -> Pat
 def test_rsyslog_keeps_the_checkpoints_and_catches_a_rewrite_signed_with_the_real_key(
     here: Path, rsyslog: Rsyslog
 ) -> None:
-    """The syslog server's copy verifies the journal; a rewritten history, re-signed even with the stolen key, fails against it."""
+    """The syslog server's copy verifies the journal; a rewritten history, re-signed even with the stolen key, fails
+    against it."""
     key = generate_signing_key(here / "private")
     honest = _witnessed_config(here, "honest", rsyslog, key)
     assert _invoke("-c", str(honest), "run", "pexip-mgr", "--until", "reserved")[0] == 0
