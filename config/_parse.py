@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from config._floor import floor_problems, policy_deviations
+from config._group import group_problem
 from config._policy import POLICY_PATH, flatten, read_policy
 from config._reader import Problems, Table
 from config.model import (
@@ -126,11 +127,15 @@ def _journal(t: Table) -> JournalSpec:
     if isinstance(syslog, str) and syslog not in _SYSLOG_MODES:
         t.problem("syslog", f"not one of {', '.join(_SYSLOG_MODES)} (got {syslog!r}); pick one")
         syslog = "auto"
+    group = t.text("group", required=False, default="")
+    if isinstance(group, str) and group and (why := group_problem(group)) is not None:
+        t.problem("group", why)
     return JournalSpec(
         path=t.file_path("path", required=False, default="orchestrator.journal.sqlite"),
         lease_timeout_s=t.number("lease_timeout_s", required=False, default=60.0),
         signing_key=t.secret("signing_key", required=False),
         syslog=syslog,
+        group=group if isinstance(group, str) else "",
     )
 
 

@@ -221,6 +221,9 @@ class JournalSpec:
     # Where checkpoints are witnessed: "real" sends them to network.syslog_servers, "sim" to the
     # simulated world's syslog, "auto": real unless a system is simulated.
     syslog: Literal["auto", "real", "sim"] = "auto"
+    # A group that may read the journal, its checkpoints and its exports (created 0640 and owned by
+    # it); empty: they stay private to the user that runs the orchestrator (0600).
+    group: str = ""
 
 
 @dataclass(frozen=True)

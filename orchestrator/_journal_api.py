@@ -17,6 +17,7 @@ from config.model import Deployment
 from journal import Journal, VerifyReport, kinds, load_public_key, public_key_pem, verify_export
 from machines.lifecycle import APPROVAL_GATES, FAILED, GATES, milestone_index
 from machines.plan import next_action
+from orchestrator._access import share_with_group
 from orchestrator._session import (
     SessionSettings,
     existing_journal,
@@ -252,13 +253,17 @@ def _operator_key(settings: SessionSettings, path: Path) -> Trust | None:
     Never a key found in what is verified: the configuration and the simulation's private
     key directory are the operator's, not the journal's.
     """
+    return trusted_key(_operator_deployment(settings), path)
+
+
+def _operator_deployment(settings: SessionSettings) -> Deployment | None:
+    """The operator's configuration, when there is one (its key, its journal group)."""
     try:
-        deployment = load_deployment(settings, required=False, check_secrets=False)
+        return load_deployment(settings, required=False, check_secrets=False)
     except ConfigError:
         if settings.config is not None:
             raise  # the configuration the caller named is bad input, never "no key, fine"
-        deployment = None  # a default configuration that does not load names no key
-    return trusted_key(deployment, path)
+        return None  # a default configuration that does not load names no key
 
 
 def _resolved(settings: SessionSettings) -> Path:
@@ -290,11 +295,14 @@ def export(
         except ValueError as exc:
             raise ConfigError([("--since", f"{since!r} is not an ISO-8601 time; e.g. 2026-11-28T10:00:00Z")]) from exc
     path = existing_journal(settings)
-    trust = _operator_key(settings, path)
+    deployment = _operator_deployment(settings)
+    trust = trusted_key(deployment, path)
     signer = trust.signer if trust is not None else None
     with open_readonly_journal(path) as journal:
         if isinstance(out, Path):
-            return journal.export_to(out, fmt=fmt, node=node, since=since, signer=signer)
+            written = journal.export_to(out, fmt=fmt, node=node, since=since, signer=signer)
+            share_with_group([out], deployment.journal.group if deployment is not None else "")
+            return written
         return journal.export(out, fmt=fmt, node=node, since=since, signer=signer)
 
 

@@ -22,6 +22,7 @@ from config.secrets import REDACTOR
 from journal import Journal, kinds
 from machines.lifecycle import definition_hash
 from orchestrator import _trust
+from orchestrator._access import journal_files, share_with_group
 from orchestrator._trust import Checkpointer, Trust
 from orchestrator.wiring import needs_world, open_syslog, open_systems
 
@@ -393,6 +394,7 @@ def _enter(
         bind=bind,
     )
     journal = stack.enter_context(opened)
+    share_with_group(journal_files(path), deployment.journal.group)
     if not bind and not journal.nodes():
         raise ConfigError(
             [
@@ -405,7 +407,13 @@ def _enter(
         )
     user = settings.actor if settings.actor not in ("orchestrator", "simulate") else _trust.login_name()
     _trust.start_record(journal, deployment, command=command, user=user, argv=sys.argv)
-    checkpointer = Checkpointer(journal, trust, open_syslog(deployment), every=_trust.checkpoint_every(deployment))
+    checkpointer = Checkpointer(
+        journal,
+        trust,
+        open_syslog(deployment),
+        every=_trust.checkpoint_every(deployment),
+        group=deployment.journal.group,
+    )
     checkpointer.now()  # the opening records are signed before the first step: a fresh journal verifies
     stack.push_async_callback(checkpointer.aclose)  # before the journal closes: the end-of-run checkpoint
     return journal, checkpointer

@@ -265,6 +265,7 @@ class Checkpointer:
     trust: Trust
     syslog: SyslogSender | None = None
     every: int = 200
+    group: str = ""  # journal.group: the checkpoint list is readable by it (0640)
     _count: int = 0
     _sends: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -282,6 +283,10 @@ class Checkpointer:
         if head is None or (recorded and json.loads(head).get("seq") == recorded[-1]["seq"]):
             return None  # nothing new since the last checkpoint
         record = self.journal.checkpoint(self.trust.signer)
+        if self.group and self.journal.checkpoints_path is not None:
+            from orchestrator._access import share_with_group
+
+            share_with_group([self.journal.checkpoints_path], self.group)
         if self.syslog is not None:
             try:
                 loop = asyncio.get_running_loop()

@@ -4,8 +4,10 @@ deployment per journal, private files."""
 from __future__ import annotations
 
 import dataclasses
+import grp
 import hashlib
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -253,6 +255,40 @@ def test_journal_checkpoints_world_and_exports_are_private(simulated: tuple[Path
     assert _invoke("--journal", str(journal), "journal", "export", "-o", str(export))[0] == 0
     for path in (journal, Path(f"{journal}.checkpoints"), here / "sim" / "w.sqlite", export):
         assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def _another_group() -> grp.struct_group | None:
+    """A group this user may give files to, other than its own primary group."""
+    mine = {os.getegid(), *os.getgroups()}
+    for group in grp.getgrall():
+        if group.gr_gid != os.getegid() and (os.geteuid() == 0 or group.gr_gid in mine):
+            return group
+    return None
+
+
+def test_a_configured_journal_group_reads_the_journal_checkpoints_and_exports(here: Path) -> None:
+    """journal.group: the journal, its checkpoint list and an export are 0640 and owned by that group."""
+    group = _another_group()
+    if group is None:
+        pytest.skip("this user belongs to no group but its own: nothing to give the files to")
+    config = _sim_config(here)
+    config.write_text(config.read_text().replace("[journal]\n", f'[journal]\ngroup = "{group.gr_name}"\n', 1))
+    assert _invoke("-c", str(config), "run", "pexip-mgr", "--until", "deployed")[0] == 0
+    journal = here / "orchestrator.journal.sqlite"
+    export = here / "audit.jsonl"
+    assert _invoke("-c", str(config), "journal", "export", "-o", str(export))[0] == 0
+    for path in (journal, Path(f"{journal}.checkpoints"), export):
+        st = path.stat()
+        assert (st.st_mode & 0o777, st.st_gid) == (0o640, group.gr_gid), path
+
+
+def test_a_journal_group_that_does_not_exist_is_bad_input_and_nothing_is_created(here: Path) -> None:
+    """A group missing on this host: exit 2 naming journal.group, before the journal or the world exist."""
+    config = _sim_config(here)
+    config.write_text(config.read_text().replace("[journal]\n", '[journal]\ngroup = "no-such-group-x"\n', 1))
+    code, _, err = _invoke("-c", str(config), "run", "pexip-mgr", "--until", "deployed")
+    assert code == 2 and "journal.group" in err and "no group 'no-such-group-x'" in err, err
+    assert not list(here.glob("*.sqlite*"))
 
 
 def test_a_failed_export_keeps_the_previous_file(
