@@ -11,9 +11,9 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from adapters.sim._pexip_fields import Field, Resource, _b, _e, _i, _s, _uri, _uris
 from config.errors import Rejected
 
 __all__ = [
@@ -32,46 +32,6 @@ __all__ = [
 
 BASE = "/api/admin/configuration/v1/"
 _URI = re.compile(r"^/api/admin/configuration/v1/([a-z_0-9]+)/([0-9]+)/$")
-
-
-@dataclass(frozen=True)
-class Field:
-    """One field of a resource: its kind, limits and default."""
-
-    kind: str  # bool | int | str | enum | ip | uri | uris | strs
-    default: Any = None
-    lo: int | None = None  # int: minimum; str: minimum length
-    hi: int | None = None  # int: maximum; str: maximum length
-    choices: tuple[str, ...] = ()
-    ref: str = ""  # uri/uris: the resource referred to
-    required: bool = False
-    write_only: bool = False  # stored as a hash, never returned
-    read_only: bool = False
-    embed: bool = False  # uris: GET returns the referred objects, not their URIs
-
-
-def _b(default: bool) -> Field:
-    return Field("bool", default)
-
-
-def _i(lo: int, hi: int, default: int | None = None, required: bool = False) -> Field:
-    return Field("int", default, lo=lo, hi=hi, required=required)
-
-
-def _s(hi: int = 255, default: str = "", *, lo: int = 0, required: bool = False, write_only: bool = False) -> Field:
-    return Field("str", default, lo=lo, hi=hi, required=required, write_only=write_only)
-
-
-def _e(*choices: str, default: str) -> Field:
-    return Field("enum", default, choices=choices)
-
-
-def _uri(ref: str, required: bool = False) -> Field:
-    return Field("uri", None, ref=ref, required=required)
-
-
-def _uris(ref: str, embed: bool = False) -> Field:
-    return Field("uris", [], ref=ref, embed=embed)
 
 
 _RO = Field("str", "", read_only=True)
@@ -106,16 +66,6 @@ _NODE = {
     "tls_client_certificate": _uri("tls_certificate"),
     "description": _s(250),
 }
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A configuration resource and the verbs it allows."""
-
-    name: str
-    fields: dict[str, Field]
-    singleton: bool = False  # GET and PATCH only (global, authentication, management_vm)
-    read_only: bool = False  # GET only (permission)
 
 
 RESOURCES: dict[str, Resource] = {

@@ -28,9 +28,10 @@ from typing import Any
 from adapters.base import Created, Directory
 from adapters.sim import _pki as pki
 from adapters.sim._manager import COUNTERS, PROVISIONED, stored
+from adapters.sim._pexip_certs import new_certificate, new_csr, reject_field, with_secrets
 from adapters.sim._pexip_login import Logins
 from adapters.sim._pexip_schema import RESOURCES, api_error, parse_uri, uri_of, validate
-from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, digest, pexip_system
+from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, pexip_system
 from config.errors import Unreachable
 from config.model import Deployment
 
@@ -118,11 +119,11 @@ class SimPexipApi:
         self._check_unique(resource, clean, None)
         ident = self._next_id(resource)
         if resource == "certificate_signing_request":
-            obj = self._new_csr(clean, ident)
+            obj = new_csr(clean, ident, lambda ident: self._object("tls_certificate", ident))
         elif resource in ("tls_certificate", "ca_certificate"):
-            obj = self._new_certificate(resource, clean, ident)
+            obj = new_certificate(resource, clean, ident)
         else:
-            obj = self._with_secrets(resource, stored(resource, ident, {}), clean)
+            obj = with_secrets(resource, stored(resource, ident, {}), clean)
         body = self._bootstrap(obj) if resource == "worker_vm" else b""
         if body:  # the Manager remembers which file it issued: only that one makes the node sync
             obj["_bootstrap_sha256"] = hashlib.sha256(body).hexdigest()
@@ -146,11 +147,11 @@ class SimPexipApi:
             return
         clean = validate(resource, fields, creating=False, exists=self._exists)
         self._check_unique(resource, clean, obj["id"])
-        new = self._with_secrets(resource, dict(obj), clean)
+        new = with_secrets(resource, dict(obj), clean)
         if resource == "authentication":
             _check_authentication(new)
         if resource == "tls_certificate" and ("certificate" in clean or "private_key" in clean):
-            new = self._new_certificate(resource, {**clean, "certificate": new["certificate"]}, obj["id"], base=new)
+            new = new_certificate(resource, {**clean, "certificate": new["certificate"]}, obj["id"], base=new)
         await self._commit(
             [(pexip_system(resource), ident, new)], [Effect(self._node_of(resource, new), "api_patch", resource)]
         )
@@ -303,24 +304,11 @@ class SimPexipApi:
             if field in clean:
                 for key in self._world.lookup(pexip_system(resource), field, clean[field]):
                     if int(key) != own_id:
-                        _reject_field(
+                        reject_field(
                             resource,
                             field,
                             f"{resource} with this {field} {clean[field]!r} already exists ({uri_of(resource, key)}).",
                         )
-
-    def _with_secrets(self, resource: str, obj: dict[str, Any], clean: dict[str, Any]) -> dict[str, Any]:
-        """``obj`` updated with ``clean``; write-only values kept only as digests."""
-        fields = RESOURCES[resource].fields
-        secrets = dict(obj.get("_secrets") or {})
-        for name, value in clean.items():
-            if fields[name].write_only:
-                secrets[name] = digest(value) if isinstance(value, str) else None
-            else:
-                obj[name] = list(value) if isinstance(value, list) else value
-        if secrets:
-            obj["_secrets"] = secrets
-        return obj
 
     async def _commit(self, changes: list[tuple[str, str, Any]], effects: list[Effect]) -> None:
         configuration_id = self._world.get(COUNTERS, "configuration_id", 0) + 1
@@ -370,40 +358,6 @@ class SimPexipApi:
 
     # --- certificates ------------------------------------------------------------------------
 
-    def _new_csr(self, clean: dict[str, Any], ident: int) -> dict[str, Any]:
-        key_type = clean.get("private_key_type", "RSA2048")
-        if key_type == "UPLOAD":
-            if not clean.get("private_key"):
-                _reject_field("certificate_signing_request", "private_key", "Required when private_key_type is UPLOAD.")
-            try:
-                key = pki.load_key(clean["private_key"], clean.get("private_key_passphrase"))
-            except (ValueError, TypeError) as exc:
-                _reject_field("certificate_signing_request", "private_key", f"Not a usable RSA/ECDSA PEM key: {exc}")
-        elif "private_key" in clean:
-            _reject_field("certificate_signing_request", "private_key", "Only used with private_key_type UPLOAD.")
-        elif clean.get("tls_certificate"):
-            # A renewal CSR reuses the existing certificate's key.
-            existing = self._object("tls_certificate", parse_uri(clean["tls_certificate"])[1])
-            key = pki.load_key(existing["_key_pem"], trusted=True)
-        else:
-            key = pki.new_key(key_type)
-        sans = [s.strip() for s in clean.get("additional_subject_alt_names", "").split(",") if s.strip()]
-        try:
-            csr = pki.make_csr(key, clean["subject_name"], clean.get("dn", ""), sans, clean.get("ad_compatible", False))
-        except ValueError as exc:
-            _reject_field("certificate_signing_request", "dn", str(exc))
-        clean = {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase", "certificate")}
-        return stored(
-            "certificate_signing_request",
-            ident,
-            {
-                **clean,
-                "csr": csr,
-                "_key_pem": pki.key_pem(key),
-                "_key_fingerprint": pki.fingerprint(key.public_key()),
-            },
-        )
-
     async def _complete_csr(self, csr: dict[str, Any], fields: dict[str, Any]) -> None:
         if set(fields) != {"certificate"}:
             raise api_error(
@@ -415,10 +369,10 @@ class SimPexipApi:
         try:
             certs = pki.load_certs(fields["certificate"])
         except ValueError as exc:
-            _reject_field("certificate_signing_request", "certificate", f"Not a PEM certificate: {exc}")
+            reject_field("certificate_signing_request", "certificate", f"Not a PEM certificate: {exc}")
         match = [c for c in certs if pki.fingerprint(c.public_key()) == csr["_key_fingerprint"]]
         if not match:
-            _reject_field(
+            reject_field(
                 "certificate_signing_request",
                 "certificate",
                 "Certificate and private key do not appear to be part of the same key pair",
@@ -457,58 +411,14 @@ class SimPexipApi:
             changes, [Effect(self._node_of("tls_certificate", cert), "cert_complete", "tls_certificate")]
         )
 
-    def _new_certificate(
-        self, resource: str, clean: dict[str, Any], ident: int, base: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        try:
-            certs = pki.load_certs(clean["certificate"])
-        except ValueError as exc:
-            _reject_field(resource, "certificate", f"Not a PEM certificate: {exc}")
-        extra: dict[str, Any] = {}
-        if resource == "ca_certificate":
-            if len(certs) != 1:
-                _reject_field(
-                    resource,
-                    "certificate",
-                    f"Upload one certificate per ca_certificate object (this PEM holds {len(certs)}).",
-                )
-            cert = certs[0]
-        else:
-            if "private_key" in clean:
-                try:
-                    key = pki.load_key(clean["private_key"], clean.get("private_key_passphrase"))
-                except (ValueError, TypeError) as exc:
-                    _reject_field(resource, "private_key", f"Not a usable RSA/ECDSA PEM key: {exc}")
-                fp = pki.fingerprint(key.public_key())
-                extra = {"_key_pem": pki.key_pem(key), "_key_fingerprint": fp}
-            else:
-                fp = (base or {}).get("_key_fingerprint", "")
-            pairs = [c for c in certs if pki.fingerprint(c.public_key()) == fp]
-            if not pairs:
-                _reject_field(
-                    resource, "private_key", "Certificate and private key do not appear to be part of the same key pair"
-                )
-            cert = pairs[0]
-        meta = pki.certificate_fields(cert)
-        obj = self._with_secrets(
-            resource,
-            dict(base) if base else stored(resource, ident, {}),
-            {k: v for k, v in clean.items() if k not in ("private_key", "private_key_passphrase")},
-        )
-        return {**obj, **meta, **extra}
-
 
 def _check_authentication(auth: dict[str, Any]) -> None:
     if auth["client_certificate"] != "NO" and "LDAP" not in auth["source"].split("+"):
-        _reject_field(
+        reject_field(
             "authentication",
             "client_certificate",
             f"Requires LDAP to be included as an authentication source (source is {auth['source']}).",
         )
-
-
-def _reject_field(resource: str, field: str, message: str) -> Any:
-    raise api_error(400, f'{resource}: 400 {{"{field}": ["{message}"]}}')
 
 
 def _matches(value: Any, op: str, wanted: Any) -> bool:
