@@ -1,0 +1,361 @@
+"""One step of one node, under the crash-safety protocol of DESIGN.md, and the journaled transitions.
+
+``StepRunner`` is the engine's base: it owns what a step needs (the deployment, the adapters,
+the concurrency slots, the gates, the history and the models) and carries out one
+``RunStep`` to its commit: ``step_started`` durable before any side effect, the step's
+observe -> diff -> (gate) -> apply -> verify, then ``step_committed`` and the node's next step
+in one transaction, retrying retryable errors with the policy's backoff. ``engine.Engine``
+adds the run loop (which node does what next, leases, resumes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from adapters.base import Systems
+from config.errors import AdapterError, NotYet, OrchestratorError
+from config.model import Deployment
+from journal import Journal, Transition, kinds
+from machines.lifecycle import STEPS
+from machines.node import Fleet, NodeModel
+from machines.plan import RunStep
+from orchestrator import steps as step_impls
+from orchestrator._commit import GroupCommitter
+from orchestrator._fsm import build_machine, fire
+from orchestrator._gates import Gates
+from orchestrator._history import History, applied_changes
+from orchestrator._report import FaultHooks
+from orchestrator.clock import Clock
+from orchestrator.steps.base import StepContext
+
+__all__ = ["StepRunner"]
+
+log = structlog.get_logger("orchestrator.engine")
+
+
+class StepRunner:
+    """Runs the steps of a deployment's nodes and commits their transitions (the base of ``Engine``)."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        journal: Journal,
+        systems: Systems,
+        *,
+        clock: Clock,
+        actor: str,
+        auto_approve: bool,
+        hooks: FaultHooks | None,
+        observer: Callable[[str, str, str | None, str], None] | None,
+        max_concurrency: int | None,
+        gate_poll_s: float,
+        seed: int | None,
+    ) -> None:
+        self.deployment = deployment
+        self.journal = journal
+        self.systems = systems
+        self.clock = clock
+        self.actor = actor
+        self.hooks = hooks
+        self.observer = observer
+        self._random = random.Random(seed)
+        policy = deployment.policy
+        self._retry = policy.retry
+        limit = max_concurrency or policy.concurrency.max_nodes
+        self._global = asyncio.Semaphore(limit)
+        self._per_host = {h.name: asyncio.Semaphore(h.max_concurrent) for h in deployment.vcenter.hosts}
+        self._committer = GroupCommitter(journal.commit)
+        self._machine = build_machine()
+        self._fleet = Fleet()
+        self._models: dict[str, NodeModel] = {}
+        self._changed = asyncio.Condition()
+        self._stopping = False
+        self._history = History({})
+        self._gates = Gates(
+            deployment,
+            journal,
+            systems,
+            self._commit,
+            self.clock,
+            actor=actor,
+            auto_approve=auto_approve,
+            poll_s=gate_poll_s,
+        )
+
+    # --- journaled transitions -----------------------------------------------------------
+
+    async def _commit(self, transition: Transition) -> None:
+        """Commit durably, then keep the node's model as the journal now has it."""
+        await self._committer.commit(transition)
+        self._history.track(transition)
+        if transition.node is not None and transition.update:
+            self._models[transition.node].record(transition.update)
+        if self.observer:
+            self.observer(
+                transition.node or "",
+                self._models[transition.node].state if transition.node else "",
+                transition.step,
+                transition.kind,
+            )
+        if transition.node == self.deployment.management.name and transition.to_state:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _transition(
+        self,
+        model: NodeModel,
+        trigger: str,
+        *,
+        kind: str,
+        step: str | None = None,
+        payload: dict[str, Any] | None = None,
+        update: dict[str, Any] | None = None,
+        actor: str | None = None,
+        attempt: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Fire ``trigger``, then commit ``kind`` with the new state and ``update`` (``attempt``: default the model's)."""
+        before = model.state
+        await fire(self._machine, model, trigger, step=step, **kwargs)
+        fields = {"state": model.state, **(update or {})}
+        if step is not None and "step" not in fields:
+            fields["step"] = step
+        await self._commit(
+            Transition(
+                node=model.name,
+                kind=kind,
+                step=step,
+                attempt=model.attempt if attempt is None else attempt,
+                from_state=before,
+                to_state=model.state,
+                actor=actor or self.actor,
+                payload=payload or {},
+                update=fields,
+            )
+        )
+
+    # --- steps ---------------------------------------------------------------------------
+
+    async def _run_step(self, model: NodeModel, action: RunStep, step: step_impls.Step) -> None:
+        """Run one step to its commit, retrying retryable errors with backoff.
+
+        Each attempt holds one of the global slots (``concurrency.max_nodes``) from its
+        ``step_started`` to its commit; the backoff sleeps between attempts hold none.
+        """
+        max_attempts = self._retry.max_attempts
+        waited_since: float | None = None
+        # The retry budget counts this process's failures; model.attempt (journaled, part of
+        # the idempotency key) also counts starts cut short by crashes, which are no failures.
+        failures = 0
+        retries = 0
+        while True:
+            record: dict[str, Any] = {}  # the attempt's scratch: which changes it began and applied
+            async with self._global:
+                try:
+                    outcome = await self._attempt(model, action, step, record)
+                except AdapterError as exc:
+                    if isinstance(exc, NotYet):
+                        # Waiting for the world (a node syncing) is bounded by time, not attempts.
+                        waited_since = self.clock.monotonic() if waited_since is None else waited_since
+                        patience = self._retry.wait_timeout_s
+                        keep_waiting = self.clock.monotonic() - waited_since < patience
+                        if not keep_waiting:
+                            exc = NotYet(f"{exc} (still after {patience:g} s: retry.wait_timeout_s)")
+                    else:
+                        failures += 1
+                        keep_waiting = failures < max_attempts
+                    if not (exc.retryable and keep_waiting and not self._stopping):
+                        await self._fail(model, action.step, exc, record)
+                        return
+                    retries += 1
+                    delay = self._backoff(retries)
+                    await self._commit(
+                        Transition(
+                            node=model.name,
+                            kind=kinds.STEP_RETRY,
+                            step=action.step,
+                            attempt=model.attempt,
+                            key=self._key(model, action.step),
+                            actor=self.actor,
+                            payload={"error": str(exc), "retry_in_s": round(delay, 3), **applied_changes(record)},
+                            update={"last_error": str(exc)},
+                        )
+                    )
+                    log.info(
+                        "step retry",
+                        node=model.name,
+                        step=action.step,
+                        attempt=model.attempt,
+                        error=str(exc),
+                        delay=delay,
+                    )
+                except (OrchestratorError, ValueError, OSError) as exc:
+                    await self._fail(model, action.step, exc, record)
+                    return
+                except Exception as exc:  # a bug: fail the node with the trace in the log, never retry
+                    log.error(
+                        "step crashed", node=model.name, step=action.step, error=repr(exc), trace=traceback.format_exc()
+                    )
+                    await self._fail(model, action.step, exc, record)
+                    return
+                else:
+                    if outcome is not None:
+                        await self._commit_step(model, action, outcome)
+                    return  # committed, or waiting on a gate (the node is in its waiting state)
+            await self.clock.sleep(delay)
+
+    @staticmethod
+    def _key(model: NodeModel, step: str, attempt: int | None = None) -> str:
+        """The idempotency key of an attempt (default: the model's), journaled with its start, retry and commit."""
+        return f"{model.name}:{step}:{model.attempt if attempt is None else attempt}"
+
+    async def _attempt(
+        self, model: NodeModel, action: RunStep, step: step_impls.Step, record: dict[str, Any]
+    ) -> step_impls.Outcome | None:
+        """Journal ``step_started`` (durable before any side effect), then run the step (None: it waits on a gate)."""
+        attempt = (model.attempt or 0) + 1
+        await self._commit(
+            Transition(
+                node=model.name,
+                kind=kinds.STEP_STARTED,
+                step=action.step,
+                attempt=attempt,
+                key=self._key(model, action.step, attempt),
+                from_state=model.state,
+                to_state=model.state,
+                actor=self.actor,
+                update={"step": action.step, "attempt": attempt, "last_error": None},
+            )
+        )
+        ctx = StepContext(
+            self.deployment,
+            self.deployment.node(model.name),
+            self.systems,
+            gate_payload=self._gates.payload(model.name, step.name),
+            scratch=record,
+        )
+        return await self._execute(model, step, ctx)
+
+    async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> None:
+        """``step_committed`` and the node's next step or milestone, in one transaction.
+
+        Its ``changed`` lists every change of the step's attempts, the failed ones first. A milestone
+        completes only when each of its steps committed in this attempt of it; else the node goes
+        on with the first step that did not (the row was trusted over the events, or a bug).
+        """
+        steps = STEPS[model.role][action.milestone]
+        payload = {
+            **outcome.payload(),
+            "changed": [*self._history.earlier_changes(model.name, action.step), *outcome.payload()["changed"]],
+        }
+        self._gates.consume(model.name, action.step)
+        missing = self._history.missing(model.name, action.milestone, action.step) if action.last else []
+        if action.last and not missing:
+            await self._transition(
+                model,
+                "complete",
+                kind=kinds.STEP_COMMITTED,
+                step=action.step,
+                payload=payload,
+                attempt=0,
+                update={"step": None, "attempt": 0, "last_error": None},
+                finished=action.step,
+                committed=self._history.committed(model.name) | {action.step},
+            )
+            log.debug("milestone reached", node=model.name, state=model.state)
+            return
+        if missing:
+            log.error("milestone incomplete", node=model.name, milestone=action.milestone, missing=missing)
+            payload["milestone_incomplete"] = missing
+        following = missing[0] if missing else steps[steps.index(action.step) + 1]
+        await self._commit(
+            Transition(
+                node=model.name,
+                kind=kinds.STEP_COMMITTED,
+                step=action.step,
+                attempt=0,
+                key=self._key(model, action.step),
+                from_state=model.state,
+                to_state=model.state,
+                actor=self.actor,
+                payload=payload,
+                update={"step": following, "attempt": 0, "last_error": None},
+            )
+        )
+
+    async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
+        """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
+        host_slot = self._per_host.get(ctx.node.host) if step.per_host else None
+
+        async def gate_open(changes: list[step_impls.Change]) -> bool:
+            gate = await self._gates.closed(model.name, step, ctx, changes)
+            if gate is not None:
+                # What the gate's opener checks against (the CSR a certificate must match), when the step says.
+                await self._transition(
+                    model,
+                    "wait",
+                    kind=kinds.GATE_WAITING,
+                    step=step.name,
+                    gate=gate,
+                    update={"gate": gate},
+                    payload={
+                        "gate": gate,
+                        "changes": [c.as_dict() for c in changes],
+                        **ctx.scratch.get("gate_record", {}),
+                    },
+                )
+            else:
+                ctx.scratch["attempting"] = changes
+            return gate is None
+
+        def applied() -> None:
+            ctx.scratch["applied"] = True
+            if self.hooks:
+                self.hooks.after_apply(model.name, step.name)
+
+        if host_slot is not None:
+            await host_slot.acquire()
+        try:
+            if self.hooks:
+                self.hooks.before_step(model.name, step.name)
+            return await step_impls.execute(step, ctx, before_apply=gate_open, after_apply=applied)
+        finally:
+            if host_slot is not None:
+                host_slot.release()
+
+    async def _pass_gate(self, model: NodeModel, gate: str) -> bool:
+        """A node in a waiting state: back to its step once the gate is open (False: not now)."""
+        step = step_impls.STEPS[model.step] if model.step else None
+        if await self._gates.wait(model.name, step, gate, stopping=lambda: self._stopping) is None:
+            return False
+        await self._transition(
+            model, "open_gate", kind=kinds.GATE_PASSED, step=model.step, payload={"gate": gate}, update={"gate": None}
+        )
+        return True
+
+    async def _fail(self, model: NodeModel, step: str, exc: BaseException, record: dict[str, Any]) -> None:
+        reason = f"{step}: {exc}"
+        log.error("step failed", node=model.name, step=step, attempt=model.attempt, error=str(exc))
+        await self._transition(
+            model,
+            "fail",
+            kind=kinds.STEP_FAILED,
+            step=step,
+            reason=reason,
+            payload={
+                "error": str(exc),
+                "error_type": type(exc).__name__,
+                "retryable": getattr(exc, "retryable", False),
+                **applied_changes(record),
+            },
+            update={"last_error": reason, "failed_from": model.state},
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return self._retry.backoff(attempt, self._random)
