@@ -14,91 +14,18 @@ or after the subcommand: ``orchestrator --journal J status`` = ``orchestrator st
 
 from __future__ import annotations
 
-import copy
-import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
-from click.core import ParameterSource
 
-from config.errors import ConfigError, DefinitionChanged, IntegrityError, OrchestratorError, ResourceLocked
 from machines.lifecycle import LDAP_AUTHENTICATED, MILESTONES
 from orchestrator import _format, _help
-
-if TYPE_CHECKING:
-    from orchestrator.api import ObserverFactory, SessionSettings
+from orchestrator._cli_base import GLOBAL_OPTIONS, Options, add_global_options, handle_errors
+from orchestrator._cli_groups import journal_group, lab
 
 __all__ = ["main", "cli"]
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_INTEGRITY = 0, 1, 2, 3, 4
-
-
-def _fail(code: int, message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Map the error tree onto the exit codes, with the message on stderr."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(EXIT_BAD_INPUT, "bad input:\n  " + str(exc).replace("\n", "\n  "))
-        except DefinitionChanged as exc:
-            _fail(EXIT_BAD_INPUT, str(exc))
-        except IntegrityError as exc:
-            _fail(EXIT_INTEGRITY, str(exc))
-        except ResourceLocked as exc:
-            _fail(EXIT_FAILED, str(exc))
-        except OrchestratorError as exc:
-            _fail(EXIT_FAILED, str(exc))
-
-    return wrapper
-
-
-class Options:
-    """The global options, turned into the library's settings by each command."""
-
-    def __init__(
-        self, config: str | None, journal: str | None, log_level: str, quiet: bool = False, verbose: int = 0
-    ) -> None:
-        self.config = config
-        self.journal = journal
-        self.log_level = log_level
-        self.quiet = quiet
-        self.verbose = verbose
-
-    def session(self, *, actor: str = "orchestrator", allow_version_change: bool = False) -> SessionSettings:
-        from orchestrator._session import SessionSettings
-
-        return SessionSettings(
-            config=Path(self.config) if self.config else None,
-            journal=Path(self.journal) if self.journal else None,
-            actor=actor,
-            allow_version_change=allow_version_change,
-        )
-
-    def live(self, as_json: bool) -> bool:
-        """Whether the live display runs; configures the logs to match (quieter under the display)."""
-        from orchestrator.logs import configure_logging
-
-        live = sys.stdout.isatty() and not as_json and not self.quiet
-        default = "ERROR" if self.quiet else ("WARNING" if live else "INFO")
-        if self.verbose:
-            default = "DEBUG" if self.verbose > 1 else "INFO"
-        configure_logging(self.log_level or default)
-        return live
-
-    def display(self, as_json: bool, live: bool) -> ObserverFactory | None:
-        """The progress display of a run (none with ``--json`` or ``-q``)."""
-        return None if as_json or self.quiet else functools.partial(_format.progress, live=live)
 
 
 def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -112,32 +39,6 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         number = "unknown (not installed)"
     click.echo(f"orchestrator {number}")
     ctx.exit(0)
-
-
-_GLOBAL = ("config", "journal", "log_level", "quiet", "verbose")
-
-
-class _GlobalOption(click.Option):
-    """A copy of a global option on a subcommand: given there, it wins over the one before it."""
-
-    def handle_parse_result(self, ctx: click.Context, opts: Any, args: list[str]) -> tuple[Any, list[str]]:
-        value, args = super().handle_parse_result(ctx, opts, args)
-        if self.name and ctx.get_parameter_source(self.name) is ParameterSource.COMMANDLINE:
-            setattr(ctx.ensure_object(Options), self.name, value)
-        return value, args
-
-
-def _add_global_options(group: click.Group, options: list[click.Parameter]) -> None:
-    """Give every command under ``group`` a copy of the group's global options (same definitions)."""
-    for cmd in group.commands.values():
-        if isinstance(cmd, click.Group):
-            _add_global_options(cmd, options)
-            continue
-        for option in options:
-            clone = copy.copy(option)
-            clone.__class__ = _GlobalOption
-            clone.expose_value = False
-            cmd.params.append(clone)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -413,154 +314,9 @@ def maintenance(options: Options, node: str, mode: str, by: str, reason: str | N
     )
 
 
-@cli.group("journal")
-def journal_group() -> None:
-    """The audit record: export it, verify it, the public key that proves it."""
-
-
-@journal_group.command("export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--node", default=None, help="Only this node's events.")
-@click.option("--since", default=None, metavar="TIME", help="ISO-8601 time (UTC if no zone): events at or after it.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="File (default: stdout), replaced atomically, 0600.",
-)
-@click.pass_obj
-@handle_errors
-def journal_export(options: Options, fmt: str, node: str | None, since: str | None, output: Path | None) -> None:
-    """Export the journal with a seal (signed with the journal's key) that `journal verify FILE` checks."""
-    from orchestrator import api
-
-    n = api.export(options.session(), output or sys.stdout, fmt=fmt, node=node, since=since)
-    if output:
-        click.echo(f"exported {n} events to {output}", err=True)
-
-
-@journal_group.command("verify")
-@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--public-key",
-    "public_key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="The trusted public key (PEM), e.g. from `journal public-key`. Default: the configured signing key's.",
-)
-@click.option(
-    "--checkpoints",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="An independently kept checkpoint list: <journal>.checkpoints, or what a syslog server received.",
-)
-@click.option(
-    "--chain-only", is_flag=True, help="Check the hash chain alone (no signatures: says nothing about who wrote it)."
-)
-@click.pass_obj
-@handle_errors
-def journal_verify(
-    options: Options, file: Path | None, public_key: Path | None, checkpoints: Path | None, chain_only: bool
-) -> None:
-    """Check the journal, or an export FILE: chain, node rows, signatures (exit 4 unless VERIFIED)."""
-    from orchestrator import api
-
-    result = api.verify(options.session(), file, public_key=public_key, checkpoints=checkpoints, chain_only=chain_only)
-    report = result.report
-    for line in report.problems:
-        click.echo(line, err=True)
-    if report.status == "CHAIN_ONLY":
-        click.echo(
-            f"{result.what}: CHAIN_ONLY: {report.events} events, chain intact; signatures not checked (--chain-only)"
-        )
-        return
-    if report.status == "VERIFIED":
-        click.echo(
-            f"{result.what}: VERIFIED: {report.events} events checked, signed up to seq {report.signed_seq}; key: {result.key}"
-        )
-        return
-    if report.status == "UNVERIFIED" and report.ok:
-        why = (
-            "no trusted public key: pass --public-key PEM" if result.key is None else f"nothing signed by {result.key}"
-        )
-        click.echo(f"{result.what}: UNVERIFIED ({why})", err=True)
-    else:
-        click.echo(
-            f"{result.what}: {report.status}: INTEGRITY CHECK FAILED ({len(report.problems)} problem(s)); key: {result.key}",
-            err=True,
-        )
-    sys.exit(EXIT_INTEGRITY)
-
-
-@journal_group.command("public-key")
-@click.pass_obj
-@handle_errors
-def journal_public_key(options: Options) -> None:
-    """Print the public key (PEM) that verifies the journal: give it to the auditor."""
-    from orchestrator import api
-
-    pem, source = api.public_key(options.session())
-    click.echo(pem, nl=False)
-    click.echo(f"(public key of {source})", err=True)
-
-
-@cli.group()
-def lab() -> None:
-    """The local lab of simulators on 127.0.0.1, and a configuration for it."""
-
-
-_LAB_DIR = click.option(
-    "--dir",
-    "lab_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".lab"),
-    show_default=True,
-    help="The lab's directory.",
-)
-
-
-@lab.command("up")
-@_LAB_DIR
-@click.option("--fresh", is_flag=True, help="Stop a running lab and remove its journal and world first: a new demo.")
-@click.option("--json", "as_json", is_flag=True, help="Print the lab's status as JSON (the `lab status --json` shape).")
-@handle_errors
-def lab_up(lab_dir: Path, fresh: bool, as_json: bool) -> None:
-    """Build (when needed) and start the simulators; write a deployment configuration for them."""
-    from orchestrator.lab import lab_up as up
-
-    result = up(lab_dir, fresh=fresh)
-    _format.lab(result, as_json)
-
-
-@lab.command("down")
-@_LAB_DIR
-@click.option(
-    "--reset", is_flag=True, help="Also remove the lab's journal and world, so that the next lab starts anew."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print {dir, stopped, was_up, removed} as JSON.")
-@handle_errors
-def lab_down(lab_dir: Path, reset: bool, as_json: bool) -> None:
-    """Stop the simulators (with --reset: and forget the lab's runs)."""
-    from orchestrator.lab import lab_down as down
-
-    _format.lab_down(down(lab_dir, reset=reset), as_json)
-
-
-@lab.command("status")
-@_LAB_DIR
-@click.option(
-    "--json", "as_json", is_flag=True, help="Each simulator's url, user, password (lab only), ca_file; and config."
-)
-@handle_errors
-def lab_status(lab_dir: Path, as_json: bool) -> None:
-    """Where the simulators listen and the configuration that `run` uses against them."""
-    from orchestrator.lab import lab_status as st
-
-    _format.lab(st(lab_dir), as_json, lab_dir)
-
-
-_add_global_options(cli, [p for p in cli.params if p.name in _GLOBAL])
+cli.add_command(journal_group)
+cli.add_command(lab)
+add_global_options(cli, [p for p in cli.params if p.name in GLOBAL_OPTIONS])
 _help.apply(cli)
 
 
