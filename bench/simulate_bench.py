@@ -113,23 +113,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
         wall_cli, code = cli(args.nodes, Path(tmp))
     print(
-        f"orchestrator simulate --nodes {args.nodes} --latency 0 (CLI, whole process): {wall_cli:.2f} s wall, exit {code}  "
+        f"orchestrator simulate --nodes {args.nodes} --latency 0 (CLI, whole process): {wall_cli:.2f} s wall, exit "
+        f"{code}  "
         f"[target <= 15 s] {'OK' if wall_cli <= 15 and code == 0 else 'MISSED'}"
     )
     big, small, one = measure(args.nodes), measure(max(args.nodes // 10, 1)), measure(1)
     print(f"in-process run of {args.nodes} nodes: {big['wall_s']:.2f} s wall, exit {big['exit_code']}")
     over_one = (big["peak_kb"] - one["peak_kb"]) / (args.nodes - 1)
     print(
-        f"memory per node above the process's baseline, the same simulation with 1 node (peak {one['peak_kb'] / 1024:.1f} MiB "
-        f"vs {big['peak_kb'] / 1024:.1f} MiB): {over_one:.2f} KB  [target <= 10 KB] {'OK' if over_one <= 10 else 'MISSED'}"
+        "memory per node above the process's baseline, the same simulation with 1 node (peak "
+        f"{one['peak_kb'] / 1024:.1f} MiB "
+        f"vs {big['peak_kb'] / 1024:.1f} MiB): {over_one:.2f} KB  [target <= 10 KB] "
+        f"{'OK' if over_one <= 10 else 'MISSED'}"
     )
     print(
-        f"memory per node above the RSS right after imports (before the journal, the world, the loop and the CA exist): "
+        "memory per node above the RSS right after imports "
+        "(before the journal, the world, the loop and the CA exist): "
         f"{big['per_node_kb']:.2f} KB"
     )
     marginal = (big["peak_kb"] - small["peak_kb"]) / (args.nodes - max(args.nodes // 10, 1))
     print(
-        f"marginal memory per node (peak at {args.nodes} minus peak at {max(args.nodes // 10, 1)} nodes): {marginal:.2f} KB"
+        f"marginal memory per node (peak at {args.nodes} minus peak at {max(args.nodes // 10, 1)} nodes): "
+        f"{marginal:.2f} KB"
     )
     print("all figures include the simulated world (vCenter, Pexip API, CA... twins) living in the same process")
 

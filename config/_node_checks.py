@@ -154,7 +154,8 @@ def check_across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: No
             c.need(
                 seen[0] == node.vlan,
                 f"{path}.vlan",
-                f"port group {node.portgroup!r} on {node.host} already has VLAN {seen[0]} for {seen[1]} (got {node.vlan}); "
+                f"port group {node.portgroup!r} on {node.host} already has VLAN {seen[0]} for {seen[1]} (got "
+                f"{node.vlan}); "
                 "a port group carries one VLAN: use the same VLAN or another port group",
             )
     if not (d.vcenter and d.vcenter.hosts):
@@ -172,7 +173,8 @@ def check_across_nodes(nodes: list[tuple[str, NodeSpec]], d: Deployment, ctx: No
             listed = ", ".join(on[:5]) + (f" and {len(on) - 5} more" if len(on) > 5 else "")
             c.add(
                 f"vcenter.hosts[{i}].datastore_iops_capacity",
-                f"the disk_iops_limit of the nodes on {host.name} ({listed}) add up to more than the datastore's capacity "
+                f"the disk_iops_limit of the nodes on {host.name} ({listed}) add up to more than the datastore's "
+                "capacity "
                 f"(got {total} > {host.datastore_iops_capacity}); the guide: the sum must not exceed it, so lower "
                 "the limits or move a node",
             )

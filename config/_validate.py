@@ -62,7 +62,8 @@ def _vcenter(v: VCenterSpec, c: Check) -> None:
         c.need(
             bool(_THUMBPRINT.match(v.thumbprint)),
             "vcenter.thumbprint",
-            f'bad thumbprint format (got {shown(v.thumbprint)}); write "sha256:" and 32 hex byte pairs joined by colons',
+            f'bad thumbprint format (got {shown(v.thumbprint)}); write "sha256:" and 32 hex byte pairs joined by '
+            "colons",
         )
     for i, vlan in enumerate(v.reserved_vlans or ()):
         c.need(0 <= vlan <= 4095, f"vcenter.reserved_vlans[{i}]", f"not a VLAN ID (got {vlan}); use 0..4095")
@@ -206,7 +207,8 @@ def _pki(d: Deployment, c: Check) -> None:
             if not (sep and key.strip() in DN_KEYS and value.strip()):
                 c.add(
                     "pki.dn",
-                    f"bad subject field (got {part.strip()!r}); write KEY=value pairs joined by commas, KEY one of {', '.join(DN_KEYS)}",
+                    f"bad subject field (got {part.strip()!r}); write KEY=value pairs joined by commas, KEY one of "
+                    f"{', '.join(DN_KEYS)}",
                 )
             elif key.strip() == "C":
                 c.need(
@@ -235,7 +237,8 @@ def _ldap(d: Deployment, c: Check) -> None:
         c.required(
             ldap.verify_password,
             "ldap.verify_password",
-            "add it as env:NAME or file:PATH: without a proven login, disabling local authentication could lock everyone out",
+            "add it as env:NAME or file:PATH: without a proven login, disabling local authentication could lock "
+            "everyone out",
         )
     roles = d.policy.roles.all_roles
     # pexip-api.md 7.1: a new Manager has no "Administrator" role; the local admin is outside roles.
@@ -265,7 +268,8 @@ def _ldap(d: Deployment, c: Check) -> None:
                 role in mapped,
                 "ldap.role_mappings",
                 f"role {role!r} is not mapped to any group (got mappings for: {', '.join(sorted(mapped)) or 'none'}); "
-                "the guide: every administrator role must be mapped to at least one LDAP group; add a [[ldap.role_mappings]]",
+                "the guide: every administrator role must be mapped to at least one LDAP group; add a "
+                "[[ldap.role_mappings]]",
             )
 
 

@@ -112,7 +112,10 @@ GATES: dict[str, dict[str, str]] = {
         "transient": "bios_locking",
         "step": "lock_bios",
         "opens_by": "operator",
-        "how": "set the BIOS supervisor password at the VM console, then: orchestrator approve {node} bios_password --by WHO",
+        "how": (
+            "set the BIOS supervisor password at the VM console, then: "
+            "orchestrator approve {node} bios_password --by WHO"
+        ),
     },
 }
 GATE_STATE: dict[str, str] = {g: spec["state"] for g, spec in GATES.items()}
@@ -185,10 +188,10 @@ TRANSITIONS: list[dict[str, Any]] = [
 
 # --- Steps of each milestone, per role -----------------------------------------------------
 # The guide's procedures in the guide's own words. (The host-environment preflight is not
-# a node step: it runs once before any change, so that a bad deployment changes nothing.) Management Node and Conferencing Node
-# differ: a Conferencing Node is deployed from the Manager's deployment file, gets its
-# configuration from the Manager (no wizards of its own), and its certificate carries
-# its SIP TLS FQDN.
+# a node step: it runs once before any change, so that a bad deployment changes nothing.)
+# Management Node and Conferencing Node differ: a Conferencing Node is deployed from the
+# Manager's deployment file, gets its configuration from the Manager (no wizards of its
+# own), and its certificate carries its SIP TLS FQDN.
 
 STEPS: dict[str, dict[str, tuple[str, ...]]] = {
     "management": {

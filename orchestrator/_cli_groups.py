@@ -77,7 +77,8 @@ def journal_verify(
         return
     if report.status == "VERIFIED":
         click.echo(
-            f"{result.what}: VERIFIED: {report.events} events checked, signed up to seq {report.signed_seq}; key: {result.key}"
+            f"{result.what}: VERIFIED: {report.events} events checked, signed up to seq {report.signed_seq}; key: "
+            f"{result.key}"
         )
         return
     if report.status == "UNVERIFIED" and report.ok:
@@ -87,7 +88,8 @@ def journal_verify(
         click.echo(f"{result.what}: UNVERIFIED ({why})", err=True)
     else:
         click.echo(
-            f"{result.what}: {report.status}: INTEGRITY CHECK FAILED ({len(report.problems)} problem(s)); key: {result.key}",
+            f"{result.what}: {report.status}: INTEGRITY CHECK FAILED ({len(report.problems)} problem(s)); key: "
+            f"{result.key}",
             err=True,
         )
     sys.exit(EXIT_INTEGRITY)

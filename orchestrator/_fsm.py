@@ -82,5 +82,6 @@ async def fire(machine: AsyncMachine, model: NodeModel, trigger: str, **kwargs: 
         raise
     if model.state == before:
         raise TransitionError(
-            f"node {model.name}: event {trigger!r} refused from state {before!r} by its guard ({kwargs or 'no arguments'})"
+            f"node {model.name}: event {trigger!r} refused from state {before!r} by its guard "
+            f"({kwargs or 'no arguments'})"
         )

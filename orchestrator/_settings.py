@@ -166,7 +166,8 @@ def check_deployment(journal: Journal, identity: str) -> None:
                 (
                     "deployment.name",
                     (
-                        f"journal {journal.path} belongs to deployment {recorded!r}, not {identity!r}: refusing to use it "
+                        f"journal {journal.path} belongs to deployment {recorded!r}, not {identity!r}: refusing to "
+                        "use it "
                         "for another deployment; give this deployment its own journal (journal.path or --journal)"
                     ),
                 )

@@ -120,7 +120,10 @@ class StepRunner:
         attempt: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Fire ``trigger``, then commit ``kind`` with the new state and ``update`` (``attempt``: default the model's)."""
+        """Fire ``trigger``, then commit ``kind`` with the new state and ``update``.
+
+        ``attempt``: the attempt to journal (default: the model's).
+        """
         before = model.state
         await fire(self._machine, model, trigger, step=step, **kwargs)
         fields = {"state": model.state, **(update or {})}

@@ -56,7 +56,10 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     metavar="FILE",
     envvar="ORCHESTRATOR_JOURNAL",
     show_envvar=True,
-    help="Journal (SQLite). Default: the config's journal.path, else ./orchestrator.journal.sqlite (simulate: ./simulation.journal.sqlite).",
+    help=(
+        "Journal (SQLite). Default: the config's journal.path, else ./orchestrator.journal.sqlite (simulate: "
+        "./simulation.journal.sqlite)."
+    ),
 )
 @click.option(
     "--log-level",
@@ -262,7 +265,8 @@ def approve(options: Options, node: str, gate: str, by: str, reason: str | None)
         result = api.approve(journal, node, gate, by=by, reason=reason, settings=settings)
     if result["already_open"]:
         click.echo(
-            f"{gate} of {node} is already open (approved by {result['by']}, journal seq {result['seq']}); nothing recorded"
+            f"{gate} of {node} is already open (approved by {result['by']}, journal seq {result['seq']}); nothing "
+            "recorded"
         )
         return
     click.echo(

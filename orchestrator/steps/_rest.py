@@ -52,7 +52,8 @@ async def find_one(api: PexipApi, resource: str, **key: Any) -> dict[str, Any] |
     found = await api.list_objects(resource, **key)
     if len(found) > 1:
         raise Rejected(
-            f"{resource}: {len(found)} objects match {key}; expected one. Remove the duplicates in the Administrator interface"
+            f"{resource}: {len(found)} objects match {key}; expected one. Remove the duplicates in the Administrator "
+            "interface"
         )
     return found[0] if found else None
 

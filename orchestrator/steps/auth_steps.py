@@ -44,7 +44,8 @@ class AdministratorRoles(Step):
         missing = [p for p in (*r.auditor_permissions, *r.remove_permissions) if p not in perms]
         if missing:
             raise Rejected(
-                f"permission names not known to this Pexip version: {missing}; check config/secure-mode-policy.toml [roles]"
+                f"permission names not known to this Pexip version: {missing}; check config/secure-mode-policy.toml "
+                "[roles]"
             )
         wanted: dict[str, list[str]] = {}
         removed = {perms[p] for p in r.remove_permissions}

@@ -175,7 +175,8 @@ class InstallCertificate(Step):
             pem = (ctx.gate_payload or {}).get("certificate")
             if not pem:
                 raise Rejected(
-                    f"{ctx.node.name}: no signed certificate; import it with `orchestrator cert import {ctx.node.name} FILE`"
+                    f"{ctx.node.name}: no signed certificate; import it with `orchestrator cert import "
+                    f"{ctx.node.name} FILE`"
                 )
             csr = await find_one(api, "certificate_signing_request", subject_name=_subject(ctx))
             if csr is None:

@@ -148,7 +148,8 @@ TAMPERING: list[tuple[str, Callable[[sqlite3.Connection], object], str]] = [
     (
         "insert node row",
         lambda db: db.execute(
-            "INSERT INTO nodes (name, role, state, attempt, maintenance) VALUES ('evil', 'management', 'certified', 0, 0)"
+            "INSERT INTO nodes (name, role, state, attempt, maintenance) VALUES ('evil', 'management', 'certified', "
+            "0, 0)"
         ),
         "node evil: has no events",
     ),

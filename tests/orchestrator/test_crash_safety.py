@@ -102,7 +102,7 @@ def test_sigkill_at_30_random_moments_then_finish(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_exit_fault_after_the_irreversible_wizard(tmp_path: Path) -> None:
-    """The process dies right after the security wizard ran, before the journal knew; the rerun does not run it again."""
+    """The process dies right after the security wizard ran, before the journal knew: no rerun of it."""
     first = _simulate(tmp_path, "--faults", "exit=security_wizard")
     first.communicate(timeout=120)
     assert first.returncode == 70
