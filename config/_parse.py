@@ -91,6 +91,8 @@ def _node(t: Table, role: str) -> NodeSpec:
         # Only conferencing nodes have these; on the management node they are unknown keys.
         location=t.text("location") if conferencing else None,
         sip_tls_fqdn=t.text("sip_tls_fqdn") if conferencing else None,
+        provisioning_url=t.text("provisioning_url", required=False) if conferencing else None,
+        provisioning_thumbprint=t.text("provisioning_thumbprint", required=False) if conferencing else None,
     )
 
 
@@ -244,6 +246,8 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 client_cert=t.file_path("client_cert", required=False),
                 client_key=t.secret("client_key", required=False),
                 bootstrap_key=t.secret("bootstrap_key", required=False),
+                provisioning_ca_file=t.file_path("provisioning_ca_file", required=False),
+                provisioning_trust_first_use=t.flag("provisioning_trust_first_use", required=False, default=False),
             ),
         ),
         console=_section(

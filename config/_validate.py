@@ -315,6 +315,31 @@ def _systems(d: Deployment, c: Check) -> None:
             c.add("journal.lease_timeout_s", message)
 
 
+def _provisioning(d: Deployment, c: Check) -> None:
+    """Each Conferencing Node's provisioning interface: an https URL, and its certificate verified."""
+    api = d.pexip_api
+    verified = api is None or api.mode != "real" or bool(api.provisioning_ca_file or api.provisioning_trust_first_use)
+    for i, n in enumerate(d.conferencing or ()):
+        path = f"conferencing[{i}]"
+        if isinstance(n.provisioning_url, str):
+            c.url(n.provisioning_url, "real", f"{path}.provisioning_url")
+        if isinstance(n.provisioning_thumbprint, str):
+            c.need(
+                bool(_THUMBPRINT.match(n.provisioning_thumbprint)),
+                f"{path}.provisioning_thumbprint",
+                f'bad thumbprint format (got {shown(n.provisioning_thumbprint)}); write "sha256:" and 32 hex byte '
+                "pairs joined by colons (openssl x509 -noout -fingerprint -sha256)",
+            )
+        elif not verified:
+            c.add(
+                f"{path}.provisioning_thumbprint",
+                "missing (got nothing): its bootstrap file (password hashes) is uploaded over HTTPS only to a "
+                'verified node; add provisioning_thumbprint = "sha256:AA:BB:..." of the certificate its provisioning '
+                "interface presents, or set pexip_api.provisioning_ca_file, or (weaker) "
+                "pexip_api.provisioning_trust_first_use = true",
+            )
+
+
 def validate(deployment: Deployment) -> Problems:
     """Every rule of the guide and of consistency that ``deployment`` breaks.
 
@@ -343,4 +368,5 @@ def validate(deployment: Deployment) -> Problems:
     _pki(d, c)
     _ldap(d, c)
     _systems(d, c)
+    _provisioning(d, c)
     return c.problems

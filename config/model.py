@@ -103,6 +103,10 @@ class NodeSpec:
     disk_iops_limit: int
     location: str | None = None  # conferencing nodes: the system location name
     sip_tls_fqdn: str | None = None  # conferencing nodes
+    # Conferencing nodes: their provisioning interface (default https://<address>:8443/) and
+    # the SHA-256 of its certificate ("sha256:AA:BB:..."), pinned (adapters.provisioning).
+    provisioning_url: str | None = None
+    provisioning_thumbprint: str | None = None
 
     @property
     def fqdn(self) -> str:
@@ -121,6 +125,10 @@ class PexipApiSpec:
     client_key: Secret | None = None
     # 32 random bytes (base64 or hex) that encrypt each Conferencing Node's bootstrap file at rest.
     bootstrap_key: Secret | None = None
+    # How the Conferencing Nodes' provisioning interfaces are verified when no node pins its
+    # certificate: a CA file, or (explicitly) trust on first use, the fingerprint logged.
+    provisioning_ca_file: str | None = None
+    provisioning_trust_first_use: bool = False
 
 
 @dataclass(frozen=True)
