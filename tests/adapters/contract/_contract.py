@@ -14,10 +14,18 @@ from typing import Any
 
 import pytest
 
-from adapters.base import CertificateAuthority, Console, Directory, PexipApi, VSphere
+from adapters.base import CertificateAuthority, Console, Directory, NodeProvisioning, PexipApi, Systems, VSphere
 from config.model import Deployment
 
-__all__ = ["VSphereCase", "PexipCase", "ConsoleCase", "CaCase", "DirectoryCase", "known_difference"]
+__all__ = [
+    "VSphereCase",
+    "PexipCase",
+    "ConsoleCase",
+    "CaCase",
+    "DirectoryCase",
+    "ProvisioningCase",
+    "known_difference",
+]
 
 
 @dataclass
@@ -74,6 +82,21 @@ class DirectoryCase:
     directory: Directory
     deployment: Deployment
     build: Callable[[Deployment], Directory]
+
+
+@dataclass
+class ProvisioningCase:
+    """A NodeProvisioning implementation; the Management Node is installed, no Conferencing Node VM runs.
+
+    ``systems`` are the twins of the same world (the Manager issues the bootstrap files and
+    reports the sync); ``boot(node)`` imports, reserves, BIOS-locks and powers on the node's VM
+    and returns once its provisioning interface answers."""
+
+    kind: str  # "sim" | "https"
+    provisioning: NodeProvisioning
+    deployment: Deployment
+    systems: Systems
+    boot: Callable[[str], Awaitable[None]]
 
 
 def known_difference(request: pytest.FixtureRequest, kind: str, kinds: set[str], reason: str) -> None:

@@ -15,14 +15,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, VSphereCase
+from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, ProvisioningCase, VSphereCase
 from _sim_factory import deploy_vm, install_manager, make_deployment, prompts
 from _vcsim import vcenter
 
-from adapters.base import Directory, PexipApi, Systems
+from adapters.base import Directory, NodeProvisioning, PexipApi, Systems
 from adapters.ca_manual import ManualCA
-from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimVSphere, SimWorld
+from adapters.provisioning import HttpsProvisioning
+from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.sim import _pki as pki
+from adapters.sim.servers.provisioning_http import ProvisioningServers
 from config.model import Deployment
 
 # --- the implementations of each protocol ------------------------------------------------
@@ -36,6 +38,8 @@ CONSOLE_IMPLEMENTATIONS = ["sim"]
 CA_IMPLEMENTATIONS = ["sim", "manual"]
 # The real LDAP client joins here, against a test directory shaped like the deployment's.
 DIRECTORY_IMPLEMENTATIONS = ["sim"]
+# adapters.provisioning.HttpsProvisioning against the lab's HTTPS server of each node (milliseconds).
+PROVISIONING_IMPLEMENTATIONS = ["sim", "https"]
 
 
 def sim_pexip(world: SimWorld, deployment: Deployment, directory: Directory) -> PexipApi:
@@ -186,3 +190,48 @@ async def directory_case(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
         yield case
     finally:
         await case.directory.aclose()
+
+
+# --- NodeProvisioning -------------------------------------------------------------------------
+
+
+@pytest.fixture(params=PROVISIONING_IMPLEMENTATIONS)
+async def provisioning_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ProvisioningCase]:
+    """A NodeProvisioning of Conferencing Nodes whose VMs do not run yet; the Manager is installed."""
+    world: SimWorld = request.getfixturevalue("world")
+    deployment = make_deployment(3, tmp_path)
+    systems = sim_systems(world, deployment)
+    await install_manager(systems, deployment)
+    servers: ProvisioningServers | None = None
+    provisioning: NodeProvisioning
+    if request.param == "sim":
+        case_deployment, provisioning = deployment, SimProvisioning(world, deployment)
+    else:
+        servers = ProvisioningServers(world, deployment, tmp_path / "provisioning", poll_s=3600)  # refresh by hand
+        await servers.start()
+        nodes = tuple(
+            dataclasses.replace(
+                n, provisioning_url=servers.url(n.name), provisioning_thumbprint=servers.thumbprint(n.name)
+            )
+            for n in deployment.conferencing
+        )
+        case_deployment = dataclasses.replace(
+            deployment,
+            conferencing=nodes,
+            pexip_api=dataclasses.replace(deployment.pexip_api, mode="real"),
+        )
+        provisioning = HttpsProvisioning(case_deployment, timeout_s=5)
+
+    async def boot(name: str) -> None:
+        """The node's VM runs; its provisioning interface answers."""
+        await deploy_vm(systems, deployment, deployment.node(name))
+        if servers is not None:
+            await servers.refresh()
+
+    case = ProvisioningCase(request.param, provisioning, case_deployment, systems, boot)
+    try:
+        yield case
+    finally:
+        await provisioning.aclose()
+        if servers is not None:
+            await servers.aclose()
