@@ -333,10 +333,9 @@ def _provisioning(d: Deployment, c: Check) -> None:
         elif not verified:
             c.add(
                 f"{path}.provisioning_thumbprint",
-                "missing (got nothing): its bootstrap file (password hashes) is uploaded over HTTPS only to a "
-                'verified node; add provisioning_thumbprint = "sha256:AA:BB:..." of the certificate its provisioning '
-                "interface presents, or set pexip_api.provisioning_ca_file, or (weaker) "
-                "pexip_api.provisioning_trust_first_use = true",
+                "missing (got nothing); its bootstrap file (password hashes) goes only to a verified node: add "
+                'provisioning_thumbprint = "sha256:AA:BB:..." of the certificate its provisioning interface presents, '
+                "or set pexip_api.provisioning_ca_file, or (weaker) pexip_api.provisioning_trust_first_use = true",
             )
 
 

@@ -195,6 +195,21 @@ BROKEN = [
         "pexip_api.client_key",
         "client certificates are required",
     ),  # real API without a client identity
+    (
+        {"conferencing[1].provisioning_thumbprint": "<delete>"},
+        "conferencing[1].provisioning_thumbprint",
+        "goes only to a verified node",
+    ),  # real API, a Conferencing Node's provisioning certificate not verifiable
+    (
+        {"conferencing[0].provisioning_thumbprint": "AB:CD"},
+        "conferencing[0].provisioning_thumbprint",
+        "32 hex byte pairs",
+    ),  # bad provisioning thumbprint
+    (
+        {"conferencing[0].provisioning_url": "http://10.10.0.21:8443/"},
+        "conferencing[0].provisioning_url",
+        "https://",
+    ),  # the bootstrap file over plain http
     ({"pki.key_type": "DSA1024"}, "pki.key_type", "RSA2048"),  # key type the CSR generator does not make
     ({"deployment.name": "Secure Lab"}, "deployment.name", "a-z, 0-9"),  # deployment name not usable in VM identities
 ]
@@ -330,3 +345,17 @@ def test_public_names_are_pinned():
     assert sorted(config.__all__) == expected
     assert sorted(config.load.__all__) == expected
     assert all(getattr(config, name) is getattr(config.load, name) for name in expected)
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        {"pexip_api.provisioning_trust_first_use": True},  # explicit trust on first use
+        {"pexip_api.mode": "sim"},  # the simulated nodes need no certificate
+    ],
+)
+def test_a_provisioning_certificate_need_not_be_pinned_when_otherwise_trusted(write_config, edits):
+    """Without any node's provisioning_thumbprint the file loads once another way to trust the nodes is set."""
+    unpinned = {f"conferencing[{i}].provisioning_thumbprint": "<delete>" for i in range(3)}
+    deployment = load_deployment(write_config({**unpinned, **edits}), check_secrets=False)
+    assert all(n.provisioning_thumbprint is None for n in deployment.conferencing)
