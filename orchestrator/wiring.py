@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters.base import CertificateAuthority, Systems, VSphere
+from adapters.base import CertificateAuthority, NodeProvisioning, Systems, VSphere
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
 from adapters.syslog import SyslogSender
 from config import rules
@@ -72,21 +72,6 @@ def refuse_unbuilt(deployment: Deployment) -> None:
         raise ConfigError(problems)
 
 
-def _refuse_unbuilt_provisioning(deployment: Deployment) -> None:
-    """Apart from the API client's own refusal: still refused once the real management API client exists."""
-    if deployment.pexip_api.mode == "real" and deployment.conferencing:
-        raise ConfigError(
-            [
-                (
-                    "pexip_api.mode",
-                    '"real" cannot provision Conferencing Nodes yet: the upload of their '
-                    "bootstrap file to the provisioning interface (HTTPS, tcp/8443 of each node) is not "
-                    'built; set pexip_api.mode = "sim" for now',
-                )
-            ]
-        )
-
-
 def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Path | None = None) -> Systems:
     """Build the adapters of one run. ``world`` is the open ``SimWorld`` when any system is simulated.
 
@@ -94,7 +79,6 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
     files are kept (default: the configuration's ``journal.path``).
     """
     refuse_unbuilt(deployment)
-    _refuse_unbuilt_provisioning(deployment)
     from adapters.ca_manual import ManualCA
 
     if needs_world(deployment) and world is None:
@@ -127,13 +111,20 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
         else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
     )
     directory = SimDirectory(world, deployment)
+    provisioning: NodeProvisioning
+    if deployment.pexip_api.mode == "real":  # the nodes the real Manager provisions answer on tcp/8443
+        from adapters.provisioning import HttpsProvisioning
+
+        provisioning = HttpsProvisioning(deployment)  # ConfigError: a node whose certificate cannot be verified
+    else:
+        provisioning = SimProvisioning(world, deployment)
     return Systems(
         vsphere=vsphere,
         pexip=SimPexipApi(world, deployment, directory),  # its LDAP logins ask this directory
         console=SimConsole(world, deployment),
         ca=ca,
         directory=directory,
-        provisioning=SimProvisioning(world, deployment),
+        provisioning=provisioning,
         bootstrap=BootstrapStore(
             bootstrap_dir(_journal(deployment, journal)), deployment.pexip_api.bootstrap_key, deployment.name
         ),

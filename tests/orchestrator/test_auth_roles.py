@@ -53,14 +53,24 @@ async def test_client_certificates_need_the_identity_in_a_read_write_group(
         await world.aclose()
 
 
-def test_real_provisioning_is_refused_until_it_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pexip_api.mode = real with Conferencing Nodes is refused, naming the unbuilt tcp/8443 upload, even once
-    the real management API client is built."""
+async def test_real_pexip_api_provisions_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pexip_api.mode = real wires the HTTPS provisioning client, refused (exit 2) while a node cannot be verified."""
+    from adapters.provisioning import HttpsProvisioning
     from orchestrator import wiring
 
     monkeypatch.delitem(wiring.NOT_YET_REAL, "pexip_api")  # as when the real API client lands
     deployment = simulated_deployment(2, tmp_path / "w.d")
     real = dataclasses.replace(deployment, pexip_api=dataclasses.replace(deployment.pexip_api, mode="real"))
-    with pytest.raises(ConfigError, match="tcp/8443") as caught:
-        open_systems(real, None)
-    assert "pexip_api.mode" in str(caught.value)
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        with pytest.raises(ConfigError, match=r"conferencing\[0\]\.provisioning_thumbprint"):
+            open_systems(real, world)
+        pin = "sha256:" + ":".join(["AB"] * 32)
+        pinned = dataclasses.replace(
+            real, conferencing=tuple(dataclasses.replace(n, provisioning_thumbprint=pin) for n in real.conferencing)
+        )
+        systems = open_systems(pinned, world)
+        assert isinstance(systems.provisioning, HttpsProvisioning)
+        await systems.aclose()
+    finally:
+        await world.aclose()
