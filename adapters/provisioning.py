@@ -37,7 +37,6 @@ import hashlib
 import logging
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -125,9 +124,7 @@ class HttpsProvisioning:
 
     def __init__(self, deployment: Deployment, *, timeout_s: float = 30.0):
         api = deployment.pexip_api
-        self._ca_file = api.provisioning_ca_file
-        if self._ca_file and deployment.source and not Path(self._ca_file).is_absolute():
-            self._ca_file = str(Path(deployment.source).parent / self._ca_file)
+        self._ca_file = api.provisioning_ca_file  # resolved against the configuration's directory by config
         self._first_use = api.provisioning_trust_first_use
         self._index = {n.name: i for i, n in enumerate(deployment.conferencing)}
         problems = [

@@ -93,6 +93,9 @@ def file_problems(deployment: Deployment) -> Problems:
             _certificates(api.ca_file, "pexip_api.ca_file", "the CA chain of the Management Node", problems)
         if api.client_cert:
             _certificates(api.client_cert, "pexip_api.client_cert", "the orchestrator's client certificate", problems)
+        if api.provisioning_ca_file and d.conferencing:
+            what = "the CA of the Conferencing Nodes' provisioning certificates"
+            _certificates(api.provisioning_ca_file, "pexip_api.provisioning_ca_file", what, problems)
     known_hosts = d.console.known_hosts if d.console is not None and d.console.mode == "real" else None
     if known_hosts:
         data = _readable(known_hosts, "console.known_hosts", "an OpenSSH known_hosts file", problems)

@@ -359,3 +359,16 @@ def test_a_provisioning_certificate_need_not_be_pinned_when_otherwise_trusted(wr
     unpinned = {f"conferencing[{i}].provisioning_thumbprint": "<delete>" for i in range(3)}
     deployment = load_deployment(write_config({**unpinned, **edits}), check_secrets=False)
     assert all(n.provisioning_thumbprint is None for n in deployment.conferencing)
+
+
+def test_an_unreadable_provisioning_ca_file_is_reported(tmp_path):
+    """pexip_api.provisioning_ca_file must be a readable PEM file once the nodes are real: named before any run."""
+    import dataclasses
+
+    from config._ready import file_problems
+    from config.load import simulated_deployment
+
+    deployment = simulated_deployment(2, tmp_path)
+    api = dataclasses.replace(deployment.pexip_api, mode="real", provisioning_ca_file=str(tmp_path / "missing.pem"))
+    fields = [field for field, _ in file_problems(dataclasses.replace(deployment, pexip_api=api))]
+    assert "pexip_api.provisioning_ca_file" in fields
