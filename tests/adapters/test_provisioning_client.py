@@ -82,10 +82,11 @@ async def lab(world: SimWorld, tmp_path: Path) -> AsyncIterator[Lab]:
     real = dataclasses.replace(
         deployment, conferencing=nodes, pexip_api=dataclasses.replace(deployment.pexip_api, mode="real")
     )
+    made = Lab(world, real, systems, servers)
     try:
-        yield Lab(world, real, systems, servers)
+        yield made
     finally:
-        await servers.aclose()
+        await made.servers.aclose()  # a test may have restarted it
 
 
 async def _upload(deployment: Deployment, body: bytes = BODY) -> None:
@@ -252,3 +253,16 @@ async def test_the_server_takes_only_the_form(lab: Lab) -> None:
         async with session.post(url, data=BODY, ssl=pin) as raw:
             assert raw.status == 415
     assert lab.world.get(PROVISIONED, lab.node.name) is None
+
+
+async def test_a_restarted_server_keeps_each_nodes_certificate_and_port(lab: Lab, tmp_path: Path) -> None:
+    """The simulator restarted on the same directory and ports presents the same certificates (pins stay valid)."""
+    name = lab.node.name
+    before, port = lab.servers.thumbprint(name), int(lab.servers.url(name).rsplit(":", 1)[1].rstrip("/"))
+    await lab.servers.aclose()
+    again = ProvisioningServers(lab.world, lab.deployment, tmp_path / "provisioning", ports={name: port}, poll_s=3600)
+    lab.servers = again  # the fixture closes this one
+    await again.start()
+    assert (again.thumbprint(name), again.url(name)) == (before, lab.node.provisioning_url)
+    await _upload(lab.deployment)
+    assert lab.world.get(PROVISIONED, lab.node.name) is not None
