@@ -79,6 +79,12 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
     files are kept (default: the configuration's ``journal.path``).
     """
     refuse_unbuilt(deployment)
+    provisioning: NodeProvisioning | None = None
+    if deployment.pexip_api.mode == "real":  # the nodes the real Manager provisions answer on tcp/8443
+        from adapters.provisioning import HttpsProvisioning
+
+        # First: a node whose certificate cannot be verified is a ConfigError before any adapter opens.
+        provisioning = HttpsProvisioning(deployment)
     from adapters.ca_manual import ManualCA
 
     if needs_world(deployment) and world is None:
@@ -111,12 +117,7 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
         else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
     )
     directory = SimDirectory(world, deployment)
-    provisioning: NodeProvisioning
-    if deployment.pexip_api.mode == "real":  # the nodes the real Manager provisions answer on tcp/8443
-        from adapters.provisioning import HttpsProvisioning
-
-        provisioning = HttpsProvisioning(deployment)  # ConfigError: a node whose certificate cannot be verified
-    else:
+    if provisioning is None:
         provisioning = SimProvisioning(world, deployment)
     return Systems(
         vsphere=vsphere,

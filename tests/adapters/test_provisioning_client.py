@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -244,7 +245,7 @@ async def test_no_answer_in_time_is_a_timeout(lab: Lab) -> None:
 
 
 async def test_the_server_takes_only_the_form(lab: Lab) -> None:
-    """The simulator serves the upload form and refuses a body that is not multipart/form-data (415)."""
+    """The simulator serves the upload form, refuses a body that is not multipart/form-data (415) or too big (413)."""
     pin = aiohttp.Fingerprint(bytes.fromhex(lab.servers.thumbprint(lab.node.name)[7:].replace(":", "")))
     url = lab.servers.url(lab.node.name)
     async with aiohttp.ClientSession() as session:
@@ -252,6 +253,10 @@ async def test_the_server_takes_only_the_form(lab: Lab) -> None:
             assert form.status == 200 and 'name="file"' in await form.text()
         async with session.post(url, data=BODY, ssl=pin) as raw:
             assert raw.status == 415
+        big = aiohttp.FormData()
+        big.add_field("file", io.BytesIO(b"x" * (2 << 20)), filename="big.bootstrap")
+        async with session.post(url, data=big, ssl=pin) as too_big:
+            assert too_big.status == 413
     assert lab.world.get(PROVISIONED, lab.node.name) is None
 
 

@@ -248,6 +248,8 @@ class ProvisioningServers:
     async def _take(self, node: NodeSpec, request: web.Request) -> web.Response:
         if request.content_type != "multipart/form-data":
             return _json(415, error=f"send the bootstrap file as multipart/form-data, part {UPLOAD_FIELD!r}")
+        if (request.content_length or 0) > MAX_FILE_BYTES + 64 * 1024:  # refused before it is read
+            return _json(413, error=f"the file is larger than {MAX_FILE_BYTES} bytes")
         body: bytes | None = None
         try:
             async for part in await request.multipart():
