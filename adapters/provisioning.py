@@ -14,7 +14,8 @@ node presents its own self-signed certificate (the guide), which no CA vouches f
 node's certificate is checked in one of three ways, first match wins:
 
 1. ``conferencing[i].provisioning_thumbprint`` ("sha256:AA:BB:..."): the leaf is pinned.
-2. ``pexip_api.provisioning_ca_file``: the chain and the name in the URL are verified.
+2. ``pexip_api.provisioning_ca_file``: the chain and the host in the URL are verified (the
+   certificate must name the address or name the URL uses).
 3. ``pexip_api.provisioning_trust_first_use = true`` (explicit, weaker): the certificate
    presented on a first handshake that sends nothing is pinned for the rest of the run,
    and its fingerprint is logged at WARNING so that it can be compared with the node's
