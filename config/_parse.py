@@ -287,6 +287,8 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 key_type=t.text("key_type", required=False, default="RSA2048"),
                 dn=t.text("dn", required=False, default=""),
                 inbox=t.file_path("inbox", required=False),
+                command=t.array("command", str, required=False),
+                command_timeout_s=t.number("command_timeout_s", required=False, default=60.0),
             ),
         ),
         ldap=_section(top, "ldap", _ldap, policy),

@@ -3,7 +3,8 @@
 Run by ``load_deployment(check_secrets=True)`` with the other checks, so every problem is in
 one report before the journal, its key or the simulated world is created. A file is checked
 where its system uses it: ``vcenter.ca_file`` and the OVAs when vCenter is real,
-``pki.ca_chain`` when certificates are signed by hand (mode ``manual``), and so on; a file
+``pki.ca_chain`` when certificates are signed by hand or by a program (modes ``manual``, ``command``,
+whose program must be there too), and so on; a file
 a simulated system never opens is not required.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import shutil
 
 from config._reader import Problems
 from config.model import Deployment
@@ -75,6 +77,24 @@ def _certificates(path: str, field: str, what: str, problems: Problems) -> None:
             )
 
 
+def _program(d: Deployment, program: str, problems: Problems) -> None:
+    """``pki.command``'s program: on ``PATH``, or a path (relative to the configuration file)."""
+    if "/" in program:
+        base = os.path.dirname(d.source) if d.source else os.getcwd()
+        found = os.path.join(base, program) if not os.path.isabs(program) else program
+        usable = os.path.isfile(found) and os.access(found, os.X_OK)
+    else:
+        usable = shutil.which(program) is not None
+    if not usable:
+        problems.append(
+            (
+                "pki.command",
+                f"program not found or not executable (got {program!r}); install it, "
+                "or give its full path as the first item of pki.command",
+            )
+        )
+
+
 def file_problems(deployment: Deployment) -> Problems:
     """Every file the deployment's real systems (and hand-signed certificates) will open that is not usable."""
     d, problems = deployment, Problems()
@@ -105,7 +125,9 @@ def file_problems(deployment: Deployment) -> Problems:
             )
     if d.ldap is not None and d.ldap.mode == "real" and d.ldap.ca_file:
         _certificates(d.ldap.ca_file, "ldap.ca_file", "the CA certificate that signed the LDAP server's", problems)
-    if d.pki is not None and d.pki.mode == "manual" and d.pki.ca_chain:
+    if d.pki is not None and d.pki.mode == "command" and d.pki.command:
+        _program(d, d.pki.command[0], problems)
+    if d.pki is not None and d.pki.mode in ("manual", "command") and d.pki.ca_chain:
         _certificates(d.pki.ca_chain, "pki.ca_chain", "the trusted CA chain the guide requires uploading", problems)
         if d.pki.inbox and os.path.exists(d.pki.inbox) and not os.path.isdir(d.pki.inbox):
             problems.append(

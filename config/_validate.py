@@ -30,7 +30,7 @@ from config.rules import (
 __all__ = ["validate", "MODES", "CPU_RANGE", "MEMORY_MB_RANGE"]
 
 MODES = ("real", "sim")
-PKI_MODES = ("manual", "sim")
+PKI_MODES = ("manual", "command", "sim")
 BIOS_METHODS = ("keystrokes", "operator")
 SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
 CLIENT_CERTIFICATE = ("CN", "UPN")  # authentication.client_certificate "Required" choices
@@ -196,9 +196,22 @@ def _pki(d: Deployment, c: Check) -> None:
     if p is None:
         return
     c.choice(p.mode, PKI_MODES, "pki.mode")
-    if p.mode == "manual":
+    if p.mode in ("manual", "command"):
         c.required(
             p.ca_chain, "pki.ca_chain", 'add ca_chain = "<PEM file>": the guide requires uploading the trusted CA chain'
+        )
+    if p.mode == "command" and p.command is not None:
+        c.need(
+            bool(p.command) and bool(p.command[0].strip()),
+            "pki.command",
+            f"mode is 'command' but no program is given (got {list(p.command)!r}); write the argv that signs a CSR "
+            'read on stdin and prints the certificate, e.g. command = ["openssl", "ca", "-batch", "-in", "/dev/stdin"]',
+        )
+    if isinstance(p.command_timeout_s, float):
+        c.need(
+            0 < p.command_timeout_s <= 3600,
+            "pki.command_timeout_s",
+            f"must be > 0 and at most 3600 seconds (got {p.command_timeout_s:g}); the CA program is stopped after it",
         )
     c.choice(p.key_type, KEY_TYPES, "pki.key_type")
     if isinstance(p.dn, str) and p.dn:

@@ -172,11 +172,13 @@ class GlobalSpec:
 
 @dataclass(frozen=True)
 class PkiSpec:
-    mode: Literal["manual", "sim"]
+    mode: Literal["manual", "command", "sim"]
     ca_chain: str | None  # PEM file of the trusted CA chain to upload
     key_type: str = "RSA2048"
     dn: str = ""  # additional subject fields, "O=...,C=..."
     inbox: str | None = None  # manual mode: where signed certificates may be dropped
+    command: tuple[str, ...] = ()  # command mode: the argv that signs a CSR on stdin, PEM on stdout
+    command_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)

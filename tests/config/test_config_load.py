@@ -196,6 +196,10 @@ BROKEN = [
         "client certificates are required",
     ),  # real API without a client identity
     ({"pki.key_type": "DSA1024"}, "pki.key_type", "RSA2048"),  # key type the CSR generator does not make
+    ({"pki.dn": "O=Example,C=GBR"}, "pki.dn", "country must be 2 capital letters"),  # a three-letter country
+    ({"pki.mode": "command"}, "pki.command", "no program is given"),  # a command CA without its program
+    ({"pki.command": "openssl ca"}, "pki.command", "expected an array"),  # a shell string, not an argv list
+    ({"pki.command_timeout_s": 0}, "pki.command_timeout_s", "must be > 0"),  # a CA program never given time
     ({"deployment.name": "Secure Lab"}, "deployment.name", "a-z, 0-9"),  # deployment name not usable in VM identities
 ]
 
