@@ -5,8 +5,9 @@ operator; the signed certificate comes back as ``<inbox>/<node>.pem`` (or throug
 ``orchestrator cert import``, which the engine reads from the journal). The chain to
 trust is the PEM file ``pki.ca_chain``.
 
-A certificate in the inbox counts only while it is for the key of the CSR last submitted:
-after a node makes a new CSR, the old certificate is stale and ``collect`` ignores it.
+A certificate in the inbox older than the CSR last submitted, and not for its key, is the
+answer to an earlier CSR: ``collect`` ignores it. One dropped after the CSR is returned
+whatever it holds, for the checks before installing to accept or refuse with the reason.
 """
 
 from __future__ import annotations
@@ -92,15 +93,19 @@ class ManualCA:
             write_atomically(path, csr_pem)
 
     async def collect(self, node: str) -> str | None:
-        """``<inbox>/<node>.pem`` when it is for the key of the node's submitted CSR, else ``None``."""
+        """``<inbox>/<node>.pem``, unless it is the stale answer to an earlier CSR (then ``None``)."""
         path = self._inbox / f"{node}.pem"
         if not path.is_file():
             return None
         pem = path.read_text()
         submitted = self._outbox / f"{node}.csr"
-        if submitted.is_file() and not certificate_for(load_csr(node, submitted.read_text()), pem):
-            return None  # the certificate of an earlier CSR: stale
-        return pem
+        if not submitted.is_file() or certificate_for(load_csr(node, submitted.read_text()), pem):
+            return pem
+        if path.stat().st_mtime_ns > submitted.stat().st_mtime_ns:
+            # Dropped after the CSR was written: the answer to it, and a wrong one. Returned, so
+            # that the checks before installing refuse it saying why instead of waiting silently.
+            return pem
+        return None  # the certificate of an earlier CSR: stale
 
     async def chain(self) -> list[str]:
         if self._chain is None or not self._chain.is_file():

@@ -49,6 +49,11 @@ def _chains(cert: x509.Certificate, chain: Sequence[x509.Certificate]) -> str | 
     while seen <= len(chain):
         issuer = next((c for c in chain if c.subject == current.issuer and _is_ca(c) and _signed_by(current, c)), None)
         if issuer is None:
+            if any(c.subject == current.issuer for c in chain):
+                return (
+                    f"it is not signed by a CA of pki.ca_chain: its issuer {current.issuer.rfc4514_string()} has "
+                    "the name of one, but its signature does not verify with that CA's key (another CA)"
+                )
             return f"it is not signed by a CA of pki.ca_chain (issuer {current.issuer.rfc4514_string()})"
         if issuer.issuer == issuer.subject:
             return None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from config.model import PkiSpec
 
-__all__ = ["openssl_ca", "OPENSSL_CA_CONFIG"]
+__all__ = ["openssl_ca", "openssl_sign", "OPENSSL_CA_CONFIG"]
 
 OPENSSL_CA_CONFIG = """\
 [ca]
@@ -42,11 +42,21 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+
+# The wrong answers a CA can give (openssl_sign(..., "-extensions", NAME)): set here, they are not
+# taken from the CSR (copy_extensions = copy never overrides).
+[server_only]
+basicConstraints = critical, CA:FALSE
+extendedKeyUsage = serverAuth
+
+[other_host]
+basicConstraints = critical, CA:FALSE
+subjectAltName = DNS:intruder.example.com
 """
 
 
 def openssl_ca(tmp: Path, pki: PkiSpec, *, days: int = 30) -> PkiSpec:
-    """Make a CA under ``tmp/ca`` and return ``pki`` set to sign with it (chain ``pki/ca-chain.pem``)."""
+    """Make a CA under ``tmp/ca`` and return ``pki`` set to sign with it (chain ``tmp/pki/ca-chain.pem``)."""
     ca = tmp / "ca"
     (ca / "issued").mkdir(parents=True, exist_ok=True)
     (ca / "index.txt").write_text("")
@@ -77,4 +87,24 @@ def openssl_ca(tmp: Path, pki: PkiSpec, *, days: int = 30) -> PkiSpec:
     (tmp / "pki").mkdir(exist_ok=True)
     (tmp / "pki" / "ca-chain.pem").write_text((ca / "ca.pem").read_text())
     command = ("openssl", "ca", "-config", str(ca / "openssl.cnf"), "-batch", "-notext", "-in", "/dev/stdin")
-    return dataclasses.replace(pki, mode="command", ca_chain="pki/ca-chain.pem", inbox="pki/inbox", command=command)
+    return dataclasses.replace(
+        pki,
+        mode="command",
+        ca_chain=str(tmp / "pki" / "ca-chain.pem"),
+        inbox=str(tmp / "pki" / "inbox"),
+        command=command,
+    )
+
+
+def openssl_sign(tmp: Path, csr_pem: str, *options: str) -> str:
+    """The certificate the CA of :func:`openssl_ca` under ``tmp`` signs for ``csr_pem``, with ``openssl ca`` ``options``
+    (``-extensions server_only``, ``-startdate``/``-enddate``, ``-subj``)."""
+    ca = tmp / "ca" / "openssl.cnf"
+    done = subprocess.run(
+        ["openssl", "ca", "-config", str(ca), "-batch", "-notext", "-in", "/dev/stdin", *options],
+        input=csr_pem,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout

@@ -128,6 +128,26 @@ class CreateCsr(Step):
         await ctx.systems.pexip.create("certificate_signing_request", self.request(ctx))
 
 
+async def _check_answer(ctx: StepContext, pem: str, csr_pem: str) -> None:
+    """The checks of ``orchestrator cert import``, for a certificate the CA returned by itself (the
+    inbox, a command CA): nothing reaches the node, and the CSR is not consumed, unless it passes."""
+    from orchestrator._cert_check import certificate_problems, load_pem_certificates
+
+    try:
+        cert = load_pem_certificates(pem)[0]
+        chain = [c for block in await ctx.systems.ca.chain() for c in load_pem_certificates(block)]
+    except ValueError as exc:
+        raise Rejected(f"{ctx.node.name}: the CA's answer is not a PEM certificate ({exc})", system="ca") from exc
+    problems = certificate_problems(cert, csr_pem=csr_pem, chain=chain, fqdn=_subject(ctx))
+    if problems:
+        raise Rejected(
+            f"{ctx.node.name}: the certificate the CA returned is refused, nothing was installed: "
+            + "; ".join(problems)
+            + f"; have the CA sign the node's CSR again (or `orchestrator cert import {ctx.node.name} FILE`)",
+            system="ca",
+        )
+
+
 class InstallCertificate(Step):
     """Upload the CA's signed certificate against its CSR and assign it to the node."""
 
@@ -146,7 +166,10 @@ class InstallCertificate(Step):
         ctx.scratch["gate_record"] = {"csr": csr["csr"]}
         await ctx.systems.ca.submit(ctx.node.name, csr["csr"])
         pem = await ctx.systems.ca.collect(ctx.node.name)
-        return {"certificate": pem} if pem else None
+        if not pem:
+            return None
+        await _check_answer(ctx, pem, csr["csr"])
+        return {"certificate": pem}
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return {

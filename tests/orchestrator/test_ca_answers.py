@@ -1,0 +1,168 @@
+"""The CA's answer, however it comes (a command CA, a file in the inbox), is checked before it reaches the node.
+
+A deployment whose CA is a real `openssl ca` (`[pki] mode = "command"`) runs to the end with no
+one in between; the CSRs the simulated Manager made are what the guide asks for, as `openssl req`
+reads them. A wrong certificate a CA hands back (another key, expired, another host, an untrusted
+CA, no client usage) is refused naming the problem, and nothing changes on the node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _openssl_ca import openssl_ca, openssl_sign
+
+from adapters.sim.world import SimWorld
+from config.load import simulated_deployment
+from config.model import Deployment
+from journal import Journal, kinds
+from orchestrator import api
+from orchestrator.clock import FakeClock
+from orchestrator.engine import Engine
+from orchestrator.wiring import open_systems
+
+MGR, CONF = "pexip-mgr", "pexip-conf-00001"
+
+
+async def _run(deployment: Deployment, tmp: Path, retry: tuple[str, ...] = ()) -> Any:
+    world = SimWorld.open(tmp / "world.sqlite")
+    systems = open_systems(deployment, world)
+    try:
+        with api.open_journal(tmp / "journal.sqlite") as journal:
+            return await Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True).run(
+                retry=retry
+            )
+    finally:
+        await systems.aclose()
+        await world.aclose()
+
+
+def _deployment(
+    tmp: Path, mode: str = "command", dn: str = "O=Example Ltd,OU=IT,L=London,ST=England,C=GB"
+) -> Deployment:
+    deployment = simulated_deployment(2, tmp / "world.d")
+    spec = dataclasses.replace(openssl_ca(tmp, deployment.pki), dn=dn, key_type="ECDSAP256")
+    if mode == "manual":
+        spec = dataclasses.replace(spec, mode="manual", command=())
+    return dataclasses.replace(deployment, pki=spec)
+
+
+def _openssl(*args: str, data: str) -> str:
+    done = subprocess.run(["openssl", *args], input=data, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+async def test_a_command_ca_certifies_every_node_unattended(tmp_path: Path) -> None:
+    """openssl ca signs each Manager-made CSR, the run ends with exit 0, openssl verifies each installed certificate."""
+    deployment = _deployment(tmp_path)
+    report = await _run(deployment, tmp_path)
+    assert report.exit_code == 0, report.outcomes
+    chain = tmp_path / "pki" / "ca-chain.pem"
+    for node in deployment.nodes:
+        csr = (tmp_path / "pki" / "outbox" / f"{node.name}.csr").read_text()
+        text = _openssl("req", "-noout", "-text", "-verify", data=csr)
+        assert "verify OK" in text or "self-signature ok" in text.lower()
+        # The guide's CSR: CN = the node's FQDN, among the SANs; the additional subject fields; both usages.
+        assert f"CN = {node.fqdn}" in text and f"DNS:{node.fqdn}" in text
+        assert "O = Example Ltd, OU = IT, L = London, ST = England, C = GB" in text
+        assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
+        assert "ASN1 OID: prime256v1" in text  # pki.key_type = ECDSAP256
+        cert = await _installed(deployment, tmp_path, node.fqdn)
+        for purpose in ("sslserver", "sslclient"):
+            _openssl("verify", "-purpose", purpose, "-CAfile", str(chain), data=cert)
+    assert len((tmp_path / "ca" / "index.txt").read_text().splitlines()) == 2, "one signature per node"
+    again = await _run(deployment, tmp_path)
+    assert again.exit_code == 0
+    assert len((tmp_path / "ca" / "index.txt").read_text().splitlines()) == 2, "a second run signs nothing"
+
+
+async def _on_manager(deployment: Deployment, tmp: Path, resource: str, fqdn: str) -> list[dict[str, Any]]:
+    """The simulated Manager's ``resource`` objects for ``fqdn``; TLS certificates: the CA-signed ones only."""
+    world = SimWorld.open(tmp / "world.sqlite")
+    try:
+        systems = open_systems(deployment, world)
+        found = await systems.pexip.list_objects(resource, subject_name=fqdn)
+        await systems.aclose()
+    finally:
+        await world.aclose()
+    return [o for o in found if resource != "tls_certificate" or o["raw_issuer"] != o["raw_subject"]]
+
+
+async def _installed(deployment: Deployment, tmp: Path, fqdn: str) -> str:
+    """The CA-signed certificate the simulated Manager holds for ``fqdn``."""
+    (signed,) = await _on_manager(deployment, tmp, "tls_certificate", fqdn)
+    return str(signed["certificate"])
+
+
+def _csr_of(tmp: Path, node: str) -> str:
+    return (tmp / "pki" / "outbox" / f"{node}.csr").read_text()
+
+
+def _wrong_answers(tmp: Path) -> list[tuple[str, str, str]]:
+    """(the CA's mistake, its certificate for the Manager, what the refusal says); all made by openssl."""
+    csr = _csr_of(tmp, MGR)
+    other = tmp / "other"
+    other.mkdir()
+    openssl_ca(other, _deployment(tmp).pki)
+    _, foreign_csr = _openssl_key_csr(tmp)
+    return [
+        ("signed for another key", openssl_sign(tmp, foreign_csr), "do not appear to be part of the same key pair"),
+        (
+            "expired",
+            openssl_sign(tmp, csr, "-startdate", "20200101000000Z", "-enddate", "20200201000000Z"),
+            "not valid now",
+        ),
+        ("for another host", openssl_sign(tmp, csr, "-extensions", "other_host"), "not issued for the node's FQDN"),
+        ("from an untrusted CA", openssl_sign(other, csr), "not signed by a CA of pki.ca_chain"),
+        ("without client usage", openssl_sign(tmp, csr, "-extensions", "server_only"), "lacks clientAuth"),
+    ]
+
+
+def _openssl_key_csr(tmp: Path) -> tuple[Path, str]:
+    key = tmp / "foreign.key"
+    csr = subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        + ["-keyout", str(key), "-subj", "/CN=pexip-mgr.example.com"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return key, csr.stdout
+
+
+@pytest.fixture
+async def waiting(tmp_path: Path) -> Deployment:
+    """A manual-CA deployment whose nodes wait on their certificates, CSRs in the outbox."""
+    deployment = _deployment(tmp_path, mode="manual")
+    assert (await _run(deployment, tmp_path)).exit_code == 3
+    return deployment
+
+
+async def test_every_wrong_answer_in_the_inbox_is_refused_naming_why(waiting: Deployment, tmp_path: Path) -> None:
+    """Each wrong certificate dropped in the inbox fails the node with the reason; nothing reaches the Manager."""
+    inbox = tmp_path / "pki" / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    for what, pem, message in _wrong_answers(tmp_path):
+        (inbox / f"{MGR}.pem").write_text(pem)
+        report = await _run(waiting, tmp_path, retry=(MGR,))
+        assert report.exit_code != 0, what
+        with Journal.open(tmp_path / "journal.sqlite") as j:
+            record = next(r for r in j.nodes() if r.name == MGR)
+            opened = [
+                e for e in j.events(node=MGR, kinds=[kinds.GATE_OPENED]) if e.payload.get("gate") == "certificate"
+            ]
+        assert message in (record.last_error or ""), (what, record.last_error)
+        assert opened == [], f"{what}: the gate opened"
+        fqdn = waiting.management.fqdn
+        assert await _on_manager(waiting, tmp_path, "tls_certificate", fqdn) == [], f"{what}: installed"
+        csrs = await _on_manager(waiting, tmp_path, "certificate_signing_request", fqdn)
+        assert len(csrs) == 1, f"{what}: the CSR was consumed"
+    (inbox / f"{MGR}.pem").write_text(openssl_sign(tmp_path, _csr_of(tmp_path, MGR)))
+    (inbox / f"{CONF}.pem").write_text(openssl_sign(tmp_path, _csr_of(tmp_path, CONF)))
+    report = await _run(waiting, tmp_path, retry=(MGR,))  # `orchestrator resume pexip-mgr`
+    assert report.exit_code == 0, report.outcomes
