@@ -19,6 +19,7 @@ from config._node_checks import CPU_RANGE, MEMORY_MB_RANGE, NodeContext, check_a
 from config._reader import Problems, shown
 from config.model import Deployment, VCenterSpec
 from config.rules import (
+    csr_key_type_problem,
     distinct_ntp_servers,
     distinct_servers,
     lease_timeout_problem,
@@ -34,7 +35,6 @@ PKI_MODES = ("manual", "command", "sim")
 BIOS_METHODS = ("keystrokes", "operator")
 SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
 CLIENT_CERTIFICATE = ("CN", "UPN")  # authentication.client_certificate "Required" choices
-KEY_TYPES = ("RSA2048", "RSA4096", "ECDSAP256")  # certificate_signing_request.private_key_type
 DN_KEYS = ("O", "OU", "L", "ST", "C")  # the CSR's "Additional subject fields"
 
 _NAME = re.compile(r"[a-z0-9-]{1,40}\Z")
@@ -213,7 +213,8 @@ def _pki(d: Deployment, c: Check) -> None:
             "pki.command_timeout_s",
             f"must be > 0 and at most 3600 seconds (got {p.command_timeout_s:g}); the CA program is stopped after it",
         )
-    c.choice(p.key_type, KEY_TYPES, "pki.key_type")
+    if isinstance(p.key_type, str) and (problem := csr_key_type_problem(p.key_type)) is not None:
+        c.add("pki.key_type", problem)
     if isinstance(p.dn, str) and p.dn:
         for part in p.dn.split(","):
             key, sep, value = part.strip().partition("=")

@@ -179,6 +179,7 @@ class PkiSpec:
     inbox: str | None = None  # manual mode: where signed certificates may be dropped
     command: tuple[str, ...] = ()  # command mode: the argv that signs a CSR on stdin, PEM on stdout
     command_timeout_s: float = 60.0
+    ms_template: bool = False  # the CSR's "Include Microsoft certificate template extension" (an enterprise CA)
 
 
 @dataclass(frozen=True)

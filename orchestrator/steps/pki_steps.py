@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from config import rules
 from config.errors import Rejected, Unknowable
 from orchestrator.steps._rest import field_changes, find_one, node_object, singleton, worker_vm
 from orchestrator.steps.base import URI, Change, Step, StepContext
@@ -97,16 +98,29 @@ async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
     return None
 
 
+async def _check_key_type(ctx: StepContext) -> None:
+    """``pki.key_type`` against what this Manager's version makes (its schema's ``valid_choices``):
+    ECDSA P-256 is not offered by every version, and a refused POST would say less."""
+    schema = await ctx.systems.pexip.get(f"{URI}certificate_signing_request/schema/")
+    offered = ((schema.get("fields") or {}).get("private_key_type") or {}).get("valid_choices")
+    if offered and (problem := rules.csr_key_type_problem(ctx.deployment.pki.key_type, offered)) is not None:
+        raise Rejected(f"pki.key_type: this Management Node's {problem}; set pki.key_type in the configuration")
+
+
 class CreateCsr(Step):
-    """Pexip's CSR generator: subject = node FQDN; SANs add the SIP TLS FQDN. Made once."""
+    """Pexip's CSR generator: subject = node FQDN (the generator adds it to the SANs); SANs add the
+    SIP TLS FQDN; ``pki.dn``'s subject fields; ``pki.key_type`` if this version offers it. Made once."""
 
     name = "create_csr"
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return {
+        observed = {
             "csr": await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx)),
             "certificate": await _installed_certificate(ctx),
         }
+        if observed["csr"] is None and observed["certificate"] is None:
+            await _check_key_type(ctx)
+        return observed
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         if observed["csr"] is None and observed["certificate"] is None:
@@ -122,6 +136,7 @@ class CreateCsr(Step):
             "dn": ctx.deployment.pki.dn,
             "additional_subject_alt_names": ",".join(sans),
             "private_key_type": ctx.deployment.pki.key_type,
+            "ad_compatible": ctx.deployment.pki.ms_template,
         }
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:

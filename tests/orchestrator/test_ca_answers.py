@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from _openssl_ca import openssl_ca, openssl_sign
 
+from adapters.sim._pexip_fields import Field
+from adapters.sim._pexip_schema import RESOURCES
 from adapters.sim.world import SimWorld
 from config.load import simulated_deployment
 from config.model import Deployment
@@ -45,7 +47,7 @@ def _deployment(
     tmp: Path, mode: str = "command", dn: str = "O=Example Ltd,OU=IT,L=London,ST=England,C=GB"
 ) -> Deployment:
     deployment = simulated_deployment(2, tmp / "world.d")
-    spec = dataclasses.replace(openssl_ca(tmp, deployment.pki), dn=dn, key_type="ECDSAP256")
+    spec = dataclasses.replace(openssl_ca(tmp, deployment.pki), dn=dn, key_type="ECDSAP256", ms_template=True)
     if mode == "manual":
         spec = dataclasses.replace(spec, mode="manual", command=())
     return dataclasses.replace(deployment, pki=spec)
@@ -66,12 +68,14 @@ async def test_a_command_ca_certifies_every_node_unattended(tmp_path: Path) -> N
     for node in deployment.nodes:
         csr = (tmp_path / "pki" / "outbox" / f"{node.name}.csr").read_text()
         text = _openssl("req", "-noout", "-text", "-verify", data=csr)
-        assert "verify OK" in text or "self-signature ok" in text.lower()
-        # The guide's CSR: CN = the node's FQDN, among the SANs; the additional subject fields; both usages.
+        assert "self-signature verify OK" in text
+        # The guide's CSR: CN = the node's FQDN, among the SANs; the additional subject fields; both usages;
+        # the key type and the Microsoft template asked for.
         assert f"CN = {node.fqdn}" in text and f"DNS:{node.fqdn}" in text
         assert "O = Example Ltd, OU = IT, L = London, ST = England, C = GB" in text
         assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
         assert "ASN1 OID: prime256v1" in text  # pki.key_type = ECDSAP256
+        assert "1.3.6.1.4.1.311.20.2" in text and "W.e.b.S.e.r.v.e.r" in text  # pki.ms_template: 'WebServer'
         cert = await _installed(deployment, tmp_path, node.fqdn)
         for purpose in ("sslserver", "sslclient"):
             _openssl("verify", "-purpose", purpose, "-CAfile", str(chain), data=cert)
@@ -166,3 +170,24 @@ async def test_every_wrong_answer_in_the_inbox_is_refused_naming_why(waiting: De
     (inbox / f"{CONF}.pem").write_text(openssl_sign(tmp_path, _csr_of(tmp_path, CONF)))
     report = await _run(waiting, tmp_path, retry=(MGR,))  # `orchestrator resume pexip-mgr`
     assert report.exit_code == 0, report.outcomes
+
+
+async def test_a_key_type_the_manager_does_not_offer_is_refused_before_any_csr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pki.key_type is checked against the Manager's own schema: a version without ECDSA P-256 stops create_csr."""
+    # An older Manager version: its CSR generator's valid_choices lack ECDSAP256 (the twin's schema, narrowed).
+    spec = RESOURCES["certificate_signing_request"]
+    older = dict(spec.fields, private_key_type=Field("enum", "RSA2048", choices=("RSA2048", "RSA4096", "UPLOAD")))
+    monkeypatch.setitem(RESOURCES, "certificate_signing_request", dataclasses.replace(spec, fields=older))
+    deployment = _deployment(tmp_path)
+    report = await _run(deployment, tmp_path)
+    assert report.exit_code == 1
+    with Journal.open(tmp_path / "journal.sqlite") as j:
+        record = next(r for r in j.nodes() if r.name == MGR)
+    assert record.step == "create_csr" and record.state == "failed"
+    assert "pki.key_type: this Management Node's key type not offered by the CSR generator (got 'ECDSAP256')" in (
+        record.last_error or ""
+    )
+    assert "use one of: RSA2048, RSA4096" in (record.last_error or "")
+    assert await _on_manager(deployment, tmp_path, "certificate_signing_request", deployment.management.fqdn) == []
