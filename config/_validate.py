@@ -200,6 +200,7 @@ def _pki(d: Deployment, c: Check) -> None:
         c.required(
             p.ca_chain, "pki.ca_chain", 'add ca_chain = "<PEM file>": the guide requires uploading the trusted CA chain'
         )
+    c.choice(p.subject, ("fqdn", "address"), "pki.subject")
     if p.mode == "command" and p.command is not None:
         c.need(
             bool(p.command) and bool(p.command[0].strip()),

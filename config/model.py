@@ -180,6 +180,7 @@ class PkiSpec:
     command: tuple[str, ...] = ()  # command mode: the argv that signs a CSR on stdin, PEM on stdout
     command_timeout_s: float = 60.0
     ms_template: bool = False  # the CSR's "Include Microsoft certificate template extension" (an enterprise CA)
+    subject: Literal["fqdn", "address"] = "fqdn"  # the CSR's CN: the node's FQDN, or its IP where no DNS is used
 
 
 @dataclass(frozen=True)

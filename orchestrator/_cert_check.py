@@ -8,6 +8,7 @@ CSR would be consumed by a certificate it cannot use, and the node could not rec
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -70,10 +71,21 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _names(cert: x509.Certificate) -> list[str]:
+    """The names a TLS client matches: the SANs' DNS names and IP addresses; the CN only without SANs."""
     sans = _extension(cert, x509.SubjectAlternativeName)
     if isinstance(sans, x509.SubjectAlternativeName):
-        return [n.lower() for n in sans.get_values_for_type(x509.DNSName)]
+        return [n.lower() for n in sans.get_values_for_type(x509.DNSName)] + [
+            str(a) for a in sans.get_values_for_type(x509.IPAddress)
+        ]
     return [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def certificate_problems(
@@ -87,6 +99,8 @@ def certificate_problems(
     """What is wrong with ``cert`` for a node with ``fqdn`` and pending CSR ``csr_pem`` (empty: nothing).
 
     Args:
+        fqdn: the name the certificate must be valid for: the node's FQDN, or its IP address
+            (``pki.subject = "address"``).
         csr_pem: the node's pending CSR as the journal recorded it (None: none is pending).
         chain: the trusted CA chain (``pki.ca_chain``).
     """
@@ -108,7 +122,8 @@ def certificate_problems(
             f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M})"
         )
     if fqdn.lower() not in _names(cert):
-        problems.append(f"it is not issued for the node's FQDN {fqdn} (names {_names(cert)})")
+        what = "address" if _is_ip(fqdn) else "FQDN"
+        problems.append(f"it is not issued for the node's {what} {fqdn} (names {_names(cert)})")
     usages = _extension(cert, x509.ExtendedKeyUsage)
     # No extendedKeyUsage at all means no restriction (RFC 5280, 4.2.1.12): both uses are allowed.
     if isinstance(usages, x509.ExtendedKeyUsage):

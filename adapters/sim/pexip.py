@@ -61,6 +61,7 @@ class SimPexipApi:
         self._node_by_fqdn: dict[str, str] = {}
         for node in deployment.nodes:
             self._node_by_fqdn[node.fqdn.lower()] = node.name
+            self._node_by_fqdn[node.address] = node.name  # pki.subject = "address"
             if node.sip_tls_fqdn:
                 self._node_by_fqdn[node.sip_tls_fqdn.lower()] = node.name
         self._logins = Logins(world, deployment, directory)

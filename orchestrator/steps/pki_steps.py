@@ -11,10 +11,19 @@ from typing import Any
 
 from config import rules
 from config.errors import Rejected, Unknowable
+from config.model import Deployment, NodeSpec
 from orchestrator.steps._rest import field_changes, find_one, node_object, singleton, worker_vm
 from orchestrator.steps.base import URI, Change, Step, StepContext
 
-__all__ = ["TrustedCaChain", "CreateCsr", "InstallCertificate", "SipTlsVerification", "SipTlsFqdn", "pem_blocks"]
+__all__ = [
+    "TrustedCaChain",
+    "CreateCsr",
+    "InstallCertificate",
+    "SipTlsVerification",
+    "SipTlsFqdn",
+    "pem_blocks",
+    "subject_name",
+]
 
 
 def pem_blocks(text: str) -> list[str]:
@@ -33,8 +42,14 @@ def pem_blocks(text: str) -> list[str]:
     return blocks
 
 
+def subject_name(deployment: Deployment, node: NodeSpec) -> str:
+    """The CSR's subject CN, and the name the certificate must be valid for: the node's FQDN, or
+    its IP address where the deployment uses no DNS (``pki.subject = "address"``, as the guide allows)."""
+    return node.address if deployment.pki.subject == "address" else node.fqdn
+
+
 def _subject(ctx: StepContext) -> str:
-    return ctx.node.fqdn
+    return subject_name(ctx.deployment, ctx.node)
 
 
 def _identity_of(pem: str) -> dict[str, str]:

@@ -200,6 +200,7 @@ BROKEN = [
     ({"pki.mode": "command"}, "pki.command", "no program is given"),  # a command CA without its program
     ({"pki.command": "openssl ca"}, "pki.command", "expected an array"),  # a shell string, not an argv list
     ({"pki.command_timeout_s": 0}, "pki.command_timeout_s", "must be > 0"),  # a CA program never given time
+    ({"pki.subject": "hostname"}, "pki.subject", "fqdn, address"),  # a CSR subject the orchestrator cannot name
     ({"deployment.name": "Secure Lab"}, "deployment.name", "a-z, 0-9"),  # deployment name not usable in VM identities
 ]
 

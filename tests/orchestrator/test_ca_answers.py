@@ -19,6 +19,7 @@ from _openssl_ca import openssl_ca, openssl_sign
 from adapters.sim._pexip_fields import Field
 from adapters.sim._pexip_schema import RESOURCES
 from adapters.sim.world import SimWorld
+from config.errors import ConfigError
 from config.load import simulated_deployment
 from config.model import Deployment
 from journal import Journal, kinds
@@ -191,3 +192,30 @@ async def test_a_key_type_the_manager_does_not_offer_is_refused_before_any_csr(
     )
     assert "use one of: RSA2048, RSA4096" in (record.last_error or "")
     assert await _on_manager(deployment, tmp_path, "certificate_signing_request", deployment.management.fqdn) == []
+
+
+async def test_where_no_dns_is_used_the_certificate_names_the_address(tmp_path: Path) -> None:
+    """pki.subject = "address": the CSRs' CN and SAN are the node's IP; openssl verifies the certificate for it."""
+    deployment = _deployment(tmp_path)
+    deployment = dataclasses.replace(deployment, pki=dataclasses.replace(deployment.pki, subject="address"))
+    report = await _run(deployment, tmp_path)
+    assert report.exit_code == 0, report.outcomes
+    chain = str(tmp_path / "pki" / "ca-chain.pem")
+    for node in deployment.nodes:
+        text = _openssl("req", "-noout", "-text", "-verify", data=_csr_of(tmp_path, node.name))
+        assert f"CN = {node.address}" in text and f"IP Address:{node.address}" in text
+        cert = await _installed(deployment, tmp_path, node.address)
+        _openssl("verify", "-purpose", "sslserver", "-verify_ip", node.address, "-CAfile", chain, data=cert)
+
+
+async def test_a_certificate_for_the_name_is_refused_where_the_address_is_the_subject(
+    waiting: Deployment, tmp_path: Path
+) -> None:
+    """With pki.subject = "address", a certificate valid only for the node's FQDN is not for the node."""
+    deployment = dataclasses.replace(waiting, pki=dataclasses.replace(waiting.pki, subject="address"))
+    pem = openssl_sign(tmp_path, _csr_of(tmp_path, MGR))  # the CSR of the FQDN: DNS names only
+    path = tmp_path / "m.pem"
+    path.write_text(pem)
+    with api.open_journal(tmp_path / "journal.sqlite") as journal:
+        with pytest.raises(ConfigError, match=f"not issued for the node's address {deployment.management.address}"):
+            api.cert_import(journal, MGR, path, by="carol", deployment=deployment)
