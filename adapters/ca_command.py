@@ -8,14 +8,23 @@ its standard output. ``ORCHESTRATOR_NODE`` in its environment names the node.
 The same folders as the manual CA keep the state, so a crash between signing and installing
 never signs twice: the CSR in ``<inbox>/../outbox/<node>.csr``, the certificate in
 ``<inbox>/<node>.pem``. A submission whose certificate is already there runs nothing.
+
+The program runs once at a time, in this process and across processes (a lock file beside the
+outbox): a CA's database is not made for concurrent writers (two `openssl ca` at once issue the
+same serial number and lose one index entry), and Conferencing Nodes are certified in parallel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+from cryptography import x509
 
 from adapters.ca_manual import ManualCA, certificate_for, load_csr, write_atomically
 from config.errors import Rejected, Timeout
@@ -43,6 +52,7 @@ class CommandCA(ManualCA):
         self._argv = list(pki.command)
         self._timeout = pki.command_timeout_s
         self._cwd = base or (Path(deployment.source).parent if deployment.source else Path.cwd())
+        self._lock = asyncio.Lock()
 
     async def submit(self, node: str, csr_pem: str) -> None:
         """Have the program sign ``node``'s CSR, unless its certificate is already in the inbox.
@@ -55,9 +65,32 @@ class CommandCA(ManualCA):
         csr = load_csr(node, csr_pem)
         await super().submit(node, csr_pem)
         signed = self._inbox / f"{node}.pem"
-        if signed.is_file() and certificate_for(csr, signed.read_text()):
-            return  # signed before (a replay, or a resumed run): never sign twice
-        out = await self._run(node, csr_pem)
+        async with self._one_at_a_time():
+            if signed.is_file() and certificate_for(csr, signed.read_text()):
+                return  # signed before (a replay, or a resumed run): never sign twice
+            out = await self._run(node, csr_pem)
+            self._keep(node, csr, out, signed)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self) -> AsyncIterator[None]:
+        async with self._lock:
+            self._outbox.mkdir(parents=True, exist_ok=True)
+            with open(self._outbox / ".command.lock", "a") as lock:
+                # Another orchestrator process may hold it while its program runs. Polled, not a
+                # blocking flock in a thread: a cancelled wait then leaves nothing behind.
+                while True:
+                    try:
+                        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(0.05)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _keep(self, node: str, csr: x509.CertificateSigningRequest, out: str, signed: Path) -> None:
+        """The program's certificate for the CSR, into the inbox. Raises Rejected when there is none."""
         blocks = [m.group(0).strip() + "\n" for m in _PEM_CERT.finditer(out)]
         if not blocks or not certificate_for(csr, "".join(blocks)):
             raise Rejected(

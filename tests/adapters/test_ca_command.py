@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from _openssl_ca import openssl_ca
 from _sim_factory import make_deployment
+from cryptography import x509
 
 from adapters.ca_command import CommandCA
 from adapters.sim import _pki as pki
@@ -102,3 +104,13 @@ async def test_a_program_that_cannot_start_is_rejected(tmp_path: Path) -> None:
     ca = CommandCA(_deployment(tmp_path, (str(tmp_path / "gone"),)), tmp_path)
     with pytest.raises(Rejected, match="cannot start"):
         await ca.submit("conf-1", _csr())
+
+
+async def test_nodes_certified_at_once_get_one_signature_each(tmp_path: Path) -> None:
+    """Concurrent submissions run `openssl ca` one at a time: distinct serials, every one in the CA's database."""
+    ca = CommandCA(_deployment(tmp_path), tmp_path)
+    nodes = [f"conf-{i}" for i in range(4)]
+    await asyncio.gather(*(ca.submit(node, _csr(f"{node}.example.com")) for node in nodes))
+    serials = {x509.load_pem_x509_certificate(str(await ca.collect(n)).encode()).serial_number for n in nodes}
+    assert len(serials) == 4
+    assert len((tmp_path / "ca" / "index.txt").read_text().splitlines()) == 4
