@@ -291,6 +291,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 command_timeout_s=t.number("command_timeout_s", required=False, default=60.0),
                 ms_template=t.flag("ms_template", required=False, default=False),
                 subject=t.text("subject", required=False, default="fqdn"),
+                min_valid_days=t.integer("min_valid_days", required=False, default=0),
             ),
         ),
         ldap=_section(top, "ldap", _ldap, policy),

@@ -201,6 +201,12 @@ def _pki(d: Deployment, c: Check) -> None:
             p.ca_chain, "pki.ca_chain", 'add ca_chain = "<PEM file>": the guide requires uploading the trusted CA chain'
         )
     c.choice(p.subject, ("fqdn", "address"), "pki.subject")
+    if isinstance(p.min_valid_days, int):
+        c.need(
+            0 <= p.min_valid_days <= 3650,
+            "pki.min_valid_days",
+            f"must be 0..3650 days (got {p.min_valid_days}); how long a signed certificate must stay valid",
+        )
     if p.mode == "command" and p.command is not None:
         c.need(
             bool(p.command) and bool(p.command[0].strip()),

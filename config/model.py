@@ -181,6 +181,7 @@ class PkiSpec:
     command_timeout_s: float = 60.0
     ms_template: bool = False  # the CSR's "Include Microsoft certificate template extension" (an enterprise CA)
     subject: Literal["fqdn", "address"] = "fqdn"  # the CSR's CN: the node's FQDN, or its IP where no DNS is used
+    min_valid_days: int = 0  # a signed certificate must stay valid this long from its import
 
 
 @dataclass(frozen=True)

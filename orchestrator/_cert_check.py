@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -95,12 +95,14 @@ def certificate_problems(
     chain: Sequence[x509.Certificate],
     fqdn: str,
     now: datetime | None = None,
+    min_valid_days: int = 0,
 ) -> list[str]:
     """What is wrong with ``cert`` for a node with ``fqdn`` and pending CSR ``csr_pem`` (empty: nothing).
 
     Args:
         fqdn: the name the certificate must be valid for: the node's FQDN, or its IP address
             (``pki.subject = "address"``).
+        min_valid_days: how long past ``now`` it must stay valid (``pki.min_valid_days``).
         csr_pem: the node's pending CSR as the journal recorded it (None: none is pending).
         chain: the trusted CA chain (``pki.ca_chain``).
     """
@@ -120,6 +122,11 @@ def certificate_problems(
         problems.append(
             f"it is not valid now ({now:%Y-%m-%d %H:%M} UTC; valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
             f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M})"
+        )
+    elif cert.not_valid_after_utc < now + timedelta(days=min_valid_days):
+        problems.append(
+            f"it expires {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, sooner than pki.min_valid_days "
+            f"({min_valid_days} days from now); have the CA sign it for longer"
         )
     if fqdn.lower() not in _names(cert):
         what = "address" if _is_ip(fqdn) else "FQDN"

@@ -168,7 +168,9 @@ async def _check_answer(ctx: StepContext, pem: str, csr_pem: str) -> None:
         chain = [c for block in await ctx.systems.ca.chain() for c in load_pem_certificates(block)]
     except ValueError as exc:
         raise Rejected(f"{ctx.node.name}: the CA's answer is not a PEM certificate ({exc})", system="ca") from exc
-    problems = certificate_problems(cert, csr_pem=csr_pem, chain=chain, fqdn=_subject(ctx))
+    problems = certificate_problems(
+        cert, csr_pem=csr_pem, chain=chain, fqdn=_subject(ctx), min_valid_days=ctx.deployment.pki.min_valid_days
+    )
     if problems:
         raise Rejected(
             f"{ctx.node.name}: the certificate the CA returned is refused, nothing was installed: "

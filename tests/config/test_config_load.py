@@ -201,6 +201,7 @@ BROKEN = [
     ({"pki.command": "openssl ca"}, "pki.command", "expected an array"),  # a shell string, not an argv list
     ({"pki.command_timeout_s": 0}, "pki.command_timeout_s", "must be > 0"),  # a CA program never given time
     ({"pki.subject": "hostname"}, "pki.subject", "fqdn, address"),  # a CSR subject the orchestrator cannot name
+    ({"pki.min_valid_days": -1}, "pki.min_valid_days", "must be 0..3650 days"),  # a validity floor below zero
     ({"deployment.name": "Secure Lab"}, "deployment.name", "a-z, 0-9"),  # deployment name not usable in VM identities
 ]
 

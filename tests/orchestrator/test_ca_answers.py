@@ -219,3 +219,17 @@ async def test_a_certificate_for_the_name_is_refused_where_the_address_is_the_su
     with api.open_journal(tmp_path / "journal.sqlite") as journal:
         with pytest.raises(ConfigError, match=f"not issued for the node's address {deployment.management.address}"):
             api.cert_import(journal, MGR, path, by="carol", deployment=deployment)
+
+
+async def test_a_certificate_expiring_within_min_valid_days_is_refused(waiting: Deployment, tmp_path: Path) -> None:
+    """pki.min_valid_days = 60 refuses the CA's 30-day certificate; with 14 it is taken."""
+    path = tmp_path / "m.pem"
+    path.write_text(openssl_sign(tmp_path, _csr_of(tmp_path, MGR)))  # the CA signs for 30 days
+    for days, refused in ((60, True), (14, False)):
+        deployment = dataclasses.replace(waiting, pki=dataclasses.replace(waiting.pki, min_valid_days=days))
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            if refused:
+                with pytest.raises(ConfigError, match=r"sooner than pki.min_valid_days \(60 days from now\)"):
+                    api.cert_import(journal, MGR, path, by="carol", deployment=deployment)
+            else:
+                assert api.cert_import(journal, MGR, path, by="carol", deployment=deployment)["by"] == "carol"
