@@ -3,9 +3,9 @@
 Run by ``load_deployment(check_secrets=True)`` with the other checks, so every problem is in
 one report before the journal, its key or the simulated world is created. A file is checked
 where its system uses it: ``vcenter.ca_file`` and the OVAs when vCenter is real,
-``pki.ca_chain`` when certificates are signed by hand or by a program (modes ``manual``, ``command``,
-whose program must be there too), and so on; a file
-a simulated system never opens is not required.
+``pki.ca_chain`` when certificates are signed by hand or by a program (modes ``manual`` and
+``command``, whose program must be there too), and so on; a file a simulated system never opens
+is not required.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from config.rules import CSR_KEY_TYPES
+
 __all__ = [
     "PrivateKey",
     "KEY_TYPES",
@@ -43,7 +45,7 @@ __all__ = [
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 # The CSR generator's private_key_type choices (pexip-api.md section 2, item 4), but UPLOAD.
-KEY_TYPES = ("RSA2048", "RSA4096", "ECDSAP256")
+KEY_TYPES = CSR_KEY_TYPES
 
 _DN_ATTRIBUTES = {
     "CN": NameOID.COMMON_NAME,
@@ -155,7 +157,7 @@ def load_csr(pem: str) -> x509.CertificateSigningRequest:
 
 
 def csr_names(csr: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
-    """The CSR's common name and its DNS subject alternative names."""
+    """The CSR's common name and its subject alternative names (DNS names, IP addresses as text)."""
     cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = str(cns[0].value) if cns else ""
     return cn, san_names(csr.extensions)
