@@ -145,7 +145,10 @@ class CreateCsr(Step):
     @staticmethod
     def request(ctx: StepContext) -> dict[str, Any]:
         """The CSR's fields as sent to Pexip's generator (what the record says was asked for)."""
-        sans = [n for n in {ctx.node.sip_tls_fqdn} if n and n != _subject(ctx)]
+        # The SIP TLS FQDN (the node's FQDN unless set) must match an entry of the certificate (guide):
+        # a SAN, where the subject is not already that name (always so with pki.subject = "address").
+        names = (ctx.node.sip_tls_fqdn, ctx.node.fqdn)
+        sans = [n for n in dict.fromkeys(names) if n and n != _subject(ctx)]
         return {
             "subject_name": _subject(ctx),
             "dn": ctx.deployment.pki.dn,

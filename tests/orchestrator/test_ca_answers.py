@@ -204,6 +204,7 @@ async def test_where_no_dns_is_used_the_certificate_names_the_address(tmp_path: 
     for node in deployment.nodes:
         text = _openssl("req", "-noout", "-text", "-verify", data=_csr_of(tmp_path, node.name))
         assert f"CN = {node.address}" in text and f"IP Address:{node.address}" in text
+        assert f"DNS:{node.fqdn}" in text  # what the SIP TLS FQDN is set to must be an entry of the certificate
         cert = await _installed(deployment, tmp_path, node.address)
         _openssl("verify", "-purpose", "sslserver", "-verify_ip", node.address, "-CAfile", chain, data=cert)
 
