@@ -9,7 +9,7 @@ The same folders as the manual CA keep the state, so a crash between signing and
 never signs twice: the CSR in ``<inbox>/../outbox/<node>.csr``, the certificate in
 ``<inbox>/<node>.pem``. A submission whose certificate is already there runs nothing.
 
-The program runs once at a time, in this process and across processes (a lock file beside the
+The program runs once at a time, in this process and across processes (a lock file in the
 outbox): a CA's database is not made for concurrent writers (two `openssl ca` at once issue the
 same serial number and lose one index entry), and Conferencing Nodes are certified in parallel.
 """
@@ -30,10 +30,9 @@ from adapters.ca_manual import ManualCA, certificate_for, load_csr, write_atomic
 from config.errors import Rejected, Timeout
 from config.model import Deployment
 
-__all__ = ["CommandCA", "DEFAULT_TIMEOUT_S"]
+__all__ = ["CommandCA"]
 
 _SYSTEM = "ca"
-DEFAULT_TIMEOUT_S = 60.0
 _STDERR_SHOWN = 2000  # characters of the program's stderr kept in an error
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.S)
 

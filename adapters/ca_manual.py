@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from config.errors import Rejected
 from config.model import Deployment
 
-__all__ = ["ManualCA", "load_csr", "certificate_for"]
+__all__ = ["ManualCA", "load_csr", "certificate_for", "write_atomically"]
 
 _SYSTEM = "ca"
 
