@@ -108,9 +108,20 @@ class ManualCA:
         return None  # the certificate of an earlier CSR: stale
 
     async def chain(self) -> list[str]:
+        """``pki.ca_chain``, one PEM block per certificate, the self-signed root(s) last.
+
+        Raises:
+            Rejected: the file is missing or holds no PEM certificate.
+        """
         if self._chain is None or not self._chain.is_file():
             raise Rejected(f"pki.ca_chain: file {self._chain} does not exist; put the CA chain (PEM) there")
-        return [self._chain.read_text()]
+        try:
+            certs = x509.load_pem_x509_certificates(self._chain.read_bytes())
+        except ValueError as exc:
+            raise Rejected(f"pki.ca_chain: {self._chain} holds no PEM certificate ({exc})", system=_SYSTEM) from exc
+        # Intermediates first, as the contract says (a site's file may list the root first).
+        certs.sort(key=lambda c: c.subject == c.issuer)
+        return [c.public_bytes(Encoding.PEM).decode() for c in certs]
 
     async def aclose(self) -> None:
         return None

@@ -12,6 +12,7 @@ import pytest
 from _openssl_ca import openssl_ca
 from _sim_factory import make_deployment
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from adapters.ca_command import CommandCA
 from adapters.sim import _pki as pki
@@ -114,3 +115,19 @@ async def test_nodes_certified_at_once_get_one_signature_each(tmp_path: Path) ->
     serials = {x509.load_pem_x509_certificate(str(await ca.collect(n)).encode()).serial_number for n in nodes}
     assert len(serials) == 4
     assert len((tmp_path / "ca" / "index.txt").read_text().splitlines()) == 4
+
+
+async def test_a_chain_file_with_an_intermediate_is_split_root_last(tmp_path: Path) -> None:
+    """pki.ca_chain listing the root before its intermediate comes back as two blocks, the intermediate first."""
+    root_key_pem, root_pem = pki.make_root("Site Root CA")
+    root_key, root = pki.load_key(root_key_pem), pki.load_certs(root_pem)[0]
+    key = pki.new_key("ECDSAP256")
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Site Issuing CA")])
+    intermediate = pki.issue_certificate(name, key.public_key(), root_key, issuer=root, ca=True)
+    deployment = _deployment(tmp_path)
+    (tmp_path / "pki" / "ca-chain.pem").write_text(root_pem + intermediate.public_bytes(Encoding.PEM).decode())
+    chain = await CommandCA(deployment, tmp_path).chain()
+    assert [x509.load_pem_x509_certificate(b.encode()).subject.rfc4514_string() for b in chain] == [
+        "CN=Site Issuing CA",
+        "CN=Site Root CA,O=Simulated",
+    ]
