@@ -77,6 +77,32 @@ def _certificates(path: str, field: str, what: str, problems: Problems) -> None:
             )
 
 
+def _client_certificate(d: Deployment, path: str, problems: Problems) -> None:
+    """The certificate the orchestrator logs in with once client certificates are required
+    (``ldap_authenticated``): found wrong only then, the run would stop there, after the
+    irreversible steps. Its identity per ``ldap.client_certificate`` must be ``ldap.verify_user``,
+    it must chain to ``pki.ca_chain`` (what the Manager trusts) and allow TLS client use."""
+    if d.ldap is None or not d.ldap.verify_user or d.pki is None:
+        return
+    from cryptography import x509
+
+    from config._x509 import client_certificate_problems
+
+    with open(path, "rb") as f:
+        cert = x509.load_pem_x509_certificates(f.read())[0]
+    chain: list[x509.Certificate] = []
+    if d.pki.ca_chain and os.path.isfile(d.pki.ca_chain):
+        try:
+            with open(d.pki.ca_chain, "rb") as f:
+                chain = x509.load_pem_x509_certificates(f.read())
+        except (OSError, ValueError):
+            pass  # reported under pki.ca_chain
+    for problem in client_certificate_problems(
+        cert, mode=d.ldap.client_certificate, identity=d.ldap.verify_user, chain=chain
+    ):
+        problems.append(("pexip_api.client_cert", f"{problem} (got {path!r}); give the orchestrator's own certificate"))
+
+
 def _program(d: Deployment, program: str, problems: Problems) -> None:
     """``pki.command``'s program: on ``PATH``, or a path (relative to the configuration file)."""
     if "/" in program:
@@ -112,7 +138,10 @@ def file_problems(deployment: Deployment) -> Problems:
         if api.ca_file:
             _certificates(api.ca_file, "pexip_api.ca_file", "the CA chain of the Management Node", problems)
         if api.client_cert:
+            before = len(problems)
             _certificates(api.client_cert, "pexip_api.client_cert", "the orchestrator's client certificate", problems)
+            if len(problems) == before:  # readable, PEM, valid now: now what it is good for
+                _client_certificate(d, api.client_cert, problems)
     known_hosts = d.console.known_hosts if d.console is not None and d.console.mode == "real" else None
     if known_hosts:
         data = _readable(known_hosts, "console.known_hosts", "an OpenSSH known_hosts file", problems)

@@ -15,6 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
+    "UPN_OID",
     "extension",
     "is_ca",
     "chain_problem",
