@@ -4,16 +4,70 @@
 operator; the signed certificate comes back as ``<inbox>/<node>.pem`` (or through
 ``orchestrator cert import``, which the engine reads from the journal). The chain to
 trust is the PEM file ``pki.ca_chain``.
+
+A certificate in the inbox older than the CSR last submitted, and not for its key, is the
+answer to an earlier CSR: ``collect`` ignores it. One dropped after the CSR is returned
+whatever it holds, for the checks before installing to accept or refuse with the reason.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from config.errors import Rejected
 from config.model import Deployment
 
-__all__ = ["ManualCA"]
+__all__ = ["ManualCA", "load_csr", "certificate_for", "write_atomically"]
+
+_SYSTEM = "ca"
+
+
+def load_csr(node: str, csr_pem: str) -> x509.CertificateSigningRequest:
+    """``csr_pem`` as a CSR whose self-signature verifies.
+
+    Raises:
+        Rejected: not a PEM CSR, or its signature does not verify.
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        valid = csr.is_signature_valid
+    except ValueError as exc:
+        raise Rejected(
+            f"the CA refuses the CSR of {node}: not a PEM certificate request ({exc})", system=_SYSTEM
+        ) from exc
+    if not valid:
+        raise Rejected(f"the CA refuses the CSR of {node}: its signature does not verify", system=_SYSTEM)
+    return csr
+
+
+def _public(key: object) -> bytes:
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined, no-any-return]
+
+
+def certificate_for(csr: x509.CertificateSigningRequest, pem: str) -> bool:
+    """Whether a certificate of the PEM text ``pem`` carries the CSR's public key."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        return False
+    wanted = _public(csr.public_key())
+    return any(_public(c.public_key()) == wanted for c in certs)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file, fsync it and rename it over ``path``: a crash leaves
+    the old file or the new one, never half of one (the CA operator may be reading it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class ManualCA:
@@ -28,19 +82,46 @@ class ManualCA:
         self._chain = base / pki.ca_chain if pki.ca_chain else None
 
     async def submit(self, node: str, csr_pem: str) -> None:
-        self._outbox.mkdir(parents=True, exist_ok=True)
+        """Put the CSR in the outbox for the CA operator; the same CSR again changes nothing.
+
+        Raises:
+            Rejected: not a CSR, or its signature does not verify.
+        """
+        load_csr(node, csr_pem)
         path = self._outbox / f"{node}.csr"
         if not path.exists() or path.read_text() != csr_pem:
-            path.write_text(csr_pem)
+            write_atomically(path, csr_pem)
 
     async def collect(self, node: str) -> str | None:
+        """``<inbox>/<node>.pem``, unless it is the stale answer to an earlier CSR (then ``None``)."""
         path = self._inbox / f"{node}.pem"
-        return path.read_text() if path.is_file() else None
+        if not path.is_file():
+            return None
+        pem = path.read_text()
+        submitted = self._outbox / f"{node}.csr"
+        if not submitted.is_file() or certificate_for(load_csr(node, submitted.read_text()), pem):
+            return pem
+        if path.stat().st_mtime_ns > submitted.stat().st_mtime_ns:
+            # Dropped after the CSR was written: the answer to it, and a wrong one. Returned, so
+            # that the checks before installing refuse it saying why instead of waiting silently.
+            return pem
+        return None  # the certificate of an earlier CSR: stale
 
     async def chain(self) -> list[str]:
+        """``pki.ca_chain``, one PEM block per certificate, the self-signed root(s) last.
+
+        Raises:
+            Rejected: the file is missing or holds no PEM certificate.
+        """
         if self._chain is None or not self._chain.is_file():
             raise Rejected(f"pki.ca_chain: file {self._chain} does not exist; put the CA chain (PEM) there")
-        return [self._chain.read_text()]
+        try:
+            certs = x509.load_pem_x509_certificates(self._chain.read_bytes())
+        except ValueError as exc:
+            raise Rejected(f"pki.ca_chain: {self._chain} holds no PEM certificate ({exc})", system=_SYSTEM) from exc
+        # Intermediates first, as the contract says (a site's file may list the root first).
+        certs.sort(key=lambda c: c.subject == c.issuer)
+        return [c.public_bytes(Encoding.PEM).decode() for c in certs]
 
     async def aclose(self) -> None:
         return None

@@ -3,8 +3,9 @@
 Run by ``load_deployment(check_secrets=True)`` with the other checks, so every problem is in
 one report before the journal, its key or the simulated world is created. A file is checked
 where its system uses it: ``vcenter.ca_file`` and the OVAs when vCenter is real,
-``pki.ca_chain`` when certificates are signed by hand (mode ``manual``), and so on; a file
-a simulated system never opens is not required.
+``pki.ca_chain`` when certificates are signed by hand or by a program (modes ``manual`` and
+``command``, whose program must be there too), and so on; a file a simulated system never opens
+is not required.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import shutil
 
 from config._reader import Problems
 from config.model import Deployment
@@ -75,6 +77,50 @@ def _certificates(path: str, field: str, what: str, problems: Problems) -> None:
             )
 
 
+def _client_certificate(d: Deployment, path: str, problems: Problems) -> None:
+    """The certificate the orchestrator logs in with once client certificates are required
+    (``ldap_authenticated``): found wrong only then, the run would stop there, after the
+    irreversible steps. Its identity per ``ldap.client_certificate`` must be ``ldap.verify_user``,
+    it must chain to ``pki.ca_chain`` (what the Manager trusts) and allow TLS client use."""
+    if d.ldap is None or not d.ldap.verify_user or d.pki is None:
+        return
+    from cryptography import x509
+
+    from config._x509 import client_certificate_problems
+
+    with open(path, "rb") as f:
+        cert = x509.load_pem_x509_certificates(f.read())[0]
+    chain: list[x509.Certificate] = []
+    if d.pki.ca_chain and os.path.isfile(d.pki.ca_chain):
+        try:
+            with open(d.pki.ca_chain, "rb") as f:
+                chain = x509.load_pem_x509_certificates(f.read())
+        except (OSError, ValueError):
+            pass  # reported under pki.ca_chain
+    for problem in client_certificate_problems(
+        cert, mode=d.ldap.client_certificate, identity=d.ldap.verify_user, chain=chain
+    ):
+        problems.append(("pexip_api.client_cert", f"{problem} (got {path!r}); give the orchestrator's own certificate"))
+
+
+def _program(d: Deployment, program: str, problems: Problems) -> None:
+    """``pki.command``'s program: on ``PATH``, or a path (relative to the configuration file)."""
+    if "/" in program:
+        base = os.path.dirname(d.source) if d.source else os.getcwd()
+        found = os.path.join(base, program) if not os.path.isabs(program) else program
+        usable = os.path.isfile(found) and os.access(found, os.X_OK)
+    else:
+        usable = shutil.which(program) is not None
+    if not usable:
+        problems.append(
+            (
+                "pki.command",
+                f"program not found or not executable (got {program!r}); install it, "
+                "or give its full path as the first item of pki.command",
+            )
+        )
+
+
 def file_problems(deployment: Deployment) -> Problems:
     """Every file the deployment's real systems (and hand-signed certificates) will open that is not usable."""
     d, problems = deployment, Problems()
@@ -92,7 +138,10 @@ def file_problems(deployment: Deployment) -> Problems:
         if api.ca_file:
             _certificates(api.ca_file, "pexip_api.ca_file", "the CA chain of the Management Node", problems)
         if api.client_cert:
+            before = len(problems)
             _certificates(api.client_cert, "pexip_api.client_cert", "the orchestrator's client certificate", problems)
+            if len(problems) == before:  # readable, PEM, valid now: now what it is good for
+                _client_certificate(d, api.client_cert, problems)
         if api.provisioning_ca_file and d.conferencing:
             what = "the CA of the Conferencing Nodes' provisioning certificates"
             _certificates(api.provisioning_ca_file, "pexip_api.provisioning_ca_file", what, problems)
@@ -108,7 +157,9 @@ def file_problems(deployment: Deployment) -> Problems:
             )
     if d.ldap is not None and d.ldap.mode == "real" and d.ldap.ca_file:
         _certificates(d.ldap.ca_file, "ldap.ca_file", "the CA certificate that signed the LDAP server's", problems)
-    if d.pki is not None and d.pki.mode == "manual" and d.pki.ca_chain:
+    if d.pki is not None and d.pki.mode == "command" and d.pki.command:
+        _program(d, d.pki.command[0], problems)
+    if d.pki is not None and d.pki.mode in ("manual", "command") and d.pki.ca_chain:
         _certificates(d.pki.ca_chain, "pki.ca_chain", "the trusted CA chain the guide requires uploading", problems)
         if d.pki.inbox and os.path.exists(d.pki.inbox) and not os.path.isdir(d.pki.inbox):
             problems.append(

@@ -19,6 +19,7 @@ from config._node_checks import CPU_RANGE, MEMORY_MB_RANGE, NodeContext, check_a
 from config._reader import Problems, shown
 from config.model import Deployment, VCenterSpec
 from config.rules import (
+    csr_key_type_problem,
     distinct_ntp_servers,
     distinct_servers,
     lease_timeout_problem,
@@ -30,11 +31,10 @@ from config.rules import (
 __all__ = ["validate", "MODES", "CPU_RANGE", "MEMORY_MB_RANGE"]
 
 MODES = ("real", "sim")
-PKI_MODES = ("manual", "sim")
+PKI_MODES = ("manual", "command", "sim")
 BIOS_METHODS = ("keystrokes", "operator")
 SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
 CLIENT_CERTIFICATE = ("CN", "UPN")  # authentication.client_certificate "Required" choices
-KEY_TYPES = ("RSA2048", "RSA4096", "ECDSAP256")  # certificate_signing_request.private_key_type
 DN_KEYS = ("O", "OU", "L", "ST", "C")  # the CSR's "Additional subject fields"
 
 _NAME = re.compile(r"[a-z0-9-]{1,40}\Z")
@@ -196,11 +196,32 @@ def _pki(d: Deployment, c: Check) -> None:
     if p is None:
         return
     c.choice(p.mode, PKI_MODES, "pki.mode")
-    if p.mode == "manual":
+    if p.mode in ("manual", "command"):
         c.required(
             p.ca_chain, "pki.ca_chain", 'add ca_chain = "<PEM file>": the guide requires uploading the trusted CA chain'
         )
-    c.choice(p.key_type, KEY_TYPES, "pki.key_type")
+    c.choice(p.subject, ("fqdn", "address"), "pki.subject")
+    if isinstance(p.min_valid_days, int):
+        c.need(
+            0 <= p.min_valid_days <= 3650,
+            "pki.min_valid_days",
+            f"must be 0..3650 days (got {p.min_valid_days}); how long a signed certificate must stay valid",
+        )
+    if p.mode == "command" and p.command is not None:
+        c.need(
+            bool(p.command) and bool(p.command[0].strip()),
+            "pki.command",
+            f"mode is 'command' but no program is given (got {list(p.command)!r}); write the argv that signs a CSR "
+            'read on stdin and prints the certificate, e.g. command = ["openssl", "ca", "-batch", "-in", "/dev/stdin"]',
+        )
+    if isinstance(p.command_timeout_s, float):
+        c.need(
+            0 < p.command_timeout_s <= 3600,
+            "pki.command_timeout_s",
+            f"must be > 0 and at most 3600 seconds (got {p.command_timeout_s:g}); the CA program is stopped after it",
+        )
+    if isinstance(p.key_type, str) and (problem := csr_key_type_problem(p.key_type)) is not None:
+        c.add("pki.key_type", problem)
     if isinstance(p.dn, str) and p.dn:
         for part in p.dn.split(","):
             key, sep, value = part.strip().partition("=")

@@ -180,11 +180,16 @@ class GlobalSpec:
 
 @dataclass(frozen=True)
 class PkiSpec:
-    mode: Literal["manual", "sim"]
+    mode: Literal["manual", "command", "sim"]
     ca_chain: str | None  # PEM file of the trusted CA chain to upload
     key_type: str = "RSA2048"
     dn: str = ""  # additional subject fields, "O=...,C=..."
     inbox: str | None = None  # manual mode: where signed certificates may be dropped
+    command: tuple[str, ...] = ()  # command mode: the argv that signs a CSR on stdin, PEM on stdout
+    command_timeout_s: float = 60.0
+    ms_template: bool = False  # the CSR's "Include Microsoft certificate template extension" (an enterprise CA)
+    subject: Literal["fqdn", "address"] = "fqdn"  # the CSR's CN: the node's FQDN, or its IP where no DNS is used
+    min_valid_days: int = 0  # a signed certificate must stay valid this long from its import
 
 
 @dataclass(frozen=True)

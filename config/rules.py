@@ -32,6 +32,8 @@ __all__ = [
     "lease_timeout_problem",
     "NOT_YET_REAL",
     "unbuilt_mode_problem",
+    "CSR_KEY_TYPES",
+    "csr_key_type_problem",
 ]
 
 SNMP_COMMUNITY_MAX = 16  # the API's snmp_community length
@@ -43,6 +45,26 @@ _SERVERS = {"dns": "DNS", "ntp": "NTP", "syslog": "syslog"}
 HEARTBEATS_PER_LEASE = 3
 MIN_HEARTBEAT_PERIOD_S = 0.5  # the journal is not written more often than this for heartbeats
 MIN_LEASE_TIMEOUT_S = HEARTBEATS_PER_LEASE * MIN_HEARTBEAT_PERIOD_S
+
+
+# The CSR generator's private_key_type choices (pexip-api.md section 2, item 4) but UPLOAD: the
+# key must be made on the node, never handed to it. A given Manager may offer fewer.
+CSR_KEY_TYPES = ("RSA2048", "RSA4096", "ECDSAP256")
+
+
+def csr_key_type_problem(key_type: str, offered: Sequence[str] = CSR_KEY_TYPES) -> str | None:
+    """Guide: "Private key type ... Default: RSA (2048bit)"; the version's ``valid_choices`` say what it makes.
+
+    ``offered``: the Manager's ``certificate_signing_request`` ``private_key_type`` choices
+    (default: every one the API is known to have).
+    """
+    choices = [c for c in offered if c != "UPLOAD"]
+    if key_type not in choices:
+        return (
+            f"key type not offered by the CSR generator (got {key_type!r}); use one of: {', '.join(choices)}"
+            " (a user-provided key, UPLOAD, would mean handing the node a key made elsewhere)"
+        )
+    return None
 
 
 def vlan_problem(vlan: int, policy: VlanPolicy, reserved: Collection[int]) -> str | None:

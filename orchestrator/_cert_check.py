@@ -8,13 +8,14 @@ CSR would be consumed by a certificate it cannot use, and the node could not rec
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from config._x509 import chain_problem, is_ca, names, usage_problem
 
 __all__ = ["KEY_MISMATCH", "certificate_problems", "load_pem_certificates"]
 
@@ -31,44 +32,12 @@ def _public(key: object) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined, no-any-return]
 
 
-def _extension(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+def _is_ip(name: str) -> bool:
     try:
-        return cert.extensions.get_extension_for_class(cls).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    constraints = _extension(cert, x509.BasicConstraints)
-    return isinstance(constraints, x509.BasicConstraints) and constraints.ca
-
-
-def _chains(cert: x509.Certificate, chain: Sequence[x509.Certificate]) -> str | None:
-    """None when ``cert`` chains to a self-signed CA of ``chain``; else why not."""
-    current, seen = cert, 0
-    while seen <= len(chain):
-        issuer = next((c for c in chain if c.subject == current.issuer and _is_ca(c) and _signed_by(current, c)), None)
-        if issuer is None:
-            return f"it is not signed by a CA of pki.ca_chain (issuer {current.issuer.rfc4514_string()})"
-        if issuer.issuer == issuer.subject:
-            return None
-        current, seen = issuer, seen + 1
-    return "its chain in pki.ca_chain loops"
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):  # a bad signature, or a key type that cannot sign
+        ipaddress.ip_address(name)
+    except ValueError:
         return False
     return True
-
-
-def _names(cert: x509.Certificate) -> list[str]:
-    sans = _extension(cert, x509.SubjectAlternativeName)
-    if isinstance(sans, x509.SubjectAlternativeName):
-        return [n.lower() for n in sans.get_values_for_type(x509.DNSName)]
-    return [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
 
 
 def certificate_problems(
@@ -78,10 +47,14 @@ def certificate_problems(
     chain: Sequence[x509.Certificate],
     fqdn: str,
     now: datetime | None = None,
+    min_valid_days: int = 0,
 ) -> list[str]:
     """What is wrong with ``cert`` for a node with ``fqdn`` and pending CSR ``csr_pem`` (empty: nothing).
 
     Args:
+        fqdn: the name the certificate must be valid for: the node's FQDN, or its IP address
+            (``pki.subject = "address"``).
+        min_valid_days: how long past ``now`` it must stay valid (``pki.min_valid_days``).
         csr_pem: the node's pending CSR as the journal recorded it (None: none is pending).
         chain: the trusted CA chain (``pki.ca_chain``).
     """
@@ -92,9 +65,9 @@ def certificate_problems(
     if _public(cert.public_key()) != _public(csr.public_key()):
         return [f"{KEY_MISMATCH}: the certificate's public key is not the one of the node's CSR"]
     problems = []
-    if _is_ca(cert):
+    if is_ca(cert):
         problems.append("it is a CA certificate (basicConstraints CA:TRUE), not the node's server certificate")
-    why = _chains(cert, chain)
+    why = chain_problem(cert, chain)
     if why:
         problems.append(why)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
@@ -102,21 +75,15 @@ def certificate_problems(
             f"it is not valid now ({now:%Y-%m-%d %H:%M} UTC; valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
             f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M})"
         )
-    if fqdn.lower() not in _names(cert):
-        problems.append(f"it is not issued for the node's FQDN {fqdn} (names {_names(cert)})")
-    usages = _extension(cert, x509.ExtendedKeyUsage)
-    # No extendedKeyUsage at all means no restriction (RFC 5280, 4.2.1.12): both uses are allowed.
-    if isinstance(usages, x509.ExtendedKeyUsage):
-        lacking = [
-            name
-            for name, oid in (
-                ("serverAuth", ExtendedKeyUsageOID.SERVER_AUTH),
-                ("clientAuth", ExtendedKeyUsageOID.CLIENT_AUTH),
-            )
-            if oid not in usages
-        ]
-        if lacking:
-            problems.append(
-                f"its extended key usage lacks {' and '.join(lacking)} (the node needs TLS server and client)"
-            )
+    elif cert.not_valid_after_utc < now + timedelta(days=min_valid_days):
+        problems.append(
+            f"it expires {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, sooner than pki.min_valid_days "
+            f"({min_valid_days} days from now); have the CA sign it for longer"
+        )
+    if fqdn.lower() not in names(cert):
+        what = "address" if _is_ip(fqdn) else "FQDN"
+        problems.append(f"it is not issued for the node's {what} {fqdn} (names {names(cert)})")
+    why = usage_problem(cert, ["serverAuth", "clientAuth"], "the node needs TLS server and client")
+    if why:
+        problems.append(why)
     return problems

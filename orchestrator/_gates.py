@@ -115,6 +115,9 @@ class Gates:
 
         Polls for ``poll_s`` a gate that opens by itself (a CA that answers by itself);
         any other gate is looked at once: the run then exits 3 and says how to open it.
+
+        Raises:
+            AdapterError: a non-retryable one of the step's opener (the CA's certificate is refused).
         """
         deadline = self._clock.monotonic() + self._poll_s
         delay = 0.05
@@ -125,6 +128,8 @@ class Gates:
                 try:
                     payload = await self.open_nowait(node, step, ctx, gate)
                 except AdapterError as exc:
+                    if not exc.retryable:
+                        raise  # the outside world answered, and wrongly (a certificate refused): the node fails
                     log.warning("gate poll failed", node=node, gate=gate, error=str(exc))
             if payload is not None:
                 return payload

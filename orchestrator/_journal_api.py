@@ -161,6 +161,7 @@ def cert_import(
             node's FQDN, or lacks server and client usage (nothing is journaled, the CSR stays).
     """
     from orchestrator._cert_check import certificate_problems, load_pem_certificates
+    from orchestrator.steps.pki_steps import subject_name
 
     record = _require_node(journal, node)
     if not by.strip():
@@ -200,7 +201,13 @@ def cert_import(
         else journal.last_event(node, kind=kinds.GATE_WAITING)
     )
     csr = waiting.payload.get("csr") if waiting is not None and waiting.payload.get("gate") == "certificate" else None
-    problems = certificate_problems(cert, csr_pem=csr, chain=chain, fqdn=spec.fqdn)
+    problems = certificate_problems(
+        cert,
+        csr_pem=csr,
+        chain=chain,
+        fqdn=subject_name(deployment, spec),
+        min_valid_days=deployment.pki.min_valid_days,
+    )
     if problems:
         raise ConfigError([("FILE", f"{path}: refused for {node}, nothing recorded: " + "; ".join(problems))])
     event = journal.record(

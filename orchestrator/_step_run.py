@@ -335,7 +335,12 @@ class StepRunner:
     async def _pass_gate(self, model: NodeModel, gate: str) -> bool:
         """A node in a waiting state: back to its step once the gate is open (False: not now)."""
         step = step_impls.STEPS[model.step] if model.step else None
-        if await self._gates.wait(model.name, step, gate, stopping=lambda: self._stopping) is None:
+        try:
+            opened = await self._gates.wait(model.name, step, gate, stopping=lambda: self._stopping)
+        except AdapterError as exc:  # not retryable (Gates.wait): the answer at the gate was refused
+            await self._fail(model, model.step or gate, exc, {})
+            return False
+        if opened is None:
             return False
         await self._transition(
             model, "open_gate", kind=kinds.GATE_PASSED, step=model.step, payload={"gate": gate}, update={"gate": None}

@@ -111,11 +111,14 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
     from adapters.sim.provisioning import SimProvisioning
 
     assert world is not None  # the Pexip API, console and LDAP have no real adapter yet: simulated
-    ca: CertificateAuthority = (
-        SimCA(world, deployment)
-        if deployment.pki.mode == "sim"
-        else ManualCA(deployment, Path(deployment.source).parent if deployment.source else None)
-    )
+    base = Path(deployment.source).parent if deployment.source else None
+    ca: CertificateAuthority = ManualCA(deployment, base)
+    if deployment.pki.mode == "sim":
+        ca = SimCA(world, deployment)
+    elif deployment.pki.mode == "command":
+        from adapters.ca_command import CommandCA
+
+        ca = CommandCA(deployment, base)
     directory = SimDirectory(world, deployment)
     if provisioning is None:
         provisioning = SimProvisioning(world, deployment)

@@ -57,3 +57,19 @@ class Resource:
     fields: dict[str, Field]
     singleton: bool = False  # GET and PATCH only (global, authentication, management_vm)
     read_only: bool = False  # GET only (permission)
+
+    def schema(self) -> dict[str, Any]:
+        """The ``<resource>/schema/`` document, the part clients read (pexip-api.md section 1: Discovery)."""
+        return {
+            "fields": {
+                name: {
+                    "type": f.kind,
+                    "default": f.default,
+                    "readonly": f.read_only,
+                    "nullable": f.kind == "uri" and not f.required,
+                    "blank": f.kind == "str" and not f.required,
+                    "valid_choices": list(f.choices) or None,
+                }
+                for name, f in self.fields.items()
+            }
+        }

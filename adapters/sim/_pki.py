@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from config.rules import CSR_KEY_TYPES
 
 __all__ = [
     "PrivateKey",
@@ -26,6 +29,8 @@ __all__ = [
     "load_key",
     "fingerprint",
     "parse_dn",
+    "general_name",
+    "san_names",
     "make_csr",
     "load_csr",
     "csr_names",
@@ -40,7 +45,7 @@ __all__ = [
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 # The CSR generator's private_key_type choices (pexip-api.md section 2, item 4), but UPLOAD.
-KEY_TYPES = ("RSA2048", "RSA4096", "ECDSAP256")
+KEY_TYPES = CSR_KEY_TYPES
 
 _DN_ATTRIBUTES = {
     "CN": NameOID.COMMON_NAME,
@@ -106,6 +111,23 @@ def parse_dn(dn: str) -> list[x509.NameAttribute[str]]:
     return attributes
 
 
+def general_name(name: str) -> x509.GeneralName:
+    """A subject alternative name: an IP address where ``name`` is one (a node named by its address), else DNS."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def san_names(extensions: x509.Extensions) -> list[str]:
+    """The DNS names and IP addresses (as text) of a certificate's or CSR's subject alternative names."""
+    try:
+        sans = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [*sans.get_values_for_type(x509.DNSName), *(str(a) for a in sans.get_values_for_type(x509.IPAddress))]
+
+
 def make_csr(key: PrivateKey, subject_name: str, dn: str, sans: list[str], ad_compatible: bool) -> str:
     """A CSR for ``subject_name`` (CN, also the first SAN) that asks for server and client
     authentication, as the Management Node's CSR generator always does."""
@@ -113,7 +135,7 @@ def make_csr(key: PrivateKey, subject_name: str, dn: str, sans: list[str], ad_co
     builder = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([*parse_dn(dn), x509.NameAttribute(NameOID.COMMON_NAME, subject_name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dict.fromkeys(names)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([general_name(n) for n in dict.fromkeys(names)]), critical=False)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
@@ -135,16 +157,10 @@ def load_csr(pem: str) -> x509.CertificateSigningRequest:
 
 
 def csr_names(csr: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
-    """The CSR's common name and its DNS subject alternative names."""
+    """The CSR's common name and its subject alternative names (DNS names, IP addresses as text)."""
     cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn = str(cns[0].value) if cns else ""
-    try:
-        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.DNSName
-        )
-    except x509.ExtensionNotFound:
-        sans = []
-    return cn, list(sans)
+    return cn, san_names(csr.extensions)
 
 
 def load_certs(pem: str) -> list[x509.Certificate]:
@@ -263,7 +279,7 @@ def sign_csr(csr_pem: str, ca_key_pem: str, ca_cert_pem: str, days: int = 365) -
             issuer=ca_cert,
             days=days,
             ca=False,
-            sans=[x509.DNSName(n) for n in (sans or [cn])],
+            sans=[general_name(n) for n in (sans or [cn])],
             usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         )
     )
@@ -291,12 +307,7 @@ def _key_id(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> str:
 def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
     """The read-only metadata fields the API shows for a TLS or CA certificate."""
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.DNSName
-        )
-    except x509.ExtensionNotFound:
-        sans = []
+    sans = san_names(cert.extensions)
     try:
         ekus = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     except x509.ExtensionNotFound:

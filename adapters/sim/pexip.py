@@ -30,7 +30,7 @@ from adapters.sim import _pki as pki
 from adapters.sim._manager import COUNTERS, PROVISIONED, stored
 from adapters.sim._pexip_certs import new_certificate, new_csr, reject_field, with_secrets
 from adapters.sim._pexip_login import Logins
-from adapters.sim._pexip_schema import RESOURCES, api_error, parse_uri, uri_of, validate
+from adapters.sim._pexip_schema import BASE, RESOURCES, api_error, parse_uri, uri_of, validate
 from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, pexip_system
 from config.errors import Unreachable
 from config.model import Deployment
@@ -61,6 +61,7 @@ class SimPexipApi:
         self._node_by_fqdn: dict[str, str] = {}
         for node in deployment.nodes:
             self._node_by_fqdn[node.fqdn.lower()] = node.name
+            self._node_by_fqdn[node.address] = node.name  # pki.subject = "address"
             if node.sip_tls_fqdn:
                 self._node_by_fqdn[node.sip_tls_fqdn.lower()] = node.name
         self._logins = Logins(world, deployment, directory)
@@ -102,7 +103,10 @@ class SimPexipApi:
         return [self._render(resource, obj) for obj in found]
 
     async def get(self, uri: str) -> dict[str, Any]:
+        """A configuration object, or a resource's ``<resource>/schema/`` (its fields' ``valid_choices``)."""
         await self._gate(f"GET {uri}", change=False)
+        if uri.startswith(BASE) and uri.endswith("/schema/"):
+            return self._resource(uri[len(BASE) : -len("/schema/")]).schema()  # type: ignore[no-any-return]
         resource, ident = parse_uri(uri)
         return self._render(resource, self._object(resource, ident))
 

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from config import rules
 from config.errors import Rejected, Unknowable
+from config.model import Deployment, NodeSpec
 from orchestrator.steps._rest import field_changes, find_one, node_object, singleton, worker_vm
 from orchestrator.steps.base import URI, Change, Step, StepContext
 
-__all__ = ["TrustedCaChain", "CreateCsr", "InstallCertificate", "SipTlsVerification", "SipTlsFqdn", "pem_blocks"]
+__all__ = [
+    "TrustedCaChain",
+    "CreateCsr",
+    "InstallCertificate",
+    "SipTlsVerification",
+    "SipTlsFqdn",
+    "pem_blocks",
+    "subject_name",
+]
 
 
 def pem_blocks(text: str) -> list[str]:
@@ -32,8 +42,14 @@ def pem_blocks(text: str) -> list[str]:
     return blocks
 
 
+def subject_name(deployment: Deployment, node: NodeSpec) -> str:
+    """The CSR's subject CN, and the name the certificate must be valid for: the node's FQDN, or
+    its IP address where the deployment uses no DNS (``pki.subject = "address"``, as the guide allows)."""
+    return node.address if deployment.pki.subject == "address" else node.fqdn
+
+
 def _subject(ctx: StepContext) -> str:
-    return ctx.node.fqdn
+    return subject_name(ctx.deployment, ctx.node)
 
 
 def _identity_of(pem: str) -> dict[str, str]:
@@ -97,16 +113,29 @@ async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
     return None
 
 
+async def _check_key_type(ctx: StepContext) -> None:
+    """``pki.key_type`` against what this Manager's version makes (its schema's ``valid_choices``):
+    ECDSA P-256 is not offered by every version, and a refused POST would say less."""
+    schema = await ctx.systems.pexip.get(f"{URI}certificate_signing_request/schema/")
+    offered = ((schema.get("fields") or {}).get("private_key_type") or {}).get("valid_choices")
+    if offered and (problem := rules.csr_key_type_problem(ctx.deployment.pki.key_type, offered)) is not None:
+        raise Rejected(f"pki.key_type: this Management Node's {problem}; set pki.key_type in the configuration")
+
+
 class CreateCsr(Step):
-    """Pexip's CSR generator: subject = node FQDN; SANs add the SIP TLS FQDN. Made once."""
+    """Pexip's CSR generator: subject = node FQDN (the generator adds it to the SANs); SANs add the
+    SIP TLS FQDN; ``pki.dn``'s subject fields; ``pki.key_type`` if this version offers it. Made once."""
 
     name = "create_csr"
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return {
+        observed = {
             "csr": await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx)),
             "certificate": await _installed_certificate(ctx),
         }
+        if observed["csr"] is None and observed["certificate"] is None:
+            await _check_key_type(ctx)
+        return observed
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         if observed["csr"] is None and observed["certificate"] is None:
@@ -116,16 +145,42 @@ class CreateCsr(Step):
     @staticmethod
     def request(ctx: StepContext) -> dict[str, Any]:
         """The CSR's fields as sent to Pexip's generator (what the record says was asked for)."""
-        sans = [n for n in {ctx.node.sip_tls_fqdn} if n and n != _subject(ctx)]
+        # The SIP TLS FQDN (the node's FQDN unless set) must match an entry of the certificate (guide):
+        # a SAN, where the subject is not already that name (always so with pki.subject = "address").
+        names = (ctx.node.sip_tls_fqdn, ctx.node.fqdn)
+        sans = [n for n in dict.fromkeys(names) if n and n != _subject(ctx)]
         return {
             "subject_name": _subject(ctx),
             "dn": ctx.deployment.pki.dn,
             "additional_subject_alt_names": ",".join(sans),
             "private_key_type": ctx.deployment.pki.key_type,
+            "ad_compatible": ctx.deployment.pki.ms_template,
         }
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         await ctx.systems.pexip.create("certificate_signing_request", self.request(ctx))
+
+
+async def _check_answer(ctx: StepContext, pem: str, csr_pem: str) -> None:
+    """The checks of ``orchestrator cert import``, for a certificate the CA returned by itself (the
+    inbox, a command CA): nothing reaches the node, and the CSR is not consumed, unless it passes."""
+    from orchestrator._cert_check import certificate_problems, load_pem_certificates
+
+    try:
+        cert = load_pem_certificates(pem)[0]
+        chain = [c for block in await ctx.systems.ca.chain() for c in load_pem_certificates(block)]
+    except ValueError as exc:
+        raise Rejected(f"{ctx.node.name}: the CA's answer is not a PEM certificate ({exc})", system="ca") from exc
+    problems = certificate_problems(
+        cert, csr_pem=csr_pem, chain=chain, fqdn=_subject(ctx), min_valid_days=ctx.deployment.pki.min_valid_days
+    )
+    if problems:
+        raise Rejected(
+            f"{ctx.node.name}: the certificate the CA returned is refused, nothing was installed: "
+            + "; ".join(problems)
+            + f"; have the CA sign the node's CSR again (or `orchestrator cert import {ctx.node.name} FILE`)",
+            system="ca",
+        )
 
 
 class InstallCertificate(Step):
@@ -146,7 +201,10 @@ class InstallCertificate(Step):
         ctx.scratch["gate_record"] = {"csr": csr["csr"]}
         await ctx.systems.ca.submit(ctx.node.name, csr["csr"])
         pem = await ctx.systems.ca.collect(ctx.node.name)
-        return {"certificate": pem} if pem else None
+        if not pem:
+            return None
+        await _check_answer(ctx, pem, csr["csr"])
+        return {"certificate": pem}
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return {

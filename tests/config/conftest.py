@@ -10,9 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import config
-from adapters.sim._pki import make_root
+from adapters.sim._pki import issue_certificate, load_certs, load_key, make_root, new_key
+from config._x509 import UPN_OID
 
 EXAMPLE = Path(config.__file__).with_name("example.toml")
 DELETE = "<delete>"  # an edit value: remove the key (a string, so parametrize tables can spell it)
@@ -129,12 +133,33 @@ def example_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
+def client_certificate(
+    ca_key: str,
+    ca: str,
+    cn: str,
+    *,
+    upn: str | None = None,
+    usages: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.CLIENT_AUTH,),
+    is_ca: bool = False,
+) -> str:
+    """A client certificate (PEM) for ``cn`` (and a userPrincipalName ``upn``) issued by the CA ``(ca_key, ca)``."""
+    key = new_key("ECDSAP256")
+    sans = [x509.OtherName(UPN_OID, b"\x0c" + bytes([len(upn.encode())]) + upn.encode())] if upn else []
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    cert = issue_certificate(
+        name, key.public_key(), load_key(ca_key), issuer=load_certs(ca)[0], ca=is_ca, sans=sans, usages=usages
+    )
+    return cert.public_bytes(Encoding.PEM).decode()
+
+
 def write_example_files(directory: Path) -> None:
     """Create every file the example names (CA files, client certificate, known_hosts, OVAs) in ``directory``."""
-    _, ca = make_root("Example test CA")
-    for name in ("vcenter-ca.pem", "ca-chain.pem", "orchestrator-admin.pem"):
-        (directory / "certs").mkdir(parents=True, exist_ok=True)
+    ca_key, ca = make_root("Example test CA")
+    (directory / "certs").mkdir(parents=True, exist_ok=True)
+    for name in ("vcenter-ca.pem", "ca-chain.pem"):
         (directory / "certs" / name).write_text(ca)
+    # The orchestrator's client certificate: ldap.verify_user in its CN, issued by the chain's CA.
+    (directory / "certs" / "orchestrator-admin.pem").write_text(client_certificate(ca_key, ca, "orchestrator"))
     (directory / "certs" / "known_hosts").write_text("pexmgr.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest\n")
     (directory / "images").mkdir(exist_ok=True)
     for name in ("Pexip_Infinity_pxMgr.ova", "Pexip_Infinity_ConfNode.ova"):

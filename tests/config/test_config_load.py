@@ -211,6 +211,12 @@ BROKEN = [
         "https://",
     ),  # the bootstrap file over plain http
     ({"pki.key_type": "DSA1024"}, "pki.key_type", "RSA2048"),  # key type the CSR generator does not make
+    ({"pki.dn": "O=Example,C=GBR"}, "pki.dn", "country must be 2 capital letters"),  # a three-letter country
+    ({"pki.mode": "command"}, "pki.command", "no program is given"),  # a command CA without its program
+    ({"pki.command": "openssl ca"}, "pki.command", "expected an array"),  # a shell string, not an argv list
+    ({"pki.command_timeout_s": 0}, "pki.command_timeout_s", "must be > 0"),  # a CA program never given time
+    ({"pki.subject": "hostname"}, "pki.subject", "fqdn, address"),  # a CSR subject the orchestrator cannot name
+    ({"pki.min_valid_days": -1}, "pki.min_valid_days", "must be 0..3650 days"),  # a validity floor below zero
     ({"deployment.name": "Secure Lab"}, "deployment.name", "a-z, 0-9"),  # deployment name not usable in VM identities
 ]
 

@@ -55,6 +55,10 @@ MISTAKES = [
     (_remove("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a missing CA file
     (_garble("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a TLS trust file that is no certificate
     (_remove("certs/ca-chain.pem"), "pki.ca_chain"),  # pki.ca_chain missing: found today after the security wizard
+    (
+        _replace('[pki]\nmode = "manual"', '[pki]\ncommand = ["no-such-ca-program", "sign"]\nmode = "command"'),
+        "pki.command",
+    ),  # a command CA whose program is not installed
     (_remove("images/Pexip_Infinity_ConfNode.ova"), "ova.conferencing"),  # a missing OVA
     (_replace('ca_file = "certs/vcenter-ca.pem"', 'ca_file = "certs"'), "vcenter.ca_file"),  # a directory for a file
 ]

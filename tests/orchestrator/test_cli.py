@@ -255,6 +255,24 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def test_a_command_ca_signs_every_csr_with_no_one_in_between(env: Path, tmp_path: Path) -> None:
+    """`[pki] mode = "command"` with a real `openssl ca`: after the one approval the run ends by itself."""
+    from _openssl_ca import openssl_ca
+
+    from config.load import simulated_deployment
+
+    spec = openssl_ca(tmp_path, simulated_deployment(1, tmp_path / "unused").pki)
+    (tmp_path / "certs" / "ca-chain.pem").write_text((tmp_path / "pki" / "ca-chain.pem").read_text())
+    table = '[pki]\nmode = "command"\ncommand = ' + json.dumps(list(spec.command))  # a TOML array of strings
+    env.write_text(env.read_text().replace('[pki]\nmode = "sim"', table))
+    assert _invoke("-c", str(env), "run")[0] == 3  # the security wizard's approval first
+    _invoke("-c", str(env), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
+    code, out, err = _invoke("-c", str(env), "resume", "--all")
+    assert code == 0, out + err
+    signed = (tmp_path / "ca" / "index.txt").read_text().splitlines()
+    assert len(signed) == len(list((tmp_path / "pki" / "outbox").glob("*.csr"))) == 4  # once per node
+
+
 def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> None:
     """A manual CA: each node waits with its CSR in the outbox; openssl signs it; cert import; the run ends."""
     text = (

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, ProvisioningCase, VSphereCase
+from _openssl_ca import openssl_ca
 from _sim_factory import deploy_vm, install_manager, make_deployment, prompts
 from _vcsim import vcenter
 
 from adapters.base import Directory, NodeProvisioning, PexipApi, Systems
+from adapters.ca_command import CommandCA
 from adapters.ca_manual import ManualCA
 from adapters.provisioning import HttpsProvisioning
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
@@ -35,7 +37,8 @@ PEXIP_IMPLEMENTATIONS = ["sim"]
 # The real console client (installation and security wizards) joins here.
 CONSOLE_IMPLEMENTATIONS = ["sim"]
 # adapters.ca_manual.ManualCA is the real CA: the operator is played by the fixture.
-CA_IMPLEMENTATIONS = ["sim", "manual"]
+# adapters.ca_command.CommandCA runs a real `openssl ca` configured in the test's directory.
+CA_IMPLEMENTATIONS = ["sim", "manual", "command"]
 # The real LDAP client joins here, against a test directory shaped like the deployment's.
 DIRECTORY_IMPLEMENTATIONS = ["sim"]
 # adapters.provisioning.HttpsProvisioning against the lab's HTTPS server of each node (milliseconds).
@@ -150,6 +153,13 @@ async def ca_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             """The twin signs by itself (the world has no latency here)."""
 
         case = CaCase("sim", SimCA(world, deployment), deployment, twin_signs)
+    elif request.param == "command":
+        deployment = dataclasses.replace(deployment, pki=openssl_ca(tmp_path, deployment.pki))
+
+        async def program_signs(node: str) -> None:
+            """`openssl ca` signed at submission."""
+
+        case = CaCase("command", CommandCA(deployment, tmp_path), deployment, program_signs)
     else:
         deployment = dataclasses.replace(
             deployment,

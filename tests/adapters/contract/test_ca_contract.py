@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _contract import CaCase, known_difference
+from _contract import CaCase
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -55,15 +55,8 @@ async def test_submitting_the_same_csr_again_is_harmless(ca_case: CaCase) -> Non
     assert await ca_case.ca.collect("conf-1") == signed
 
 
-async def test_a_new_csr_never_collects_the_old_certificate(ca_case: CaCase, request: pytest.FixtureRequest) -> None:
+async def test_a_new_csr_never_collects_the_old_certificate(ca_case: CaCase) -> None:
     """After a node submits a new CSR, collect returns nothing or a certificate for the new key, never the old one."""
-    known_difference(
-        request,
-        ca_case.kind,
-        {"manual"},
-        "ManualCA.collect returns <inbox>/<node>.pem whatever CSR was submitted last: the certificate "
-        "of the replaced CSR until the operator overwrites it",
-    )
     old, _ = _csr("conf1.example.com")
     await ca_case.ca.submit("conf-1", old)
     await ca_case.signs("conf-1")
@@ -93,14 +86,8 @@ async def test_the_chain_issues_the_certificates(ca_case: CaCase) -> None:
     leaf.verify_directly_issued_by(issuer)
 
 
-async def test_garbage_is_refused(ca_case: CaCase, request: pytest.FixtureRequest) -> None:
+async def test_garbage_is_refused(ca_case: CaCase) -> None:
     """Something that is not a CSR is Rejected at submission."""
-    known_difference(
-        request,
-        ca_case.kind,
-        {"manual"},
-        "ManualCA.submit writes any text to the outbox for the operator; only the twin checks it is a CSR",
-    )
     with pytest.raises(Rejected):
         await ca_case.ca.submit("conf-1", "not a csr")
 

@@ -154,3 +154,12 @@ async def test_aclose_is_idempotent(pexip_case: PexipCase) -> None:
     await pexip_case.api.get(GLOBAL)
     await pexip_case.api.aclose()
     await pexip_case.api.aclose()
+
+
+async def test_a_resource_schema_gives_its_valid_choices(pexip_case: PexipCase) -> None:
+    """get('<resource>/schema/') is the resource's schema: the CSR generator's key types are read from it."""
+    schema = await pexip_case.api.get(BASE + "certificate_signing_request/schema/")
+    choices = schema["fields"]["private_key_type"]["valid_choices"]
+    assert {"RSA2048", "RSA4096"} <= set(choices)
+    with pytest.raises(Rejected):
+        await pexip_case.api.get(BASE + "no_such_resource/schema/")
