@@ -417,3 +417,7 @@ def _quietly_close(conn: Connection) -> None:
     """Unbind and close; a connection already broken has nothing left to say."""
     with contextlib.suppress(lx.LDAPException, OSError):
         conn.unbind()
+    # ldap3 leaves the socket of a connect that failed open (no unbind closes it): close it here.
+    sock = getattr(conn, "socket", None)
+    if isinstance(sock, socket.socket):
+        sock.close()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ldap3 import MODIFY_DELETE, Connection, Server, Tls
+from ldap3 import BASE, MODIFY_REPLACE, NONE, Connection, Server, Tls
 from ldap3.protocol.rfc2849 import safe_ldif_string
 from ldap3.utils.dn import parse_dn
 
@@ -225,7 +225,9 @@ class Slapd:
     base_dn: str
     root_dn: str
     root_password: str
-    process: subprocess.Popen[bytes]
+    config_dir: str
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
 
     def pointed_at(self, deployment: Deployment) -> Deployment:
         """``deployment`` with ``ldap`` in real mode at this server (its CA as ``ldap.ca_file``)."""
@@ -238,7 +240,7 @@ class Slapd:
     def admin(self) -> Iterator[Connection]:
         """A connection bound as the directory's root DN over StartTLS, to change it under a test."""
         tls = Tls(ca_certs_file=str(self.ca_file), validate=ssl.CERT_REQUIRED)
-        server = Server("127.0.0.1", port=self.port, tls=tls, connect_timeout=5)
+        server = Server("127.0.0.1", port=self.port, tls=tls, get_info=NONE, connect_timeout=5)
         conn = Connection(server, self.root_dn, self.root_password, raise_exceptions=True)
         conn.open()
         conn.start_tls()
@@ -249,22 +251,47 @@ class Slapd:
             conn.unbind()
 
     def remove_member(self, group_dn: str, member_dn: str) -> None:
+        """Take ``member_dn`` out of the group (the last member leaves the empty DN: groupOfNames needs one)."""
         with self.admin() as conn:
-            conn.modify(group_dn, {"member": [(MODIFY_DELETE, [member_dn])]})
+            conn.search(group_dn, "(objectClass=*)", search_scope=BASE, attributes=["member"])
+            left = [m for m in conn.entries[0].member.values if m.lower() != member_dn.lower()]
+            conn.modify(group_dn, {"member": [(MODIFY_REPLACE, left or [""])]})
 
     def delete(self, dn: str) -> None:
         with self.admin() as conn:
             conn.delete(dn)
 
+    def start(self) -> None:
+        """Start the server (again, after :meth:`stop`: same port, same data); ready when its port accepts."""
+        # The log is a file, not a pipe: a full pipe would block a long-lived server.
+        with self.log.open("ab") as out:
+            command = [SLAPD, "-F", self.config_dir, "-d", "0", "-h", f"ldap://127.0.0.1:{self.port}/"]
+            self.process = subprocess.Popen(command, stdout=out, stderr=out)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError as exc:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"slapd did not start: {self.log.read_text(errors='replace')}") from exc
+                time.sleep(0.01)
+
     def stop(self) -> None:
         """SIGTERM, and wait (slapd exits in milliseconds); idempotent."""
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def restart(self) -> None:
+        """Stop and start again: every client connection is cut, the data stays."""
+        self.stop()
+        self.start()
 
 
 def _run(args: list[str]) -> None:
@@ -296,24 +323,17 @@ def running_slapd(
     config_dir = str(directory / "slapd.d")
     _run([SLAPADD, "-n", "0", "-F", config_dir, "-l", str(directory / "config.ldif")])
     _run([SLAPADD, "-n", "1", "-F", config_dir, "-l", str(directory / "data.ldif")])
-    port = _free_port()
-    log = directory / "slapd.log"  # a file, not a pipe: a full pipe would block a long-lived server
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [SLAPD, "-F", config_dir, "-d", "0", "-h", f"ldap://127.0.0.1:{port}/"], stdout=out, stderr=out
-        )
-    slapd = Slapd(port, pki.ca_file if pki else Path(os.devnull), ldap.base_dn, root_dn, root_password, process)
+    slapd = Slapd(
+        _free_port(),
+        pki.ca_file if pki else Path(os.devnull),
+        ldap.base_dn,
+        root_dn,
+        root_password,
+        config_dir,
+        directory / "slapd.log",
+    )
     try:
-        deadline = time.monotonic() + 10
-        while True:  # ready when its port accepts
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError as exc:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    slapd.stop()
-                    raise RuntimeError(f"slapd did not start: {log.read_text(errors='replace')}") from exc
-                time.sleep(0.01)
+        slapd.start()
         yield slapd
     finally:
         slapd.stop()
