@@ -87,6 +87,8 @@ async def test_a_server_that_is_down_is_unreachable_and_retryable(slapd: tuple[S
             with pytest.raises(Unreachable, match=r"127\.0\.0\.1.*check ldap\.server and ldap\.port") as caught:
                 await call
             assert caught.value.retryable
+            assert deployment.ldap.bind_password is not None
+            assert deployment.ldap.bind_password.reveal() not in str(caught.value)
 
 
 async def test_the_connection_is_made_again_after_the_server_restarts(slapd: tuple[Slapd, Deployment]) -> None:

@@ -7,6 +7,7 @@ checks that the directory holds exactly what it held before: no journal, key or 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,7 +51,10 @@ def _garble(relative: str) -> Callable[[Path], None]:
 
 def _real_ldap_without_its_ca(config: Path) -> None:
     _replace('[ldap]\nmode = "sim"', '[ldap]\nmode = "real"')(config)
-    _replace('ca_file = "certs/ca-chain.pem"\nuser_search_dn', 'ca_file = "certs/ldap-ca.pem"\nuser_search_dn')(config)
+    # ldap.ca_file shares certs/ca-chain.pem with pki.ca_chain: point the [ldap] one at a file not there.
+    config.write_text(
+        re.sub(r'(\[ldap\][^\[]*?)ca_file = "[^"]*"', r'\1ca_file = "certs/ldap-ca.pem"', config.read_text())
+    )
 
 
 # Each case: the mistake, and the field the report must name.
