@@ -130,8 +130,10 @@ def map_ldap3_errors(what: str, ldap: LdapSpec) -> Iterator[None]:
             f"{what}: {where} answered {exc.description} (result {exc.result}){': ' + message if message else ''}",
             system=SYSTEM,
         ) from exc
-    except (lx.LDAPException, OSError) as exc:
-        raise Unreachable(f"{what}: {where}: {type(exc).__name__}: {exc}", system=SYSTEM) from exc
+    except OSError as exc:
+        raise Unreachable(f"{what}: cannot reach {where}: {type(exc).__name__}: {exc}", system=SYSTEM) from exc
+    except lx.LDAPException as exc:  # the client refused what it was given (a DN, a filter): not retried
+        raise Rejected(f"{what}: {where}: {type(exc).__name__}: {exc}", system=SYSTEM) from exc
 
 
 def _under(relative: str, base_dn: str) -> str:
@@ -217,13 +219,21 @@ class LdapDirectory:
                 system=SYSTEM,
             )
         try:
-            return ldap.bind_password.reveal()
+            password = ldap.bind_password.reveal()
         except (KeyError, OSError) as exc:
             raise Rejected(
                 f"{what}: bind as {ldap.bind_username} refused (result 49): ldap.bind_password "
                 f"{ldap.bind_password.ref} cannot be read ({type(exc).__name__})",
                 system=SYSTEM,
             ) from exc
+        if not password:
+            # A simple bind with an empty password is an anonymous bind that "succeeds" (RFC 4513 5.1.2).
+            raise Rejected(
+                f"{what}: ldap.bind_password {ldap.bind_password.ref} is empty: an empty password would bind "
+                "anonymously; give the service account's password",
+                system=SYSTEM,
+            )
+        return password
 
     def _tls_settings(self) -> Tls:
         if self._tls is None:
