@@ -41,6 +41,7 @@ USER_FILTER = "(objectclass=person)"
 USER_SEARCH_FILTER = "(|(uid={username})(sAMAccountName={username}))"
 _PAGE = 500  # entries per page of a search (Active Directory answers at most 1000)
 _PAGED_RESULTS = "1.2.840.113556.1.4.319"
+_TRUNCATED = (3, 4)  # timeLimitExceeded, sizeLimitExceeded
 
 
 def under(relative: str, base_dn: str) -> str:
@@ -122,6 +123,14 @@ def search(
         found.extend(
             (e["dn"], dict(e.get("attributes") or {})) for e in conn.response or [] if e["type"] == "searchResEntry"
         )
+        if conn.result.get("result") in _TRUNCATED:  # ldap3 raises neither: an answer cut short looks whole
+            raise Rejected(
+                f"search under {base}: the directory stopped after {len(found)} entries "
+                f"({conn.result.get('description')}), so the answer would be incomplete; raise the limits of the "
+                "service account ldap.bind_username (OpenLDAP: olcLimits size.prtotal; Active Directory: "
+                "MaxPageSize)",
+                system=SYSTEM,
+            )
         controls = conn.result.get("controls") or {}
         cookie = controls.get(_PAGED_RESULTS, {}).get("value", {}).get("cookie")
         if not cookie:

@@ -166,7 +166,9 @@ def directory_entries(
     return sorted(entries.values(), key=lambda e: len(parse_dn(e[0])))
 
 
-def _config(directory: Path, base_dn: str, root_dn: str, root_password: str, pki: Pki | None) -> str:
+def _config(
+    directory: Path, base_dn: str, root_dn: str, root_password: str, pki: Pki | None, limits: Sequence[str]
+) -> str:
     tls = (
         {
             "olcTLSCACertificateFile": [str(pki.ca_file)],
@@ -210,6 +212,8 @@ def _config(directory: Path, base_dn: str, root_dn: str, root_password: str, pki
                     "{0}to attrs=userPassword by anonymous auth by * none",
                     "{1}to * by users read by * none",
                 ],
+                # Without an olcLimits, slapd answers at most 500 entries per search (paged or not).
+                **({"olcLimits": list(limits)} if limits else {}),
             },
         ),
     ]
@@ -308,17 +312,19 @@ def running_slapd(
     *,
     members: Mapping[str, Sequence[str]] | None = None,
     users: Mapping[str, str] | None = None,
+    limits: Sequence[str] = (),
 ) -> Iterator[Slapd]:
     """Start a slapd holding :func:`directory_entries` of ``ldap`` on a free loopback port; stop it on exit.
 
     ``pki`` None: a server without TLS (StartTLS is refused), to prove the client never falls back.
+    ``limits``: ``olcLimits`` values of the database (e.g. ``dn.exact="..." size.prtotal=unlimited``).
     """
     if not (Path(SLAPD).exists() and Path(SLAPADD).exists()):
         pytest.skip("slapd is not installed (Debian packages slapd ldap-utils; scripts/setup.sh installs them)")
     for sub in ("slapd.d", "db", "run"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     root_dn, root_password = f"cn=admin,{ldap.base_dn}", secrets.token_urlsafe(18)
-    (directory / "config.ldif").write_text(_config(directory, ldap.base_dn, root_dn, root_password, pki))
+    (directory / "config.ldif").write_text(_config(directory, ldap.base_dn, root_dn, root_password, pki, limits))
     (directory / "data.ldif").write_text(ldif(directory_entries(ldap, members=members, users=users)))
     config_dir = str(directory / "slapd.d")
     _run([SLAPADD, "-n", "0", "-F", config_dir, "-l", str(directory / "config.ldif")])

@@ -200,3 +200,51 @@ async def test_the_pexip_twins_ldap_logins_ask_slapd_through_the_wiring(
         assert await api.verify_login(use_client_cert=True) == "Auditor,Read-only"
     finally:
         await systems.aclose()
+
+
+async def test_an_empty_bind_password_is_refused_before_it_binds_anonymously(
+    session_slapd: tuple[Slapd, Deployment], tmp_path: Path
+) -> None:
+    """An empty password would make a simple bind anonymous (RFC 4513): Rejected, naming ldap.bind_password."""
+    _, deployment = session_slapd
+    empty = tmp_path / "empty-password"
+    empty.write_text("\n")
+    async with LdapDirectory.from_deployment(_with_ldap(deployment, bind_password=Secret(f"file:{empty}"))) as d:
+        with pytest.raises(Rejected, match="ldap.bind_password .* is empty"):
+            await d.verify_bind()
+
+
+@pytest.mark.parametrize(
+    "paging",
+    [
+        "unlimited",  # the service account may page past slapd's 500: every group comes back
+        "default",  # slapd's default limit: the cut-short answer is refused, never taken as whole
+    ],
+)
+async def test_more_groups_than_the_servers_size_limit(slapd_pki: Pki, tmp_path: Path, paging: str) -> None:
+    """A user in more groups (510) than slapd answers by default (500) gets them all page by page, or a clear
+    Rejected naming the limit to raise: never a silently truncated list."""
+    deployment = make_deployment(1, tmp_path)
+    ldap = deployment.ldap
+    members = {f"cn=team-{i:03d},ou=groups,{ldap.base_dn}": [user_dn(ldap)] for i in range(510)}
+    limits = [f'dn.exact="{ldap.bind_username}" size.prtotal=unlimited'] if paging == "unlimited" else []
+    with running_slapd(tmp_path / "slapd", ldap, slapd_pki, members=members, limits=limits) as server:
+        async with LdapDirectory.from_deployment(server.pointed_at(deployment)) as directory:
+            if paging == "unlimited":
+                groups = await directory.user_groups(ldap.verify_user)
+                assert sorted(g.lower() for g in groups) == sorted(members)
+            else:
+                with pytest.raises(Rejected, match="stopped after 500 entries.*sizeLimitExceeded.*olcLimits"):
+                    await directory.user_groups(ldap.verify_user)
+
+
+async def test_a_name_that_matches_two_users_is_rejected(slapd: tuple[Slapd, Deployment]) -> None:
+    """Two entries answering to one name: the Manager could not tell them apart, so neither does the adapter."""
+    server, deployment = slapd
+    ldap = deployment.ldap
+    with server.admin() as conn:
+        twin = f"uid={ldap.verify_user},{ldap.bind_username.split(',', 1)[1]}"  # the same uid in ou=services
+        conn.add(twin, ["inetOrgPerson"], {"uid": ldap.verify_user, "cn": "twin", "sn": "twin"})
+    async with LdapDirectory.from_deployment(_with_ldap(deployment, user_search_dn="")) as directory:
+        with pytest.raises(Rejected, match="matches 2 entries"):
+            await directory.user_groups(ldap.verify_user)
