@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ldap3 import NONE, Connection, Server, Tls
+from ldap3 import NONE, Connection, Server
 from ldap3.core import exceptions as lx
 
 from adapters.ldap._errors import SYSTEM, map_ldap3_errors
-from adapters.ldap._search import GROUP_FILTER, exists, groups_of, is_ip, quietly_close, under
+from adapters.ldap._search import GROUP_FILTER, exists, groups_of, quietly_close, under
+from adapters.ldap._tls import VerifiedTls, tls_for
 from config.errors import Rejected, Unreachable
 from config.model import Deployment, LdapSpec
 
@@ -37,7 +37,7 @@ class LdapDirectory:
         self._timeout = timeout_s
         self._lock = threading.Lock()  # one operation at a time on the one connection
         self._conn: Connection | None = None
-        self._tls: Tls | None = None
+        self._tls: VerifiedTls | None = None
 
     @classmethod
     def from_deployment(cls, deployment: Deployment, **kwargs: Any) -> LdapDirectory:
@@ -120,23 +120,9 @@ class LdapDirectory:
             )
         return password
 
-    def _tls_settings(self) -> Tls:
+    def _tls_settings(self) -> VerifiedTls:
         if self._tls is None:
-            ca_file = self._ldap.ca_file
-            try:  # a clear error for an unreadable or non-PEM CA file, before any connection
-                ssl.create_default_context(cafile=ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise Rejected(
-                    f"ldap.ca_file {ca_file} cannot be used ({exc}); give a PEM file of the CA that signed the LDAP "
-                    "server's certificate",
-                    system=SYSTEM,
-                ) from exc
-            server = self._ldap.server
-            self._tls = Tls(
-                ca_certs_file=ca_file,
-                validate=ssl.CERT_REQUIRED,
-                sni=None if is_ip(server) else server,
-            )
+            self._tls = tls_for(self._ldap)
         return self._tls
 
     def _connect(self, what: str) -> Connection:

@@ -15,6 +15,8 @@ from config.secrets import REDACTOR
 __all__ = ["SYSTEM", "map_ldap3_errors"]
 
 SYSTEM = "ldap"
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: a trusted chain, another name.
+_NAME_MISMATCH = (62, 64)
 
 
 def _ssl_cause(exc: BaseException) -> BaseException | None:
@@ -45,18 +47,18 @@ def map_ldap3_errors(what: str, ldap: LdapSpec) -> Iterator[None]:
             f"check ldap.bind_username and ldap.bind_password ({ref})",
             system=SYSTEM,
         ) from exc
-    except (lx.LDAPStartTLSError, lx.LDAPCertificateError) as exc:
+    except lx.LDAPStartTLSError as exc:
         cause = _ssl_cause(exc)
+        if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in _NAME_MISMATCH:
+            raise Rejected(
+                f"{what}: the TLS certificate of {where} is not valid for the name {ldap.server!r} "
+                f"({cause.verify_message}); set ldap.server to a name its certificate carries",
+                system=SYSTEM,
+            ) from exc
         if isinstance(cause, ssl.SSLCertVerificationError):
             raise Rejected(
                 f"{what}: the TLS certificate of {where} is not trusted ({cause.verify_message}); set "
                 f"ldap.ca_file to the CA that signed it (now {ldap.ca_file or 'the system CAs'})",
-                system=SYSTEM,
-            ) from exc
-        if isinstance(exc, lx.LDAPCertificateError) or isinstance(cause, ssl.CertificateError):
-            raise Rejected(
-                f"{what}: the TLS certificate of {where} is not valid for the name {ldap.server!r}; set "
-                "ldap.server to a name its certificate carries",
                 system=SYSTEM,
             ) from exc
         if cause is not None:

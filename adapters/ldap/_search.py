@@ -20,7 +20,6 @@ __all__ = [
     "USER_FILTER",
     "USER_SEARCH_FILTER",
     "under",
-    "is_ip",
     "exists",
     "search",
     "find_user",
@@ -87,14 +86,6 @@ def find_user(conn: Connection, ldap: LdapSpec, user: str) -> tuple[str, str] | 
     dn, attributes = entries[0]
     uids = attributes.get("uid") or [given.split("@", 1)[0]]
     return dn, str(uids[0])
-
-
-def is_ip(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    except OSError:
-        return False
-    return True
 
 
 def exists(conn: Connection, dn: str, search_filter: str) -> bool:
