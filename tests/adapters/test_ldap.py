@@ -215,6 +215,7 @@ async def test_an_empty_bind_password_is_refused_before_it_binds_anonymously(
             await d.verify_bind()
 
 
+@pytest.mark.slow  # 510 groups loaded into a slapd of their own: about 0.5 s per case
 @pytest.mark.parametrize(
     "paging",
     [
