@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "adapters")]
 
-from _sim_factory import make_deployment  # noqa: I001 (tests/adapters: the test peers' helpers)
+from _sim_factory import make_deployment  # tests/adapters: the test peers' helpers
 from _slapd import running_slapd
 
 from adapters.ldap import LdapDirectory
