@@ -178,7 +178,6 @@ def lease_timeout_problem(lease_timeout_s: float) -> str | None:
 NOT_YET_REAL = {
     "pexip_api": "the real management API client",
     "console": "the real SSH console adapter",
-    "ldap": "the real LDAP adapter",
 }
 
 

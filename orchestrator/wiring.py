@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters.base import CertificateAuthority, NodeProvisioning, Systems, VSphere
+from adapters.base import CertificateAuthority, Directory, NodeProvisioning, Systems, VSphere
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
 from adapters.syslog import SyslogSender
 from config import rules
@@ -106,11 +106,10 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
         vsphere = SimVSphere(world, deployment)
     from adapters.sim.ca import SimCA
     from adapters.sim.console import SimConsole
-    from adapters.sim.ldap import SimDirectory
     from adapters.sim.pexip import SimPexipApi
     from adapters.sim.provisioning import SimProvisioning
 
-    assert world is not None  # the Pexip API, console and LDAP have no real adapter yet: simulated
+    assert world is not None  # the Pexip API and the console have no real adapter yet: simulated
     base = Path(deployment.source).parent if deployment.source else None
     ca: CertificateAuthority = ManualCA(deployment, base)
     if deployment.pki.mode == "sim":
@@ -119,12 +118,20 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
         from adapters.ca_command import CommandCA
 
         ca = CommandCA(deployment, base)
-    directory = SimDirectory(world, deployment)
+    directory: Directory
+    if deployment.ldap.mode == "real":
+        from adapters.ldap import LdapDirectory
+
+        directory = LdapDirectory.from_deployment(deployment)
+    else:
+        from adapters.sim.ldap import SimDirectory
+
+        directory = SimDirectory(world, deployment)
     if provisioning is None:
         provisioning = SimProvisioning(world, deployment)
     return Systems(
         vsphere=vsphere,
-        pexip=SimPexipApi(world, deployment, directory),  # its LDAP logins ask this directory
+        pexip=SimPexipApi(world, deployment, directory),  # its LDAP logins ask this directory, real or simulated
         console=SimConsole(world, deployment),
         ca=ca,
         directory=directory,

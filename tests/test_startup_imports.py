@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-HEAVY = ("pyVmomi", "aiohttp", "cryptography", "adapters.sim")
+HEAVY = ("pyVmomi", "aiohttp", "cryptography", "adapters.sim", "ldap3")
 
 _PROBE = """
 import atexit, json, sys

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _sim_factory import make_deployment
+from _slapd import Slapd, running_slapd
 from _vcsim import lab_deployment, started_vcsim
 
 from adapters.sim.world import SimWorld
@@ -69,3 +71,29 @@ def world(tmp_path: Path) -> Iterator[SimWorld]:
     w = SimWorld.open(tmp_path / "world.sqlite")
     yield w
     w.close()
+
+
+# --- slapd: the real directory of the LDAP tests (tests/adapters/_slapd.py) -----------------
+
+
+@pytest.fixture(scope="session")
+def slapd_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A test CA and slapd's server certificate for 127.0.0.1/localhost."""
+    return make_test_pki(tmp_path_factory.mktemp("slapd-pki"), name="slapd", ca_name="LDAP Test CA")
+
+
+@pytest.fixture(scope="session")
+def session_slapd(slapd_pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Slapd, Deployment]]:
+    """One slapd for the session's tests that change nothing, and the deployment pointed at it."""
+    work = tmp_path_factory.mktemp("slapd-session")
+    deployment = make_deployment(1, work)
+    with running_slapd(work / "slapd", deployment.ldap, slapd_pki) as server:
+        yield server, server.pointed_at(deployment)
+
+
+@pytest.fixture
+def slapd(slapd_pki: Pki, tmp_path: Path) -> Iterator[tuple[Slapd, Deployment]]:
+    """A fresh slapd for one test that changes or stops it, and the deployment pointed at it."""
+    deployment = make_deployment(1, tmp_path)
+    with running_slapd(tmp_path / "slapd", deployment.ldap, slapd_pki) as server:
+        yield server, server.pointed_at(deployment)

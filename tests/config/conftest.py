@@ -167,7 +167,8 @@ def write_example_files(directory: Path) -> None:
 
 
 def write_runnable_example(directory: Path) -> Path:
-    """The example with its files present and the systems whose real adapter is not built yet simulated."""
+    """The example with its files present, the systems whose real adapter is not built yet simulated, and
+    LDAP simulated too (its real adapter would ask a directory server that is not there)."""
     write_example_files(directory)
     text = EXAMPLE.read_text()
     for table in ("pexip_api", "console", "ldap"):

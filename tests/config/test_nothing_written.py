@@ -7,6 +7,7 @@ checks that the directory holds exactly what it held before: no journal, key or 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,10 +49,18 @@ def _garble(relative: str) -> Callable[[Path], None]:
     return lambda config: (config.parent / relative).write_text("not a certificate\n")
 
 
+def _real_ldap_without_its_ca(config: Path) -> None:
+    _replace('[ldap]\nmode = "sim"', '[ldap]\nmode = "real"')(config)
+    # ldap.ca_file shares certs/ca-chain.pem with pki.ca_chain: point the [ldap] one at a file not there.
+    config.write_text(
+        re.sub(r'(\[ldap\][^\[]*?)ca_file = "[^"]*"', r'\1ca_file = "certs/ldap-ca.pem"', config.read_text())
+    )
+
+
 # Each case: the mistake, and the field the report must name.
 MISTAKES = [
     (_replace('[pexip_api]\nmode = "sim"', '[pexip_api]\nmode = "real"'), "pexip_api.mode"),  # a real adapter not built
-    (_replace('[ldap]\nmode = "sim"', '[ldap]\nmode = "real"'), "ldap.mode"),  # another not built
+    (_real_ldap_without_its_ca, "ldap.ca_file"),  # the real directory's CA file missing
     (_remove("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a missing CA file
     (_garble("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a TLS trust file that is no certificate
     (_remove("certs/ca-chain.pem"), "pki.ca_chain"),  # pki.ca_chain missing: found today after the security wizard
@@ -96,7 +105,6 @@ def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, 
     fields = [
         "pexip_api.mode",
         "console.mode",
-        "ldap.mode",
         "vcenter.ca_file",
         "ova.management",
         "ova.conferencing",

@@ -158,6 +158,7 @@ def test_distinct_ntp_servers(servers: list[tuple[str, int]], count: int) -> Non
         ("pexip_api", "real", True),  # the real API client is not built
         ("pexip_api", "sim", False),  # the twin is
         ("vcenter", "real", False),  # the real vSphere adapter is built
+        ("ldap", "real", False),  # so is the real LDAP adapter
     ],
 )
 def test_unbuilt_mode_problem(system: str, mode: str, refused: bool) -> None:

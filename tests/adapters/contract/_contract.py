@@ -41,7 +41,7 @@ class VSphereCase:
 class PexipCase:
     """A PexipApi implementation talking to a freshly installed Management Node."""
 
-    kind: str  # "sim"
+    kind: str  # "sim" | "slapd"
     api: PexipApi
     deployment: Deployment
 
@@ -50,7 +50,7 @@ class PexipCase:
 class ConsoleCase:
     """A Console implementation; the Management Node's VM runs with its BIOS locked, no wizard done."""
 
-    kind: str  # "sim"
+    kind: str  # "sim" | "slapd"
     console: Console
     deployment: Deployment
     admin_password: str  # the one the API will log in with
@@ -78,7 +78,7 @@ class DirectoryCase:
     ``build(deployment)`` makes the same implementation for a changed deployment (a wrong
     bind password, say)."""
 
-    kind: str  # "sim"
+    kind: str  # "sim" | "slapd"
     directory: Directory
     deployment: Deployment
     build: Callable[[Deployment], Directory]

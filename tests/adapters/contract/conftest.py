@@ -11,7 +11,7 @@ first commit it is held to the same tests as the twin.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from _vcsim import vcenter
 from adapters.base import Directory, NodeProvisioning, PexipApi, Systems
 from adapters.ca_command import CommandCA
 from adapters.ca_manual import ManualCA
+from adapters.ldap import LdapDirectory
 from adapters.provisioning import HttpsProvisioning
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.sim import _pki as pki
@@ -39,8 +40,9 @@ CONSOLE_IMPLEMENTATIONS = ["sim"]
 # adapters.ca_manual.ManualCA is the real CA: the operator is played by the fixture.
 # adapters.ca_command.CommandCA runs a real `openssl ca` configured in the test's directory.
 CA_IMPLEMENTATIONS = ["sim", "manual", "command"]
-# The real LDAP client joins here, against a test directory shaped like the deployment's.
-DIRECTORY_IMPLEMENTATIONS = ["sim"]
+# adapters.ldap.LdapDirectory against a private slapd shaped like the deployment's [ldap] section
+# (tests/adapters/_slapd.py): it starts in about 0.1 s, once per session, so it stays in the fast set.
+DIRECTORY_IMPLEMENTATIONS = ["sim", "slapd"]
 # adapters.provisioning.HttpsProvisioning against the lab's HTTPS server of each node (milliseconds).
 PROVISIONING_IMPLEMENTATIONS = ["sim", "https"]
 
@@ -189,13 +191,18 @@ async def ca_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 @pytest.fixture(params=DIRECTORY_IMPLEMENTATIONS)
 async def directory_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DirectoryCase]:
     """A Directory holding what the deployment's LDAP section declares."""
-    world: SimWorld = request.getfixturevalue("world")
-    deployment = make_deployment(1, tmp_path)
+    build: Callable[[Deployment], Directory]
+    if request.param == "sim":
+        world: SimWorld = request.getfixturevalue("world")
+        deployment = make_deployment(1, tmp_path)
 
-    def build(d: Deployment) -> Directory:
-        return SimDirectory(world, d)
+        def build(d: Deployment) -> Directory:
+            return SimDirectory(world, d)
 
-    case = DirectoryCase("sim", build(deployment), deployment, build)
+    else:
+        _, deployment = request.getfixturevalue("session_slapd")  # tests/adapters/conftest.py
+        build = LdapDirectory.from_deployment
+    case = DirectoryCase(request.param, build(deployment), deployment, build)
     try:
         yield case
     finally:
