@@ -18,40 +18,73 @@ __all__ = ["GroupCommitter"]
 class GroupCommitter:
     """Batches ``commit(item)`` calls made in the same tick into one ``write(items)`` call."""
 
-    def __init__(self, write: Callable[[list[Any]], list[Any]], *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        write: Callable[[list[Any]], list[Any]],
+        *,
+        max_batch: int = 500,
+        window_s: float = 0.0,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
         self._write = write
         self._max_batch = max_batch
-        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        # As PostgreSQL's commit_delay with commit_siblings: while ``busy()`` says other writers are
+        # active, the first commit waits ``window_s`` for theirs, so that one fsync serves them all.
+        self.window_s = window_s
+        self.busy = busy
+        # Each entry is a group of items that must land in the same transaction, and its waiter.
+        self._pending: list[tuple[list[Any], asyncio.Future[list[Any]]]] = []
         self._scheduled = False
         self.batches = 0
         self.items = 0
 
     async def commit(self, item: Any) -> Any:
+        return (await self.commit_all([item]))[0]
+
+    async def commit_all(self, items: list[Any]) -> list[Any]:
+        """Commit ``items`` together: they land in one transaction (maybe with other callers' items), all or none."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((item, future))
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append((list(items), future))
         if not self._scheduled:
             self._scheduled = True
             # call_soon runs after every callback already ready in this tick: the other
             # nodes that became ready together have queued their transitions by then.
-            loop.call_soon(self._flush)
+            if self.window_s > 0 and self.busy is not None and self.busy():
+                loop.call_later(self.window_s, self._flush)
+            else:
+                loop.call_soon(self._flush)
         return await future
+
+    def _next_batch(self) -> list[tuple[list[Any], asyncio.Future[list[Any]]]]:
+        """Whole groups, up to ``max_batch`` items (a group is never split; a bigger one goes alone)."""
+        count = 0
+        for i, (group, _) in enumerate(self._pending):
+            if i and count + len(group) > self._max_batch:
+                batch, self._pending = self._pending[:i], self._pending[i:]
+                return batch
+            count += len(group)
+        batch, self._pending = self._pending, []
+        return batch
 
     def _flush(self) -> None:
         self._scheduled = False
         while self._pending:
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            batch = self._next_batch()
+            items = [item for group, _ in batch for item in group]
             try:
-                results = self._write([item for item, _ in batch])
+                results = self._write(items)
             except BaseException as exc:  # the whole transaction failed: every waiter learns it
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            if len(results) != len(items):  # one result per item: a mismatch is a bug, loudly
+                raise RuntimeError(f"the journal returned {len(results)} results for {len(items)} transitions")
             self.batches += 1
-            self.items += len(batch)
-            for (_, future), result in zip(
-                batch, results, strict=True
-            ):  # one result per item: a mismatch is a bug, loudly
+            self.items += len(items)
+            at = 0
+            for group, future in batch:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_result(results[at : at + len(group)])
+                at += len(group)

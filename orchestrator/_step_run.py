@@ -22,14 +22,15 @@ from adapters.base import Systems
 from config.errors import AdapterError, NotYet, OrchestratorError
 from config.model import Deployment
 from journal import Journal, Transition, kinds
-from machines.lifecycle import STEPS
+from machines.lifecycle import LDAP_AUTHENTICATED, STEPS
 from machines.node import Fleet, NodeModel
-from machines.plan import RunStep
+from machines.plan import RunStep, Start
 from orchestrator import steps as step_impls
 from orchestrator._commit import GroupCommitter
-from orchestrator._fsm import build_machine, fire
+from orchestrator._fsm import build_machine
 from orchestrator._gates import Gates
 from orchestrator._history import History, applied_changes
+from orchestrator._journaled import Journaled
 from orchestrator._report import FaultHooks
 from orchestrator.clock import Clock
 from orchestrator.steps.base import StepContext
@@ -39,7 +40,7 @@ __all__ = ["StepRunner"]
 log = structlog.get_logger("orchestrator.engine")
 
 
-class StepRunner:
+class StepRunner(Journaled):
     """Runs the steps of a deployment's nodes and commits their transitions (the base of ``Engine``)."""
 
     def __init__(
@@ -76,6 +77,11 @@ class StepRunner:
         self._models: dict[str, NodeModel] = {}
         self._changed = asyncio.Condition()
         self._stopping = False
+        self._until = LDAP_AUTHENTICATED  # the run's target (``run --until``)
+        # A step whose step_started went into the previous commit's transaction (node -> step),
+        # and the nodes that keep their global slot into it.
+        self._prestarted: dict[str, str] = {}
+        self._holding: set[str] = set()
         self._history = History({})
         self._gates = Gates(
             deployment,
@@ -86,61 +92,6 @@ class StepRunner:
             actor=actor,
             auto_approve=auto_approve,
             poll_s=gate_poll_s,
-        )
-
-    # --- journaled transitions -----------------------------------------------------------
-
-    async def _commit(self, transition: Transition) -> None:
-        """Commit durably, then keep the node's model as the journal now has it."""
-        await self._committer.commit(transition)
-        self._history.track(transition)
-        if transition.node is not None and transition.update:
-            self._models[transition.node].record(transition.update)
-        if self.observer:
-            self.observer(
-                transition.node or "",
-                self._models[transition.node].state if transition.node else "",
-                transition.step,
-                transition.kind,
-            )
-        if transition.node == self.deployment.management.name and transition.to_state:
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def _transition(
-        self,
-        model: NodeModel,
-        trigger: str,
-        *,
-        kind: str,
-        step: str | None = None,
-        payload: dict[str, Any] | None = None,
-        update: dict[str, Any] | None = None,
-        actor: str | None = None,
-        attempt: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Fire ``trigger``, then commit ``kind`` with the new state and ``update``.
-
-        ``attempt``: the attempt to journal (default: the model's).
-        """
-        before = model.state
-        await fire(self._machine, model, trigger, step=step, **kwargs)
-        fields = {"state": model.state, **(update or {})}
-        if step is not None and "step" not in fields:
-            fields["step"] = step
-        await self._commit(
-            Transition(
-                node=model.name,
-                kind=kind,
-                step=step,
-                attempt=model.attempt if attempt is None else attempt,
-                from_state=before,
-                to_state=model.state,
-                actor=actor or self.actor,
-                payload=payload or {},
-                update=fields,
-            )
         )
 
     # --- steps ---------------------------------------------------------------------------
@@ -159,7 +110,12 @@ class StepRunner:
         retries = 0
         while True:
             record: dict[str, Any] = {}  # the attempt's scratch: which changes it began and applied
-            async with self._global:
+            if model.name in self._holding:
+                self._holding.discard(model.name)  # the slot the previous step handed over
+            else:
+                await self._global.acquire()
+            handed_over = False
+            try:
                 try:
                     outcome = await self._attempt(model, action, step, record)
                 except AdapterError as exc:
@@ -209,33 +165,35 @@ class StepRunner:
                     return
                 else:
                     if outcome is not None:
-                        await self._commit_step(model, action, outcome)
+                        handed_over = await self._commit_step(model, action, outcome)
                     return  # committed, or waiting on a gate (the node is in its waiting state)
+            finally:
+                if handed_over:
+                    self._holding.add(model.name)  # the next step, already started, runs under this slot
+                else:
+                    self._global.release()
             await self.clock.sleep(delay)
-
-    @staticmethod
-    def _key(model: NodeModel, step: str, attempt: int | None = None) -> str:
-        """The idempotency key of an attempt (default: the model's), journaled with its start, retry and commit."""
-        return f"{model.name}:{step}:{model.attempt if attempt is None else attempt}"
 
     async def _attempt(
         self, model: NodeModel, action: RunStep, step: step_impls.Step, record: dict[str, Any]
     ) -> step_impls.Outcome | None:
         """Journal ``step_started`` (durable before any side effect), then run the step (None: it waits on a gate)."""
-        attempt = (model.attempt or 0) + 1
-        await self._commit(
-            Transition(
-                node=model.name,
-                kind=kinds.STEP_STARTED,
-                step=action.step,
-                attempt=attempt,
-                key=self._key(model, action.step, attempt),
-                from_state=model.state,
-                to_state=model.state,
-                actor=self.actor,
-                update={"step": action.step, "attempt": attempt, "last_error": None},
+        if self._prestarted.pop(model.name, None) != action.step:
+            attempt = (model.attempt or 0) + 1
+            await self._commit(
+                Transition(
+                    node=model.name,
+                    kind=kinds.STEP_STARTED,
+                    step=action.step,
+                    attempt=attempt,
+                    key=self._key(model, action.step, attempt),
+                    from_state=model.state,
+                    to_state=model.state,
+                    actor=self.actor,
+                    update={"step": action.step, "attempt": attempt, "last_error": None},
+                )
             )
-        )
+        # else: its step_started went into the previous commit's transaction (durable already)
         ctx = StepContext(
             self.deployment,
             self.deployment.node(model.name),
@@ -245,12 +203,20 @@ class StepRunner:
         )
         return await self._execute(model, step, ctx)
 
-    async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> None:
+    async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> bool:
         """``step_committed`` and the node's next step or milestone, in one transaction.
 
         Its ``changed`` lists every change of the step's attempts, the failed ones first. A milestone
         completes only when each of its steps committed in this attempt of it; else the node goes
         on with the first step that did not (the row was trusted over the events, or a bug).
+
+        The same transaction starts what comes next when nothing stands in between (no stop, no
+        maintenance, the planner's next action a start): the next step's ``step_started``, or at a
+        milestone's end the next milestone's ``milestone_started`` and its first ``step_started``.
+        One durable commit per step instead of two or three (issue #11).
+
+        Returns:
+            Whether a next step was started: the caller hands its concurrency slot on to it.
         """
         steps = STEPS[model.role][action.milestone]
         payload = {
@@ -260,37 +226,48 @@ class StepRunner:
         self._gates.consume(model.name, action.step)
         missing = self._history.missing(model.name, action.milestone, action.step) if action.last else []
         if action.last and not missing:
-            await self._transition(
-                model,
-                "complete",
-                kind=kinds.STEP_COMMITTED,
-                step=action.step,
-                payload=payload,
-                attempt=0,
-                update={"step": None, "attempt": 0, "last_error": None},
-                finished=action.step,
-                committed=self._history.committed(model.name) | {action.step},
-            )
+            transitions = [
+                await self._fired(
+                    model,
+                    "complete",
+                    kind=kinds.STEP_COMMITTED,
+                    step=action.step,
+                    payload=payload,
+                    attempt=0,
+                    update={"step": None, "attempt": 0, "last_error": None},
+                    finished=action.step,
+                    committed=self._history.committed(model.name) | {action.step},
+                )
+            ]
             log.debug("milestone reached", node=model.name, state=model.state)
-            return
+            following = None
+            if self._may_go_on(model) and isinstance(next_ := self.plan(model), Start):
+                following = STEPS[model.role][next_.milestone][0]
+                transitions.append(
+                    await self._fired(model, "start", kind=kinds.MILESTONE_STARTED, step=following, attempt=0)
+                )
+                transitions.append(self._started(model, following))
+            await self._commit_all(transitions)
+            return following is not None
         if missing:
             log.error("milestone incomplete", node=model.name, milestone=action.milestone, missing=missing)
             payload["milestone_incomplete"] = missing
         following = missing[0] if missing else steps[steps.index(action.step) + 1]
-        await self._commit(
-            Transition(
-                node=model.name,
-                kind=kinds.STEP_COMMITTED,
-                step=action.step,
-                attempt=0,
-                key=self._key(model, action.step),
-                from_state=model.state,
-                to_state=model.state,
-                actor=self.actor,
-                payload=payload,
-                update={"step": following, "attempt": 0, "last_error": None},
-            )
+        committed = Transition(
+            node=model.name,
+            kind=kinds.STEP_COMMITTED,
+            step=action.step,
+            attempt=0,
+            key=self._key(model, action.step),
+            from_state=model.state,
+            to_state=model.state,
+            actor=self.actor,
+            payload=payload,
+            update={"step": following, "attempt": 0, "last_error": None},
         )
+        go_on = self._may_go_on(model)
+        await self._commit_all([committed, self._started(model, following)] if go_on else [committed])
+        return go_on
 
     async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
         """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""

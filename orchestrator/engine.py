@@ -26,7 +26,7 @@ from config.rules import heartbeat_period
 from journal import Journal, Transition, kinds, new_lease_owner
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT_OF
 from machines.node import NodeModel
-from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait, next_action
+from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait
 from orchestrator import steps as step_impls
 from orchestrator._history import History, maintenance_of
 from orchestrator._report import FaultHooks, RunReport
@@ -36,6 +36,9 @@ from orchestrator.clock import Clock, SystemClock
 __all__ = ["Engine", "RunReport", "FaultHooks"]
 
 log = structlog.get_logger("orchestrator.engine")
+
+# How long a commit waits for the other nodes' commits while several nodes move (group commit).
+COMMIT_WINDOW_S = 0.01
 
 
 class Engine(StepRunner):
@@ -81,6 +84,8 @@ class Engine(StepRunner):
         )
         self.owner = new_lease_owner()
         self._active: set[str] = set()
+        self._committer.window_s = COMMIT_WINDOW_S
+        self._committer.busy = lambda: len(self._active) > 1
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -141,6 +146,7 @@ class Engine(StepRunner):
         self.journal.acquire_leases(
             names, owner=self.owner, pid=os.getpid(), timeout_s=self.deployment.journal.lease_timeout_s
         )
+        self._until = until
         report = RunReport()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -223,6 +229,8 @@ class Engine(StepRunner):
                 # `orchestrator maintenance NODE on` from another process: honoured before the next step.
                 model.record({"maintenance": maintenance_of(self.journal, model.name)})
                 action = self.plan(model, until)
+                if not isinstance(action, RunStep) and model.name in self._holding:
+                    self._release_slot(model)  # the started step does not run now: its slot goes back
                 if isinstance(action, (Done, Held, Stopped)):
                     return action
                 if self._stopping:
@@ -234,10 +242,14 @@ class Engine(StepRunner):
                 if isinstance(action, Start):
                     # Under a global slot too: a thousand nodes starting at once (the Manager
                     # hardened) would otherwise all sit inside the machine's trigger together.
-                    async with self._global:
-                        await self._transition(
-                            model, "start", kind=kinds.MILESTONE_STARTED, step=STEPS[model.role][action.milestone][0]
-                        )
+                    await self._global.acquire()
+                    try:
+                        await self.start_milestone(model, action.milestone)
+                    finally:
+                        if model.name in self._prestarted:
+                            self._holding.add(model.name)  # its first step, started, runs under this slot
+                        else:
+                            self._global.release()
                     continue
                 if isinstance(action, Wait):
                     if not await self._pass_gate(model, action.gate):
@@ -249,22 +261,16 @@ class Engine(StepRunner):
                     continue
                 raise RuntimeError(f"unhandled action {action!r}")
         finally:
+            self._prestarted.pop(model.name, None)  # a later run journals its own start
+            if model.name in self._holding:
+                self._release_slot(model)
             self._active.discard(model.name)
             async with self._changed:
                 self._changed.notify_all()
 
-    def plan(self, model: NodeModel, until: str = LDAP_AUTHENTICATED) -> Action:
-        return next_action(
-            role=model.role,
-            state=model.state,
-            step=model.step,
-            management_state=self._fleet.management.state if self._fleet.management else None,
-            maintenance=model.maintenance,
-            until=until,
-            last_error=model.reason,
-            gate=model.gate,
-            node=model.name,
-        )
+    def _release_slot(self, model: NodeModel) -> None:
+        self._holding.discard(model.name)
+        self._global.release()
 
     async def _wait_for_management(self, model: NodeModel, until: str) -> bool:
         """Wait while the Management Node is being driven; False when it is not (or stopped)."""

@@ -1,0 +1,185 @@
+"""The engine's journaled transitions: commit, then keep each node's model as the journal has it.
+
+``Journaled`` is a base of ``_step_run.StepRunner`` (and so of ``engine.Engine``): every change of a
+node's state goes through :meth:`Journaled._commit_all`, which applies the same update to the
+journal row (in one transaction) and then to the model, so the two never differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from config.model import Deployment
+from journal import Journal, Transition, kinds
+from machines.lifecycle import STEPS
+from machines.node import Fleet, NodeModel
+from machines.plan import Action, next_action
+from orchestrator._commit import GroupCommitter
+from orchestrator._fsm import fire
+from orchestrator._history import History, maintenance_of
+
+__all__ = ["Journaled"]
+
+
+class Journaled:
+    """Commits transitions and keeps the models; the state is set up by ``StepRunner.__init__``."""
+
+    deployment: Deployment
+    journal: Journal
+    actor: str
+    observer: Callable[[str, str, str | None, str], None] | None
+    _committer: GroupCommitter
+    _machine: Any
+    _fleet: Fleet
+    _models: dict[str, NodeModel]
+    _changed: asyncio.Condition
+    _stopping: bool
+    _until: str
+    _prestarted: dict[str, str]
+    _history: History
+
+    @staticmethod
+    def _key(model: NodeModel, step: str, attempt: int | None = None) -> str:
+        """The idempotency key of an attempt (default: the model's), journaled with its start, retry and commit."""
+        return f"{model.name}:{step}:{model.attempt if attempt is None else attempt}"
+
+    async def _commit(self, transition: Transition) -> None:
+        """Commit durably, then keep the node's model as the journal now has it."""
+        await self._commit_all([transition])
+
+    async def _commit_all(self, transitions: list[Transition]) -> None:
+        """Commit ``transitions`` in one transaction (all or none), then apply each to its model in order."""
+        await self._committer.commit_all(transitions)
+        for transition in transitions:
+            self._history.track(transition)
+            if transition.node is not None and transition.update:
+                self._models[transition.node].record(transition.update)
+        # The observers see each transition once the models hold the whole transaction, as the journal does.
+        if self.observer:
+            for transition in transitions:
+                self.observer(
+                    transition.node or "",
+                    self._models[transition.node].state if transition.node else "",
+                    transition.step,
+                    transition.kind,
+                )
+        management = self.deployment.management.name
+        manager_moved = any(t.node == management and t.to_state is not None for t in transitions)
+        if manager_moved:
+            async with self._changed:
+                self._changed.notify_all()
+
+    def plan(self, model: NodeModel, until: str | None = None) -> Action:
+        return next_action(
+            role=model.role,
+            state=model.state,
+            step=model.step,
+            management_state=self._fleet.management.state if self._fleet.management else None,
+            maintenance=model.maintenance,
+            until=until or self._until,
+            last_error=model.reason,
+            gate=model.gate,
+            node=model.name,
+        )
+
+    def _may_go_on(self, model: NodeModel) -> bool:
+        """Whether the node's next step may be started in the same transaction as this commit.
+
+        Not when stopping, nor when an operator put the node in maintenance meanwhile (read from the
+        journal as the run loop does before each step): its next step is then not started at all.
+        """
+        if self._stopping:
+            return False
+        model.record({"maintenance": maintenance_of(self.journal, model.name)})
+        return not model.maintenance
+
+    def _started(self, model: NodeModel, step: str) -> Transition:
+        """The ``step_started`` of ``step``'s first attempt, to commit with the transition that leads to it.
+
+        The node's run loop then runs the step without journaling its start again: the start is
+        durable before any of the step's side effects, as the protocol wants, one transaction sooner.
+        """
+        self._prestarted[model.name] = step
+        return Transition(
+            node=model.name,
+            kind=kinds.STEP_STARTED,
+            step=step,
+            attempt=1,
+            key=self._key(model, step, 1),
+            from_state=model.state,
+            to_state=model.state,
+            actor=self.actor,
+            update={"step": step, "attempt": 1, "last_error": None},
+        )
+
+    async def _transition(
+        self,
+        model: NodeModel,
+        trigger: str,
+        *,
+        kind: str,
+        step: str | None = None,
+        payload: dict[str, Any] | None = None,
+        update: dict[str, Any] | None = None,
+        actor: str | None = None,
+        attempt: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Fire ``trigger``, then commit ``kind`` with the new state and ``update``.
+
+        ``attempt``: the attempt to journal (default: the model's).
+        """
+        await self._commit(
+            await self._fired(
+                model,
+                trigger,
+                kind=kind,
+                step=step,
+                payload=payload,
+                update=update,
+                actor=actor,
+                attempt=attempt,
+                **kwargs,
+            )
+        )
+
+    async def _fired(
+        self,
+        model: NodeModel,
+        trigger: str,
+        *,
+        kind: str,
+        step: str | None = None,
+        payload: dict[str, Any] | None = None,
+        update: dict[str, Any] | None = None,
+        actor: str | None = None,
+        attempt: int | None = None,
+        **kwargs: Any,
+    ) -> Transition:
+        """Fire ``trigger`` on the model; the transition to commit for it (the caller commits it)."""
+        before = model.state
+        await fire(self._machine, model, trigger, step=step, **kwargs)
+        fields = {"state": model.state, **(update or {})}
+        if step is not None and "step" not in fields:
+            fields["step"] = step
+        return Transition(
+            node=model.name,
+            kind=kind,
+            step=step,
+            attempt=model.attempt if attempt is None else attempt,
+            from_state=before,
+            to_state=model.state,
+            actor=actor or self.actor,
+            payload=payload or {},
+            update=fields,
+        )
+
+    async def start_milestone(self, model: NodeModel, milestone: str) -> None:
+        """``milestone_started`` and the ``step_started`` of its first step, in one transaction."""
+        first = STEPS[model.role][milestone][0]
+        transitions = [await self._fired(model, "start", kind=kinds.MILESTONE_STARTED, step=first)]
+        if self._may_go_on(model):
+            transitions.append(self._started(model, first))
+        await self._commit_all(transitions)
