@@ -148,7 +148,8 @@ def main() -> None:
 
     configure_logging("ERROR")
     with tempfile.TemporaryDirectory(prefix="commits-bench-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(tmp) / "run"  # the journal's keys go beside the journal's directory: inside tmp too
+        workdir.mkdir()
         for nodes in opts.nodes:
             f = commits_per_step(nodes, workdir)
             target = TARGETS.get(nodes)

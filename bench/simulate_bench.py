@@ -1,6 +1,6 @@
 """Benchmark: `orchestrator simulate --nodes 1000 --latency 0` wall time and memory per node.
 
-Targets (issue #2): at most 15 s wall, at most 10 KB of memory per node above the
+Targets (issue #11, which tightened issue #2's 15 s): at most 5 s wall, at most 10 KB of memory per node above the
 process's baseline, taken as the peak RSS of the same simulation with 1 node (the
 journal, the simulated world, the event loop and the simulated CA all exist there
 too). The figure above the RSS right after imports, and the marginal cost between
@@ -87,11 +87,18 @@ def cli(nodes: int, workdir: Path) -> tuple[float, int]:
     return time.perf_counter() - start, proc.returncode
 
 
+def _workdir(tmp: str) -> Path:
+    """A directory inside the temporary one: the journal's keys go beside the journal's directory, so inside too."""
+    path = Path(tmp) / "run"
+    path.mkdir()
+    return path
+
+
 def child(nodes: int) -> None:
     import json
 
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
-        print(json.dumps(in_process(nodes, Path(tmp))))
+        print(json.dumps(in_process(nodes, _workdir(tmp))))
 
 
 def measure(nodes: int) -> dict[str, float]:
@@ -111,11 +118,11 @@ def main() -> None:
         child(args.child)
         return
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
-        wall_cli, code = cli(args.nodes, Path(tmp))
+        wall_cli, code = cli(args.nodes, _workdir(tmp))
     print(
         f"orchestrator simulate --nodes {args.nodes} --latency 0 (CLI, whole process): {wall_cli:.2f} s wall, exit "
         f"{code}  "
-        f"[target <= 15 s] {'OK' if wall_cli <= 15 and code == 0 else 'MISSED'}"
+        f"[target <= 5 s] {'OK' if wall_cli <= 5 and code == 0 else 'MISSED'}"
     )
     big, small, one = measure(args.nodes), measure(max(args.nodes // 10, 1)), measure(1)
     print(f"in-process run of {args.nodes} nodes: {big['wall_s']:.2f} s wall, exit {big['exit_code']}")
