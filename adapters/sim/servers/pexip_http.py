@@ -148,7 +148,7 @@ class PexipServer:
                 return response
             return _json(405, {"error": f"{method} not allowed on a list"})
         if len(parts) == 2 and parts[1] == "schema" and method == "GET":
-            return _json(200, {"resource": resource})
+            return _json(200, await self._api.get(f"{_CONFIG}{resource}/schema/"))
         if len(parts) != 2:
             return _json(404, {"error": f"{path} not found"})
         uri = f"{_CONFIG}{resource}/{parts[1]}/"
