@@ -67,3 +67,38 @@ async def test_connection_refused_is_retryable(tmp_path: Path) -> None:
         assert caught.value.retryable
     finally:
         await api.aclose()
+
+
+async def test_500_retried_for_get_not_post_and_429_waits(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.method)
+        if request.method == "GET" and seen.count("GET") == 1:
+            return web.Response(status=429, headers={"Retry-After": "0"})
+        if request.method == "GET" and seen.count("GET") == 2:
+            return web.Response(status=500)
+        if request.method == "GET":
+            return web.json_response({"meta": {"next": None}, "objects": [{"id": 1}]})
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    deployment = make_deployment(1, tmp_path)
+    api = HttpPexipApi(dataclasses.replace(deployment.pexip_api, url=f"http://127.0.0.1:{port}"), retry_delay_s=0.01)
+    try:
+        assert await api.list_objects("dns_server") == [{"id": 1}]
+        assert seen == ["GET", "GET", "GET"]
+        with pytest.raises(Unreachable):
+            await api.create("dns_server", {"address": "192.0.2.1"})
+        assert seen.count("POST") == 1  # never sent twice
+    finally:
+        await api.aclose()
+        await runner.cleanup()
