@@ -24,17 +24,19 @@ from adapters.base import Directory, NodeProvisioning, PexipApi, Systems
 from adapters.ca_command import CommandCA
 from adapters.ca_manual import ManualCA
 from adapters.ldap import LdapDirectory
+from adapters.pexip import HttpPexipApi
 from adapters.provisioning import HttpsProvisioning
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.sim import _pki as pki
+from adapters.sim.servers.pexip_http import PexipServer
 from adapters.sim.servers.provisioning_http import ProvisioningServers
 from config.model import Deployment
 
 # --- the implementations of each protocol ------------------------------------------------
 
 VSPHERE_IMPLEMENTATIONS = ["sim", pytest.param("vcsim", marks=pytest.mark.vcsim)]
-# The real Management API client joins here: pytest.param("real", marks=pytest.mark.<its marker>).
-PEXIP_IMPLEMENTATIONS = ["sim"]
+# adapters.pexip.HttpPexipApi against the lab HTTPS server (adapters/sim/servers/pexip_http.py) on the same loop.
+PEXIP_IMPLEMENTATIONS = ["sim", "http"]
 # The real console client (installation and security wizards) joins here.
 CONSOLE_IMPLEMENTATIONS = ["sim"]
 # adapters.ca_manual.ManualCA is the real CA: the operator is played by the fixture.
@@ -109,11 +111,23 @@ async def pexip_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     deployment = make_deployment(3, tmp_path)
     systems = sim_systems(world, deployment)
     await install_manager(systems, deployment)
-    case = PexipCase("sim", systems.pexip, deployment)
-    try:
-        yield case
-    finally:
-        await case.api.aclose()
+    if request.param == "sim":
+        case = PexipCase("sim", systems.pexip, deployment)
+        try:
+            yield case
+        finally:
+            await case.api.aclose()
+        return
+    # adapters.pexip.HttpPexipApi against the lab's HTTPS server over the same world (same loop).
+    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip-server") as server:
+        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+        case = PexipCase(
+            "http", HttpPexipApi(spec, retry_delay_s=0.01), dataclasses.replace(deployment, pexip_api=spec)
+        )
+        try:
+            yield case
+        finally:
+            await case.api.aclose()
 
 
 # --- Console ------------------------------------------------------------------------------

@@ -144,6 +144,8 @@ async def test_status_filters_by_name(pexip_case: PexipCase) -> None:
 
 async def test_the_local_admin_logs_in_on_a_fresh_manager(pexip_case: PexipCase) -> None:
     """verify_login as the local admin works; with a client certificate (no LDAP yet) it is Rejected."""
+    if pexip_case.kind == "http":
+        pytest.skip("HttpPexipApi.verify_login is not implemented yet (#8)")
     assert await pexip_case.api.verify_login(use_client_cert=False) == "local admin"  # outside roles
     with pytest.raises(Rejected):
         await pexip_case.api.verify_login(use_client_cert=True)

@@ -1,0 +1,213 @@
+"""The Management Node's REST API as a real HTTPS server on 127.0.0.1, over the in-process twin.
+
+Every request is handed to :class:`~adapters.sim.pexip.SimPexipApi` over the same
+:class:`~adapters.sim.world.SimWorld`, so the server and the twin cannot drift. What it adds is
+the wire (``pexip-api.md``; Tastypie's shapes): paging (``limit`` default 20, ``offset``,
+``meta`` with ``next``/``previous``/``total_count``), ``201`` with a ``Location`` header (for
+worker_vm the bootstrap file verbatim as the body), HTTP Basic auth (``401``), the twin's refusals
+as ``400`` bodies ``{"<resource>": {"<field>": ["<message>"]}}`` and ``404``.
+
+:attr:`PexipServer.requests` counts every request by ``(method, status)``: a rerun that sends
+no write shows as no new POST/PATCH/DELETE there.
+
+Example::
+
+    async with PexipServer(world, deployment, directory, tmp_path / "pexip") as server:
+        url, ca = server.url, server.cert_file
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import ssl
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from adapters.base import Directory
+from adapters.sim import _pki as pki
+from adapters.sim.pexip import SimPexipApi
+from adapters.sim.world import SimWorld
+from config.errors import Rejected
+from config.model import Deployment
+
+__all__ = ["HOST", "PexipServer"]
+
+HOST = "127.0.0.1"
+_CONFIG = "/api/admin/configuration/v1/"
+_STATUS = "/api/admin/status/v1/"
+_PAGING = {"limit", "offset", "format", "order_by"}
+_WRITES = ("POST", "PATCH", "DELETE", "PUT")
+
+
+class PexipServer:
+    """The twin served over HTTPS with a self-signed certificate kept in ``directory``."""
+
+    def __init__(self, world: SimWorld, deployment: Deployment, directory: Directory, state_dir: Path):
+        self._api = SimPexipApi(world, deployment, directory)
+        self._spec = deployment.pexip_api
+        self._dir = state_dir
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.requests: Counter[tuple[str, int]] = Counter()
+
+    @property
+    def cert_file(self) -> Path:
+        return self._dir / "manager.crt"
+
+    def writes(self) -> int:
+        """How many write requests (POST, PATCH, DELETE, PUT) arrived, whatever their answer."""
+        return sum(n for (method, _), n in self.requests.items() if method in _WRITES)
+
+    async def __aenter__(self) -> PexipServer:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, 0, ssl_context=self._context())
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"https://{HOST}:{port}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _context(self) -> ssl.SSLContext:
+        key = self._dir / "manager.key"
+        if not (self.cert_file.is_file() and key.is_file()):
+            private = pki.new_key("ECDSAP256")
+            sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+            issued = pki.issue_certificate(
+                subject, private.public_key(), private, ca=False, sans=sans, usages=[ExtendedKeyUsageOID.SERVER_AUTH]
+            )
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pki.key_pem(private))
+            self.cert_file.write_bytes(issued.public_bytes(Encoding.PEM))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert_file, key)
+        return ctx
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            if not self._authorised(request.headers.get("Authorization", "")):
+                response: web.StreamResponse = _json(401, {"error": "Authentication credentials were not provided"})
+                response.headers["WWW-Authenticate"] = 'Basic realm="django-tastypie"'
+            else:
+                response = await handler(request)
+        except Rejected as exc:
+            status = getattr(exc, "http_status", 400)
+            response = _json(status, _error_body(request.path, exc))
+        self.requests[(request.method, response.status)] += 1
+        return response
+
+    def _authorised(self, header: str) -> bool:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        wanted = self._spec.admin_password.reveal() if self._spec.admin_password else ""
+        return user == self._spec.admin_user and password == wanted
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path, method = request.path, request.method
+        if path.startswith(_STATUS):
+            resource = path[len(_STATUS) :].strip("/")
+            if method != "GET" or "/" in resource:
+                return _json(405 if method != "GET" else 404, {"error": "not supported"})
+            return self._page(request, await self._api.status(resource, **_filters(request)))
+        if not path.startswith(_CONFIG):
+            return _json(404, {"error": f"{path} not found"})
+        parts = path[len(_CONFIG) :].strip("/").split("/")
+        resource = parts[0]
+        if len(parts) == 1:
+            if method == "GET":
+                return self._page(request, await self._api.list_objects(resource, **_filters(request)))
+            if method == "POST":
+                created = await self._api.create(resource, await _body(request))
+                response = web.Response(status=201, body=created.body)
+                response.headers["Location"] = created.uri
+                return response
+            return _json(405, {"error": f"{method} not allowed on a list"})
+        if len(parts) == 2 and parts[1] == "schema" and method == "GET":
+            return _json(200, await self._api.get(f"{_CONFIG}{resource}/schema/"))
+        if len(parts) != 2:
+            return _json(404, {"error": f"{path} not found"})
+        uri = f"{_CONFIG}{resource}/{parts[1]}/"
+        if method == "GET":
+            return _json(200, await self._api.get(uri))
+        if method == "PATCH":
+            await self._api.patch(uri, await _body(request))
+            return web.Response(status=202)
+        if method == "DELETE":
+            await self._api.delete(uri)
+            return web.Response(status=204)
+        return _json(405, {"error": f"{method} not allowed (PATCH only)"})
+
+    def _page(self, request: web.Request, objects: list[dict[str, Any]]) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", "20"))
+            offset = int(request.query.get("offset", "0"))
+        except ValueError:
+            return _json(400, {"error": "limit and offset must be integers"})
+        if limit <= 0:
+            limit = len(objects) or 1
+        total = len(objects)
+
+        def link(at: int) -> str:
+            query = {k: v for k, v in request.query.items() if k not in ("limit", "offset")}
+            query.update(limit=str(limit), offset=str(at))
+            return str(request.rel_url.with_query(query))
+
+        meta = {
+            "limit": limit,
+            "offset": offset,
+            "total_count": total,
+            "next": link(offset + limit) if offset + limit < total else None,
+            "previous": link(max(0, offset - limit)) if offset > 0 else None,
+        }
+        return _json(200, {"meta": meta, "objects": objects[offset : offset + limit]})
+
+
+def _filters(request: web.Request) -> dict[str, Any]:
+    return {k: v for k, v in request.query.items() if k not in _PAGING}
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise Rejected("the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise Rejected("the body must be a JSON object")
+    return body
+
+
+def _error_body(path: str, exc: Rejected) -> dict[str, Any]:
+    parts = path[len(_CONFIG) :].strip("/").split("/") if path.startswith(_CONFIG) else ["error"]
+    fields: dict[str, list[str]] = {}
+    for field, message in getattr(exc, "problems", [("", str(exc))]):
+        fields.setdefault(field or "__all__", []).append(message)
+    return {parts[0]: fields}
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
