@@ -77,7 +77,9 @@ class Session:
         return self.world
 
 
-def _open_world(deployment: Deployment) -> SimWorld | None:
+def _open_world(deployment: Deployment, *, create: bool = True) -> SimWorld | None:
+    """The simulated world when a system is simulated; ``create`` false (a plan): a world not there
+    yet is an empty one in memory, so that a dry run leaves no file behind."""
     if not needs_world(deployment):
         return None
     from adapters.sim.world import SimWorld
@@ -86,6 +88,8 @@ def _open_world(deployment: Deployment) -> SimWorld | None:
     path = Path(sim.world)
     if not path.is_absolute() and deployment.source:
         path = Path(deployment.source).parent / path
+    if not create and not path.exists():
+        return SimWorld.open(":memory:", latency=sim.latency, faults=sim.faults)
     return SimWorld.open(_trust.create_private(path), latency=sim.latency, faults=sim.faults)
 
 
@@ -202,7 +206,7 @@ def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optio
     register_secrets(deployment)
     path = journal_path(settings, deployment)
     if optional:
-        world = stack.enter_context(_closing(_open_world(deployment)))
+        world = stack.enter_context(_closing(_open_world(deployment, create=False)))
         if not path.exists():
             return deployment, path, None, world, False, None
         opened = stack.enter_context(open_journal_file(path, readonly=True))

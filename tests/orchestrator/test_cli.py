@@ -201,12 +201,14 @@ def test_export_verify_catches_an_edited_line(env: Path, tmp_path: Path) -> None
 
 
 def test_dry_run_prints_a_plan_and_changes_nothing(env: Path) -> None:
-    """run --dry-run --json lists the first step's change per node; no journal is created."""
+    """run --dry-run --json lists the first step's change per node; nothing is created (no journal, no world)."""
+    before = sorted(p.relative_to(env.parent) for p in env.parent.rglob("*"))
     code, out, err = _invoke("-c", str(env), "run", "--dry-run", "--json")
     assert code == 0, err
     plan = json.loads(out)["nodes"]
     assert plan["pexip-mgr"][0]["status"] == "change"
     assert not Path("orchestrator.journal.sqlite").exists()
+    assert sorted(p.relative_to(env.parent) for p in env.parent.rglob("*")) == before
 
 
 def test_every_command_has_help() -> None:
