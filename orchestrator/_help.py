@@ -72,6 +72,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "lab up": (("orchestrator lab up", "orchestrator lab up --fresh --json"), (0, 1, 2)),
     "lab down": (("orchestrator lab down", "orchestrator lab down --reset --json"), (0, 1, 2)),
     "lab status": (("orchestrator lab status", "orchestrator lab status --json"), (0, 1, 2)),
+    "validate": (("orchestrator -c site.toml validate", "orchestrator validate --offline --json"), (0, 2)),
 }
 
 # One-line summaries for the command lists (never cut with "...").
@@ -89,6 +90,7 @@ SHORT = {
     "lab status": "Where the simulators listen, and their configuration.",
     "journal verify": "Check the journal's or an export's hash chain and seal.",
     "journal export": "Export the journal with a seal.",
+    "validate": "Check the whole configuration in one pass; change nothing.",
 }
 
 

@@ -52,6 +52,7 @@ from orchestrator._session import (
     open_session,
     register_secrets,
 )
+from orchestrator._validation import Validation, validate
 from orchestrator.engine import Engine, RunReport
 from orchestrator.steps.base import StepContext
 from orchestrator.wiring import open_systems
@@ -82,6 +83,8 @@ __all__ = [
     "Plan",
     "Verification",
     "ObserverFactory",
+    "Validation",
+    "validate",
 ]
 
 log = structlog.get_logger("orchestrator")
