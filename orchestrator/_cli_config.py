@@ -1,15 +1,16 @@
-"""The configuration commands of ``orchestrator.cli``: ``validate``."""
+"""The configuration commands of ``orchestrator.cli``: ``validate`` and ``init``."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from orchestrator._cli_base import EXIT_BAD_INPUT, Options, handle_errors
 
-__all__ = ["validate"]
+__all__ = ["init", "validate"]
 
 
 @click.command("validate")
@@ -33,3 +34,32 @@ def validate(options: Options, offline: bool, as_json: bool) -> None:
             click.echo(f"  {f}: {m}" if f else f"  {m}", err=True)
     if not result.ok:
         sys.exit(EXIT_BAD_INPUT)
+
+
+@click.command("init")
+@click.argument("path", required=False, type=click.Path(path_type=Path), default=Path("orchestrator.toml"))
+@click.option("--sim", is_flag=True, help="Every system simulated, secrets made in secrets/: `run` works at once.")
+@click.option("--force", is_flag=True, help="Replace PATH if it exists (otherwise refused, exit 2).")
+@click.option("--json", "as_json", is_flag=True, help="Print {path, sim, secret_files, todo}.")
+@handle_errors
+def init(path: Path, sim: bool, force: bool, as_json: bool) -> None:
+    """Write a starter deployment file (default ./orchestrator.toml) that `validate` accepts."""
+    from orchestrator import api
+
+    result = api.init_config(path, sim=sim, force=force)
+    if as_json:
+        out = {
+            "path": str(result.path),
+            "sim": result.sim,
+            "secret_files": [str(p) for p in result.secret_files],
+            "todo": list(result.todo),
+        }
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
+    click.echo(f"wrote {result.path}")
+    if result.sim:
+        click.echo(f"next: orchestrator -c {result.path} run  (stops at the approval gate, exit 3, as a real site)")
+        return
+    click.echo("fill in, then `orchestrator validate` (secrets not set yet: `validate --offline`):")
+    for line in result.todo:
+        click.echo(f"  - {line}")

@@ -73,6 +73,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "lab down": (("orchestrator lab down", "orchestrator lab down --reset --json"), (0, 1, 2)),
     "lab status": (("orchestrator lab status", "orchestrator lab status --json"), (0, 1, 2)),
     "validate": (("orchestrator -c site.toml validate", "orchestrator validate --offline --json"), (0, 2)),
+    "init": (("orchestrator init --sim", "orchestrator init site.toml", "orchestrator init --force --sim"), (0, 2)),
 }
 
 # One-line summaries for the command lists (never cut with "...").
@@ -91,6 +92,7 @@ SHORT = {
     "journal verify": "Check the journal's or an export's hash chain and seal.",
     "journal export": "Export the journal with a seal.",
     "validate": "Check the whole configuration in one pass; change nothing.",
+    "init": "Write a starter deployment file (--sim: runnable at once).",
 }
 
 

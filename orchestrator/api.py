@@ -32,6 +32,7 @@ from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
 from machines.plan import remaining_steps
 from orchestrator import _recap
 from orchestrator import steps as step_impls
+from orchestrator._init import Initialized, init_config
 from orchestrator._journal_api import (
     Verification,
     approve,
@@ -85,6 +86,8 @@ __all__ = [
     "ObserverFactory",
     "Validation",
     "validate",
+    "Initialized",
+    "init_config",
 ]
 
 log = structlog.get_logger("orchestrator")
