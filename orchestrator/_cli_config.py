@@ -1,4 +1,4 @@
-"""The configuration commands of ``orchestrator.cli``: ``validate`` and ``init``."""
+"""The configuration commands of ``orchestrator.cli``: ``validate``, ``init``, ``config``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 
 from orchestrator._cli_base import EXIT_BAD_INPUT, Options, handle_errors
 
-__all__ = ["init", "validate"]
+__all__ = ["config_group", "init", "validate"]
 
 
 @click.command("validate")
@@ -63,3 +63,52 @@ def init(path: Path, sim: bool, force: bool, as_json: bool) -> None:
     click.echo("fill in, then `orchestrator validate` (secrets not set yet: `validate --offline`):")
     for line in result.todo:
         click.echo(f"  - {line}")
+
+
+@click.group("config")
+def config_group() -> None:
+    """The deployment file's reference: every field, and its JSON Schema."""
+
+
+@config_group.command("reference")
+@click.option("--markdown", "as_markdown", is_flag=True, help="The Markdown of docs/configuration.md.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="A list of {key, type, required, default, allowed, secret, meaning}."
+)
+def config_reference(as_markdown: bool, as_json: bool) -> None:
+    """Every field of the deployment file: type, default, required, allowed values, secret, meaning."""
+    from config import reference
+
+    if as_markdown:
+        click.echo(reference.markdown(), nl=False)
+        return
+    if as_json:
+        rows = [
+            {
+                "key": f.key,
+                "type": reference.KINDS[f.kind],
+                "required": f.required,
+                "default": f.default,
+                "allowed": list(f.allowed),
+                "secret": f.secret,
+                "meaning": f.meaning,
+            }
+            for f in reference.FIELDS
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for f in reference.FIELDS:
+        facts = [reference.KINDS[f.kind], "required" if f.required else "optional"]
+        if f.default is not None:
+            facts.append(f"default {f.default!r}")
+        if f.allowed:
+            facts.append("one of " + ", ".join(map(str, f.allowed)))
+        click.echo(f"{f.key}  ({'; '.join(facts)})\n    {f.meaning}")
+
+
+@config_group.command("schema")
+def config_schema() -> None:
+    """The JSON Schema (draft 2020-12) of the deployment file's structure."""
+    from config import reference
+
+    click.echo(json.dumps(reference.json_schema(), indent=2))

@@ -68,3 +68,17 @@ def test_validate_missing_file_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "-c/--config" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_config_reference_and_schema_commands() -> None:
+    from config.reference import FIELDS, markdown
+
+    runner = CliRunner()
+    rows = json.loads(runner.invoke(cli, ["config", "reference", "--json"], catch_exceptions=False).stdout)
+    assert [r["key"] for r in rows] == [f.key for f in FIELDS]
+    assert {r["key"] for r in rows if r["secret"]} >= {"vcenter.password", "snmp.privacy_password"}
+    assert runner.invoke(cli, ["config", "reference", "--markdown"]).stdout == markdown()
+    text = runner.invoke(cli, ["config", "reference"]).stdout
+    assert "vcenter.hosts[].datastore_iops_capacity  (integer; required)" in text
+    schema = json.loads(runner.invoke(cli, ["config", "schema"], catch_exceptions=False).stdout)
+    assert schema["properties"]["console"]["properties"]["mode"]["enum"] == ["real", "sim"]
