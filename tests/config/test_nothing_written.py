@@ -74,9 +74,9 @@ MISTAKES = [
 
 
 @pytest.mark.parametrize(("mistake", "field"), MISTAKES)
-@pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"]])
+@pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"], ["validate"]])
 def test_a_mistake_is_refused_before_anything_is_written(example_secrets, monkeypatch, mistake, field, command):
-    """run and run --dry-run exit 2 naming the field, and leave the directory as it was."""
+    """run, run --dry-run and validate exit 2 naming the field, and leave the directory as it was."""
     config = write_runnable_example(example_secrets)
     load_deployment(config)  # without the mistake it would pass every check
     mistake(config)
@@ -153,3 +153,13 @@ def test_an_expired_trust_anchor_is_refused(example_secrets, monkeypatch):
     (example_secrets / "certs" / "ca-chain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     monkeypatch.chdir(example_secrets)
     assert "\n  pki.ca_chain: certificate 'CN=Old CA' is not valid now" in _refused(example_secrets, config, "run")
+
+
+def test_validate_reports_the_same_problems_as_run_in_one_pass(example_secrets, monkeypatch):
+    """`validate` on the shipped example lists exactly the problems `run` refuses with (#12 item 4)."""
+    config = example_secrets / "deployment.toml"
+    config.write_text(EXAMPLE.read_text())
+    monkeypatch.chdir(example_secrets)
+    run = {line for line in _refused(example_secrets, config, "run").splitlines() if line.startswith("  ")}
+    validate = {line for line in _refused(example_secrets, config, "validate").splitlines() if line.startswith("  ")}
+    assert run and validate == run
