@@ -34,7 +34,7 @@ _REAL_HEADER = (
     "# Written by `orchestrator init`: a real site's deployment, to be edited before a run.\n"
     "# Fill in, then check with `orchestrator validate` (and `validate --offline` before secrets are set):\n"
     "{todo}\n"
-    "# The reference of every field: docs/configuration.md; the guide: config/example.toml's comments.\n\n"
+    "# Every field: `orchestrator config reference` (or docs/configuration.md); its schema: `config schema`.\n\n"
 )
 # What a real site must edit, in the order of the file.
 TODO = (
