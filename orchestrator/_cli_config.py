@@ -14,7 +14,11 @@ __all__ = ["config_group", "init", "validate"]
 
 
 @click.command("validate")
-@click.option("--offline", is_flag=True, help="Skip what needs this host: secrets set, files the real systems open.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Skip what needs this host: secrets set, files the real systems open, connections to them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print {config, valid, offline, deployment, nodes, problems}.")
 @click.pass_obj
 @handle_errors

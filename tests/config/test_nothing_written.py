@@ -163,3 +163,23 @@ def test_validate_reports_the_same_problems_as_run_in_one_pass(example_secrets, 
     run = {line for line in _refused(example_secrets, config, "run").splitlines() if line.startswith("  ")}
     validate = {line for line in _refused(example_secrets, config, "validate").splitlines() if line.startswith("  ")}
     assert run and validate == run
+
+
+def test_validate_checks_that_every_real_system_is_reachable(example_secrets, monkeypatch):
+    """Unless --offline, validate connects to each real system's URL: a listener passes, a closed port is named."""
+    import socket
+
+    config = write_runnable_example(example_secrets)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    _replace("https://vcenter.example.com/sdk", f"https://127.0.0.1:{port}/sdk")(config)
+    monkeypatch.chdir(example_secrets)
+    before = _tree(example_secrets)
+    result = CliRunner().invoke(cli, ["-c", str(config), "validate"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    listener.close()
+    err = _refused(example_secrets, config, "validate")
+    assert f"\n  vcenter.url: cannot connect to 127.0.0.1:{port}" in err
+    offline = CliRunner().invoke(cli, ["-c", str(config), "validate", "--offline"], catch_exceptions=False)
+    assert offline.exit_code == 0, offline.output
+    assert _tree(example_secrets) == before
