@@ -72,6 +72,11 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "lab up": (("orchestrator lab up", "orchestrator lab up --fresh --json"), (0, 1, 2)),
     "lab down": (("orchestrator lab down", "orchestrator lab down --reset --json"), (0, 1, 2)),
     "lab status": (("orchestrator lab status", "orchestrator lab status --json"), (0, 1, 2)),
+    "validate": (("orchestrator -c site.toml validate", "orchestrator validate --offline --json"), (0, 2)),
+    "config": (("orchestrator config reference", "orchestrator config schema > orchestrator.schema.json"), (0,)),
+    "config reference": (("orchestrator config reference", "orchestrator config reference --markdown"), (0,)),
+    "config schema": (("orchestrator config schema > orchestrator.schema.json",), (0,)),
+    "init": (("orchestrator init --sim", "orchestrator init site.toml", "orchestrator init --force --sim"), (0, 2)),
 }
 
 # One-line summaries for the command lists (never cut with "...").
@@ -89,6 +94,11 @@ SHORT = {
     "lab status": "Where the simulators listen, and their configuration.",
     "journal verify": "Check the journal's or an export's hash chain and seal.",
     "journal export": "Export the journal with a seal.",
+    "validate": "Check the whole configuration in one pass; change nothing.",
+    "config": "The deployment file's reference and JSON Schema.",
+    "config reference": "Every field of the deployment file.",
+    "config schema": "The JSON Schema of the deployment file.",
+    "init": "Write a starter deployment file (--sim: runnable at once).",
 }
 
 

@@ -32,6 +32,7 @@ from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
 from machines.plan import remaining_steps
 from orchestrator import _recap
 from orchestrator import steps as step_impls
+from orchestrator._init import Initialized, init_config
 from orchestrator._journal_api import (
     Verification,
     approve,
@@ -52,6 +53,7 @@ from orchestrator._session import (
     open_session,
     register_secrets,
 )
+from orchestrator._validation import Validation, validate
 from orchestrator.engine import Engine, RunReport
 from orchestrator.steps.base import StepContext
 from orchestrator.wiring import open_systems
@@ -82,6 +84,10 @@ __all__ = [
     "Plan",
     "Verification",
     "ObserverFactory",
+    "Validation",
+    "validate",
+    "Initialized",
+    "init_config",
 ]
 
 log = structlog.get_logger("orchestrator")

@@ -23,6 +23,7 @@ import click
 from machines.lifecycle import LDAP_AUTHENTICATED, MILESTONES
 from orchestrator import _format, _help
 from orchestrator._cli_base import GLOBAL_OPTIONS, Options, add_global_options, handle_errors
+from orchestrator._cli_config import config_group, init, validate
 from orchestrator._cli_groups import journal_group, lab
 
 __all__ = ["main", "cli"]
@@ -320,6 +321,9 @@ def maintenance(options: Options, node: str, mode: str, by: str, reason: str | N
 
 cli.add_command(journal_group)
 cli.add_command(lab)
+cli.add_command(validate)
+cli.add_command(init)
+cli.add_command(config_group)
 add_global_options(cli, [p for p in cli.params if p.name in GLOBAL_OPTIONS])
 _help.apply(cli)
 

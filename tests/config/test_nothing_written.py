@@ -74,9 +74,9 @@ MISTAKES = [
 
 
 @pytest.mark.parametrize(("mistake", "field"), MISTAKES)
-@pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"]])
+@pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"], ["validate"]])
 def test_a_mistake_is_refused_before_anything_is_written(example_secrets, monkeypatch, mistake, field, command):
-    """run and run --dry-run exit 2 naming the field, and leave the directory as it was."""
+    """run, run --dry-run and validate exit 2 naming the field, and leave the directory as it was."""
     config = write_runnable_example(example_secrets)
     load_deployment(config)  # without the mistake it would pass every check
     mistake(config)
@@ -153,3 +153,33 @@ def test_an_expired_trust_anchor_is_refused(example_secrets, monkeypatch):
     (example_secrets / "certs" / "ca-chain.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     monkeypatch.chdir(example_secrets)
     assert "\n  pki.ca_chain: certificate 'CN=Old CA' is not valid now" in _refused(example_secrets, config, "run")
+
+
+def test_validate_reports_the_same_problems_as_run_in_one_pass(example_secrets, monkeypatch):
+    """`validate` on the shipped example lists exactly the problems `run` refuses with (#12 item 4)."""
+    config = example_secrets / "deployment.toml"
+    config.write_text(EXAMPLE.read_text())
+    monkeypatch.chdir(example_secrets)
+    run = {line for line in _refused(example_secrets, config, "run").splitlines() if line.startswith("  ")}
+    validate = {line for line in _refused(example_secrets, config, "validate").splitlines() if line.startswith("  ")}
+    assert run and validate == run
+
+
+def test_validate_checks_that_every_real_system_is_reachable(example_secrets, monkeypatch):
+    """Unless --offline, validate connects to each real system's URL: a listener passes, a closed port is named."""
+    import socket
+
+    config = write_runnable_example(example_secrets)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    _replace("https://vcenter.example.com/sdk", f"https://127.0.0.1:{port}/sdk")(config)
+    monkeypatch.chdir(example_secrets)
+    before = _tree(example_secrets)
+    result = CliRunner().invoke(cli, ["-c", str(config), "validate"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    listener.close()
+    err = _refused(example_secrets, config, "validate")
+    assert f"\n  vcenter.url: cannot connect to 127.0.0.1:{port}" in err
+    offline = CliRunner().invoke(cli, ["-c", str(config), "validate", "--offline"], catch_exceptions=False)
+    assert offline.exit_code == 0, offline.output
+    assert _tree(example_secrets) == before
