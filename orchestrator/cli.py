@@ -24,6 +24,7 @@ from machines.lifecycle import LDAP_AUTHENTICATED, MILESTONES
 from orchestrator import _format, _help
 from orchestrator._cli_base import GLOBAL_OPTIONS, Options, add_global_options, handle_errors
 from orchestrator._cli_groups import journal_group, lab
+from orchestrator._cli_serve import serve
 
 __all__ = ["main", "cli"]
 
@@ -320,6 +321,7 @@ def maintenance(options: Options, node: str, mode: str, by: str, reason: str | N
 
 cli.add_command(journal_group)
 cli.add_command(lab)
+cli.add_command(serve)
 add_global_options(cli, [p for p in cli.params if p.name in GLOBAL_OPTIONS])
 _help.apply(cli)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.http._app import TOKEN_ENV, make_app
+from orchestrator.http._app import make_app
+from orchestrator.http._serve import serve
 
-__all__ = ["make_app", "TOKEN_ENV"]
+__all__ = ["make_app", "serve"]

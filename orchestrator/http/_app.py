@@ -16,9 +16,8 @@ from orchestrator._session import open_existing_journal
 from orchestrator._settings import SessionSettings
 from orchestrator.http import _metrics, _page
 
-__all__ = ["make_app", "TOKEN_ENV"]
+__all__ = ["make_app"]
 
-TOKEN_ENV = "ORCHESTRATOR_HTTP_TOKEN"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -124,3 +124,24 @@ def test_promtool_accepts_metrics(journal_copy: Path, monkeypatch: pytest.Monkey
     text = asyncio.run(go())
     done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_http_section_parses_and_bad_listen_names_the_field(tmp_path: Path) -> None:
+    from config.errors import ConfigError
+    from config.load import load_deployment
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "config" / "example.toml").read_text()
+    good = tmp_path / "good.toml"
+    good.write_text(text + '\n[http]\nlisten = "127.0.0.1:9999"\ntoken = "env:HTTP_TEST_TOKEN"\n')
+    spec = load_deployment(good, check_secrets=False).http
+    assert (spec.listen, spec.token and spec.token.ref, spec.tls_cert) == (
+        "127.0.0.1:9999",
+        "env:HTTP_TEST_TOKEN",
+        None,
+    )
+    assert TOKEN not in repr(spec)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text + '\n[http]\nlisten = "nowhere"\n')
+    with pytest.raises(ConfigError, match=r"http\.listen.*HOST:PORT"):
+        load_deployment(bad, check_secrets=False)
