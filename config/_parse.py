@@ -23,6 +23,7 @@ from config.model import (
     Deployment,
     GlobalSpec,
     HostSpec,
+    HttpSpec,
     JournalSpec,
     LdapSpec,
     NetworkSpec,
@@ -139,6 +140,17 @@ def _journal(t: Table) -> JournalSpec:
         syslog=syslog,
         group=group if isinstance(group, str) else "",
     )
+
+
+def _http(t: Table) -> HttpSpec:
+    listen = t.text("listen", required=False, default="127.0.0.1:8480")
+    host, _, port = listen.rpartition(":") if isinstance(listen, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        t.problem("listen", f"not HOST:PORT (got {listen!r}); e.g. 127.0.0.1:8480")
+    cert, key = t.file_path("tls_cert", required=False), t.file_path("tls_key", required=False)
+    if (cert is None) != (key is None):
+        t.problem("tls_cert", "set both tls_cert and tls_key (or neither, for plain HTTP)")
+    return HttpSpec(listen=str(listen), token=t.secret("token", required=False), tls_cert=cert, tls_key=key)
 
 
 def _ldap(t: Table, policy: Policy) -> LdapSpec:
@@ -311,6 +323,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
             required=False,
         ),
         journal=_section(top, "journal", _journal, required=False),
+        http=_section(top, "http", _http, required=False),
         source=str(source),
         policy_path=str(policy_path),
         policy_sha256=_sha256(policy_path),

@@ -33,6 +33,7 @@ __all__ = [
     "LdapSpec",
     "SimulationSpec",
     "JournalSpec",
+    "HttpSpec",
     "Policy",
     "Deployment",
     "MANAGEMENT",
@@ -240,6 +241,16 @@ class JournalSpec:
 
 
 @dataclass(frozen=True)
+class HttpSpec:
+    """``orchestrator serve``: where the HTTP API listens, the approvals' bearer token, optional TLS."""
+
+    listen: str = "127.0.0.1:8480"
+    token: Secret | None = None  # None: the API is read-only (every approval refused)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+@dataclass(frozen=True)
 class Deployment:
     """A whole declared deployment, validated."""
 
@@ -259,6 +270,7 @@ class Deployment:
     policy: Policy
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
     journal: JournalSpec = field(default_factory=JournalSpec)
+    http: HttpSpec = field(default_factory=HttpSpec)
     source: str = ""  # the file it came from, for messages
     source_sha256: str = ""  # of the file's bytes as read: which configuration a run applied
     policy_path: str = ""  # the policy file used (the packaged one unless [deployment] policy names another)

@@ -280,6 +280,11 @@ FIELDS: tuple[Field, ...] = (
     ),
     _f("journal", "syslog", "text", "where checkpoints are also sent", req=False, default="auto"),
     _f("journal", "group", "text", "the Unix group that may read the journal", req=False, default=""),
+    _f("", "http", "table", "`orchestrator serve`: the HTTP API and status page", req=False),
+    _f("http", "listen", "text", "HOST:PORT the HTTP API listens on", req=False, default="127.0.0.1:8480"),
+    _f("http", "token", "secret", "the bearer token approvals need (none: the API is read-only)", req=False),
+    _f("http", "tls_cert", "file_path", "the HTTPS certificate (PEM; with tls_key)", req=False),
+    _f("http", "tls_key", "file_path", "the HTTPS private key (PEM; with tls_cert)", req=False),
 )
 
 

@@ -1,0 +1,52 @@
+"""Prometheus text exposition computed from the journal (read only; a fresh registry per scrape)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from journal import Journal, kinds
+
+__all__ = ["render"]
+
+_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def render(journal: Journal, rows: list[dict[str, Any]]) -> bytes:
+    """Nodes by state, transitions, step durations, retries, failures, gate waits (from ``status`` rows)."""
+    reg = CollectorRegistry()
+    nodes = Gauge("orchestrator_nodes", "Nodes by lifecycle state", ["state"], registry=reg)
+    waiting = Gauge("orchestrator_nodes_waiting_on_gate", "Nodes waiting on a gate", ["gate"], registry=reg)
+    transitions = Counter("orchestrator_transitions", "Committed steps (state transitions)", registry=reg)
+    retries = Counter("orchestrator_step_retries", "Step attempts retried", registry=reg)
+    failures = Counter("orchestrator_step_failures", "Steps failed", registry=reg)
+    durations = Histogram(
+        "orchestrator_step_duration_seconds", "step_started to step_committed", ["step"], buckets=_BUCKETS, registry=reg
+    )
+    for row in rows:
+        nodes.labels(row["state"]).inc()
+        if row["gate"]:
+            waiting.labels(row["gate"]).inc()
+    started: dict[tuple[str | None, str | None], datetime] = {}
+    wanted = (kinds.STEP_STARTED, kinds.STEP_COMMITTED, kinds.STEP_RETRY, kinds.STEP_FAILED)
+    for event in journal.events(kinds=wanted):
+        key = (event.node, event.step)
+        if event.kind == kinds.STEP_STARTED:
+            started.setdefault(key, _at(event.at))
+        elif event.kind == kinds.STEP_COMMITTED:
+            transitions.inc()
+            begun = started.pop(key, None)
+            if begun is not None:
+                durations.labels(event.step or "").observe(max(0.0, (_at(event.at) - begun).total_seconds()))
+        elif event.kind == kinds.STEP_RETRY:
+            retries.inc()
+        else:
+            failures.inc()
+            started.pop(key, None)
+    return generate_latest(reg)
