@@ -114,36 +114,9 @@ class Journaled:
             update={"step": step, "attempt": 1, "last_error": None},
         )
 
-    async def _transition(
-        self,
-        model: NodeModel,
-        trigger: str,
-        *,
-        kind: str,
-        step: str | None = None,
-        payload: dict[str, Any] | None = None,
-        update: dict[str, Any] | None = None,
-        actor: str | None = None,
-        attempt: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Fire ``trigger``, then commit ``kind`` with the new state and ``update``.
-
-        ``attempt``: the attempt to journal (default: the model's).
-        """
-        await self._commit(
-            await self._fired(
-                model,
-                trigger,
-                kind=kind,
-                step=step,
-                payload=payload,
-                update=update,
-                actor=actor,
-                attempt=attempt,
-                **kwargs,
-            )
-        )
+    async def _transition(self, model: NodeModel, trigger: str, *, kind: str, **fields: Any) -> None:
+        """Fire ``trigger``, then commit ``kind`` (the arguments of :meth:`_fired`) in a transaction of its own."""
+        await self._commit(await self._fired(model, trigger, kind=kind, **fields))
 
     async def _fired(
         self,
@@ -158,7 +131,11 @@ class Journaled:
         attempt: int | None = None,
         **kwargs: Any,
     ) -> Transition:
-        """Fire ``trigger`` on the model; the transition to commit for it (the caller commits it)."""
+        """Fire ``trigger`` on the model; the transition to commit for it (the caller commits it).
+
+        The transition carries the new state and ``update``; ``attempt``: the attempt to journal
+        (default: the model's); ``kwargs`` go to the trigger's conditions.
+        """
         before = model.state
         await fire(self._machine, model, trigger, step=step, **kwargs)
         fields = {"state": model.state, **(update or {})}

@@ -239,7 +239,7 @@ class StepRunner(Journaled):
                     committed=self._history.committed(model.name) | {action.step},
                 )
             ]
-            log.debug("milestone reached", node=model.name, state=model.state)
+            reached = model.state
             following = None
             if self._may_go_on(model) and isinstance(next_ := self.plan(model), Start):
                 following = STEPS[model.role][next_.milestone][0]
@@ -248,6 +248,7 @@ class StepRunner(Journaled):
                 )
                 transitions.append(self._started(model, following))
             await self._commit_all(transitions)
+            log.debug("milestone reached", node=model.name, state=reached)
             return following is not None
         if missing:
             log.error("milestone incomplete", node=model.name, milestone=action.milestone, missing=missing)
