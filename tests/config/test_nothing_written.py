@@ -57,6 +57,37 @@ def _real_ldap_without_its_ca(config: Path) -> None:
     )
 
 
+def _signing_key(config: Path) -> Path:
+    """The journal key write_runnable_example made for ``config`` (outside the journal's directory)."""
+    match = re.search(r'^signing_key = "file:([^"]+)"', config.read_text(), flags=re.M)
+    assert match, "the runnable example names its journal key"
+    return Path(match[1])
+
+
+def _no_signing_key(config: Path) -> None:
+    config.write_text(re.sub(r"^signing_key = .*\n", "", config.read_text(), flags=re.M))
+
+
+def _rsa_signing_key(config: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    _signing_key(config).write_bytes(pem)
+
+
+def _readable_signing_key(config: Path) -> None:
+    _signing_key(config).chmod(0o644)
+
+
+def _signing_key_beside_the_journal(config: Path) -> None:
+    beside = config.parent / "journal-key.pem"
+    beside.write_bytes(_signing_key(config).read_bytes())
+    beside.chmod(0o600)
+    _replace(f"file:{_signing_key(config)}", f"file:{beside}")(config)
+
+
 # Each case: the mistake, and the field the report must name.
 MISTAKES = [
     (_replace('[pexip_api]\nmode = "sim"', '[pexip_api]\nmode = "real"'), "pexip_api.mode"),  # a real adapter not built
@@ -70,6 +101,10 @@ MISTAKES = [
     ),  # a command CA whose program is not installed
     (_remove("images/Pexip_Infinity_ConfNode.ova"), "ova.conferencing"),  # a missing OVA
     (_replace('ca_file = "certs/vcenter-ca.pem"', 'ca_file = "certs"'), "vcenter.ca_file"),  # a directory for a file
+    (_no_signing_key, "journal.signing_key"),  # real mode without the journal's key
+    (_rsa_signing_key, "journal.signing_key"),  # not an Ed25519 key
+    (_readable_signing_key, "journal.signing_key"),  # readable by others
+    (_signing_key_beside_the_journal, "journal.signing_key"),  # whoever writes the journal could re-sign it
 ]
 
 
@@ -113,8 +148,19 @@ def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, 
         "console.known_hosts",
         "ldap.ca_file",
         "pki.ca_chain",
+        "journal.signing_key",
     ]
     assert [f for f in fields if f"\n  {f}: " not in err] == []
+
+
+def test_a_bad_signing_key_is_in_the_same_report_as_the_configurations_problems(example_secrets, monkeypatch):
+    """Issue #7: the journal key's problem comes with every other, not in a second round after they are fixed."""
+    config = write_runnable_example(example_secrets)
+    _readable_signing_key(config)
+    _remove("certs/vcenter-ca.pem")(config)
+    monkeypatch.chdir(example_secrets)
+    err = _refused(example_secrets, config, "run")
+    assert "\n  vcenter.ca_file: file not found" in err and "\n  journal.signing_key: the signing key" in err
 
 
 def test_the_shipped_example_without_secrets_also_writes_nothing(tmp_path, monkeypatch):

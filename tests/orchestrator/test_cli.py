@@ -36,6 +36,7 @@ def _sim_config(tmp: Path) -> Path:
     text = EXAMPLE.read_text()
     text = re.sub(r'^mode = "real"', 'mode = "sim"', text, flags=re.M)
     text = re.sub(r'^mode = "manual"', 'mode = "sim"', text, flags=re.M)
+    text = re.sub(r"^signing_key = .*\n", "", text, flags=re.M)  # a simulation makes its own journal key
     (tmp / "certs").mkdir()
     (tmp / "certs" / "orchestrator-admin.key").write_text(CLIENT_KEY + "\n")
     path = tmp / "orchestrator.toml"
