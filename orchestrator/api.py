@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from adapters.base import Systems
-from config.errors import AdapterError, ConfigError, OrchestratorError, Unknowable
+from config.errors import ConfigError, OrchestratorError, Unknowable
 from config.model import Deployment
 from journal import Journal
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
@@ -43,6 +43,7 @@ from orchestrator._journal_api import (
     status,
     verify,
 )
+from orchestrator._preflight import preflight
 from orchestrator._session import (
     Session,
     SessionSettings,
@@ -125,29 +126,6 @@ def _install_signal_handlers(engine: Engine) -> Callable[[], None]:
     return remove
 
 
-async def _preflight(deployment: Deployment, systems: Systems, clock: Any = None) -> None:
-    """Host environment, VLANs, inventory: before any change, so bad input changes nothing.
-
-    Only reads, so a transient error is retried a few times before the run gives up.
-    """
-    import random
-
-    from orchestrator.clock import SystemClock
-
-    clock = clock or SystemClock()
-    retry = deployment.policy.retry
-    rng = random.Random()
-    attempts = retry.max_attempts
-    for attempt in range(1, attempts + 1):
-        try:
-            await systems.vsphere.preflight(deployment)
-            return
-        except AdapterError as exc:
-            if not exc.retryable or attempt == attempts:
-                raise
-            await clock.sleep(retry.backoff(attempt, rng))
-
-
 async def drive(
     deployment: Deployment,
     journal: Journal,
@@ -164,6 +142,7 @@ async def drive(
     from_step: str | None = None,
     max_concurrency: int | None = None,
     clock: Any = None,
+    check_first: bool = True,
 ) -> RunReport:
     """Drive the nodes to ``until`` (default: ldap_authenticated) with the parts already open.
 
@@ -171,11 +150,13 @@ async def drive(
         systems: the adapters (a session's); default: opened over ``world`` and closed after.
         retry: failed nodes to put back where they failed first (``resume``).
         from_step: with ``retry``/``nodes``: rewind those nodes to this step (``resume --from-step``).
+        check_first: run the preflight first (false: the session ran it before opening the journal).
     """
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
     try:
-        await _preflight(deployment, systems, clock)
+        if check_first:
+            await preflight(deployment, systems, clock)
         engine = Engine(
             deployment,
             journal,
@@ -228,6 +209,7 @@ async def _drive_session(session: Session, factory: ObserverFactory | None, **op
             hooks=session.hooks,
             observer=observer,
             actor=session.settings.actor,
+            check_first=not session.preflighted,
             **options,
         )
 
@@ -241,7 +223,7 @@ async def run(
     clock: Any = None,
 ) -> RunReport:
     """``run``: drive the nodes (default: all) of the configured deployment to ``until``."""
-    async with open_session(settings) as session:
+    async with open_session(settings, clock=clock, nodes=nodes) as session:
         return await _drive_session(session, observer_factory, nodes=nodes, until=until, clock=clock)
 
 
@@ -270,7 +252,7 @@ async def resume(
         raise ConfigError([("NODE", "give one NODE or --all")])
     if from_step and all_nodes:
         raise ConfigError([("--from-step", "goes with one NODE, not --all")])
-    async with open_session(settings, journal="existing") as session:
+    async with open_session(settings, journal="existing", clock=clock, nodes=[node] if node else None) as session:
         assert session.journal is not None
         names, retry = resume_targets(session.journal, node, from_step)
         return await _drive_session(
@@ -301,7 +283,7 @@ async def plan(
     settings: SessionSettings, *, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED
 ) -> Plan:
     """``run --dry-run``: the plan of the configured deployment; no journal is created."""
-    async with open_session(settings, journal="optional") as session:
+    async with open_session(settings, journal="optional", nodes=nodes) as session:
         return await plan_steps(session.deployment, session.journal, nodes=nodes, until=until, systems=session.systems)
 
 
@@ -319,7 +301,7 @@ async def plan_steps(
     systems = open_systems(deployment, world) if systems is None else systems
     result = Plan()
     try:
-        await _preflight(deployment, systems)
+        await preflight(deployment, systems)
         records = {r.name: r for r in journal.nodes()} if journal else {}
         for spec in deployment.nodes:
             if nodes and spec.name not in nodes:
