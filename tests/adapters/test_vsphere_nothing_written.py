@@ -72,3 +72,17 @@ def test_resume_against_a_vcenter_no_longer_trusted_appends_no_event(vcsim: Vcsi
     assert code == 2, out
     assert "\n  vcenter: " in out and "not trusted" in out, out
     assert sqlite3.connect(journal).execute("select count(*) from events").fetchone()[0] == events
+
+
+def test_validate_asks_vcenter_what_run_asks_and_writes_nothing(vcsim: Vcsim, tmp_path: Path) -> None:
+    """#12 item 4: validate checks TLS trust and the inventory as run's preflight does: the lab passes, another CA is
+    named by its field, and neither writes anything."""
+    config = write_lab_config(tmp_path / "lab", vcsim)
+    code, out = _run(config, "validate")
+    assert code == 0, out
+    other = make_test_pki(tmp_path / "other", ca_name="Some Other CA")
+    before = _ours(tmp_path)
+    config.write_text(config.read_text().replace(str(vcsim.ca_file), str(other.ca_file)))
+    code, out = _run(config, "validate")
+    assert code == 2 and "\n  vcenter: " in out and "not trusted" in out, out
+    assert _ours(tmp_path) == before

@@ -212,17 +212,30 @@ def test_validate_reports_the_same_problems_as_run_in_one_pass(example_secrets, 
 
 
 def test_validate_checks_that_every_real_system_is_reachable(example_secrets, monkeypatch):
-    """Unless --offline, validate connects to each real system's URL: a listener passes, a closed port is named."""
+    """Unless --offline, validate connects to each real system's URL (a closed port is named by its field), then asks
+    it what run's preflight asks: a listener that is no vCenter passes the TCP check and fails the next one."""
     import socket
+    import threading
 
     config = write_runnable_example(example_secrets)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+
+    def hang_up() -> None:  # accept and close at once: reachable, but not a vCenter
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
     _replace("https://vcenter.example.com/sdk", f"https://127.0.0.1:{port}/sdk")(config)
     monkeypatch.chdir(example_secrets)
     before = _tree(example_secrets)
-    result = CliRunner().invoke(cli, ["-c", str(config), "validate"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    err = _refused(example_secrets, config, "validate")
+    assert "\n  vcenter: " in err and "cannot connect" not in err, err
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread; close alone would not stop listening
     listener.close()
     err = _refused(example_secrets, config, "validate")
     assert f"\n  vcenter.url: cannot connect to 127.0.0.1:{port}" in err
