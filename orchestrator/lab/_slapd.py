@@ -31,18 +31,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from ldap3 import BASE, MODIFY_REPLACE, NONE, Connection, Server, Tls
+from typing import TYPE_CHECKING, Literal
 
 from config.model import Deployment, LdapSpec
 from orchestrator.lab._pki import Pki
-from orchestrator.lab._slapd_data import Entry, directory_entries, ldif, ssha
 from orchestrator.lab._vcsim import LabError
+
+if TYPE_CHECKING:  # ldap3 is loaded by what talks LDAP, not by `lab status` and `lab down`
+    from ldap3 import Connection
+
+    from orchestrator.lab._slapd_data import Entry
 
 __all__ = [
     "SLAPD",
     "Slapd",
+    "free_port",
     "is_our_slapd",
     "prepare_slapd",
     "running_slapd",
@@ -62,7 +65,7 @@ def slapd_available() -> str | None:
     return "slapd is not installed (Debian packages slapd ldap-utils; scripts/setup.sh installs them)"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -77,6 +80,8 @@ def _config(
     limits: Sequence[str],
     require_tls: bool,
 ) -> str:
+    from orchestrator.lab._slapd_data import ldif, ssha
+
     tls = (
         {
             "olcTLSCACertificateFile": [str(pki.ca_file)],
@@ -171,6 +176,8 @@ class Slapd:
     @contextmanager
     def admin(self) -> Iterator[Connection]:
         """A connection bound as the directory's root DN over StartTLS, to change it under a test."""
+        from ldap3 import NONE, Connection, Server, Tls
+
         tls = Tls(ca_certs_file=str(self.ca_file), validate=ssl.CERT_REQUIRED)
         server = Server("127.0.0.1", port=self.port, tls=tls, get_info=NONE, connect_timeout=5)
         conn = Connection(server, self.root_dn, self.root_password, raise_exceptions=True)
@@ -184,6 +191,8 @@ class Slapd:
 
     def remove_member(self, group_dn: str, member_dn: str) -> None:
         """Take ``member_dn`` out of the group (the last member leaves the empty DN: groupOfNames needs one)."""
+        from ldap3 import BASE, MODIFY_REPLACE
+
         with self.admin() as conn:
             conn.search(group_dn, "(objectClass=*)", search_scope=BASE, attributes=["member"])
             left = [m for m in conn.entries[0].member.values if m.lower() != member_dn.lower()]
@@ -293,16 +302,21 @@ def prepare_slapd(
     users: Mapping[str, str] | None = None,
     limits: Sequence[str] = (),
     require_tls: bool = True,
+    port: int | None = None,
+    ldaps_port: int | None = None,
 ) -> Slapd:
     """A new slapd in ``directory`` (emptied first) with the entries of ``ldap``, on free loopback ports; not started.
 
     ``pki`` None: a server without TLS (StartTLS is refused, no ldaps), to prove the client never falls back.
     ``limits``: ``olcLimits`` values of the database (e.g. ``dn.exact="..." size.prtotal=unlimited``).
     ``require_tls`` False: no ``ssf=64`` (plain binds accepted: the policy that permits no TLS).
+    ``port``, ``ldaps_port``: where it listens (default: free ports).
 
     Raises:
         LabError: slapd is not installed, or ``slapadd`` refused the configuration or the data.
     """
+    from orchestrator.lab._slapd_data import directory_entries, ldif
+
     if (why := slapd_available()) is not None:
         raise LabError(why)
     shutil.rmtree(directory, ignore_errors=True)
@@ -317,8 +331,8 @@ def prepare_slapd(
     _run([SLAPADD, "-n", "0", "-F", config_dir, "-l", str(directory / "config.ldif")])
     _run([SLAPADD, "-n", "1", "-F", config_dir, "-l", str(directory / "data.ldif")])
     return Slapd(
-        _free_port(),
-        _free_port() if pki else None,
+        port or free_port(),
+        (ldaps_port or free_port()) if pki else None,
         pki.ca_file if pki else Path(os.devnull),
         ldap.base_dn,
         root_dn,
