@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.lab._config import lab_config, write_lab_config
-from orchestrator.lab._directory import ldap_status, start_lab_directory, stop_lab_directory
+from orchestrator.lab._directory import ldap_status, restart_lab_directory, start_lab_directory, stop_lab_directory
 from orchestrator.lab._files import write_private
 from orchestrator.lab._inventory import LAB_HOSTS, prepare_inventory
 from orchestrator.lab._ova import make_test_ova, stream_vmdk
@@ -145,8 +145,13 @@ def lab_up(lab_dir: Path = Path(".lab"), *, fresh: bool = False) -> dict[str, An
     status = lab_status(lab_dir)
     if status["vcenter"]["running"] and status["ldap"]["running"]:
         return status
+    state = json.loads(_state_file(lab_dir).read_text()) if _state_file(lab_dir).is_file() else {}
+    if status["vcenter"]["running"] and state.get("ldap"):  # slapd alone stopped: the same one again
+        state["ldap"] = restart_lab_directory(state["ldap"])
+        write_private(_state_file(lab_dir), json.dumps(state, indent=2).encode())
+        return lab_status(lab_dir)
     if status["vcenter"]["running"] or status["ldap"]["running"]:
-        lab_down(lab_dir)  # half a lab (one of them died): start both anew
+        lab_down(lab_dir)  # half a lab (vcsim died): start both anew
     lab_dir.mkdir(parents=True, exist_ok=True)
     pki = make_test_pki(lab_dir / "pki")
     binary = build_vcsim(lab_dir)

@@ -18,9 +18,9 @@ from typing import Any
 from config.model import LdapSpec, RoleMapping
 from config.secrets import Secret
 from orchestrator.lab._pki import Pki, issue_client_certificate
-from orchestrator.lab._slapd import is_our_slapd, prepare_slapd, stop_slapd
+from orchestrator.lab._slapd import Slapd, is_our_slapd, prepare_slapd, stop_slapd
 
-__all__ = ["lab_ldap_spec", "ldap_status", "start_lab_directory", "stop_lab_directory"]
+__all__ = ["lab_ldap_spec", "ldap_status", "restart_lab_directory", "start_lab_directory", "stop_lab_directory"]
 
 _DOMAIN = "lab.example.com"  # the lab's DNS domain: the UPN's
 
@@ -79,7 +79,35 @@ def start_lab_directory(lab_dir: Path, config: Path, pki: Pki) -> dict[str, Any]
         "user": ldap.verify_user,
         "client_cert": api["client_cert"],
         "pid": slapd.pid,
+        # To start the same server again (restart_lab_directory): its files and ports.
+        "config_dir": slapd.config_dir,
+        "port": slapd.port,
+        "ldaps_port": slapd.ldaps_port,
     }
+
+
+def restart_lab_directory(state: dict[str, Any]) -> dict[str, Any]:
+    """Start the lab's slapd again, as it was (same ports, same data: the deployment file still holds);
+    the state with its new pid.
+
+    Raises:
+        LabError: it did not start.
+    """
+    config_dir = Path(state["config_dir"])
+    directory = config_dir.parent
+    slapd = Slapd(
+        int(state["port"]),
+        state.get("ldaps_port"),
+        Path(state["ca_file"]),
+        str(state["base_dn"]),
+        "",
+        "",
+        str(config_dir),
+        directory / "slapd.log",
+        directory / "run" / "slapd.pid",
+    )
+    slapd.start(detach=True)
+    return {**state, "pid": slapd.pid}
 
 
 def ldap_status(state: dict[str, Any] | None) -> dict[str, Any]:
