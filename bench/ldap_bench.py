@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "adapters")]
 
 from _sim_factory import make_deployment  # tests/adapters: the test peers' helpers
-from _slapd import running_slapd
 
 from adapters.ldap import LdapDirectory
 from config.model import Deployment
 from orchestrator.lab import make_test_pki
+from orchestrator.lab._slapd import running_slapd
 
 TARGETS_MS = {"verify_bind": 30.0, "user_groups": 10.0}
 

@@ -34,8 +34,9 @@ SECRETS = (
 )
 
 _HEADER = (
-    "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA)\n"
-    "# and every other system simulated. Lab test credentials only.\n\n"
+    "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA),\n"
+    "# the lab's slapd (LDAP, real mode when ldap.port is given, StartTLS) and every other system simulated.\n"
+    "# Lab test credentials only.\n\n"
 )
 
 _DOMAIN = "lab.example.com"
