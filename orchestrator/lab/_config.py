@@ -35,9 +35,9 @@ SECRETS = (
 
 _HEADER = (
     "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA),\n"
-    "# the lab's slapd (LDAP, real mode when ldap.port is given, StartTLS) and every other system simulated.\n"
-    "# Lab test credentials only.\n\n"
+    "# {ldap}every other system simulated. Lab test credentials only.\n\n"
 )
+_LDAP_HEADER = "the lab's slapd (LDAP, real mode, StartTLS with the lab CA) and "
 
 _DOMAIN = "lab.example.com"
 # A new Manager's two built-in roles and the guide's Auditor; no "Administrator" (pexip-api.md 7.1).
@@ -216,5 +216,6 @@ def write_lab_config(
 
     data["journal"]["signing_key"] = f"file:{generate_key(Path(data['journal']['path']))}"
     path = lab_dir / "orchestrator.toml"
-    path.write_text(_HEADER + tomli_w.dumps(data))
+    header = _HEADER.format(ldap=_LDAP_HEADER if slapd_port is not None else "and ")
+    path.write_text(header + tomli_w.dumps(data))
     return path
