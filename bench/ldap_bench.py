@@ -2,8 +2,7 @@
 
 Median wall time over N rounds of ``verify_bind`` (a new connection: TCP, StartTLS, bind, three
 base searches) and of ``user_groups`` (two searches on the kept connection), over StartTLS and
-over ldaps, against targets of
-30 ms and 10 ms (OK / MISSED). Without TCP_NODELAY, the first operation after a TLS 1.3
+over ldaps, against targets of 30 ms and 10 ms (OK / MISSED). Without TCP_NODELAY, the first operation after a TLS 1.3
 handshake waits about 40 ms for a delayed ACK (test-peers.md): ``verify_bind`` would miss.
 Needs slapd (scripts/setup.sh installs it). Prints figures; asserts nothing.
 
