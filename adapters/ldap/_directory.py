@@ -157,10 +157,10 @@ class LdapDirectory:
             try:
                 try:
                     conn.open(read_server_info=False)
-                except lx.LDAPSocketOpenError as exc:
+                except lx.LDAPSocketOpenError:
                     if (failed := tls_error_of(conn)) is not None:  # ldaps: the handshake itself failed
                         raise TlsHandshakeFailed(str(failed)) from failed
-                    raise exc
+                    raise
                 # Without it the first operation after a TLS 1.3 handshake stalls ~40 ms (Nagle
                 # and delayed ACK on the session tickets): test-peers.md.
                 conn.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
