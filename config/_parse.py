@@ -158,6 +158,7 @@ def _ldap(t: Table, policy: Policy) -> LdapSpec:
     for m in t.tables("role_mappings"):
         mappings.append(RoleMapping(name=m.text("name"), group_dn=m.text("group_dn"), roles=m.array("roles", str)))  # type: ignore[arg-type]
         m.close()
+    transport = t.text("transport", required=False, default="starttls")
     return LdapSpec(
         mode=t.text("mode"),
         server=t.text("server"),
@@ -166,7 +167,7 @@ def _ldap(t: Table, policy: Policy) -> LdapSpec:
         bind_password=t.secret("bind_password", required=False),
         role_mappings=tuple(mappings),
         ca_file=t.file_path("ca_file", required=False),
-        port=t.integer("port", required=False, default=389),
+        port=t.integer("port", required=False, default=636 if transport == "ldaps" else 389),
         user_search_dn=t.text("user_search_dn", required=False, default=""),
         group_search_dn=t.text("group_search_dn", required=False, default=""),
         client_certificate=t.text(
@@ -174,6 +175,7 @@ def _ldap(t: Table, policy: Policy) -> LdapSpec:
         ),
         verify_user=t.text("verify_user", required=False, default=""),
         verify_password=t.secret("verify_password", required=False),
+        transport=transport,  # checked in _validate
     )
 
 

@@ -34,6 +34,7 @@ MODES = ("real", "sim")
 PKI_MODES = ("manual", "command", "sim")
 BIOS_METHODS = ("keystrokes", "operator")
 SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
+LDAP_TRANSPORTS = ("starttls", "ldaps", "plain")
 CLIENT_CERTIFICATE = ("CN", "UPN")  # authentication.client_certificate "Required" choices
 DN_KEYS = ("O", "OU", "L", "ST", "C")  # the CSR's "Additional subject fields"
 
@@ -247,6 +248,14 @@ def _ldap(d: Deployment, c: Check) -> None:
     if isinstance(ldap.server, str):
         c.need(is_host(ldap.server), "ldap.server", f"not an IP address or DNS name (got {shown(ldap.server)}); fix it")
     c.port(ldap.port, "ldap.port")
+    if c.choice(ldap.transport, LDAP_TRANSPORTS, "ldap.transport") and ldap.transport == "plain":
+        c.need(
+            d.policy.authentication.ldap_permit_no_tls,
+            "ldap.transport",
+            "would send the service account's password and every query without TLS, which the policy forbids "
+            "(got 'plain', and authentication.ldap_permit_no_tls = false: the guide's floor); use 'starttls' "
+            "(port 389) or 'ldaps' (port 636)",
+        )
     c.text(ldap.base_dn, "ldap.base_dn", "a DN")
     c.text(ldap.bind_username, "ldap.bind_username", "a user name or DN")
     c.choice(ldap.client_certificate, CLIENT_CERTIFICATE, "ldap.client_certificate")

@@ -209,13 +209,16 @@ class LdapSpec:
     bind_password: Secret | None
     role_mappings: tuple[RoleMapping, ...]
     ca_file: str | None = None
-    port: int = 389
+    port: int = 389  # 636 by default with transport "ldaps"
     user_search_dn: str = ""
     group_search_dn: str = ""
     client_certificate: Literal["CN", "UPN"] = "CN"
     # The LDAP user whose login proves each authentication change before the next one.
     verify_user: str = ""
     verify_password: Secret | None = None
+    # How the orchestrator talks to the server: "starttls" (on ldap.port, 389), "ldaps" (TLS from
+    # the first byte, 636) or "plain" (no TLS: refused unless the policy's ldap_permit_no_tls).
+    transport: Literal["starttls", "ldaps", "plain"] = "starttls"
 
 
 @dataclass(frozen=True)

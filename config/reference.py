@@ -240,7 +240,16 @@ FIELDS: tuple[Field, ...] = (
     _f("ldap", "bind_username", "text", "the bind account's DN"),
     _f("ldap", "bind_password", "secret", "its password", req=False),
     _f("ldap", "ca_file", "file_path", "the CA certificate that signed the LDAP server's", req=False),
-    _f("ldap", "port", "integer", "the LDAP port", req=False, default=389),
+    _f("ldap", "port", "integer", "the LDAP port (636 by default with transport ldaps)", req=False, default=389),
+    _f(
+        "ldap",
+        "transport",
+        "text",
+        "starttls, ldaps (TLS from the first byte) or plain (only where the policy permits no TLS)",
+        req=False,
+        default="starttls",
+        allowed=("starttls", "ldaps", "plain"),
+    ),
     _f("ldap", "user_search_dn", "text", "where users are searched (below base_dn)", req=False, default=""),
     _f("ldap", "group_search_dn", "text", "where groups are searched (below base_dn)", req=False, default=""),
     _f(

@@ -1,13 +1,17 @@
 """The local lab: simulators on 127.0.0.1 and a deployment file that ``run`` uses against them.
 
-So far the lab holds VMware's own vCenter simulator, vcsim, built from Debian's govmomi
+The lab holds VMware's own vCenter simulator, vcsim, built from Debian's govmomi
 sources by the project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data), served
 over TLS with the lab's own test CA. ``lab_up`` builds it when needed, starts it on a free loopback port,
 shapes its inventory the way the guide wants a host (a second vSwitch for the VMs,
 portgroups with VLANs, a VM folder), writes test OVAs, secrets and the deployment file,
-and remembers all of it in ``<lab>/state.json`` for ``lab_status`` and ``lab_down``.
+and remembers all of it in ``<lab>/state.json`` for ``lab_status`` and ``lab_down``. Beside it
+an OpenLDAP slapd (``_slapd``, ``_directory``) on a free loopback port, StartTLS and ldaps with
+the lab CA, loaded with the service account, the verify user and the groups the deployment
+file names (``ldap.mode = "real"``), and the orchestrator's client certificate for that
+identity, issued by the lab CA where ``pexip_api.client_cert`` and ``client_key`` point.
 
-Needs the Debian packages ``golang-go`` and ``golang-github-vmware-govmomi-dev``.
+Needs the Debian packages ``golang-go``, ``golang-github-vmware-govmomi-dev``, ``slapd`` and ``ldap-utils``.
 
 The parts, one module each, re-exported here: the test PKI (``_pki``), the test OVAs
 (``_ova``), vcsim's build and process (``_vcsim``), its inventory (``_inventory``) and the
@@ -34,10 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.lab._config import lab_config, write_lab_config
+from orchestrator.lab._directory import ldap_status, restart_lab_directory, start_lab_directory, stop_lab_directory
 from orchestrator.lab._files import write_private
 from orchestrator.lab._inventory import LAB_HOSTS, prepare_inventory
 from orchestrator.lab._ova import make_test_ova, stream_vmdk
-from orchestrator.lab._pki import Pki, make_test_pki, thumbprint_of
+from orchestrator.lab._pki import Pki, issue_client_certificate, make_test_pki, thumbprint_of
+from orchestrator.lab._slapd import free_port
 from orchestrator.lab._vcsim import (
     REPO,
     VCSIM_USER,
@@ -59,6 +65,7 @@ __all__ = [
     "Vcsim",
     "build_vcsim",
     "go_available",
+    "issue_client_certificate",
     "lab_config",
     "lab_down",
     "lab_reset",
@@ -80,7 +87,8 @@ def _state_file(lab_dir: Path) -> Path:
 
 def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
     """Each simulator's ``url``, ``user``, ``password`` (lab test credentials), ``ca_file``,
-    ``pid`` and ``running``, and ``config``: the deployment file for ``run`` (``None``: no lab there)."""
+    ``pid`` and ``running``; ``ldap``: the lab's slapd (``url``, ``bind_dn``, ``password_ref``,
+    ``ca_file``, ...); and ``config``: the deployment file for ``run`` (``None``: no lab there)."""
     state_file = _state_file(lab_dir)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     vcenter = state.get("vcenter") or {}
@@ -93,6 +101,7 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
             "pid": vcenter.get("pid"),
             "running": is_our_vcsim(vcenter.get("pid")),
         },
+        "ldap": ldap_status(state.get("ldap")),
         "config": state.get("config"),
     }
 
@@ -128,28 +137,38 @@ def lab_up(lab_dir: Path = Path(".lab"), *, fresh: bool = False) -> dict[str, An
         fresh: stop a running lab and remove its journal and world first (``lab down --reset``).
 
     Raises:
-        LabError: vcsim cannot be built or started.
+        LabError: vcsim or slapd cannot be built or started.
     """
     lab_dir = Path(lab_dir).resolve()
     if fresh:
         lab_down(lab_dir, reset=True)
     status = lab_status(lab_dir)
-    if status["vcenter"]["running"]:
+    if status["vcenter"]["running"] and status["ldap"]["running"]:
         return status
+    state = json.loads(_state_file(lab_dir).read_text()) if _state_file(lab_dir).is_file() else {}
+    if status["vcenter"]["running"] and state.get("ldap"):  # slapd alone stopped: the same one again
+        state["ldap"] = restart_lab_directory(state["ldap"])
+        write_private(_state_file(lab_dir), json.dumps(state, indent=2).encode())
+        return lab_status(lab_dir)
+    if status["vcenter"]["running"] or status["ldap"]["running"]:
+        lab_down(lab_dir)  # half a lab (vcsim died): start both anew
     lab_dir.mkdir(parents=True, exist_ok=True)
     pki = make_test_pki(lab_dir / "pki")
     binary = build_vcsim(lab_dir)
     workdir = lab_dir / "vcsim"
     shutil.rmtree(workdir / "tmp", ignore_errors=True)  # datastores of an earlier, killed run
     vc = start_vcsim(workdir, binary=binary, pki=pki, detach=True)
+    directory: dict[str, Any] | None = None
     try:
         prepare_inventory(vc)
-        config = write_lab_config(lab_dir, vc)
+        config = write_lab_config(lab_dir, vc, slapd_port=free_port())
+        directory = start_lab_directory(lab_dir, config, pki)
     except BaseException:
         vc.stop()
         raise
     state = {
         "vcenter": {"url": vc.url, "user": vc.user, "password": vc.password, "ca_file": str(vc.ca_file), "pid": vc.pid},
+        "ldap": directory,
         "config": str(config),
     }
     write_private(_state_file(lab_dir), json.dumps(state, indent=2).encode())
@@ -172,6 +191,7 @@ def lab_down(lab_dir: Path = Path(".lab"), *, reset: bool = False) -> dict[str, 
     running = bool(status["vcenter"]["running"])
     if pid:
         stop_pid(pid, None, 5.0)
+    running = stop_lab_directory(status["ldap"]) or running
     shutil.rmtree(lab_dir / "vcsim" / "tmp", ignore_errors=True)
     _state_file(lab_dir).unlink(missing_ok=True)
     removed = lab_reset(lab_dir) if reset else []

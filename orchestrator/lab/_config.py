@@ -1,4 +1,5 @@
-"""The lab's deployment file: vCenter real (the lab's vcsim), every other system simulated.
+"""The lab's deployment file: vCenter real (the lab's vcsim), LDAP real when the lab runs a slapd
+(``lab up`` does), every other system simulated.
 
 Built as data and written with ``tomli_w``, so that any value (a path with a quote, a
 name with a backslash or a newline) reads back from the file exactly as it was given.
@@ -33,9 +34,10 @@ SECRETS = (
 )
 
 _HEADER = (
-    "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA)\n"
-    "# and every other system simulated. Lab test credentials only.\n\n"
+    "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA),\n"
+    "# {ldap}every other system simulated. Lab test credentials only.\n\n"
 )
+_LDAP_HEADER = "the lab's slapd (LDAP, real mode, StartTLS with the lab CA) and "
 
 _DOMAIN = "lab.example.com"
 # A new Manager's two built-in roles and the guide's Auditor; no "Administrator" (pexip-api.md 7.1).
@@ -83,18 +85,21 @@ def lab_config(
     conferencing_ova: Path,
     name: str = "lab",
     iops_capacity: int = 20000,
+    slapd_port: int | None = None,
 ) -> dict[str, Any]:
     """The lab's deployment as the TOML document's data, nothing written.
 
     Secrets are ``file:`` references to files in ``<lab>/secrets``. Nodes: the Management
     Node and one Conferencing Node on DC0_H0, one Conferencing Node on DC0_C0_H0.
+    ``slapd_port``: the lab's slapd (StartTLS, the lab CA) listens there: ``ldap`` is real, and
+    the orchestrator's client certificate is ``<lab>/pki/orchestrator-admin.pem`` (and ``.key``).
     """
     secret_dir = lab_dir / "secrets"
 
     def secret(file: str) -> str:
         return f"file:{secret_dir / file}"
 
-    return {
+    data: dict[str, Any] = {
         "deployment": {"name": name},
         "vcenter": {
             "mode": "real",
@@ -163,6 +168,12 @@ def lab_config(
         "simulation": {"world": str(lab_dir / "world.sqlite")},
         "journal": {"path": str(lab_dir / "journal.sqlite")},
     }
+    if slapd_port is not None:
+        ldap = {"mode": "real", "server": "127.0.0.1", "port": slapd_port, "transport": "starttls"}
+        data["ldap"] = {**ldap, **{k: v for k, v in data["ldap"].items() if k not in ldap}, "ca_file": str(vc.ca_file)}
+        data["pexip_api"]["client_cert"] = str(lab_dir / "pki" / "orchestrator-admin.pem")
+        data["pexip_api"]["client_key"] = f"file:{lab_dir / 'pki' / 'orchestrator-admin.key'}"
+    return data
 
 
 def _secret_file(path: Path, value: str | None = None) -> Path:
@@ -171,7 +182,9 @@ def _secret_file(path: Path, value: str | None = None) -> Path:
     return path
 
 
-def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capacity: int = 20000) -> Path:
+def write_lab_config(
+    lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capacity: int = 20000, slapd_port: int | None = None
+) -> Path:
     """``<lab>/orchestrator.toml`` (see :func:`lab_config`), with its secrets and test OVAs.
 
     The vCenter password is ``vc``'s; every other secret is made once, at random, and kept.
@@ -195,6 +208,7 @@ def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capaci
         conferencing_ova=conferencing_ova,
         name=name,
         iops_capacity=iops_capacity,
+        slapd_port=slapd_port,
     )
     # The lab's vCenter is in real mode: the journal needs a signing key outside its directory
     # (orchestrator._trust.key_dir says why), made once and kept.
@@ -202,5 +216,6 @@ def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capaci
 
     data["journal"]["signing_key"] = f"file:{generate_key(Path(data['journal']['path']))}"
     path = lab_dir / "orchestrator.toml"
-    path.write_text(_HEADER + tomli_w.dumps(data))
+    header = _HEADER.format(ldap=_LDAP_HEADER if slapd_port is not None else "and ")
+    path.write_text(header + tomli_w.dumps(data))
     return path

@@ -41,9 +41,8 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
         assert lab_up(lab_dir)["vcenter"]["pid"] == vcenter_status["pid"], "a running lab is left as it is"
         deployment = load_deployment(status["config"])
         assert deployment.vcenter.mode == "real" and deployment.vcenter.ca_file == vcenter_status["ca_file"]
-        assert {deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode, deployment.pki.mode} == {
-            "sim"
-        }
+        assert {deployment.pexip_api.mode, deployment.console.mode, deployment.pki.mode} == {"sim"}
+        assert deployment.ldap.mode == "real" and status["ldap"]["running"]  # the lab's slapd
         async with vcenter(deployment) as vc:
             await vc.preflight(deployment)
         # An independent client trusts it through the lab CA only.
@@ -70,13 +69,19 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
     finally:
         lab_down(lab_dir)
     after = lab_status(lab_dir)
-    assert after["vcenter"]["running"] is False and after["config"] is None
+    assert after["vcenter"]["running"] is False and after["ldap"]["running"] is False and after["config"] is None
 
 
 def test_status_of_a_lab_never_started(tmp_path: Path) -> None:
     """A lab directory without a lab reports every simulator as not running."""
     assert lab_status(tmp_path) == {
         "vcenter": {"url": None, "user": None, "password": None, "ca_file": None, "pid": None, "running": False},
+        "ldap": {
+            **dict.fromkeys(
+                ("url", "ldaps_url", "bind_dn", "password_ref", "ca_file", "base_dn", "user", "client_cert", "pid")
+            ),
+            "running": False,
+        },
         "config": None,
     }
 

@@ -44,7 +44,8 @@ CONSOLE_IMPLEMENTATIONS = ["sim"]
 CA_IMPLEMENTATIONS = ["sim", "manual", "command"]
 # adapters.ldap.LdapDirectory against a private slapd shaped like the deployment's [ldap] section
 # (tests/adapters/_slapd.py): it starts in about 0.1 s, once per session, so it stays in the fast set.
-DIRECTORY_IMPLEMENTATIONS = ["sim", "slapd"]
+# "slapd-ldaps": the same server through its ldaps listener (ldap.transport = "ldaps").
+DIRECTORY_IMPLEMENTATIONS = ["sim", "slapd", "slapd-ldaps"]
 # adapters.provisioning.HttpsProvisioning against the lab's HTTPS server of each node (milliseconds).
 PROVISIONING_IMPLEMENTATIONS = ["sim", "https"]
 
@@ -214,7 +215,9 @@ async def directory_case(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
             return SimDirectory(world, d)
 
     else:
-        _, deployment = request.getfixturevalue("session_slapd")  # tests/adapters/conftest.py
+        server, deployment = request.getfixturevalue("session_slapd")  # tests/adapters/conftest.py
+        if request.param == "slapd-ldaps":
+            deployment = server.pointed_at(deployment, "ldaps")
         build = LdapDirectory.from_deployment
     case = DirectoryCase(request.param, build(deployment), deployment, build)
     try:
