@@ -215,15 +215,18 @@ async def _plan_node(
     spec = deployment.node(name)
     rows: list[dict[str, Any]] = []
     known_after: str | None = None
+    blocked: str | None = None
     for milestone, step_name in remaining_steps(spec.role, *start, until):
         step = step_impls.STEPS[step_name]
         ctx = StepContext(deployment, spec, systems, dry_run=True)
         row: dict[str, Any] = {"milestone": milestone, "step": step_name}
         waits = None
-        if spec.role == "conferencing" and not known_after:
+        if spec.role == "conferencing" and not known_after and not blocked:
             waits = _prerequisite_pending(deployment, milestone, planned, states, mgr_until)
         if waits and waits[0] == "blocked":
-            row.update(status="blocked", reason=waits[1])
+            blocked = waits[1]
+        if blocked:  # this run never gets this node past here: neither this step nor any after it runs
+            row.update(status="blocked", reason=blocked)
             rows.append(row)
             continue
         known_after = known_after or (waits[1] if waits else None)
