@@ -12,6 +12,8 @@ their canonical form as loaded, so a comment changes nothing), every value the p
 head (seq and hash). Applying re-plans read-only first and refuses (exit 2, naming each
 difference) unless all of them, the orchestrator version and the node/step set are the same;
 then the run drives the plan's nodes to the plan's ``--until``, which is exactly the planned steps.
+Once the run's session has opened the journal, only its own opening records may follow the plan's
+head (``check_opened``): another process that ran between the re-plan and the run is caught too.
 
 ``content_sha256`` detects a plan edited or cut after it was written; it is not a signature (whoever
 can write the file can recompute it): keep plans where only operators write. No secret is in a
@@ -28,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import ConfigError
+from journal import Journal, kinds
 from orchestrator._plan import Plan, sha256_of, steps_of
 
-__all__ = ["FORMAT", "save", "load", "check", "orchestrator_version"]
+__all__ = ["FORMAT", "save", "load", "check", "check_opened", "orchestrator_version"]
 
 FORMAT = "orchestrator-plan"
 FORMAT_VERSION = 1
@@ -147,3 +150,32 @@ def check(document: dict[str, Any], fresh: Plan) -> None:
         problems.append(("--plan", f"the steps the run would take differ from the plan's for {', '.join(changed)}"))
     if problems:
         raise ConfigError([*problems, ("--plan", f"refused, nothing done: {_REPLAN}")])
+
+
+# What opening a run's session records before any step (journal.open_journal, _trust.start_record).
+_OPENING = frozenset({kinds.DEFINITION_RECORDED, kinds.DEPLOYMENT_BOUND, kinds.RUN_STARTED})
+
+
+def check_opened(document: dict[str, Any], journal: Journal) -> None:
+    """After the run's session opened its journal: nothing but its own opening records came after the plan's head.
+
+    Closes the window between the read-only re-plan and the session (another process ran in between).
+
+    Raises:
+        ConfigError: naming the events recorded since the plan (the run then changes nothing).
+    """
+    bound = document["plan"]["bound"]["journal_head"]["seq"]
+    since = document.get("created_at")
+    later = [e for e in journal.events(since=since) if e.seq > bound and e.kind not in _OPENING]
+    if later:
+        first = later[0]
+        raise ConfigError(
+            [
+                (
+                    "--journal",
+                    f"{len(later)} event(s) were recorded since the plan was made, the first "
+                    f"{first.kind} of {first.node or 'the run'} (seq {first.seq})",
+                ),
+                ("--plan", f"refused, nothing done: {_REPLAN}"),
+            ]
+        )

@@ -250,6 +250,9 @@ async def run(
         # Re-planned read-only before the session below writes anything: a refused plan changes nothing.
         _saved_plan.check(saved, await plan(settings, nodes=nodes, until=until))
     async with open_session(settings) as session:
+        if plan_file is not None:
+            assert session.journal is not None
+            _saved_plan.check_opened(saved, session.journal)
         return await _drive_session(session, observer_factory, nodes=nodes, until=until, clock=clock)
 
 

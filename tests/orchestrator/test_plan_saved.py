@@ -235,3 +235,21 @@ def test_a_status_this_module_does_not_know_is_shown_as_it_comes() -> None:
     assert lines[-1].startswith(
         "Plan: 1 node, 0 steps to change, 0 unknown until earlier steps run, 0 gates to open, 1 other"
     )
+
+
+def test_events_recorded_between_the_check_and_the_run_refuse_the_plan(tmp_path: Path) -> None:
+    """Only the run's own opening records may follow the plan's journal head; a node's event refuses it."""
+    from config.errors import ConfigError
+    from journal import kinds
+    from orchestrator import api
+    from orchestrator._saved_plan import check_opened
+
+    with api.open_journal(tmp_path / "j.sqlite") as journal:
+        journal.ensure_nodes([("pexip-mgr", "management", "new")])
+        head = json.loads(journal.get_meta("head") or '{"seq": 0}')
+        document = {"created_at": "2000-01-01T00:00:00+00:00", "plan": {"bound": {"journal_head": head}}}
+        journal.record(node=None, kind=kinds.RUN_STARTED, actor="me", payload={})
+        check_opened(document, journal)  # the run's own opening record: fine
+        journal.record(node="pexip-mgr", kind=kinds.MAINTENANCE_ON, actor="someone", payload={})
+        with pytest.raises(ConfigError, match=r"1 event\(s\) were recorded since the plan was made, the first "):
+            check_opened(document, journal)
