@@ -3,7 +3,9 @@
 Per node and step a row says ``change`` (with the changes), ``ok`` (already right), ``unknown``
 (it observes what an earlier step makes: never guessed; ``known_after`` names that step, or the
 Management Node's milestone a Conferencing Node waits for, and ``will_set`` the values the step
-sets, known from the configuration alone) or ``error`` (a real problem: the run would fail there).
+sets, known from the configuration alone), ``error`` (a real problem: the run would fail there) or
+``blocked`` (the run does not take the node there: the Management Node stops short of what it
+waits for, or the node failed or is in maintenance).
 The gates the run will stop at are listed with the command that opens each.
 
 The plan also carries what it was made from (``bound``): hashes of the configuration and the
@@ -211,11 +213,12 @@ async def _plan_node(
     states: dict[str, str],
     seen: _Observations,
     mgr_until: str | None,
+    held: str | None,
 ) -> list[dict[str, Any]]:
     spec = deployment.node(name)
     rows: list[dict[str, Any]] = []
     known_after: str | None = None
-    blocked: str | None = None
+    blocked = held
     for milestone, step_name in remaining_steps(spec.role, *start, until):
         step = step_impls.STEPS[step_name]
         ctx = StepContext(deployment, spec, systems, dry_run=True)
@@ -276,21 +279,34 @@ async def plan_steps(
     """Observe and diff every remaining step of ``nodes`` (default: all), read-only, through ``systems``."""
     records = {r.name: r for r in journal.nodes()} if journal else {}
     starts: dict[str, tuple[str, str | None]] = {}
+    held: dict[str, str] = {}  # nodes `run` leaves where they are: what their rows say instead of a plan
     for spec in deployment.nodes:
         r = records.get(spec.name)
         state, step = (r.state, r.step) if r else ("new", None)
         if state == FAILED and r is not None and r.failed_from:
             state = r.failed_from
+            held[spec.name] = f"{spec.name} failed; `run` leaves it, `orchestrator resume {spec.name}` retries it"
+        if r is not None and r.maintenance:
+            held[spec.name] = f"{spec.name} is in maintenance; `orchestrator maintenance {spec.name} off` lets it go on"
         starts[spec.name] = (state, step)
     states = {n: s for n, (s, _) in starts.items()}
     result = Plan(deployment=deployment.name, until=until, selected=sorted(nodes) if nodes else None)
     seen = _Observations()
     chosen = [s for s in deployment.nodes if not nodes or s.name in nodes]
-    mgr_until = until if any(s.role == "management" for s in chosen) else None
+    mgr_until = until if any(s.role == "management" and s.name not in held for s in chosen) else None
     # The Management Node first: whether a Conferencing Node can be observed depends on its plan.
     for spec in sorted(chosen, key=lambda s: s.role != "management"):
         rows = await _plan_node(
-            deployment, systems, spec.name, starts[spec.name], until, result.nodes, states, seen, mgr_until
+            deployment,
+            systems,
+            spec.name,
+            starts[spec.name],
+            until,
+            result.nodes,
+            states,
+            seen,
+            mgr_until,
+            held.get(spec.name),
         )
         result.nodes[spec.name] = rows
     result.nodes = {s.name: result.nodes[s.name] for s in chosen}

@@ -253,3 +253,31 @@ def test_events_recorded_between_the_check_and_the_run_refuse_the_plan(tmp_path:
         journal.record(node="pexip-mgr", kind=kinds.MAINTENANCE_ON, actor="someone", payload={})
         with pytest.raises(ConfigError, match=r"1 event\(s\) were recorded since the plan was made, the first "):
             check_opened(document, journal)
+
+
+async def test_a_failed_node_is_planned_as_left_where_it_is(tmp_path: Path) -> None:
+    """`run` does not retry a failed node: its rows say so (blocked, with the resume command), no step is planned."""
+    from adapters.sim.world import SimWorld
+    from config.load import simulated_deployment
+    from orchestrator import api
+    from orchestrator.clock import FakeClock
+
+    sim = api.SimulationSettings(
+        nodes=3,
+        world=tmp_path / "w.sqlite",
+        journal=tmp_path / "j.sqlite",
+        faults="permanent=lock_bios@pexip-conf-00002",
+    )
+    report, _ = await api.simulate(sim, clock=FakeClock())
+    assert report.exit_code == 1
+    deployment = simulated_deployment(3, Path(f"{sim.world}.d"))
+    with api.open_readonly_journal(sim.journal) as journal:
+        world = SimWorld.open(sim.world)
+        try:
+            plan = await api.plan_steps(deployment, journal, world=world)
+        finally:
+            await world.aclose()
+    rows = plan.nodes["pexip-conf-00002"]
+    assert rows and {r["status"] for r in rows} == {"blocked"}
+    assert "`orchestrator resume pexip-conf-00002` retries it" in rows[0]["reason"]
+    assert plan.steps()["pexip-conf-00002"] == [] and plan.summary()["error"] == 0
