@@ -73,7 +73,10 @@ def save(plan: Plan, path: Path) -> None:
     }
     document["content_sha256"] = sha256_of(document)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError([("-o", f"cannot write the plan to {path}: {exc.strerror}; pass a writable path")]) from exc
     try:
         with os.fdopen(fd, "w") as out:
             json.dump(document, out, indent=2, sort_keys=True)

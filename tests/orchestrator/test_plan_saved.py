@@ -281,3 +281,11 @@ async def test_a_failed_node_is_planned_as_left_where_it_is(tmp_path: Path) -> N
     assert rows and {r["status"] for r in rows} == {"blocked"}
     assert "`orchestrator resume pexip-conf-00002` retries it" in rows[0]["reason"]
     assert plan.steps()["pexip-conf-00002"] == [] and plan.summary()["error"] == 0
+
+
+def test_a_plan_that_cannot_be_written_is_bad_input(config: Path) -> None:
+    """-o into a directory that does not exist: exit 2 naming -o, nothing written."""
+    before = _files(config.parent)
+    code, _out, err = _cli(config, "run", "--dry-run", "-o", "no/such/dir/plan.json")
+    assert code == 2 and "-o: cannot write the plan to no/such/dir/plan.json" in err
+    assert _files(config.parent) == before
