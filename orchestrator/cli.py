@@ -93,7 +93,10 @@ def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: 
     help="Stop every node at this state.",
 )
 @click.option(
-    "--dry-run", is_flag=True, help="Read-only plan: per node and step, what would change (field: now -> wanted)."
+    "--dry-run",
+    is_flag=True,
+    help="Read-only plan: per node and step + create / ~ update (now -> wanted) / ? known after an earlier step, "
+    "the gates the run stops at, a summary line. Writes nothing (but -o PLAN).",
 )
 @click.option(
     "-o",
