@@ -289,3 +289,34 @@ def test_a_plan_that_cannot_be_written_is_bad_input(config: Path) -> None:
     code, _out, err = _cli(config, "run", "--dry-run", "-o", "no/such/dir/plan.json")
     assert code == 2 and "-o: cannot write the plan to no/such/dir/plan.json" in err
     assert _files(config.parent) == before
+
+
+def test_the_json_plan_keeps_its_documented_shape(config: Path) -> None:
+    """run --dry-run --json: the keys the README documents, for the plan, its summary, rows, changes and bindings."""
+    code, out, err = _cli(config, "run", "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert set(plan) == {"deployment", "until", "selected", "summary", "gates", "nodes", "bound"}
+    assert set(plan["summary"]) == {"nodes", "change", "unknown", "ok", "error", "blocked", "other", "gates"}
+    first, second = plan["nodes"]["pexip-mgr"][:2]
+    assert first == {
+        "milestone": "deployed",
+        "step": "deploy_ova",
+        "status": "change",
+        "changes": [
+            {
+                "field": "vm",
+                "now": None,
+                "wanted": "pexip-mgr on esxi-01.example.com, portgroup Pexip-VLAN100 (VLAN 100)",
+                "action": "create",
+            }
+        ],
+    }
+    assert set(second) == {"milestone", "step", "status", "known_after", "will_set"}
+    assert set(plan["bound"]) == {
+        "configuration_sha256",
+        "policy_sha256",
+        "observed_sha256",
+        "world_sha256",
+        "journal_head",
+    }
