@@ -71,20 +71,19 @@ def recap_lines(recap: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plan(result: Plan, as_json: bool) -> None:
-    """Print a dry run's plan: per node and step, what would change."""
+def plan(result: Plan, as_json: bool, saved_to: Any = None) -> None:
+    """Print a dry run's plan (``_format_plan``), or its stable JSON; say where it was saved (on stderr with --json)."""
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2, default=str))
-        return
-    for node, rows in result.nodes.items():
-        click.echo(f"{node}:")
-        if not rows:
-            click.echo("  nothing to do")
-        for row in rows:
-            reason = f": {row['reason']}" if row.get("reason") else ""
-            click.echo(f"  {row['milestone']:<20} {row['step']:<26} {row['status']}" + reason)
-            for change in row.get("changes", []):
-                click.echo(f"      {change['field']}: {change['now']!r} -> {change['wanted']!r}")
+    else:
+        from orchestrator._format_plan import plan_lines
+
+        for line in plan_lines(result):
+            click.echo(line)
+    if saved_to is not None:
+        click.echo(
+            f"Saved the plan to {saved_to}; apply exactly it with `orchestrator run --plan {saved_to}`", err=as_json
+        )
 
 
 def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None:

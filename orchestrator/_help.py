@@ -33,7 +33,8 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
         (
             "orchestrator -c site.toml run",
             "orchestrator run pexip-mgmt --until hardened",
-            "orchestrator run --dry-run --json > plan.json",
+            "orchestrator run --dry-run -o plan.json",
+            "orchestrator run --plan plan.json",
         ),
         _DRIVE,
     ),

@@ -18,20 +18,17 @@ import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from adapters.base import Systems
-from config.errors import ConfigError, OrchestratorError, Unknowable
+from config.errors import ConfigError
 from config.model import Deployment
 from journal import Journal
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
-from machines.plan import remaining_steps
-from orchestrator import _recap
-from orchestrator import steps as step_impls
+from orchestrator import _plan, _recap, _saved_plan
 from orchestrator._init import Initialized, init_config
 from orchestrator._journal_api import (
     Verification,
@@ -43,6 +40,7 @@ from orchestrator._journal_api import (
     status,
     verify,
 )
+from orchestrator._plan import Plan
 from orchestrator._preflight import preflight
 from orchestrator._session import (
     Session,
@@ -56,7 +54,6 @@ from orchestrator._session import (
 )
 from orchestrator._validation import Validation, validate
 from orchestrator.engine import Engine, RunReport
-from orchestrator.steps.base import StepContext
 from orchestrator.wiring import open_systems
 
 __all__ = [
@@ -221,9 +218,23 @@ async def run(
     until: str = LDAP_AUTHENTICATED,
     observer_factory: ObserverFactory | None = None,
     clock: Any = None,
+    plan_file: Path | None = None,
 ) -> RunReport:
-    """``run``: drive the nodes (default: all) of the configured deployment to ``until``."""
+    """``run``: drive the nodes (default: all) of the configured deployment to ``until``.
+
+    Args:
+        plan_file: apply exactly this saved plan (``run --plan PLAN``): its nodes and ``until``; refused
+            (ConfigError) when the configuration, the policy, the journal or the world changed since.
+    """
+    if plan_file is not None:
+        saved = _saved_plan.load(plan_file)
+        nodes, until = saved["plan"]["selected"], saved["plan"]["until"]
+        # Re-planned read-only before the session below writes anything: a refused plan changes nothing.
+        _saved_plan.check(saved, await plan(settings, nodes=nodes, until=until))
     async with open_session(settings, clock=clock, nodes=nodes) as session:
+        if plan_file is not None:
+            assert session.journal is not None
+            _saved_plan.check_opened(saved, session.journal)
         return await _drive_session(session, observer_factory, nodes=nodes, until=until, clock=clock)
 
 
@@ -269,22 +280,25 @@ async def resume(
 # --- dry run ------------------------------------------------------------------------------
 
 
-@dataclass
-class Plan:
-    """Per node and step: what would change, what is already right, what cannot be known yet."""
-
-    nodes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"nodes": self.nodes}
-
-
 async def plan(
-    settings: SessionSettings, *, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED
+    settings: SessionSettings,
+    *,
+    nodes: Sequence[str] | None = None,
+    until: str = LDAP_AUTHENTICATED,
+    save_to: Path | None = None,
 ) -> Plan:
-    """``run --dry-run``: the plan of the configured deployment; no journal is created."""
+    """``run --dry-run``: the plan of the configured deployment; no journal or world is created.
+
+    Args:
+        save_to: write the plan there (``run --dry-run -o PLAN``): the only file a dry run writes.
+    """
     async with open_session(settings, journal="optional", nodes=nodes) as session:
-        return await plan_steps(session.deployment, session.journal, nodes=nodes, until=until, systems=session.systems)
+        result = await plan_steps(
+            session.deployment, session.journal, nodes=nodes, until=until, world=session.world, systems=session.systems
+        )
+    if save_to is not None:
+        _saved_plan.save(result, save_to)
+    return result
 
 
 async def plan_steps(
@@ -296,46 +310,15 @@ async def plan_steps(
     world: Any = None,
     systems: Systems | None = None,
 ) -> Plan:
-    """Observe and diff every remaining step, read-only (``systems`` default: opened over ``world``)."""
+    """Preflight, then observe and diff every remaining step, read-only (``systems`` default: opened over ``world``)."""
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
-    result = Plan()
     try:
         await preflight(deployment, systems)
-        records = {r.name: r for r in journal.nodes()} if journal else {}
-        for spec in deployment.nodes:
-            if nodes and spec.name not in nodes:
-                continue
-            r = records.get(spec.name)
-            state, step = (r.state, r.step) if r else ("new", None)
-            if state == FAILED and r is not None and r.failed_from:
-                state = r.failed_from
-            rows = []
-            unknown_from: str | None = None
-            for milestone, name in remaining_steps(spec.role, state, step, until):
-                row: dict[str, Any] = {"milestone": milestone, "step": name}
-                if unknown_from:
-                    row.update(status="unknown", reason=f"depends on {unknown_from}")
-                else:
-                    ctx = StepContext(deployment, spec, systems, dry_run=True)
-                    try:
-                        changes = await step_impls.plan_step(step_impls.STEPS[name], ctx)
-                        row.update(status="change" if changes else "ok", changes=[c.as_dict() for c in changes])
-                        if changes:
-                            # Later steps observe what this one would make: never guess them.
-                            unknown_from = name
-                    except Unknowable as exc:
-                        row.update(status="unknown", reason=str(exc))
-                        unknown_from = name
-                    except OrchestratorError as exc:
-                        row.update(status="error", reason=str(exc))
-                        unknown_from = name
-                rows.append(row)
-            result.nodes[spec.name] = rows
+        return await _plan.plan_steps(deployment, journal, systems, nodes=nodes, until=until, world=world)
     finally:
         if own:
             await systems.aclose()
-    return result
 
 
 # --- simulate ---------------------------------------------------------------------------

@@ -397,6 +397,14 @@ class SimWorld:
             summary.setdefault(node, {})[kind] = count
         return summary
 
+    def state_sha256(self) -> str:
+        """SHA-256 of every stored value (what a saved plan saw of this world); the effect log is not state."""
+        digest = hashlib.sha256()
+        for system in sorted(self._keys):
+            for key, value in self.items(system):
+                digest.update(json.dumps([system, key, value], sort_keys=True).encode() + b"\n")
+        return digest.hexdigest()
+
     def effects(self) -> list[dict[str, Any]]:
         """Every committed effect in order: ``seq``, ``at``, ``node``, ``kind``, ``detail``."""
         rows = self._conn.execute("SELECT seq, at, node, kind, detail FROM effects ORDER BY seq")

@@ -88,6 +88,8 @@ class LdapConnection(Step):
             "ldap_permit_no_tls": ctx.policy.authentication.ldap_permit_no_tls,
         }
 
+    intent = wanted  # the plan shows these values before the step can observe
+
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "authentication")
 

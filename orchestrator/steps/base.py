@@ -85,6 +85,10 @@ class Step:
         """Open the gate from the outside world if it can (the CA returned a certificate)."""
         return None
 
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        """What the step sets, known from the configuration alone: the plan shows it for a step not observable yet."""
+        return {}
+
     async def observe(self, ctx: StepContext) -> Any:
         raise NotImplementedError
 

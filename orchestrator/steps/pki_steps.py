@@ -265,6 +265,8 @@ class SipTlsVerification(Step):
             "ocsp_responder_url": ctx.deployment.global_settings.ocsp_responder_url,
         }
 
+    intent = wanted  # the plan shows these values before the step can observe
+
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "global")
 
@@ -279,6 +281,9 @@ class SipTlsFqdn(Step):
     """Conferencing Node: the SIP TLS FQDN matching an entry of its certificate."""
 
     name = "sip_tls_fqdn"
+
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        return {"worker_vm.alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn}
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         worker = await worker_vm(ctx.systems.pexip, ctx.node.name)

@@ -43,6 +43,8 @@ class GlobalSettings(Step):
         )
         return wanted
 
+    intent = wanted  # the plan shows these values before the step can observe
+
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "global")
 
@@ -59,6 +61,15 @@ class NetworkServices(Step):
     """At least two DNS servers, two keyed NTP servers and one syslog server, bound to the Manager."""
 
     name = "network_services"
+
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        net = ctx.deployment.network
+        return {
+            "dns_server": list(net.dns_servers),
+            "ntp_server": {s.address: {"key_id": s.key_id} for s in net.ntp_servers},
+            "syslog_server": {s.address: {"port": s.port, "transport": s.transport} for s in net.syslog_servers},
+            "management_vm": "bound to every configured server",
+        }
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -149,6 +160,8 @@ class Snmpv3(Step):
             "snmp_username": snmp.username,
             "snmp_community": snmp.community,
         }
+
+    intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await node_object(ctx.systems.pexip, ctx.node)
