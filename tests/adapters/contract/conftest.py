@@ -10,9 +10,11 @@ first commit it is held to the same tests as the twin.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, ProvisioningCase, VSphereCase
@@ -23,22 +25,26 @@ from _vcsim import vcenter
 from adapters.base import Directory, NodeProvisioning, PexipApi, Systems
 from adapters.ca_command import CommandCA
 from adapters.ca_manual import ManualCA
+from adapters.console import SshConsole
 from adapters.ldap import LdapDirectory
 from adapters.pexip import HttpPexipApi
 from adapters.provisioning import HttpsProvisioning
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.sim import _pki as pki
+from adapters.sim.servers.console_ssh import ConsoleServer
 from adapters.sim.servers.pexip_http import PexipServer
 from adapters.sim.servers.provisioning_http import ProvisioningServers
 from config.model import Deployment
+from config.secrets import Secret
 
 # --- the implementations of each protocol ------------------------------------------------
 
 VSPHERE_IMPLEMENTATIONS = ["sim", pytest.param("vcsim", marks=pytest.mark.vcsim)]
 # adapters.pexip.HttpPexipApi against the lab HTTPS server (adapters/sim/servers/pexip_http.py) on the same loop.
 PEXIP_IMPLEMENTATIONS = ["sim", "http"]
-# The real console client (installation and security wizards) joins here.
-CONSOLE_IMPLEMENTATIONS = ["sim"]
+# adapters.console.SshConsole against the lab's SSH console server (adapters/sim/servers/console_ssh.py),
+# host key pinned by fingerprint, reboot windows of 50 ms.
+CONSOLE_IMPLEMENTATIONS = ["sim", "ssh"]
 # adapters.ca_manual.ManualCA is the real CA: the operator is played by the fixture.
 # adapters.ca_command.CommandCA runs a real `openssl ca` configured in the test's directory.
 CA_IMPLEMENTATIONS = ["sim", "manual", "command"]
@@ -141,18 +147,45 @@ async def console_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     systems = sim_systems(world, deployment)
     await deploy_vm(systems, deployment, deployment.management)
     assert deployment.pexip_api.admin_password is not None
-    case = ConsoleCase(
-        "sim",
-        systems.console,
-        deployment,
-        deployment.pexip_api.admin_password.reveal(),
-        deployment.policy.installation_wizard.settings(),
-        prompts(deployment),
-    )
-    try:
-        yield case
-    finally:
-        await case.console.aclose()
+    web_password = deployment.pexip_api.admin_password.reveal()
+    answers = deployment.policy.installation_wizard.settings()
+    if request.param == "sim":
+        case = ConsoleCase(
+            "sim", systems.console, deployment, web_password, answers, prompts(deployment), systems.pexip
+        )
+        try:
+            yield case
+        finally:
+            await case.console.aclose()
+        return
+    async with ssh_console(world, deployment, tmp_path) as (server, console):
+        case = ConsoleCase("ssh", console, deployment, web_password, answers, prompts(deployment), systems.pexip)
+        try:
+            yield case
+        finally:
+            await case.console.aclose()
+
+
+CONSOLE_PASSWORD = "console-Passw0rd-1"
+
+
+@contextlib.asynccontextmanager
+async def ssh_console(
+    world: SimWorld, deployment: Deployment, tmp_path: Path, **server_options: Any
+) -> AsyncIterator[tuple[ConsoleServer, SshConsole]]:
+    """The SSH console server over ``world`` and the real client pinned to its host key."""
+    secret = tmp_path / "console-password"
+    secret.write_text(CONSOLE_PASSWORD + "\n")
+    async with ConsoleServer(world, deployment, CONSOLE_PASSWORD, **{"reboot_s": 0.05, **server_options}) as server:
+        spec = dataclasses.replace(
+            deployment.console,
+            mode="real",
+            address="127.0.0.1",
+            port=server.port,
+            admin_password=Secret(f"file:{secret}"),
+            host_key_fingerprint=server.fingerprint,
+        )
+        yield server, SshConsole(dataclasses.replace(deployment, console=spec), poll_s=0.02, timeout_s=5)
 
 
 # --- CertificateAuthority -------------------------------------------------------------------
