@@ -14,7 +14,8 @@ the wire, as the guide tells it ("Management Node deployment and bootstrap confi
 
 Every answer is read up to the end of its line; nothing is applied until the last answer, so a
 session dropped mid-wizard leaves the node where it was. ``drop_at_prompt = N`` aborts the TCP
-connection instead of sending the N-th prompt counted since the server started (once).
+connection instead of sending the N-th prompt counted since the server started (once);
+``extra_prompt = (key, text)`` asks one more prompt before the answer ``key`` (another version).
 
 Example::
 
@@ -107,6 +108,7 @@ class ConsoleServer:
         *,
         reboot_s: float = 0.3,
         drop_at_prompt: int | None = None,
+        extra_prompt: tuple[str, str] | None = None,
     ):
         self._world = world
         self._deployment = deployment
@@ -117,6 +119,7 @@ class ConsoleServer:
         self.fingerprint: str = self._key.get_fingerprint("sha256")
         self.reboot_s = reboot_s
         self.drop_at_prompt = drop_at_prompt
+        self.extra_prompt = extra_prompt  # (before which answer, prompt): another version's wizard
         self.port = 0
         self.prompts_sent = 0
         self.wizards: Counter[str] = Counter()  # completed wizards: "installation", "security"
@@ -234,6 +237,8 @@ class ConsoleServer:
         for prompt, key, kind in INSTALLATION_PROMPTS:
             if key == "contact_email_address" and not answers.get("enable_incident_reporting"):
                 continue  # asked only when incident reporting is on
+            if self.extra_prompt is not None and key == self.extra_prompt[0]:
+                await self._ask(process, self.extra_prompt[1])
             text = prompt.format(**defaults)
             raw = await self._ask(process, text)
             if kind == "secret":

@@ -10,32 +10,28 @@ first commit it is held to the same tests as the twin.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, ProvisioningCase, VSphereCase
 from _openssl_ca import openssl_ca
 from _sim_factory import deploy_vm, install_manager, make_deployment, prompts
+from _ssh_console import ssh_console
 from _vcsim import vcenter
 
 from adapters.base import Directory, NodeProvisioning, PexipApi, Systems
 from adapters.ca_command import CommandCA
 from adapters.ca_manual import ManualCA
-from adapters.console import SshConsole
 from adapters.ldap import LdapDirectory
 from adapters.pexip import HttpPexipApi
 from adapters.provisioning import HttpsProvisioning
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.sim import _pki as pki
-from adapters.sim.servers.console_ssh import ConsoleServer
 from adapters.sim.servers.pexip_http import PexipServer
 from adapters.sim.servers.provisioning_http import ProvisioningServers
 from config.model import Deployment
-from config.secrets import Secret
 
 # --- the implementations of each protocol ------------------------------------------------
 
@@ -164,28 +160,6 @@ async def console_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
             yield case
         finally:
             await case.console.aclose()
-
-
-CONSOLE_PASSWORD = "console-Passw0rd-1"
-
-
-@contextlib.asynccontextmanager
-async def ssh_console(
-    world: SimWorld, deployment: Deployment, tmp_path: Path, **server_options: Any
-) -> AsyncIterator[tuple[ConsoleServer, SshConsole]]:
-    """The SSH console server over ``world`` and the real client pinned to its host key."""
-    secret = tmp_path / "console-password"
-    secret.write_text(CONSOLE_PASSWORD + "\n")
-    async with ConsoleServer(world, deployment, CONSOLE_PASSWORD, **{"reboot_s": 0.05, **server_options}) as server:
-        spec = dataclasses.replace(
-            deployment.console,
-            mode="real",
-            address="127.0.0.1",
-            port=server.port,
-            admin_password=Secret(f"file:{secret}"),
-            host_key_fingerprint=server.fingerprint,
-        )
-        yield server, SshConsole(dataclasses.replace(deployment, console=spec), poll_s=0.02, timeout_s=5)
 
 
 # --- CertificateAuthority -------------------------------------------------------------------
