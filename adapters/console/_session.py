@@ -29,7 +29,12 @@ PROMPT_ENDS = (": ", "$ ")
 
 
 class Refused(Exception):
-    """The console refused the login (after the security wizard: no OS login exists)."""
+    """The console refused the login. ``password_tried``: False when the console offered no password
+    login at all (after the security wizard: no OS login exists), True when it refused the password."""
+
+    def __init__(self, message: str, *, password_tried: bool):
+        super().__init__(message)
+        self.password_tried = password_tried
 
 
 class Dropped(Unreachable):
@@ -86,7 +91,9 @@ class Transcript:
 
 
 @contextlib.contextmanager
-def map_asyncssh_errors(where: str, transcript: Transcript | None = None) -> Iterator[None]:
+def map_asyncssh_errors(
+    where: str, transcript: Transcript | None = None, tried: list[bool] | None = None
+) -> Iterator[None]:
     """asyncssh's and the socket's errors as ours; ``where`` names the console."""
     tail = f"\ntranscript:\n{transcript}" if transcript is not None and transcript.lines else ""
     try:
@@ -94,7 +101,7 @@ def map_asyncssh_errors(where: str, transcript: Transcript | None = None) -> Ite
     except asyncssh.HostKeyNotVerifiable as exc:
         raise Rejected(f"{where}: host key not verified: {exc.reason}; nothing was sent", system=_SYSTEM) from exc
     except asyncssh.PermissionDenied as exc:
-        raise Refused(f"{where}: login refused") from exc
+        raise Refused(f"{where}: login refused", password_tried=bool(tried)) from exc
     except (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncio.IncompleteReadError, BrokenPipeError) as exc:
         raise Dropped(f"{where}: the session was dropped{tail}", system=_SYSTEM) from exc
     except (TimeoutError, OSError) as exc:
@@ -153,7 +160,7 @@ async def open_session(
 
     Raises:
         Rejected: the host key is not the pinned one (before the password is sent).
-        Refused: the login was refused.
+        Refused: the login was refused (``password_tried`` says whether a password was asked).
         Unreachable: no connection (a reboot, a wrong address).
     """
     where = f"console {host}:{port}"
@@ -162,14 +169,20 @@ async def open_session(
         def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
             return pin.accepts(key)
 
-    with map_asyncssh_errors(where, transcript):
+    tried: list[bool] = []
+
+    def give_password() -> str:
+        tried.append(True)  # the console offered a password login (none is offered once secured)
+        return password
+
+    with map_asyncssh_errors(where, transcript, tried):
         conn, _ = await asyncio.wait_for(
             asyncssh.create_connection(
                 _Client,
                 host,
                 port,
                 username="admin",
-                password=password,
+                password=give_password,
                 client_keys=None,
                 agent_path=None,
                 preferred_auth=["password"],

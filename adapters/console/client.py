@@ -8,10 +8,12 @@ administrator's password (``pexip_api.admin_password``), which the installation 
 Prompts are answered by their text (:mod:`adapters.console._prompts`), never by their order; a
 prompt the client does not know stops the step (:class:`Rejected`) with the transcript, every
 secret masked. The node stands where the console says: a login that starts the installation
-wizard is ``unconfigured``, one that gives a shell is ``installed``, a refused login is
-``secured`` (the security wizard removes OS login). Nothing is applied by the node before the
-wizard's last answer, so a session dropped mid-wizard is re-read after the reboot window: the
-wizard is reported done only when the node moved on, and answered again only when it did not.
+wizard is ``unconfigured``, one that gives a shell is ``installed``, a console that offers no
+password login at all is ``secured`` (the security wizard removes OS login); a refused password
+is a wrong ``console.admin_password`` (Rejected), so that a typo never reads as "secured".
+Nothing is applied by the node before the wizard's last answer, so a session dropped mid-wizard
+is re-read after the reboot window: the wizard is reported done only when the node moved on, and
+answered again only when it did not.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class SshConsole:
                 await answer(session, line, values, where)
                 farewell = await session.rest()
         except Refused as exc:
+            self._refused(exc)
             raise Rejected(f"{where}: console login refused: no OS login (secured)", system=_SYSTEM) from exc
         except Dropped as exc:
             # The node applies a wizard only after its last answer: where does it stand now?
@@ -188,12 +191,23 @@ class SshConsole:
                 async with self._session(transcript) as session:
                     _, line = await session.prompt()
                     return self._state_of(line, transcript)
-            except Refused:
+            except Refused as exc:
+                self._refused(exc)
                 return "secured"  # the security wizard removed OS login: the refusal is the answer
             except Unreachable as exc:
                 if time.monotonic() >= deadline:
                     raise NotYet(f"{exc} (still after {self._ready_s:g} s: policy retry.wait_timeout_s)") from exc
                 await asyncio.sleep(self._poll_s)
+
+    def _refused(self, exc: Refused) -> None:
+        """A refused password is a wrong ``console.admin_password``, never "secured": a typo must not
+        skip the security wizard. Only a console that offers no password login at all reads secured."""
+        if exc.password_tried:
+            raise Rejected(
+                f"{exc}: the console refused the password of admin; check console.admin_password "
+                f"({self._password.ref}): it must be the console admin password set at the first console login",
+                system=_SYSTEM,
+            ) from exc
 
     def _state_of(self, line: str, transcript: Transcript) -> WizardState:
         if line.rstrip().endswith("$"):

@@ -188,3 +188,14 @@ async def _fresh(path: Path) -> tuple[SimWorld, Deployment]:
     deployment = make_deployment(2, path)
     await deploy_vm(make_systems(world, deployment), deployment, deployment.management)
     return world, deployment
+
+
+async def test_a_wrong_console_password_is_not_read_as_secured(
+    world: SimWorld, booted: Deployment, tmp_path: Path
+) -> None:
+    """A password the console refuses is a wrong console.admin_password, so the security wizard is never skipped."""
+    async with ConsoleServer(world, booted, "another-Passw0rd-3") as server:
+        console = SshConsole(real_console(booted, server, tmp_path))  # the fixture's CONSOLE_PASSWORD
+        with pytest.raises(Rejected, match="refused the password of admin; check console.admin_password"):
+            await console.wizard_state(booted.management)
+        assert server.logins == {"refused": 1} and server.state() == "unconfigured"
