@@ -116,22 +116,41 @@ class Session:
         self.transcript = transcript
         self._where = where
         self._timeout_s = timeout_s
+        self.farewell: str | None = None
 
     async def prompt(self) -> tuple[str, str]:
-        """The output up to the next prompt, split as (text before it, the prompt line)."""
+        """The output up to the next prompt, split as (text before it, the prompt line).
+
+        Raises:
+            Rejected: the console ended the session instead (it said why: in the transcript).
+        """
+        got = await self.prompt_or_end()
+        if got is None:
+            raise Rejected(
+                f"{self._where}: the console closed the session. Transcript (secrets masked):\n{self.transcript}",
+                system=_SYSTEM,
+            )
+        return got
+
+    async def prompt_or_end(self) -> tuple[str, str] | None:
+        """As :meth:`prompt`, or None when the console ended the session (its last words in ``farewell``)."""
         with map_asyncssh_errors(self._where, self.transcript):
             try:
                 data = await asyncio.wait_for(self._process.stdout.readuntil(PROMPT_ENDS), self._timeout_s)
+            except TimeoutError as exc:
+                raise Unreachable(
+                    f"{self._where}: no prompt within {self._timeout_s:g} s. Transcript (secrets masked):\n"
+                    f"{self.transcript}",
+                    system=_SYSTEM,
+                ) from exc
             except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    self.transcript.shown(str(exc.partial))
-                if self._process.exit_status is not None:  # the console ended the session: it said why
-                    raise Rejected(
-                        f"{self._where}: the console closed the session. Transcript (secrets masked):\n"
-                        f"{self.transcript}",
-                        system=_SYSTEM,
-                    ) from exc
-                raise
+                partial = str(exc.partial or "")
+                if partial:
+                    self.transcript.shown(partial)
+                if self._process.exit_status is None:
+                    raise  # the connection went away: dropped
+                self.farewell = partial  # the console ended the session
+                return None
         self.transcript.shown(data)
         before, _, line = data.replace("\r", "").rpartition("\n")
         return before, line
@@ -144,6 +163,8 @@ class Session:
 
     async def rest(self) -> str:
         """Everything until the console closes the session (a reboot's last words)."""
+        if self.farewell is not None:
+            return self.farewell
         with map_asyncssh_errors(self._where, self.transcript):
             with contextlib.suppress(asyncssh.Error, OSError, asyncio.IncompleteReadError):
                 data = await asyncio.wait_for(self._process.stdout.read(), self._timeout_s)

@@ -150,9 +150,10 @@ class SshConsole:
                 return self._unexpected(where, line, session, f"no answer for {key!r}")
             else:
                 await session.answer(_typed(values[key]))
-            if key == "send_deployment_and_usage_statistics":
-                return  # the wizard's last prompt
-            _, line = await session.prompt()
+            got = await session.prompt_or_end()
+            if got is None:
+                return  # the console ended the session after the last answer: its words say how
+            _, line = got
 
     async def _secure(self, session: Session, shell: str, answers: dict[str, Any], where: str) -> None:
         await session.answer("securitywizard")

@@ -199,3 +199,17 @@ async def test_a_wrong_console_password_is_not_read_as_secured(
         with pytest.raises(Rejected, match="refused the password of admin; check console.admin_password"):
             await console.wizard_state(booted.management)
         assert server.logins == {"refused": 1} and server.state() == "unconfigured"
+
+
+async def test_prompts_are_answered_by_their_text_not_their_order(
+    world: SimWorld, booted: Deployment, tmp_path: Path
+) -> None:
+    """A console asking both wizards in reverse order gets the same answers: the world records the policy's."""
+    async with ssh_console(world, booted, tmp_path, reverse_prompts=True) as (server, console):
+        await _install(console, booted)
+        await _secure(console, booted)
+        assert server.wizards == {"installation": 1, "security": 1}
+    record = world.get("console:node", booted.management.name)
+    assert record["security_answers"] == prompts(booted)
+    assert record["installation_answers"]["hostname"] == booted.management.hostname
+    assert record["installation_answers"]["enable_incident_reporting"] is False

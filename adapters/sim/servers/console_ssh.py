@@ -15,7 +15,8 @@ the wire, as the guide tells it ("Management Node deployment and bootstrap confi
 Every answer is read up to the end of its line; nothing is applied until the last answer, so a
 session dropped mid-wizard leaves the node where it was. ``drop_at_prompt = N`` aborts the TCP
 connection instead of sending the N-th prompt counted since the server started (once);
-``extra_prompt = (key, text)`` asks one more prompt before the answer ``key`` (another version).
+``extra_prompt = (key, text)`` asks one more prompt before the answer ``key``, and
+``reverse_prompts`` asks both wizards' prompts in reverse order (another version).
 
 Example::
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 
@@ -40,6 +41,7 @@ from config.model import Deployment
 __all__ = ["HOST", "INSTALLATION_PROMPTS", "SECURITY_PROMPTS", "ConsoleServer"]
 
 HOST = "127.0.0.1"
+_T = TypeVar("_T")
 
 # (prompt as the console prints it, the answer's key, kind). Kinds: text, list, yesno, secret.
 INSTALLATION_PROMPTS: tuple[tuple[str, str, str], ...] = (
@@ -109,6 +111,7 @@ class ConsoleServer:
         reboot_s: float = 0.3,
         drop_at_prompt: int | None = None,
         extra_prompt: tuple[str, str] | None = None,
+        reverse_prompts: bool = False,
     ):
         self._world = world
         self._deployment = deployment
@@ -120,6 +123,7 @@ class ConsoleServer:
         self.reboot_s = reboot_s
         self.drop_at_prompt = drop_at_prompt
         self.extra_prompt = extra_prompt  # (before which answer, prompt): another version's wizard
+        self.reverse_prompts = reverse_prompts  # both wizards ask in reverse order: another version's
         self.port = 0
         self.prompts_sent = 0
         self.wizards: Counter[str] = Counter()  # completed wizards: "installation", "security"
@@ -189,6 +193,9 @@ class ConsoleServer:
 
     # --- the sessions ---------------------------------------------------------------------
 
+    def _ordered(self, prompts: tuple[_T, ...]) -> tuple[_T, ...]:
+        return prompts[::-1] if self.reverse_prompts else prompts
+
     def _password_ok(self, password: str) -> bool:
         return digest(password) == digest(self._password)  # set at the first console login
 
@@ -234,7 +241,7 @@ class ConsoleServer:
         }
         answers: dict[str, Any] = {}
         web_password = ""
-        for prompt, key, kind in INSTALLATION_PROMPTS:
+        for prompt, key, kind in self._ordered(INSTALLATION_PROMPTS):
             if key == "contact_email_address" and not answers.get("enable_incident_reporting"):
                 continue  # asked only when incident reporting is on
             if self.extra_prompt is not None and key == self.extra_prompt[0]:
@@ -278,7 +285,9 @@ class ConsoleServer:
             process.stdout.write("Incorrect password.\r\n")
             return
         answers: dict[str, Any] = {}
-        for (prompt, key, kind), default in zip(SECURITY_PROMPTS, _SECURITY_DEFAULTS, strict=True):
+        for (prompt, key, kind), default in self._ordered(
+            tuple(zip(SECURITY_PROMPTS, _SECURITY_DEFAULTS, strict=True))
+        ):
             raw = await self._ask(process, prompt)
             value = default if not raw else _parse(raw, kind)
             if value is None:
