@@ -137,7 +137,7 @@ class ConsoleSpec:
     mode: Mode
     port: int = 22
     known_hosts: str | None = None
-    # Where the Management Node's SSH console answers; default: the node's own address.
+    # Where the console answers before the installation wizard (the DHCP address); afterwards the node's address.
     address: str | None = None
     # The console/SSH ``admin`` user's password (the wizards' start prompts ask for it too).
     admin_password: Secret | None = None

@@ -181,7 +181,7 @@ FIELDS: tuple[Field, ...] = (
         "console",
         "address",
         "text",
-        "where the Management Node's SSH console answers (default: the Management Node's address)",
+        "where the console answers before the installation wizard (e.g. DHCP); afterwards the node's address",
         req=False,
     ),
     _f("console", "admin_password", "secret", "the console/SSH admin user's password (real mode)", req=False),

@@ -175,7 +175,14 @@ class Session:
 
 @contextlib.asynccontextmanager
 async def open_session(
-    host: str, port: int, password: str, pin: HostKeyPin, transcript: Transcript, *, timeout_s: float
+    host: str,
+    port: int,
+    password: str,
+    pin: HostKeyPin,
+    transcript: Transcript,
+    *,
+    timeout_s: float,
+    connect_timeout_s: float = 10.0,
 ) -> AsyncIterator[Session]:
     """Log in as ``admin`` and start an interactive process (no PTY: no echo of what is typed).
 
@@ -209,7 +216,7 @@ async def open_session(
                 preferred_auth=["password"],
                 **pin.options(),
             ),
-            timeout_s,
+            connect_timeout_s,
         )
     try:
         with map_asyncssh_errors(where, transcript):

@@ -1,7 +1,8 @@
 """The Management Node's console over SSH: the installation wizard and ``securitywizard``.
 
-Where: ``[console] address`` when given, else the Management Node's ``address`` (the static one
-the installation wizard sets), on ``[console] port``. Who: user ``admin`` with
+Where: the Management Node's ``address`` (the static one the installation wizard sets), and
+before the wizard ``[console] address`` when given (the address the node got first, e.g. the
+DHCP one VMware Tools reports), on ``[console] port``; the first that answers is used. Who: user ``admin`` with
 ``[console] admin_password``. The protocol's ``admin_password`` argument is the web
 administrator's password (``pexip_api.admin_password``), which the installation wizard asks for.
 
@@ -19,8 +20,10 @@ answered again only when it did not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,11 @@ class SshConsole:
         if spec.admin_password is None:
             raise Rejected("console.admin_password is not set; set it to env:NAME or file:PATH", system=_SYSTEM)
         self._deployment = deployment
-        self._host = spec.address or deployment.management.address
+        # After the installation wizard the node answers at its static address; before it, at the
+        # address it got first (DHCP, as VMware Tools reports it), given as console.address.
+        self._hosts = [deployment.management.address]
+        if spec.address and spec.address != deployment.management.address:
+            self._hosts.append(spec.address)
         self._port = spec.port
         self._password = spec.admin_password
         known = None
@@ -216,15 +223,37 @@ class SshConsole:
         if installation_key(line) is not None:
             return "unconfigured"
         raise Rejected(
-            f"console {self._host}:{self._port}: the first prompt {line.strip()!r} is neither the installation "
-            f"wizard nor a shell. Transcript (secrets masked):\n{transcript}",
+            f"console {'/'.join(self._hosts)}:{self._port}: the first prompt {line.strip()!r} is neither the "
+            f"installation wizard nor a shell. Transcript (secrets masked):\n{transcript}",
             system=_SYSTEM,
         )
 
-    def _session(self, transcript: Transcript) -> Any:
-        return open_session(
-            self._host, self._port, self._password.reveal(), self.pin, transcript, timeout_s=self._timeout_s
-        )
+    @contextlib.asynccontextmanager
+    async def _session(self, transcript: Transcript) -> AsyncIterator[Session]:
+        """A session at the first address that answers: the static one, else console.address."""
+        failure: Unreachable | None = None
+        for host in self._hosts:
+            stack = contextlib.AsyncExitStack()
+            try:
+                session = await stack.enter_async_context(
+                    open_session(
+                        host,
+                        self._port,
+                        self._password.reveal(),
+                        self.pin,
+                        transcript,
+                        timeout_s=self._timeout_s,
+                        connect_timeout_s=min(self._timeout_s, 10.0),
+                    )
+                )
+            except Unreachable as exc:
+                failure = exc
+                continue
+            async with stack:
+                yield session
+            return
+        assert failure is not None  # self._hosts is never empty
+        raise failure
 
     def _secrets(self, *more: str) -> list[str]:
         return [self._password.reveal(), *more]

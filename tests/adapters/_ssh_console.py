@@ -23,16 +23,17 @@ def real_console(deployment: Deployment, server: ConsoleServer, tmp_path: Path, 
     """``deployment`` with ``[console]`` real, at ``server``, pinned to its fingerprint unless ``spec`` says."""
     secret = tmp_path / "console-password"
     secret.write_text(CONSOLE_PASSWORD + "\n")
-    fields: dict[str, Any] = {"host_key_fingerprint": server.fingerprint, **spec}
+    fields: dict[str, Any] = {"host_key_fingerprint": server.fingerprint, "address": None, **spec}
     console: ConsoleSpec = dataclasses.replace(
         deployment.console,
         mode="real",
-        address="127.0.0.1",
         port=server.port,
         admin_password=Secret(f"file:{secret}"),
         **fields,
     )
-    return dataclasses.replace(deployment, console=console)
+    # The Management Node answers on the loopback address the server listens on.
+    management = dataclasses.replace(deployment.management, address=server.host)
+    return dataclasses.replace(deployment, console=console, management=management)
 
 
 @contextlib.asynccontextmanager

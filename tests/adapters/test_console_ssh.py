@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -213,3 +214,19 @@ async def test_prompts_are_answered_by_their_text_not_their_order(
     assert record["security_answers"] == prompts(booted)
     assert record["installation_answers"]["hostname"] == booted.management.hostname
     assert record["installation_answers"]["enable_incident_reporting"] is False
+
+
+async def test_the_console_moves_to_the_static_address(world: SimWorld, booted: Deployment, tmp_path: Path) -> None:
+    """Before the installation wizard the node answers at console.address; afterwards only at its static address."""
+    async with ConsoleServer(world, booted, CONSOLE_PASSWORD, reboot_s=0.05, static_host="127.0.0.2") as server:
+        deployment = real_console(booted, server, tmp_path, address="127.0.0.1")
+        deployment = dataclasses.replace(
+            deployment, management=dataclasses.replace(deployment.management, address="127.0.0.2")
+        )
+        console = SshConsole(deployment, poll_s=0.02, timeout_s=5)
+        assert await console.wizard_state(booted.management) == "unconfigured"
+        await _install(console, booted)
+        assert server.host == "127.0.0.2"
+        await _secure(console, booted)
+        assert await console.wizard_state(booted.management) == "secured"
+        assert server.wizards == {"installation": 1, "security": 1}

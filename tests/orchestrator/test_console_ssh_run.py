@@ -28,12 +28,13 @@ async def test_a_run_takes_the_manager_to_hardened_over_ssh(tmp_path: Path) -> N
             console = dataclasses.replace(
                 deployment.console,
                 mode="real",
-                address="127.0.0.1",
                 port=server.port,
                 admin_password=Secret(f"file:{tmp_path / 'console-password'}"),
                 host_key_fingerprint=server.fingerprint,
             )
-            real = dataclasses.replace(deployment, console=console)
+            # The Management Node's console answers where the server listens.
+            management = dataclasses.replace(deployment.management, address=server.host)
+            real = dataclasses.replace(deployment, console=console, management=management)
             for _ in range(2):
                 with api.open_journal(tmp_path / "journal.sqlite") as journal:
                     report = await api.drive(
@@ -81,12 +82,13 @@ async def test_a_crash_after_a_wizard_does_not_answer_it_twice(tmp_path: Path, s
             console = dataclasses.replace(
                 deployment.console,
                 mode="real",
-                address="127.0.0.1",
                 port=server.port,
                 admin_password=Secret(f"file:{tmp_path / 'console-password'}"),
                 host_key_fingerprint=server.fingerprint,
             )
-            real = dataclasses.replace(deployment, console=console)
+            # The Management Node's console answers where the server listens.
+            management = dataclasses.replace(deployment.management, address=server.host)
+            real = dataclasses.replace(deployment, console=console, management=management)
             hooks = _CrashAfter(world, step)
             with pytest.raises(BaseException) as died:
                 with api.open_journal(tmp_path / "journal.sqlite") as journal:

@@ -112,6 +112,7 @@ class ConsoleServer:
         drop_at_prompt: int | None = None,
         extra_prompt: tuple[str, str] | None = None,
         reverse_prompts: bool = False,
+        static_host: str | None = None,
     ):
         self._world = world
         self._deployment = deployment
@@ -125,6 +126,9 @@ class ConsoleServer:
         self.extra_prompt = extra_prompt  # (before which answer, prompt): another version's wizard
         self.reverse_prompts = reverse_prompts  # both wizards ask in reverse order: another version's
         self.port = 0
+        # Where it listens: HOST, and after the installation wizard ``static_host`` when given (the
+        # wizard sets the node's static address; before it the node answered at another one).
+        self._static_host = static_host
         self.prompts_sent = 0
         self.wizards: Counter[str] = Counter()  # completed wizards: "installation", "security"
         self.logins: Counter[str] = Counter()  # "accepted", "refused"
@@ -138,7 +142,11 @@ class ConsoleServer:
         return self._key.export_public_key("openssh").decode().strip()
 
     def known_hosts_line(self) -> str:
-        return f"[{HOST}]:{self.port} {self.public_key}\n"
+        return f"[{self.host}]:{self.port} {self.public_key}\n"
+
+    @property
+    def host(self) -> str:
+        return self._static_host if self._static_host and self.state() != "unconfigured" else HOST
 
     def state(self) -> str:
         record = self._world.get(CONSOLE, self._node.name) or {}
@@ -167,7 +175,7 @@ class ConsoleServer:
 
         self._acceptor = await asyncssh.create_server(
             _Auth,
-            HOST,
+            self.host,
             self.port,
             server_host_keys=[self._key],
             process_factory=self._session,
