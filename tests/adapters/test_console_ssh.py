@@ -230,3 +230,18 @@ async def test_the_console_moves_to_the_static_address(world: SimWorld, booted: 
         await _secure(console, booted)
         assert await console.wizard_state(booted.management) == "secured"
         assert server.wizards == {"installation": 1, "security": 1}
+
+
+async def test_a_restarted_server_keeps_its_key_and_the_node_its_state(
+    world: SimWorld, booted: Deployment, tmp_path: Path
+) -> None:
+    """With a key file the fingerprint survives a restart; the state is the world's, so the client reads it on."""
+    key = tmp_path / "lab" / "console_host_key"
+    async with ConsoleServer(world, booted, CONSOLE_PASSWORD, reboot_s=0.05, key_file=key) as first:
+        console = SshConsole(real_console(booted, first, tmp_path), poll_s=0.02, timeout_s=5)
+        await _install(console, booted)
+        fingerprint = first.fingerprint
+    async with ConsoleServer(world, booted, CONSOLE_PASSWORD, key_file=key) as second:
+        assert second.fingerprint == fingerprint and oct(key.stat().st_mode & 0o777) == "0o600"
+        console = SshConsole(real_console(booted, second, tmp_path), poll_s=0.02, timeout_s=5)
+        assert await console.wizard_state(booted.management) == "installed"

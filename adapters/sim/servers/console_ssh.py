@@ -20,7 +20,7 @@ connection instead of sending the N-th prompt counted since the server started (
 
 Example::
 
-    async with ConsoleServer(world, deployment, "console-Passw0rd-1") as server:
+    async with ConsoleServer(world, deployment, "console-Passw0rd-1", key_file=lab / "console_host_key") as server:
         port, fingerprint = server.port, server.fingerprint   # "SHA256:..." as ssh-keygen -lf prints
 """
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
@@ -113,13 +114,14 @@ class ConsoleServer:
         extra_prompt: tuple[str, str] | None = None,
         reverse_prompts: bool = False,
         static_host: str | None = None,
+        key_file: Path | None = None,
     ):
         self._world = world
         self._deployment = deployment
         self._node = deployment.management
         self._console = SimConsole(world, deployment)
         self._password = console_password
-        self._key = asyncssh.generate_private_key("ssh-ed25519")
+        self._key = _host_key(key_file)
         self.fingerprint: str = self._key.get_fingerprint("sha256")
         self.reboot_s = reboot_s
         self.drop_at_prompt = drop_at_prompt
@@ -332,6 +334,18 @@ class ConsoleServer:
         for conn in list(self._connections):
             conn.abort()
         self._connections.clear()
+
+
+def _host_key(key_file: Path | None) -> asyncssh.SSHKey:
+    """A new ed25519 host key, or the one kept in ``key_file`` (a lab that restarts keeps its fingerprint)."""
+    if key_file is not None and key_file.exists():
+        return asyncssh.read_private_key(key_file)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    if key_file is not None:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_bytes(key.export_private_key())
+        key_file.chmod(0o600)
+    return key
 
 
 def _parse(raw: str, kind: str) -> Any:
