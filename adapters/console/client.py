@@ -166,7 +166,11 @@ class SshConsole:
         await session.answer("securitywizard")
         pending = set(answers)
         while pending:
-            _, line = await session.prompt()
+            got = await session.prompt_or_end()
+            if got is None:  # the console finished without asking some of the policy's settings
+                _log.warning("%s: the console never asked for %s", where, ", ".join(sorted(pending)))
+                return
+            _, line = got
             key = security_key(line, list(answers))
             if key == START_PASSWORD:
                 await session.answer(self._password.reveal(), secret=True)
