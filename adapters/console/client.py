@@ -78,7 +78,7 @@ class SshConsole:
 
     async def wizard_state(self, node: NodeSpec) -> WizardState:
         self._management(node)
-        return await self._wait_state(Transcript(self._secrets()))
+        return await self._wait_state(Transcript(self._secrets()), wait=False)
 
     async def installation_wizard(self, node: NodeSpec, admin_password: str, answers: dict[str, Any]) -> None:
         """Answer the installation wizard, then wait until the node is back from its reboot.
@@ -193,9 +193,15 @@ class SshConsole:
 
     # --- where the node stands ----------------------------------------------------------------
 
-    async def _wait_state(self, transcript: Transcript, *, after_reboot: bool = False) -> WizardState:
-        """Log in and read the first prompt; a console that does not answer is waited for (reboots)."""
-        deadline = time.monotonic() + self._ready_s
+    async def _wait_state(
+        self, transcript: Transcript, *, after_reboot: bool = False, wait: bool = True
+    ) -> WizardState:
+        """Log in and read the first prompt; a console that does not answer is waited for (reboots).
+
+        ``wait=False`` (an observation): a console that does not answer is NotYet at once, so the
+        engine waits for it (bounded by retry.wait_timeout_s) without holding a slot.
+        """
+        deadline = time.monotonic() + (self._ready_s if wait else 0.0)
         if after_reboot:
             await asyncio.sleep(self._poll_s)
         while True:
@@ -207,6 +213,8 @@ class SshConsole:
                 self._refused(exc)
                 return "secured"  # the security wizard removed OS login: the refusal is the answer
             except Unreachable as exc:
+                if not wait:
+                    raise NotYet(f"{exc}: the console does not answer yet (rebooting?)", system=_SYSTEM) from exc
                 if time.monotonic() >= deadline:
                     raise NotYet(f"{exc} (still after {self._ready_s:g} s: policy retry.wait_timeout_s)") from exc
                 await asyncio.sleep(self._poll_s)

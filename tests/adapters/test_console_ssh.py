@@ -15,7 +15,7 @@ from _ssh_console import CONSOLE_PASSWORD, real_console, ssh_console
 from adapters.console import SshConsole
 from adapters.sim.servers.console_ssh import ConsoleServer
 from adapters.sim.world import SimWorld
-from config.errors import Rejected, Unreachable
+from config.errors import NotYet, Rejected, Unreachable
 from config.model import Deployment
 
 
@@ -138,12 +138,12 @@ async def _like_the_engine(console: SshConsole, d: Deployment) -> int:
     ]
     for before, apply in steps:
         for _ in range(5):
-            if await console.wizard_state(d.management) != before:
-                break
             try:
+                if await console.wizard_state(d.management) != before:
+                    break
                 await apply()
                 break
-            except Unreachable:
+            except (Unreachable, NotYet):  # retryable: the engine tries the step again, observe first
                 retries += 1
     return retries
 
