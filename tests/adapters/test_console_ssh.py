@@ -245,3 +245,12 @@ async def test_a_restarted_server_keeps_its_key_and_the_node_its_state(
         assert second.fingerprint == fingerprint and oct(key.stat().st_mode & 0o777) == "0o600"
         console = SshConsole(real_console(booted, second, tmp_path), poll_s=0.02, timeout_s=5)
         assert await console.wizard_state(booted.management) == "installed"
+
+
+async def test_a_console_that_does_not_answer_is_not_yet(world: SimWorld, booted: Deployment, tmp_path: Path) -> None:
+    """Nothing listening (a reboot window): wizard_state is NotYet at once, retryable; the engine waits."""
+    async with ConsoleServer(world, booted, CONSOLE_PASSWORD) as server:
+        console = SshConsole(real_console(booted, server, tmp_path), poll_s=0.02, timeout_s=5)
+    with pytest.raises(NotYet, match="does not answer yet") as info:
+        await console.wizard_state(booted.management)
+    assert info.value.retryable
