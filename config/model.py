@@ -137,6 +137,13 @@ class ConsoleSpec:
     mode: Mode
     port: int = 22
     known_hosts: str | None = None
+    # Where the console answers before the installation wizard (the DHCP address); afterwards the node's address.
+    address: str | None = None
+    # The console/SSH ``admin`` user's password (the wizards' start prompts ask for it too).
+    admin_password: Secret | None = None
+    # The console's host key, pinned: "SHA256:..." as ``ssh-keygen -lf`` prints it (or known_hosts).
+    host_key_fingerprint: str | None = None
+    trust_on_first_use: bool = False  # explicit: accept the first key seen, its fingerprint logged
 
 
 @dataclass(frozen=True)

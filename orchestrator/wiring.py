@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters.base import CertificateAuthority, Directory, NodeProvisioning, Systems, VSphere
+from adapters.base import CertificateAuthority, Console, Directory, NodeProvisioning, Systems, VSphere
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
 from adapters.syslog import SyslogSender
 from config import rules
@@ -109,7 +109,7 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
     from adapters.sim.pexip import SimPexipApi
     from adapters.sim.provisioning import SimProvisioning
 
-    assert world is not None  # the Pexip API and the console have no real adapter yet: simulated
+    assert world is not None  # the Pexip API has no real adapter wired yet: simulated
     base = Path(deployment.source).parent if deployment.source else None
     ca: CertificateAuthority = ManualCA(deployment, base)
     if deployment.pki.mode == "sim":
@@ -129,10 +129,15 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
         directory = SimDirectory(world, deployment)
     if provisioning is None:
         provisioning = SimProvisioning(world, deployment)
+    console: Console = SimConsole(world, deployment)
+    if deployment.console.mode == "real":
+        from adapters.console import SshConsole
+
+        console = SshConsole(deployment)
     return Systems(
         vsphere=vsphere,
         pexip=SimPexipApi(world, deployment, directory),  # its LDAP logins ask this directory, real or simulated
-        console=SimConsole(world, deployment),
+        console=console,
         ca=ca,
         directory=directory,
         provisioning=provisioning,

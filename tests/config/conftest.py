@@ -118,6 +118,7 @@ def example_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         "VCENTER_PASSWORD",
         "BIOS_PASSWORD",
         "PEXIP_ADMIN_PASSWORD",
+        "PEXIP_CONSOLE_PASSWORD",
         "NTP_KEY_1",
         "NTP_KEY_2",
         "SNMP_AUTH_PASSWORD",

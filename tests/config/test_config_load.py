@@ -36,7 +36,7 @@ def test_example_loads_without_problems():
     assert len(d.vcenter.hosts) == 2
     assert {r for m in d.ldap.role_mappings for r in m.roles} == set(d.policy.roles.all_roles)
     assert d.pki.mode == "manual" and d.vcenter.mode == "real"
-    assert all(isinstance(s, Secret) for s in d.secrets()) and len(d.secrets()) == 12  # bootstrap key, journal key
+    assert all(isinstance(s, Secret) for s in d.secrets()) and len(d.secrets()) == 13  # +journal key, console pw
 
 
 def test_relative_paths_resolve_against_the_file(write_config, tmp_path):

@@ -139,7 +139,6 @@ def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, 
     err = _refused(example_secrets, config, "run")
     fields = [
         "pexip_api.mode",
-        "console.mode",
         "vcenter.ca_file",
         "ova.management",
         "ova.conferencing",

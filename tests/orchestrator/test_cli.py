@@ -27,6 +27,7 @@ SECRETS = {
     "LDAP_BIND_PASSWORD": "bind-Secret-99ee03",
     "LDAP_VERIFY_PASSWORD": "verify-Secret-aaff04",
     "PEXIP_BOOTSTRAP_KEY": "Ym9vdHN0cmFwLVNlY3JldC0zMmJ5dGVzLWxvbmctLS0=",  # 32 bytes, base64
+    "PEXIP_CONSOLE_PASSWORD": "console-Passw0rd-1",
 }
 CLIENT_KEY = "clientkey-Secret-bb1105"
 

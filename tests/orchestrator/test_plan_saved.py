@@ -29,6 +29,7 @@ SECRETS = {
     "LDAP_BIND_PASSWORD": "bind-Secret-99ee03",
     "LDAP_VERIFY_PASSWORD": "verify-Secret-aaff04",
     "PEXIP_BOOTSTRAP_KEY": "Ym9vdHN0cmFwLVNlY3JldC0zMmJ5dGVzLWxvbmctLS0=",
+    "PEXIP_CONSOLE_PASSWORD": "console-Passw0rd-1",
 }
 SUMMARY = re.compile(
     r"^Plan: (\d+) nodes?, (\d+) steps? to change, (\d+) unknown until earlier steps run, (\d+) gates? to open"

@@ -18,6 +18,7 @@ import pytest
 from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, ProvisioningCase, VSphereCase
 from _openssl_ca import openssl_ca
 from _sim_factory import deploy_vm, install_manager, make_deployment, prompts
+from _ssh_console import ssh_console
 from _vcsim import vcenter
 
 from adapters.base import Directory, NodeProvisioning, PexipApi, Systems
@@ -37,8 +38,9 @@ from config.model import Deployment
 VSPHERE_IMPLEMENTATIONS = ["sim", pytest.param("vcsim", marks=pytest.mark.vcsim)]
 # adapters.pexip.HttpPexipApi against the lab HTTPS server (adapters/sim/servers/pexip_http.py) on the same loop.
 PEXIP_IMPLEMENTATIONS = ["sim", "http"]
-# The real console client (installation and security wizards) joins here.
-CONSOLE_IMPLEMENTATIONS = ["sim"]
+# adapters.console.SshConsole against the lab's SSH console server (adapters/sim/servers/console_ssh.py),
+# host key pinned by fingerprint, reboot windows of 50 ms.
+CONSOLE_IMPLEMENTATIONS = ["sim", "ssh"]
 # adapters.ca_manual.ManualCA is the real CA: the operator is played by the fixture.
 # adapters.ca_command.CommandCA runs a real `openssl ca` configured in the test's directory.
 CA_IMPLEMENTATIONS = ["sim", "manual", "command"]
@@ -142,18 +144,23 @@ async def console_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     systems = sim_systems(world, deployment)
     await deploy_vm(systems, deployment, deployment.management)
     assert deployment.pexip_api.admin_password is not None
-    case = ConsoleCase(
-        "sim",
-        systems.console,
-        deployment,
-        deployment.pexip_api.admin_password.reveal(),
-        deployment.policy.installation_wizard.settings(),
-        prompts(deployment),
-    )
-    try:
-        yield case
-    finally:
-        await case.console.aclose()
+    web_password = deployment.pexip_api.admin_password.reveal()
+    answers = deployment.policy.installation_wizard.settings()
+    if request.param == "sim":
+        case = ConsoleCase(
+            "sim", systems.console, deployment, web_password, answers, prompts(deployment), systems.pexip
+        )
+        try:
+            yield case
+        finally:
+            await case.console.aclose()
+        return
+    async with ssh_console(world, deployment, tmp_path) as (server, console):
+        case = ConsoleCase("ssh", console, deployment, web_password, answers, prompts(deployment), systems.pexip)
+        try:
+            yield case
+        finally:
+            await case.console.aclose()
 
 
 # --- CertificateAuthority -------------------------------------------------------------------
