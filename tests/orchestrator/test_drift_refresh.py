@@ -1,0 +1,131 @@
+"""Refresh and drift (issue #10): the world changed behind the orchestrator's back after a finished run."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Systems
+from adapters.sim.world import VM, SimWorld
+from config.load import simulated_deployment
+from journal import Journal, kinds
+from orchestrator import api
+from orchestrator.clock import FakeClock
+from orchestrator.steps.base import URI
+from orchestrator.wiring import open_systems
+from tests.orchestrator.conftest import simulate
+
+MANAGER = "pexip-mgr"
+GONE = "pexip-conf-00001"
+
+
+async def behind_its_back(sim: api.SimulationSettings, change: Callable[[Systems, SimWorld], Awaitable[None]]) -> None:
+    """Change the simulated world as an administrator (or a lost datastore) would, not through the orchestrator."""
+    deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"))
+    world = SimWorld.open(sim.world)
+    systems = open_systems(deployment, world)
+    try:
+        await change(systems, world)
+    finally:
+        await systems.aclose()
+        await world.aclose()
+
+
+async def enable_ssh(systems: Systems, world: SimWorld) -> None:
+    await systems.pexip.patch(f"{URI}global/1/", {"enable_ssh": True})
+
+
+async def delete_vm(systems: Systems, world: SimWorld) -> None:
+    await world.apply([(VM, GONE, None)])
+
+
+async def finished(sim: api.SimulationSettings) -> api.SimulationSettings:
+    """A simulation (a Manager and one Conferencing Node: fast) run to the end; the settings to run it again."""
+    sim = dataclasses.replace(sim, nodes=2)
+    report, _ = await simulate(sim)
+    assert report.exit_code == 0
+    return dataclasses.replace(sim, fresh=False)
+
+
+def events(sim: api.SimulationSettings, *names: str) -> list[Any]:
+    with Journal.open(sim.journal) as j:
+        return list(j.events(kinds=list(names)))
+
+
+async def global_ssh(sim: api.SimulationSettings) -> Any:
+    seen: dict[str, Any] = {}
+
+    async def read(systems: Systems, world: SimWorld) -> None:
+        seen.update(await systems.pexip.get(f"{URI}global/1/"))
+
+    await behind_its_back(sim, read)
+    return seen["enable_ssh"]
+
+
+async def test_a_changed_setting_is_journaled_as_drift_and_reapplied(sim: api.SimulationSettings) -> None:
+    """`run` after SSH was turned on behind its back journals drift_detected, turns it off again, stays done."""
+    sim = await finished(sim)
+    await behind_its_back(sim, enable_ssh)
+    report, _ = await simulate(sim)
+    assert report.exit_code == 0
+    (drift,) = events(sim, kinds.DRIFT_DETECTED)
+    assert (drift.node, drift.step) == (MANAGER, "global_settings")
+    assert drift.payload["fields"] == ["global.enable_ssh"]
+    assert drift.payload["observed"] == {"global.enable_ssh": True}
+    assert drift.payload["expected"] == {"global.enable_ssh": False}
+    assert await global_ssh(sim) is False
+    with Journal.open(sim.journal) as j:
+        after = [(e.kind, e.step) for e in j.events(node=MANAGER) if e.seq > drift.seq]
+        assert after == [(kinds.STEP_STARTED, "global_settings"), (kinds.STEP_COMMITTED, "global_settings")]
+        assert j.node(MANAGER).state == "ldap_authenticated"  # type: ignore[union-attr]
+        assert j.verify().ok
+
+
+async def test_a_second_run_after_the_repair_writes_nothing(sim: api.SimulationSettings) -> None:
+    """Once the drift is re-applied, another run finds nothing: no drift event, no change to the world."""
+    sim = await finished(sim)
+    await behind_its_back(sim, enable_ssh)
+    _, repaired = await simulate(sim)
+    report, again = await simulate(sim)
+    assert report.exit_code == 0 and again == repaired
+    assert len(events(sim, kinds.DRIFT_DETECTED)) == 1
+    with Journal.open(sim.journal) as j:
+        last_recap = j.last_event(None, kind=kinds.RUN_RECAP)
+        assert last_recap is not None and last_recap.payload["totals"]["changed"] == 0
+
+
+async def test_a_deleted_vm_fails_its_node_with_the_repair_command(sim: api.SimulationSettings) -> None:
+    """A VM gone from vCenter fails that node (exit 1) naming node, step, what was found and the command."""
+    sim = await finished(sim)
+    await behind_its_back(sim, delete_vm)
+    report, _ = await simulate(sim)
+    assert report.exit_code == 1
+    reason = report.outcomes[GONE].reason
+    assert GONE in reason and "deploy_ova" in reason and "vm is None" in reason
+    assert f"orchestrator resume {GONE} --from-step deploy_ova" in reason
+    assert type(report.outcomes[MANAGER]).__name__ == "Done"
+    with Journal.open(sim.journal) as j:
+        assert j.node(GONE).state == "failed"  # type: ignore[union-attr]
+        assert j.verify().ok
+    assert ("deploy_ova", False) in [(e.step, e.payload["reversible"]) for e in events(sim, kinds.DRIFT_DETECTED)]
+
+
+async def test_the_repair_command_redeploys_the_node(sim: api.SimulationSettings) -> None:
+    """The command the failure names brings the node back to ldap_authenticated on a new VM."""
+    sim = await finished(sim)
+    await behind_its_back(sim, delete_vm)
+    await simulate(sim)
+    deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"))
+    world = SimWorld.open(sim.world)
+    try:
+        with api.open_journal(sim.journal) as journal:
+            report = await api.drive(
+                deployment, journal, world=world, hooks=world, retry=[GONE], from_step="deploy_ova", clock=FakeClock()
+            )
+    finally:
+        await world.aclose()
+    assert report.exit_code == 0
+    again, _ = await simulate(sim)
+    assert again.exit_code == 0
