@@ -55,7 +55,7 @@ __all__ = [
     "resolved_journal",
 ]
 
-JournalUse = Literal["create", "existing", "optional"]
+JournalUse = Literal["create", "existing", "optional", "readonly"]
 
 
 @dataclass
@@ -128,7 +128,8 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
         journal: ``"create"`` (``run``, ``simulate``): the journal is made when new;
             ``"existing"`` (``resume``): it must exist, and without a configuration file the
             deployment is the simulation it records; ``"optional"`` (``run --dry-run``): opened
-            only when it exists, else the session has none.
+            only when it exists, else the session has none; ``"readonly"`` (``status --refresh``):
+            it must exist and is opened read-only, nothing is recorded in it.
 
     Example::
 
@@ -140,6 +141,8 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
             parts = _enter_simulation(stack, settings, settings.simulation)
         elif journal == "existing":
             parts = _enter_existing(stack, settings)
+        elif journal == "readonly":
+            parts = _enter_readonly(stack, settings)
         else:
             parts = _enter_configured(stack, settings, optional=journal == "optional")
         deployment, path, opened, world, simulated, checkpointer = parts
@@ -242,6 +245,29 @@ def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
         world = stack.enter_context(_closing(_open_world(deployment)))
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "resume", bind=False)
     return deployment, path, opened, world, bool(opened.get_meta("simulation")), checkpointer
+
+
+def _enter_readonly(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
+    """``status --refresh``: the journal read-only; the configuration's deployment, else the simulation it records."""
+    deployment = load_deployment(settings, required=False)
+    if deployment is not None:
+        register_secrets(deployment)
+    path = existing_journal(settings, deployment)
+    opened = stack.enter_context(open_journal_file(path, readonly=True))
+    recorded = opened.get_meta("simulation")
+    world: SimWorld | None
+    if deployment is None:
+        if not recorded:
+            raise ConfigError(
+                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
+            )
+        deployment, world = _recorded_simulation(json.loads(recorded))
+        stack.enter_context(_closing(world))
+        register_secrets(deployment)
+    else:
+        check_deployment(opened, deployment.name)
+        world = stack.enter_context(_closing(_open_world(deployment, create=False)))
+    return deployment, path, opened, world, bool(recorded), None
 
 
 def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: SimulationSettings) -> _Parts:

@@ -43,6 +43,8 @@ from orchestrator._journal_api import (
     status,
     verify,
 )
+from orchestrator._refresh import refresh_node
+from orchestrator._refresh_api import refreshed_status
 from orchestrator._session import (
     Session,
     SessionSettings,
@@ -75,6 +77,7 @@ __all__ = [
     "resume",
     "resume_targets",
     "status",
+    "refreshed_status",
     "approve",
     "cert_import",
     "set_maintenance",
@@ -314,7 +317,12 @@ async def plan_steps(
     world: Any = None,
     systems: Systems | None = None,
 ) -> Plan:
-    """Observe and diff every remaining step, read-only (``systems`` default: opened over ``world``)."""
+    """Observe and diff every remaining step, read-only (``systems`` default: opened over ``world``).
+
+    The steps of the milestones a node completed are refreshed first: each that drifted is a row
+    with ``status`` "drift" (or "unknown"/"error" when it cannot be observed), ``refresh`` true,
+    and ``reversible`` (whether ``run`` re-applies it or fails the node with the repair command).
+    """
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
     result = Plan()
@@ -328,7 +336,11 @@ async def plan_steps(
             state, step = (r.state, r.step) if r else ("new", None)
             if state == FAILED and r is not None and r.failed_from:
                 state = r.failed_from
-            rows = []
+            # The completed milestones, refreshed: what drifted since the journal said done (issue #10).
+            rows: list[dict[str, Any]] = []
+            if r is not None:
+                drifted = await refresh_node(deployment, spec, r.state, systems, failed_from=r.failed_from)
+                rows = [{**d.as_dict(), "refresh": True} for d in drifted]
             unknown_from: str | None = None
             for milestone, name in remaining_steps(spec.role, state, step, until):
                 row: dict[str, Any] = {"milestone": milestone, "step": name}

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
+from click.testing import CliRunner
 
 from adapters.base import Systems
 from adapters.sim.world import VM, SimWorld
 from config.load import simulated_deployment
 from journal import Journal, kinds
 from orchestrator import api
+from orchestrator.cli import cli
 from orchestrator.clock import FakeClock
 from orchestrator.steps.base import URI
 from orchestrator.wiring import open_systems
@@ -25,7 +30,7 @@ async def behind_its_back(sim: api.SimulationSettings, change: Callable[[Systems
     """Change the simulated world as an administrator (or a lost datastore) would, not through the orchestrator."""
     deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"))
     world = SimWorld.open(sim.world)
-    systems = open_systems(deployment, world)
+    systems = open_systems(deployment, world, journal=sim.journal)
     try:
         await change(systems, world)
     finally:
@@ -129,3 +134,73 @@ async def test_the_repair_command_redeploys_the_node(sim: api.SimulationSettings
     assert report.exit_code == 0
     again, _ = await simulate(sim)
     assert again.exit_code == 0
+
+
+def fingerprint(sim: api.SimulationSettings) -> dict[str, Any]:
+    """Bytes and mtime of the journal and world files, and what their WAL files hold (a reader may leave one empty)."""
+    out: dict[str, Any] = {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in (sim.journal, sim.world)}
+    for wal in (Path(f"{sim.journal}-wal"), Path(f"{sim.world}-wal")):
+        out[str(wal)] = wal.read_bytes() if wal.exists() else b""
+    return out
+
+
+async def drift_both(systems: Systems, world: SimWorld) -> None:
+    await enable_ssh(systems, world)
+    await delete_vm(systems, world)
+
+
+async def test_dry_run_shows_drift_of_done_nodes_and_changes_nothing(sim: api.SimulationSettings) -> None:
+    """The plan lists the changed setting and the deleted VM as "drift" rows; journal and world stay as they were."""
+    sim = await finished(sim)
+    await behind_its_back(sim, drift_both)
+    before = fingerprint(sim)
+    deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"))
+    world = SimWorld.open(sim.world)
+    systems = open_systems(deployment, world, journal=sim.journal)  # its bootstrap store: beside the journal
+    try:
+        with api.open_readonly_journal(sim.journal) as journal:
+            result = await api.plan_steps(deployment, journal, systems=systems)
+    finally:
+        await systems.aclose()
+        await world.aclose()
+    assert fingerprint(sim) == before
+    mgr = [(r["step"], r["status"], r["reversible"]) for r in result.nodes[MANAGER] if r.get("refresh")]
+    assert mgr == [("global_settings", "drift", True)]
+    gone = [r for r in result.nodes[GONE] if r.get("refresh")]
+    assert (gone[0]["step"], gone[0]["status"], gone[0]["reversible"]) == ("deploy_ova", "drift", False)
+    assert gone[0]["changes"][0]["now"] is None
+
+
+def test_status_refresh_reports_drift_read_only(
+    sim: api.SimulationSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status --refresh --json` gives each node its drift; nothing is written to the journal or the world."""
+    import asyncio
+
+    sim = asyncio.run(finished(sim))
+    asyncio.run(behind_its_back(sim, drift_both))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORCHESTRATOR_CONFIG", raising=False)
+    before = fingerprint(sim)
+    result = CliRunner().invoke(cli, ["--journal", str(sim.journal), "status", "--refresh", "--json"])
+    assert result.exit_code == 0, result.output
+    assert fingerprint(sim) == before
+    nodes = {n["node"]: n for n in json.loads(result.stdout)["nodes"]}
+    assert [(d["step"], d["reversible"]) for d in nodes[MANAGER]["drift"]] == [("global_settings", True)]
+    assert nodes[MANAGER]["drift"][0]["changes"] == [{"field": "global.enable_ssh", "now": True, "wanted": False}]
+    assert nodes[GONE]["drift"][0]["step"] == "deploy_ova"
+    assert nodes[GONE]["state"] == "ldap_authenticated"  # the journal is not changed by looking
+    text = CliRunner().invoke(cli, ["--journal", str(sim.journal), "status", "--refresh"])
+    assert f"{MANAGER}: drift in global_settings (run re-applies it): global.enable_ssh: True -> False" in text.stdout
+    assert f"{GONE}: drift in deploy_ova (run fails the node)" in text.stdout
+
+
+async def test_journal_verify_passes_after_drift_events(sim: api.SimulationSettings) -> None:
+    """drift_detected, the in-place repair and the drift failure keep the chain and the derived rows intact."""
+    sim = await finished(sim)
+    await behind_its_back(sim, drift_both)
+    await simulate(sim)
+    with Journal.open(sim.journal) as j:
+        report = j.verify()
+        assert report.ok, report.problems
+        assert {e.node for e in j.events(kinds=[kinds.DRIFT_DETECTED])} == {MANAGER, GONE}
