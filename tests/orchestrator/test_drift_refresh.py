@@ -204,3 +204,16 @@ async def test_journal_verify_passes_after_drift_events(sim: api.SimulationSetti
         report = j.verify()
         assert report.ok, report.problems
         assert {e.node for e in j.events(kinds=[kinds.DRIFT_DETECTED])} == {MANAGER, GONE}
+
+
+async def test_drift_is_counted_in_the_metrics(sim: api.SimulationSettings) -> None:
+    """`/metrics` counts the journal's drift_detected events per step (orchestrator_drift_total)."""
+    from orchestrator._journal_api import status
+    from orchestrator.http._metrics import render
+
+    sim = await finished(sim)
+    await behind_its_back(sim, enable_ssh)
+    await simulate(sim)
+    with Journal.open(sim.journal) as j:
+        text = render(j, status(j)).decode()
+    assert 'orchestrator_drift_total{step="global_settings"} 1.0' in text
