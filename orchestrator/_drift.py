@@ -68,7 +68,8 @@ class Reconciler(StepRunner):
         if model.maintenance or model.state in (NEW, FAILED) or self._stopping:
             return None
         spec = self.deployment.node(model.name)
-        found = await refresh_node(self.deployment, spec, model.state, self.systems)
+        async with self._global:  # a thousand nodes refreshing at once would flood vCenter and the API
+            found = await refresh_node(self.deployment, spec, model.state, self.systems)
         if not found:
             return None
         drifted = [d for d in found if d.status == DRIFT]

@@ -15,7 +15,8 @@ from adapters.base import Systems
 from adapters.sim.world import VM, SimWorld
 from config.load import simulated_deployment
 from journal import Journal, kinds
-from orchestrator import api
+from orchestrator import _format, api
+from orchestrator._refresh import completed_steps
 from orchestrator.cli import cli
 from orchestrator.clock import FakeClock
 from orchestrator.steps.base import URI
@@ -149,7 +150,9 @@ async def drift_both(systems: Systems, world: SimWorld) -> None:
     await delete_vm(systems, world)
 
 
-async def test_dry_run_shows_drift_of_done_nodes_and_changes_nothing(sim: api.SimulationSettings) -> None:
+async def test_dry_run_shows_drift_of_done_nodes_and_changes_nothing(
+    sim: api.SimulationSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The plan lists the changed setting and the deleted VM as "drift" rows; journal and world stay as they were."""
     sim = await finished(sim)
     await behind_its_back(sim, drift_both)
@@ -169,6 +172,10 @@ async def test_dry_run_shows_drift_of_done_nodes_and_changes_nothing(sim: api.Si
     gone = [r for r in result.nodes[GONE] if r.get("refresh")]
     assert (gone[0]["step"], gone[0]["status"], gone[0]["reversible"]) == ("deploy_ova", "drift", False)
     assert gone[0]["changes"][0]["now"] is None
+    _format.plan(result, as_json=False)
+    text = capsys.readouterr().out
+    assert "global_settings            drift (run re-applies it)" in text
+    assert "deploy_ova                 drift (run fails the node)" in text
 
 
 def test_status_refresh_reports_drift_read_only(
@@ -217,3 +224,22 @@ async def test_drift_is_counted_in_the_metrics(sim: api.SimulationSettings) -> N
     with Journal.open(sim.journal) as j:
         text = render(j, status(j)).decode()
     assert 'orchestrator_drift_total{step="global_settings"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("role", "state", "failed_from", "first", "last"),
+    [
+        ("management", "new", None, None, None),  # nothing done, nothing to refresh
+        ("management", "reserved", None, "deploy_ova", "reserve_resources"),  # two milestones done
+        ("management", "hardening", None, "deploy_ova", "verify_admin_login"),  # not the milestone in progress
+        ("management", "awaiting_approval", None, "deploy_ova", "verify_admin_login"),  # waiting in hardening
+        ("conferencing", "failed", "installing", "deployment_file", "lock_bios"),  # where it failed from
+        ("management", "ldap_authenticated", None, "deploy_ova", "disable_local_auth"),  # done: every step
+    ],
+)
+def test_completed_steps_are_those_of_the_milestones_reached(
+    role: str, state: str, failed_from: str | None, first: str | None, last: str | None
+) -> None:
+    """A refresh observes the steps of every milestone the node completed, in lifecycle order, and no other."""
+    steps = [s for _, s in completed_steps(role, state, failed_from)]
+    assert (steps[0] if steps else None, steps[-1] if steps else None) == (first, last)
