@@ -67,9 +67,7 @@ class Reconciler(StepRunner):
         """
         if model.maintenance or model.state in (NEW, FAILED) or self._stopping:
             return None
-        spec = self.deployment.node(model.name)
-        async with self._global:  # a thousand nodes refreshing at once would flood vCenter and the API
-            found = await refresh_node(self.deployment, spec, model.state, self.systems)
+        found = await self._refresh(model)
         if not found:
             return None
         drifted = [d for d in found if d.status == DRIFT]
@@ -92,6 +90,22 @@ class Reconciler(StepRunner):
                 return None  # failed: the planner reports it
             pending = []
         return None
+
+    async def _refresh(self, model: NodeModel) -> list[Drift]:
+        """The node's refresh; an observation that failed with a retryable error is tried again, with backoff."""
+
+        async def pause(attempt: int) -> None:
+            await self.clock.sleep(self._backoff(attempt))
+
+        async with self._global:  # a thousand nodes refreshing at once would flood vCenter and the API
+            return await refresh_node(
+                self.deployment,
+                self.deployment.node(model.name),
+                model.state,
+                self.systems,
+                attempts=self._retry.max_attempts,
+                pause=pause,
+            )
 
     def _detected(self, model: NodeModel, drift: Drift) -> Transition:
         return Transition(

@@ -16,12 +16,12 @@ and later the daemon's resync and ``audit``. Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import Systems
-from config.errors import OrchestratorError, Unknowable
+from config.errors import AdapterError, OrchestratorError, Unknowable
 from config.model import Deployment, NodeSpec
 from machines.lifecycle import FAILED, MILESTONES, STEPS, milestone_index
 from orchestrator import steps as step_impls
@@ -48,6 +48,7 @@ class Drift:
     status: str  # DRIFT, UNKNOWN or ERROR
     changes: tuple[Change, ...] = ()
     reason: str | None = None
+    retryable: bool = False  # ERROR only: the observation may succeed if tried again (a timeout)
 
     @property
     def reversible(self) -> bool:
@@ -79,29 +80,55 @@ def completed_steps(role: str, state: str, failed_from: str | None = None) -> li
 
 
 async def refresh_node(
-    deployment: Deployment, spec: NodeSpec, state: str, systems: Systems, *, failed_from: str | None = None
+    deployment: Deployment,
+    spec: NodeSpec,
+    state: str,
+    systems: Systems,
+    *,
+    failed_from: str | None = None,
+    attempts: int = 1,
+    pause: Callable[[int], Awaitable[None]] | None = None,
 ) -> list[Drift]:
     """Observe and diff every completed step of one node, read-only; the steps that are not right.
 
     After the first drift the later steps are still observed (a changed setting does not hide
     another), but one that cannot be observed because of it is ``unknown``, never a guess.
+
+    Args:
+        attempts: how often a step's observation is tried when it fails with a retryable error.
+        pause: awaited with the attempt number before the next attempt (the engine's backoff).
     """
     found: list[Drift] = []
     for milestone, name in completed_steps(spec.role, state, failed_from):
         ctx = StepContext(deployment, spec, systems, dry_run=True)
         try:
-            changes = await step_impls.plan_step(step_impls.STEPS[name], ctx)
+            changes = await _observed(step_impls.STEPS[name], ctx, attempts, pause)
         except Unknowable as exc:
             earlier = found[0].step if found else None
             reason = f"depends on {earlier}: {exc}" if earlier else str(exc)
             found.append(Drift(spec.name, milestone, name, UNKNOWN, reason=reason))
             continue
         except OrchestratorError as exc:
-            found.append(Drift(spec.name, milestone, name, ERROR, reason=str(exc)))
+            retryable = bool(getattr(exc, "retryable", False))
+            found.append(Drift(spec.name, milestone, name, ERROR, reason=str(exc), retryable=retryable))
             continue
         if changes:
             found.append(Drift(spec.name, milestone, name, DRIFT, tuple(changes)))
     return found
+
+
+async def _observed(
+    step: step_impls.Step, ctx: StepContext, attempts: int, pause: Callable[[int], Awaitable[None]] | None
+) -> list[Change]:
+    for attempt in range(1, attempts + 1):
+        try:
+            return await step_impls.plan_step(step, ctx)
+        except AdapterError as exc:
+            if not exc.retryable or attempt >= attempts or isinstance(exc, Unknowable):
+                raise
+            if pause is not None:
+                await pause(attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,12 @@ def test_completed_steps_are_those_of_the_milestones_reached(
     """A refresh observes the steps of every milestone the node completed, in lifecycle order, and no other."""
     steps = [s for _, s in completed_steps(role, state, failed_from)]
     assert (steps[0] if steps else None, steps[-1] if steps else None) == (first, last)
+
+
+async def test_transient_errors_while_refreshing_are_retried(sim: api.SimulationSettings) -> None:
+    """Timeouts injected into the refresh's reads and the repair are retried: the drift is still re-applied."""
+    sim = await finished(sim)
+    await behind_its_back(sim, enable_ssh)
+    report, _ = await simulate(sim, faults="transient=0.05,seed=3")
+    assert report.exit_code == 0, {n: a.reason for n, a in report.outcomes.items()}
+    assert await global_ssh(sim) is False
