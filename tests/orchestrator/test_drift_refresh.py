@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
@@ -184,8 +185,6 @@ def test_status_refresh_reports_drift_read_only(
     sim: api.SimulationSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`status --refresh --json` gives each node its drift; nothing is written to the journal or the world."""
-    import asyncio
-
     sim = asyncio.run(finished(sim))
     asyncio.run(behind_its_back(sim, drift_both))
     monkeypatch.chdir(tmp_path)
@@ -208,8 +207,6 @@ def test_journal_verify_passes_after_drift_events(
     sim: api.SimulationSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """drift_detected, the in-place repair and the drift failure keep the chain, rows and signed checkpoints intact."""
-    import asyncio
-
     sim = asyncio.run(finished(sim))
     asyncio.run(behind_its_back(sim, drift_both))
     asyncio.run(simulate(sim))
@@ -263,3 +260,56 @@ async def test_transient_errors_while_refreshing_are_retried(sim: api.Simulation
     report, _ = await simulate(sim, faults="transient=0.05,seed=3")
     assert report.exit_code == 0, {n: a.reason for n, a in report.outcomes.items()}
     assert await global_ssh(sim) is False
+
+
+def test_configured_cli_reports_then_reapplies_a_changed_reservation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a deployment file (`init --sim`): `status --refresh` and `run --dry-run` show a reservation changed
+    behind the orchestrator's back, read-only; `resume --all` re-applies it; then the refresh finds nothing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORCHESTRATOR_CONFIG", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_JOURNAL", raising=False)
+    config = tmp_path / "orchestrator.toml"
+    assert CliRunner().invoke(cli, ["init", "--sim", str(config)]).exit_code == 0
+    manager = "pexip-mgmt"
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["-c", str(config), *args], catch_exceptions=False)
+
+    assert invoke("run").exit_code == 3  # the Manager waits for the security wizard's approval
+    world_file = tmp_path / "world.sqlite"
+
+    async def lower_cpu_shares() -> None:  # an administrator in the vSphere client
+        async with SimWorld.open(world_file) as world:
+            vm = world.get(VM, manager)
+            await world.apply([(VM, manager, {**vm, "reservation": {**vm["reservation"], "cpu_shares": "low"}})])
+
+    asyncio.run(lower_cpu_shares())
+    journal = tmp_path / "journal.sqlite"
+    files = api.SimulationSettings(journal=journal, world=world_file)
+    before = fingerprint(files)
+    refreshed = invoke("status", "--refresh", "--json")
+    assert refreshed.exit_code == 0, refreshed.output
+    mgr = next(n for n in json.loads(refreshed.stdout)["nodes"] if n["node"] == manager)
+    assert mgr["drift"] == [
+        {
+            "milestone": "reserved",
+            "step": "reserve_resources",
+            "status": "drift",
+            "reversible": True,
+            "changes": [{"field": "cpu_shares", "now": "low", "wanted": "normal"}],
+        }
+    ]
+    planned = invoke("run", "--dry-run", "--json")
+    rows = json.loads(planned.stdout)["nodes"][manager]
+    assert [r["step"] for r in rows if r.get("status") == "drift"] == ["reserve_resources"]
+    assert fingerprint(files) == before
+    assert invoke("approve", manager, "security_wizard", "--by", "alice").exit_code == 0
+    resumed = invoke("resume", "--all")
+    assert resumed.exit_code == 0, resumed.output
+    after = invoke("status", "--refresh", "--json")
+    assert all(n["drift"] == [] for n in json.loads(after.stdout)["nodes"])
+    assert [e.step for e in events(files, kinds.DRIFT_DETECTED)] == ["reserve_resources"]
+    secrets = [f.read_text().strip() for f in (tmp_path / "secrets").iterdir()]
+    assert secrets and not any(v.encode() in journal.read_bytes() for v in secrets)
