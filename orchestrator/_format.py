@@ -19,7 +19,18 @@ if TYPE_CHECKING:
     from orchestrator.display import Progress
     from orchestrator.engine import RunReport
 
-__all__ = ["report", "recap_lines", "plan", "status", "status_table", "verification", "lab", "lab_down", "progress"]
+__all__ = [
+    "report",
+    "recap_lines",
+    "plan",
+    "status",
+    "status_table",
+    "drift_lines",
+    "verification",
+    "lab",
+    "lab_down",
+    "progress",
+]
 
 _SUMMARY = {
     0: "done: every node reached its target state",
@@ -95,6 +106,23 @@ def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None
 
     console = Console()
     console.print(status_table(journal_path, rows, width=console.width))
+    for line in drift_lines(rows):
+        click.echo(line)
+
+
+def drift_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """``status --refresh``: per node, what its completed steps observe now (nothing without ``drift``)."""
+    lines = []
+    for r in rows:
+        if "drift" not in r:
+            continue
+        if not r["drift"]:
+            lines.append(f"{r['node']}: no drift")
+        for d in r["drift"]:
+            what = "; ".join(f"{c['field']}: {c['now']!r} -> {c['wanted']!r}" for c in d["changes"]) or d.get("reason")
+            action = "run re-applies it" if d["reversible"] else "run fails the node"
+            lines.append(f"{r['node']}: {d['status']} in {d['step']} ({action}): {what}")
+    return lines
 
 
 def _age(updated_at: str | None, now: datetime | None = None) -> str:

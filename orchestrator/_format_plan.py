@@ -78,6 +78,8 @@ def _row_lines(row: dict[str, Any], width: int) -> list[str]:
         head += f"  {status}"  # a status added by another check (drift): named as it comes
     if row.get("reason"):
         head += f": {row['reason']}"
+    if row.get("refresh"):  # a completed step that drifted (refresh): what `run` will do about it
+        head += "  (run re-applies it)" if row.get("reversible") else "  (run fails the node with the repair command)"
     if row.get("gate"):
         head += f"  stops at gate {row['gate']}"
     lines = [head]

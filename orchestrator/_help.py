@@ -48,7 +48,12 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     ),
     "resume": (("orchestrator resume --all", "orchestrator resume pexip-conf-1 --from-step lock_bios"), _DRIVE),
     "status": (
-        ("orchestrator status", "orchestrator status pexip-mgmt --json", "orchestrator --journal j.sqlite status"),
+        (
+            "orchestrator status",
+            "orchestrator status pexip-mgmt --json",
+            "orchestrator --journal j.sqlite status",
+            "orchestrator status --refresh --json",
+        ),
         _READ,
     ),
     "approve": (("orchestrator approve pexip-mgmt security_wizard --by alice --reason CHG-42",), _READ),

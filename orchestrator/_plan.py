@@ -33,6 +33,7 @@ from machines.lifecycle import FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, 
 from machines.plan import remaining_steps
 from orchestrator import steps as step_impls
 from orchestrator._gates import pending_gate, unreachable_gate
+from orchestrator._refresh import refresh_node
 from orchestrator.steps.base import StepContext
 
 __all__ = [
@@ -276,7 +277,12 @@ async def plan_steps(
     until: str = LDAP_AUTHENTICATED,
     world: Any = None,
 ) -> Plan:
-    """Observe and diff every remaining step of ``nodes`` (default: all), read-only, through ``systems``."""
+    """Observe and diff every remaining step of ``nodes`` (default: all), read-only, through ``systems``.
+
+    The steps of the milestones a node completed are refreshed first: each that drifted is a row
+    with ``status`` "drift" (or "unknown"/"error" when it cannot be observed), ``refresh`` true,
+    and ``reversible`` (whether ``run`` re-applies it or fails the node with the repair command).
+    """
     records = {r.name: r for r in journal.nodes()} if journal else {}
     starts: dict[str, tuple[str, str | None]] = {}
     held: dict[str, str] = {}  # nodes `run` leaves where they are: what their rows say instead of a plan
@@ -308,6 +314,10 @@ async def plan_steps(
             mgr_until,
             held.get(spec.name),
         )
+        r = records.get(spec.name)
+        if r is not None and spec.name not in held:  # completed milestones refreshed: drift since done (#10)
+            drifted = await refresh_node(deployment, spec, r.state, systems, failed_from=r.failed_from)
+            rows = [{**d.as_dict(), "refresh": True} for d in drifted] + rows
         result.nodes[spec.name] = rows
     result.nodes = {s.name: result.nodes[s.name] for s in chosen}
     for spec in chosen:

@@ -56,7 +56,7 @@ __all__ = [
     "resolved_journal",
 ]
 
-JournalUse = Literal["create", "existing", "optional"]
+JournalUse = Literal["create", "existing", "optional", "readonly"]
 
 
 @dataclass
@@ -164,7 +164,8 @@ async def open_session(
         journal: ``"create"`` (``run``, ``simulate``): the journal is made when new;
             ``"existing"`` (``resume``): it must exist, and without a configuration file the
             deployment is the simulation it records; ``"optional"`` (``run --dry-run``): opened
-            only when it exists, else the session has none.
+            only when it exists, else the session has none; ``"readonly"`` (``status --refresh``):
+            it must exist and is opened read-only, nothing is recorded in it.
 
     Example::
 
@@ -181,6 +182,8 @@ async def open_session(
             return
         if journal == "existing":
             ready = _prepare_existing(stack, settings)
+        elif journal == "readonly":
+            ready = _prepare_readonly(stack, settings)
         else:
             ready = _prepare_configured(stack, settings, optional=journal == "optional")
         systems = open_systems(ready.deployment, ready.world, journal=ready.path)
@@ -346,6 +349,29 @@ def _prepare_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Read
         world, undo = _open_new_world(stack, deployment)
         return _Ready(deployment, path, world, trust, command="resume", undo=undo)
     return _Ready(deployment, path, world, trust, command="resume")
+
+
+def _prepare_readonly(stack: AsyncExitStack, settings: SessionSettings) -> _Ready:
+    """``status --refresh``: the journal read-only; the configuration's deployment, else the simulation it records."""
+    deployment = load_deployment(settings, required=False)
+    if deployment is not None:
+        register_secrets(deployment)
+    path = existing_journal(settings, deployment)
+    opened = stack.enter_context(open_journal_file(path, readonly=True))
+    recorded = opened.get_meta("simulation")
+    world: SimWorld | None
+    if deployment is None:
+        if not recorded:
+            raise ConfigError(
+                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
+            )
+        deployment, world = _recorded_simulation(json.loads(recorded))
+        stack.enter_context(_closing(world))
+        register_secrets(deployment)
+    else:
+        check_deployment(opened, deployment.name)
+        world = stack.enter_context(_closing(_open_world(deployment, create=False)))
+    return _Ready(deployment, path, world, None, acting=False, opened=opened, simulated=bool(recorded))
 
 
 def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: SimulationSettings) -> _Parts:

@@ -42,6 +42,7 @@ from orchestrator._journal_api import (
 )
 from orchestrator._plan import Plan
 from orchestrator._preflight import preflight
+from orchestrator._refresh_api import refreshed_status
 from orchestrator._session import (
     Session,
     SessionSettings,
@@ -73,6 +74,7 @@ __all__ = [
     "resume",
     "resume_targets",
     "status",
+    "refreshed_status",
     "approve",
     "cert_import",
     "set_maintenance",
@@ -310,7 +312,8 @@ async def plan_steps(
     world: Any = None,
     systems: Systems | None = None,
 ) -> Plan:
-    """Preflight, then observe and diff every remaining step, read-only (``systems`` default: opened over ``world``)."""
+    """Preflight, then observe and diff every remaining step (and refresh the completed ones), read-only
+    (``systems`` default: opened over ``world``)."""
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
     try:

@@ -283,10 +283,19 @@ def resume(
 @cli.command()
 @click.argument("node", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Stable JSON: a list of node objects.")
+@click.option("--refresh", is_flag=True, help="Also observe every completed step, read-only, and show what drifted.")
 @click.pass_obj
 @handle_errors
-def status(options: Options, node: str | None, as_json: bool) -> None:
+def status(options: Options, node: str | None, as_json: bool, refresh: bool) -> None:
     """State, step in progress, gate waited on, last error, and why, per node."""
+    if refresh:
+        import asyncio  # here, not at the top: plain status starts without it
+
+        from orchestrator._refresh_api import refreshed_status
+
+        path, refreshed = asyncio.run(refreshed_status(options.session(allow_version_change=True), node))
+        _format.status(path, refreshed, as_json)
+        return
     # Not orchestrator.api: status needs the journal only, not the engine or the logs (start-up, #11).
     from orchestrator._journal_api import status as node_status
     from orchestrator._session import open_existing_journal

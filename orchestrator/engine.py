@@ -28,9 +28,9 @@ from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT
 from machines.node import NodeModel
 from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait
 from orchestrator import steps as step_impls
+from orchestrator._drift import Reconciler
 from orchestrator._history import History, maintenance_of
 from orchestrator._report import FaultHooks, RunReport
-from orchestrator._step_run import StepRunner
 from orchestrator.clock import Clock, SystemClock
 
 __all__ = ["Engine", "RunReport", "FaultHooks"]
@@ -41,7 +41,7 @@ log = structlog.get_logger("orchestrator.engine")
 COMMIT_WINDOW_S = 0.01
 
 
-class Engine(StepRunner):
+class Engine(Reconciler):
     """Drives the nodes of one deployment.
 
     Args:
@@ -225,6 +225,11 @@ class Engine(StepRunner):
 
     async def _drive(self, model: NodeModel, until: str) -> Action:
         try:
+            # The journal says what was done; a refresh checks that the world still says so (issue #10).
+            model.record({"maintenance": maintenance_of(self.journal, model.name)})
+            stopped = await self.reconcile(model)
+            if stopped is not None:
+                return stopped
             while True:
                 # `orchestrator maintenance NODE on` from another process: honoured before the next step.
                 model.record({"maintenance": maintenance_of(self.journal, model.name)})

@@ -28,6 +28,7 @@ class AdministratorRoles(Step):
     """Read-only and Read-write lose "May view logs" and "May generate system snapshot"; Auditor is created."""
 
     name = "administrator_roles"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -75,6 +76,7 @@ class LdapConnection(Step):
     """LDAP server details, authentication source "LDAP database and local database"."""
 
     name = "ldap_connection"
+    reversible = True
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         ldap = ctx.deployment.ldap
@@ -113,6 +115,7 @@ class LdapRoleMapping(Step):
     """Every administrator role mapped to at least one LDAP group; then prove an LDAP login."""
 
     name = "ldap_role_mapping"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -176,6 +179,7 @@ class ClientCertificateAuth(Step):
     """Require a client certificate (identity in subject CN or UPN), proven to work first."""
 
     name = "client_certificate_auth"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "authentication")
@@ -198,6 +202,7 @@ class DisableLocalAuth(Step):
     """Authentication source "LDAP database" only, after a certificate login has worked."""
 
     name = "disable_local_auth"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "authentication")

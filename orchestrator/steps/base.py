@@ -76,6 +76,10 @@ class Step:
     name: ClassVar[str] = ""
     # Side effects on the node's ESXi host: limited by the host's max_concurrent.
     per_host: ClassVar[bool] = False
+    # Drift found by a refresh (``orchestrator._refresh``) is re-applied by ``run`` only when the step's
+    # apply is idempotent and may run again on a finished node (a setting, a reservation); otherwise the
+    # node fails with the command that repairs it (a VM gone, a wizard answered otherwise). Decided per step.
+    reversible: ClassVar[bool] = False
 
     def gate(self, ctx: StepContext, changes: list[Change]) -> str | None:
         """The gate that must be open before ``apply`` runs these changes, if any."""

@@ -71,6 +71,7 @@ class TrustedCaChain(Step):
     """Upload the CA chain that signs the server certificates (FIPS mode ignores the default CAs)."""
 
     name = "trusted_ca_chain"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         chain = [b for pem in await ctx.systems.ca.chain() for b in pem_blocks(pem)]
@@ -256,6 +257,7 @@ class SipTlsVerification(Step):
     """Global: SIP TLS certificate verification On; OCSP Override with the responder URL."""
 
     name = "sip_tls_verification"
+    reversible = True
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         g = ctx.policy.global_settings
@@ -281,6 +283,7 @@ class SipTlsFqdn(Step):
     """Conferencing Node: the SIP TLS FQDN matching an entry of its certificate."""
 
     name = "sip_tls_fqdn"
+    reversible = True
 
     def intent(self, ctx: StepContext) -> dict[str, Any]:
         return {"worker_vm.alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn}

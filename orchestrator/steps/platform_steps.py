@@ -30,6 +30,7 @@ class GlobalSettings(Step):
     """Chat, outbound calls, Connect apps and SSH off; DSCP 16; HTTP access off; banner; timeout 10."""
 
     name = "global_settings"
+    reversible = True
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         g = ctx.deployment.global_settings
@@ -61,6 +62,7 @@ class NetworkServices(Step):
     """At least two DNS servers, two keyed NTP servers and one syslog server, bound to the Manager."""
 
     name = "network_services"
+    reversible = True
 
     def intent(self, ctx: StepContext) -> dict[str, Any]:
         net = ctx.deployment.network
@@ -152,6 +154,7 @@ class Snmpv3(Step):
     """SNMPv3 read-only (SHA1 auth, AES-128 privacy) with a community other than "public"."""
 
     name = "snmpv3"
+    reversible = True
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         snmp = ctx.deployment.snmp
@@ -184,6 +187,7 @@ class LocationQos(Step):
     """Every location: DSCP media 51, signalling 40, MTU 1400, and the network services bound."""
 
     name = "location_qos"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip

@@ -75,6 +75,7 @@ class ReserveResources(Step):
     """CPU reservation = limit = full allocation; all memory reserved and locked; disk IOPS limits."""
 
     name = "reserve_resources"
+    reversible = True
     per_host = True
 
     def intent(self, ctx: StepContext) -> dict[str, Any]:
