@@ -290,6 +290,12 @@ class Deployment:
     def node(self, name: str) -> NodeSpec:
         return self._nodes_by_name[name]
 
+    def subject_name(self, node: NodeSpec) -> str:
+        """A node's CSR subject CN, the name its certificate must be valid for and the CA's file name
+        (``<subject-name>.csr``, as Pexip's generator names it): the FQDN, or the IP address where the
+        deployment uses no DNS (``pki.subject = "address"``, as the guide allows)."""
+        return node.address if self.pki.subject == "address" else node.fqdn
+
     def host(self, name: str) -> HostSpec:
         for h in self.vcenter.hosts:
             if h.name == name:

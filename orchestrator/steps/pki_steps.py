@@ -43,9 +43,8 @@ def pem_blocks(text: str) -> list[str]:
 
 
 def subject_name(deployment: Deployment, node: NodeSpec) -> str:
-    """The CSR's subject CN, and the name the certificate must be valid for: the node's FQDN, or
-    its IP address where the deployment uses no DNS (``pki.subject = "address"``, as the guide allows)."""
-    return node.address if deployment.pki.subject == "address" else node.fqdn
+    """The CSR's subject CN (:meth:`config.model.Deployment.subject_name`)."""
+    return deployment.subject_name(node)
 
 
 def _subject(ctx: StepContext) -> str:
