@@ -21,25 +21,27 @@ __all__ = [
     "InstallCertificate",
     "SipTlsVerification",
     "SipTlsFqdn",
-    "pem_blocks",
+    "fingerprints",
     "subject_name",
 ]
 
 
-def pem_blocks(text: str) -> list[str]:
-    """Split PEM text into normalised certificate blocks (for comparing what is uploaded)."""
-    blocks, current = [], []
-    for line in text.strip().splitlines():
-        line = line.strip()
-        if line.startswith("-----BEGIN CERTIFICATE"):
-            current = [line]
-        elif line.startswith("-----END CERTIFICATE") and current:
-            current.append(line)
-            blocks.append("\n".join(current) + "\n")
-            current = []
-        elif current:
-            current.append(line)
-    return blocks
+def fingerprints(text: str) -> dict[str, str]:
+    """The certificates of PEM text by SHA-256 fingerprint of their DER (hex) -> each as PEM.
+
+    Certificates are compared by fingerprint, never by PEM text: the Manager may re-wrap what it
+    stores (line length, line endings, whitespace), and the same certificate must not be uploaded
+    again (pexip-api.md 7.14). Text that holds no certificate has none.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        certs = x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        return {}
+    return {c.fingerprint(hashes.SHA256()).hex(): c.public_bytes(Encoding.PEM).decode() for c in certs}
 
 
 def subject_name(deployment: Deployment, node: NodeSpec) -> str:
@@ -67,21 +69,27 @@ def _subject_of(pem: str) -> str:
 
 
 class TrustedCaChain(Step):
-    """Upload the CA chain that signs the server certificates (FIPS mode ignores the default CAs)."""
+    """Upload the CA chain that signs the server certificates (FIPS mode ignores the default CAs),
+    each certificate once: compared by the SHA-256 fingerprint of its DER, not its PEM text."""
 
     name = "trusted_ca_chain"
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        chain = [b for pem in await ctx.systems.ca.chain() for b in pem_blocks(pem)]
+        chain: dict[str, str] = {}
+        for pem in await ctx.systems.ca.chain():
+            found = fingerprints(pem)
+            if not found:
+                raise Rejected("pki.ca_chain: a block of the CA chain is not a PEM certificate; fix the chain file")
+            chain.update(found)
         uploaded = {
-            b
+            fp
             for obj in await ctx.systems.pexip.list_objects("ca_certificate")
-            for b in pem_blocks(obj.get("certificate", ""))
+            for fp in fingerprints(obj.get("certificate", ""))
         }
         return {"chain": chain, "uploaded": uploaded}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        missing = [b for b in observed["chain"] if b not in observed["uploaded"]]
+        missing = [pem for fp, pem in observed["chain"].items() if fp not in observed["uploaded"]]
         if not missing:
             return []
         # The record names the CA certificates uploaded, not only how many.
@@ -94,9 +102,9 @@ class TrustedCaChain(Step):
         ]
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
-        for block in observed["chain"]:
-            if block not in observed["uploaded"]:
-                await ctx.systems.pexip.create("ca_certificate", {"certificate": block})
+        for fp, pem in observed["chain"].items():
+            if fp not in observed["uploaded"]:
+                await ctx.systems.pexip.create("ca_certificate", {"certificate": pem})
 
 
 async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
