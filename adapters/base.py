@@ -226,6 +226,10 @@ class CertificateAuthority(Protocol):
     async def chain(self) -> list[str]:
         """The trusted CA chain to upload (PEM blocks, root last)."""
 
+    async def withdraw(self, node: str) -> None:
+        """Forget ``node``'s CSR and the certificate answering it, before a renewal CSR for the same key:
+        the old answer (for that key too) must not be taken as the new one. Nothing to forget is no error."""
+
     async def aclose(self) -> None: ...
 
 

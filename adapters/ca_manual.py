@@ -145,6 +145,13 @@ class ManualCA:
             return pem
         return None  # the certificate of an earlier CSR: stale
 
+    async def withdraw(self, node: str) -> None:
+        """Before a renewal: the node's certificate in the inbox becomes ``<name>.superseded`` (kept for the
+        record, no longer an answer) and its CSR leaves the outbox. Idempotent."""
+        while (path := self._signed_path(node)) is not None:
+            os.replace(path, path.with_name(f"{path.name}.superseded"))
+        self._csr_path(node).unlink(missing_ok=True)
+
     async def chain(self) -> list[str]:
         """``pki.ca_chain``, one PEM block per certificate, the self-signed root(s) last.
 
