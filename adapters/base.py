@@ -116,6 +116,10 @@ class VSphere(Protocol):
         """Force BIOS setup, disk first, power on, type the supervisor password, save and exit,
         and set the marker. ``password`` never reaches a log."""
 
+    async def power_off(self, vm: VmState) -> VmState:
+        """Power the VM off (a standby contingency deployment); one already off is left as is.
+        Returns the VM as observed afterwards: ``Rejected`` unless it shows ``poweredOff``."""
+
     async def aclose(self) -> None: ...
 
 

@@ -271,6 +271,9 @@ class Deployment:
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
     journal: JournalSpec = field(default_factory=JournalSpec)
     http: HttpSpec = field(default_factory=HttpSpec)
+    # "contingency": the guide's fallback system (the policy's [contingency]: LDAP and local authentication,
+    # no client certificate, no licensing, every VM powered off once built); "primary": the secure deployment.
+    profile: Literal["primary", "contingency"] = "primary"
     source: str = ""  # the file it came from, for messages
     source_sha256: str = ""  # of the file's bytes as read: which configuration a run applied
     policy_path: str = ""  # the policy file used (the packaged one unless [deployment] policy names another)
