@@ -31,6 +31,7 @@ from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, 
 from orchestrator import steps as step_impls
 from orchestrator._history import History, maintenance_of
 from orchestrator._report import FaultHooks, RunReport
+from orchestrator._standby import power_off_standby
 from orchestrator._step_run import StepRunner
 from orchestrator.clock import Clock, SystemClock
 
@@ -167,6 +168,12 @@ class Engine(StepRunner):
                 elif isinstance(result, BaseException):
                     raise result
                 report.outcomes[name] = result
+            if not self._stopping and until == LDAP_AUTHENTICATED:
+                # A contingency deployment ends as a standby: its VMs off, once every node is built.
+                failed = await power_off_standby(
+                    self.deployment, self.journal, self.systems, self._commit, names, actor=self.actor
+                )
+                report.outcomes.update({name: Stopped(why) for name, why in failed.items()})
             report.interrupted = self._stopping
         finally:
             heartbeat.cancel()
