@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from adapters.sim.world import SimWorld
-from config.errors import ConfigError
+from config.errors import ConfigError, Unreachable
 from config.load import load_deployment, simulated_deployment
 from config.model import Deployment
 from journal import Journal, kinds
@@ -86,6 +86,14 @@ async def test_a_contingency_run_ends_as_a_powered_off_fallback(tmp_path: Path) 
     assert [e.node for e in offs][-1] == deployment.management.name, "the Management Node is powered off last"
     assert sorted(e.node for e in offs) == sorted(n.name for n in deployment.nodes)
     assert not any("licen" in (s or "") for s in steps), "no licence step"
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        systems = open_systems(deployment, world)
+        with pytest.raises(Unreachable, match="powered off"):
+            await systems.pexip.list_objects("role")  # a standby Manager answers nothing until powered on
+        await systems.aclose()
+    finally:
+        await world.aclose()
     again = await _run(deployment, tmp_path)
     assert again.exit_code == 0
     with Journal.open(tmp_path / "journal.sqlite") as j:
