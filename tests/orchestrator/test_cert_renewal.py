@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from adapters.sim.world import SimWorld
+from config.errors import Rejected
 from config.load import simulated_deployment
 from config.model import Deployment
 from journal import Journal, kinds
@@ -107,3 +108,40 @@ async def test_a_manual_ca_renewal_waits_for_a_new_answer_and_checks_it(tmp_path
     (after,), _ = await _manager_certificates(deployment, tmp_path)
     assert _key_and_serial(after["certificate"])[0] == _key_and_serial(before["certificate"])[0]
     assert _key_and_serial(after["certificate"])[1] == _key_and_serial(signed.read_text())[1]
+
+
+class _FailOnce:
+    """Fault hooks that fail ``step`` once (before its side effect), as a run stopped there would leave it."""
+
+    def __init__(self, step: str) -> None:
+        self.step, self.fired = step, False
+
+    def before_step(self, node: str, step: str) -> None:
+        if step == self.step and not self.fired:
+            self.fired = True
+            raise Rejected(f"injected: {step} stopped before its CSR", system="sim")
+
+    def after_apply(self, node: str, step: str) -> None:
+        return None
+
+
+async def test_a_renewal_stopped_before_its_csr_still_renews_on_resume(tmp_path: Path) -> None:
+    """The renewal is read back from the journal: create_csr failed after the rewind, a plain resume renews."""
+    deployment = simulated_deployment(1, tmp_path / "w.d")
+    assert (await _run(deployment, tmp_path)).exit_code == 0
+    (before,), _ = await _manager_certificates(deployment, tmp_path)
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    systems = open_systems(deployment, world)
+    try:
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=_FailOnce("create_csr"))
+            stopped = await engine.run([MGR], retry=[MGR], from_step="create_csr", renew=True)
+    finally:
+        await systems.aclose()
+        await world.aclose()
+    assert stopped.exit_code != 0
+    resumed = await _run(deployment, tmp_path, nodes=[MGR], retry=[MGR])  # `orchestrator resume pexip-mgr`
+    assert resumed.exit_code == 0, resumed.outcomes
+    (after,), _ = await _manager_certificates(deployment, tmp_path)
+    assert _key_and_serial(after["certificate"])[0] == _key_and_serial(before["certificate"])[0]
+    assert _key_and_serial(after["certificate"])[1] != _key_and_serial(before["certificate"])[1], "renewed"
