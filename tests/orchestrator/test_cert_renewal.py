@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
 from _openssl_ca import openssl_ca, openssl_sign
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -145,3 +146,22 @@ async def test_a_renewal_stopped_before_its_csr_still_renews_on_resume(tmp_path:
     (after,), _ = await _manager_certificates(deployment, tmp_path)
     assert _key_and_serial(after["certificate"])[0] == _key_and_serial(before["certificate"])[0]
     assert _key_and_serial(after["certificate"])[1] != _key_and_serial(before["certificate"])[1], "renewed"
+
+
+def test_the_cli_renews_a_simulated_node_journaled_by_who(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`orchestrator cert renew NODE --by WHO` after `simulate`: exit 0, the rewind journaled with its actor;
+    an unknown node is bad input (exit 2) naming NODE."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["simulate", "--nodes", "2", "-q"]).exit_code == 0
+    done = runner.invoke(cli, ["cert", "renew", MGR, "--by", "alice", "-q"])
+    assert done.exit_code == 0, done.output
+    with Journal.open(tmp_path / "simulation.journal.sqlite") as j:
+        (rewound,) = list(j.events(node=MGR, kinds=[kinds.REWOUND]))
+    assert (rewound.actor, rewound.payload) == ("alice", {"from_step": "create_csr", "renew": True})
+    bad = runner.invoke(cli, ["cert", "renew", "pexip-nope", "-q"])
+    assert bad.exit_code == 2 and "NODE" in bad.output
