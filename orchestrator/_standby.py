@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from adapters.base import Systems
 from config.errors import OrchestratorError, Rejected
@@ -24,7 +25,7 @@ from config.model import Deployment, NodeSpec
 from journal import Journal, Transition, kinds
 from machines.lifecycle import LDAP_AUTHENTICATED
 
-__all__ = ["power_off_standby"]
+__all__ = ["power_off_standby", "plan_row"]
 
 
 async def power_off_standby(
@@ -93,3 +94,22 @@ async def _power_off(
             payload={**event, "phase": "done", "power_state": after.power_state},
         )
     )
+
+
+async def plan_row(
+    deployment: Deployment, systems: Systems, node: NodeSpec, unknown_from: str | None
+) -> dict[str, Any]:
+    """``run --dry-run``: the standby power-off of a contingency deployment's node, as a plan row (read-only)."""
+    row: dict[str, Any] = {"milestone": LDAP_AUTHENTICATED, "step": "standby_power_off"}
+    if unknown_from:
+        return {**row, "status": "unknown", "reason": f"depends on {unknown_from}"}
+    try:
+        vm = await systems.vsphere.find_vm(node, f"{deployment.name}/{node.name}")
+    except OrchestratorError as exc:
+        return {**row, "status": "error", "reason": str(exc)}
+    if vm is None:
+        return {**row, "status": "unknown", "reason": f"the VM of {node.name} is not deployed yet"}
+    if vm.power_state == "poweredOff":
+        return {**row, "status": "ok", "changes": []}
+    change = {"field": "vm.power_state", "now": vm.power_state, "wanted": "poweredOff"}
+    return {**row, "status": "change", "changes": [change]}

@@ -30,7 +30,7 @@ from config.model import Deployment
 from journal import Journal
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
 from machines.plan import remaining_steps
-from orchestrator import _recap
+from orchestrator import _recap, _standby
 from orchestrator import steps as step_impls
 from orchestrator._init import Initialized, init_config
 from orchestrator._journal_api import (
@@ -381,6 +381,10 @@ async def plan_steps(
                         row.update(status="error", reason=str(exc))
                         unknown_from = name
                 rows.append(row)
+            if deployment.profile == "contingency" and until == LDAP_AUTHENTICATED:
+                rows.append(
+                    await _standby.plan_row(deployment, systems, spec, unknown_from)
+                )  # once every node is built
             result.nodes[spec.name] = rows
     finally:
         if own:

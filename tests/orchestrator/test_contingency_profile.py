@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sim.world import SimWorld
+from adapters.sim.world import VM, SimWorld
 from config.errors import ConfigError, Unreachable
 from config.load import load_deployment, simulated_deployment
 from config.model import Deployment
@@ -126,3 +126,40 @@ def test_an_unknown_profile_is_refused_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_deployment(path)
     assert "deployment.profile" in str(caught.value) and "primary, contingency" in str(caught.value)
+
+
+async def test_the_dry_run_plans_the_standby_power_off(tmp_path: Path) -> None:
+    """run --dry-run of a contingency deployment ends each node's plan with standby_power_off: unknown before
+    the VM exists, a change while it runs, ok once it is off; the primary's plan has no such row."""
+    deployment = _contingency(tmp_path, nodes=2)
+
+    async def rows() -> dict[str, dict[str, Any]]:
+        world = SimWorld.open(tmp_path / "world.sqlite")
+        try:
+            with api.open_journal(tmp_path / "journal.sqlite") as journal:
+                plan = await api.plan_steps(deployment, journal, world=world)
+        finally:
+            await world.aclose()
+        return {node: steps[-1] for node, steps in plan.nodes.items()}
+
+    assert {r["step"]: r["status"] for r in (await rows()).values()} == {"standby_power_off": "unknown"}
+    assert (await _run(deployment, tmp_path, nodes=["pexip-mgr"], until="bios_locked")).exit_code == 0
+    last = await rows()
+    assert {(r["step"], r["status"]) for r in last.values()} == {("standby_power_off", "unknown")}, "depends on steps"
+    assert (await _run(deployment, tmp_path)).exit_code == 0
+    assert {(r["step"], r["status"]) for r in (await rows()).values()} == {("standby_power_off", "ok")}
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    try:  # an operator powers the standby Manager on in vCenter: the plan would power it off again
+        vm = world.get(VM, "pexip-mgr")
+        await world.apply([(VM, "pexip-mgr", {**vm, "power_state": "poweredOn"})])
+    finally:
+        await world.aclose()
+    change = (await rows())["pexip-mgr"]
+    assert change["status"] == "change" and change["changes"][0]["wanted"] == "poweredOff"
+    primary = dataclasses.replace(deployment, profile="primary")
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        plan = await api.plan_steps(primary, None, world=world)
+    finally:
+        await world.aclose()
+    assert not any(r["step"] == "standby_power_off" for steps in plan.nodes.values() for r in steps)
