@@ -210,6 +210,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
     head = top.table("deployment")
     name = head.text("name") if head else None
     policy_file = head.file_path("policy", required=False) if head else None
+    profile: Any = head.text("profile", required=False, default="primary") if head else "primary"
     if head:
         head.close()
     overrides = top.get("policy", dict, required=False)
@@ -330,6 +331,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
         ),
         journal=_section(top, "journal", _journal, required=False),
         http=_section(top, "http", _http, required=False),
+        profile=profile,
         source=str(source),
         policy_path=str(policy_path),
         policy_sha256=_sha256(policy_path),

@@ -35,6 +35,7 @@ PKI_MODES = ("manual", "command", "sim")
 BIOS_METHODS = ("keystrokes", "operator")
 SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
 LDAP_TRANSPORTS = ("starttls", "ldaps", "plain")
+PROFILES = ("primary", "contingency")  # [deployment] profile: the secure deployment, or the guide's fallback
 CLIENT_CERTIFICATE = ("CN", "UPN")  # authentication.client_certificate "Required" choices
 DN_KEYS = ("O", "OU", "L", "ST", "C")  # the CSR's "Additional subject fields"
 
@@ -418,6 +419,7 @@ def validate(deployment: Deployment) -> Problems:
             "deployment.name",
             f"bad deployment name (got {shown(d.name)}); use 1..40 of a-z, 0-9 and '-' (VMs carry \"<name>/<node>\")",
         )
+    c.choice(d.profile, PROFILES, "deployment.profile")
     if d.vcenter is not None:
         _vcenter(d.vcenter, c)
     nodes = [("management", d.management)] if d.management is not None else []

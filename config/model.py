@@ -281,6 +281,9 @@ class Deployment:
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
     journal: JournalSpec = field(default_factory=JournalSpec)
     http: HttpSpec = field(default_factory=HttpSpec)
+    # "contingency": the guide's fallback system (the policy's [contingency]: LDAP and local authentication,
+    # no client certificate, no licensing, every VM powered off once built); "primary": the secure deployment.
+    profile: Literal["primary", "contingency"] = "primary"
     source: str = ""  # the file it came from, for messages
     source_sha256: str = ""  # of the file's bytes as read: which configuration a run applied
     policy_path: str = ""  # the policy file used (the packaged one unless [deployment] policy names another)
@@ -299,6 +302,12 @@ class Deployment:
 
     def node(self, name: str) -> NodeSpec:
         return self._nodes_by_name[name]
+
+    def subject_name(self, node: NodeSpec) -> str:
+        """A node's CSR subject CN, the name its certificate must be valid for and the CA's file name
+        (``<subject-name>.csr``, as Pexip's generator names it): the FQDN, or the IP address where the
+        deployment uses no DNS (``pki.subject = "address"``, as the guide allows)."""
+        return node.address if self.pki.subject == "address" else node.fqdn
 
     def host(self, name: str) -> HostSpec:
         for h in self.vcenter.hosts:

@@ -99,6 +99,16 @@ FIELDS: tuple[Field, ...] = (
     _f("deployment", "name", "text", "the deployment's name; the journal records it and refuses another's"),
     _f("deployment", "policy", "file_path", "a secure-mode policy file (default: the packaged one)", req=False),
     _f(
+        "deployment",
+        "profile",
+        "text",
+        "primary: the secure deployment; contingency: the guide's fallback (LDAP and local login, no client "
+        "certificate, no licensing, every VM powered off once built)",
+        req=False,
+        default="primary",
+        allowed=("primary", "contingency"),
+    ),
+    _f(
         "",
         "policy",
         "get:dict",

@@ -28,6 +28,7 @@ __all__ = [
     "RUN_RECAP",
     "RUN_STARTED",
     "DRIFT_DETECTED",
+    "STANDBY_POWER_OFF",
     "ALL",
 ]
 
@@ -51,6 +52,7 @@ DEPLOYMENT_BOUND = "deployment_bound"  # the journal bound to its deployment ide
 RUN_RECAP = "run_recap"  # run-level: a run's end, per node ok/changed/retried/waiting/failed (orchestrator._recap)
 RUN_STARTED = "run_started"  # run/resume/simulate began: policy and config hashes, command line, user, version
 DRIFT_DETECTED = "drift_detected"  # a refresh found a completed step differing from the world (orchestrator._drift)
+STANDBY_POWER_OFF = "standby_power_off"  # a contingency deployment's VM powered off once built (orchestrator._standby)
 
 ALL = frozenset(
     {
@@ -74,5 +76,6 @@ ALL = frozenset(
         RUN_RECAP,
         RUN_STARTED,
         DRIFT_DETECTED,
+        STANDBY_POWER_OFF,
     }
 )

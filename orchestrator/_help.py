@@ -59,6 +59,7 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "approve": (("orchestrator approve pexip-mgmt security_wizard --by alice --reason CHG-42",), _READ),
     "cert": (("orchestrator cert import pexip-mgmt signed.pem --by alice",), _READ),
     "cert import": (("orchestrator cert import pexip-mgmt signed.pem --by alice",), _READ),
+    "cert renew": (("orchestrator cert renew pexip-mgmt --by alice",), _DRIVE),
     "maintenance": (("orchestrator maintenance pexip-conf-1 on --by alice --reason 'host swap'",), _READ),
     "journal": (("orchestrator journal export -o audit.jsonl", "orchestrator journal verify audit.jsonl"), _READ),
     "journal export": (
@@ -91,6 +92,7 @@ SHORT = {
     "journal": "The audit record: export, verify, public key.",
     "journal public-key": "The public key an auditor verifies the journal with (PEM).",
     "cert import": "The CA's signed certificate for NODE's pending CSR, checked first.",
+    "cert renew": "A renewal CSR from NODE's installed certificate (same key); the CA's answer is checked first.",
     "simulate": "A whole deployment against the simulated world.",
     "resume": "Continue NODE (or --all) from its last committed state.",
     "status": "Where each node stands, and why.",

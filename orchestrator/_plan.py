@@ -31,6 +31,7 @@ from config.secrets import REDACTOR, Secret
 from journal import Journal
 from machines.lifecycle import FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, MANAGEMENT_PREREQUISITE, milestone_index
 from machines.plan import remaining_steps
+from orchestrator import _standby
 from orchestrator import steps as step_impls
 from orchestrator._gates import pending_gate, unreachable_gate
 from orchestrator._refresh import refresh_node
@@ -318,6 +319,9 @@ async def plan_steps(
         if r is not None and spec.name not in held:  # completed milestones refreshed: drift since done (#10)
             drifted = await refresh_node(deployment, spec, r.state, systems, failed_from=r.failed_from)
             rows = [{**d.as_dict(), "refresh": True} for d in drifted] + rows
+        if deployment.profile == "contingency" and until == LDAP_AUTHENTICATED:  # once every node is built
+            pending = next((row["step"] for row in rows if row["status"] != "ok"), None)
+            rows.append(await _standby.plan_row(deployment, systems, spec, pending))
         result.nodes[spec.name] = rows
     result.nodes = {s.name: result.nodes[s.name] for s in chosen}
     for spec in chosen:

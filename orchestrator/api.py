@@ -34,6 +34,7 @@ from orchestrator._journal_api import (
     Verification,
     approve,
     cert_import,
+    check_renewable,
     export,
     public_key,
     set_maintenance,
@@ -77,6 +78,7 @@ __all__ = [
     "refreshed_status",
     "approve",
     "cert_import",
+    "cert_renew",
     "set_maintenance",
     "export",
     "verify",
@@ -139,6 +141,7 @@ async def drive(
     hooks: Any = None,
     retry: Sequence[str] = (),
     from_step: str | None = None,
+    renew: bool = False,
     max_concurrency: int | None = None,
     clock: Any = None,
     check_first: bool = True,
@@ -150,6 +153,7 @@ async def drive(
         retry: failed nodes to put back where they failed first (``resume``).
         from_step: with ``retry``/``nodes``: rewind those nodes to this step (``resume --from-step``).
         check_first: run the preflight first (false: the session ran it before opening the journal).
+        renew: with ``from_step = "create_csr"``: a renewal CSR from the installed certificate.
     """
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
@@ -171,7 +175,7 @@ async def drive(
         remove = _install_signal_handlers(engine)
         start = _recap.begin(journal)
         try:
-            report = await engine.run(nodes, until=until, retry=retry, from_step=from_step)
+            report = await engine.run(nodes, until=until, retry=retry, from_step=from_step, renew=renew)
         finally:
             remove()
         report.recap = _recap.finish(journal, start, report, actor=actor)
@@ -274,6 +278,34 @@ async def resume(
             nodes=names,
             retry=retry,
             from_step=from_step,
+            auto_approve=session.simulated,
+            clock=clock,
+        )
+
+
+async def cert_renew(
+    settings: SessionSettings, node: str, *, observer_factory: ObserverFactory | None = None, clock: Any = None
+) -> RunReport:
+    """``cert renew NODE``: a renewal CSR on the Manager from NODE's installed certificate (the same key),
+    then the node's certificate steps again: the CA's answer waits in the certificate gate and passes the
+    checks of ``cert import`` before it replaces the certificate (its node assignments kept).
+
+    The rewind to ``create_csr`` is journaled (``rewound`` with ``renew: true``, by the session's actor):
+    a run killed before the CSR is made makes it on ``resume``. The later steps run again, observing first.
+
+    Raises:
+        ConfigError: NODE unknown, or not certified yet (there is no certificate to renew).
+    """
+    async with open_session(settings, journal="existing") as session:
+        assert session.journal is not None
+        check_renewable(session.journal, node)
+        return await _drive_session(
+            session,
+            observer_factory,
+            nodes=[node],
+            retry=[node],
+            from_step="create_csr",
+            renew=True,
             auto_approve=session.simulated,
             clock=clock,
         )

@@ -354,6 +354,25 @@ def cert_import(options: Options, node: str, file: Path, by: str | None) -> None
     )
 
 
+@cert.command("renew")
+@click.argument("node")
+@click.option("--by", default=None, help="Who renews (for the journal). Default: $USER.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+@handle_errors
+def cert_renew(options: Options, node: str, by: str | None, as_json: bool) -> None:
+    """A renewal CSR from NODE's installed certificate (same key), then its certificate steps again."""
+    import asyncio
+
+    from orchestrator import api
+
+    settings = options.session(actor=by or os.environ.get("USER") or "operator", allow_version_change=True)
+    factory = options.display(as_json, options.live(as_json))
+    sys.exit(
+        _format.report(asyncio.run(api.cert_renew(settings, node, observer_factory=factory)), as_json, options.quiet)
+    )
+
+
 @cli.command()
 @click.argument("node")
 @click.argument("mode", type=click.Choice(["on", "off"]))

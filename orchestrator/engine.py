@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -31,6 +32,7 @@ from orchestrator import steps as step_impls
 from orchestrator._drift import Reconciler
 from orchestrator._history import History, maintenance_of
 from orchestrator._report import FaultHooks, RunReport
+from orchestrator._standby import power_off_standby
 from orchestrator.clock import Clock, SystemClock
 
 __all__ = ["Engine", "RunReport", "FaultHooks"]
@@ -130,12 +132,15 @@ class Engine(Reconciler):
         *,
         retry: Sequence[str] = (),
         from_step: str | None = None,
+        renew: bool = False,
     ) -> RunReport:
         """Drive ``nodes`` (default: all) to ``until`` under their leases.
 
         Args:
             retry: failed nodes to put back where they failed first (``resume``).
             from_step: rewind the ``retry`` nodes to this step first (``resume --from-step``).
+            renew: with ``from_step = "create_csr"``: the rewind asks for a renewal CSR from the
+                installed certificate (``orchestrator cert renew``), journaled in its ``rewound`` event.
         """
         if not self._models:
             self.load()
@@ -150,7 +155,7 @@ class Engine(Reconciler):
         report = RunReport()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            await self._prepare_resume(retry, from_step)
+            await self._prepare_resume(retry, from_step, renew)
             self._active = set(names)
             tasks = [asyncio.create_task(self._drive(self._models[name], until), name=f"node:{name}") for name in names]
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -163,14 +168,21 @@ class Engine(Reconciler):
                 elif isinstance(result, BaseException):
                     raise result
                 report.outcomes[name] = result
+            if not self._stopping and until == LDAP_AUTHENTICATED:
+                # A contingency deployment ends as a standby: its VMs off, once every node is built.
+                failed = await power_off_standby(
+                    self.deployment, self.journal, self.systems, self._commit, names, actor=self.actor
+                )
+                report.outcomes.update({name: Stopped(why) for name, why in failed.items()})
             report.interrupted = self._stopping
         finally:
             heartbeat.cancel()
             self.journal.release_leases(self.owner)
         return report
 
-    async def _prepare_resume(self, names: Sequence[str], from_step: str | None) -> None:
+    async def _prepare_resume(self, names: Sequence[str], from_step: str | None, renew: bool = False) -> None:
         """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""
+        rewound: dict[str, Any] = {"from_step": from_step, **({"renew": True} if renew else {})}
         for name in names:
             model = self._models[name]
             if from_step is not None:
@@ -190,7 +202,7 @@ class Engine(Reconciler):
                             actor=self.actor,
                             from_state=model.state,
                             to_state=model.state,
-                            payload={"from_step": from_step},
+                            payload=rewound,
                             update=update,
                         )
                     )
@@ -202,7 +214,7 @@ class Engine(Reconciler):
                             kind=kinds.REWOUND,
                             step=from_step,
                             update=update,
-                            payload={"from_step": from_step},
+                            payload=rewound,
                         )
                     except TransitionError as exc:
                         raise ConfigError(

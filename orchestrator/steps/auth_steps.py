@@ -15,9 +15,25 @@ from config.errors import Rejected
 from orchestrator.steps._rest import ensure_object, field_changes, find_one, normalise, singleton
 from orchestrator.steps.base import URI, Change, Step, StepContext
 
-__all__ = ["AdministratorRoles", "LdapConnection", "LdapRoleMapping", "ClientCertificateAuth", "DisableLocalAuth"]
+__all__ = [
+    "AdministratorRoles",
+    "LdapConnection",
+    "LdapRoleMapping",
+    "ClientCertificateAuth",
+    "DisableLocalAuth",
+    "final_authentication",
+]
 
 AUTH = f"{URI}authentication/1/"
+
+
+def final_authentication(ctx: StepContext) -> tuple[str, str]:
+    """The authentication source and client-certificate mode the run ends with: the guide's LDAP alone with
+    client certificates (primary), or, for the fallback system (``profile = "contingency"``), LDAP and local
+    with the local admin kept and no client certificate (the policy's ``[contingency]``)."""
+    if ctx.deployment.profile == "contingency":
+        return ctx.policy.contingency.authentication_source, ctx.policy.contingency.client_certificate
+    return ctx.policy.authentication.final_source, ctx.deployment.ldap.client_certificate
 
 
 async def _permission_uris(ctx: StepContext) -> dict[str, str]:
@@ -176,7 +192,8 @@ async def _certificate_identity_is_admin(ctx: StepContext) -> None:
 
 
 class ClientCertificateAuth(Step):
-    """Require a client certificate (identity in subject CN or UPN), proven to work first."""
+    """Require a client certificate (identity in subject CN or UPN), proven to work first.
+    The contingency profile requires none ("Not required"): nothing to do on a new Manager."""
 
     name = "client_certificate_auth"
     reversible = True
@@ -185,11 +202,16 @@ class ClientCertificateAuth(Step):
         return await singleton(ctx.systems.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        return field_changes("authentication", observed, {"client_certificate": ctx.deployment.ldap.client_certificate})
+        return field_changes("authentication", observed, {"client_certificate": final_authentication(ctx)[1]})
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
+        wanted = final_authentication(ctx)[1]
+        if wanted == "NO":  # contingency: certificate-based authentication off, then a login without one
+            await ctx.systems.pexip.patch(AUTH, {"client_certificate": wanted})
+            await ctx.systems.pexip.verify_login(use_client_cert=False)
+            return
         await _certificate_identity_is_admin(ctx)
-        await ctx.systems.pexip.patch(AUTH, {"client_certificate": ctx.deployment.ldap.client_certificate})
+        await ctx.systems.pexip.patch(AUTH, {"client_certificate": wanted})
         # If the certificate login fails now, put the previous setting back rather than lock out.
         try:
             await ctx.systems.pexip.verify_login(use_client_cert=True)
@@ -199,7 +221,8 @@ class ClientCertificateAuth(Step):
 
 
 class DisableLocalAuth(Step):
-    """Authentication source "LDAP database" only, after a certificate login has worked."""
+    """Authentication source "LDAP database" only, after a certificate login has worked. The contingency
+    profile keeps "LDAP database and local database" (the local admin, for when LDAP is down)."""
 
     name = "disable_local_auth"
     reversible = True
@@ -208,9 +231,11 @@ class DisableLocalAuth(Step):
         return await singleton(ctx.systems.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        return field_changes("authentication", observed, {"source": ctx.policy.authentication.final_source})
+        return field_changes("authentication", observed, {"source": final_authentication(ctx)[0]})
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
-        await ctx.systems.pexip.verify_login(use_client_cert=True)
-        await ctx.systems.pexip.patch(AUTH, {"source": ctx.policy.authentication.final_source})
-        await ctx.systems.pexip.verify_login(use_client_cert=True)
+        source, certificate = final_authentication(ctx)
+        with_cert = certificate != "NO"
+        await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
+        await ctx.systems.pexip.patch(AUTH, {"source": source})
+        await ctx.systems.pexip.verify_login(use_client_cert=with_cert)

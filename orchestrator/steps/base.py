@@ -44,6 +44,8 @@ class StepContext:
     gate_payload: dict[str, Any] | None = None  # what the opened gate carried (a certificate)
     dry_run: bool = False
     scratch: dict[str, Any] = field(default_factory=dict)  # per-execution memo, never persisted
+    # `orchestrator cert renew`: create_csr makes a renewal CSR from the installed certificate (same key).
+    renew: bool = False
 
     @property
     def policy(self) -> Policy:

@@ -288,4 +288,4 @@ class ConfigSync(_WaitSync):
 
 class AuthenticationSync(_WaitSync):
     name = "authentication_sync"
-    what = "LDAP-only, client-certificate administrator authentication reaching the node"
+    what = "the final administrator authentication (the profile's source and client certificates) reaching the node"
