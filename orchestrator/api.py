@@ -54,6 +54,7 @@ from orchestrator._session import (
     register_secrets,
 )
 from orchestrator._validation import Validation, validate
+from orchestrator.audit import AuditOutcome, audit
 from orchestrator.engine import Engine, RunReport
 from orchestrator.steps.base import StepContext
 from orchestrator.wiring import open_systems
@@ -88,6 +89,8 @@ __all__ = [
     "validate",
     "Initialized",
     "init_config",
+    "audit",
+    "AuditOutcome",
 ]
 
 log = structlog.get_logger("orchestrator")
