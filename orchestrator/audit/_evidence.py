@@ -94,6 +94,8 @@ def _roles(observed: dict[str, Any]) -> dict[str, Any]:
 def _mappings(observed: dict[str, Any]) -> dict[str, Any]:
     names = {uri: name for name, uri in observed["roles"].items()}
     out: dict[str, Any] = {}
+    for name, present in observed.get("groups", {}).items():
+        out[f"ldap_group[{name}]"] = "in the directory" if present else "not in the directory"
     for name, obj in observed["mappings"].items():
         if obj is None:
             out[f"ldap_role[{name}]"] = None

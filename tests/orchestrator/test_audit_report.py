@@ -348,6 +348,9 @@ async def test_json_report_has_the_fields_and_its_sha256_is_journaled(
         "reservation.cpu_shares": "normal",
     }
     assert row["at"].endswith("+00:00")
+    ldap = next(r for r in body["results"] if r["control"] == "SM-LDAP-3" and r["node"] == MGR)
+    groups = {k: v for k, v in ldap["evidence"].items() if k.startswith("ldap_group[")}
+    assert len(groups) == 3 and set(groups.values()) == {"in the directory"}  # read from the directory itself
     with Journal.open(finished.journal, readonly=True) as journal:
         event = journal.last_event(None, kind=kinds.AUDIT_REPORT)
     assert event is not None and event.seq == outcome.seq
