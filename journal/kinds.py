@@ -29,6 +29,7 @@ __all__ = [
     "RUN_STARTED",
     "DRIFT_DETECTED",
     "STANDBY_POWER_OFF",
+    "AUDIT_REPORT",
     "ALL",
 ]
 
@@ -53,6 +54,7 @@ RUN_RECAP = "run_recap"  # run-level: a run's end, per node ok/changed/retried/w
 RUN_STARTED = "run_started"  # run/resume/simulate began: policy and config hashes, command line, user, version
 DRIFT_DETECTED = "drift_detected"  # a refresh found a completed step differing from the world (orchestrator._drift)
 STANDBY_POWER_OFF = "standby_power_off"  # a contingency deployment's VM powered off once built (orchestrator._standby)
+AUDIT_REPORT = "audit_report"  # `orchestrator audit` wrote a report: its SHA-256, format, file and summary
 
 ALL = frozenset(
     {
@@ -77,5 +79,6 @@ ALL = frozenset(
         RUN_STARTED,
         DRIFT_DETECTED,
         STANDBY_POWER_OFF,
+        AUDIT_REPORT,
     }
 )

@@ -13,7 +13,10 @@ __all__ = ["EXIT_CODES", "EXAMPLES", "SHORT", "apply", "epilog"]
 # Every exit code of the command line (a contract users' scripts rely on).
 EXIT_CODES = {
     0: "done (every node reached its target; a read-only command succeeded)",
-    1: "a step failed, the run was interrupted, another process holds a node, or the lab failed to start",
+    1: (
+        "a step failed, the run was interrupted, another process holds a node, the lab failed to start, "
+        "or (audit) a control failed"
+    ),
     2: "bad input: the message names the option or field and the fix",
     3: "waiting on a gate: open it (approve, cert import), then resume",
     4: "the journal or an export failed its integrity check",
@@ -76,6 +79,14 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     ),
     "journal public-key": (("orchestrator journal public-key > auditor.pem",), (0, 1, 2)),
     "serve": (("orchestrator serve", "orchestrator serve --listen 127.0.0.1:9480"), (0, 1, 2)),
+    "audit": (
+        (
+            "orchestrator -c site.toml audit",
+            "orchestrator audit --format html -o audit.html",
+            "orchestrator audit pexip-mgmt --format json",
+        ),
+        _READ,
+    ),
     "lab": (("orchestrator lab up", "orchestrator lab status --json", "orchestrator lab down --reset"), (0, 1, 2)),
     "lab up": (("orchestrator lab up", "orchestrator lab up --fresh --json"), (0, 1, 2)),
     "lab down": (("orchestrator lab down", "orchestrator lab down --reset --json"), (0, 1, 2)),
@@ -99,6 +110,7 @@ SHORT = {
     "approve": "Open an approval gate of NODE, then resume.",
     "maintenance": "Stop or restart automation for NODE.",
     "serve": "The HTTP API, /metrics and a status page, until Ctrl-C.",
+    "audit": "One result per control of the guide and node, read live.",
     "lab": "The local lab of simulators on 127.0.0.1.",
     "lab up": "Build and start the simulators; write their configuration.",
     "lab status": "Where the simulators listen, and their configuration.",

@@ -55,6 +55,7 @@ from orchestrator._session import (
     register_secrets,
 )
 from orchestrator._validation import Validation, validate
+from orchestrator.audit import AuditOutcome, audit
 from orchestrator.engine import Engine, RunReport
 from orchestrator.wiring import open_systems
 
@@ -90,6 +91,8 @@ __all__ = [
     "validate",
     "Initialized",
     "init_config",
+    "audit",
+    "AuditOutcome",
 ]
 
 log = structlog.get_logger("orchestrator")

@@ -137,7 +137,10 @@ class LdapRoleMapping(Step):
         api = ctx.systems.pexip
         roles = {r["name"]: r["resource_uri"] for r in await api.list_objects("role")}
         mappings = {m.name: await find_one(api, "ldap_role", name=m.name) for m in ctx.deployment.ldap.role_mappings}
-        return {"roles": roles, "mappings": mappings}
+        # The directory itself: a mapping to a group that is gone maps nobody (`audit` and drift see it).
+        directory = ctx.systems.directory
+        groups = {m.name: await directory.group_exists(m.group_dn) for m in ctx.deployment.ldap.role_mappings}
+        return {"roles": roles, "mappings": mappings, "groups": groups}
 
     def _wanted(self, ctx: StepContext, observed: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out = {}
@@ -151,7 +154,11 @@ class LdapRoleMapping(Step):
         return out
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        changes = []
+        changes = [
+            Change(f"ldap_group[{m.name}]", "not in the directory", m.group_dn)
+            for m in ctx.deployment.ldap.role_mappings
+            if not observed["groups"].get(m.name, True)
+        ]
         for name, wanted in self._wanted(ctx, observed).items():
             current = observed["mappings"][name]
             changes += (
