@@ -15,22 +15,10 @@ from click.testing import CliRunner
 from orchestrator._format_plan import plan_lines, toml_value
 from orchestrator._plan import Plan
 from orchestrator.cli import cli
+from tests.orchestrator.test_cli import SECRETS, _sim_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "example.toml"
-SECRETS = {
-    "VCENTER_PASSWORD": "vc-Secret-7f3a91",
-    "BIOS_PASSWORD": "bios-Secret-2c8e44",
-    "PEXIP_ADMIN_PASSWORD": "admin-Secret-9d1b07",
-    "NTP_KEY_1": "ntp1-Secret-55aa01",
-    "NTP_KEY_2": "ntp2-Secret-66bb02",
-    "SNMP_AUTH_PASSWORD": "snmpauth-Secret-77cc",
-    "SNMP_PRIV_PASSWORD": "snmppriv-Secret-88dd",
-    "LDAP_BIND_PASSWORD": "bind-Secret-99ee03",
-    "LDAP_VERIFY_PASSWORD": "verify-Secret-aaff04",
-    "PEXIP_BOOTSTRAP_KEY": "Ym9vdHN0cmFwLVNlY3JldC0zMmJ5dGVzLWxvbmctLS0=",
-    "PEXIP_CONSOLE_PASSWORD": "console-Passw0rd-1",
-}
 SUMMARY = re.compile(
     r"^Plan: (\d+) nodes?, (\d+) steps? to change, (\d+) unknown until earlier steps run, (\d+) gates? to open"
 )
@@ -42,12 +30,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
-    text = re.sub(r'^mode = "(real|manual)"', 'mode = "sim"', EXAMPLE.read_text(), flags=re.M)
-    text = re.sub(r"^signing_key = .*\n", "", text, flags=re.M)  # a simulation makes its own journal key
-    (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "orchestrator-admin.key").write_text("clientkey-Secret-bb1105\n")
-    path = tmp_path / "orchestrator.toml"
-    path.write_text(text)
+    path = _sim_config(tmp_path)  # the same simulated example as the CLI tests (test_cli.env)
     return path
 
 
