@@ -26,11 +26,14 @@ async def preflight(deployment: Deployment, systems: Systems, clock: Any = None,
     false: asked once, as ``validate`` does).
 
     Raises:
-        ConfigError: every problem the systems show (exit 2).
-        AdapterError: a system refused or stayed unreachable.
+        ConfigError: every problem the systems show, a refusal included (exit 2), named by its field.
+        AdapterError: a system stayed unreachable.
     """
     attempts = deployment.policy.retry.max_attempts if retry else 1
-    await _retried(deployment, clock, attempts, lambda: systems.vsphere.preflight(deployment))
+    try:
+        await _retried(deployment, clock, attempts, lambda: systems.vsphere.preflight(deployment))
+    except Rejected as exc:  # an untrusted certificate, a refused login: what the configuration says is wrong
+        raise ConfigError([("vcenter", str(exc))]) from exc
     if deployment.ldap.mode == "real":
         await _retried(deployment, clock, attempts, lambda: _directory(deployment, systems))
 

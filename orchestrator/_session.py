@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.base import Systems
-from config.errors import ConfigError, Rejected
+from config.errors import ConfigError
 from config.model import Deployment
 from journal import Journal
 from orchestrator import _trust
@@ -201,9 +201,6 @@ async def open_session(
         # (issue #7, finding 9).
         try:
             await preflight(ready.deployment, systems, clock)
-        except Rejected as exc:  # an untrusted certificate, a refused login: what the configuration says is wrong
-            _drop_new_world(ready)
-            raise ConfigError([("vcenter", str(exc))]) from exc
         except BaseException:
             _drop_new_world(ready)
             raise

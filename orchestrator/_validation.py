@@ -99,7 +99,7 @@ def unreachable(deployment: Deployment) -> list[tuple[str, str]]:
 
 async def systems_problems(deployment: Deployment) -> list[tuple[str, str]]:
     """The preflight ``run`` makes, asked once, over an in-memory world where a system is simulated."""
-    from config.errors import AdapterError, Rejected
+    from config.errors import AdapterError
     from orchestrator._preflight import preflight
     from orchestrator.wiring import needs_world, open_systems
 
@@ -116,10 +116,9 @@ async def systems_problems(deployment: Deployment) -> list[tuple[str, str]]:
             await systems.aclose()
     except ConfigError as exc:
         return list(exc.problems)
-    except Rejected as exc:
-        return [("vcenter", str(exc))]
-    except AdapterError as exc:
-        return [("vcenter", f"{exc}; check the address and that the server answers, or pass --offline")]
+    except AdapterError as exc:  # unreachable after the TCP check: the section of the system the error names
+        section = {"vsphere": "vcenter"}.get(exc.system, exc.system or "vcenter")
+        return [(section, f"{exc}; check the address and that the server answers, or pass --offline")]
     finally:
         if world is not None:
             world.close()
