@@ -17,12 +17,13 @@ from config._reader import Problems
 from config.model import Deployment
 from config.secrets import Secret
 
-__all__ = ["signing_key_problems", "signing_key_file", "configured_journal"]
+__all__ = ["signing_key_problems", "signing_key_file", "configured_journal", "any_real_system"]
 
 FIELD = "journal.signing_key"
 
 
-def _any_real(d: Deployment) -> bool:
+def any_real_system(d: Deployment) -> bool:
+    """Whether any system is in real mode (a section the reader refused counts as not real)."""
     modes = [getattr(getattr(d, s, None), "mode", None) for s in ("vcenter", "pexip_api", "console", "ldap")]
     return rules.any_real([m for m in modes if isinstance(m, str)])
 
@@ -94,10 +95,10 @@ def signing_key_problems(d: Deployment, journal: Path | None = None, *, content:
         return []
     secret = d.journal.signing_key
     if secret is None:
-        return [(FIELD, rules.SIGNING_KEY_REQUIRED)] if _any_real(d) else []
+        return [(FIELD, rules.SIGNING_KEY_REQUIRED)] if any_real_system(d) else []
     problems: Problems = []
     path = signing_key_file(secret, d)
-    if path is not None and _any_real(d):
+    if path is not None and any_real_system(d):
         if (message := _file_problem(path, journal or configured_journal(d))) is not None:
             problems.append((FIELD, message))
     if content and not problems and (message := _key_content_problem(secret)) is not None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from adapters.base import CertificateAuthority, Console, Directory, NodeProvisioning, Systems, VSphere
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
 from adapters.syslog import SyslogSender
-from config import rules
+from config._signing import any_real_system
 from config.errors import ConfigError
 from config.model import Deployment
 from config.rules import NOT_YET_REAL, unbuilt_mode_problem
@@ -35,9 +35,7 @@ def needs_world(deployment: Deployment) -> bool:
 
 def any_real(deployment: Deployment) -> bool:
     """Whether any system is in real mode: the journal's signing key must then be configured and private."""
-    return rules.any_real(
-        (deployment.vcenter.mode, deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode)
-    )
+    return any_real_system(deployment)
 
 
 def open_syslog(deployment: Deployment) -> SyslogSender:
