@@ -1,6 +1,11 @@
 """The Management Node's REST API over HTTPS (aiohttp): TLS always verified, HTTP Basic, paging by
 ``meta.next``, Tastypie 400 bodies turned into field messages, idempotent verbs retried.
 
+Who it is (pexip-api.md 7.5): the web administrator by HTTP Basic until a certificate login has
+been proven; from then on (``verify_login(use_client_cert=True)`` succeeded, or a Basic request
+was refused while ``pexip_api.client_cert`` is configured and the certificate is accepted) the
+orchestrator's client certificate over mutual TLS and no Authorization header.
+
 Errors: a 4xx is :class:`~config.errors.Rejected` naming the fields and messages the API gave;
 a connection error or a 5xx is :class:`~config.errors.Unreachable` (retryable); 429 waits for
 ``Retry-After`` and tries again. Only GET, PATCH and DELETE are retried: a POST that may have
@@ -14,15 +19,17 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import ssl
-from typing import Any
+import tempfile
+from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
 
 from adapters.base import Created
 from config.errors import Rejected, Unreachable
-from config.model import PexipApiSpec
+from config.model import LdapSpec, PexipApiSpec
 
 __all__ = ["HttpPexipApi"]
 
@@ -33,20 +40,27 @@ _STATUS = "/api/admin/status/v1/"
 _IDEMPOTENT = {"GET", "PATCH", "DELETE"}
 _ATTEMPTS = 3
 _IN_FLIGHT = 5
+_PROBE = _CONFIG + "global/1/"  # a login is proven by a GET that answers 200 (pexip-api.md 7.5)
+
+Identity = Literal["admin", "ldap", "cert"]
 
 
 class HttpPexipApi:
-    """:class:`adapters.base.PexipApi` against a real Management Node (or the lab's server)."""
+    """:class:`adapters.base.PexipApi` against a real Management Node (or the lab's server).
 
-    def __init__(self, spec: PexipApiSpec, *, retry_delay_s: float = 0.5):
+    Args:
+        spec: the ``[pexip_api]`` section (URL, CA, web administrator, client certificate).
+        ldap: the ``[ldap]`` section: ``verify_user``/``verify_password`` is the LDAP login that
+            :meth:`verify_login` proves (none: only the local admin and the certificate can be).
+    """
+
+    def __init__(self, spec: PexipApiSpec, *, ldap: LdapSpec | None = None, retry_delay_s: float = 0.5):
         if spec.admin_password is None:
             raise Rejected("pexip_api.admin_password is not set", system="pexip")
+        self._spec, self._ldap = spec, ldap
         self._base = spec.url.rstrip("/")
-        token = base64.b64encode(f"{spec.admin_user}:{spec.admin_password.reveal()}".encode()).decode()
-        self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
-        ctx = ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else ssl.create_default_context()
-        self._ssl = ctx
-        self._session: aiohttp.ClientSession | None = None
+        self._identity: Identity = "admin"
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by "presents the client certificate"
         self._slots = asyncio.Semaphore(_IN_FLIGHT)
         self._delay = retry_delay_s
 
@@ -81,12 +95,72 @@ class HttpPexipApi:
         return await self._all(f"{_STATUS}{resource}/", filters)
 
     async def verify_login(self, *, use_client_cert: bool) -> str:
-        raise Rejected("verify_login is not implemented by the real client yet (issue #8)", system="pexip")
+        """Prove the next login with a probe GET: the certificate login (``use_client_cert``; from then
+        on every request presents the certificate), else the LDAP ``ldap.verify_user`` once the source
+        includes LDAP, else the local admin. Returns who logged in ("local admin", "LDAP user 'x'",
+        "LDAP user 'x' (client certificate)"): the API says nothing of the roles it granted.
+
+        Raises:
+            Rejected: the login is refused (401/403), or its credentials are not configured.
+        """
+        if use_client_cert:
+            await self._probe("cert")
+            self._identity = "cert"
+            return f"LDAP user {self._verify_user()!r} (client certificate)"
+        auth = await self.get(_CONFIG + "authentication/1/")
+        if "LDAP" in str(auth.get("source", "")).split("+"):
+            await self._probe("ldap")
+            return f"LDAP user {self._verify_user()!r}"
+        await self._probe("admin")
+        return "local admin"
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+    # --- identities --------------------------------------------------------------------------
+
+    def _verify_user(self) -> str:
+        return self._ldap.verify_user if self._ldap is not None else ""
+
+    async def _probe(self, identity: Identity) -> None:
+        try:
+            await self._request("GET", _PROBE, identity=identity)
+        except Rejected as exc:
+            status = getattr(exc, "http_status", None)
+            if status in (401, 403):
+                refused = Rejected(
+                    f"login as {_describe(identity, self._verify_user())} refused: {exc}", system="pexip"
+                )
+                refused.http_status = status  # type: ignore[attr-defined]
+                raise refused from None
+            raise
+
+    def _authorization(self, identity: Identity) -> dict[str, str]:
+        if identity == "cert":  # the certificate instead of an Authorization header (pexip-api.md 7.5)
+            return {}
+        if identity == "ldap":
+            ldap = self._ldap
+            if ldap is None or not ldap.verify_user or ldap.verify_password is None:
+                raise Rejected(
+                    "cannot prove an LDAP login: ldap.verify_user and ldap.verify_password are not set", system="pexip"
+                )
+            user, password = ldap.verify_user, ldap.verify_password.reveal()
+        else:
+            assert self._spec.admin_password is not None  # checked in __init__
+            user, password = self._spec.admin_user, self._spec.admin_password.reveal()
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def _session(self, with_cert: bool) -> aiohttp.ClientSession:
+        if with_cert not in self._sessions:
+            spec = self._spec
+            ctx = ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else ssl.create_default_context()
+            if with_cert:
+                _load_client_certificate(ctx, spec)
+            self._sessions[with_cert] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
+        return self._sessions[with_cert]
 
     # --- the wire ----------------------------------------------------------------------------
 
@@ -102,19 +176,40 @@ class HttpPexipApi:
         return objects
 
     async def _request(
-        self, method: str, path: str, fields: dict[str, Any] | None = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        fields: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        *,
+        identity: Identity | None = None,
     ) -> tuple[dict[str, str], bytes]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
+        chosen = identity or self._identity
+        try:
+            return await self._send(method, path, fields, params, chosen)
+        except Rejected as exc:
+            # A rerun after client certificates were required: the Basic login is gone by design.
+            if identity is None and chosen == "admin" and self._spec.client_cert and _status(exc) == 401:
+                answer = await self._send(method, path, fields, params, "cert")
+                self._identity = "cert"
+                log.info("the Management Node refused the web administrator; using the client certificate from now on")
+                return answer
+            raise
+
+    async def _send(
+        self, method: str, path: str, fields: dict[str, Any] | None, params: dict[str, str] | None, identity: Identity
+    ) -> tuple[dict[str, str], bytes]:
+        session = self._session(identity == "cert")
         url = path if path.startswith("http") else f"{self._base}{path}"
         data = json.dumps(fields).encode() if fields is not None else None
-        headers = dict(self._headers) | ({"Content-Type": "application/json"} if data is not None else {})
+        headers = {"Accept": "application/json"} | self._authorization(identity)
+        headers |= {"Content-Type": "application/json"} if data is not None else {}
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with self._slots:
-                    async with self._session.request(method, url, data=data, headers=headers, params=params) as r:
+                    async with session.request(method, url, data=data, headers=headers, params=params) as r:
                         body = await r.read()
                         status, answer = r.status, dict(r.headers)
             except aiohttp.ClientConnectorCertificateError as exc:
@@ -139,6 +234,42 @@ class HttpPexipApi:
                     continue
                 raise Unreachable(f"{method} {path}: HTTP {status}", system="pexip")
             raise _rejected(method, path, status, body)
+
+
+def _status(exc: Rejected) -> int | None:
+    status = getattr(exc, "http_status", None)
+    return status if isinstance(status, int) else None
+
+
+def _describe(identity: Identity, user: str) -> str:
+    return {"admin": "the local admin", "ldap": f"LDAP user {user!r}", "cert": f"{user!r} by client certificate"}[
+        identity
+    ]
+
+
+def _load_client_certificate(ctx: ssl.SSLContext, spec: PexipApiSpec) -> None:
+    """``pexip_api.client_cert`` and its key into ``ctx``.
+
+    The ssl module loads keys only from files: the key is written to a private (0600) temporary
+    file that is removed as soon as it is loaded.
+    """
+    if not spec.client_cert or spec.client_key is None:
+        raise Rejected(
+            "a client certificate login needs pexip_api.client_cert and pexip_api.client_key; set both", system="pexip"
+        )
+    fd, path = tempfile.mkstemp(prefix="orchestrator-key-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(spec.client_key.reveal())
+        ctx.load_cert_chain(spec.client_cert, path)
+    except (OSError, ssl.SSLError) as exc:
+        raise Rejected(
+            f"pexip_api.client_cert {spec.client_cert!r} with pexip_api.client_key {spec.client_key.ref} cannot be "
+            f"loaded ({type(exc).__name__}); give a PEM certificate and its matching private key",
+            system="pexip",
+        ) from None
+    finally:
+        os.unlink(path)
 
 
 def _retry_after(value: str | None, default: float) -> float:

@@ -4,8 +4,11 @@ Every request is handed to :class:`~adapters.sim.pexip.SimPexipApi` over the sam
 :class:`~adapters.sim.world.SimWorld`, so the server and the twin cannot drift. What it adds is
 the wire (``pexip-api.md``; Tastypie's shapes): paging (``limit`` default 20, ``offset``,
 ``meta`` with ``next``/``previous``/``total_count``), ``201`` with a ``Location`` header (for
-worker_vm the bootstrap file verbatim as the body), HTTP Basic auth (``401``), the twin's refusals
-as ``400`` bodies ``{"<resource>": {"<field>": ["<message>"]}}`` and ``404``.
+worker_vm the bootstrap file verbatim as the body), the Manager's logins decided live from
+``authentication/1/`` (:mod:`adapters.sim.servers._pexip_auth`: local admin and LDAP users by HTTP
+Basic, client certificates by mutual TLS against ``client_ca_file``; ``401`` otherwise), ``503``
+while the Manager is not installed, the twin's refusals as ``400`` bodies
+``{"<resource>": {"<field>": ["<message>"]}}`` and ``404``.
 
 :attr:`PexipServer.requests` counts every request by ``(method, status)``: a rerun that sends
 no write shows as no new POST/PATCH/DELETE there.
@@ -18,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import os
@@ -34,8 +36,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapters.base import Directory
 from adapters.sim import _pki as pki
+from adapters.sim._pexip_login import Logins
 from adapters.sim.pexip import SimPexipApi
-from adapters.sim.world import SimWorld
+from adapters.sim.servers._pexip_auth import login_refusal
+from adapters.sim.world import CONSOLE, SimWorld
 from config.errors import Rejected
 from config.model import Deployment
 
@@ -51,9 +55,21 @@ _WRITES = ("POST", "PATCH", "DELETE", "PUT")
 class PexipServer:
     """The twin served over HTTPS with a self-signed certificate kept in ``directory``."""
 
-    def __init__(self, world: SimWorld, deployment: Deployment, directory: Directory, state_dir: Path):
+    def __init__(
+        self,
+        world: SimWorld,
+        deployment: Deployment,
+        directory: Directory,
+        state_dir: Path,
+        *,
+        client_ca_file: Path | None = None,
+    ):
+        """``client_ca_file``: the CA whose client certificates the Manager trusts (none: no certificate login)."""
         self._api = SimPexipApi(world, deployment, directory)
-        self._spec = deployment.pexip_api
+        self._world = world
+        self._deployment = deployment
+        self._logins = Logins(world, deployment, directory)
+        self._client_ca = client_ca_file
         self._dir = state_dir
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -100,13 +116,21 @@ class PexipServer:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.cert_file, key)
+        if self._client_ca is not None:  # asked for, not required: Basic logins present none
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            ctx.load_verify_locations(self._client_ca)
         return ctx
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            if not self._authorised(request.headers.get("Authorization", "")):
-                response: web.StreamResponse = _json(401, {"error": "Authentication credentials were not provided"})
+            state = (self._world.get(CONSOLE, self._deployment.management.name) or {}).get("wizard_state")
+            refusal = await self._refusal(request) if state in ("installed", "secured") else None
+            response: web.StreamResponse
+            if state not in ("installed", "secured"):
+                response = _json(503, {"error": "the Management Node is not installed yet"})
+            elif refusal is not None:
+                response = _json(401, {"error": refusal})
                 response.headers["WWW-Authenticate"] = 'Basic realm="django-tastypie"'
             else:
                 response = await handler(request)
@@ -116,16 +140,11 @@ class PexipServer:
         self.requests[(request.method, response.status)] += 1
         return response
 
-    def _authorised(self, header: str) -> bool:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(value).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        wanted = self._spec.admin_password.reveal() if self._spec.admin_password else ""
-        return user == self._spec.admin_user and password == wanted
+    async def _refusal(self, request: web.Request) -> str | None:
+        peer = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
+        return await login_refusal(
+            self._logins, self._world, self._deployment, request.headers.get("Authorization", ""), peer
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path, method = request.path, request.method
