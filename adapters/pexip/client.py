@@ -28,6 +28,7 @@ import aiohttp
 from yarl import URL
 
 from adapters.base import Created
+from adapters.pexip._shapes import matches, normalise, server_filters
 from config.errors import Rejected, Unreachable
 from config.model import LdapSpec, PexipApiSpec
 
@@ -63,6 +64,7 @@ class HttpPexipApi:
         self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by "presents the client certificate"
         self._slots = asyncio.Semaphore(_IN_FLIGHT)
         self._delay = retry_delay_s
+        self._schemas: dict[str, dict[str, Any] | None] = {}
 
     def __repr__(self) -> str:
         return f"HttpPexipApi({self._base!r})"
@@ -70,12 +72,15 @@ class HttpPexipApi:
     # --- the Protocol ------------------------------------------------------------------------
 
     async def list_objects(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
-        return await self._all(f"{_CONFIG}{resource}/", filters)
+        """Filters the server declares go on the wire, the rest are applied here; all are re-checked."""
+        schema = await self._schema(resource) if set(filters) - {"id"} else None
+        found = await self._all(f"{_CONFIG}{resource}/", server_filters(schema, filters))
+        return [normalise(o) for o in found if matches(o, filters)]
 
     async def get(self, uri: str) -> dict[str, Any]:
         _, body = await self._request("GET", uri)
         result: dict[str, Any] = json.loads(body)
-        return result
+        return normalise(result) if not uri.endswith("/schema/") else result
 
     async def create(self, resource: str, fields: dict[str, Any]) -> Created:
         headers, body = await self._request("POST", f"{_CONFIG}{resource}/", fields)
@@ -92,7 +97,8 @@ class HttpPexipApi:
         await self._request("DELETE", uri)
 
     async def status(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
-        return await self._all(f"{_STATUS}{resource}/", filters)
+        found = await self._all(f"{_STATUS}{resource}/", {k: str(v) for k, v in filters.items()})
+        return [o for o in found if matches(o, filters)]
 
     async def verify_login(self, *, use_client_cert: bool) -> str:
         """Prove the next login with a probe GET: the certificate login (``use_client_cert``; from then
@@ -120,6 +126,15 @@ class HttpPexipApi:
             await session.close()
 
     # --- identities --------------------------------------------------------------------------
+
+    async def _schema(self, resource: str) -> dict[str, Any] | None:
+        """``<resource>/schema/``, read once per client (None: the Manager would not give it)."""
+        if resource not in self._schemas:
+            try:
+                self._schemas[resource] = await self.get(f"{_CONFIG}{resource}/schema/")
+            except Rejected:
+                self._schemas[resource] = None
+        return self._schemas[resource]
 
     def _verify_user(self) -> str:
         return self._ldap.verify_user if self._ldap is not None else ""
@@ -164,10 +179,10 @@ class HttpPexipApi:
 
     # --- the wire ----------------------------------------------------------------------------
 
-    async def _all(self, path: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _all(self, path: str, filters: dict[str, str]) -> list[dict[str, Any]]:
         objects: list[dict[str, Any]] = []
         url: str | None = path
-        params: dict[str, str] | None = {k: str(v) for k, v in filters.items()} | {"limit": "100"}
+        params: dict[str, str] | None = filters | {"limit": "100"}
         while url:
             _, body = await self._request("GET", url, params=params)
             page = json.loads(body)

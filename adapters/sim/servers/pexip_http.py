@@ -37,6 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from adapters.base import Directory
 from adapters.sim import _pki as pki
 from adapters.sim._pexip_login import Logins
+from adapters.sim._pexip_schema import RESOURCES
 from adapters.sim.pexip import SimPexipApi
 from adapters.sim.servers._pexip_auth import login_refusal
 from adapters.sim.world import CONSOLE, SimWorld
@@ -159,7 +160,15 @@ class PexipServer:
         resource = parts[0]
         if len(parts) == 1:
             if method == "GET":
-                return self._page(request, await self._api.list_objects(resource, **_filters(request)))
+                filters = _filters(request)
+                spec = RESOURCES.get(resource)
+                refused = sorted(f for f in filters if spec is not None and f.partition("__")[0] not in spec.filtering)
+                if refused:  # Tastypie's InvalidFilterError
+                    return _json(
+                        400, {"error": f"The '{refused[0].partition('__')[0]}' field does not allow filtering."}
+                    )
+                found = await self._api.list_objects(resource, **filters)
+                return self._page(request, [_bare(resource, o) for o in found])
             if method == "POST":
                 created = await self._api.create(resource, await _body(request))
                 response = web.Response(status=201, body=created.body)
@@ -172,7 +181,7 @@ class PexipServer:
             return _json(404, {"error": f"{path} not found"})
         uri = f"{_CONFIG}{resource}/{parts[1]}/"
         if method == "GET":
-            return _json(200, await self._api.get(uri))
+            return _json(200, _bare(resource, await self._api.get(uri)))
         if method == "PATCH":
             await self._api.patch(uri, await _body(request))
             return web.Response(status=202)
@@ -204,6 +213,18 @@ class PexipServer:
             "previous": link(max(0, offset - limit)) if offset > 0 else None,
         }
         return _json(200, {"meta": meta, "objects": objects[offset : offset + limit]})
+
+
+def _bare(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """Embedded foreign keys as a Manager may send them: without ``resource_uri`` (pexip-api.md 7.8)."""
+    spec = RESOURCES.get(resource)
+    if spec is None:
+        return obj
+    out = dict(obj)
+    for name, field in spec.fields.items():
+        if field.embed and isinstance(out.get(name), list):
+            out[name] = [{k: v for k, v in e.items() if k != "resource_uri"} for e in out[name] if isinstance(e, dict)]
+    return out
 
 
 def _filters(request: web.Request) -> dict[str, Any]:

@@ -1,0 +1,53 @@
+"""The lab's Management API server keeps a Manager's wire quirks, and HttpPexipApi copes with them."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import ssl
+from pathlib import Path
+
+import aiohttp
+from _sim_factory import install_manager, make_deployment, make_systems
+
+from adapters.pexip import HttpPexipApi
+from adapters.sim import SimWorld
+from adapters.sim.servers.pexip_http import PexipServer
+
+CONFIG = "/api/admin/configuration/v1/"
+
+
+async def test_undeclared_filters_are_refused_on_the_wire_and_applied_by_the_client(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    """role?name= is a 400 from the server (not in its schema's filtering), yet the client's filtered list
+    equals the twin's; embedded permissions arrive without resource_uri and come back with it."""
+    deployment = make_deployment(1, tmp_path)
+    systems = make_systems(world, deployment)
+    await install_manager(systems, deployment)
+    assert deployment.pexip_api.admin_password is not None
+    token = base64.b64encode(f"admin:{deployment.pexip_api.admin_password.reveal()}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}
+    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip") as server:
+        ctx = ssl.create_default_context(cafile=str(server.cert_file))
+        async with aiohttp.ClientSession(base_url=server.url, connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+            async with http.get(f"{CONFIG}role/", params={"name": "Read-only"}, headers=headers) as r:
+                assert r.status == 400 and "does not allow filtering" in (await r.json())["error"]
+            async with http.get(f"{CONFIG}dns_server/", params={"address": "192.0.2.1"}, headers=headers) as r:
+                assert r.status == 200  # declared
+            async with http.get(f"{CONFIG}role/", headers=headers) as r:
+                roles = (await r.json())["objects"]
+            assert roles and all("resource_uri" not in p for role in roles for p in role["permissions"])
+        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+        api = HttpPexipApi(spec, retry_delay_s=0.01)
+        try:
+            over_http = await api.list_objects("role", name="Read-only")
+            assert over_http == await systems.pexip.list_objects("role", name="Read-only")
+            assert [r["name"] for r in over_http] == ["Read-only"]
+            assert all(p["resource_uri"].startswith(CONFIG + "permission/") for p in over_http[0]["permissions"])
+            assert await api.get(over_http[0]["resource_uri"]) == over_http[0]
+            assert await api.list_objects("role", name__startswith="Read") == await systems.pexip.list_objects(
+                "role", name__startswith="Read"
+            )
+        finally:
+            await api.aclose()
