@@ -29,7 +29,7 @@ from yarl import URL
 
 from adapters.base import Created
 from adapters.pexip._shapes import matches, normalise, server_filters
-from config.errors import Rejected, Unreachable
+from config.errors import NotYet, Rejected, Unreachable
 from config.model import LdapSpec, PexipApiSpec
 
 __all__ = ["HttpPexipApi"]
@@ -247,6 +247,8 @@ class HttpPexipApi:
                 if method in _IDEMPOTENT and attempt < _ATTEMPTS:
                     await asyncio.sleep(self._delay)
                     continue
+                if status == 503:  # starting or rebooting (a wizard's reboot): wait, bounded by retry.wait_timeout_s
+                    raise NotYet(f"{method} {path}: the Management Node is not ready yet (HTTP 503)", system="pexip")
                 raise Unreachable(f"{method} {path}: HTTP {status}", system="pexip")
             raise _rejected(method, path, status, body)
 

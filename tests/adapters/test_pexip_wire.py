@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import ssl
 from pathlib import Path
 
 import aiohttp
+import pytest
 from _sim_factory import install_manager, make_deployment, make_systems
 
 from adapters.pexip import HttpPexipApi
 from adapters.sim import SimWorld
 from adapters.sim.servers.pexip_http import PexipServer
+from adapters.sim.world import CONSOLE
+from config.errors import NotYet
 
 CONFIG = "/api/admin/configuration/v1/"
 
@@ -49,5 +53,32 @@ async def test_undeclared_filters_are_refused_on_the_wire_and_applied_by_the_cli
             assert await api.list_objects("role", name__startswith="Read") == await systems.pexip.list_objects(
                 "role", name__startswith="Read"
             )
+        finally:
+            await api.aclose()
+
+
+async def test_after_a_wizard_the_manager_is_down_for_its_reboot_window(world: SimWorld, tmp_path: Path) -> None:
+    """Once the security wizard ran, requests get 503 (NotYet, retryable) and /admin/login/ 503 for
+    reboot_s; then both answer again."""
+    deployment = make_deployment(1, tmp_path)
+    systems = make_systems(world, deployment)
+    await install_manager(systems, deployment)
+    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip", reboot_s=0.3) as server:
+        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+        api = HttpPexipApi(spec, retry_delay_s=0.01)
+        ctx = ssl.create_default_context(cafile=str(server.cert_file))
+        try:
+            async with aiohttp.ClientSession(base_url=server.url, connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+                await api.get(CONFIG + "global/1/")
+                name = deployment.management.name
+                await world.apply([(CONSOLE, name, {**world.get(CONSOLE, name), "wizard_state": "secured"})])
+                with pytest.raises(NotYet, match="503"):
+                    await api.get(CONFIG + "global/1/")
+                async with http.get("/admin/login/") as r:
+                    assert r.status == 503 and int(r.headers["Retry-After"]) >= 1
+                await asyncio.sleep(0.35)
+                async with http.get("/admin/login/") as r:
+                    assert r.status == 200
+                assert (await api.get(CONFIG + "global/1/"))["resource_uri"] == CONFIG + "global/1/"
         finally:
             await api.aclose()

@@ -8,7 +8,9 @@ worker_vm the bootstrap file verbatim as the body), the Manager's logins decided
 ``authentication/1/`` (:mod:`adapters.sim.servers._pexip_auth`: local admin and LDAP users by HTTP
 Basic, client certificates by mutual TLS against ``client_ca_file``; ``401`` otherwise), ``503``
 while the Manager is not installed, the twin's refusals as ``400`` bodies
-``{"<resource>": {"<field>": ["<message>"]}}`` and ``404``.
+``{"<resource>": {"<field>": ["<message>"]}}`` and ``404``; filters only on the fields a resource's
+``/schema/`` declares (``400`` otherwise); embedded objects without ``resource_uri``; after each
+wizard's reboot ``503`` for ``reboot_s``; ``GET /admin/login/`` (200 when up) for readiness.
 
 :attr:`PexipServer.requests` counts every request by ``(method, status)``: a rerun that sends
 no write shows as no new POST/PATCH/DELETE there.
@@ -25,6 +27,7 @@ import ipaddress
 import json
 import os
 import ssl
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ _CONFIG = "/api/admin/configuration/v1/"
 _STATUS = "/api/admin/status/v1/"
 _PAGING = {"limit", "offset", "format", "order_by"}
 _WRITES = ("POST", "PATCH", "DELETE", "PUT")
+_LOGIN_PAGE = "/admin/login/"
 
 
 class PexipServer:
@@ -64,13 +68,23 @@ class PexipServer:
         state_dir: Path,
         *,
         client_ca_file: Path | None = None,
+        reboot_s: float = 0.0,
+        port: int = 0,
     ):
-        """``client_ca_file``: the CA whose client certificates the Manager trusts (none: no certificate login)."""
+        """Args:
+        client_ca_file: the CA whose client certificates the Manager trusts (none: no certificate login).
+        reboot_s: how long the Manager is down (``503``) after each wizard's reboot (pexip-api.md 7.10).
+        port: the loopback port (0: any free one).
+        """
         self._api = SimPexipApi(world, deployment, directory)
         self._world = world
         self._deployment = deployment
         self._logins = Logins(world, deployment, directory)
         self._client_ca = client_ca_file
+        self._reboot_s = reboot_s
+        self._port = port
+        self._wizard: str | None = None  # the wizard state last seen: a change is a reboot
+        self._down_until = 0.0
         self._dir = state_dir
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -90,7 +104,7 @@ class PexipServer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0, ssl_context=self._context())
+        site = web.TCPSite(self._runner, HOST, self._port, ssl_context=self._context())
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"https://{HOST}:{port}"
@@ -105,7 +119,11 @@ class PexipServer:
         key = self._dir / "manager.key"
         if not (self.cert_file.is_file() and key.is_file()):
             private = pki.new_key("ECDSAP256")
-            sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+            sans: list[x509.GeneralName] = [
+                x509.DNSName(self._deployment.management.fqdn),
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address(HOST)),
+            ]
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
             issued = pki.issue_certificate(
                 subject, private.public_key(), private, ca=False, sans=sans, usages=[ExtendedKeyUsageOID.SERVER_AUTH]
@@ -126,10 +144,20 @@ class PexipServer:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             state = (self._world.get(CONSOLE, self._deployment.management.name) or {}).get("wizard_state")
-            refusal = await self._refusal(request) if state in ("installed", "secured") else None
+            now = time.monotonic()
+            if state != self._wizard:
+                if self._wizard is not None:  # a wizard ran since the last request: the Manager rebooted
+                    self._down_until = now + self._reboot_s
+                self._wizard = state
+            up = state in ("installed", "secured") and now >= self._down_until
+            refusal = await self._refusal(request) if up and request.path != _LOGIN_PAGE else None
             response: web.StreamResponse
-            if state not in ("installed", "secured"):
-                response = _json(503, {"error": "the Management Node is not installed yet"})
+            if not up:
+                why = "is rebooting" if state in ("installed", "secured") else "is not installed yet"
+                response = _json(503, {"error": f"the Management Node {why}"})
+                response.headers["Retry-After"] = str(max(1, round(self._down_until - now)))
+            elif request.path == _LOGIN_PAGE:  # readiness: the login page answers 200 (pexip-api.md 7.10)
+                response = web.Response(status=200, text="<html><body>Pexip Infinity login</body></html>")
             elif refusal is not None:
                 response = _json(401, {"error": refusal})
                 response.headers["WWW-Authenticate"] = 'Basic realm="django-tastypie"'
