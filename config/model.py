@@ -121,6 +121,9 @@ class PexipApiSpec:
     admin_user: str
     admin_password: Secret | None
     ca_file: str | None = None
+    # "sha256:AA:BB:..." of the Manager's own self-signed certificate, accepted until the deployment's
+    # CA-signed one (verified with ca_file) replaces it.
+    tls_fingerprint: str | None = None
     # The identity the orchestrator presents once client certificates are required.
     client_cert: str | None = None
     client_key: Secret | None = None

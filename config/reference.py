@@ -161,6 +161,13 @@ FIELDS: tuple[Field, ...] = (
     _f("pexip_api", "admin_user", "text", "the administrator account"),
     _f("pexip_api", "admin_password", "secret", "its password", req=False),
     _f("pexip_api", "ca_file", "file_path", "the CA chain of the Management Node's certificate", req=False),
+    _f(
+        "pexip_api",
+        "tls_fingerprint",
+        "text",
+        "sha256:AA:BB:... of the Manager's self-signed certificate, trusted until a CA-signed one replaces it",
+        req=False,
+    ),
     _f("pexip_api", "client_cert", "file_path", "the orchestrator's client certificate", req=False),
     _f("pexip_api", "client_key", "secret", "its private key", req=False),
     _f("pexip_api", "bootstrap_key", "secret", "AES key of the Conferencing Nodes' bootstrap files", req=False),

@@ -19,9 +19,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
-import ssl
-import tempfile
 from typing import Any, Literal
 
 import aiohttp
@@ -29,6 +26,7 @@ from yarl import URL
 
 from adapters.base import Created
 from adapters.pexip._shapes import matches, normalise, server_filters
+from adapters.pexip._tls import client_context, pinned_certificate
 from config.errors import NotYet, Rejected, Unreachable
 from config.model import LdapSpec, PexipApiSpec
 
@@ -65,6 +63,7 @@ class HttpPexipApi:
         self._slots = asyncio.Semaphore(_IN_FLIGHT)
         self._delay = retry_delay_s
         self._schemas: dict[str, dict[str, Any] | None] = {}
+        self._pinned: str | None = None  # the pinned certificate's PEM ("" no longer the one presented)
 
     def __repr__(self) -> str:
         return f"HttpPexipApi({self._base!r})"
@@ -168,14 +167,18 @@ class HttpPexipApi:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
-    def _session(self, with_cert: bool) -> aiohttp.ClientSession:
+    async def _session(self, with_cert: bool) -> aiohttp.ClientSession:
         if with_cert not in self._sessions:
-            spec = self._spec
-            ctx = ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else ssl.create_default_context()
-            if with_cert:
-                _load_client_certificate(ctx, spec)
+            if self._spec.tls_fingerprint and self._pinned is None:
+                self._pinned = await pinned_certificate(self._spec) or ""
+            ctx = client_context(self._spec, self._pinned, with_cert=with_cert)
             self._sessions[with_cert] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
         return self._sessions[with_cert]
+
+    async def _forget_pin(self) -> None:
+        """The Manager changed certificates (its CA-signed one is installed): read it again."""
+        self._pinned = None
+        await self.aclose()
 
     # --- the wire ----------------------------------------------------------------------------
 
@@ -214,7 +217,7 @@ class HttpPexipApi:
     async def _send(
         self, method: str, path: str, fields: dict[str, Any] | None, params: dict[str, str] | None, identity: Identity
     ) -> tuple[dict[str, str], bytes]:
-        session = self._session(identity == "cert")
+        session = await self._session(identity == "cert")
         url = path if path.startswith("http") else f"{self._base}{path}"
         data = json.dumps(fields).encode() if fields is not None else None
         headers = {"Accept": "application/json"} | self._authorization(identity)
@@ -228,6 +231,10 @@ class HttpPexipApi:
                         body = await r.read()
                         status, answer = r.status, dict(r.headers)
             except aiohttp.ClientConnectorCertificateError as exc:
+                if self._pinned and attempt < _ATTEMPTS:
+                    await self._forget_pin()
+                    session = await self._session(identity == "cert")
+                    continue
                 raise Rejected(
                     f"the Management Node at {self._base} presented a certificate that pexip_api.ca_file "
                     f"does not verify ({exc.certificate_error}); set pexip_api.ca_file to the CA that issued it",
@@ -262,31 +269,6 @@ def _describe(identity: Identity, user: str) -> str:
     return {"admin": "the local admin", "ldap": f"LDAP user {user!r}", "cert": f"{user!r} by client certificate"}[
         identity
     ]
-
-
-def _load_client_certificate(ctx: ssl.SSLContext, spec: PexipApiSpec) -> None:
-    """``pexip_api.client_cert`` and its key into ``ctx``.
-
-    The ssl module loads keys only from files: the key is written to a private (0600) temporary
-    file that is removed as soon as it is loaded.
-    """
-    if not spec.client_cert or spec.client_key is None:
-        raise Rejected(
-            "a client certificate login needs pexip_api.client_cert and pexip_api.client_key; set both", system="pexip"
-        )
-    fd, path = tempfile.mkstemp(prefix="orchestrator-key-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(spec.client_key.reveal())
-        ctx.load_cert_chain(spec.client_cert, path)
-    except (OSError, ssl.SSLError) as exc:
-        raise Rejected(
-            f"pexip_api.client_cert {spec.client_cert!r} with pexip_api.client_key {spec.client_key.ref} cannot be "
-            f"loaded ({type(exc).__name__}); give a PEM certificate and its matching private key",
-            system="pexip",
-        ) from None
-    finally:
-        os.unlink(path)
 
 
 def _retry_after(value: str | None, default: float) -> float:

@@ -13,10 +13,11 @@ import pytest
 from _sim_factory import install_manager, make_deployment, make_systems
 
 from adapters.pexip import HttpPexipApi
+from adapters.pexip._tls import fingerprint_of
 from adapters.sim import SimWorld
 from adapters.sim.servers.pexip_http import PexipServer
 from adapters.sim.world import CONSOLE
-from config.errors import NotYet
+from config.errors import NotYet, Rejected
 
 CONFIG = "/api/admin/configuration/v1/"
 
@@ -82,3 +83,39 @@ async def test_after_a_wizard_the_manager_is_down_for_its_reboot_window(world: S
                 assert (await api.get(CONFIG + "global/1/"))["resource_uri"] == CONFIG + "global/1/"
         finally:
             await api.aclose()
+
+
+async def test_the_managers_self_signed_certificate_is_pinned_by_its_fingerprint(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    """pexip_api.tls_fingerprint alone lets the client in; a wrong pin without ca_file is Rejected naming
+    both fingerprints before any credential is sent; a wrong pin with the right ca_file falls back to the CA."""
+    deployment = make_deployment(1, tmp_path)
+    systems = make_systems(world, deployment)
+    await install_manager(systems, deployment)
+    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip") as server:
+        pin = fingerprint_of(ssl.PEM_cert_to_DER_cert(server.cert_file.read_text()))
+        wrong = "sha256:" + ":".join(["AB"] * 32)
+        cases = [
+            (dataclasses.replace(deployment.pexip_api, url=server.url, tls_fingerprint=pin), None),
+            (dataclasses.replace(deployment.pexip_api, url=server.url, tls_fingerprint=wrong), pin),
+            (
+                dataclasses.replace(
+                    deployment.pexip_api, url=server.url, tls_fingerprint=wrong, ca_file=str(server.cert_file)
+                ),
+                None,
+            ),
+        ]
+        for spec, refused_because in cases:
+            api = HttpPexipApi(spec, retry_delay_s=0.01)
+            try:
+                before = sum(server.requests.values())
+                if refused_because is None:
+                    assert (await api.get(CONFIG + "global/1/"))["resource_uri"] == CONFIG + "global/1/"
+                else:
+                    with pytest.raises(Rejected, match="tls_fingerprint") as caught:
+                        await api.get(CONFIG + "global/1/")
+                    assert refused_because in str(caught.value) and wrong in str(caught.value)
+                    assert sum(server.requests.values()) == before  # nothing was sent
+            finally:
+                await api.aclose()
