@@ -176,7 +176,6 @@ def lease_timeout_problem(lease_timeout_s: float) -> str | None:
 
 # Real adapters that later issues bring; until then "real" is refused plainly, never faked.
 NOT_YET_REAL = {
-    "pexip_api": "the real management API client",
     "console": "the real SSH console adapter",
 }
 

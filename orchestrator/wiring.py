@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters.base import CertificateAuthority, Directory, NodeProvisioning, Systems, VSphere
+from adapters.base import CertificateAuthority, Directory, NodeProvisioning, PexipApi, Systems, VSphere
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
 from adapters.syslog import SyslogSender
 from config import rules
@@ -106,10 +106,9 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
         vsphere = SimVSphere(world, deployment)
     from adapters.sim.ca import SimCA
     from adapters.sim.console import SimConsole
-    from adapters.sim.pexip import SimPexipApi
     from adapters.sim.provisioning import SimProvisioning
 
-    assert world is not None  # the Pexip API and the console have no real adapter yet: simulated
+    assert world is not None  # the console has no real adapter yet: simulated
     base = Path(deployment.source).parent if deployment.source else None
     ca: CertificateAuthority = ManualCA(deployment, base)
     if deployment.pki.mode == "sim":
@@ -129,9 +128,18 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
         directory = SimDirectory(world, deployment)
     if provisioning is None:
         provisioning = SimProvisioning(world, deployment)
+    pexip: PexipApi
+    if deployment.pexip_api.mode == "real":
+        from adapters.pexip import HttpPexipApi
+
+        pexip = HttpPexipApi(deployment.pexip_api, ldap=deployment.ldap)
+    else:
+        from adapters.sim.pexip import SimPexipApi
+
+        pexip = SimPexipApi(world, deployment, directory)  # its LDAP logins ask this directory, real or simulated
     return Systems(
         vsphere=vsphere,
-        pexip=SimPexipApi(world, deployment, directory),  # its LDAP logins ask this directory, real or simulated
+        pexip=pexip,
         console=SimConsole(world, deployment),
         ca=ca,
         directory=directory,

@@ -155,8 +155,9 @@ def test_distinct_ntp_servers(servers: list[tuple[str, int]], count: int) -> Non
 @pytest.mark.parametrize(
     ("system", "mode", "refused"),
     [
-        ("pexip_api", "real", True),  # the real API client is not built
-        ("pexip_api", "sim", False),  # the twin is
+        ("console", "real", True),  # the real SSH console adapter is not built
+        ("console", "sim", False),  # the twin is
+        ("pexip_api", "real", False),  # the real management API client is built
         ("vcenter", "real", False),  # the real vSphere adapter is built
         ("ldap", "real", False),  # so is the real LDAP adapter
     ],
