@@ -320,6 +320,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 world=t.file_path("world", required=False, default="orchestrator.world.sqlite"),
                 latency=t.number("latency", required=False, default=0.0),
                 faults=t.text("faults", required=False, default=""),
+                shared=t.flag("shared", required=False, default=False),
             ),
             required=False,
         ),

@@ -226,6 +226,8 @@ class SimulationSpec:
     world: str = "orchestrator.world.sqlite"
     latency: float = 0.0
     faults: str = ""
+    # The world file is used by another process too (the lab's network simulators): no exclusive lock.
+    shared: bool = False
 
 
 @dataclass(frozen=True)

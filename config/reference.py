@@ -268,6 +268,14 @@ FIELDS: tuple[Field, ...] = (
     _f("simulation", "world", "file_path", "the world's SQLite file", req=False, default="orchestrator.world.sqlite"),
     _f("simulation", "latency", "number", "seconds per simulated side effect", req=False, default=0.0),
     _f("simulation", "faults", "text", "faults to inject (simulate --faults syntax)", req=False, default=""),
+    _f(
+        "simulation",
+        "shared",
+        "flag",
+        "the world file is shared with the lab's network simulators (another process)",
+        req=False,
+        default=False,
+    ),
     _f("", "journal", "table", "the journal, the audit record", req=False),
     _f("journal", "path", "file_path", "the journal's SQLite file", req=False, default="orchestrator.journal.sqlite"),
     _f(
