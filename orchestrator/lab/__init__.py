@@ -1,11 +1,14 @@
 """The local lab: simulators on 127.0.0.1 and a deployment file that ``run`` uses against them.
 
-So far the lab holds VMware's own vCenter simulator, vcsim, built from Debian's govmomi
+The lab holds VMware's own vCenter simulator, vcsim, built from Debian's govmomi
 sources by the project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data), served
 over TLS with the lab's own test CA. ``lab_up`` builds it when needed, starts it on a free loopback port,
 shapes its inventory the way the guide wants a host (a second vSwitch for the VMs,
 portgroups with VLANs, a VM folder), writes test OVAs, secrets and the deployment file,
-and remembers all of it in ``<lab>/state.json`` for ``lab_status`` and ``lab_down``.
+and remembers all of it in ``<lab>/state.json`` for ``lab_status`` and ``lab_down``. Beside vcsim,
+one process of the project's network simulators (``_servers``: the Management API server and each
+Conferencing Node's provisioning interface, over the lab's world shared with the runs), which the
+deployment file's ``pexip_api`` (real mode) and ``provisioning_url``/``provisioning_thumbprint`` point at.
 
 Needs the Debian packages ``golang-go`` and ``golang-github-vmware-govmomi-dev``.
 
@@ -38,6 +41,7 @@ from orchestrator.lab._files import write_private
 from orchestrator.lab._inventory import LAB_HOSTS, prepare_inventory
 from orchestrator.lab._ova import make_test_ova, stream_vmdk
 from orchestrator.lab._pki import Pki, make_test_pki, thumbprint_of
+from orchestrator.lab._servers import is_our_servers, start_servers, stop_servers
 from orchestrator.lab._vcsim import (
     REPO,
     VCSIM_USER,
@@ -84,6 +88,7 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
     state_file = _state_file(lab_dir)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     vcenter = state.get("vcenter") or {}
+    api = state.get("pexip_api") or {}
     return {
         "vcenter": {
             "url": vcenter.get("url"),
@@ -93,6 +98,15 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
             "pid": vcenter.get("pid"),
             "running": is_our_vcsim(vcenter.get("pid")),
         },
+        "pexip_api": {
+            "url": api.get("url"),
+            "user": api.get("user"),
+            "password": api.get("password"),
+            "ca_file": api.get("ca_file"),
+            "pid": api.get("pid"),
+            "running": is_our_servers(api.get("pid")),
+        },
+        "provisioning": state.get("provisioning") or {},
         "config": state.get("config"),
     }
 
@@ -134,22 +148,42 @@ def lab_up(lab_dir: Path = Path(".lab"), *, fresh: bool = False) -> dict[str, An
     if fresh:
         lab_down(lab_dir, reset=True)
     status = lab_status(lab_dir)
-    if status["vcenter"]["running"]:
+    if status["vcenter"]["running"] and status["pexip_api"]["running"]:
         return status
+    if status["vcenter"]["running"] or status["pexip_api"]["running"]:
+        lab_down(lab_dir)  # half a lab (one simulator died): start both anew, the world and pins are kept
     lab_dir.mkdir(parents=True, exist_ok=True)
     pki = make_test_pki(lab_dir / "pki")
     binary = build_vcsim(lab_dir)
     workdir = lab_dir / "vcsim"
     shutil.rmtree(workdir / "tmp", ignore_errors=True)  # datastores of an earlier, killed run
     vc = start_vcsim(workdir, binary=binary, pki=pki, detach=True)
+    servers: dict[str, Any] = {}
     try:
         prepare_inventory(vc)
-        config = write_lab_config(lab_dir, vc)
+        write_lab_config(lab_dir, vc)  # servers.toml: what the simulators serve
+        try:
+            servers = start_servers(lab_dir)
+        except RuntimeError as exc:
+            raise LabError(str(exc)) from exc
+        config = write_lab_config(lab_dir, vc, servers=servers)
     except BaseException:
         vc.stop()
+        if servers.get("pid"):
+            stop_servers(servers["pid"])
         raise
+    admin = tomllib.loads(config.read_text())["pexip_api"]
+    password_file = Path(admin["admin_password"].removeprefix("file:"))
     state = {
         "vcenter": {"url": vc.url, "user": vc.user, "password": vc.password, "ca_file": str(vc.ca_file), "pid": vc.pid},
+        "pexip_api": {
+            "url": servers["pexip_api"]["url"],
+            "user": admin["admin_user"],
+            "password": password_file.read_text().strip(),
+            "ca_file": servers["pexip_api"]["ca_file"],
+            "pid": servers["pid"],
+        },
+        "provisioning": {name: node["url"] for name, node in servers["provisioning"].items()},
         "config": str(config),
     }
     write_private(_state_file(lab_dir), json.dumps(state, indent=2).encode())
@@ -168,10 +202,11 @@ def lab_down(lab_dir: Path = Path(".lab"), *, reset: bool = False) -> dict[str, 
     lab_dir = Path(lab_dir).resolve()
     was_up = _state_file(lab_dir).is_file()
     status = lab_status(lab_dir)
-    pid = status["vcenter"]["pid"]
-    running = bool(status["vcenter"]["running"])
-    if pid:
-        stop_pid(pid, None, 5.0)
+    running = bool(status["vcenter"]["running"] or status["pexip_api"]["running"])
+    if status["pexip_api"]["pid"]:  # first: the simulators hold the world open
+        stop_servers(status["pexip_api"]["pid"])
+    if status["vcenter"]["pid"]:
+        stop_pid(status["vcenter"]["pid"], None, 5.0)
     shutil.rmtree(lab_dir / "vcsim" / "tmp", ignore_errors=True)
     _state_file(lab_dir).unlink(missing_ok=True)
     removed = lab_reset(lab_dir) if reset else []

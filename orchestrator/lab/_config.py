@@ -1,4 +1,8 @@
-"""The lab's deployment file: vCenter real (the lab's vcsim), every other system simulated.
+"""The lab's deployment file: vCenter real (the lab's vcsim), the Management API real (the lab's
+network simulator, :mod:`orchestrator.lab._servers`), every other system simulated.
+
+``servers.toml`` beside it is the same deployment as the simulators see it (the Manager simulated,
+the world shared with the runs); ``orchestrator.toml`` points the real clients at them.
 
 Built as data and written with ``tomli_w``, so that any value (a path with a quote, a
 name with a backslash or a newline) reads back from the file exactly as it was given.
@@ -6,6 +10,7 @@ name with a backslash or a newline) reads back from the file exactly as it was g
 
 from __future__ import annotations
 
+import copy
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +40,16 @@ SECRETS = (
 _HEADER = (
     "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA)\n"
     "# and every other system simulated. Lab test credentials only.\n\n"
+)
+
+_REAL_HEADER = (
+    "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA), the\n"
+    "# lab's Management API server (real mode, the real client) and each Conferencing Node's provisioning\n"
+    "# interface on 127.0.0.1; the console, LDAP and the CA simulated. Lab test credentials only.\n\n"
+)
+_SERVERS_HEADER = (
+    "# Written by `orchestrator lab up` for the lab's network simulators (orchestrator.lab._servers):\n"
+    "# the lab's deployment with the Manager simulated, over the world shared with the runs.\n\n"
 )
 
 _DOMAIN = "lab.example.com"
@@ -171,10 +186,22 @@ def _secret_file(path: Path, value: str | None = None) -> Path:
     return path
 
 
-def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capacity: int = 20000) -> Path:
-    """``<lab>/orchestrator.toml`` (see :func:`lab_config`), with its secrets and test OVAs.
+def write_lab_config(
+    lab_dir: Path,
+    vc: Vcsim,
+    *,
+    name: str = "lab",
+    iops_capacity: int = 20000,
+    servers: Mapping[str, Any] | None = None,
+) -> Path:
+    """``<lab>/orchestrator.toml`` (see :func:`lab_config`), with its secrets and test OVAs, and
+    ``<lab>/servers.toml`` for the network simulators.
 
     The vCenter password is ``vc``'s; every other secret is made once, at random, and kept.
+
+    Args:
+        servers: what the running simulators wrote (``servers.json``): the Management API and the
+            provisioning interfaces become real, pointed at them. ``None``: simulated.
     """
     lab_dir = Path(lab_dir).resolve()
     secret_dir = lab_dir / "secrets"
@@ -201,6 +228,27 @@ def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capaci
     from orchestrator._trust import generate_key
 
     data["journal"]["signing_key"] = f"file:{generate_key(Path(data['journal']['path']))}"
+    seen_by_servers = copy.deepcopy(data)
+    seen_by_servers["simulation"]["shared"] = True
+    (lab_dir / "servers.toml").write_text(_SERVERS_HEADER + tomli_w.dumps(seen_by_servers))
+    if servers is not None:
+        _real_api(data, servers)
     path = lab_dir / "orchestrator.toml"
-    path.write_text(_HEADER + tomli_w.dumps(data))
+    path.write_text((_HEADER if servers is None else _REAL_HEADER) + tomli_w.dumps(data))
     return path
+
+
+def _real_api(data: dict[str, Any], servers: Mapping[str, Any]) -> None:
+    """Point the lab's deployment at its running simulators: pexip_api real, each node's interface pinned."""
+    api = servers["pexip_api"]
+    data["pexip_api"].update(
+        mode="real",
+        url=api["url"],
+        ca_file=api["ca_file"],
+        client_cert=api["client_cert"],
+        client_key=f"file:{api['client_key']}",
+    )
+    for node in data["conferencing"]:
+        found = servers["provisioning"][node["name"]]
+        node.update(provisioning_url=found["url"], provisioning_thumbprint=found["thumbprint"])
+    data["simulation"]["shared"] = True  # the simulators use the world too
