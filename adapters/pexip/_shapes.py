@@ -1,4 +1,5 @@
-"""What the client makes of a Manager's answers before the steps see them (pure functions).
+"""What the client makes of a Manager's answers before the steps see them (pure functions), and
+its request budget.
 
 - Filters (pexip-api.md 7.6): the server filters only on the fields its ``/schema/`` declares
   under ``filtering`` and refuses the others; the client sends those, filters the rest itself, and
@@ -9,9 +10,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from typing import Any
 
-__all__ = ["server_filters", "matches", "normalise"]
+__all__ = ["RequestBudget", "server_filters", "matches", "normalise"]
 
 _CONFIG = "/api/admin/configuration/v1/"
 _OPS = ("", "icontains", "startswith", "in")
@@ -77,3 +81,21 @@ def _wire(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
+
+
+class RequestBudget:
+    """At most ``limit`` requests in any ``window_s`` seconds: :meth:`wait` before each one (a sliding window)."""
+
+    def __init__(self, limit: int, window_s: float):
+        self._limit, self._window = limit, window_s
+        self._sent: deque[float] = deque()
+
+    async def wait(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._sent and now - self._sent[0] >= self._window:
+                self._sent.popleft()
+            if len(self._sent) < self._limit:
+                self._sent.append(now)
+                return
+            await asyncio.sleep(self._window - (now - self._sent[0]))

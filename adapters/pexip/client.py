@@ -25,7 +25,7 @@ import aiohttp
 from yarl import URL
 
 from adapters.base import Created
-from adapters.pexip._shapes import matches, normalise, server_filters
+from adapters.pexip._shapes import RequestBudget, matches, normalise, server_filters
 from adapters.pexip._tls import client_context, pinned_certificate
 from config.errors import NotYet, Rejected, Unreachable
 from config.model import LdapSpec, PexipApiSpec
@@ -39,6 +39,7 @@ _STATUS = "/api/admin/status/v1/"
 _IDEMPOTENT = {"GET", "PATCH", "DELETE"}
 _ATTEMPTS = 3
 _IN_FLIGHT = 5
+_RATE = (1000, 60.0)  # requests per window (s): a Management Node's limit (pexip-api.md 1: Rate limits)
 _PROBE = _CONFIG + "global/1/"  # a login is proven by a GET that answers 200 (pexip-api.md 7.5)
 
 Identity = Literal["admin", "ldap", "cert"]
@@ -53,7 +54,15 @@ class HttpPexipApi:
             :meth:`verify_login` proves (none: only the local admin and the certificate can be).
     """
 
-    def __init__(self, spec: PexipApiSpec, *, ldap: LdapSpec | None = None, retry_delay_s: float = 0.5):
+    def __init__(
+        self,
+        spec: PexipApiSpec,
+        *,
+        ldap: LdapSpec | None = None,
+        retry_delay_s: float = 0.5,
+        rate: tuple[int, float] = _RATE,
+    ):
+        """``rate``: at most that many requests in any window of that many seconds (default 1,000 a minute)."""
         if spec.admin_password is None:
             raise Rejected("pexip_api.admin_password is not set", system="pexip")
         self._spec, self._ldap = spec, ldap
@@ -62,6 +71,7 @@ class HttpPexipApi:
         self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by "presents the client certificate"
         self._slots = asyncio.Semaphore(_IN_FLIGHT)
         self._delay = retry_delay_s
+        self._budget = RequestBudget(*rate)
         self._schemas: dict[str, dict[str, Any] | None] = {}
         self._pinned: str | None = None  # the pinned certificate's PEM ("" no longer the one presented)
 
@@ -227,6 +237,7 @@ class HttpPexipApi:
             attempt += 1
             try:
                 async with self._slots:
+                    await self._budget.wait()
                     async with session.request(method, url, data=data, headers=headers, params=params) as r:
                         body = await r.read()
                         status, answer = r.status, dict(r.headers)

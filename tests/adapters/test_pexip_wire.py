@@ -119,3 +119,34 @@ async def test_the_managers_self_signed_certificate_is_pinned_by_its_fingerprint
                     assert sum(server.requests.values()) == before  # nothing was sent
             finally:
                 await api.aclose()
+
+
+async def test_past_its_rate_the_server_answers_429_and_the_client_stays_within_it(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    """Past `rate` requests in its window the server answers 429 with Retry-After; a client held to the same
+    budget is never refused, it waits instead."""
+    deployment = make_deployment(1, tmp_path)
+    systems = make_systems(world, deployment)
+    await install_manager(systems, deployment)
+    rate = (4, 0.3)
+    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip", rate=rate) as server:
+        ctx = ssl.create_default_context(cafile=str(server.cert_file))
+        async with aiohttp.ClientSession(base_url=server.url, connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+            answers = []
+            for _ in range(5):
+                async with http.get("/admin/login/") as r:
+                    answers.append((r.status, r.headers.get("Retry-After")))
+            assert [a for a, _ in answers] == [200, 200, 200, 200, 429]
+            assert 0 < float(answers[-1][1] or 0) <= rate[1]
+        await asyncio.sleep(rate[1])
+        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+        api = HttpPexipApi(spec, retry_delay_s=0.01, rate=rate)
+        try:
+            started = asyncio.get_running_loop().time()
+            for _ in range(6):
+                await api.get(CONFIG + "global/1/")
+            assert asyncio.get_running_loop().time() - started >= rate[1] * 0.9
+            assert server.requests[("GET", 429)] == 1  # only the raw client's
+        finally:
+            await api.aclose()

@@ -28,7 +28,7 @@ import json
 import os
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +70,13 @@ class PexipServer:
         client_ca_file: Path | None = None,
         reboot_s: float = 0.0,
         port: int = 0,
+        rate: tuple[int, float] = (1000, 60.0),
     ):
         """Args:
         client_ca_file: the CA whose client certificates the Manager trusts (none: no certificate login).
         reboot_s: how long the Manager is down (``503``) after each wizard's reboot (pexip-api.md 7.10).
         port: the loopback port (0: any free one).
+        rate: past that many requests in that many seconds, ``429`` with ``Retry-After`` (a Manager's limit).
         """
         self._api = SimPexipApi(world, deployment, directory)
         self._world = world
@@ -85,6 +87,8 @@ class PexipServer:
         self._port = port
         self._wizard: str | None = None  # the wizard state last seen: a change is a reboot
         self._down_until = 0.0
+        self._rate = rate
+        self._arrivals: deque[float] = deque()
         self._dir = state_dir
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -145,6 +149,15 @@ class PexipServer:
         try:
             state = (self._world.get(CONSOLE, self._deployment.management.name) or {}).get("wizard_state")
             now = time.monotonic()
+            while self._arrivals and now - self._arrivals[0] >= self._rate[1]:
+                self._arrivals.popleft()
+            self._arrivals.append(now)
+            if len(self._arrivals) > self._rate[0]:
+                wait = self._rate[1] - (now - self._arrivals[0])
+                limited = _json(429, {"error": f"more than {self._rate[0]} requests in {self._rate[1]:g} s"})
+                limited.headers["Retry-After"] = f"{max(wait, 0.01):.2f}"
+                self.requests[(request.method, 429)] += 1
+                return limited
             if state != self._wizard:
                 if self._wizard is not None:  # a wizard ran since the last request: the Manager rebooted
                     self._down_until = now + self._reboot_s
