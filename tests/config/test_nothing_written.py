@@ -59,7 +59,7 @@ def _real_ldap_without_its_ca(config: Path) -> None:
 
 # Each case: the mistake, and the field the report must name.
 MISTAKES = [
-    (_replace('[pexip_api]\nmode = "sim"', '[pexip_api]\nmode = "real"'), "pexip_api.mode"),  # a real adapter not built
+    (_replace('[console]\nmode = "sim"', '[console]\nmode = "real"'), "console.mode"),  # a real adapter not built
     (_real_ldap_without_its_ca, "ldap.ca_file"),  # the real directory's CA file missing
     (_remove("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a missing CA file
     (_garble("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a TLS trust file that is no certificate
@@ -103,7 +103,6 @@ def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, 
     monkeypatch.chdir(example_secrets)
     err = _refused(example_secrets, config, "run")
     fields = [
-        "pexip_api.mode",
         "console.mode",
         "vcenter.ca_file",
         "ova.management",
