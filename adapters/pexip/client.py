@@ -218,7 +218,12 @@ class HttpPexipApi:
         except Rejected as exc:
             # A rerun after client certificates were required: the Basic login is gone by design.
             if identity is None and chosen == "admin" and self._spec.client_cert and _status(exc) == 401:
-                answer = await self._send(method, path, fields, params, "cert")
+                try:
+                    answer = await self._send(method, path, fields, params, "cert")
+                except Rejected as refused:
+                    if _status(refused) in (401, 403):
+                        raise exc from None  # the certificate is no login either: the admin's refusal says more
+                    raise
                 self._identity = "cert"
                 log.info("the Management Node refused the web administrator; using the client certificate from now on")
                 return answer
