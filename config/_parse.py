@@ -256,6 +256,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 admin_password=t.secret("admin_password", required=False),
                 ca_file=t.file_path("ca_file", required=False),
                 tls_fingerprint=t.text("tls_fingerprint", required=False),
+                address=t.text("address", required=False),
                 client_cert=t.file_path("client_cert", required=False),
                 client_key=t.secret("client_key", required=False),
                 bootstrap_key=t.secret("bootstrap_key", required=False),

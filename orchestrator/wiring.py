@@ -132,7 +132,7 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
     if deployment.pexip_api.mode == "real":
         from adapters.pexip import HttpPexipApi
 
-        pexip = HttpPexipApi(deployment.pexip_api, ldap=deployment.ldap)
+        pexip = HttpPexipApi(deployment.pexip_api, ldap=deployment.ldap, address=deployment.management.address)
     else:
         from adapters.sim.pexip import SimPexipApi
 

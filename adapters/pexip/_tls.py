@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import ssl
 import tempfile
 
+from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from config.errors import Rejected, Unreachable
 from config.model import PexipApiSpec
 
-__all__ = ["fingerprint_of", "pinned_certificate", "client_context"]
+__all__ = ["AddressResolver", "fingerprint_of", "pinned_certificate", "client_context"]
 
 _PREFLIGHT_TIMEOUT_S = 10.0
 
@@ -32,7 +34,38 @@ def fingerprint_of(der: bytes) -> str:
     return "sha256:" + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-async def pinned_certificate(spec: PexipApiSpec) -> str | None:
+class AddressResolver(AbstractResolver):
+    """The Manager's FQDN resolves to its configured address, nothing else resolves at all.
+
+    The URL keeps the FQDN (TLS server name, Host header: host-header validation refuses a bare IP,
+    pexip-api.md 7.11); the connection goes to the address the configuration gives, never to
+    whatever DNS says.
+    """
+
+    def __init__(self, host: str, address: str):
+        self._host, self._address = host.lower(), address
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host.lower().rstrip(".") != self._host:
+            raise OSError(f"{host} is not the Management Node ({self._host}): refused to resolve it")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=self._address,
+                port=port,
+                family=socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+async def pinned_certificate(spec: PexipApiSpec, address: str | None = None) -> str | None:
     """The PEM of the Manager's certificate when it is the one ``tls_fingerprint`` pins; ``None`` when
     it presents another and ``ca_file`` is there to verify that one.
 
@@ -47,7 +80,7 @@ async def pinned_certificate(spec: PexipApiSpec) -> str | None:
     probe.verify_mode = ssl.CERT_NONE
     try:
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(url.host, url.port or 443, ssl=probe, server_hostname=url.host),
+            asyncio.open_connection(address or url.host, url.port or 443, ssl=probe, server_hostname=url.host),
             _PREFLIGHT_TIMEOUT_S,
         )
     except (OSError, TimeoutError) as exc:

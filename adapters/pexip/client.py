@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from yarl import URL
 
 from adapters.base import Created
 from adapters.pexip._shapes import RequestBudget, matches, normalise, server_filters
-from adapters.pexip._tls import client_context, pinned_certificate
+from adapters.pexip._tls import AddressResolver, client_context, pinned_certificate
 from config.errors import NotYet, Rejected, Unreachable
 from config.model import LdapSpec, PexipApiSpec
 
@@ -59,14 +60,19 @@ class HttpPexipApi:
         spec: PexipApiSpec,
         *,
         ldap: LdapSpec | None = None,
+        address: str | None = None,
         retry_delay_s: float = 0.5,
         rate: tuple[int, float] = _RATE,
     ):
-        """``rate``: at most that many requests in any window of that many seconds (default 1,000 a minute)."""
+        """``address``: where the Manager is reached when ``spec.address`` does not say (the wiring gives
+        ``management.address``); unused when the URL's host is an IP address. ``rate``: at most that many
+        requests in any window of that many seconds (default 1,000 a minute)."""
         if spec.admin_password is None:
             raise Rejected("pexip_api.admin_password is not set", system="pexip")
         self._spec, self._ldap = spec, ldap
         self._base = spec.url.rstrip("/")
+        host = URL(spec.url).host or ""
+        self._address = None if _is_ip(host) else (spec.address or address)
         self._identity: Identity = "admin"
         self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by "presents the client certificate"
         self._slots = asyncio.Semaphore(_IN_FLIGHT)
@@ -180,9 +186,11 @@ class HttpPexipApi:
     async def _session(self, with_cert: bool) -> aiohttp.ClientSession:
         if with_cert not in self._sessions:
             if self._spec.tls_fingerprint and self._pinned is None:
-                self._pinned = await pinned_certificate(self._spec) or ""
+                self._pinned = await pinned_certificate(self._spec, self._address) or ""
             ctx = client_context(self._spec, self._pinned, with_cert=with_cert)
-            self._sessions[with_cert] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
+            resolver = AddressResolver(URL(self._spec.url).host or "", self._address) if self._address else None
+            connector = aiohttp.TCPConnector(ssl=ctx, resolver=resolver)
+            self._sessions[with_cert] = aiohttp.ClientSession(connector=connector)
         return self._sessions[with_cert]
 
     async def _forget_pin(self) -> None:
@@ -274,6 +282,14 @@ class HttpPexipApi:
                     raise NotYet(f"{method} {path}: the Management Node is not ready yet (HTTP 503)", system="pexip")
                 raise Unreachable(f"{method} {path}: HTTP {status}", system="pexip")
             raise _rejected(method, path, status, body)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _status(exc: Rejected) -> int | None:

@@ -100,6 +100,7 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
         },
         "pexip_api": {
             "url": api.get("url"),
+            "address": api.get("address"),
             "user": api.get("user"),
             "password": api.get("password"),
             "ca_file": api.get("ca_file"),
@@ -177,7 +178,8 @@ def lab_up(lab_dir: Path = Path(".lab"), *, fresh: bool = False) -> dict[str, An
     state = {
         "vcenter": {"url": vc.url, "user": vc.user, "password": vc.password, "ca_file": str(vc.ca_file), "pid": vc.pid},
         "pexip_api": {
-            "url": servers["pexip_api"]["url"],
+            "url": admin["url"],
+            "address": admin["address"],
             "user": admin["admin_user"],
             "password": password_file.read_text().strip(),
             "ca_file": servers["pexip_api"]["ca_file"],

@@ -241,9 +241,12 @@ def write_lab_config(
 def _real_api(data: dict[str, Any], servers: Mapping[str, Any]) -> None:
     """Point the lab's deployment at its running simulators: pexip_api real, each node's interface pinned."""
     api = servers["pexip_api"]
+    manager = data["management"]
+    port = api["url"].rsplit(":", 1)[1]
     data["pexip_api"].update(
         mode="real",
-        url=api["url"],
+        url=f"https://{manager['hostname']}.{manager['domain']}:{port}",  # by name: host headers are validated
+        address=api["url"].split("//", 1)[1].rsplit(":", 1)[0],
         ca_file=api["ca_file"],
         client_cert=api["client_cert"],
         client_key=f"file:{api['client_key']}",

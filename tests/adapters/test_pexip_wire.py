@@ -17,7 +17,7 @@ from adapters.pexip._tls import fingerprint_of
 from adapters.sim import SimWorld
 from adapters.sim.servers.pexip_http import PexipServer
 from adapters.sim.world import CONSOLE
-from config.errors import NotYet, Rejected
+from config.errors import AdapterError, NotYet, Rejected
 
 CONFIG = "/api/admin/configuration/v1/"
 
@@ -65,11 +65,17 @@ async def test_after_a_wizard_the_manager_is_down_for_its_reboot_window(world: S
     systems = make_systems(world, deployment)
     await install_manager(systems, deployment)
     async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip", reboot_s=0.3) as server:
-        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+        fqdn, port = deployment.management.fqdn, server.url.rsplit(":", 1)[1]
+        spec = dataclasses.replace(
+            deployment.pexip_api, url=f"https://{fqdn}:{port}", address="127.0.0.1", ca_file=str(server.cert_file)
+        )
         api = HttpPexipApi(spec, retry_delay_s=0.01)
         ctx = ssl.create_default_context(cafile=str(server.cert_file))
+        ctx.check_hostname = False  # reached by IP, named by the Host header below
         try:
-            async with aiohttp.ClientSession(base_url=server.url, connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+            async with aiohttp.ClientSession(
+                base_url=server.url, connector=aiohttp.TCPConnector(ssl=ctx), headers={"Host": fqdn}
+            ) as http:
                 await api.get(CONFIG + "global/1/")
                 name = deployment.management.name
                 await world.apply([(CONSOLE, name, {**world.get(CONSOLE, name), "wizard_state": "secured"})])
@@ -152,3 +158,31 @@ async def test_past_its_rate_the_server_answers_429_and_the_client_stays_within_
             assert server.requests[("GET", 429)] == 1  # only the raw client's
         finally:
             await api.aclose()
+
+
+async def test_once_secured_the_manager_is_reached_by_name_at_its_configured_address(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    """After the security wizard a bare-IP Host header is refused (400); a client with the FQDN URL and the
+    address 127.0.0.1 gets in, and resolves no other name."""
+    deployment = make_deployment(1, tmp_path)
+    systems = make_systems(world, deployment)
+    await install_manager(systems, deployment)
+    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip") as server:
+        name = deployment.management.name
+        await world.apply([(CONSOLE, name, {**world.get(CONSOLE, name), "wizard_state": "secured"})])
+        by_ip = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+        port = server.url.rsplit(":", 1)[1]
+        by_name = dataclasses.replace(by_ip, url=f"https://{deployment.management.fqdn}:{port}", address="127.0.0.1")
+        for spec, works in ((by_ip, False), (by_name, True)):
+            api = HttpPexipApi(spec, retry_delay_s=0.01)
+            try:
+                if works:
+                    assert (await api.get(CONFIG + "global/1/"))["resource_uri"] == CONFIG + "global/1/"
+                    with pytest.raises(AdapterError):
+                        await api.get("https://elsewhere.example.com/api/admin/configuration/v1/global/1/")
+                else:
+                    with pytest.raises(Rejected, match="HTTP_HOST"):
+                        await api.get(CONFIG + "global/1/")
+            finally:
+                await api.aclose()

@@ -44,7 +44,7 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
         assert {deployment.console.mode, deployment.ldap.mode, deployment.pki.mode} == {"sim"}
         api = status["pexip_api"]
         assert deployment.pexip_api.mode == "real" and deployment.pexip_api.url == api["url"] and api["running"]
-        assert set(api) == {"url", "user", "password", "ca_file", "pid", "running"}
+        assert set(api) == {"url", "address", "user", "password", "ca_file", "pid", "running"}
         async with vcenter(deployment) as vc:
             await vc.preflight(deployment)
         # An independent client trusts it through the lab CA only.
@@ -104,7 +104,15 @@ def test_status_of_a_lab_never_started(tmp_path: Path) -> None:
     """A lab directory without a lab reports every simulator as not running."""
     assert lab_status(tmp_path) == {
         "vcenter": {"url": None, "user": None, "password": None, "ca_file": None, "pid": None, "running": False},
-        "pexip_api": {"url": None, "user": None, "password": None, "ca_file": None, "pid": None, "running": False},
+        "pexip_api": {
+            "url": None,
+            "address": None,
+            "user": None,
+            "password": None,
+            "ca_file": None,
+            "pid": None,
+            "running": False,
+        },
         "provisioning": {},
         "config": None,
     }

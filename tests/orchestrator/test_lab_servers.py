@@ -63,7 +63,11 @@ def test_the_simulators_serve_and_the_deployment_file_points_the_real_clients_at
         api = info["pexip_api"]
         assert _status(api["url"] + "/admin/login/", api["ca_file"]) == 503  # the wizard has not run
         deployment = load_deployment(write_lab_config(lab, vc, servers=info))
-        assert deployment.pexip_api.mode == "real" and deployment.pexip_api.url == api["url"]
+        port = api["url"].rsplit(":", 1)[1]
+        assert (
+            deployment.pexip_api.mode == "real" and deployment.pexip_api.url == f"https://pexmgr.lab.example.com:{port}"
+        )
+        assert deployment.pexip_api.address == "127.0.0.1"
         assert deployment.simulation.shared
         assert [n.provisioning_thumbprint for n in deployment.conferencing] == [
             info["provisioning"][n.name]["thumbprint"] for n in deployment.conferencing

@@ -37,10 +37,12 @@ async def test_a_run_over_the_real_clients_reaches_the_end_and_a_rerun_writes_no
             )
             for n in deployment.conferencing
         )
+        port = manager.url.rsplit(":", 1)[1]
         pexip_api = dataclasses.replace(
             deployment.pexip_api,
             mode="real",
-            url=manager.url,
+            url=f"https://{deployment.management.fqdn}:{port}",  # by name: host headers are validated once secured
+            address="127.0.0.1",
             ca_file=str(manager.cert_file),
             client_cert=str(client.cert_file),
             client_key=Secret(f"file:{client.key_file}"),

@@ -10,7 +10,8 @@ Basic, client certificates by mutual TLS against ``client_ca_file``; ``401`` oth
 while the Manager is not installed, the twin's refusals as ``400`` bodies
 ``{"<resource>": {"<field>": ["<message>"]}}`` and ``404``; filters only on the fields a resource's
 ``/schema/`` declares (``400`` otherwise); embedded objects without ``resource_uri``; after each
-wizard's reboot ``503`` for ``reboot_s``; ``GET /admin/login/`` (200 when up) for readiness.
+wizard's reboot ``503`` for ``reboot_s``; ``GET /admin/login/`` (200 when up) for readiness; after the
+security wizard, ``400`` for a Host header that is a bare IP address (host-header validation).
 
 :attr:`PexipServer.requests` counts every request by ``(method, status)``: a rerun that sends
 no write shows as no new POST/PATCH/DELETE there.
@@ -36,6 +37,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from yarl import URL
 
 from adapters.base import Directory
 from adapters.sim import _pki as pki
@@ -169,6 +171,8 @@ class PexipServer:
                 why = "is rebooting" if state in ("installed", "secured") else "is not installed yet"
                 response = _json(503, {"error": f"the Management Node {why}"})
                 response.headers["Retry-After"] = str(max(1, round(self._down_until - now)))
+            elif state == "secured" and _bare_ip(request.host):  # "validation of host headers = YES"
+                response = _json(400, {"error": f"Invalid HTTP_HOST header: {request.host!r}; use the Manager's FQDN"})
             elif request.path == _LOGIN_PAGE:  # readiness: the login page answers 200 (pexip-api.md 7.10)
                 response = web.Response(status=200, text="<html><body>Pexip Infinity login</body></html>")
             elif refusal is not None:
@@ -254,6 +258,14 @@ class PexipServer:
             "previous": link(max(0, offset - limit)) if offset > 0 else None,
         }
         return _json(200, {"meta": meta, "objects": objects[offset : offset + limit]})
+
+
+def _bare_ip(host_header: str) -> bool:
+    try:
+        ipaddress.ip_address(URL(f"//{host_header}").host or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _bare(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
