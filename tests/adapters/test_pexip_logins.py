@@ -22,13 +22,21 @@ from config.secrets import Secret
 GLOBAL = "/api/admin/configuration/v1/global/1/"
 
 
-@pytest.fixture
-async def served(world: SimWorld, tmp_path: Path) -> AsyncIterator[tuple[Deployment, PexipServer]]:
-    """An installed Manager served over HTTPS, trusting a client CA; the deployment points the real client at it."""
+@pytest.fixture(params=["CN", "UPN"])
+async def served(
+    request: pytest.FixtureRequest, world: SimWorld, tmp_path: Path
+) -> AsyncIterator[tuple[Deployment, PexipServer]]:
+    """An installed Manager served over HTTPS, trusting a client CA; the deployment points the real client at it.
+    The orchestrator's identity is in its certificate's subject CN, or in its userPrincipalName (UPN)."""
     deployment = make_deployment(1, tmp_path)
+    deployment = dataclasses.replace(
+        deployment, ldap=dataclasses.replace(deployment.ldap, client_certificate=request.param)
+    )
     systems = make_systems(world, deployment)
     await install_manager(systems, deployment)
-    client = make_client_identity(tmp_path / "client", deployment.ldap.verify_user)
+    user = deployment.ldap.verify_user
+    # UPN: a CN that is not the user, so only the userPrincipalName can name it.
+    client = make_client_identity(tmp_path / "client", user, request.param)
     async with PexipServer(
         world, deployment, systems.directory, tmp_path / "pexip", client_ca_file=client.ca_file
     ) as server:

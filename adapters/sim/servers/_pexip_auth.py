@@ -47,7 +47,8 @@ class ClientIdentity:
 
 
 def make_client_identity(directory: Path, user: str, mode: str = "CN") -> ClientIdentity:
-    """A test CA and a client certificate naming ``user`` (subject CN, and a UPN when ``mode`` is UPN), made once."""
+    """A test CA and a client certificate naming ``user``: in its subject CN, or (``mode`` UPN) only in its
+    userPrincipalName (the CN then names someone else), made once."""
     found = ClientIdentity(directory / "client-ca.pem", directory / "client.pem", directory / "client.key")
     if all(p.is_file() for p in (found.ca_file, found.cert_file, found.key_file)):
         return found
@@ -56,10 +57,10 @@ def make_client_identity(directory: Path, user: str, mode: str = "CN") -> Client
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Lab client-certificate CA")])
     ca = pki.issue_certificate(ca_name, ca_key.public_key(), ca_key, ca=True)
     key = pki.new_key("ECDSAP256")
-    upn = user.encode()
+    upn = f"{user}@lab.example.com".encode()
     sans = [x509.OtherName(UPN_OID, b"\x0c" + bytes([len(upn)]) + upn)] if mode == "UPN" else []
     cert = pki.issue_certificate(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]),
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user if mode != "UPN" else f"{user} (UPN)")]),
         key.public_key(),
         ca_key,
         issuer=ca,
