@@ -6,11 +6,16 @@ been proven; from then on (``verify_login(use_client_cert=True)`` succeeded, or 
 was refused while ``pexip_api.client_cert`` is configured and the certificate is accepted) the
 orchestrator's client certificate over mutual TLS and no Authorization header.
 
+Where it connects: ``pexip_api.url`` names the Manager by its FQDN (TLS server name and Host
+header); the connection goes to ``pexip_api.address`` (default ``management.address``). Trust: see
+:mod:`adapters.pexip._tls` (``ca_file``, or the pinned self-signed certificate).
+
 Errors: a 4xx is :class:`~config.errors.Rejected` naming the fields and messages the API gave;
-a connection error or a 5xx is :class:`~config.errors.Unreachable` (retryable); 429 waits for
-``Retry-After`` and tries again. Only GET, PATCH and DELETE are retried: a POST that may have
-been applied is never sent twice. At most 5 requests are in flight. Neither the password nor a
-worker_vm body is ever logged or put in an exception.
+a connection error or a 5xx is :class:`~config.errors.Unreachable` (retryable), a 503 (starting,
+rebooting) :class:`~config.errors.NotYet`; 429 waits for ``Retry-After`` and tries again. Only GET,
+PATCH and DELETE are retried: a POST that may have been applied is never sent twice. At most 5
+requests are in flight and 1,000 a minute. Neither a password nor a worker_vm body is ever logged
+or put in an exception.
 """
 
 from __future__ import annotations
