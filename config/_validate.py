@@ -322,6 +322,20 @@ def _systems(d: Deployment, c: Check) -> None:
             )
             c.required(a.client_cert, "pexip_api.client_cert", f'add client_cert = "<PEM file>"; {why}')
             c.required(a.client_key, "pexip_api.client_key", f'add client_key = "file:PATH"; {why}')
+        if isinstance(a.address, str):
+            c.need(
+                ipv4(a.address) is not None,
+                "pexip_api.address",
+                f"not an IPv4 address (got {shown(a.address)}); give the address the Management Node answers on, "
+                "or leave it out to use management.address",
+            )
+        if isinstance(a.tls_fingerprint, str):
+            c.need(
+                bool(_THUMBPRINT.match(a.tls_fingerprint)),
+                "pexip_api.tls_fingerprint",
+                f'bad fingerprint format (got {shown(a.tls_fingerprint)}); write "sha256:" and 32 hex byte pairs '
+                'joined by ":", as `openssl x509 -noout -fingerprint -sha256` prints them',
+            )
     if d.console is not None:
         c.choice(d.console.mode, MODES, "console.mode")
         c.port(d.console.port, "console.port")

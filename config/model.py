@@ -117,10 +117,16 @@ class NodeSpec:
 @dataclass(frozen=True)
 class PexipApiSpec:
     mode: Mode
-    url: str  # https://<management node>
+    url: str  # https://<management node FQDN>
     admin_user: str
     admin_password: Secret | None
     ca_file: str | None = None
+    # "sha256:AA:BB:..." of the Manager's own self-signed certificate, accepted until the deployment's
+    # CA-signed one (verified with ca_file) replaces it.
+    tls_fingerprint: str | None = None
+    # Where the Manager is reached (default: management.address); the URL's host name stays the TLS
+    # name and the Host header, which the security wizard's host-header validation wants.
+    address: str | None = None
     # The identity the orchestrator presents once client certificates are required.
     client_cert: str | None = None
     client_key: Secret | None = None
@@ -233,6 +239,8 @@ class SimulationSpec:
     world: str = "orchestrator.world.sqlite"
     latency: float = 0.0
     faults: str = ""
+    # The world file is used by another process too (the lab's network simulators): no exclusive lock.
+    shared: bool = False
 
 
 @dataclass(frozen=True)

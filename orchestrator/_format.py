@@ -207,9 +207,12 @@ def lab(result: dict[str, Any], as_json: bool, lab_dir: Any = ".lab") -> None:
         click.echo(f"no lab in {lab_dir}; start one with `orchestrator lab up{where}`")
         return
     for name, sim in result.items():
-        if isinstance(sim, dict):
+        if isinstance(sim, dict) and "url" in sim:
             running = "" if sim.get("running", True) else " [not running]"
             click.echo(f"{name}: {sim.get('url')} (ca {sim.get('ca_file')})" + running)
+        elif isinstance(sim, dict):  # provisioning: one interface per Conferencing Node
+            for node, url in sim.items():
+                click.echo(f"{name} {node}: {url}")
     click.echo(f"config: {result.get('config')}  (run with: orchestrator -c {result.get('config')} run)")
 
 

@@ -120,7 +120,7 @@ def _open_world(deployment: Deployment, *, create: bool = True) -> SimWorld | No
     path = _world_path(deployment)
     if not create and not path.exists():
         return SimWorld.open(":memory:", latency=sim.latency, faults=sim.faults)
-    return SimWorld.open(_trust.create_private(path), latency=sim.latency, faults=sim.faults)
+    return SimWorld.open(_trust.create_private(path), latency=sim.latency, faults=sim.faults, shared=sim.shared)
 
 
 def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> None:

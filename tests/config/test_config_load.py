@@ -190,6 +190,8 @@ BROKEN = [
     ({"vcenter.thumbprint": "sha1:AB:CD"}, "vcenter.thumbprint", "32 hex byte pairs"),  # bad thumbprint
     ({"vcenter.url": "http://vcenter.example.com/sdk"}, "vcenter.url", "https://"),  # plain http in real mode
     ({"pexip_api.mode": "pretend"}, "pexip_api.mode", "real, sim"),  # mode not allowed
+    ({"pexip_api.tls_fingerprint": "AB:CD"}, "pexip_api.tls_fingerprint", "32 hex byte pairs"),  # bad Manager pin
+    ({"pexip_api.address": "pexmgr"}, "pexip_api.address", "not an IPv4 address"),  # a name where the address goes
     (
         {"pexip_api.client_key": "<delete>"},
         "pexip_api.client_key",

@@ -57,6 +57,11 @@ def _real_ldap_without_its_ca(config: Path) -> None:
     )
 
 
+def _real_console_without_its_host_keys(config: Path) -> None:
+    _replace('[console]\nmode = "sim"', '[console]\nmode = "real"')(config)
+    (config.parent / "certs" / "known_hosts").unlink(missing_ok=True)
+
+
 def _signing_key(config: Path) -> Path:
     """The journal key write_runnable_example made for ``config`` (outside the journal's directory)."""
     match = re.search(r'^signing_key = "file:([^"]+)"', config.read_text(), flags=re.M)
@@ -90,7 +95,7 @@ def _signing_key_beside_the_journal(config: Path) -> None:
 
 # Each case: the mistake, and the field the report must name.
 MISTAKES = [
-    (_replace('[pexip_api]\nmode = "sim"', '[pexip_api]\nmode = "real"'), "pexip_api.mode"),  # a real adapter not built
+    (_real_console_without_its_host_keys, "console.known_hosts"),  # the console's host keys missing
     (_real_ldap_without_its_ca, "ldap.ca_file"),  # the real directory's CA file missing
     (_remove("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a missing CA file
     (_garble("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a TLS trust file that is no certificate
@@ -138,7 +143,6 @@ def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, 
     monkeypatch.chdir(example_secrets)
     err = _refused(example_secrets, config, "run")
     fields = [
-        "pexip_api.mode",
         "vcenter.ca_file",
         "ova.management",
         "ova.conferencing",

@@ -29,9 +29,11 @@ from adapters.pexip import HttpPexipApi
 from adapters.provisioning import HttpsProvisioning
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.sim import _pki as pki
+from adapters.sim.servers._pexip_auth import make_client_identity
 from adapters.sim.servers.pexip_http import PexipServer
 from adapters.sim.servers.provisioning_http import ProvisioningServers
 from config.model import Deployment
+from config.secrets import Secret
 
 # --- the implementations of each protocol ------------------------------------------------
 
@@ -121,11 +123,23 @@ async def pexip_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         finally:
             await case.api.aclose()
         return
-    # adapters.pexip.HttpPexipApi against the lab's HTTPS server over the same world (same loop).
-    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip-server") as server:
-        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+    # adapters.pexip.HttpPexipApi against the lab's HTTPS server over the same world (same loop),
+    # with a client certificate for ldap.verify_user issued by a CA the server trusts.
+    client = make_client_identity(tmp_path / "client", deployment.ldap.verify_user, deployment.ldap.client_certificate)
+    async with PexipServer(
+        world, deployment, systems.directory, tmp_path / "pexip-server", client_ca_file=client.ca_file
+    ) as server:
+        spec = dataclasses.replace(
+            deployment.pexip_api,
+            url=server.url,
+            ca_file=str(server.cert_file),
+            client_cert=str(client.cert_file),
+            client_key=Secret(f"file:{client.key_file}"),
+        )
         case = PexipCase(
-            "http", HttpPexipApi(spec, retry_delay_s=0.01), dataclasses.replace(deployment, pexip_api=spec)
+            "http",
+            HttpPexipApi(spec, ldap=deployment.ldap, retry_delay_s=0.01),
+            dataclasses.replace(deployment, pexip_api=spec),
         )
         try:
             yield case
