@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 from config._checks import Check, ipv4, is_host
 from config._node_checks import CPU_RANGE, MEMORY_MB_RANGE, NodeContext, check_across_nodes, check_node
+from config._peer_checks import THUMBPRINT, check_console, check_provisioning
 from config._reader import Problems, shown
-from config.model import ConsoleSpec, Deployment, VCenterSpec
+from config.model import Deployment, VCenterSpec
 from config.rules import (
     csr_key_type_problem,
     distinct_ntp_servers,
@@ -40,8 +41,6 @@ CLIENT_CERTIFICATE = ("CN", "UPN")  # authentication.client_certificate "Require
 DN_KEYS = ("O", "OU", "L", "ST", "C")  # the CSR's "Additional subject fields"
 
 _NAME = re.compile(r"[a-z0-9-]{1,40}\Z")
-_THUMBPRINT = re.compile(r"sha256:[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}\Z")
-_SSH_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}\Z")  # ssh-keygen -lf, OpenSSH's unpadded base64
 
 
 # --- sections ----------------------------------------------------------------------------
@@ -63,7 +62,7 @@ def _vcenter(v: VCenterSpec, c: Check) -> None:
         )
     if isinstance(v.thumbprint, str):
         c.need(
-            bool(_THUMBPRINT.match(v.thumbprint)),
+            bool(THUMBPRINT.match(v.thumbprint)),
             "vcenter.thumbprint",
             f'bad thumbprint format (got {shown(v.thumbprint)}); write "sha256:" and 32 hex byte pairs joined by '
             "colons",
@@ -331,7 +330,7 @@ def _systems(d: Deployment, c: Check) -> None:
             )
         if isinstance(a.tls_fingerprint, str):
             c.need(
-                bool(_THUMBPRINT.match(a.tls_fingerprint)),
+                bool(THUMBPRINT.match(a.tls_fingerprint)),
                 "pexip_api.tls_fingerprint",
                 f'bad fingerprint format (got {shown(a.tls_fingerprint)}); write "sha256:" and 32 hex byte pairs '
                 'joined by ":", as `openssl x509 -noout -fingerprint -sha256` prints them',
@@ -339,7 +338,7 @@ def _systems(d: Deployment, c: Check) -> None:
     if d.console is not None:
         c.choice(d.console.mode, MODES, "console.mode")
         c.port(d.console.port, "console.port")
-        _console(d.console, c)
+        check_console(d.console, c)
     b = d.bios
     if (
         b is not None
@@ -360,63 +359,6 @@ def _systems(d: Deployment, c: Check) -> None:
     if d.journal is not None and isinstance(d.journal.lease_timeout_s, float):
         if (message := lease_timeout_problem(d.journal.lease_timeout_s)) is not None:
             c.add("journal.lease_timeout_s", message)
-
-
-def _console(con: ConsoleSpec, c: Check) -> None:
-    """The real SSH console: its admin password, and its host key verified before any answer."""
-    if isinstance(con.address, str):
-        c.need(bool(con.address.strip()), "console.address", "empty; give the Management Node console's IP or name")
-    if isinstance(con.host_key_fingerprint, str):
-        c.need(
-            bool(_SSH_FINGERPRINT.match(con.host_key_fingerprint)),
-            "console.host_key_fingerprint",
-            f'bad fingerprint format (got {shown(con.host_key_fingerprint)}); write "SHA256:" and the 43 base64 '
-            "characters `ssh-keygen -lf <host key>.pub` prints",
-        )
-    pinned = bool(con.known_hosts or con.host_key_fingerprint)
-    if con.trust_on_first_use is True and pinned:
-        c.add(
-            "console.trust_on_first_use",
-            "true while the host key is pinned (known_hosts or host_key_fingerprint); remove one: a pin is checked, "
-            "trust on first use accepts any key",
-        )
-    if con.mode != "real":
-        return
-    c.required(
-        con.admin_password,
-        "console.admin_password",
-        "add it as env:NAME or file:PATH: the SSH login as admin and the wizards' start prompts need it",
-    )
-    c.need(
-        pinned or con.trust_on_first_use is True,
-        "console.host_key_fingerprint",
-        "missing (got nothing); the console gets the admin password only once its host key is verified: add "
-        'host_key_fingerprint = "SHA256:...", or known_hosts = "<file>", or (weaker) trust_on_first_use = true',
-    )
-
-
-def _provisioning(d: Deployment, c: Check) -> None:
-    """Each Conferencing Node's provisioning interface: an https URL, and its certificate verified."""
-    api = d.pexip_api
-    verified = api is None or api.mode != "real" or bool(api.provisioning_ca_file or api.provisioning_trust_first_use)
-    for i, n in enumerate(d.conferencing or ()):
-        path = f"conferencing[{i}]"
-        if isinstance(n.provisioning_url, str):
-            c.url(n.provisioning_url, "real", f"{path}.provisioning_url")
-        if isinstance(n.provisioning_thumbprint, str):
-            c.need(
-                bool(_THUMBPRINT.match(n.provisioning_thumbprint)),
-                f"{path}.provisioning_thumbprint",
-                f'bad thumbprint format (got {shown(n.provisioning_thumbprint)}); write "sha256:" and 32 hex byte '
-                "pairs joined by colons (openssl x509 -noout -fingerprint -sha256)",
-            )
-        elif not verified:
-            c.add(
-                f"{path}.provisioning_thumbprint",
-                "missing (got nothing); its bootstrap file (password hashes) goes only to a verified node: add "
-                'provisioning_thumbprint = "sha256:AA:BB:..." of the certificate its provisioning interface presents, '
-                "or set pexip_api.provisioning_ca_file, or (weaker) pexip_api.provisioning_trust_first_use = true",
-            )
 
 
 def validate(deployment: Deployment) -> Problems:
@@ -448,5 +390,5 @@ def validate(deployment: Deployment) -> Problems:
     _pki(d, c)
     _ldap(d, c)
     _systems(d, c)
-    _provisioning(d, c)
+    check_provisioning(d, c)
     return c.problems

@@ -60,6 +60,21 @@ def state_sha256(entries: Iterable[tuple[str, str, Any]]) -> str:
     return sha.hexdigest()
 
 
+def effects_summary(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """``{node: {kind: count}}`` of the effects table."""
+    summary: dict[str, dict[str, int]] = {}
+    rows = conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind ORDER BY node, kind")
+    for node, kind, count in rows:
+        summary.setdefault(node, {})[kind] = count
+    return summary
+
+
+def effect_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every effect in order: ``seq``, ``at``, ``node``, ``kind``, ``detail``."""
+    rows = conn.execute("SELECT seq, at, node, kind, detail FROM effects ORDER BY seq")
+    return [dict(zip(("seq", "at", "node", "kind", "detail"), row, strict=True)) for row in rows]
+
+
 def index_add(index: dict[Any, Any], value: Any, key: str) -> None:
     found = index.get(value)
     if found is None or found == key:

@@ -38,9 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.sim import _store
 from adapters.sim._faults import EXIT_CODE, FaultPlan, FaultPoint
 from adapters.sim._store import SCHEMA as _SCHEMA
-from adapters.sim._store import Effect, digest, state_sha256
+from adapters.sim._store import Effect, digest
 from adapters.sim._store import hashable as _hashable
 from adapters.sim._store import index_add as _index_add
 from adapters.sim._store import index_discard as _index_discard
@@ -79,8 +80,7 @@ _FAULTS_SYSTEM = "_faults"  # where fired exit faults are remembered, so each fi
 # --- the world --------------------------------------------------------------------------
 
 _MISSING = object()
-# Decoded values kept in memory: the working set of the nodes in flight (50 at a time by
-# default, a handful of values each), not the whole world.
+# Decoded values kept in memory: the working set of the nodes in flight, not the whole world.
 _RECENT_VALUES = 128
 
 
@@ -403,20 +403,16 @@ class SimWorld:
         """``{node: {kind: count}}`` of every change ever committed to this world.
 
         Counted by SQLite when asked, not kept in memory (a counter per node adds up)."""
-        summary: dict[str, dict[str, int]] = {}
-        rows = self._conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind ORDER BY node, kind")
-        for node, kind, count in rows:
-            summary.setdefault(node, {})[kind] = count
-        return summary
+        return _store.effects_summary(self._conn)
 
     def state_sha256(self) -> str:
         """SHA-256 of every stored value (what a saved plan saw of this world); the effect log is not state."""
-        return state_sha256((system, key, value) for system in sorted(self._keys) for key, value in self.items(system))
+        entries = ((system, key, value) for system in sorted(self._keys) for key, value in self.items(system))
+        return _store.state_sha256(entries)
 
     def effects(self) -> list[dict[str, Any]]:
         """Every committed effect in order: ``seq``, ``at``, ``node``, ``kind``, ``detail``."""
-        rows = self._conn.execute("SELECT seq, at, node, kind, detail FROM effects ORDER BY seq")
-        return [dict(zip(("seq", "at", "node", "kind", "detail"), row, strict=True)) for row in rows]
+        return _store.effect_rows(self._conn)
 
     def statistics(self) -> dict[str, int]:
         """Transactions committed and changes written since open, and what is pending."""
