@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from orchestrator.lab._process import is_our_process, stop_process
 
 __all__ = ["REBOOT_S", "SERVERS_CONFIG", "SERVERS_FILE", "is_our_servers", "start_servers", "stop_servers"]
 
@@ -30,37 +31,12 @@ _MODULE = "orchestrator.lab._serve"  # the process; not imported by the package 
 
 def is_our_servers(pid: int | None) -> bool:
     """``pid`` is alive and is this module's process (not a recycled pid of something else)."""
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return _MODULE.encode() in cmdline and ") Z" not in stat
+    return is_our_process(pid, module=_MODULE)
 
 
 def stop_servers(pid: int, timeout: float = 5.0) -> None:
     """SIGTERM the simulators' process (SIGKILL after ``timeout``); nothing if ``pid`` is not it."""
-    if not is_our_servers(pid):
-        _reap(pid)
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while is_our_servers(pid) and time.monotonic() < deadline:
-        _reap(pid)
-        time.sleep(0.02)
-    if is_our_servers(pid):
-        os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when ``pid`` is a child of this process (a lab started here)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    stop_process(pid, is_our_servers, timeout)
 
 
 def start_servers(lab_dir: Path, *, timeout: float = 30.0) -> dict[str, Any]:
