@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import urllib.error
 import urllib.request
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.console import SshConsole
 from adapters.sim._pki import make_root
 from config.load import load_deployment
+from config.model import Deployment
 from orchestrator.lab import VCSIM_USER, Vcsim, lab_status, write_lab_config
 from orchestrator.lab._servers import is_our_servers, start_servers, stop_servers
 
@@ -34,6 +37,11 @@ def _vcsim(lab: Path) -> Vcsim:
     )
 
 
+async def _wizard_state(deployment: Deployment) -> str:
+    async with SshConsole(deployment, poll_s=0.05, timeout_s=5) as console:
+        return await console.wizard_state(deployment.management)
+
+
 def _status(url: str, ca_file: str) -> int:
     try:
         with urllib.request.urlopen(url, context=ssl.create_default_context(cafile=ca_file), timeout=5) as r:
@@ -43,17 +51,20 @@ def _status(url: str, ca_file: str) -> int:
 
 
 def test_a_lab_without_simulators_reports_pexip_api_not_running(tmp_path: Path) -> None:
-    """lab status lists pexip_api (url, user, password, ca_file) and provisioning even where no lab runs."""
+    """lab status lists pexip_api (url, user, password, ca_file), console and provisioning even where no lab runs."""
     status = lab_status(tmp_path)
     assert set(status["pexip_api"]) >= {"url", "user", "password", "ca_file", "running"}
     assert status["pexip_api"]["running"] is False and status["provisioning"] == {}
+    assert set(status["console"]) >= {"url", "user", "password", "host_key_fingerprint", "running"}
+    assert status["console"]["running"] is False
 
 
 @pytest.mark.slow
 def test_the_simulators_serve_and_the_deployment_file_points_the_real_clients_at_them(tmp_path: Path) -> None:
     """The process answers on 127.0.0.1 (503 until the Manager is installed, as a booting Manager); the
-    deployment file then has pexip_api real with the Manager's certificate and every node's interface
-    pinned; a restarted process keeps those certificates; stopping it leaves no process."""
+    deployment file then has pexip_api real with the Manager's certificate, the console real with its host key
+    pinned and every node's interface pinned; a restarted process keeps those certificates, keys and ports;
+    stopping it leaves no process."""
     lab = tmp_path / "lab"
     vc = _vcsim(lab)
     write_lab_config(lab, vc)
@@ -72,6 +83,12 @@ def test_the_simulators_serve_and_the_deployment_file_points_the_real_clients_at
         assert [n.provisioning_thumbprint for n in deployment.conferencing] == [
             info["provisioning"][n.name]["thumbprint"] for n in deployment.conferencing
         ]
+        console = deployment.console
+        assert (console.mode, console.address, console.port) == ("real", "127.0.0.1", info["console"]["port"])
+        assert console.host_key_fingerprint == info["console"]["host_key_fingerprint"]
+        assert deployment.management.address == info["console"]["static_address"] == "127.0.0.10"
+        # The real client, pinned as the file says, finds the console at its "DHCP" address, wizard not run.
+        assert asyncio.run(_wizard_state(deployment)) == "unconfigured"
     finally:
         stop_servers(info["pid"])
     assert not is_our_servers(info["pid"])
@@ -81,5 +98,7 @@ def test_the_simulators_serve_and_the_deployment_file_points_the_real_clients_at
             name: {**node, "url": again["provisioning"][name]["url"]} for name, node in info["provisioning"].items()
         }  # same pins
         assert Path(again["pexip_api"]["ca_file"]).read_text() == Path(api["ca_file"]).read_text()
+        assert again["pexip_api"]["url"] == api["url"]  # the same port: the deployment file still holds
+        assert again["console"] == info["console"]  # same port, same host key
     finally:
         stop_servers(again["pid"])
