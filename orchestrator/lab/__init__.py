@@ -78,6 +78,7 @@ __all__ = [
     "make_test_ova",
     "make_test_pki",
     "prepare_inventory",
+    "repoint_lab_config",
     "start_vcsim",
     "stream_vmdk",
     "thumbprint_of",

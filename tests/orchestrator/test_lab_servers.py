@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from adapters.console import SshConsole
 from adapters.sim._pki import make_root
 from config.load import load_deployment
 from config.model import Deployment
-from orchestrator.lab import VCSIM_USER, Vcsim, lab_status, write_lab_config
+from orchestrator.lab import VCSIM_USER, Vcsim, lab_status, repoint_lab_config, write_lab_config
 from orchestrator.lab._servers import is_our_servers, start_servers, stop_servers
 
 
@@ -102,3 +104,52 @@ def test_the_simulators_serve_and_the_deployment_file_points_the_real_clients_at
         assert again["console"] == info["console"]  # same port, same host key
     finally:
         stop_servers(again["pid"])
+
+
+def _servers(lab: Path, ca_file: str, port: int) -> dict[str, Any]:
+    """What the simulators' process writes to servers.json, every service on ``port`` and up."""
+    return {
+        "pid": 0,
+        "pexip_api": {
+            "url": f"https://127.0.0.1:{port}",
+            "ca_file": ca_file,
+            "client_cert": ca_file,
+            "client_key": str(lab / "pki" / "client.key"),
+        },
+        "console": {
+            "address": "127.0.0.1",
+            "static_address": "127.0.0.10",
+            "port": port + 1,
+            "host_key_fingerprint": "SHA256:" + "A" * 43,
+            "public_key": "ssh-ed25519 AAAA",
+        },
+        "provisioning": {
+            name: {"url": f"https://127.0.0.1:{port + 2 + i}/", "thumbprint": "sha256:" + ":".join(["AB"] * 32)}
+            for i, name in enumerate(("pexip-conf-01", "pexip-conf-02"))
+        },
+    }
+
+
+def test_a_lab_whose_simulators_moved_gets_its_deployment_file_pointed_at_them_again(tmp_path: Path) -> None:
+    """Restarted simulators on other ports (a kept one was taken): the file follows them, its header and every
+    other value kept, and the console stays real with its pin."""
+    lab = tmp_path / "lab"
+    vc = _vcsim(lab)
+    path = write_lab_config(lab, vc, servers=_servers(lab, str(vc.ca_file), 40000))
+    before = tomllib.loads(path.read_text())
+    header = path.read_text().split("\n\n", 1)[0]
+    repoint_lab_config(path, _servers(lab, str(vc.ca_file), 41000))
+    after = tomllib.loads(path.read_text())
+    assert path.read_text().startswith(header + "\n\n")
+    assert after["pexip_api"]["url"] == "https://pexmgr.lab.example.com:41000"
+    assert after["console"] == {**before["console"], "port": 41001}
+    assert [n["provisioning_url"] for n in after["conferencing"]] == [
+        "https://127.0.0.1:41002/",
+        "https://127.0.0.1:41003/",
+    ]
+    unchanged = ("pexip_api", "console", "conferencing")
+    assert {k: v for k, v in after.items() if k not in unchanged} == {
+        k: v for k, v in before.items() if k not in unchanged
+    }
+    deployment = load_deployment(path, check_secrets=False)
+    assert deployment.console.mode == "real" and deployment.console.port == 41001
