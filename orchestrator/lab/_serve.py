@@ -50,7 +50,7 @@ async def _serve(lab_dir: Path) -> None:
     from adapters.base import Directory
     from adapters.sim.ldap import SimDirectory
     from adapters.sim.servers._pexip_auth import ClientIdentity, make_client_identity
-    from adapters.sim.servers.console_ssh import ConsoleServer
+    from adapters.sim.servers.console_ssh import HOST, ConsoleServer
     from adapters.sim.servers.pexip_http import PexipServer
     from adapters.sim.servers.provisioning_http import ProvisioningServers
     from adapters.sim.world import SimWorld
@@ -121,7 +121,7 @@ async def _serve(lab_dir: Path) -> None:
                     "client_key": str(client.key_file),
                 },
                 "console": {
-                    "address": "127.0.0.1",
+                    "address": HOST,  # before the installation wizard; afterwards the static address
                     "static_address": manager.address,
                     "port": console.port,
                     "host_key_fingerprint": console.fingerprint,
