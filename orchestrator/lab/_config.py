@@ -160,7 +160,7 @@ def lab_config(
             "login_banner": "Lab deployment: authorised use only.",
             "ocsp_responder_url": f"http://ocsp.{_DOMAIN}",
         },
-        "pki": {"mode": "sim", "dn": "O=Lab,C=GB"},
+        "pki": _lab_ca(lab_dir, Path(vc.ca_file)),
         "ldap": {
             "mode": "sim",
             "server": f"ldap.{_DOMAIN}",
@@ -187,6 +187,31 @@ def lab_config(
         data["pexip_api"]["client_cert"] = str(lab_dir / "pki" / "orchestrator-admin.pem")
         data["pexip_api"]["client_key"] = f"file:{lab_dir / 'pki' / 'orchestrator-admin.key'}"
     return data
+
+
+def _lab_ca(lab_dir: Path, ca_file: Path) -> dict[str, Any]:
+    """The lab CA (the one that signed vcsim's and slapd's certificates) as the deployment's CA: a command CA
+    (``openssl x509 -req``, the CSR's SANs and usages copied) that signs at once, so the lab runs unattended,
+    and ``pki.ca_chain`` is a real file: what the Manager is given to trust and what ``cert import`` checks."""
+    return {
+        "mode": "command",
+        "dn": "O=Lab,C=GB",
+        "ca_chain": str(ca_file),
+        "inbox": str(lab_dir / "ca" / "inbox"),
+        "command": [
+            "openssl",
+            "x509",
+            "-req",
+            "-CA",
+            str(ca_file),
+            "-CAkey",
+            str(ca_file.with_suffix(".key")),
+            "-copy_extensions",
+            "copyall",
+            "-days",
+            "90",
+        ],
+    }
 
 
 def _secret_file(path: Path, value: str | None = None) -> Path:
