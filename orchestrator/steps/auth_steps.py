@@ -243,6 +243,14 @@ class DisableLocalAuth(Step):
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
         source, certificate = final_authentication(ctx)
         with_cert = certificate != "NO"
+        if with_cert:  # the last way in with full access once local is gone: the directory must still back it
+            await _certificate_identity_is_admin(ctx)
         await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
         await ctx.systems.pexip.patch(AUTH, {"source": source})
-        await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
+        try:
+            await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
+        except Exception:  # the login the step proved no longer works: the local database back, not a lock-out
+            await ctx.systems.pexip.patch(
+                AUTH, {"source": observed.get("source", ctx.policy.authentication.initial_source)}
+            )
+            raise
