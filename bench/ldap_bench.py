@@ -67,7 +67,7 @@ async def milestone(deployment: Deployment, work: Path) -> dict[str, float]:
     work.mkdir(parents=True)
     world = SimWorld.open(work / "world.sqlite")
     try:
-        async with https_manager(world, deployment, work) as (real, server):
+        async with https_manager(world, deployment, work) as (real, server, _):
             with api.open_journal(work / "journal.sqlite") as journal:
                 drive = {"world": world, "hooks": world, "auto_approve": True, "clock": FakeClock()}
                 assert (await api.drive(real, journal, until="certified", **drive)).exit_code == 0

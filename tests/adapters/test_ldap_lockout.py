@@ -125,7 +125,7 @@ async def test_over_the_network_the_steps_that_need_a_certificate_login_lock_no_
 
     server, deployment = slapd
     hooks = BreakBefore(world, step, lambda: BREAKS[break_it](server, deployment))
-    async with https_manager(world, deployment, tmp_path) as (real, manager):
+    async with https_manager(world, deployment, tmp_path) as (real, manager, _):
         with api.open_journal(tmp_path / "journal.sqlite") as journal:
             report = await api.drive(real, journal, world=world, hooks=hooks, auto_approve=True, clock=FakeClock())
             failed = list(journal.events(kinds=["step_failed"]))
