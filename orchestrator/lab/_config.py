@@ -1,6 +1,7 @@
 """The lab's deployment file: vCenter real (the lab's vcsim), LDAP real when the lab runs a slapd
 (``lab up`` does), the Management API real when the lab's network simulators run
-(:mod:`orchestrator.lab._servers`; ``lab up`` starts them), the console and the CA simulated.
+(:mod:`orchestrator.lab._servers`; ``lab up`` starts them), the CA the lab CA itself (``pki.mode = "command"``,
+``pki.ca_chain`` its file), the console simulated.
 
 ``servers.toml`` beside it is the same deployment as the simulators see it (the Manager simulated,
 the world shared with the runs); ``orchestrator.toml`` points the real clients at them.
@@ -40,7 +41,8 @@ SECRETS = (
 
 _HEADER = (
     "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA),\n"
-    "# {real}every other system simulated. Lab test credentials only.\n\n"
+    "# {real}the lab CA signing the nodes' certificates (pki command), every other system simulated.\n"
+    "# Lab test credentials only.\n\n"
 )
 _LDAP_HEADER = "the lab's slapd (LDAP, real mode, StartTLS with the lab CA),\n# "
 _API_HEADER = (

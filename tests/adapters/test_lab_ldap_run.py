@@ -85,7 +85,8 @@ def test_the_lab_runs_to_ldap_authenticated_against_its_slapd(lab_dir: Path) -> 
 
 def _check_the_lab_ca_signed_every_node(config: str, deployment: Deployment, lab_dir: Path) -> None:
     """The lab's CA is a real one (pki.ca_chain, the lab CA, signing by `openssl x509 -req`): openssl verifies each
-    node's certificate against that chain, with the node's name and both usages; `cert renew` has it sign again and
+    node's CSR (self-signature) and its certificate against that chain, for the CSR's key, with the node's name and
+    both usages; `cert renew` has it sign again and
     checks the new certificate against that chain."""
     assert deployment.pki.mode == "command" and deployment.pki.ca_chain is not None
     for node in deployment.nodes:
@@ -95,6 +96,11 @@ def _check_the_lab_ca_signed_every_node(config: str, deployment: Deployment, lab
         ext = subprocess.run(["openssl", "x509", "-in", str(signed), "-noout", "-ext", _EXTENSIONS], **_TEXT)
         assert f"DNS:{deployment.subject_name(node)}" in ext.stdout, ext.stdout
         assert "TLS Web Server Authentication, TLS Web Client Authentication" in ext.stdout, ext.stdout
+        csr = lab_dir / "ca" / "outbox" / f"{deployment.subject_name(node)}.csr"  # what the Manager generated
+        checked = subprocess.run(["openssl", "req", "-in", str(csr), "-noout", "-verify", "-pubkey"], **_TEXT)
+        assert checked.returncode == 0 and "verify OK" in checked.stdout + checked.stderr, checked.stderr
+        key = subprocess.run(["openssl", "x509", "-in", str(signed), "-noout", "-pubkey"], **_TEXT).stdout
+        assert key and key in checked.stdout  # the certificate is for the CSR's key
     # A renewal (same key) is signed by the lab CA again and passes cert import's checks against that chain.
     signed = lab_dir / "ca" / "inbox" / f"{deployment.subject_name(deployment.management)}.pem"
     before = _serial(signed)
