@@ -249,8 +249,14 @@ class DisableLocalAuth(Step):
         await ctx.systems.pexip.patch(AUTH, {"source": source})
         try:
             await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
-        except Exception:  # the login the step proved no longer works: the local database back, not a lock-out
-            await ctx.systems.pexip.patch(
-                AUTH, {"source": observed.get("source", ctx.policy.authentication.initial_source)}
-            )
+        except Exception as exc:  # the login proved a moment ago fails: the local database back if still possible
+            before = observed.get("source", ctx.policy.authentication.initial_source)
+            try:
+                await ctx.systems.pexip.patch(AUTH, {"source": before})
+            except Exception as restoring:
+                raise Rejected(
+                    f"{exc}; putting authentication.source back to {before} was refused too ({restoring}): no "
+                    "identity of the orchestrator gets in; recover at the Manager's console or switch to the "
+                    "fallback deployment"
+                ) from exc
             raise
