@@ -273,8 +273,10 @@ class HttpPexipApi:
                 try:
                     answer = await self._send(method, path, fields, params, "cert")
                 except Rejected as refused:
-                    if _status(refused) in (401, 403):
-                        raise exc from None  # the certificate is no login either: the admin's refusal says more
+                    if _status(refused) in (401, 403):  # no login either way: both refusals, the certificate's last
+                        both = Rejected(f"{exc}; with the client certificate: {refused}", system="pexip")
+                        both.http_status = _status(exc)  # type: ignore[attr-defined]
+                        raise both from None
                     raise
                 self._identity = "cert"
                 log.info("the Management Node refused the web administrator; using the client certificate from now on")

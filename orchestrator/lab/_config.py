@@ -1,6 +1,7 @@
 """The lab's deployment file: vCenter real (the lab's vcsim), LDAP real when the lab runs a slapd
 (``lab up`` does), the Management API and the SSH console real when the lab's network simulators run
-(:mod:`orchestrator.lab._servers`; ``lab up`` starts them), the CA simulated.
+(:mod:`orchestrator.lab._servers`; ``lab up`` starts them), the CA the lab CA itself (``pki.mode = "command"``,
+``pki.ca_chain`` its file).
 
 ``servers.toml`` beside it is the same deployment as the simulators see it (the Manager simulated,
 the world shared with the runs); ``orchestrator.toml`` points the real clients at them.
@@ -44,7 +45,8 @@ SECRETS = (
 
 _HEADER = (
     "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA),\n"
-    "# {real}every other system simulated. Lab test credentials only.\n\n"
+    "# {real}the lab CA signing the nodes' certificates (pki command), every other system simulated.\n"
+    "# Lab test credentials only.\n\n"
 )
 _LDAP_HEADER = "the lab's slapd (LDAP, real mode, StartTLS with the lab CA),\n# "
 _API_HEADER = (
@@ -169,7 +171,7 @@ def lab_config(
             "login_banner": "Lab deployment: authorised use only.",
             "ocsp_responder_url": f"http://ocsp.{_DOMAIN}",
         },
-        "pki": {"mode": "sim", "dn": "O=Lab,C=GB"},
+        "pki": _lab_ca(lab_dir, Path(vc.ca_file)),
         "ldap": {
             "mode": "sim",
             "server": f"ldap.{_DOMAIN}",
@@ -196,6 +198,31 @@ def lab_config(
         data["pexip_api"]["client_cert"] = str(lab_dir / "pki" / "orchestrator-admin.pem")
         data["pexip_api"]["client_key"] = f"file:{lab_dir / 'pki' / 'orchestrator-admin.key'}"
     return data
+
+
+def _lab_ca(lab_dir: Path, ca_file: Path) -> dict[str, Any]:
+    """The lab CA (the one that signed vcsim's and slapd's certificates) as the deployment's CA: a command CA
+    (``openssl x509 -req``, the CSR's SANs and usages copied) that signs at once, so the lab runs unattended,
+    and ``pki.ca_chain`` is a real file: what the Manager is given to trust and what ``cert import`` checks."""
+    return {
+        "mode": "command",
+        "dn": "O=Lab,C=GB",
+        "ca_chain": str(ca_file),
+        "inbox": str(lab_dir / "ca" / "inbox"),
+        "command": [
+            "openssl",
+            "x509",
+            "-req",
+            "-CA",
+            str(ca_file),
+            "-CAkey",
+            str(ca_file.with_suffix(".key")),
+            "-copy_extensions",
+            "copyall",
+            "-days",
+            "90",
+        ],
+    }
 
 
 def _secret_file(path: Path, value: str | None = None) -> Path:

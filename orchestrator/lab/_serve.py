@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.lab._files import write_private
+from orchestrator.lab._pki import Pki, issue_client_certificate
 from orchestrator.lab._servers import _MODULE, CONSOLE_PASSWORD, REBOOT_S, SERVERS_CONFIG, SERVERS_FILE
 
 __all__ = ["main"]
@@ -59,12 +60,21 @@ async def _serve(lab_dir: Path) -> None:
     deployment = load_deployment(lab_dir / SERVERS_CONFIG)
     world = SimWorld.open(deployment.simulation.world, shared=True)
     ldap, api_spec = deployment.ldap, deployment.pexip_api
-    client = make_client_identity(lab_dir / "pexip-client", ldap.verify_user, ldap.client_certificate)
     lab_ca = lab_dir / "pki" / "vcsim-ca.pem"  # orchestrator.lab._pki.make_test_pki's
     if api_spec.client_cert and Path(api_spec.client_cert).is_file() and lab_ca.is_file():
         # The lab CA issued the orchestrator's client certificate (with the slapd): the Manager trusts that CA.
         key_ref = str(tomllib.loads((lab_dir / SERVERS_CONFIG).read_text())["pexip_api"]["client_key"])
         client = ClientIdentity(lab_ca, Path(api_spec.client_cert), Path(key_ref.removeprefix("file:")))
+    elif lab_ca.is_file() and lab_ca.with_suffix(".key").is_file():
+        # No slapd: the certificate is still the lab CA's, since pki.ca_chain (all the Manager trusts) is that CA.
+        made = lab_dir / "pexip-client"
+        client = ClientIdentity(lab_ca, made / "client.pem", made / "client.key")
+        pki = Pki(lab_ca, lab_ca, lab_ca, lab_ca.with_suffix(".key"))  # only the CA's files are used
+        issue_client_certificate(
+            pki, ldap.verify_user, ldap.client_certificate, client.cert_file, client.key_file, domain="lab.example.com"
+        )
+    else:
+        client = make_client_identity(lab_dir / "pexip-client", ldap.verify_user, ldap.client_certificate)
     kept = _kept_ports(lab_dir)
     manager = deployment.management
     console_password = (lab_dir / "secrets" / CONSOLE_PASSWORD).read_text().strip()

@@ -41,7 +41,8 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
         assert lab_up(lab_dir)["vcenter"]["pid"] == vcenter_status["pid"], "a running lab is left as it is"
         deployment = load_deployment(status["config"])
         assert deployment.vcenter.mode == "real" and deployment.vcenter.ca_file == vcenter_status["ca_file"]
-        assert deployment.pki.mode == "sim"
+        assert deployment.console.mode == "real"  # the lab's SSH console server
+        assert deployment.pki.mode == "command" and deployment.pki.ca_chain == vcenter_status["ca_file"]  # the lab CA
         assert deployment.ldap.mode == "real" and status["ldap"]["running"]  # the lab's slapd
         api = status["pexip_api"]
         assert deployment.pexip_api.mode == "real" and deployment.pexip_api.url == api["url"] and api["running"]

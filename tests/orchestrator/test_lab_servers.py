@@ -24,7 +24,9 @@ def _vcsim(lab: Path) -> Vcsim:
     """A Vcsim record with no process behind it (the deployment file only names its URL and CA)."""
     ca_file = lab / "pki" / "vcsim-ca.pem"
     ca_file.parent.mkdir(parents=True, exist_ok=True)
-    ca_file.write_text(make_root("Lab test CA")[1])
+    key_pem, cert_pem = make_root("Lab test CA")
+    ca_file.write_text(cert_pem)
+    ca_file.with_suffix(".key").write_text(key_pem)  # the lab CA signs (pki.command) and issues client certificates
     return Vcsim(
         url="https://127.0.0.1:4443/sdk",
         user=VCSIM_USER,

@@ -14,7 +14,9 @@ wizard's reboot ``503`` for ``reboot_s``; ``GET /admin/login/`` (200 when up) fo
 security wizard, ``400`` for a Host header that is a bare IP address (host-header validation).
 
 :attr:`PexipServer.requests` counts every request by ``(method, status)``: a rerun that sends
-no write shows as no new POST/PATCH/DELETE there (a connection cut by a fault counts as status 0).
+no write shows as no new POST/PATCH/DELETE there (a connection cut by a fault counts as status 0);
+:attr:`PexipServer.ldap_binds` the LDAP binds its logins made (one per request of an LDAP identity, the
+directory asked each time).
 
 :attr:`PexipServer.faults` (for the tests) holds faults, each taken by the first request it matches:
 ``(method, path prefix, kind)``, kind ``"500"``, ``"429"`` (``Retry-After`` 0.05 s), ``"drop"`` (the
@@ -89,7 +91,7 @@ class PexipServer:
         self._api = SimPexipApi(world, deployment, directory)
         self._world = world
         self._deployment = deployment
-        self._logins = Logins(world, deployment, directory)
+        self._logins = Logins(world, deployment, directory, answer_when_down=True)
         self._client_ca = client_ca_file
         self._reboot_s = reboot_s
         self._port = port
@@ -107,6 +109,12 @@ class PexipServer:
     @property
     def cert_file(self) -> Path:
         return self._dir / "manager.crt"
+
+    @property
+    def ldap_binds(self) -> int:
+        """How many LDAP binds the Manager made for logins: one per request an LDAP identity made (Basic or
+        client certificate), as a Manager binds on each (pexip-api.md 7.5)."""
+        return self._logins.binds
 
     def writes(self) -> int:
         """How many write requests (POST, PATCH, DELETE, PUT) arrived, whatever their answer."""
