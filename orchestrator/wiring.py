@@ -22,6 +22,10 @@ __all__ = ["open_systems", "open_syslog", "needs_world", "any_real"]
 
 
 def needs_world(deployment: Deployment) -> bool:
+    """Whether a run opens the simulated world: a system is simulated, or the world is shared with simulators
+    that stand behind real clients (the lab's: the VMs a real vCenter holds must be mirrored there for them)."""
+    if deployment.simulation.shared:
+        return True
     return "sim" in (
         deployment.vcenter.mode,
         deployment.pexip_api.mode,
