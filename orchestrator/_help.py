@@ -95,7 +95,15 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "config": (("orchestrator config reference", "orchestrator config schema > orchestrator.schema.json"), (0,)),
     "config reference": (("orchestrator config reference", "orchestrator config reference --markdown"), (0,)),
     "config schema": (("orchestrator config schema > orchestrator.schema.json",), (0,)),
-    "init": (("orchestrator init --sim", "orchestrator init site.toml", "orchestrator init --force --sim"), (0, 2)),
+    "init": (
+        (
+            "orchestrator init --sim",
+            "orchestrator init site.toml",
+            "orchestrator lab up && orchestrator init --lab lab.toml",
+            "orchestrator init --force --sim",
+        ),
+        (0, 2),
+    ),
 }
 
 # One-line summaries for the command lists (never cut with "...").
