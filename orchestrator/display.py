@@ -44,7 +44,7 @@ _GATE_OF_STATE = {spec["state"]: gate for gate, spec in GATES.items()}
 
 _MEASURE = Console(file=io.StringIO(), width=1000)  # measures how many lines a phrase folds into; draws nothing
 # Sort order of the rows when they do not all fit: what needs a person first.
-_FAILED, _WAITING, _BLOCKED, _RUNNING, _IDLE = range(5)
+_FAILED, _WAITING, _RETRYING, _BLOCKED, _RUNNING, _IDLE = range(6)
 
 
 class Progress:
@@ -194,7 +194,11 @@ class Progress:
             return _WAITING
         if self.blocked_on(node):
             return _BLOCKED
-        return _RUNNING if state in TARGET_OF else _IDLE
+        if state not in TARGET_OF:
+            return _IDLE
+        # A step retried after an error comes before the blocked rows: the Management Node retrying
+        # is what its 29 blocked Conferencing Nodes wait for.
+        return _RETRYING if self.attempts.get(node, 0) > 1 or self.errors.get(node) else _RUNNING
 
     def now(self, node: str) -> Text:
         """What ``node`` does now, one phrase."""
@@ -207,7 +211,7 @@ class Progress:
             return Text(f"⏸ {state} ({step}): {self._gate_command(node, state)}", style="yellow")
         if rank == _BLOCKED:
             return Text(str(self.blocked_on(node)), style="dim")
-        if rank == _RUNNING:
+        if rank in (_RUNNING, _RETRYING):
             elapsed = self.clock() - self.step_since.get(node, self.started)
             text = Text(f"{step or state} {elapsed:.0f}s")
             if self.attempts.get(node, 0) > 1 or self.errors.get(node):
@@ -264,7 +268,7 @@ class Progress:
         if sum(lines(n, True) for n in self.order) > room:
             budget, rows = room - 1, []  # a line for the summary of the rest
             for node in sorted(self.order, key=lambda n: (self._rank(n), self.order.index(n))):
-                whole = self._rank(node) in (_FAILED, _WAITING) or bool(self.errors.get(node))
+                whole = self._rank(node) in (_FAILED, _WAITING, _RETRYING)
                 if lines(node, whole) > budget:
                     whole = False
                     if lines(node, whole) > budget:

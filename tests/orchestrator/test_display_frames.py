@@ -114,3 +114,17 @@ def test_no_frame_is_taller_or_wider_than_its_terminal() -> None:
             lines = _screen(progress, width, height).splitlines()
             assert len(lines) <= height and max(len(line) for line in lines) <= width, (width, height)
             assert any(line.startswith(_conf(29)) for line in lines), (width, height)
+
+
+def test_a_retrying_manager_comes_before_the_nodes_blocked_on_it() -> None:
+    """30 nodes at 80x24, the Manager retrying and 29 blocked on it: the Manager's row and its error are on screen."""
+    progress, _ = _fleet(29, {MANAGER: (3, LONG_ERROR)})
+    for i in range(1, 30):  # the Manager last in the order it reports, first in the deployment
+        progress(_conf(i), NEW, None, kinds.STEP_COMMITTED)
+    progress(MANAGER, "reserving", "reserve_resources", kinds.STEP_STARTED)
+    progress(MANAGER, "reserving", "reserve_resources", kinds.STEP_RETRY)
+    progress.order = [*progress.order[1:], MANAGER]  # listed last: it must still come first
+    lines = _screen(progress, 80, 24).splitlines()
+    assert lines[1].startswith(MANAGER), lines[:3]
+    assert f"attempt 3/5: {LONG_ERROR}" in " ".join(" ".join(lines[2:5]).split())
+    assert any("waits for" in line for line in lines) and "more: " in lines[-1]
