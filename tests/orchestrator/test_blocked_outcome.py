@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from journal import Journal, kinds
 from machines.plan import Action, Blocked, Done, Held, RunStep, Stopped, Wait
 from orchestrator import _format
 from orchestrator.cli import cli
@@ -76,3 +78,20 @@ def test_behind_a_manager_at_its_gate_the_line_names_the_gate_and_its_command(co
     assert code == 3, lines
     assert lines[-1].startswith(f"blocked: {CONF} waits for {MGR}, which is waiting on gate security_wizard")
     assert f"orchestrator approve {MGR} security_wizard --by WHO" in lines[-1]
+
+
+def test_the_recap_counts_the_gate_and_the_blocked_as_waiting_and_journals_it(config: Path) -> None:
+    """A run to the wizard gate: the Manager waiting=1 with its changed steps, each blocked node waiting=1, none failed;
+    the run_recap event holds the same counts."""
+    result = CliRunner().invoke(cli, ["-c", str(config), "run", "--json"], catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    recap = json.loads(result.stdout)["recap"]
+    assert recap["nodes"][MGR]["waiting"] == 1 and recap["nodes"][MGR]["failed"] == 0
+    assert recap["nodes"][MGR]["changed"] == len(recap["nodes"][MGR]["steps_changed"]) > 0
+    assert all(
+        recap["nodes"][n]["waiting"] == 1 and recap["nodes"][n]["changed"] == 0 for n in recap["nodes"] if n != MGR
+    )
+    assert recap["totals"]["waiting"] == len(recap["nodes"]) and recap["totals"]["failed"] == 0
+    with Journal.open(config.parent / "orchestrator.journal.sqlite", readonly=True) as journal:
+        (event,) = [e for e in journal.events() if e.kind == kinds.RUN_RECAP]
+    assert event.payload == recap
