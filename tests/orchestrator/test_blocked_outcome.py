@@ -95,3 +95,11 @@ def test_the_recap_counts_the_gate_and_the_blocked_as_waiting_and_journals_it(co
     with Journal.open(config.parent / "orchestrator.journal.sqlite", readonly=True) as journal:
         (event,) = [e for e in journal.events() if e.kind == kinds.RUN_RECAP]
     assert event.payload == recap
+
+
+def test_a_run_left_in_maintenance_ends_saying_so_not_a_gate(capsys: pytest.CaptureFixture[str]) -> None:
+    """Only a node in maintenance left: exit 3 (as documented) and a last line about maintenance, not a gate."""
+    report = RunReport(outcomes={MGR: Held("in maintenance"), CONF: Done("at ldap_authenticated")})
+    assert _format.report(report, as_json=False) == 3
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("in maintenance") and "maintenance NODE off" in last and "gate" not in last
