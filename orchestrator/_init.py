@@ -58,6 +58,11 @@ TODO = (
     "network, snmp, global_settings: your NTP (with keys), DNS, syslog, SNMPv3, banner",
     "every env:NAME secret: set the environment variable NAME before `run` (values are never shown)",
 )
+# The lab's secrets are files it made: a real site gives its own references instead.
+_LAB_TODO = (
+    *TODO[:-1],
+    "every secret (file: in the lab): your own env:NAME or file:PATH references (values are never shown)",
+)
 _SECRETS = (
     "vcenter-password",
     "bios-password",
@@ -162,9 +167,9 @@ def init_config(path: Path, *, sim: bool = False, lab: Path | None = None, force
             lab=Path(lab).resolve(),
             path=path,
             manager=data["management"]["name"],
-            todo="\n".join(f"#   - {line}" for line in TODO),
+            todo="\n".join(f"#   - {line}" for line in _LAB_TODO),
         )
-        todo = TODO
+        todo = _LAB_TODO
     else:
         data = tomllib.loads(EXAMPLE.read_text())
         header = _REAL_HEADER.format(todo="\n".join(f"#   - {line}" for line in TODO))
