@@ -72,6 +72,18 @@ def _summary(result: RunReport) -> str:
         return _blocked_summary(result)
     if "Held" in ended and not ended & {"Stopped", "Wait"}:
         return "in maintenance (see above): `orchestrator maintenance NODE off --by WHO`, then run again"
+    failed = [n for n, a in result.outcomes.items() if type(a).__name__ == "Stopped"]
+    if failed:  # the nodes to resume, by name
+        if len(failed) == 1:
+            return f"a step failed on {failed[0]} (see above); fix the cause, then `orchestrator resume {failed[0]}`"
+        return f"a step failed on {len(failed)} nodes ({_some(failed)}); fix each, then `orchestrator resume NODE`"
+    waiting = [(n, a) for n, a in result.outcomes.items() if type(a).__name__ == "Wait"]
+    if len(waiting) == 1:  # its gate and the command that opens it
+        return f"waiting on a gate: {waiting[0][0]} is {waiting[0][1].reason}; then `orchestrator resume --all`"
+    if waiting:
+        names = [n for n, _ in waiting]
+        how = "open each (see above), then `orchestrator resume --all`"
+        return f"waiting on a gate: {len(names)} nodes ({_some(names)}); {how}"
     return _SUMMARY.get(result.exit_code, "")
 
 
