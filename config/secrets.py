@@ -20,8 +20,10 @@ __all__ = ["Secret", "SecretUnavailable", "Redactor", "REDACTOR", "SECRET_KEY_PA
 
 REDACTED = "[redacted]"
 
-# Keys whose values are secret whatever they hold: payload fields of this name are masked.
-SECRET_KEY_PATTERN = re.compile(r"(password|passphrase|secret|private_key|token|(^|_)key$|community)", re.IGNORECASE)
+# Keys whose values are secret whatever they hold: payload fields of this name are masked. Not
+# "community": the SNMP community is a configured name shown in plans (``snmp.community`` is text, not
+# a secret reference); the SNMPv3 passwords that guard the agent match "password".
+SECRET_KEY_PATTERN = re.compile(r"(password|passphrase|secret|private_key|token|(^|_)key$)", re.IGNORECASE)
 
 
 class Redactor:

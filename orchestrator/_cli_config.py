@@ -43,25 +43,39 @@ def validate(options: Options, offline: bool, as_json: bool) -> None:
 @click.command("init")
 @click.argument("path", required=False, type=click.Path(path_type=Path), default=Path("orchestrator.toml"))
 @click.option("--sim", is_flag=True, help="Every system simulated, secrets made in secrets/: `run` works at once.")
+@click.option(
+    "--lab",
+    "lab",
+    is_flag=True,
+    help="The running lab's deployment file (`orchestrator lab up` first): runs against its simulators.",
+)
+@click.option(
+    "--lab-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".lab"),
+    show_default=True,
+    help="With --lab: the lab's directory (`lab up --dir`).",
+)
 @click.option("--force", is_flag=True, help="Replace PATH if it exists (otherwise refused, exit 2).")
-@click.option("--json", "as_json", is_flag=True, help="Print {path, sim, secret_files, todo}.")
+@click.option("--json", "as_json", is_flag=True, help="Print {path, sim, lab, secret_files, todo}.")
 @handle_errors
-def init(path: Path, sim: bool, force: bool, as_json: bool) -> None:
+def init(path: Path, sim: bool, lab: bool, lab_dir: Path, force: bool, as_json: bool) -> None:
     """Write a starter deployment file (default ./orchestrator.toml) that `validate` accepts."""
     from orchestrator import api
 
-    result = api.init_config(path, sim=sim, force=force)
+    result = api.init_config(path, sim=sim, lab=lab_dir if lab else None, force=force)
     if as_json:
         out = {
             "path": str(result.path),
             "sim": result.sim,
+            "lab": str(result.lab) if result.lab else None,
             "secret_files": [str(p) for p in result.secret_files],
             "todo": list(result.todo),
         }
         click.echo(json.dumps(out, indent=2, sort_keys=True))
         return
     click.echo(f"wrote {result.path}")
-    if result.sim:
+    if result.sim or lab:
         click.echo(f"next: orchestrator -c {result.path} run  (stops at the approval gate, exit 3, as a real site)")
         return
     click.echo("fill in, then `orchestrator validate` (secrets not set yet: `validate --offline`):")

@@ -60,10 +60,54 @@ def report(result: RunReport, as_json: bool, quiet: bool = False) -> int:
 
 
 def _summary(result: RunReport) -> str:
-    """The last line: it matches the outcome (an interrupted run says so, not "a step failed")."""
+    """The last line: it matches the outcome (an interrupted run says so, not "a step failed").
+
+    When blocked nodes are all that is left (no node of the run failed or waits on a gate), the
+    line names what they wait for and what lets them go on.
+    """
     if result.interrupted:
         return "interrupted: the steps in flight finished or stay journaled; continue with `orchestrator resume --all`"
+    ended = {type(a).__name__ for a in result.outcomes.values()}
+    if result.blocked and not ended & {"Stopped", "Wait", "Held"}:
+        return _blocked_summary(result)
+    if "Held" in ended and not ended & {"Stopped", "Wait"}:
+        return "in maintenance (see above): `orchestrator maintenance NODE off --by WHO`, then run again"
+    failed = [n for n, a in result.outcomes.items() if type(a).__name__ == "Stopped"]
+    if failed:  # the nodes to resume, by name
+        if len(failed) == 1:
+            return f"a step failed on {failed[0]} (see above); fix the cause, then `orchestrator resume {failed[0]}`"
+        return f"a step failed on {len(failed)} nodes ({_some(failed)}); fix each, then `orchestrator resume NODE`"
+    waiting = [(n, a) for n, a in result.outcomes.items() if type(a).__name__ == "Wait"]
+    if len(waiting) == 1:  # its gate and the command that opens it
+        return f"waiting on a gate: {waiting[0][0]} is {waiting[0][1].reason}; then `orchestrator resume --all`"
+    if waiting:
+        names = [n for n, _ in waiting]
+        how = "open each (see above), then `orchestrator resume --all`"
+        return f"waiting on a gate: {len(names)} nodes ({_some(names)}); {how}"
     return _SUMMARY.get(result.exit_code, "")
+
+
+def _blocked_summary(result: RunReport) -> str:
+    names = result.blocked
+    who = names[0] + " waits" if len(names) == 1 else f"{len(names)} nodes wait ({_some(names)})"
+    if result.blocked_by is None:
+        return f"blocked: {who} for another node; see `orchestrator status`"
+    manager, action = result.blocked_by
+    kind = type(action).__name__
+    if kind == "Stopped":
+        return f"blocked: {who} for {manager}, which failed; fix the cause, then `orchestrator resume {manager}`"
+    if kind == "Wait":
+        return f"blocked: {who} for {manager}, which is {action.reason}; then `orchestrator resume --all`"
+    if kind == "Held":
+        return f"blocked: {who} for {manager}, in maintenance: `orchestrator maintenance {manager} off --by WHO`"
+    return (
+        f"blocked: {who} for {manager}, which this run did not drive far enough (see above); "
+        f"drive it first: `orchestrator run {manager}`, then run them again"
+    )
+
+
+def _some(names: list[str], limit: int = 3) -> str:
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
 def recap_lines(recap: dict[str, Any]) -> list[str]:

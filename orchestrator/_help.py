@@ -15,10 +15,10 @@ EXIT_CODES = {
     0: "done (every node reached its target; a read-only command succeeded)",
     1: (
         "a step failed, the run was interrupted, another process holds a node, the lab failed to start, "
-        "or (audit) a control failed"
+        "(audit) a control failed, or a node is blocked on a Management Node that failed or was not driven"
     ),
     2: "bad input: the message names the option or field and the fix",
-    3: "waiting on a gate: open it (approve, cert import), then resume",
+    3: "waiting on a gate (or blocked on a node that waits on one): open it (approve, cert import), then resume",
     4: "the journal or an export failed its integrity check",
     70: "simulate only: a simulated crash injected by --faults exit=STEP (resume to continue)",
 }
@@ -95,7 +95,15 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "config": (("orchestrator config reference", "orchestrator config schema > orchestrator.schema.json"), (0,)),
     "config reference": (("orchestrator config reference", "orchestrator config reference --markdown"), (0,)),
     "config schema": (("orchestrator config schema > orchestrator.schema.json",), (0,)),
-    "init": (("orchestrator init --sim", "orchestrator init site.toml", "orchestrator init --force --sim"), (0, 2)),
+    "init": (
+        (
+            "orchestrator init --sim",
+            "orchestrator init site.toml",
+            "orchestrator lab up && orchestrator init --lab lab.toml",
+            "orchestrator init --force --sim",
+        ),
+        (0, 2),
+    ),
 }
 
 # One-line summaries for the command lists (never cut with "...").

@@ -2,7 +2,9 @@
 
 Written as data with ``tomli_w`` (any value reads back exactly as given); the comments are a
 header prepended as text. ``sim``: every system simulated, secrets made at random in
-``secrets/`` beside the file, runnable with ``orchestrator run`` at once. Otherwise: the
+``secrets/`` beside the file, runnable with ``orchestrator run`` at once. ``lab``: the deployment
+file of the running lab (``orchestrator lab up``), whose real clients talk to the lab's simulators
+on 127.0.0.1; refused while no lab runs (the ports are the lab's, chosen at ``lab up``). Otherwise: the
 shipped ``config/example.toml`` (real systems, ``env:`` secret references), with a header
 listing what to fill in for a real site.
 """
@@ -36,6 +38,16 @@ _REAL_HEADER = (
     "{todo}\n"
     "# Every field: `orchestrator config reference` (or docs/configuration.md); its schema: `config schema`.\n\n"
 )
+_LAB_HEADER = (
+    "# Written by `orchestrator init --lab` from the lab in {lab}: vCenter (vcsim), LDAP (slapd) and the\n"
+    "# Management API are the lab's simulators on 127.0.0.1, driven by the real clients over TLS with the\n"
+    "# lab's test CA; the console and the CA are simulated. Lab test credentials only (file: secrets in the lab).\n"
+    "# Run it as written while that lab runs: `orchestrator -c {path} run` stops at the security-wizard\n"
+    "# gate (exit 3): `orchestrator -c {path} approve {manager} security_wizard --by WHO`, then `resume --all`.\n"
+    "# Its ports are the lab's: after another `lab up`, write it again with `orchestrator init --lab --force`.\n"
+    "# For a real site, edit (or start from `orchestrator init`):\n"
+    "{todo}\n\n"
+)
 # What a real site must edit, in the order of the file.
 TODO = (
     "deployment.name: your deployment's name (it names the journal's records)",
@@ -45,6 +57,11 @@ TODO = (
     "pexip_api, console, pki, ldap: your Management Node, CA and directory (modes: real where built)",
     "network, snmp, global_settings: your NTP (with keys), DNS, syslog, SNMPv3, banner",
     "every env:NAME secret: set the environment variable NAME before `run` (values are never shown)",
+)
+# The lab's secrets are files it made: a real site gives its own references instead.
+_LAB_TODO = (
+    *TODO[:-1],
+    "every secret (file: in the lab): your own env:NAME or file:PATH references (values are never shown)",
 )
 _SECRETS = (
     "vcenter-password",
@@ -68,6 +85,7 @@ class Initialized:
     sim: bool
     secret_files: tuple[Path, ...]
     todo: tuple[str, ...]
+    lab: Path | None = None  # the lab whose deployment file it is (``--lab``)
 
 
 def _sim_data(directory: Path) -> dict[str, Any]:
@@ -91,13 +109,38 @@ def _sim_data(directory: Path) -> dict[str, Any]:
     return data
 
 
-def init_config(path: Path, *, sim: bool = False, force: bool = False) -> Initialized:
+def _lab_data(lab_dir: Path) -> dict[str, Any]:
+    """The running lab's deployment file as data; ConfigError naming ``--lab`` when no lab runs there."""
+    from orchestrator.lab import lab_status
+
+    status = lab_status(lab_dir)
+    if status["config"] is None or not Path(status["config"]).is_file():
+        raise ConfigError(
+            [("--lab", f"no lab in {lab_dir}; start one with `orchestrator lab up` first (or use `init --sim`)")]
+        )
+    stopped = [name for name in ("vcenter", "ldap", "pexip_api") if not status[name].get("running")]
+    if stopped:
+        raise ConfigError(
+            [("--lab", f"the lab in {lab_dir} is not running ({', '.join(stopped)} stopped); `orchestrator lab up`")]
+        )
+    data: dict[str, Any] = tomllib.loads(Path(status["config"]).read_text())
+    return data
+
+
+def init_config(path: Path, *, sim: bool = False, lab: Path | None = None, force: bool = False) -> Initialized:
     """Write a starter deployment file at ``path``; refuses to replace one unless ``force``.
 
+    Args:
+        sim: every system simulated, secrets made beside the file.
+        lab: the directory of a running lab (``orchestrator lab up``): its deployment file, with comments.
+
     Raises:
-        ConfigError: ``path`` exists (and not ``force``), is a directory, or its directory is missing.
+        ConfigError: ``path`` exists (and not ``force``), is a directory, or its directory is missing;
+            ``sim`` with ``lab``; no lab runs in ``lab``.
     """
     path = Path(path)
+    if sim and lab is not None:
+        raise ConfigError([("--lab", "give --sim or --lab, not both")])
     if path.is_dir():
         raise ConfigError([("PATH", f"{path} is a directory; give the file to write, e.g. {path}/orchestrator.toml")])
     if path.exists() and not force:
@@ -119,9 +162,18 @@ def init_config(path: Path, *, sim: bool = False, force: bool = False) -> Initia
             written.append(target)
         header = _SIM_HEADER.format(path=path)
         todo: tuple[str, ...] = ()
+    elif lab is not None:
+        data = _lab_data(Path(lab).resolve())
+        header = _LAB_HEADER.format(
+            lab=Path(lab).resolve(),
+            path=path,
+            manager=data["management"]["name"],
+            todo="\n".join(f"#   - {line}" for line in _LAB_TODO),
+        )
+        todo = _LAB_TODO
     else:
         data = tomllib.loads(EXAMPLE.read_text())
         header = _REAL_HEADER.format(todo="\n".join(f"#   - {line}" for line in TODO))
         todo = TODO
     path.write_text(header + tomli_w.dumps(data))
-    return Initialized(path, sim, tuple(written), todo)
+    return Initialized(path, sim, tuple(written), todo, Path(lab).resolve() if lab is not None else None)

@@ -12,6 +12,7 @@ TLS trust of those systems is not checked here yet (``run``'s preflight does it)
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,10 +74,22 @@ def _endpoints(d: Deployment) -> list[tuple[str, str, int]]:
     for name, spec, default in (("vcenter", d.vcenter, 443), ("pexip_api", d.pexip_api, 443)):
         if spec.mode == "real":
             parts = urlsplit(spec.url)
-            out.append((f"{name}.url", parts.hostname or "", parts.port or default))
+            host = parts.hostname or ""
+            if name == "pexip_api" and not _is_ip(host):
+                # The client connects to pexip_api.address (default management.address); the name is for TLS.
+                host = d.pexip_api.address or d.management.address
+            out.append((f"{name}.url", host, parts.port or default))
     if d.ldap.mode == "real":
         out.append(("ldap.server", d.ldap.server, d.ldap.port))
     return out
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def unreachable(deployment: Deployment) -> list[tuple[str, str]]:

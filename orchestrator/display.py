@@ -11,6 +11,7 @@ commits costs nothing, and ``render(width, height)`` is what the tests look at.
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from typing import Any, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress_bar import ProgressBar
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -41,8 +42,9 @@ _GRID_LIMIT = 40  # past this many nodes, the grid becomes a count per state
 _CHROME = 6  # lines of the grid that are not node rows: header, table borders and heading, summary
 _GATE_OF_STATE = {spec["state"]: gate for gate, spec in GATES.items()}
 
+_MEASURE = Console(file=io.StringIO(), width=1000)  # measures how many lines a phrase folds into; draws nothing
 # Sort order of the rows when they do not all fit: what needs a person first.
-_FAILED, _WAITING, _BLOCKED, _RUNNING, _IDLE = range(5)
+_FAILED, _WAITING, _RETRYING, _BLOCKED, _RUNNING, _IDLE = range(6)
 
 
 class Progress:
@@ -192,7 +194,11 @@ class Progress:
             return _WAITING
         if self.blocked_on(node):
             return _BLOCKED
-        return _RUNNING if state in TARGET_OF else _IDLE
+        if state not in TARGET_OF:
+            return _IDLE
+        # A step retried after an error comes before the blocked rows: the Management Node retrying
+        # is what its 29 blocked Conferencing Nodes wait for.
+        return _RETRYING if self.attempts.get(node, 0) > 1 or self.errors.get(node) else _RUNNING
 
     def now(self, node: str) -> Text:
         """What ``node`` does now, one phrase."""
@@ -205,7 +211,7 @@ class Progress:
             return Text(f"⏸ {state} ({step}): {self._gate_command(node, state)}", style="yellow")
         if rank == _BLOCKED:
             return Text(str(self.blocked_on(node)), style="dim")
-        if rank == _RUNNING:
+        if rank in (_RUNNING, _RETRYING):
             elapsed = self.clock() - self.step_since.get(node, self.started)
             text = Text(f"{step or state} {elapsed:.0f}s")
             if self.attempts.get(node, 0) > 1 or self.errors.get(node):
@@ -242,36 +248,53 @@ class Progress:
         """The frame for a terminal of ``width`` x ``height``.
 
         Wide: one row per node (name, milestones, now). Narrow (the name and milestones leave
-        under 40 columns): two lines per node, the phrase under the name. Either way the name
-        is whole; when the rows do not fit, the problems come first and the phrase keeps to one line.
+        under 40 columns): the phrase on the lines under the name. Either way the name is whole.
+        When the rows do not fit, the problems come first: a failed or waiting node, or one with a
+        retried error, keeps its whole phrase (the error, the gate's command), the others one line each.
         """
         if len(self.order) > _GRID_LIMIT:
-            return self._counts()
+            return self._counts(width)
         longest = max(len(n) for n in self.order)
         narrow = width - longest - len(MILESTONES) - 4 < 40
-        per_node = 2 if narrow else 1
-        room = max(height - _CHROME, per_node)
-        fits = len(self.order) * per_node <= room
-        shown = self.order if fits else sorted(self.order, key=lambda n: (self._rank(n), self.order.index(n)))
-        limit = len(shown) if fits else max((room - 1) // per_node, 1)
+        phrase_width = max(width - 2 if narrow else width - longest - len(MILESTONES) - 4, 10)
+        phrases = {n: self.now(n) for n in self.order}
+
+        def lines(node: str, whole: bool) -> int:
+            folded = len(phrases[node].wrap(_MEASURE, phrase_width)) if whole else 1  # as rich will fold it
+            return folded + (1 if narrow else 0)
+
+        room = max(height - _CHROME, 2)
+        rows = [(n, True) for n in self.order]
+        if sum(lines(n, True) for n in self.order) > room:
+            budget, rows = room - 1, []  # a line for the summary of the rest
+            for node in sorted(self.order, key=lambda n: (self._rank(n), self.order.index(n))):
+                whole = self._rank(node) in (_FAILED, _WAITING, _RETRYING)
+                if lines(node, whole) > budget:
+                    whole = False
+                    if lines(node, whole) > budget:
+                        break
+                rows.append((node, whole))
+                budget -= lines(node, whole)
+            rows = rows or [(self.order[0], False)]
+        for node, whole in rows:
+            if not whole:
+                phrases[node].no_wrap, phrases[node].overflow = True, "ellipsis"
         parts: list[Any] = [self._header()]
         if narrow:
-            for node in shown[:limit]:
+            for node, _ in rows:
                 name = node.ljust(longest) if longest + len(MILESTONES) + 2 <= width else node
                 parts.append(Text.assemble(Text(name, style="bold"), "  ", self._milestones(node)))
-                now = Text("  ").append_text(self.now(node))
-                if not fits:
-                    now.no_wrap, now.overflow = True, "ellipsis"
-                parts.append(now)
+                parts.append(Padding(phrases[node], (0, 0, 0, 2)))  # a folded phrase stays indented under its name
         else:
             table = Table(show_header=True, header_style="bold", expand=False, pad_edge=False, box=None)
             table.add_column("node", no_wrap=True, min_width=longest)
             table.add_column("milestones", no_wrap=True, min_width=len(MILESTONES))
-            table.add_column("now", ratio=1, overflow="fold" if fits else "ellipsis", no_wrap=not fits)
-            for node in shown[:limit]:
-                table.add_row(node, self._milestones(node), self.now(node))
+            table.add_column("now", ratio=1, overflow="fold")
+            for node, _ in rows:
+                table.add_row(node, self._milestones(node), phrases[node])
             parts.append(table)
-        rest = shown[limit:]
+        shown = {node for node, _ in rows}
+        rest = [n for n in self.order if n not in shown]
         if rest:
             counts = Counter(self.states[n] for n in rest)
             summary = ", ".join(f"{c} {s}" for s, c in counts.most_common())
@@ -282,12 +305,9 @@ class Progress:
         more = f" (+{len(nodes) - limit} more)" if len(nodes) > limit else ""
         return Text(f"{label}: {', '.join(nodes[:limit])}{more}", style="red" if label == "failed" else "yellow")
 
-    def _counts(self) -> Any:
+    def _counts(self, width: int = 80) -> Any:
         counts = Counter(self.states.values())
-        table = Table(show_header=True, header_style="bold")
         columns = [NEW, *MILESTONES, "in progress", "waiting", FAILED]
-        for c in columns:
-            table.add_column(c, justify="right")
         row = [
             str(counts.get(NEW, 0)),
             *(str(counts.get(m, 0)) for m in MILESTONES),
@@ -295,10 +315,18 @@ class Progress:
             str(sum(v for k, v in counts.items() if k in WAITING)),
             str(counts.get(FAILED, 0)),
         ]
-        table.add_row(*row)
+        # A column per state needs its name's width plus borders; narrower, the states go on one
+        # wrapping line instead of being cut to "dep…".
+        if sum(max(len(c), len(n)) + 3 for c, n in zip(columns, row, strict=True)) + 1 <= width:
+            table: Any = Table(show_header=True, header_style="bold")
+            for c in columns:
+                table.add_column(c, justify="right")
+            table.add_row(*row)
+        else:
+            table = Text("  ·  ".join(f"{c} {n}" for c, n in zip(columns, row, strict=True)))
         total = len(self.order) * len(MILESTONES)
         progress = sum(max(milestone_index(s), 0) for s in self.states.values())
-        parts: list[Any] = [self._header(), ProgressBar(total=total, completed=progress), table]
+        parts: list[Any] = [self._header(), _bar(progress, total, width), table]
         failed = [n for n in self.order if self.states[n] == FAILED]
         waiting = [n for n in self.order if self.states[n] in WAITING]
         if failed:
@@ -306,3 +334,12 @@ class Progress:
         if waiting:
             parts.append(self._names("waiting", [f"{n} ({_GATE_OF_STATE.get(self.states[n], '?')})" for n in waiting]))
         return Group(*parts)
+
+
+def _bar(done: int, total: int, width: int) -> Text:
+    """``━━━━╺────  42%`` on one line of its own (rich's ProgressBar ends no line without colours)."""
+    cells = max(width - 6, 10)
+    filled = cells * done // total if total else cells
+    return Text.assemble(
+        ("━" * filled, "green"), ("─" * (cells - filled), "dim"), f" {100 * done // max(total, 1):3d}%"
+    )

@@ -175,10 +175,21 @@ class Engine(Reconciler):
                 )
                 report.outcomes.update({name: Stopped(why) for name, why in failed.items()})
             report.interrupted = self._stopping
+            report.blocked_by = self._blocker(report, until)
         finally:
             heartbeat.cancel()
             self.journal.release_leases(self.owner)
         return report
+
+    def _blocker(self, report: RunReport, until: str) -> tuple[str, Action] | None:
+        """What the blocked nodes of ``report`` wait for: the Management Node and its outcome or next action."""
+        manager = self._fleet.management
+        if manager is None or not report.blocked:
+            return None
+        if manager.name in report.outcomes:
+            return manager.name, report.outcomes[manager.name]
+        manager.record({"maintenance": maintenance_of(self.journal, manager.name)})
+        return manager.name, self.plan(manager, until)
 
     async def _prepare_resume(self, names: Sequence[str], from_step: str | None, renew: bool = False) -> None:
         """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""

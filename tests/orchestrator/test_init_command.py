@@ -83,3 +83,32 @@ def test_init_into_a_missing_directory_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["init", str(tmp_path / "no" / "o.toml")], catch_exceptions=False)
     assert result.exit_code == 2 and "does not exist" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_init_lab_without_a_lab_says_to_start_one_and_writes_nothing(tmp_path: Path) -> None:
+    """`init --lab` with no lab in --lab-dir: exit 2 naming --lab and `orchestrator lab up`; no file made."""
+    config = tmp_path / "lab.toml"
+    result = CliRunner().invoke(cli, ["init", "--lab", "--lab-dir", str(tmp_path / "lab"), str(config)])
+    assert result.exit_code == 2, result.output
+    assert "--lab" in result.stderr and "orchestrator lab up" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_lab_with_a_stopped_lab_names_what_is_stopped(tmp_path: Path) -> None:
+    """A lab directory whose simulators are gone (a dead pid): exit 2, the stopped ones named, nothing written."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "orchestrator.toml").write_text('[deployment]\nname = "lab"\n')
+    state = {"config": str(lab / "orchestrator.toml"), "vcenter": {"pid": 2**22 + 7}}
+    (lab / "state.json").write_text(json.dumps(state))
+    result = CliRunner().invoke(cli, ["init", "--lab", "--lab-dir", str(lab), str(tmp_path / "lab.toml")])
+    assert result.exit_code == 2, result.output
+    assert "is not running (vcenter, ldap, pexip_api stopped)" in result.stderr
+    assert not (tmp_path / "lab.toml").exists()
+
+
+def test_init_takes_sim_or_lab_not_both(tmp_path: Path) -> None:
+    """--sim with --lab: exit 2, nothing written."""
+    result = CliRunner().invoke(cli, ["init", "--sim", "--lab", str(tmp_path / "x.toml")])
+    assert result.exit_code == 2 and "--sim or --lab" in result.stderr
+    assert list(tmp_path.iterdir()) == []

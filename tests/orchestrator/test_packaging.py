@@ -53,7 +53,7 @@ def test_the_wheel_carries_the_labs_go_main_and_the_policy(wheel: Path) -> None:
     """main.go, the packaged policy and the example configuration are in the wheel; the entry point too."""
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "orchestrator/lab/vcsim/main.go" in names
-    assert {"config/secure-mode-policy.toml", "config/example.toml"} <= names
+    assert {"config/secure-mode-policy.toml", "config/example.toml", "config/controls.toml"} <= names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "orchestrator = orchestrator.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -120,6 +120,8 @@ def test_an_installed_copy_brings_the_lab_up_and_down(
         assert (tmp_path / "lab" / "bin" / "vcsim").is_file()
         status = _run(installed, "lab", "status", "--dir", str(tmp_path / "lab"), cwd=tmp_path)
         assert "orchestrator lab up" not in status.stdout and "vcenter: https://127.0.0.1:" in status.stdout
+        assert "ldap: ldap://127.0.0.1:" in status.stdout and "pexip_api: https://" in status.stdout
+        assert "[not running]" not in status.stdout, status.stdout  # slapd and the network simulators too
     finally:
         down = _run(installed, "lab", "down", "--dir", str(tmp_path / "lab"), "--reset", "--json", cwd=tmp_path)
     assert down.returncode == 0, down.stderr

@@ -106,7 +106,8 @@ def test_a_saved_plan_applied_runs_exactly_the_planned_steps(config: Path) -> No
         n: [r["step"] for r in rows if r["status"] not in ("ok", "blocked")] for n, rows in planned["nodes"].items()
     }
     code, out, err = _cli(config, "run", "--plan", "plan.json", "-q")
-    assert code == 3, out + err  # the Conferencing Nodes stay blocked, as planned
+    # The Conferencing Nodes stay blocked, as planned: on a manager stopped at --until, not on a gate.
+    assert code == 1 and out.splitlines()[-1].startswith("blocked: 3 nodes wait"), out + err
     assert _committed(config.parent / "orchestrator.journal.sqlite") == {n: s for n, s in wanted.items() if s}
     assert wanted["pexip-mgr"][-1] == "verify_admin_login" and all(
         r["status"] == "blocked" for r in planned["nodes"]["pexip-conf-01"]
