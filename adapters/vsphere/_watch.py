@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pyVmomi import vim, vmodl
 
+from adapters.base import InventoryEvent
 from adapters.vsphere._inventory import IDENTITY_FIELD, moid
 from adapters.vsphere._session import Session
 from config.errors import AdapterError
@@ -28,18 +29,6 @@ __all__ = ["InventoryEvent", "watch_vms"]
 
 PC = vmodl.query.PropertyCollector
 WATCH_PATHS = ["name", "runtime.powerState", "customValue"]
-
-
-@dataclass(frozen=True)
-class InventoryEvent:
-    """A VM appeared (``enter``), changed (``modify``) or went away (``leave``)."""
-
-    kind: Literal["enter", "modify", "leave"]
-    moref: str
-    name: str
-    identity: str | None  # our identity attribute, None for VMs that are not ours
-    power_state: str | None
-    changed: tuple[str, ...] = ()  # property paths that changed (modify)
 
 
 def _wait_for_updates(collector: Any, version: str, options: Any, _client: Any) -> Any:
