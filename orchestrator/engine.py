@@ -117,6 +117,13 @@ class Engine(StepRunner):
         self._fleet.management = self._models[self.deployment.management.name]
         self._gates.load({m.name: m.state for m in self._models.values()})
 
+    def nodes(self) -> dict[str, str]:
+        """Each loaded node's state, as the journal has it."""
+        return {name: model.state for name, model in self._models.items()}
+
+    def state_of(self, name: str) -> str:
+        return self._models[name].state
+
     def stop(self) -> None:
         """Stop starting new steps; the steps in flight finish (SIGINT/SIGTERM)."""
         self._stopping = True
@@ -168,6 +175,19 @@ class Engine(StepRunner):
             heartbeat.cancel()
             self.journal.release_leases(self.owner)
         return report
+
+    async def drive_node(self, name: str, until: str = LDAP_AUTHENTICATED) -> Action:
+        """Drive one node to ``until`` under a lease its caller already holds (the daemon's reconciler).
+
+        The same drive as :meth:`run`, one node at a time: a failed node is put back where it
+        failed first (journaled as ``retried``). Its result is what the planner says next.
+        """
+        model = self._models[name]
+        self._until = until
+        if model.state == FAILED:
+            await self._prepare_resume([name], None)
+        self._active.add(name)
+        return await self._drive(model, until)
 
     async def _prepare_resume(self, names: Sequence[str], from_step: str | None) -> None:
         """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""
