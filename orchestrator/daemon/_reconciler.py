@@ -189,6 +189,7 @@ class Reconciler:
             self.queue.add_after(name, delay)
         else:
             self.results[name] = result
+            log.debug("reconciled", node=name, result=type(result).__name__, state=engine.state_of(name))
             self._schedule(name, result, engine.state_of(name))
         finally:
             self._tasks.pop(name, None)
@@ -222,7 +223,7 @@ class Reconciler:
         """An event names ``name``: queue it now (a failed node is retried at once). False: not a node."""
         if name not in self.generation.engine.nodes():
             return False
-        log.info("node event", node=name, why=why)
+        log.debug("node event", node=name, why=why)
         self.queue.add(name)
         return True
 

@@ -4,6 +4,7 @@ SIGTERM and restart, one daemon per journal (slow: each test starts processes)."
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -86,3 +87,28 @@ def test_sigterm_mid_run_then_a_restart_finishes_each_step_once(tmp_path: Path) 
         assert restarted.stop() == 0
     committed = Counter((e.node, e.step) for e in events(config) if e.kind == kinds.STEP_COMMITTED)
     assert committed and max(committed.values()) == 1, [k for k, n in committed.items() if n > 1]
+
+
+def test_ready_watchdog_and_stopping_reach_the_notify_socket(tmp_path: Path) -> None:
+    """systemd's protocol on a test NOTIFY_SOCKET: READY=1 once serving, WATCHDOG=1 pings, STOPPING=1."""
+    config = starter(tmp_path)
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(20)
+        daemon = Daemon(config, env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"})
+        try:
+            got = [sock.recv(4096).decode() for _ in range(3)]
+            assert "READY=1" in got, got
+            assert "WATCHDOG=1" in got, got
+            assert daemon.url is not None or daemon.wait_ready()
+        finally:
+            assert daemon.stop() == 0
+        rest = []
+        sock.settimeout(0.2)
+        try:
+            while True:
+                rest.append(sock.recv(4096).decode())
+        except TimeoutError:
+            pass
+        assert "STOPPING=1" in rest, rest
