@@ -161,14 +161,14 @@ def main() -> None:
     worst = max(latencies)
     print(
         f"  median {statistics.median(latencies) * 1000:.1f} ms, max {worst * 1000:.1f} ms "
-        f"(target <= {LATENCY_TARGET_S * 1000:.0f} ms: {'met' if worst <= LATENCY_TARGET_S else 'NOT met'})"
+        f"(target <= {LATENCY_TARGET_S * 1000:.0f} ms: {'met' if worst <= LATENCY_TARGET_S else 'NOT MET'})"
     )
     print(f"2. memory per idle node, {args.nodes} nodes (tracemalloc)")
     with tempfile.TemporaryDirectory() as tmp:
         per_node, first, resync = asyncio.run(_memory_and_resync(Path(tmp), args.nodes))
     print(
         f"  {per_node / 1024:.2f} KB per node (target <= {MEMORY_TARGET_B / 1024:.0f} KB: "
-        f"{'met' if per_node <= MEMORY_TARGET_B else 'NOT met'}); first reconcile of all: {first:.2f} s"
+        f"{'met' if per_node <= MEMORY_TARGET_B else 'NOT MET'}); first reconcile of all: {first:.2f} s"
     )
     print(f"3. a resync of {args.nodes} nodes: {resync:.2f} s wall time")
 
