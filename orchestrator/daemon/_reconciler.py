@@ -246,16 +246,7 @@ class Reconciler:
                 deployment = load_deployment(self.session.settings)
                 assert deployment is not None  # required: a missing file raised
                 register_secrets(deployment)
-                if deployment.name != current.name:
-                    raise ConfigError(
-                        [
-                            (
-                                "deployment.name",
-                                f"changed from {current.name!r} to {deployment.name!r}; a journal holds one "
-                                "deployment: put it back, or run the new one with its own journal",
-                            )
-                        ]
-                    )
+                _check_same_place(current, deployment)
             except ConfigError as exc:
                 log.error("configuration refused: the running deployment is unchanged", why=why, error=str(exc))
                 return False
@@ -320,3 +311,18 @@ class Reconciler:
 
     def statistics(self) -> dict[str, Any]:
         return {"reconciles": self.reconciles, "in_flight": len(self._tasks), **self.queue.statistics()}
+
+
+def _check_same_place(current: Deployment, new: Deployment) -> None:
+    """A reload keeps the deployment, its journal and its simulated world: the daemon holds them open."""
+    problems = [
+        (field, f"changed from {before!r} to {after!r}; {fix}")
+        for field, before, after, fix in (
+            ("deployment.name", current.name, new.name, "a journal holds one deployment: put it back"),
+            ("journal.path", current.journal.path, new.journal.path, "restart the daemon to use another journal"),
+            ("simulation.world", current.simulation.world, new.simulation.world, "restart the daemon for it"),
+        )
+        if before != after
+    ]
+    if problems:
+        raise ConfigError(problems)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import ssl
 from collections.abc import Callable, Coroutine
@@ -51,7 +52,9 @@ async def _serve_http(
     if spec.tls_cert and spec.tls_key:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(spec.tls_cert, spec.tls_key)
-    runner = web.AppRunner(make_app(settings, token=spec.token), access_log=None)
+    # The journal by its path: the API must not read the deployment file, which may hold a refused edit.
+    pinned = dataclasses.replace(settings, journal=reconciler.session.journal_path)
+    runner = web.AppRunner(make_app(pinned, token=spec.token), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, ssl_context=tls).start()

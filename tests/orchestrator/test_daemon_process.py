@@ -3,9 +3,11 @@ SIGTERM and restart, one daemon per journal (slow: each test starts processes)."
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +23,7 @@ def test_drives_to_done_picks_up_a_new_entry_and_refuses_a_bad_edit(tmp_path: Pa
     config = starter(tmp_path)
     daemon = Daemon(config)
     try:
-        daemon.wait_ready()
+        url = daemon.wait_ready()
         wait_for(lambda: states(config).get("pexip-mgmt") == "awaiting_approval", what="the gate", daemon=daemon)
         approve(config)  # as `orchestrator approve` does, from another connection: the daemon sees it
         wait_for(all_done(config, 3), what="3 nodes done", daemon=daemon)
@@ -36,6 +38,9 @@ def test_drives_to_done_picks_up_a_new_entry_and_refuses_a_bad_edit(tmp_path: Pa
         refusal = next(line for line in daemon.log if "configuration refused" in line)
         assert "conferencing[3].vlan" in refusal, refusal
         time.sleep(0.5)
+        with urllib.request.urlopen(f"{url}/api/nodes", timeout=5) as answer:  # the API, while the edit is bad
+            served = {n["node"]: n["state"] for n in json.load(answer)["nodes"]}
+        assert served == states(config)
         assert set(states(config)) == {"pexip-mgmt", "pexip-conf-01", "pexip-conf-02", "pexip-conf-03"}
         assert daemon.proc.poll() is None  # still running, the same set
     finally:
