@@ -74,6 +74,7 @@ async def run_daemon(
     ready: Callable[[str], None] = print,
     observer: Observer | None = None,
     started: Callable[[Reconciler], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT. ``ready`` gets the HTTP API's URL once the daemon serves.
 
@@ -81,12 +82,13 @@ async def run_daemon(
         listen: HOST:PORT for the HTTP API (default ``[http] listen``; port 0: any free port).
         observer: called after every committed transition (benchmarks, tests).
         started: called with the reconciler once it runs (benchmarks).
+        stop: set it to stop as SIGTERM does (the daemon embedded in a test or a benchmark).
 
     Raises:
         ConfigError: the deployment is refused (exit 2); nothing was changed.
         ResourceLocked: another process holds a node of this journal (exit 1).
     """
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with open_session(settings) as session:
         reconciler = Reconciler(session, observer=observer, preflight=_preflight)
