@@ -43,6 +43,10 @@ def test_drives_to_done_picks_up_a_new_entry_and_refuses_a_bad_edit(tmp_path: Pa
         assert served == states(config)
         assert set(states(config)) == {"pexip-mgmt", "pexip-conf-01", "pexip-conf-02", "pexip-conf-03"}
         assert daemon.proc.poll() is None  # still running, the same set
+
+        config.write_text(good)
+        daemon.proc.send_signal(signal.SIGHUP)  # systemctl reload: the file read again
+        wait_for(lambda: daemon.logged('"why": "SIGHUP"'), what="the SIGHUP reload", daemon=daemon)
     finally:
         assert daemon.stop() == 0, "".join(daemon.log)
     assert not daemon.logged("Traceback"), "".join(daemon.log)
