@@ -135,6 +135,10 @@ class VSphere(Protocol):
         and that carry the custom attribute ``tag`` (default ``vcenter.tag``; none: any VM): first an
         ``enter`` for each such VM already there, then each change, until the consumer stops."""
 
+    async def power_off(self, vm: VmState) -> VmState:
+        """Power the VM off (a standby contingency deployment); one already off is left as is.
+        Returns the VM as observed afterwards: ``Rejected`` unless it shows ``poweredOff``."""
+
     async def aclose(self) -> None: ...
 
 
@@ -244,6 +248,10 @@ class CertificateAuthority(Protocol):
 
     async def chain(self) -> list[str]:
         """The trusted CA chain to upload (PEM blocks, root last)."""
+
+    async def withdraw(self, node: str) -> None:
+        """Forget ``node``'s CSR and the certificate answering it, before a renewal CSR for the same key:
+        the old answer (for that key too) must not be taken as the new one. Nothing to forget is no error."""
 
     async def aclose(self) -> None: ...
 

@@ -3,11 +3,13 @@
 For sites whose CA can be driven from a command line (``openssl ca``, a vendor's CLI, a
 script). ``pki.command`` is an argv list, run without a shell: the CSR (PEM) goes to its
 standard input, the signed certificate (PEM; other text around it is ignored) comes back on
-its standard output. ``ORCHESTRATOR_NODE`` in its environment names the node.
+its standard output. ``ORCHESTRATOR_NODE`` in its environment names the node,
+``ORCHESTRATOR_SUBJECT`` its subject name.
 
 The same folders as the manual CA keep the state, so a crash between signing and installing
-never signs twice: the CSR in ``<inbox>/../outbox/<node>.csr``, the certificate in
-``<inbox>/<node>.pem``. A submission whose certificate is already there runs nothing.
+never signs twice: the CSR in ``<inbox>/../outbox/<subject-name>.csr``, the certificate in
+``<inbox>/<subject-name>.pem`` (the subject name: the node's FQDN, or its IP address). A
+submission whose certificate is already there runs nothing.
 
 The program runs once at a time, in this process and across processes (a lock file in the
 outbox): a CA's database is not made for concurrent writers (two `openssl ca` at once issue the
@@ -63,7 +65,7 @@ class CommandCA(ManualCA):
         """
         csr = load_csr(node, csr_pem)
         await super().submit(node, csr_pem)
-        signed = self._inbox / f"{node}.pem"
+        signed = self._inbox / f"{self._name(node)}.pem"
         async with self._one_at_a_time():
             if signed.is_file() and certificate_for(csr, signed.read_text()):
                 return  # signed before (a replay, or a resumed run): never sign twice
@@ -109,7 +111,7 @@ class CommandCA(ManualCA):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=self._cwd,
-                env={**os.environ, "ORCHESTRATOR_NODE": node},
+                env={**os.environ, "ORCHESTRATOR_NODE": node, "ORCHESTRATOR_SUBJECT": self._name(node)},
             )
         except OSError as exc:
             raise Rejected(

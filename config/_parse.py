@@ -170,6 +170,7 @@ def _ldap(t: Table, policy: Policy) -> LdapSpec:
     for m in t.tables("role_mappings"):
         mappings.append(RoleMapping(name=m.text("name"), group_dn=m.text("group_dn"), roles=m.array("roles", str)))  # type: ignore[arg-type]
         m.close()
+    transport = t.text("transport", required=False, default="starttls")
     return LdapSpec(
         mode=t.text("mode"),
         server=t.text("server"),
@@ -178,7 +179,7 @@ def _ldap(t: Table, policy: Policy) -> LdapSpec:
         bind_password=t.secret("bind_password", required=False),
         role_mappings=tuple(mappings),
         ca_file=t.file_path("ca_file", required=False),
-        port=t.integer("port", required=False, default=389),
+        port=t.integer("port", required=False, default=636 if transport == "ldaps" else 389),
         user_search_dn=t.text("user_search_dn", required=False, default=""),
         group_search_dn=t.text("group_search_dn", required=False, default=""),
         client_certificate=t.text(
@@ -186,6 +187,7 @@ def _ldap(t: Table, policy: Policy) -> LdapSpec:
         ),
         verify_user=t.text("verify_user", required=False, default=""),
         verify_password=t.secret("verify_password", required=False),
+        transport=transport,  # checked in _validate
     )
 
 
@@ -220,6 +222,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
     head = top.table("deployment")
     name = head.text("name") if head else None
     policy_file = head.file_path("policy", required=False) if head else None
+    profile: Any = head.text("profile", required=False, default="primary") if head else "primary"
     if head:
         head.close()
     overrides = top.get("policy", dict, required=False)
@@ -267,6 +270,8 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 admin_user=t.text("admin_user"),
                 admin_password=t.secret("admin_password", required=False),
                 ca_file=t.file_path("ca_file", required=False),
+                tls_fingerprint=t.text("tls_fingerprint", required=False),
+                address=t.text("address", required=False),
                 client_cert=t.file_path("client_cert", required=False),
                 client_key=t.secret("client_key", required=False),
                 bootstrap_key=t.secret("bootstrap_key", required=False),
@@ -281,6 +286,10 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 mode=t.text("mode"),
                 port=t.integer("port", required=False, default=22),
                 known_hosts=t.file_path("known_hosts", required=False),
+                address=t.text("address", required=False),
+                admin_password=t.secret("admin_password", required=False),
+                host_key_fingerprint=t.text("host_key_fingerprint", required=False),
+                trust_on_first_use=t.flag("trust_on_first_use", required=False, default=False),
             ),
         ),
         network=_section(top, "network", _network),
@@ -331,12 +340,14 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 world=t.file_path("world", required=False, default="orchestrator.world.sqlite"),
                 latency=t.number("latency", required=False, default=0.0),
                 faults=t.text("faults", required=False, default=""),
+                shared=t.flag("shared", required=False, default=False),
             ),
             required=False,
         ),
         journal=_section(top, "journal", _journal, required=False),
         http=_section(top, "http", _http, required=False),
         daemon=_section(top, "daemon", _daemon, required=False),
+        profile=profile,
         source=str(source),
         policy_path=str(policy_path),
         policy_sha256=_sha256(policy_path),

@@ -17,21 +17,10 @@ import shutil
 
 from config._reader import Problems
 from config.model import Deployment
-from config.rules import NOT_YET_REAL, unbuilt_mode_problem
 
-__all__ = ["unbuilt_modes", "file_problems", "ready_problems"]
+__all__ = ["file_problems", "ready_problems"]
 
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://", re.IGNORECASE)
-
-
-def unbuilt_modes(deployment: Deployment) -> Problems:
-    """``mode = "real"`` for a system whose real adapter is not built yet."""
-    problems: Problems = []
-    for system in NOT_YET_REAL:
-        mode = getattr(getattr(deployment, system), "mode", None)  # a section the reader refused is None
-        if (message := unbuilt_mode_problem(system, mode)) is not None:
-            problems.append((f"{system}.mode", message))
-    return problems
 
 
 def _readable(path: str, field: str, what: str, problems: Problems) -> bytes | None:
@@ -172,5 +161,5 @@ def file_problems(deployment: Deployment) -> Problems:
 
 
 def ready_problems(deployment: Deployment) -> Problems:
-    """:func:`unbuilt_modes` and :func:`file_problems` together: all that stops a valid deployment running here."""
-    return unbuilt_modes(deployment) + file_problems(deployment)
+    """:func:`file_problems`: all that stops a valid deployment running here (every real adapter is built)."""
+    return file_problems(deployment)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from config._checks import Check, ipv4, is_host
 from config._node_checks import CPU_RANGE, MEMORY_MB_RANGE, NodeContext, check_across_nodes, check_node
+from config._peer_checks import THUMBPRINT, check_console, check_provisioning
 from config._reader import Problems, shown
 from config.model import Deployment, VCenterSpec
 from config.rules import (
@@ -34,11 +35,12 @@ MODES = ("real", "sim")
 PKI_MODES = ("manual", "command", "sim")
 BIOS_METHODS = ("keystrokes", "operator")
 SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
+LDAP_TRANSPORTS = ("starttls", "ldaps", "plain")
+PROFILES = ("primary", "contingency")  # [deployment] profile: the secure deployment, or the guide's fallback
 CLIENT_CERTIFICATE = ("CN", "UPN")  # authentication.client_certificate "Required" choices
 DN_KEYS = ("O", "OU", "L", "ST", "C")  # the CSR's "Additional subject fields"
 
 _NAME = re.compile(r"[a-z0-9-]{1,40}\Z")
-_THUMBPRINT = re.compile(r"sha256:[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}\Z")
 
 
 # --- sections ----------------------------------------------------------------------------
@@ -60,7 +62,7 @@ def _vcenter(v: VCenterSpec, c: Check) -> None:
         )
     if isinstance(v.thumbprint, str):
         c.need(
-            bool(_THUMBPRINT.match(v.thumbprint)),
+            bool(THUMBPRINT.match(v.thumbprint)),
             "vcenter.thumbprint",
             f'bad thumbprint format (got {shown(v.thumbprint)}); write "sha256:" and 32 hex byte pairs joined by '
             "colons",
@@ -247,6 +249,14 @@ def _ldap(d: Deployment, c: Check) -> None:
     if isinstance(ldap.server, str):
         c.need(is_host(ldap.server), "ldap.server", f"not an IP address or DNS name (got {shown(ldap.server)}); fix it")
     c.port(ldap.port, "ldap.port")
+    if c.choice(ldap.transport, LDAP_TRANSPORTS, "ldap.transport") and ldap.transport == "plain":
+        c.need(
+            d.policy.authentication.ldap_permit_no_tls,
+            "ldap.transport",
+            "would send the service account's password and every query without TLS, which the policy forbids "
+            "(got 'plain', and authentication.ldap_permit_no_tls = false: the guide's floor); use 'starttls' "
+            "(port 389) or 'ldaps' (port 636)",
+        )
     c.text(ldap.base_dn, "ldap.base_dn", "a DN")
     c.text(ldap.bind_username, "ldap.bind_username", "a user name or DN")
     c.choice(ldap.client_certificate, CLIENT_CERTIFICATE, "ldap.client_certificate")
@@ -311,9 +321,24 @@ def _systems(d: Deployment, c: Check) -> None:
             )
             c.required(a.client_cert, "pexip_api.client_cert", f'add client_cert = "<PEM file>"; {why}')
             c.required(a.client_key, "pexip_api.client_key", f'add client_key = "file:PATH"; {why}')
+        if isinstance(a.address, str):
+            c.need(
+                ipv4(a.address) is not None,
+                "pexip_api.address",
+                f"not an IPv4 address (got {shown(a.address)}); give the address the Management Node answers on, "
+                "or leave it out to use management.address",
+            )
+        if isinstance(a.tls_fingerprint, str):
+            c.need(
+                bool(THUMBPRINT.match(a.tls_fingerprint)),
+                "pexip_api.tls_fingerprint",
+                f'bad fingerprint format (got {shown(a.tls_fingerprint)}); write "sha256:" and 32 hex byte pairs '
+                'joined by ":", as `openssl x509 -noout -fingerprint -sha256` prints them',
+            )
     if d.console is not None:
         c.choice(d.console.mode, MODES, "console.mode")
         c.port(d.console.port, "console.port")
+        check_console(d.console, c)
     b = d.bios
     if (
         b is not None
@@ -336,30 +361,6 @@ def _systems(d: Deployment, c: Check) -> None:
             c.add("journal.lease_timeout_s", message)
 
 
-def _provisioning(d: Deployment, c: Check) -> None:
-    """Each Conferencing Node's provisioning interface: an https URL, and its certificate verified."""
-    api = d.pexip_api
-    verified = api is None or api.mode != "real" or bool(api.provisioning_ca_file or api.provisioning_trust_first_use)
-    for i, n in enumerate(d.conferencing or ()):
-        path = f"conferencing[{i}]"
-        if isinstance(n.provisioning_url, str):
-            c.url(n.provisioning_url, "real", f"{path}.provisioning_url")
-        if isinstance(n.provisioning_thumbprint, str):
-            c.need(
-                bool(_THUMBPRINT.match(n.provisioning_thumbprint)),
-                f"{path}.provisioning_thumbprint",
-                f'bad thumbprint format (got {shown(n.provisioning_thumbprint)}); write "sha256:" and 32 hex byte '
-                "pairs joined by colons (openssl x509 -noout -fingerprint -sha256)",
-            )
-        elif not verified:
-            c.add(
-                f"{path}.provisioning_thumbprint",
-                "missing (got nothing); its bootstrap file (password hashes) goes only to a verified node: add "
-                'provisioning_thumbprint = "sha256:AA:BB:..." of the certificate its provisioning interface presents, '
-                "or set pexip_api.provisioning_ca_file, or (weaker) pexip_api.provisioning_trust_first_use = true",
-            )
-
-
 def validate(deployment: Deployment) -> Problems:
     """Every rule of the guide and of consistency that ``deployment`` breaks.
 
@@ -374,6 +375,7 @@ def validate(deployment: Deployment) -> Problems:
             "deployment.name",
             f"bad deployment name (got {shown(d.name)}); use 1..40 of a-z, 0-9 and '-' (VMs carry \"<name>/<node>\")",
         )
+    c.choice(d.profile, PROFILES, "deployment.profile")
     if d.vcenter is not None:
         _vcenter(d.vcenter, c)
     nodes = [("management", d.management)] if d.management is not None else []
@@ -388,5 +390,5 @@ def validate(deployment: Deployment) -> Problems:
     _pki(d, c)
     _ldap(d, c)
     _systems(d, c)
-    _provisioning(d, c)
+    check_provisioning(d, c)
     return c.problems

@@ -22,6 +22,7 @@ from config._parse import parse
 from config._policy import POLICY_PATH, read_policy
 from config._ready import ready_problems
 from config._secret_checks import unavailable_secrets
+from config._signing import signing_key_problems
 from config._simulated import simulated_deployment
 from config._validate import validate
 from config.errors import ConfigError
@@ -97,7 +98,7 @@ def load_deployment(path: str | Path, *, check_secrets: bool = True) -> Deployme
     deployment = dataclasses.replace(deployment, source_sha256=hashlib.sha256(raw).hexdigest())
     later = validate(deployment)
     if check_secrets:
-        later += unavailable_secrets(deployment) + ready_problems(deployment)
+        later += unavailable_secrets(deployment) + ready_problems(deployment) + signing_key_problems(deployment)
     # A field the reader refused is left None; the rules would only repeat it as "missing".
     refused = {field for field, _ in problems}
     problems += [problem for problem in later if problem[0] not in refused]

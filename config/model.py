@@ -118,10 +118,16 @@ class NodeSpec:
 @dataclass(frozen=True)
 class PexipApiSpec:
     mode: Mode
-    url: str  # https://<management node>
+    url: str  # https://<management node FQDN>
     admin_user: str
     admin_password: Secret | None
     ca_file: str | None = None
+    # "sha256:AA:BB:..." of the Manager's own self-signed certificate, accepted until the deployment's
+    # CA-signed one (verified with ca_file) replaces it.
+    tls_fingerprint: str | None = None
+    # Where the Manager is reached (default: management.address); the URL's host name stays the TLS
+    # name and the Host header, which the security wizard's host-header validation wants.
+    address: str | None = None
     # The identity the orchestrator presents once client certificates are required.
     client_cert: str | None = None
     client_key: Secret | None = None
@@ -138,6 +144,13 @@ class ConsoleSpec:
     mode: Mode
     port: int = 22
     known_hosts: str | None = None
+    # Where the console answers before the installation wizard (the DHCP address); afterwards the node's address.
+    address: str | None = None
+    # The console/SSH ``admin`` user's password (the wizards' start prompts ask for it too).
+    admin_password: Secret | None = None
+    # The console's host key, pinned: "SHA256:..." as ``ssh-keygen -lf`` prints it (or known_hosts).
+    host_key_fingerprint: str | None = None
+    trust_on_first_use: bool = False  # explicit: accept the first key seen, its fingerprint logged
 
 
 @dataclass(frozen=True)
@@ -210,13 +223,16 @@ class LdapSpec:
     bind_password: Secret | None
     role_mappings: tuple[RoleMapping, ...]
     ca_file: str | None = None
-    port: int = 389
+    port: int = 389  # 636 by default with transport "ldaps"
     user_search_dn: str = ""
     group_search_dn: str = ""
     client_certificate: Literal["CN", "UPN"] = "CN"
     # The LDAP user whose login proves each authentication change before the next one.
     verify_user: str = ""
     verify_password: Secret | None = None
+    # How the orchestrator talks to the server: "starttls" (on ldap.port, 389), "ldaps" (TLS from
+    # the first byte, 636) or "plain" (no TLS: refused unless the policy's ldap_permit_no_tls).
+    transport: Literal["starttls", "ldaps", "plain"] = "starttls"
 
 
 @dataclass(frozen=True)
@@ -224,6 +240,8 @@ class SimulationSpec:
     world: str = "orchestrator.world.sqlite"
     latency: float = 0.0
     faults: str = ""
+    # The world file is used by another process too (the lab's network simulators): no exclusive lock.
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,6 +299,9 @@ class Deployment:
     journal: JournalSpec = field(default_factory=JournalSpec)
     http: HttpSpec = field(default_factory=HttpSpec)
     daemon: DaemonSpec = field(default_factory=DaemonSpec)
+    # "contingency": the guide's fallback system (the policy's [contingency]: LDAP and local authentication,
+    # no client certificate, no licensing, every VM powered off once built); "primary": the secure deployment.
+    profile: Literal["primary", "contingency"] = "primary"
     source: str = ""  # the file it came from, for messages
     source_sha256: str = ""  # of the file's bytes as read: which configuration a run applied
     policy_path: str = ""  # the policy file used (the packaged one unless [deployment] policy names another)
@@ -299,6 +320,12 @@ class Deployment:
 
     def node(self, name: str) -> NodeSpec:
         return self._nodes_by_name[name]
+
+    def subject_name(self, node: NodeSpec) -> str:
+        """A node's CSR subject CN, the name its certificate must be valid for and the CA's file name
+        (``<subject-name>.csr``, as Pexip's generator names it): the FQDN, or the IP address where the
+        deployment uses no DNS (``pki.subject = "address"``, as the guide allows)."""
+        return node.address if self.pki.subject == "address" else node.fqdn
 
     def host(self, name: str) -> HostSpec:
         for h in self.vcenter.hosts:

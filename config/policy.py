@@ -21,6 +21,7 @@ __all__ = [
     "NetworkServicesPolicy",
     "RolesPolicy",
     "AuthenticationPolicy",
+    "ContingencyPolicy",
     "ReservationPolicy",
     "VlanPolicy",
     "BiosPolicy",
@@ -130,6 +131,16 @@ class AuthenticationPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ContingencyPolicy:
+    """``[deployment] profile = "contingency"``: the guide's fallback system, the primary except these."""
+
+    authentication_source: str  # LDAP and local: the local admin account is kept, for when LDAP is down
+    client_certificate: str  # "NO": no certificate-based authentication
+    licensing: bool  # deployed without licensing (no step of either profile licenses a node)
+    power_off: bool  # a standby: every VM powered off once the deployment is built
+
+
+@dataclass(frozen=True, slots=True)
 class ReservationPolicy:
     cpu_reservation: str
     cpu_limit: str
@@ -202,6 +213,7 @@ class Policy:
     network_services: NetworkServicesPolicy
     roles: RolesPolicy
     authentication: AuthenticationPolicy
+    contingency: ContingencyPolicy
     reservation: ReservationPolicy
     vlan: VlanPolicy
     bios: BiosPolicy

@@ -30,8 +30,6 @@ __all__ = [
     "MIN_LEASE_TIMEOUT_S",
     "heartbeat_period",
     "lease_timeout_problem",
-    "NOT_YET_REAL",
-    "unbuilt_mode_problem",
     "CSR_KEY_TYPES",
     "csr_key_type_problem",
 ]
@@ -171,20 +169,6 @@ def lease_timeout_problem(lease_timeout_s: float) -> str | None:
             f"shorter than {HEARTBEATS_PER_LEASE} heartbeats (got {lease_timeout_s}); a live process would lose "
             f"its lease and a second one drive the same node: use at least {MIN_LEASE_TIMEOUT_S} seconds"
         )
-    return None
-
-
-# Real adapters that later issues bring; until then "real" is refused plainly, never faked.
-NOT_YET_REAL = {
-    "pexip_api": "the real management API client",
-    "console": "the real SSH console adapter",
-}
-
-
-def unbuilt_mode_problem(system: str, mode: str | None) -> str | None:
-    """``mode = "real"`` for a system whose real adapter is not built yet (config validation and the wiring)."""
-    if mode == "real" and system in NOT_YET_REAL:
-        return f'"real" is not available yet: {NOT_YET_REAL[system]} is not built; set {system}.mode = "sim" for now'
     return None
 
 

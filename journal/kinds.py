@@ -27,6 +27,9 @@ __all__ = [
     "DEPLOYMENT_BOUND",
     "RUN_RECAP",
     "RUN_STARTED",
+    "DRIFT_DETECTED",
+    "STANDBY_POWER_OFF",
+    "AUDIT_REPORT",
     "ALL",
 ]
 
@@ -49,6 +52,9 @@ EXPORT_SEAL = "export_seal"  # the last line of an export (never in the database
 DEPLOYMENT_BOUND = "deployment_bound"  # the journal bound to its deployment identity (once)
 RUN_RECAP = "run_recap"  # run-level: a run's end, per node ok/changed/retried/waiting/failed (orchestrator._recap)
 RUN_STARTED = "run_started"  # run/resume/simulate began: policy and config hashes, command line, user, version
+DRIFT_DETECTED = "drift_detected"  # a refresh found a completed step differing from the world (orchestrator._drift)
+STANDBY_POWER_OFF = "standby_power_off"  # a contingency deployment's VM powered off once built (orchestrator._standby)
+AUDIT_REPORT = "audit_report"  # `orchestrator audit` wrote a report: its SHA-256, format, file and summary
 
 ALL = frozenset(
     {
@@ -71,5 +77,8 @@ ALL = frozenset(
         DEPLOYMENT_BOUND,
         RUN_RECAP,
         RUN_STARTED,
+        DRIFT_DETECTED,
+        STANDBY_POWER_OFF,
+        AUDIT_REPORT,
     }
 )

@@ -152,7 +152,10 @@ def lab_down(lab_dir: Path, reset: bool, as_json: bool) -> None:
 @lab.command("status")
 @_LAB_DIR
 @click.option(
-    "--json", "as_json", is_flag=True, help="Each simulator's url, user, password (lab only), ca_file; and config."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Each simulator's url, user, password (lab only), ca_file; ldap's bind_dn, password_ref; and config.",
 )
 @handle_errors
 def lab_status(lab_dir: Path, as_json: bool) -> None:

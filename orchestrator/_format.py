@@ -19,7 +19,18 @@ if TYPE_CHECKING:
     from orchestrator.display import Progress
     from orchestrator.engine import RunReport
 
-__all__ = ["report", "recap_lines", "plan", "status", "status_table", "verification", "lab", "lab_down", "progress"]
+__all__ = [
+    "report",
+    "recap_lines",
+    "plan",
+    "status",
+    "status_table",
+    "drift_lines",
+    "verification",
+    "lab",
+    "lab_down",
+    "progress",
+]
 
 _SUMMARY = {
     0: "done: every node reached its target state",
@@ -71,20 +82,19 @@ def recap_lines(recap: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plan(result: Plan, as_json: bool) -> None:
-    """Print a dry run's plan: per node and step, what would change."""
+def plan(result: Plan, as_json: bool, saved_to: Any = None) -> None:
+    """Print a dry run's plan (``_format_plan``), or its stable JSON; say where it was saved (on stderr with --json)."""
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2, default=str))
-        return
-    for node, rows in result.nodes.items():
-        click.echo(f"{node}:")
-        if not rows:
-            click.echo("  nothing to do")
-        for row in rows:
-            reason = f": {row['reason']}" if row.get("reason") else ""
-            click.echo(f"  {row['milestone']:<20} {row['step']:<26} {row['status']}" + reason)
-            for change in row.get("changes", []):
-                click.echo(f"      {change['field']}: {change['now']!r} -> {change['wanted']!r}")
+    else:
+        from orchestrator._format_plan import plan_lines
+
+        for line in plan_lines(result):
+            click.echo(line)
+    if saved_to is not None:
+        click.echo(
+            f"Saved the plan to {saved_to}; apply exactly it with `orchestrator run --plan {saved_to}`", err=as_json
+        )
 
 
 def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -96,6 +106,23 @@ def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None
 
     console = Console()
     console.print(status_table(journal_path, rows, width=console.width))
+    for line in drift_lines(rows):
+        click.echo(line)
+
+
+def drift_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """``status --refresh``: per node, what its completed steps observe now (nothing without ``drift``)."""
+    lines = []
+    for r in rows:
+        if "drift" not in r:
+            continue
+        if not r["drift"]:
+            lines.append(f"{r['node']}: no drift")
+        for d in r["drift"]:
+            what = "; ".join(f"{c['field']}: {c['now']!r} -> {c['wanted']!r}" for c in d["changes"]) or d.get("reason")
+            action = "run re-applies it" if d["reversible"] else "run fails the node"
+            lines.append(f"{r['node']}: {d['status']} in {d['step']} ({action}): {what}")
+    return lines
 
 
 def _age(updated_at: str | None, now: datetime | None = None) -> str:
@@ -180,9 +207,12 @@ def lab(result: dict[str, Any], as_json: bool, lab_dir: Any = ".lab") -> None:
         click.echo(f"no lab in {lab_dir}; start one with `orchestrator lab up{where}`")
         return
     for name, sim in result.items():
-        if isinstance(sim, dict):
+        if isinstance(sim, dict) and "url" in sim:
             running = "" if sim.get("running", True) else " [not running]"
             click.echo(f"{name}: {sim.get('url')} (ca {sim.get('ca_file')})" + running)
+        elif isinstance(sim, dict):  # provisioning: one interface per Conferencing Node
+            for node, url in sim.items():
+                click.echo(f"{name} {node}: {url}")
     click.echo(f"config: {result.get('config')}  (run with: orchestrator -c {result.get('config')} run)")
 
 

@@ -63,11 +63,20 @@ class Gates:
 
     def load(self, states: Mapping[str, str]) -> None:
         """Keep the gates the journal shows opened and not yet consumed, for nodes in ``states``."""
+        # A gate whose step committed after it opened was consumed, even when the node has come back
+        # to that step since (a renewal CSR after `orchestrator cert renew`: the old certificate is no answer).
+        committed = {
+            (e.node, e.step): e.seq
+            for e in self._journal.events(kinds=[kinds.STEP_COMMITTED])
+            if e.step in GATE_OF_STEP
+        }
         for event in self._journal.events(kinds=[kinds.GATE_OPENED]):
             gate = event.payload.get("gate") or event.step
             state = states.get(event.node or "")
             # A gate of a milestone the node has completed was consumed: not kept in memory.
             if state is None or gate not in GATES or milestone_index(state) > milestone_index(GATES[gate]["transient"]):
+                continue
+            if committed.get((event.node, GATES[gate]["step"]), -1) > event.seq:
                 continue
             self._opened[(event.node or "", gate)] = dict(event.payload)
 
@@ -143,12 +152,18 @@ class Gates:
         return GATES.get(gate, {}).get("opens_by") == "ca" and self._systems.ca.answers_by_itself
 
     def _from_journal(self, node: str, gate: str) -> Payload | None:
-        """Another process (``orchestrator approve`` / ``cert import``) may have opened it."""
+        """Another process (``orchestrator approve`` / ``cert import``) may have opened it: its last
+        ``gate_opened``, unless the gated step committed since (consumed: a renewal waits for a new one)."""
         event = self._journal.last_event(node, kind=kinds.GATE_OPENED)
-        if event is not None and (event.payload.get("gate") == gate):
-            self._opened[(node, gate)] = dict(event.payload)
-            return dict(event.payload)
-        return None
+        if event is None or event.payload.get("gate") != gate:
+            return None
+        step = GATES[gate]["step"]
+        if any(
+            e.seq > event.seq and e.step == step for e in self._journal.events(node=node, kinds=[kinds.STEP_COMMITTED])
+        ):
+            return None
+        self._opened[(node, gate)] = dict(event.payload)
+        return dict(event.payload)
 
 
 # --- the operators' side: what `approve` and `cert import` may open ---------------------------

@@ -13,7 +13,10 @@ __all__ = ["EXIT_CODES", "EXAMPLES", "SHORT", "apply", "epilog"]
 # Every exit code of the command line (a contract users' scripts rely on).
 EXIT_CODES = {
     0: "done (every node reached its target; a read-only command succeeded)",
-    1: "a step failed, the run was interrupted, another process holds a node, or the lab failed to start",
+    1: (
+        "a step failed, the run was interrupted, another process holds a node, the lab failed to start, "
+        "or (audit) a control failed"
+    ),
     2: "bad input: the message names the option or field and the fix",
     3: "waiting on a gate: open it (approve, cert import), then resume",
     4: "the journal or an export failed its integrity check",
@@ -33,7 +36,8 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
         (
             "orchestrator -c site.toml run",
             "orchestrator run pexip-mgmt --until hardened",
-            "orchestrator run --dry-run --json > plan.json",
+            "orchestrator run --dry-run -o plan.json",
+            "orchestrator run --plan plan.json",
         ),
         _DRIVE,
     ),
@@ -47,12 +51,18 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     ),
     "resume": (("orchestrator resume --all", "orchestrator resume pexip-conf-1 --from-step lock_bios"), _DRIVE),
     "status": (
-        ("orchestrator status", "orchestrator status pexip-mgmt --json", "orchestrator --journal j.sqlite status"),
+        (
+            "orchestrator status",
+            "orchestrator status pexip-mgmt --json",
+            "orchestrator --journal j.sqlite status",
+            "orchestrator status --refresh --json",
+        ),
         _READ,
     ),
     "approve": (("orchestrator approve pexip-mgmt security_wizard --by alice --reason CHG-42",), _READ),
     "cert": (("orchestrator cert import pexip-mgmt signed.pem --by alice",), _READ),
     "cert import": (("orchestrator cert import pexip-mgmt signed.pem --by alice",), _READ),
+    "cert renew": (("orchestrator cert renew pexip-mgmt --by alice",), _DRIVE),
     "maintenance": (("orchestrator maintenance pexip-conf-1 on --by alice --reason 'host swap'",), _READ),
     "journal": (("orchestrator journal export -o audit.jsonl", "orchestrator journal verify audit.jsonl"), _READ),
     "journal export": (
@@ -73,6 +83,14 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
         ("orchestrator -c site.toml daemon", "orchestrator daemon --listen 127.0.0.1:9480"),
         (0, 1, 2, 4),
     ),
+    "audit": (
+        (
+            "orchestrator -c site.toml audit",
+            "orchestrator audit --format html -o audit.html",
+            "orchestrator audit pexip-mgmt --format json",
+        ),
+        _READ,
+    ),
     "lab": (("orchestrator lab up", "orchestrator lab status --json", "orchestrator lab down --reset"), (0, 1, 2)),
     "lab up": (("orchestrator lab up", "orchestrator lab up --fresh --json"), (0, 1, 2)),
     "lab down": (("orchestrator lab down", "orchestrator lab down --reset --json"), (0, 1, 2)),
@@ -89,6 +107,7 @@ SHORT = {
     "journal": "The audit record: export, verify, public key.",
     "journal public-key": "The public key an auditor verifies the journal with (PEM).",
     "cert import": "The CA's signed certificate for NODE's pending CSR, checked first.",
+    "cert renew": "A renewal CSR from NODE's installed certificate (same key); the CA's answer is checked first.",
     "simulate": "A whole deployment against the simulated world.",
     "resume": "Continue NODE (or --all) from its last committed state.",
     "status": "Where each node stands, and why.",
@@ -96,6 +115,7 @@ SHORT = {
     "maintenance": "Stop or restart automation for NODE.",
     "serve": "The HTTP API, /metrics and a status page, until Ctrl-C.",
     "daemon": "Drive every node, watch for new ones, serve the HTTP API, until SIGTERM.",
+    "audit": "One result per control of the guide and node, read live.",
     "lab": "The local lab of simulators on 127.0.0.1.",
     "lab up": "Build and start the simulators; write their configuration.",
     "lab status": "Where the simulators listen, and their configuration.",

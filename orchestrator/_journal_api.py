@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from config.errors import ConfigError
 from config.model import Deployment
 from journal import Journal, VerifyReport, kinds, load_public_key, public_key_pem, verify_export
-from machines.lifecycle import APPROVAL_GATES, FAILED, GATES, milestone_index
+from machines.lifecycle import APPROVAL_GATES, CERTIFIED, FAILED, GATES, milestone_index
 from machines.plan import next_action
 from orchestrator._access import share_with_group
 from orchestrator._session import (
@@ -28,7 +28,17 @@ from orchestrator._session import (
 )
 from orchestrator._trust import Trust, trusted_key
 
-__all__ = ["status", "approve", "cert_import", "set_maintenance", "export", "verify", "public_key", "Verification"]
+__all__ = [
+    "status",
+    "approve",
+    "cert_import",
+    "check_renewable",
+    "set_maintenance",
+    "export",
+    "verify",
+    "public_key",
+    "Verification",
+]
 
 
 # --- status, gates, maintenance ---------------------------------------------------------
@@ -223,6 +233,18 @@ def cert_import(
         },
     )
     return {"node": node, "subject": cert.subject.rfc4514_string(), "seq": event.seq, "by": by}
+
+
+def check_renewable(journal: Journal, node: str) -> None:
+    """``cert renew``: NODE is in the journal and past ``certified`` (it has a certificate to renew).
+
+    Raises:
+        ConfigError: naming NODE and what to do.
+    """
+    record = _require_node(journal, node)
+    here = record.failed_from if record.state == FAILED and record.failed_from else record.state
+    if milestone_index(here) < milestone_index(CERTIFIED):
+        raise ConfigError([("NODE", f"{node} is at {here}: no certificate to renew yet; run it to certified first")])
 
 
 def _chain_file(deployment: Deployment) -> Path | None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.base import Systems
 from config.errors import ConfigError
@@ -20,6 +20,7 @@ from config.model import Deployment
 from journal import Journal
 from orchestrator import _trust
 from orchestrator._access import journal_files, share_with_group
+from orchestrator._preflight import preflight
 from orchestrator._settings import (
     SessionSettings,
     SimulationSettings,
@@ -55,7 +56,7 @@ __all__ = [
     "resolved_journal",
 ]
 
-JournalUse = Literal["create", "existing", "optional"]
+JournalUse = Literal["create", "existing", "optional", "readonly"]
 
 
 @dataclass
@@ -70,11 +71,42 @@ class Session:
     systems: Systems
     simulated: bool  # the journal records a simulation: its gates are approved by the simulation
     checkpointer: Checkpointer | None = None  # signs the journal every N transitions and at the end
+    preflighted: bool = False  # the systems were checked against the deployment before the journal was opened
 
     @property
     def hooks(self) -> SimWorld | None:
         """The engine's fault hooks: the simulated world injects its own faults."""
         return self.world
+
+
+def _world_path(deployment: Deployment) -> Path:
+    path = Path(deployment.simulation.world)
+    return path if path.is_absolute() or not deployment.source else Path(deployment.source).parent / path
+
+
+@dataclass
+class _Undo:
+    """Removes the world file a command created when it then stops before its journal (armed by the caller).
+
+    Entered before the world is opened, so that it runs after the world is closed.
+    """
+
+    path: Path | None = None
+    armed: bool = False
+
+    def __call__(self) -> None:
+        if self.armed and self.path is not None:
+            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                p.unlink(missing_ok=True)
+
+
+def _open_new_world(stack: AsyncExitStack, deployment: Deployment) -> tuple[SimWorld | None, _Undo]:
+    """The world of a command that acts; the returned undo removes it if it was created here."""
+    undo = _Undo()
+    stack.callback(undo)
+    if needs_world(deployment) and not _world_path(deployment).exists():
+        undo.path = _world_path(deployment)
+    return stack.enter_context(_closing(_open_world(deployment))), undo
 
 
 def _open_world(deployment: Deployment, *, create: bool = True) -> SimWorld | None:
@@ -85,12 +117,10 @@ def _open_world(deployment: Deployment, *, create: bool = True) -> SimWorld | No
     from adapters.sim.world import SimWorld
 
     sim = deployment.simulation
-    path = Path(sim.world)
-    if not path.is_absolute() and deployment.source:
-        path = Path(deployment.source).parent / path
+    path = _world_path(deployment)
     if not create and not path.exists():
         return SimWorld.open(":memory:", latency=sim.latency, faults=sim.faults)
-    return SimWorld.open(_trust.create_private(path), latency=sim.latency, faults=sim.faults)
+    return SimWorld.open(_trust.create_private(path), latency=sim.latency, faults=sim.faults, shared=sim.shared)
 
 
 def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> None:
@@ -119,7 +149,13 @@ _Parts = tuple[Deployment, Path, "Journal | None", "SimWorld | None", bool, "Che
 
 
 @asynccontextmanager
-async def open_session(settings: SessionSettings, *, journal: JournalUse = "create") -> AsyncIterator[Session]:
+async def open_session(
+    settings: SessionSettings,
+    *,
+    journal: JournalUse = "create",
+    clock: Any = None,
+    nodes: Sequence[str] | None = None,
+) -> AsyncIterator[Session]:
     """Open what a command needs; on exit close the systems, then the world, then the journal.
 
     Each is closed even when closing an earlier one raises (the first error is re-raised).
@@ -128,7 +164,8 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
         journal: ``"create"`` (``run``, ``simulate``): the journal is made when new;
             ``"existing"`` (``resume``): it must exist, and without a configuration file the
             deployment is the simulation it records; ``"optional"`` (``run --dry-run``): opened
-            only when it exists, else the session has none.
+            only when it exists, else the session has none; ``"readonly"`` (``status --refresh``):
+            it must exist and is opened read-only, nothing is recorded in it.
 
     Example::
 
@@ -138,14 +175,59 @@ async def open_session(settings: SessionSettings, *, journal: JournalUse = "crea
     async with AsyncExitStack() as stack:
         if settings.simulation is not None:
             parts = _enter_simulation(stack, settings, settings.simulation)
-        elif journal == "existing":
-            parts = _enter_existing(stack, settings)
+            deployment, path, opened, world, simulated, checkpointer = parts
+            systems = open_systems(deployment, world, journal=path)
+            stack.push_async_callback(systems.aclose)
+            yield Session(settings, deployment, path, opened, world, systems, simulated, checkpointer)
+            return
+        if journal == "existing":
+            ready = _prepare_existing(stack, settings)
+        elif journal == "readonly":
+            ready = _prepare_readonly(stack, settings)
         else:
-            parts = _enter_configured(stack, settings, optional=journal == "optional")
-        deployment, path, opened, world, simulated, checkpointer = parts
-        systems = open_systems(deployment, world, journal=path)
+            ready = _prepare_configured(stack, settings, optional=journal == "optional")
+        systems = open_systems(ready.deployment, ready.world, journal=ready.path)
         stack.push_async_callback(systems.aclose)
-        yield Session(settings, deployment, path, opened, world, systems, simulated, checkpointer)
+        try:
+            _check_names(ready.deployment, nodes)
+        except ConfigError:
+            _drop_new_world(ready)
+            raise
+        if not ready.acting:  # a plan: read-only, its preflight is part of the plan
+            yield Session(settings, ready.deployment, ready.path, ready.opened, ready.world, systems, ready.simulated)
+            return
+        # Bad input (a TLS refusal, a VLAN vCenter lacks, a foreign VM of a node's name) is found
+        # before the journal or a simulation's key is created or written: nothing changed, exit 2
+        # (issue #7, finding 9).
+        try:
+            await preflight(ready.deployment, systems, clock)
+        except BaseException:
+            _drop_new_world(ready)
+            raise
+        trust = ready.trust or _trust.checked_signer(ready.deployment, ready.path)
+        assert trust is not None  # created when missing
+        opened, checkpointer = _enter(
+            stack, settings, ready.path, ready.deployment, trust, ready.command, bind=ready.command == "run"
+        )
+        simulated = bool(opened.get_meta("simulation"))
+        yield Session(
+            settings, ready.deployment, ready.path, opened, ready.world, systems, simulated, checkpointer, True
+        )
+
+
+@dataclass
+class _Ready:
+    """What a configured command has checked and opened before its journal: the journal is opened last."""
+
+    deployment: Deployment
+    path: Path
+    world: SimWorld | None
+    trust: Trust | None  # None: a simulation's key not made yet (or a plan, which needs none)
+    acting: bool = True  # false: a plan, which opens no journal for writing
+    command: str = "run"
+    opened: Journal | None = None  # a plan's read-only journal, when there is one
+    simulated: bool = False
+    undo: _Undo | None = None  # removes a world created here when the command stops before its journal
 
 
 def _enter(
@@ -194,8 +276,8 @@ def _enter(
     return journal, checkpointer
 
 
-def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optional: bool) -> _Parts:
-    """``run``, ``run --dry-run``: the configuration's deployment, its key, its world, then the journal.
+def _prepare_configured(stack: AsyncExitStack, settings: SessionSettings, *, optional: bool) -> _Ready:
+    """``run``, ``run --dry-run``: the configuration's deployment, its key, its world; the journal after the preflight.
 
     The configuration and the key are checked before anything is created; the world opens
     before the journal: a world another process holds stops the run before the journal is touched.
@@ -208,19 +290,40 @@ def _enter_configured(stack: AsyncExitStack, settings: SessionSettings, *, optio
     if optional:
         world = stack.enter_context(_closing(_open_world(deployment, create=False)))
         if not path.exists():
-            return deployment, path, None, world, False, None
+            return _Ready(deployment, path, world, None, acting=False)
         opened = stack.enter_context(open_journal_file(path, readonly=True))
         check_deployment(opened, deployment.name)
-        return deployment, path, opened, world, bool(opened.get_meta("simulation")), None
-    trust = _trust.checked_signer(deployment, path)
-    world = stack.enter_context(_closing(_open_world(deployment)))
-    opened, checkpointer = _enter(stack, settings, path, deployment, trust, "run")
-    recorded = opened.get_meta("simulation")
-    return deployment, path, opened, world, bool(recorded), checkpointer
+        simulated = bool(opened.get_meta("simulation"))
+        return _Ready(deployment, path, world, None, acting=False, opened=opened, simulated=simulated)
+    trust = _trust.checked_signer(deployment, path, create=False)
+    _check_bound(path, deployment)
+    world, undo = _open_new_world(stack, deployment)
+    return _Ready(deployment, path, world, trust, undo=undo)
 
 
-def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
-    """``resume``: the journal first; without a configuration, the simulation it records and its world."""
+def _drop_new_world(ready: _Ready) -> None:
+    """The command stops before its journal: a world it created goes too (nothing is left behind)."""
+    if ready.undo is not None:
+        ready.undo.armed = True
+
+
+def _check_names(deployment: Deployment, nodes: Sequence[str] | None) -> None:
+    """The nodes a command names are the deployment's: a typo is exit 2 before anything is written."""
+    known = [n.name for n in deployment.nodes]
+    unknown = [n for n in nodes or () if n not in known]
+    if unknown:
+        raise ConfigError([("NODE", f"unknown node(s) {unknown}; known: {sorted(known)}")])
+
+
+def _check_bound(path: Path, deployment: Deployment) -> None:
+    """A journal of another deployment is refused before its systems are even asked (read-only peek)."""
+    if path.is_file() and path.stat().st_size:
+        with open_journal_file(path, readonly=True) as peek:
+            check_deployment(peek, deployment.name)
+
+
+def _prepare_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Ready:
+    """``resume``: the journal must exist; without a configuration, the simulation it records and its world."""
     deployment = load_deployment(settings, required=False)
     if deployment is not None:
         register_secrets(deployment)
@@ -236,12 +339,36 @@ def _enter_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Parts:
         deployment, world = _recorded_simulation(json.loads(recorded))
         stack.enter_context(_closing(world))
         register_secrets(deployment)
-        trust = _trust.checked_signer(deployment, path)
+        trust = _trust.checked_signer(deployment, path, create=False)
     else:
-        trust = _trust.checked_signer(deployment, path)  # before the world is opened for writing
-        world = stack.enter_context(_closing(_open_world(deployment)))
-    opened, checkpointer = _enter(stack, settings, path, deployment, trust, "resume", bind=False)
-    return deployment, path, opened, world, bool(opened.get_meta("simulation")), checkpointer
+        trust = _trust.checked_signer(deployment, path, create=False)  # before the world is opened for writing
+        _check_bound(path, deployment)
+        world, undo = _open_new_world(stack, deployment)
+        return _Ready(deployment, path, world, trust, command="resume", undo=undo)
+    return _Ready(deployment, path, world, trust, command="resume")
+
+
+def _prepare_readonly(stack: AsyncExitStack, settings: SessionSettings) -> _Ready:
+    """``status --refresh``: the journal read-only; the configuration's deployment, else the simulation it records."""
+    deployment = load_deployment(settings, required=False)
+    if deployment is not None:
+        register_secrets(deployment)
+    path = existing_journal(settings, deployment)
+    opened = stack.enter_context(open_journal_file(path, readonly=True))
+    recorded = opened.get_meta("simulation")
+    world: SimWorld | None
+    if deployment is None:
+        if not recorded:
+            raise ConfigError(
+                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
+            )
+        deployment, world = _recorded_simulation(json.loads(recorded))
+        stack.enter_context(_closing(world))
+        register_secrets(deployment)
+    else:
+        check_deployment(opened, deployment.name)
+        world = stack.enter_context(_closing(_open_world(deployment, create=False)))
+    return _Ready(deployment, path, world, None, acting=False, opened=opened, simulated=bool(recorded))
 
 
 def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: SimulationSettings) -> _Parts:
@@ -253,6 +380,7 @@ def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: Sim
     register_secrets(deployment)
     path = journal_path(settings, deployment)
     trust = _trust.checked_signer(deployment, path)
+    assert trust is not None  # created when missing
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "simulate")
     _check_simulation(opened, path, sim)
     world = SimWorld.open(_trust.create_private(sim.world), latency=sim.latency, faults=sim.faults)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from config._signing import configured_journal
 from config.errors import ConfigError, DefinitionChanged, IntegrityError, JournalError
 from config.model import Deployment
 from config.secrets import REDACTOR
@@ -114,8 +115,7 @@ def journal_path(settings: SessionSettings, deployment: Deployment | None = None
     if os.environ.get("ORCHESTRATOR_JOURNAL"):
         return Path(os.environ["ORCHESTRATOR_JOURNAL"])
     if deployment is not None:
-        p = Path(deployment.journal.path)
-        return p if p.is_absolute() or not deployment.source else Path(deployment.source).parent / p
+        return configured_journal(deployment)
     for candidate in DEFAULT_JOURNALS:
         if Path(candidate).exists():
             return Path(candidate)

@@ -200,8 +200,20 @@ class StepRunner(Journaled):
             self.systems,
             gate_payload=self._gates.payload(model.name, step.name),
             scratch=record,
+            renew=step.name == "create_csr" and self._renewal_asked(model.name),
         )
         return await self._execute(model, step, ctx)
+
+    def _renewal_asked(self, node: str) -> bool:
+        """``orchestrator cert renew`` asked for a renewal CSR (its ``rewound`` event) and ``create_csr`` has not
+        committed since: read from the journal, so a crash before the CSR is made still renews on resume."""
+        rewound = self.journal.last_event(node, kind=kinds.REWOUND)
+        if rewound is None or not rewound.payload.get("renew"):
+            return False
+        return not any(
+            e.seq > rewound.seq and e.step == "create_csr"
+            for e in self.journal.events(node=node, kinds=[kinds.STEP_COMMITTED])
+        )
 
     async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> bool:
         """``step_committed`` and the node's next step or milestone, in one transaction.

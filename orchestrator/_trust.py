@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.syslog import SyslogSender
-from config import rules
+from config._signing import signing_key_problems
 from config.errors import ConfigError, IntegrityError, JournalError
 from config.model import Deployment
 from config.secrets import Secret
 from journal import Journal, Signer, VerifyReport, VerifyStatus, generate_signing_key, kinds
 from journal._chain import canonical_json
-from orchestrator.wiring import any_real
 
 __all__ = [
     "key_dir",
@@ -114,50 +113,6 @@ class Trust:
     source: str
 
 
-def _secret_path(secret: Secret, deployment: Deployment) -> Path | None:
-    kind, _, name = secret.ref.partition(":")
-    if kind != "file":
-        return None
-    path = Path(name)
-    if not path.is_absolute() and deployment.source:
-        path = Path(deployment.source).parent / path
-    return path
-
-
-def _check_key_file(path: Path, journal: Path) -> None:
-    """Real mode: the key must not be in the journal's directory, nor readable by group or others."""
-    where = journal.resolve().parent
-    if path.resolve().is_relative_to(where):
-        raise ConfigError(
-            [
-                (
-                    "journal.signing_key",
-                    (
-                        f"the signing key {path} is in the journal's directory {where}: whoever can write the journal "
-                        "could also re-sign a rewritten history; move the key to a private directory elsewhere "
-                        "(chmod 700) and point journal.signing_key at it"
-                    ),
-                )
-            ]
-        )
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError as exc:
-        raise ConfigError([("journal.signing_key", f"the signing key {path} cannot be read ({exc.strerror})")]) from exc
-    if mode & 0o077:
-        raise ConfigError(
-            [
-                (
-                    "journal.signing_key",
-                    (
-                        f"the signing key {path} is readable by group or others (mode {mode:04o}); "
-                        f"run `chmod 600 {path}`"
-                    ),
-                )
-            ]
-        )
-
-
 def _load_signer(secret: Secret) -> Signer:
     try:
         return Signer.from_pem(secret.reveal())
@@ -181,36 +136,25 @@ def signer_for(deployment: Deployment, journal: Path, *, create: bool = True) ->
         ConfigError: a real deployment without ``journal.signing_key``, or a key stored in the
             journal's directory or readable by group/others (nothing is created).
     """
+    problems = signing_key_problems(deployment, journal, content=False)
+    if problems:
+        raise ConfigError(problems)
     secret = deployment.journal.signing_key
     if secret is not None:
-        path = _secret_path(secret, deployment)
-        if path is not None and any_real(deployment):
-            _check_key_file(path, journal)
         return Trust(_load_signer(secret), f"journal.signing_key ({secret.ref})")
-    if any_real(deployment):
-        raise ConfigError([("journal.signing_key", rules.SIGNING_KEY_REQUIRED)])
     path = generate_key(journal) if create else generated_key_path(journal)
     if not path.is_file():
         return None
     return Trust(Signer.from_pem(path.read_bytes()), f"the simulation's key {path}")
 
 
-def checked_signer(deployment: Deployment, journal: Path) -> Trust:
-    """Before anything is created: the modes that are not built and the key, every problem in one report."""
-    from orchestrator.wiring import refuse_unbuilt
+def checked_signer(deployment: Deployment, journal: Path, *, create: bool = True) -> Trust | None:
+    """Before anything is created: the journal's signing key, its problems in one report.
 
-    problems: list[tuple[str, str]] = []
-    try:
-        refuse_unbuilt(deployment)
-    except ConfigError as exc:
-        problems += exc.problems
-    try:
-        trust = signer_for(deployment, journal, create=not problems)
-    except ConfigError as exc:
-        problems += exc.problems
-    if problems:
-        raise ConfigError(problems)
-    assert trust is not None  # create=True: a simulation's key is made when missing
+    ``create`` false: a simulation's key not made yet is None (made later, once every check passed).
+    """
+    trust = signer_for(deployment, journal, create=create)
+    assert trust is not None or not create  # create: a simulation's key is made when missing
     return trust
 
 

@@ -11,6 +11,7 @@ TLS trust of those systems is not checked here yet (``run``'s preflight does it)
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,8 @@ def validate(settings: SessionSettings, *, offline: bool = False) -> Validation:
         return Validation(where, offline, list(exc.problems))
     assert deployment is not None  # required: a missing file raised
     problems = [] if offline else unreachable(deployment)
+    if not offline and not problems:
+        problems = asyncio.run(systems_problems(deployment))
     return Validation(deployment.source or where, offline, problems, deployment.name, len(deployment.nodes))
 
 
@@ -92,3 +95,31 @@ def unreachable(deployment: Deployment) -> list[tuple[str, str]]:
                 )
             )
     return problems
+
+
+async def systems_problems(deployment: Deployment) -> list[tuple[str, str]]:
+    """The preflight ``run`` makes, asked once, over an in-memory world where a system is simulated."""
+    from config.errors import AdapterError
+    from orchestrator._preflight import preflight
+    from orchestrator.wiring import needs_world, open_systems
+
+    world = None
+    if needs_world(deployment):
+        from adapters.sim.world import SimWorld
+
+        world = SimWorld.open(":memory:")
+    try:
+        systems = open_systems(deployment, world)
+        try:
+            await preflight(deployment, systems, retry=False)
+        finally:
+            await systems.aclose()
+    except ConfigError as exc:
+        return list(exc.problems)
+    except AdapterError as exc:  # unreachable after the TCP check: the section of the system the error names
+        section = {"vsphere": "vcenter"}.get(exc.system, exc.system or "vcenter")
+        return [(section, f"{exc}; check the address and that the server answers, or pass --offline")]
+    finally:
+        if world is not None:
+            world.close()
+    return []

@@ -18,31 +18,32 @@ import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from adapters.base import Systems
-from config.errors import AdapterError, ConfigError, OrchestratorError, Unknowable
+from config.errors import ConfigError
 from config.model import Deployment
 from journal import Journal
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
-from machines.plan import remaining_steps
-from orchestrator import _recap
-from orchestrator import steps as step_impls
+from orchestrator import _plan, _recap, _saved_plan
 from orchestrator._init import Initialized, init_config
 from orchestrator._journal_api import (
     Verification,
     approve,
     cert_import,
+    check_renewable,
     export,
     public_key,
     set_maintenance,
     status,
     verify,
 )
+from orchestrator._plan import Plan
+from orchestrator._preflight import preflight
+from orchestrator._refresh_api import refreshed_status
 from orchestrator._session import (
     Session,
     SessionSettings,
@@ -54,8 +55,8 @@ from orchestrator._session import (
     register_secrets,
 )
 from orchestrator._validation import Validation, validate
+from orchestrator.audit import AuditOutcome, audit
 from orchestrator.engine import Engine, RunReport
-from orchestrator.steps.base import StepContext
 from orchestrator.wiring import open_systems
 
 __all__ = [
@@ -75,8 +76,10 @@ __all__ = [
     "resume",
     "resume_targets",
     "status",
+    "refreshed_status",
     "approve",
     "cert_import",
+    "cert_renew",
     "set_maintenance",
     "export",
     "verify",
@@ -88,6 +91,8 @@ __all__ = [
     "validate",
     "Initialized",
     "init_config",
+    "audit",
+    "AuditOutcome",
 ]
 
 log = structlog.get_logger("orchestrator")
@@ -125,29 +130,6 @@ def _install_signal_handlers(engine: Engine) -> Callable[[], None]:
     return remove
 
 
-async def _preflight(deployment: Deployment, systems: Systems, clock: Any = None) -> None:
-    """Host environment, VLANs, inventory: before any change, so bad input changes nothing.
-
-    Only reads, so a transient error is retried a few times before the run gives up.
-    """
-    import random
-
-    from orchestrator.clock import SystemClock
-
-    clock = clock or SystemClock()
-    retry = deployment.policy.retry
-    rng = random.Random()
-    attempts = retry.max_attempts
-    for attempt in range(1, attempts + 1):
-        try:
-            await systems.vsphere.preflight(deployment)
-            return
-        except AdapterError as exc:
-            if not exc.retryable or attempt == attempts:
-                raise
-            await clock.sleep(retry.backoff(attempt, rng))
-
-
 async def drive(
     deployment: Deployment,
     journal: Journal,
@@ -162,8 +144,10 @@ async def drive(
     hooks: Any = None,
     retry: Sequence[str] = (),
     from_step: str | None = None,
+    renew: bool = False,
     max_concurrency: int | None = None,
     clock: Any = None,
+    check_first: bool = True,
 ) -> RunReport:
     """Drive the nodes to ``until`` (default: ldap_authenticated) with the parts already open.
 
@@ -171,11 +155,14 @@ async def drive(
         systems: the adapters (a session's); default: opened over ``world`` and closed after.
         retry: failed nodes to put back where they failed first (``resume``).
         from_step: with ``retry``/``nodes``: rewind those nodes to this step (``resume --from-step``).
+        check_first: run the preflight first (false: the session ran it before opening the journal).
+        renew: with ``from_step = "create_csr"``: a renewal CSR from the installed certificate.
     """
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
     try:
-        await _preflight(deployment, systems, clock)
+        if check_first:
+            await preflight(deployment, systems, clock)
         engine = Engine(
             deployment,
             journal,
@@ -191,7 +178,7 @@ async def drive(
         remove = _install_signal_handlers(engine)
         start = _recap.begin(journal)
         try:
-            report = await engine.run(nodes, until=until, retry=retry, from_step=from_step)
+            report = await engine.run(nodes, until=until, retry=retry, from_step=from_step, renew=renew)
         finally:
             remove()
         report.recap = _recap.finish(journal, start, report, actor=actor)
@@ -228,6 +215,7 @@ async def _drive_session(session: Session, factory: ObserverFactory | None, **op
             hooks=session.hooks,
             observer=observer,
             actor=session.settings.actor,
+            check_first=not session.preflighted,
             **options,
         )
 
@@ -239,9 +227,23 @@ async def run(
     until: str = LDAP_AUTHENTICATED,
     observer_factory: ObserverFactory | None = None,
     clock: Any = None,
+    plan_file: Path | None = None,
 ) -> RunReport:
-    """``run``: drive the nodes (default: all) of the configured deployment to ``until``."""
-    async with open_session(settings) as session:
+    """``run``: drive the nodes (default: all) of the configured deployment to ``until``.
+
+    Args:
+        plan_file: apply exactly this saved plan (``run --plan PLAN``): its nodes and ``until``; refused
+            (ConfigError) when the configuration, the policy, the journal or the world changed since.
+    """
+    if plan_file is not None:
+        saved = _saved_plan.load(plan_file)
+        nodes, until = saved["plan"]["selected"], saved["plan"]["until"]
+        # Re-planned read-only before the session below writes anything: a refused plan changes nothing.
+        _saved_plan.check(saved, await plan(settings, nodes=nodes, until=until))
+    async with open_session(settings, clock=clock, nodes=nodes) as session:
+        if plan_file is not None:
+            assert session.journal is not None
+            _saved_plan.check_opened(saved, session.journal)
         return await _drive_session(session, observer_factory, nodes=nodes, until=until, clock=clock)
 
 
@@ -270,7 +272,7 @@ async def resume(
         raise ConfigError([("NODE", "give one NODE or --all")])
     if from_step and all_nodes:
         raise ConfigError([("--from-step", "goes with one NODE, not --all")])
-    async with open_session(settings, journal="existing") as session:
+    async with open_session(settings, journal="existing", clock=clock, nodes=[node] if node else None) as session:
         assert session.journal is not None
         names, retry = resume_targets(session.journal, node, from_step)
         return await _drive_session(
@@ -284,25 +286,56 @@ async def resume(
         )
 
 
+async def cert_renew(
+    settings: SessionSettings, node: str, *, observer_factory: ObserverFactory | None = None, clock: Any = None
+) -> RunReport:
+    """``cert renew NODE``: a renewal CSR on the Manager from NODE's installed certificate (the same key),
+    then the node's certificate steps again: the CA's answer waits in the certificate gate and passes the
+    checks of ``cert import`` before it replaces the certificate (its node assignments kept).
+
+    The rewind to ``create_csr`` is journaled (``rewound`` with ``renew: true``, by the session's actor):
+    a run killed before the CSR is made makes it on ``resume``. The later steps run again, observing first.
+
+    Raises:
+        ConfigError: NODE unknown, or not certified yet (there is no certificate to renew).
+    """
+    async with open_session(settings, journal="existing") as session:
+        assert session.journal is not None
+        check_renewable(session.journal, node)
+        return await _drive_session(
+            session,
+            observer_factory,
+            nodes=[node],
+            retry=[node],
+            from_step="create_csr",
+            renew=True,
+            auto_approve=session.simulated,
+            clock=clock,
+        )
+
+
 # --- dry run ------------------------------------------------------------------------------
 
 
-@dataclass
-class Plan:
-    """Per node and step: what would change, what is already right, what cannot be known yet."""
-
-    nodes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"nodes": self.nodes}
-
-
 async def plan(
-    settings: SessionSettings, *, nodes: Sequence[str] | None = None, until: str = LDAP_AUTHENTICATED
+    settings: SessionSettings,
+    *,
+    nodes: Sequence[str] | None = None,
+    until: str = LDAP_AUTHENTICATED,
+    save_to: Path | None = None,
 ) -> Plan:
-    """``run --dry-run``: the plan of the configured deployment; no journal is created."""
-    async with open_session(settings, journal="optional") as session:
-        return await plan_steps(session.deployment, session.journal, nodes=nodes, until=until, systems=session.systems)
+    """``run --dry-run``: the plan of the configured deployment; no journal or world is created.
+
+    Args:
+        save_to: write the plan there (``run --dry-run -o PLAN``): the only file a dry run writes.
+    """
+    async with open_session(settings, journal="optional", nodes=nodes) as session:
+        result = await plan_steps(
+            session.deployment, session.journal, nodes=nodes, until=until, world=session.world, systems=session.systems
+        )
+    if save_to is not None:
+        _saved_plan.save(result, save_to)
+    return result
 
 
 async def plan_steps(
@@ -314,46 +347,16 @@ async def plan_steps(
     world: Any = None,
     systems: Systems | None = None,
 ) -> Plan:
-    """Observe and diff every remaining step, read-only (``systems`` default: opened over ``world``)."""
+    """Preflight, then observe and diff every remaining step (and refresh the completed ones), read-only
+    (``systems`` default: opened over ``world``)."""
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
-    result = Plan()
     try:
-        await _preflight(deployment, systems)
-        records = {r.name: r for r in journal.nodes()} if journal else {}
-        for spec in deployment.nodes:
-            if nodes and spec.name not in nodes:
-                continue
-            r = records.get(spec.name)
-            state, step = (r.state, r.step) if r else ("new", None)
-            if state == FAILED and r is not None and r.failed_from:
-                state = r.failed_from
-            rows = []
-            unknown_from: str | None = None
-            for milestone, name in remaining_steps(spec.role, state, step, until):
-                row: dict[str, Any] = {"milestone": milestone, "step": name}
-                if unknown_from:
-                    row.update(status="unknown", reason=f"depends on {unknown_from}")
-                else:
-                    ctx = StepContext(deployment, spec, systems, dry_run=True)
-                    try:
-                        changes = await step_impls.plan_step(step_impls.STEPS[name], ctx)
-                        row.update(status="change" if changes else "ok", changes=[c.as_dict() for c in changes])
-                        if changes:
-                            # Later steps observe what this one would make: never guess them.
-                            unknown_from = name
-                    except Unknowable as exc:
-                        row.update(status="unknown", reason=str(exc))
-                        unknown_from = name
-                    except OrchestratorError as exc:
-                        row.update(status="error", reason=str(exc))
-                        unknown_from = name
-                rows.append(row)
-            result.nodes[spec.name] = rows
+        await preflight(deployment, systems)
+        return await _plan.plan_steps(deployment, journal, systems, nodes=nodes, until=until, world=world)
     finally:
         if own:
             await systems.aclose()
-    return result
 
 
 # --- simulate ---------------------------------------------------------------------------

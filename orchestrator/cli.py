@@ -22,6 +22,7 @@ import click
 
 from machines.lifecycle import LDAP_AUTHENTICATED, MILESTONES
 from orchestrator import _format, _help
+from orchestrator._cli_audit import audit
 from orchestrator._cli_base import GLOBAL_OPTIONS, Options, add_global_options, handle_errors
 from orchestrator._cli_config import config_group, init, validate
 from orchestrator._cli_daemon import daemon
@@ -94,7 +95,27 @@ def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: 
     help="Stop every node at this state.",
 )
 @click.option(
-    "--dry-run", is_flag=True, help="Read-only plan: per node and step, what would change (field: now -> wanted)."
+    "--dry-run",
+    is_flag=True,
+    help="Read-only plan: per node and step + create / ~ update (now -> wanted) / ? known after an earlier step, "
+    "the gates the run stops at, a summary line. Writes nothing (but -o PLAN).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PLAN",
+    help="With --dry-run: save the plan (JSON, bound to the configuration, policy, journal and world) to apply it "
+    "with --plan.",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="PLAN",
+    help="Apply exactly this saved plan (its nodes and --until); refused (exit 2) if anything it was made from "
+    "changed.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result (or the plan) as JSON.")
 @click.option(
@@ -103,21 +124,46 @@ def cli(ctx: click.Context, config: str | None, journal: str | None, log_level: 
 @click.pass_obj
 @handle_errors
 def run(
-    options: Options, nodes: tuple[str, ...], until: str, dry_run: bool, as_json: bool, allow_version_change: bool
+    options: Options,
+    nodes: tuple[str, ...],
+    until: str,
+    dry_run: bool,
+    out: Path | None,
+    plan_file: Path | None,
+    as_json: bool,
+    allow_version_change: bool,
 ) -> None:
     """Drive nodes (default: all) to their target state."""
     import asyncio  # here, not at the top: --help and status start without it
 
     from orchestrator import api
 
+    _check_plan_options(nodes, dry_run, out, plan_file)
     settings = options.session(allow_version_change=allow_version_change)
     live = options.live(as_json)
     if dry_run:
-        _format.plan(asyncio.run(api.plan(settings, nodes=nodes or None, until=until)), as_json)
+        _format.plan(asyncio.run(api.plan(settings, nodes=nodes or None, until=until, save_to=out)), as_json, out)
         return
     factory = options.display(as_json, live)
-    report = asyncio.run(api.run(settings, nodes=nodes or None, until=until, observer_factory=factory))
+    report = asyncio.run(
+        api.run(settings, nodes=nodes or None, until=until, observer_factory=factory, plan_file=plan_file)
+    )
     sys.exit(_format.report(report, as_json, options.quiet))
+
+
+def _check_plan_options(nodes: tuple[str, ...], dry_run: bool, out: Path | None, plan_file: Path | None) -> None:
+    """-o goes with --dry-run; --plan names its own nodes and --until, and is not a dry run."""
+    if out is not None and not dry_run:
+        raise click.BadParameter("saves a plan: use it with --dry-run (then apply it with --plan)", param_hint="'-o'")
+    if plan_file is None:
+        return
+    if dry_run:
+        raise click.BadParameter("applies a saved plan; a dry run makes one (--dry-run -o PLAN)", param_hint="'--plan'")
+    if nodes or click.get_current_context().get_parameter_source("until") is not click.core.ParameterSource.DEFAULT:
+        raise click.BadParameter(
+            "the plan names its nodes and --until: give neither with --plan (make a new plan to change them)",
+            param_hint="'--plan'",
+        )
 
 
 @cli.command()
@@ -239,10 +285,19 @@ def resume(
 @cli.command()
 @click.argument("node", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Stable JSON: a list of node objects.")
+@click.option("--refresh", is_flag=True, help="Also observe every completed step, read-only, and show what drifted.")
 @click.pass_obj
 @handle_errors
-def status(options: Options, node: str | None, as_json: bool) -> None:
+def status(options: Options, node: str | None, as_json: bool, refresh: bool) -> None:
     """State, step in progress, gate waited on, last error, and why, per node."""
+    if refresh:
+        import asyncio  # here, not at the top: plain status starts without it
+
+        from orchestrator._refresh_api import refreshed_status
+
+        path, refreshed = asyncio.run(refreshed_status(options.session(allow_version_change=True), node))
+        _format.status(path, refreshed, as_json)
+        return
     # Not orchestrator.api: status needs the journal only, not the engine or the logs (start-up, #11).
     from orchestrator._journal_api import status as node_status
     from orchestrator._session import open_existing_journal
@@ -301,6 +356,25 @@ def cert_import(options: Options, node: str, file: Path, by: str | None) -> None
     )
 
 
+@cert.command("renew")
+@click.argument("node")
+@click.option("--by", default=None, help="Who renews (for the journal). Default: $USER.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+@handle_errors
+def cert_renew(options: Options, node: str, by: str | None, as_json: bool) -> None:
+    """A renewal CSR from NODE's installed certificate (same key), then its certificate steps again."""
+    import asyncio
+
+    from orchestrator import api
+
+    settings = options.session(actor=by or os.environ.get("USER") or "operator", allow_version_change=True)
+    factory = options.display(as_json, options.live(as_json))
+    sys.exit(
+        _format.report(asyncio.run(api.cert_renew(settings, node, observer_factory=factory)), as_json, options.quiet)
+    )
+
+
 @cli.command()
 @click.argument("node")
 @click.argument("mode", type=click.Choice(["on", "off"]))
@@ -328,6 +402,7 @@ cli.add_command(init)
 cli.add_command(config_group)
 cli.add_command(serve)
 cli.add_command(daemon)
+cli.add_command(audit)
 add_global_options(cli, [p for p in cli.params if p.name in GLOBAL_OPTIONS])
 _help.apply(cli)
 

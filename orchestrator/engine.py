@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -28,9 +29,10 @@ from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, NEW, STEPS, TRANSIENT
 from machines.node import NodeModel
 from machines.plan import Action, Blocked, Done, Held, RunStep, Start, Stopped, Wait
 from orchestrator import steps as step_impls
+from orchestrator._drift import Reconciler
 from orchestrator._history import History, maintenance_of
 from orchestrator._report import FaultHooks, RunReport
-from orchestrator._step_run import StepRunner
+from orchestrator._standby import power_off_standby
 from orchestrator.clock import Clock, SystemClock
 
 __all__ = ["Engine", "RunReport", "FaultHooks"]
@@ -41,7 +43,7 @@ log = structlog.get_logger("orchestrator.engine")
 COMMIT_WINDOW_S = 0.01
 
 
-class Engine(StepRunner):
+class Engine(Reconciler):
     """Drives the nodes of one deployment.
 
     Args:
@@ -137,12 +139,15 @@ class Engine(StepRunner):
         *,
         retry: Sequence[str] = (),
         from_step: str | None = None,
+        renew: bool = False,
     ) -> RunReport:
         """Drive ``nodes`` (default: all) to ``until`` under their leases.
 
         Args:
             retry: failed nodes to put back where they failed first (``resume``).
             from_step: rewind the ``retry`` nodes to this step first (``resume --from-step``).
+            renew: with ``from_step = "create_csr"``: the rewind asks for a renewal CSR from the
+                installed certificate (``orchestrator cert renew``), journaled in its ``rewound`` event.
         """
         if not self._models:
             self.load()
@@ -157,7 +162,7 @@ class Engine(StepRunner):
         report = RunReport()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            await self._prepare_resume(retry, from_step)
+            await self._prepare_resume(retry, from_step, renew)
             self._active = set(names)
             tasks = [asyncio.create_task(self._drive(self._models[name], until), name=f"node:{name}") for name in names]
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -170,6 +175,12 @@ class Engine(StepRunner):
                 elif isinstance(result, BaseException):
                     raise result
                 report.outcomes[name] = result
+            if not self._stopping and until == LDAP_AUTHENTICATED:
+                # A contingency deployment ends as a standby: its VMs off, once every node is built.
+                failed = await power_off_standby(
+                    self.deployment, self.journal, self.systems, self._commit, names, actor=self.actor
+                )
+                report.outcomes.update({name: Stopped(why) for name, why in failed.items()})
             report.interrupted = self._stopping
         finally:
             heartbeat.cancel()
@@ -189,8 +200,9 @@ class Engine(StepRunner):
         self._active.add(name)
         return await self._drive(model, until)
 
-    async def _prepare_resume(self, names: Sequence[str], from_step: str | None) -> None:
+    async def _prepare_resume(self, names: Sequence[str], from_step: str | None, renew: bool = False) -> None:
         """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""
+        rewound: dict[str, Any] = {"from_step": from_step, **({"renew": True} if renew else {})}
         for name in names:
             model = self._models[name]
             if from_step is not None:
@@ -210,7 +222,7 @@ class Engine(StepRunner):
                             actor=self.actor,
                             from_state=model.state,
                             to_state=model.state,
-                            payload={"from_step": from_step},
+                            payload=rewound,
                             update=update,
                         )
                     )
@@ -222,7 +234,7 @@ class Engine(StepRunner):
                             kind=kinds.REWOUND,
                             step=from_step,
                             update=update,
-                            payload={"from_step": from_step},
+                            payload=rewound,
                         )
                     except TransitionError as exc:
                         raise ConfigError(
@@ -245,6 +257,11 @@ class Engine(StepRunner):
 
     async def _drive(self, model: NodeModel, until: str) -> Action:
         try:
+            # The journal says what was done; a refresh checks that the world still says so (issue #10).
+            model.record({"maintenance": maintenance_of(self.journal, model.name)})
+            stopped = await self.reconcile(model)
+            if stopped is not None:
+                return stopped
             while True:
                 # `orchestrator maintenance NODE on` from another process: honoured before the next step.
                 model.record({"maintenance": maintenance_of(self.journal, model.name)})

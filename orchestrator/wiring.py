@@ -9,18 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters.base import CertificateAuthority, Directory, NodeProvisioning, Systems, VSphere
+from adapters.base import CertificateAuthority, Console, Directory, NodeProvisioning, PexipApi, Systems, VSphere
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
 from adapters.syslog import SyslogSender
-from config import rules
-from config.errors import ConfigError
+from config._signing import any_real_system
 from config.model import Deployment
-from config.rules import NOT_YET_REAL, unbuilt_mode_problem
 
 if TYPE_CHECKING:  # the world is opened by the session; importing it here would slow every start
     from adapters.sim.world import SimWorld
 
-__all__ = ["open_systems", "open_syslog", "refuse_unbuilt", "needs_world", "any_real", "NOT_YET_REAL"]
+__all__ = ["open_systems", "open_syslog", "needs_world", "any_real"]
 
 
 def needs_world(deployment: Deployment) -> bool:
@@ -35,9 +33,7 @@ def needs_world(deployment: Deployment) -> bool:
 
 def any_real(deployment: Deployment) -> bool:
     """Whether any system is in real mode: the journal's signing key must then be configured and private."""
-    return rules.any_real(
-        (deployment.vcenter.mode, deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode)
-    )
+    return any_real_system(deployment)
 
 
 def open_syslog(deployment: Deployment) -> SyslogSender:
@@ -60,25 +56,12 @@ def open_syslog(deployment: Deployment) -> SyslogSender:
     return RemoteSyslog(servers, ca_file=(base / ca) if ca else None)
 
 
-def refuse_unbuilt(deployment: Deployment) -> None:
-    """``mode = "real"`` for a system whose real adapter is not built: exit 2, before anything is created."""
-    modes = {"pexip_api": deployment.pexip_api.mode, "console": deployment.console.mode, "ldap": deployment.ldap.mode}
-    problems = [
-        (f"{system}.mode", message)
-        for system in NOT_YET_REAL
-        if (message := unbuilt_mode_problem(system, modes.get(system))) is not None
-    ]
-    if problems:
-        raise ConfigError(problems)
-
-
 def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Path | None = None) -> Systems:
     """Build the adapters of one run. ``world`` is the open ``SimWorld`` when any system is simulated.
 
     ``journal``: the journal's file, beside which the Conferencing Nodes' encrypted bootstrap
     files are kept (default: the configuration's ``journal.path``).
     """
-    refuse_unbuilt(deployment)
     provisioning: NodeProvisioning | None = None
     if deployment.pexip_api.mode == "real":  # the nodes the real Manager provisions answer on tcp/8443
         from adapters.provisioning import HttpsProvisioning
@@ -104,16 +87,12 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
 
         assert world is not None  # needs_world: checked above
         vsphere = SimVSphere(world, deployment)
-    from adapters.sim.ca import SimCA
-    from adapters.sim.console import SimConsole
-    from adapters.sim.pexip import SimPexipApi
-    from adapters.sim.provisioning import SimProvisioning
-
-    assert world is not None  # the Pexip API and the console have no real adapter yet: simulated
     base = Path(deployment.source).parent if deployment.source else None
     ca: CertificateAuthority = ManualCA(deployment, base)
     if deployment.pki.mode == "sim":
-        ca = SimCA(world, deployment)
+        from adapters.sim.ca import SimCA
+
+        ca = SimCA(_world(world), deployment)
     elif deployment.pki.mode == "command":
         from adapters.ca_command import CommandCA
 
@@ -126,13 +105,33 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
     else:
         from adapters.sim.ldap import SimDirectory
 
-        directory = SimDirectory(world, deployment)
+        directory = SimDirectory(_world(world), deployment)
     if provisioning is None:
-        provisioning = SimProvisioning(world, deployment)
+        from adapters.sim.provisioning import SimProvisioning
+
+        provisioning = SimProvisioning(_world(world), deployment)
+    pexip: PexipApi
+    if deployment.pexip_api.mode == "real":
+        from adapters.pexip import HttpPexipApi
+
+        pexip = HttpPexipApi(deployment.pexip_api, ldap=deployment.ldap, address=deployment.management.address)
+    else:
+        from adapters.sim.pexip import SimPexipApi
+
+        pexip = SimPexipApi(_world(world), deployment, directory)  # its LDAP logins ask this directory
+    console: Console
+    if deployment.console.mode == "real":
+        from adapters.console import SshConsole
+
+        console = SshConsole(deployment)
+    else:
+        from adapters.sim.console import SimConsole
+
+        console = SimConsole(_world(world), deployment)
     return Systems(
         vsphere=vsphere,
-        pexip=SimPexipApi(world, deployment, directory),  # its LDAP logins ask this directory, real or simulated
-        console=SimConsole(world, deployment),
+        pexip=pexip,
+        console=console,
         ca=ca,
         directory=directory,
         provisioning=provisioning,
@@ -140,6 +139,13 @@ def open_systems(deployment: Deployment, world: SimWorld | None, *, journal: Pat
             bootstrap_dir(_journal(deployment, journal)), deployment.pexip_api.bootstrap_key, deployment.name
         ),
     )
+
+
+def _world(world: SimWorld | None) -> SimWorld:
+    """The open world a simulated adapter needs (``needs_world`` made the session open it)."""
+    if world is None:
+        raise RuntimeError("a simulated system needs the simulated world open")
+    return world
 
 
 def _journal(deployment: Deployment, journal: Path | None) -> Path:

@@ -10,10 +10,13 @@ orchestrator predicts is a login the Manager grants.
         await directory.verify_bind()
         groups = await directory.user_groups(deployment.ldap.verify_user)
 
-Transport: StartTLS on ``ldap.port``, always, the server's certificate verified against
-``ldap.ca_file`` (else the system's CAs) and its name against ``ldap.server``. There is no
-plain fallback: the guide's floor forbids LDAP queries over an insecure connection, and a
-server that does not offer StartTLS is refused. ldap3 is synchronous, so every operation
+Transport, by ``ldap.transport``: ``starttls`` (the default: StartTLS on ``ldap.port``, 389)
+or ``ldaps`` (TLS from the first byte, ``ldap.port`` 636 by default); either way the server's
+certificate is verified against ``ldap.ca_file`` (else the system's CAs) and its name against
+``ldap.server``, in the handshake. There is no fallback: a server that does not offer StartTLS
+is refused, and ``plain`` is refused before a byte is sent unless the policy's
+``authentication.ldap_permit_no_tls`` allows it (the guide's floor forbids it: the
+configuration refuses it at load). ldap3 is synchronous, so every operation
 runs in ``asyncio.to_thread`` on one connection, kept bound and guarded by a lock.
 ldap3's exceptions are translated once, in :func:`map_ldap3_errors`; the service account's
 password never reaches a message (only its reference does).

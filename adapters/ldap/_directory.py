@@ -1,4 +1,4 @@
-"""The real :class:`adapters.base.Directory`: one kept connection, StartTLS always, calls in worker threads."""
+"""The real :class:`adapters.base.Directory`: one kept connection, StartTLS or ldaps, calls in worker threads."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 from ldap3 import NONE, Connection, Server
 from ldap3.core import exceptions as lx
 
-from adapters.ldap._errors import SYSTEM, map_ldap3_errors
+from adapters.ldap._errors import SYSTEM, TlsHandshakeFailed, map_ldap3_errors
 from adapters.ldap._search import GROUP_FILTER, exists, groups_of, quietly_close, under
-from adapters.ldap._tls import VerifiedTls, tls_for
+from adapters.ldap._tls import VerifiedTls, tls_error_of, tls_for
 from config.errors import Rejected, Unreachable
 from config.model import Deployment, LdapSpec
 
@@ -25,31 +25,36 @@ T = TypeVar("T")
 
 
 class LdapDirectory:
-    """The real :class:`adapters.base.Directory`: a directory server over StartTLS.
+    """The real :class:`adapters.base.Directory`: a directory server over StartTLS or ldaps.
 
     Args:
-        ldap: the deployment's ``[ldap]`` section.
+        ldap: the deployment's ``[ldap]`` section; ``ldap.transport`` says how to reach it.
         timeout_s: for connecting and for each answer.
+        permit_plain: the policy's ``authentication.ldap_permit_no_tls``; without it a ``plain``
+            transport is refused before anything is sent.
     """
 
-    def __init__(self, ldap: LdapSpec, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, ldap: LdapSpec, *, timeout_s: float = 10.0, permit_plain: bool = False) -> None:
         self._ldap = ldap
         self._timeout = timeout_s
+        self._permit_plain = permit_plain
         self._lock = threading.Lock()  # one operation at a time on the one connection
         self._conn: Connection | None = None
         self._tls: VerifiedTls | None = None
 
     @classmethod
     def from_deployment(cls, deployment: Deployment, **kwargs: Any) -> LdapDirectory:
+        kwargs.setdefault("permit_plain", deployment.policy.authentication.ldap_permit_no_tls)
         return cls(deployment.ldap, **kwargs)
 
     def __repr__(self) -> str:  # never the password: the Secret's own repr is its reference
-        return f"LdapDirectory({self._ldap.server}:{self._ldap.port}, bind={self._ldap.bind_username!r})"
+        ldap = self._ldap
+        return f"LdapDirectory({ldap.transport}://{ldap.server}:{ldap.port}, bind={ldap.bind_username!r})"
 
     # --- the Directory protocol ----------------------------------------------------------
 
     async def verify_bind(self) -> None:
-        """Bind as the service account over StartTLS, on a new connection; then check that the
+        """Bind as the service account over TLS (StartTLS or ldaps), on a new connection; then check that the
         base DN and the user and group search DNs exist.
 
         Raises:
@@ -126,13 +131,20 @@ class LdapDirectory:
         return self._tls
 
     def _connect(self, what: str) -> Connection:
-        """A new connection: TCP, StartTLS, bind as the service account."""
+        """A new connection: TCP, TLS (StartTLS, or ldaps from the first byte), bind as the service account."""
         ldap = self._ldap
+        if ldap.transport == "plain" and not self._permit_plain:
+            raise Rejected(
+                f"{what}: ldap.transport 'plain' would send the password without TLS, which the policy forbids "
+                "(authentication.ldap_permit_no_tls = false); use 'starttls' or 'ldaps'",
+                system=SYSTEM,
+            )
         password = self._password(what)
-        tls = self._tls_settings()
+        ldaps = ldap.transport == "ldaps"
+        tls = None if ldap.transport == "plain" else self._tls_settings()
         with map_ldap3_errors(what, ldap):
             server = Server(
-                ldap.server, port=ldap.port, use_ssl=False, tls=tls, get_info=NONE, connect_timeout=self._timeout
+                ldap.server, port=ldap.port, use_ssl=ldaps, tls=tls, get_info=NONE, connect_timeout=self._timeout
             )
             conn = Connection(
                 server,
@@ -143,24 +155,34 @@ class LdapDirectory:
                 read_only=True,
             )
             try:
-                conn.open(read_server_info=False)
+                try:
+                    conn.open(read_server_info=False)
+                except lx.LDAPSocketOpenError:
+                    if (failed := tls_error_of(conn)) is not None:  # ldaps: the handshake itself failed
+                        raise TlsHandshakeFailed(str(failed)) from failed
+                    raise
                 # Without it the first operation after a TLS 1.3 handshake stalls ~40 ms (Nagle
                 # and delayed ACK on the session tickets): test-peers.md.
                 conn.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                try:
-                    conn.start_tls(read_server_info=False)
-                except lx.LDAPOperationResult as exc:  # the server said no to StartTLS itself
-                    raise lx.LDAPStartTLSError(f"{exc.description} (result {exc.result})") from exc
-                if not conn.tls_started:
-                    raise Rejected(
-                        f"{what}: StartTLS with {ldap.server}:{ldap.port} did not start; refusing to bind without TLS",
-                        system=SYSTEM,
-                    )
+                if ldap.transport == "starttls":
+                    self._start_tls(conn, what)
                 conn.bind(read_server_info=False)
             except BaseException:
                 quietly_close(conn)
                 raise
         return conn
+
+    def _start_tls(self, conn: Connection, what: str) -> None:
+        ldap = self._ldap
+        try:
+            conn.start_tls(read_server_info=False)
+        except lx.LDAPOperationResult as exc:  # the server said no to StartTLS itself
+            raise lx.LDAPStartTLSError(f"{exc.description} (result {exc.result})") from exc
+        if not conn.tls_started:
+            raise Rejected(
+                f"{what}: StartTLS with {ldap.server}:{ldap.port} did not start; refusing to bind without TLS",
+                system=SYSTEM,
+            )
 
     def _verify_bind(self) -> None:
         what = f"bind as {self._ldap.bind_username}"

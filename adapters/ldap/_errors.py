@@ -12,11 +12,15 @@ from config.errors import AdapterError, Rejected, Timeout, Unreachable
 from config.model import LdapSpec
 from config.secrets import REDACTOR
 
-__all__ = ["SYSTEM", "map_ldap3_errors"]
+__all__ = ["SYSTEM", "TlsHandshakeFailed", "map_ldap3_errors"]
 
 SYSTEM = "ldap"
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: a trusted chain, another name.
 _NAME_MISMATCH = (62, 64)
+
+
+class TlsHandshakeFailed(lx.LDAPException):
+    """The TLS handshake of an ldaps connection failed; ``__cause__`` is the handshake's own exception."""
 
 
 def _ssl_cause(exc: BaseException) -> BaseException | None:
@@ -47,7 +51,7 @@ def map_ldap3_errors(what: str, ldap: LdapSpec) -> Iterator[None]:
             f"check ldap.bind_username and ldap.bind_password ({ref})",
             system=SYSTEM,
         ) from exc
-    except lx.LDAPStartTLSError as exc:
+    except (lx.LDAPStartTLSError, TlsHandshakeFailed) as exc:
         cause = _ssl_cause(exc)
         if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_code in _NAME_MISMATCH:
             raise Rejected(
@@ -59,6 +63,13 @@ def map_ldap3_errors(what: str, ldap: LdapSpec) -> Iterator[None]:
             raise Rejected(
                 f"{what}: the TLS certificate of {where} is not trusted ({cause.verify_message}); set "
                 f"ldap.ca_file to the CA that signed it (now {ldap.ca_file or 'the system CAs'})",
+                system=SYSTEM,
+            ) from exc
+        if isinstance(exc, TlsHandshakeFailed):
+            raise Unreachable(
+                f"{what}: TLS with {where} failed ({cause or exc.__cause__}); ldap.transport 'ldaps' expects TLS from "
+                "the first byte (usually port 636): for a server that offers StartTLS (port 389) set "
+                "ldap.transport = 'starttls'",
                 system=SYSTEM,
             ) from exc
         if cause is not None:

@@ -1,10 +1,14 @@
-"""The TLS of every LDAP connection: the chain and the server's name verified in the handshake itself.
+"""The TLS of every LDAP connection (StartTLS or ldaps): the chain and the server's name verified in the handshake.
 
 ldap3's own ``Tls`` verifies the chain in the handshake but the name afterwards, with
 ``ssl.match_hostname`` (deprecated, gone in Python 3.12); when the name does not match it
 raises before keeping the TLS socket, which stays open until the garbage collector finds it.
 :class:`VerifiedTls` hands the whole check to Python's ``ssl`` (``check_hostname``), so a
 mismatch fails the handshake like an untrusted chain and the socket is closed with it.
+
+For ldaps, ldap3 re-creates the handshake's exception from its text (``type(e)(str(e))``), which
+loses what the certificate check said; :meth:`VerifiedTls.wrap_socket` therefore keeps the
+original on the connection (``tls_error_of``), for :func:`adapters.ldap._errors.map_ldap3_errors`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from adapters.ldap._errors import SYSTEM
 from config.errors import Rejected
 from config.model import LdapSpec
 
-__all__ = ["VerifiedTls", "tls_for"]
+__all__ = ["VerifiedTls", "tls_for", "tls_error_of"]
+
+_ERROR = "_orchestrator_tls_error"
 
 
 class VerifiedTls(Tls):
@@ -32,12 +38,22 @@ class VerifiedTls(Tls):
     def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
         # Called by ldap3's StartTLS with do_handshake=True: the handshake (and with it every check)
         # happens here; on failure SSLSocket closes itself and ldap3 raises LDAPStartTLSError from it.
-        connection.socket = self._context.wrap_socket(
-            connection.socket,
-            server_side=False,
-            do_handshake_on_connect=do_handshake,
-            server_hostname=self._server_name,  # SNI for a name (none for an address) and the name checked
-        )
+        try:
+            connection.socket = self._context.wrap_socket(
+                connection.socket,
+                server_side=False,
+                do_handshake_on_connect=do_handshake,
+                server_hostname=self._server_name,  # SNI for a name (none for an address) and the name checked
+            )
+        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+            setattr(connection, _ERROR, exc)
+            raise
+
+
+def tls_error_of(connection: Any) -> BaseException | None:
+    """The exception of the TLS handshake that failed on ``connection`` (an ldap3 Connection), if one did."""
+    error = getattr(connection, _ERROR, None)
+    return error if isinstance(error, BaseException) else None
 
 
 def tls_for(ldap: LdapSpec) -> VerifiedTls:

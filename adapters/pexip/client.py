@@ -1,28 +1,40 @@
 """The Management Node's REST API over HTTPS (aiohttp): TLS always verified, HTTP Basic, paging by
 ``meta.next``, Tastypie 400 bodies turned into field messages, idempotent verbs retried.
 
+Who it is (pexip-api.md 7.5): the web administrator by HTTP Basic until a certificate login has
+been proven; from then on (``verify_login(use_client_cert=True)`` succeeded, or a Basic request
+was refused while ``pexip_api.client_cert`` is configured and the certificate is accepted) the
+orchestrator's client certificate over mutual TLS and no Authorization header.
+
+Where it connects: ``pexip_api.url`` names the Manager by its FQDN (TLS server name and Host
+header); the connection goes to ``pexip_api.address`` (default ``management.address``). Trust: see
+:mod:`adapters.pexip._tls` (``ca_file``, or the pinned self-signed certificate).
+
 Errors: a 4xx is :class:`~config.errors.Rejected` naming the fields and messages the API gave;
-a connection error or a 5xx is :class:`~config.errors.Unreachable` (retryable); 429 waits for
-``Retry-After`` and tries again. Only GET, PATCH and DELETE are retried: a POST that may have
-been applied is never sent twice. At most 5 requests are in flight. Neither the password nor a
-worker_vm body is ever logged or put in an exception.
+a connection error or a 5xx is :class:`~config.errors.Unreachable` (retryable), a 503 (starting,
+rebooting) :class:`~config.errors.NotYet`; 429 waits for ``Retry-After`` and tries again. Only GET,
+PATCH and DELETE are retried: a POST that may have been applied is never sent twice. At most 5
+requests are in flight and 1,000 a minute. Neither a password nor a worker_vm body is ever logged
+or put in an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
-import ssl
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
 
 from adapters.base import Created
-from config.errors import Rejected, Unreachable
-from config.model import PexipApiSpec
+from adapters.pexip._shapes import RequestBudget, matches, normalise, server_filters
+from adapters.pexip._tls import AddressResolver, client_context, pinned_certificate
+from config.errors import NotYet, Rejected, Unreachable
+from config.model import LdapSpec, PexipApiSpec
 
 __all__ = ["HttpPexipApi"]
 
@@ -33,22 +45,46 @@ _STATUS = "/api/admin/status/v1/"
 _IDEMPOTENT = {"GET", "PATCH", "DELETE"}
 _ATTEMPTS = 3
 _IN_FLIGHT = 5
+_RATE = (1000, 60.0)  # requests per window (s): a Management Node's limit (pexip-api.md 1: Rate limits)
+_PROBE = _CONFIG + "global/1/"  # a login is proven by a GET that answers 200 (pexip-api.md 7.5)
+
+Identity = Literal["admin", "ldap", "cert"]
 
 
 class HttpPexipApi:
-    """:class:`adapters.base.PexipApi` against a real Management Node (or the lab's server)."""
+    """:class:`adapters.base.PexipApi` against a real Management Node (or the lab's server).
 
-    def __init__(self, spec: PexipApiSpec, *, retry_delay_s: float = 0.5):
+    Args:
+        spec: the ``[pexip_api]`` section (URL, CA, web administrator, client certificate).
+        ldap: the ``[ldap]`` section: ``verify_user``/``verify_password`` is the LDAP login that
+            :meth:`verify_login` proves (none: only the local admin and the certificate can be).
+    """
+
+    def __init__(
+        self,
+        spec: PexipApiSpec,
+        *,
+        ldap: LdapSpec | None = None,
+        address: str | None = None,
+        retry_delay_s: float = 0.5,
+        rate: tuple[int, float] = _RATE,
+    ):
+        """``address``: where the Manager is reached when ``spec.address`` does not say (the wiring gives
+        ``management.address``); unused when the URL's host is an IP address. ``rate``: at most that many
+        requests in any window of that many seconds (default 1,000 a minute)."""
         if spec.admin_password is None:
             raise Rejected("pexip_api.admin_password is not set", system="pexip")
+        self._spec, self._ldap = spec, ldap
         self._base = spec.url.rstrip("/")
-        token = base64.b64encode(f"{spec.admin_user}:{spec.admin_password.reveal()}".encode()).decode()
-        self._headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
-        ctx = ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else ssl.create_default_context()
-        self._ssl = ctx
-        self._session: aiohttp.ClientSession | None = None
+        host = URL(spec.url).host or ""
+        self._address = None if _is_ip(host) else (spec.address or address)
+        self._identity: Identity = "admin"
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by "presents the client certificate"
         self._slots = asyncio.Semaphore(_IN_FLIGHT)
         self._delay = retry_delay_s
+        self._budget = RequestBudget(*rate)
+        self._schemas: dict[str, dict[str, Any] | None] = {}
+        self._pinned: str | None = None  # the pinned certificate's PEM ("" no longer the one presented)
 
     def __repr__(self) -> str:
         return f"HttpPexipApi({self._base!r})"
@@ -56,12 +92,15 @@ class HttpPexipApi:
     # --- the Protocol ------------------------------------------------------------------------
 
     async def list_objects(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
-        return await self._all(f"{_CONFIG}{resource}/", filters)
+        """Filters the server declares go on the wire, the rest are applied here; all are re-checked."""
+        schema = await self._schema(resource) if set(filters) - {"id"} else None
+        found = await self._all(f"{_CONFIG}{resource}/", server_filters(schema, filters))
+        return [normalise(o) for o in found if matches(o, filters)]
 
     async def get(self, uri: str) -> dict[str, Any]:
         _, body = await self._request("GET", uri)
         result: dict[str, Any] = json.loads(body)
-        return result
+        return normalise(result) if not uri.endswith("/schema/") else result
 
     async def create(self, resource: str, fields: dict[str, Any]) -> Created:
         headers, body = await self._request("POST", f"{_CONFIG}{resource}/", fields)
@@ -78,22 +117,98 @@ class HttpPexipApi:
         await self._request("DELETE", uri)
 
     async def status(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
-        return await self._all(f"{_STATUS}{resource}/", filters)
+        found = await self._all(f"{_STATUS}{resource}/", {k: str(v) for k, v in filters.items()})
+        return [o for o in found if matches(o, filters)]
 
     async def verify_login(self, *, use_client_cert: bool) -> str:
-        raise Rejected("verify_login is not implemented by the real client yet (issue #8)", system="pexip")
+        """Prove the next login with a probe GET: the certificate login (``use_client_cert``; from then
+        on every request presents the certificate), else the LDAP ``ldap.verify_user`` once the source
+        includes LDAP, else the local admin. Returns who logged in ("local admin", "LDAP user 'x'",
+        "LDAP user 'x' (client certificate)"): the API says nothing of the roles it granted.
+
+        Raises:
+            Rejected: the login is refused (401/403), or its credentials are not configured.
+        """
+        if use_client_cert:
+            await self._probe("cert")
+            self._identity = "cert"
+            return f"LDAP user {self._verify_user()!r} (client certificate)"
+        auth = await self.get(_CONFIG + "authentication/1/")
+        if "LDAP" in str(auth.get("source", "")).split("+"):
+            await self._probe("ldap")
+            return f"LDAP user {self._verify_user()!r}"
+        await self._probe("admin")
+        return "local admin"
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+    # --- identities --------------------------------------------------------------------------
+
+    async def _schema(self, resource: str) -> dict[str, Any] | None:
+        """``<resource>/schema/``, read once per client (None: the Manager would not give it)."""
+        if resource not in self._schemas:
+            try:
+                self._schemas[resource] = await self.get(f"{_CONFIG}{resource}/schema/")
+            except Rejected:
+                self._schemas[resource] = None
+        return self._schemas[resource]
+
+    def _verify_user(self) -> str:
+        return self._ldap.verify_user if self._ldap is not None else ""
+
+    async def _probe(self, identity: Identity) -> None:
+        try:
+            await self._request("GET", _PROBE, identity=identity)
+        except Rejected as exc:
+            status = getattr(exc, "http_status", None)
+            if status in (401, 403):
+                refused = Rejected(
+                    f"login as {_describe(identity, self._verify_user())} refused: {exc}", system="pexip"
+                )
+                refused.http_status = status  # type: ignore[attr-defined]
+                raise refused from None
+            raise
+
+    def _authorization(self, identity: Identity) -> dict[str, str]:
+        if identity == "cert":  # the certificate instead of an Authorization header (pexip-api.md 7.5)
+            return {}
+        if identity == "ldap":
+            ldap = self._ldap
+            if ldap is None or not ldap.verify_user or ldap.verify_password is None:
+                raise Rejected(
+                    "cannot prove an LDAP login: ldap.verify_user and ldap.verify_password are not set", system="pexip"
+                )
+            user, password = ldap.verify_user, ldap.verify_password.reveal()
+        else:
+            assert self._spec.admin_password is not None  # checked in __init__
+            user, password = self._spec.admin_user, self._spec.admin_password.reveal()
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    async def _session(self, with_cert: bool) -> aiohttp.ClientSession:
+        if with_cert not in self._sessions:
+            if self._spec.tls_fingerprint and self._pinned is None:
+                self._pinned = await pinned_certificate(self._spec, self._address) or ""
+            ctx = client_context(self._spec, self._pinned, with_cert=with_cert)
+            resolver = AddressResolver(URL(self._spec.url).host or "", self._address) if self._address else None
+            connector = aiohttp.TCPConnector(ssl=ctx, resolver=resolver)
+            self._sessions[with_cert] = aiohttp.ClientSession(connector=connector)
+        return self._sessions[with_cert]
+
+    async def _forget_pin(self) -> None:
+        """The Manager changed certificates (its CA-signed one is installed): read it again."""
+        self._pinned = None
+        await self.aclose()
 
     # --- the wire ----------------------------------------------------------------------------
 
-    async def _all(self, path: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _all(self, path: str, filters: dict[str, str]) -> list[dict[str, Any]]:
         objects: list[dict[str, Any]] = []
         url: str | None = path
-        params: dict[str, str] | None = {k: str(v) for k, v in filters.items()} | {"limit": "100"}
+        params: dict[str, str] | None = filters | {"limit": "100"}
         while url:
             _, body = await self._request("GET", url, params=params)
             page = json.loads(body)
@@ -102,22 +217,53 @@ class HttpPexipApi:
         return objects
 
     async def _request(
-        self, method: str, path: str, fields: dict[str, Any] | None = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        fields: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        *,
+        identity: Identity | None = None,
     ) -> tuple[dict[str, str], bytes]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
+        chosen = identity or self._identity
+        try:
+            return await self._send(method, path, fields, params, chosen)
+        except Rejected as exc:
+            # A rerun after client certificates were required: the Basic login is gone by design.
+            if identity is None and chosen == "admin" and self._spec.client_cert and _status(exc) == 401:
+                try:
+                    answer = await self._send(method, path, fields, params, "cert")
+                except Rejected as refused:
+                    if _status(refused) in (401, 403):
+                        raise exc from None  # the certificate is no login either: the admin's refusal says more
+                    raise
+                self._identity = "cert"
+                log.info("the Management Node refused the web administrator; using the client certificate from now on")
+                return answer
+            raise
+
+    async def _send(
+        self, method: str, path: str, fields: dict[str, Any] | None, params: dict[str, str] | None, identity: Identity
+    ) -> tuple[dict[str, str], bytes]:
+        session = await self._session(identity == "cert")
         url = path if path.startswith("http") else f"{self._base}{path}"
         data = json.dumps(fields).encode() if fields is not None else None
-        headers = dict(self._headers) | ({"Content-Type": "application/json"} if data is not None else {})
+        headers = {"Accept": "application/json"} | self._authorization(identity)
+        headers |= {"Content-Type": "application/json"} if data is not None else {}
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with self._slots:
-                    async with self._session.request(method, url, data=data, headers=headers, params=params) as r:
+                    await self._budget.wait()
+                    async with session.request(method, url, data=data, headers=headers, params=params) as r:
                         body = await r.read()
                         status, answer = r.status, dict(r.headers)
             except aiohttp.ClientConnectorCertificateError as exc:
+                if self._pinned and attempt < _ATTEMPTS:
+                    await self._forget_pin()
+                    session = await self._session(identity == "cert")
+                    continue
                 raise Rejected(
                     f"the Management Node at {self._base} presented a certificate that pexip_api.ca_file "
                     f"does not verify ({exc.certificate_error}); set pexip_api.ca_file to the CA that issued it",
@@ -137,8 +283,29 @@ class HttpPexipApi:
                 if method in _IDEMPOTENT and attempt < _ATTEMPTS:
                     await asyncio.sleep(self._delay)
                     continue
+                if status == 503:  # starting or rebooting (a wizard's reboot): wait, bounded by retry.wait_timeout_s
+                    raise NotYet(f"{method} {path}: the Management Node is not ready yet (HTTP 503)", system="pexip")
                 raise Unreachable(f"{method} {path}: HTTP {status}", system="pexip")
             raise _rejected(method, path, status, body)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _status(exc: Rejected) -> int | None:
+    status = getattr(exc, "http_status", None)
+    return status if isinstance(status, int) else None
+
+
+def _describe(identity: Identity, user: str) -> str:
+    return {"admin": "the local admin", "ldap": f"LDAP user {user!r}", "cert": f"{user!r} by client certificate"}[
+        identity
+    ]
 
 
 def _retry_after(value: str | None, default: float) -> float:

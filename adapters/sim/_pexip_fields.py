@@ -57,6 +57,7 @@ class Resource:
     fields: dict[str, Field]
     singleton: bool = False  # GET and PATCH only (global, authentication, management_vm)
     read_only: bool = False  # GET only (permission)
+    filtering: tuple[str, ...] = ()  # the fields a list may be filtered on by the server (Tastypie's "filtering")
 
     def schema(self) -> dict[str, Any]:
         """The ``<resource>/schema/`` document, the part clients read (pexip-api.md section 1: Discovery)."""
@@ -71,5 +72,6 @@ class Resource:
                     "valid_choices": list(f.choices) or None,
                 }
                 for name, f in self.fields.items()
-            }
+            },
+            "filtering": {name: ["exact", "icontains", "startswith", "in"] for name in self.filtering},
         }

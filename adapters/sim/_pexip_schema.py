@@ -7,6 +7,7 @@ message like the real 400 body (``{"field": ["message"]}``).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -21,6 +22,7 @@ __all__ = [
     "Resource",
     "RESOURCES",
     "BASE",
+    "FILTERING",
     "PERMISSIONS",
     "ROLES",
     "api_error",
@@ -276,6 +278,18 @@ RESOURCES: dict[str, Resource] = {
         ),
     )
 }
+
+# The fields each resource's /schema/ declares under "filtering" (besides id): only those seen
+# filtered on a real Manager (pexip-api.md 7.6). The lab's server refuses any other filter with a
+# 400, as Tastypie does; clients filter the rest themselves.
+FILTERING: dict[str, tuple[str, ...]] = {
+    "dns_server": ("address",),
+    "ntp_server": ("address",),
+    "system_location": ("name",),
+    "worker_vm": ("name",),
+    "tls_certificate": ("subject_name",),
+}
+RESOURCES = {name: dataclasses.replace(r, filtering=("id", *FILTERING.get(name, ()))) for name, r in RESOURCES.items()}
 
 # Permission names (the UI labels) and codenames; only is_admin and use_api are evidenced.
 PERMISSIONS: tuple[tuple[str, str], ...] = (

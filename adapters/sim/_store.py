@@ -6,9 +6,32 @@ store, latency, faults and effect log shared by the twins.
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+import sqlite3
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
-__all__ = ["SCHEMA", "index_add", "index_discard", "hashable"]
+__all__ = ["SCHEMA", "Effect", "digest", "index_add", "index_discard", "hashable", "reload"]
+
+
+class Effect(NamedTuple):
+    """One change applied to the world, recorded against the node it concerns."""
+
+    node: str
+    kind: str  # vm_import, reservation_set, bios_lock, power_on, api_create, ...
+    detail: str = ""
+
+
+def digest(value: str) -> str:
+    """How the world keeps a password or key it must be able to compare, never the value.
+
+    Unsalted SHA-256 is enough here: this is a simulation's own file, and the point is only
+    that no secret value is ever written to it.
+    """
+    return hashlib.sha256(value.encode()).hexdigest()
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -29,6 +52,29 @@ CREATE TABLE IF NOT EXISTS effects (
 
 # An index maps a field's value to the one key that has it (a str: natural keys are
 # unique, and a set per value would cost ~200 bytes per node) or to a set of keys.
+def state_sha256(entries: Iterable[tuple[str, str, Any]]) -> str:
+    """SHA-256 of ``(system, key, value)`` entries, one JSON line each, in the order given."""
+    sha = hashlib.sha256()
+    for entry in entries:
+        sha.update(json.dumps(list(entry), sort_keys=True).encode() + b"\n")
+    return sha.hexdigest()
+
+
+def effects_summary(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """``{node: {kind: count}}`` of the effects table."""
+    summary: dict[str, dict[str, int]] = {}
+    rows = conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind ORDER BY node, kind")
+    for node, kind, count in rows:
+        summary.setdefault(node, {})[kind] = count
+    return summary
+
+
+def effect_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every effect in order: ``seq``, ``at``, ``node``, ``kind``, ``detail``."""
+    rows = conn.execute("SELECT seq, at, node, kind, detail FROM effects ORDER BY seq")
+    return [dict(zip(("seq", "at", "node", "kind", "detail"), row, strict=True)) for row in rows]
+
+
 def index_add(index: dict[Any, Any], value: Any, key: str) -> None:
     found = index.get(value)
     if found is None or found == key:
@@ -51,3 +97,18 @@ def index_discard(index: dict[Any, Any], value: Any, key: str) -> None:
 
 def hashable(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool)) or value is None
+
+
+def reload(
+    conn: sqlite3.Connection, pending: dict[tuple[str, str], str | None]
+) -> tuple[defaultdict[str, set[str]], OrderedDict[tuple[str, str], Any]]:
+    """A shared world's keys read again, and its value cache holding only this process's uncommitted changes."""
+    keys: defaultdict[str, set[str]] = defaultdict(set)
+    for system, key in conn.execute("SELECT system, key FROM kv"):
+        keys[system].add(key)
+    for (system, key), text in pending.items():
+        if text is None:
+            keys[system].discard(key)
+        else:
+            keys[system].add(key)
+    return keys, OrderedDict(((s, k), json.loads(t)) for (s, k), t in pending.items() if t is not None)

@@ -70,6 +70,12 @@ class SimCA:
         await self._world.call(_SYSTEM, "chain", change=False)
         return [str((await self._root())["cert_pem"])]
 
+    async def withdraw(self, node: str) -> None:
+        """Forget ``node``'s CSR and its certificate (a renewal CSR follows)."""
+        await self._world.call(_SYSTEM, f"withdraw CSR of {node}", change=True)
+        if self._world.get(CA, f"csr/{node}") is not None:
+            await self._world.apply([(CA, f"csr/{node}", None)])
+
     async def aclose(self) -> None:
         """Nothing to release: the state is in the world."""
 

@@ -76,8 +76,13 @@ class SimConsole:
             [Effect(node.name, "installation_wizard", "")],
         )
 
-    async def security_wizard(self, node: NodeSpec, admin_password: str, answers: dict[str, Any]) -> None:
+    async def security_wizard(
+        self, node: NodeSpec, admin_password: str, answers: dict[str, Any], *, console_login: bool = False
+    ) -> None:
         """Answer the security wizard (irreversible: console login is gone afterwards).
+
+        ``console_login``: the SSH console server (adapters/sim/servers/console_ssh.py) already
+        checked the console admin password at login; the web administrator's is then not asked.
 
         Raises:
             Rejected: a Conferencing Node, a node not ``installed``, a wrong admin password,
@@ -93,7 +98,7 @@ class SimConsole:
             )
         if current != "installed":
             raise Rejected(f"{node.name}: run the installation wizard first (state {current})", system=_SYSTEM)
-        if digest(admin_password) != state["admin_password_sha256"]:
+        if not console_login and digest(admin_password) != state["admin_password_sha256"]:
             raise Rejected(f"{node.name}: console login refused: wrong admin password", system=_SYSTEM)
         prompts = list(self._deployment.policy.security_wizard.settings())
         missing = [k for k in prompts if k not in answers]

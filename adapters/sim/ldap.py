@@ -46,11 +46,19 @@ class SimDirectory:
     def __init__(self, world: SimWorld, deployment: Deployment):
         self._world = world
         self._ldap = deployment.ldap
+        self._permit_plain = deployment.policy.authentication.ldap_permit_no_tls
 
     async def verify_bind(self) -> None:
-        """Bind as the service account; ``Rejected`` when its password cannot be read."""
+        """Bind as the service account; ``Rejected`` when its password cannot be read, or when
+        ``ldap.transport`` is ``plain`` and the policy does not permit LDAP without TLS."""
         await self._world.call(_SYSTEM, "bind", change=False)
         ldap = self._ldap
+        if ldap.transport == "plain" and not self._permit_plain:
+            raise Rejected(
+                "ldap.transport 'plain' would send the password without TLS, which the policy forbids "
+                "(authentication.ldap_permit_no_tls = false); use 'starttls' or 'ldaps'",
+                system=_SYSTEM,
+            )
         if not ldap.bind_username:
             raise Rejected("ldap.bind_username is empty: set the service account's DN or name", system=_SYSTEM)
         if ldap.bind_password is None:

@@ -266,6 +266,11 @@ class SimPexipApi:
                 "wizard has not run yet",
                 system=_SYSTEM,
             )
+        if (self._world.get(VM, self._manager) or {}).get("power_state") == "poweredOff":
+            # A standby (contingency) Manager powered off once built: nothing answers until it is on.
+            raise Unreachable(
+                f"the Management Node {self._manager} does not answer: its VM is powered off", system=_SYSTEM
+            )
         if login:
             auth = await self._logins.current()
             if not auth["identities"]:

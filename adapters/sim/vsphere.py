@@ -239,6 +239,15 @@ class SimVSphere:
         ):
             yield event
 
+    async def power_off(self, vm: VmState) -> VmState:
+        """Power ``vm`` off (vCenter's Power Off); one already off changes nothing."""
+        await self._world.call(_SYSTEM, f"power off {vm.name}", change=True)
+        stored = self._vm(vm)
+        if stored["power_state"] != "poweredOff":
+            off = {**stored, "power_state": "poweredOff"}
+            await self._world.apply([(VM, vm.name, off)], [Effect(vm.name, "power_off", "")])
+        return _state(self._vm(vm))
+
     async def aclose(self) -> None:
         """Nothing to release: the state is in the world."""
 

@@ -28,7 +28,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -37,13 +36,16 @@ from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from adapters.sim import _store
 from adapters.sim._faults import EXIT_CODE, FaultPlan, FaultPoint
 from adapters.sim._store import SCHEMA as _SCHEMA
+from adapters.sim._store import Effect, digest
 from adapters.sim._store import hashable as _hashable
 from adapters.sim._store import index_add as _index_add
 from adapters.sim._store import index_discard as _index_discard
+from adapters.sim._store import reload as _reload
 from config.errors import ConfigError, Rejected, Unreachable
 
 __all__ = [
@@ -72,32 +74,13 @@ def pexip_system(resource: str) -> str:
     return f"pexip:{resource}"
 
 
-def digest(value: str) -> str:
-    """How the world keeps a password or key it must be able to compare, never the value.
-
-    Unsalted SHA-256 is enough here: this is a simulation's own file, and the point is only
-    that no secret value is ever written to it.
-    """
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 _FAULTS_SYSTEM = "_faults"  # where fired exit faults are remembered, so each fires once
-
-
-class Effect(NamedTuple):
-    """One change applied to the world, recorded against the node it concerns."""
-
-    node: str
-    kind: str  # vm_import, reservation_set, bios_lock, power_on, api_create, ...
-    detail: str = ""
 
 
 # --- the world --------------------------------------------------------------------------
 
-
 _MISSING = object()
-# Decoded values kept in memory: the working set of the nodes in flight (50 at a time by
-# default, a handful of values each), not the whole world.
+# Decoded values kept in memory: the working set of the nodes in flight, not the whole world.
 _RECENT_VALUES = 128
 
 
@@ -105,11 +88,17 @@ class SimWorld:
     """The store, clock-free latency, faults and effect log shared by the simulated twins.
 
     One process at a time owns a world file (it is opened in SQLite's exclusive locking
-    mode, so a second process gets a clear error instead of a silently stale cache).
+    mode, so a second process gets a clear error instead of a silently stale cache), unless
+    it is opened ``shared``: the lab's simulators and a run then use it side by side, and each
+    drops its cache whenever the other committed (SQLite's ``data_version``).
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, latency: float, faults: FaultPlan, seed: int | None):
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, latency: float, faults: FaultPlan, seed: int | None, shared: bool
+    ):
         self.path = path
+        self._shared = shared
+        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0] if shared else 0
         self.latency = latency
         self.faults = faults
         self._conn = conn
@@ -140,6 +129,7 @@ class SimWorld:
         latency: float = 0.0,
         faults: str | FaultPlan = "",
         seed: int | None = None,
+        shared: bool = False,
     ) -> SimWorld:
         """Open (or create) the world stored at ``path``.
 
@@ -148,6 +138,7 @@ class SimWorld:
                 each wait is jittered uniformly between 0.5x and 1.5x. 0: no waiting.
             faults: a :class:`FaultPlan` or its ``--faults`` spec.
             seed: seeds jitter and transient faults (a ``seed=`` in ``faults`` wins).
+            shared: another process uses the file too (the lab's simulators): see the class.
 
         Raises:
             ConfigError: a bad ``faults`` spec or latency, or a world file that cannot be
@@ -158,13 +149,15 @@ class SimWorld:
             raise ConfigError(f"must be >= 0 seconds (got {latency})", field="--latency")
         path = Path(path)
         try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.25)
+            # Shared: the other process's transactions are short, but a write must wait them out.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10 if shared else 0.25)
             # WAL + synchronous=NORMAL: a committed transaction survives kill -9 of this
             # process (it is in the WAL file, replayed on open). It may not survive power
             # loss; that is not what the simulated world simulates, the journal does that.
             # One owner at a time: the cache would go stale under a second writer. (Set
             # before WAL so that no shared-memory index is used at all.)
-            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            if not shared:
+                conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-256")  # 256 KiB: values are read by primary key, hot ones cached above
@@ -175,12 +168,25 @@ class SimWorld:
                 "is another simulation using it? wait for it or pass another --world file",
                 field="--world",
             ) from exc
-        return cls(path, conn, latency, plan, seed)
+        return cls(path, conn, latency, plan, seed, shared)
 
     # --- reading (all from the in-memory cache) -----------------------------------------
 
+    def _sync(self) -> None:
+        """Shared: drop the cache if another process committed since (keys reloaded, versions bumped)."""
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._keys, self._recent = _reload(self._conn, self._pending)
+        self._indexes.clear()
+        for system in set(self._keys) | set(self._versions):
+            self._versions[system] += 1
+
     def get(self, system: str, key: str, default: Any = None) -> Any:
         """The value stored under ``(system, key)``: read-only, copy it before changing it."""
+        if self._shared:
+            self._sync()
         if key not in self._keys.get(system, ()):
             return default
         slot = (system, key)
@@ -206,6 +212,8 @@ class SimWorld:
 
     def items(self, system: str) -> Iterator[tuple[str, Any]]:
         """Every ``(key, value)`` of ``system`` (values read-only)."""
+        if self._shared:
+            self._sync()
         keys = sorted(self._keys.get(system, ()))
         return iter([(k, self.get(system, k)) for k in keys])
 
@@ -215,6 +223,8 @@ class SimWorld:
         An index per ``(system, field)`` is built on first use and kept up to date by every
         write, so natural-key look-ups stay O(1) with thousands of objects.
         """
+        if self._shared:
+            self._sync()
         index = self._indexes.get((system, field))
         if index is None:
             index = {}
@@ -229,6 +239,8 @@ class SimWorld:
 
     def version(self, system: str) -> int:
         """How many changes ``system`` has seen since open (for callers' caches)."""
+        if self._shared:
+            self._sync()
         return self._versions[system]
 
     # --- writing --------------------------------------------------------------------------
@@ -391,16 +403,16 @@ class SimWorld:
         """``{node: {kind: count}}`` of every change ever committed to this world.
 
         Counted by SQLite when asked, not kept in memory (a counter per node adds up)."""
-        summary: dict[str, dict[str, int]] = {}
-        rows = self._conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind ORDER BY node, kind")
-        for node, kind, count in rows:
-            summary.setdefault(node, {})[kind] = count
-        return summary
+        return _store.effects_summary(self._conn)
+
+    def state_sha256(self) -> str:
+        """SHA-256 of every stored value (what a saved plan saw of this world); the effect log is not state."""
+        entries = ((system, key, value) for system in sorted(self._keys) for key, value in self.items(system))
+        return _store.state_sha256(entries)
 
     def effects(self) -> list[dict[str, Any]]:
         """Every committed effect in order: ``seq``, ``at``, ``node``, ``kind``, ``detail``."""
-        rows = self._conn.execute("SELECT seq, at, node, kind, detail FROM effects ORDER BY seq")
-        return [dict(zip(("seq", "at", "node", "kind", "detail"), row, strict=True)) for row in rows]
+        return _store.effect_rows(self._conn)
 
     def statistics(self) -> dict[str, int]:
         """Transactions committed and changes written since open, and what is pending."""

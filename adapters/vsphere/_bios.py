@@ -1,4 +1,5 @@
-"""The BIOS lock of one VM: boot options, power-on, the typed supervisor password, the marker.
+"""The BIOS lock of one VM: boot options, power-on, the typed supervisor password, the marker;
+and its power-off, for a standby (contingency) deployment once built.
 
 The marker is two-phase (extraConfig ``pexip-orchestrator.bios_lock``, :data:`BIOS_KEY`):
 "typing" is written right before the first keystroke, "done" once the keys were saved. A VM
@@ -28,7 +29,7 @@ from config.errors import Rejected
 if TYPE_CHECKING:
     from adapters.vsphere._vcenter import VCenter
 
-__all__ = ["bios_state", "boot_options", "lock_bios"]
+__all__ = ["bios_state", "boot_options", "lock_bios", "power_off"]
 
 
 def _marker(value: str) -> Any:
@@ -122,3 +123,18 @@ def boot_options(current: Any, disk_key: int, *, enter_setup: bool) -> Any:
     options.bootOrder = [vim.vm.BootOptions.BootableDiskDevice(deviceKey=disk_key), *rest]
     options.enterBIOSSetup = enter_setup
     return options
+
+
+async def power_off(vc: VCenter, vm: VmState) -> VmState:
+    """PowerOffVM_Task unless the VM is off (a standby contingency deployment), then observed again.
+
+    Raises:
+        Rejected: the VM does not show poweredOff afterwards.
+    """
+    rec = await vc._resolve(vm)
+    if rec.power_state != "poweredOff":
+        await vc._write(f"power off VM {rec.name}", lambda c: rec.ref.PowerOffVM_Task(), vm=rec.moref, task=True)
+        rec = await vc._resolve(vm)
+    if rec.power_state != "poweredOff":
+        raise Rejected(f"VM {rec.name} is {rec.power_state} after its power-off; check it in vCenter", system=SYSTEM)
+    return vc._state(rec, (await vc._inventory())[0])

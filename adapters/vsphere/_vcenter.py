@@ -39,16 +39,10 @@ from pyVmomi import vim, vmodl
 
 from adapters.base import BiosState, Reservation, VmState
 from adapters.vsphere._batch import InFlight, TaskWaiter
-from adapters.vsphere._bios import bios_state, lock_bios
+from adapters.vsphere._bios import bios_state, lock_bios, power_off
 from adapters.vsphere._fields import FieldKeys
 from adapters.vsphere._import import import_ova
-from adapters.vsphere._inventory import (
-    IDENTITY_FIELD,
-    Inventory,
-    VmBrief,
-    VmRecord,
-    read_inventory,
-)
+from adapters.vsphere._inventory import IDENTITY_FIELD, Inventory, VmBrief, VmRecord, read_inventory
 from adapters.vsphere._keys import to_key_events
 from adapters.vsphere._lease import LeaseUpload
 from adapters.vsphere._power import PowerOns
@@ -403,6 +397,10 @@ class VCenter:
             Rejected: no SCSI (0:0) disk, an interrupted lock, or verification failed.
         """
         await lock_bios(self, vm, password, boot_wait_s=self._bios_boot_wait_s, key_pause_s=self._bios_key_pause_s)
+
+    async def power_off(self, vm: VmState) -> VmState:
+        """PowerOffVM_Task unless it is off, then observed (``adapters.vsphere._bios.power_off``)."""
+        return await power_off(self, vm)
 
     async def _power_on(self, rec: VmRecord, *, reset: bool) -> None:
         """Power on (or reset) and see it done; power-ons of many VMs share one call (vCenter)."""

@@ -36,7 +36,7 @@ log = structlog.get_logger("orchestrator.daemon")
 
 
 async def _preflight(deployment: Any, systems: Any) -> None:
-    from orchestrator.api import _preflight as preflight  # run's own check, one definition
+    from orchestrator._preflight import preflight  # run's own check, one definition
 
     await preflight(deployment, systems)
 

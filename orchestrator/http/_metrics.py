@@ -19,13 +19,16 @@ def _at(text: str) -> datetime:
 
 
 def render(journal: Journal, rows: list[dict[str, Any]]) -> bytes:
-    """Nodes by state, transitions, step durations, retries, failures, gate waits (from ``status`` rows)."""
+    """Nodes by state, transitions, step durations, retries, failures, drift, gate waits (from ``status`` rows)."""
     reg = CollectorRegistry()
     nodes = Gauge("orchestrator_nodes", "Nodes by lifecycle state", ["state"], registry=reg)
     waiting = Gauge("orchestrator_nodes_waiting_on_gate", "Nodes waiting on a gate", ["gate"], registry=reg)
     transitions = Counter("orchestrator_transitions", "Committed steps (state transitions)", registry=reg)
     retries = Counter("orchestrator_step_retries", "Step attempts retried", registry=reg)
     failures = Counter("orchestrator_step_failures", "Steps failed", registry=reg)
+    drift = Counter(
+        "orchestrator_drift", "Completed steps a refresh found changed (drift_detected)", ["step"], registry=reg
+    )
     durations = Histogram(
         "orchestrator_step_duration_seconds", "step_started to step_committed", ["step"], buckets=_BUCKETS, registry=reg
     )
@@ -34,7 +37,7 @@ def render(journal: Journal, rows: list[dict[str, Any]]) -> bytes:
         if row["gate"]:
             waiting.labels(row["gate"]).inc()
     started: dict[tuple[str | None, str | None], datetime] = {}
-    wanted = (kinds.STEP_STARTED, kinds.STEP_COMMITTED, kinds.STEP_RETRY, kinds.STEP_FAILED)
+    wanted = (kinds.STEP_STARTED, kinds.STEP_COMMITTED, kinds.STEP_RETRY, kinds.STEP_FAILED, kinds.DRIFT_DETECTED)
     for event in journal.events(kinds=wanted):
         key = (event.node, event.step)
         if event.kind == kinds.STEP_STARTED:
@@ -46,6 +49,8 @@ def render(journal: Journal, rows: list[dict[str, Any]]) -> bytes:
                 durations.labels(event.step or "").observe(max(0.0, (_at(event.at) - begun).total_seconds()))
         elif event.kind == kinds.STEP_RETRY:
             retries.inc()
+        elif event.kind == kinds.DRIFT_DETECTED:
+            drift.labels(event.step or "").inc()
         else:
             failures.inc()
             started.pop(key, None)

@@ -1,13 +1,20 @@
 """The local lab: simulators on 127.0.0.1 and a deployment file that ``run`` uses against them.
 
-So far the lab holds VMware's own vCenter simulator, vcsim, built from Debian's govmomi
+The lab holds VMware's own vCenter simulator, vcsim, built from Debian's govmomi
 sources by the project's Go ``main`` (``orchestrator/lab/vcsim/main.go``, package data), served
 over TLS with the lab's own test CA. ``lab_up`` builds it when needed, starts it on a free loopback port,
 shapes its inventory the way the guide wants a host (a second vSwitch for the VMs,
 portgroups with VLANs, a VM folder), writes test OVAs, secrets and the deployment file,
-and remembers all of it in ``<lab>/state.json`` for ``lab_status`` and ``lab_down``.
+and remembers all of it in ``<lab>/state.json`` for ``lab_status`` and ``lab_down``. Beside it
+an OpenLDAP slapd (``_slapd``, ``_directory``) on a free loopback port, StartTLS and ldaps with
+the lab CA, loaded with the service account, the verify user and the groups the deployment
+file names (``ldap.mode = "real"``), and the orchestrator's client certificate for that
+identity, issued by the lab CA where ``pexip_api.client_cert`` and ``client_key`` point.
+And one process of the project's network simulators (``_servers``: the Management API server and each
+Conferencing Node's provisioning interface, over the lab's world shared with the runs), which the
+deployment file's ``pexip_api`` (real mode) and ``provisioning_url``/``provisioning_thumbprint`` point at.
 
-Needs the Debian packages ``golang-go`` and ``golang-github-vmware-govmomi-dev``.
+Needs the Debian packages ``golang-go``, ``golang-github-vmware-govmomi-dev``, ``slapd`` and ``ldap-utils``.
 
 The parts, one module each, re-exported here: the test PKI (``_pki``), the test OVAs
 (``_ova``), vcsim's build and process (``_vcsim``), its inventory (``_inventory``) and the
@@ -34,10 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.lab._config import lab_config, write_lab_config
+from orchestrator.lab._directory import ldap_status, restart_lab_directory, start_lab_directory, stop_lab_directory
 from orchestrator.lab._files import write_private
 from orchestrator.lab._inventory import LAB_HOSTS, prepare_inventory
 from orchestrator.lab._ova import make_test_ova, stream_vmdk
-from orchestrator.lab._pki import Pki, make_test_pki, thumbprint_of
+from orchestrator.lab._pki import Pki, issue_client_certificate, make_test_pki, thumbprint_of
+from orchestrator.lab._servers import is_our_servers, start_servers, stop_servers
+from orchestrator.lab._slapd import free_port
 from orchestrator.lab._vcsim import (
     REPO,
     VCSIM_USER,
@@ -59,6 +69,7 @@ __all__ = [
     "Vcsim",
     "build_vcsim",
     "go_available",
+    "issue_client_certificate",
     "lab_config",
     "lab_down",
     "lab_reset",
@@ -80,10 +91,14 @@ def _state_file(lab_dir: Path) -> Path:
 
 def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
     """Each simulator's ``url``, ``user``, ``password`` (lab test credentials), ``ca_file``,
-    ``pid`` and ``running``, and ``config``: the deployment file for ``run`` (``None``: no lab there)."""
+    ``pid`` and ``running``; ``ldap``: the lab's slapd (``url``, ``bind_dn``, ``password_ref``,
+    ``ca_file``, ...); ``pexip_api``: the network simulators' Management API (``url``, ``address``, ``user``,
+    ``password``, ``ca_file``, ``pid``, ``running``); ``provisioning``: each Conferencing Node's interface
+    URL; and ``config``: the deployment file for ``run`` (``None``: no lab there)."""
     state_file = _state_file(lab_dir)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     vcenter = state.get("vcenter") or {}
+    api = state.get("pexip_api") or {}
     return {
         "vcenter": {
             "url": vcenter.get("url"),
@@ -93,6 +108,17 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
             "pid": vcenter.get("pid"),
             "running": is_our_vcsim(vcenter.get("pid")),
         },
+        "ldap": ldap_status(state.get("ldap")),
+        "pexip_api": {
+            "url": api.get("url"),
+            "address": api.get("address"),
+            "user": api.get("user"),
+            "password": api.get("password"),
+            "ca_file": api.get("ca_file"),
+            "pid": api.get("pid"),
+            "running": is_our_servers(api.get("pid")),
+        },
+        "provisioning": state.get("provisioning") or {},
         "config": state.get("config"),
     }
 
@@ -128,32 +154,71 @@ def lab_up(lab_dir: Path = Path(".lab"), *, fresh: bool = False) -> dict[str, An
         fresh: stop a running lab and remove its journal and world first (``lab down --reset``).
 
     Raises:
-        LabError: vcsim cannot be built or started.
+        LabError: vcsim or slapd cannot be built or started.
     """
     lab_dir = Path(lab_dir).resolve()
     if fresh:
         lab_down(lab_dir, reset=True)
     status = lab_status(lab_dir)
-    if status["vcenter"]["running"]:
+    if status["vcenter"]["running"] and status["ldap"]["running"] and status["pexip_api"]["running"]:
         return status
+    state = json.loads(_state_file(lab_dir).read_text()) if _state_file(lab_dir).is_file() else {}
+    if status["vcenter"]["running"] and state.get("ldap") and state.get("pexip_api"):
+        # vcsim up, slapd or the network simulators stopped: the same ones again (ports, data and pins kept)
+        if not status["ldap"]["running"]:
+            state["ldap"] = restart_lab_directory(state["ldap"])
+        if not status["pexip_api"]["running"]:
+            state["pexip_api"]["pid"] = _start_servers(lab_dir)["pid"]
+        write_private(_state_file(lab_dir), json.dumps(state, indent=2).encode())
+        return lab_status(lab_dir)
+    if status["vcenter"]["running"] or status["ldap"]["running"] or status["pexip_api"]["running"]:
+        lab_down(lab_dir)  # half a lab (vcsim died): start all anew, the world and pins are kept
     lab_dir.mkdir(parents=True, exist_ok=True)
     pki = make_test_pki(lab_dir / "pki")
     binary = build_vcsim(lab_dir)
     workdir = lab_dir / "vcsim"
     shutil.rmtree(workdir / "tmp", ignore_errors=True)  # datastores of an earlier, killed run
     vc = start_vcsim(workdir, binary=binary, pki=pki, detach=True)
+    directory: dict[str, Any] | None = None
+    servers: dict[str, Any] = {}
     try:
         prepare_inventory(vc)
-        config = write_lab_config(lab_dir, vc)
+        slapd_port = free_port()
+        config = write_lab_config(lab_dir, vc, slapd_port=slapd_port)  # and servers.toml: what the simulators serve
+        directory = start_lab_directory(lab_dir, config, pki)  # issues the client certificate the Manager trusts
+        servers = _start_servers(lab_dir)
+        config = write_lab_config(lab_dir, vc, slapd_port=slapd_port, servers=servers)
     except BaseException:
+        if servers.get("pid"):
+            stop_servers(servers["pid"])
+        stop_lab_directory(directory)
         vc.stop()
         raise
+    admin = tomllib.loads(config.read_text())["pexip_api"]
+    password_file = Path(admin["admin_password"].removeprefix("file:"))
     state = {
         "vcenter": {"url": vc.url, "user": vc.user, "password": vc.password, "ca_file": str(vc.ca_file), "pid": vc.pid},
+        "ldap": directory,
+        "pexip_api": {
+            "url": admin["url"],
+            "address": admin["address"],
+            "user": admin["admin_user"],
+            "password": password_file.read_text().strip(),
+            "ca_file": servers["pexip_api"]["ca_file"],
+            "pid": servers["pid"],
+        },
+        "provisioning": {name: node["url"] for name, node in servers["provisioning"].items()},
         "config": str(config),
     }
     write_private(_state_file(lab_dir), json.dumps(state, indent=2).encode())
     return lab_status(lab_dir)
+
+
+def _start_servers(lab_dir: Path) -> dict[str, Any]:
+    try:
+        return start_servers(lab_dir)
+    except RuntimeError as exc:
+        raise LabError(str(exc)) from exc
 
 
 def lab_down(lab_dir: Path = Path(".lab"), *, reset: bool = False) -> dict[str, Any]:
@@ -168,10 +233,12 @@ def lab_down(lab_dir: Path = Path(".lab"), *, reset: bool = False) -> dict[str, 
     lab_dir = Path(lab_dir).resolve()
     was_up = _state_file(lab_dir).is_file()
     status = lab_status(lab_dir)
-    pid = status["vcenter"]["pid"]
-    running = bool(status["vcenter"]["running"])
-    if pid:
-        stop_pid(pid, None, 5.0)
+    running = bool(status["vcenter"]["running"] or status["pexip_api"]["running"])
+    if status["pexip_api"]["pid"]:  # first: the simulators hold the world open
+        stop_servers(status["pexip_api"]["pid"])
+    if status["vcenter"]["pid"]:
+        stop_pid(status["vcenter"]["pid"], None, 5.0)
+    running = stop_lab_directory(status["ldap"]) or running
     shutil.rmtree(lab_dir / "vcsim" / "tmp", ignore_errors=True)
     _state_file(lab_dir).unlink(missing_ok=True)
     removed = lab_reset(lab_dir) if reset else []

@@ -1,4 +1,9 @@
-"""The lab's deployment file: vCenter real (the lab's vcsim), every other system simulated.
+"""The lab's deployment file: vCenter real (the lab's vcsim), LDAP real when the lab runs a slapd
+(``lab up`` does), the Management API real when the lab's network simulators run
+(:mod:`orchestrator.lab._servers`; ``lab up`` starts them), the console and the CA simulated.
+
+``servers.toml`` beside it is the same deployment as the simulators see it (the Manager simulated,
+the world shared with the runs); ``orchestrator.toml`` points the real clients at them.
 
 Built as data and written with ``tomli_w``, so that any value (a path with a quote, a
 name with a backslash or a newline) reads back from the file exactly as it was given.
@@ -6,6 +11,7 @@ name with a backslash or a newline) reads back from the file exactly as it was g
 
 from __future__ import annotations
 
+import copy
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,8 +39,17 @@ SECRETS = (
 )
 
 _HEADER = (
-    "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA)\n"
-    "# and every other system simulated. Lab test credentials only.\n\n"
+    "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA),\n"
+    "# {real}every other system simulated. Lab test credentials only.\n\n"
+)
+_LDAP_HEADER = "the lab's slapd (LDAP, real mode, StartTLS with the lab CA),\n# "
+_API_HEADER = (
+    "the lab's Management API server (real mode, the real client) and each Conferencing Node's\n"
+    "# provisioning interface on 127.0.0.1,\n# "
+)
+_SERVERS_HEADER = (
+    "# Written by `orchestrator lab up` for the lab's network simulators (orchestrator.lab._servers):\n"
+    "# the lab's deployment with the Manager simulated, over the world shared with the runs.\n\n"
 )
 
 _DOMAIN = "lab.example.com"
@@ -83,18 +98,21 @@ def lab_config(
     conferencing_ova: Path,
     name: str = "lab",
     iops_capacity: int = 20000,
+    slapd_port: int | None = None,
 ) -> dict[str, Any]:
     """The lab's deployment as the TOML document's data, nothing written.
 
     Secrets are ``file:`` references to files in ``<lab>/secrets``. Nodes: the Management
     Node and one Conferencing Node on DC0_H0, one Conferencing Node on DC0_C0_H0.
+    ``slapd_port``: the lab's slapd (StartTLS, the lab CA) listens there: ``ldap`` is real, and
+    the orchestrator's client certificate is ``<lab>/pki/orchestrator-admin.pem`` (and ``.key``).
     """
     secret_dir = lab_dir / "secrets"
 
     def secret(file: str) -> str:
         return f"file:{secret_dir / file}"
 
-    return {
+    data: dict[str, Any] = {
         "deployment": {"name": name},
         "vcenter": {
             "mode": "real",
@@ -163,6 +181,12 @@ def lab_config(
         "simulation": {"world": str(lab_dir / "world.sqlite")},
         "journal": {"path": str(lab_dir / "journal.sqlite")},
     }
+    if slapd_port is not None:
+        ldap = {"mode": "real", "server": "127.0.0.1", "port": slapd_port, "transport": "starttls"}
+        data["ldap"] = {**ldap, **{k: v for k, v in data["ldap"].items() if k not in ldap}, "ca_file": str(vc.ca_file)}
+        data["pexip_api"]["client_cert"] = str(lab_dir / "pki" / "orchestrator-admin.pem")
+        data["pexip_api"]["client_key"] = f"file:{lab_dir / 'pki' / 'orchestrator-admin.key'}"
+    return data
 
 
 def _secret_file(path: Path, value: str | None = None) -> Path:
@@ -171,10 +195,23 @@ def _secret_file(path: Path, value: str | None = None) -> Path:
     return path
 
 
-def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capacity: int = 20000) -> Path:
-    """``<lab>/orchestrator.toml`` (see :func:`lab_config`), with its secrets and test OVAs.
+def write_lab_config(
+    lab_dir: Path,
+    vc: Vcsim,
+    *,
+    name: str = "lab",
+    iops_capacity: int = 20000,
+    slapd_port: int | None = None,
+    servers: Mapping[str, Any] | None = None,
+) -> Path:
+    """``<lab>/orchestrator.toml`` (see :func:`lab_config`), with its secrets and test OVAs, and
+    ``<lab>/servers.toml`` for the network simulators.
 
     The vCenter password is ``vc``'s; every other secret is made once, at random, and kept.
+
+    Args:
+        servers: what the running simulators wrote (``servers.json``): the Management API and the
+            provisioning interfaces become real, pointed at them. ``None``: simulated.
     """
     lab_dir = Path(lab_dir).resolve()
     secret_dir = lab_dir / "secrets"
@@ -195,12 +232,40 @@ def write_lab_config(lab_dir: Path, vc: Vcsim, *, name: str = "lab", iops_capaci
         conferencing_ova=conferencing_ova,
         name=name,
         iops_capacity=iops_capacity,
+        slapd_port=slapd_port,
     )
     # The lab's vCenter is in real mode: the journal needs a signing key outside its directory
     # (orchestrator._trust.key_dir says why), made once and kept.
     from orchestrator._trust import generate_key
 
     data["journal"]["signing_key"] = f"file:{generate_key(Path(data['journal']['path']))}"
+    seen_by_servers = copy.deepcopy(data)
+    seen_by_servers["simulation"]["shared"] = True
+    (lab_dir / "servers.toml").write_text(_SERVERS_HEADER + tomli_w.dumps(seen_by_servers))
+    if servers is not None:
+        _real_api(data, servers)
     path = lab_dir / "orchestrator.toml"
-    path.write_text(_HEADER + tomli_w.dumps(data))
+    header = _HEADER.format(
+        real=(_LDAP_HEADER if slapd_port is not None else "") + (_API_HEADER if servers is not None else "")
+    )
+    path.write_text(header + tomli_w.dumps(data))
     return path
+
+
+def _real_api(data: dict[str, Any], servers: Mapping[str, Any]) -> None:
+    """Point the lab's deployment at its running simulators: pexip_api real, each node's interface pinned."""
+    api = servers["pexip_api"]
+    manager = data["management"]
+    port = api["url"].rsplit(":", 1)[1]
+    data["pexip_api"].update(
+        mode="real",
+        url=f"https://{manager['hostname']}.{manager['domain']}:{port}",  # by name: host headers are validated
+        address=api["url"].split("//", 1)[1].rsplit(":", 1)[0],
+        ca_file=api["ca_file"],
+        client_cert=api["client_cert"],
+        client_key=f"file:{api['client_key']}",
+    )
+    for node in data["conferencing"]:
+        found = servers["provisioning"][node["name"]]
+        node.update(provisioning_url=found["url"], provisioning_thumbprint=found["thumbprint"])
+    data["simulation"]["shared"] = True  # the simulators use the world too

@@ -15,9 +15,25 @@ from config.errors import Rejected
 from orchestrator.steps._rest import ensure_object, field_changes, find_one, normalise, singleton
 from orchestrator.steps.base import URI, Change, Step, StepContext
 
-__all__ = ["AdministratorRoles", "LdapConnection", "LdapRoleMapping", "ClientCertificateAuth", "DisableLocalAuth"]
+__all__ = [
+    "AdministratorRoles",
+    "LdapConnection",
+    "LdapRoleMapping",
+    "ClientCertificateAuth",
+    "DisableLocalAuth",
+    "final_authentication",
+]
 
 AUTH = f"{URI}authentication/1/"
+
+
+def final_authentication(ctx: StepContext) -> tuple[str, str]:
+    """The authentication source and client-certificate mode the run ends with: the guide's LDAP alone with
+    client certificates (primary), or, for the fallback system (``profile = "contingency"``), LDAP and local
+    with the local admin kept and no client certificate (the policy's ``[contingency]``)."""
+    if ctx.deployment.profile == "contingency":
+        return ctx.policy.contingency.authentication_source, ctx.policy.contingency.client_certificate
+    return ctx.policy.authentication.final_source, ctx.deployment.ldap.client_certificate
 
 
 async def _permission_uris(ctx: StepContext) -> dict[str, str]:
@@ -28,6 +44,7 @@ class AdministratorRoles(Step):
     """Read-only and Read-write lose "May view logs" and "May generate system snapshot"; Auditor is created."""
 
     name = "administrator_roles"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -75,6 +92,7 @@ class LdapConnection(Step):
     """LDAP server details, authentication source "LDAP database and local database"."""
 
     name = "ldap_connection"
+    reversible = True
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         ldap = ctx.deployment.ldap
@@ -87,6 +105,8 @@ class LdapConnection(Step):
             "ldap_group_search_dn": ldap.group_search_dn,
             "ldap_permit_no_tls": ctx.policy.authentication.ldap_permit_no_tls,
         }
+
+    intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "authentication")
@@ -111,12 +131,16 @@ class LdapRoleMapping(Step):
     """Every administrator role mapped to at least one LDAP group; then prove an LDAP login."""
 
     name = "ldap_role_mapping"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
         roles = {r["name"]: r["resource_uri"] for r in await api.list_objects("role")}
         mappings = {m.name: await find_one(api, "ldap_role", name=m.name) for m in ctx.deployment.ldap.role_mappings}
-        return {"roles": roles, "mappings": mappings}
+        # The directory itself: a mapping to a group that is gone maps nobody (`audit` and drift see it).
+        directory = ctx.systems.directory
+        groups = {m.name: await directory.group_exists(m.group_dn) for m in ctx.deployment.ldap.role_mappings}
+        return {"roles": roles, "mappings": mappings, "groups": groups}
 
     def _wanted(self, ctx: StepContext, observed: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out = {}
@@ -130,7 +154,11 @@ class LdapRoleMapping(Step):
         return out
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        changes = []
+        changes = [
+            Change(f"ldap_group[{m.name}]", "not in the directory", m.group_dn)
+            for m in ctx.deployment.ldap.role_mappings
+            if not observed["groups"].get(m.name, True)
+        ]
         for name, wanted in self._wanted(ctx, observed).items():
             current = observed["mappings"][name]
             changes += (
@@ -171,19 +199,26 @@ async def _certificate_identity_is_admin(ctx: StepContext) -> None:
 
 
 class ClientCertificateAuth(Step):
-    """Require a client certificate (identity in subject CN or UPN), proven to work first."""
+    """Require a client certificate (identity in subject CN or UPN), proven to work first.
+    The contingency profile requires none ("Not required"): nothing to do on a new Manager."""
 
     name = "client_certificate_auth"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        return field_changes("authentication", observed, {"client_certificate": ctx.deployment.ldap.client_certificate})
+        return field_changes("authentication", observed, {"client_certificate": final_authentication(ctx)[1]})
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
+        wanted = final_authentication(ctx)[1]
+        if wanted == "NO":  # contingency: certificate-based authentication off, then a login without one
+            await ctx.systems.pexip.patch(AUTH, {"client_certificate": wanted})
+            await ctx.systems.pexip.verify_login(use_client_cert=False)
+            return
         await _certificate_identity_is_admin(ctx)
-        await ctx.systems.pexip.patch(AUTH, {"client_certificate": ctx.deployment.ldap.client_certificate})
+        await ctx.systems.pexip.patch(AUTH, {"client_certificate": wanted})
         # If the certificate login fails now, put the previous setting back rather than lock out.
         try:
             await ctx.systems.pexip.verify_login(use_client_cert=True)
@@ -193,17 +228,21 @@ class ClientCertificateAuth(Step):
 
 
 class DisableLocalAuth(Step):
-    """Authentication source "LDAP database" only, after a certificate login has worked."""
+    """Authentication source "LDAP database" only, after a certificate login has worked. The contingency
+    profile keeps "LDAP database and local database" (the local admin, for when LDAP is down)."""
 
     name = "disable_local_auth"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        return field_changes("authentication", observed, {"source": ctx.policy.authentication.final_source})
+        return field_changes("authentication", observed, {"source": final_authentication(ctx)[0]})
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
-        await ctx.systems.pexip.verify_login(use_client_cert=True)
-        await ctx.systems.pexip.patch(AUTH, {"source": ctx.policy.authentication.final_source})
-        await ctx.systems.pexip.verify_login(use_client_cert=True)
+        source, certificate = final_authentication(ctx)
+        with_cert = certificate != "NO"
+        await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
+        await ctx.systems.pexip.patch(AUTH, {"source": source})
+        await ctx.systems.pexip.verify_login(use_client_cert=with_cert)

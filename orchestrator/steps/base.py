@@ -44,6 +44,8 @@ class StepContext:
     gate_payload: dict[str, Any] | None = None  # what the opened gate carried (a certificate)
     dry_run: bool = False
     scratch: dict[str, Any] = field(default_factory=dict)  # per-execution memo, never persisted
+    # `orchestrator cert renew`: create_csr makes a renewal CSR from the installed certificate (same key).
+    renew: bool = False
 
     @property
     def policy(self) -> Policy:
@@ -76,6 +78,10 @@ class Step:
     name: ClassVar[str] = ""
     # Side effects on the node's ESXi host: limited by the host's max_concurrent.
     per_host: ClassVar[bool] = False
+    # Drift found by a refresh (``orchestrator._refresh``) is re-applied by ``run`` only when the step's
+    # apply is idempotent and may run again on a finished node (a setting, a reservation); otherwise the
+    # node fails with the command that repairs it (a VM gone, a wizard answered otherwise). Decided per step.
+    reversible: ClassVar[bool] = False
 
     def gate(self, ctx: StepContext, changes: list[Change]) -> str | None:
         """The gate that must be open before ``apply`` runs these changes, if any."""
@@ -84,6 +90,10 @@ class Step:
     async def try_open_gate(self, ctx: StepContext, gate: str) -> dict[str, Any] | None:
         """Open the gate from the outside world if it can (the CA returned a certificate)."""
         return None
+
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        """What the step sets, known from the configuration alone: the plan shows it for a step not observable yet."""
+        return {}
 
     async def observe(self, ctx: StepContext) -> Any:
         raise NotImplementedError

@@ -197,6 +197,9 @@ class DeploymentFile(Step):
     """Conferencing Node: the Management Node generates its deployment file (worker_vm), kept encrypted."""
 
     name = "deployment_file"
+    # Re-appliable: it differs only while the node is not provisioned (a SYNCED node needs no file),
+    # and then re-creating the worker_vm and its stored file is the step's own recovery.
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await _observe_worker(ctx)
@@ -285,4 +288,4 @@ class ConfigSync(_WaitSync):
 
 class AuthenticationSync(_WaitSync):
     name = "authentication_sync"
-    what = "LDAP-only, client-certificate administrator authentication reaching the node"
+    what = "the final administrator authentication (the profile's source and client certificates) reaching the node"

@@ -21,31 +21,32 @@ __all__ = [
     "InstallCertificate",
     "SipTlsVerification",
     "SipTlsFqdn",
-    "pem_blocks",
+    "fingerprints",
     "subject_name",
 ]
 
 
-def pem_blocks(text: str) -> list[str]:
-    """Split PEM text into normalised certificate blocks (for comparing what is uploaded)."""
-    blocks, current = [], []
-    for line in text.strip().splitlines():
-        line = line.strip()
-        if line.startswith("-----BEGIN CERTIFICATE"):
-            current = [line]
-        elif line.startswith("-----END CERTIFICATE") and current:
-            current.append(line)
-            blocks.append("\n".join(current) + "\n")
-            current = []
-        elif current:
-            current.append(line)
-    return blocks
+def fingerprints(text: str) -> dict[str, str]:
+    """The certificates of PEM text by SHA-256 fingerprint of their DER (hex) -> each as PEM.
+
+    Certificates are compared by fingerprint, never by PEM text: the Manager may re-wrap what it
+    stores (line length, line endings, whitespace), and the same certificate must not be uploaded
+    again (pexip-api.md 7.14). Text that holds no certificate has none.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        certs = x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        return {}
+    return {c.fingerprint(hashes.SHA256()).hex(): c.public_bytes(Encoding.PEM).decode() for c in certs}
 
 
 def subject_name(deployment: Deployment, node: NodeSpec) -> str:
-    """The CSR's subject CN, and the name the certificate must be valid for: the node's FQDN, or
-    its IP address where the deployment uses no DNS (``pki.subject = "address"``, as the guide allows)."""
-    return node.address if deployment.pki.subject == "address" else node.fqdn
+    """The CSR's subject CN (:meth:`config.model.Deployment.subject_name`)."""
+    return deployment.subject_name(node)
 
 
 def _subject(ctx: StepContext) -> str:
@@ -63,26 +64,38 @@ def _identity_of(pem: str) -> dict[str, str]:
     return {"subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "x")}
 
 
+def _uri_of(value: Any) -> Any:
+    """A foreign key as its URI (GET may embed the object)."""
+    return value.get("resource_uri") if isinstance(value, dict) else value
+
+
 def _subject_of(pem: str) -> str:
     return _identity_of(pem)["subject"]
 
 
 class TrustedCaChain(Step):
-    """Upload the CA chain that signs the server certificates (FIPS mode ignores the default CAs)."""
+    """Upload the CA chain that signs the server certificates (FIPS mode ignores the default CAs),
+    each certificate once: compared by the SHA-256 fingerprint of its DER, not its PEM text."""
 
     name = "trusted_ca_chain"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        chain = [b for pem in await ctx.systems.ca.chain() for b in pem_blocks(pem)]
+        chain: dict[str, str] = {}
+        for pem in await ctx.systems.ca.chain():
+            found = fingerprints(pem)
+            if not found:
+                raise Rejected("pki.ca_chain: a block of the CA chain is not a PEM certificate; fix the chain file")
+            chain.update(found)
         uploaded = {
-            b
+            fp
             for obj in await ctx.systems.pexip.list_objects("ca_certificate")
-            for b in pem_blocks(obj.get("certificate", ""))
+            for fp in fingerprints(obj.get("certificate", ""))
         }
         return {"chain": chain, "uploaded": uploaded}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        missing = [b for b in observed["chain"] if b not in observed["uploaded"]]
+        missing = [pem for fp, pem in observed["chain"].items() if fp not in observed["uploaded"]]
         if not missing:
             return []
         # The record names the CA certificates uploaded, not only how many.
@@ -95,9 +108,9 @@ class TrustedCaChain(Step):
         ]
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
-        for block in observed["chain"]:
-            if block not in observed["uploaded"]:
-                await ctx.systems.pexip.create("ca_certificate", {"certificate": block})
+        for fp, pem in observed["chain"].items():
+            if fp not in observed["uploaded"]:
+                await ctx.systems.pexip.create("ca_certificate", {"certificate": pem})
 
 
 async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
@@ -124,7 +137,11 @@ async def _check_key_type(ctx: StepContext) -> None:
 
 class CreateCsr(Step):
     """Pexip's CSR generator: subject = node FQDN (the generator adds it to the SANs); SANs add the
-    SIP TLS FQDN; ``pki.dn``'s subject fields; ``pki.key_type`` if this version offers it. Made once."""
+    SIP TLS FQDN; ``pki.dn``'s subject fields; ``pki.key_type`` if this version offers it. Made once.
+
+    Renewal (``orchestrator cert renew NODE``): the CSR is made from the installed certificate
+    (its ``tls_certificate``), so it keeps that certificate's private key (the guide: "the CSR uses
+    the same private key as the original certificate"); the CA first forgets its earlier answer."""
 
     name = "create_csr"
 
@@ -138,9 +155,19 @@ class CreateCsr(Step):
         return observed
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        if observed["csr"] is None and observed["certificate"] is None:
+        if observed["csr"] is not None:
+            return []
+        if observed["certificate"] is None:
             return [Change("certificate_signing_request", None, self.request(ctx))]
+        if ctx.renew:
+            return [Change("certificate_signing_request", None, self.renewal(ctx, observed["certificate"]))]
         return []
+
+    @classmethod
+    def renewal(cls, ctx: StepContext, certificate: dict[str, Any]) -> dict[str, Any]:
+        """The renewal CSR's fields: those of a new one, from the installed certificate (its key, no key type)."""
+        request = {k: v for k, v in cls.request(ctx).items() if k != "private_key_type"}
+        return {**request, "tls_certificate": certificate["resource_uri"]}
 
     @staticmethod
     def request(ctx: StepContext) -> dict[str, Any]:
@@ -158,7 +185,12 @@ class CreateCsr(Step):
         }
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
-        await ctx.systems.pexip.create("certificate_signing_request", self.request(ctx))
+        if observed["certificate"] is None:
+            await ctx.systems.pexip.create("certificate_signing_request", self.request(ctx))
+            return
+        # The CA's answer to the previous CSR is for the same key: it must not pass for the renewal's.
+        await ctx.systems.ca.withdraw(ctx.node.name)
+        await ctx.systems.pexip.create("certificate_signing_request", self.renewal(ctx, observed["certificate"]))
 
 
 async def _check_answer(ctx: StepContext, pem: str, csr_pem: str) -> None:
@@ -203,17 +235,29 @@ class InstallCertificate(Step):
         pem = await ctx.systems.ca.collect(ctx.node.name)
         if not pem:
             return None
+        installed = await _installed_certificate(ctx)
+        if installed is not None and set(fingerprints(pem)) & set(fingerprints(installed.get("certificate", ""))):
+            return None  # a renewal: the certificate it replaces is no answer to it
         await _check_answer(ctx, pem, csr["csr"])
         return {"certificate": pem}
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return {
-            "certificate": await _installed_certificate(ctx),
-            "node": await node_object(ctx.systems.pexip, ctx.node),
-        }
+        certificate = await _installed_certificate(ctx)
+        renewal = None
+        if certificate is not None:
+            csr = await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx))
+            if csr is not None and _uri_of(csr.get("tls_certificate")) == certificate["resource_uri"]:
+                renewal = csr
+        return {"certificate": certificate, "renewal": renewal, "node": await node_object(ctx.systems.pexip, ctx.node)}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         cert = observed["certificate"]
+        if observed.get("renewal") is not None:
+            # A renewal CSR from the installed certificate waits for the CA: completing it replaces the
+            # certificate (same subject and key) and keeps its node assignments (the guide).
+            pem = (ctx.gate_payload or {}).get("certificate")
+            wanted = _identity_of(pem) if pem else f"CA-signed renewal for {_subject(ctx)}"
+            return [Change("tls_certificate", _identity_of(cert.get("certificate", "")), wanted)]
         if cert is None:
             pem = (ctx.gate_payload or {}).get("certificate")
             # Once the gate has opened the record names the certificate installed (subject, serial).
@@ -229,7 +273,18 @@ class InstallCertificate(Step):
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         api = ctx.systems.pexip
         cert = observed["certificate"]
-        if cert is None:
+        if observed.get("renewal") is not None:
+            pem = (ctx.gate_payload or {}).get("certificate")
+            if not pem:
+                raise Rejected(
+                    f"{ctx.node.name}: no signed certificate for the renewal CSR; import it with "
+                    f"`orchestrator cert import {ctx.node.name} FILE`"
+                )
+            await api.patch(observed["renewal"]["resource_uri"], {"certificate": pem})
+            cert = await _installed_certificate(ctx)
+            if cert is None or not set(fingerprints(pem)) & set(fingerprints(cert.get("certificate", ""))):
+                raise Rejected(f"{ctx.node.name}: the renewed certificate was accepted but is not the one installed")
+        elif cert is None:
             pem = (ctx.gate_payload or {}).get("certificate")
             if not pem:
                 raise Rejected(
@@ -256,6 +311,7 @@ class SipTlsVerification(Step):
     """Global: SIP TLS certificate verification On; OCSP Override with the responder URL."""
 
     name = "sip_tls_verification"
+    reversible = True
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         g = ctx.policy.global_settings
@@ -264,6 +320,8 @@ class SipTlsVerification(Step):
             "ocsp_state": g.ocsp_state,
             "ocsp_responder_url": ctx.deployment.global_settings.ocsp_responder_url,
         }
+
+    intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "global")
@@ -279,6 +337,10 @@ class SipTlsFqdn(Step):
     """Conferencing Node: the SIP TLS FQDN matching an entry of its certificate."""
 
     name = "sip_tls_fqdn"
+    reversible = True
+
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        return {"worker_vm.alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn}
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         worker = await worker_vm(ctx.systems.pexip, ctx.node.name)

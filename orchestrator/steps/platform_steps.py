@@ -30,6 +30,7 @@ class GlobalSettings(Step):
     """Chat, outbound calls, Connect apps and SSH off; DSCP 16; HTTP access off; banner; timeout 10."""
 
     name = "global_settings"
+    reversible = True
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         g = ctx.deployment.global_settings
@@ -42,6 +43,8 @@ class GlobalSettings(Step):
             enable_rtmp=g.enable_rtmp,
         )
         return wanted
+
+    intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await singleton(ctx.systems.pexip, "global")
@@ -59,6 +62,16 @@ class NetworkServices(Step):
     """At least two DNS servers, two keyed NTP servers and one syslog server, bound to the Manager."""
 
     name = "network_services"
+    reversible = True
+
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        net = ctx.deployment.network
+        return {
+            "dns_server": list(net.dns_servers),
+            "ntp_server": {s.address: {"key_id": s.key_id} for s in net.ntp_servers},
+            "syslog_server": {s.address: {"port": s.port, "transport": s.transport} for s in net.syslog_servers},
+            "management_vm": "bound to every configured server",
+        }
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip
@@ -141,6 +154,7 @@ class Snmpv3(Step):
     """SNMPv3 read-only (SHA1 auth, AES-128 privacy) with a community other than "public"."""
 
     name = "snmpv3"
+    reversible = True
 
     def wanted(self, ctx: StepContext) -> dict[str, Any]:
         snmp = ctx.deployment.snmp
@@ -149,6 +163,8 @@ class Snmpv3(Step):
             "snmp_username": snmp.username,
             "snmp_community": snmp.community,
         }
+
+    intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         return await node_object(ctx.systems.pexip, ctx.node)
@@ -171,6 +187,7 @@ class LocationQos(Step):
     """Every location: DSCP media 51, signalling 40, MTU 1400, and the network services bound."""
 
     name = "location_qos"
+    reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         api = ctx.systems.pexip

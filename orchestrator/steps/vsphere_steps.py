@@ -35,13 +35,16 @@ class DeployOva(Step):
     name = "deploy_ova"
     per_host = True
 
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        n = ctx.node
+        return {"vm": f"{n.name} on {n.host}, portgroup {n.portgroup} (VLAN {n.vlan})"}
+
     async def observe(self, ctx: StepContext) -> VmState | None:
         return await ctx.systems.vsphere.find_vm(ctx.node, ctx.identity)
 
     def diff(self, ctx: StepContext, observed: VmState | None) -> list[Change]:
         if observed is None:
-            n = ctx.node
-            return [Change("vm", None, f"{n.name} on {n.host}, portgroup {n.portgroup} (VLAN {n.vlan})")]
+            return [Change("vm", None, self.intent(ctx)["vm"])]
         return []
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
@@ -72,7 +75,19 @@ class ReserveResources(Step):
     """CPU reservation = limit = full allocation; all memory reserved and locked; disk IOPS limits."""
 
     name = "reserve_resources"
+    reversible = True
     per_host = True
+
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        # The reservations equal the VM's allocation and the host's clock: known once the VM is observed.
+        policy = ctx.policy.reservation
+        return {
+            "cpu_shares": policy.cpu_shares,
+            "memory_shares": policy.memory_shares,
+            "memory_locked": policy.memory_reserve_all_locked,
+            "disk[*].shares": policy.disk_shares,
+            "disk[*].iops_limit": ctx.node.disk_iops_limit,
+        }
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         vsphere = ctx.systems.vsphere
@@ -136,12 +151,16 @@ class LockBios(Step):
         vm = await _our_vm(ctx)
         return {"vm": vm, "bios": await ctx.systems.vsphere.get_bios(vm)}
 
-    def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        bios = observed["bios"]
-        wanted = {"boot_disk_first": True, "power_state": "poweredOn", "enter_bios_setup": False}
+    def intent(self, ctx: StepContext) -> dict[str, Any]:
+        wanted: dict[str, Any] = {"boot_disk_first": True, "power_state": "poweredOn", "enter_bios_setup": False}
         if not self._operator(ctx):
             # The API cannot read a BIOS password; our marker says the keystrokes were sent and saved.
             wanted["locked_marker"] = True
+        return wanted
+
+    def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
+        bios = observed["bios"]
+        wanted = self.intent(ctx)
         return [Change(k, getattr(bios, k), v) for k, v in wanted.items() if getattr(bios, k) != v]
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:

@@ -93,3 +93,41 @@ async def test_a_directory_that_cannot_back_the_next_step_stops_the_run_and_keep
         assert "LOCAL" in auth["source"].split("+") and auth["client_certificate"] == "NO"
     finally:
         await systems.aclose()
+
+
+@pytest.mark.parametrize(
+    ("break_it", "field"),
+    [
+        ("delete auditor group", "ldap.role_mappings"),  # a mapped group the directory does not hold
+        ("wrong bind password", "ldap"),  # the service account is refused
+    ],
+)
+async def test_a_directory_mistake_is_found_before_the_first_step(
+    slapd: tuple[Slapd, Deployment], world: SimWorld, tmp_path: Path, break_it: str, field: str
+) -> None:
+    """Issue #7, build 7: a real directory is checked in the preflight, so the mistake stops the run before any VM
+    is touched (not after the irreversible security wizard); exit 2 naming the field."""
+    import dataclasses
+
+    from config.errors import ConfigError
+    from config.secrets import Secret
+    from orchestrator import api
+
+    server, deployment = slapd
+    if break_it == "delete auditor group":
+        server.delete(_group(deployment, "Auditor"))
+    else:
+        wrong = tmp_path / "wrong-bind-password"
+        wrong.write_text("not-the-password\n")
+        ldap = dataclasses.replace(deployment.ldap, bind_password=Secret(f"file:{wrong}"))
+        deployment = dataclasses.replace(deployment, ldap=ldap)
+    systems = open_systems(deployment, world, journal=tmp_path / "journal.sqlite")
+    try:
+        with Journal.open(tmp_path / "journal.sqlite") as journal:
+            with pytest.raises(ConfigError) as info:
+                await api.drive(deployment, journal, systems=systems, hooks=world, clock=FakeClock(), auto_approve=True)
+            assert [f for f, _ in info.value.problems if f.startswith(field)], info.value.problems
+            assert list(journal.events(kinds=["step_started"])) == []
+        assert world.effects_summary() == {} or not any(world.effects_summary().values())
+    finally:
+        await systems.aclose()

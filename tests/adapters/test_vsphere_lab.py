@@ -41,9 +41,11 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
         assert lab_up(lab_dir)["vcenter"]["pid"] == vcenter_status["pid"], "a running lab is left as it is"
         deployment = load_deployment(status["config"])
         assert deployment.vcenter.mode == "real" and deployment.vcenter.ca_file == vcenter_status["ca_file"]
-        assert {deployment.pexip_api.mode, deployment.console.mode, deployment.ldap.mode, deployment.pki.mode} == {
-            "sim"
-        }
+        assert {deployment.console.mode, deployment.pki.mode} == {"sim"}
+        assert deployment.ldap.mode == "real" and status["ldap"]["running"]  # the lab's slapd
+        api = status["pexip_api"]
+        assert deployment.pexip_api.mode == "real" and deployment.pexip_api.url == api["url"] and api["running"]
+        assert set(api) == {"url", "address", "user", "password", "ca_file", "pid", "running"}
         async with vcenter(deployment) as vc:
             await vc.preflight(deployment)
         # An independent client trusts it through the lab CA only.
@@ -70,13 +72,55 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
     finally:
         lab_down(lab_dir)
     after = lab_status(lab_dir)
-    assert after["vcenter"]["running"] is False and after["config"] is None
+    assert after["vcenter"]["running"] is False and after["ldap"]["running"] is False and after["config"] is None
+    assert after["pexip_api"]["running"] is False
+
+
+@pytest.mark.slow
+def test_the_lab_lifecycle_runs_over_the_network_simulators(lab_dir: Path) -> None:
+    """As `make lab-demo`: run stops at the security-wizard gate, approve, resume to the end with the
+    Management API real (the lab's server) and the nodes provisioned over HTTPS; a rerun changes nothing."""
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        code = "from orchestrator.cli import main; main()"
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+
+    status = lab_up(lab_dir, fresh=True)
+    config = status["config"]
+    try:
+        assert cli("-c", config, "run").returncode == 3
+        assert (
+            cli("-c", config, "approve", "pexip-mgmt", "security_wizard", "--by", "t", "--reason", "t").returncode == 0
+        )
+        done = cli("-c", config, "resume", "--all")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        again = cli("-c", config, "run")
+        assert again.returncode == 0 and "0 step(s) changed" in again.stdout
+    finally:
+        lab_down(lab_dir, reset=True)
 
 
 def test_status_of_a_lab_never_started(tmp_path: Path) -> None:
     """A lab directory without a lab reports every simulator as not running."""
     assert lab_status(tmp_path) == {
         "vcenter": {"url": None, "user": None, "password": None, "ca_file": None, "pid": None, "running": False},
+        "ldap": {
+            **dict.fromkeys(
+                ("url", "ldaps_url", "bind_dn", "password_ref", "ca_file", "base_dn", "user", "client_cert", "pid")
+            ),
+            "running": False,
+        },
+        "pexip_api": {
+            "url": None,
+            "address": None,
+            "user": None,
+            "password": None,
+            "ca_file": None,
+            "pid": None,
+            "running": False,
+        },
+        "provisioning": {},
         "config": None,
     }
 

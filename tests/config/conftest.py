@@ -118,6 +118,7 @@ def example_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         "VCENTER_PASSWORD",
         "BIOS_PASSWORD",
         "PEXIP_ADMIN_PASSWORD",
+        "PEXIP_CONSOLE_PASSWORD",
         "NTP_KEY_1",
         "NTP_KEY_2",
         "SNMP_AUTH_PASSWORD",
@@ -131,6 +132,21 @@ def example_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_text("-----BEGIN PRIVATE KEY-----\ntest\n-----END PRIVATE KEY-----\n")
     return tmp_path
+
+
+def journal_signing_key(directory: Path) -> Path:
+    """An Ed25519 journal signing key (0600) outside ``directory``, where the example's journal lives."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = directory.parent / f"{directory.name}.keys" / "journal-key.pem"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    return path
 
 
 def client_certificate(
@@ -173,6 +189,7 @@ def write_runnable_example(directory: Path) -> Path:
     text = EXAMPLE.read_text()
     for table in ("pexip_api", "console", "ldap"):
         text = text.replace(f'[{table}]\nmode = "real"', f'[{table}]\nmode = "sim"')
+    text = text.replace("file:/etc/orchestrator/journal-key.pem", f"file:{journal_signing_key(directory)}")
     path = directory / "deployment.toml"
     path.write_text(text)
     return path

@@ -218,6 +218,14 @@ def guide_disagreements(policy: Policy, guide: str) -> list[str]:
     insecure = found(r"Allow insecure transport (<input[^>]*>)").group(1)
     expect("authentication.ldap_permit_no_tls", "checked" in insecure, policy.authentication.ldap_permit_no_tls)
 
+    # The contingency (fallback) deployment: its exceptions to the primary.
+    fallback = flat.split("\nContingency deployment\n")[1]
+    source = found(r"Set Authentication source to (LDAP database(?: and local database)?)\.", fallback).group(1)
+    expect("contingency.authentication_source", AUTH_SOURCES[source], policy.contingency.authentication_source)
+    required = found(r"Set Require client certificate to (Not required)\.", fallback).group(1)
+    expect("contingency.client_certificate", {"Not required": "NO"}[required], policy.contingency.client_certificate)
+    expect("contingency.licensing", "deployed without licensing" not in fallback, policy.contingency.licensing)
+
     # Reservation: CPU, memory and disk tables.
     reservation = policy.reservation
     cpu = section(guide, "CPU resource limits", "Memory resource limits")
@@ -328,6 +336,8 @@ TAMPERED = [
         'initial_source = "LDAP"',
         "authentication.initial_source",
     ),  # lock-out order broken
+    ('client_certificate = "NO"', 'client_certificate = "CN"', "contingency.client_certificate"),  # fallback lock-out
+    ("licensing = false", "licensing = true", "contingency.licensing"),  # the fallback licensed
     ("forbidden = [4095]", "forbidden = [4094]", "vlan.forbidden"),  # VLAN 4095
     ('boot_first = "scsi0:0"', 'boot_first = "scsi0:1"', "bios.boot_first"),  # boot disk
     ('cpu_shares = "normal"', 'cpu_shares = "high"', "reservation.cpu_shares"),  # shares normal

@@ -36,7 +36,7 @@ def test_example_loads_without_problems():
     assert len(d.vcenter.hosts) == 2
     assert {r for m in d.ldap.role_mappings for r in m.roles} == set(d.policy.roles.all_roles)
     assert d.pki.mode == "manual" and d.vcenter.mode == "real"
-    assert all(isinstance(s, Secret) for s in d.secrets()) and len(d.secrets()) == 11  # with pexip_api.bootstrap_key
+    assert all(isinstance(s, Secret) for s in d.secrets()) and len(d.secrets()) == 13  # +journal key, console pw
 
 
 def test_relative_paths_resolve_against_the_file(write_config, tmp_path):
@@ -190,6 +190,8 @@ BROKEN = [
     ({"vcenter.thumbprint": "sha1:AB:CD"}, "vcenter.thumbprint", "32 hex byte pairs"),  # bad thumbprint
     ({"vcenter.url": "http://vcenter.example.com/sdk"}, "vcenter.url", "https://"),  # plain http in real mode
     ({"pexip_api.mode": "pretend"}, "pexip_api.mode", "real, sim"),  # mode not allowed
+    ({"pexip_api.tls_fingerprint": "AB:CD"}, "pexip_api.tls_fingerprint", "32 hex byte pairs"),  # bad Manager pin
+    ({"pexip_api.address": "pexmgr"}, "pexip_api.address", "not an IPv4 address"),  # a name where the address goes
     (
         {"pexip_api.client_key": "<delete>"},
         "pexip_api.client_key",

@@ -57,9 +57,45 @@ def _real_ldap_without_its_ca(config: Path) -> None:
     )
 
 
+def _real_console_without_its_host_keys(config: Path) -> None:
+    _replace('[console]\nmode = "sim"', '[console]\nmode = "real"')(config)
+    (config.parent / "certs" / "known_hosts").unlink(missing_ok=True)
+
+
+def _signing_key(config: Path) -> Path:
+    """The journal key write_runnable_example made for ``config`` (outside the journal's directory)."""
+    match = re.search(r'^signing_key = "file:([^"]+)"', config.read_text(), flags=re.M)
+    assert match, "the runnable example names its journal key"
+    return Path(match[1])
+
+
+def _no_signing_key(config: Path) -> None:
+    config.write_text(re.sub(r"^signing_key = .*\n", "", config.read_text(), flags=re.M))
+
+
+def _rsa_signing_key(config: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    _signing_key(config).write_bytes(pem)
+
+
+def _readable_signing_key(config: Path) -> None:
+    _signing_key(config).chmod(0o644)
+
+
+def _signing_key_beside_the_journal(config: Path) -> None:
+    beside = config.parent / "journal-key.pem"
+    beside.write_bytes(_signing_key(config).read_bytes())
+    beside.chmod(0o600)
+    _replace(f"file:{_signing_key(config)}", f"file:{beside}")(config)
+
+
 # Each case: the mistake, and the field the report must name.
 MISTAKES = [
-    (_replace('[pexip_api]\nmode = "sim"', '[pexip_api]\nmode = "real"'), "pexip_api.mode"),  # a real adapter not built
+    (_real_console_without_its_host_keys, "console.known_hosts"),  # the console's host keys missing
     (_real_ldap_without_its_ca, "ldap.ca_file"),  # the real directory's CA file missing
     (_remove("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a missing CA file
     (_garble("certs/vcenter-ca.pem"), "vcenter.ca_file"),  # a TLS trust file that is no certificate
@@ -70,6 +106,10 @@ MISTAKES = [
     ),  # a command CA whose program is not installed
     (_remove("images/Pexip_Infinity_ConfNode.ova"), "ova.conferencing"),  # a missing OVA
     (_replace('ca_file = "certs/vcenter-ca.pem"', 'ca_file = "certs"'), "vcenter.ca_file"),  # a directory for a file
+    (_no_signing_key, "journal.signing_key"),  # real mode without the journal's key
+    (_rsa_signing_key, "journal.signing_key"),  # not an Ed25519 key
+    (_readable_signing_key, "journal.signing_key"),  # readable by others
+    (_signing_key_beside_the_journal, "journal.signing_key"),  # whoever writes the journal could re-sign it
 ]
 
 
@@ -103,8 +143,6 @@ def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, 
     monkeypatch.chdir(example_secrets)
     err = _refused(example_secrets, config, "run")
     fields = [
-        "pexip_api.mode",
-        "console.mode",
         "vcenter.ca_file",
         "ova.management",
         "ova.conferencing",
@@ -113,8 +151,19 @@ def test_the_shipped_example_lists_every_problem_in_one_report(example_secrets, 
         "console.known_hosts",
         "ldap.ca_file",
         "pki.ca_chain",
+        "journal.signing_key",
     ]
     assert [f for f in fields if f"\n  {f}: " not in err] == []
+
+
+def test_a_bad_signing_key_is_in_the_same_report_as_the_configurations_problems(example_secrets, monkeypatch):
+    """Issue #7: the journal key's problem comes with every other, not in a second round after they are fixed."""
+    config = write_runnable_example(example_secrets)
+    _readable_signing_key(config)
+    _remove("certs/vcenter-ca.pem")(config)
+    monkeypatch.chdir(example_secrets)
+    err = _refused(example_secrets, config, "run")
+    assert "\n  vcenter.ca_file: file not found" in err and "\n  journal.signing_key: the signing key" in err
 
 
 def test_the_shipped_example_without_secrets_also_writes_nothing(tmp_path, monkeypatch):
@@ -166,17 +215,30 @@ def test_validate_reports_the_same_problems_as_run_in_one_pass(example_secrets, 
 
 
 def test_validate_checks_that_every_real_system_is_reachable(example_secrets, monkeypatch):
-    """Unless --offline, validate connects to each real system's URL: a listener passes, a closed port is named."""
+    """Unless --offline, validate connects to each real system's URL (a closed port is named by its field), then asks
+    it what run's preflight asks: a listener that is no vCenter passes the TCP check and fails the next one."""
     import socket
+    import threading
 
     config = write_runnable_example(example_secrets)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+
+    def hang_up() -> None:  # accept and close at once: reachable, but not a vCenter
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
     _replace("https://vcenter.example.com/sdk", f"https://127.0.0.1:{port}/sdk")(config)
     monkeypatch.chdir(example_secrets)
     before = _tree(example_secrets)
-    result = CliRunner().invoke(cli, ["-c", str(config), "validate"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    err = _refused(example_secrets, config, "validate")
+    assert "\n  vcenter: " in err and "cannot connect" not in err, err
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread; close alone would not stop listening
     listener.close()
     err = _refused(example_secrets, config, "validate")
     assert f"\n  vcenter.url: cannot connect to 127.0.0.1:{port}" in err

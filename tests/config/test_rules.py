@@ -18,7 +18,6 @@ from config.rules import (
     ntp_key_problem,
     snmp_community_problem,
     too_few_servers,
-    unbuilt_mode_problem,
     vlan_problem,
 )
 
@@ -150,20 +149,6 @@ def test_distinct_servers(addresses: list[str], count: int) -> None:
 def test_distinct_ntp_servers(servers: list[tuple[str, int]], count: int) -> None:
     """NTP servers count by distinct address and distinct key id, whichever is fewer."""
     assert distinct_ntp_servers(servers) == count
-
-
-@pytest.mark.parametrize(
-    ("system", "mode", "refused"),
-    [
-        ("pexip_api", "real", True),  # the real API client is not built
-        ("pexip_api", "sim", False),  # the twin is
-        ("vcenter", "real", False),  # the real vSphere adapter is built
-        ("ldap", "real", False),  # so is the real LDAP adapter
-    ],
-)
-def test_unbuilt_mode_problem(system: str, mode: str, refused: bool) -> None:
-    """ "real" is refused only for a system whose real adapter is not built."""
-    assert (unbuilt_mode_problem(system, mode) is not None) == refused
 
 
 @pytest.mark.parametrize(

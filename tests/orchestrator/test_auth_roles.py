@@ -53,12 +53,12 @@ async def test_client_certificates_need_the_identity_in_a_read_write_group(
         await world.aclose()
 
 
-async def test_real_pexip_api_provisions_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pexip_api.mode = real wires the HTTPS provisioning client, refused (exit 2) while a node cannot be verified."""
+async def test_real_pexip_api_provisions_over_https(tmp_path: Path) -> None:
+    """pexip_api.mode = real wires the real API client and the HTTPS provisioning client, refused (exit 2)
+    while a node cannot be verified."""
+    from adapters.pexip import HttpPexipApi
     from adapters.provisioning import HttpsProvisioning
-    from orchestrator import wiring
 
-    monkeypatch.delitem(wiring.NOT_YET_REAL, "pexip_api")  # as when the real API client lands
     deployment = simulated_deployment(2, tmp_path / "w.d")
     real = dataclasses.replace(deployment, pexip_api=dataclasses.replace(deployment.pexip_api, mode="real"))
     world = SimWorld.open(tmp_path / "world.sqlite")
@@ -71,6 +71,7 @@ async def test_real_pexip_api_provisions_over_https(tmp_path: Path, monkeypatch:
         )
         systems = open_systems(pinned, world)
         assert isinstance(systems.provisioning, HttpsProvisioning)
+        assert isinstance(systems.pexip, HttpPexipApi)
         await systems.aclose()
     finally:
         await world.aclose()

@@ -67,7 +67,7 @@ async def test_a_command_ca_certifies_every_node_unattended(tmp_path: Path) -> N
     assert report.exit_code == 0, report.outcomes
     chain = tmp_path / "pki" / "ca-chain.pem"
     for node in deployment.nodes:
-        csr = (tmp_path / "pki" / "outbox" / f"{node.name}.csr").read_text()
+        csr = (tmp_path / "pki" / "outbox" / f"{node.fqdn}.csr").read_text()  # <subject-name>.csr
         text = _openssl("req", "-noout", "-text", "-verify", data=csr)
         assert "self-signature verify OK" in text
         # The guide's CSR: CN = the node's FQDN, among the SANs; the additional subject fields; both usages;
@@ -105,7 +105,11 @@ async def _installed(deployment: Deployment, tmp: Path, fqdn: str) -> str:
 
 
 def _csr_of(tmp: Path, node: str) -> str:
-    return (tmp / "pki" / "outbox" / f"{node}.csr").read_text()
+    """The CSR of the node named ``node`` in the outbox, ``<subject-name>.csr`` (the FQDN by default)."""
+    return (tmp / "pki" / "outbox" / f"{_FQDN[node]}.csr").read_text()
+
+
+_FQDN = {MGR: "pexmgr.sim.example.com", CONF: "conf00001.sim.example.com"}
 
 
 def _wrong_answers(tmp: Path) -> list[tuple[str, str, str]]:
@@ -153,7 +157,7 @@ async def test_every_wrong_answer_in_the_inbox_is_refused_naming_why(waiting: De
     inbox = tmp_path / "pki" / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
     for what, pem, message in _wrong_answers(tmp_path):
-        (inbox / f"{MGR}.pem").write_text(pem)
+        (inbox / f"{_FQDN[MGR]}.pem").write_text(pem)
         report = await _run(waiting, tmp_path, retry=(MGR,))
         assert report.exit_code != 0, what
         with Journal.open(tmp_path / "journal.sqlite") as j:
@@ -167,8 +171,8 @@ async def test_every_wrong_answer_in_the_inbox_is_refused_naming_why(waiting: De
         assert await _on_manager(waiting, tmp_path, "tls_certificate", fqdn) == [], f"{what}: installed"
         csrs = await _on_manager(waiting, tmp_path, "certificate_signing_request", fqdn)
         assert len(csrs) == 1, f"{what}: the CSR was consumed"
-    (inbox / f"{MGR}.pem").write_text(openssl_sign(tmp_path, _csr_of(tmp_path, MGR)))
-    (inbox / f"{CONF}.pem").write_text(openssl_sign(tmp_path, _csr_of(tmp_path, CONF)))
+    (inbox / f"{_FQDN[MGR]}.pem").write_text(openssl_sign(tmp_path, _csr_of(tmp_path, MGR)))
+    (inbox / f"{_FQDN[CONF]}.pem").write_text(openssl_sign(tmp_path, _csr_of(tmp_path, CONF)))
     report = await _run(waiting, tmp_path, retry=(MGR,))  # `orchestrator resume pexip-mgr`
     assert report.exit_code == 0, report.outcomes
 
@@ -202,7 +206,8 @@ async def test_where_no_dns_is_used_the_certificate_names_the_address(tmp_path: 
     assert report.exit_code == 0, report.outcomes
     chain = str(tmp_path / "pki" / "ca-chain.pem")
     for node in deployment.nodes:
-        text = _openssl("req", "-noout", "-text", "-verify", data=_csr_of(tmp_path, node.name))
+        csr = (tmp_path / "pki" / "outbox" / f"{node.address}.csr").read_text()  # named by the subject: the IP
+        text = _openssl("req", "-noout", "-text", "-verify", data=csr)
         assert f"CN = {node.address}" in text and f"IP Address:{node.address}" in text
         assert f"DNS:{node.fqdn}" in text  # what the SIP TLS FQDN is set to must be an entry of the certificate
         cert = await _installed(deployment, tmp_path, node.address)

@@ -27,6 +27,7 @@ SECRETS = {
     "LDAP_BIND_PASSWORD": "bind-Secret-99ee03",
     "LDAP_VERIFY_PASSWORD": "verify-Secret-aaff04",
     "PEXIP_BOOTSTRAP_KEY": "Ym9vdHN0cmFwLVNlY3JldC0zMmJ5dGVzLWxvbmctLS0=",  # 32 bytes, base64
+    "PEXIP_CONSOLE_PASSWORD": "console-Passw0rd-1",
 }
 CLIENT_KEY = "clientkey-Secret-bb1105"
 
@@ -36,6 +37,7 @@ def _sim_config(tmp: Path) -> Path:
     text = EXAMPLE.read_text()
     text = re.sub(r'^mode = "real"', 'mode = "sim"', text, flags=re.M)
     text = re.sub(r'^mode = "manual"', 'mode = "sim"', text, flags=re.M)
+    text = re.sub(r"^signing_key = .*\n", "", text, flags=re.M)  # a simulation makes its own journal key
     (tmp / "certs").mkdir()
     (tmp / "certs" / "orchestrator-admin.key").write_text(CLIENT_KEY + "\n")
     path = tmp / "orchestrator.toml"
@@ -304,6 +306,7 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
     assert _invoke("-c", str(env), "run")[0] == 3  # the security wizard's approval first
     _invoke("-c", str(env), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
     signed: set[str] = set()
+    hosts = {h: n for n, h in re.findall(r'^name = "(pexip-[^"]+)"\nhostname = "([^"]+)"', text, re.M)}
     for _ in range(8):
         code, out, err = _invoke("-c", str(env), "resume", "--all")
         if code == 0:
@@ -312,7 +315,8 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
         assert "cert import" in out
         outbox = tmp_path / "pki" / "outbox"
         for csr in sorted(outbox.glob("*.csr")):
-            node = csr.stem
+            # <subject-name>.csr, as Pexip's generator names it: the node's FQDN (pexmgr.example.com: pexip-mgr)
+            node = hosts[csr.stem.split(".")[0]]
             if node in signed:
                 continue
             # The CSR is Pexip's own; openssl, an independent CA here, checks and signs it.
@@ -345,7 +349,15 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
 
 CLI_SOURCES = [
     ROOT / "orchestrator" / name
-    for name in ("cli.py", "_cli_base.py", "_cli_groups.py", "_cli_config.py", "_cli_serve.py", "_cli_daemon.py")
+    for name in (
+        "cli.py",
+        "_cli_base.py",
+        "_cli_groups.py",
+        "_cli_config.py",
+        "_cli_serve.py",
+        "_cli_audit.py",
+        "_cli_daemon.py",
+    )
 ]
 # Names whose use in cli.py would mean it opens or wires something itself instead of asking the library.
 NOT_IN_CLI = {

@@ -88,7 +88,7 @@ def test_sigkill_at_30_random_moments_then_finish(tmp_path: Path) -> None:
             kills += 1
             continue
         # It finished before the kill: start again from a fresh simulation to keep killing mid-run.
-        assert proc.returncode == 0, err.decode()
+        assert proc.returncode == 0, err.decode() + _out.decode()
         _assert_finished_once(tmp_path)
         for p in tmp_path.iterdir():
             if p.is_file():

@@ -75,7 +75,11 @@ async def test_the_bootstrap_file_never_reaches_the_journal_logs_or_export(
 
 
 async def test_a_lost_bootstrap_file_recreates_the_worker_vm(tmp_path: Path) -> None:
-    """A node whose stored file is lost before it synced gets its worker_vm deleted and posted again, journaled."""
+    """A node whose stored file is lost before it synced gets its worker_vm deleted and posted again, journaled.
+
+    The refresh before the node goes on finds its completed deployment_file drifted and re-applies it in place
+    (issue #10, drift): that commit carries the re-creation; provision_node then uploads the new file.
+    """
     deployment = simulated_deployment(3, tmp_path / "world.d")
     store = BootstrapStore(
         bootstrap_dir(Path(deployment.journal.path)), deployment.pexip_api.bootstrap_key, deployment.name
@@ -96,7 +100,10 @@ async def test_a_lost_bootstrap_file_recreates_the_worker_vm(tmp_path: Path) -> 
                 deployment, journal, world=before, hooks=before, retry=[CONF], auto_approve=True, clock=FakeClock()
             )
             assert second.exit_code == 0 and journal.node(CONF).state == "ldap_authenticated"
-            [committed] = _committed(journal, CONF, "provision_node")
+            first_file, committed = _committed(journal, CONF, "deployment_file")
+            assert committed["cause"] == "drift"
+            [drift] = [e.payload for e in journal.events(node=CONF, kinds=["drift_detected"])]
+            assert drift["fields"] == ["worker_vm"]
         effects = before.effects_summary()[CONF]
     finally:
         await before.aclose()

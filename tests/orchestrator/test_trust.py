@@ -449,12 +449,12 @@ def test_rsyslog_keeps_the_checkpoints_and_catches_a_rewrite_signed_with_the_rea
 # --- item 7 (the journal's part): nothing created before the checks passed ----------------------------
 
 
-def test_a_mode_not_built_creates_no_journal_key_or_world(here: Path) -> None:
-    """`mode = "real"` for the Pexip API (not built) exits 2 before the journal, its key or the world exist."""
+def test_a_real_system_misconfigured_creates_no_journal_key_or_world(here: Path) -> None:
+    """`mode = "real"` for the console without its host keys exits 2 before the journal, its key or the world exist."""
     config = _sim_config(here)
     text = config.read_text()
-    config.write_text(re.sub(r'(\[pexip_api\][^\[]*?)mode = "sim"', r'\1mode = "real"', text, count=1))
+    config.write_text(re.sub(r'(\[console\][^\[]*?)mode = "sim"', r'\1mode = "real"', text, count=1))
     code, _, err = _invoke("-c", str(config), "run")
     # The configuration's report comes first; the key is checked (still before anything is written) once it is clean.
-    assert code == 2 and "pexip_api.mode" in err
+    assert code == 2 and "console.known_hosts" in err, err
     assert not list(here.glob("*.sqlite*")) and not generated_key_path(here / "orchestrator.journal.sqlite").exists()

@@ -4,8 +4,14 @@ Every request is handed to :class:`~adapters.sim.pexip.SimPexipApi` over the sam
 :class:`~adapters.sim.world.SimWorld`, so the server and the twin cannot drift. What it adds is
 the wire (``pexip-api.md``; Tastypie's shapes): paging (``limit`` default 20, ``offset``,
 ``meta`` with ``next``/``previous``/``total_count``), ``201`` with a ``Location`` header (for
-worker_vm the bootstrap file verbatim as the body), HTTP Basic auth (``401``), the twin's refusals
-as ``400`` bodies ``{"<resource>": {"<field>": ["<message>"]}}`` and ``404``.
+worker_vm the bootstrap file verbatim as the body), the Manager's logins decided live from
+``authentication/1/`` (:mod:`adapters.sim.servers._pexip_auth`: local admin and LDAP users by HTTP
+Basic, client certificates by mutual TLS against ``client_ca_file``; ``401`` otherwise), ``503``
+while the Manager is not installed, the twin's refusals as ``400`` bodies
+``{"<resource>": {"<field>": ["<message>"]}}`` and ``404``; filters only on the fields a resource's
+``/schema/`` declares (``400`` otherwise); embedded objects without ``resource_uri``; after each
+wizard's reboot ``503`` for ``reboot_s``; ``GET /admin/login/`` (200 when up) for readiness; after the
+security wizard, ``400`` for a Host header that is a bare IP address (host-header validation).
 
 :attr:`PexipServer.requests` counts every request by ``(method, status)``: a rerun that sends
 no write shows as no new POST/PATCH/DELETE there.
@@ -18,12 +24,12 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import os
 import ssl
-from collections import Counter
+import time
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +37,15 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from yarl import URL
 
 from adapters.base import Directory
 from adapters.sim import _pki as pki
+from adapters.sim._pexip_login import Logins
+from adapters.sim._pexip_schema import RESOURCES
 from adapters.sim.pexip import SimPexipApi
-from adapters.sim.world import SimWorld
+from adapters.sim.servers._pexip_auth import login_refusal
+from adapters.sim.world import CONSOLE, SimWorld
 from config.errors import Rejected
 from config.model import Deployment
 
@@ -46,14 +56,41 @@ _CONFIG = "/api/admin/configuration/v1/"
 _STATUS = "/api/admin/status/v1/"
 _PAGING = {"limit", "offset", "format", "order_by"}
 _WRITES = ("POST", "PATCH", "DELETE", "PUT")
+_LOGIN_PAGE = "/admin/login/"
 
 
 class PexipServer:
     """The twin served over HTTPS with a self-signed certificate kept in ``directory``."""
 
-    def __init__(self, world: SimWorld, deployment: Deployment, directory: Directory, state_dir: Path):
+    def __init__(
+        self,
+        world: SimWorld,
+        deployment: Deployment,
+        directory: Directory,
+        state_dir: Path,
+        *,
+        client_ca_file: Path | None = None,
+        reboot_s: float = 0.0,
+        port: int = 0,
+        rate: tuple[int, float] = (1000, 60.0),
+    ):
+        """Args:
+        client_ca_file: the CA whose client certificates the Manager trusts (none: no certificate login).
+        reboot_s: how long the Manager is down (``503``) after each wizard's reboot (pexip-api.md 7.10).
+        port: the loopback port (0: any free one).
+        rate: past that many requests in that many seconds, ``429`` with ``Retry-After`` (a Manager's limit).
+        """
         self._api = SimPexipApi(world, deployment, directory)
-        self._spec = deployment.pexip_api
+        self._world = world
+        self._deployment = deployment
+        self._logins = Logins(world, deployment, directory)
+        self._client_ca = client_ca_file
+        self._reboot_s = reboot_s
+        self._port = port
+        self._wizard: str | None = None  # the wizard state last seen: a change is a reboot
+        self._down_until = 0.0
+        self._rate = rate
+        self._arrivals: deque[float] = deque()
         self._dir = state_dir
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -73,7 +110,7 @@ class PexipServer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0, ssl_context=self._context())
+        site = web.TCPSite(self._runner, HOST, self._port, ssl_context=self._context())
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"https://{HOST}:{port}"
@@ -88,7 +125,11 @@ class PexipServer:
         key = self._dir / "manager.key"
         if not (self.cert_file.is_file() and key.is_file()):
             private = pki.new_key("ECDSAP256")
-            sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+            sans: list[x509.GeneralName] = [
+                x509.DNSName(self._deployment.management.fqdn),
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address(HOST)),
+            ]
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
             issued = pki.issue_certificate(
                 subject, private.public_key(), private, ca=False, sans=sans, usages=[ExtendedKeyUsageOID.SERVER_AUTH]
@@ -100,13 +141,42 @@ class PexipServer:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.cert_file, key)
+        if self._client_ca is not None:  # asked for, not required: Basic logins present none
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            ctx.load_verify_locations(self._client_ca)
         return ctx
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            if not self._authorised(request.headers.get("Authorization", "")):
-                response: web.StreamResponse = _json(401, {"error": "Authentication credentials were not provided"})
+            state = (self._world.get(CONSOLE, self._deployment.management.name) or {}).get("wizard_state")
+            now = time.monotonic()
+            while self._arrivals and now - self._arrivals[0] >= self._rate[1]:
+                self._arrivals.popleft()
+            self._arrivals.append(now)
+            if len(self._arrivals) > self._rate[0]:
+                wait = self._rate[1] - (now - self._arrivals[0])
+                limited = _json(429, {"error": f"more than {self._rate[0]} requests in {self._rate[1]:g} s"})
+                limited.headers["Retry-After"] = f"{max(wait, 0.01):.2f}"
+                self.requests[(request.method, 429)] += 1
+                return limited
+            if state != self._wizard:
+                if self._wizard is not None:  # a wizard ran since the last request: the Manager rebooted
+                    self._down_until = now + self._reboot_s
+                self._wizard = state
+            up = state in ("installed", "secured") and now >= self._down_until
+            refusal = await self._refusal(request) if up and request.path != _LOGIN_PAGE else None
+            response: web.StreamResponse
+            if not up:
+                why = "is rebooting" if state in ("installed", "secured") else "is not installed yet"
+                response = _json(503, {"error": f"the Management Node {why}"})
+                response.headers["Retry-After"] = str(max(1, round(self._down_until - now)))
+            elif state == "secured" and _bare_ip(request.host):  # "validation of host headers = YES"
+                response = _json(400, {"error": f"Invalid HTTP_HOST header: {request.host!r}; use the Manager's FQDN"})
+            elif request.path == _LOGIN_PAGE:  # readiness: the login page answers 200 (pexip-api.md 7.10)
+                response = web.Response(status=200, text="<html><body>Pexip Infinity login</body></html>")
+            elif refusal is not None:
+                response = _json(401, {"error": refusal})
                 response.headers["WWW-Authenticate"] = 'Basic realm="django-tastypie"'
             else:
                 response = await handler(request)
@@ -116,16 +186,11 @@ class PexipServer:
         self.requests[(request.method, response.status)] += 1
         return response
 
-    def _authorised(self, header: str) -> bool:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(value).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        wanted = self._spec.admin_password.reveal() if self._spec.admin_password else ""
-        return user == self._spec.admin_user and password == wanted
+    async def _refusal(self, request: web.Request) -> str | None:
+        peer = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
+        return await login_refusal(
+            self._logins, self._world, self._deployment, request.headers.get("Authorization", ""), peer
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path, method = request.path, request.method
@@ -140,7 +205,15 @@ class PexipServer:
         resource = parts[0]
         if len(parts) == 1:
             if method == "GET":
-                return self._page(request, await self._api.list_objects(resource, **_filters(request)))
+                filters = _filters(request)
+                spec = RESOURCES.get(resource)
+                refused = sorted(f for f in filters if spec is not None and f.partition("__")[0] not in spec.filtering)
+                if refused:  # Tastypie's InvalidFilterError
+                    return _json(
+                        400, {"error": f"The '{refused[0].partition('__')[0]}' field does not allow filtering."}
+                    )
+                found = await self._api.list_objects(resource, **filters)
+                return self._page(request, [_bare(resource, o) for o in found])
             if method == "POST":
                 created = await self._api.create(resource, await _body(request))
                 response = web.Response(status=201, body=created.body)
@@ -153,7 +226,7 @@ class PexipServer:
             return _json(404, {"error": f"{path} not found"})
         uri = f"{_CONFIG}{resource}/{parts[1]}/"
         if method == "GET":
-            return _json(200, await self._api.get(uri))
+            return _json(200, _bare(resource, await self._api.get(uri)))
         if method == "PATCH":
             await self._api.patch(uri, await _body(request))
             return web.Response(status=202)
@@ -185,6 +258,26 @@ class PexipServer:
             "previous": link(max(0, offset - limit)) if offset > 0 else None,
         }
         return _json(200, {"meta": meta, "objects": objects[offset : offset + limit]})
+
+
+def _bare_ip(host_header: str) -> bool:
+    try:
+        ipaddress.ip_address(URL(f"//{host_header}").host or "")
+    except ValueError:
+        return False
+    return True
+
+
+def _bare(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """Embedded foreign keys as a Manager may send them: without ``resource_uri`` (pexip-api.md 7.8)."""
+    spec = RESOURCES.get(resource)
+    if spec is None:
+        return obj
+    out = dict(obj)
+    for name, field in spec.fields.items():
+        if field.embed and isinstance(out.get(name), list):
+            out[name] = [{k: v for k, v in e.items() if k != "resource_uri"} for e in out[name] if isinstance(e, dict)]
+    return out
 
 
 def _filters(request: web.Request) -> dict[str, Any]:

@@ -50,12 +50,13 @@ class PexipCase:
 class ConsoleCase:
     """A Console implementation; the Management Node's VM runs with its BIOS locked, no wizard done."""
 
-    kind: str  # "sim" | "slapd"
+    kind: str  # "sim" | "ssh"
     console: Console
     deployment: Deployment
     admin_password: str  # the one the API will log in with
     installation_answers: dict[str, Any]
     security_answers: dict[str, Any]
+    api: PexipApi  # the twin's API over the same world: whose web login the installation wizard set
 
 
 @dataclass

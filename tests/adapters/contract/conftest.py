@@ -18,6 +18,7 @@ import pytest
 from _contract import CaCase, ConsoleCase, DirectoryCase, PexipCase, ProvisioningCase, VSphereCase
 from _openssl_ca import openssl_ca
 from _sim_factory import deploy_vm, install_manager, make_deployment, prompts
+from _ssh_console import ssh_console
 from _vcsim import vcenter
 
 from adapters.base import Directory, NodeProvisioning, PexipApi, Systems
@@ -28,23 +29,27 @@ from adapters.pexip import HttpPexipApi
 from adapters.provisioning import HttpsProvisioning
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
 from adapters.sim import _pki as pki
+from adapters.sim.servers._pexip_auth import make_client_identity
 from adapters.sim.servers.pexip_http import PexipServer
 from adapters.sim.servers.provisioning_http import ProvisioningServers
 from config.model import Deployment
+from config.secrets import Secret
 
 # --- the implementations of each protocol ------------------------------------------------
 
 VSPHERE_IMPLEMENTATIONS = ["sim", pytest.param("vcsim", marks=pytest.mark.vcsim)]
 # adapters.pexip.HttpPexipApi against the lab HTTPS server (adapters/sim/servers/pexip_http.py) on the same loop.
 PEXIP_IMPLEMENTATIONS = ["sim", "http"]
-# The real console client (installation and security wizards) joins here.
-CONSOLE_IMPLEMENTATIONS = ["sim"]
+# adapters.console.SshConsole against the lab's SSH console server (adapters/sim/servers/console_ssh.py),
+# host key pinned by fingerprint, reboot windows of 50 ms.
+CONSOLE_IMPLEMENTATIONS = ["sim", "ssh"]
 # adapters.ca_manual.ManualCA is the real CA: the operator is played by the fixture.
 # adapters.ca_command.CommandCA runs a real `openssl ca` configured in the test's directory.
 CA_IMPLEMENTATIONS = ["sim", "manual", "command"]
 # adapters.ldap.LdapDirectory against a private slapd shaped like the deployment's [ldap] section
 # (tests/adapters/_slapd.py): it starts in about 0.1 s, once per session, so it stays in the fast set.
-DIRECTORY_IMPLEMENTATIONS = ["sim", "slapd"]
+# "slapd-ldaps": the same server through its ldaps listener (ldap.transport = "ldaps").
+DIRECTORY_IMPLEMENTATIONS = ["sim", "slapd", "slapd-ldaps"]
 # adapters.provisioning.HttpsProvisioning against the lab's HTTPS server of each node (milliseconds).
 PROVISIONING_IMPLEMENTATIONS = ["sim", "https"]
 
@@ -118,11 +123,23 @@ async def pexip_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         finally:
             await case.api.aclose()
         return
-    # adapters.pexip.HttpPexipApi against the lab's HTTPS server over the same world (same loop).
-    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip-server") as server:
-        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+    # adapters.pexip.HttpPexipApi against the lab's HTTPS server over the same world (same loop),
+    # with a client certificate for ldap.verify_user issued by a CA the server trusts.
+    client = make_client_identity(tmp_path / "client", deployment.ldap.verify_user, deployment.ldap.client_certificate)
+    async with PexipServer(
+        world, deployment, systems.directory, tmp_path / "pexip-server", client_ca_file=client.ca_file
+    ) as server:
+        spec = dataclasses.replace(
+            deployment.pexip_api,
+            url=server.url,
+            ca_file=str(server.cert_file),
+            client_cert=str(client.cert_file),
+            client_key=Secret(f"file:{client.key_file}"),
+        )
         case = PexipCase(
-            "http", HttpPexipApi(spec, retry_delay_s=0.01), dataclasses.replace(deployment, pexip_api=spec)
+            "http",
+            HttpPexipApi(spec, ldap=deployment.ldap, retry_delay_s=0.01),
+            dataclasses.replace(deployment, pexip_api=spec),
         )
         try:
             yield case
@@ -141,18 +158,23 @@ async def console_case(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     systems = sim_systems(world, deployment)
     await deploy_vm(systems, deployment, deployment.management)
     assert deployment.pexip_api.admin_password is not None
-    case = ConsoleCase(
-        "sim",
-        systems.console,
-        deployment,
-        deployment.pexip_api.admin_password.reveal(),
-        deployment.policy.installation_wizard.settings(),
-        prompts(deployment),
-    )
-    try:
-        yield case
-    finally:
-        await case.console.aclose()
+    web_password = deployment.pexip_api.admin_password.reveal()
+    answers = deployment.policy.installation_wizard.settings()
+    if request.param == "sim":
+        case = ConsoleCase(
+            "sim", systems.console, deployment, web_password, answers, prompts(deployment), systems.pexip
+        )
+        try:
+            yield case
+        finally:
+            await case.console.aclose()
+        return
+    async with ssh_console(world, deployment, tmp_path) as (server, console):
+        case = ConsoleCase("ssh", console, deployment, web_password, answers, prompts(deployment), systems.pexip)
+        try:
+            yield case
+        finally:
+            await case.console.aclose()
 
 
 # --- CertificateAuthority -------------------------------------------------------------------
@@ -214,7 +236,9 @@ async def directory_case(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
             return SimDirectory(world, d)
 
     else:
-        _, deployment = request.getfixturevalue("session_slapd")  # tests/adapters/conftest.py
+        server, deployment = request.getfixturevalue("session_slapd")  # tests/adapters/conftest.py
+        if request.param == "slapd-ldaps":
+            deployment = server.pointed_at(deployment, "ldaps")
         build = LdapDirectory.from_deployment
     case = DirectoryCase(request.param, build(deployment), deployment, build)
     try:

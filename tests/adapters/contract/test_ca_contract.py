@@ -97,3 +97,25 @@ async def test_aclose_is_idempotent(ca_case: CaCase) -> None:
     await ca_case.ca.collect("conf-1")
     await ca_case.ca.aclose()
     await ca_case.ca.aclose()
+
+
+async def test_after_withdraw_the_old_answer_is_gone_and_the_same_key_is_signed_anew(ca_case: CaCase) -> None:
+    """withdraw (before a renewal CSR for the same key): collect returns nothing until the CA signs again,
+    then a new certificate (another serial) for that key; withdrawing twice, or with nothing submitted, is harmless."""
+    await ca_case.ca.withdraw("conf-2")
+    key = pki.new_key("ECDSAP256")
+    csr = pki.make_csr(key, "conf1.example.com", "O=Example,C=GB", ["conf1.example.com"], False)
+    await ca_case.ca.submit("conf-1", csr)
+    await ca_case.signs("conf-1")
+    old = await ca_case.ca.collect("conf-1")
+    assert old is not None
+    await ca_case.ca.withdraw("conf-1")
+    await ca_case.ca.withdraw("conf-1")
+    assert await ca_case.ca.collect("conf-1") is None
+    renewal = pki.make_csr(key, "conf1.example.com", "O=Example,C=GB", ["conf1.example.com"], False)
+    await ca_case.ca.submit("conf-1", renewal)
+    await ca_case.signs("conf-1")
+    new = await ca_case.ca.collect("conf-1")
+    assert new is not None and _public_key(new) == _public_key(old)
+    serial = x509.load_pem_x509_certificate(new.encode()).serial_number
+    assert serial != x509.load_pem_x509_certificate(old.encode()).serial_number

@@ -35,6 +35,19 @@ async def test_a_bind_without_its_password_is_rejected(directory_case: Directory
         await directory.aclose()
 
 
+async def test_a_plain_transport_is_refused_under_the_guides_floor(directory_case: DirectoryCase) -> None:
+    """ldap.transport 'plain' with the packaged policy (ldap_permit_no_tls false): Rejected, nothing sent in clear."""
+    deployment = directory_case.deployment
+    assert not deployment.policy.authentication.ldap_permit_no_tls
+    plain = dataclasses.replace(deployment, ldap=dataclasses.replace(deployment.ldap, transport="plain"))
+    directory = directory_case.build(plain)
+    try:
+        with pytest.raises(Rejected, match="'plain' would send the password without TLS.*policy forbids"):
+            await directory.verify_bind()
+    finally:
+        await directory.aclose()
+
+
 async def test_group_exists(directory_case: DirectoryCase) -> None:
     """Every mapped group exists (DNs compare case-insensitively); an unknown DN does not."""
     directory, ldap = directory_case.directory, directory_case.deployment.ldap

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from _contract import PexipCase
+from _sim_factory import authenticate_ldap
 
-from adapters.base import PexipApi
+from adapters.base import PexipApi, Systems
 from config.errors import Rejected
 
 BASE = "/api/admin/configuration/v1/"
@@ -144,11 +145,21 @@ async def test_status_filters_by_name(pexip_case: PexipCase) -> None:
 
 async def test_the_local_admin_logs_in_on_a_fresh_manager(pexip_case: PexipCase) -> None:
     """verify_login as the local admin works; with a client certificate (no LDAP yet) it is Rejected."""
-    if pexip_case.kind == "http":
-        pytest.skip("HttpPexipApi.verify_login is not implemented yet (#8)")
     assert await pexip_case.api.verify_login(use_client_cert=False) == "local admin"  # outside roles
     with pytest.raises(Rejected):
         await pexip_case.api.verify_login(use_client_cert=True)
+
+
+async def test_ldap_then_certificate_logins_follow_the_authentication_settings(pexip_case: PexipCase) -> None:
+    """Through LDAP+LOCAL, client certificates and LDAP alone every next login is proven; then a
+    login without the certificate is refused and the certificate login still works."""
+    api, deployment = pexip_case.api, pexip_case.deployment
+    systems = Systems(vsphere=None, pexip=api, console=None, ca=None, directory=None)  # type: ignore[arg-type]
+    assert await authenticate_ldap(systems, deployment)
+    assert (await api.get(AUTH))["source"] == "LDAP"
+    with pytest.raises(Rejected):
+        await api.verify_login(use_client_cert=False)  # a certificate is required: no Basic login any more
+    assert await api.verify_login(use_client_cert=True)
 
 
 async def test_aclose_is_idempotent(pexip_case: PexipCase) -> None:

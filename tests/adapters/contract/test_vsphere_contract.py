@@ -203,6 +203,20 @@ async def test_locking_the_bios_again_is_harmless(vsphere_case: VSphereCase) -> 
     assert again is not None and (again.moref, again.power_state) == (vm.moref, "poweredOn")
 
 
+async def test_power_off_leaves_the_vm_off_and_is_harmless_again(vsphere_case: VSphereCase) -> None:
+    """power_off of a running VM (after its BIOS lock) shows it poweredOff, as find_vm does; again: the same."""
+    node = vsphere_case.deployment.management
+    vm = await _import(vsphere_case, node)
+    password = vsphere_case.deployment.bios.password
+    assert password is not None
+    await vsphere_case.vsphere.lock_bios(vm, password.reveal())
+    off = await vsphere_case.vsphere.power_off(vm)
+    assert (off.moref, off.power_state) == (vm.moref, "poweredOff")
+    found = await vsphere_case.vsphere.find_vm(node, vm.identity)
+    assert found is not None and found.power_state == "poweredOff"
+    assert await vsphere_case.vsphere.power_off(vm) == off
+
+
 async def test_preflight_accepts_the_deployment(vsphere_reader: VSphereCase) -> None:
     """The deployment the world was made for passes preflight."""
     await vsphere_reader.vsphere.preflight(vsphere_reader.deployment)
