@@ -350,7 +350,14 @@ FIELDS: tuple[Field, ...] = (
     _f("http", "tls_cert", "file_path", "the HTTPS certificate (PEM; with tls_key)", req=False),
     _f("http", "tls_key", "file_path", "the HTTPS private key (PEM; with tls_cert)", req=False),
     _f("", "daemon", "table", "`orchestrator daemon`: the reconciler's periods", req=False),
-    _f("daemon", "resync_s", "number", "seconds between two looks at every node (> 0)", req=False, default=300.0),
+    _f(
+        "daemon",
+        "resync_s",
+        "number",
+        "seconds between two looks at every node, each re-observed for drift (> 0)",
+        req=False,
+        default=300.0,
+    ),
     _f(
         "daemon",
         "gate_recheck_s",

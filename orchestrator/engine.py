@@ -187,18 +187,20 @@ class Engine(Reconciler):
             self.journal.release_leases(self.owner)
         return report
 
-    async def drive_node(self, name: str, until: str = LDAP_AUTHENTICATED) -> Action:
+    async def drive_node(self, name: str, until: str = LDAP_AUTHENTICATED, *, refresh: bool = True) -> Action:
         """Drive one node to ``until`` under a lease its caller already holds (the daemon's reconciler).
 
         The same drive as :meth:`run`, one node at a time: a failed node is put back where it
         failed first (journaled as ``retried``). Its result is what the planner says next.
+        ``refresh``: first re-observe its completed milestones and act on drift, as ``run`` does
+        (false: the daemon's re-check of a gate, which need not read every system again).
         """
         model = self._models[name]
         self._until = until
         if model.state == FAILED:
             await self._prepare_resume([name], None)
         self._active.add(name)
-        return await self._drive(model, until)
+        return await self._drive(model, until, refresh=refresh)
 
     async def _prepare_resume(self, names: Sequence[str], from_step: str | None, renew: bool = False) -> None:
         """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""
@@ -255,11 +257,11 @@ class Engine(Reconciler):
             await asyncio.sleep(period)
             self.journal.heartbeat(self.owner)
 
-    async def _drive(self, model: NodeModel, until: str) -> Action:
+    async def _drive(self, model: NodeModel, until: str, *, refresh: bool = True) -> Action:
         try:
             # The journal says what was done; a refresh checks that the world still says so (issue #10).
             model.record({"maintenance": maintenance_of(self.journal, model.name)})
-            stopped = await self.reconcile(model)
+            stopped = await self.reconcile(model) if refresh else None
             if stopped is not None:
                 return stopped
             while True:

@@ -68,8 +68,8 @@ async def _pump(reconciler: Reconciler, unknown: set[str]) -> None:
     async for event in generation.systems.vsphere.watch_inventory(spec.name_pattern, spec.tag):
         if event.kind == "leave":
             unknown.discard(event.moref)
-            reconciler.notice(event.name, f"VM {event.moref} left vCenter")
-        elif reconciler.notice(event.name, f"VM {event.moref} {event.kind}"):
+            reconciler.notice(event.name, f"VM {event.moref} left vCenter", refresh=True)
+        elif reconciler.notice(event.name, f"VM {event.moref} {event.kind}", refresh=event.kind == "modify"):
             continue
         elif event.kind == "enter" and event.moref not in unknown:
             unknown.add(event.moref)

@@ -5,12 +5,19 @@ its actual state (the engine's model, rebuilt from the journal, and the systems 
 observe), then drives it with the engine's own per-node drive (:meth:`Engine.drive_node`):
 nothing here knows a step. What the planner answers decides when the node is looked at again:
 
-- done: at the next resync (which calls :meth:`Reconciler.resync_node`, the hook for drift);
+- done: at the next resync, every ``daemon.resync_s``;
 - waiting on a gate, or in maintenance: in ``daemon.gate_recheck_s`` (an approval made over
   the HTTP API or the CLI is journaled by another connection: the daemon sees it then);
 - blocked on the Management Node: when the Management Node's own reconcile ends;
 - failed: retried with a backoff (5 s, doubling, at most ``daemon.resync_s``); an event for the
   node (a VM of its name appeared) retries it at once.
+
+Drift: the first reconcile of a node after the start, a reload or a resync, and one that an
+event about its VM asked for, re-observe what the journal says is done first, as ``run`` does
+(``orchestrator._drift``): each difference is journaled as ``drift_detected``, a reversible step
+re-applied in place, and the first other one fails the node naming the repair command. Such a
+node is not retried (a VM gone, a wizard answered otherwise are an operator's to judge): it stays
+failed until the daemon is stopped and the repair command run. A gate re-check reads nothing again.
 
 A new deployment (the file changed, or SIGHUP) is checked as ``run`` checks it; when refused,
 the running set is unchanged. When accepted, the steps in flight finish (each commits, or stays
@@ -31,7 +38,8 @@ import structlog
 from adapters.base import Systems
 from config.errors import AdapterError, ConfigError, OrchestratorError, ResourceLocked
 from config.model import Deployment
-from journal import Journal, new_lease_owner
+from journal import Journal, kinds, new_lease_owner
+from machines.lifecycle import FAILED
 from machines.plan import Action, Blocked, Done, Held, Stopped, Wait
 from orchestrator._session import Session, load_deployment, register_secrets
 from orchestrator.daemon._queue import NodeQueue
@@ -85,7 +93,7 @@ class Reconciler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failures: dict[str, int] = {}
         self._blocked: set[str] = set()
-        self._resync_due: set[str] = set()
+        self._refresh_due: set[str] = set()  # re-observe the completed milestones at the next reconcile
         self._open = asyncio.Event()  # cleared while a reload drains
         self.reloaded = asyncio.Event()  # set by each accepted reload (the inventory watch restarts)
         self._reload_lock = asyncio.Lock()
@@ -127,7 +135,12 @@ class Reconciler:
         )
         self._generation = generation
         self._open.set()
+        self._queue_all()
+
+    def _queue_all(self) -> None:
+        """Every node, each refreshed first (the start, a reload, a resync)."""
         for name in self.names():
+            self._refresh_due.add(name)
             self.queue.add(name)
 
     @staticmethod
@@ -177,11 +190,13 @@ class Reconciler:
         generation = self.generation
         engine = generation.engine
         self.reconciles += 1
+        refresh = name in self._refresh_due
+        self._refresh_due.discard(name)
         try:
-            result = await engine.drive_node(name)
-            if isinstance(result, Done) and name in self._resync_due:
-                self._resync_due.discard(name)
-                await self.resync_node(generation, name)
+            if (held := self.held_for_repair(name)) is not None:
+                result: Action = Stopped(held)  # not driven: retrying it would redo the step by itself
+            else:
+                result = await engine.drive_node(name, refresh=refresh)
         except (OrchestratorError, OSError) as exc:
             failures = self._failures[name] = self._failures.get(name, 0) + 1
             delay = self._backoff(failures)
@@ -207,7 +222,10 @@ class Reconciler:
             self.queue.add_after(name, self.deployment.daemon.gate_recheck_s)
         elif isinstance(result, Blocked):
             self._blocked.add(name)
-        elif isinstance(result, Stopped) and state == "failed" and not self._stopping:
+        elif isinstance(result, Stopped) and state == FAILED and self.held_for_repair(name) is not None:
+            # Looked at again only once repaired: stop the daemon, run the repair command, start it.
+            log.error("node failed on drift: not retried until repaired", node=name, error=result.reason)
+        elif isinstance(result, Stopped) and state == FAILED and not self._stopping:
             failures = self._failures[name] = self._failures.get(name, 0) + 1
             delay = self._backoff(failures)
             log.warning("node failed: retried later", node=name, reason=result.reason, retry_in_s=delay)
@@ -219,24 +237,31 @@ class Reconciler:
 
     # --- inputs -------------------------------------------------------------------------
 
-    def notice(self, name: str, why: str) -> bool:
-        """An event names ``name``: queue it now (a failed node is retried at once). False: not a node."""
+    def notice(self, name: str, why: str, *, refresh: bool = False) -> bool:
+        """An event names ``name``: queue it now (a failed node is retried at once). False: not a node.
+
+        ``refresh``: its world changed (its VM changed or left): re-observe what is done first.
+        """
         if name not in self.generation.engine.nodes():
             return False
         log.debug("node event", node=name, why=why)
+        if refresh:
+            self._refresh_due.add(name)
         self.queue.add(name)
         return True
 
     def resync(self) -> None:
-        """Queue every node: a node not done is driven on; a done one goes to :meth:`resync_node`."""
-        for name in self.names():
-            self._resync_due.add(name)
-            self.queue.add(name)
+        """Queue every node, each re-observed first: drift is journaled and acted on as ``run`` does."""
+        self._queue_all()
 
-    async def resync_node(self, generation: Generation, name: str) -> None:
-        """The periodic look at a node the journal marks done: the hook where drift detection goes
-        (observe every step, journal ``drift_detected``, re-apply what is reversible). Nothing yet."""
-        log.debug("resync", node=name, state=generation.engine.state_of(name))
+    def held_for_repair(self, name: str) -> str | None:
+        """Why a failed node waits for an operator (its drift is not reversible), or None."""
+        if self.generation.engine.state_of(name) != FAILED:
+            return None
+        failed = self.journal.last_event(name, kind=kinds.STEP_FAILED)
+        if failed is None or (failed.payload or {}).get("cause") != "drift":
+            return None
+        return str((failed.payload or {}).get("error") or "failed on drift")
 
     async def reload(self, why: str) -> bool:
         """Read the deployment file again; run it when it passes the checks (True), else keep the running one."""
@@ -274,8 +299,7 @@ class Reconciler:
             log.info("configuration reloaded", why=why, nodes=len(deployment.nodes))
             self.reloaded.set()
             self._open.set()
-            for name in self.names():
-                self.queue.add(name)
+            self._queue_all()
             return True
 
     def _take_leases(self, names: set[str]) -> None:
