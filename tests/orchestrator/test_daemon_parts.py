@@ -87,8 +87,10 @@ def test_daemon_section_is_read_and_a_bad_period_names_the_field(tmp_path: Path)
     assert "daemon.resync_s" in str(refused.value) and "> 0" in str(refused.value)
 
 
-async def _embedded(config: Path, until: Callable[[Reconciler], bool], then: Any = None) -> Reconciler:
-    """run_daemon in this loop until ``until(reconciler)``; ``then(reconciler)`` once it started."""
+async def _embedded(
+    config: Path, until: Callable[[Reconciler], bool], then: Any = None, ready: Callable[[str], None] | None = None
+) -> Reconciler:
+    """run_daemon in this loop until ``until(reconciler)``; ``then(reconciler)`` once it started; ``ready(url)``."""
     from orchestrator.api import SessionSettings
     from orchestrator.daemon import run_daemon
 
@@ -98,7 +100,7 @@ async def _embedded(config: Path, until: Callable[[Reconciler], bool], then: Any
         run_daemon(
             SessionSettings(config=config),
             listen="127.0.0.1:0",
-            ready=lambda _url: None,
+            ready=ready or (lambda _url: None),
             started=box.append,
             stop=stop,
         )
