@@ -123,7 +123,7 @@ class Reconciler:
             ResourceLocked: another process (a daemon, a run) holds a node of this journal.
         """
         session = self.session
-        if self._preflight is not None:
+        if self._preflight is not None and not session.preflighted:  # else the session ran it already
             await self._preflight(session.deployment, session.systems)
         engine = self._engine(session.deployment, session.systems)
         generation = Generation(session.deployment, session.systems, engine, False)
