@@ -176,16 +176,21 @@ class Engine(Reconciler):
                     raise result
                 report.outcomes[name] = result
             if not self._stopping and until == LDAP_AUTHENTICATED:
-                # A contingency deployment ends as a standby: its VMs off, once every node is built.
-                failed = await power_off_standby(
-                    self.deployment, self.journal, self.systems, self._commit, names, actor=self.actor
-                )
-                report.outcomes.update({name: Stopped(why) for name, why in failed.items()})
+                report.outcomes.update({name: Stopped(why) for name, why in (await self.standby(names)).items()})
             report.interrupted = self._stopping
         finally:
             heartbeat.cancel()
             self.journal.release_leases(self.owner)
         return report
+
+    async def standby(self, names: Sequence[str]) -> dict[str, str]:
+        """A contingency deployment ends as a standby: the VMs of ``names`` off, once every node is built.
+
+        Returns ``{node: why}`` for each VM not powered off (``orchestrator._standby``); nothing to do: empty.
+        """
+        return await power_off_standby(
+            self.deployment, self.journal, self.systems, self._commit, names, actor=self.actor
+        )
 
     async def drive_node(self, name: str, until: str = LDAP_AUTHENTICATED, *, refresh: bool = True) -> Action:
         """Drive one node to ``until`` under a lease its caller already holds (the daemon's reconciler).

@@ -39,7 +39,7 @@ from adapters.base import Systems
 from config.errors import AdapterError, ConfigError, OrchestratorError, ResourceLocked
 from config.model import Deployment
 from journal import Journal, kinds, new_lease_owner
-from machines.lifecycle import FAILED
+from machines.lifecycle import FAILED, LDAP_AUTHENTICATED
 from machines.plan import Action, Blocked, Done, Held, Stopped, Wait
 from orchestrator._session import Session, load_deployment, register_secrets
 from orchestrator.daemon._queue import NodeQueue
@@ -97,6 +97,8 @@ class Reconciler:
         self._open = asyncio.Event()  # cleared while a reload drains
         self.reloaded = asyncio.Event()  # set by each accepted reload (the inventory watch restarts)
         self._reload_lock = asyncio.Lock()
+        self._standby_lock = asyncio.Lock()
+        self._standby_due = True  # a contingency deployment's power-off: after the start, a reload, a drive
         self._stopping = False
         self._generation: Generation | None = None
 
@@ -206,6 +208,8 @@ class Reconciler:
             self.results[name] = result
             log.debug("reconciled", node=name, result=type(result).__name__, state=engine.state_of(name))
             self._schedule(name, result, engine.state_of(name))
+            if generation.deployment.profile == "contingency" and not self._stopping:
+                await self._standby(generation, result)
         finally:
             self._tasks.pop(name, None)
             self.queue.done(name)
@@ -213,6 +217,26 @@ class Reconciler:
                 blocked, self._blocked = self._blocked, set()
                 for other in blocked:
                     self.queue.add(other)
+
+    async def _standby(self, generation: Generation, result: Action) -> None:
+        """A contingency deployment's VMs off once every node is built, as ``run`` ends it.
+
+        Once after the start, a reload, or any node driven again; a failure is tried at the next resync.
+        """
+        if not isinstance(result, Done):
+            self._standby_due = True
+            return
+        if not self._standby_due or set(generation.engine.nodes().values()) != {LDAP_AUTHENTICATED}:
+            return
+        async with self._standby_lock:
+            self._standby_due = False
+            try:
+                failed = await generation.engine.standby(self.names_of(generation.deployment))
+            except (OrchestratorError, OSError) as exc:
+                failed = {"deployment": str(exc)}
+            for node, why in failed.items():
+                self._standby_due = True
+                log.error("standby power-off failed; tried again at the next resync", node=node, error=why)
 
     def _schedule(self, name: str, result: Action, state: str) -> None:
         """When to look at the node again, from what the planner answered."""
@@ -298,6 +322,7 @@ class Reconciler:
                 log.warning("nodes no longer in the deployment file: not driven (their journal is kept)", nodes=removed)
             log.info("configuration reloaded", why=why, nodes=len(deployment.nodes))
             self.reloaded.set()
+            self._standby_due = True
             self._open.set()
             self._queue_all()
             return True

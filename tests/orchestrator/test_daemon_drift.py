@@ -111,3 +111,34 @@ async def test_a_deleted_vm_fails_its_node_which_is_then_left_for_the_operator(t
         assert journal.node(CONF).state == "failed"  # type: ignore[union-attr]
     held = r.results[CONF]
     assert isinstance(held, Stopped) and f"orchestrator resume {CONF} --from-step deploy_ova" in held.reason
+
+
+async def test_a_contingency_deployment_ends_powered_off_under_the_daemon(tmp_path: Path) -> None:
+    """As `run` ends a contingency deployment: once every node is built, every VM off (the Manager last),
+    each journaled; a resync after it powers nothing off again."""
+    config = _starter(tmp_path)
+    config.write_text(config.read_text().replace("[deployment]\n", '[deployment]\nprofile = "contingency"\n', 1))
+    seen: dict[str, int] = {}
+
+    def offs(r: Reconciler) -> list[str]:
+        found = r.journal.events(kinds=[kinds.STANDBY_POWER_OFF])
+        return [e.node or "" for e in found if e.payload["phase"] == "done"]
+
+    async def then(r: Reconciler) -> None:
+        await _approved_and_done(r)
+        while len(offs(r)) < len(r.names()):
+            await asyncio.sleep(0.02)
+        seen["count"] = len(list(r.journal.events(kinds=[kinds.STANDBY_POWER_OFF])))
+        seen["reconciles"] = r.reconciles
+        r.resync()
+
+    def resynced(r: Reconciler) -> bool:
+        return "reconciles" in seen and r.reconciles >= seen["reconciles"] + len(r.names()) and not len(r.queue)
+
+    r = await _embedded(config, resynced, then)
+    with Journal.open(r.session.journal_path) as journal:
+        events = list(journal.events(kinds=[kinds.STANDBY_POWER_OFF]))
+    done = [e.node for e in events if e.payload["phase"] == "done"]
+    assert sorted(done) == sorted(r.names()) and done[-1] == MANAGER
+    assert {e.payload["power_state"] for e in events if e.payload["phase"] == "done"} == {"poweredOff"}
+    assert len(events) == seen["count"] == 2 * len(r.names())  # started and done per VM; the resync added none
