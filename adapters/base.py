@@ -36,6 +36,8 @@ __all__ = [
     "Console",
     "CertificateAuthority",
     "Directory",
+    "FirstUseTrust",
+    "TrustsOnFirstUse",
     "Systems",
 ]
 
@@ -275,6 +277,36 @@ class Directory(Protocol):
     async def aclose(self) -> None: ...
 
 
+# --- trust on first use -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FirstUseTrust:
+    """A peer's host key or certificate accepted on first use (its ``trust_on_first_use`` set explicitly).
+
+    The adapter only reports it; the engine journals it (``trust_on_first_use``) and hands the journaled
+    ones back to the adapters on every later run, so that a peer that shows another key is refused.
+    """
+
+    system: str  # "console", "pexip_api", "provisioning"
+    address: str  # host:port (the console, the Manager) or the interface's URL (a Conferencing Node)
+    fingerprint: str  # as the configuration would pin it: "SHA256:..." (SSH) or "sha256:AA:BB:..." (TLS)
+
+
+@runtime_checkable
+class TrustsOnFirstUse(Protocol):
+    """An adapter that may trust a peer on first use (the real console, API and provisioning clients)."""
+
+    def first_use_trusts(self) -> list[FirstUseTrust]:
+        """The keys accepted on first use since the last call (each reported once)."""
+        ...
+
+    def pin_first_use(self, trusts: list[FirstUseTrust]) -> None:
+        """Keys earlier runs accepted (from the journal): from now on pinned, never trusted anew.
+        Entries of another system are ignored."""
+        ...
+
+
 @dataclass
 class Systems:
     """The adapters of one run, wired from the configuration (real or sim per system)."""
@@ -288,6 +320,26 @@ class Systems:
     # (encrypted) until uploaded; None where a caller needs no Conferencing Node provisioned.
     provisioning: NodeProvisioning | None = None
     bootstrap: BootstrapStore | None = None
+
+    def _trusting(self) -> list[TrustsOnFirstUse]:
+        adapters: tuple[object, ...] = (
+            self.vsphere,
+            self.pexip,
+            self.console,
+            self.ca,
+            self.directory,
+            self.provisioning,
+        )
+        return [a for a in adapters if isinstance(a, TrustsOnFirstUse)]
+
+    def first_use_trusts(self) -> list[FirstUseTrust]:
+        """Every adapter's keys accepted on first use since the last call."""
+        return [trust for adapter in self._trusting() for trust in adapter.first_use_trusts()]
+
+    def pin_first_use(self, trusts: list[FirstUseTrust]) -> None:
+        """Hand the journaled first-use keys back to the adapters (each takes its system's)."""
+        for adapter in self._trusting():
+            adapter.pin_first_use(trusts)
 
     async def aclose(self) -> None:
         """Close every adapter, even when one fails to close.

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from adapters.base import FirstUseTrust
 from config.errors import ConfigError, Rejected, Timeout, Unreachable
 from config.model import CONFERENCING, Deployment, NodeSpec
 
@@ -139,6 +140,19 @@ class HttpsProvisioning:
         self._session: aiohttp.ClientSession | None = None
         self._ca_context: ssl.SSLContext | None = None
         self._first_pins: dict[str, bytes] = {}  # node -> the digest trusted on first use, this run
+        self._journaled: dict[str, bytes] = {}  # interface URL -> the digest an earlier run trusted on first use
+        self._unreported: list[FirstUseTrust] = []
+
+    def first_use_trusts(self) -> list[FirstUseTrust]:
+        """The nodes' certificates trusted on first use since the last call, for the journal."""
+        trusts, self._unreported = self._unreported, []
+        return trusts
+
+    def pin_first_use(self, trusts: list[FirstUseTrust]) -> None:
+        """Certificates earlier runs trusted on first use (by interface URL) are pinned from now on."""
+        for trust in trusts:
+            if trust.system == SYSTEM:
+                self._journaled[trust.address] = _pin(trust.fingerprint)
 
     async def upload_bootstrap(self, node: NodeSpec, body: bytes) -> None:
         """Upload ``body`` to ``node``'s provisioning interface (see :class:`adapters.base.NodeProvisioning`)."""
@@ -199,9 +213,13 @@ class HttpsProvisioning:
         if self._ca_file:
             return self._ca(), f"pexip_api.provisioning_ca_file ({self._ca_file})"
         pin = self._first_pins.get(node.name)
+        if pin is None and url in self._journaled:
+            self._first_pins[node.name] = pin = self._journaled[url]
+            return aiohttp.Fingerprint(pin), "the certificate trusted on first use (journaled by an earlier run)"
         if pin is None:
             pin = await self._first_use_pin(url, where)
             self._first_pins[node.name] = pin
+            self._unreported.append(FirstUseTrust(SYSTEM, url, _colons(pin)))
             _log.warning(
                 "%s: trusting its certificate on first use (pexip_api.provisioning_trust_first_use): %s; "
                 "compare it with the node's console and pin it as %s",

@@ -277,6 +277,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
                 bootstrap_key=t.secret("bootstrap_key", required=False),
                 provisioning_ca_file=t.file_path("provisioning_ca_file", required=False),
                 provisioning_trust_first_use=t.flag("provisioning_trust_first_use", required=False, default=False),
+                trust_on_first_use=t.flag("trust_on_first_use", required=False, default=False),
             ),
         ),
         console=_section(

@@ -335,6 +335,12 @@ def _systems(d: Deployment, c: Check) -> None:
                 f'bad fingerprint format (got {shown(a.tls_fingerprint)}); write "sha256:" and 32 hex byte pairs '
                 'joined by ":", as `openssl x509 -noout -fingerprint -sha256` prints them',
             )
+            c.need(
+                a.trust_on_first_use is not True,
+                "pexip_api.trust_on_first_use",
+                "true while pexip_api.tls_fingerprint pins the certificate; remove one: a pin is checked, trust on "
+                "first use accepts any certificate",
+            )
     if d.console is not None:
         c.choice(d.console.mode, MODES, "console.mode")
         c.port(d.console.port, "console.port")

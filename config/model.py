@@ -137,6 +137,8 @@ class PexipApiSpec:
     # certificate: a CA file, or (explicitly) trust on first use, the fingerprint logged.
     provisioning_ca_file: str | None = None
     provisioning_trust_first_use: bool = False
+    # No tls_fingerprint: the Manager's first certificate is accepted (explicit), its fingerprint journaled.
+    trust_on_first_use: bool = False
 
 
 @dataclass(frozen=True)

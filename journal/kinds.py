@@ -30,6 +30,7 @@ __all__ = [
     "DRIFT_DETECTED",
     "STANDBY_POWER_OFF",
     "AUDIT_REPORT",
+    "TRUST_ON_FIRST_USE",
     "ALL",
 ]
 
@@ -55,6 +56,9 @@ RUN_STARTED = "run_started"  # run/resume/simulate began: policy and config hash
 DRIFT_DETECTED = "drift_detected"  # a refresh found a completed step differing from the world (orchestrator._drift)
 STANDBY_POWER_OFF = "standby_power_off"  # a contingency deployment's VM powered off once built (orchestrator._standby)
 AUDIT_REPORT = "audit_report"  # `orchestrator audit` wrote a report: its SHA-256, format, file and summary
+# A peer's host key or certificate accepted on first use (explicit trust_on_first_use): system, address,
+# fingerprint; later runs pin it (orchestrator._first_use)
+TRUST_ON_FIRST_USE = "trust_on_first_use"
 
 ALL = frozenset(
     {
@@ -80,5 +84,6 @@ ALL = frozenset(
         DRIFT_DETECTED,
         STANDBY_POWER_OFF,
         AUDIT_REPORT,
+        TRUST_ON_FIRST_USE,
     }
 )

@@ -155,7 +155,8 @@ def lab_down(lab_dir: Path, reset: bool, as_json: bool) -> None:
     "--json",
     "as_json",
     is_flag=True,
-    help="Each simulator's url, user, password (lab only), ca_file; ldap's bind_dn, password_ref; and config.",
+    help="Each simulator's url, user, password (lab only), ca_file; ldap's bind_dn, password_ref; the console's "
+    "host_key_fingerprint; and config.",
 )
 @handle_errors
 def lab_status(lab_dir: Path, as_json: bool) -> None:

@@ -209,7 +209,9 @@ def lab(result: dict[str, Any], as_json: bool, lab_dir: Any = ".lab") -> None:
     for name, sim in result.items():
         if isinstance(sim, dict) and "url" in sim:
             running = "" if sim.get("running", True) else " [not running]"
-            click.echo(f"{name}: {sim.get('url')} (ca {sim.get('ca_file')})" + running)
+            key = sim.get("host_key_fingerprint")
+            trust = f"host key {key}" if "host_key_fingerprint" in sim else f"ca {sim.get('ca_file')}"
+            click.echo(f"{name}: {sim.get('url')} ({trust})" + running)
         elif isinstance(sim, dict):  # provisioning: one interface per Conferencing Node
             for node, url in sim.items():
                 click.echo(f"{name} {node}: {url}")

@@ -87,6 +87,7 @@ def _sim_data(directory: Path) -> dict[str, Any]:
     )
     data["vcenter"].pop("ca_file")
     data["vcenter"]["mode"] = "sim"
+    data["pki"] = {"mode": "sim", "dn": data["pki"]["dn"]}  # the lab's CA is a file there is none of: simulated
     return data
 
 

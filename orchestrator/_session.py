@@ -348,6 +348,26 @@ def _prepare_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Read
     return _Ready(deployment, path, world, trust, command="resume")
 
 
+def deployment_and_world(deployment: Deployment | None, recorded: str | None) -> tuple[Deployment, SimWorld | None]:
+    """A read-only command's deployment and its existing world (never created): the configured one, else the
+    simulation the journal records (``recorded``: its ``simulation`` meta). The caller closes the world.
+
+    Raises:
+        ConfigError: no configuration and the journal is not a simulation's.
+    """
+    world: SimWorld | None
+    if deployment is None:
+        if not recorded:
+            raise ConfigError(
+                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
+            )
+        deployment, world = _recorded_simulation(json.loads(recorded))
+    else:
+        world = _open_world(deployment, create=False)
+    register_secrets(deployment)
+    return deployment, world
+
+
 def _prepare_readonly(stack: AsyncExitStack, settings: SessionSettings) -> _Ready:
     """``status --refresh``: the journal read-only; the configuration's deployment, else the simulation it records."""
     deployment = load_deployment(settings, required=False)
@@ -356,18 +376,11 @@ def _prepare_readonly(stack: AsyncExitStack, settings: SessionSettings) -> _Read
     path = existing_journal(settings, deployment)
     opened = stack.enter_context(open_journal_file(path, readonly=True))
     recorded = opened.get_meta("simulation")
-    world: SimWorld | None
-    if deployment is None:
-        if not recorded:
-            raise ConfigError(
-                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
-            )
-        deployment, world = _recorded_simulation(json.loads(recorded))
-        stack.enter_context(_closing(world))
-        register_secrets(deployment)
-    else:
+    if deployment is not None:
         check_deployment(opened, deployment.name)
-        world = stack.enter_context(_closing(_open_world(deployment, create=False)))
+    deployment, world = deployment_and_world(deployment, recorded)
+    if world is not None:
+        stack.enter_context(_closing(world))
     return _Ready(deployment, path, world, None, acting=False, opened=opened, simulated=bool(recorded))
 
 

@@ -27,6 +27,7 @@ from machines.node import Fleet, NodeModel
 from machines.plan import RunStep, Start
 from orchestrator import steps as step_impls
 from orchestrator._commit import GroupCommitter
+from orchestrator._first_use import pin_journaled, trust_transitions
 from orchestrator._fsm import build_machine
 from orchestrator._gates import Gates
 from orchestrator._history import History, applied_changes
@@ -83,6 +84,7 @@ class StepRunner(Journaled):
         self._prestarted: dict[str, str] = {}
         self._holding: set[str] = set()
         self._history = History({})
+        pin_journaled(journal, systems)  # keys trusted on first use by earlier runs: pinned from now on
         self._gates = Gates(
             deployment,
             journal,
@@ -202,7 +204,12 @@ class StepRunner(Journaled):
             scratch=record,
             renew=step.name == "create_csr" and self._renewal_asked(model.name),
         )
-        return await self._execute(model, step, ctx)
+        try:
+            return await self._execute(model, step, ctx)
+        finally:
+            # A key the attempt trusted on first use is journaled whatever became of the attempt.
+            if trusted := trust_transitions(self.systems, model.name, action.step, self.actor):
+                await self._commit_all(trusted)
 
     def _renewal_asked(self, node: str) -> bool:
         """``orchestrator cert renew`` asked for a renewal CSR (its ``rewound`` event) and ``create_csr`` has not

@@ -29,6 +29,7 @@ from config.model import Deployment
 from journal import Journal
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED, STEPS
 from orchestrator import _plan, _recap, _saved_plan
+from orchestrator._first_use import pin_journaled
 from orchestrator._init import Initialized, init_config
 from orchestrator._journal_api import (
     Verification,
@@ -351,6 +352,8 @@ async def plan_steps(
     (``systems`` default: opened over ``world``)."""
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
+    if journal is not None:
+        pin_journaled(journal, systems)  # a plan refuses a key the journal does not hold, as a run does
     try:
         await preflight(deployment, systems)
         return await _plan.plan_steps(deployment, journal, systems, nodes=nodes, until=until, world=world)

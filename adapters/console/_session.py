@@ -49,19 +49,22 @@ class HostKeyPin:
     known_hosts: Path | None = None
     trust_on_first_use: bool = False
     seen: str | None = None  # the fingerprint the last connection showed
+    # Keys trusted on first use and not yet reported: (host:port, fingerprint), for the journal.
+    accepted: list[tuple[str, str]] = field(default_factory=list)
 
     def options(self) -> dict[str, Any]:
         if self.known_hosts is not None:
             return {"known_hosts": str(self.known_hosts)}
         return {"known_hosts": ([], [], [])}  # nothing trusted in advance: validate_host_public_key decides
 
-    def accepts(self, key: asyncssh.SSHKey) -> bool:
+    def accepts(self, key: asyncssh.SSHKey, address: str = "") -> bool:
         seen = key.get_fingerprint("sha256")
         self.seen = seen
         if self.fingerprint is not None:
             return seen == self.fingerprint
         if self.trust_on_first_use:
             self.fingerprint = seen  # from now on pinned
+            self.accepted.append((address, seen))
             _log.warning("console host key trusted on first use: %s (pin it as console.host_key_fingerprint)", seen)
             return True
         return False
@@ -195,7 +198,7 @@ async def open_session(
 
     class _Client(asyncssh.SSHClient):
         def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-            return pin.accepts(key)
+            return pin.accepts(key, f"{host}:{port}")
 
     tried: list[bool] = []
 

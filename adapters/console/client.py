@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from adapters.base import WizardState
+from adapters.base import FirstUseTrust, WizardState
 from adapters.console._prompts import START_PASSWORD, WEB_PASSWORD, installation_key, security_key
 from adapters.console._session import Dropped, HostKeyPin, Refused, Session, Transcript, open_session
 from config.errors import NotYet, Rejected, Unreachable
@@ -102,6 +102,19 @@ class SshConsole:
         self._management(node)
         transcript = Transcript(self._secrets(admin_password))
         await self._run("security", "installed", "secured", transcript, self._secure, dict(answers))
+
+    def first_use_trusts(self) -> list[FirstUseTrust]:
+        """The host key trusted on first use since the last call (``console.trust_on_first_use``)."""
+        accepted, self.pin.accepted = self.pin.accepted, []
+        return [FirstUseTrust(_SYSTEM, address, fingerprint) for address, fingerprint in accepted]
+
+    def pin_first_use(self, trusts: list[FirstUseTrust]) -> None:
+        """The host key an earlier run trusted on first use is pinned: another key is refused from now on."""
+        if not self.pin.trust_on_first_use or self.pin.known_hosts is not None:
+            return  # pinned by the configuration: the journal changes nothing
+        for trust in trusts:
+            if trust.system == _SYSTEM:
+                self.pin.fingerprint = trust.fingerprint  # the latest journaled one wins
 
     async def aclose(self) -> None:
         """Nothing is held between calls: every call opens and closes its own session."""

@@ -5,7 +5,9 @@ with: ``pexip_api.tls_fingerprint`` pins that one. The client then reads the cer
 Manager presents once (a handshake that sends nothing), and, if its SHA-256 is the pin, trusts
 exactly that certificate from then on (it is loaded as the only trust anchor: no other
 certificate can pass). Once the Manager presents another one (the deployment's), the pin no
-longer matches and ``pexip_api.ca_file`` verifies it, host name included.
+longer matches and ``pexip_api.ca_file`` verifies it, host name included. With
+``pexip_api.trust_on_first_use`` (explicit) and no pin, the first certificate seen becomes the pin; the
+client reports it (:class:`adapters.base.FirstUseTrust`) for the journal, which hands it back on later runs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from yarl import URL
 from config.errors import Rejected, Unreachable
 from config.model import PexipApiSpec
 
-__all__ = ["AddressResolver", "fingerprint_of", "pinned_certificate", "client_context"]
+__all__ = ["AddressResolver", "fingerprint_of", "presented_certificate", "pinned_certificate", "client_context"]
 
 _PREFLIGHT_TIMEOUT_S = 10.0
 
@@ -65,15 +67,12 @@ class AddressResolver(AbstractResolver):
         """Nothing to release."""
 
 
-async def pinned_certificate(spec: PexipApiSpec, address: str | None = None) -> str | None:
-    """The PEM of the Manager's certificate when it is the one ``tls_fingerprint`` pins; ``None`` when
-    it presents another and ``ca_file`` is there to verify that one.
+async def presented_certificate(spec: PexipApiSpec, address: str | None = None) -> bytes:
+    """The DER certificate the Manager presents, read by a handshake that sends nothing.
 
     Raises:
-        Rejected: another certificate and no ``ca_file`` (the message gives both fingerprints).
         Unreachable: the Manager does not answer.
     """
-    assert spec.tls_fingerprint is not None
     url = URL(spec.url)
     probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     probe.check_hostname = False  # this handshake only reads the certificate; nothing is sent over it
@@ -86,17 +85,32 @@ async def pinned_certificate(spec: PexipApiSpec, address: str | None = None) -> 
     except (OSError, TimeoutError) as exc:
         raise Unreachable(f"the Management Node at {url} does not answer: {exc}", system="pexip") from None
     try:
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        der: bytes = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     finally:
         writer.close()
+    return der
+
+
+async def pinned_certificate(spec: PexipApiSpec, address: str | None = None, pin: str | None = None) -> str | None:
+    """The PEM of the Manager's certificate when it is the one ``pin`` (default ``tls_fingerprint``) pins;
+    ``None`` when it presents another and ``ca_file`` is there to verify that one.
+
+    Raises:
+        Rejected: another certificate and no ``ca_file`` (the message gives both fingerprints).
+        Unreachable: the Manager does not answer.
+    """
+    pin = pin or spec.tls_fingerprint
+    assert pin is not None
+    der = await presented_certificate(spec, address)
     seen = fingerprint_of(der)
-    if seen.upper() == spec.tls_fingerprint.upper():
+    if seen.upper() == pin.upper():
         return ssl.DER_cert_to_PEM_cert(der)
     if spec.ca_file:
         return None
+    where = "pexip_api.tls_fingerprint pins" if spec.tls_fingerprint else "the journal holds, trusted on first use,"
     raise Rejected(
-        f"the Management Node at {url} presents a certificate with fingerprint {seen}; pexip_api.tls_fingerprint "
-        f"pins {spec.tls_fingerprint}. Check the certificate on the Manager's console, then fix the pin, or set "
+        f"the Management Node at {spec.url} presents a certificate with fingerprint {seen}; {where} "
+        f"{pin}. Check the certificate on the Manager's console, then fix the pin, or set "
         "pexip_api.ca_file once the Manager has its CA-signed certificate",
         system="pexip",
     )

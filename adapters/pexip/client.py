@@ -25,14 +25,21 @@ import base64
 import ipaddress
 import json
 import logging
+import ssl
 from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
 
-from adapters.base import Created
+from adapters.base import Created, FirstUseTrust
 from adapters.pexip._shapes import RequestBudget, matches, normalise, server_filters
-from adapters.pexip._tls import AddressResolver, client_context, pinned_certificate
+from adapters.pexip._tls import (
+    AddressResolver,
+    client_context,
+    fingerprint_of,
+    pinned_certificate,
+    presented_certificate,
+)
 from config.errors import NotYet, Rejected, Unreachable
 from config.model import LdapSpec, PexipApiSpec
 
@@ -40,6 +47,7 @@ __all__ = ["HttpPexipApi"]
 
 log = logging.getLogger(__name__)
 
+_SYSTEM = "pexip_api"
 _CONFIG = "/api/admin/configuration/v1/"
 _STATUS = "/api/admin/status/v1/"
 _IDEMPOTENT = {"GET", "PATCH", "DELETE"}
@@ -85,6 +93,8 @@ class HttpPexipApi:
         self._budget = RequestBudget(*rate)
         self._schemas: dict[str, dict[str, Any] | None] = {}
         self._pinned: str | None = None  # the pinned certificate's PEM ("" no longer the one presented)
+        self._first_use_pin: str | None = None  # trusted on first use (this run, or an earlier one's journal)
+        self._first_use_trusts: list[FirstUseTrust] = []  # not yet reported
 
     def __repr__(self) -> str:
         return f"HttpPexipApi({self._base!r})"
@@ -140,6 +150,18 @@ class HttpPexipApi:
         await self._probe("admin")
         return "local admin"
 
+    def first_use_trusts(self) -> list[FirstUseTrust]:
+        """The Manager's certificate trusted on first use since the last call (``pexip_api.trust_on_first_use``)."""
+        trusts, self._first_use_trusts = self._first_use_trusts, []
+        return trusts
+
+    def pin_first_use(self, trusts: list[FirstUseTrust]) -> None:
+        """The certificate an earlier run trusted on first use is pinned: another one needs ``ca_file``."""
+        if self._spec.trust_on_first_use and not self._spec.tls_fingerprint:
+            for trust in trusts:
+                if trust.system == _SYSTEM:
+                    self._first_use_pin = trust.fingerprint  # the latest journaled one wins
+
     async def aclose(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
@@ -190,13 +212,30 @@ class HttpPexipApi:
 
     async def _session(self, with_cert: bool) -> aiohttp.ClientSession:
         if with_cert not in self._sessions:
-            if self._spec.tls_fingerprint and self._pinned is None:
-                self._pinned = await pinned_certificate(self._spec, self._address) or ""
+            pin = self._spec.tls_fingerprint or self._first_use_pin
+            if pin and self._pinned is None:
+                self._pinned = await pinned_certificate(self._spec, self._address, pin) or ""
+            elif self._spec.trust_on_first_use and self._pinned is None:
+                self._pinned = await self._trust_first_use()
             ctx = client_context(self._spec, self._pinned, with_cert=with_cert)
             resolver = AddressResolver(URL(self._spec.url).host or "", self._address) if self._address else None
             connector = aiohttp.TCPConnector(ssl=ctx, resolver=resolver)
             self._sessions[with_cert] = aiohttp.ClientSession(connector=connector)
         return self._sessions[with_cert]
+
+    async def _trust_first_use(self) -> str:
+        """No pin yet and ``trust_on_first_use``: the certificate presented now is the pin (reported once)."""
+        der = await presented_certificate(self._spec, self._address)
+        self._first_use_pin = fingerprint_of(der)
+        url = URL(self._spec.url)
+        where = f"{self._address or url.host}:{url.port or 443}"
+        self._first_use_trusts.append(FirstUseTrust(_SYSTEM, where, self._first_use_pin))
+        log.warning(
+            "the Management Node's certificate at %s trusted on first use: %s (pin it as pexip_api.tls_fingerprint)",
+            where,
+            self._first_use_pin,
+        )
+        return ssl.DER_cert_to_PEM_cert(der)
 
     async def _forget_pin(self) -> None:
         """The Manager changed certificates (its CA-signed one is installed): read it again."""
@@ -234,8 +273,10 @@ class HttpPexipApi:
                 try:
                     answer = await self._send(method, path, fields, params, "cert")
                 except Rejected as refused:
-                    if _status(refused) in (401, 403):
-                        raise exc from None  # the certificate is no login either: the admin's refusal says more
+                    if _status(refused) in (401, 403):  # no login either way: both refusals, the certificate's last
+                        both = Rejected(f"{exc}; with the client certificate: {refused}", system="pexip")
+                        both.http_status = _status(exc)  # type: ignore[attr-defined]
+                        raise both from None
                     raise
                 self._identity = "cert"
                 log.info("the Management Node refused the web administrator; using the client certificate from now on")

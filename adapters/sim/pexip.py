@@ -234,10 +234,11 @@ class SimPexipApi:
                 "presented",
             )
         if "LDAP" in auth["sources"]:
-            if not auth["ldap_roles"]:
+            roles, why = await self._logins.ldap_login()  # the directory asked now: a proof is never a cached answer
+            if not roles:
                 user = self._deployment.ldap.verify_user
-                raise api_error(401, f"LDAP login of {user!r} refused: {auth['ldap_why']}")
-            return ",".join(auth["ldap_roles"])
+                raise api_error(401, f"LDAP login of {user!r} refused: {why}")
+            return ",".join(roles)
         if use_client_cert:
             raise api_error(
                 401, f"login with a client certificate needs LDAP in authentication.source (now {auth['source']})"

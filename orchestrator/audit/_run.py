@@ -10,7 +10,6 @@ checkpoint after it (``open_existing_journal``), so ``journal verify`` passes af
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -22,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from config.errors import ConfigError
 from config.model import Deployment
 from journal import Journal, kinds
-from orchestrator._session import SessionSettings, _open_world, _recorded_simulation, open_existing_journal
-from orchestrator._settings import load_deployment, register_secrets
+from orchestrator._session import SessionSettings, deployment_and_world, open_existing_journal
+from orchestrator._settings import load_deployment
 from orchestrator.audit._check import AuditReport, check
 from orchestrator.audit._render import FORMATS, render
 from orchestrator.wiring import open_systems
@@ -48,18 +47,7 @@ class AuditOutcome:
 @contextmanager
 def _world(settings: SessionSettings, journal: Journal) -> Iterator[tuple[Deployment, SimWorld | None]]:
     """The configured deployment and its world; without a configuration, the simulation the journal records."""
-    deployment = load_deployment(settings, required=False)
-    world: SimWorld | None
-    if deployment is None:
-        recorded = journal.get_meta("simulation")
-        if not recorded:
-            raise ConfigError(
-                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
-            )
-        deployment, world = _recorded_simulation(json.loads(recorded))
-    else:
-        world = _open_world(deployment, create=False)
-    register_secrets(deployment)
+    deployment, world = deployment_and_world(load_deployment(settings, required=False), journal.get_meta("simulation"))
     try:
         yield deployment, world
     finally:

@@ -40,7 +40,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from orchestrator.lab._config import lab_config, write_lab_config
+from orchestrator.lab._config import lab_config, repoint_lab_config, write_lab_config
 from orchestrator.lab._directory import ldap_status, restart_lab_directory, start_lab_directory, stop_lab_directory
 from orchestrator.lab._files import write_private
 from orchestrator.lab._inventory import LAB_HOSTS, prepare_inventory
@@ -78,6 +78,7 @@ __all__ = [
     "make_test_ova",
     "make_test_pki",
     "prepare_inventory",
+    "repoint_lab_config",
     "start_vcsim",
     "stream_vmdk",
     "thumbprint_of",
@@ -93,12 +94,15 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
     """Each simulator's ``url``, ``user``, ``password`` (lab test credentials), ``ca_file``,
     ``pid`` and ``running``; ``ldap``: the lab's slapd (``url``, ``bind_dn``, ``password_ref``,
     ``ca_file``, ...); ``pexip_api``: the network simulators' Management API (``url``, ``address``, ``user``,
-    ``password``, ``ca_file``, ``pid``, ``running``); ``provisioning``: each Conferencing Node's interface
-    URL; and ``config``: the deployment file for ``run`` (``None``: no lab there)."""
+    ``password``, ``ca_file``, ``pid``, ``running``); ``console``: the Management Node's SSH console (``url``
+    ``ssh://127.0.0.1:PORT``, ``address`` before and ``static_address`` after the installation wizard,
+    ``user``, ``password``, ``host_key_fingerprint``, ``pid``, ``running``); ``provisioning``: each
+    Conferencing Node's interface URL; and ``config``: the deployment file for ``run`` (``None``: no lab there)."""
     state_file = _state_file(lab_dir)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     vcenter = state.get("vcenter") or {}
     api = state.get("pexip_api") or {}
+    console = state.get("console") or {}
     return {
         "vcenter": {
             "url": vcenter.get("url"),
@@ -116,6 +120,16 @@ def lab_status(lab_dir: Path = Path(".lab")) -> dict[str, Any]:
             "password": api.get("password"),
             "ca_file": api.get("ca_file"),
             "pid": api.get("pid"),
+            "running": is_our_servers(api.get("pid")),
+        },
+        "console": {
+            "url": console.get("url"),
+            "address": console.get("address"),
+            "static_address": console.get("static_address"),
+            "user": console.get("user"),
+            "password": console.get("password"),
+            "host_key_fingerprint": console.get("host_key_fingerprint"),
+            "pid": api.get("pid"),  # the same process as the Management API's
             "running": is_our_servers(api.get("pid")),
         },
         "provisioning": state.get("provisioning") or {},
@@ -168,7 +182,11 @@ def lab_up(lab_dir: Path = Path(".lab"), *, fresh: bool = False) -> dict[str, An
         if not status["ldap"]["running"]:
             state["ldap"] = restart_lab_directory(state["ldap"])
         if not status["pexip_api"]["running"]:
-            state["pexip_api"]["pid"] = _start_servers(lab_dir)["pid"]
+            again = _start_servers(lab_dir)
+            state["pexip_api"]["pid"] = again["pid"]
+            if _servers_moved(state, again):  # a kept port was taken meanwhile: the file follows the servers
+                moved = repoint_lab_config(Path(state["config"]), again)
+                state.update(_servers_state(again, moved, state["pexip_api"]["password"]))
         write_private(_state_file(lab_dir), json.dumps(state, indent=2).encode())
         return lab_status(lab_dir)
     if status["vcenter"]["running"] or status["ldap"]["running"] or status["pexip_api"]["running"]:
@@ -195,23 +213,51 @@ def lab_up(lab_dir: Path = Path(".lab"), *, fresh: bool = False) -> dict[str, An
         vc.stop()
         raise
     admin = tomllib.loads(config.read_text())["pexip_api"]
-    password_file = Path(admin["admin_password"].removeprefix("file:"))
+    password = Path(admin["admin_password"].removeprefix("file:")).read_text().strip()
     state = {
         "vcenter": {"url": vc.url, "user": vc.user, "password": vc.password, "ca_file": str(vc.ca_file), "pid": vc.pid},
         "ldap": directory,
-        "pexip_api": {
-            "url": admin["url"],
-            "address": admin["address"],
-            "user": admin["admin_user"],
-            "password": password_file.read_text().strip(),
-            "ca_file": servers["pexip_api"]["ca_file"],
-            "pid": servers["pid"],
-        },
-        "provisioning": {name: node["url"] for name, node in servers["provisioning"].items()},
+        **_servers_state(servers, config, password),
         "config": str(config),
     }
     write_private(_state_file(lab_dir), json.dumps(state, indent=2).encode())
     return lab_status(lab_dir)
+
+
+def _servers_state(servers: dict[str, Any], config: Path, admin_password: str) -> dict[str, Any]:
+    """What ``state.json`` keeps of the network simulators (the lab's test passwords included)."""
+    data = tomllib.loads(config.read_text())
+    admin, console = data["pexip_api"], servers["console"]
+    return {
+        "pexip_api": {
+            "url": admin["url"],
+            "address": admin["address"],
+            "user": admin["admin_user"],
+            "password": admin_password,
+            "ca_file": servers["pexip_api"]["ca_file"],
+            "pid": servers["pid"],
+        },
+        "console": {
+            "url": f"ssh://{console['address']}:{console['port']}",
+            "address": console["address"],
+            "static_address": console["static_address"],
+            "user": "admin",
+            "password": Path(data["console"]["admin_password"].removeprefix("file:")).read_text().strip(),
+            "host_key_fingerprint": console["host_key_fingerprint"],
+        },
+        "provisioning": {name: node["url"] for name, node in servers["provisioning"].items()},
+    }
+
+
+def _servers_moved(state: dict[str, Any], servers: dict[str, Any]) -> bool:
+    """The restarted simulators do not answer where the deployment file says (a kept port was taken)."""
+    urls = {name: node["url"] for name, node in servers["provisioning"].items()}
+    api_port = servers["pexip_api"]["url"].rsplit(":", 1)[1]
+    return (
+        state["pexip_api"]["url"].rsplit(":", 1)[1] != api_port
+        or (state.get("console") or {}).get("url", "").rsplit(":", 1)[-1] != str(servers["console"]["port"])
+        or state.get("provisioning") != urls
+    )
 
 
 def _start_servers(lab_dir: Path) -> dict[str, Any]:

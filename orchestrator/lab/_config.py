@@ -1,6 +1,7 @@
 """The lab's deployment file: vCenter real (the lab's vcsim), LDAP real when the lab runs a slapd
-(``lab up`` does), the Management API real when the lab's network simulators run
-(:mod:`orchestrator.lab._servers`; ``lab up`` starts them), the console and the CA simulated.
+(``lab up`` does), the Management API and the SSH console real when the lab's network simulators run
+(:mod:`orchestrator.lab._servers`; ``lab up`` starts them), the CA the lab CA itself (``pki.mode = "command"``,
+``pki.ca_chain`` its file).
 
 ``servers.toml`` beside it is the same deployment as the simulators see it (the Manager simulated,
 the world shared with the runs); ``orchestrator.toml`` points the real clients at them.
@@ -12,7 +13,9 @@ name with a backslash or a newline) reads back from the file exactly as it was g
 from __future__ import annotations
 
 import copy
+import itertools
 import secrets
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,10 @@ import tomli_w
 from orchestrator.lab._files import write_private
 from orchestrator.lab._inventory import LAB_HOSTS
 from orchestrator.lab._ova import make_test_ova
+from orchestrator.lab._servers import CONSOLE_PASSWORD
 from orchestrator.lab._vcsim import Vcsim
 
-__all__ = ["SECRETS", "lab_config", "write_lab_config"]
+__all__ = ["SECRETS", "lab_config", "repoint_lab_config", "write_lab_config"]
 
 # The lab's secrets besides the vCenter password, one file each in <lab>/secrets.
 SECRETS = (
@@ -36,16 +40,18 @@ SECRETS = (
     "snmp-priv-password",
     "ldap-bind-password",
     "ldap-verify-password",
+    CONSOLE_PASSWORD,
 )
 
 _HEADER = (
     "# Written by `orchestrator lab up`: the lab's vcsim (vCenter, real mode, TLS with the lab CA),\n"
-    "# {real}every other system simulated. Lab test credentials only.\n\n"
+    "# {real}the lab CA signing the nodes' certificates (pki command), every other system simulated.\n"
+    "# Lab test credentials only.\n\n"
 )
 _LDAP_HEADER = "the lab's slapd (LDAP, real mode, StartTLS with the lab CA),\n# "
 _API_HEADER = (
-    "the lab's Management API server (real mode, the real client) and each Conferencing Node's\n"
-    "# provisioning interface on 127.0.0.1,\n# "
+    "the lab's Management API server and SSH console (real mode, the real clients) and each\n"
+    "# Conferencing Node's provisioning interface on 127.0.0.1,\n# "
 )
 _SERVERS_HEADER = (
     "# Written by `orchestrator lab up` for the lab's network simulators (orchestrator.lab._servers):\n"
@@ -53,6 +59,9 @@ _SERVERS_HEADER = (
 )
 
 _DOMAIN = "lab.example.com"
+# The Manager's static address is a loopback one: the lab's SSH console moves there after the installation
+# wizard (before it, it answers at 127.0.0.1, as a node at its DHCP address), so the real client finds it.
+_MANAGER_ADDRESS, _MANAGER_GATEWAY = "127.0.0.10", "127.0.0.254"
 # A new Manager's two built-in roles and the guide's Auditor; no "Administrator" (pexip-api.md 7.1).
 _ROLES = ("Read-write", "Read-only", "Auditor")
 
@@ -68,7 +77,9 @@ def _host(name: str, shape: Mapping[str, Any], iops_capacity: int) -> dict[str, 
     }
 
 
-def _node(name: str, hostname: str, address: str, host: str, memory_mb: int) -> dict[str, Any]:
+def _node(
+    name: str, hostname: str, address: str, host: str, memory_mb: int, gateway: str = "10.99.0.1"
+) -> dict[str, Any]:
     shape = LAB_HOSTS[host]
     return {
         "name": name,
@@ -76,7 +87,7 @@ def _node(name: str, hostname: str, address: str, host: str, memory_mb: int) -> 
         "domain": _DOMAIN,
         "address": address,
         "netmask": "255.255.255.0",
-        "gateway": "10.99.0.1",
+        "gateway": gateway,
         "host": host,
         "portgroup": shape["portgroup"],
         "vlan": shape["vlan"],
@@ -128,7 +139,7 @@ def lab_config(
         },
         "ova": {"management": str(management_ova), "conferencing": str(conferencing_ova)},
         "bios": {"password": secret("bios-password"), "password_method": "keystrokes"},
-        "management": _node("pexip-mgmt", "pexmgr", "10.99.0.10", "DC0_H0", 8192),
+        "management": _node("pexip-mgmt", "pexmgr", _MANAGER_ADDRESS, "DC0_H0", 8192, _MANAGER_GATEWAY),
         "conferencing": [
             _conferencing("pexip-conf-01", "conf01", "10.99.0.21", "DC0_H0"),
             _conferencing("pexip-conf-02", "conf02", "10.99.0.22", "DC0_C0_H0"),
@@ -160,7 +171,7 @@ def lab_config(
             "login_banner": "Lab deployment: authorised use only.",
             "ocsp_responder_url": f"http://ocsp.{_DOMAIN}",
         },
-        "pki": {"mode": "sim", "dn": "O=Lab,C=GB"},
+        "pki": _lab_ca(lab_dir, Path(vc.ca_file)),
         "ldap": {
             "mode": "sim",
             "server": f"ldap.{_DOMAIN}",
@@ -187,6 +198,31 @@ def lab_config(
         data["pexip_api"]["client_cert"] = str(lab_dir / "pki" / "orchestrator-admin.pem")
         data["pexip_api"]["client_key"] = f"file:{lab_dir / 'pki' / 'orchestrator-admin.key'}"
     return data
+
+
+def _lab_ca(lab_dir: Path, ca_file: Path) -> dict[str, Any]:
+    """The lab CA (the one that signed vcsim's and slapd's certificates) as the deployment's CA: a command CA
+    (``openssl x509 -req``, the CSR's SANs and usages copied) that signs at once, so the lab runs unattended,
+    and ``pki.ca_chain`` is a real file: what the Manager is given to trust and what ``cert import`` checks."""
+    return {
+        "mode": "command",
+        "dn": "O=Lab,C=GB",
+        "ca_chain": str(ca_file),
+        "inbox": str(lab_dir / "ca" / "inbox"),
+        "command": [
+            "openssl",
+            "x509",
+            "-req",
+            "-CA",
+            str(ca_file),
+            "-CAkey",
+            str(ca_file.with_suffix(".key")),
+            "-copy_extensions",
+            "copyall",
+            "-days",
+            "90",
+        ],
+    }
 
 
 def _secret_file(path: Path, value: str | None = None) -> Path:
@@ -243,7 +279,7 @@ def write_lab_config(
     seen_by_servers["simulation"]["shared"] = True
     (lab_dir / "servers.toml").write_text(_SERVERS_HEADER + tomli_w.dumps(seen_by_servers))
     if servers is not None:
-        _real_api(data, servers)
+        _real_api(data, servers, secret_dir)
     path = lab_dir / "orchestrator.toml"
     header = _HEADER.format(
         real=(_LDAP_HEADER if slapd_port is not None else "") + (_API_HEADER if servers is not None else "")
@@ -252,8 +288,19 @@ def write_lab_config(
     return path
 
 
-def _real_api(data: dict[str, Any], servers: Mapping[str, Any]) -> None:
-    """Point the lab's deployment at its running simulators: pexip_api real, each node's interface pinned."""
+def repoint_lab_config(path: Path, servers: Mapping[str, Any]) -> Path:
+    """The lab's deployment file ``path`` pointed at restarted simulators (ports that moved), the rest kept."""
+    text = path.read_text()
+    header = "".join(itertools.takewhile(lambda line: line.startswith("#"), text.splitlines(keepends=True)))
+    data = tomllib.loads(text)
+    _real_api(data, servers, path.parent / "secrets")
+    path.write_text(header + "\n" + tomli_w.dumps(data))
+    return path
+
+
+def _real_api(data: dict[str, Any], servers: Mapping[str, Any], secret_dir: Path) -> None:
+    """Point the lab's deployment at its running simulators: pexip_api and console real (the console's host key
+    pinned), each node's interface pinned."""
     api = servers["pexip_api"]
     manager = data["management"]
     port = api["url"].rsplit(":", 1)[1]
@@ -265,6 +312,14 @@ def _real_api(data: dict[str, Any], servers: Mapping[str, Any]) -> None:
         client_cert=api["client_cert"],
         client_key=f"file:{api['client_key']}",
     )
+    console = servers["console"]
+    data["console"] = {
+        "mode": "real",
+        "address": console["address"],  # before the installation wizard; afterwards the Manager's address
+        "port": console["port"],
+        "admin_password": f"file:{secret_dir / CONSOLE_PASSWORD}",
+        "host_key_fingerprint": console["host_key_fingerprint"],
+    }
     for node in data["conferencing"]:
         found = servers["provisioning"][node["name"]]
         node.update(provisioning_url=found["url"], provisioning_thumbprint=found["thumbprint"])

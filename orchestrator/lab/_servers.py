@@ -1,66 +1,53 @@
-"""The lab's network simulators in one process: the Management API server and each Conferencing Node's
-provisioning interface, on 127.0.0.1, over the lab's world (opened ``shared`` with the runs).
+"""The lab's network simulators in one process: the Management API server, the Management Node's SSH
+console and each Conferencing Node's provisioning interface, on 127.0.0.1, over the lab's world
+(opened ``shared`` with the runs).
 
 ``lab up`` starts ``python -m orchestrator.lab._serve LAB_DIR`` in a session of its own. The
 process reads ``<lab>/servers.toml`` (the lab's deployment as the simulators see it: the Manager
 simulated), serves until SIGTERM, and writes ``<lab>/servers.json`` once it listens: its pid, the
-API's URL and certificate, the client certificate it trusts, each node's provisioning URL and pin.
-Certificates are made once and kept under ``<lab>``, and the world is a file, so a restarted lab
-keeps its state and its pins.
+API's URL and certificate, the client certificate it trusts, the SSH console's port and host key,
+each node's provisioning URL and pin.
+Certificates, the console's host key and the ports are made once and kept under ``<lab>``, and the
+world is a file, so a restarted lab keeps its state, its pins and its addresses.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REBOOT_S", "SERVERS_CONFIG", "SERVERS_FILE", "is_our_servers", "start_servers", "stop_servers"]
+from orchestrator.lab._process import is_our_process, stop_process
+
+__all__ = [
+    "CONSOLE_PASSWORD",
+    "REBOOT_S",
+    "SERVERS_CONFIG",
+    "SERVERS_FILE",
+    "is_our_servers",
+    "start_servers",
+    "stop_servers",
+]
 
 SERVERS_CONFIG = "servers.toml"
 SERVERS_FILE = "servers.json"
+CONSOLE_PASSWORD = "console-admin-password"  # <lab>/secrets/<this>: the console's admin password, both sides
 REBOOT_S = 2.0  # how long the lab's Manager is down after each wizard (pexip-api.md 7.10)
 _MODULE = "orchestrator.lab._serve"  # the process; not imported by the package (runpy would warn)
 
 
 def is_our_servers(pid: int | None) -> bool:
     """``pid`` is alive and is this module's process (not a recycled pid of something else)."""
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return _MODULE.encode() in cmdline and ") Z" not in stat
+    return is_our_process(pid, module=_MODULE)
 
 
 def stop_servers(pid: int, timeout: float = 5.0) -> None:
     """SIGTERM the simulators' process (SIGKILL after ``timeout``); nothing if ``pid`` is not it."""
-    if not is_our_servers(pid):
-        _reap(pid)
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while is_our_servers(pid) and time.monotonic() < deadline:
-        _reap(pid)
-        time.sleep(0.02)
-    if is_our_servers(pid):
-        os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when ``pid`` is a child of this process (a lab started here)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    stop_process(pid, is_our_servers, timeout)
 
 
 def start_servers(lab_dir: Path, *, timeout: float = 30.0) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Literal
 
 from config.model import Deployment, LdapSpec
 from orchestrator.lab._pki import Pki
+from orchestrator.lab._process import is_our_process, stop_process
 from orchestrator.lab._vcsim import LabError
 
 if TYPE_CHECKING:  # ldap3 is loaded by what talks LDAP, not by `lab status` and `lab down`
@@ -265,26 +266,12 @@ def _read_pid(pid_file: Path) -> int | None:
 
 def is_our_slapd(pid: int | None) -> bool:
     """``pid`` is alive and is a slapd (not a recycled pid of something else)."""
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return bool(cmdline) and Path(cmdline[0].decode(errors="replace")).name == "slapd" and ") Z" not in stat
+    return is_our_process(pid, program="slapd")
 
 
 def stop_slapd(pid: int, timeout: float = 10.0) -> None:
     """SIGTERM to the slapd ``pid`` (a daemon of ``lab up``), SIGKILL if it lingers; nothing if it is not ours."""
-    if not is_our_slapd(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while is_our_slapd(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if is_our_slapd(pid):
-        os.kill(pid, signal.SIGKILL)
+    stop_process(pid, is_our_slapd, timeout)
 
 
 def _run(args: list[str]) -> None:

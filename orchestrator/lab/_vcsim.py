@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from config.errors import OrchestratorError
 from orchestrator.lab._files import write_private
 from orchestrator.lab._pki import Pki
+from orchestrator.lab._process import is_our_process, stop_process
 
 __all__ = [
     "APT_PACKAGES",
@@ -161,14 +162,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def is_our_vcsim(pid: int | None) -> bool:
     """``pid`` is alive and is a vcsim (not a recycled pid of something else)."""
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return bool(cmdline) and Path(cmdline[0].decode(errors="replace")).name == "vcsim" and ") Z" not in stat
+    return is_our_process(pid, program="vcsim")
 
 
 def _die_with_parent() -> None:
@@ -198,25 +192,7 @@ def stop_pid(pid: int, process: subprocess.Popen[bytes] | None, timeout: float) 
                 process.kill()
                 process.wait(timeout)
         return
-    if not is_our_vcsim(pid):
-        _reap(pid)
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while is_our_vcsim(pid) and time.monotonic() < deadline:
-        _reap(pid)
-        time.sleep(0.02)
-    if is_our_vcsim(pid):
-        os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if ``pid`` is our own child (a lab started in this process)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    stop_process(pid, is_our_vcsim, timeout)
 
 
 def start_vcsim(

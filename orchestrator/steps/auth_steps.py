@@ -243,6 +243,20 @@ class DisableLocalAuth(Step):
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
         source, certificate = final_authentication(ctx)
         with_cert = certificate != "NO"
+        if with_cert:  # the last way in with full access once local is gone: the directory must still back it
+            await _certificate_identity_is_admin(ctx)
         await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
         await ctx.systems.pexip.patch(AUTH, {"source": source})
-        await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
+        try:
+            await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
+        except Exception as exc:  # the login proved a moment ago fails: the local database back if still possible
+            before = observed.get("source", ctx.policy.authentication.initial_source)
+            try:
+                await ctx.systems.pexip.patch(AUTH, {"source": before})
+            except Exception as restoring:
+                raise Rejected(
+                    f"{exc}; putting authentication.source back to {before} was refused too ({restoring}): no "
+                    "identity of the orchestrator gets in; recover at the Manager's console or switch to the "
+                    "fallback deployment"
+                ) from exc
+            raise

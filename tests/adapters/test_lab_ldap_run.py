@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import orchestrator
 from config.load import load_deployment
+from config.model import Deployment
 from orchestrator.lab import lab_down, lab_status, lab_up
 from orchestrator.lab._slapd import is_our_slapd, slapd_available, stop_slapd
 
@@ -73,8 +75,45 @@ def test_the_lab_runs_to_ldap_authenticated_against_its_slapd(lab_dir: Path) -> 
         assert {n["node"]: n["state"] for n in nodes["nodes"]} == dict.fromkeys(
             [deployment.management.name, *(c.name for c in deployment.conferencing)], "ldap_authenticated"
         )
+        _check_the_lab_ca_signed_every_node(config, deployment, lab_dir)
     finally:
         stopped = lab_down(lab_dir)
     assert stopped["stopped"] and not is_our_slapd(again["ldap"]["pid"])
     after = lab_status(lab_dir)
     assert not after["ldap"]["running"] and not after["vcenter"]["running"]
+
+
+def _check_the_lab_ca_signed_every_node(config: str, deployment: Deployment, lab_dir: Path) -> None:
+    """The lab's CA is a real one (pki.ca_chain, the lab CA, signing by `openssl x509 -req`): openssl verifies each
+    node's CSR (self-signature) and its certificate against that chain, for the CSR's key, with the node's name and
+    both usages; `cert renew` has it sign again and
+    checks the new certificate against that chain."""
+    assert deployment.pki.mode == "command" and deployment.pki.ca_chain is not None
+    for node in deployment.nodes:
+        signed = lab_dir / "ca" / "inbox" / f"{deployment.subject_name(node)}.pem"
+        verify = subprocess.run(["openssl", "verify", "-CAfile", deployment.pki.ca_chain, str(signed)], **_TEXT)
+        assert verify.returncode == 0 and verify.stdout.strip().endswith(": OK"), verify.stderr
+        ext = subprocess.run(["openssl", "x509", "-in", str(signed), "-noout", "-ext", _EXTENSIONS], **_TEXT)
+        assert f"DNS:{deployment.subject_name(node)}" in ext.stdout, ext.stdout
+        assert "TLS Web Server Authentication, TLS Web Client Authentication" in ext.stdout, ext.stdout
+        csr = lab_dir / "ca" / "outbox" / f"{deployment.subject_name(node)}.csr"  # what the Manager generated
+        checked = subprocess.run(["openssl", "req", "-in", str(csr), "-noout", "-verify", "-pubkey"], **_TEXT)
+        assert checked.returncode == 0 and "verify OK" in checked.stdout + checked.stderr, checked.stderr
+        key = subprocess.run(["openssl", "x509", "-in", str(signed), "-noout", "-pubkey"], **_TEXT).stdout
+        assert key and key in checked.stdout  # the certificate is for the CSR's key
+    # A renewal (same key) is signed by the lab CA again and passes cert import's checks against that chain.
+    signed = lab_dir / "ca" / "inbox" / f"{deployment.subject_name(deployment.management)}.pem"
+    before = _serial(signed)
+    renewed = _cli("-c", config, "-q", "cert", "renew", deployment.management.name, "--by", "test")
+    assert renewed.returncode == 0, renewed.stderr[-3000:]
+    assert _serial(signed) != before
+    verify = subprocess.run(["openssl", "verify", "-CAfile", deployment.pki.ca_chain, str(signed)], **_TEXT)
+    assert verify.returncode == 0, verify.stderr
+
+
+def _serial(cert: Path) -> str:
+    return subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-serial"], **_TEXT).stdout.strip()
+
+
+_TEXT: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 30, "check": False}
+_EXTENSIONS = "subjectAltName,extendedKeyUsage"

@@ -21,6 +21,7 @@ from _sim_factory import deploy_vm, install_manager, make_deployment, make_syste
 from aiohttp import web
 
 from adapters import Systems
+from adapters.base import FirstUseTrust
 from adapters.provisioning import HttpsProvisioning
 from adapters.sim._faults import FaultPlan
 from adapters.sim._manager import PROVISIONED
@@ -144,6 +145,27 @@ async def test_trust_on_first_use_logs_the_fingerprint(lab: Lab, caplog: pytest.
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert lab.servers.thumbprint(lab.node.name) in warning.getMessage()
     assert b"SECRET-HASH" not in caplog.text.encode()
+
+
+async def test_a_certificate_trusted_on_first_use_is_reported_once_and_a_journaled_one_is_pinned(lab: Lab) -> None:
+    """The first-use certificate is reported for the journal once (system, URL, fingerprint); a client handed a
+    journaled fingerprint that is not the node's refuses the upload before the file is sent."""
+    tofu = dataclasses.replace(
+        lab.with_node(provisioning_thumbprint=None),
+        pexip_api=lab.with_api(provisioning_trust_first_use=True).pexip_api,
+    )
+    node, url = tofu.conferencing[0], lab.servers.url(lab.node.name)
+    async with HttpsProvisioning(tofu, timeout_s=5) as client:
+        await client.upload_bootstrap(node, BODY)
+        assert client.first_use_trusts() == [FirstUseTrust("provisioning", url, lab.servers.thumbprint(lab.node.name))]
+        assert client.first_use_trusts() == []
+    posts = sum(n for (_, method, _), n in lab.servers.requests.items() if method == "POST")
+    async with HttpsProvisioning(tofu, timeout_s=5) as later:
+        later.pin_first_use([FirstUseTrust("provisioning", url, "sha256:" + ":".join(["AB"] * 32))])
+        with pytest.raises(Rejected, match="journaled by an earlier run"):
+            await later.upload_bootstrap(node, BODY)
+        assert later.first_use_trusts() == []
+    assert sum(n for (_, method, _), n in lab.servers.requests.items() if method == "POST") == posts
 
 
 async def test_a_transient_fault_is_retryable(lab: Lab) -> None:

@@ -41,11 +41,16 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
         assert lab_up(lab_dir)["vcenter"]["pid"] == vcenter_status["pid"], "a running lab is left as it is"
         deployment = load_deployment(status["config"])
         assert deployment.vcenter.mode == "real" and deployment.vcenter.ca_file == vcenter_status["ca_file"]
-        assert {deployment.console.mode, deployment.pki.mode} == {"sim"}
+        assert deployment.console.mode == "real"  # the lab's SSH console server
+        assert deployment.pki.mode == "command" and deployment.pki.ca_chain == vcenter_status["ca_file"]  # the lab CA
         assert deployment.ldap.mode == "real" and status["ldap"]["running"]  # the lab's slapd
         api = status["pexip_api"]
         assert deployment.pexip_api.mode == "real" and deployment.pexip_api.url == api["url"] and api["running"]
         assert set(api) == {"url", "address", "user", "password", "ca_file", "pid", "running"}
+        console = status["console"]  # the lab's SSH console, in the simulators' process
+        assert deployment.console.mode == "real" and console["running"] and console["pid"] == api["pid"]
+        assert deployment.console.host_key_fingerprint == console["host_key_fingerprint"]
+        assert console["url"] == f"ssh://127.0.0.1:{deployment.console.port}"
         async with vcenter(deployment) as vc:
             await vc.preflight(deployment)
         # An independent client trusts it through the lab CA only.
@@ -79,7 +84,8 @@ async def test_lab_up_status_down(lab_dir: Path) -> None:
 @pytest.mark.slow
 def test_the_lab_lifecycle_runs_over_the_network_simulators(lab_dir: Path) -> None:
     """As `make lab-demo`: run stops at the security-wizard gate, approve, resume to the end with the
-    Management API real (the lab's server) and the nodes provisioned over HTTPS; a rerun changes nothing."""
+    Management API and the console real (the lab's servers: both wizards over SSH) and the nodes provisioned
+    over HTTPS; a rerun changes nothing."""
     import sys
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -118,6 +124,10 @@ def test_status_of_a_lab_never_started(tmp_path: Path) -> None:
             "password": None,
             "ca_file": None,
             "pid": None,
+            "running": False,
+        },
+        "console": {
+            **dict.fromkeys(("url", "address", "static_address", "user", "password", "host_key_fingerprint", "pid")),
             "running": False,
         },
         "provisioning": {},

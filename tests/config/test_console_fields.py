@@ -27,6 +27,11 @@ def _problems(write_config, edits) -> dict[str, str]:
         ({"console.host_key_fingerprint": "MD5:aa:bb"}, "console.host_key_fingerprint", "bad fingerprint format"),
         ({"console.trust_on_first_use": True}, "console.trust_on_first_use", "while the host key is pinned"),
         ({"console.address": " "}, "console.address", "empty"),
+        (
+            {"pexip_api.tls_fingerprint": "sha256:" + ":".join(["AB"] * 32), "pexip_api.trust_on_first_use": True},
+            "pexip_api.trust_on_first_use",
+            "while pexip_api.tls_fingerprint pins",
+        ),
     ],
 )
 def test_bad_console_fields_are_named(write_config, edits, field, fragment) -> None:

@@ -5,11 +5,15 @@ A real Manager takes (pexip-api.md 1 and 7.5):
 - HTTP Basic as the local web administrator, while ``source`` includes ``LOCAL`` and no client
   certificate is required: the password is the one the installation wizard set (the world keeps
   its digest, never the value);
-- HTTP Basic as an LDAP user, while ``source`` includes ``LDAP``: one bind per request (here the
-  user must be ``ldap.verify_user`` with ``ldap.verify_password``, and the directory the twin asks
-  must put them in a group mapped to a role that may use the API);
+- HTTP Basic as an LDAP user, while ``source`` includes ``LDAP``: one bind per request, the directory
+  asked on each (here the user must be ``ldap.verify_user`` with ``ldap.verify_password``, and the
+  directory must put them in a group mapped to a role that may use the API);
 - once ``client_certificate`` is ``CN`` or ``UPN``: the TLS client certificate instead of any
-  Authorization header; its CN (or its subjectAltName userPrincipalName) names the LDAP user.
+  Authorization header; its CN (or its subjectAltName userPrincipalName) names the LDAP user, whom the
+  directory must know and map to such a role (asked on each request, like a Basic login).
+
+A directory that does not answer refuses the LDAP logins only: the local admin still gets in where
+the settings allow it.
 
 The rules about roles and mappings are the twin's own (:class:`adapters.sim._pexip_login.Logins`),
 so the server and the in-process twin cannot disagree about who can log in.
@@ -90,9 +94,10 @@ async def login_refusal(
                 f"authentication.client_certificate is {mode}: a client certificate is required and none was presented"
             )
         identity = _identity(x509.load_der_x509_certificate(der), mode)
-        if identity is None or identity.casefold() != ldap.verify_user.casefold():
-            return f"the client certificate names {identity!r} ({mode}), not an LDAP user the directory maps to a role"
-        return None if auth["ldap_roles"] else f"LDAP login of {identity!r} refused: {auth['ldap_why']}"
+        if identity is None:
+            return f"the client certificate names no one in its {'userPrincipalName' if mode == 'UPN' else 'CN'}"
+        roles, why = await logins.ldap_login(identity)  # the Manager binds and asks the directory on every request
+        return None if roles else f"LDAP login of {identity!r} (client certificate, {mode}) refused: {why}"
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() != "basic":
         return "Authentication credentials were not provided"
@@ -109,7 +114,8 @@ async def login_refusal(
         secret = ldap.verify_password.reveal() if ldap.verify_password is not None else None
         if secret is None or not hmac.compare_digest(password.encode(), secret.encode()):
             return "LDAP bind refused: invalid username or password"
-        return None if auth["ldap_roles"] else f"LDAP login of {user!r} refused: {auth['ldap_why']}"
+        roles, why = await logins.ldap_login(user)
+        return None if roles else f"LDAP login of {user!r} refused: {why}"
     return "invalid username or password"
 
 

@@ -115,6 +115,7 @@ class ConsoleServer:
         reverse_prompts: bool = False,
         static_host: str | None = None,
         key_file: Path | None = None,
+        port: int = 0,
     ):
         self._world = world
         self._deployment = deployment
@@ -127,7 +128,7 @@ class ConsoleServer:
         self.drop_at_prompt = drop_at_prompt
         self.extra_prompt = extra_prompt  # (before which answer, prompt): another version's wizard
         self.reverse_prompts = reverse_prompts  # both wizards ask in reverse order: another version's
-        self.port = 0
+        self.port = port  # 0: any free one, kept across reboots (the lab keeps it across restarts too)
         # Where it listens: HOST, and after the installation wizard ``static_host`` when given (the
         # wizard sets the node's static address; before it the node answered at another one).
         self._static_host = static_host

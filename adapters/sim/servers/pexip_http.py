@@ -14,7 +14,15 @@ wizard's reboot ``503`` for ``reboot_s``; ``GET /admin/login/`` (200 when up) fo
 security wizard, ``400`` for a Host header that is a bare IP address (host-header validation).
 
 :attr:`PexipServer.requests` counts every request by ``(method, status)``: a rerun that sends
-no write shows as no new POST/PATCH/DELETE there.
+no write shows as no new POST/PATCH/DELETE there (a connection cut by a fault counts as status 0);
+:attr:`PexipServer.ldap_binds` the LDAP binds its logins made (one per request of an LDAP identity, the
+directory asked each time).
+
+:attr:`PexipServer.faults` (for the tests) holds faults, each taken by the first request it matches:
+``(method, path prefix, kind)``, kind ``"500"``, ``"429"`` (``Retry-After`` 0.05 s), ``"drop"`` (the
+connection cut before the request is handled) or ``"drop_after"`` (handled, its effect kept, the
+connection cut before the answer: a write whose outcome the client never learns). Those taken are
+moved to :attr:`PexipServer.faults_fired`.
 
 Example::
 
@@ -83,7 +91,7 @@ class PexipServer:
         self._api = SimPexipApi(world, deployment, directory)
         self._world = world
         self._deployment = deployment
-        self._logins = Logins(world, deployment, directory)
+        self._logins = Logins(world, deployment, directory, answer_when_down=True)
         self._client_ca = client_ca_file
         self._reboot_s = reboot_s
         self._port = port
@@ -95,10 +103,18 @@ class PexipServer:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.requests: Counter[tuple[str, int]] = Counter()
+        self.faults: list[tuple[str, str, str]] = []
+        self.faults_fired: list[tuple[str, str, str]] = []
 
     @property
     def cert_file(self) -> Path:
         return self._dir / "manager.crt"
+
+    @property
+    def ldap_binds(self) -> int:
+        """How many LDAP binds the Manager made for logins: one per request an LDAP identity made (Basic or
+        client certificate), as a Manager binds on each (pexip-api.md 7.5)."""
+        return self._logins.binds
 
     def writes(self) -> int:
         """How many write requests (POST, PATCH, DELETE, PUT) arrived, whatever their answer."""
@@ -179,12 +195,34 @@ class PexipServer:
                 response = _json(401, {"error": refusal})
                 response.headers["WWW-Authenticate"] = 'Basic realm="django-tastypie"'
             else:
-                response = await handler(request)
+                fault = self._fault(request) if up else None
+                if fault in ("drop", "drop_after"):
+                    if fault == "drop_after":
+                        await handler(request)  # applied; the answer never leaves
+                    self.requests[(request.method, 0)] += 1
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return web.Response(status=500)  # not sent: the connection is gone
+                if fault in ("500", "429"):
+                    response = _json(int(fault), {"error": f"injected {fault}"})
+                    if fault == "429":
+                        response.headers["Retry-After"] = "0.05"
+                else:
+                    response = await handler(request)
         except Rejected as exc:
             status = getattr(exc, "http_status", 400)
             response = _json(status, _error_body(request.path, exc))
         self.requests[(request.method, response.status)] += 1
         return response
+
+    def _fault(self, request: web.Request) -> str | None:
+        for fault in self.faults:
+            method, prefix, kind = fault
+            if request.method == method and request.path.startswith(prefix):
+                self.faults.remove(fault)
+                self.faults_fired.append(fault)
+                return kind
+        return None
 
     async def _refusal(self, request: web.Request) -> str | None:
         peer = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
