@@ -13,6 +13,7 @@ then observe again to verify.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -26,6 +27,7 @@ __all__ = [
     "DiskAllocation",
     "Reservation",
     "BiosState",
+    "InventoryEvent",
     "VSphere",
     "Created",
     "PexipApi",
@@ -90,6 +92,18 @@ class BiosState:
     locked_marker: bool  # our marker that the password keystrokes were sent and saved
 
 
+@dataclass(frozen=True)
+class InventoryEvent:
+    """A VM appeared (``enter``), changed (``modify``) or went away (``leave``): what the daemon's watch sees."""
+
+    kind: Literal["enter", "modify", "leave"]
+    moref: str
+    name: str
+    identity: str | None  # our identity attribute, None for VMs that are not ours
+    power_state: str | None
+    changed: tuple[str, ...] = ()  # property paths that changed (modify)
+
+
 @runtime_checkable
 class VSphere(Protocol):
     async def preflight(self, deployment: Deployment) -> None:
@@ -117,6 +131,11 @@ class VSphere(Protocol):
     async def lock_bios(self, vm: VmState, password: str) -> None:
         """Force BIOS setup, disk first, power on, type the supervisor password, save and exit,
         and set the marker. ``password`` never reaches a log."""
+
+    def watch_inventory(self, pattern: str | None = None, tag: str | None = None) -> AsyncIterator[InventoryEvent]:
+        """Events for the VMs whose name matches ``pattern`` (glob; default ``vcenter.name_pattern``)
+        and that carry the custom attribute ``tag`` (default ``vcenter.tag``; none: any VM): first an
+        ``enter`` for each such VM already there, then each change, until the consumer stops."""
 
     async def power_off(self, vm: VmState) -> VmState:
         """Power the VM off (a standby contingency deployment); one already off is left as is.

@@ -20,6 +20,7 @@ from config.model import (
     MANAGEMENT,
     BiosSpec,
     ConsoleSpec,
+    DaemonSpec,
     Deployment,
     GlobalSpec,
     HostSpec,
@@ -151,6 +152,17 @@ def _http(t: Table) -> HttpSpec:
     if (cert is None) != (key is None):
         t.problem("tls_cert", "set both tls_cert and tls_key (or neither, for plain HTTP)")
     return HttpSpec(listen=str(listen), token=t.secret("token", required=False), tls_cert=cert, tls_key=key)
+
+
+def _daemon(t: Table) -> DaemonSpec:
+    values = {}
+    for key, default in (("resync_s", 300.0), ("gate_recheck_s", 5.0)):
+        value = t.number(key, required=False, default=default)
+        if isinstance(value, (int, float)) and not value > 0:
+            t.problem(key, f"must be > 0 seconds (got {value}); e.g. {default:g}")
+            value = default
+        values[key] = float(value) if isinstance(value, (int, float)) else default
+    return DaemonSpec(**values)
 
 
 def _ldap(t: Table, policy: Policy) -> LdapSpec:
@@ -335,6 +347,7 @@ def parse(data: dict[str, Any], source: Path) -> tuple[Deployment, Problems]:
         ),
         journal=_section(top, "journal", _journal, required=False),
         http=_section(top, "http", _http, required=False),
+        daemon=_section(top, "daemon", _daemon, required=False),
         profile=profile,
         source=str(source),
         policy_path=str(policy_path),

@@ -34,6 +34,7 @@ __all__ = [
     "SimulationSpec",
     "JournalSpec",
     "HttpSpec",
+    "DaemonSpec",
     "Policy",
     "Deployment",
     "MANAGEMENT",
@@ -271,6 +272,14 @@ class HttpSpec:
 
 
 @dataclass(frozen=True)
+class DaemonSpec:
+    """``orchestrator daemon``: how often every node is looked at again, and a waiting node."""
+
+    resync_s: float = 300.0  # every node re-queued (drift: the resync_node hook)
+    gate_recheck_s: float = 5.0  # a node waiting on a gate (or in maintenance) looked at again
+
+
+@dataclass(frozen=True)
 class Deployment:
     """A whole declared deployment, validated."""
 
@@ -291,6 +300,7 @@ class Deployment:
     simulation: SimulationSpec = field(default_factory=SimulationSpec)
     journal: JournalSpec = field(default_factory=JournalSpec)
     http: HttpSpec = field(default_factory=HttpSpec)
+    daemon: DaemonSpec = field(default_factory=DaemonSpec)
     # "contingency": the guide's fallback system (the policy's [contingency]: LDAP and local authentication,
     # no client certificate, no licensing, every VM powered off once built); "primary": the secure deployment.
     profile: Literal["primary", "contingency"] = "primary"

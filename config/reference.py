@@ -357,6 +357,23 @@ FIELDS: tuple[Field, ...] = (
     _f("http", "token", "secret", "the bearer token approvals need (none: the API is read-only)", req=False),
     _f("http", "tls_cert", "file_path", "the HTTPS certificate (PEM; with tls_key)", req=False),
     _f("http", "tls_key", "file_path", "the HTTPS private key (PEM; with tls_cert)", req=False),
+    _f("", "daemon", "table", "`orchestrator daemon`: the reconciler's periods", req=False),
+    _f(
+        "daemon",
+        "resync_s",
+        "number",
+        "seconds between two looks at every node, each re-observed for drift (> 0)",
+        req=False,
+        default=300.0,
+    ),
+    _f(
+        "daemon",
+        "gate_recheck_s",
+        "number",
+        "seconds between two looks at a node waiting on a gate or in maintenance (> 0)",
+        req=False,
+        default=5.0,
+    ),
 )
 
 

@@ -19,13 +19,14 @@ Private modules: ``_schema`` (file and tables), ``_chain`` (hashes, head record)
 ``_prepare`` (transitions to rows), ``_journal`` (the :class:`Journal`), ``_reader``,
 ``_leases``, ``_derive`` (node rows from events), ``_signing`` (Ed25519),
 ``_checkpoints``, ``_verify``, ``_export``, ``_files`` (0600, atomic writes),
-``_records``, ``_time``.
+``_records``, ``_time``, ``_latency`` (commit latency).
 """
 
 from journal import kinds
 from journal._derive import NodeRecordFields, derive_nodes
 from journal._export import verify_export
 from journal._journal import Journal
+from journal._latency import COMMIT_LATENCY
 from journal._leases import new_lease_owner
 from journal._records import Event, NodeRecord, Transition, VerifyReport, VerifyStatus
 from journal._signing import Signer, generate_signing_key, load_public_key, public_key_pem
@@ -46,4 +47,5 @@ __all__ = [
     "verify_export",
     "new_lease_owner",
     "kinds",
+    "COMMIT_LATENCY",
 ]

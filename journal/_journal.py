@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from config.errors import ConfigError, IntegrityError, JournalError
-from journal import _checkpoints, _leases, kinds
+from journal import _checkpoints, _latency, _leases, kinds
 from journal._chain import GENESIS, check_head, event_hash, head_record
 from journal._prepare import INSERT_EVENT, UPSERT_META, Prepared
 from journal._reader import JournalReader
@@ -274,7 +274,8 @@ class Journal(JournalReader):
         prepared = [Prepared(t) for t in transitions]
         if not prepared:
             return []
-        return self._commit_prepared(prepared, "commit")
+        with _latency.COMMIT_LATENCY.timed():
+            return self._commit_prepared(prepared, "commit")
 
     def record(self, **fields: Any) -> Event:
         """Commit one transition: ``record(node=..., kind=..., ...)`` takes Transition's fields."""

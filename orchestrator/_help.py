@@ -79,6 +79,10 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     ),
     "journal public-key": (("orchestrator journal public-key > auditor.pem",), (0, 1, 2)),
     "serve": (("orchestrator serve", "orchestrator serve --listen 127.0.0.1:9480"), (0, 1, 2)),
+    "daemon": (
+        ("orchestrator -c site.toml daemon", "orchestrator daemon --listen 127.0.0.1:9480"),
+        (0, 1, 2, 4),
+    ),
     "audit": (
         (
             "orchestrator -c site.toml audit",
@@ -118,6 +122,7 @@ SHORT = {
     "approve": "Open an approval gate of NODE, then resume.",
     "maintenance": "Stop or restart automation for NODE.",
     "serve": "The HTTP API, /metrics and a status page, until Ctrl-C.",
+    "daemon": "Drive every node, watch for new ones, serve the HTTP API, until SIGTERM.",
     "audit": "One result per control of the guide and node, read live.",
     "lab": "The local lab of simulators on 127.0.0.1.",
     "lab up": "Build and start the simulators; write their configuration.",

@@ -25,6 +25,7 @@ from orchestrator import _format, _help
 from orchestrator._cli_audit import audit
 from orchestrator._cli_base import GLOBAL_OPTIONS, Options, add_global_options, handle_errors
 from orchestrator._cli_config import config_group, init, validate
+from orchestrator._cli_daemon import daemon
 from orchestrator._cli_groups import journal_group, lab
 from orchestrator._cli_serve import serve
 
@@ -400,6 +401,7 @@ cli.add_command(validate)
 cli.add_command(init)
 cli.add_command(config_group)
 cli.add_command(serve)
+cli.add_command(daemon)
 cli.add_command(audit)
 add_global_options(cli, [p for p in cli.params if p.name in GLOBAL_OPTIONS])
 _help.apply(cli)

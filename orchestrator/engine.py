@@ -119,6 +119,13 @@ class Engine(Reconciler):
         self._fleet.management = self._models[self.deployment.management.name]
         self._gates.load({m.name: m.state for m in self._models.values()})
 
+    def nodes(self) -> dict[str, str]:
+        """Each loaded node's state, as the journal has it."""
+        return {name: model.state for name, model in self._models.items()}
+
+    def state_of(self, name: str) -> str:
+        return self._models[name].state
+
     def stop(self) -> None:
         """Stop starting new steps; the steps in flight finish (SIGINT/SIGTERM)."""
         self._stopping = True
@@ -169,11 +176,7 @@ class Engine(Reconciler):
                     raise result
                 report.outcomes[name] = result
             if not self._stopping and until == LDAP_AUTHENTICATED:
-                # A contingency deployment ends as a standby: its VMs off, once every node is built.
-                failed = await power_off_standby(
-                    self.deployment, self.journal, self.systems, self._commit, names, actor=self.actor
-                )
-                report.outcomes.update({name: Stopped(why) for name, why in failed.items()})
+                report.outcomes.update({name: Stopped(why) for name, why in (await self.standby(names)).items()})
             report.interrupted = self._stopping
             report.blocked_by = self._blocker(report, until)
         finally:
@@ -190,6 +193,30 @@ class Engine(Reconciler):
             return manager.name, report.outcomes[manager.name]
         manager.record({"maintenance": maintenance_of(self.journal, manager.name)})
         return manager.name, self.plan(manager, until)
+
+    async def standby(self, names: Sequence[str]) -> dict[str, str]:
+        """A contingency deployment ends as a standby: the VMs of ``names`` off, once every node is built.
+
+        Returns ``{node: why}`` for each VM not powered off (``orchestrator._standby``); nothing to do: empty.
+        """
+        return await power_off_standby(
+            self.deployment, self.journal, self.systems, self._commit, names, actor=self.actor
+        )
+
+    async def drive_node(self, name: str, until: str = LDAP_AUTHENTICATED, *, refresh: bool = True) -> Action:
+        """Drive one node to ``until`` under a lease its caller already holds (the daemon's reconciler).
+
+        The same drive as :meth:`run`, one node at a time: a failed node is put back where it
+        failed first (journaled as ``retried``). Its result is what the planner says next.
+        ``refresh``: first re-observe its completed milestones and act on drift, as ``run`` does
+        (false: the daemon's re-check of a gate, which need not read every system again).
+        """
+        model = self._models[name]
+        self._until = until
+        if model.state == FAILED:
+            await self._prepare_resume([name], None)
+        self._active.add(name)
+        return await self._drive(model, until, refresh=refresh)
 
     async def _prepare_resume(self, names: Sequence[str], from_step: str | None, renew: bool = False) -> None:
         """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""
@@ -246,11 +273,11 @@ class Engine(Reconciler):
             await asyncio.sleep(period)
             self.journal.heartbeat(self.owner)
 
-    async def _drive(self, model: NodeModel, until: str) -> Action:
+    async def _drive(self, model: NodeModel, until: str, *, refresh: bool = True) -> Action:
         try:
             # The journal says what was done; a refresh checks that the world still says so (issue #10).
             model.record({"maintenance": maintenance_of(self.journal, model.name)})
-            stopped = await self.reconcile(model)
+            stopped = await self.reconcile(model) if refresh else None
             if stopped is not None:
                 return stopped
             while True:

@@ -9,9 +9,10 @@ no effects: the changes are the real vCenter's, not the simulated world's.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-from adapters.base import BiosState, Reservation, VmState, VSphere
+from adapters.base import BiosState, InventoryEvent, Reservation, VmState, VSphere
 from adapters.sim.world import VM, SimWorld
 from config.model import Deployment, NodeSpec
 
@@ -82,9 +83,12 @@ class MirroredVSphere:
         await self._real.lock_bios(vm, password)
         await self._mirror(vm, await self._real.get_bios(vm))
 
+    def watch_inventory(self, pattern: str | None = None, tag: str | None = None) -> AsyncIterator[InventoryEvent]:
+        return self._real.watch_inventory(pattern, tag)  # the real inventory: the VMs are real
+
     async def aclose(self) -> None:
         await self._real.aclose()
 
     def __getattr__(self, name: str) -> Any:
-        # watch_inventory, statistics: the real adapter's own extras.
+        # statistics: the real adapter's own extras.
         return getattr(self._real, name)

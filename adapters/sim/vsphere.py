@@ -10,10 +10,12 @@ reservation above what the VM has.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any, cast
 
-from adapters.base import BiosState, DiskAllocation, Reservation, VmState
+from adapters.base import BiosState, DiskAllocation, InventoryEvent, Reservation, VmState
+from adapters.sim._inventory_watch import vms_changed, watch_world_vms
 from adapters.sim.world import VM, Effect, SimWorld, digest, pexip_system
 from config.errors import ConfigError, Rejected
 from config.model import CONFERENCING, Deployment, NodeSpec
@@ -123,6 +125,7 @@ class SimVSphere:
         await self._world.apply(
             [(VM, node.name, vm), (_COUNTERS, "vm", number + 1)], [Effect(node.name, "vm_import", ova)]
         )
+        vms_changed(self._world)  # the inventory watches see the new VM now, as vCenter's next update
         return _state(vm)
 
     async def host_cpu_mhz(self, host: str) -> int:
@@ -224,6 +227,17 @@ class SimVSphere:
             "lock": "done",
         }
         await self._world.apply([(VM, vm.name, {**stored, "bios": bios})], [Effect(vm.name, "bios_lock", "")])
+
+    async def watch_inventory(
+        self, pattern: str | None = None, tag: str | None = None
+    ) -> AsyncIterator[InventoryEvent]:
+        """The world's VMs matching ``pattern`` (default ``vcenter.name_pattern``): an ``enter`` for
+        each one there, then each change (a VM imported wakes the watch at once)."""
+        spec = self._deployment.vcenter
+        async for event in watch_world_vms(
+            self._world, pattern=pattern or spec.name_pattern, tag=tag if tag is not None else spec.tag
+        ):
+            yield event
 
     async def power_off(self, vm: VmState) -> VmState:
         """Power ``vm`` off (vCenter's Power Off); one already off changes nothing."""

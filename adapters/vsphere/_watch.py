@@ -20,26 +20,15 @@ from typing import Any, Literal
 
 from pyVmomi import vim, vmodl
 
+from adapters.base import InventoryEvent
 from adapters.vsphere._inventory import IDENTITY_FIELD, moid
 from adapters.vsphere._session import Session
 from config.errors import AdapterError
 
-__all__ = ["InventoryEvent", "watch_vms"]
+__all__ = ["InventoryEvent", "fold_updates", "watch_vms"]
 
 PC = vmodl.query.PropertyCollector
 WATCH_PATHS = ["name", "runtime.powerState", "customValue"]
-
-
-@dataclass(frozen=True)
-class InventoryEvent:
-    """A VM appeared (``enter``), changed (``modify``) or went away (``leave``)."""
-
-    kind: Literal["enter", "modify", "leave"]
-    moref: str
-    name: str
-    identity: str | None  # our identity attribute, None for VMs that are not ours
-    power_state: str | None
-    changed: tuple[str, ...] = ()  # property paths that changed (modify)
 
 
 def _wait_for_updates(collector: Any, version: str, options: Any, _client: Any) -> Any:
@@ -55,6 +44,44 @@ class _Seen:
 
     def attributes(self, fields: dict[int, str]) -> dict[str, str]:
         return {fields[k]: v for k, v in (self.custom or {}).items() if k in fields}
+
+
+Folded = dict[str, tuple[str, _Seen, tuple[str, ...]]]
+
+
+def fold_updates(updates: Any, seen: dict[str, _Seen], fields: dict[int, str]) -> tuple[Folded, dict[int, str]]:
+    """One ``UpdateSet`` as each VM's (kind, state after it, property paths changed), and the custom fields.
+
+    One update may hold several entries for one VM (vcsim sends a new VM's ``enter`` and then
+    its later changes, each with only what changed): each builds on the one before it, an
+    ``enter`` stays an ``enter``, and a VM that came and went within the update is left out.
+    """
+    now: Folded = {}
+    for filter_set in updates.filterSet or ():
+        for update in filter_set.objectSet or ():
+            if isinstance(update.obj, vim.CustomFieldsManager):
+                for change in update.changeSet or ():
+                    if change.name == "field":
+                        fields = {f.key: f.name for f in change.val or ()}
+                continue
+            ref = moid(update.obj)
+            kind, base, before = now.get(ref) or ("", seen.get(ref) or _Seen(), ())
+            s = _Seen(**vars(base))
+            names = list(before)
+            for change in update.changeSet or ():
+                names.append(change.name)
+                if change.name == "name":
+                    s.name = change.val or ""
+                elif change.name == "runtime.powerState":
+                    s.power_state = str(change.val) if change.val is not None else None
+                elif change.name == "customValue":
+                    s.custom = {v.key: getattr(v, "value", "") for v in change.val or ()}
+            this = str(update.kind)
+            if kind == "enter" and this == "leave" and ref not in seen:
+                del now[ref]
+                continue
+            now[ref] = (kind if kind == "enter" and this != "leave" else this, s, tuple(dict.fromkeys(names)))
+    return now, fields
 
 
 def _start(content: Any, vm_folder: Any) -> tuple[Any, Any]:
@@ -140,26 +167,7 @@ async def watch_vms(
                     if updates is None:
                         continue
                     version = updates.version
-                    now: dict[str, tuple[str, _Seen, tuple[str, ...]]] = {}
-                    for filter_set in updates.filterSet or ():
-                        for update in filter_set.objectSet or ():
-                            if isinstance(update.obj, vim.CustomFieldsManager):
-                                for change in update.changeSet or ():
-                                    if change.name == "field":
-                                        fields = {f.key: f.name for f in change.val or ()}
-                                continue
-                            ref = moid(update.obj)
-                            s = _Seen(**vars(seen[ref])) if ref in seen else _Seen()
-                            names: list[str] = []
-                            for change in update.changeSet or ():
-                                names.append(change.name)
-                                if change.name == "name":
-                                    s.name = change.val or ""
-                                elif change.name == "runtime.powerState":
-                                    s.power_state = str(change.val) if change.val is not None else None
-                                elif change.name == "customValue":
-                                    s.custom = {v.key: getattr(v, "value", "") for v in change.val or ()}
-                            now[ref] = (str(update.kind), s, tuple(names))
+                    now, fields = fold_updates(updates, seen, fields)
                     if first:
                         # The full state after (re)connecting: report the difference.
                         first = False

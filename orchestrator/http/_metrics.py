@@ -1,13 +1,19 @@
-"""Prometheus text exposition computed from the journal (read only; a fresh registry per scrape)."""
+"""Prometheus text exposition computed from the journal (read only; a fresh registry per scrape).
+
+One metric is this process's, not the journal's: ``orchestrator_journal_commit_seconds``, how long
+its journal commits took (``journal.COMMIT_LATENCY``; the daemon's steps, or the approvals ``serve`` takes).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
 
-from journal import Journal, kinds
+from journal import COMMIT_LATENCY, Journal, kinds
 
 __all__ = ["render"]
 
@@ -18,9 +24,28 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+class _CommitLatency:
+    """The process's journal commit latency (a collector: its buckets are counted by ``journal``)."""
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative, total, _ = COMMIT_LATENCY.snapshot()
+        yield HistogramMetricFamily(
+            "orchestrator_journal_commit_seconds",
+            "Journal commits of this process: BEGIN IMMEDIATE to a durable COMMIT",
+            buckets=[(_le(bound), count) for bound, count in cumulative],
+            sum_value=total,
+        )
+
+
 def render(journal: Journal, rows: list[dict[str, Any]]) -> bytes:
-    """Nodes by state, transitions, step durations, retries, failures, drift, gate waits (from ``status`` rows)."""
+    """Nodes by state, transitions, step durations, retries, failures, drift, gate waits (from ``status`` rows),
+    and this process's journal commit latency."""
     reg = CollectorRegistry()
+    reg.register(_CommitLatency())
     nodes = Gauge("orchestrator_nodes", "Nodes by lifecycle state", ["state"], registry=reg)
     waiting = Gauge("orchestrator_nodes_waiting_on_gate", "Nodes waiting on a gate", ["gate"], registry=reg)
     transitions = Counter("orchestrator_transitions", "Committed steps (state transitions)", registry=reg)

@@ -34,7 +34,28 @@ def test_public_names_are_pinned() -> None:
         "verify_export",
         "new_lease_owner",
         "kinds",
+        "COMMIT_LATENCY",
     ]
+
+
+def test_commit_latency_counts_each_durable_commit_in_fixed_buckets(tmp_path: Path) -> None:
+    """Each commit adds one observation; a refused commit (nothing written) adds none."""
+    from journal._latency import BUCKETS, CommitLatency
+
+    before = journal_pkg.COMMIT_LATENCY.snapshot()[2]
+    with Journal.open(tmp_path / "j.sqlite") as j:
+        j.ensure_nodes([("mgr", "management", "new")])
+        j.record(node="mgr", kind="step_started", step="deploy_ova", from_state="new", to_state="new")
+        with pytest.raises(JournalError):
+            j.record(node="nobody", kind="step_started", step="deploy_ova", from_state="new", to_state="new")
+    assert journal_pkg.COMMIT_LATENCY.snapshot()[2] == before + 1
+    latency = CommitLatency()
+    for seconds in (0.0001, 0.003, 0.003, 99.0):
+        latency.observe(seconds)
+    cumulative, total, count = latency.snapshot()
+    assert count == 4 and total == pytest.approx(99.0061)
+    assert cumulative[0] == (BUCKETS[0], 1) and (0.005, 3) in cumulative and cumulative[-2] == (BUCKETS[-1], 3)
+    assert cumulative[-1] == (float("inf"), 4)
 
 
 def test_journal_imports_only_config_and_itself() -> None:

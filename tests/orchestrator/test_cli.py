@@ -349,7 +349,15 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
 
 CLI_SOURCES = [
     ROOT / "orchestrator" / name
-    for name in ("cli.py", "_cli_base.py", "_cli_groups.py", "_cli_config.py", "_cli_serve.py", "_cli_audit.py")
+    for name in (
+        "cli.py",
+        "_cli_base.py",
+        "_cli_groups.py",
+        "_cli_config.py",
+        "_cli_serve.py",
+        "_cli_audit.py",
+        "_cli_daemon.py",
+    )
 ]
 # Names whose use in cli.py would mean it opens or wires something itself instead of asking the library.
 NOT_IN_CLI = {

@@ -246,3 +246,34 @@ async def test_aclose_is_idempotent(vsphere_reader: VSphereCase) -> None:
     await vsphere_reader.vsphere.find_vm(vsphere_reader.deployment.management, "x/y")
     await vsphere_reader.vsphere.aclose()
     await vsphere_reader.vsphere.aclose()
+
+
+async def test_watch_inventory_reports_a_new_vm(vsphere_case: VSphereCase) -> None:
+    """A VM imported while the watch runs is reported as ``enter`` with its moref and our identity;
+    VMs whose name does not match the pattern are not reported."""
+    import asyncio
+    import contextlib
+
+    from adapters.base import InventoryEvent
+
+    node = _other(vsphere_case.deployment, "pexip-contract-watched")
+    events: asyncio.Queue[InventoryEvent] = asyncio.Queue()
+
+    async def pump() -> None:
+        async for event in vsphere_case.vsphere.watch_inventory(pattern="pexip-contract-watch*"):
+            events.put_nowait(event)
+
+    task = asyncio.ensure_future(pump())
+    try:
+        await asyncio.sleep(0.3)  # the first (full) update: nothing of that name yet
+        assert events.empty()
+        vm = await _import(vsphere_case, node)
+        while True:
+            event = await asyncio.wait_for(events.get(), timeout=10)
+            if event.kind == "enter" and event.name == node.name:
+                break
+        assert event.moref == vm.moref
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
