@@ -20,6 +20,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from adapters.base import DiskAllocation, Reservation
+from adapters.vsphere._fastprops import Devices
 from adapters.vsphere._inventory import Inventory, VmRecord, moid, props, retrieve
 from adapters.vsphere._session import SYSTEM, Session
 from config.errors import Rejected
@@ -115,6 +116,11 @@ def reservation_spec(rec: VmRecord, wanted: Reservation) -> Any:
 def _iops_by_datastore(devices: Any) -> dict[str, int]:
     """Sum of the IOPS limits of a VM's disks per datastore (moref value); unlimited (-1) adds nothing."""
     sums: dict[str, int] = {}
+    if isinstance(devices, Devices):
+        for d in devices:
+            if issubclass(d.type, vim.vm.device.VirtualDisk) and (ds_ref := d.moref("backing/datastore")) is not None:
+                sums[ds_ref] = sums.get(ds_ref, 0) + max(0, d.number("storageIOAllocation/limit", -1))
+        return sums
     for d in devices or ():
         if isinstance(d, vim.vm.device.VirtualDisk):
             ds = getattr(d.backing, "datastore", None)

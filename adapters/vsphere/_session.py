@@ -128,12 +128,18 @@ class _CountingStub(SoapStubAdapter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.generation = 0  # Session.generation of its login, once logged in
+        # Property reads parsed by adapters.vsphere._fastprops rather than pyVmomi (issue #11: CPU).
+        self.fast_reads = True
         self.calls: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()
 
-    def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:
+    def count(self, method: str) -> None:
+        """One round trip of ``method`` (also made outside ``InvokeMethod``: ``_fastprops``)."""
         with self._count_lock:
-            self.calls[info.wsdlName] += 1
+            self.calls[method] += 1
+
+    def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:
+        self.count(info.wsdlName)
         return super().InvokeMethod(mo, info, args, outerStub)
 
 
