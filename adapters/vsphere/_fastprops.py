@@ -58,6 +58,24 @@ class ObjectContent:
     missingSet: list[Any] = field(default_factory=list)  # noqa: N815
 
 
+class _Unhandled(Exception):
+    """A value :meth:`_Reader.build` does not build: pyVmomi's deserialiser reads it."""
+
+
+# XML Schema types built directly, and the Python types pyVmomi gives them.
+_XSD_TYPES: dict[str, Any] = {
+    "string": str,
+    "boolean": bool,
+    "int": int,
+    "long": VmomiSupport.long,
+    "short": VmomiSupport.short,
+    "byte": VmomiSupport.byte,
+}
+
+
+_MOREFS = VmomiSupport.GetVmodlType("vmodl.ManagedObject[]")  # what pyVmomi makes of ArrayOfManagedObjectReference
+
+
 @functools.lru_cache(maxsize=512)
 def _vim_type(name: str) -> Any:
     return VmomiSupport.GetWsdlType(VIM, name)
@@ -98,10 +116,57 @@ class _Reader:
             if local == "ManagedObjectReference":
                 return self.moref(elem)
             if local == "ArrayOfManagedObjectReference":
-                return [self.moref(e) for e in elem]
+                return _MOREFS([self.moref(e) for e in elem])
             if local == "ArrayOfVirtualDevice":
                 return Devices(XmlDevice(self, e) for e in elem)
+            try:
+                return self.build(elem, _vim_type(local))
+            except (_Unhandled, AttributeError, KeyError, ValueError, TypeError):
+                pass  # not a shape built here (or not a known type): pyVmomi reads it
         return self.vim(elem)
+
+    def build(self, elem: ET.Element, declared: Any) -> Any:
+        """``elem`` as a value of pyVmomi type ``declared`` (or of its ``xsi:type``), built directly.
+
+        Only data objects whose fields are strings, booleans, integers, enums, references and such
+        data objects again (and arrays of them); anything else raises ``_Unhandled`` (pyVmomi reads it).
+        """
+        xsi_type = elem.get(_TYPE)
+        if xsi_type:
+            prefix, _, local = xsi_type.rpartition(":")
+            uri = self.prefixes.get(prefix, VIM if not prefix else None)
+            if uri == XSD:
+                declared = _XSD_TYPES.get(local, _Unhandled)
+            elif uri == VIM:
+                declared = _vim_type(local)
+            else:
+                raise _Unhandled(xsi_type)
+        if issubclass(declared, VmomiSupport.Array):
+            item = declared.Item
+            return declared([self.build(e, item) for e in elem])
+        if issubclass(declared, VmomiSupport.DataObject):
+            obj = declared()
+            arrays: dict[str, list[Any]] = {}
+            for child in elem:
+                name = child.tag.rpartition("}")[2]
+                info = declared._GetPropertyInfo(name)
+                if issubclass(info.type, VmomiSupport.Array):
+                    arrays.setdefault(name, []).append(self.build(child, info.type.Item))
+                else:
+                    setattr(obj, name, self.build(child, info.type))
+            for name, items in arrays.items():
+                setattr(obj, name, declared._GetPropertyInfo(name).type(items))
+            return obj
+        if issubclass(declared, VmomiSupport.ManagedObject):
+            return self.moref(elem)
+        text = elem.text or ""
+        if declared is bool:
+            return text in ("true", "1")
+        if declared is str or issubclass(declared, VmomiSupport.Enum):
+            return declared(text)
+        if issubclass(declared, int):
+            return declared(int(text))
+        raise _Unhandled(declared)
 
 
 def _write(elem: ET.Element, out: list[str]) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _vcsim import identity, vcenter
-from pyVmomi import SoapAdapter, vim
+from pyVmomi import SoapAdapter, vim, vmodl
 
 from adapters.vsphere import VCenter
 from adapters.vsphere._bios import bios_state
@@ -22,6 +23,8 @@ from adapters.vsphere._fastprops import Devices, _parse
 from adapters.vsphere._reserve import reservation
 from config.model import Deployment
 from orchestrator.lab import Vcsim, make_test_ova
+
+PC = vmodl.query.PropertyCollector
 
 
 def _xml(obj: Any) -> str:
@@ -123,6 +126,19 @@ ANSWER = b"""<?xml version="1.0" encoding="UTF-8"?>
 <propSet><name>config.memoryReservationLockedToMax</name><val i:type="xs:boolean">true</val></propSet>
 <propSet><name>runtime.host</name><val i:type="ManagedObjectReference" type="HostSystem">host-1</val></propSet>
 <propSet><name>runtime.powerState</name><val i:type="VirtualMachinePowerState">poweredOn</val></propSet>
+<propSet><name>runtime.bootTime</name><val i:type="xs:dateTime">2026-12-03T12:00:00Z</val></propSet>
+<propSet><name>customValue</name><val i:type="ArrayOfCustomFieldValue">
+<CustomFieldValue i:type="CustomFieldStringValue">
+<key>101</key><value>lab/pexip-mgmt</value></CustomFieldValue></val></propSet>
+<propSet><name>config.extraConfig</name><val i:type="ArrayOfOptionValue">
+<OptionValue><key>a</key><value i:type="xs:string">x</value></OptionValue>
+<OptionValue><key>b</key><value i:type="xs:int">7</value></OptionValue></val></propSet>
+<propSet><name>config.cpuAllocation</name><val i:type="ResourceAllocationInfo"><reservation>2400</reservation>
+<expandableReservation>false</expandableReservation><limit>-1</limit><shares><shares>4000</shares><level>normal</level>
+</shares></val></propSet>
+<propSet><name>datastore</name><val i:type="ArrayOfManagedObjectReference">
+<ManagedObjectReference type="Datastore" i:type="ManagedObjectReference">datastore-9</ManagedObjectReference>
+</val></propSet>
 <propSet><name>config.hardware.device</name><val i:type="ArrayOfVirtualDevice">
 <VirtualDevice i:type="VirtualLsiLogicController"><key>1000</key><busNumber>0</busNumber></VirtualDevice>
 <VirtualDevice i:type="VirtualDisk"><key>2000</key>
@@ -140,6 +156,19 @@ ANSWER = b"""<?xml version="1.0" encoding="UTF-8"?>
 def test_an_answer_with_other_prefixes_is_read_as_pyvmomi_reads_it() -> None:
     """Scalars, a moref, an enum, the devices (a disk's pyVmomi object), a missing property and the token."""
     objects, token = _parse(ANSWER, None)
+    result = SoapAdapter.SoapResponseDeserializer(None).Deserialize(io.BytesIO(ANSWER), PC.RetrieveResult)
+    (theirs,) = result.objects
+    assert result.token == token
+    ours = {x.name: x.val for x in objects[0].propSet}
+    assert set(ours) == {x.name for x in theirs.propSet}
+    for prop in theirs.propSet:
+        mine = ours[prop.name]
+        if isinstance(mine, Devices):
+            assert [(type(d.vim), d.key) for d in mine] == [(type(d), d.key) for d in prop.val]
+            assert _xml(mine[1].vim) == _xml(prop.val[1])  # the disk: what a reconfiguration sends back
+            continue
+        assert type(mine) is type(prop.val), prop.name
+        assert _xml(mine) == _xml(prop.val), prop.name
     assert token == "page-2"
     (o,) = objects
     assert isinstance(o.obj, vim.VirtualMachine) and o.obj._moId == "vm-7"
@@ -148,6 +177,8 @@ def test_an_answer_with_other_prefixes_is_read_as_pyvmomi_reads_it() -> None:
     assert p["config.memoryReservationLockedToMax"] is True
     assert isinstance(p["runtime.host"], vim.HostSystem) and p["runtime.host"]._moId == "host-1"
     assert p["runtime.powerState"] == vim.VirtualMachine.PowerState.poweredOn
+    assert [(o.key, o.value) for o in p["config.extraConfig"]] == [("a", "x"), ("b", 7)]
+    assert p["config.cpuAllocation"].reservation == 2400 and p["config.cpuAllocation"].shares.level == "normal"
     devices = p["config.hardware.device"]
     assert isinstance(devices, Devices) and [d.key for d in devices] == [1000, 2000]
     disk = devices[1].vim
