@@ -205,7 +205,7 @@ class VCenter:
         that lost its state may give the moref to another VM)."""
         rec = (await self._reads.records([vm.moref])).get(vm.moref)
         if rec is None or rec.identity != vm.identity:
-            found = [b.moref for b in await self._reads.current() if b.identity == vm.identity]
+            found = [b.moref for b in await self._reads.named(identity=vm.identity)]
             rec = (await self._reads.records(found[:1])).get(found[0]) if found else None
         if rec is None:
             raise Rejected(
@@ -269,7 +269,7 @@ class VCenter:
             Rejected: a VM of the node's name exists that is not ours (never adopted), or two
                 VMs carry the same identity.
         """
-        vms = await self._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
+        vms = await self._reads.named(identity=identity, name=node.name)
         ours = [b for b in vms if b.identity == identity]
         if len(ours) > 1:
             raise Rejected(

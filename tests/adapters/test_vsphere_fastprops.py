@@ -186,3 +186,14 @@ def test_an_answer_with_other_prefixes_is_read_as_pyvmomi_reads_it() -> None:
     assert disk.storageIOAllocation.limit == 250 and disk.deviceInfo.label == "Hard disk 1"
     (missing,) = o.missingSet
     assert missing.path == "config.extraConfig" and isinstance(missing.fault, vim.fault.NoPermission)
+
+
+def test_an_iops_table_keeps_its_total_as_entries_change() -> None:
+    """Replacing a VM's limits moves the total; leaving a VM out works by moref and by name."""
+    from adapters.vsphere._reserve import _Table
+
+    table = _Table({"vm-1": ("a", 100), "vm-2": ("b", 200)})
+    table.set("vm-1", "a", 150)
+    table.set("vm-3", "c", 50)
+    assert table.total == 400 and table.of("vm-1") == 150 and table.of("vm-9") == 0
+    assert table.without("vm-2") == 200 and table.without("b") == 200 and table.without("nobody") == 400
