@@ -91,7 +91,8 @@ class _Reader:
         self.head = ' xmlns="urn:vim25"' + "".join(f" xmlns:{p}={quoteattr(u)}" for p, u in sorted(decls.items()))
 
     def moref(self, elem: ET.Element) -> Any:
-        return _vim_type(elem.get("type") or "ManagedObject")(elem.text or "", self.stub)
+        # serverGuid: the vCenter of a linked-mode group the object lives in (pyVmomi keeps it too)
+        return _vim_type(elem.get("type") or "ManagedObject")(elem.text or "", self.stub, elem.get("serverGuid"))
 
     def vim(self, elem: ET.Element, result_type: Any = object) -> Any:
         """``elem`` deserialised by pyVmomi (its ``xsi:type``, else ``result_type``)."""
@@ -174,7 +175,8 @@ def _write(elem: ET.Element, out: list[str]) -> None:
     tag = elem.tag.rpartition("}")[2]
     out.append("<" + tag)
     for key, value in elem.attrib.items():
-        out.append(f" {'xsi:type' if key == _TYPE else key.rpartition('}')[2]}={quoteattr(value)}")
+        uri, _, local = key[1:].partition("}") if key.startswith("{") else ("", "", key)
+        out.append(f" {'xsi:' if uri == XSI else ''}{local}={quoteattr(value)}")
     out.append(">")
     if elem.text:
         out.append(escape(elem.text))

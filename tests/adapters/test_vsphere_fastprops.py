@@ -124,7 +124,8 @@ ANSWER = b"""<?xml version="1.0" encoding="UTF-8"?>
 <propSet><name>name</name><val i:type="xs:string">a &amp; b</val></propSet>
 <propSet><name>config.hardware.numCPU</name><val i:type="xs:int">4</val></propSet>
 <propSet><name>config.memoryReservationLockedToMax</name><val i:type="xs:boolean">true</val></propSet>
-<propSet><name>runtime.host</name><val i:type="ManagedObjectReference" type="HostSystem">host-1</val></propSet>
+<propSet><name>runtime.host</name>
+<val i:type="ManagedObjectReference" type="HostSystem" serverGuid="g-1">host-1</val></propSet>
 <propSet><name>runtime.powerState</name><val i:type="VirtualMachinePowerState">poweredOn</val></propSet>
 <propSet><name>runtime.bootTime</name><val i:type="xs:dateTime">2026-12-03T12:00:00Z</val></propSet>
 <propSet><name>customValue</name><val i:type="ArrayOfCustomFieldValue">
@@ -176,6 +177,7 @@ def test_an_answer_with_other_prefixes_is_read_as_pyvmomi_reads_it() -> None:
     assert p["name"] == "a & b" and p["config.hardware.numCPU"] == 4
     assert p["config.memoryReservationLockedToMax"] is True
     assert isinstance(p["runtime.host"], vim.HostSystem) and p["runtime.host"]._moId == "host-1"
+    assert p["runtime.host"]._serverGuid == "g-1"
     assert p["runtime.powerState"] == vim.VirtualMachine.PowerState.poweredOn
     assert [(o.key, o.value) for o in p["config.extraConfig"]] == [("a", "x"), ("b", 7)]
     assert p["config.cpuAllocation"].reservation == 2400 and p["config.cpuAllocation"].shares.level == "normal"
