@@ -36,13 +36,6 @@ from adapters.base import Systems
 from adapters.vsphere import VCenter
 from config.load import load_deployment
 from config.model import Deployment, NodeSpec
-from orchestrator.lab import (
-    build_vcsim,
-    make_test_pki,
-    prepare_inventory,
-    start_vcsim,
-    write_lab_config,
-)
 from orchestrator.steps import STEPS, StepContext, execute
 
 VM_STEPS = ("deploy_ova", "reserve_resources", "lock_bios")
@@ -150,6 +143,8 @@ async def deploy_and_reserve(deployment: Deployment) -> dict[str, Any]:
 
 def scale(counts: list[int], binary: Path) -> None:
     """Deploy + reserve of N VMs, each N in a fresh vcsim and a process of its own, timed whole."""
+    from orchestrator.lab import make_test_pki, prepare_inventory, start_vcsim, write_lab_config
+
     print("deploy + reserve, whole process each (imports, login, both steps, all VMs at once):")
     print(f"  {'VMs':>5} {'process s':>10} {'per VM ms':>10} {'in-process s':>13} {'requests/VM':>12}")
     with tempfile.TemporaryDirectory(prefix="vsphere-scale-") as tmp:
@@ -204,6 +199,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(asyncio.run(deploy_and_reserve(fleet(load_deployment(Path(args.child)), args.vms)))))
         return
+    # The lab only here: the child of --scale stands for the orchestrator's process, which never imports it.
+    from orchestrator.lab import build_vcsim, make_test_pki, prepare_inventory, start_vcsim, write_lab_config
+
     binary = build_vcsim(ROOT / ".lab")
     if args.scale is not None:
         scale(args.scale or [10, 50, 100, 200], binary)

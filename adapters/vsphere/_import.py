@@ -46,7 +46,7 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
             "vcenter",
         )
 
-    vms = await vc._reads.current(refresh=lambda b: b.identity == identity or b.name == node.name)
+    vms = await vc._reads.named(identity=identity, name=node.name)
     for brief in vms:
         if brief.identity == identity:
             return vc._state(brief, inv)  # already imported: nothing to do

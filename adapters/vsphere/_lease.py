@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from adapters.vsphere._ova import Package, upload_file
+from adapters.vsphere._ova import Package, Uploads
 from adapters.vsphere._session import SYSTEM, Session
 from config.errors import Rejected
 
-if TYPE_CHECKING:
-    import aiohttp
+UPLOAD_THREADS = 4  # disks streamed at once; their own threads, so SOAP calls never wait behind an upload
 
 __all__ = ["LeaseUpload"]
 
@@ -48,12 +49,24 @@ class LeaseUpload:
         self._write = write
         self._ready = ready
         self._progress_s = progress_s
-        self._http: aiohttp.ClientSession | None = None
+        self._http = Uploads(session.ssl_context, session.pin)
+        self._executor: ThreadPoolExecutor | None = None
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+        await asyncio.to_thread(self._http.close)
+
+    async def _upload(
+        self, url: str, package: Package, name: str, *, create: bool, sent: Callable[[int], None]
+    ) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="vsphere-upload")
+        upload = functools.partial(
+            self._http.upload_sync, url, package, name, create=create, cookie=self._session.cookie(), sent=sent
+        )
+        await asyncio.get_running_loop().run_in_executor(self._executor, upload)
 
     async def run(self, lease: Any, package: Package, file_items: Any, name: str) -> Any:
         """Stream every file of ``package`` the lease asks for and complete it: the new VM."""
@@ -78,16 +91,8 @@ class LeaseUpload:
             progress = asyncio.ensure_future(self._report(lease, lambda: min(99, done * 100 // total)))
             try:
                 for du, fi in uploads:
-                    await upload_file(
-                        self._client(),
-                        self._url(du.url),
-                        package,
-                        fi.path,
-                        create=bool(fi.create),
-                        ssl=self._ssl(du.url),
-                        cookie=self._session.cookie(),
-                        sent=sent,
-                    )
+                    self._check_pin(du.url)
+                    await self._upload(self._url(du.url), package, fi.path, create=bool(fi.create), sent=sent)
             finally:
                 progress.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -116,26 +121,12 @@ class LeaseUpload:
             return urlunsplit(("https", self._session.netloc, parts.path, parts.query, ""))
         return url
 
-    def _ssl(self, url: str) -> Any:
-        """The same trust as the SOAP calls: the CA context, or the pin (vCenter's own host only)."""
+    def _check_pin(self, url: str) -> None:
+        """A pin covers vCenter's own host only: an upload elsewhere needs a CA (``vcenter.ca_file``)."""
         host = urlsplit(url).hostname
-        if self._session.pin is None:
-            return self._session.ssl_context
-        if host not in ("*", self._session.host):
+        if self._session.pin is not None and host not in ("*", self._session.host):
             raise Rejected(
                 f"the import goes to host {host}, whose certificate the pinned vcenter.thumbprint does not cover; "
                 "set vcenter.ca_file to a CA that signed vCenter's and the hosts' certificates",
                 system=SYSTEM,
             )
-        import aiohttp
-
-        return aiohttp.Fingerprint(self._session.pin)
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            import aiohttp  # here: only an import needs it, and it costs about 0.3 s to load
-
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=300, sock_connect=30)
-            )
-        return self._http

@@ -20,6 +20,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from adapters.base import DiskAllocation, Reservation
+from adapters.vsphere._fastprops import Devices
 from adapters.vsphere._inventory import Inventory, VmRecord, moid, props, retrieve
 from adapters.vsphere._session import SYSTEM, Session
 from config.errors import Rejected
@@ -115,6 +116,11 @@ def reservation_spec(rec: VmRecord, wanted: Reservation) -> Any:
 def _iops_by_datastore(devices: Any) -> dict[str, int]:
     """Sum of the IOPS limits of a VM's disks per datastore (moref value); unlimited (-1) adds nothing."""
     sums: dict[str, int] = {}
+    if isinstance(devices, Devices):
+        for d in devices:
+            if issubclass(d.type, vim.vm.device.VirtualDisk) and (ds_ref := d.moref("backing/datastore")) is not None:
+                sums[ds_ref] = sums.get(ds_ref, 0) + max(0, d.number("storageIOAllocation/limit", -1))
+        return sums
     for d in devices or ():
         if isinstance(d, vim.vm.device.VirtualDisk):
             ds = getattr(d.backing, "datastore", None)
@@ -124,22 +130,52 @@ def _iops_by_datastore(devices: Any) -> dict[str, int]:
     return sums
 
 
+class _Table:
+    """The IOPS limits on one datastore: each VM's (moref value -> name, sum of its disks' limits
+    there) and their total, kept as entries change, so that asking costs the same for 10 VMs or 1000."""
+
+    def __init__(self, entries: dict[str, tuple[str, int]]):
+        self._vms: dict[str, tuple[str, int]] = {}
+        self._by_name: dict[str, set[str]] = {}
+        self.total = 0
+        for moref, (name, iops) in entries.items():
+            self.set(moref, name, iops)
+
+    def set(self, moref: str, name: str, iops: int) -> None:
+        old = self._vms.get(moref)
+        if old is not None:
+            self.total -= old[1]
+            self._by_name.get(old[0], set()).discard(moref)
+        self._vms[moref] = (name, iops)
+        self._by_name.setdefault(name, set()).add(moref)
+        self.total += iops
+
+    def of(self, moref: str) -> int:
+        entry = self._vms.get(moref)
+        return entry[1] if entry is not None else 0
+
+    def without(self, exclude: str) -> int:
+        """The total but the VM ``exclude`` (a moref value or a name)."""
+        morefs = {exclude} | self._by_name.get(exclude, set())
+        return self.total - sum(self.of(m) for m in morefs)
+
+
 class IopsLedger:
     """The IOPS limits in use per datastore: read once per run, kept current from our own writes.
 
-    ``_tables[ds]`` maps each VM on datastore ``ds`` (moref value) to its name and the sum of
-    its disks' limits there. A table belongs to the login it was read under (a vCenter that
-    restarted may have lost VMs): under another it is read again.
+    ``_tables[ds]`` holds each VM on datastore ``ds`` with the sum of its disks' limits there
+    (:class:`_Table`). A table belongs to the login it was read under (a vCenter that restarted
+    may have lost VMs): under another it is read again.
     """
 
     def __init__(self, session: Session, spec: VCenterSpec) -> None:
         self._session = session
         self._spec = spec
-        self._tables: dict[str, tuple[int, dict[str, tuple[str, int]]]] = {}
-        self._reading: dict[str, asyncio.Future[dict[str, tuple[str, int]]]] = {}
+        self._tables: dict[str, tuple[int, _Table]] = {}
+        self._reading: dict[str, asyncio.Future[_Table]] = {}
         self.fetches = 0
 
-    async def _table(self, ds: str, inv: Inventory) -> dict[str, tuple[str, int]]:
+    async def _table(self, ds: str, inv: Inventory) -> _Table:
         kept = self._tables.get(ds)
         if kept is not None and kept[0] == self._session.generation:
             return kept[1]
@@ -149,8 +185,8 @@ class IopsLedger:
             running.add_done_callback(lambda f: self._reading.pop(ds, None) if self._reading.get(ds) is f else None)
         return await asyncio.shield(running)
 
-    async def _fetch(self, ds: str, inv: Inventory) -> dict[str, tuple[str, int]]:
-        def read(content: Any) -> tuple[int, dict[str, tuple[str, int]]]:
+    async def _fetch(self, ds: str, inv: Inventory) -> _Table:
+        def read(content: Any) -> tuple[int, _Table]:
             generation = self._session.generation
             ref = inv.datastore_refs.get(ds) or vim.Datastore(ds, content.propertyCollector._stub)
             objects = retrieve(
@@ -169,7 +205,7 @@ class IopsLedger:
                     str(p.get("name") or ""),
                     _iops_by_datastore(p.get("config.hardware.device")).get(ds, 0),
                 )
-            return generation, table
+            return generation, _Table(table)
 
         self.fetches += 1
         generation, table = await self._session.call(
@@ -180,8 +216,7 @@ class IopsLedger:
 
     async def in_use(self, ds: str, inv: Inventory, *, exclude: str) -> int:
         """Sum of the limits of every VM on ``ds`` but ``exclude`` (a VM's moref value or name)."""
-        table = await self._table(ds, inv)
-        return sum(iops for moref, (name, iops) in table.items() if exclude not in (moref, name))
+        return (await self._table(ds, inv)).without(exclude)
 
     async def claim(self, rec: VmRecord, wanted: Reservation, inv: Inventory) -> list[str]:
         """Check ``wanted`` against each datastore's capacity and count it in: the datastores claimed on.
@@ -200,8 +235,8 @@ class IopsLedger:
             name = inv.datastores.get(ds, ds)
             capacities = [h.datastore_iops_capacity for h in self._spec.hosts if h.datastore == name]
             if capacities and mine > 0:
-                others = [iops for moref, (_, iops) in tables[ds].items() if moref != rec.moref]
-                total = iops_over_budget([*others, mine], min(capacities))
+                others = tables[ds].total - tables[ds].of(rec.moref)
+                total = iops_over_budget([others, mine], min(capacities))
                 if total is not None:
                     raise Rejected(
                         f"IOPS limits on datastore {name!r} would come to {total} ({rec.name}: {mine}, other VMs: "
@@ -210,7 +245,7 @@ class IopsLedger:
                         system=SYSTEM,
                     )
         for ds, table in tables.items():
-            table[rec.moref] = (rec.name, ours[ds])
+            table.set(rec.moref, rec.name, ours[ds])
         return list(tables)
 
     def seed(self, datastores: set[str], records: dict[str, VmRecord]) -> None:
@@ -220,11 +255,13 @@ class IopsLedger:
         for ds in datastores:
             self._tables[ds] = (
                 generation,
-                {
-                    rec.moref: (rec.name, sum(max(0, d.iops_limit) for d in rec.disks if d.datastore == ds))
-                    for rec in records.values()
-                    if ds in rec.datastores or any(d.datastore == ds for d in rec.disks)
-                },
+                _Table(
+                    {
+                        rec.moref: (rec.name, sum(max(0, d.iops_limit) for d in rec.disks if d.datastore == ds))
+                        for rec in records.values()
+                        if ds in rec.datastores or any(d.datastore == ds for d in rec.disks)
+                    }
+                ),
             )
 
     def forget(self, datastores: list[str]) -> None:

@@ -38,7 +38,15 @@ from config.errors import AdapterError, ConfigError, Rejected, Timeout, Unreacha
 from config.model import VCenterSpec
 from config.secrets import REDACTOR
 
-__all__ = ["PinMismatch", "Session", "login_of", "map_vmomi_errors", "parse_thumbprint", "tls_context"]
+__all__ = [
+    "PinMismatch",
+    "Session",
+    "login_of",
+    "map_vmomi_errors",
+    "parse_thumbprint",
+    "pinned_connection_class",
+    "tls_context",
+]
 
 T = TypeVar("T")
 
@@ -97,7 +105,7 @@ def tls_context(spec: VCenterSpec) -> tuple[ssl.SSLContext, bytes | None]:
             ) from exc
     else:
         # Pinned: the chain is not verified (a self-signed ESXi certificate has none),
-        # the leaf's digest is, on every connection (_pinned_connection_class).
+        # the leaf's digest is, on every connection (pinned_connection_class).
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -105,7 +113,7 @@ def tls_context(spec: VCenterSpec) -> tuple[ssl.SSLContext, bytes | None]:
     return ctx, pin
 
 
-def _pinned_connection_class(pin: bytes) -> type[http.client.HTTPSConnection]:
+def pinned_connection_class(pin: bytes) -> type[http.client.HTTPSConnection]:
     class PinnedHTTPSConnection(http.client.HTTPSConnection):
         def connect(self) -> None:
             super().connect()
@@ -128,12 +136,18 @@ class _CountingStub(SoapStubAdapter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.generation = 0  # Session.generation of its login, once logged in
+        # Property reads parsed by adapters.vsphere._fastprops rather than pyVmomi (issue #11: CPU).
+        self.fast_reads = True
         self.calls: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()
 
-    def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:
+    def count(self, method: str) -> None:
+        """One round trip of ``method`` (also made outside ``InvokeMethod``: ``_fastprops``)."""
         with self._count_lock:
-            self.calls[info.wsdlName] += 1
+            self.calls[method] += 1
+
+    def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:
+        self.count(info.wsdlName)
         return super().InvokeMethod(mo, info, args, outerStub)
 
 
@@ -262,7 +276,7 @@ class Session:
             connectionPoolTimeout=30,
         )
         if self.pin is not None:
-            stub.scheme = _pinned_connection_class(self.pin)  # type: ignore[assignment]  # an HTTPSConnection subclass
+            stub.scheme = pinned_connection_class(self.pin)  # type: ignore[assignment]  # an HTTPSConnection subclass
         return stub
 
     def _login_locked(self) -> None:
