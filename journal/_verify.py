@@ -157,6 +157,23 @@ def _start(
     return None
 
 
+def _check_snapshots(conn: sqlite3.Connection, own: list[_Checkpoint], problems: list[str]) -> None:
+    """Each signed checkpoint's kept node snapshot matches the digest it signed."""
+    for cp in own:
+        if cp.signed:
+            row = conn.execute("SELECT snapshot FROM checkpoints WHERE id = ?", (cp.record["id"],)).fetchone()
+            if row is not None and row[0] is not None and not _snapshot_ok(row[0], cp.record["nodes"]):
+                problems.append(f"{cp.origin}: its node snapshot does not match the signed digest (edited)")
+
+
+def _snapshot_ok(text: str, digest: object) -> bool:
+    try:
+        snapshot = json.loads(text)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(snapshot, dict) and snapshot_digest(snapshot) == digest
+
+
 def _check(
     conn: sqlite3.Connection,
     public_key: PublicKey | None,
@@ -182,6 +199,8 @@ def _check(
                 chain.start_at(seq, head)
                 deriver = Deriver.from_snapshot(snapshot)
                 start_seq = seq + 1
+    else:
+        _check_snapshots(conn, own, problems)  # what the next incremental check would start from
     by_seq: dict[int, list[_Checkpoint]] = {}
     for cp in own + others:
         by_seq.setdefault(int(cp.record["seq"]), []).append(cp)
