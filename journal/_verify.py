@@ -272,6 +272,9 @@ def _walk(
 ) -> int:
     feed, link, count = deriver.feed, chain.link, 0
     loads = json.loads
+    # Many events set the same columns to the same values (one step across a thousand nodes): each distinct
+    # ``sets`` text is decoded once. The deriver only reads the decoded object, never changes it.
+    decoded: dict[str, Any] = {}
     while True:
         rows = conn.execute(_EVENT_SQL, (after, _CHUNK)).fetchall()
         if not rows:
@@ -286,7 +289,11 @@ def _walk(
             link(seq, prev, stored, computed)
             if node is not None:
                 try:
-                    decoded_sets = loads(sets)
+                    decoded_sets = decoded.get(sets)
+                    if decoded_sets is None:
+                        if len(decoded) > 10_000:
+                            decoded.clear()
+                        decoded_sets = decoded[sets] = loads(sets)
                     decoded_payload = loads(payload) if kind == NODE_REGISTERED else None
                 except (TypeError, ValueError):
                     decoded_sets, decoded_payload = {}, None  # the hash already failed: reported
