@@ -29,7 +29,9 @@ from journal._chain import ChainChecker, check_head, event_hash
 from journal._derive import DERIVED_COLUMNS, Deriver, snapshot_digest
 from journal._records import VerifyReport, VerifyStatus
 from journal._signing import CHECKPOINT_FIELDS, PublicKey, checkpoint_signature_ok
-from journal.kinds import DEPLOYMENT_BOUND, NODE_REGISTERED
+from journal.kinds import DEFINITION_CHANGED, DEFINITION_RECORDED, DEPLOYMENT_BOUND, NODE_REGISTERED
+
+_UNBOUND = frozenset({DEPLOYMENT_BOUND, DEFINITION_RECORDED, DEFINITION_CHANGED})  # events of no node the rows read
 
 __all__ = ["Verification", "verify_connection"]
 
@@ -157,6 +159,22 @@ def _start(
     return None
 
 
+def _definition_problems(conn: sqlite3.Connection, deriver: Deriver) -> list[str]:
+    """Meta ``definition_hash`` is the one the latest definition event recorded (or, a crash between that event
+    and the meta update, the one it replaced): an edit cannot pass a journal of another lifecycle as this one's."""
+    if deriver.definition is None:
+        return []  # none in the events read (an incremental check from a checkpoint after it)
+    seq, recorded, replaced = deriver.definition
+    row = conn.execute("SELECT value FROM meta WHERE name = 'definition_hash'").fetchone()
+    value = row[0] if row else None
+    if value == recorded or (replaced is not None and value == replaced):
+        return []
+    return [
+        f"meta definition_hash {value!r} differs from the lifecycle definition event seq {seq} ({recorded!r}): "
+        "it was edited"
+    ]
+
+
 def _check_snapshots(conn: sqlite3.Connection, own: list[_Checkpoint], problems: list[str]) -> None:
     """Each signed checkpoint's kept node snapshot matches the digest it signed."""
     for cp in own:
@@ -218,6 +236,7 @@ def _check(
             f"meta deployment {deployment!r} differs from the deployment_bound event seq "
             f"{deriver.deployment[0]} ({deriver.deployment[1]!r}): it was edited"
         )
+    problems += _definition_problems(conn, deriver)
     for cp in own + others:
         if cp.signed is not False and cp.record.get("deployment") != deployment:
             problems.append(
@@ -298,7 +317,7 @@ def _walk(
                 except (TypeError, ValueError):
                     decoded_sets, decoded_payload = {}, None  # the hash already failed: reported
                 feed(seq, at, node, kind, from_state, to_state, decoded_payload, decoded_sets)
-            elif kind == DEPLOYMENT_BOUND:
+            elif kind in _UNBOUND:
                 try:
                     feed(seq, at, node, kind, from_state, to_state, loads(payload), None)
                 except (TypeError, ValueError):

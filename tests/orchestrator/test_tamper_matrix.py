@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from journal import generate_signing_key
+from journal import Journal, generate_signing_key, kinds
 from journal._chain import GENESIS, event_hash, head_record
 from orchestrator._trust import generated_key_path
 from orchestrator.cli import cli
@@ -162,6 +162,11 @@ ATTACKS: list[tuple[str, Callable[[Path], None], str]] = [
         "seal: sealed at seq 5",
     ),
     ("the deployment renamed", _sql("UPDATE meta SET value = 'other' WHERE name = 'deployment'"), "meta deployment"),
+    (
+        "the lifecycle definition's hash",  # a journal of another orchestrator version passed off as this one's
+        _sql("UPDATE meta SET value = 'f00d' WHERE name = 'definition_hash'"),
+        "meta definition_hash 'f00d' differs from the lifecycle definition event",
+    ),
     # --- checkpoints
     (
         "a checkpoint's signature",
@@ -331,3 +336,19 @@ def test_an_approval_appended_after_the_last_checkpoint_does_not_open_the_wizard
     with sqlite3.connect(path) as db:
         state = db.execute("SELECT state FROM nodes WHERE name = 'pexip-mgr'").fetchone()[0]
     assert code == 4 and state == "awaiting_approval", (code, state, err)
+
+
+@pytest.mark.parametrize(("meta", "ok"), [("new", True), ("old", True), ("other", False)])
+def test_the_definition_hash_may_lag_its_change_event_by_a_crash_but_not_be_invented(
+    tmp_path: Path, meta: str, ok: bool
+) -> None:
+    """`definition_changed` is journaled before the meta value moves: a crash between leaves the old value, which still
+    verifies; any other value fails verify."""
+    with Journal.open(tmp_path / "j.sqlite") as j:
+        j.set_meta("definition_hash", "old")
+        j.record(node=None, kind=kinds.DEFINITION_RECORDED, payload={"definition_hash": "old"})
+        j.record(node=None, kind=kinds.DEFINITION_CHANGED, payload={"from": "old", "to": "new"})
+        j.set_meta("definition_hash", meta)
+        report = j.verify(chain_only=True)
+    assert report.ok is ok, report.problems
+    assert ok or any("meta definition_hash 'other' differs" in p for p in report.problems)
