@@ -19,7 +19,7 @@ from typing import Any
 
 from journal._chain import canonical_json
 from journal._records import Event
-from journal.kinds import DEPLOYMENT_BOUND, NODE_REGISTERED
+from journal.kinds import DEFINITION_CHANGED, DEFINITION_RECORDED, DEPLOYMENT_BOUND, NODE_REGISTERED
 
 __all__ = ["DERIVED_COLUMNS", "NodeRecordFields", "Deriver", "derive_nodes", "snapshot_digest"]
 
@@ -85,6 +85,8 @@ class Deriver:
         self.rows: dict[str, dict[str, Any]] = {name: dict(row) for name, row in (rows or {}).items()}
         self.problems: list[str] = []
         self.deployment: tuple[int, Any] | None = None  # (seq, identity) of deployment_bound
+        # (seq, the definition hash it recorded, the one it replaced) of the latest definition_recorded/_changed
+        self.definition: tuple[int, Any, Any] | None = None
 
     @classmethod
     def from_snapshot(cls, snapshot: Mapping[str, Mapping[str, Any]]) -> Deriver:
@@ -106,6 +108,10 @@ class Deriver:
         if node is None:
             if kind == DEPLOYMENT_BOUND and isinstance(payload, dict):
                 self.deployment = (seq, payload.get("deployment"))
+            elif kind == DEFINITION_RECORDED and isinstance(payload, dict):
+                self.definition = (seq, payload.get("definition_hash"), None)
+            elif kind == DEFINITION_CHANGED and isinstance(payload, dict):
+                self.definition = (seq, payload.get("to"), payload.get("from"))
             return
         row = self.rows.get(node)
         if kind == NODE_REGISTERED:

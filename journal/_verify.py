@@ -29,7 +29,9 @@ from journal._chain import ChainChecker, check_head, event_hash
 from journal._derive import DERIVED_COLUMNS, Deriver, snapshot_digest
 from journal._records import VerifyReport, VerifyStatus
 from journal._signing import CHECKPOINT_FIELDS, PublicKey, checkpoint_signature_ok
-from journal.kinds import DEPLOYMENT_BOUND, NODE_REGISTERED
+from journal.kinds import DEFINITION_CHANGED, DEFINITION_RECORDED, DEPLOYMENT_BOUND, NODE_REGISTERED
+
+_UNBOUND = frozenset({DEPLOYMENT_BOUND, DEFINITION_RECORDED, DEFINITION_CHANGED})  # events of no node the rows read
 
 __all__ = ["Verification", "verify_connection"]
 
@@ -157,6 +159,39 @@ def _start(
     return None
 
 
+def _definition_problems(conn: sqlite3.Connection, deriver: Deriver) -> list[str]:
+    """Meta ``definition_hash`` is the one the latest definition event recorded (or, a crash between that event
+    and the meta update, the one it replaced): an edit cannot pass a journal of another lifecycle as this one's."""
+    if deriver.definition is None:
+        return []  # none in the events read (an incremental check from a checkpoint after it)
+    seq, recorded, replaced = deriver.definition
+    row = conn.execute("SELECT value FROM meta WHERE name = 'definition_hash'").fetchone()
+    value = row[0] if row else None
+    if value == recorded or (replaced is not None and value == replaced):
+        return []
+    return [
+        f"meta definition_hash {value!r} differs from the lifecycle definition event seq {seq} ({recorded!r}): "
+        "it was edited"
+    ]
+
+
+def _check_snapshots(conn: sqlite3.Connection, own: list[_Checkpoint], problems: list[str]) -> None:
+    """Each signed checkpoint's kept node snapshot matches the digest it signed."""
+    for cp in own:
+        if cp.signed:
+            row = conn.execute("SELECT snapshot FROM checkpoints WHERE id = ?", (cp.record["id"],)).fetchone()
+            if row is not None and row[0] is not None and not _snapshot_ok(row[0], cp.record["nodes"]):
+                problems.append(f"{cp.origin}: its node snapshot does not match the signed digest (edited)")
+
+
+def _snapshot_ok(text: str, digest: object) -> bool:
+    try:
+        snapshot = json.loads(text)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(snapshot, dict) and snapshot_digest(snapshot) == digest
+
+
 def _check(
     conn: sqlite3.Connection,
     public_key: PublicKey | None,
@@ -182,6 +217,8 @@ def _check(
                 chain.start_at(seq, head)
                 deriver = Deriver.from_snapshot(snapshot)
                 start_seq = seq + 1
+    else:
+        _check_snapshots(conn, own, problems)  # what the next incremental check would start from
     by_seq: dict[int, list[_Checkpoint]] = {}
     for cp in own + others:
         by_seq.setdefault(int(cp.record["seq"]), []).append(cp)
@@ -199,6 +236,7 @@ def _check(
             f"meta deployment {deployment!r} differs from the deployment_bound event seq "
             f"{deriver.deployment[0]} ({deriver.deployment[1]!r}): it was edited"
         )
+    problems += _definition_problems(conn, deriver)
     for cp in own + others:
         if cp.signed is not False and cp.record.get("deployment") != deployment:
             problems.append(
@@ -253,6 +291,9 @@ def _walk(
 ) -> int:
     feed, link, count = deriver.feed, chain.link, 0
     loads = json.loads
+    # Many events set the same columns to the same values (one step across a thousand nodes): each distinct
+    # ``sets`` text is decoded once. The deriver only reads the decoded object, never changes it.
+    decoded: dict[str, Any] = {}
     while True:
         rows = conn.execute(_EVENT_SQL, (after, _CHUNK)).fetchall()
         if not rows:
@@ -267,12 +308,16 @@ def _walk(
             link(seq, prev, stored, computed)
             if node is not None:
                 try:
-                    decoded_sets = loads(sets)
+                    decoded_sets = decoded.get(sets)
+                    if decoded_sets is None:
+                        if len(decoded) > 10_000:
+                            decoded.clear()
+                        decoded_sets = decoded[sets] = loads(sets)
                     decoded_payload = loads(payload) if kind == NODE_REGISTERED else None
                 except (TypeError, ValueError):
                     decoded_sets, decoded_payload = {}, None  # the hash already failed: reported
                 feed(seq, at, node, kind, from_state, to_state, decoded_payload, decoded_sets)
-            elif kind == DEPLOYMENT_BOUND:
+            elif kind in _UNBOUND:
                 try:
                     feed(seq, at, node, kind, from_state, to_state, loads(payload), None)
                 except (TypeError, ValueError):

@@ -1,6 +1,7 @@
 """The kinds of event the journal holds: one name each, used by every writer and reader.
 
-The journal itself interprets none of them but ``NODE_REGISTERED``, ``EXPORT_SEAL`` and ``DEPLOYMENT_BOUND``;
+The journal itself interprets none of them but ``NODE_REGISTERED``, ``EXPORT_SEAL``, ``DEPLOYMENT_BOUND`` and
+(to check the ``definition_hash`` meta value against them) ``DEFINITION_RECORDED`` and ``DEFINITION_CHANGED``;
 the engine, the library API and (for integrity checks) the verifier agree on the rest
 through these constants, so a misspelt kind is an import error, not a silent new kind.
 """

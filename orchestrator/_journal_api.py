@@ -382,6 +382,9 @@ def verify(
         return Verification(str(file), verify_export(file, public_key=key, chain_only=chain_only), source)
     path = file or existing_journal(settings)
     with open_readonly_journal(path) as journal:
+        local = journal.checkpoints_path
+        if checkpoints is None and local is not None and local.is_file():
+            checkpoints = local  # as before acting: the journal's own copy of its checkpoints must agree with it
         return Verification(
             str(path), journal.verify(public_key=key, checkpoints=checkpoints, chain_only=chain_only), source
         )

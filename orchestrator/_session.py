@@ -209,9 +209,10 @@ async def open_session(
         opened, checkpointer = _enter(
             stack, settings, ready.path, ready.deployment, trust, ready.command, bind=ready.command == "run"
         )
-        simulated = bool(opened.get_meta("simulation"))
+        # Only a simulation's own deployment approves its gates: never a meta row (not in the chain) saying
+        # "simulation" on a configured deployment's journal, which would open the irreversible wizard's gate.
         yield Session(
-            settings, ready.deployment, ready.path, opened, ready.world, systems, simulated, checkpointer, True
+            settings, ready.deployment, ready.path, opened, ready.world, systems, ready.simulated, checkpointer, True
         )
 
 
@@ -293,8 +294,7 @@ def _prepare_configured(stack: AsyncExitStack, settings: SessionSettings, *, opt
             return _Ready(deployment, path, world, None, acting=False)
         opened = stack.enter_context(open_journal_file(path, readonly=True))
         check_deployment(opened, deployment.name)
-        simulated = bool(opened.get_meta("simulation"))
-        return _Ready(deployment, path, world, None, acting=False, opened=opened, simulated=simulated)
+        return _Ready(deployment, path, world, None, acting=False, opened=opened)
     trust = _trust.checked_signer(deployment, path, create=False)
     _check_bound(path, deployment)
     world, undo = _open_new_world(stack, deployment)
@@ -328,24 +328,26 @@ def _prepare_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Read
     if deployment is not None:
         register_secrets(deployment)
     path = existing_journal(settings, deployment)
-    world: SimWorld | None
     if deployment is None:
         with open_journal_file(path, readonly=True) as peek:
             recorded = peek.get_meta("simulation")
-        if not recorded:
-            raise ConfigError(
-                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
-            )
-        deployment, world = _recorded_simulation(json.loads(recorded))
+            if not recorded:
+                raise ConfigError(
+                    [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
+                )
+            deployment, world_path = _recorded_deployment(json.loads(recorded))
+            # A meta row is not in the chain: a configured deployment's journal that says "simulation" is refused
+            # here (its deployment is not the simulation's) before any world is opened.
+            check_deployment(peek, deployment.name)
+        world = _sim_world(world_path)
         stack.enter_context(_closing(world))
         register_secrets(deployment)
         trust = _trust.checked_signer(deployment, path, create=False)
-    else:
-        trust = _trust.checked_signer(deployment, path, create=False)  # before the world is opened for writing
-        _check_bound(path, deployment)
-        world, undo = _open_new_world(stack, deployment)
-        return _Ready(deployment, path, world, trust, command="resume", undo=undo)
-    return _Ready(deployment, path, world, trust, command="resume")
+        return _Ready(deployment, path, world, trust, command="resume", simulated=True)
+    trust = _trust.checked_signer(deployment, path, create=False)  # before the world is opened for writing
+    _check_bound(path, deployment)
+    new_world, undo = _open_new_world(stack, deployment)
+    return _Ready(deployment, path, new_world, trust, command="resume", undo=undo)
 
 
 def deployment_and_world(deployment: Deployment | None, recorded: str | None) -> tuple[Deployment, SimWorld | None]:
@@ -410,11 +412,21 @@ def _closing(world: SimWorld | None) -> Iterator[SimWorld | None]:
             world.close()
 
 
-def _recorded_simulation(meta: dict[str, object]) -> tuple[Deployment, SimWorld]:
-    """The deployment and world of the simulation a journal records (``simulate`` meta)."""
-    from adapters.sim.world import SimWorld
+def _recorded_deployment(meta: dict[str, object]) -> tuple[Deployment, Path]:
+    """The deployment and world file of the simulation a journal records (``simulate`` meta)."""
     from config.load import simulated_deployment
 
     world_path = Path(str(meta["world"]))
-    deployment = simulated_deployment(int(str(meta["nodes"])), Path(f"{world_path}.d"))
-    return deployment, SimWorld.open(world_path)
+    return simulated_deployment(int(str(meta["nodes"])), Path(f"{world_path}.d")), world_path
+
+
+def _sim_world(path: Path) -> SimWorld:
+    from adapters.sim.world import SimWorld
+
+    return SimWorld.open(path)
+
+
+def _recorded_simulation(meta: dict[str, object]) -> tuple[Deployment, SimWorld]:
+    """The deployment and world of the simulation a journal records (``simulate`` meta)."""
+    deployment, world_path = _recorded_deployment(meta)
+    return deployment, _sim_world(world_path)

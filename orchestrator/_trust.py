@@ -3,8 +3,10 @@
 The journal's checkpoints are signed with an Ed25519 key that is a secret reference
 (``[journal] signing_key``), kept away from the journal's directory; a simulation without
 one generates its own in a private directory beside the journal's (see :func:`key_dir`).
-A command that acts verifies the journal first (incrementally, from the last signed
-checkpoint) and refuses to act on one that fails (exit 4). Every checkpoint is appended to
+A command that acts verifies the whole journal first and refuses to act on one that fails
+(exit 4): in full, not only from the last signed checkpoint, because the engine decides on old
+events too (an approval of a gate is an event; one edited in place before the checkpoint would
+otherwise open the irreversible wizard's gate). Every checkpoint is appended to
 ``<journal>.checkpoints`` and sent to the deployment's remote syslog servers; a server that
 is down is a warning, never a failure.
 """
@@ -181,7 +183,7 @@ def _never_checkpointed(journal: Journal, report: VerifyReport) -> bool:
 
 
 def verify_before_acting(journal: Journal, trust: Trust | None, *, what: str) -> VerifyReport | None:
-    """Check ``journal`` (from its last signed checkpoint) before ``what`` changes anything.
+    """Check ``journal`` (all of it: chain, rows, signatures, kept copy) before ``what`` changes anything.
 
     Raises:
         IntegrityError: it fails, or no trusted key can verify it (exit 4); nothing was written.
@@ -189,7 +191,9 @@ def verify_before_acting(journal: Journal, trust: Trust | None, *, what: str) ->
     if journal.get_meta("head") is None:
         return None  # a new journal: nothing to verify yet
     kept = journal.checkpoints_path if journal.checkpoints_path and journal.checkpoints_path.is_file() else None
-    report = journal.verify(public_key=trust.signer if trust else None, checkpoints=kept, incremental=True)
+    # Not incremental: that proves the rows and the tail, but the engine also reads older events (approvals,
+    # the CSR a certificate must match, a step's changes across attempts), which only the full chain proves.
+    report = journal.verify(public_key=trust.signer if trust else None, checkpoints=kept)
     if report.verified or (trust is not None and _never_checkpointed(journal, report)):
         return report
     why = "\n  ".join(report.problems) or report.status
