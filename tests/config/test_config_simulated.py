@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import stat
-import time
 
 import pytest
 
@@ -12,19 +11,13 @@ from config.errors import ConfigError
 from config.load import simulated_deployment, unavailable_secrets, validate
 
 
-def test_ten_thousand_nodes_are_quick_and_valid(tmp_path):
-    """10,000 nodes are built well under 0.5 s and pass validate() and the secrets check."""
-    start = time.perf_counter()
+def test_ten_thousand_nodes_are_valid(tmp_path):
+    """10,000 nodes pass validate() and the secrets check (how fast: bench/simulate_bench.py, not a timed test)."""
     d = simulated_deployment(10_000, tmp_path)
-    built = time.perf_counter() - start
-    assert built < 0.5, f"took {built:.3f} s"
     assert len(d.nodes) == 10_000 and d.management.role == "management"
     assert all(n.role == "conferencing" for n in d.conferencing)
     assert len(d.vcenter.hosts) == 200 and d.vcenter.hosts[0].name == "esxi-01"
-    start = time.perf_counter()
     assert validate(d) == []
-    checked = time.perf_counter() - start
-    assert checked < 1.0, f"validate took {checked:.3f} s"
     assert unavailable_secrets(d) == []
 
 

@@ -36,6 +36,23 @@ def _simulate(tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _wait_for_steps(journal: Path, count: int, timeout: float = 60.0) -> None:
+    """Until the running simulation's journal holds ``count`` committed steps (read-only, never locking it)."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1) as db:
+                (done,) = db.execute("SELECT count(*) FROM events WHERE kind = 'step_committed'").fetchone()
+            if done >= count:
+                return
+        except sqlite3.Error:
+            pass  # not created yet
+        time.sleep(0.05)
+    raise AssertionError(f"the simulation committed fewer than {count} steps in {timeout:g} s")
+
+
 def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*ORCHESTRATOR, "--journal", str(tmp / "j.sqlite"), *args],
@@ -118,7 +135,7 @@ def test_exit_fault_after_the_irreversible_wizard(tmp_path: Path) -> None:
 def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     """SIGTERM: no new step starts, the process exits 1 saying how to resume; `resume --all` finishes."""
     proc = _simulate(tmp_path, "--latency", "0.05")
-    time.sleep(1.5)
+    _wait_for_steps(tmp_path / "j.sqlite", 3)  # its handlers are in place once steps run (a fixed sleep raced them)
     proc.send_signal(signal.SIGTERM)
     out, _err = proc.communicate(timeout=60)
     assert proc.returncode == 1
