@@ -43,6 +43,29 @@ class Redactor:
         self._frozen: list[tuple[list[str], re.Pattern[str]]] = []
         self._tail: list[str] = []
         self._patterns: tuple[re.Pattern[str], ...] = ()
+        self._shapes: list[str] = []  # regexes of generated secrets (register_shape)
+
+    def register_shape(self, pattern: str) -> None:
+        """Mask every match of ``pattern``: a family of generated secrets, one regex for all of them.
+
+        A run makes a random password per Conferencing Node (issue #11): registering each value made
+        every text pass O(log n) patterns; a shape costs one alternative of the same pattern whatever n.
+        """
+        re.compile(pattern)  # a bad pattern fails here, not in every later scrub
+        with self._lock:
+            if pattern not in self._shapes:
+                self._shapes.append(pattern)
+                self._rebuild_tail()
+
+    def _rebuild_tail(self) -> None:
+        # The shapes are a pattern of their own: a value's match and a shape's at the same place are
+        # both masked whole (the union of spans), whichever is longer.
+        patterns = [pattern for _, pattern in self._frozen]
+        if self._tail:
+            patterns.append(_alternatives(self._tail))
+        if self._shapes:
+            patterns.append(re.compile("|".join(f"(?:{shape})" for shape in self._shapes)))
+        self._patterns = tuple(patterns)
 
     def register(self, value: str) -> None:
         if not value or len(value) < 4:
@@ -59,9 +82,7 @@ class Redactor:
                 while self._frozen and len(self._frozen[-1][0]) <= len(run):
                     run = self._frozen.pop()[0] + run
                 self._frozen.append((run, _alternatives(run)))
-                self._patterns = tuple(pattern for _, pattern in self._frozen)
-            else:
-                self._patterns = (*(pattern for _, pattern in self._frozen), _alternatives(self._tail))
+            self._rebuild_tail()
 
     def scrub_text(self, text: str) -> str:
         patterns = self._patterns  # one snapshot: register replaces the tuple, never edits it
