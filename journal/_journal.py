@@ -61,6 +61,7 @@ class Journal(JournalReader):
         self._lock = threading.RLock()
         self._head: tuple[int, str] | None = None  # (seq, hash) of the last event, when known
         self._data_version = -1
+        self._absent, self._absent_version = set(), -1
 
     # --- opening and closing ---------------------------------------------------------
 
@@ -205,6 +206,7 @@ class Journal(JournalReader):
             )
             prev = digest
         conn.executemany(INSERT_EVENT, rows)
+        self._appended((p.node, p.kind) for p in prepared)  # before COMMIT: a rollback only costs a query
         for p, row in zip(prepared, rows, strict=True):
             if p.sql is not None:
                 if conn.execute(p.sql, (*p.values, at, row[0], p.node)).rowcount != 1:
