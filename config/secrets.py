@@ -44,6 +44,7 @@ class Redactor:
         self._tail: list[str] = []
         self._patterns: tuple[re.Pattern[str], ...] = ()
         self._shapes: list[str] = []  # regexes of generated secrets (register_shape)
+        self._short: tuple[tuple[re.Pattern[str], ...], dict[str, str]] = ((), {})
 
     def register_shape(self, pattern: str) -> None:
         """Mask every match of ``pattern``: a family of generated secrets, one regex for all of them.
@@ -88,21 +89,19 @@ class Redactor:
         patterns = self._patterns  # one snapshot: register replaces the tuple, never edits it
         if not patterns:
             return text
-        if len(patterns) == 1:
-            return patterns[0].sub(REDACTED, text)
-        spans = sorted(m.span() for pattern in patterns for m in pattern.finditer(text))
-        if not spans:
-            return text
-        out, at = [], 0
-        start, end = spans[0]
-        for s, e in spans[1:]:
-            if s <= end:  # overlapping or touching: one masked run
-                end = max(end, e)
-                continue
-            out += [text[at:start], REDACTED]
-            at, (start, end) = end, (s, e)
-        out += [text[at:start], REDACTED, text[end:]]
-        return "".join(out)
+        if len(text) > _SHORT:
+            return _scrub(patterns, text)
+        # Short texts repeat (kinds, steps, states, node names: every journaled transition scrubs
+        # them, issue #11): their answers are kept for these patterns, and dropped with them.
+        known = self._short
+        if known[0] is not patterns:
+            known = self._short = (patterns, {})
+        answer = known[1].get(text)
+        if answer is None:
+            answer = _scrub(patterns, text)
+            if len(known[1]) < _SHORT_KEPT:
+                known[1][text] = answer
+        return answer
 
     def scrub(self, value: Any, key: str = "") -> Any:
         """Return a copy of ``value`` (JSON-like) with secrets replaced."""
@@ -117,6 +116,33 @@ class Redactor:
         if isinstance(value, Secret):
             return REDACTED
         return value
+
+
+_SHORT = 64  # texts up to this long have their answer kept (Redactor.scrub_text)
+_SHORT_KEPT = 8192
+
+
+def _scrub(patterns: tuple[re.Pattern[str], ...], text: str) -> str:
+    if len(patterns) == 1:
+        return patterns[0].sub(REDACTED, text)
+    for pattern in patterns:
+        if pattern.search(text):
+            break
+    else:
+        return text  # the common case: no secret at all, found without building a list
+    spans = sorted(m.span() for pattern in patterns for m in pattern.finditer(text))
+    if not spans:
+        return text
+    out, at = [], 0
+    start, end = spans[0]
+    for s, e in spans[1:]:
+        if s <= end:  # overlapping or touching: one masked run
+            end = max(end, e)
+            continue
+        out += [text[at:start], REDACTED]
+        at, (start, end) = end, (s, e)
+    out += [text[at:start], REDACTED, text[end:]]
+    return "".join(out)
 
 
 REDACTOR = Redactor()

@@ -48,3 +48,14 @@ def test_a_value_overlapping_a_shape_match_is_masked_whole() -> None:
     redactor.register_shape(r"pxw-[a-z]{4}")
     redactor.register("wxyz-tail")
     assert redactor.scrub_text("pxw-wxyz-tail!") == f"{REDACTED}!"
+
+
+def test_a_short_text_scrubbed_before_a_secret_is_registered_is_masked_after() -> None:
+    """The answers kept for short texts belong to the patterns of their time: a new secret is masked at once."""
+    redactor = Redactor()
+    redactor.register("first-secret")
+    assert redactor.scrub_text("pw=later-secret") == "pw=later-secret"  # kept for these patterns
+    redactor.register("later-secret")
+    assert redactor.scrub_text("pw=later-secret") == f"pw={REDACTED}"
+    redactor.register_shape(r"pxw-[a-z]{4}")
+    assert redactor.scrub_text("pw=pxw-abcd") == f"pw={REDACTED}"
