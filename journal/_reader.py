@@ -29,6 +29,9 @@ __all__ = ["JournalReader"]
 _PAGE = 1000
 
 
+_ABSENT_KEPT = 8192  # (node, kind) pairs remembered as having no event (see last_event)
+
+
 class JournalReader:
     """Read access to a journal's connection (the base of :class:`Journal`)."""
 
@@ -130,6 +133,8 @@ class JournalReader:
                 return None
             row = self._conn.execute(sql + " ORDER BY seq DESC LIMIT 1", params).fetchone()
             if row is None:
+                if len(absent) >= _ABSENT_KEPT:
+                    absent.clear()  # bounded memory; forgetting only costs a query
                 absent.add((node, kind))
         return Event.from_row(row) if row else None
 
