@@ -35,6 +35,7 @@ test-slow: setup
 
 # Every benchmark script, even after a miss; the misses are listed at the end (exit 1).
 bench: setup
+	@.venv/bin/pip install -q -e '.[test,bench]'  # dbos, for bench/dbos_bench.py
 	@scripts/bench.sh
 
 clean:

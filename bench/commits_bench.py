@@ -1,13 +1,14 @@
 """Benchmark: durable journal commits per committed step during ``simulate`` (issue #11, target 1).
 
 Runs the whole simulated deployment in this process (``orchestrator.api.simulate``, latency 0)
-and counts the journal's transactions: every ``COMMIT`` its SQLite connection executes (seen
-by ``sqlite3``'s trace callback, so the count does not depend on how the engine groups its
-writes), split into those that append events and the others (leases, heartbeats, meta). The
-figure is transactions per ``step_committed`` event; the transactions that hold a step's start
-or commit are also counted on their own (the set-up's and the gates' apart). Targets: at most 1.0 with one node, at
-most 0.1 with 100 nodes moving at once. ``--profile`` adds a cProfile of a bigger run (top
-entries by cumulative and by own time). Prints figures; asserts nothing.
+and counts the journal's durable transactions: every ``COMMIT`` its SQLite connection executes
+after a write (seen by ``sqlite3``'s trace callback, so the count does not depend on how the engine
+groups its writes; a read transaction's COMMIT syncs nothing and is counted apart), split into
+those that append events and the others (leases, heartbeats, meta). The figure is
+transactions per ``step_committed`` event; the transactions that hold a step's start or commit
+are also counted on their own (the set-up's and the gates' apart). Targets: at most 1.0 with
+one node, at most 0.1 with 100 nodes moving at once. ``--profile`` adds a cProfile of a bigger
+run (top entries by cumulative and by own time). Prints figures; asserts nothing.
 
     .venv/bin/python bench/commits_bench.py [--nodes 1 100] [--profile 1000] [--top 15]
 """
@@ -39,20 +40,28 @@ class CommitCounter:
     def __init__(self) -> None:
         self.commits = 0
         self.event_commits = 0
+        self.read_commits = 0
         self._inserted = False
+        self._wrote = False
         self.step_transactions = 0  # journal.commit calls holding a step's start or commit
 
     def trace(self, statement: str) -> None:
         head = statement.lstrip()[:12].upper()
         if head.startswith("INSERT INTO EVENTS") or statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
             self._inserted = True
+        if head.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
+            self._wrote = True
         elif head.startswith("COMMIT"):
-            self.commits += 1
+            # A read transaction's COMMIT writes nothing and syncs nothing: not a durable commit.
+            if self._wrote:
+                self.commits += 1
+            else:
+                self.read_commits += 1
             if self._inserted:
                 self.event_commits += 1
-            self._inserted = False
+            self._inserted = self._wrote = False
         elif head.startswith("ROLLBACK"):
-            self._inserted = False
+            self._inserted = self._wrote = False
 
     def install(self) -> Any:
         from journal import Journal
@@ -74,7 +83,7 @@ class CommitCounter:
             return commit(journal, transitions)
 
         Journal.open = classmethod(open_traced)  # type: ignore[method-assign,assignment]
-        Journal.commit = commit_counted  # type: ignore[method-assign]
+        Journal.commit = commit_counted  # type: ignore[method-assign,assignment]
 
         def uninstall() -> None:
             Journal.open = classmethod(original)  # type: ignore[method-assign,assignment]
@@ -113,6 +122,7 @@ def commits_per_step(nodes: int, workdir: Path) -> dict[str, Any]:
         "exit_code": report.exit_code,
         "wall_s": wall,
         "commits": counter.commits,
+        "read_commits": counter.read_commits,
         "event_commits": counter.event_commits,
         "steps_committed": steps,
         "events": sum(kinds.values()),
@@ -155,7 +165,8 @@ def main() -> None:
             target = TARGETS.get(nodes)
             verdict = "" if target is None else f"  target <= {target}: {'OK' if f['per_step'] <= target else 'MISSED'}"
             print(
-                f"{nodes:>5} node(s): {f['commits']} journal transactions ({f['event_commits']} appending events) for "
+                f"{nodes:>5} node(s): {f['commits']} durable journal transactions ({f['event_commits']} appending "
+                f"events; {f['read_commits']} read-only ones not counted) for "
                 f"{f['steps_committed']} committed steps = {f['per_step']:.2f} per step "
                 f"({f['event_commits_per_step']:.2f} appending events; transactions holding a step's start or "
                 f"commit: {f['step_transactions_per_step']:.2f} per step); {f['events']} events, "

@@ -45,6 +45,30 @@ class Redactor:
         self._frozen: list[tuple[list[str], re.Pattern[str]]] = []
         self._tail: list[str] = []
         self._patterns: tuple[re.Pattern[str], ...] = ()
+        self._shapes: list[str] = []  # regexes of generated secrets (register_shape)
+        self._short: tuple[tuple[re.Pattern[str], ...], dict[str, str]] = ((), {})
+
+    def register_shape(self, pattern: str) -> None:
+        """Mask every match of ``pattern``: a family of generated secrets, one regex for all of them.
+
+        A run makes a random password per Conferencing Node (issue #11): registering each value made
+        every text pass O(log n) patterns; a shape costs one alternative of the same pattern whatever n.
+        """
+        re.compile(pattern)  # a bad pattern fails here, not in every later scrub
+        with self._lock:
+            if pattern not in self._shapes:
+                self._shapes.append(pattern)
+                self._rebuild_tail()
+
+    def _rebuild_tail(self) -> None:
+        # The shapes are a pattern of their own: a value's match and a shape's at the same place are
+        # both masked whole (the union of spans), whichever is longer.
+        patterns = [pattern for _, pattern in self._frozen]
+        if self._tail:
+            patterns.append(_alternatives(self._tail))
+        if self._shapes:
+            patterns.append(re.compile("|".join(f"(?:{shape})" for shape in self._shapes)))
+        self._patterns = tuple(patterns)
 
     def register(self, value: str) -> None:
         if not value or len(value) < 4:
@@ -61,29 +85,25 @@ class Redactor:
                 while self._frozen and len(self._frozen[-1][0]) <= len(run):
                     run = self._frozen.pop()[0] + run
                 self._frozen.append((run, _alternatives(run)))
-                self._patterns = tuple(pattern for _, pattern in self._frozen)
-            else:
-                self._patterns = (*(pattern for _, pattern in self._frozen), _alternatives(self._tail))
+            self._rebuild_tail()
 
     def scrub_text(self, text: str) -> str:
         patterns = self._patterns  # one snapshot: register replaces the tuple, never edits it
         if not patterns:
             return text
-        if len(patterns) == 1:
-            return patterns[0].sub(REDACTED, text)
-        spans = sorted(m.span() for pattern in patterns for m in pattern.finditer(text))
-        if not spans:
-            return text
-        out, at = [], 0
-        start, end = spans[0]
-        for s, e in spans[1:]:
-            if s <= end:  # overlapping or touching: one masked run
-                end = max(end, e)
-                continue
-            out += [text[at:start], REDACTED]
-            at, (start, end) = end, (s, e)
-        out += [text[at:start], REDACTED, text[end:]]
-        return "".join(out)
+        if len(text) > _SHORT:
+            return _scrub(patterns, text)
+        # Short texts repeat (kinds, steps, states, node names: every journaled transition scrubs
+        # them, issue #11): their answers are kept for these patterns, and dropped with them.
+        known = self._short
+        if known[0] is not patterns:
+            known = self._short = (patterns, {})
+        answer = known[1].get(text)
+        if answer is None:
+            answer = _scrub(patterns, text)
+            if len(known[1]) < _SHORT_KEPT:
+                known[1][text] = answer
+        return answer
 
     def scrub(self, value: Any, key: str = "") -> Any:
         """Return a copy of ``value`` (JSON-like) with secrets replaced."""
@@ -98,6 +118,33 @@ class Redactor:
         if isinstance(value, Secret):
             return REDACTED
         return value
+
+
+_SHORT = 64  # texts up to this long have their answer kept (Redactor.scrub_text)
+_SHORT_KEPT = 8192
+
+
+def _scrub(patterns: tuple[re.Pattern[str], ...], text: str) -> str:
+    if len(patterns) == 1:
+        return patterns[0].sub(REDACTED, text)
+    for pattern in patterns:
+        if pattern.search(text):
+            break
+    else:
+        return text  # the common case: no secret at all, found without building a list
+    spans = sorted(m.span() for pattern in patterns for m in pattern.finditer(text))
+    if not spans:
+        return text
+    out, at = [], 0
+    start, end = spans[0]
+    for s, e in spans[1:]:
+        if s <= end:  # overlapping or touching: one masked run
+            end = max(end, e)
+            continue
+        out += [text[at:start], REDACTED]
+        at, (start, end) = end, (s, e)
+    out += [text[at:start], REDACTED, text[end:]]
+    return "".join(out)
 
 
 REDACTOR = Redactor()

@@ -21,7 +21,7 @@ from journal._chain import canonical_json
 from journal._records import Event
 from journal.kinds import DEFINITION_CHANGED, DEFINITION_RECORDED, DEPLOYMENT_BOUND, NODE_REGISTERED
 
-__all__ = ["DERIVED_COLUMNS", "NodeRecordFields", "Deriver", "derive_nodes", "snapshot_digest"]
+__all__ = ["DERIVED_COLUMNS", "NodeRecordFields", "Deriver", "derive_nodes", "snapshot_digest", "text_digest"]
 
 # The node-row columns the events determine (leases are not events: they are left out).
 DERIVED_COLUMNS = (
@@ -160,4 +160,9 @@ def derive_nodes(events: Iterable[Event]) -> dict[str, NodeRecordFields]:
 
 def snapshot_digest(snapshot: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of a snapshot: what a checkpoint signs for the rows."""
-    return hashlib.sha256(canonical_json(dict(snapshot)).encode()).hexdigest()
+    return text_digest(canonical_json(dict(snapshot)))
+
+
+def text_digest(text: str) -> str:
+    """sha256 of a snapshot's canonical JSON text (:func:`snapshot_digest` of the snapshot it encodes)."""
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -16,21 +16,20 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from config.errors import ConfigError, IntegrityError, JournalError
+from config.errors import ConfigError, JournalError
 from journal import _checkpoints, _latency, _leases, kinds
-from journal._chain import GENESIS, check_head, event_hash, head_record
+from journal._chain import event_hash, head_record
 from journal._prepare import INSERT_EVENT, UPSERT_META, Prepared
-from journal._reader import JournalReader
 from journal._records import Event, Transition, VerifyReport
 from journal._schema import connect
 from journal._signing import PublicKey, Signer, load_public_key
 from journal._time import utc_now
+from journal._transactions import Transactions
 
 __all__ = ["Journal"]
 
@@ -38,7 +37,7 @@ _RESERVED_META = frozenset({"head", "deployment", "schema_version"})
 _PAGE = 1000
 
 
-class Journal(JournalReader):
+class Journal(Transactions):
     """The SQLite journal of a run: events in a hash chain, node rows, leases, signed checkpoints.
 
     Example::
@@ -61,6 +60,8 @@ class Journal(JournalReader):
         self._lock = threading.RLock()
         self._head: tuple[int, str] | None = None  # (seq, hash) of the last event, when known
         self._data_version = -1
+        self._absent, self._absent_version = set(), -1
+        self._batching = False  # inside batch(): writes are savepoints of its one transaction
 
     # --- opening and closing ---------------------------------------------------------
 
@@ -121,48 +122,6 @@ class Journal(JournalReader):
     def __repr__(self) -> str:
         return f"Journal({str(self._path)!r})"
 
-    # --- transactions ----------------------------------------------------------------
-
-    @contextmanager
-    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all or nothing, sqlite errors as JournalError."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    self._head = None  # what we cached may be from the rolled-back work
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise JournalError(f"journal {self._path}: {what} failed ({exc}); nothing was written") from exc
-
-    def _head_for_write(self, conn: sqlite3.Connection) -> tuple[int, str]:
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if self._head is not None and version == self._data_version:
-            return self._head
-        row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        head = (row[0], row[1]) if row else (0, GENESIS)
-        seal = conn.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()
-        # Writing on top of a head that is not the recorded one would adopt rows someone
-        # appended by hand, or hide a cut tail: refuse, and let verify() tell what happened.
-        problems = check_head(seal[0] if seal else None, head[0], head[1])
-        if problems:
-            raise IntegrityError(
-                f"journal {self._path}: its head does not match its seal ({'; '.join(problems)}); "
-                "nothing was written. Run `orchestrator journal verify` to see what changed"
-            )
-        self._head, self._data_version = head, version
-        return head
-
-    def _require_writable(self) -> None:
-        if self._readonly:
-            raise JournalError(f"journal {self._path}: opened read-only; nothing can be written")
-
     def _append(self, conn: sqlite3.Connection, prepared: list[Prepared]) -> list[tuple[Any, ...]]:
         """Append events, update node rows and the head, inside the caller's transaction."""
         seq, prev = self._head_for_write(conn)
@@ -205,6 +164,7 @@ class Journal(JournalReader):
             )
             prev = digest
         conn.executemany(INSERT_EVENT, rows)
+        self._appended((p.node, p.kind) for p in prepared)  # before COMMIT: a rollback only costs a query
         for p, row in zip(prepared, rows, strict=True):
             if p.sql is not None:
                 if conn.execute(p.sql, (*p.values, at, row[0], p.node)).rowcount != 1:
@@ -221,14 +181,13 @@ class Journal(JournalReader):
             # The hot path: the same as _write(), without a generator's overhead.
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                self._begin(conn)
                 try:
                     rows = self._append(conn, prepared)
-                    conn.execute("COMMIT")
+                    self._end(conn, ok=True)
                 except BaseException:
                     self._head = None
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                    self._end(conn, ok=False)
                     raise
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self._path}: {what} failed ({exc}); nothing was written") from exc
@@ -424,6 +383,8 @@ class Journal(JournalReader):
         """
         self._require_writable()
         with self._lock:
+            if self._batching:
+                raise RuntimeError("checkpoint() inside batch(): it signs only what is durable; end the batch first")
             return _checkpoints.make(self._conn, self._path, signer, self.checkpoints_path)
 
     def checkpoints(self) -> list[dict[str, Any]]:

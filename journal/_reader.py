@@ -29,12 +29,17 @@ __all__ = ["JournalReader"]
 _PAGE = 1000
 
 
+_ABSENT_KEPT = 8192  # (node, kind) pairs remembered as having no event (see last_event)
+
+
 class JournalReader:
     """Read access to a journal's connection (the base of :class:`Journal`)."""
 
     _conn: sqlite3.Connection
     _path: Path
     _lock: threading.RLock
+    _absent: set[tuple[str | None, str | None]]  # see _absent_since_last_write
+    _absent_version: int
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -123,8 +128,36 @@ class JournalReader:
             sql += " AND kind = ?"
             params.append(kind)
         with self._lock:
+            absent = self._absent_since_last_write()
+            if (node, kind) in absent:
+                return None
             row = self._conn.execute(sql + " ORDER BY seq DESC LIMIT 1", params).fetchone()
+            if row is None:
+                if len(absent) >= _ABSENT_KEPT:
+                    absent.clear()  # bounded memory; forgetting only costs a query
+                absent.add((node, kind))
         return Event.from_row(row) if row else None
+
+    def _absent_since_last_write(self) -> set[tuple[str | None, str | None]]:
+        """The ``(node, kind)`` pairs known to have no event, valid while no other connection wrote.
+
+        The engine asks before every step whether an operator put a node in maintenance (another
+        process, issue #10): a query per node per step, almost always answered "none" (issue #11).
+        ``PRAGMA data_version`` changes when another connection commits: then the set is dropped;
+        this connection's own commits drop the pairs they add (:meth:`_appended`).
+        """
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._absent_version:
+            self._absent.clear()
+            self._absent_version = version
+        return self._absent
+
+    def _appended(self, events: Iterable[tuple[str | None, str]]) -> None:
+        """This connection committed events of these ``(node, kind)``: they are no longer absent."""
+        if self._absent:
+            for node, kind in events:
+                self._absent.discard((node, kind))
+                self._absent.discard((node, None))
 
     def statistics(self) -> dict[str, Any]:
         """Counts and sizes: ``events``, ``last_seq``, ``nodes``, ``nodes_by_state``, ``file_bytes``."""

@@ -176,13 +176,28 @@ def sign_checkpoint(signer: Signer, fields: Mapping[str, Any]) -> dict[str, Any]
     return record
 
 
+# (public key, signed body, signature) triples already verified in this process. A run checks its
+# earlier checkpoints again at each new one (an incremental verify reads them all): 165 checkpoints
+# of a 1000-node simulation made 13,000 Ed25519 verifications (issue #11). Verifying the same bytes
+# again can only give the same answer, so a hit is as good as the check; a changed byte is a miss.
+_VERIFIED: set[tuple[bytes, bytes, str]] = set()
+_VERIFIED_MAX = 65536
+
+
 def checkpoint_signature_ok(public_key: Ed25519PublicKey, checkpoint: Mapping[str, Any]) -> bool:
     """Whether ``checkpoint`` was signed by the private key of ``public_key``."""
     from cryptography.exceptions import InvalidSignature
 
+    body, text = _body(checkpoint), str(checkpoint.get("signature"))
+    seen = (public_key.public_bytes_raw(), body, text)
+    if seen in _VERIFIED:
+        return True
     try:
-        signature = base64.b64decode(str(checkpoint.get("signature")), validate=True)
-        public_key.verify(signature, _body(checkpoint))
+        signature = base64.b64decode(text, validate=True)
+        public_key.verify(signature, body)
     except (InvalidSignature, ValueError, TypeError):
         return False
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED.add(seen)
     return True

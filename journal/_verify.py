@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from journal._chain import ChainChecker, check_head, event_hash
-from journal._derive import DERIVED_COLUMNS, Deriver, snapshot_digest
+from journal._derive import DERIVED_COLUMNS, Deriver, snapshot_digest, text_digest
 from journal._records import VerifyReport, VerifyStatus
 from journal._signing import CHECKPOINT_FIELDS, PublicKey, checkpoint_signature_ok
 from journal.kinds import DEFINITION_CHANGED, DEFINITION_RECORDED, DEPLOYMENT_BOUND, NODE_REGISTERED
@@ -152,7 +152,10 @@ def _start(
             snapshot = json.loads(row[0])
         except (TypeError, ValueError):
             snapshot = None
-        if not isinstance(snapshot, dict) or snapshot_digest(snapshot) != cp.record["nodes"]:
+        # The text as stored is the canonical JSON that was signed: its hash is enough, no re-encoding
+        # (issue #11); any other text equal in meaning is still checked the long way.
+        stored = isinstance(row[0], str) and isinstance(snapshot, dict) and text_digest(row[0]) == cp.record["nodes"]
+        if not stored and (not isinstance(snapshot, dict) or snapshot_digest(snapshot) != cp.record["nodes"]):
             problems.append(f"{cp.origin}: its node snapshot does not match the signed digest (edited)")
             continue
         return int(cp.record["seq"]), str(cp.record["head"]), snapshot

@@ -214,27 +214,31 @@ def open_journal(
                 )
         if what is not None:
             _trust.verify_before_acting(journal, trust, what=what)
-        if deployment is not None and bind:
-            journal.bind_deployment(deployment)
-        current = definition_hash()
-        recorded = journal.get_meta("definition_hash")
-        if recorded is None:
-            journal.set_meta("definition_hash", current)
-            journal.record(node=None, kind=kinds.DEFINITION_RECORDED, actor=actor, payload={"definition_hash": current})
-        elif recorded != current:
-            if not allow_version_change:
-                raise DefinitionChanged(
-                    f"journal {path} was written by lifecycle definition {recorded[:12]}, this orchestrator has "
-                    f"{current[:12]}: the states or steps changed. Finish it with the orchestrator version that "
-                    "started it, or pass --allow-version-change to continue with this one (journaled)"
-                )
-            journal.record(
-                node=None, kind=kinds.DEFINITION_CHANGED, actor=actor, payload={"from": recorded, "to": current}
-            )
-            journal.set_meta("definition_hash", current)
+        with journal.batch():  # the binding and the definition's record: one durable commit (issue #11)
+            if deployment is not None and bind:
+                journal.bind_deployment(deployment)
+            _record_definition(journal, path, actor=actor, allow_version_change=allow_version_change)
         yield journal
     finally:
         journal.close()
+
+
+def _record_definition(journal: Journal, path: str | Path, *, actor: str, allow_version_change: bool) -> None:
+    """Record the lifecycle definition of a new journal; refuse (or journal) another one's."""
+    current = definition_hash()
+    recorded = journal.get_meta("definition_hash")
+    if recorded is None:
+        journal.set_meta("definition_hash", current)
+        journal.record(node=None, kind=kinds.DEFINITION_RECORDED, actor=actor, payload={"definition_hash": current})
+    elif recorded != current:
+        if not allow_version_change:
+            raise DefinitionChanged(
+                f"journal {path} was written by lifecycle definition {recorded[:12]}, this orchestrator has "
+                f"{current[:12]}: the states or steps changed. Finish it with the orchestrator version that "
+                "started it, or pass --allow-version-change to continue with this one (journaled)"
+            )
+        journal.record(node=None, kind=kinds.DEFINITION_CHANGED, actor=actor, payload={"from": recorded, "to": current})
+        journal.set_meta("definition_hash", current)
 
 
 def _operator_trust(deployment: Deployment | None, path: Path) -> Trust | None:

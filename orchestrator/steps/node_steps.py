@@ -124,6 +124,8 @@ class SecurityWizard(Step):
 # interface, and never journaled (the journal gets its SHA-256). A worker_vm whose file is lost
 # before the node synced is deleted and created again: no endpoint returns the file twice.
 
+_WORKER_PASSWORD_PREFIX = "pxw-"
+_WORKER_PASSWORD_SHAPE = r"pxw-[A-Za-z0-9_-]{32}"  # the prefix, then token_urlsafe(24): 32 characters
 _LOST = "exists, but its bootstrap file is not stored (lost: no endpoint returns it again)"
 _RECREATE = "deleted and created again, its new bootstrap file stored encrypted"
 
@@ -158,8 +160,9 @@ async def _create_worker(ctx: StepContext, old: dict[str, Any] | None) -> str:
     if old is not None:
         await api.delete(old["resource_uri"])
     # Terraform marks it required; never used, as SSH access is disabled (the guide). Never kept.
-    password = secrets.token_urlsafe(24)
-    REDACTOR.register(password)
+    # Masked by its shape, one pattern for every node's, not one registered value each (issue #11).
+    REDACTOR.register_shape(_WORKER_PASSWORD_SHAPE)
+    password = _WORKER_PASSWORD_PREFIX + secrets.token_urlsafe(24)
     created = await api.create(
         "worker_vm",
         {

@@ -30,3 +30,32 @@ def test_a_secret_containing_another_from_an_earlier_pattern_is_masked_whole() -
         redactor.register(f"filler-{i:04d}")
     redactor.register("xxabcdyy")
     assert redactor.scrub_text("pw=xxabcdyy; other=abcd.") == f"pw={REDACTED}; other={REDACTED}."
+
+
+def test_a_registered_shape_masks_every_value_of_that_shape_and_values_still_count() -> None:
+    """A shape (one regex for a family of generated secrets) masks each of its values; values are still masked."""
+    redactor = Redactor()
+    redactor.register("s3cret-value")
+    redactor.register_shape(r"pxw-[A-Za-z0-9_-]{8}")
+    redactor.register_shape(r"pxw-[A-Za-z0-9_-]{8}")  # twice: one pattern, not two
+    text = "a=pxw-AbCd_-12 b=pxw-zzzzzzzz c=s3cret-value d=pxw-short"
+    assert redactor.scrub_text(text) == f"a={REDACTED} b={REDACTED} c={REDACTED} d=pxw-short"
+
+
+def test_a_value_overlapping_a_shape_match_is_masked_whole() -> None:
+    """A registered value that begins inside a shape's match is masked with it, not cut in two."""
+    redactor = Redactor()
+    redactor.register_shape(r"pxw-[a-z]{4}")
+    redactor.register("wxyz-tail")
+    assert redactor.scrub_text("pxw-wxyz-tail!") == f"{REDACTED}!"
+
+
+def test_a_short_text_scrubbed_before_a_secret_is_registered_is_masked_after() -> None:
+    """The answers kept for short texts belong to the patterns of their time: a new secret is masked at once."""
+    redactor = Redactor()
+    redactor.register("first-secret")
+    assert redactor.scrub_text("pw=later-secret") == "pw=later-secret"  # kept for these patterns
+    redactor.register("later-secret")
+    assert redactor.scrub_text("pw=later-secret") == f"pw={REDACTED}"
+    redactor.register_shape(r"pxw-[a-z]{4}")
+    assert redactor.scrub_text("pw=pxw-abcd") == f"pw={REDACTED}"

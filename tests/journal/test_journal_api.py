@@ -273,6 +273,20 @@ def test_event_filters(busy_journal: Journal) -> None:
     assert busy_journal.last_event("conf-2", kind="step_committed") is None
 
 
+def test_last_event_sees_a_new_event_from_this_or_another_connection(journal: Journal, journal_path: Path) -> None:
+    """A "no such event" answer is remembered only until this connection or another one writes that event."""
+    assert journal.last_event("conf-1", kind="maintenance_on") is None
+    assert journal.last_event("conf-1", kind="maintenance_on") is None  # remembered
+    journal.record(node="conf-1", kind="maintenance_on")
+    mine = journal.last_event("conf-1", kind="maintenance_on")
+    assert mine is not None and mine.kind == "maintenance_on"
+    assert journal.last_event("conf-2", kind="maintenance_off") is None
+    with Journal.open(journal_path) as other:  # as `orchestrator maintenance` in another process
+        other.record(node="conf-2", kind="maintenance_off")
+    theirs = journal.last_event("conf-2", kind="maintenance_off")
+    assert theirs is not None and theirs.seq == mine.seq + 1
+
+
 def test_events_can_be_read_while_committing(journal: Journal) -> None:
     """Iterating events (many pages) while committing neither blocks nor fails."""
     journal.commit([Transition(node="mgr", kind="tick", attempt=i) for i in range(2500)])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from config.errors import JournalError
-from journal import Journal, Transition
+from journal import Journal, Signer, Transition
 
 
 def _snapshot(db: sqlite3.Connection) -> tuple[object, ...]:
@@ -93,4 +94,34 @@ def test_threads_share_one_journal(journal: Journal) -> None:
     for t in threads:
         t.join()
     assert journal.statistics()["events"] == 3 + 120
+    assert journal.verify().ok
+
+
+def test_a_batch_is_one_durable_commit_and_each_write_in_it_stays_all_or_nothing(
+    journal: Journal, journal_path: Path
+) -> None:
+    """Inside batch() writes are savepoints: a failed one is undone alone, the rest lands in one commit at the end."""
+    other = sqlite3.connect(journal_path)
+    before = _snapshot(other)
+    with journal.batch():
+        journal.commit([GOOD_A])
+        with pytest.raises(JournalError):
+            journal.commit([GOOD_B, GHOST])  # undone alone: GOOD_B is not written
+        journal.set_meta("note", "inside")
+        assert _snapshot(other) == before  # nothing durable yet: the other connection sees nothing
+    after = [row[3] for row in other.execute("SELECT * FROM events ORDER BY seq").fetchall()]
+    assert after[-1] == "step_committed" and "gate_waiting" not in after
+    assert journal.get_meta("note") == "inside" and journal.verify().ok
+
+
+def test_a_batch_that_raises_writes_nothing_and_refuses_a_checkpoint(journal: Journal, journal_path: Path) -> None:
+    """An exception out of batch() rolls back every write in it; a checkpoint cannot be signed inside one."""
+    other = sqlite3.connect(journal_path)
+    before = _snapshot(other)
+    with pytest.raises(RuntimeError, match="inside batch"):
+        with journal.batch():
+            journal.commit([GOOD_A])
+            journal.checkpoint(Signer.generate())
+    assert _snapshot(other) == before
+    journal.commit([GOOD_B])  # the journal goes on from the head it really has
     assert journal.verify().ok

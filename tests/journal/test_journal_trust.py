@@ -144,6 +144,15 @@ def test_rewrite_resigned_with_the_attackers_key_fails(signed: Journal, attacker
     assert any("signature does not match the trusted public key" in p for p in report.problems)
 
 
+def test_a_signature_verified_once_then_edited_fails(signed: Journal, attacker: sqlite3.Connection) -> None:
+    """Signatures already verified in this process are remembered by their bytes: an edited one is checked again."""
+    assert signed.verify(public_key=PUBLIC).verified and signed.verify(public_key=PUBLIC).verified
+    attacker.execute("UPDATE checkpoints SET head = ? WHERE id = (SELECT max(id) FROM checkpoints)", ("f" * 64,))
+    report = signed.verify(public_key=PUBLIC)
+    assert report.status == VerifyStatus.FAILED
+    assert any("signature does not match the trusted public key" in p for p in report.problems)
+
+
 def test_rewrite_checked_against_a_kept_checkpoint_list_fails(
     signed: Journal, attacker: sqlite3.Connection, tmp_path: Path
 ) -> None:

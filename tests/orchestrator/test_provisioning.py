@@ -162,6 +162,32 @@ async def test_a_crash_between_the_post_and_the_store_is_recovered(tmp_path: Pat
         await world.aclose()
 
 
+async def test_the_worker_vm_password_is_masked_in_any_text(tmp_path: Path) -> None:
+    """The random password posted with a Conferencing Node's worker_vm is masked by the redactor (by its shape)."""
+    from config.secrets import REDACTED, REDACTOR
+
+    deployment, world, systems = await _manager_hardened(tmp_path)
+    posted: list[dict[str, Any]] = []
+    create = systems.pexip.create
+
+    async def recording_create(resource: str, fields: dict[str, Any]) -> Any:
+        posted.append(fields)
+        return await create(resource, fields)
+
+    # A spy on the twin, not a mock: the password is kept nowhere to be read back (the twin stores a digest).
+    systems.pexip.create = recording_create  # type: ignore[method-assign]
+    try:
+        outcome = await execute(STEPS["deployment_file"], StepContext(deployment, deployment.node(CONF), systems))
+        assert outcome is not None and len(outcome.changes) == 1
+    finally:
+        await systems.aclose()
+        await world.aclose()
+    [fields] = [f for f in posted if f.get("name") == CONF]
+    password = fields["password"]
+    assert len(password) >= 32
+    assert REDACTOR.scrub_text(f"error: login {password} refused") == f"error: login {REDACTED} refused"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("step", ["deployment_file", "provision_node"])
 def test_killed_after_the_bootstrap_step_then_finished_once(tmp_path: Path, step: str) -> None:
