@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeGuard, runtime_checkable
 
 from config.model import Deployment, NodeSpec
 
@@ -307,6 +307,10 @@ class TrustsOnFirstUse(Protocol):
         ...
 
 
+def _trusts_on_first_use(adapter: object) -> TypeGuard[TrustsOnFirstUse]:
+    return callable(getattr(adapter, "first_use_trusts", None)) and callable(getattr(adapter, "pin_first_use", None))
+
+
 @dataclass
 class Systems:
     """The adapters of one run, wired from the configuration (real or sim per system)."""
@@ -330,7 +334,9 @@ class Systems:
             self.directory,
             self.provisioning,
         )
-        return [a for a in adapters if isinstance(a, TrustsOnFirstUse)]
+        # Not isinstance(a, TrustsOnFirstUse): a runtime Protocol check walks the protocol's attributes each
+        # time, and this runs at every step's commit (7% of a 300-node simulation's time, issue #11).
+        return [a for a in adapters if _trusts_on_first_use(a)]
 
     def first_use_trusts(self) -> list[FirstUseTrust]:
         """Every adapter's keys accepted on first use since the last call."""

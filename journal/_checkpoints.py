@@ -32,12 +32,19 @@ __all__ = ["make", "recorded", "verify", "load_kept"]
 _COLUMNS = ("seq", "at", "deployment", "head", "nodes", "key_id", "signature")
 
 
-def make(conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None) -> dict[str, Any]:
-    """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock)."""
+def make(
+    conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None, *, file_check: bool = True
+) -> dict[str, Any]:
+    """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock).
+
+    ``file_check``: also run SQLite's ``quick_check`` over the whole file first (its cost grows with
+    the file; the periodic checkpoints of a run skip it, the closing one and ``journal verify`` keep it).
+    """
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            checked = verify_connection(conn, public_key=signer.public_key, incremental=True, integrity="quick")
+            integrity = "quick" if file_check else "none"
+            checked = verify_connection(conn, public_key=signer.public_key, incremental=True, integrity=integrity)
             if not checked.report.ok:
                 raise IntegrityError(
                     f"journal {path}: refusing to sign a checkpoint over a journal that does not verify:\n  "

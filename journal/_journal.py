@@ -367,12 +367,13 @@ class Journal(Transactions):
                 field="deployment",
             )
 
-    def checkpoint(self, signer: Signer) -> dict[str, Any]:
+    def checkpoint(self, signer: Signer, *, file_check: bool = True) -> dict[str, Any]:
         """Sign the chain's head and append the checkpoint to :attr:`checkpoints_path`.
 
         The chain since the previous checkpoint is verified first (against the signer's
         public key), so a checkpoint never signs rows edited outside the journal. The
         checkpoint is recorded in the database and appended (fsynced) to the file.
+        ``file_check`` false skips SQLite's whole-file ``quick_check`` (a run's periodic checkpoints).
 
         Returns:
             The checkpoint record (seq, head, at, deployment, nodes, key_id, signature),
@@ -385,7 +386,7 @@ class Journal(Transactions):
         with self._lock:
             if self._batching:
                 raise RuntimeError("checkpoint() inside batch(): it signs only what is durable; end the batch first")
-            return _checkpoints.make(self._conn, self._path, signer, self.checkpoints_path)
+            return _checkpoints.make(self._conn, self._path, signer, self.checkpoints_path, file_check=file_check)
 
     def checkpoints(self) -> list[dict[str, Any]]:
         """The checkpoints recorded in the database, oldest first (not proof by themselves)."""

@@ -221,16 +221,16 @@ class Checkpointer:
         """An engine observer: one more committed transition."""
         self._count += 1
         if self._count >= self.every:
-            self.now()
+            self.now(file_check=False)  # the file's pages: checked by the closing checkpoint and by verify
 
-    def now(self) -> dict[str, Any] | None:
+    def now(self, *, file_check: bool = True) -> dict[str, Any] | None:
         """Sign the head when it has unsigned events; the record is sent to syslog (in the background)."""
         self._count = 0
         recorded = self.journal.checkpoints()
         head = self.journal.get_meta("head")
         if head is None or (recorded and json.loads(head).get("seq") == recorded[-1]["seq"]):
             return None  # nothing new since the last checkpoint
-        record = self.journal.checkpoint(self.trust.signer)
+        record = self.journal.checkpoint(self.trust.signer, file_check=file_check)
         if self.group and self.journal.checkpoints_path is not None:
             from orchestrator._access import share_with_group
 
