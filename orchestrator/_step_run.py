@@ -237,6 +237,14 @@ class StepRunner(Journaled):
         Returns:
             Whether a next step was started: the caller hands its concurrency slot on to it.
         """
+        if outcome.not_settable:  # journaled in the payload too: the guide's value could not be applied
+            log.warning(
+                "not settable on this version",
+                node=model.name,
+                step=action.step,
+                settings=list(outcome.not_settable),
+                why="the Manager's /schema/ does not list them as writable (ignored by this version)",
+            )
         steps = STEPS[model.role][action.milestone]
         payload = {
             **outcome.payload(),

@@ -108,8 +108,17 @@ class HttpPexipApi:
         return [normalise(o) for o in found if matches(o, filters)]
 
     async def get(self, uri: str) -> dict[str, Any]:
+        schema_of = (
+            uri[len(_CONFIG) : -len("/schema/")] if uri.startswith(_CONFIG) and uri.endswith("/schema/") else None
+        )
+        cached = self._schemas.get(schema_of) if schema_of is not None else None
+        if cached is not None:
+            return cached  # a schema is read once per client
         _, body = await self._request("GET", uri)
         result: dict[str, Any] = json.loads(body)
+        if schema_of is not None:
+            self._schemas[schema_of] = result
+            return result
         return normalise(result) if not uri.endswith("/schema/") else result
 
     async def create(self, resource: str, fields: dict[str, Any]) -> Created:

@@ -12,9 +12,11 @@ from typing import Any
 from adapters.base import PexipApi
 from config.errors import Rejected
 from config.model import NodeSpec
-from orchestrator.steps.base import URI, Change
+from orchestrator.steps.base import URI, Change, StepContext
 
 __all__ = [
+    "load_schema",
+    "settable",
     "normalise",
     "field_changes",
     "find_one",
@@ -24,6 +26,35 @@ __all__ = [
     "worker_vm",
     "node_object",
 ]
+
+
+async def load_schema(ctx: StepContext, resource: str) -> None:
+    """Read ``<resource>/schema/`` once per step execution (kept in ``ctx.scratch``) for :func:`settable`."""
+    key = f"schema:{resource}"
+    if key not in ctx.scratch:
+        ctx.scratch[key] = await ctx.systems.pexip.get(f"{URI}{resource}/schema/")
+
+
+def settable(ctx: StepContext, resource: str, prefix: str, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``wanted`` this Manager's version can take: a field its ``/schema/`` does not list, or
+    lists as read-only ("deprecated and will be ignored": ``legacy_api_http``, ``ldap_permit_no_tls`` on v41;
+    pexip-api.md 7.9: unknown keys in a write are ignored, not refused) is left out and recorded in
+    ``ctx.scratch["not_settable"]``, so the step reports it "not settable on this version", never done.
+    Without a schema read (:func:`load_schema`), every field is taken."""
+    schema = ctx.scratch.get(f"schema:{resource}")
+    fields = (schema or {}).get("fields")
+    if not isinstance(fields, dict):
+        return wanted
+    kept: dict[str, Any] = {}
+    for name, value in wanted.items():
+        field = fields.get(name)
+        if field is None or field.get("readonly"):
+            skipped = ctx.scratch.setdefault("not_settable", [])
+            if f"{prefix}.{name}" not in skipped:
+                skipped.append(f"{prefix}.{name}")
+        else:
+            kept[name] = value
+    return kept
 
 
 def normalise(value: Any) -> Any:

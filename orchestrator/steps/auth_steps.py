@@ -12,7 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from config.errors import Rejected
-from orchestrator.steps._rest import ensure_object, field_changes, find_one, normalise, singleton
+from orchestrator.steps._rest import (
+    ensure_object,
+    field_changes,
+    find_one,
+    load_schema,
+    normalise,
+    settable,
+    singleton,
+)
 from orchestrator.steps.base import URI, Change, Step, StepContext
 
 __all__ = [
@@ -109,10 +117,11 @@ class LdapConnection(Step):
     intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
+        await load_schema(ctx, "authentication")
         return await singleton(ctx.systems.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        wanted = self.wanted(ctx)
+        wanted = settable(ctx, "authentication", "authentication", self.wanted(ctx))
         if observed.get("source") in ("LDAP",) and observed.get("client_certificate") not in (None, "NO"):
             wanted.pop("source")  # already past this step (a rewind must not re-enable local login)
         return field_changes("authentication", observed, wanted)

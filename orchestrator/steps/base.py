@@ -67,9 +67,14 @@ class Outcome:
 
     step: str
     changes: tuple[Change, ...]
+    # Settings this Manager's version cannot take (absent or read-only in its /schema/): reported, never "done".
+    not_settable: tuple[str, ...] = ()
 
     def payload(self) -> dict[str, Any]:
-        return {"changed": [c.as_dict() for c in self.changes]} if self.changes else {"changed": []}
+        payload: dict[str, Any] = {"changed": [c.as_dict() for c in self.changes]}
+        if self.not_settable:
+            payload["not_settable"] = list(self.not_settable)
+        return payload
 
 
 class Step:
@@ -128,7 +133,7 @@ async def execute(
     observed = await step.observe(ctx)
     changes = step.diff(ctx, observed)
     if not changes:
-        return Outcome(step.name, ())
+        return Outcome(step.name, (), _not_settable(ctx))
     if before_apply is not None:
         if not await before_apply(changes):
             return None
@@ -144,4 +149,8 @@ async def execute(
             + "; ".join(str(c) for c in remaining),
             retryable=True,
         )
-    return Outcome(step.name, tuple(changes))
+    return Outcome(step.name, tuple(changes), _not_settable(ctx))
+
+
+def _not_settable(ctx: StepContext) -> tuple[str, ...]:
+    return tuple(ctx.scratch.get("not_settable", ()))

@@ -12,9 +12,11 @@ from orchestrator.steps._rest import (
     ensure_object,
     field_changes,
     find_one,
+    load_schema,
     management_vm,
     node_object,
     normalise,
+    settable,
     singleton,
 )
 from orchestrator.steps.base import URI, Change, Step, StepContext
@@ -47,10 +49,11 @@ class GlobalSettings(Step):
     intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
+        await load_schema(ctx, "global")
         return await singleton(ctx.systems.pexip, "global")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
-        return field_changes("global", observed, self.wanted(ctx))
+        return field_changes("global", observed, settable(ctx, "global", "global", self.wanted(ctx)))
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
         # PATCH only the keys we own and that differ (a full object would reset the rest).

@@ -1,0 +1,49 @@
+"""A setting this Manager's version cannot take (absent or read-only in its /schema/, as `legacy_api_http` and
+`ldap_permit_no_tls` on v41) is reported "not settable on this version" in the step's record, never done
+(pexip-api.md 7.9: unknown keys in a write are ignored, not refused)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from adapters.sim import _pexip_schema
+from orchestrator.cli import cli
+
+
+def _committed(journal: Path, step: str) -> list[dict[str, object]]:
+    with sqlite3.connect(journal) as db:
+        rows = db.execute(
+            "SELECT payload FROM events WHERE kind = 'step_committed' AND step = ? ORDER BY seq", (step,)
+        ).fetchall()
+    return [json.loads(p) for (p,) in rows]
+
+
+def _simulate(tmp_path: Path) -> int:
+    args = ["--journal", str(tmp_path / "j.sqlite"), "simulate", "--nodes", "1", "--latency", "0"]
+    args += ["--world", str(tmp_path / "w.sqlite")]
+    return CliRunner().invoke(cli, args, catch_exceptions=False).exit_code
+
+
+def test_a_setting_the_version_ignores_is_reported_not_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The twin's `global` schema lists enable_ssh read-only: it is neither patched nor reported changed."""
+    resource = _pexip_schema.RESOURCES["global"]
+    fields = {**resource.fields, "enable_ssh": dataclasses.replace(resource.fields["enable_ssh"], read_only=True)}
+    monkeypatch.setitem(_pexip_schema.RESOURCES, "global", dataclasses.replace(resource, fields=fields))
+    assert _simulate(tmp_path) == 0
+    [payload] = _committed(tmp_path / "j.sqlite", "global_settings")
+    assert payload["not_settable"] == ["global.enable_ssh"]
+    assert "global.enable_ssh" not in {c["field"] for c in payload["changed"]}  # type: ignore[union-attr]
+    assert {c["field"] for c in payload["changed"]} >= {"global.enable_chat"}  # type: ignore[union-attr]
+
+
+def test_a_version_that_takes_every_setting_reports_none(tmp_path: Path) -> None:
+    assert _simulate(tmp_path) == 0
+    [payload] = _committed(tmp_path / "j.sqlite", "global_settings")
+    assert "not_settable" not in payload
+    assert "global.enable_ssh" in {c["field"] for c in payload["changed"]}  # type: ignore[union-attr]
