@@ -80,5 +80,14 @@ def test_status_json_loads_neither_engine_nor_adapters(tmp_path: Path) -> None:
     )
     modules = _modules(body, tmp_path)
     assert "journal" in modules  # it did read the journal
-    unwanted = ("pyVmomi", "aiohttp", "adapters.sim", "adapters.vsphere", "orchestrator.engine", "structlog", "rich")
+    unwanted = (
+        "pyVmomi",
+        "aiohttp",
+        "adapters.sim",
+        "adapters.vsphere",
+        "orchestrator.engine",
+        "structlog",
+        "rich",
+        "sqlite_utils",
+    )
     assert [p for p in unwanted if _loaded(modules, p)] == []
