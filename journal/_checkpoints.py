@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import IntegrityError, JournalError
+from journal import _head
 from journal._chain import canonical_json
 from journal._derive import snapshot_digest
 from journal._files import append_line
@@ -32,8 +33,12 @@ __all__ = ["make", "recorded", "verify", "load_kept"]
 _COLUMNS = ("seq", "at", "deployment", "head", "nodes", "key_id", "signature")
 
 
-def make(conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None) -> dict[str, Any]:
-    """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock)."""
+def make(conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None, sign_head: bool) -> dict[str, Any]:
+    """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock).
+
+    ``sign_head``: the journal signs its head (``Journal.sign_heads``): the head signature is
+    renewed in the same transaction, naming this checkpoint as the newest (journal/_head.py).
+    """
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -61,6 +66,8 @@ def make(conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None
                 f"INSERT INTO checkpoints ({', '.join(_COLUMNS)}, snapshot) VALUES ({', '.join('?' * 8)})",
                 (*[record[c] for c in _COLUMNS], canonical_json(checked.snapshot)),
             )
+            if sign_head:
+                _head.write(conn, signer, checked.deployment, seq, head)
             if file is not None:
                 append_line(file, canonical_json(record))
             conn.execute("COMMIT")
