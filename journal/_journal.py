@@ -364,20 +364,26 @@ class Journal(LeaseMethods, JournalReader):
         with self._lock:
             recorded = self.deployment
             if recorded is None and not self._readonly:
-                with self._write("bind_deployment") as conn:
-                    row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
-                    if row is None:
-                        conn.execute(UPSERT_META, ("deployment", identity))
-                        self._append(
-                            conn,
-                            [
-                                Prepared(
-                                    Transition(node=None, kind=kinds.DEPLOYMENT_BOUND, payload={"deployment": identity})
-                                )
-                            ],
-                        )
-                    recorded = row[0] if row else identity
-                self._head = None
+                try:
+                    with self._write("bind_deployment") as conn:
+                        row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
+                        if row is None:
+                            conn.execute(UPSERT_META, ("deployment", identity))
+                            self._bound = identity  # what the head signature names from now on
+                            self._append(
+                                conn,
+                                [
+                                    Prepared(
+                                        Transition(
+                                            node=None, kind=kinds.DEPLOYMENT_BOUND, payload={"deployment": identity}
+                                        )
+                                    )
+                                ],
+                            )
+                        recorded = row[0] if row else identity
+                finally:  # also when it rolled back: read both again at the next append
+                    self._head = None
+                    self._bound = None
         if recorded is not None and recorded != identity:
             raise ConfigError(
                 f"journal {self._path} belongs to deployment {recorded!r}, not {identity!r}: "
