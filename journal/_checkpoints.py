@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import IntegrityError, JournalError
+from journal import _head
 from journal._chain import canonical_json
 from journal._derive import text_digest
 from journal._files import append_line
@@ -33,10 +34,18 @@ _COLUMNS = ("seq", "at", "deployment", "head", "nodes", "key_id", "signature")
 
 
 def make(
-    conn: sqlite3.Connection, path: Path, signer: Signer, file: Path | None, *, file_check: bool = True
+    conn: sqlite3.Connection,
+    path: Path,
+    signer: Signer,
+    file: Path | None,
+    sign_head: bool,
+    *,
+    file_check: bool = True,
 ) -> dict[str, Any]:
     """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock).
 
+    ``sign_head``: the journal signs its head (``Journal.sign_heads``): the head signature is
+    renewed in the same transaction, naming this checkpoint as the newest (journal/_head.py).
     ``file_check``: also run SQLite's ``quick_check`` over the whole file first (its cost grows with
     the file; the periodic checkpoints of a run skip it, the closing one and ``journal verify`` keep it).
     """
@@ -71,6 +80,8 @@ def make(
                 f"INSERT INTO checkpoints ({', '.join(_COLUMNS)}, snapshot) VALUES ({', '.join('?' * 8)})",
                 (*[record[c] for c in _COLUMNS], snapshot_text),
             )
+            if sign_head:
+                _head.write(conn, signer, checked.deployment, seq, head)
             if file is not None:
                 append_line(file, canonical_json(record))
             conn.execute("COMMIT")

@@ -22,22 +22,22 @@ from types import TracebackType
 from typing import Any
 
 from config.errors import ConfigError, JournalError
-from journal import _checkpoints, _latency, _leases, kinds
+from journal import _checkpoints, _head, _latency, kinds
 from journal._chain import event_hash, head_record
+from journal._leases import LeaseMethods
 from journal._prepare import INSERT_EVENT, UPSERT_META, Prepared
 from journal._records import Event, Transition, VerifyReport
 from journal._schema import connect
 from journal._signing import PublicKey, Signer, load_public_key
 from journal._time import utc_now
-from journal._transactions import Transactions
 
 __all__ = ["Journal"]
 
-_RESERVED_META = frozenset({"head", "deployment", "schema_version"})
+_RESERVED_META = frozenset({"head", "deployment", "schema_version", _head.HEAD_SIGNATURE})
 _PAGE = 1000
 
 
-class Journal(Transactions):
+class Journal(LeaseMethods):
     """The SQLite journal of a run: events in a hash chain, node rows, leases, signed checkpoints.
 
     Example::
@@ -62,6 +62,8 @@ class Journal(Transactions):
         self._data_version = -1
         self._absent, self._absent_version = set(), -1
         self._batching = False  # inside batch(): writes are savepoints of its one transaction
+        self._head_signer: Signer | None = None  # signs the head at every append (sign_heads)
+        self._bound: str | None = None  # the deployment identity, once read
 
     # --- opening and closing ---------------------------------------------------------
 
@@ -173,7 +175,20 @@ class Journal(Transactions):
                         "register it with ensure_nodes() first. Nothing was written"
                     )
         conn.execute(UPSERT_META, ("head", head_record(seq, prev)))
+        if self._head_signer is not None:  # in the same transaction: no crash window (journal/_head.py)
+            if self._bound is None:
+                bound = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
+                self._bound = bound[0] if bound else None
+            _head.write(conn, self._head_signer, self._bound, seq, prev)
         return rows
+
+    def sign_heads(self, signer: Signer | None) -> None:
+        """From now on, every transaction that appends events also signs the new head with ``signer``.
+
+        Call it once the journal verified against ``signer``'s public key: a writer without it
+        leaves the head signature behind the head, which verify reports (exit 4 for acting).
+        """
+        self._head_signer = signer
 
     def _commit_prepared(self, prepared: list[Prepared], what: str) -> list[Event]:
         self._require_writable()
@@ -286,45 +301,6 @@ class Journal(Transactions):
         with self._write("set_meta") as conn:
             conn.execute(UPSERT_META, (name, value))
 
-    # --- leases ---------------------------------------------------------------------------
-
-    def acquire_leases(self, nodes: Sequence[str], *, owner: str, pid: int, timeout_s: float = 60.0) -> None:
-        """Take the leases of ``nodes`` for ``owner``, all or none, in one transaction.
-
-        A lease held by another owner is taken over when stale: its process is dead on
-        this host, or its heartbeat is older than ``timeout_s``. Re-acquiring one's own
-        lease refreshes its heartbeat.
-
-        Args:
-            owner: ``"host:pid:uuid"`` (see :func:`journal.new_lease_owner`).
-            pid: the process that does the work.
-
-        Raises:
-            ResourceLocked: a node is held by another live owner (names pid and since).
-            JournalError: a node is unknown.
-        """
-        with self._write("acquire_leases") as conn:
-            _leases.acquire(conn, nodes, owner, pid, timeout_s)
-
-    def heartbeat(self, owner: str) -> None:
-        """Refresh the heartbeat of every lease ``owner`` holds (one UPDATE)."""
-        with self._write("heartbeat") as conn:
-            conn.execute("UPDATE nodes SET heartbeat = ? WHERE lease_owner = ?", (utc_now(), owner))
-
-    def release_leases(self, owner: str) -> None:
-        """Release every lease ``owner`` holds."""
-        with self._write("release_leases") as conn:
-            conn.execute(
-                "UPDATE nodes SET lease_owner = NULL, lease_pid = NULL, lease_since = NULL, "
-                "heartbeat = NULL WHERE lease_owner = ?",
-                (owner,),
-            )
-
-    def clear_stale_leases(self) -> list[str]:
-        """Release leases whose process is dead on this host; returns the nodes cleared."""
-        with self._write("clear_stale_leases") as conn:
-            return _leases.clear_stale(conn)
-
     # --- deployment, checkpoints, integrity and export --------------------------------------
 
     @property
@@ -346,20 +322,18 @@ class Journal(Transactions):
         with self._lock:
             recorded = self.deployment
             if recorded is None and not self._readonly:
-                with self._write("bind_deployment") as conn:
-                    row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
-                    if row is None:
-                        conn.execute(UPSERT_META, ("deployment", identity))
-                        self._append(
-                            conn,
-                            [
-                                Prepared(
-                                    Transition(node=None, kind=kinds.DEPLOYMENT_BOUND, payload={"deployment": identity})
-                                )
-                            ],
-                        )
-                    recorded = row[0] if row else identity
-                self._head = None
+                try:
+                    with self._write("bind_deployment") as conn:
+                        row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
+                        if row is None:
+                            conn.execute(UPSERT_META, ("deployment", identity))
+                            self._bound = identity  # what the head signature names from now on
+                            bound = Transition(node=None, kind=kinds.DEPLOYMENT_BOUND, payload={"deployment": identity})
+                            self._append(conn, [Prepared(bound)])
+                        recorded = row[0] if row else identity
+                finally:  # also when it rolled back: read both again at the next append
+                    self._head = None
+                    self._bound = None
         if recorded is not None and recorded != identity:
             raise ConfigError(
                 f"journal {self._path} belongs to deployment {recorded!r}, not {identity!r}: "
@@ -386,7 +360,14 @@ class Journal(Transactions):
         with self._lock:
             if self._batching:
                 raise RuntimeError("checkpoint() inside batch(): it signs only what is durable; end the batch first")
-            return _checkpoints.make(self._conn, self._path, signer, self.checkpoints_path, file_check=file_check)
+            return _checkpoints.make(
+                self._conn,
+                self._path,
+                signer,
+                self.checkpoints_path,
+                self._head_signer is not None,
+                file_check=file_check,
+            )
 
     def checkpoints(self) -> list[dict[str, Any]]:
         """The checkpoints recorded in the database, oldest first (not proof by themselves)."""

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 
 from config.errors import JournalError, ResourceLocked
 from journal._time import parse_utc, utc_now
+from journal._transactions import Transactions
 
-__all__ = ["new_lease_owner", "pid_alive", "owner_host", "acquire", "clear_stale"]
+__all__ = ["new_lease_owner", "pid_alive", "owner_host", "acquire", "clear_stale", "LeaseMethods"]
 
 _REUSE_SLACK_S = 60.0
 
@@ -158,3 +159,44 @@ def clear_stale(conn: sqlite3.Connection) -> list[str]:
         [(name,) for name in stale],
     )
     return stale
+
+
+class LeaseMethods(Transactions):
+    """The lease methods of :class:`journal.Journal` (each one short write transaction)."""
+
+    def acquire_leases(self, nodes: Sequence[str], *, owner: str, pid: int, timeout_s: float = 60.0) -> None:
+        """Take the leases of ``nodes`` for ``owner``, all or none, in one transaction.
+
+        A lease held by another owner is taken over when stale: its process is dead on
+        this host, or its heartbeat is older than ``timeout_s``. Re-acquiring one's own
+        lease refreshes its heartbeat.
+
+        Args:
+            owner: ``"host:pid:uuid"`` (see :func:`journal.new_lease_owner`).
+            pid: the process that does the work.
+
+        Raises:
+            ResourceLocked: a node is held by another live owner (names pid and since).
+            JournalError: a node is unknown.
+        """
+        with self._write("acquire_leases") as conn:
+            acquire(conn, nodes, owner, pid, timeout_s)
+
+    def heartbeat(self, owner: str) -> None:
+        """Refresh the heartbeat of every lease ``owner`` holds (one UPDATE)."""
+        with self._write("heartbeat") as conn:
+            conn.execute("UPDATE nodes SET heartbeat = ? WHERE lease_owner = ?", (utc_now(), owner))
+
+    def release_leases(self, owner: str) -> None:
+        """Release every lease ``owner`` holds."""
+        with self._write("release_leases") as conn:
+            conn.execute(
+                "UPDATE nodes SET lease_owner = NULL, lease_pid = NULL, lease_since = NULL, "
+                "heartbeat = NULL WHERE lease_owner = ?",
+                (owner,),
+            )
+
+    def clear_stale_leases(self) -> list[str]:
+        """Release leases whose process is dead on this host; returns the nodes cleared."""
+        with self._write("clear_stale_leases") as conn:
+            return clear_stale(conn)

@@ -169,7 +169,9 @@ class VerifyReport:
     ``sealed`` is ``True`` when checkpoint signatures were checked against a trusted
     public key and hold, ``False`` when one does not, ``None`` when none was checked.
     ``signed_seq`` is the last event a verified signature covers (0: none);
-    ``start_seq`` the first event an incremental check read (1: the whole chain).
+    ``start_seq`` the first event an incremental check read (1: the whole chain);
+    ``head_seq`` the chain's last event; ``head_signed`` whether the head signature (meta
+    ``head_signature``) holds: ``True``, ``False`` (forged or stale), ``None`` (none, or no key).
     """
 
     ok: bool
@@ -179,6 +181,8 @@ class VerifyReport:
     status: str = VerifyStatus.UNVERIFIED
     signed_seq: int = 0
     start_seq: int = 1
+    head_seq: int = 0
+    head_signed: bool | None = None
 
     @property
     def verified(self) -> bool:

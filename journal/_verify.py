@@ -9,6 +9,8 @@ What is checked:
 - every checkpoint's Ed25519 signature against the public key the caller trusts (never
   a key found in the journal), and that each checkpoint (the journal's own, and those of
   an independently kept list) matches the chain at its seq;
+- the head signature (meta ``head_signature``, :mod:`journal._head`): signed by the trusted
+  key over the actual head, it proves the events after the last checkpoint too;
 - ``PRAGMA integrity_check``.
 
 Incremental mode starts from the newest checkpoint whose signature and node snapshot
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from journal import _head
 from journal._chain import ChainChecker, check_head, event_hash
 from journal._derive import DERIVED_COLUMNS, Deriver, snapshot_digest, text_digest
 from journal._records import VerifyReport, VerifyStatus
@@ -240,6 +243,12 @@ def _check(
             f"{deriver.deployment[0]} ({deriver.deployment[1]!r}): it was edited"
         )
     problems += _definition_problems(conn, deriver)
+    head_signed: bool | None = None
+    if public_key is not None and last_seq > 0:
+        head_signed, head_problems = _head.check(conn, public_key, deployment, last_seq, last_hash)
+        problems += head_problems
+        if head_signed:
+            signed_seq = last_seq  # the head's signature proves every event up to it
     for cp in own + others:
         if cp.signed is not False and cp.record.get("deployment") != deployment:
             problems.append(
@@ -273,6 +282,11 @@ def _check(
                 f"warning: {tail} after the last signed checkpoint (seq {signed_seq}); "
                 "they are chained but not yet signed"
             )
+    if head_signed is None and public_key is not None and last_seq > signed_seq:
+        notes.append(
+            "warning: no head signature (written before head signatures, or by a writer without the key): "
+            "commands that act refuse a journal whose last event no signed checkpoint covers"
+        )
     report = VerifyReport(
         ok=ok,
         problems=problems + notes,
@@ -281,6 +295,8 @@ def _check(
         status=status,
         signed_seq=signed_seq,
         start_seq=start_seq,
+        head_seq=last_seq,
+        head_signed=head_signed,
     )
     return Verification(report, deriver.snapshot(), (last_seq, last_hash), deployment)
 

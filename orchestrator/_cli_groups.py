@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -77,8 +78,8 @@ def journal_verify(
         return
     if report.status == "VERIFIED":
         click.echo(
-            f"{result.what}: VERIFIED: {report.events} events checked, signed up to seq {report.signed_seq}; key: "
-            f"{result.key}"
+            f"{result.what}: VERIFIED: {report.events} events checked, signed up to seq {report.signed_seq}"
+            f"{_head_words(report)}; key: {result.key}"
         )
         return
     if report.status == "UNVERIFIED" and report.ok:
@@ -93,6 +94,15 @@ def journal_verify(
             err=True,
         )
     sys.exit(EXIT_INTEGRITY)
+
+
+def _head_words(report: Any) -> str:
+    """How the head is proven: by its own signature, or (a journal written before head signatures) not."""
+    if report.head_signed:
+        return " (head signature holds)"
+    if report.head_seq > report.signed_seq:
+        return f" (no head signature: events {report.signed_seq + 1}..{report.head_seq} are chained only)"
+    return " (no head signature)"
 
 
 @journal_group.command("public-key")

@@ -214,6 +214,8 @@ def open_journal(
                 )
         if what is not None:
             _trust.verify_before_acting(journal, trust, what=what)
+            if trust is not None:
+                journal.sign_heads(trust.signer)  # every commit from here on signs the head (journal/_head.py)
         with journal.batch():  # the binding and the definition's record: one durable commit (issue #11)
             if deployment is not None and bind:
                 journal.bind_deployment(deployment)

@@ -6,7 +6,10 @@ one generates its own in a private directory beside the journal's (see :func:`ke
 A command that acts verifies the whole journal first and refuses to act on one that fails
 (exit 4): in full, not only from the last signed checkpoint, because the engine decides on old
 events too (an approval of a gate is an event; one edited in place before the checkpoint would
-otherwise open the irreversible wizard's gate). Every checkpoint is appended to
+otherwise open the irreversible wizard's gate). It also refuses a journal whose last events no
+signature proves: every commit signs the head (journal/_head.py), so only a journal written
+before that, or by a writer without the key, has such a tail; one is accepted only when a
+signed checkpoint covers its last event (or it holds nothing but its opening records). Every checkpoint is appended to
 ``<journal>.checkpoints`` and sent to the deployment's remote syslog servers; a server that
 is down is a warning, never a failure.
 """
@@ -194,9 +197,18 @@ def verify_before_acting(journal: Journal, trust: Trust | None, *, what: str) ->
     # Not incremental: that proves the rows and the tail, but the engine also reads older events (approvals,
     # the CSR a certificate must match, a step's changes across attempts), which only the full chain proves.
     report = journal.verify(public_key=trust.signer if trust else None, checkpoints=kept)
-    if report.verified or (trust is not None and _never_checkpointed(journal, report)):
+    if trust is not None and _never_checkpointed(journal, report):
+        return report
+    if report.verified and report.signed_seq >= report.head_seq:
         return report
     why = "\n  ".join(report.problems) or report.status
+    if report.verified:  # no head signature, and events after the last signed checkpoint
+        why = (
+            f"events {report.signed_seq + 1}..{report.head_seq} come after the last signed checkpoint (seq "
+            f"{report.signed_seq}) and no head signature covers them: anyone able to write the file could have "
+            "appended them (a journal written before head signatures, or by a writer without the signing key). "
+            "Read them with `orchestrator journal export`; this orchestrator will not act on them"
+        )
     if trust is None:
         why = "no trusted public key: set journal.signing_key (the key that signed it)\n  " + why
     raise IntegrityError(

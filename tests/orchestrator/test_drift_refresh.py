@@ -18,6 +18,7 @@ from config.load import simulated_deployment
 from journal import Journal, kinds
 from orchestrator import _format, api
 from orchestrator._refresh import completed_steps
+from orchestrator._trust import trusted_key
 from orchestrator.cli import cli
 from orchestrator.clock import FakeClock
 from orchestrator.steps.base import URI
@@ -129,7 +130,10 @@ async def test_the_repair_command_redeploys_the_node(sim: api.SimulationSettings
     deployment = simulated_deployment(sim.nodes, Path(f"{sim.world}.d"))
     world = SimWorld.open(sim.world)
     try:
-        with api.open_journal(sim.journal) as journal:
+        # As `resume` opens it: verified against the simulation's key, which then signs every head it writes (a writer
+        # without the key would leave the head signature behind and the next `simulate` would refuse the journal).
+        trust = trusted_key(None, sim.journal)
+        with api.open_journal(sim.journal, trust=trust, what="repair") as journal:
             report = await api.drive(
                 deployment, journal, world=world, hooks=world, retry=[GONE], from_step="deploy_ova", clock=FakeClock()
             )

@@ -112,6 +112,17 @@ def _no_checkpoints(path: Path) -> None:
     Path(f"{path}.checkpoints").unlink()
 
 
+def _no_checkpoints_nor_head_signature(path: Path) -> None:
+    _no_checkpoints(path)
+    _sql("DELETE FROM meta WHERE name = 'head_signature'")(path)
+
+
+def _no_newest_checkpoint(path: Path) -> None:
+    _sql("DELETE FROM checkpoints WHERE id = (SELECT max(id) FROM checkpoints)")(path)
+    file = Path(f"{path}.checkpoints")
+    file.write_text("".join(line + "\n" for line in file.read_text().splitlines()[:-1]))
+
+
 _MGR_LAST = "(SELECT max(seq) FROM events WHERE node = 'pexip-mgr')"
 
 # (name, edit, what `journal verify --public-key` says)
@@ -183,7 +194,15 @@ ATTACKS: list[tuple[str, Callable[[Path], None], str]] = [
         _sql("UPDATE checkpoints SET snapshot = '{}' WHERE snapshot IS NOT NULL"),
         "its node snapshot does not match the signed digest",
     ),
-    ("every checkpoint deleted, and their file", _no_checkpoints, "UNVERIFIED"),
+    ("every checkpoint deleted, and their file", _no_checkpoints, "checkpoints were deleted or added"),
+    ("every checkpoint and the head signature deleted", _no_checkpoints_nor_head_signature, "UNVERIFIED"),
+    ("the newest checkpoint deleted, and its line", _no_newest_checkpoint, "the journal's newest is at seq"),
+    # --- the head signature (journal/_head.py)
+    (
+        "the head signature's seq",
+        _sql("UPDATE meta SET value = json_set(value, '$.seq', 3) WHERE name = 'head_signature'"),
+        "meta head_signature: does not verify against the trusted public key",
+    ),
     ("a line of the checkpoints file", _checkpoint_line, "kept checkpoint 2"),
 ]
 
@@ -307,20 +326,20 @@ def test_an_old_event_turned_into_an_approval_does_not_open_the_wizards_gate(con
         assert db.execute("SELECT state FROM nodes WHERE name = 'pexip-mgr'").fetchone()[0] == "awaiting_approval"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (#7): events after the last signed checkpoint are proven by nothing but the unkeyed chain, and acting "
-    "commands accept such a tail (a crash leaves one); a forged approval appended there opens the wizard's gate. "
-    "Needs the head signed at every commit (or an unsigned tail refused without an operator's word).",
-)
+@pytest.mark.parametrize("drop_signature", [False, True], ids=["head-signature-kept", "head-signature-deleted"])
 def test_an_approval_appended_after_the_last_checkpoint_does_not_open_the_wizards_gate(
-    configured: Path, tmp_path: Path
+    configured: Path, tmp_path: Path, drop_signature: bool
 ) -> None:
     """A forged `gate_opened` appended after the last signed checkpoint (chain, head and row fixed by hand) must not let
-    `resume --all` run the irreversible security wizard."""
+    `resume --all` run the irreversible security wizard: the head signature names the old head; deleted, the forged
+    event is a tail no signature covers. `journal verify` says which."""
     assert _invoke("-c", str(configured), "run")[0] == 3
     path = tmp_path / "orchestrator.journal.sqlite"
     with sqlite3.connect(path) as db:
+        signed = json.loads(db.execute("SELECT value FROM meta WHERE name = 'head_signature'").fetchone()[0])
+        assert signed["seq"] == db.execute("SELECT max(seq) FROM events").fetchone()[0]
+        if drop_signature:
+            db.execute("DELETE FROM meta WHERE name = 'head_signature'")
         seq, last, at = db.execute("SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         payload = '{"approved":true,"gate":"security_wizard","reason":""}'
         row = (seq + 1, at, "pexip-mgr", "gate_opened", "security_wizard", 0, None, None, None, "alice", payload, "{}")
@@ -332,10 +351,19 @@ def test_an_approval_appended_after_the_last_checkpoint_does_not_open_the_wizard
         )
         db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (head_record(seq + 1, digest),))
         db.execute("UPDATE nodes SET last_seq = ?, updated_at = ? WHERE name = 'pexip-mgr'", (seq + 1, at))
+    before = _events(path)
     code, _, err = _invoke("-c", str(configured), "resume", "--all")
     with sqlite3.connect(path) as db:
         state = db.execute("SELECT state FROM nodes WHERE name = 'pexip-mgr'").fetchone()[0]
     assert code == 4 and state == "awaiting_approval", (code, state, err)
+    assert _events(path) == before
+    why = f"events {seq + 1}..{seq + 1} come after the last signed checkpoint" if drop_signature else "head_signature"
+    assert why in err, err
+    code, out, err = _invoke("-c", str(configured), "journal", "verify")
+    if drop_signature:  # the chain holds; the output says the tail is chained only, and acting refuses it (above)
+        assert code == 0 and "no head signature" in out + err, out + err
+    else:
+        assert code == 4 and f"signs head seq {seq}" in err, err
 
 
 @pytest.mark.parametrize(("meta", "ok"), [("new", True), ("old", True), ("other", False)])
