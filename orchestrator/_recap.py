@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,7 +71,7 @@ def recap(journal: Journal, start: Start, report: RunReport) -> dict[str, Any]:
         if event.kind == kinds.STEP_COMMITTED:
             if event.payload.get("changed"):
                 row["changed"] += 1
-                row["steps_changed"].append(event.step)
+                row["steps_changed"].append(sys.intern(event.step) if event.step else event.step)  # one string (#11)
             else:
                 row["ok"] += 1
         elif event.kind == kinds.STEP_RETRY:

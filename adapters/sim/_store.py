@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import sys
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -65,7 +66,7 @@ def effects_summary(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
     summary: dict[str, dict[str, int]] = {}
     rows = conn.execute("SELECT node, kind, count(*) FROM effects GROUP BY node, kind ORDER BY node, kind")
     for node, kind, count in rows:
-        summary.setdefault(node, {})[kind] = count
+        summary.setdefault(node, {})[sys.intern(kind)] = count  # one string per kind, not per row (#11)
     return summary
 
 

@@ -19,6 +19,7 @@ the lab's aiohttp server serves the same store over HTTP.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -326,22 +327,20 @@ class SimPexipApi:
 
     def _render(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         """What GET shows: no internal or write-only field, URIs, embedded FK objects."""
-        fields = RESOURCES[resource].fields
-        out: dict[str, Any] = {}
-        for name, value in obj.items():
-            if name.startswith("_"):
+        # One pass in C for the plain fields (issue #11: 26,000 renders of ~18 fields at 1000 nodes), then
+        # the few embedded FK lists replaced where they stand (the keys keep the stored order).
+        out = {name: value.copy() if type(value) is list else value for name, value in obj.items() if name[:1] != "_"}
+        for name in _embedded(resource):
+            value = out.get(name)
+            if value is None:
                 continue
-            f = fields.get(name)
-            if f is not None and f.embed:
-                embedded = []
-                for uri in value:
-                    ref, ident = parse_uri(uri)
-                    target = self._world.get(pexip_system(ref), ident)
-                    if target is not None:
-                        embedded.append(self._render(ref, target))
-                out[name] = embedded
-            else:
-                out[name] = list(value) if isinstance(value, list) else value
+            embedded = []
+            for uri in value:
+                ref, ident = parse_uri(uri)
+                target = self._world.get(pexip_system(ref), ident)
+                if target is not None:
+                    embedded.append(self._render(ref, target))
+            out[name] = embedded
         out["resource_uri"] = uri_of(resource, obj["id"])
         return out
 
@@ -429,6 +428,12 @@ def _check_authentication(auth: dict[str, Any]) -> None:
             "client_certificate",
             f"Requires LDAP to be included as an authentication source (source is {auth['source']}).",
         )
+
+
+@functools.cache
+def _embedded(resource: str) -> tuple[str, ...]:
+    """The fields of ``resource`` whose FK objects GET embeds."""
+    return tuple(name for name, f in RESOURCES[resource].fields.items() if f.embed)
 
 
 def _matches(value: Any, op: str, wanted: Any) -> bool:
