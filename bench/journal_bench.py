@@ -114,7 +114,7 @@ def bench_single(workdir: Path, rows: int, checkpoint_every: int) -> float:
     for i in range(rows):
         journal.commit([_transition(names[i % len(names)], i // len(names))])
         if (i + 1) % checkpoint_every == 0:
-            journal.checkpoint(SIGNER)
+            journal.checkpoint(SIGNER, file_check=False)  # as a run's periodic checkpoints (the closing one checks)
     elapsed = time.perf_counter() - start
     journal.close()
     return rows / elapsed
