@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["plan_lines", "summary_line", "toml_value"]
 
-_MARKERS = {"unknown": "?", "error": "!", "blocked": "-"}
+_MARKERS = {"unknown": "?", "error": "!", "blocked": "-", "ok": "="}
 _LEGEND = "Symbols: + create, ~ update in place, ? known after an earlier step, ! error, - blocked"
 _ONE_LINE = 110
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
@@ -90,6 +90,8 @@ def _row_lines(row: dict[str, Any], width: int) -> list[str]:
             lines += _assignment(f"      ~ {c['field']} = {toml_value(c['now'])} -> ", c["wanted"])
     for field, value in (row.get("will_set") or {}).items():
         lines += _assignment(f"        {field} = ", value)
+    for field in row.get("not_settable") or ():
+        lines.append(f"        {field}: not settable on this version (absent or read-only in its /schema/), not sent")
     return lines
 
 
@@ -107,7 +109,7 @@ def plan_lines(plan: Plan) -> list[str]:
     lines = [_LEGEND, ""]
     for node, rows in plan.nodes.items():
         lines.append(f"{node}:")
-        shown = [r for r in rows if r["status"] != "ok"]
+        shown = [r for r in rows if r["status"] != "ok" or r.get("not_settable")]  # a setting it cannot take: shown
         width = max((len(r["step"]) for r in shown), default=0)
         for row in shown:
             lines += _row_lines(row, width)

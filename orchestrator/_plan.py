@@ -244,6 +244,8 @@ async def _plan_node(
             seen.add(name, step_name, observed)
             changes = step.diff(ctx, observed)
             row.update(status="change" if changes else "ok", changes=[_change(c) for c in changes])
+            if ctx.scratch.get("not_settable"):  # this Manager's version cannot take them (pexip-api.md 7.9)
+                row["not_settable"] = list(ctx.scratch["not_settable"])
             if changes:
                 known_after = step_name  # later steps observe what this one would make: never guess them
         except Unknowable as exc:

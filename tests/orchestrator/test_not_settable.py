@@ -47,3 +47,16 @@ def test_a_version_that_takes_every_setting_reports_none(tmp_path: Path) -> None
     [payload] = _committed(tmp_path / "j.sqlite", "global_settings")
     assert "not_settable" not in payload
     assert "global.enable_ssh" in {c["field"] for c in payload["changed"]}  # type: ignore[union-attr]
+
+
+def test_the_plan_shows_a_setting_the_version_cannot_take(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dry run shows the step even when nothing else changes there, and names the setting it cannot take."""
+    from orchestrator._format_plan import plan_lines
+    from orchestrator._plan import Plan
+
+    row = {"milestone": "hardened", "step": "global_settings", "status": "ok", "changes": []}
+    plan = Plan(deployment="d", until="ldap_authenticated", selected=None)
+    plan.nodes = {"pexip-mgr": [{**row, "not_settable": ["global.legacy_api_http"]}]}
+    text = "\n".join(plan_lines(plan))
+    assert "  = global_settings [hardened]" in text
+    assert "global.legacy_api_http: not settable on this version" in text
