@@ -33,7 +33,8 @@ def _simulate(tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
         str(tmp / "effects.json"),
         *extra,
     ]
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's traceback (a hang's diagnosis)
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
 def _wait_for_steps(journal: Path, count: int, timeout: float = 60.0) -> None:
@@ -112,7 +113,12 @@ def test_sigkill_at_30_random_moments_then_finish(tmp_path: Path) -> None:
                 p.unlink()
         assert time.monotonic() - started < 400
     final = _simulate(tmp_path, "--latency", "0.02")
-    _out, err = final.communicate(timeout=300)
+    try:
+        _out, err = final.communicate(timeout=300)
+    except subprocess.TimeoutExpired:  # seen once in CI: show where it waits, not only that it did
+        final.send_signal(signal.SIGABRT)
+        _out, err = final.communicate()
+        raise AssertionError("the final simulate hung for 300 s; its tracebacks:\n" + err.decode()[-6000:]) from None
     assert final.returncode == 0, err.decode()
     _assert_finished_once(tmp_path)
 
