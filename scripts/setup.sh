@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(golang-go golang-github-vmware-govmomi-dev slapd ldap-utils openssl rsyslog rsyslog-gnutls chromium prometheus)
+DEBIAN_PACKAGES=(golang-go golang-github-vmware-govmomi-dev slapd ldap-utils openssl rsyslog rsyslog-gnutls chromium prometheus systemd)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
