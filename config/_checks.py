@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 
 from config._reader import Problems, shown
 
-__all__ = ["LABEL", "Check", "ipv4", "is_fqdn", "is_host", "prefix_length"]
+__all__ = ["LABEL", "THUMBPRINT", "Check", "ipv4", "is_fqdn", "is_host", "prefix_length"]
 
 LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+THUMBPRINT = re.compile(r"sha256:[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}\Z")  # a certificate's SHA-256 pin
 
 
 def ipv4(value: str) -> ipaddress.IPv4Address | None:
@@ -88,6 +89,16 @@ class Check:
                 parts.scheme in ("http", "https") and bool(parts.hostname),
                 field,
                 f"must be an http(s):// URL (got {shown(value)}); write https://<host>/...",
+            )
+
+    def sha256_pin(self, value: Any, field: str) -> None:
+        """A certificate pin (vCenter's thumbprint, the Manager's and the nodes' provisioning fingerprints)."""
+        if isinstance(value, str) and not THUMBPRINT.match(value):
+            word = "fingerprint" if field.endswith("fingerprint") else "thumbprint"
+            self.add(
+                field,
+                f'bad {word} format (got {shown(value)}); write "sha256:" and 32 hex byte pairs joined by colons, '
+                "as `openssl x509 -noout -fingerprint -sha256` prints them",
             )
 
     def required(self, value: Any, field: str, why: str) -> None:

@@ -9,9 +9,8 @@ from config._checks import Check
 from config._reader import shown
 from config.model import ConsoleSpec, Deployment
 
-__all__ = ["THUMBPRINT", "check_console", "check_provisioning"]
+__all__ = ["check_console", "check_provisioning"]
 
-THUMBPRINT = re.compile(r"sha256:[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}\Z")
 _SSH_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}\Z")  # ssh-keygen -lf, OpenSSH's unpadded base64
 
 
@@ -57,12 +56,7 @@ def check_provisioning(d: Deployment, c: Check) -> None:
         if isinstance(n.provisioning_url, str):
             c.url(n.provisioning_url, "real", f"{path}.provisioning_url")
         if isinstance(n.provisioning_thumbprint, str):
-            c.need(
-                bool(THUMBPRINT.match(n.provisioning_thumbprint)),
-                f"{path}.provisioning_thumbprint",
-                f'bad thumbprint format (got {shown(n.provisioning_thumbprint)}); write "sha256:" and 32 hex byte '
-                "pairs joined by colons (openssl x509 -noout -fingerprint -sha256)",
-            )
+            c.sha256_pin(n.provisioning_thumbprint, f"{path}.provisioning_thumbprint")
         elif not verified:
             c.add(
                 f"{path}.provisioning_thumbprint",

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from config._checks import Check, ipv4, is_host
 from config._node_checks import CPU_RANGE, MEMORY_MB_RANGE, NodeContext, check_across_nodes, check_node
-from config._peer_checks import THUMBPRINT, check_console, check_provisioning
+from config._peer_checks import check_console, check_provisioning
 from config._reader import Problems, shown
 from config.model import Deployment, VCenterSpec
 from config.rules import (
@@ -60,13 +60,7 @@ def _vcenter(v: VCenterSpec, c: Check) -> None:
             'a real vCenter needs ca_file or thumbprint (got neither); add ca_file = "<CA PEM>" '
             'or thumbprint = "sha256:AA:BB:..." so its certificate is verified',
         )
-    if isinstance(v.thumbprint, str):
-        c.need(
-            bool(THUMBPRINT.match(v.thumbprint)),
-            "vcenter.thumbprint",
-            f'bad thumbprint format (got {shown(v.thumbprint)}); write "sha256:" and 32 hex byte pairs joined by '
-            "colons",
-        )
+    c.sha256_pin(v.thumbprint, "vcenter.thumbprint")
     for i, vlan in enumerate(v.reserved_vlans or ()):
         c.need(0 <= vlan <= 4095, f"vcenter.reserved_vlans[{i}]", f"not a VLAN ID (got {vlan}); use 0..4095")
     hosts = v.hosts if v.hosts is not None else ()
@@ -328,13 +322,8 @@ def _systems(d: Deployment, c: Check) -> None:
                 f"not an IPv4 address (got {shown(a.address)}); give the address the Management Node answers on, "
                 "or leave it out to use management.address",
             )
+        c.sha256_pin(a.tls_fingerprint, "pexip_api.tls_fingerprint")
         if isinstance(a.tls_fingerprint, str):
-            c.need(
-                bool(THUMBPRINT.match(a.tls_fingerprint)),
-                "pexip_api.tls_fingerprint",
-                f'bad fingerprint format (got {shown(a.tls_fingerprint)}); write "sha256:" and 32 hex byte pairs '
-                'joined by ":", as `openssl x509 -noout -fingerprint -sha256` prints them',
-            )
             c.need(
                 a.trust_on_first_use is not True,
                 "pexip_api.trust_on_first_use",
