@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator._cli_base import EXIT_FAILED, EXIT_OK, Options, handle_errors
+from orchestrator._cli_base import EXIT_FAILED, EXIT_OK, Options, handle_errors, output_option
 
 __all__ = ["audit"]
 
@@ -22,13 +22,7 @@ __all__ = ["audit"]
     show_default=True,
     help="text: a table; json: the stable shape; html: one self-contained page.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the report to FILE (replaced atomically) instead of printing it.",
-)
+@output_option("Write the report to FILE (replaced atomically) instead of printing it.")
 @click.pass_obj
 @handle_errors
 def audit(options: Options, nodes: tuple[str, ...], fmt: str, output: Path | None) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "fail",
     "GLOBAL_OPTIONS",
     "add_global_options",
+    "output_option",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING, EXIT_INTEGRITY = 0, 1, 2, 3, 4
@@ -96,6 +97,13 @@ class Options:
     def display(self, as_json: bool, live: bool) -> ObserverFactory | None:
         """The progress display of a run (none with ``--json`` or ``-q``)."""
         return None if as_json or self.quiet else functools.partial(_format.progress, live=live)
+
+
+def output_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-o/--output FILE`` of a command that writes a file (atomically) instead of printing it."""
+    return click.option(
+        "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help=help
+    )
 
 
 GLOBAL_OPTIONS = ("config", "journal", "log_level", "quiet", "verbose")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from orchestrator import _format
-from orchestrator._cli_base import EXIT_INTEGRITY, Options, handle_errors
+from orchestrator._cli_base import EXIT_INTEGRITY, Options, handle_errors, output_option
 
 __all__ = ["journal_group", "lab"]
 
@@ -23,13 +23,7 @@ def journal_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--node", default=None, help="Only this node's events.")
 @click.option("--since", default=None, metavar="TIME", help="ISO-8601 time (UTC if no zone): events at or after it.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="File (default: stdout), replaced atomically, 0600.",
-)
+@output_option("File (default: stdout), replaced atomically, 0600.")
 @click.pass_obj
 @handle_errors
 def journal_export(options: Options, fmt: str, node: str | None, since: str | None, output: Path | None) -> None:
