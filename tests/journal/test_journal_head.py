@@ -8,11 +8,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from journal_helpers import NODES, walk
+from journal_helpers import NODES, append_forged_approval, walk
 
 from config.errors import IntegrityError, JournalError
 from journal import Journal, Signer, Transition, VerifyStatus
-from journal._chain import event_hash, head_record
 from orchestrator._trust import Trust, verify_before_acting
 
 SIGNER = Signer.generate()
@@ -37,19 +36,8 @@ def heads(journal_path: Path) -> Journal:
 
 
 def _append_forged_approval(path: Path) -> int:
-    """An approval appended by hand after the head: hash, link, head record and node row all recomputed."""
     with sqlite3.connect(path) as db:
-        seq, last, at = db.execute("SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        row = (seq + 1, at, "mgr", "gate_opened", "security_wizard", 0, None, None, None, "alice", "{}", "{}")
-        digest = event_hash(last, *row)
-        db.execute(
-            "INSERT INTO events (seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets, "
-            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*row, last, digest),
-        )
-        db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (head_record(seq + 1, digest),))
-        db.execute("UPDATE nodes SET last_seq = ?, updated_at = ? WHERE name = 'mgr'", (seq + 1, at))
-    return int(seq) + 1
+        return append_forged_approval(db, "mgr")
 
 
 def test_every_commit_signs_its_head_so_no_checkpoint_is_needed_to_verify(heads: Journal) -> None:

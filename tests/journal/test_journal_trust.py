@@ -13,11 +13,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from journal_helpers import NODES, ROOT, walk
+from journal_helpers import NODES, ROOT, rechain, walk
 
 from config.errors import ConfigError, IntegrityError, JournalError
 from journal import Journal, Signer, Transition, VerifyStatus, derive_nodes, generate_signing_key, public_key_pem
-from journal._chain import GENESIS, event_hash, head_record
 
 SIGNER = Signer.generate()
 PUBLIC = SIGNER.public_key_pem()
@@ -30,25 +29,11 @@ def signed(busy_journal: Journal) -> Journal:
     return busy_journal
 
 
-def _rechain(db: sqlite3.Connection) -> None:
-    """Recompute every hash and link and move the head record, as anyone who reads the spec can."""
-    prev = GENESIS
-    rows = db.execute(
-        "SELECT seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets "
-        "FROM events ORDER BY seq"
-    ).fetchall()
-    for row in rows:
-        digest = event_hash(prev, *row)
-        db.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, row[0]))
-        prev = digest
-    db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (head_record(rows[-1][0], prev),))
-
-
 def _rewrite_history(db: sqlite3.Connection) -> None:
     """Say mgr's seq 5 went to 'certified' (event, sets and row), and rechain."""
     db.execute("UPDATE events SET to_state = 'certified', sets = '{\"state\":\"certified\"}' WHERE seq = 5")
     db.execute("UPDATE events SET from_state = 'certified' WHERE seq = 6")
-    _rechain(db)
+    rechain(db)
 
 
 # --- node rows ----------------------------------------------------------------------------
@@ -175,7 +160,7 @@ def test_cut_tail_checked_against_a_kept_list_fails(
     kept = [dict(cp) for cp in signed.checkpoints()]
     attacker.execute("DELETE FROM events WHERE seq > 6")
     attacker.execute("DELETE FROM checkpoints")
-    _rechain(attacker)
+    rechain(attacker)
     report = signed.verify(public_key=PUBLIC, checkpoints=kept)
     assert any(
         "kept checkpoint 1 (seq 9): the chain ends at seq 6; events 7..9 were deleted" in p for p in report.problems

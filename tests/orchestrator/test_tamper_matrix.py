@@ -21,9 +21,10 @@ import pytest
 from click.testing import CliRunner
 
 from journal import Journal, generate_signing_key, kinds
-from journal._chain import GENESIS, event_hash, head_record
 from orchestrator._trust import generated_key_path
 from orchestrator.cli import cli
+from tests.journal.journal_helpers import append_forged_approval
+from tests.journal.journal_helpers import rechain as rechain_all
 from tests.orchestrator.test_cli import SECRETS, _sim_config
 
 
@@ -73,27 +74,13 @@ def journal(finished: tuple[Path, Path], tmp_path: Path) -> Iterator[Path]:
     yield path
 
 
-def _rechain(db: sqlite3.Connection) -> None:
-    """Recompute every hash and link and move the head record, as anyone who reads the spec can."""
-    prev = GENESIS
-    rows = db.execute(
-        "SELECT seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets "
-        "FROM events ORDER BY seq"
-    ).fetchall()
-    for row in rows:
-        digest = event_hash(prev, *row)
-        db.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, row[0]))
-        prev = digest
-    db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (head_record(rows[-1][0], prev),))
-
-
 def _sql(*statements: str, rechain: bool = False) -> Callable[[Path], None]:
     def edit(path: Path) -> None:
         with sqlite3.connect(path) as db:
             for statement in statements:
                 db.execute(statement)
             if rechain:
-                _rechain(db)
+                rechain_all(db)
 
     return edit
 
@@ -340,30 +327,20 @@ def test_an_approval_appended_after_the_last_checkpoint_does_not_open_the_wizard
         assert signed["seq"] == db.execute("SELECT max(seq) FROM events").fetchone()[0]
         if drop_signature:
             db.execute("DELETE FROM meta WHERE name = 'head_signature'")
-        seq, last, at = db.execute("SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        payload = '{"approved":true,"gate":"security_wizard","reason":""}'
-        row = (seq + 1, at, "pexip-mgr", "gate_opened", "security_wizard", 0, None, None, None, "alice", payload, "{}")
-        digest = event_hash(last, *row)
-        db.execute(
-            "INSERT INTO events (seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets, "
-            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*row, last, digest),
-        )
-        db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (head_record(seq + 1, digest),))
-        db.execute("UPDATE nodes SET last_seq = ?, updated_at = ? WHERE name = 'pexip-mgr'", (seq + 1, at))
+        forged = append_forged_approval(db, "pexip-mgr", '{"approved":true,"gate":"security_wizard","reason":""}')
     before = _events(path)
     code, _, err = _invoke("-c", str(configured), "resume", "--all")
     with sqlite3.connect(path) as db:
         state = db.execute("SELECT state FROM nodes WHERE name = 'pexip-mgr'").fetchone()[0]
     assert code == 4 and state == "awaiting_approval", (code, state, err)
     assert _events(path) == before
-    why = f"events {seq + 1}..{seq + 1} come after the last signed checkpoint" if drop_signature else "head_signature"
+    why = f"events {forged}..{forged} come after the last signed checkpoint" if drop_signature else "head_signature"
     assert why in err, err
     code, out, err = _invoke("-c", str(configured), "journal", "verify")
     if drop_signature:  # the chain holds; the output says the tail is chained only, and acting refuses it (above)
         assert code == 0 and "no head signature" in out + err, out + err
     else:
-        assert code == 4 and f"signs head seq {seq}" in err, err
+        assert code == 4 and f"signs head seq {forged - 1}" in err, err
 
 
 @pytest.mark.parametrize(("meta", "ok"), [("new", True), ("old", True), ("other", False)])
