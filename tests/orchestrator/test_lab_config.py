@@ -9,32 +9,13 @@ from typing import Any
 
 import pytest
 
-from adapters.sim._pki import make_root
 from config.errors import ConfigError
 from config.load import load_deployment
 from config.model import Deployment
-from orchestrator.lab import VCSIM_USER, Vcsim, write_lab_config
+from orchestrator.lab import write_lab_config
+from tests.orchestrator.lab_records import fake_vcsim
 
 BEFORE = Path(__file__).parent / "data" / "lab_config_before.toml"  # what the f-string writer wrote, paths as @LAB@
-
-
-def _vcsim(lab: Path) -> Vcsim:
-    """A Vcsim record as start_vcsim returns it, with no process behind it (the writer only reads its fields)."""
-    ca_file = lab / "pki" / "vcsim-ca.pem"
-    ca_file.parent.mkdir(parents=True, exist_ok=True)
-    ca_file.write_text(make_root("Lab test CA")[1])  # load_deployment reads the trust file (issue #7)
-    return Vcsim(
-        url="https://127.0.0.1:4443/sdk",
-        user=VCSIM_USER,
-        password="lab-password",
-        ca_file=ca_file,
-        cert_file=lab / "pki" / "vcsim.pem",
-        pid=0,
-        port=4443,
-        workdir=lab / "vcsim",
-        keys_file=lab / "vcsim" / "keys.jsonl",
-        requests_file=lab / "vcsim" / "requests.jsonl",
-    )
 
 
 def _anonymous(deployment: Deployment) -> Deployment:
@@ -44,7 +25,7 @@ def _anonymous(deployment: Deployment) -> Deployment:
 def test_the_lab_file_holds_what_the_f_string_writer_wrote(tmp_path: Path) -> None:
     """The written file parses to the same TOML data, and loads as the same deployment, as before the change."""
     lab = tmp_path / "lab"
-    path = write_lab_config(lab, _vcsim(lab))
+    path = write_lab_config(lab, fake_vcsim(lab))
     before = tmp_path / "before.toml"
     before.write_text(BEFORE.read_text().replace("@LAB@", str(lab)))
     written = tomllib.loads(path.read_text())
@@ -58,7 +39,7 @@ def test_the_lab_file_holds_what_the_f_string_writer_wrote(tmp_path: Path) -> No
 def test_the_lab_file_maps_every_role_to_a_group(tmp_path: Path) -> None:
     """Each of a Manager's roles (Read-write, Read-only) and Auditor gets its own lab group; no Administrator."""
     lab = tmp_path / "lab"
-    mappings = load_deployment(write_lab_config(lab, _vcsim(lab))).ldap.role_mappings
+    mappings = load_deployment(write_lab_config(lab, fake_vcsim(lab))).ldap.role_mappings
     assert [(m.name, tuple(m.roles)) for m in mappings] == [
         ("Lab Read-write", ("Read-write",)),
         ("Lab Read-only", ("Read-only",)),
@@ -74,12 +55,12 @@ def test_the_lab_makes_a_usable_bootstrap_key_once(tmp_path: Path) -> None:
     from adapters.bootstrap_store import decode_key
 
     lab = tmp_path / "lab"
-    key = load_deployment(write_lab_config(lab, _vcsim(lab))).pexip_api.bootstrap_key
+    key = load_deployment(write_lab_config(lab, fake_vcsim(lab))).pexip_api.bootstrap_key
     assert key is not None and len(decode_key(key.reveal())) == 32
     path = lab / "secrets" / "pexip-bootstrap-key"
     assert key.ref == f"file:{path}" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     first = path.read_text()
-    write_lab_config(lab, _vcsim(lab))
+    write_lab_config(lab, fake_vcsim(lab))
     assert path.read_text() == first
 
 
@@ -95,7 +76,7 @@ ODD = [
 def test_odd_characters_in_lab_paths_round_trip(tmp_path: Path, odd: str) -> None:
     """A lab path with quotes, backslashes or newlines reads back exactly, in TOML and as a deployment."""
     lab = tmp_path / f"lab{odd}dir"
-    vc = _vcsim(lab)
+    vc = fake_vcsim(lab)
     path = write_lab_config(lab, vc)
     data: dict[str, Any] = tomllib.loads(path.read_text())
     assert data["vcenter"]["ca_file"] == str(vc.ca_file)
@@ -113,7 +94,7 @@ def test_odd_characters_in_the_deployment_name_reach_the_name_rule_unchanged(tmp
     """A name with quotes, backslashes or newlines reads back as given; the only problem found is the name rule's."""
     lab = tmp_path / "lab"
     name = f"lab{odd}name"
-    path = write_lab_config(lab, _vcsim(lab), name=name)
+    path = write_lab_config(lab, fake_vcsim(lab), name=name)
     assert tomllib.loads(path.read_text())["deployment"]["name"] == name
     with pytest.raises(ConfigError) as refused:
         load_deployment(path)

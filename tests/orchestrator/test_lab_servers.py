@@ -13,32 +13,11 @@ from typing import Any
 import pytest
 
 from adapters.console import SshConsole
-from adapters.sim._pki import make_root
 from config.load import load_deployment
 from config.model import Deployment
-from orchestrator.lab import VCSIM_USER, Vcsim, lab_status, repoint_lab_config, write_lab_config
+from orchestrator.lab import lab_status, repoint_lab_config, write_lab_config
 from orchestrator.lab._servers import is_our_servers, start_servers, stop_servers
-
-
-def _vcsim(lab: Path) -> Vcsim:
-    """A Vcsim record with no process behind it (the deployment file only names its URL and CA)."""
-    ca_file = lab / "pki" / "vcsim-ca.pem"
-    ca_file.parent.mkdir(parents=True, exist_ok=True)
-    key_pem, cert_pem = make_root("Lab test CA")
-    ca_file.write_text(cert_pem)
-    ca_file.with_suffix(".key").write_text(key_pem)  # the lab CA signs (pki.command) and issues client certificates
-    return Vcsim(
-        url="https://127.0.0.1:4443/sdk",
-        user=VCSIM_USER,
-        password="lab-password",
-        ca_file=ca_file,
-        cert_file=lab / "pki" / "vcsim.pem",
-        pid=0,
-        port=4443,
-        workdir=lab / "vcsim",
-        keys_file=lab / "vcsim" / "keys.jsonl",
-        requests_file=lab / "vcsim" / "requests.jsonl",
-    )
+from tests.orchestrator.lab_records import fake_vcsim
 
 
 async def _wizard_state(deployment: Deployment) -> str:
@@ -70,7 +49,7 @@ def test_the_simulators_serve_and_the_deployment_file_points_the_real_clients_at
     pinned and every node's interface pinned; a restarted process keeps those certificates, keys and ports;
     stopping it leaves no process."""
     lab = tmp_path / "lab"
-    vc = _vcsim(lab)
+    vc = fake_vcsim(lab)
     write_lab_config(lab, vc)
     info = start_servers(lab)
     try:
@@ -136,7 +115,7 @@ def test_a_lab_whose_simulators_moved_gets_its_deployment_file_pointed_at_them_a
     """Restarted simulators on other ports (a kept one was taken): the file follows them, its header and every
     other value kept, and the console stays real with its pin."""
     lab = tmp_path / "lab"
-    vc = _vcsim(lab)
+    vc = fake_vcsim(lab)
     path = write_lab_config(lab, vc, servers=_servers(lab, str(vc.ca_file), 40000))
     before = tomllib.loads(path.read_text())
     header = path.read_text().split("\n\n", 1)[0]
