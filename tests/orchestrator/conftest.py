@@ -7,8 +7,12 @@ from typing import Any
 
 import pytest
 
+from adapters.sim.world import SimWorld
+from config.model import Deployment
 from orchestrator import api
 from orchestrator.clock import FakeClock
+from orchestrator.engine import Engine
+from orchestrator.wiring import open_systems
 
 NON_REPEATABLE = ("vm_import", "csr_create", "installation_wizard", "security_wizard", "role_create")
 
@@ -29,3 +33,16 @@ async def simulate(settings: api.SimulationSettings, **changes: Any) -> tuple[An
     import dataclasses
 
     return await api.simulate(dataclasses.replace(settings, **changes), clock=FakeClock())
+
+
+async def run_engine(deployment: Deployment, tmp: Path, **options: Any) -> Any:
+    """One auto-approved engine run of ``deployment`` on the twins (world and journal in ``tmp``), fake clock."""
+    world = SimWorld.open(tmp / "world.sqlite")
+    systems = open_systems(deployment, world)
+    try:
+        with api.open_journal(tmp / "journal.sqlite") as journal:
+            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
+            return await engine.run(**options)
+    finally:
+        await systems.aclose()
+        await world.aclose()

@@ -24,24 +24,14 @@ from config.load import simulated_deployment
 from config.model import Deployment
 from journal import Journal, kinds
 from orchestrator import api
-from orchestrator.clock import FakeClock
-from orchestrator.engine import Engine
 from orchestrator.wiring import open_systems
+from tests.orchestrator.conftest import run_engine
 
 MGR, CONF = "pexip-mgr", "pexip-conf-00001"
 
 
 async def _run(deployment: Deployment, tmp: Path, retry: tuple[str, ...] = ()) -> Any:
-    world = SimWorld.open(tmp / "world.sqlite")
-    systems = open_systems(deployment, world)
-    try:
-        with api.open_journal(tmp / "journal.sqlite") as journal:
-            return await Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True).run(
-                retry=retry
-            )
-    finally:
-        await systems.aclose()
-        await world.aclose()
+    return await run_engine(deployment, tmp, retry=retry)
 
 
 def _deployment(

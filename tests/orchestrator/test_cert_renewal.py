@@ -21,20 +21,9 @@ from orchestrator import api
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Engine
 from orchestrator.wiring import open_systems
+from tests.orchestrator.conftest import run_engine
 
 MGR = "pexip-mgr"
-
-
-async def _run(deployment: Deployment, tmp: Path, **options: Any) -> Any:
-    world = SimWorld.open(tmp / "world.sqlite")
-    systems = open_systems(deployment, world)
-    try:
-        with api.open_journal(tmp / "journal.sqlite") as journal:
-            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
-            return await engine.run(**options)
-    finally:
-        await systems.aclose()
-        await world.aclose()
 
 
 async def _manager_certificates(deployment: Deployment, tmp: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -62,9 +51,9 @@ def _uri(value: Any) -> Any:
 async def test_a_renewal_keeps_the_key_replaces_the_certificate_and_is_journaled(tmp_path: Path) -> None:
     """After a whole run, renew: a new certificate (new serial) for the same key, in place, still assigned."""
     deployment = simulated_deployment(2, tmp_path / "w.d")
-    assert (await _run(deployment, tmp_path)).exit_code == 0
+    assert (await run_engine(deployment, tmp_path)).exit_code == 0
     (before,), _ = await _manager_certificates(deployment, tmp_path)
-    report = await _run(deployment, tmp_path, nodes=[MGR], retry=[MGR], from_step="create_csr", renew=True)
+    report = await run_engine(deployment, tmp_path, nodes=[MGR], retry=[MGR], from_step="create_csr", renew=True)
     assert report.exit_code == 0, report.outcomes
     (after,), vm = await _manager_certificates(deployment, tmp_path)
     key_before, serial_before = _key_and_serial(before["certificate"])
@@ -80,7 +69,7 @@ async def test_a_renewal_keeps_the_key_replaces_the_certificate_and_is_journaled
     assert "tls_certificate" in created[-1].payload["changed"][0]["wanted"], "the CSR names the certificate renewed"
     assert record is not None and record.state == "ldap_authenticated"
     # The renewal is done: running again changes nothing.
-    again = await _run(deployment, tmp_path, nodes=[MGR])
+    again = await run_engine(deployment, tmp_path, nodes=[MGR])
     assert again.exit_code == 0
     (still,), _ = await _manager_certificates(deployment, tmp_path)
     assert still["certificate"] == after["certificate"]
@@ -92,10 +81,10 @@ async def test_a_manual_ca_renewal_waits_for_a_new_answer_and_checks_it(tmp_path
     base = simulated_deployment(2, tmp_path / "w.d")
     spec = openssl_ca(tmp_path, base.pki)
     deployment = dataclasses.replace(base, pki=spec)  # a command CA for the first issuance, unattended
-    assert (await _run(deployment, tmp_path)).exit_code == 0
+    assert (await run_engine(deployment, tmp_path)).exit_code == 0
     (before,), _ = await _manager_certificates(deployment, tmp_path)
     manual = dataclasses.replace(deployment, pki=dataclasses.replace(spec, mode="manual", command=()))
-    report = await _run(manual, tmp_path, nodes=[MGR], retry=[MGR], from_step="create_csr", renew=True)
+    report = await run_engine(manual, tmp_path, nodes=[MGR], retry=[MGR], from_step="create_csr", renew=True)
     assert report.exit_code == 3, report.outcomes  # waiting on the CA, not the old certificate again
     fqdn = deployment.management.fqdn
     assert (tmp_path / "pki" / "inbox" / f"{fqdn}.pem.superseded").is_file()
@@ -104,7 +93,7 @@ async def test_a_manual_ca_renewal_waits_for_a_new_answer_and_checks_it(tmp_path
     signed.write_text(openssl_sign(tmp_path, csr))
     with api.open_journal(tmp_path / "journal.sqlite") as journal:
         api.cert_import(journal, MGR, signed, by="carol", deployment=manual)
-    report = await _run(manual, tmp_path, nodes=[MGR])
+    report = await run_engine(manual, tmp_path, nodes=[MGR])
     assert report.exit_code == 0, report.outcomes
     (after,), _ = await _manager_certificates(deployment, tmp_path)
     assert _key_and_serial(after["certificate"])[0] == _key_and_serial(before["certificate"])[0]
@@ -129,7 +118,7 @@ class _FailOnce:
 async def test_a_renewal_stopped_before_its_csr_still_renews_on_resume(tmp_path: Path) -> None:
     """The renewal is read back from the journal: create_csr failed after the rewind, a plain resume renews."""
     deployment = simulated_deployment(1, tmp_path / "w.d")
-    assert (await _run(deployment, tmp_path)).exit_code == 0
+    assert (await run_engine(deployment, tmp_path)).exit_code == 0
     (before,), _ = await _manager_certificates(deployment, tmp_path)
     world = SimWorld.open(tmp_path / "world.sqlite")
     systems = open_systems(deployment, world)
@@ -141,7 +130,7 @@ async def test_a_renewal_stopped_before_its_csr_still_renews_on_resume(tmp_path:
         await systems.aclose()
         await world.aclose()
     assert stopped.exit_code != 0
-    resumed = await _run(deployment, tmp_path, nodes=[MGR], retry=[MGR])  # `orchestrator resume pexip-mgr`
+    resumed = await run_engine(deployment, tmp_path, nodes=[MGR], retry=[MGR])  # `orchestrator resume pexip-mgr`
     assert resumed.exit_code == 0, resumed.outcomes
     (after,), _ = await _manager_certificates(deployment, tmp_path)
     assert _key_and_serial(after["certificate"])[0] == _key_and_serial(before["certificate"])[0]

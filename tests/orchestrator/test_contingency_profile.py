@@ -19,21 +19,8 @@ from config.load import load_deployment, simulated_deployment
 from config.model import Deployment
 from journal import Journal, kinds
 from orchestrator import api
-from orchestrator.clock import FakeClock
-from orchestrator.engine import Engine
 from orchestrator.wiring import open_systems
-
-
-async def _run(deployment: Deployment, tmp: Path, **options: Any) -> Any:
-    world = SimWorld.open(tmp / "world.sqlite")
-    systems = open_systems(deployment, world)
-    try:
-        with api.open_journal(tmp / "journal.sqlite") as journal:
-            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
-            return await engine.run(**options)
-    finally:
-        await systems.aclose()
-        await world.aclose()
+from tests.orchestrator.conftest import run_engine
 
 
 async def _world_after(deployment: Deployment, tmp: Path) -> dict[str, Any]:
@@ -66,7 +53,7 @@ def _contingency(tmp: Path, nodes: int = 3) -> Deployment:
 async def test_a_contingency_run_ends_as_a_powered_off_fallback(tmp_path: Path) -> None:
     """All at ldap_authenticated; LDAP and local, no client certificate; no licence; every VM off, Manager last."""
     deployment = _contingency(tmp_path)
-    report = await _run(deployment, tmp_path)
+    report = await run_engine(deployment, tmp_path)
     assert report.exit_code == 0, report.outcomes
     seen = await _world_after(deployment, tmp_path)
     assert set(seen["power"].values()) == {"poweredOff"}, seen["power"]
@@ -94,7 +81,7 @@ async def test_a_contingency_run_ends_as_a_powered_off_fallback(tmp_path: Path) 
         await systems.aclose()
     finally:
         await world.aclose()
-    again = await _run(deployment, tmp_path)
+    again = await run_engine(deployment, tmp_path)
     assert again.exit_code == 0
     with Journal.open(tmp_path / "journal.sqlite") as j:
         assert len([e for e in j.events(kinds=[kinds.STANDBY_POWER_OFF])]) == 2 * len(deployment.nodes), "nothing again"
@@ -104,7 +91,7 @@ async def test_the_primary_profile_is_unchanged(tmp_path: Path) -> None:
     """The primary: LDAP alone, client certificates required, the VMs left running, no standby event."""
     deployment = simulated_deployment(2, tmp_path / "w.d")
     assert deployment.profile == "primary"
-    assert (await _run(deployment, tmp_path)).exit_code == 0
+    assert (await run_engine(deployment, tmp_path)).exit_code == 0
     seen = await _world_after(deployment, tmp_path)
     assert set(seen["power"].values()) == {"poweredOn"}
     world = SimWorld.open(tmp_path / "world.sqlite")
@@ -143,10 +130,10 @@ async def test_the_dry_run_plans_the_standby_power_off(tmp_path: Path) -> None:
         return {node: steps[-1] for node, steps in plan.nodes.items()}
 
     assert {r["step"]: r["status"] for r in (await rows()).values()} == {"standby_power_off": "unknown"}
-    assert (await _run(deployment, tmp_path, nodes=["pexip-mgr"], until="bios_locked")).exit_code == 0
+    assert (await run_engine(deployment, tmp_path, nodes=["pexip-mgr"], until="bios_locked")).exit_code == 0
     last = await rows()
     assert {(r["step"], r["status"]) for r in last.values()} == {("standby_power_off", "unknown")}, "depends on steps"
-    assert (await _run(deployment, tmp_path)).exit_code == 0
+    assert (await run_engine(deployment, tmp_path)).exit_code == 0
     assert {(r["step"], r["status"]) for r in (await rows()).values()} == {("standby_power_off", "ok")}
     world = SimWorld.open(tmp_path / "world.sqlite")
     try:  # an operator powers the standby Manager on in vCenter: the plan would power it off again
