@@ -11,10 +11,12 @@ import json
 import sqlite3
 import sys
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["SCHEMA", "Effect", "digest", "index_add", "index_discard", "hashable", "reload"]
+__all__ = ["SCHEMA", "Effect", "connect", "digest", "index_add", "index_discard", "hashable", "reload", "write"]
 
 
 class Effect(NamedTuple):
@@ -49,6 +51,50 @@ CREATE TABLE IF NOT EXISTS effects (
     detail TEXT NOT NULL DEFAULT ''
 );
 """
+
+
+def connect(path: Path, *, shared: bool) -> sqlite3.Connection:
+    """The world file opened (created if new) with its schema; raises ``sqlite3.Error`` (the caller says why)."""
+    # Shared: the other process's transactions are short, but a write must wait them out.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10 if shared else 0.25)
+    try:
+        # WAL + synchronous=NORMAL: a committed transaction survives kill -9 of this
+        # process (it is in the WAL file, replayed on open). It may not survive power
+        # loss; that is not what the simulated world simulates, the journal does that.
+        # One owner at a time: the cache would go stale under a second writer. (Set
+        # before WAL so that no shared-memory index is used at all.)
+        if not shared:
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-256")  # 256 KiB: values are read by primary key, hot ones cached above
+        conn.executescript(SCHEMA)  # a write: takes the exclusive lock now, and keeps it
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def write(conn: sqlite3.Connection, pending: dict[tuple[str, str], str | None], effects: Sequence[Effect]) -> None:
+    """One transaction: the pending values (``None`` deletes) and the effects' records, all or nothing."""
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
+    puts = [(s, k, v) for (s, k), v in pending.items() if v is not None]
+    deletes = [(s, k) for (s, k), v in pending.items() if v is None]
+    conn.execute("BEGIN")
+    try:
+        if puts:
+            conn.executemany("INSERT OR REPLACE INTO kv (system, key, value) VALUES (?, ?, ?)", puts)
+        if deletes:
+            conn.executemany("DELETE FROM kv WHERE system = ? AND key = ?", deletes)
+        if effects:
+            conn.executemany(
+                "INSERT INTO effects (at, node, kind, detail) VALUES (?, ?, ?, ?)",
+                [(at, e.node, e.kind, e.detail) for e in effects],
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 # An index maps a field's value to the one key that has it (a str: natural keys are

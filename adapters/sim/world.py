@@ -32,20 +32,15 @@ import json
 import os
 import random
 import sqlite3
-from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from adapters.sim import _store
+from adapters.sim._cache import WorldCache
 from adapters.sim._faults import EXIT_CODE, FaultPlan, FaultPoint
-from adapters.sim._store import SCHEMA as _SCHEMA
 from adapters.sim._store import Effect, digest
-from adapters.sim._store import hashable as _hashable
-from adapters.sim._store import index_add as _index_add
-from adapters.sim._store import index_discard as _index_discard
-from adapters.sim._store import reload as _reload
 from config.errors import ConfigError, Rejected, Unreachable
 
 __all__ = [
@@ -79,13 +74,9 @@ _FAULTS_SYSTEM = "_faults"  # where fired exit faults are remembered, so each fi
 
 # --- the world --------------------------------------------------------------------------
 
-_MISSING = object()
-# Decoded values kept in memory: the working set of the nodes in flight, not the whole world.
-_RECENT_VALUES = 128
 
-
-class SimWorld:
-    """The store, clock-free latency, faults and effect log shared by the simulated twins.
+class SimWorld(WorldCache):
+    """The store, clock-free latency, faults and effect log shared by the simulated twins (reads: :class:`WorldCache`).
 
     One process at a time owns a world file (it is opened in SQLite's exclusive locking
     mode, so a second process gets a clear error instead of a silently stale cache), unless
@@ -96,29 +87,17 @@ class SimWorld:
     def __init__(
         self, path: Path, conn: sqlite3.Connection, latency: float, faults: FaultPlan, seed: int | None, shared: bool
     ):
+        super().__init__(conn, shared)
         self.path = path
-        self._shared = shared
-        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0] if shared else 0
         self.latency = latency
         self.faults = faults
-        self._conn = conn
         self._rng = random.Random(faults.seed if faults.seed is not None else seed)
-        # Memory stays bounded with thousands of nodes: SQLite holds the values, this process
-        # keeps only each system's keys and the most recently used values, decoded.
-        self._keys: dict[str, set[str]] = defaultdict(set)
-        self._recent: OrderedDict[tuple[str, str], Any] = OrderedDict()
-        self._versions: Counter[str] = Counter()
-        self._indexes: dict[tuple[str, str], dict[Any, Any]] = {}
-        self._effects_total = 0
-        self._pending: dict[tuple[str, str], str | None] = {}
         self._pending_effects: list[Effect] = []
         self._batch: asyncio.Future[None] | None = None
         self._broken: BaseException | None = None
         self._closed = False
         self._commits = 0
         self._changes = 0
-        for system, key in conn.execute("SELECT system, key FROM kv"):
-            self._keys[system].add(key)
         self._effects_total = conn.execute("SELECT count(*) FROM effects").fetchone()[0]
 
     @classmethod
@@ -149,19 +128,7 @@ class SimWorld:
             raise ConfigError(f"must be >= 0 seconds (got {latency})", field="--latency")
         path = Path(path)
         try:
-            # Shared: the other process's transactions are short, but a write must wait them out.
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10 if shared else 0.25)
-            # WAL + synchronous=NORMAL: a committed transaction survives kill -9 of this
-            # process (it is in the WAL file, replayed on open). It may not survive power
-            # loss; that is not what the simulated world simulates, the journal does that.
-            # One owner at a time: the cache would go stale under a second writer. (Set
-            # before WAL so that no shared-memory index is used at all.)
-            if not shared:
-                conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-256")  # 256 KiB: values are read by primary key, hot ones cached above
-            conn.executescript(_SCHEMA)  # a write: takes the exclusive lock now, and keeps it
+            conn = _store.connect(path, shared=shared)
         except sqlite3.Error as exc:
             raise ConfigError(
                 f"cannot open the simulated world {path}: {exc}; "
@@ -169,79 +136,6 @@ class SimWorld:
                 field="--world",
             ) from exc
         return cls(path, conn, latency, plan, seed, shared)
-
-    # --- reading (all from the in-memory cache) -----------------------------------------
-
-    def _sync(self) -> None:
-        """Shared: drop the cache if another process committed since (keys reloaded, versions bumped)."""
-        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._data_version:
-            return
-        self._data_version = version
-        self._keys, self._recent = _reload(self._conn, self._pending)
-        self._indexes.clear()
-        for system in set(self._keys) | set(self._versions):
-            self._versions[system] += 1
-
-    def get(self, system: str, key: str, default: Any = None) -> Any:
-        """The value stored under ``(system, key)``: read-only, copy it before changing it."""
-        if self._shared:
-            self._sync()
-        if key not in self._keys.get(system, ()):
-            return default
-        slot = (system, key)
-        value = self._recent.get(slot, _MISSING)
-        if value is not _MISSING:
-            self._recent.move_to_end(slot)
-            return value
-        text = self._pending.get(slot)
-        if text is None:
-            row = self._conn.execute("SELECT value FROM kv WHERE system = ? AND key = ?", slot).fetchone()
-            if row is None:
-                return default
-            text = row[0]
-        value = json.loads(text)
-        self._remember(slot, value)
-        return value
-
-    def _remember(self, slot: tuple[str, str], value: Any) -> None:
-        self._recent[slot] = value
-        self._recent.move_to_end(slot)
-        if len(self._recent) > _RECENT_VALUES:
-            self._recent.popitem(last=False)
-
-    def items(self, system: str) -> Iterator[tuple[str, Any]]:
-        """Every ``(key, value)`` of ``system`` (values read-only)."""
-        if self._shared:
-            self._sync()
-        keys = sorted(self._keys.get(system, ()))
-        return iter([(k, self.get(system, k)) for k in keys])
-
-    def lookup(self, system: str, field: str, value: Any) -> list[str]:
-        """Keys of ``system`` whose value (a dict) has ``value[field] == value``.
-
-        An index per ``(system, field)`` is built on first use and kept up to date by every
-        write, so natural-key look-ups stay O(1) with thousands of objects.
-        """
-        if self._shared:
-            self._sync()
-        index = self._indexes.get((system, field))
-        if index is None:
-            index = {}
-            for key, obj in self.items(system):
-                if isinstance(obj, dict) and _hashable(obj.get(field)):
-                    _index_add(index, obj.get(field), key)
-            self._indexes[(system, field)] = index
-        if not _hashable(value):
-            return []
-        found = index.get(value, ())
-        return [found] if isinstance(found, str) else sorted(found)
-
-    def version(self, system: str) -> int:
-        """How many changes ``system`` has seen since open (for callers' caches)."""
-        if self._shared:
-            self._sync()
-        return self._versions[system]
 
     # --- writing --------------------------------------------------------------------------
 
@@ -269,23 +163,6 @@ class SimWorld:
         if self._batch is not None:
             await asyncio.shield(self._batch)
 
-    def _set_cached(self, system: str, key: str, value: Any) -> None:
-        old = self.get(system, key) if any(isystem == system for isystem, _ in self._indexes) else None
-        for (isystem, field), index in self._indexes.items():
-            if isystem != system:
-                continue
-            if isinstance(old, dict) and _hashable(old.get(field)):
-                _index_discard(index, old.get(field), key)
-            if isinstance(value, dict) and _hashable(value.get(field)):
-                _index_add(index, value.get(field), key)
-        if value is None:
-            self._keys[system].discard(key)
-            self._recent.pop((system, key), None)
-        else:
-            self._keys[system].add(key)
-            self._remember((system, key), value)
-        self._versions[system] += 1
-
     def _flush(self) -> None:
         """Commit everything pending in one transaction and wake its waiters."""
         batch, self._batch = self._batch, None
@@ -308,25 +185,7 @@ class SimWorld:
     def _write(self, pending: dict[tuple[str, str], str | None], effects: Sequence[Effect]) -> None:
         if not pending and not effects:
             return
-        at = datetime.now(UTC).isoformat(timespec="microseconds")
-        puts = [(s, k, v) for (s, k), v in pending.items() if v is not None]
-        deletes = [(s, k) for (s, k), v in pending.items() if v is None]
-        conn = self._conn
-        conn.execute("BEGIN")
-        try:
-            if puts:
-                conn.executemany("INSERT OR REPLACE INTO kv (system, key, value) VALUES (?, ?, ?)", puts)
-            if deletes:
-                conn.executemany("DELETE FROM kv WHERE system = ? AND key = ?", deletes)
-            if effects:
-                conn.executemany(
-                    "INSERT INTO effects (at, node, kind, detail) VALUES (?, ?, ?, ?)",
-                    [(at, e.node, e.kind, e.detail) for e in effects],
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        _store.write(self._conn, pending, effects)
         self._commits += 1
         self._changes += len(pending)
         self._effects_total += len(effects)
