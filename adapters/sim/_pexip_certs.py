@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.sim import _pki as pki
-from adapters.sim._manager import stored
-from adapters.sim._pexip_schema import RESOURCES, api_error, parse_uri
-from adapters.sim.world import digest
+from adapters.sim._manager import COUNTERS, stored
+from adapters.sim._pexip_schema import RESOURCES, api_error, parse_uri, validate
+from adapters.sim.world import SimWorld, digest, pexip_system
 
-__all__ = ["new_certificate", "new_csr", "reject_field", "with_secrets"]
+__all__ = ["completed_csr", "new_certificate", "new_csr", "reject_field", "with_secrets"]
 
 
 def with_secrets(resource: str, obj: dict[str, Any], clean: dict[str, Any]) -> dict[str, Any]:
@@ -107,3 +107,63 @@ def new_certificate(
 
 def reject_field(resource: str, field: str, message: str) -> Any:
     raise api_error(400, f'{resource}: 400 {{"{field}": ["{message}"]}}')
+
+
+def completed_csr(
+    world: SimWorld,
+    csr: dict[str, Any],
+    fields: dict[str, Any],
+    *,
+    exists: Callable[[str], bool],
+    next_id: Callable[[str], int],
+) -> tuple[list[tuple[str, str, Any]], dict[str, Any]]:
+    """A CSR completed with ``{"certificate": PEM}`` signed for its key: the world's changes (the certificate stored,
+    the CSR gone) and the certificate object. A replacement (same subject and key) keeps its node assignments."""
+    if set(fields) != {"certificate"}:
+        raise api_error(
+            400,
+            f"certificate_signing_request {csr['id']}: 400 a CSR cannot be modified, only "
+            'completed with {"certificate": PEM}; delete it and create a new one to change it',
+        )
+    validate("certificate_signing_request", fields, creating=False, exists=exists)
+    try:
+        certs = pki.load_certs(fields["certificate"])
+    except ValueError as exc:
+        reject_field("certificate_signing_request", "certificate", f"Not a PEM certificate: {exc}")
+    match = [c for c in certs if pki.fingerprint(c.public_key()) == csr["_key_fingerprint"]]
+    if not match:
+        reject_field(
+            "certificate_signing_request",
+            "certificate",
+            "Certificate and private key do not appear to be part of the same key pair",
+        )
+    meta = pki.certificate_fields(match[0])
+    # A replacement (same subject and key) replaces the existing certificate and keeps
+    # its node assignments, as the guide says.
+    certs_system = pexip_system("tls_certificate")
+    same_subject = [
+        world.get(certs_system, k) for k in world.lookup(certs_system, "subject_name", meta["subject_name"])
+    ]
+    existing = [o for o in same_subject if o.get("_key_fingerprint") == csr["_key_fingerprint"]]
+    changes: list[tuple[str, str, Any]] = []
+    if existing:
+        ident, nodes = existing[0]["id"], existing[0]["nodes"]
+    else:
+        ident, nodes = next_id("tls_certificate"), []
+        changes.append((COUNTERS, "tls_certificate", ident + 1))
+    cert = stored(
+        "tls_certificate",
+        ident,
+        {
+            **meta,
+            "certificate": fields["certificate"],
+            "nodes": nodes,
+            "_key_pem": csr["_key_pem"],
+            "_key_fingerprint": csr["_key_fingerprint"],
+        },
+    )
+    changes += [
+        (pexip_system("tls_certificate"), str(ident), cert),
+        (pexip_system("certificate_signing_request"), str(csr["id"]), None),
+    ]
+    return changes, cert

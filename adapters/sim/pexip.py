@@ -27,9 +27,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from adapters.base import Created, Directory
-from adapters.sim import _pki as pki
 from adapters.sim._manager import COUNTERS, PROVISIONED, stored
-from adapters.sim._pexip_certs import new_certificate, new_csr, reject_field, with_secrets
+from adapters.sim._pexip_certs import completed_csr, new_certificate, new_csr, reject_field, with_secrets
+from adapters.sim._pexip_filters import matches_all, parse_filters
 from adapters.sim._pexip_login import Logins
 from adapters.sim._pexip_schema import BASE, RESOURCES, api_error, parse_uri, uri_of, validate
 from adapters.sim.world import CONSOLE, VM, Effect, SimWorld, pexip_system
@@ -74,22 +74,7 @@ class SimPexipApi:
         ``__startswith``, ``__in``) ``filters``, ordered by id."""
         await self._gate(f"GET {resource}/", change=False)
         spec = self._resource(resource)
-        tests = []
-        for name, wanted in filters.items():
-            field, _, op = name.partition("__")
-            known = field == "id" or (field in spec.fields and not spec.fields[field].write_only)
-            if not known:
-                readable = sorted(f for f, s in spec.fields.items() if not s.write_only)
-                raise api_error(
-                    400, f"{resource}: 400 cannot filter on {name!r}; filter on one of {', '.join(readable)}"
-                )
-            if op not in ("", "icontains", "startswith", "in"):
-                raise api_error(
-                    400,
-                    f"{resource}: 400 filter {name!r}: supported forms are FIELD, "
-                    "FIELD__icontains, FIELD__startswith, FIELD__in",
-                )
-            tests.append((field, op, wanted))
+        tests = parse_filters(resource, spec, filters)
         system = pexip_system(resource)
         exact = [(f, w) for f, op, w in tests if op == "" and f != "id" and isinstance(w, (str, int, bool))]
         keys: Iterable[str] = (
@@ -98,7 +83,7 @@ class SimPexipApi:
         found = []
         for key in keys:
             obj = self._world.get(system, key)
-            if obj is not None and all(_matches(obj.get(f), op, w) for f, op, w in tests):
+            if obj is not None and matches_all(obj, tests):
                 found.append(obj)
         found.sort(key=lambda o: o["id"])
         return [self._render(resource, obj) for obj in found]
@@ -368,54 +353,7 @@ class SimPexipApi:
     # --- certificates ------------------------------------------------------------------------
 
     async def _complete_csr(self, csr: dict[str, Any], fields: dict[str, Any]) -> None:
-        if set(fields) != {"certificate"}:
-            raise api_error(
-                400,
-                f"certificate_signing_request {csr['id']}: 400 a CSR cannot be modified, only "
-                'completed with {"certificate": PEM}; delete it and create a new one to change it',
-            )
-        validate("certificate_signing_request", fields, creating=False, exists=self._exists)
-        try:
-            certs = pki.load_certs(fields["certificate"])
-        except ValueError as exc:
-            reject_field("certificate_signing_request", "certificate", f"Not a PEM certificate: {exc}")
-        match = [c for c in certs if pki.fingerprint(c.public_key()) == csr["_key_fingerprint"]]
-        if not match:
-            reject_field(
-                "certificate_signing_request",
-                "certificate",
-                "Certificate and private key do not appear to be part of the same key pair",
-            )
-        meta = pki.certificate_fields(match[0])
-        # A replacement (same subject and key) replaces the existing certificate and keeps
-        # its node assignments, as the guide says.
-        certs_system = pexip_system("tls_certificate")
-        same_subject = [
-            self._world.get(certs_system, k)
-            for k in self._world.lookup(certs_system, "subject_name", meta["subject_name"])
-        ]
-        existing = [o for o in same_subject if o.get("_key_fingerprint") == csr["_key_fingerprint"]]
-        changes: list[tuple[str, str, Any]] = []
-        if existing:
-            ident, nodes = existing[0]["id"], existing[0]["nodes"]
-        else:
-            ident, nodes = self._next_id("tls_certificate"), []
-            changes.append((COUNTERS, "tls_certificate", ident + 1))
-        cert = stored(
-            "tls_certificate",
-            ident,
-            {
-                **meta,
-                "certificate": fields["certificate"],
-                "nodes": nodes,
-                "_key_pem": csr["_key_pem"],
-                "_key_fingerprint": csr["_key_fingerprint"],
-            },
-        )
-        changes += [
-            (pexip_system("tls_certificate"), str(ident), cert),
-            (pexip_system("certificate_signing_request"), str(csr["id"]), None),
-        ]
+        changes, cert = completed_csr(self._world, csr, fields, exists=self._exists, next_id=self._next_id)
         await self._commit(
             changes, [Effect(self._node_of("tls_certificate", cert), "cert_complete", "tls_certificate")]
         )
@@ -434,17 +372,3 @@ def _check_authentication(auth: dict[str, Any]) -> None:
 def _embedded(resource: str) -> tuple[str, ...]:
     """The fields of ``resource`` whose FK objects GET embeds."""
     return tuple(name for name, f in RESOURCES[resource].fields.items() if f.embed)
-
-
-def _matches(value: Any, op: str, wanted: Any) -> bool:
-    if op == "":
-        if isinstance(value, int) and isinstance(wanted, str) and wanted.isdigit():
-            return value == int(wanted)
-        return bool(value == wanted)
-    if op == "in":
-        return value in wanted
-    if not isinstance(value, str):
-        return False
-    if op == "icontains":
-        return str(wanted).lower() in value.lower()
-    return value.startswith(str(wanted))
