@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pyVmomi import vim
 
 from adapters.base import BiosState, VmState
-from adapters.vsphere._inventory import BIOS_KEY, VmRecord
+from adapters.vsphere._inventory import BIOS_KEY, VmRecord, vm_state
 from adapters.vsphere._keys import bios_password_script
 from adapters.vsphere._session import SYSTEM
 from config.errors import Rejected
@@ -137,4 +137,4 @@ async def power_off(vc: VCenter, vm: VmState) -> VmState:
         rec = await vc._resolve(vm)
     if rec.power_state != "poweredOff":
         raise Rejected(f"VM {rec.name} is {rec.power_state} after its power-off; check it in vCenter", system=SYSTEM)
-    return vc._state(rec, (await vc._inventory())[0])
+    return vm_state(rec, (await vc._inventory())[0])

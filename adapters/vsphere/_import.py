@@ -1,6 +1,7 @@
-"""Importing an OVA as a node's VM: placement, the import spec, the lease, the identity.
+"""Importing an OVA as a node's VM: placement, the import spec, the lease, the identity; and finding it again.
 
-:meth:`adapters.vsphere.VCenter.import_ova` (see its docstring); kept apart so the facade
+:meth:`adapters.vsphere.VCenter.import_ova` and :meth:`~adapters.vsphere.VCenter.find_vm` (see their docstrings);
+kept apart so the facade
 stays small. It works through the adapter's own reads, writes and uploads.
 """
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pyVmomi import vim
 
 from adapters.base import VmState
-from adapters.vsphere._inventory import IDENTITY_FIELD, IMPORT_KEY, moid
+from adapters.vsphere._inventory import IDENTITY_FIELD, IMPORT_KEY, VmBrief, VmRecord, moid, vm_state
 from adapters.vsphere._ova import ovf_networks, read_package
 from adapters.vsphere._session import SYSTEM
 from config.errors import ConfigError, Rejected
@@ -20,7 +21,24 @@ from config.model import MANAGEMENT, NodeSpec
 if TYPE_CHECKING:
     from adapters.vsphere._vcenter import VCenter
 
-__all__ = ["import_ova"]
+__all__ = ["find_vm", "import_ova"]
+
+
+async def find_vm(vc: VCenter, node: NodeSpec, identity: str) -> VmState | None:
+    """:meth:`VCenter.find_vm`."""
+    vms = await vc._reads.named(identity=identity, name=node.name)
+    ours = [b for b in vms if b.identity == identity]
+    if len(ours) > 1:
+        raise Rejected(
+            f"VMs {', '.join(b.name + ' (' + b.moref + ')' for b in ours)} all carry identity {identity!r}; "
+            "remove the extra ones",
+            system=SYSTEM,
+        )
+    if ours:
+        inv, _ = await vc._inventory()
+        return vm_state(ours[0], inv)
+    await _namesakes(vc, node, identity, vms)
+    return None
 
 
 async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> VmState:
@@ -49,9 +67,9 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
     vms = await vc._reads.named(identity=identity, name=node.name)
     for brief in vms:
         if brief.identity == identity:
-            return vc._state(brief, inv)  # already imported: nothing to do
-    for rec in await vc._namesakes(node, identity, vms):
-        await vc._destroy_incomplete(rec)
+            return vm_state(brief, inv)  # already imported: nothing to do
+    for rec in await _namesakes(vc, node, identity, vms):
+        await _destroy_incomplete(vc, rec)
 
     def create_spec(content: Any) -> Any:
         cisp = vim.OvfManager.CreateImportSpecParams(
@@ -75,7 +93,7 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
     config.extraConfig = [*(config.extraConfig or ()), vim.option.OptionValue(key=IMPORT_KEY, value=identity)]
     lease = await vc._write(f"import {node.name}", lambda c: pool.ImportVApp(spec=spec, folder=folder, host=host.ref))
     vm_ref = await vc._uploads.run(lease, package, result.fileItem or (), node.name)
-    key = await vc._field_key(IDENTITY_FIELD)
+    key = await vc._fields.key(IDENTITY_FIELD)
     try:
         await vc._write(
             f"tag {node.name} with its identity",
@@ -95,3 +113,25 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
         num_cpus=int(config.numCPUs or 0),
         memory_mb=int(config.memoryMB or 0),
     )
+
+
+async def _namesakes(vc: VCenter, node: NodeSpec, identity: str, vms: list[VmBrief]) -> list[VmRecord]:
+    """VMs of the node's name: ours whose import never completed (returned, to be
+    replaced); any other is refused."""
+    named = await vc._reads.records([b.moref for b in vms if b.name == node.name])
+    for rec in named.values():
+        if rec.import_identity != identity:
+            raise Rejected(
+                f"a VM named {node.name!r} ({rec.moref}) exists that this deployment did not create "
+                f"(identity: {rec.identity or 'none'}); it is never adopted: rename or remove it, or rename the "
+                "node",
+                system=SYSTEM,
+            )
+    return list(named.values())
+
+
+async def _destroy_incomplete(vc: VCenter, rec: VmRecord) -> None:
+    """Remove a VM of ours whose import never completed (its disks may be partial)."""
+    if rec.power_state != "poweredOff":
+        await vc._write(f"power off {rec.name}", lambda c: rec.ref.PowerOffVM_Task(), vm=rec.moref, task=True)
+    await vc._write(f"remove the incomplete import {rec.name}", lambda c: rec.ref.Destroy_Task(), task=True)

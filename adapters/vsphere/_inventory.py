@@ -16,6 +16,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
+from adapters.base import VmState
 from adapters.vsphere._vm_records import (
     BIOS_KEY,
     BRIEF_PATHS,
@@ -55,6 +56,7 @@ __all__ = [
     "props",
     "read_inventory",
     "retrieve",
+    "vm_state",
 ]
 
 
@@ -295,3 +297,19 @@ def read_inventory(content: Any, datacenter: str, folder: str) -> tuple[Inventor
     path = folder_path(dc_path, folder)
     vm_folder = inv.vm_folder if path is None else content.searchIndex.FindByInventoryPath(inventoryPath=path)
     return inv, vm_folder if isinstance(vm_folder, vim.Folder) else None
+
+
+def vm_state(rec: VmBrief, inv: Inventory) -> VmState:
+    """What the steps see of a VM: its brief, with the host's and the portgroup's names from the inventory."""
+    host = inv.hosts.get(rec.host or "")
+    portgroup = next((inv.networks.get(n, n) for n in rec.network_refs), None)
+    return VmState(
+        name=rec.name,
+        identity=rec.identity or "",
+        moref=rec.moref,
+        host=host.name if host is not None else (rec.host or ""),
+        portgroup=portgroup,
+        power_state=rec.power_state,  # type: ignore[arg-type]
+        num_cpus=rec.num_cpus,
+        memory_mb=rec.memory_mb,
+    )

@@ -43,8 +43,8 @@ from adapters.base import BiosState, Reservation, VmState
 from adapters.vsphere._batch import InFlight, TaskWaiter
 from adapters.vsphere._bios import bios_state, lock_bios, power_off
 from adapters.vsphere._fields import FieldKeys
-from adapters.vsphere._import import import_ova
-from adapters.vsphere._inventory import IDENTITY_FIELD, Inventory, VmBrief, VmRecord, read_inventory
+from adapters.vsphere._import import find_vm, import_ova
+from adapters.vsphere._inventory import IDENTITY_FIELD, Inventory, VmRecord, read_inventory
 from adapters.vsphere._keys import to_key_events
 from adapters.vsphere._lease import LeaseUpload
 from adapters.vsphere._power import PowerOns
@@ -218,20 +218,6 @@ class VCenter:
             )
         return rec
 
-    def _state(self, rec: VmBrief, inv: Inventory) -> VmState:
-        host = inv.hosts.get(rec.host or "")
-        portgroup = next((inv.networks.get(n, n) for n in rec.network_refs), None)
-        return VmState(
-            name=rec.name,
-            identity=rec.identity or "",
-            moref=rec.moref,
-            host=host.name if host is not None else (rec.host or ""),
-            portgroup=portgroup,
-            power_state=rec.power_state,  # type: ignore[arg-type]
-            num_cpus=rec.num_cpus,
-            memory_mb=rec.memory_mb,
-        )
-
     # --- VSphere: preflight, find, import ------------------------------------------------
 
     async def preflight(self, deployment: Deployment) -> None:
@@ -271,33 +257,7 @@ class VCenter:
             Rejected: a VM of the node's name exists that is not ours (never adopted), or two
                 VMs carry the same identity.
         """
-        vms = await self._reads.named(identity=identity, name=node.name)
-        ours = [b for b in vms if b.identity == identity]
-        if len(ours) > 1:
-            raise Rejected(
-                f"VMs {', '.join(b.name + ' (' + b.moref + ')' for b in ours)} all carry identity {identity!r}; "
-                "remove the extra ones",
-                system=SYSTEM,
-            )
-        if ours:
-            inv, _ = await self._inventory()
-            return self._state(ours[0], inv)
-        await self._namesakes(node, identity, vms)
-        return None
-
-    async def _namesakes(self, node: NodeSpec, identity: str, vms: list[VmBrief]) -> list[VmRecord]:
-        """VMs of the node's name: ours whose import never completed (returned, to be
-        replaced); any other is refused."""
-        named = await self._reads.records([b.moref for b in vms if b.name == node.name])
-        for rec in named.values():
-            if rec.import_identity != identity:
-                raise Rejected(
-                    f"a VM named {node.name!r} ({rec.moref}) exists that this deployment did not create "
-                    f"(identity: {rec.identity or 'none'}); it is never adopted: rename or remove it, or rename the "
-                    "node",
-                    system=SYSTEM,
-                )
-        return list(named.values())
+        return await find_vm(self, node, identity)
 
     async def import_ova(self, node: NodeSpec, identity: str, ova: str) -> VmState:
         """Import ``ova`` as ``node`` on its host, datastore, folder and portgroup.
@@ -311,15 +271,6 @@ class VCenter:
             Rejected: vCenter refused the import, or a VM of that name is not ours.
         """
         return await import_ova(self, node, identity, ova)
-
-    async def _field_key(self, name: str) -> int:
-        return await self._fields.key(name)
-
-    async def _destroy_incomplete(self, rec: VmRecord) -> None:
-        """Remove a VM of ours whose import never completed (its disks may be partial)."""
-        if rec.power_state != "poweredOff":
-            await self._write(f"power off {rec.name}", lambda c: rec.ref.PowerOffVM_Task(), vm=rec.moref, task=True)
-        await self._write(f"remove the incomplete import {rec.name}", lambda c: rec.ref.Destroy_Task(), task=True)
 
     # --- VSphere: reservation ---------------------------------------------------------------
 
@@ -445,6 +396,3 @@ class VCenter:
             self._session, vm_folder, pattern=pattern or self.spec.name_pattern, tag=tag or self.spec.tag
         ):
             yield event
-
-
-# --- plain helpers ---------------------------------------------------------------------------
