@@ -150,8 +150,17 @@ def status(journal_path: str, rows: list[dict[str, Any]], as_json: bool) -> None
 
     console = Console()
     console.print(status_table(journal_path, rows, width=console.width))
-    for line in drift_lines(rows):
+    for line in [*not_settable_lines(rows), *drift_lines(rows)]:
         click.echo(line)
+
+
+def not_settable_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """``status NODE``: the settings this Manager's version could not take, per step (pexip-api.md 7.9)."""
+    return [
+        f"{r['node']}: {step}: {', '.join(settings)}: not settable on this version (left out of the write)"
+        for r in rows
+        for step, settings in (r.get("not_settable") or {}).items()
+    ]
 
 
 def drift_lines(rows: list[dict[str, Any]]) -> list[str]:

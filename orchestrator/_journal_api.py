@@ -44,11 +44,20 @@ __all__ = [
 # --- status, gates, maintenance ---------------------------------------------------------
 
 
-def status(journal: Journal, node: str | None = None) -> list[dict[str, Any]]:
-    """Where each node stands and why (stable keys: the ``--json`` contract)."""
+def status(journal: Journal, node: str | None = None, *, not_settable: bool | None = None) -> list[dict[str, Any]]:
+    """Where each node stands and why (stable keys: the ``--json`` contract).
+
+    ``not_settable`` (default: when one ``node`` is asked for): each row also gets ``"not_settable"``,
+    ``{step: [setting, ...]}`` from each step's last ``step_committed``: what this Manager's version could not take
+    and the step left out of its write (pexip-api.md 7.9). It reads the journal's step records, so the plain table
+    of every node goes without it.
+    """
     records = journal.nodes()
+    if not_settable is None:
+        not_settable = node is not None
+    skipped = _not_settable(journal, node) if not_settable else None
     management = next((r for r in records if r.role == "management"), None)
-    out = []
+    out: list[dict[str, Any]] = []
     for r in records:
         if node and r.name != node:
             continue
@@ -81,9 +90,30 @@ def status(journal: Journal, node: str | None = None) -> list[dict[str, Any]]:
                 "next": {"action": type(action).__name__.lower(), "reason": action.reason},
             }
         )
+        if skipped is not None:
+            out[-1]["not_settable"] = skipped.get(r.name, {})
     if node and not out:
         raise ConfigError([("NODE", f"no node {node!r} in the journal; nodes: {[r.name for r in records]}")])
     return out
+
+
+def _not_settable(journal: Journal, node: str | None) -> dict[str, dict[str, list[str]]]:
+    """``{node: {step: settings}}``: each step's last commit that left settings out (a later one that took them all
+    clears its step: the Manager was upgraded)."""
+    # Only the nodes with such a commit are read whole (SQLite picks them without decoding the rest: issue #11).
+    found = {e.node for e in journal.events(node=node, kinds=[kinds.STEP_COMMITTED], payload_key="not_settable")}
+    last: dict[str, dict[str, list[str]]] = {}
+    for name in sorted(n for n in found if n is not None):
+        steps = last.setdefault(name, {})
+        for event in journal.events(node=name, kinds=[kinds.STEP_COMMITTED]):
+            settings = event.payload.get("not_settable") or []
+            if event.step is None:
+                continue
+            if settings:
+                steps[event.step] = [str(s) for s in settings]
+            else:
+                steps.pop(event.step, None)
+    return last
 
 
 def _require_node(journal: Journal, node: str) -> Any:

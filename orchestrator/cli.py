@@ -303,7 +303,7 @@ def status(options: Options, node: str | None, as_json: bool, refresh: bool) -> 
     from orchestrator._session import open_existing_journal
 
     with open_existing_journal(options.session(allow_version_change=True), readonly=True) as journal:
-        rows = node_status(journal, node)
+        rows = node_status(journal, node, not_settable=True if as_json else None)  # the table of all: without
     _format.status(str(journal.path), rows, as_json)
 
 

@@ -35,9 +35,9 @@ def make_app(settings: SessionSettings, *, token: Secret | None = None, refresh_
     Without ``token`` every POST is refused (401): the API is then read-only.
     """
 
-    def rows(node: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    def rows(node: str | None = None, not_settable: bool | None = None) -> tuple[str, list[dict[str, Any]]]:
         with open_existing_journal(settings, readonly=True) as journal:
-            found = _journal_api.status(journal, node)
+            found = _journal_api.status(journal, node, not_settable=not_settable)
             return str(journal.path), found
 
     async def healthz(_: web.Request) -> web.Response:
@@ -56,7 +56,7 @@ def make_app(settings: SessionSettings, *, token: Secret | None = None, refresh_
         return web.Response(body=text, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"})
 
     async def nodes(_: web.Request) -> web.Response:
-        path, found = rows()
+        path, found = rows(not_settable=True)  # the `status --json` objects
         return web.json_response({"journal": path, "nodes": found})
 
     async def node(request: web.Request) -> web.Response:
