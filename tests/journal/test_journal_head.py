@@ -124,3 +124,40 @@ def test_a_journal_without_head_signatures_is_acted_on_only_when_a_checkpoint_co
         verify_before_acting(busy_journal, trust, what="resume")
     busy_journal.checkpoint(SIGNER)
     assert verify_before_acting(busy_journal, trust, what="resume") is not None
+
+
+def test_the_hand_assembled_head_json_is_canonical_json() -> None:
+    """_head builds the signed body and the meta value with f-strings on the commit path: they must equal
+    canonical_json, whatever the deployment's characters (verify recomputes the body from the parsed record)."""
+    from journal._chain import canonical_json
+    from journal._head import _body, signed_head
+
+    for deployment in (None, "acme", 'a"c\\m\u00e9\n'):
+        assert (
+            _body(deployment, 7, "ab" * 32, 3)
+            == canonical_json({"checkpoint": 3, "deployment": deployment, "head": "ab" * 32, "seq": 7}).encode()
+        )
+        record = json.loads(signed_head(SIGNER, deployment, 7, "ab" * 32, 3))
+        assert signed_head(SIGNER, deployment, 7, "ab" * 32, 3) == canonical_json(record)
+    assert (
+        _body(["x"], {"a": 1}, None, True)
+        == canonical_json({"checkpoint": True, "deployment": ["x"], "head": None, "seq": {"a": 1}}).encode()
+    )
+
+
+def test_a_writer_that_cached_the_newest_checkpoint_sees_another_process_checkpoint(
+    heads: Journal, journal_path: Path
+) -> None:
+    """The commit path keeps the newest checkpoint's seq; another connection's checkpoint must not be missed."""
+    heads.record(node="mgr", kind="note")  # seq 7, the cache filled: no checkpoint (0)
+    other = Journal.open(journal_path)
+    other.sign_heads(SIGNER)
+    other.checkpoint(SIGNER)  # checkpoint at seq 7, by another connection
+    other.close()
+    heads.record(node="mgr", kind="note")  # seq 8 must name checkpoint 7
+    assert _signature(journal_path)["checkpoint"] == 7  # type: ignore[index]
+    heads.checkpoint(SIGNER)  # this connection's own checkpoint at 8
+    heads.record(node="mgr", kind="note")
+    assert _signature(journal_path)["checkpoint"] == 8  # type: ignore[index]
+    assert heads.verify(public_key=PUBLIC).status == VerifyStatus.VERIFIED
+    heads.close()
