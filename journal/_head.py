@@ -13,8 +13,9 @@ checkpoints from the database is caught too.
 :func:`check` is what verify does with it: the signature must hold against the trusted
 public key and name the actual head and deployment; then every event up to the head is
 proven. A journal without the row (written before head signatures, or by a writer that
-had no key) is reported as such; acting on it is allowed only when its last event is
-covered by a signed checkpoint (see ``orchestrator._trust.verify_before_acting``).
+had no key) is reported as such (``head_signed`` None); ``journal verify`` and the acting
+commands treat it as a failure (exit 4) until an operator accepts it with ``journal sign-head``
+(``orchestrator._head_accept``).
 """
 
 from __future__ import annotations

@@ -108,22 +108,33 @@ def test_a_checkpoint_renews_the_head_signature_and_deleting_it_is_caught(heads:
     heads.close()
 
 
-def test_a_journal_without_head_signatures_is_acted_on_only_when_a_checkpoint_covers_its_last_event(
+def test_a_journal_without_head_signatures_is_refused_until_an_operator_with_the_key_accepts_it(
     busy_journal: Journal,
 ) -> None:
-    """Written before head signatures (no signer attached): verify says so; acting needs the last event checkpointed."""
+    """Written before head signatures (no signer attached): refused even when a checkpoint covers its last event (a
+    deleted head signature looks the same: tampering evidence); `journal sign-head`'s acceptance, signed, ends it."""
+    from orchestrator._head_accept import accept, review, strict
+
     busy_journal.checkpoint(SIGNER)
     trust = Trust(SIGNER, "test")
-    report = verify_before_acting(busy_journal, trust, what="resume")
-    assert report is not None and report.head_signed is None and report.signed_seq == report.head_seq == 9
+    with pytest.raises(IntegrityError, match="head_signature: missing although the journal has 9 events"):
+        verify_before_acting(busy_journal, trust, what="resume")
     busy_journal.record(node=None, kind="run_note")  # a tail no signature covers (a crash before the checkpoint)
     report = busy_journal.verify(public_key=PUBLIC)
-    assert report.status == VerifyStatus.VERIFIED and report.head_signed is None
-    assert any("no head signature" in p for p in report.problems), report.problems
+    assert report.status == VerifyStatus.VERIFIED and report.head_signed is None  # the library's view
+    assert strict(report, keyed=True).status == VerifyStatus.FAILED  # what `journal verify` and acting say
+    assert strict(busy_journal.verify(), keyed=False).status == VerifyStatus.UNVERIFIED  # no key: no verdict on it
     with pytest.raises(IntegrityError, match=r"events 10\.\.10 come after the last signed checkpoint"):
         verify_before_acting(busy_journal, trust, what="resume")
-    busy_journal.checkpoint(SIGNER)
-    assert verify_before_acting(busy_journal, trust, what="resume") is not None
+    seen = review(busy_journal, report)
+    assert (seen.why, seen.covered, [e["seq"] for e in seen.events]) == ("no head signature", 9, [10])
+    busy_journal.sign_heads(SIGNER)
+    seq = accept(busy_journal, seen, by="alice", reason="CHG-1: the crash's note checked")
+    assert seq == 11
+    report = verify_before_acting(busy_journal, trust, what="resume")
+    assert report is not None and report.head_signed is True
+    accepted = next(iter(busy_journal.events(kinds=["head_accepted"])))
+    assert (accepted.actor, accepted.payload["first_seq"], accepted.payload["last_seq"]) == ("alice", 10, 10)
 
 
 def test_the_hand_assembled_head_json_is_canonical_json() -> None:
