@@ -13,8 +13,9 @@ checkpoints from the database is caught too.
 :func:`check` is what verify does with it: the signature must hold against the trusted
 public key and name the actual head and deployment; then every event up to the head is
 proven. A journal without the row (written before head signatures, or by a writer that
-had no key) is reported as such; acting on it is allowed only when its last event is
-covered by a signed checkpoint (see ``orchestrator._trust.verify_before_acting``).
+had no key) is reported as such (``head_signed`` None); ``journal verify`` and the acting
+commands treat it as a failure (exit 4) until an operator accepts it with ``journal sign-head``
+(``orchestrator._head_accept``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+from json.encoder import encode_basestring as _encode_str
 from typing import Any
 
 from journal._chain import canonical_json
 from journal._prepare import UPSERT_META
 from journal._signing import PublicKey, Signer
 
-__all__ = ["HEAD_SIGNATURE", "newest_checkpoint", "signed_head", "write", "check"]
+__all__ = ["HEAD_SIGNATURE", "UPSERT_HEAD_AND_SIGNATURE", "newest_checkpoint", "signed_head", "write", "check"]
 
 HEAD_SIGNATURE = "head_signature"  # the meta row
 
@@ -36,8 +38,20 @@ HEAD_SIGNATURE = "head_signature"  # the meta row
 _NEWEST_CHECKPOINT = "SELECT seq FROM checkpoints ORDER BY id DESC LIMIT 1"
 
 
+def _js(value: object) -> str:
+    # canonical_json of one field, without encoding a dict: this runs at every commit.
+    if type(value) is int:
+        return str(value)
+    if type(value) is str:
+        return _encode_str(value)
+    return "null" if value is None else canonical_json(value)
+
+
 def _body(deployment: object, seq: object, head: object, checkpoint: object) -> bytes:
-    return canonical_json({"checkpoint": checkpoint, "deployment": deployment, "head": head, "seq": seq}).encode()
+    """canonical_json of the signed fields (sorted keys), assembled by hand (a test pins the equality)."""
+    return (
+        f'{{"checkpoint":{_js(checkpoint)},"deployment":{_js(deployment)},"head":{_js(head)},"seq":{_js(seq)}}}'
+    ).encode()
 
 
 def newest_checkpoint(conn: sqlite3.Connection) -> int:
@@ -49,15 +63,9 @@ def newest_checkpoint(conn: sqlite3.Connection) -> int:
 def signed_head(signer: Signer, deployment: str | None, seq: int, head: str, checkpoint: int) -> str:
     """The meta ``head_signature`` value: the signed fields, the key id and the base64 signature (JSON)."""
     signature = signer.sign(_body(deployment, seq, head, checkpoint))
-    return canonical_json(
-        {
-            "checkpoint": checkpoint,
-            "deployment": deployment,
-            "head": head,
-            "key_id": signer.key_id,
-            "seq": seq,
-            "signature": signature,
-        }
+    return (  # canonical_json of the record, assembled by hand as _body is
+        f'{{"checkpoint":{_js(checkpoint)},"deployment":{_js(deployment)},"head":{_js(head)},'
+        f'"key_id":{_js(signer.key_id)},"seq":{_js(seq)},"signature":{_js(signature)}}}'
     )
 
 
@@ -65,6 +73,13 @@ def write(conn: sqlite3.Connection, signer: Signer, deployment: str | None, seq:
     """Sign the head ``(seq, head)`` inside the caller's write transaction."""
     value = signed_head(signer, deployment, seq, head, newest_checkpoint(conn))
     conn.execute(UPSERT_META, (HEAD_SIGNATURE, value))
+
+
+# A commit's two meta rows (the unkeyed head record and its signature) in one statement.
+UPSERT_HEAD_AND_SIGNATURE = (
+    "INSERT INTO meta (name, value) VALUES ('head', ?), ('head_signature', ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
 
 
 def check(

@@ -12,7 +12,6 @@ between two writes.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -63,7 +62,9 @@ class Journal(LeaseMethods):
         self._absent, self._absent_version = set(), -1
         self._batching = False  # inside batch(): writes are savepoints of its one transaction
         self._head_signer: Signer | None = None  # signs the head at every append (sign_heads)
-        self._bound: str | None = None  # the deployment identity, once read
+        self._bound: str | None = None  # the deployment identity (None: unbound), once read
+        self._bound_read = False
+        self._newest_checkpoint: int | None = None  # the seq of the newest checkpoint, once read
 
     # --- opening and closing ---------------------------------------------------------
 
@@ -165,7 +166,10 @@ class Journal(LeaseMethods):
                 )
             )
             prev = digest
-        conn.executemany(INSERT_EVENT, rows)
+        if len(rows) == 1:
+            conn.execute(INSERT_EVENT, rows[0])  # the single transition's commit: no executemany set-up
+        else:
+            conn.executemany(INSERT_EVENT, rows)
         self._appended((p.node, p.kind) for p in prepared)  # before COMMIT: a rollback only costs a query
         for p, row in zip(prepared, rows, strict=True):
             if p.sql is not None:
@@ -174,12 +178,18 @@ class Journal(LeaseMethods):
                         f"commit: node {p.node!r} (event {p.kind!r}) is not in the journal; "
                         "register it with ensure_nodes() first. Nothing was written"
                     )
-        conn.execute(UPSERT_META, ("head", head_record(seq, prev)))
-        if self._head_signer is not None:  # in the same transaction: no crash window (journal/_head.py)
-            if self._bound is None:
-                bound = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
-                self._bound = bound[0] if bound else None
-            _head.write(conn, self._head_signer, self._bound, seq, prev)
+        if self._head_signer is None:
+            conn.execute(UPSERT_META, ("head", head_record(seq, prev)))
+            return rows
+        # The head signed in the same transaction: no crash window (journal/_head.py). What it names
+        # besides the head is read once and kept while no other connection writes (_head_for_write).
+        if not self._bound_read:
+            bound = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
+            self._bound, self._bound_read = (bound[0] if bound else None), True
+        if self._newest_checkpoint is None:
+            self._newest_checkpoint = _head.newest_checkpoint(conn)
+        signature = _head.signed_head(self._head_signer, self._bound, seq, prev, self._newest_checkpoint)
+        conn.execute(_head.UPSERT_HEAD_AND_SIGNATURE, (head_record(seq, prev), signature))
         return rows
 
     def sign_heads(self, signer: Signer | None) -> None:
@@ -223,7 +233,7 @@ class Journal(LeaseMethods):
                 p.payload,
                 r[11],
                 r[12],
-                json.loads(p.sets_text),
+                p.sets,
             )
             for r, p in zip(rows, prepared, strict=True)
         ]
@@ -327,13 +337,13 @@ class Journal(LeaseMethods):
                         row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
                         if row is None:
                             conn.execute(UPSERT_META, ("deployment", identity))
-                            self._bound = identity  # what the head signature names from now on
+                            self._bound, self._bound_read = identity, True  # what the head signature names now
                             bound = Transition(node=None, kind=kinds.DEPLOYMENT_BOUND, payload={"deployment": identity})
                             self._append(conn, [Prepared(bound)])
                         recorded = row[0] if row else identity
                 finally:  # also when it rolled back: read both again at the next append
                     self._head = None
-                    self._bound = None
+                    self._bound_read = False
         if recorded is not None and recorded != identity:
             raise ConfigError(
                 f"journal {self._path} belongs to deployment {recorded!r}, not {identity!r}: "
@@ -360,6 +370,7 @@ class Journal(LeaseMethods):
         with self._lock:
             if self._batching:
                 raise RuntimeError("checkpoint() inside batch(): it signs only what is durable; end the batch first")
+            self._newest_checkpoint = None  # read again at the next append (also when this fails)
             return _checkpoints.make(
                 self._conn,
                 self._path,

@@ -58,6 +58,7 @@ class Prepared:
         "actor",
         "payload",
         "payload_text",
+        "sets",
         "sets_text",
         "sql",
         "values",
@@ -89,6 +90,7 @@ class Prepared:
             self.payload_text, self.payload = "{}", {}
         self.sql: str | None = None
         self.values: tuple[Any, ...] = ()
+        self.sets: dict[str, Any] = {}
         self.sets_text = "{}"
         if self.node is not None:
             self._prepare_update(t.update)
@@ -138,4 +140,5 @@ class Prepared:
             sql = _UPDATE_SQL[columns] = _update_sql(columns)
         self.sql = sql
         self.values = tuple(cleaned)
-        self.sets_text = canonical_json(dict(zip(columns, cleaned, strict=True)))
+        self.sets = dict(zip(columns, cleaned, strict=True))  # what json.loads(sets_text) gives back
+        self.sets_text = canonical_json(self.sets)

@@ -24,6 +24,8 @@ class Transactions(JournalReader):
     _head: tuple[int, str] | None
     _data_version: int
     _batching: bool
+    _newest_checkpoint: int | None
+    _bound_read: bool
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -101,6 +103,7 @@ class Transactions(JournalReader):
                 "nothing was written. Run `orchestrator journal verify` to see what changed"
             )
         self._head, self._data_version = head, version
+        self._newest_checkpoint, self._bound_read = None, False  # another writer may have moved them too
         return head
 
     def _require_writable(self) -> None:

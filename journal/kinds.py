@@ -32,6 +32,7 @@ __all__ = [
     "STANDBY_POWER_OFF",
     "AUDIT_REPORT",
     "TRUST_ON_FIRST_USE",
+    "HEAD_ACCEPTED",
     "ALL",
 ]
 
@@ -60,6 +61,9 @@ AUDIT_REPORT = "audit_report"  # `orchestrator audit` wrote a report: its SHA-25
 # A peer's host key or certificate accepted on first use (explicit trust_on_first_use): system, address,
 # fingerprint; later runs pin it (orchestrator._first_use)
 TRUST_ON_FIRST_USE = "trust_on_first_use"
+# An operator accepted events no signature covered (`journal sign-head --by WHO`): who, why, the events (seq range,
+# a summary), the head accepted; its own commit signs the head (orchestrator._head_accept)
+HEAD_ACCEPTED = "head_accepted"
 
 ALL = frozenset(
     {
@@ -86,5 +90,6 @@ ALL = frozenset(
         STANDBY_POWER_OFF,
         AUDIT_REPORT,
         TRUST_ON_FIRST_USE,
+        HEAD_ACCEPTED,
     }
 )

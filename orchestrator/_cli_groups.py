@@ -9,14 +9,14 @@ from typing import Any
 import click
 
 from orchestrator import _format
-from orchestrator._cli_base import EXIT_INTEGRITY, Options, handle_errors, output_option
+from orchestrator._cli_base import EXIT_FAILED, EXIT_INTEGRITY, Options, handle_errors, output_option
 
 __all__ = ["journal_group", "lab"]
 
 
 @click.group("journal")
 def journal_group() -> None:
-    """The audit record: export it, verify it, the public key that proves it."""
+    """The audit record: export it, verify it, accept an unsigned head, the public key that proves it."""
 
 
 @journal_group.command("export")
@@ -97,6 +97,34 @@ def _head_words(report: Any) -> str:
     if report.head_seq > report.signed_seq:
         return f" (no head signature: events {report.signed_seq + 1}..{report.head_seq} are chained only)"
     return " (no head signature)"
+
+
+@journal_group.command("sign-head")
+@click.option("--by", required=True, help="Who checked and accepts the unsigned events (name or ID), for the record.")
+@click.option("--reason", default=None, help="Why (ticket, change number, what was checked).")
+@click.option("--yes", is_flag=True, help="Accept the events shown (without it: show them, accept nothing).")
+@click.pass_obj
+@handle_errors
+def journal_sign_head(options: Options, by: str, reason: str | None, yes: bool) -> None:
+    """Accept, after checking them, events no signature covers (head signature missing or behind); needs the key."""
+    from orchestrator._head_accept import sign_head
+
+    seen, seq, source = sign_head(options.session(actor=by), by=by, reason=reason, yes=yes)
+    if seen.nothing_to_accept:
+        click.echo(f"the head signature holds (seq {seen.head_seq}); nothing to accept")
+        return
+    click.echo(f"{seen.why}; signed up to seq {seen.covered}; {len(seen.events)} event(s) no signature covers:")
+    for e in seen.events[:50]:
+        click.echo(
+            f"  seq {e['seq']:>6}  {e['at']}  {e['node'] or '-':<16} {e['kind']:<20} {e['step'] or '-'}  "
+            f"by {e['actor']}"
+        )
+    if len(seen.events) > 50:
+        click.echo(f"  ... and {len(seen.events) - 50} more (`orchestrator journal export` lists them all)")
+    if seq is None:
+        click.echo("nothing accepted: check these events, then run again with --yes", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"accepted by {by} (journal seq {seq}, head signed and checkpointed with {source})")
 
 
 @journal_group.command("public-key")

@@ -15,7 +15,8 @@ EXIT_CODES = {
     0: "done (every node reached its target; a read-only command succeeded)",
     1: (
         "a step failed, the run was interrupted, another process holds a node, the lab failed to start, "
-        "(audit) a control failed, or a node is blocked on a Management Node that failed or was not driven"
+        "(audit) a control failed, or a node is blocked on a Management Node that failed or was not driven, "
+        "(journal sign-head) nothing accepted without --yes"
     ),
     2: "bad input: the message names the option or field and the fix",
     3: "waiting on a gate (or blocked on a node that waits on one): open it (approve, cert import), then resume",
@@ -77,6 +78,13 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
         ),
         _READ,
     ),
+    "journal sign-head": (
+        (
+            "orchestrator journal sign-head --by alice",
+            'orchestrator journal sign-head --by alice --reason "CHG-42: tail checked" --yes',
+        ),
+        (0, 1, 2, 4),
+    ),
     "journal public-key": (("orchestrator journal public-key > auditor.pem",), (0, 1, 2)),
     "serve": (("orchestrator serve", "orchestrator serve --listen 127.0.0.1:9480"), (0, 1, 2)),
     "daemon": (
@@ -112,7 +120,8 @@ EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 
 # One-line summaries for the command lists (never cut with "...").
 SHORT = {
-    "journal": "The audit record: export, verify, public key.",
+    "journal": "The audit record: export, verify, sign-head, public key.",
+    "journal sign-head": "Accept, after checking them, events no signature covers (needs the key).",
     "journal public-key": "The public key an auditor verifies the journal with (PEM).",
     "cert import": "The CA's signed certificate for NODE's pending CSR, checked first.",
     "cert renew": "A renewal CSR from NODE's installed certificate (same key); the CA's answer is checked first.",

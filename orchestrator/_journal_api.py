@@ -7,7 +7,7 @@ they never create or alter a journal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -415,9 +415,14 @@ def verify(
         local = journal.checkpoints_path
         if checkpoints is None and local is not None and local.is_file():
             checkpoints = local  # as before acting: the journal's own copy of its checkpoints must agree with it
-        return Verification(
-            str(path), journal.verify(public_key=key, checkpoints=checkpoints, chain_only=chain_only), source
+        from orchestrator._head_accept import acceptance_notes, strict
+
+        report = strict(
+            journal.verify(public_key=key, checkpoints=checkpoints, chain_only=chain_only), keyed=key is not None
         )
+        if report.ok and key is not None:  # the operators' acceptances of unsigned events, named as such
+            report = replace(report, problems=[*report.problems, *acceptance_notes(journal)])
+        return Verification(str(path), report, source)
 
 
 def public_key(settings: SessionSettings) -> tuple[str, str]:

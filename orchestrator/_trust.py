@@ -7,9 +7,10 @@ A command that acts verifies the whole journal first and refuses to act on one t
 (exit 4): in full, not only from the last signed checkpoint, because the engine decides on old
 events too (an approval of a gate is an event; one edited in place before the checkpoint would
 otherwise open the irreversible wizard's gate). It also refuses a journal whose last events no
-signature proves: every commit signs the head (journal/_head.py), so only a journal written
-before that, or by a writer without the key, has such a tail; one is accepted only when a
-signed checkpoint covers its last event (or it holds nothing but its opening records). Every checkpoint is appended to
+signature proves: every commit signs the head (journal/_head.py), so a journal without a head
+signature (deleted, or written before head signatures) is refused even when a signed checkpoint
+covers its last event, until an operator accepts it (``journal sign-head``, orchestrator/_head_accept.py);
+one holding nothing but its opening records is the exception. Every checkpoint is appended to
 ``<journal>.checkpoints`` and sent to the deployment's remote syslog servers; a server that
 is down is a warning, never a failure.
 """
@@ -199,15 +200,23 @@ def verify_before_acting(journal: Journal, trust: Trust | None, *, what: str) ->
     report = journal.verify(public_key=trust.signer if trust else None, checkpoints=kept)
     if trust is not None and _never_checkpointed(journal, report):
         return report
-    if report.verified and report.signed_seq >= report.head_seq:
+    if report.verified and report.head_signed is not False and (report.head_signed or report.head_seq == 0):
         return report
     why = "\n  ".join(report.problems) or report.status
-    if report.verified:  # no head signature, and events after the last signed checkpoint
+    if report.verified:  # no head signature (deleted, or from before head signatures): as `journal verify` says
         why = (
-            f"events {report.signed_seq + 1}..{report.head_seq} come after the last signed checkpoint (seq "
-            f"{report.signed_seq}) and no head signature covers them: anyone able to write the file could have "
-            "appended them (a journal written before head signatures, or by a writer without the signing key). "
-            "Read them with `orchestrator journal export`; this orchestrator will not act on them"
+            f"meta head_signature: missing although the journal has {report.head_seq} events (deleted, or written "
+            "before head signatures)"
+        )
+        if report.head_seq > report.signed_seq:
+            why += (
+                f": events {report.signed_seq + 1}..{report.head_seq} come after the last signed checkpoint (seq "
+                f"{report.signed_seq}) and no head signature covers them: anyone able to write the file could have "
+                "appended them"
+            )
+        why += (
+            ". Read them with `orchestrator journal export`; after checking them, `orchestrator journal sign-head "
+            "--by WHO --yes` accepts them (journaled); this orchestrator will not act on them before"
         )
     if trust is None:
         why = "no trusted public key: set journal.signing_key (the key that signed it)\n  " + why

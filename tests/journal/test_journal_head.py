@@ -96,19 +96,67 @@ def test_a_checkpoint_renews_the_head_signature_and_deleting_it_is_caught(heads:
     heads.close()
 
 
-def test_a_journal_without_head_signatures_is_acted_on_only_when_a_checkpoint_covers_its_last_event(
+def test_a_journal_without_head_signatures_is_refused_until_an_operator_with_the_key_accepts_it(
     busy_journal: Journal,
 ) -> None:
-    """Written before head signatures (no signer attached): verify says so; acting needs the last event checkpointed."""
+    """Written before head signatures (no signer attached): refused even when a checkpoint covers its last event (a
+    deleted head signature looks the same: tampering evidence); `journal sign-head`'s acceptance, signed, ends it."""
+    from orchestrator._head_accept import accept, review, strict
+
     busy_journal.checkpoint(SIGNER)
     trust = Trust(SIGNER, "test")
-    report = verify_before_acting(busy_journal, trust, what="resume")
-    assert report is not None and report.head_signed is None and report.signed_seq == report.head_seq == 9
+    with pytest.raises(IntegrityError, match="head_signature: missing although the journal has 9 events"):
+        verify_before_acting(busy_journal, trust, what="resume")
     busy_journal.record(node=None, kind="run_note")  # a tail no signature covers (a crash before the checkpoint)
     report = busy_journal.verify(public_key=PUBLIC)
-    assert report.status == VerifyStatus.VERIFIED and report.head_signed is None
-    assert any("no head signature" in p for p in report.problems), report.problems
+    assert report.status == VerifyStatus.VERIFIED and report.head_signed is None  # the library's view
+    assert strict(report, keyed=True).status == VerifyStatus.FAILED  # what `journal verify` and acting say
+    assert strict(busy_journal.verify(), keyed=False).status == VerifyStatus.UNVERIFIED  # no key: no verdict on it
     with pytest.raises(IntegrityError, match=r"events 10\.\.10 come after the last signed checkpoint"):
         verify_before_acting(busy_journal, trust, what="resume")
-    busy_journal.checkpoint(SIGNER)
-    assert verify_before_acting(busy_journal, trust, what="resume") is not None
+    seen = review(busy_journal, report)
+    assert (seen.why, seen.covered, [e["seq"] for e in seen.events]) == ("no head signature", 9, [10])
+    busy_journal.sign_heads(SIGNER)
+    seq = accept(busy_journal, seen, by="alice", reason="CHG-1: the crash's note checked")
+    assert seq == 11
+    report = verify_before_acting(busy_journal, trust, what="resume")
+    assert report is not None and report.head_signed is True
+    accepted = next(iter(busy_journal.events(kinds=["head_accepted"])))
+    assert (accepted.actor, accepted.payload["first_seq"], accepted.payload["last_seq"]) == ("alice", 10, 10)
+
+
+def test_the_hand_assembled_head_json_is_canonical_json() -> None:
+    """_head builds the signed body and the meta value with f-strings on the commit path: they must equal
+    canonical_json, whatever the deployment's characters (verify recomputes the body from the parsed record)."""
+    from journal._chain import canonical_json
+    from journal._head import _body, signed_head
+
+    for deployment in (None, "acme", 'a"c\\m\u00e9\n'):
+        assert (
+            _body(deployment, 7, "ab" * 32, 3)
+            == canonical_json({"checkpoint": 3, "deployment": deployment, "head": "ab" * 32, "seq": 7}).encode()
+        )
+        record = json.loads(signed_head(SIGNER, deployment, 7, "ab" * 32, 3))
+        assert signed_head(SIGNER, deployment, 7, "ab" * 32, 3) == canonical_json(record)
+    assert (
+        _body(["x"], {"a": 1}, None, True)
+        == canonical_json({"checkpoint": True, "deployment": ["x"], "head": None, "seq": {"a": 1}}).encode()
+    )
+
+
+def test_a_writer_that_cached_the_newest_checkpoint_sees_another_process_checkpoint(
+    heads: Journal, journal_path: Path
+) -> None:
+    """The commit path keeps the newest checkpoint's seq; another connection's checkpoint must not be missed."""
+    heads.record(node="mgr", kind="note")  # seq 7, the cache filled: no checkpoint (0)
+    other = Journal.open(journal_path)
+    other.sign_heads(SIGNER)
+    other.checkpoint(SIGNER)  # checkpoint at seq 7, by another connection
+    other.close()
+    heads.record(node="mgr", kind="note")  # seq 8 must name checkpoint 7
+    assert _signature(journal_path)["checkpoint"] == 7  # type: ignore[index]
+    heads.checkpoint(SIGNER)  # this connection's own checkpoint at 8
+    heads.record(node="mgr", kind="note")
+    assert _signature(journal_path)["checkpoint"] == 8  # type: ignore[index]
+    assert heads.verify(public_key=PUBLIC).status == VerifyStatus.VERIFIED
+    heads.close()

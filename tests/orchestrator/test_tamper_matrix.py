@@ -191,6 +191,12 @@ ATTACKS: list[tuple[str, Callable[[Path], None], str]] = [
         "meta head_signature: does not verify against the trusted public key",
     ),
     ("a line of the checkpoints file", _checkpoint_line, "kept checkpoint 2"),
+    # a wholly checkpointed journal: a deleted integrity record is tampering evidence (issue #7, point 3)
+    (
+        "only the head signature deleted",
+        _sql("DELETE FROM meta WHERE name = 'head_signature'"),
+        "meta head_signature: missing although the journal has",
+    ),
 ]
 
 
@@ -337,8 +343,9 @@ def test_an_approval_appended_after_the_last_checkpoint_does_not_open_the_wizard
     why = f"events {forged}..{forged} come after the last signed checkpoint" if drop_signature else "head_signature"
     assert why in err, err
     code, out, err = _invoke("-c", str(configured), "journal", "verify")
-    if drop_signature:  # the chain holds; the output says the tail is chained only, and acting refuses it (above)
-        assert code == 0 and "no head signature" in out + err, out + err
+    if drop_signature:  # the chain holds, but nothing proves the tail: verify and acting agree (exit 4)
+        assert code == 4 and f"head_signature: missing although the journal has {seq + 1} events" in err, out + err
+        assert f"nothing proves events {seq + 1}..{seq + 1}" in err, err
     else:
         assert code == 4 and f"signs head seq {forged - 1}" in err, err
 
