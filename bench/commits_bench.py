@@ -4,7 +4,7 @@ Runs the whole simulated deployment in this process (``orchestrator.api.simulate
 and counts the journal's durable transactions: every ``COMMIT`` its SQLite connection executes
 after a write (seen by ``sqlite3``'s trace callback, so the count does not depend on how the engine
 groups its writes; a read transaction's COMMIT syncs nothing and is counted apart), split into
-those that append events and the others (leases, heartbeats, meta). The figure is
+those that append events and the others (leases, heartbeats, meta), and tabled by what each held. The figure is
 transactions per ``step_committed`` event; the transactions that hold a step's start or commit
 are also counted on their own (the set-up's and the gates' apart). Targets: at most 1.0 with
 one node, at most 0.1 with 100 nodes moving at once. ``--profile`` adds a cProfile of a bigger
@@ -21,6 +21,7 @@ import collections
 import cProfile
 import io
 import pstats
+import re
 import sqlite3
 import sys
 import tempfile
@@ -34,8 +35,34 @@ sys.path.insert(0, str(ROOT))
 TARGETS = {1: 1.0, 100: 0.1}
 
 
+_EVENT_KIND = re.compile(r"VALUES \(\d+, '[^']*', (?:NULL|'(?:[^']|'')*'), '([^']*)'")
+_META_NAME = re.compile(r"INSERT INTO meta \(name, value\) VALUES \('([^']*)'")
+
+
+def _what(statement: str) -> str | None:
+    """What a write holds, for the table: an event's kind, else the table and what changed (None: bookkeeping)."""
+    text = " ".join(statement.split())
+    if text.startswith("INSERT INTO events"):
+        found = _EVENT_KIND.search(text)
+        return found.group(1) if found else "event ?"
+    if text.startswith("INSERT INTO checkpoints"):
+        return "checkpoint"
+    if text.startswith("UPDATE nodes SET lease_owner = NULL"):
+        return "leases released"
+    if text.startswith("UPDATE nodes SET lease_since"):
+        return "leases acquired"
+    if text.startswith("UPDATE nodes SET heartbeat"):
+        return "heartbeat"
+    if text.startswith("INSERT INTO meta"):
+        found = _META_NAME.search(text)
+        name = found.group(1) if found else "?"
+        # head, head_signature, definition_hash, deployment: written with the events they go with.
+        return None if name in ("head", "head_signature", "definition_hash", "deployment") else f"meta {name}"
+    return None
+
+
 class CommitCounter:
-    """Counts COMMITs on every journal connection opened while installed."""
+    """Counts COMMITs on every journal connection opened while installed, and what each one held."""
 
     def __init__(self) -> None:
         self.commits = 0
@@ -43,6 +70,8 @@ class CommitCounter:
         self.read_commits = 0
         self._inserted = False
         self._wrote = False
+        self._holds: list[str] = []
+        self.by_content: collections.Counter[str] = collections.Counter()  # durable commits by what they held
         self.step_transactions = 0  # journal.commit calls holding a step's start or commit
 
     def trace(self, statement: str) -> None:
@@ -51,17 +80,23 @@ class CommitCounter:
             self._inserted = True
         if head.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
             self._wrote = True
+            what = _what(statement)
+            if what is not None and what not in self._holds:
+                self._holds.append(what)
         elif head.startswith("COMMIT"):
             # A read transaction's COMMIT writes nothing and syncs nothing: not a durable commit.
             if self._wrote:
                 self.commits += 1
+                self.by_content[" + ".join(self._holds) or "(other)"] += 1
             else:
                 self.read_commits += 1
             if self._inserted:
                 self.event_commits += 1
             self._inserted = self._wrote = False
-        elif head.startswith("ROLLBACK"):
+            self._holds = []
+        elif head.startswith("ROLLBACK") and not head.startswith("ROLLBACK TO"):
             self._inserted = self._wrote = False
+            self._holds = []
 
     def install(self) -> Any:
         from journal import Journal
@@ -130,6 +165,7 @@ def commits_per_step(nodes: int, workdir: Path) -> dict[str, Any]:
         "step_transactions_per_step": counter.step_transactions / steps if steps else float("nan"),
         "event_commits_per_step": counter.event_commits / steps if steps else float("nan"),
         "kinds": dict(kinds.most_common()),
+        "by_content": counter.by_content,
     }
 
 
@@ -153,6 +189,9 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--profile", type=int, default=0, help="also profile a simulation of this many nodes")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument(
+        "--table-max", type=int, default=10, help="print the table of transactions up to this many nodes"
+    )
     opts = parser.parse_args()
     from orchestrator.logs import configure_logging
 
@@ -173,6 +212,10 @@ def main() -> None:
                 f"{f['wall_s']:.2f} s, exit {f['exit_code']}{verdict}"
             )
             print("        events by kind: " + ", ".join(f"{k} {n}" for k, n in f["kinds"].items()))
+            if nodes <= opts.table_max:
+                print("        durable transactions by what they held (events in order of first appearance):")
+                for what, n in sorted(f["by_content"].items(), key=lambda item: -item[1]):
+                    print(f"        {n:>6}  {what}")
         if opts.profile:
             print(profile(opts.profile, workdir, opts.top))
 

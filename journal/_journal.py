@@ -60,7 +60,9 @@ class Journal(LeaseMethods):
         self._head: tuple[int, str] | None = None  # (seq, hash) of the last event, when known
         self._data_version = -1
         self._absent, self._absent_version = set(), -1
-        self._batching = False  # inside batch(): writes are savepoints of its one transaction
+        self._batching = False  # inside batch() or hold(): writes are savepoints of its one transaction
+        self._holding = False  # inside hold(): the next durable commit (or release) ends the transaction
+        self._nested = 0  # batches inside a batch or a hold
         self._head_signer: Signer | None = None  # signs the head at every append (sign_heads)
         self._bound: str | None = None  # the deployment identity (None: unbound), once read
         self._bound_read = False
@@ -110,9 +112,12 @@ class Journal(LeaseMethods):
         return None if str(self._path) == ":memory:" else Path(f"{self._path}.checkpoints")
 
     def close(self) -> None:
-        """Close the connection. Every commit is already durable; this loses nothing."""
+        """Close the connection (what a :meth:`hold` kept is committed first); this loses nothing."""
         with self._lock:
-            self._conn.close()
+            try:
+                self.release()
+            finally:
+                self._conn.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -218,6 +223,8 @@ class Journal(LeaseMethods):
                 raise JournalError(f"journal {self._path}: {what} failed ({exc}); nothing was written") from exc
             # Only now, after COMMIT returned, is the new head real.
             self._head = (rows[-1][0], rows[-1][12])
+            if self._holding:
+                self._ride_ends(p.kind for p in prepared)  # a hold's records ride in this commit
         return [
             Event(
                 r[0],
@@ -368,6 +375,7 @@ class Journal(LeaseMethods):
         """
         self._require_writable()
         with self._lock:
+            self.release()  # it signs only what is durable: a hold's records are committed first
             if self._batching:
                 raise RuntimeError("checkpoint() inside batch(): it signs only what is durable; end the batch first")
             self._newest_checkpoint = None  # read again at the next append (also when this fails)

@@ -46,6 +46,9 @@ class JournalReader:
         """One read snapshot."""
         with self._lock:
             conn = self._conn
+            if conn.in_transaction:  # inside this connection's batch or hold: its transaction is the snapshot
+                yield conn
+                return
             try:
                 conn.execute("BEGIN")
                 try:

@@ -7,14 +7,27 @@ is cached here and re-read only when ``PRAGMA data_version`` says another connec
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from config.errors import IntegrityError, JournalError
+from journal import kinds
 from journal._chain import GENESIS, check_head
 from journal._reader import JournalReader
 
-__all__ = ["Transactions"]
+__all__ = ["RIDING_KINDS", "Transactions"]
+
+# The opening records of a run: they need no durability of their own (a crash before the run's first
+# step loses nothing the run did), so in a hold they wait for the first durable commit (issue #11).
+RIDING_KINDS = frozenset(
+    {
+        kinds.DEPLOYMENT_BOUND,
+        kinds.DEFINITION_RECORDED,
+        kinds.DEFINITION_CHANGED,
+        kinds.RUN_STARTED,
+        kinds.NODE_REGISTERED,
+    }
+)
 
 
 class Transactions(JournalReader):
@@ -26,6 +39,8 @@ class Transactions(JournalReader):
     _batching: bool
     _newest_checkpoint: int | None
     _bound_read: bool
+    _holding: bool
+    _nested: int  # batches open inside a batch or a hold (savepoints): a hold ends only outside them
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -36,8 +51,18 @@ class Transactions(JournalReader):
         that must be durable before a side effect, nor around :meth:`checkpoint` (refused).
         """
         with self._lock:
-            if self._batching:
-                yield
+            if self._batching:  # inside another batch or a hold: a savepoint of that transaction, undone alone
+                self._conn.execute("SAVEPOINT journal_batch")
+                self._nested += 1
+                try:
+                    yield
+                except BaseException:
+                    self._head = None
+                    self._conn.execute("ROLLBACK TO journal_batch")
+                    raise
+                finally:
+                    self._nested -= 1
+                    self._conn.execute("RELEASE journal_batch")
                 return
             conn = self._conn
             try:
@@ -55,6 +80,43 @@ class Transactions(JournalReader):
                     self._batching = False
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self._path}: batch failed ({exc}); nothing was written") from exc
+
+    def hold(self) -> None:
+        """Records with no durability of their own (a run's opening records) ride in the next durable transaction.
+
+        From now on each write is a savepoint of one ``BEGIN IMMEDIATE`` transaction (all or nothing
+        as before, seen by this connection at once), made durable by the end of the next commit of
+        events that are not such records (:data:`RIDING_KINDS`: a run's first ``step_started``, say),
+        by :meth:`release`, by a checkpoint or by :meth:`close` (issue #11). The writer's lock is held
+        meanwhile: the caller bounds the hold (``orchestrator._session`` releases it after 50 ms at
+        the latest). Nothing that must be durable before a side effect may be written in a hold
+        except through such a commit, which ends it.
+        """
+        with self._lock:
+            if self._batching:
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._batching = self._holding = True
+
+    def release(self) -> None:
+        """Commit what a :meth:`hold` kept (durable from now on); nothing held: nothing to do."""
+        with self._lock:
+            if not self._holding:
+                return
+            self._batching = self._holding = False
+            conn = self._conn
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._head = None
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise JournalError(f"journal {self._path}: commit failed ({exc}); nothing held was written") from exc
+
+    def _ride_ends(self, kinds_written: Iterable[str]) -> None:
+        """After a write in a hold: commit the hold when the write needs durability of its own."""
+        if self._holding and not self._nested and any(kind not in RIDING_KINDS for kind in kinds_written):
+            self.release()
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         # Inside a batch a write is a savepoint of the batch's transaction: all or nothing, not yet durable.

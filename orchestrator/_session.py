@@ -6,6 +6,7 @@ deployment a journal belongs to and which world a simulation keeps are decided i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -57,6 +58,10 @@ __all__ = [
 ]
 
 JournalUse = Literal["create", "existing", "optional", "readonly"]
+
+
+# How long a run's opening records may wait for its first durable commit (the writer's lock is held meanwhile).
+HOLD_S = 0.05
 
 
 @dataclass
@@ -241,7 +246,17 @@ def _enter(
     *,
     bind: bool = True,
 ) -> tuple[Journal, Checkpointer]:
-    """The journal of a command that acts: verified, bound, its start recorded and signed."""
+    """The journal of a command that acts: verified, bound, its start recorded and signed.
+
+    The opening records (binding, definition, ``run_started``, the nodes' registration, leases) need
+    no durability of their own: they ride in the run's first durable commit (its first ``step_started``),
+    or are committed alone after at most ``HOLD_S`` (issue #11; :meth:`journal.Journal.hold`).
+    """
+    made: list[Checkpointer] = []
+
+    def before_writes(journal: Journal) -> None:
+        made.append(_trust.open_run(journal, trust, deployment, open_syslog(deployment)))
+
     opened = open_journal(
         path,
         allow_version_change=settings.allow_version_change,
@@ -250,8 +265,12 @@ def _enter(
         trust=trust,
         what=command,
         bind=bind,
+        before_writes=before_writes,
     )
     journal = stack.enter_context(opened)
+    (checkpointer,) = made
+    stack.push_async_callback(checkpointer.aclose)  # before the journal closes: the end-of-run checkpoint
+    stack.callback(asyncio.get_running_loop().call_later(HOLD_S, journal.release).cancel)
     share_with_group(journal_files(path), deployment.journal.group)
     if not bind and not journal.nodes():
         raise ConfigError(
@@ -265,15 +284,6 @@ def _enter(
         )
     user = settings.actor if settings.actor not in ("orchestrator", "simulate") else _trust.login_name()
     _trust.start_record(journal, deployment, command=command, user=user, argv=sys.argv)
-    checkpointer = Checkpointer(
-        journal,
-        trust,
-        open_syslog(deployment),
-        every=_trust.checkpoint_every(deployment),
-        group=deployment.journal.group,
-    )
-    checkpointer.now()  # the opening records are signed before the first step: a fresh journal verifies
-    stack.push_async_callback(checkpointer.aclose)  # before the journal closes: the end-of-run checkpoint
     return journal, checkpointer
 
 

@@ -7,7 +7,7 @@ journal and which deployment a journal belongs to are decided in one place.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +185,7 @@ def open_journal(
     trust: Trust | None = None,
     what: str | None = None,
     bind: bool = True,
+    before_writes: Callable[[Journal], object] | None = None,
 ) -> Iterator[Journal]:
     """Open the journal and check it was written by this lifecycle definition.
 
@@ -193,6 +194,9 @@ def open_journal(
             an unbound one is bound to it, or (``bind`` false: ``resume``) refused: nothing to do.
         trust: with ``what``: verify the journal against this key before anything is written
             (exit 4 when it fails); ``what`` says what would be refused ("run", "approve").
+        before_writes: called once the journal verified, before anything is written; a run passes the
+            one that signs what an earlier run left unsigned by a checkpoint, then holds its opening
+            records (:meth:`journal.Journal.hold`) for its first durable commit (issue #11).
 
     Raises:
         DefinitionChanged: the journal was written by another definition and
@@ -216,6 +220,8 @@ def open_journal(
             _trust.verify_before_acting(journal, trust, what=what)
             if trust is not None:
                 journal.sign_heads(trust.signer)  # every commit from here on signs the head (journal/_head.py)
+        if before_writes is not None:
+            before_writes(journal)
         with journal.batch():  # the binding and the definition's record: one durable commit (issue #11)
             if deployment is not None and bind:
                 journal.bind_deployment(deployment)

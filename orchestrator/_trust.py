@@ -284,6 +284,23 @@ class Checkpointer:
             await self.syslog.aclose()
 
 
+def open_run(journal: Journal, trust: Trust, deployment: Deployment, syslog: SyslogSender | None) -> Checkpointer:
+    """A run's checkpointer, made once its journal verified and before the run writes; then its records held.
+
+    What an earlier run left unsigned by a checkpoint (it was cut short) is signed and witnessed first;
+    this run's own records are head-signed at each commit, and its opening records are held for its
+    first durable commit (:meth:`journal.Journal.hold`, issue #11). A journal not bound yet is not
+    signed here: a checkpoint names the deployment, which this run's records bind.
+    """
+    checkpointer = Checkpointer(
+        journal, trust, syslog, every=checkpoint_every(deployment), group=deployment.journal.group
+    )
+    if journal.deployment is not None:
+        checkpointer.now()
+    journal.hold()
+    return checkpointer
+
+
 def login_name() -> str:
     """Who runs this process, for the start record when no ``--by`` was given."""
     import getpass

@@ -179,7 +179,9 @@ async def drive(
         remove = _install_signal_handlers(engine)
         start = _recap.begin(journal)
         try:
-            report = await engine.run(nodes, until=until, retry=retry, from_step=from_step, renew=renew)
+            report = await engine.run(
+                nodes, until=until, retry=retry, from_step=from_step, renew=renew, recap_follows=True
+            )
         finally:
             remove()
         report.recap = _recap.finish(journal, start, report, actor=actor)

@@ -140,6 +140,7 @@ class Engine(Reconciler):
         retry: Sequence[str] = (),
         from_step: str | None = None,
         renew: bool = False,
+        recap_follows: bool = False,
     ) -> RunReport:
         """Drive ``nodes`` (default: all) to ``until`` under their leases.
 
@@ -148,6 +149,8 @@ class Engine(Reconciler):
             from_step: rewind the ``retry`` nodes to this step first (``resume --from-step``).
             renew: with ``from_step = "create_csr"``: the rewind asks for a renewal CSR from the
                 installed certificate (``orchestrator cert renew``), journaled in its ``rewound`` event.
+            recap_follows: the caller commits the run's recap at once: the leases' release rides in its
+                transaction (:meth:`journal.Journal.hold`; a crash in between leaves a stale lease, cleared as any).
         """
         if not self._models:
             self.load()
@@ -181,6 +184,8 @@ class Engine(Reconciler):
             report.blocked_by = self._blocker(report, until)
         finally:
             heartbeat.cancel()
+            if recap_follows:
+                self.journal.hold()
             self.journal.release_leases(self.owner)
         return report
 

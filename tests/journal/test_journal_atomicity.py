@@ -125,3 +125,50 @@ def test_a_batch_that_raises_writes_nothing_and_refuses_a_checkpoint(journal: Jo
     assert _snapshot(other) == before
     journal.commit([GOOD_B])  # the journal goes on from the head it really has
     assert journal.verify().ok
+
+
+STARTED = Transition(node="mgr", kind="step_started", step="reserve_resources", update={"step": "reserve_resources"})
+OPENING = Transition(node=None, kind="run_started", payload={"command": "run"})
+
+
+def test_a_hold_rides_in_the_next_commit_that_needs_durability(journal: Journal, journal_path: Path) -> None:
+    """hold(): opening records and meta wait, seen by this connection only, until a commit of another kind."""
+    other = sqlite3.connect(journal_path)
+    before = _snapshot(other)
+    journal.hold()
+    journal.commit([OPENING])  # a run's opening record: not durable on its own
+    journal.set_meta("simulation", "{}")
+    journal.acquire_leases(["mgr"], owner="me", pid=1)
+    assert [e.kind for e in journal.events()][-1] == "run_started"  # this connection reads its own writes
+    assert journal.statistics()["last_seq"] == 4
+    assert _snapshot(other) == before  # nothing durable yet
+    journal.commit([STARTED])  # needs durability: everything held lands with it, in its transaction
+    kinds_seen = [row[3] for row in other.execute("SELECT * FROM events ORDER BY seq").fetchall()]
+    assert kinds_seen[-2:] == ["run_started", "step_started"]
+    assert other.execute("SELECT value FROM meta WHERE name = 'simulation'").fetchone() == ("{}",)
+    journal.commit([GOOD_A])  # the hold is over: an ordinary commit
+    assert other.execute("SELECT count(*) FROM events").fetchone() == (6,)
+    assert journal.verify().ok
+
+
+def test_a_hold_is_committed_by_release_close_or_checkpoint_and_a_refused_batch_in_it_undone(
+    journal: Journal, journal_path: Path
+) -> None:
+    other = sqlite3.connect(journal_path)
+    journal.hold()
+    with pytest.raises(ValueError):
+        with journal.batch():  # a savepoint of the hold: undone alone
+            journal.set_meta("note", "undone")
+            raise ValueError("refused")
+    journal.commit([OPENING])
+    journal.release()
+    assert other.execute("SELECT count(*) FROM events").fetchone() == (4,)
+    assert journal.get_meta("note") is None
+    journal.hold()
+    journal.set_meta("note", "kept")
+    journal.checkpoint(Signer.generate())  # signs only what is durable: the hold is committed first
+    assert other.execute("SELECT value FROM meta WHERE name = 'note'").fetchone() == ("kept",)
+    journal.hold()
+    journal.commit([OPENING])
+    journal.close()
+    assert other.execute("SELECT count(*) FROM events").fetchone() == (5,)

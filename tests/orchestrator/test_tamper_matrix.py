@@ -190,7 +190,9 @@ ATTACKS: list[tuple[str, Callable[[Path], None], str]] = [
         _sql("UPDATE meta SET value = json_set(value, '$.seq', 3) WHERE name = 'head_signature'"),
         "meta head_signature: does not verify against the trusted public key",
     ),
-    ("a line of the checkpoints file", _checkpoint_line, "kept checkpoint 2"),
+    # The run's closing checkpoint is the file's only line: a fresh journal's opening records are head-signed, not
+    # checkpointed (issue #11).
+    ("a line of the checkpoints file", _checkpoint_line, "kept checkpoint 1"),
     # a wholly checkpointed journal: a deleted integrity record is tampering evidence (issue #7, point 3)
     (
         "only the head signature deleted",

@@ -342,7 +342,7 @@ def test_the_start_record_lists_the_policy_deviations_and_the_hashes_of_what_was
 
 
 def test_a_checkpoint_every_n_transitions(here: Path) -> None:
-    """With journal.checkpoint_every = 2 a run signs after its opening records, every 2 transitions, and at the end."""
+    """With journal.checkpoint_every = 2 a run signs every 2 transitions and at the end."""
     config = _sim_config(here)
     config.write_text(config.read_text() + "\n[policy.journal]\ncheckpoint_every = 2\n")
     assert _invoke("-c", str(config), "run", "pexip-mgr", "--until", "reserved")[0] == 0
