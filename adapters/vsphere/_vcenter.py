@@ -135,13 +135,14 @@ class VCenter:
         await asyncio.to_thread(self._session.close_sync)
 
     def statistics(self) -> dict[str, Any]:
-        """SOAP round trips (total and by method), logins and batched VM reads so far."""
+        """Round trips (total, by method), logins, batched VM reads, inventory_reads (of every VM's brief)."""
         calls = self._session.round_trips()
         return {
             "round_trips": sum(calls.values()),
             "by_method": dict(sorted(calls.items())),
             "logins": self._session.logins,
             "vm_reads": self._reads.fetches,
+            "inventory_reads": self._reads.brief_fetches,
         }
 
     # --- reads and writes --------------------------------------------------------------
