@@ -28,24 +28,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import dataclasses
 import io
 import json
 import os
-import pstats
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _vsphere_profile import ThreadProfiles, grown  # bench/, the script's directory
 
 from adapters.base import Systems
 from adapters.vsphere import VCenter
@@ -187,51 +186,6 @@ async def deploy_and_reserve(deployment: Deployment, vcsim_pid: int) -> dict[str
     return {"phases": phases, "round_trips": stats["round_trips"]}
 
 
-class _ThreadProfiles:
-    """cProfile in every thread (the SOAP calls and uploads run in pools): one profiler per thread, timed by its CPU."""
-
-    def __init__(self) -> None:
-        self.profiles: list[cProfile.Profile] = []
-
-    def _hook(self, *_: object) -> None:
-        profile = cProfile.Profile(time.thread_time)  # CPU of this thread, not wall (waits)
-        self.profiles.append(profile)
-        profile.enable()  # replaces this hook in the new thread
-
-    def __enter__(self) -> _ThreadProfiles:
-        threading.setprofile(self._hook)
-        self._hook()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        threading.setprofile(None)
-
-    def dump(self, path: Path) -> None:
-        for profile in self.profiles:
-            profile.disable()  # this thread's; another thread's profiler stops counting from here on
-        stats = pstats.Stats(*self.profiles)
-        stats.dump_stats(path)
-
-
-def _grown(profile_dir: Path, counts: list[int]) -> None:
-    """The functions whose own CPU per VM grew most from the smallest to the largest VM count."""
-    low, high = min(counts), max(counts)
-
-    def per_vm(count: int) -> dict[tuple[str, int, str], float]:
-        files = sorted(profile_dir.glob(f"vms-{count}-*.pstats"))
-        stats = pstats.Stats(*map(str, files))
-        raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
-        return {fn: tt / count / len(files) * 1000 for fn, (_cc, _nc, tt, _ct, _callers) in raw.items()}
-
-    a, b = per_vm(low), per_vm(high)
-    total_a, total_b = sum(a.values()), sum(b.values())
-    print(f"  profile (own CPU ms per VM, client, every thread): {low} VMs {total_a:.1f}, {high} VMs {total_b:.1f}")
-    grown = sorted(b, key=lambda fn: b[fn] - a.get(fn, 0.0), reverse=True)[:8]
-    for fn in grown:
-        name = f"{Path(fn[0]).name}:{fn[1]}({fn[2]})"
-        print(f"    {name:<60} {a.get(fn, 0.0):>7.3f} -> {b[fn]:>7.3f}")
-
-
 def _one_scale_run(
     work: Path, count: int, binary: Path, pki: Any, run: int, profile_dir: Path | None
 ) -> dict[str, Any] | None:
@@ -331,7 +285,7 @@ def scale(counts: list[int], binary: Path, repeat: int, profile_dir: Path | None
         falling = all(b < a for a, b in zip(per_vm, per_vm[1:], strict=False))
         print(f"  wall time per VM falling as VMs are added ({' > '.join(map(str, last))}): {_ok(falling)}")
     if profile_dir is not None and len(last) >= 2:
-        _grown(profile_dir, last)
+        grown(profile_dir, last)
 
 
 def main() -> None:
@@ -363,7 +317,7 @@ def main() -> None:
     if args.child:
         deployment = fleet(load_deployment(Path(args.child)), args.vms)
         if args.profile:
-            with _ThreadProfiles() as profiles:
+            with ThreadProfiles() as profiles:
                 figures = asyncio.run(deploy_and_reserve(deployment, args.vcsim_pid))
                 profiles.dump(Path(args.profile))
         else:

@@ -136,13 +136,11 @@ class VCenter:
 
     def statistics(self) -> dict[str, Any]:
         """Round trips (total, by method), logins, batched VM reads, inventory_reads (of every VM's brief)."""
-        calls = self._session.round_trips()
-        return {
-            "round_trips": sum(calls.values()),
-            "by_method": dict(sorted(calls.items())),
+        calls, reads = self._session.round_trips(), self._reads
+        return {"round_trips": sum(calls.values()), "by_method": dict(sorted(calls.items()))} | {
             "logins": self._session.logins,
-            "vm_reads": self._reads.fetches,
-            "inventory_reads": self._reads.brief_fetches,
+            "vm_reads": reads.fetches,
+            "inventory_reads": reads.brief_fetches,
         }
 
     # --- reads and writes --------------------------------------------------------------
