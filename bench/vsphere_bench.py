@@ -4,7 +4,14 @@ Targets (issue #3): at most 5 SOAP round trips per VM per step, 1 login per run,
 under 1 s to take 50 VMs through ``reserved``. Issue #11 (100 VMs on one datastore, ``--vms 100``):
 reserve at most 2 requests per VM, deploy + reserve at most 8, a second pass at most 1 per VM
 and no write; ``--scale`` prints deploy + reserve for 10, 50, 100 and 200 VMs, each a whole
-process of its own (imports, login, both steps), per VM (target: 100 VMs in at most 2.5 s).
+process of its own (imports, login, both steps), per VM (target: 100 VMs in at most 2.5 s, and
+the wall time per VM falling as VMs are added), run ``--repeat`` times interleaved (medians), with
+per VM and per phase the requests, the client's CPU (every thread), vcsim's CPU and the number of
+reads of every VM's brief (each the size of the inventory); ``--profile DIR`` adds a cProfile of
+every thread and the functions whose CPU per VM grew from the smallest count to the largest.
+With every VM at once those figures are flat from 100 to 200 VMs (the per VM wall falls as the
+fixed start-up is spread); with 2 at a time (the engine's per-host limit) each VM's observe and
+verify read every VM's brief again, so the work per VM grows with the inventory (printed).
 Drives the orchestrator's own steps
 (``deploy_ova``, ``reserve_resources``, ``lock_bios``: observe, diff, apply, verify)
 through :class:`adapters.vsphere.VCenter` against a vcsim started here with TLS.
@@ -13,15 +20,20 @@ vcsim's request log; each step's are also broken down by SOAP method. Prints fig
 asserts nothing.
 
     .venv/bin/python bench/vsphere_bench.py [--vms 100] [--concurrency 100]
-    .venv/bin/python bench/vsphere_bench.py --scale [10 50 100 200]
+    .venv/bin/python bench/vsphere_bench.py --scale [10 50 100 200] [--repeat 3] [--profile DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import io
 import json
+import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +43,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _vsphere_profile import ThreadProfiles, grown  # bench/, the script's directory
 
 from adapters.base import Systems
 from adapters.vsphere import VCenter
@@ -84,7 +98,7 @@ async def run(
     async def one(node: NodeSpec) -> bool:
         async with limit:
             outcome = await execute(STEPS[step], StepContext(deployment=deployment, node=node, systems=systems))
-            return bool(outcome.changes)
+            return outcome is not None and bool(outcome.changes)
 
     before = vc.statistics()["by_method"]
     start = time.perf_counter()
@@ -102,9 +116,11 @@ async def bench(deployment: Deployment, concurrency: int) -> dict[str, Any]:
         await vc.preflight(deployment)
         figures["preflight_round_trips"] = vc.statistics()["round_trips"]
         for step in VM_STEPS:
+            inventory_reads = vc.statistics()["inventory_reads"]
             wall, calls, changed = await run(step, deployment, nodes, vc, concurrency)
             trips = sum(calls.values())
             figures["steps"][step] = {
+                "inventory_reads": vc.statistics()["inventory_reads"] - inventory_reads,
                 "wall_s": round(wall, 3),
                 "round_trips": trips,
                 "per_vm": round(trips / len(nodes), 2),
@@ -129,52 +145,147 @@ def _ok(met: bool) -> str:
     return "OK" if met else "MISSED"
 
 
-async def deploy_and_reserve(deployment: Deployment) -> dict[str, Any]:
-    """The child of ``--scale``: deploy_ova then reserve_resources for every VM at once."""
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def deploy_and_reserve(deployment: Deployment, vcsim_pid: int) -> dict[str, Any]:
+    """The child of ``--scale``: deploy_ova then reserve_resources for every VM at once.
+
+    Per phase: wall time, this process's CPU (every thread), vcsim's CPU and the requests by
+    method, and the reads of every VM's brief (each the size of the inventory: their number must
+    not grow with the VMs). "start" is everything before the first step (imports, configuration);
+    the login is in deploy_ova's figures.
+    """
     nodes = deployment.nodes
+    phases: dict[str, dict[str, Any]] = {}
     async with VCenter.from_deployment(deployment, bios_boot_wait_s=0.0, bios_key_pause_s=0.0) as vc:
-        walls = {}
+        phases["start"] = {
+            "cpu_s": time.process_time(),
+            "vcsim_cpu_s": _cpu_of(vcsim_pid),
+            "requests": vc.statistics()["round_trips"],
+        }
         for step in ("deploy_ova", "reserve_resources"):
-            wall, _calls, _changed = await run(step, deployment, nodes, vc, len(nodes))
-            walls[step] = round(wall, 3)
+            cpu, vcsim_cpu = time.process_time(), _cpu_of(vcsim_pid)
+            inventory_reads = vc.statistics()["inventory_reads"]
+            wall, calls, _changed = await run(step, deployment, nodes, vc, len(nodes))
+            phases[step] = {
+                "wall_s": wall,
+                "cpu_s": time.process_time() - cpu,
+                "vcsim_cpu_s": _cpu_of(vcsim_pid) - vcsim_cpu,
+                "requests": sum(calls.values()),
+                "by_method": calls,
+                "inventory_reads": vc.statistics()["inventory_reads"] - inventory_reads,
+            }
         stats = vc.statistics()
-    return {"walls": walls, "round_trips": stats["round_trips"]}
+    return {"phases": phases, "round_trips": stats["round_trips"]}
 
 
-def scale(counts: list[int], binary: Path) -> None:
-    """Deploy + reserve of N VMs, each N in a fresh vcsim and a process of its own, timed whole."""
-    from orchestrator.lab import make_test_pki, prepare_inventory, start_vcsim, write_lab_config
+def _one_scale_run(
+    work: Path, count: int, binary: Path, pki: Any, run: int, profile_dir: Path | None
+) -> dict[str, Any] | None:
+    """Deploy + reserve of ``count`` VMs in a fresh vcsim, by a child process timed whole."""
+    from orchestrator.lab import prepare_inventory, start_vcsim, write_lab_config
 
-    print("deploy + reserve, whole process each (imports, login, both steps, all VMs at once):")
-    print(f"  {'VMs':>5} {'process s':>10} {'per VM ms':>10} {'in-process s':>13} {'requests/VM':>12}")
+    vcsim = start_vcsim(work / f"vcsim-{count}-{run}", binary=binary, pki=pki)
+    try:
+        prepare_inventory(vcsim)
+        with contextlib.redirect_stderr(io.StringIO()):  # the journal key's notice
+            config = write_lab_config(work / f"lab-{count}-{run}", vcsim)
+        vcsim_cpu = _cpu_of(vcsim.pid)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        command = [sys.executable, __file__, "--child", str(config), "--vms", str(count), "--vcsim-pid", str(vcsim.pid)]
+        if profile_dir is not None:
+            command += ["--profile", str(profile_dir / f"vms-{count}-{run}.pstats")]
+        start = time.perf_counter()
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        whole = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        vcsim_cpu = _cpu_of(vcsim.pid) - vcsim_cpu
+    finally:
+        vcsim.stop()
+    if done.returncode != 0:
+        print(f"  {count:>5} failed: {done.stderr[-800:]}")
+        return None
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    child["whole_s"] = whole
+    child["client_cpu_s"] = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    child["vcsim_cpu_s"] = vcsim_cpu
+    return dict(child)
+
+
+def scale(counts: list[int], binary: Path, repeat: int, profile_dir: Path | None = None) -> None:
+    """Deploy + reserve of N VMs, each N in a fresh vcsim and a process of its own, timed whole.
+
+    The counts run interleaved (10 50 100 200 10 50 ...) ``repeat`` times; medians are printed.
+    Per VM and per phase: requests, the client's CPU (every thread) and vcsim's CPU, to tell a
+    cost growing with the VM count on our side from one on the simulator's.
+    """
+    from orchestrator.lab import make_test_pki
+
+    runs: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}
     with tempfile.TemporaryDirectory(prefix="vsphere-scale-") as tmp:
         work = Path(tmp)
         pki = make_test_pki(work / "pki")
-        for count in counts:
-            vcsim = start_vcsim(work / f"vcsim-{count}", binary=binary, pki=pki)
-            try:
-                prepare_inventory(vcsim)
-                config = write_lab_config(work / f"lab-{count}", vcsim)
-                start = time.perf_counter()
-                done = subprocess.run(
-                    [sys.executable, __file__, "--child", str(config), "--vms", str(count)],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                whole = time.perf_counter() - start
-            finally:
-                vcsim.stop()
-            if done.returncode != 0:
-                print(f"  {count:>5} failed: {done.stderr[-800:]}")
+        for run in range(repeat):
+            for count in counts:
+                one = _one_scale_run(work, count, binary, pki, run, profile_dir)
+                if one is not None:
+                    runs[count].append(one)
+    med = statistics.median
+    print(f"deploy + reserve, whole process each (imports, login, both steps, all VMs at once); median of {repeat}:")
+    print(
+        f"  {'VMs':>5} {'process s':>10} {'per VM ms':>10} {'in-process s':>13} {'requests/VM':>12} "
+        f"{'client CPU ms/VM':>17} {'vcsim CPU ms/VM':>16}"
+    )
+    for count, figures in runs.items():
+        if not figures:
+            continue
+        whole = med(f["whole_s"] for f in figures)
+        inner = med(sum(p["wall_s"] for n, p in f["phases"].items() if n != "start") for f in figures)
+        verdict = f"  target <= 2.5 s: {_ok(whole <= 2.5)}" if count == 100 else ""
+        print(
+            f"  {count:>5} {whole:>10.2f} {whole / count * 1000:>10.1f} {inner:>13.2f} "
+            f"{med(f['round_trips'] for f in figures) / count:>12.2f} "
+            f"{med(f['client_cpu_s'] for f in figures) / count * 1000:>17.1f} "
+            f"{med(f['vcsim_cpu_s'] for f in figures) / count * 1000:>16.1f}{verdict}"
+        )
+    print(
+        "  per phase, per VM (medians): wall ms / requests / client CPU ms / vcsim CPU ms "
+        "[reads of the whole inventory in the phase]"
+    )
+    for phase in ("start", "deploy_ova", "reserve_resources"):
+        cells = []
+        for count, figures in runs.items():
+            if not figures:
                 continue
-            child = json.loads(done.stdout.strip().splitlines()[-1])
-            inner = sum(child["walls"].values())
-            verdict = f"  target <= 2.5 s: {_ok(whole <= 2.5)}" if count == 100 else ""
-            print(
-                f"  {count:>5} {whole:>10.2f} {whole / count * 1000:>10.1f} {inner:>13.2f} "
-                f"{child['round_trips'] / count:>12.2f}{verdict}"
+            ph = [f["phases"][phase] for f in figures]
+            wall = f"{med(p.get('wall_s', 0.0) for p in ph) / count * 1000:.1f}" if phase != "start" else "-"
+            requests, cpu = med(p["requests"] for p in ph), med(p["cpu_s"] for p in ph)
+            vcsim_cpu = med(p["vcsim_cpu_s"] for p in ph)
+            whole_reads = f" [{med(p['inventory_reads'] for p in ph):g}]" if phase != "start" else ""
+            cells.append(
+                f"{count}: {wall} / {requests / count:.2f} / {cpu / count * 1000:.1f} / {vcsim_cpu / count * 1000:.1f}"
+                + whole_reads
             )
+        print(f"    {phase:<18} " + "; ".join(cells))
+    last = [c for c in counts if runs[c]]
+    if len(last) >= 2:
+        per_vm = [med(f["whole_s"] for f in runs[c]) / c for c in last]
+        falling = all(b < a for a, b in zip(per_vm, per_vm[1:], strict=False))
+        print(f"  wall time per VM falling as VMs are added ({' > '.join(map(str, last))}): {_ok(falling)}")
+    if profile_dir is not None and len(last) >= 2:
+        grown(profile_dir, last)
 
 
 def main() -> None:
@@ -187,7 +298,14 @@ def main() -> None:
         default=None,
         help="deploy + reserve for these VM counts (default 10 50 100 200)",
     )
+    parser.add_argument("--repeat", type=int, default=3, help="--scale: runs of each VM count, interleaved (default 3)")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="--scale: cProfile every thread of each child into DIR and print what grew per VM (slower)",
+    )
     parser.add_argument("--child", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--vcsim-pid", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -197,14 +315,24 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(deploy_and_reserve(fleet(load_deployment(Path(args.child)), args.vms)))))
+        deployment = fleet(load_deployment(Path(args.child)), args.vms)
+        if args.profile:
+            with ThreadProfiles() as profiles:
+                figures = asyncio.run(deploy_and_reserve(deployment, args.vcsim_pid))
+                profiles.dump(Path(args.profile))
+        else:
+            figures = asyncio.run(deploy_and_reserve(deployment, args.vcsim_pid))
+        print(json.dumps(figures))
         return
     # The lab only here: the child of --scale stands for the orchestrator's process, which never imports it.
     from orchestrator.lab import build_vcsim, make_test_pki, prepare_inventory, start_vcsim, write_lab_config
 
     binary = build_vcsim(ROOT / ".lab")
     if args.scale is not None:
-        scale(args.scale or [10, 50, 100, 200], binary)
+        profile_dir = Path(args.profile) if args.profile else None
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+        scale(args.scale or [10, 50, 100, 200], binary, args.repeat, profile_dir)
         return
     with tempfile.TemporaryDirectory(prefix="vsphere-bench-") as tmp:
         work = Path(tmp)
@@ -212,7 +340,7 @@ def main() -> None:
         try:
             prepare_inventory(vcsim)
             base = load_deployment(write_lab_config(work / "lab", vcsim))
-            results = []
+            results: list[dict[str, Any]] = []
             for concurrency in [args.concurrency] if args.concurrency else [args.vms, 2]:
                 # A fresh inventory per pass: the second pass must import again.
                 if results:
@@ -273,6 +401,16 @@ def main() -> None:
                 f"    {step:<17} "
                 + ", ".join(f"{m} {n / figures['vms']:.2f}" for m, n in sorted(calls.items(), key=lambda kv: -kv[1]))
             )
+        reads = {step: figures["steps"][step]["inventory_reads"] for step in VM_STEPS}
+        print(
+            "  reads of every VM's brief (each the size of the inventory): "
+            + ", ".join(f"{step} {n}" for step, n in reads.items())
+            + (
+                f" -- {sum(reads.values()) / figures['vms']:.2f} per VM: the work per VM grows with the inventory"
+                if sum(reads.values()) >= figures["vms"]
+                else ""
+            )
+        )
     if args.json:
         print(json.dumps(results, indent=1, sort_keys=True))
 

@@ -110,6 +110,10 @@ class VmReader:
     def fetches(self) -> int:
         return self._brief_reads.fetches + self._object_reads.fetches
 
+    @property
+    def brief_fetches(self) -> int:
+        return self._brief_reads.fetches
+
     # --- bookkeeping of changes --------------------------------------------------------
 
     def changed(self, moref: str | None = None) -> None:

@@ -135,13 +135,12 @@ class VCenter:
         await asyncio.to_thread(self._session.close_sync)
 
     def statistics(self) -> dict[str, Any]:
-        """SOAP round trips (total and by method), logins and batched VM reads so far."""
-        calls = self._session.round_trips()
-        return {
-            "round_trips": sum(calls.values()),
-            "by_method": dict(sorted(calls.items())),
+        """Round trips (total, by method), logins, batched VM reads, inventory_reads (of every VM's brief)."""
+        calls, reads = self._session.round_trips(), self._reads
+        return {"round_trips": sum(calls.values()), "by_method": dict(sorted(calls.items()))} | {
             "logins": self._session.logins,
-            "vm_reads": self._reads.fetches,
+            "vm_reads": reads.fetches,
+            "inventory_reads": reads.brief_fetches,
         }
 
     # --- reads and writes --------------------------------------------------------------
