@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,6 @@ from tests.orchestrator.conftest import NON_REPEATABLE
 
 ORCHESTRATOR = [sys.executable, "-m", "orchestrator.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """The simulations a test starts: any still running at its end (a failed assertion, a timeout) is
-    killed and reaped, its pipes closed, so that it cannot outlive the test and fail a later one with
-    ResourceWarnings (seen in CI: test_daemon_drift failed on a hung child's unclosed pipes)."""
-    children: list[subprocess.Popen[bytes]] = []
-    yield children
-    for proc in children:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def _simulate(procs: list[subprocess.Popen[bytes]], tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
