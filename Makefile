@@ -23,9 +23,10 @@ check: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-# The checks, then every test, the slow end-to-end ones included (CI runs this).
+# The checks, then every test, the slow end-to-end ones included (CI runs this), on two workers
+# (pytest-xdist; worksteal: a worker done early takes tests queued for the other).
 test: check
-	.venv/bin/pytest -q -ra
+	.venv/bin/pytest -q -ra -n 2 --dist worksteal
 
 test-fast: setup
 	.venv/bin/pytest -q -m "not slow"

@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from adapters.base import Systems
+from adapters.bootstrap_store import bootstrap_dir
 from config.errors import ConfigError
 from config.model import Deployment
 from journal import Journal
@@ -400,6 +401,10 @@ async def simulate(
         _remove_sqlite(settings.journal)
         _remove_sqlite(settings.world)
         shutil.rmtree(workdir, ignore_errors=True)
+        # The journal's bootstrap files too: one kept from an earlier simulation would be taken for the
+        # file of a worker_vm that a killed run POSTed before storing its own, uploaded, and the node would
+        # never sync (register_node waiting until retry.wait_timeout_s).
+        shutil.rmtree(bootstrap_dir(settings.journal), ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
     session_settings = SessionSettings(
         journal=settings.journal,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,19 @@ from orchestrator.engine import Engine
 from orchestrator.wiring import open_systems
 
 NON_REPEATABLE = ("vm_import", "csr_create", "installation_wizard", "security_wizard", "role_create")
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The simulations a test starts: any still running at its end (a failed assertion, a timeout) is
+    killed and reaped, its pipes closed, so that it cannot outlive the test and fail a later one with
+    ResourceWarnings (seen in CI: test_daemon_drift failed on a hung child's unclosed pipes)."""
+    children: list[subprocess.Popen[bytes]] = []
+    yield children
+    for proc in children:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ ORCHESTRATOR = [sys.executable, "-m", "orchestrator.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _simulate(tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
+def _simulate(procs: list[subprocess.Popen[bytes]], tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
     args = [
         *ORCHESTRATOR,
         "--journal",
@@ -34,7 +35,9 @@ def _simulate(tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
         *extra,
     ]
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's traceback (a hang's diagnosis)
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    procs.append(proc)
+    return proc
 
 
 def _wait_for_steps(journal: Path, count: int, timeout: float = 60.0) -> None:
@@ -89,13 +92,13 @@ def _verify(tmp: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_at_30_random_moments_then_finish(tmp_path: Path) -> None:
+def test_sigkill_at_30_random_moments_then_finish(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     """Killed with SIGKILL 30+ times at random moments, the simulation still ends with every effect once."""
     rng = random.Random(int(os.environ.get("CRASH_SEED", "20261128")))
     kills = 0
     started = time.monotonic()
     while kills < 32:
-        proc = _simulate(tmp_path, "--latency", "0.02")
+        proc = _simulate(procs, tmp_path, "--latency", "0.02")
         # Python start-up takes ~0.4 s here; kill anywhere from during start-up to well into the run.
         delay = rng.uniform(0.2, 1.6)
         try:
@@ -108,11 +111,14 @@ def test_sigkill_at_30_random_moments_then_finish(tmp_path: Path) -> None:
         # It finished before the kill: start again from a fresh simulation to keep killing mid-run.
         assert proc.returncode == 0, err.decode() + _out.decode()
         _assert_finished_once(tmp_path)
+        # Everything, directories too. Removing only the files kept the journal's bootstrap store
+        # (j.sqlite.bootstrap/): a run killed between a worker_vm's POST and the store of its file then
+        # found the earlier simulation's file, uploaded it, and register_node waited for a sync that never
+        # came (the final simulate's 300 s hang, 2 runs in 18 here).
         for p in tmp_path.iterdir():
-            if p.is_file():
-                p.unlink()
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         assert time.monotonic() - started < 400
-    final = _simulate(tmp_path, "--latency", "0.02")
+    final = _simulate(procs, tmp_path, "--latency", "0.02")
     try:
         _out, err = final.communicate(timeout=300)
     except subprocess.TimeoutExpired:  # seen once in CI: show where it waits, not only that it did
@@ -124,23 +130,23 @@ def test_sigkill_at_30_random_moments_then_finish(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_exit_fault_after_the_irreversible_wizard(tmp_path: Path) -> None:
+def test_exit_fault_after_the_irreversible_wizard(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     """The process dies right after the security wizard ran, before the journal knew: no rerun of it."""
-    first = _simulate(tmp_path, "--faults", "exit=security_wizard")
+    first = _simulate(procs, tmp_path, "--faults", "exit=security_wizard")
     first.communicate(timeout=120)
     assert first.returncode == 70
     status = json.loads(_cli(tmp_path, "status", "pexip-mgr", "--json").stdout)["nodes"][0]
     assert (status["state"], status["step"]) == ("hardening", "security_wizard")
-    second = _simulate(tmp_path, "--faults", "exit=security_wizard")
+    second = _simulate(procs, tmp_path, "--faults", "exit=security_wizard")
     _out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err.decode()
     _assert_finished_once(tmp_path)
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM: no new step starts, the process exits 1 saying how to resume; `resume --all` finishes."""
-    proc = _simulate(tmp_path, "--latency", "0.05")
+    proc = _simulate(procs, tmp_path, "--latency", "0.05")
     _wait_for_steps(tmp_path / "j.sqlite", 3)  # its handlers are in place once steps run (a fixed sleep raced them)
     proc.send_signal(signal.SIGTERM)
     out, _err = proc.communicate(timeout=60)
