@@ -185,7 +185,7 @@ async def _create_worker(ctx: StepContext, old: dict[str, Any] | None) -> str:
             f"{n.name}: the Manager's worker_vm POST answered no bootstrap file; the node cannot be "
             "provisioned (delete the worker_vm and run again)"
         )
-    return _store(ctx).put(n.name, created.body)
+    return await _store(ctx).aput(n.name, created.body)
 
 
 def _with_digest(changes: list[Change], sha: str) -> None:
