@@ -84,6 +84,7 @@ class Deriver:
     def __init__(self, rows: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.rows: dict[str, dict[str, Any]] = {name: dict(row) for name, row in (rows or {}).items()}
         self.problems: list[str] = []
+        self.touched: set[str] = set()  # the nodes an event was fed for (a checkpoint re-encodes only these)
         self.deployment: tuple[int, Any] | None = None  # (seq, identity) of deployment_bound
         # (seq, the definition hash it recorded, the one it replaced) of the latest definition_recorded/_changed
         self.definition: tuple[int, Any, Any] | None = None
@@ -113,6 +114,7 @@ class Deriver:
             elif kind == DEFINITION_CHANGED and isinstance(payload, dict):
                 self.definition = (seq, payload.get("to"), payload.get("from"))
             return
+        self.touched.add(node)
         row = self.rows.get(node)
         if kind == NODE_REGISTERED:
             if row is not None:

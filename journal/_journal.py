@@ -64,6 +64,7 @@ class Journal(LeaseMethods):
         self._batching = False  # inside batch(): writes are savepoints of its one transaction
         self._head_signer: Signer | None = None  # signs the head at every append (sign_heads)
         self._bound: str | None = None  # the deployment identity, once read
+        self._kept_snapshot = _checkpoints.KeptSnapshot()  # the last checkpoint's snapshot this process stored
 
     # --- opening and closing ---------------------------------------------------------
 
@@ -367,6 +368,7 @@ class Journal(LeaseMethods):
                 self.checkpoints_path,
                 self._head_signer is not None,
                 file_check=file_check,
+                kept=self._kept_snapshot,
             )
 
     def checkpoints(self) -> list[dict[str, Any]]:
