@@ -241,7 +241,7 @@ def _check(
                 problems.append(f"checkpoint at seq {seq}: the chain's event seq {seq} is not the signed head")
             else:
                 chain.start_at(seq, head)
-                deriver = Deriver.from_snapshot(snapshot)  # copies every row: ``snapshot`` is not changed
+                deriver = Deriver.from_snapshot(snapshot)  # a row copied at its first event: ``snapshot`` unchanged
                 start_seq = seq + 1
                 start_text = text
     else:
