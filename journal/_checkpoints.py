@@ -55,9 +55,7 @@ def make(
         conn.execute("BEGIN IMMEDIATE")
         try:
             integrity = "quick" if file_check else "none"
-            checked = verify_connection(
-                conn, public_key=signer.public_key, incremental=True, integrity=integrity, kept_snapshot=kept
-            )
+            checked = verify_connection(conn, public_key=signer.public_key, incremental=True, integrity=integrity)
             if not checked.report.ok:
                 raise IntegrityError(
                     f"journal {path}: refusing to sign a checkpoint over a journal that does not verify:\n  "
@@ -96,10 +94,10 @@ def make(
             raise
     except sqlite3.Error as exc:
         if kept is not None:
-            kept.text = None  # whatever is stored now is decoded again
+            kept.digest = None  # whatever is stored now is decoded again
         raise JournalError(f"journal {path}: checkpoint failed ({exc}); nothing was signed") from exc
     if kept is not None:
-        kept.text, kept.rows, kept.parts = snapshot_text, checked.snapshot, parts
+        kept.digest, kept.parts = record["nodes"], parts
     return record
 
 
@@ -107,7 +105,7 @@ def _encoded_parts(checked: Verification, kept: KeptSnapshot | None) -> dict[str
     """Each node's ``"name":{row}`` as canonical_json writes it inside the snapshot (sorted keys, so the joined
     parts in name order are canonical_json of the whole): reused from ``kept`` for a node with no event since
     the snapshot the check started from, when that snapshot is the one kept."""
-    reuse = kept is not None and kept.text is not None and checked.start_text == kept.text
+    reuse = kept is not None and kept.digest is not None and checked.start_digest == kept.digest
     old = kept.parts if reuse and kept is not None else {}
     touched = checked.touched
     parts: dict[str, str] = {}
