@@ -21,14 +21,14 @@ from typing import Any
 
 from config.errors import IntegrityError, JournalError
 from journal import _head
-from journal._chain import canonical_json
+from journal._chain import _encode_str, canonical_json
 from journal._derive import text_digest
 from journal._files import append_line
 from journal._signing import CHECKPOINT_FIELDS, PublicKey, Signer, sign_checkpoint
 from journal._time import utc_now
-from journal._verify import Verification, verify_connection
+from journal._verify import KeptSnapshot, Verification, verify_connection
 
-__all__ = ["make", "recorded", "verify", "load_kept"]
+__all__ = ["KeptSnapshot", "make", "recorded", "verify", "load_kept"]
 
 _COLUMNS = ("seq", "at", "deployment", "head", "nodes", "key_id", "signature")
 
@@ -41,6 +41,7 @@ def make(
     sign_head: bool,
     *,
     file_check: bool = True,
+    kept: KeptSnapshot | None = None,
 ) -> dict[str, Any]:
     """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock).
 
@@ -48,6 +49,7 @@ def make(
     renewed in the same transaction, naming this checkpoint as the newest (journal/_head.py).
     ``file_check``: also run SQLite's ``quick_check`` over the whole file first (its cost grows with
     the file; the periodic checkpoints of a run skip it, the closing one and ``journal verify`` keep it).
+    ``kept``: this process's last stored snapshot (:class:`KeptSnapshot`), updated once this one commits.
     """
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -62,7 +64,8 @@ def make(
             seq, head = checked.head
             # The snapshot encoded once: its text is stored and its digest signed (issue #11: twice was 1.9 s
             # of the 162 checkpoints of a 1000-node simulation).
-            snapshot_text = canonical_json(checked.snapshot)
+            parts = _encoded_parts(checked, kept)
+            snapshot_text = "{" + ",".join(parts[name] for name in sorted(parts)) + "}"
             record = sign_checkpoint(
                 signer,
                 {
@@ -90,8 +93,26 @@ def make(
                 conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
+        if kept is not None:
+            kept.digest = None  # whatever is stored now is decoded again
         raise JournalError(f"journal {path}: checkpoint failed ({exc}); nothing was signed") from exc
+    if kept is not None:
+        kept.digest, kept.parts = record["nodes"], parts
     return record
+
+
+def _encoded_parts(checked: Verification, kept: KeptSnapshot | None) -> dict[str, str]:
+    """Each node's ``"name":{row}`` as canonical_json writes it inside the snapshot (sorted keys, so the joined
+    parts in name order are canonical_json of the whole): reused from ``kept`` for a node with no event since
+    the snapshot the check started from, when that snapshot is the one kept."""
+    reuse = kept is not None and kept.digest is not None and checked.start_digest == kept.digest
+    old = kept.parts if reuse and kept is not None else {}
+    touched = checked.touched
+    parts: dict[str, str] = {}
+    for name, row in checked.snapshot.items():
+        part = old.get(name) if name not in touched else None
+        parts[name] = part if part is not None else _encode_str(name) + ":" + canonical_json(row)
+    return parts
 
 
 def recorded(conn: sqlite3.Connection) -> list[dict[str, Any]]:

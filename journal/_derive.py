@@ -83,15 +83,21 @@ class Deriver:
 
     def __init__(self, rows: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.rows: dict[str, dict[str, Any]] = {name: dict(row) for name, row in (rows or {}).items()}
+        self._borrowed = False  # rows not yet fed are the snapshot's own (from_snapshot): copied at their first event
         self.problems: list[str] = []
+        self.touched: set[str] = set()  # the nodes an event was fed for (a checkpoint re-encodes only these)
         self.deployment: tuple[int, Any] | None = None  # (seq, identity) of deployment_bound
         # (seq, the definition hash it recorded, the one it replaced) of the latest definition_recorded/_changed
         self.definition: tuple[int, Any, Any] | None = None
 
     @classmethod
     def from_snapshot(cls, snapshot: Mapping[str, Mapping[str, Any]]) -> Deriver:
-        """A deriver holding the rows of a checkpoint's snapshot."""
-        return cls(snapshot)
+        """A deriver holding the rows of a checkpoint's snapshot (never changed: a row is copied at its first
+        event, so a checkpoint of 1000 nodes does not copy the rows that did not move)."""
+        deriver = cls()
+        deriver.rows = dict(snapshot)  # type: ignore[arg-type]  # values copied before any change (feed)
+        deriver._borrowed = True
+        return deriver
 
     def feed(
         self,
@@ -114,6 +120,10 @@ class Deriver:
                 self.definition = (seq, payload.get("to"), payload.get("from"))
             return
         row = self.rows.get(node)
+        if node not in self.touched:
+            self.touched.add(node)
+            if self._borrowed and row is not None:
+                row = self.rows[node] = dict(row)
         if kind == NODE_REGISTERED:
             if row is not None:
                 self.problems.append(f"event seq {seq}: node {node} registered again (seq {row['last_seq']} knew it)")

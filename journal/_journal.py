@@ -67,6 +67,7 @@ class Journal(LeaseMethods):
         self._bound: str | None = None  # the deployment identity (None: unbound), once read
         self._bound_read = False
         self._newest_checkpoint: int | None = None  # the seq of the newest checkpoint, once read
+        self._kept_snapshot = _checkpoints.KeptSnapshot()  # the last checkpoint's snapshot this process stored
 
     # --- opening and closing ---------------------------------------------------------
 
@@ -386,6 +387,7 @@ class Journal(LeaseMethods):
                 self.checkpoints_path,
                 self._head_signer is not None,
                 file_check=file_check,
+                kept=self._kept_snapshot,
             )
 
     def checkpoints(self) -> list[dict[str, Any]]:

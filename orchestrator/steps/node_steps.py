@@ -6,7 +6,6 @@ Guide: "Pexip Infinity Management Node deployment and bootstrap configuration"
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from typing import Any
@@ -186,8 +185,7 @@ async def _create_worker(ctx: StepContext, old: dict[str, Any] | None) -> str:
             f"{n.name}: the Manager's worker_vm POST answered no bootstrap file; the node cannot be "
             "provisioned (delete the worker_vm and run again)"
         )
-    # Encrypted and fsynced (file and directory) in a worker thread: the other nodes go on meanwhile.
-    return await asyncio.to_thread(_store(ctx).put, n.name, created.body)
+    return await _store(ctx).aput(n.name, created.body)
 
 
 def _with_digest(changes: list[Change], sha: str) -> None:

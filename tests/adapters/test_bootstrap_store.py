@@ -85,3 +85,36 @@ def test_hex_and_base64_keys_are_the_same_key() -> None:
     raw = bytes(range(200, 232))
     for text in (raw.hex(), base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("=")):
         assert decode_key(text) == raw
+
+
+def test_aput_stores_many_at_once_with_directory_syncs_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent aputs each return after a directory fsync that began after its own rename (durable as put),
+    and those fsyncs are shared: fewer than one per file. Every file reads back with its digest."""
+    import asyncio
+    import hashlib
+
+    import adapters.bootstrap_store as module
+
+    store = _store(tmp_path, _key(tmp_path))
+    names = [f"conf-{i}" for i in range(40)]
+    syncs: list[set[str]] = []  # the files present in the directory when each directory fsync began
+    real = module._fsync_directory
+
+    def counted(directory: Path) -> None:
+        syncs.append({p.name for p in directory.iterdir()})
+        real(directory)
+
+    monkeypatch.setattr(module, "_fsync_directory", counted)
+
+    async def one(name: str) -> str:
+        digest = await store.aput(name, BODY + name.encode())
+        assert any(f"{name}.bootstrap" in seen for seen in syncs), "returned before a sync covered its rename"
+        return digest
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(one(n) for n in names))
+
+    digests = asyncio.run(main())
+    assert digests == [hashlib.sha256(BODY + n.encode()).hexdigest() for n in names]
+    assert all(store.get(n) == BODY + n.encode() for n in names)
+    assert 1 <= len(syncs) < len(names)

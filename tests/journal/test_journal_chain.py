@@ -330,3 +330,25 @@ def test_transition_list_commit_after_reopen(journal_path: Path) -> None:
         events = j.commit([Transition(node="mgr", kind="a"), Transition(node="conf-1", kind="b")])
         assert [e.seq for e in events] == [4, 5]
         assert j.verify().ok
+
+
+def test_a_deriver_from_a_snapshot_never_changes_the_snapshot() -> None:
+    """from_snapshot borrows the rows and copies one at its first event (issue #11): the snapshot a checkpoint
+    keeps stays as it was, the deriver's rows move, and the untouched rows are the same values."""
+    import copy
+
+    from journal._derive import Deriver
+
+    snapshot = {
+        name: {"role": "conferencing", "state": "reserved", "step": None, "attempt": 0, "gate": None,
+               "last_error": None, "failed_from": None, "maintenance": 0, "maintenance_reason": None,
+               "updated_at": "t0", "last_seq": i}
+        for i, name in enumerate(["a", "b", "c"], start=1)
+    }  # fmt: skip
+    before = copy.deepcopy(snapshot)
+    deriver = Deriver.from_snapshot(snapshot)
+    deriver.feed(4, "t1", "b", "step_committed", "reserved", "installed", None, {"state": "installed"})
+    deriver.feed(5, "t2", "b", "step_committed", "installed", "hardened", None, {"state": "hardened"})
+    assert snapshot == before
+    assert deriver.rows["b"]["state"] == "hardened" and deriver.rows["b"]["last_seq"] == 5
+    assert deriver.rows["a"] == before["a"] and deriver.touched == {"b"} and not deriver.problems

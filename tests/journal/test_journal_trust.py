@@ -421,3 +421,29 @@ def test_a_process_killed_mid_checkpoint_leaves_a_journal_that_verifies(journal_
         report = j.verify(public_key=public, checkpoints=j.checkpoints_path)
         assert report.verified, report.problems
         assert report.signed_seq >= 24
+
+
+def test_successive_checkpoints_store_the_canonical_snapshot_and_still_see_a_stored_text_edited(
+    signed: Journal, attacker: sqlite3.Connection
+) -> None:
+    """A checkpoint after the first re-encodes only the nodes with new events (issue #11): its stored text is
+    canonical_json of the rows derived from every event, and a kept snapshot edited in the file is not
+    trusted for being kept in this process: the next checkpoint refuses."""
+    from journal._chain import canonical_json
+    from journal._derive import Deriver, text_digest
+
+    walk(signed, "conf-2", ["reserved"])
+    signed.checkpoint(SIGNER)
+    walk(signed, "mgr", ["certified"])
+    record = signed.checkpoint(SIGNER)
+    deriver = Deriver()
+    for e in signed.events():
+        deriver.feed(e.seq, e.at, e.node, e.kind, e.from_state, e.to_state, e.payload, e.sets)
+    (text,) = attacker.execute("SELECT snapshot FROM checkpoints WHERE snapshot IS NOT NULL").fetchone()
+    assert text == canonical_json(deriver.rows) and text_digest(text) == record["nodes"]
+    assert signed.verify(public_key=PUBLIC).ok
+
+    attacker.execute("UPDATE checkpoints SET snapshot = replace(snapshot, 'certified', 'hardened')")
+    walk(signed, "conf-1", ["installed"])
+    with pytest.raises(IntegrityError, match="snapshot does not match the signed digest"):
+        signed.checkpoint(SIGNER)

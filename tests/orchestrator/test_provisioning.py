@@ -120,6 +120,9 @@ class _CrashAfterPost(BootstrapStore):
     def put(self, node: str, body: bytes) -> str:
         raise KeyboardInterrupt("killed between the worker_vm POST and storing its body")
 
+    async def aput(self, node: str, body: bytes) -> str:  # what the step calls (off the event loop)
+        return self.put(node, body)
+
 
 async def _manager_hardened(tmp_path: Path) -> tuple[Deployment, SimWorld, Systems]:
     deployment = simulated_deployment(2, tmp_path / "world.d")
