@@ -10,7 +10,11 @@ Why in ``adapters/``: the store is a side effect that the steps observe (is ther
 this node?) and change (store, delete), like an outside system, and it knows nothing of the
 journal or the lifecycle; the wiring hands it its place beside the journal. Each file is bound
 to its deployment and node (the AES-GCM associated data), so a file copied to another node's
-name does not decrypt.
+name does not decrypt, and to the worker_vm whose POST answered it (its URI, in the clear header
+and the associated data): a file left by another worker_vm of the node (an earlier deployment
+beside a new journal, a worker_vm deleted and posted again by a run killed before it stored the
+new answer) is not this worker_vm's file and reads as lost, so the step posts the worker_vm again
+instead of uploading a file the node would never sync with.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from config.secrets import Secret
 
 __all__ = ["BootstrapStore", "bootstrap_dir", "decode_key", "new_key_text"]
 
-_MAGIC = b"PXB1"  # format version: magic, 12-byte nonce, ciphertext with its 16-byte tag
+_MAGIC = b"PXB1"  # format 1 (unbound to a worker_vm): magic, 12-byte nonce, ciphertext with its 16-byte tag
+_MAGIC2 = b"PXB2"  # format 2: magic, 2-byte length and the worker_vm's URI (UTF-8), nonce, ciphertext
 _NONCE = 12
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _FIX = 'set pexip_api.bootstrap_key = "env:NAME" or "file:PATH" holding 32 random bytes (base64 or 64 hex digits)'
@@ -88,8 +93,10 @@ class BootstrapStore:
             raise ValueError(f"node name {node!r} cannot name a bootstrap file")
         return self.directory / f"{node}.bootstrap"
 
-    def get(self, node: str) -> bytes | None:
-        """The node's bootstrap file, decrypted; ``None`` when there is none (it was lost).
+    def get(self, node: str, worker: str | None = None) -> bytes | None:
+        """The node's bootstrap file, decrypted; ``None`` when there is none (it was lost), or when
+        ``worker`` (a worker_vm's URI) is given and the file was answered to another worker_vm.
+        A format-1 file (written before files named their worker_vm) is taken for any.
 
         Raises:
             Rejected: the file does not decrypt with the configured key (another key, or altered).
@@ -101,10 +108,17 @@ class BootstrapStore:
             return None
         aead = self._cipher()
         try:
-            if not data.startswith(_MAGIC):
+            if data.startswith(_MAGIC2) and len(data) >= len(_MAGIC2) + 2:
+                size = int.from_bytes(data[4:6], "big")
+                own, rest = data[6 : 6 + size], data[6 + size :]
+                if worker is not None and own != worker.rstrip("/").encode():
+                    return None  # another worker_vm's answer: not this one's file
+                associated = self._associated(node) + b"/" + own
+            elif data.startswith(_MAGIC):
+                rest, associated = data[len(_MAGIC) :], self._associated(node)
+            else:
                 raise InvalidTag
-            nonce, sealed = data[len(_MAGIC) : len(_MAGIC) + _NONCE], data[len(_MAGIC) + _NONCE :]
-            return aead.decrypt(nonce, sealed, self._associated(node))
+            return aead.decrypt(rest[:_NONCE], rest[_NONCE:], associated)
         except InvalidTag:
             raise Rejected(
                 f"bootstrap file {path} of {node} does not decrypt with pexip_api.bootstrap_key "
@@ -113,22 +127,23 @@ class BootstrapStore:
                 "worker_vm is created again"
             ) from None
 
-    def sha256(self, node: str) -> str | None:
-        """SHA-256 (hex) of the node's bootstrap file, ``None`` when there is none."""
-        body = self.get(node)
+    def sha256(self, node: str, worker: str | None = None) -> str | None:
+        """SHA-256 (hex) of the node's bootstrap file, ``None`` when there is none (see :meth:`get`)."""
+        body = self.get(node, worker)
         return None if body is None else hashlib.sha256(body).hexdigest()
 
-    def put(self, node: str, body: bytes) -> str:
-        """Store ``body`` for ``node`` (replacing any earlier one), durably; return its SHA-256."""
-        digest = self._write_file(node, body)
+    def put(self, node: str, body: bytes, worker: str | None = None) -> str:
+        """Store ``body`` for ``node`` (replacing any earlier one), durably; return its SHA-256.
+        ``worker``: the URI of the worker_vm whose POST answered it (format 2, bound to it)."""
+        digest = self._write_file(node, body, worker)
         _fsync_directory(self.directory)  # the rename survives a power loss before the step commits
         return digest
 
-    async def aput(self, node: str, body: bytes) -> str:
+    async def aput(self, node: str, body: bytes, worker: str | None = None) -> str:
         """:meth:`put` off the event loop, as durably: the file written and fsynced in a thread, then one
         directory fsync shared by every rename made before it started (issue #11: two fsyncs per node
         blocked the loop of a 1000-node run). Returns once the rename is durable."""
-        digest = await asyncio.to_thread(self._write_file, node, body)
+        digest = await asyncio.to_thread(self._write_file, node, body, worker)
         self._renamed += 1  # counted on the loop, after the rename: a sync that reads it starts after the rename
         renamed = self._renamed
         if self._dir_lock is None:
@@ -140,13 +155,18 @@ class BootstrapStore:
                 self._dir_synced = max(self._dir_synced, target)
         return digest
 
-    def _write_file(self, node: str, body: bytes) -> str:
+    def _write_file(self, node: str, body: bytes, worker: str | None = None) -> str:
         """Write, fsync and rename ``node``'s file into place (the directory not yet fsynced)."""
         aead = self._cipher()
         self._ensure_directory()
         path = self.path(node)
         nonce = secrets.token_bytes(_NONCE)
-        data = _MAGIC + nonce + aead.encrypt(nonce, bytes(body), self._associated(node))
+        if worker is None:
+            data = _MAGIC + nonce + aead.encrypt(nonce, bytes(body), self._associated(node))
+        else:
+            own = worker.rstrip("/").encode()  # a Location path and a resource_uri may differ by the slash
+            sealed = aead.encrypt(nonce, bytes(body), self._associated(node) + b"/" + own)
+            data = _MAGIC2 + len(own).to_bytes(2, "big") + own + nonce + sealed
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:

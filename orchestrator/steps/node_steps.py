@@ -145,7 +145,8 @@ async def _sync_status(ctx: StepContext) -> str | None:
 
 async def _observe_worker(ctx: StepContext) -> dict[str, Any]:
     worker = await worker_vm(ctx.systems.pexip, ctx.node.name)
-    stored = _store(ctx).sha256(ctx.node.name) if worker is not None else None
+    # Only this worker_vm's answer counts: a file another worker_vm of the node left is lost to this one.
+    stored = _store(ctx).sha256(ctx.node.name, worker["resource_uri"]) if worker is not None else None
     sync = await _sync_status(ctx) if worker is not None else None
     return {"worker": worker, "stored": stored, "sync": sync}
 
@@ -185,7 +186,8 @@ async def _create_worker(ctx: StepContext, old: dict[str, Any] | None) -> str:
             f"{n.name}: the Manager's worker_vm POST answered no bootstrap file; the node cannot be "
             "provisioned (delete the worker_vm and run again)"
         )
-    return await _store(ctx).aput(n.name, created.body)
+    ctx.scratch["worker_uri"] = created.uri  # the file is this worker_vm's (provision_node reads it back)
+    return await _store(ctx).aput(n.name, created.body, created.uri)
 
 
 def _with_digest(changes: list[Change], sha: str) -> None:
@@ -250,12 +252,14 @@ class ProvisionNode(Step):
         ]
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
+        worker = observed["worker"]["resource_uri"] if observed["worker"] is not None else None
         if any(c.field == "worker_vm" for c in changes):
             _with_digest(changes, await _create_worker(ctx, observed["worker"]))
+            worker = ctx.scratch["worker_uri"]  # the worker_vm just posted, whose answer was stored
         provisioning = ctx.systems.provisioning
         if provisioning is None:
             raise Rejected(f"{ctx.node.name}: no provisioning adapter is wired: the bootstrap file cannot be uploaded")
-        body = _store(ctx).get(ctx.node.name)
+        body = _store(ctx).get(ctx.node.name, worker)
         if body is None:
             raise Rejected(f"{ctx.node.name}: the bootstrap file vanished from {_store(ctx).directory} while uploading")
         await provisioning.upload_bootstrap(ctx.node, body)

@@ -118,3 +118,19 @@ def test_aput_stores_many_at_once_with_directory_syncs_shared(tmp_path: Path, mo
     assert digests == [hashlib.sha256(BODY + n.encode()).hexdigest() for n in names]
     assert all(store.get(n) == BODY + n.encode() for n in names)
     assert 1 <= len(syncs) < len(names)
+
+
+def test_a_file_names_the_worker_vm_that_answered_it(tmp_path: Path) -> None:
+    """A file stored for one worker_vm reads as lost for another of the node (its URI in the clear header and the
+    associated data: a header edited to another URI does not decrypt); a format-1 file is taken for any."""
+    store = _store(tmp_path, _key(tmp_path))
+    mine, other = "/api/admin/configuration/v1/worker_vm/7/", "/api/admin/configuration/v1/worker_vm/8/"
+    store.put("conf-1", BODY, mine)
+    assert store.get("conf-1", mine) == BODY and store.get("conf-1", mine.rstrip("/")) == BODY
+    assert store.get("conf-1", other) is None and store.sha256("conf-1", other) is None
+    path = store.path("conf-1")
+    path.write_bytes(path.read_bytes().replace(b"worker_vm/7", b"worker_vm/8"))
+    with pytest.raises(Rejected, match="does not decrypt"):
+        store.get("conf-1", other)
+    store.put("conf-1", BODY)  # format 1: written before files named their worker_vm
+    assert store.get("conf-1", other) == BODY

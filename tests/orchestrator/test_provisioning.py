@@ -117,11 +117,11 @@ async def test_a_lost_bootstrap_file_recreates_the_worker_vm(tmp_path: Path) -> 
 class _CrashAfterPost(BootstrapStore):
     """A store whose first write never happens: the process dies between the POST and storing the body."""
 
-    def put(self, node: str, body: bytes) -> str:
+    def put(self, node: str, body: bytes, worker: str | None = None) -> str:
         raise KeyboardInterrupt("killed between the worker_vm POST and storing its body")
 
-    async def aput(self, node: str, body: bytes) -> str:  # what the step calls (off the event loop)
-        return self.put(node, body)
+    async def aput(self, node: str, body: bytes, worker: str | None = None) -> str:  # what the step calls
+        return self.put(node, body, worker)
 
 
 async def _manager_hardened(tmp_path: Path) -> tuple[Deployment, SimWorld, Systems]:
@@ -161,6 +161,30 @@ async def test_a_crash_between_the_post_and_the_store_is_recovered(tmp_path: Pat
         assert world.effects_summary()[CONF]["api_delete"] == 1
         again = await execute(STEPS["deployment_file"], StepContext(deployment, deployment.node(CONF), systems))
         assert again is not None and again.changes == ()  # stored: nothing more to do
+    finally:
+        await systems.aclose()
+        await world.aclose()
+
+
+async def test_a_file_left_by_another_worker_vm_is_not_taken_for_this_ones(tmp_path: Path) -> None:
+    """A kill between the POST and the store, with a bootstrap file of an EARLIER worker_vm of the node still in
+    the store (an earlier deployment beside a new journal): the replay must not take that file for the new
+    worker_vm's (the node would never sync with it) but post the worker_vm again and store its own answer."""
+    deployment, world, systems = await _manager_hardened(tmp_path)
+    try:
+        assert systems.bootstrap is not None
+        good = systems.bootstrap
+        good.put(CONF, b'{"stale": true}', "/api/admin/configuration/v1/worker_vm/999/")
+        systems.bootstrap = _CrashAfterPost(good.directory, deployment.pexip_api.bootstrap_key, deployment.name)
+        with pytest.raises(KeyboardInterrupt):
+            await execute(STEPS["deployment_file"], StepContext(deployment, deployment.node(CONF), systems))
+        [worker] = world.lookup("pexip:worker_vm", "name", CONF)
+        systems.bootstrap = good
+        outcome = await execute(STEPS["deployment_file"], StepContext(deployment, deployment.node(CONF), systems))
+        assert outcome is not None and "deleted and created again" in str(outcome.changes[0].wanted)
+        assert world.effects_summary()[CONF]["api_delete"] == 1
+        [new] = world.lookup("pexip:worker_vm", "name", CONF)
+        assert new != worker and good.get(CONF) not in (None, b'{"stale": true}')
     finally:
         await systems.aclose()
         await world.aclose()
