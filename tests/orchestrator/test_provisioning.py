@@ -223,16 +223,16 @@ def test_killed_after_the_bootstrap_step_then_finished_once(
 ) -> None:
     """The process dies right after the step's side effects, before the journal knew; the rerun neither posts
     the worker_vm again nor uploads twice."""
-    from tests.orchestrator.test_crash_safety import _assert_finished_once, _simulate
+    from tests.orchestrator.crash_helpers import assert_finished_once, simulate_proc
 
     # One node moves at a time while it dies: an exit during another node's lock_bios (its password half typed)
     # would fail that node on the rerun by design, for the operator to check its console (flaky under load).
-    first = _simulate(procs, tmp_path, "--faults", f"exit={step}@{CONF}", "--concurrency", "1")
+    first = simulate_proc(procs, tmp_path, "--faults", f"exit={step}@{CONF}", "--concurrency", "1")
     first.communicate(timeout=120)
     assert first.returncode == 70
-    second = _simulate(procs, tmp_path, "--faults", f"exit={step}@{CONF}")
+    second = simulate_proc(procs, tmp_path, "--faults", f"exit={step}@{CONF}")
     _out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err.decode()
-    _assert_finished_once(tmp_path)
+    assert_finished_once(tmp_path)
     effects = json.loads((tmp_path / "effects.json").read_text())[CONF]
     assert effects["bootstrap_upload"] == 1 and "api_delete" not in effects
