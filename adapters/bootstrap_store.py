@@ -19,7 +19,6 @@ instead of uploading a file the node would never sync with.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -27,12 +26,16 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from config.errors import Rejected
 from config.secrets import Secret
+
+if TYPE_CHECKING:
+    import asyncio  # imported where used: status starts without it (#11)
 
 __all__ = ["BootstrapStore", "bootstrap_dir", "decode_key", "new_key_text"]
 
@@ -143,6 +146,8 @@ class BootstrapStore:
         """:meth:`put` off the event loop, as durably: the file written and fsynced in a thread, then one
         directory fsync shared by every rename made before it started (issue #11: two fsyncs per node
         blocked the loop of a 1000-node run). Returns once the rename is durable."""
+        import asyncio
+
         digest = await asyncio.to_thread(self._write_file, node, body, worker)
         self._renamed += 1  # counted on the loop, after the rename: a sync that reads it starts after the rename
         renamed = self._renamed

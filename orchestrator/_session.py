@@ -6,7 +6,6 @@ deployment a journal belongs to and which world a simulation keeps are decided i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -270,6 +269,8 @@ def _enter(
     journal = stack.enter_context(opened)
     (checkpointer,) = made
     stack.push_async_callback(checkpointer.aclose)  # before the journal closes: the end-of-run checkpoint
+    import asyncio  # here: status and --help start without it (#11)
+
     stack.callback(asyncio.get_running_loop().call_later(HOLD_S, journal.release).cancel)
     share_with_group(journal_files(path), deployment.journal.group)
     if not bind and not journal.nodes():

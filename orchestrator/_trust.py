@@ -17,7 +17,6 @@ is down is a warning, never a failure.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -25,9 +24,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adapters.syslog import SyslogSender
+if TYPE_CHECKING:
+    import asyncio  # imported where used: status and --help start without it (#11)
+
+    from adapters.syslog import SyslogSender
+
 from config._signing import signing_key_problems
 from config.errors import ConfigError, IntegrityError, JournalError
 from config.model import Deployment
@@ -257,6 +260,8 @@ class Checkpointer:
 
             share_with_group([self.journal.checkpoints_path], self.group)
         if self.syslog is not None:
+            import asyncio
+
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -279,6 +284,8 @@ class Checkpointer:
         except (IntegrityError, JournalError) as exc:
             _log().error("no checkpoint at the end of the run", error=str(exc))
         if self._sends:
+            import asyncio
+
             await asyncio.gather(*self._sends)
         if self.syslog is not None:
             await self.syslog.aclose()

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 from adapters.base import CertificateAuthority, Console, Directory, NodeProvisioning, PexipApi, Systems, VSphere
 from adapters.bootstrap_store import BootstrapStore, bootstrap_dir
-from adapters.syslog import SyslogSender
 from config._signing import any_real_system
 from config.model import Deployment
 
 if TYPE_CHECKING:  # the world is opened by the session; importing it here would slow every start
     from adapters.sim.world import SimWorld
+    from adapters.syslog import SyslogSender  # imported where a sender is made: status starts without asyncio
 
 __all__ = ["open_systems", "open_syslog", "needs_world", "any_real"]
 
