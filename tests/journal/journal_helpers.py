@@ -84,8 +84,16 @@ def rechain(db: sqlite3.Connection) -> None:
 def append_forged_approval(db: sqlite3.Connection, node: str, payload: str = "{}") -> int:
     """An approval of the security wizard appended by hand after the head, as an attacker with write access would:
     hash, link, head record and node row all recomputed. Returns its seq."""
+    return append_forged_event(db, "gate_opened", "security_wizard", "alice", payload, node=node)
+
+
+def append_forged_event(
+    db: sqlite3.Connection, kind: str, step: str | None, actor: str, payload: str, *, node: str | None
+) -> int:
+    """An event appended by hand after the head, as anyone who reads the spec can: hash, link, head record and (for
+    a node's event) its node row all recomputed. Returns its seq."""
     seq, last, at = db.execute("SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    row = (seq + 1, at, node, "gate_opened", "security_wizard", 0, None, None, None, "alice", payload, "{}")
+    row = (seq + 1, at, node, kind, step, 0, None, None, None, actor, payload, "{}")
     digest = event_hash(last, *row)
     db.execute(
         "INSERT INTO events (seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets, "
@@ -93,5 +101,6 @@ def append_forged_approval(db: sqlite3.Connection, node: str, payload: str = "{}
         (*row, last, digest),
     )
     db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (head_record(seq + 1, digest),))
-    db.execute("UPDATE nodes SET last_seq = ?, updated_at = ? WHERE name = ?", (seq + 1, at, node))
+    if node:
+        db.execute("UPDATE nodes SET last_seq = ?, updated_at = ? WHERE name = ?", (seq + 1, at, node))
     return int(seq) + 1

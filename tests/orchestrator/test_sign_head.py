@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from journal._chain import event_hash, head_record
 from orchestrator._trust import generated_key_path
 from orchestrator.cli import cli
+from tests.journal.journal_helpers import append_forged_event
 from tests.orchestrator.test_cli import SECRETS, _sim_config
 
 
@@ -46,19 +46,8 @@ def _append(path: Path, kind: str, step: str | None, actor: str, payload: str, *
     with sqlite3.connect(path) as db:
         if drop_signature:
             db.execute("DELETE FROM meta WHERE name = 'head_signature'")
-        seq, last, at = db.execute("SELECT seq, hash, at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         node = "pexip-mgr" if kind == "gate_opened" else None
-        row = (seq + 1, at, node, kind, step, 0, None, None, None, actor, payload, "{}")
-        digest = event_hash(last, *row)
-        db.execute(
-            "INSERT INTO events (seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets, "
-            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*row, last, digest),
-        )
-        db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (head_record(seq + 1, digest),))
-        if node:
-            db.execute("UPDATE nodes SET last_seq = ?, updated_at = ? WHERE name = ?", (seq + 1, at, node))
-    return int(seq) + 1
+        return append_forged_event(db, kind, step, actor, payload, node=node)
 
 
 def _events(path: Path) -> int:
