@@ -117,10 +117,14 @@ def review(journal: Journal, report: VerifyReport) -> Review:
     return Review(why, covered, report.head_seq, head["hash"], events)
 
 
-def accept(journal: Journal, seen: Review, *, by: str, reason: str | None) -> int:
-    """Journal the operator's acceptance (the journal signs heads: the commit signs it). Returns its seq."""
+def _require_by(by: str) -> None:
     if not by.strip():
         raise ConfigError([("--by", "say who accepts the unsigned events (a name or an ID), for the audit record")])
+
+
+def accept(journal: Journal, seen: Review, *, by: str, reason: str | None) -> int:
+    """Journal the operator's acceptance (the journal signs heads: the commit signs it). Returns its seq."""
+    _require_by(by)
     payload = {
         "why": seen.why,
         "count": len(seen.events),
@@ -149,8 +153,7 @@ def sign_head(settings: SessionSettings, *, by: str, reason: str | None, yes: bo
     from orchestrator._trust import Checkpointer, trusted_key
     from orchestrator.wiring import open_syslog
 
-    if not by.strip():
-        raise ConfigError([("--by", "say who accepts the unsigned events (a name or an ID), for the audit record")])
+    _require_by(by)
     path = existing_journal(settings)
     deployment = load_deployment(settings, required=False, check_secrets=False)
     trust = trusted_key(deployment, path)
