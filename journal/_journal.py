@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from time import perf_counter
 from types import TracebackType
 from typing import Any
 
@@ -266,8 +267,12 @@ class Journal(LeaseMethods):
         prepared = [Prepared(t) for t in transitions]
         if not prepared:
             return []
-        with _latency.COMMIT_LATENCY.timed():
-            return self._commit_prepared(prepared, "commit")
+        # Timed by hand, not by COMMIT_LATENCY.timed(): a context manager is 2 us of a 100 us commit (#7).
+        # A commit that raises wrote nothing and is not counted.
+        start = perf_counter()
+        events = self._commit_prepared(prepared, "commit")
+        _latency.COMMIT_LATENCY.observe(perf_counter() - start)
+        return events
 
     def record(self, **fields: Any) -> Event:
         """Commit one transition: ``record(node=..., kind=..., ...)`` takes Transition's fields."""

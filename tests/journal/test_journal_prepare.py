@@ -1,0 +1,69 @@
+"""A transition's preparation for the write transaction: the hand-built texts equal canonical JSON, secrets go."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+import pytest
+
+from config.secrets import REDACTED, Redactor, Secret
+from journal._chain import canonical_json
+from journal._prepare import Prepared
+from journal._records import Transition
+
+
+class _Colour(enum.StrEnum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {},  # only the state the event names
+        {"step": None, "attempt": 0},  # a milestone's end, as the engine writes it
+        {"step": "security_wizard", "attempt": 3},  # a step in progress
+        {"gate": "approve_security_wizard", "last_error": None},  # waiting on a gate
+        {"last_error": 'quote " backslash \\ and ünïcode \u2603', "failed_from": "installed"},  # text to escape
+        {"maintenance": True, "maintenance_reason": "patching"},  # maintenance is stored as 0/1
+        {"attempt": True},  # a bool passed as the attempt: canonical JSON says true, as the dict would
+        {"last_error": ""},  # "" is stored as NULL
+    ],
+)
+def test_sets_text_is_the_canonical_json_of_what_the_event_sets(update: dict[str, Any]) -> None:
+    """sets_text, assembled by hand, is exactly canonical_json of the node columns set, and reads back as sets."""
+    p = Prepared(Transition(node="mgr", kind="step_committed", to_state="installed", update=update))
+    assert p.sets_text == canonical_json(p.sets)
+    assert json.loads(p.sets_text) == p.sets
+    assert p.sets["state"] == "installed"
+
+
+def test_an_unknown_column_is_refused_by_name() -> None:
+    """An update of a column the journal owns names it and the updatable ones."""
+    with pytest.raises(ValueError, match=r"cannot update \['last_seq'\]; updatable columns are"):
+        Prepared(Transition(node="mgr", kind="step_committed", update={"last_seq": 4, "step": None}))
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"password": "hunter2", "user": "admin"}, {"password": REDACTED, "user": "admin"}),  # a secret key
+        ({"ssh_key": "AAAA", "keys": 2, "monkey": "x"}, {"ssh_key": REDACTED, "keys": 2, "monkey": "x"}),  # (^|_)key$
+        ({"a": {"token": "t0k", "n": 1.5, "ok": True}}, {"a": {"token": REDACTED, "n": 1.5, "ok": True}}),  # nested
+        ({"none": None, "zero": 0}, {"none": None, "zero": 0}),  # null and numbers as they are
+        ({"list": ("x", {"secret": "s"})}, {"list": ["x", {"secret": REDACTED}]}),  # a tuple is a list after
+        ({3: "three"}, {"3": "three"}),  # a non-str key is a str key after
+        ({"colour": _Colour.RED, "Password": _Colour.RED}, {"colour": "red", "Password": REDACTED}),  # a str subclass
+        ({"ref": Secret("env:X"), "token": ""}, {"ref": REDACTED, "token": ""}),  # a Secret; an empty value stays
+        ({"text": "the value is s3cr3t-pw here"}, {"text": f"the value is {REDACTED} here"}),  # a registered value
+    ],
+)
+def test_scrub_masks_secret_keys_and_values_in_every_json_type(
+    payload: dict[Any, Any], expected: dict[str, Any]
+) -> None:
+    """scrub() keeps every JSON type, masks values under secret keys and registered values, twice the same."""
+    redactor = Redactor()
+    redactor.register("s3cr3t-pw")
+    for _ in range(2):  # the second time from the kept answers
+        assert json.loads(canonical_json(redactor.scrub(payload))) == expected
