@@ -18,6 +18,9 @@ its page cache):
    (chain, every node row against the derived state, signatures, integrity_check) and
    the incremental check from the last signed checkpoint. Target: full <= 2 s.
 
+After cases 1 and 2, where their time goes apart from the disk: CPU per commit with fsync removed
+(``synchronous=OFF``, thread CPU time) and WAL pages written per commit, for both.
+
 Disk speed drifts (other processes share it; this disk's raw rate swings 1,400-6,000/s), so
 cases 1 and 2 run in paired blocks (``--blocks`` of ``--block-rows`` commits: raw, journal,
 journal, raw, ...) on two files open side by side in one directory, both warmed up past their
@@ -179,6 +182,42 @@ def bench_paired(workdir: Path, blocks: int, block_rows: int, checkpoint_every: 
     return rates
 
 
+def _wal_frames(conn: sqlite3.Connection) -> int:
+    """Frames now in the WAL (a passive checkpoint copies them and reports how many there are)."""
+    return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+def bench_breakdown(workdir: Path, rows: int, checkpoint_every: int, rounds: int = 7) -> dict[str, float]:
+    """Where cases 1 and 2's time goes apart from the disk: CPU per commit and WAL pages per commit.
+
+    CPU: fresh files with ``synchronous=OFF`` (no fsync, nothing else changed), this thread's CPU time,
+    the least of ``rounds`` runs of ``rows`` commits. Pages: frames the WAL gained over ``rows``
+    commits with ``synchronous=FULL`` (autocheckpoint off meanwhile), checkpoints of case 2 included.
+    """
+    raw = _raw_connection(workdir / "raw.sqlite")
+    stream = _SingleStream(workdir, checkpoint_every)
+    conns = {"raw": raw, "single": stream.journal._conn}
+    run: dict[str, Callable[[int], None]] = {"raw": lambda n: raw_commits(raw, n), "single": stream.commits}
+    result: dict[str, float] = {}
+    for name, conn in conns.items():
+        run[name](WARM_UP)
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        run[name](rows)
+        result[f"{name}_pages"] = _wal_frames(conn) / rows
+        conn.execute("PRAGMA wal_autocheckpoint=1000")
+        conn.execute("PRAGMA synchronous=OFF")
+        cpu = []
+        for _ in range(rounds):
+            start = time.thread_time()
+            run[name](rows)
+            cpu.append((time.thread_time() - start) / rows * 1e6)
+        result[f"{name}_cpu_us"] = min(cpu)
+    raw.close()
+    stream.journal.close()
+    return result
+
+
 def bench_batch(workdir: Path, nodes: int, rows: int, per_call: int = 100) -> float:
     """``nodes`` nodes moving together, committed ``per_call`` transitions at a time."""
     journal, names = _journal(workdir, f"batch{nodes}", nodes)
@@ -269,6 +308,10 @@ def main() -> int:
         workdir.mkdir()
         paired = bench_paired(workdir, args.blocks, args.block_rows, args.checkpoint_every)
         shutil.rmtree(workdir)
+        workdir = base / "breakdown"
+        workdir.mkdir()
+        breakdown = bench_breakdown(workdir, args.checkpoint_every * 2, args.checkpoint_every)
+        shutil.rmtree(workdir)
         for _ in range(0 if args.single_only else args.rounds):
             for name in cases:  # each batch case right after a raw run, judged against it
                 workdir = base / f"{name}-{len(results[name])}"
@@ -309,6 +352,14 @@ def main() -> int:
     print(
         f"   (case 2 signs the head in every commit, {head_us:.1f} us: {head_us / single_us * 100:.1f}% of a case-2 "
         f"commit; and a checkpoint every {args.checkpoint_every} events)"
+    )
+    print(
+        f"   apart from the disk (synchronous=OFF, CPU time per commit): raw {breakdown['raw_cpu_us']:.1f} us, "
+        f"journal {breakdown['single_cpu_us']:.1f} us;"
+    )
+    print(
+        f"   WAL pages per commit (synchronous=FULL): raw {breakdown['raw_pages']:.2f}, "
+        f"journal {breakdown['single_pages']:.2f} (event, its node index, node row, head; checkpoints)"
     )
     if verify is None:
         print()
