@@ -10,9 +10,12 @@ How it talks to vCenter (issue #3):
   a restart) — see :mod:`adapters.vsphere._session`;
 * TLS always verified, by a CA file or a pinned SHA-256 thumbprint;
 * reads are batched: one ``RetrievePropertiesEx`` reads the briefs of every VM of the
-  datacenter, one reads the full records of all the VMs being observed at that moment
-  together with the tasks and import leases being waited for; a read serves the callers
-  of its batch, not a time window (:mod:`adapters.vsphere._reads`);
+  datacenter, once per run (the preflight's), and they are kept current from this adapter's
+  own writes and reads (and the inventory watch where it runs): a node's VM is found in
+  their index, never by reading every VM again; one read takes the full records of all the
+  VMs being observed at that moment together with the tasks and import leases being waited
+  for; a read serves the callers of its batch, not a time window
+  (:mod:`adapters.vsphere._reads`);
 * answers of the property collector are parsed with ElementTree, not pyVmomi's deserialiser
   (:mod:`adapters.vsphere._fastprops`: a tenth of the CPU); disks are uploaded from threads of their own;
 * the IOPS limits in use on a datastore are read once per run, with only the VMs' names
@@ -173,6 +176,7 @@ class VCenter:
         vm: str | None = None,
         task: bool = False,
         shows: Callable[[VmRecord], bool] | None = None,
+        keeps_briefs: bool = False,
     ) -> Any:
         """A call that changes the world (and, with ``task``, the wait for its task).
 
@@ -181,6 +185,8 @@ class VCenter:
         no read from before serves an observation of it after. ``shows``: whether a record
         of ``vm`` shows the change; the VM is then read along with the task, and that
         record, if it shows the change, serves the observations after it (no read more).
+        ``keeps_briefs`` (with no ``vm``): the caller tells the reads which VM came or went once
+        it succeeded (``VmReader.added``, ``removed``); else no kept brief serves after it.
         """
         seen = None
         try:
@@ -197,7 +203,8 @@ class VCenter:
             self._reads.forget()
             raise
         finally:
-            self._reads.changed(vm)
+            if vm is not None or not keeps_briefs:
+                self._reads.changed(vm)
             if seen is not None and shows is not None and shows(seen):
                 self._reads.saw(seen)
 
@@ -391,7 +398,14 @@ class VCenter:
                 raise ConfigError(f"datacenter {self.spec.datacenter!r} not found", "vcenter.datacenter")
             return inv.vm_folder
 
+        def keep(event: InventoryEvent) -> None:  # every change seen keeps the briefs current (issue #11)
+            self._reads.external(event.kind, event.moref, event.name, event.identity, event.power_state)
+
         async for event in watch_vms(
-            self._session, vm_folder, pattern=pattern or self.spec.name_pattern, tag=tag or self.spec.tag
+            self._session,
+            vm_folder,
+            pattern=pattern or self.spec.name_pattern,
+            tag=tag or self.spec.tag,
+            on_change=keep,
         ):
             yield event
