@@ -247,6 +247,10 @@ class VmReader:
         if self._kept is not None:
             self._kept.put(rec)
 
+    def changed_since(self, rec: VmRecord) -> bool:
+        """Whether this adapter changed ``rec``'s VM (or forgot everything) since ``rec`` was read."""
+        return self._changed.get(rec.moref, NEVER) >= rec.fetched_at or self._everything_changed >= rec.fetched_at
+
     def forget(self) -> None:
         """After a fault: serve nothing read before."""
         self._everything_changed = time.monotonic()
