@@ -180,7 +180,7 @@ class VmReader:
         # moref -> when this adapter made, removed or (by the watch) saw it change, and what it
         # then kept of it (None: removed): replayed over a read of every brief begun before.
         self._learned: dict[str, tuple[float, VmBrief | None]] = {}
-        self._everything_changed = NEVER  # a fault: no read before serves
+        self._everything_changed = NEVER  # a fault, or VMs came or went untold: no read before serves
 
     @property
     def fetches(self) -> int:
@@ -197,6 +197,7 @@ class VmReader:
         again. With ``None``, VMs came or went in a way not told here: no kept brief serves."""
         now = time.monotonic()
         if moref is None:
+            self._everything_changed = now  # nor does a read of every brief begun before
             self._kept = None
             self._seen.clear()
         else:
