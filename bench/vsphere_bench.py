@@ -9,9 +9,9 @@ the wall time per VM falling as VMs are added), run ``--repeat`` times interleav
 per VM and per phase the requests, the client's CPU (every thread), vcsim's CPU and the number of
 reads of every VM's brief (each the size of the inventory); ``--profile DIR`` adds a cProfile of
 every thread and the functions whose CPU per VM grew from the smallest count to the largest.
-With every VM at once those figures are flat from 100 to 200 VMs (the per VM wall falls as the
-fixed start-up is spread); with 2 at a time (the engine's per-host limit) each VM's observe and
-verify read every VM's brief again, so the work per VM grows with the inventory (printed).
+With every VM at once or 2 at a time (the engine's per-host limit) the reads of every VM's brief
+are the preflight's alone (the briefs are kept current from then on), so the work per VM does not
+grow with the inventory; a count that does is printed.
 Drives the orchestrator's own steps
 (``deploy_ova``, ``reserve_resources``, ``lock_bios``: observe, diff, apply, verify)
 through :class:`adapters.vsphere.VCenter` against a vcsim started here with TLS.

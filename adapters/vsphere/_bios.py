@@ -39,7 +39,7 @@ def _marker(value: str) -> Any:
 async def lock_bios(vc: VCenter, vm: VmState, password: str, *, boot_wait_s: float, key_pause_s: float) -> None:
     """:meth:`VCenter.lock_bios` (see its docstring and this module's)."""
     script = bios_password_script(password)  # refuses an untypeable password before any change
-    rec = await vc._resolve(vm)
+    rec = await vc._observed(vm)  # what the step observed (and diffed), unless changed since
     boot_disk = next((d for d in rec.disks if d.is_boot_disk), None)
     if boot_disk is None:
         raise Rejected(f"VM {rec.name} has no SCSI (0:0) hard disk to boot from", system=SYSTEM)

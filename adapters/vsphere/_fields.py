@@ -48,9 +48,11 @@ class FieldKeys:
                 self._keys[name] = (last.fields[name], generation)
                 return last.fields[name]
 
-            def define(content: Any) -> int:
+            def define(content: Any) -> tuple[int, bool]:
+                """The key, and whether this call made the field (else another did: VMs may carry it)."""
                 try:
-                    return int(content.customFieldsManager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine).key)
+                    made = content.customFieldsManager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine)
+                    return int(made.key), True
                 except vim.fault.DuplicateName:
                     fields = props(
                         retrieve(
@@ -59,11 +61,15 @@ class FieldKeys:
                             [PC.PropertySpec(type=vim.CustomFieldsManager, pathSet=["field"])],
                         )[0]
                     ).get("field")
-                    return next(int(f.key) for f in fields or () if f.name == name)
+                    return next(int(f.key) for f in fields or () if f.name == name), False
 
+            made = False
             try:
-                key = await self._session.call(f"define custom attribute {name}", define)
+                key, made = await self._session.call(f"define custom attribute {name}", define)
             finally:
-                self._reads.changed()
+                if made:
+                    self._reads.field_defined(name, key)  # no VM carries a value of it yet
+                else:
+                    self._reads.changed()  # another made it, or the answer was lost: read every brief again
             self._keys[name] = (key, generation)
             return key

@@ -91,17 +91,29 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
     spec = result.importSpec
     config = spec.configSpec
     config.extraConfig = [*(config.extraConfig or ()), vim.option.OptionValue(key=IMPORT_KEY, value=identity)]
-    lease = await vc._write(f"import {node.name}", lambda c: pool.ImportVApp(spec=spec, folder=folder, host=host.ref))
-    vm_ref = await vc._uploads.run(lease, package, result.fileItem or (), node.name)
-    key = await vc._fields.key(IDENTITY_FIELD)
+    # The VM is added to the kept briefs once tagged (found by its identity from then on); until
+    # then it is a namesake the next lookup must see, so any failure forgets every kept brief.
+    lease = await vc._write(
+        f"import {node.name}",
+        lambda c: pool.ImportVApp(spec=spec, folder=folder, host=host.ref),
+        keeps_briefs=True,
+    )
+    try:
+        vm_ref = await vc._uploads.run(lease, package, result.fileItem or (), node.name)
+        key = await vc._fields.key(IDENTITY_FIELD)
+    except BaseException:
+        vc._reads.forget()
+        raise
     try:
         await vc._write(
             f"tag {node.name} with its identity",
             lambda c: c.customFieldsManager.SetField(entity=vm_ref, key=key, value=identity),
+            keeps_briefs=True,
         )  # a VM of ours appears
     except BaseException:
         vc._fields.forget(IDENTITY_FIELD)  # the field may be gone: read it again next time
         raise
+    vc._reads.added(moid(vm_ref), node.name, identity)
     # Built from what was imported, not read back: the step verifies with find_vm.
     return VmState(
         name=node.name,
@@ -134,4 +146,7 @@ async def _destroy_incomplete(vc: VCenter, rec: VmRecord) -> None:
     """Remove a VM of ours whose import never completed (its disks may be partial)."""
     if rec.power_state != "poweredOff":
         await vc._write(f"power off {rec.name}", lambda c: rec.ref.PowerOffVM_Task(), vm=rec.moref, task=True)
-    await vc._write(f"remove the incomplete import {rec.name}", lambda c: rec.ref.Destroy_Task(), task=True)
+    await vc._write(
+        f"remove the incomplete import {rec.name}", lambda c: rec.ref.Destroy_Task(), task=True, keeps_briefs=True
+    )
+    vc._reads.removed(rec.moref)

@@ -97,7 +97,9 @@ class LeaseUpload:
                 progress.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await progress
-            await self._write(f"complete the import of {name}", lambda c: lease.HttpNfcLeaseComplete())
+            await self._write(
+                f"complete the import of {name}", lambda c: lease.HttpNfcLeaseComplete(), keeps_briefs=True
+            )  # import_ova adds the VM once tagged
             return info.entity
         except BaseException:
             with contextlib.suppress(Exception):

@@ -326,6 +326,12 @@ class Session:
                 return value  # made under a session that is gone: do not keep it
             return self._cache.setdefault(key, value)  # type: ignore[no-any-return]
 
+    def kept(self, key: str) -> Any:
+        """What :meth:`once` keeps under ``key`` for this login (``None``: nothing yet), read on
+        the caller's thread: no hop to a worker thread for what needs no round trip."""
+        with self._cache_lock:
+            return self._cache.get(key)
+
     def forget(self, key: str) -> None:
         with self._cache_lock:
             self._cache.pop(key, None)

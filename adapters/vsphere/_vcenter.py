@@ -10,9 +10,12 @@ How it talks to vCenter (issue #3):
   a restart) — see :mod:`adapters.vsphere._session`;
 * TLS always verified, by a CA file or a pinned SHA-256 thumbprint;
 * reads are batched: one ``RetrievePropertiesEx`` reads the briefs of every VM of the
-  datacenter, one reads the full records of all the VMs being observed at that moment
-  together with the tasks and import leases being waited for; a read serves the callers
-  of its batch, not a time window (:mod:`adapters.vsphere._reads`);
+  datacenter, once per run (the preflight's), and they are kept current from this adapter's
+  own writes and reads (and the inventory watch where it runs): a node's VM is found in
+  their index, never by reading every VM again; one read takes the full records of all the
+  VMs being observed at that moment together with the tasks and import leases being waited
+  for; a read serves the callers of its batch, not a time window, and a step's observation
+  serves its own apply (:mod:`adapters.vsphere._reads`, :meth:`VCenter._observed`);
 * answers of the property collector are parsed with ElementTree, not pyVmomi's deserialiser
   (:mod:`adapters.vsphere._fastprops`: a tenth of the CPU); disks are uploaded from threads of their own;
 * the IOPS limits in use on a datastore are read once per run, with only the VMs' names
@@ -102,6 +105,7 @@ class VCenter:
         self._iops = IopsLedger(self._session, spec)
         self._power = PowerOns(self._session, self._reads, self._tasks, self._in_flight, self._datacenter)
         self._fields = FieldKeys(self._session, self._reads)
+        self._observations: dict[str, VmRecord] = {}  # moref -> a step's observation, for its apply (_observed)
 
     @classmethod
     def from_deployment(cls, deployment: Deployment, **kwargs: Any) -> VCenter:
@@ -161,6 +165,11 @@ class VCenter:
         return (await self._inventory())[0].datacenter
 
     async def _inventory(self) -> tuple[Inventory, Any]:
+        kept = self._session.kept("inventory")
+        if kept is not None and kept[0] is not None:
+            # Read once per login: no worker thread either, so that the steps of a batch stay
+            # together and share their reads (issue #11).
+            return kept  # type: ignore[no-any-return]
         return await self._session.call(
             "read the inventory", lambda c: (self._inventory_or_fail(c), self._inventory_sync(c)[1])
         )
@@ -173,6 +182,7 @@ class VCenter:
         vm: str | None = None,
         task: bool = False,
         shows: Callable[[VmRecord], bool] | None = None,
+        keeps_briefs: bool = False,
     ) -> Any:
         """A call that changes the world (and, with ``task``, the wait for its task).
 
@@ -181,6 +191,8 @@ class VCenter:
         no read from before serves an observation of it after. ``shows``: whether a record
         of ``vm`` shows the change; the VM is then read along with the task, and that
         record, if it shows the change, serves the observations after it (no read more).
+        ``keeps_briefs`` (with no ``vm``): the caller tells the reads which VM came or went once
+        it succeeded (``VmReader.added``, ``removed``); else no kept brief serves after it.
         """
         seen = None
         try:
@@ -197,9 +209,26 @@ class VCenter:
             self._reads.forget()
             raise
         finally:
-            self._reads.changed(vm)
+            if vm is not None or not keeps_briefs:
+                self._reads.changed(vm)
             if seen is not None and shows is not None and shows(seen):
                 self._reads.saw(seen)
+
+    async def _observe(self, vm: VmState) -> VmRecord:
+        """:meth:`_resolve`, for a step's observation: the record also serves the apply that follows
+        it (:meth:`_observed`)."""
+        rec = await self._resolve(vm)
+        self._observations[rec.moref] = rec
+        return rec
+
+    async def _observed(self, vm: VmState) -> VmRecord:
+        """The record a step's observation of ``vm`` just read, for its apply (the change is built
+        from what was observed and diffed), once, unless this adapter changed the VM since; else
+        :meth:`_resolve`. Not a reuse in time: another step's observation reads again."""
+        rec = self._observations.pop(vm.moref, None)
+        if rec is not None and rec.identity == vm.identity and not self._reads.changed_since(rec):
+            return rec
+        return await self._resolve(vm)
 
     async def _resolve(self, vm: VmState) -> VmRecord:
         """Our VM now, by moref and identity; its identity decides, not the moref (a vCenter
@@ -285,7 +314,7 @@ class VCenter:
         return rec.cpu_mhz
 
     async def get_reservation(self, vm: VmState) -> Reservation:
-        rec = await self._resolve(vm)
+        rec = await self._observe(vm)
         inv, _ = await self._inventory()
         return reservation(rec, inv)
 
@@ -297,7 +326,7 @@ class VCenter:
                 exceed its configured capacity (checked before any change, against the limits
                 in use read once per run: :class:`adapters.vsphere._reserve.IopsLedger`).
         """
-        rec = await self._resolve(vm)
+        rec = await self._observed(vm)
         inv, _ = await self._inventory()
         missing = [d.key for d in wanted.disks if d.key not in {x.key for x in rec.disks}]
         if missing:
@@ -333,7 +362,7 @@ class VCenter:
     # --- VSphere: BIOS ------------------------------------------------------------------------
 
     async def get_bios(self, vm: VmState) -> BiosState:
-        rec = await self._resolve(vm)
+        rec = await self._observe(vm)
         return bios_state(rec)
 
     async def lock_bios(self, vm: VmState, password: str) -> None:
@@ -391,7 +420,14 @@ class VCenter:
                 raise ConfigError(f"datacenter {self.spec.datacenter!r} not found", "vcenter.datacenter")
             return inv.vm_folder
 
+        def keep(event: InventoryEvent) -> None:  # every change seen keeps the briefs current (issue #11)
+            self._reads.external(event.kind, event.moref, event.name, event.identity, event.power_state)
+
         async for event in watch_vms(
-            self._session, vm_folder, pattern=pattern or self.spec.name_pattern, tag=tag or self.spec.tag
+            self._session,
+            vm_folder,
+            pattern=pattern or self.spec.name_pattern,
+            tag=tag or self.spec.tag,
+            on_change=keep,
         ):
             yield event

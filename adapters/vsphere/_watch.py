@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fnmatch
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -120,9 +121,13 @@ async def watch_vms(
     tag: str | None,
     wait_s: int = 20,
     retry_s: float = 1.0,
+    on_change: Callable[[InventoryEvent], None] | None = None,
 ) -> AsyncIterator[InventoryEvent]:
     """Events for the VMs whose name matches ``pattern`` (fnmatch) and, when ``tag`` is
     given, that carry a non-empty custom attribute of that name.
+
+    ``on_change``: told of every VM's change, matching or not, as it is seen (the adapter
+    keeps its briefs current with it: ``adapters.vsphere._reads.VmReader.external``).
 
     ``vm_folder_of(content)`` returns the datacenter's VM folder (worker thread).
     vSphere tags (the CIS REST tagging API) are not reachable over SOAP: custom
@@ -141,6 +146,14 @@ async def watch_vms(
         kind: Literal["enter", "modify", "leave"], ref: str, s: _Seen, changed: tuple[str, ...] = ()
     ) -> InventoryEvent:
         return InventoryEvent(kind, ref, s.name, s.attributes(fields).get(IDENTITY_FIELD), s.power_state, changed)
+
+    def told(
+        kind: Literal["enter", "modify", "leave"], ref: str, s: _Seen, changed: tuple[str, ...] = ()
+    ) -> InventoryEvent:
+        seen_event = event(kind, ref, s, changed)
+        if on_change is not None:
+            on_change(seen_event)
+        return seen_event
 
     handle: tuple[Any, Any] | None = None
     try:
@@ -174,35 +187,38 @@ async def watch_vms(
                         for ref in list(seen):
                             if ref not in now:
                                 old = seen.pop(ref)
+                                gone = told("leave", ref, old)
                                 if matches(old):
-                                    yield event("leave", ref, old)
+                                    yield gone
                         for ref, (_, s, _) in now.items():
                             prev = seen.get(ref)
                             seen[ref] = s
                             if prev is None:
+                                came = told("enter", ref, s)
                                 if matches(s):
-                                    yield event("enter", ref, s)
-                            elif (prev.name, prev.power_state, prev.custom) != (
-                                s.name,
-                                s.power_state,
-                                s.custom,
-                            ) and matches(s):
-                                yield event("modify", ref, s, ("name", "runtime.powerState", "customValue"))
+                                    yield came
+                            elif (prev.name, prev.power_state, prev.custom) != (s.name, s.power_state, s.custom):
+                                now_event = told("modify", ref, s, ("name", "runtime.powerState", "customValue"))
+                                if matches(s):
+                                    yield now_event
                         continue
                     for ref, (kind, s, changed) in now.items():
                         if kind == "leave":
                             old = seen.pop(ref, s)
+                            gone = told("leave", ref, old)
                             if matches(old):
-                                yield event("leave", ref, old)
+                                yield gone
                         elif kind == "enter" or ref not in seen:
                             seen[ref] = s
+                            came = told("enter", ref, s)
                             if matches(s):
-                                yield event("enter", ref, s)
+                                yield came
                         else:
                             was = matches(seen[ref])
                             seen[ref] = s
+                            now_event = told("modify", ref, s, changed)
                             if matches(s):
-                                yield event("modify" if was else "enter", ref, s, changed)
+                                yield now_event if was else dataclasses.replace(now_event, kind="enter")
                             elif was:
                                 yield event("leave", ref, s)
             except AdapterError:

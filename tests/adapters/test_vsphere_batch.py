@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -95,3 +96,52 @@ async def test_a_slow_call_holds_reads_up_for_max_wait_at_most(max_wait_s: float
         await in_flight.settle()
         waited = time.monotonic() - start
     assert max_wait_s <= waited < max_wait_s + 0.5  # it gives up: a call that never returns holds nothing up
+
+
+@pytest.mark.parametrize(
+    "learned",
+    [
+        "added",  # imported and tagged here while the read was under way: found after it
+        "removed",  # removed here while the read was under way: not found after it
+    ],
+)
+async def test_what_is_learned_during_a_read_of_every_brief_outlives_it(learned: str) -> None:
+    """A VM this adapter adds or removes while every VM's brief is being read keeps that fate in the briefs kept from
+    the read, which may predate it."""
+    from types import SimpleNamespace
+
+    from adapters.vsphere._reads import Briefs, VmReader
+    from adapters.vsphere._vm_records import IDENTITY_FIELD, VmBrief
+
+    vm = VmBrief(
+        moref="vm-9",
+        name="pexip-x",
+        custom={IDENTITY_FIELD: "dep/pexip-x"},
+        power_state="poweredOff",
+        host=None,
+        num_cpus=1,
+        memory_mb=1024,
+    )
+    gate, began = asyncio.Event(), asyncio.Event()
+
+    async def fetch() -> Briefs:
+        # Stands in for the RetrievePropertiesEx of every brief: vcsim cannot be held mid-read while a VM is made.
+        started = time.monotonic()
+        began.set()
+        await gate.wait()
+        shown = {} if learned == "added" else {vm.moref: dataclasses.replace(vm, fetched_at=started)}
+        return Briefs(vms=shown, fields={IDENTITY_FIELD: 1}, fetched_at=started, generation=1)
+
+    reader = VmReader(SimpleNamespace(generation=1), lambda content: None)  # type: ignore[arg-type]
+    reader._brief_reads = FreshRead(fetch)
+    reading = asyncio.ensure_future(reader.briefs())
+    await began.wait()
+    if learned == "added":
+        reader.added(vm.moref, vm.name, "dep/pexip-x")
+    else:
+        reader.removed(vm.moref)
+    gate.set()
+    await reading
+    kept = reader.last_briefs
+    assert kept is not None
+    assert kept.lookup(identity="dep/pexip-x", name="pexip-x") == ([vm.moref] if learned == "added" else [])
