@@ -95,14 +95,18 @@ class Redactor:
             return _scrub(patterns, text)
         # Short texts repeat (kinds, steps, states, node names: every journaled transition scrubs
         # them, issue #11): their answers are kept for these patterns, and dropped with them.
+        # Most distinct short texts are seen once or twice (each attempt's idempotency key): a full
+        # cache starts again, so the texts that repeat come back at once and the memory stays
+        # at _SHORT_KEPT answers (8192 kept forever were ~0.9 MB in a 1000-node simulation).
         known = self._short
         if known[0] is not patterns:
             known = self._short = (patterns, {})
         answer = known[1].get(text)
         if answer is None:
             answer = _scrub(patterns, text)
-            if len(known[1]) < _SHORT_KEPT:
-                known[1][text] = answer
+            if len(known[1]) >= _SHORT_KEPT:
+                known[1].clear()
+            known[1][text] = answer
         return answer
 
     def scrub(self, value: Any, key: str = "") -> Any:
@@ -143,7 +147,7 @@ def _secret_key(key: str) -> bool:
 
 
 _SHORT = 64  # texts up to this long have their answer kept (Redactor.scrub_text)
-_SHORT_KEPT = 8192
+_SHORT_KEPT = 2048
 
 
 def _scrub(patterns: tuple[re.Pattern[str], ...], text: str) -> str:

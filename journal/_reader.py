@@ -26,7 +26,7 @@ from journal._time import normalize_since
 
 __all__ = ["JournalReader"]
 
-_PAGE = 1000
+_PAGE = 200  # rows per query: a page of decoded events is ~2 KB each (issue #11: 1000 were a 2 MB peak)
 
 
 _ABSENT_KEPT = 8192  # (node, kind) pairs remembered as having no event (see last_event)

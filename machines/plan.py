@@ -8,6 +8,7 @@ answer: no clock, no I/O (Temporal's rule for workflow code).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from machines.lifecycle import (
     FAILED,
@@ -117,7 +118,7 @@ def next_action(
         return Wait(f"waiting on gate {g}" + (f"; {how.format(node=node)}" if how else ""), gate=g)
     if state == NEW or state in MILESTONES:
         if milestone_index(state) >= milestone_index(until):
-            return Done(f"at {state}" + ("" if state == MILESTONES[-1] else f" (stopped at --until {until})"))
+            return _done(state, until)
         milestone = MILESTONES[milestone_index(state)]
         prerequisite = MANAGEMENT_PREREQUISITE.get(milestone) if role == "conferencing" else None
         if prerequisite and (
@@ -126,13 +127,29 @@ def next_action(
             return Blocked(
                 f"waits for the Management Node to be {prerequisite} before {milestone} (now {management_state})"
             )
-        return Start(f"start {milestone}", milestone=milestone)
+        return _start(milestone)
     if state in TARGET_OF:
         milestone = TARGET_OF[state]
         steps = STEPS[role][milestone]
-        current = step if step in steps else steps[0]
-        return RunStep(f"{milestone}: step {current}", step=current, milestone=milestone, last=current == steps[-1])
+        return _run_step(milestone, step if step in steps else steps[0], steps[-1])
     raise ValueError(f"unknown state {state!r} for node (role {role})")
+
+
+# The actions below depend on the lifecycle's names alone: one frozen instance each, shared by
+# every node (issue #11: a thousand nodes' report held a thousand equal ``Done`` and their texts).
+@cache
+def _done(state: str, until: str) -> Done:
+    return Done(f"at {state}" + ("" if state == MILESTONES[-1] else f" (stopped at --until {until})"))
+
+
+@cache
+def _start(milestone: str) -> Start:
+    return Start(f"start {milestone}", milestone=milestone)
+
+
+@cache
+def _run_step(milestone: str, step: str, last_step: str) -> RunStep:
+    return RunStep(f"{milestone}: step {step}", step=step, milestone=milestone, last=step == last_step)
 
 
 def remaining_steps(role: str, state: str, step: str | None, until: str = MILESTONES[-1]) -> list[tuple[str, str]]:

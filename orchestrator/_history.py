@@ -47,7 +47,10 @@ class History:
 
     def __init__(self, roles: Mapping[str, str]) -> None:
         self._roles = dict(roles)
-        self._committed: dict[str, set[str]] = {name: set() for name in roles}
+        # Per node, the committed steps as bits of one int (issue #11: a set of a node's ~30 steps
+        # was ~0.7 KB per node; an int is ~30 bytes). A node without a commit has no entry.
+        self._committed: dict[str, int] = {}
+        self._bits: dict[str, int] = {}  # step name -> its bit, given on first sight
         self._changes: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.last_seq = 0
 
@@ -95,29 +98,42 @@ class History:
     def _feed(self, node: str, kind: str, step: str | None, to_state: str | None, payload: Any) -> None:
         role = self._roles[node]
         if kind == kinds.MILESTONE_STARTED and to_state in TARGET_OF:
-            self._committed[node] -= set(STEPS[role][TARGET_OF[to_state]])
+            self._drop(node, STEPS[role][TARGET_OF[to_state]])
         elif kind == kinds.REWOUND and step is not None:
             for steps in STEPS[role].values():
                 if step in steps:
-                    self._committed[node] -= set(steps[steps.index(step) :])
+                    self._drop(node, steps[steps.index(step) :])
         elif kind == kinds.STEP_COMMITTED and step is not None:
-            self._committed[node].add(step)
+            self._committed[node] = self._committed.get(node, 0) | self._bit(step)
             self._changes.pop((node, step), None)
         elif kind in (kinds.STEP_RETRY, kinds.STEP_FAILED) and step is not None and isinstance(payload, dict):
             applied = [*payload.get("changed", []), *payload.get("attempted", [])]
             if applied:
                 self._changes.setdefault((node, step), []).extend(applied)
 
+    def _bit(self, step: str) -> int:
+        bit = self._bits.get(step)
+        if bit is None:
+            bit = self._bits[step] = 1 << len(self._bits)
+        return bit
+
+    def _drop(self, node: str, steps: Iterable[str]) -> None:
+        mask = self._committed.get(node, 0)
+        for step in steps:
+            mask &= ~self._bit(step)
+        self._committed[node] = mask
+
     # --- questions ---------------------------------------------------------------------------
 
     def missing(self, node: str, milestone: str, finishing: str) -> list[str]:
         """The steps of ``milestone`` without a commit in its current attempt (``finishing`` commits now)."""
-        done = self._committed[node] | {finishing}
-        return [s for s in STEPS[self._roles[node]][milestone] if s not in done]
+        done = self._committed.get(node, 0) | self._bit(finishing)
+        return [s for s in STEPS[self._roles[node]][milestone] if not done & self._bit(s)]
 
     def committed(self, node: str) -> frozenset[str]:
         """The steps committed in the current attempt of their milestone."""
-        return frozenset(self._committed[node])
+        mask = self._committed.get(node, 0)
+        return frozenset(step for step, bit in self._bits.items() if mask & bit)
 
     def earlier_changes(self, node: str, step: str) -> list[dict[str, Any]]:
         """The changes earlier attempts of ``step`` applied (or began) and journaled with their retry or failure."""

@@ -178,6 +178,11 @@ class Engine(Reconciler):
                 elif isinstance(result, BaseException):
                     raise result
                 report.outcomes[name] = result
+            # The finished tasks stay alive as long as the callback that resumed this coroutine runs
+            # (its argument, the gather's future, holds them): here to the next suspension, past the
+            # recap and the record of it, ~0.6 KB per node at the run's peak (#11). Resume once more.
+            del tasks, results
+            await asyncio.sleep(0)
             if not self._stopping and until == LDAP_AUTHENTICATED:
                 report.outcomes.update({name: Stopped(why) for name, why in (await self.standby(names)).items()})
             report.interrupted = self._stopping

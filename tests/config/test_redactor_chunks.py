@@ -59,3 +59,16 @@ def test_a_short_text_scrubbed_before_a_secret_is_registered_is_masked_after() -
     assert redactor.scrub_text("pw=later-secret") == f"pw={REDACTED}"
     redactor.register_shape(r"pxw-[a-z]{4}")
     assert redactor.scrub_text("pw=pxw-abcd") == f"pw={REDACTED}"
+
+
+def test_the_answers_kept_for_short_texts_stay_bounded_and_a_restarted_cache_still_masks() -> None:
+    """Many distinct short texts (an idempotency key per attempt) keep at most _SHORT_KEPT answers; masking holds."""
+    from config import secrets
+
+    redactor = Redactor()
+    redactor.register("s3cret-value")
+    for i in range(3 * secrets._SHORT_KEPT):
+        assert redactor.scrub_text(f"pexip-conf-{i:05d}:deploy_ova:1") == f"pexip-conf-{i:05d}:deploy_ova:1"
+        assert len(redactor._short[1]) <= secrets._SHORT_KEPT
+    assert redactor.scrub_text("pw=s3cret-value") == f"pw={REDACTED}"
+    assert redactor.scrub_text("pw=s3cret-value") == f"pw={REDACTED}"  # the kept answer too
