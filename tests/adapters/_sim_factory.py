@@ -14,6 +14,9 @@ from config.load import simulated_deployment
 from config.model import Deployment, NodeSpec
 
 __all__ = [
+    "CONFIG",
+    "GLOBAL",
+    "AUTH",
     "make_deployment",
     "make_systems",
     "identity",
@@ -26,6 +29,11 @@ __all__ = [
     "deploy_conferencing",
     "prompts",
 ]
+
+# The Management API resources the happy path and the twins' tests patch most.
+CONFIG = "/api/admin/configuration/v1/"
+GLOBAL = CONFIG + "global/1/"
+AUTH = CONFIG + "authentication/1/"
 
 
 def make_deployment(nodes: int, tmp_path: Path) -> Deployment:
@@ -99,7 +107,7 @@ async def harden_manager(systems: Systems, deployment: Deployment) -> dict[str, 
     )
     api = systems.pexip
     settings = deployment.policy.global_settings.settings()
-    await api.patch("/api/admin/configuration/v1/global/1/", settings)
+    await api.patch(GLOBAL, settings)
     dns = [(await api.create("dns_server", {"address": a})).uri for a in deployment.network.dns_servers]
     ntp = [
         (await api.create("ntp_server", {"address": s.address, "key_id": s.key_id, "key": s.key.reveal()})).uri
@@ -161,7 +169,7 @@ async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
     await api.create("role", {"name": "Auditor", "permissions": auditor_permissions})
     assert ldap.bind_password is not None
     await api.patch(
-        "/api/admin/configuration/v1/authentication/1/",
+        AUTH,
         {
             "source": "LDAP+LOCAL",
             "ldap_server": ldap.server,
@@ -174,9 +182,9 @@ async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
         roles = [r["resource_uri"] for name in mapping.roles for r in await api.list_objects("role", name=name)]
         await api.create("ldap_role", {"name": mapping.name, "ldap_group_dn": mapping.group_dn, "roles": roles})
     await api.verify_login(use_client_cert=False)
-    await api.patch("/api/admin/configuration/v1/authentication/1/", {"client_certificate": ldap.client_certificate})
+    await api.patch(AUTH, {"client_certificate": ldap.client_certificate})
     await api.verify_login(use_client_cert=True)
-    await api.patch("/api/admin/configuration/v1/authentication/1/", {"source": "LDAP"})
+    await api.patch(AUTH, {"source": "LDAP"})
     return await api.verify_login(use_client_cert=True)
 
 
