@@ -10,10 +10,12 @@ from _sim_factory import (
     AUTH,
     CONFIG,
     GLOBAL,
+    WORKER_PASSWORD,
     deploy_vm,
     install_manager,
     make_deployment,
     make_systems,
+    worker_vm_fields,
 )
 
 from adapters import PexipApi, Systems
@@ -224,18 +226,7 @@ async def test_unique_names(systems: Systems) -> None:
 
 
 async def _worker(systems: Systems, conf: NodeSpec, location: str) -> Created:
-    return await systems.pexip.create(
-        "worker_vm",
-        {
-            "name": conf.name,
-            "hostname": conf.hostname,
-            "address": conf.address,
-            "netmask": conf.netmask,
-            "gateway": conf.gateway,
-            "system_location": location,
-            "password": "ssh-pass-word",
-        },
-    )
+    return await systems.pexip.create("worker_vm", worker_vm_fields(conf, location))
 
 
 async def test_worker_vm_returns_its_bootstrap_and_syncs_once_provisioned(
@@ -248,7 +239,7 @@ async def test_worker_vm_returns_its_bootstrap_and_syncs_once_provisioned(
     body = json.loads(created.body)
     assert isinstance(created.body, bytes) and body["node_config"]["name"] == conf.name
     assert body["management_node"]["address"] == deployment.management.address
-    assert b"ssh-pass-word" not in created.body and "ssh-pass-word" not in repr(created)
+    assert WORKER_PASSWORD.encode() not in created.body and WORKER_PASSWORD not in repr(created)
     [status] = await api.status("worker_vm")
     assert (status["name"], status["sync_status"]) == (conf.name, "NOT_CONNECTED")
     await deploy_vm(systems, deployment, conf)
@@ -293,18 +284,10 @@ async def test_worker_vm_post_needs_a_password(systems: Systems, deployment: Dep
     """A worker_vm POST without a password is refused with the field, as Terraform's required field says."""
     conf = deployment.conferencing[0]
     location = await systems.pexip.create("system_location", {"name": "sim-east"})
+    fields = worker_vm_fields(conf, location.uri)
+    del fields["password"]
     with pytest.raises(Rejected, match='"password"'):
-        await systems.pexip.create(
-            "worker_vm",
-            {
-                "name": conf.name,
-                "hostname": conf.hostname,
-                "address": conf.address,
-                "netmask": conf.netmask,
-                "gateway": conf.gateway,
-                "system_location": location.uri,
-            },
-        )
+        await systems.pexip.create("worker_vm", fields)
 
 
 async def test_effects_on_platform_resources_name_the_manager(

@@ -13,6 +13,7 @@ from _sim_factory import (
     deploy_vm,
     harden_manager,
     install_manager,
+    ldap_with_local,
     make_deployment,
     make_systems,
 )
@@ -49,18 +50,8 @@ async def test_guide_order_keeps_a_login_at_every_step(systems: Systems, deploym
 
 async def test_careless_order_locks_everyone_out(systems: Systems, deployment: Deployment) -> None:
     """LDAP only with client certificates but no role mapping: verify_login warns, then calls fail."""
-    api, ldap = systems.pexip, deployment.ldap
-    assert ldap.bind_password is not None
-    await api.patch(
-        AUTH,
-        {
-            "source": "LDAP+LOCAL",
-            "ldap_server": ldap.server,
-            "ldap_base_dn": ldap.base_dn,
-            "ldap_bind_username": ldap.bind_username,
-            "ldap_bind_password": ldap.bind_password.reveal(),
-        },
-    )
+    api = systems.pexip
+    await api.patch(AUTH, ldap_with_local(deployment))
     with pytest.raises(Rejected, match="no ldap_role maps a group"):
         await api.verify_login(use_client_cert=False)  # the check a careful engine makes first
     await api.patch(AUTH, {"client_certificate": "CN"})  # still reachable: the change applies
