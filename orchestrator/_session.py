@@ -1,15 +1,16 @@
 """A session: the deployment, the simulated world, the journal, the systems and the fault hooks of one command.
 
 The CLI, the HTTP API and the daemon all start here, so that which file is the journal, which
-deployment a journal belongs to and which world a simulation keeps are decided in one place.
+deployment a journal belongs to and which world a simulation keeps are decided in one place. The files
+and the journal's opening are in :mod:`orchestrator._settings`, the simulated world in :mod:`orchestrator._worlds`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,7 +37,17 @@ from orchestrator._settings import (
     resolved_journal,
 )
 from orchestrator._trust import Checkpointer, Trust
-from orchestrator.wiring import needs_world, open_syslog, open_systems
+from orchestrator._worlds import (
+    WorldUndo,
+    check_simulation,
+    closing,
+    deployment_and_world,
+    open_new_world,
+    open_sim_world,
+    open_world,
+    recorded_deployment,
+)
+from orchestrator.wiring import open_syslog, open_systems
 
 if TYPE_CHECKING:
     from adapters.sim.world import SimWorld
@@ -81,72 +92,6 @@ class Session:
     def hooks(self) -> SimWorld | None:
         """The engine's fault hooks: the simulated world injects its own faults."""
         return self.world
-
-
-def _world_path(deployment: Deployment) -> Path:
-    path = Path(deployment.simulation.world)
-    return path if path.is_absolute() or not deployment.source else Path(deployment.source).parent / path
-
-
-@dataclass
-class _Undo:
-    """Removes the world file a command created when it then stops before its journal (armed by the caller).
-
-    Entered before the world is opened, so that it runs after the world is closed.
-    """
-
-    path: Path | None = None
-    armed: bool = False
-
-    def __call__(self) -> None:
-        if self.armed and self.path is not None:
-            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-                p.unlink(missing_ok=True)
-
-
-def _open_new_world(stack: AsyncExitStack, deployment: Deployment) -> tuple[SimWorld | None, _Undo]:
-    """The world of a command that acts; the returned undo removes it if it was created here."""
-    undo = _Undo()
-    stack.callback(undo)
-    if needs_world(deployment) and not _world_path(deployment).exists():
-        undo.path = _world_path(deployment)
-    return stack.enter_context(_closing(_open_world(deployment))), undo
-
-
-def _open_world(deployment: Deployment, *, create: bool = True) -> SimWorld | None:
-    """The simulated world when a system is simulated; ``create`` false (a plan): a world not there
-    yet is an empty one in memory, so that a dry run leaves no file behind."""
-    if not needs_world(deployment):
-        return None
-    from adapters.sim.world import SimWorld
-
-    sim = deployment.simulation
-    path = _world_path(deployment)
-    if not create and not path.exists():
-        return SimWorld.open(":memory:", latency=sim.latency, faults=sim.faults)
-    return SimWorld.open(_trust.create_private(path), latency=sim.latency, faults=sim.faults, shared=sim.shared)
-
-
-def _check_simulation(journal: Journal, path: Path, sim: SimulationSettings) -> None:
-    """The journal holds this simulation (same nodes, same world), or a new one starts in it."""
-    wanted = {"nodes": sim.nodes, "world": str(sim.world)}
-    recorded = journal.get_meta("simulation")
-    if recorded is None:
-        journal.set_meta("simulation", json.dumps(wanted))
-        return
-    before = json.loads(recorded)
-    for option, key in (("--nodes", "nodes"), ("--world", "world")):
-        if before.get(key) != wanted[key]:
-            raise ConfigError(
-                [
-                    (
-                        option,
-                        f"the journal {path} holds a simulation with {option} {before.get(key)}, "
-                        f"not {wanted[key]}; pass the same {option} to resume, "
-                        "or --fresh to start over",
-                    )
-                ]
-            )
 
 
 _Parts = tuple[Deployment, Path, "Journal | None", "SimWorld | None", bool, "Checkpointer | None"]
@@ -232,7 +177,7 @@ class _Ready:
     command: str = "run"
     opened: Journal | None = None  # a plan's read-only journal, when there is one
     simulated: bool = False
-    undo: _Undo | None = None  # removes a world created here when the command stops before its journal
+    undo: WorldUndo | None = None  # removes a world created here when the command stops before its journal
 
 
 def _enter(
@@ -300,7 +245,7 @@ def _prepare_configured(stack: AsyncExitStack, settings: SessionSettings, *, opt
     register_secrets(deployment)
     path = journal_path(settings, deployment)
     if optional:
-        world = stack.enter_context(_closing(_open_world(deployment, create=False)))
+        world = stack.enter_context(closing(open_world(deployment, create=False)))
         if not path.exists():
             return _Ready(deployment, path, world, None, acting=False)
         opened = stack.enter_context(open_journal_file(path, readonly=True))
@@ -308,7 +253,7 @@ def _prepare_configured(stack: AsyncExitStack, settings: SessionSettings, *, opt
         return _Ready(deployment, path, world, None, acting=False, opened=opened)
     trust = _trust.checked_signer(deployment, path, create=False)
     _check_bound(path, deployment)
-    world, undo = _open_new_world(stack, deployment)
+    world, undo = open_new_world(stack, deployment)
     return _Ready(deployment, path, world, trust, undo=undo)
 
 
@@ -346,39 +291,19 @@ def _prepare_existing(stack: AsyncExitStack, settings: SessionSettings) -> _Read
                 raise ConfigError(
                     [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
                 )
-            deployment, world_path = _recorded_deployment(json.loads(recorded))
+            deployment, world_path = recorded_deployment(json.loads(recorded))
             # A meta row is not in the chain: a configured deployment's journal that says "simulation" is refused
             # here (its deployment is not the simulation's) before any world is opened.
             check_deployment(peek, deployment.name)
-        world = _sim_world(world_path)
-        stack.enter_context(_closing(world))
+        world = open_sim_world(world_path)
+        stack.enter_context(closing(world))
         register_secrets(deployment)
         trust = _trust.checked_signer(deployment, path, create=False)
         return _Ready(deployment, path, world, trust, command="resume", simulated=True)
     trust = _trust.checked_signer(deployment, path, create=False)  # before the world is opened for writing
     _check_bound(path, deployment)
-    new_world, undo = _open_new_world(stack, deployment)
+    new_world, undo = open_new_world(stack, deployment)
     return _Ready(deployment, path, new_world, trust, command="resume", undo=undo)
-
-
-def deployment_and_world(deployment: Deployment | None, recorded: str | None) -> tuple[Deployment, SimWorld | None]:
-    """A read-only command's deployment and its existing world (never created): the configured one, else the
-    simulation the journal records (``recorded``: its ``simulation`` meta). The caller closes the world.
-
-    Raises:
-        ConfigError: no configuration and the journal is not a simulation's.
-    """
-    world: SimWorld | None
-    if deployment is None:
-        if not recorded:
-            raise ConfigError(
-                [("-c/--config", "this journal is not a simulation's: pass the deployment file with -c FILE")]
-            )
-        deployment, world = _recorded_simulation(json.loads(recorded))
-    else:
-        world = _open_world(deployment, create=False)
-    register_secrets(deployment)
-    return deployment, world
 
 
 def _prepare_readonly(stack: AsyncExitStack, settings: SessionSettings) -> _Ready:
@@ -393,7 +318,7 @@ def _prepare_readonly(stack: AsyncExitStack, settings: SessionSettings) -> _Read
         check_deployment(opened, deployment.name)
     deployment, world = deployment_and_world(deployment, recorded)
     if world is not None:
-        stack.enter_context(_closing(world))
+        stack.enter_context(closing(world))
     return _Ready(deployment, path, world, None, acting=False, opened=opened, simulated=bool(recorded))
 
 
@@ -408,36 +333,7 @@ def _enter_simulation(stack: AsyncExitStack, settings: SessionSettings, sim: Sim
     trust = _trust.checked_signer(deployment, path)
     assert trust is not None  # created when missing
     opened, checkpointer = _enter(stack, settings, path, deployment, trust, "simulate")
-    _check_simulation(opened, path, sim)
+    check_simulation(opened, path, sim)
     world = SimWorld.open(_trust.create_private(sim.world), latency=sim.latency, faults=sim.faults)
     stack.push_async_callback(world.aclose)  # waits for the world's pending commits
     return deployment, path, opened, world, True, checkpointer
-
-
-@contextmanager
-def _closing(world: SimWorld | None) -> Iterator[SimWorld | None]:
-    try:
-        yield world
-    finally:
-        if world is not None:
-            world.close()
-
-
-def _recorded_deployment(meta: dict[str, object]) -> tuple[Deployment, Path]:
-    """The deployment and world file of the simulation a journal records (``simulate`` meta)."""
-    from config.load import simulated_deployment
-
-    world_path = Path(str(meta["world"]))
-    return simulated_deployment(int(str(meta["nodes"])), Path(f"{world_path}.d")), world_path
-
-
-def _sim_world(path: Path) -> SimWorld:
-    from adapters.sim.world import SimWorld
-
-    return SimWorld.open(path)
-
-
-def _recorded_simulation(meta: dict[str, object]) -> tuple[Deployment, SimWorld]:
-    """The deployment and world of the simulation a journal records (``simulate`` meta)."""
-    deployment, world_path = _recorded_deployment(meta)
-    return deployment, _sim_world(world_path)

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from config.errors import ConfigError
 from config.model import Deployment
 from journal import Journal, kinds
-from orchestrator._session import SessionSettings, deployment_and_world, open_existing_journal
+from orchestrator._session import SessionSettings, open_existing_journal
 from orchestrator._settings import load_deployment
+from orchestrator._worlds import deployment_and_world
 from orchestrator.audit._check import AuditReport, check
 from orchestrator.audit._render import FORMATS, render
 from orchestrator.wiring import open_systems

@@ -14,6 +14,9 @@ from config.load import simulated_deployment
 from config.model import Deployment, NodeSpec
 
 __all__ = [
+    "CONFIG",
+    "GLOBAL",
+    "AUTH",
     "make_deployment",
     "make_systems",
     "identity",
@@ -23,9 +26,17 @@ __all__ = [
     "harden_manager",
     "certify",
     "authenticate_ldap",
+    "ldap_with_local",
     "deploy_conferencing",
+    "worker_vm_fields",
+    "WORKER_PASSWORD",
     "prompts",
 ]
+
+# The Management API resources the happy path and the twins' tests patch most.
+CONFIG = "/api/admin/configuration/v1/"
+GLOBAL = CONFIG + "global/1/"
+AUTH = CONFIG + "authentication/1/"
 
 
 def make_deployment(nodes: int, tmp_path: Path) -> Deployment:
@@ -99,7 +110,7 @@ async def harden_manager(systems: Systems, deployment: Deployment) -> dict[str, 
     )
     api = systems.pexip
     settings = deployment.policy.global_settings.settings()
-    await api.patch("/api/admin/configuration/v1/global/1/", settings)
+    await api.patch(GLOBAL, settings)
     dns = [(await api.create("dns_server", {"address": a})).uri for a in deployment.network.dns_servers]
     ntp = [
         (await api.create("ntp_server", {"address": s.address, "key_id": s.key_id, "key": s.key.reveal()})).uri
@@ -150,6 +161,19 @@ async def certify(systems: Systems, node: NodeSpec, node_uri: str) -> str:
     return str(cert["resource_uri"])
 
 
+def ldap_with_local(deployment: Deployment) -> dict[str, Any]:
+    """The guide's first authentication change: the deployment's directory, local logins still allowed."""
+    ldap = deployment.ldap
+    assert ldap.bind_password is not None
+    return {
+        "source": "LDAP+LOCAL",
+        "ldap_server": ldap.server,
+        "ldap_base_dn": ldap.base_dn,
+        "ldap_bind_username": ldap.bind_username,
+        "ldap_bind_password": ldap.bind_password.reveal(),
+    }
+
+
 async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
     """Roles, LDAP, role mappings, client certificates, LDAP only: each verified first."""
     api, ldap = systems.pexip, deployment.ldap
@@ -159,42 +183,38 @@ async def authenticate_ldap(systems: Systems, deployment: Deployment) -> str:
         if p["name"] in deployment.policy.roles.auditor_permissions
     ]
     await api.create("role", {"name": "Auditor", "permissions": auditor_permissions})
-    assert ldap.bind_password is not None
-    await api.patch(
-        "/api/admin/configuration/v1/authentication/1/",
-        {
-            "source": "LDAP+LOCAL",
-            "ldap_server": ldap.server,
-            "ldap_base_dn": ldap.base_dn,
-            "ldap_bind_username": ldap.bind_username,
-            "ldap_bind_password": ldap.bind_password.reveal(),
-        },
-    )
+    await api.patch(AUTH, ldap_with_local(deployment))
     for mapping in ldap.role_mappings:
         roles = [r["resource_uri"] for name in mapping.roles for r in await api.list_objects("role", name=name)]
         await api.create("ldap_role", {"name": mapping.name, "ldap_group_dn": mapping.group_dn, "roles": roles})
     await api.verify_login(use_client_cert=False)
-    await api.patch("/api/admin/configuration/v1/authentication/1/", {"client_certificate": ldap.client_certificate})
+    await api.patch(AUTH, {"client_certificate": ldap.client_certificate})
     await api.verify_login(use_client_cert=True)
-    await api.patch("/api/admin/configuration/v1/authentication/1/", {"source": "LDAP"})
+    await api.patch(AUTH, {"source": "LDAP"})
     return await api.verify_login(use_client_cert=True)
+
+
+# The SSH password a worker_vm POST must carry (pexip-api.md 7.4); no test logs in with it.
+WORKER_PASSWORD = "never-used-ssh-password"
+
+
+def worker_vm_fields(node: NodeSpec, location_uri: str) -> dict[str, Any]:
+    """The fields of the worker_vm POST that makes ``node`` a Conferencing Node of the Manager, in ``location_uri``."""
+    return {
+        "name": node.name,
+        "hostname": node.hostname,
+        "domain": node.domain,
+        "address": node.address,
+        "netmask": node.netmask,
+        "gateway": node.gateway,
+        "system_location": location_uri,
+        "password": WORKER_PASSWORD,
+    }
 
 
 async def deploy_conferencing(systems: Systems, deployment: Deployment, node: NodeSpec, location_uri: str) -> None:
     """worker_vm on the Manager, then the VM, provisioned with its bootstrap file, then its certificate."""
-    created = await systems.pexip.create(
-        "worker_vm",
-        {
-            "name": node.name,
-            "hostname": node.hostname,
-            "domain": node.domain,
-            "address": node.address,
-            "netmask": node.netmask,
-            "gateway": node.gateway,
-            "system_location": location_uri,
-            "password": "never-used-ssh-password",
-        },
-    )
+    created = await systems.pexip.create("worker_vm", worker_vm_fields(node, location_uri))
     await deploy_vm(systems, deployment, node)
     assert systems.provisioning is not None
     await systems.provisioning.upload_bootstrap(node, created.body)

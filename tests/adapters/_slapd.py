@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from adapters.sim import _pki as pki
 from config.model import LdapSpec
 from orchestrator.lab._pki import Pki
 from orchestrator.lab._slapd import SLAPD, Slapd, slapd_available
 from orchestrator.lab._slapd import running_slapd as _running_slapd
 from orchestrator.lab._slapd_data import directory_entries, ldif, user_dn
 
-__all__ = ["Slapd", "running_slapd", "directory_entries", "user_dn", "ldif", "SLAPD"]
+__all__ = ["Slapd", "running_slapd", "misnamed_pki", "directory_entries", "user_dn", "ldif", "SLAPD"]
 
 
 @contextmanager
@@ -40,3 +41,16 @@ def running_slapd(
         directory, ldap, pki, members=members, users=users, limits=limits, require_tls=require_tls
     ) as slapd:
         yield slapd
+
+
+def misnamed_pki(folder: Path, ca_name: str) -> Pki:
+    """A test CA ``ca_name`` and a server certificate it signed for another host (``ldap.elsewhere.example``), in
+    ``folder``: a server a client trusts, under a name it must refuse."""
+    ca_key, ca_cert = pki.make_root(ca_name)
+    key = pki.new_key("ECDSAP256")
+    cert = pki.sign_csr(pki.make_csr(key, "ldap.elsewhere.example", "O=Test", [], False), ca_key, ca_cert)
+    files = Pki(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    files.ca_file.write_text(ca_cert)
+    files.cert_file.write_text(cert)
+    files.key_file.write_text(pki.key_pem(key))
+    return files

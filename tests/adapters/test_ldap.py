@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from _sim_factory import authenticate_ldap, harden_manager, install_manager, make_deployment
-from _slapd import Slapd, running_slapd, user_dn
+from _slapd import Slapd, misnamed_pki, running_slapd, user_dn
 from ldap3 import NONE, Connection, Server
 
 from adapters.ldap import LdapDirectory
 from adapters.sim import SimPexipApi, SimWorld
-from adapters.sim import _pki as pki
 from config.errors import Rejected, Unreachable
 from config.model import Deployment
 from config.secrets import Secret
@@ -254,13 +253,7 @@ async def test_a_name_that_matches_two_users_is_rejected(slapd: tuple[Slapd, Dep
 
 async def test_a_certificate_for_another_name_is_rejected_even_from_the_trusted_ca(tmp_path: Path) -> None:
     """The CA is trusted but the server's certificate names another host: Rejected, naming ldap.server."""
-    ca_key, ca_cert = pki.make_root("LDAP name test CA")
-    key = pki.new_key("ECDSAP256")
-    cert = pki.sign_csr(pki.make_csr(key, "ldap.elsewhere.example", "O=Test", [], False), ca_key, ca_cert)
-    files = Pki(tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
-    files.ca_file.write_text(ca_cert)
-    files.cert_file.write_text(cert)
-    files.key_file.write_text(pki.key_pem(key))
+    files = misnamed_pki(tmp_path, "LDAP name test CA")
     deployment = make_deployment(1, tmp_path)
     with running_slapd(tmp_path / "slapd", deployment.ldap, files) as server:
         async with LdapDirectory.from_deployment(server.pointed_at(deployment)) as directory:

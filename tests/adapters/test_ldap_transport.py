@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 from _sim_factory import make_deployment
-from _slapd import Slapd, running_slapd
+from _slapd import Slapd, misnamed_pki, running_slapd
 
 from adapters.ldap import LdapDirectory
-from adapters.sim import _pki as pki
 from config.errors import Rejected, Unreachable
 from config.model import Deployment
 from orchestrator.lab import Pki, make_test_pki
@@ -51,13 +50,7 @@ async def test_ldaps_with_a_ca_that_did_not_sign_the_server_is_rejected(
 
 async def test_ldaps_with_a_certificate_for_another_name_is_rejected(tmp_path: Path) -> None:
     """The CA is trusted, the certificate names another host: the ldaps handshake fails naming ldap.server."""
-    ca_key, ca_cert = pki.make_root("LDAPS name test CA")
-    key = pki.new_key("ECDSAP256")
-    cert = pki.sign_csr(pki.make_csr(key, "ldap.elsewhere.example", "O=Test", [], False), ca_key, ca_cert)
-    files = Pki(tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
-    files.ca_file.write_text(ca_cert)
-    files.cert_file.write_text(cert)
-    files.key_file.write_text(pki.key_pem(key))
+    files = misnamed_pki(tmp_path, "LDAPS name test CA")
     deployment = make_deployment(1, tmp_path)
     with running_slapd(tmp_path / "slapd", deployment.ldap, files) as server:
         async with LdapDirectory.from_deployment(server.pointed_at(deployment, "ldaps")) as directory:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from _sim_factory import deploy_vm, install_manager, make_deployment, make_systems
+from _sim_factory import deploy_vm, install_manager, make_deployment, make_systems, worker_vm_fields
 from aiohttp import web
 
 from adapters import Systems
@@ -63,18 +63,7 @@ async def lab(world: SimWorld, tmp_path: Path) -> AsyncIterator[Lab]:
     await servers.start()
     node = deployment.conferencing[0]
     location = await systems.pexip.create("system_location", {"name": node.location})
-    await systems.pexip.create(
-        "worker_vm",
-        {
-            "name": node.name,
-            "hostname": node.hostname,
-            "address": node.address,
-            "netmask": node.netmask,
-            "gateway": node.gateway,
-            "system_location": location.uri,
-            "password": "never-used",
-        },
-    )
+    await systems.pexip.create("worker_vm", worker_vm_fields(node, location.uri))
     await deploy_vm(systems, deployment, node)
     await servers.refresh()
     nodes = tuple(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _sim_factory import deploy_vm, identity, make_deployment, make_systems, prompts
+from _sim_factory import deploy_vm, identity, make_deployment, make_systems, prompts, worker_vm_fields
 
 from adapters import Console, Systems
 from adapters.sim import SimConsole, SimWorld
@@ -121,17 +121,6 @@ async def test_conferencing_nodes_have_no_wizards(systems: Systems, deployment: 
     admin_password = deployment.pexip_api.admin_password.reveal()  # the API logs in with it
     await systems.console.installation_wizard(deployment.management, admin_password, ANSWERS)
     location = await systems.pexip.create("system_location", {"name": "l"})
-    await systems.pexip.create(
-        "worker_vm",
-        {
-            "name": conf.name,
-            "hostname": conf.hostname,
-            "address": conf.address,
-            "netmask": conf.netmask,
-            "gateway": conf.gateway,
-            "system_location": location.uri,
-            "password": "never-used-password",
-        },
-    )
+    await systems.pexip.create("worker_vm", worker_vm_fields(conf, location.uri))
     await deploy_vm(systems, deployment, conf)
     assert await systems.console.wizard_state(conf) == "installed"

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from _sim_factory import full_reservation, identity, install_manager, make_deployment, make_systems
+from _sim_factory import full_reservation, identity, install_manager, make_deployment, make_systems, worker_vm_fields
 
 from adapters import VSphere
 from adapters.base import DiskAllocation
@@ -86,18 +86,7 @@ async def test_conferencing_import_needs_its_deployment_file(world: SimWorld, de
         await systems.vsphere.import_ova(conf, identity(deployment, conf), deployment.ova.conferencing)
     await install_manager(systems, deployment)
     location = await systems.pexip.create("system_location", {"name": "loc"})
-    await systems.pexip.create(
-        "worker_vm",
-        {
-            "name": conf.name,
-            "hostname": conf.hostname,
-            "address": conf.address,
-            "netmask": conf.netmask,
-            "gateway": conf.gateway,
-            "system_location": location.uri,
-            "password": "never-used-password",
-        },
-    )
+    await systems.pexip.create("worker_vm", worker_vm_fields(conf, location.uri))
     vm = await systems.vsphere.import_ova(conf, identity(deployment, conf), deployment.ova.conferencing)
     assert vm.name == conf.name
 

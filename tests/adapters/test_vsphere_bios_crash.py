@@ -67,7 +67,7 @@ async def test_vcsim_a_crash_before_the_first_key_is_retried_without_an_operator
         state = await vc.get_bios(vm)
     assert state.locked_marker and state.boot_disk_first and not state.enter_bios_setup
     assert _marker(vcsim, vm.moref) == "done"
-    assert len(vcsim.keys()) == 2 * len(PASSWORD) + 10  # the whole script (test_vsphere._expected_keys), typed once
+    assert len(vcsim.keys()) == 2 * len(PASSWORD) + 10  # the whole script (test_vsphere_bios._expected_keys) once
 
 
 @pytest.mark.vcsim
@@ -103,10 +103,10 @@ def sim_deployment(tmp_path: Path) -> Deployment:
     return make_deployment(1, tmp_path)
 
 
-async def test_twin_a_crash_before_the_first_key_is_retried_without_an_operator(
-    world: SimWorld, sim_deployment: Deployment, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The twin, killed before the first key, leaves no "typing" marker and its retry completes."""
+async def _twin_killed_in(
+    method: str, world: SimWorld, sim_deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SimVSphere, Any]:
+    """The twin's Management Node VM imported, then its ``lock_bios`` killed where ``method`` runs."""
     node = sim_deployment.management
     vsphere = SimVSphere(world, sim_deployment)
     vm = await vsphere.import_ova(node, sim_identity(sim_deployment, node), sim_deployment.ova.management)
@@ -114,10 +114,19 @@ async def test_twin_a_crash_before_the_first_key_is_retried_without_an_operator(
     async def die(*args: Any, **kwargs: Any) -> None:
         raise Crash
 
-    monkeypatch.setattr(SimVSphere, "_mark_typing", die)
+    monkeypatch.setattr(SimVSphere, method, die)
     with pytest.raises(Crash):
         await vsphere.lock_bios(vm, PASSWORD)
     monkeypatch.undo()
+    return vsphere, vm
+
+
+async def test_twin_a_crash_before_the_first_key_is_retried_without_an_operator(
+    world: SimWorld, sim_deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The twin, killed before the first key, leaves no "typing" marker and its retry completes."""
+    node = sim_deployment.management
+    vsphere, vm = await _twin_killed_in("_mark_typing", world, sim_deployment, monkeypatch)
     stored = world.get(VM, node.name)
     assert stored["power_state"] == "poweredOn" and stored["bios"].get("lock") is None
     await SimVSphere(world, sim_deployment).lock_bios(vm, PASSWORD)
@@ -131,16 +140,7 @@ async def test_twin_a_crash_after_the_first_key_asks_for_the_operator(
 ) -> None:
     """The twin, killed while typing, leaves the marker on a running VM, and its retry is refused."""
     node = sim_deployment.management
-    vsphere = SimVSphere(world, sim_deployment)
-    vm = await vsphere.import_ova(node, sim_identity(sim_deployment, node), sim_deployment.ova.management)
-
-    async def die(*args: Any, **kwargs: Any) -> None:
-        raise Crash
-
-    monkeypatch.setattr(SimVSphere, "_type_password", die)
-    with pytest.raises(Crash):
-        await vsphere.lock_bios(vm, PASSWORD)
-    monkeypatch.undo()
+    vsphere, vm = await _twin_killed_in("_type_password", world, sim_deployment, monkeypatch)
     assert world.get(VM, node.name)["bios"]["lock"] == "typing"
     with pytest.raises(Rejected, match=OPERATOR):
         await SimVSphere(world, sim_deployment).lock_bios(vm, PASSWORD)

@@ -49,10 +49,10 @@ async def _audit(sim: api.SimulationSettings, **options: Any) -> AuditOutcome:
 
 async def _check(sim: api.SimulationSettings, nodes: list[str] | None = None) -> AuditReport:
     """The audit's checks alone, over the simulation's world (no journal: the break cases stay fast)."""
-    from orchestrator._session import _recorded_simulation
+    from orchestrator._worlds import recorded_simulation
     from orchestrator.wiring import open_systems
 
-    deployment, world = _recorded_simulation({"nodes": 2, "world": str(sim.world)})
+    deployment, world = recorded_simulation({"nodes": 2, "world": str(sim.world)})
     try:
         systems = open_systems(deployment, world, journal=sim.journal)
         try:
@@ -364,7 +364,7 @@ async def test_the_audit_writes_nothing_to_the_systems_and_no_secret_to_the_repo
     finished: api.SimulationSettings,
 ) -> None:
     """The world's state is byte-for-byte the same after an audit; no configured secret is in the report."""
-    from orchestrator._session import _recorded_simulation
+    from orchestrator._worlds import recorded_simulation
 
     def state() -> list[tuple[str, str, str]]:
         with closing(sqlite3.connect(finished.world)) as conn:
@@ -373,7 +373,7 @@ async def test_the_audit_writes_nothing_to_the_systems_and_no_secret_to_the_repo
     before = state()
     outcome = await _audit(finished, fmt="json")
     assert state() == before
-    deployment, world = _recorded_simulation({"nodes": 2, "world": str(finished.world)})
+    deployment, world = recorded_simulation({"nodes": 2, "world": str(finished.world)})
     world.close()
     secrets = [s.reveal() for s in deployment.secrets() if s.available() is None]
     assert [s for s in secrets if s and s in outcome.text] == []

@@ -13,7 +13,7 @@ from machines.plan import Action, Blocked, Done, Held, RunStep, Stopped, Wait
 from orchestrator import _format
 from orchestrator.cli import cli
 from orchestrator.engine import RunReport
-from tests.orchestrator.test_cli import SECRETS, _sim_config
+from tests.orchestrator.cli_helpers import sim_config, sim_env
 
 MGR, CONF = "pexip-mgr", "pexip-conf-01"
 BLOCKED = Blocked("waits for the Management Node to be hardened before deployed (now new)")
@@ -22,10 +22,8 @@ GATE = "waiting on gate security_wizard; approve it: orchestrator approve pexip-
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for k, v in SECRETS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.chdir(tmp_path)
-    return _sim_config(tmp_path)
+    sim_env(tmp_path, monkeypatch)
+    return sim_config(tmp_path)
 
 
 def _cli(config: Path, *args: str) -> tuple[int, list[str]]:

@@ -9,61 +9,22 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from orchestrator.cli import cli
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "config" / "example.toml"
-
-SECRETS = {
-    "VCENTER_PASSWORD": "vc-Secret-7f3a91",
-    "BIOS_PASSWORD": "bios-Secret-2c8e44",
-    "PEXIP_ADMIN_PASSWORD": "admin-Secret-9d1b07",
-    "NTP_KEY_1": "ntp1-Secret-55aa01",
-    "NTP_KEY_2": "ntp2-Secret-66bb02",
-    "SNMP_AUTH_PASSWORD": "snmpauth-Secret-77cc",
-    "SNMP_PRIV_PASSWORD": "snmppriv-Secret-88dd",
-    "LDAP_BIND_PASSWORD": "bind-Secret-99ee03",
-    "LDAP_VERIFY_PASSWORD": "verify-Secret-aaff04",
-    "PEXIP_BOOTSTRAP_KEY": "Ym9vdHN0cmFwLVNlY3JldC0zMmJ5dGVzLWxvbmctLS0=",  # 32 bytes, base64
-    "PEXIP_CONSOLE_PASSWORD": "console-Passw0rd-1",
-}
-CLIENT_KEY = "clientkey-Secret-bb1105"
-
-
-def _sim_config(tmp: Path) -> Path:
-    """The example deployment with every system simulated, secrets from env and a file."""
-    text = EXAMPLE.read_text()
-    text = re.sub(r'^mode = "real"', 'mode = "sim"', text, flags=re.M)
-    text = re.sub(r'^mode = "manual"', 'mode = "sim"', text, flags=re.M)
-    text = re.sub(r"^signing_key = .*\n", "", text, flags=re.M)  # a simulation makes its own journal key
-    (tmp / "certs").mkdir()
-    (tmp / "certs" / "orchestrator-admin.key").write_text(CLIENT_KEY + "\n")
-    path = tmp / "orchestrator.toml"
-    path.write_text(text)
-    return path
+from tests.orchestrator.cli_helpers import CLIENT_KEY, ROOT, SECRETS, invoke, sim_config, sim_env
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for k, v in SECRETS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.chdir(tmp_path)
-    return _sim_config(tmp_path)
-
-
-def _invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+    return sim_config(sim_env(tmp_path, monkeypatch))
 
 
 def test_run_without_approval_waits_then_finishes_after_approve(env: Path, tmp_path: Path) -> None:
     """run exits 3 at the security-wizard gate; approve + resume exits 0 with every node done."""
-    code, out, err = _invoke("-c", str(env), "run")
+    code, out, err = invoke("-c", str(env), "run")
     assert code == 3, out + err
     assert "security_wizard" in out
-    code, out, _ = _invoke("-c", str(env), "status", "--json")
+    code, out, _ = invoke("-c", str(env), "status", "--json")
     status = json.loads(out)
     mgr = next(n for n in status["nodes"] if n["role"] == "management")
     assert (mgr["state"], mgr["gate"], mgr["next"]["action"]) == ("awaiting_approval", "security_wizard", "wait")
@@ -81,13 +42,13 @@ def test_run_without_approval_waits_then_finishes_after_approve(env: Path, tmp_p
         "updated_at",
         "next",
     } <= set(mgr)
-    code, out, _ = _invoke(
+    code, out, _ = invoke(
         "-c", str(env), "approve", mgr["node"], "security_wizard", "--by", "alice", "--reason", "CHG-42"
     )
     assert code == 0
-    code, out, err = _invoke("-c", str(env), "resume", "--all")
+    code, out, err = invoke("-c", str(env), "resume", "--all")
     assert code == 0, out + err
-    code, out, _ = _invoke("-c", str(env), "status", "--json")
+    code, out, _ = invoke("-c", str(env), "status", "--json")
     assert {n["state"] for n in json.loads(out)["nodes"]} == {"ldap_authenticated"}
 
 
@@ -99,12 +60,12 @@ def test_no_secret_reaches_the_journal_the_logs_or_an_export(env: Path, tmp_path
         ["approve", "pexip-mgr", "security_wizard", "--by", "alice"],
         ["--log-level", "DEBUG", "resume", "--all"],
     ):
-        code, out, err = _invoke("-c", str(env), *args)
+        code, out, err = invoke("-c", str(env), *args)
         outputs += [out, err]
-    code, out, _ = _invoke("-c", str(env), "status", "--json")
+    code, out, _ = invoke("-c", str(env), "status", "--json")
     assert {n["state"] for n in json.loads(out)["nodes"]} == {"ldap_authenticated"}
     for fmt in ("jsonl", "csv"):
-        code, out, err = _invoke("-c", str(env), "journal", "export", "--format", fmt)
+        code, out, err = invoke("-c", str(env), "journal", "export", "--format", fmt)
         assert code == 0
         outputs += [out, err]
     blobs = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and "journal" in p.name)
@@ -129,7 +90,7 @@ def test_no_secret_reaches_the_journal_the_logs_or_an_export(env: Path, tmp_path
 def test_bad_configuration_exits_2_naming_the_field(env: Path, edit: object, field: str) -> None:
     """Bad input: exit 2, the field named, nothing journaled."""
     env.write_text(edit(env.read_text()))  # type: ignore[operator]
-    code, out, err = _invoke("-c", str(env), "run")
+    code, out, err = invoke("-c", str(env), "run")
     assert code == 2
     assert field in err
     assert not Path("orchestrator.journal.sqlite").exists()
@@ -137,21 +98,21 @@ def test_bad_configuration_exits_2_naming_the_field(env: Path, edit: object, fie
 
 def test_missing_configuration_exits_2() -> None:
     """A missing config file is bad input with the fix."""
-    code, _, err = _invoke("-c", "nope.toml", "run")
+    code, _, err = invoke("-c", "nope.toml", "run")
     assert code == 2 and "nope.toml" in err
 
 
 def test_approve_refuses_unknown_gates_and_nodes(env: Path) -> None:
     """approve names the valid gates and nodes when given wrong ones (exit 2)."""
-    _invoke("-c", str(env), "run", "--until", "deployed")
-    code, _, err = _invoke("-c", str(env), "approve", "pexip-mgr", "no_gate", "--by", "x")
+    invoke("-c", str(env), "run", "--until", "deployed")
+    code, _, err = invoke("-c", str(env), "approve", "pexip-mgr", "no_gate", "--by", "x")
     assert code == 2 and "security_wizard" in err
-    code, _, err = _invoke("-c", str(env), "approve", "ghost", "security_wizard", "--by", "x")
+    code, _, err = invoke("-c", str(env), "approve", "ghost", "security_wizard", "--by", "x")
     assert code == 2 and "ghost" in err
 
 
 def _public_key(env: Path, tmp_path: Path) -> Path:
-    code, pem, err = _invoke("-c", str(env), "journal", "public-key")
+    code, pem, err = invoke("-c", str(env), "journal", "public-key")
     assert code == 0 and pem.startswith("-----BEGIN PUBLIC KEY-----"), err
     path = tmp_path / "auditor.pub.pem"
     path.write_text(pem)
@@ -160,52 +121,52 @@ def _public_key(env: Path, tmp_path: Path) -> Path:
 
 def test_journal_verify_exits_4_on_tampering(env: Path, tmp_path: Path) -> None:
     """An event edited with the sqlite3 shell makes `journal verify --public-key` exit 4, naming its seq."""
-    assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "reserved")[0] == 0
+    assert invoke("-c", str(env), "run", "pexip-mgr", "--until", "reserved")[0] == 0
     key = _public_key(env, tmp_path)
-    code, out, err = _invoke("-c", str(env), "journal", "verify", "--public-key", str(key))
+    code, out, err = invoke("-c", str(env), "journal", "verify", "--public-key", str(key))
     assert code == 0 and "VERIFIED" in out, out + err
     with sqlite3.connect("orchestrator.journal.sqlite") as db:
         db.execute("UPDATE events SET actor = 'mallory' WHERE seq = 3")
-    code, _, err = _invoke("-c", str(env), "journal", "verify", "--public-key", str(key))
+    code, _, err = invoke("-c", str(env), "journal", "verify", "--public-key", str(key))
     assert code == 4 and "3" in err
 
 
 def test_journal_verify_without_a_trusted_key_is_unverified(tmp_path: Path, env: Path) -> None:
     """Without --public-key and without a configured or simulation key, verify prints UNVERIFIED and exits 4."""
-    assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "deployed")[0] == 0
-    code, out, err = _invoke(
+    assert invoke("-c", str(env), "run", "pexip-mgr", "--until", "deployed")[0] == 0
+    code, out, err = invoke(
         "--journal", "orchestrator.journal.sqlite", "-c", str(tmp_path / "none.toml"), "journal", "verify"
     )
     assert code == 2  # a configuration named but missing is bad input, never "no key, fine"
     from orchestrator._trust import generated_key_path
 
     generated_key_path(tmp_path / "orchestrator.journal.sqlite").unlink()
-    code, out, err = _invoke("-c", str(env), "journal", "verify")
+    code, out, err = invoke("-c", str(env), "journal", "verify")
     assert code == 4 and "UNVERIFIED" in err, out + err
-    code, out, err = _invoke("-c", str(env), "journal", "verify", "--chain-only")
+    code, out, err = invoke("-c", str(env), "journal", "verify", "--chain-only")
     assert code == 0 and "CHAIN_ONLY" in out and "signatures not checked" in out
 
 
 def test_export_verify_catches_an_edited_line(env: Path, tmp_path: Path) -> None:
     """An export is written 0600 and verifies with the public key; the same export with one edited line exits 4."""
-    assert _invoke("-c", str(env), "run", "pexip-mgr", "--until", "deployed")[0] == 0
+    assert invoke("-c", str(env), "run", "pexip-mgr", "--until", "deployed")[0] == 0
     key = _public_key(env, tmp_path)
     out = tmp_path / "audit.jsonl"
-    assert _invoke("-c", str(env), "journal", "export", "-o", str(out))[0] == 0
+    assert invoke("-c", str(env), "journal", "export", "-o", str(out))[0] == 0
     assert out.stat().st_mode & 0o777 == 0o600
-    assert _invoke("-c", str(env), "journal", "verify", str(out), "--public-key", str(key))[0] == 0
+    assert invoke("-c", str(env), "journal", "verify", str(out), "--public-key", str(key))[0] == 0
     lines = out.read_text().splitlines()
     edited = next(i for i, line in enumerate(lines) if '"kind":"step_committed"' in line)
     lines[edited] = lines[edited].replace('"step":"deploy_ova"', '"step":"reserve_resources"')
     assert lines[edited] != out.read_text().splitlines()[edited]
     out.write_text("\n".join(lines) + "\n")
-    assert _invoke("-c", str(env), "journal", "verify", str(out), "--public-key", str(key))[0] == 4
+    assert invoke("-c", str(env), "journal", "verify", str(out), "--public-key", str(key))[0] == 4
 
 
 def test_dry_run_prints_a_plan_and_changes_nothing(env: Path) -> None:
     """run --dry-run --json lists the first step's change per node; nothing is created (no journal, no world)."""
     before = sorted(p.relative_to(env.parent) for p in env.parent.rglob("*"))
-    code, out, err = _invoke("-c", str(env), "run", "--dry-run", "--json")
+    code, out, err = invoke("-c", str(env), "run", "--dry-run", "--json")
     assert code == 0, err
     plan = json.loads(out)["nodes"]
     assert plan["pexip-mgr"][0]["status"] == "change"
@@ -239,7 +200,7 @@ def test_every_command_has_help() -> None:
 def test_failed_step_exits_1_with_json_logs_and_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A permanent fault: exit 1, a JSON error log line naming node and step, status shows the reason."""
     monkeypatch.chdir(tmp_path)
-    code, out, err = _invoke("simulate", "--nodes", "2", "--faults", "permanent=snmpv3@pexip-mgr")
+    code, out, err = invoke("simulate", "--nodes", "2", "--faults", "permanent=snmpv3@pexip-mgr")
     assert code == 1
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     failed = [r for r in records if r.get("event") == "step failed"]
@@ -247,7 +208,7 @@ def test_failed_step_exits_1_with_json_logs_and_the_reason(tmp_path: Path, monke
         failed and failed[0]["node"] == "pexip-mgr" and failed[0]["step"] == "snmpv3" and failed[0]["level"] == "error"
     )
     assert "resume" in out
-    code, out, _ = _invoke("status", "pexip-mgr", "--json")
+    code, out, _ = invoke("status", "pexip-mgr", "--json")
     node = json.loads(out)["nodes"][0]
     assert (node["state"], node["failed_from"], node["next"]["action"]) == ("failed", "hardening", "stopped")
     assert "injected permanent fault" in node["last_error"]
@@ -269,9 +230,9 @@ def test_a_command_ca_signs_every_csr_with_no_one_in_between(env: Path, tmp_path
     (tmp_path / "certs" / "ca-chain.pem").write_text((tmp_path / "pki" / "ca-chain.pem").read_text())
     table = '[pki]\nmode = "command"\ncommand = ' + json.dumps(list(spec.command))  # a TOML array of strings
     env.write_text(env.read_text().replace('[pki]\nmode = "sim"', table))
-    assert _invoke("-c", str(env), "run")[0] == 3  # the security wizard's approval first
-    _invoke("-c", str(env), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
-    code, out, err = _invoke("-c", str(env), "resume", "--all")
+    assert invoke("-c", str(env), "run")[0] == 3  # the security wizard's approval first
+    invoke("-c", str(env), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
+    code, out, err = invoke("-c", str(env), "resume", "--all")
     assert code == 0, out + err
     signed = (tmp_path / "ca" / "index.txt").read_text().splitlines()
     assert len(signed) == len(list((tmp_path / "pki" / "outbox").glob("*.csr"))) == 4  # once per node
@@ -303,12 +264,12 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
         "30",
         cwd=tmp_path,
     )
-    assert _invoke("-c", str(env), "run")[0] == 3  # the security wizard's approval first
-    _invoke("-c", str(env), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
+    assert invoke("-c", str(env), "run")[0] == 3  # the security wizard's approval first
+    invoke("-c", str(env), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
     signed: set[str] = set()
     hosts = {h: n for n, h in re.findall(r'^name = "(pexip-[^"]+)"\nhostname = "([^"]+)"', text, re.M)}
     for _ in range(8):
-        code, out, err = _invoke("-c", str(env), "resume", "--all")
+        code, out, err = invoke("-c", str(env), "resume", "--all")
         if code == 0:
             break
         assert code == 3, out + err
@@ -339,11 +300,11 @@ def test_manual_ca_with_openssl_signing_every_csr(env: Path, tmp_path: Path) -> 
                 "copy",
                 cwd=tmp_path,
             )
-            assert _invoke("-c", str(env), "cert", "import", node, str(tmp_path / f"{node}.pem"))[0] == 0
+            assert invoke("-c", str(env), "cert", "import", node, str(tmp_path / f"{node}.pem"))[0] == 0
             signed.add(node)
     assert code == 0
     assert signed == {"pexip-mgr", "pexip-conf-01", "pexip-conf-02", "pexip-conf-03"}
-    code, out, _ = _invoke("-c", str(env), "status", "--json")
+    code, out, _ = invoke("-c", str(env), "status", "--json")
     assert {n["state"] for n in json.loads(out)["nodes"]} == {"ldap_authenticated"}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,9 @@ import pytest
 from adapters.sim.servers.console_ssh import ConsoleServer
 from adapters.sim.world import SimWorld
 from config.load import simulated_deployment
-from config.secrets import Secret
 from orchestrator import api
 from orchestrator.clock import FakeClock
-
-CONSOLE_PASSWORD = "console-Passw0rd-7"
+from tests.adapters._ssh_console import CONSOLE_PASSWORD, real_console
 
 
 @pytest.mark.slow  # the client polls a rebooting console every second (two reboots)
@@ -22,19 +19,9 @@ async def test_a_run_takes_the_manager_to_hardened_over_ssh(tmp_path: Path) -> N
     """console.mode = "real": installation wizard and securitywizard each once over SSH; a rerun changes nothing."""
     deployment = simulated_deployment(2, tmp_path / "world.d")
     world = SimWorld.open(tmp_path / "world.sqlite")
-    (tmp_path / "console-password").write_text(CONSOLE_PASSWORD + "\n")
     try:
         async with ConsoleServer(world, deployment, CONSOLE_PASSWORD, reboot_s=0.05) as server:
-            console = dataclasses.replace(
-                deployment.console,
-                mode="real",
-                port=server.port,
-                admin_password=Secret(f"file:{tmp_path / 'console-password'}"),
-                host_key_fingerprint=server.fingerprint,
-            )
-            # The Management Node's console answers where the server listens.
-            management = dataclasses.replace(deployment.management, address=server.host)
-            real = dataclasses.replace(deployment, console=console, management=management)
+            real = real_console(deployment, server, tmp_path)
             for _ in range(2):
                 with api.open_journal(tmp_path / "journal.sqlite") as journal:
                     report = await api.drive(
@@ -76,19 +63,9 @@ async def test_a_crash_after_a_wizard_does_not_answer_it_twice(tmp_path: Path, s
     console, sees the wizard done, and goes on without answering it again."""
     deployment = simulated_deployment(2, tmp_path / "world.d")
     world = SimWorld.open(tmp_path / "world.sqlite")
-    (tmp_path / "console-password").write_text(CONSOLE_PASSWORD + "\n")
     try:
         async with ConsoleServer(world, deployment, CONSOLE_PASSWORD, reboot_s=0.05) as server:
-            console = dataclasses.replace(
-                deployment.console,
-                mode="real",
-                port=server.port,
-                admin_password=Secret(f"file:{tmp_path / 'console-password'}"),
-                host_key_fingerprint=server.fingerprint,
-            )
-            # The Management Node's console answers where the server listens.
-            management = dataclasses.replace(deployment.management, address=server.host)
-            real = dataclasses.replace(deployment, console=console, management=management)
+            real = real_console(deployment, server, tmp_path)
             hooks = _CrashAfter(world, step)
             with pytest.raises(BaseException) as died:
                 with api.open_journal(tmp_path / "journal.sqlite") as journal:

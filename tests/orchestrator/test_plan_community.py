@@ -10,15 +10,13 @@ from click.testing import CliRunner
 
 from config.secrets import REDACTED
 from orchestrator.cli import cli
-from tests.orchestrator.test_cli import SECRETS, _sim_config
+from tests.orchestrator.cli_helpers import SECRETS, sim_config, sim_env
 
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for k, v in SECRETS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.chdir(tmp_path)
-    return _sim_config(tmp_path)
+    sim_env(tmp_path, monkeypatch)
+    return sim_config(tmp_path)
 
 
 def _plan(config: Path, *args: str) -> str:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from orchestrator._format_plan import plan_lines, toml_value
 from orchestrator._plan import Plan
 from orchestrator.cli import cli
-from tests.orchestrator.test_cli import SECRETS, _sim_config
+from tests.orchestrator.cli_helpers import SECRETS, sim_config, sim_env
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "example.toml"
@@ -27,10 +27,8 @@ SUMMARY = re.compile(
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The example deployment with every system simulated, in its own directory (the world file beside it)."""
-    for k, v in SECRETS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.chdir(tmp_path)
-    path = _sim_config(tmp_path)  # the same simulated example as the CLI tests (test_cli.env)
+    sim_env(tmp_path, monkeypatch)
+    path = sim_config(tmp_path)  # the same simulated example as the CLI tests (test_cli.env)
     return path
 
 

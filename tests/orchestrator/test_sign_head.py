@@ -15,29 +15,18 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from orchestrator._trust import generated_key_path
-from orchestrator.cli import cli
 from tests.journal.journal_helpers import append_forged_event
-from tests.orchestrator.test_cli import SECRETS, _sim_config
-
-
-def _invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+from tests.orchestrator.cli_helpers import event_count, invoke, sim_config, sim_env
 
 
 @pytest.fixture
 def waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """A configured simulation run to the security wizard's gate (exit 3): its configuration and journal."""
-    for k, v in SECRETS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("ORCHESTRATOR_CONFIG", raising=False)
-    monkeypatch.delenv("ORCHESTRATOR_JOURNAL", raising=False)
-    monkeypatch.chdir(tmp_path)
-    config = _sim_config(tmp_path)
-    assert _invoke("-c", str(config), "run")[0] == 3
+    sim_env(tmp_path, monkeypatch)
+    config = sim_config(tmp_path)
+    assert invoke("-c", str(config), "run")[0] == 3
     return config, tmp_path / "orchestrator.journal.sqlite"
 
 
@@ -50,11 +39,6 @@ def _append(path: Path, kind: str, step: str | None, actor: str, payload: str, *
         return append_forged_event(db, kind, step, actor, payload, node=node)
 
 
-def _events(path: Path) -> int:
-    with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
-
-
 APPROVAL = '{"approved":true,"gate":"security_wizard","reason":""}'
 
 
@@ -64,29 +48,29 @@ def test_an_unsigned_tail_is_shown_accepted_only_with_the_key_and_yes_and_named_
 ) -> None:
     config, path = waiting
     forged = _append(path, "gate_opened", "security_wizard", "alice", APPROVAL, drop_signature=drop_signature)
-    before = _events(path)
-    assert _invoke("-c", str(config), "resume", "--all")[0] == 4
+    before = event_count(path)
+    assert invoke("-c", str(config), "resume", "--all")[0] == 4
     # the attacker, without the signing key, cannot accept it
     key = generated_key_path(path)
     hidden = key.with_name("hidden.pem")
     shutil.move(key, hidden)
-    code, out, err = _invoke("-c", str(config), "journal", "sign-head", "--by", "mallory", "--yes")
+    code, out, err = invoke("-c", str(config), "journal", "sign-head", "--by", "mallory", "--yes")
     assert code == 2 and "journal sign-head signs with the journal's key" in err, out + err
-    assert _events(path) == before
+    assert event_count(path) == before
     shutil.move(hidden, key)
     # the operator sees the events first; without --yes nothing is accepted
-    code, out, err = _invoke("-c", str(config), "journal", "sign-head", "--by", "bob")
+    code, out, err = invoke("-c", str(config), "journal", "sign-head", "--by", "bob")
     assert code == 1 and "nothing accepted" in err, out + err
     why = "no head signature" if drop_signature else f"the head signature covers seq {forged - 1} only"
     assert why in out and f"seq {forged:>6}" in out and "gate_opened" in out and "by alice" in out, out
-    assert _events(path) == before
+    assert event_count(path) == before
     # accepted: journaled, signed; verify passes and names who accepted which events
-    code, out, err = _invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--reason", "CHG-7", "--yes")
+    code, out, err = invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--reason", "CHG-7", "--yes")
     assert code == 0 and f"accepted by bob (journal seq {forged + 1}" in out, out + err
-    code, out, err = _invoke("-c", str(config), "journal", "verify")
+    code, out, err = invoke("-c", str(config), "journal", "verify")
     assert code == 0 and "VERIFIED" in out and "(head signature holds)" in out, out + err
     assert f"note: seq {forged + 1}: bob accepted events {forged}..{forged}" in err and "CHG-7" in err, err
-    code, out, _ = _invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--yes")
+    code, out, _ = invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--yes")
     assert code == 0 and "nothing to accept" in out, out
 
 
@@ -96,19 +80,19 @@ def test_a_forged_acceptance_or_a_forged_signature_is_never_accepted(waiting: tu
     config, path = waiting
     payload = json.dumps({"why": "no head signature", "count": 0, "reason": "trust me"})
     _append(path, "head_accepted", None, "mallory", payload, drop_signature=False)
-    code, _, err = _invoke("-c", str(config), "journal", "verify")
+    code, _, err = invoke("-c", str(config), "journal", "verify")
     assert code == 4 and "signs head seq" in err and "mallory accepted" not in err, err
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = json_set(value, '$.seq', 3) WHERE name = 'head_signature'")
-    before = _events(path)
-    code, _, err = _invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--yes")
+    before = event_count(path)
+    code, _, err = invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--yes")
     assert code == 4 and "never accepted" in err and "does not verify" in err, err
     with sqlite3.connect(path) as db:
         db.execute("DELETE FROM meta WHERE name = 'head_signature'")
         db.execute("UPDATE events SET actor = 'mallory' WHERE seq = 5")
-    code, _, err = _invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--yes")
+    code, _, err = invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--yes")
     assert code == 4 and "event seq 5: content does not match its hash" in err, err
-    assert _events(path) == before
+    assert event_count(path) == before
 
 
 def test_a_deleted_head_signature_of_a_checkpointed_journal_is_refused_then_accepted(
@@ -118,12 +102,12 @@ def test_a_deleted_head_signature_of_a_checkpointed_journal_is_refused_then_acce
     config, path = waiting
     with sqlite3.connect(path) as db:
         db.execute("DELETE FROM meta WHERE name = 'head_signature'")
-    code, _, err = _invoke("-c", str(config), "journal", "verify")
+    code, _, err = invoke("-c", str(config), "journal", "verify")
     assert code == 4 and "head_signature: missing" in err and "nothing proves" not in err, err
-    code, _, err = _invoke("-c", str(config), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
+    code, _, err = invoke("-c", str(config), "approve", "pexip-mgr", "security_wizard", "--by", "alice")
     assert code == 4 and "head_signature: missing" in err, err
-    code, out, err = _invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--yes")
+    code, out, err = invoke("-c", str(config), "journal", "sign-head", "--by", "bob", "--yes")
     assert code == 0 and "0 event(s) no signature covers" in out, out + err
-    code, _, err = _invoke("-c", str(config), "journal", "verify")
+    code, _, err = invoke("-c", str(config), "journal", "verify")
     assert code == 0 and "bob accepted no unsigned event" in err, err
-    assert _invoke("-c", str(config), "approve", "pexip-mgr", "security_wizard", "--by", "alice")[0] == 0
+    assert invoke("-c", str(config), "approve", "pexip-mgr", "security_wizard", "--by", "alice")[0] == 0

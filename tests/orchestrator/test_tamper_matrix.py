@@ -18,19 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from journal import Journal, generate_signing_key, kinds
 from orchestrator._trust import generated_key_path
-from orchestrator.cli import cli
 from tests.journal.journal_helpers import append_forged_approval
 from tests.journal.journal_helpers import rechain as rechain_all
-from tests.orchestrator.test_cli import SECRETS, _sim_config
-
-
-def _invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+from tests.orchestrator.cli_helpers import event_count, invoke, public_key, sim_config, sim_env, simulate_two
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +31,9 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """One two-node simulation (the Manager failed at the wizard), and the auditor's copy of its public key."""
     base = tmp_path_factory.mktemp("tamper")
     src = base / "src"
-    src.mkdir()
-    code, out, err = _invoke(
-        "--journal",
-        str(src / "j.sqlite"),
-        "simulate",
-        "--nodes",
-        "2",
-        "--world",
-        str(src / "w.sqlite"),
-        "--faults",
-        "permanent=security_wizard@pexip-mgr",
-    )
+    code, out, err = simulate_two(src, "--faults", "permanent=security_wizard@pexip-mgr")
     assert code == 1, out + err  # failed at the wizard: `resume --all` has work to do
-    code, pem, err = _invoke("--journal", str(src / "j.sqlite"), "journal", "public-key")
-    assert code == 0, err
-    (base / "auditor.pem").write_text(pem)
-    return src / "j.sqlite", base / "auditor.pem"
+    return src / "j.sqlite", public_key(src / "j.sqlite", base / "auditor.pem")
 
 
 @pytest.fixture
@@ -202,11 +181,6 @@ ATTACKS: list[tuple[str, Callable[[Path], None], str]] = [
 ]
 
 
-def _events(path: Path) -> int:
-    with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
-
-
 @pytest.mark.parametrize(("edit", "said"), [(e, s) for _, e, s in ATTACKS], ids=[n for n, _, _ in ATTACKS])
 def test_each_kind_of_edit_fails_verify_and_resume_acts_on_none(
     finished: tuple[Path, Path], journal: Path, edit: Callable[[Path], None], said: str
@@ -215,15 +189,15 @@ def test_each_kind_of_edit_fails_verify_and_resume_acts_on_none(
     (4, or 2 for a journal that names another deployment) without appending an event: it verifies the whole journal,
     not only what follows the last signed checkpoint (every edit of events here is older than that checkpoint)."""
     _, pem = finished
-    code, out, err = _invoke("--journal", str(journal), "journal", "verify", "--public-key", str(pem))
+    code, out, err = invoke("--journal", str(journal), "journal", "verify", "--public-key", str(pem))
     assert code == 0 and "VERIFIED" in out, out + err
     edit(journal)
-    before = _events(journal)
-    code, out, err = _invoke("--journal", str(journal), "journal", "verify", "--public-key", str(pem))
+    before = event_count(journal)
+    code, out, err = invoke("--journal", str(journal), "journal", "verify", "--public-key", str(pem))
     assert code == 4 and said in err, out + err
-    code, _, err = _invoke("--journal", str(journal), "resume", "--all")
+    code, _, err = invoke("--journal", str(journal), "resume", "--all")
     assert code in (2, 4), err
-    assert _events(journal) == before
+    assert event_count(journal) == before
 
 
 def test_a_replaced_signing_key_signs_nothing_and_forges_nothing(finished: tuple[Path, Path], journal: Path) -> None:
@@ -233,14 +207,14 @@ def test_a_replaced_signing_key_signs_nothing_and_forges_nothing(finished: tuple
     key = generated_key_path(journal)
     key.unlink()
     generate_signing_key(key.parent, key.name)
-    before = _events(journal)
+    before = event_count(journal)
     for command in (["resume", "--all"], ["approve", "pexip-mgr", "security_wizard", "--by", "mallory"]):
-        code, _, err = _invoke("--journal", str(journal), *command)
+        code, _, err = invoke("--journal", str(journal), *command)
         assert code == 4 and "signature does not match the trusted public key" in err, err
-    assert _events(journal) == before
-    code, out, err = _invoke("--journal", str(journal), "journal", "verify", "--public-key", str(pem))
+    assert event_count(journal) == before
+    code, out, err = invoke("--journal", str(journal), "journal", "verify", "--public-key", str(pem))
     assert code == 0 and "VERIFIED" in out, out + err
-    code, _, err = _invoke("--journal", str(journal), "journal", "verify")  # with the key found where it was kept
+    code, _, err = invoke("--journal", str(journal), "journal", "verify")  # with the key found where it was kept
     assert code == 4 and "signature does not match the trusted public key" in err, err
 
 
@@ -248,13 +222,13 @@ def test_an_export_with_an_edited_row_fails_from_the_command_line(finished: tupl
     """`journal verify FILE` of an export one of whose rows was edited exits 4 naming the row."""
     _, pem = finished
     export = journal.parent.parent / "export.jsonl"
-    assert _invoke("--journal", str(journal), "journal", "export", "-o", str(export))[0] == 0
+    assert invoke("--journal", str(journal), "journal", "export", "-o", str(export))[0] == 0
     lines = export.read_text().splitlines()
     row = json.loads(lines[5])
     row["actor"] = "mallory"
     lines[5] = json.dumps(row)
     export.write_text("\n".join(lines) + "\n")
-    code, out, err = _invoke("--journal", str(journal), "journal", "verify", str(export), "--public-key", str(pem))
+    code, out, err = invoke("--journal", str(journal), "journal", "verify", str(export), "--public-key", str(pem))
     assert code == 4 and "content does not match its hash" in err, out + err
 
 
@@ -263,42 +237,38 @@ def test_an_export_with_an_edited_row_fails_from_the_command_line(finished: tupl
 
 @pytest.fixture
 def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for k, v in SECRETS.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("ORCHESTRATOR_CONFIG", raising=False)
-    monkeypatch.delenv("ORCHESTRATOR_JOURNAL", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return _sim_config(tmp_path)
+    sim_env(tmp_path, monkeypatch)
+    return sim_config(tmp_path)
 
 
 def test_a_meta_row_saying_simulation_approves_nothing(configured: Path, tmp_path: Path) -> None:
     """A configured deployment's journal given a `simulation` meta row (one INSERT, outside the chain) still waits for
     an operator at the security wizard: `resume --all` exits 3 and the wizard never ran. Without -c, the journal is
     refused as another deployment's, before any world is opened."""
-    assert _invoke("-c", str(configured), "run")[0] == 3  # waiting for the operator's approval of the wizard
+    assert invoke("-c", str(configured), "run")[0] == 3  # waiting for the operator's approval of the wizard
     path = tmp_path / "orchestrator.journal.sqlite"
     planted = tmp_path / "planted-world.sqlite"
     with sqlite3.connect(path) as db:
         planted_meta = json.dumps({"nodes": 4, "world": str(planted)})
         db.execute("INSERT INTO meta (name, value) VALUES ('simulation', ?)", (planted_meta,))
-    code, out, err = _invoke("-c", str(configured), "resume", "--all")
+    code, out, err = invoke("-c", str(configured), "resume", "--all")
     assert code == 3, out + err
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT state FROM nodes WHERE name = 'pexip-mgr'").fetchone()[0] == "awaiting_approval"
         opened = db.execute("SELECT count(*) FROM events WHERE kind = 'gate_opened'").fetchone()[0]
     assert opened == 0
-    before = _events(path)
+    before = event_count(path)
     (tmp_path / "elsewhere").mkdir()
     os.chdir(tmp_path / "elsewhere")  # no orchestrator.toml here: the journal's own meta would decide
-    code, _, err = _invoke("--journal", str(path), "resume", "--all")
+    code, _, err = invoke("--journal", str(path), "resume", "--all")
     assert code == 2 and re.search(r"belongs to deployment '[^']+', not 'simulation'", err), err
-    assert not planted.exists() and _events(path) == before
+    assert not planted.exists() and event_count(path) == before
 
 
 def test_an_old_event_turned_into_an_approval_does_not_open_the_wizards_gate(configured: Path, tmp_path: Path) -> None:
     """One UPDATE of an event older than the last signed checkpoint, into an operator's approval of the security
     wizard, leaves the rows and the tail as signed: `resume --all` still refuses (exit 4), the wizard never runs."""
-    assert _invoke("-c", str(configured), "run")[0] == 3
+    assert invoke("-c", str(configured), "run")[0] == 3
     path = tmp_path / "orchestrator.journal.sqlite"
     approval = '{"approved":true,"gate":"security_wizard","reason":""}'
     with sqlite3.connect(path) as db:
@@ -313,10 +283,10 @@ def test_an_old_event_turned_into_an_approval_does_not_open_the_wizards_gate(con
             "WHERE seq = ?",
             (approval, seq),
         )
-    before = _events(path)
-    code, _, err = _invoke("-c", str(configured), "resume", "--all")
+    before = event_count(path)
+    code, _, err = invoke("-c", str(configured), "resume", "--all")
     assert code == 4 and f"event seq {seq}: content does not match its hash" in err, err
-    assert _events(path) == before
+    assert event_count(path) == before
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT state FROM nodes WHERE name = 'pexip-mgr'").fetchone()[0] == "awaiting_approval"
 
@@ -328,7 +298,7 @@ def test_an_approval_appended_after_the_last_checkpoint_does_not_open_the_wizard
     """A forged `gate_opened` appended after the last signed checkpoint (chain, head and row fixed by hand) must not let
     `resume --all` run the irreversible security wizard: the head signature names the old head; deleted, the forged
     event is a tail no signature covers. `journal verify` says which."""
-    assert _invoke("-c", str(configured), "run")[0] == 3
+    assert invoke("-c", str(configured), "run")[0] == 3
     path = tmp_path / "orchestrator.journal.sqlite"
     with sqlite3.connect(path) as db:
         signed = json.loads(db.execute("SELECT value FROM meta WHERE name = 'head_signature'").fetchone()[0])
@@ -336,15 +306,15 @@ def test_an_approval_appended_after_the_last_checkpoint_does_not_open_the_wizard
         if drop_signature:
             db.execute("DELETE FROM meta WHERE name = 'head_signature'")
         forged = append_forged_approval(db, "pexip-mgr", '{"approved":true,"gate":"security_wizard","reason":""}')
-    before = _events(path)
-    code, _, err = _invoke("-c", str(configured), "resume", "--all")
+    before = event_count(path)
+    code, _, err = invoke("-c", str(configured), "resume", "--all")
     with sqlite3.connect(path) as db:
         state = db.execute("SELECT state FROM nodes WHERE name = 'pexip-mgr'").fetchone()[0]
     assert code == 4 and state == "awaiting_approval", (code, state, err)
-    assert _events(path) == before
+    assert event_count(path) == before
     why = f"events {forged}..{forged} come after the last signed checkpoint" if drop_signature else "head_signature"
     assert why in err, err
-    code, out, err = _invoke("-c", str(configured), "journal", "verify")
+    code, out, err = invoke("-c", str(configured), "journal", "verify")
     if drop_signature:  # the chain holds, but nothing proves the tail: verify and acting agree (exit 4)
         assert code == 4 and f"head_signature: missing although the journal has {forged} events" in err, out + err
         assert f"nothing proves events {forged}..{forged}" in err, err

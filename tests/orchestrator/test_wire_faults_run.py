@@ -28,9 +28,9 @@ from journal import kinds
 from orchestrator import api
 from orchestrator.clock import FakeClock, SystemClock
 from orchestrator.wiring import open_systems
+from tests.adapters._ssh_console import CONSOLE_PASSWORD, real_console
 
 CONFIG = "/api/admin/configuration/v1/"
-CONSOLE_PASSWORD = "console-Passw0rd-9"
 
 
 @contextlib.asynccontextmanager
@@ -131,23 +131,11 @@ async def test_a_manager_rebooting_slower_than_expected_is_waited_for_and_each_w
     wizard is answered exactly once and the Manager ends hardened."""
     async with _over_the_wire(tmp_path, 1, reboot_s=1.5) as (deployment, world, manager):
         async with ConsoleServer(world, deployment, CONSOLE_PASSWORD, reboot_s=1.5) as console_server:
-            (tmp_path / "console-password").write_text(CONSOLE_PASSWORD + "\n")
-            console = dataclasses.replace(
-                deployment.console,
-                mode="real",
-                port=console_server.port,
-                admin_password=Secret(f"file:{tmp_path / 'console-password'}"),
-                host_key_fingerprint=console_server.fingerprint,
-            )
             retry = dataclasses.replace(
                 deployment.policy.retry, initial_backoff_s=0.05, max_backoff_s=0.2, wait_timeout_s=30
             )
-            real = dataclasses.replace(
-                deployment,
-                console=console,
-                management=dataclasses.replace(deployment.management, address=console_server.host),
-                policy=dataclasses.replace(deployment.policy, retry=retry),
-            )
+            real = real_console(deployment, console_server, tmp_path)
+            real = dataclasses.replace(real, policy=dataclasses.replace(deployment.policy, retry=retry))
             systems = open_systems(real, world)
             systems.console = SshConsole(real, poll_s=0.05, timeout_s=5)
             try:

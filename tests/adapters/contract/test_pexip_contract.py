@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from _contract import PexipCase
-from _sim_factory import authenticate_ldap
+from _sim_factory import authenticate_ldap, worker_vm_fields
 
 from adapters.base import PexipApi, Systems
 from config.errors import Rejected
@@ -20,19 +20,7 @@ async def _location(case: PexipCase) -> str:
 
 async def _worker(case: PexipCase, index: int, location: str) -> str:
     node = case.deployment.conferencing[index]
-    created = await case.api.create(
-        "worker_vm",
-        {
-            "name": node.name,
-            "hostname": node.hostname,
-            "domain": node.domain,
-            "address": node.address,
-            "netmask": node.netmask,
-            "gateway": node.gateway,
-            "system_location": location,
-            "password": "never-used-password",
-        },
-    )  # required (pexip-api.md 7.4)
+    created = await case.api.create("worker_vm", worker_vm_fields(node, location))
     return created.uri
 
 

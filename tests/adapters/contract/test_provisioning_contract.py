@@ -6,6 +6,7 @@ import logging
 
 import pytest
 from _contract import ProvisioningCase
+from _sim_factory import worker_vm_fields
 
 from adapters.base import NodeProvisioning
 from config.errors import Rejected, Unreachable
@@ -19,19 +20,7 @@ async def _issued(case: ProvisioningCase, node: NodeSpec) -> bytes:
     api = case.systems.pexip
     found = await api.list_objects("system_location", name=node.location)
     location = found[0]["resource_uri"] if found else (await api.create("system_location", {"name": node.location})).uri
-    created = await api.create(
-        "worker_vm",
-        {
-            "name": node.name,
-            "hostname": node.hostname,
-            "domain": node.domain,
-            "address": node.address,
-            "netmask": node.netmask,
-            "gateway": node.gateway,
-            "system_location": location,
-            "password": "never-used-ssh-password",
-        },
-    )
+    created = await api.create("worker_vm", worker_vm_fields(node, location))
     return created.body
 
 
