@@ -37,6 +37,7 @@ class WorldCache:
         self._recent: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._versions: Counter[str] = Counter()
         self._indexes: dict[tuple[str, str], dict[Any, Any]] = {}
+        self._indexed: dict[str, list[tuple[str, dict[Any, Any]]]] = {}  # system -> its (field, index) pairs
         self._pending: dict[tuple[str, str], str | None] = {}  # written, not yet committed (JSON; None: deleted)
         for system, key in conn.execute("SELECT system, key FROM kv"):
             self._keys[system].add(key)
@@ -49,6 +50,7 @@ class WorldCache:
         self._data_version = version
         self._keys, self._recent = _reload(self._conn, self._pending)
         self._indexes.clear()
+        self._indexed.clear()
         for system in set(self._keys) | set(self._versions):
             self._versions[system] += 1
 
@@ -101,6 +103,7 @@ class WorldCache:
                 if isinstance(obj, dict) and _hashable(obj.get(field)):
                     _index_add(index, obj.get(field), key)
             self._indexes[(system, field)] = index
+            self._indexed.setdefault(system, []).append((field, index))
         if not _hashable(value):
             return []
         found = index.get(value, ())
@@ -113,10 +116,9 @@ class WorldCache:
         return self._versions[system]
 
     def _set_cached(self, system: str, key: str, value: Any) -> None:
-        old = self.get(system, key) if any(isystem == system for isystem, _ in self._indexes) else None
-        for (isystem, field), index in self._indexes.items():
-            if isystem != system:
-                continue
+        indexed = self._indexed.get(system, ())
+        old = self.get(system, key) if indexed else None
+        for field, index in indexed:
             if isinstance(old, dict) and _hashable(old.get(field)):
                 _index_discard(index, old.get(field), key)
             if isinstance(value, dict) and _hashable(value.get(field)):

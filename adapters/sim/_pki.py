@@ -148,10 +148,14 @@ def make_csr(key: PrivateKey, subject_name: str, dn: str, sans: list[str], ad_co
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
 
 
-def load_csr(pem: str) -> x509.CertificateSigningRequest:
-    """Raises ``ValueError`` when ``pem`` is not a CSR with a valid signature."""
+def load_csr(pem: str, *, trusted: bool = False) -> x509.CertificateSigningRequest:
+    """Raises ``ValueError`` when ``pem`` is not a CSR with a valid signature.
+
+    ``trusted``: a CSR whose signature was already checked (the simulated CA checks it when the CSR is
+    submitted, then signs it later): the check, ~0.1 ms of the ~0.11 ms, is not made twice (issue #11).
+    """
     csr = x509.load_pem_x509_csr(pem.encode())
-    if not csr.is_signature_valid:
+    if not trusted and not csr.is_signature_valid:
         raise ValueError("the CSR's signature does not verify")
     return csr
 
@@ -249,9 +253,9 @@ def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def make_root(common_name: str) -> tuple[str, str]:
-    """A self-signed RSA 2048 test CA: ``(key PEM, certificate PEM)``."""
-    key = new_key("RSA2048")
+def make_root(common_name: str, key_type: str = "RSA2048") -> tuple[str, str]:
+    """A self-signed test CA (RSA 2048 unless ``key_type`` says otherwise): ``(key PEM, certificate PEM)``."""
+    key = new_key(key_type)
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Simulated"),
@@ -266,9 +270,9 @@ def _issuer(ca_key_pem: str, ca_cert_pem: str) -> tuple[PrivateKey, x509.Certifi
     return load_key(ca_key_pem, trusted=True), load_certs(ca_cert_pem)[0]
 
 
-def sign_csr(csr_pem: str, ca_key_pem: str, ca_cert_pem: str, days: int = 365) -> str:
-    """A server+client-auth leaf certificate for the CSR, SANs copied from it."""
-    csr = load_csr(csr_pem)
+def sign_csr(csr_pem: str, ca_key_pem: str, ca_cert_pem: str, days: int = 365, *, trusted: bool = False) -> str:
+    """A server+client-auth leaf certificate for the CSR, SANs copied from it (``trusted``: see :func:`load_csr`)."""
+    csr = load_csr(csr_pem, trusted=trusted)
     ca_key, ca_cert = _issuer(ca_key_pem, ca_cert_pem)
     cn, sans = csr_names(csr)
     return _pem(

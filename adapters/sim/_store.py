@@ -68,6 +68,9 @@ def connect(path: Path, *, shared: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA cache_size=-256")  # 256 KiB: values are read by primary key, hot ones cached above
+        # A checkpoint every 16 MiB of WAL, not 4: each one fsyncs the WAL and the file, in the event loop's
+        # thread (issue #11: 5,000 one-row transactions 1.4 -> 1.0 s wall here). The WAL is reset after each.
+        conn.execute("PRAGMA wal_autocheckpoint=4000")
         conn.executescript(SCHEMA)  # a write: takes the exclusive lock now, and keeps it
     except sqlite3.Error:
         conn.close()

@@ -312,9 +312,20 @@ class SimPexipApi:
 
     def _render(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         """What GET shows: no internal or write-only field, URIs, embedded FK objects."""
-        # One pass in C for the plain fields (issue #11: 26,000 renders of ~18 fields at 1000 nodes), then
-        # the few embedded FK lists replaced where they stand (the keys keep the stored order).
-        out = {name: value.copy() if type(value) is list else value for name, value in obj.items() if name[:1] != "_"}
+        # A copy in C, then only the keys outside the schema (internal "_" fields, dropped) and the list fields
+        # (copied) touched: 4-5x cheaper than a pass over every field (issue #11: 26,000 renders at 1000 nodes).
+        # Then the few embedded FK lists replaced where they stand (the keys keep the stored order).
+        out = obj.copy()
+        public, lists = _shape(resource)
+        for name in out.keys() - public:
+            if name[:1] == "_":
+                del out[name]
+            elif type(out[name]) is list:
+                out[name] = out[name].copy()
+        for name in lists:
+            value = out.get(name)
+            if type(value) is list:
+                out[name] = value.copy()
         for name in _embedded(resource):
             value = out.get(name)
             if value is None:
@@ -366,6 +377,19 @@ def _check_authentication(auth: dict[str, Any]) -> None:
             "client_certificate",
             f"Requires LDAP to be included as an authentication source (source is {auth['source']}).",
         )
+
+
+@functools.cache
+def _shape(resource: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The fields of ``resource`` GET shows (``id`` too), and those of them that hold lists."""
+    fields = RESOURCES[resource].fields
+    public = frozenset({"id", *(name for name, f in fields.items() if not f.write_only)})
+    lists = tuple(
+        name
+        for name, f in fields.items()
+        if name in public and (f.kind in ("uris", "strs") or isinstance(f.default, list))
+    )
+    return public, lists
 
 
 @functools.cache
