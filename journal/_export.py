@@ -20,8 +20,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from cryptography.exceptions import InvalidSignature
-
 from journal._chain import ChainChecker, canonical_json, digest_of
 from journal._records import EVENT_COLUMNS, Event, VerifyReport, VerifyStatus
 from journal._signing import PublicKey, Signer, load_public_key
@@ -181,6 +179,8 @@ def _take(parsed: _ParsedExport, where: str, record: dict[str, Any]) -> None:
 
 
 def _signature_ok(public_key: PublicKey, seal: dict[str, Any]) -> bool:
+    from cryptography.exceptions import InvalidSignature  # here: reading a journal (`status`) starts without it
+
     try:
         public_key.verify(base64.b64decode(str(seal.get("signature")), validate=True), _seal_body(seal))
     except (InvalidSignature, ValueError, TypeError):

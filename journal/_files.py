@@ -9,7 +9,6 @@ leaves the previous file, or the new one, never half of one.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +56,8 @@ def atomic_write(path: str | os.PathLike[str], *, mode: int = PRIVATE_MODE) -> I
         with atomic_write("out.jsonl") as f:
             f.write(b"...")
     """
+    import tempfile  # here, not at the top: reading a journal (`status`) starts without it (#11)
+
     target = Path(path)
     directory = target.parent
     try:

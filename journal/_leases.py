@@ -15,7 +15,6 @@ These functions run inside a write transaction that the journal opened.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -29,9 +28,15 @@ __all__ = ["new_lease_owner", "pid_alive", "owner_host", "acquire", "clear_stale
 _REUSE_SLACK_S = 60.0
 
 
+def _hostname() -> str:
+    import socket  # here, not at the top: reading a journal (`status`) starts without it (#11)
+
+    return socket.gethostname()
+
+
 def new_lease_owner(pid: int | None = None) -> str:
     """A fresh owner string for this process: ``"host:pid:uuid"``."""
-    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:{uuid.uuid4()}"
+    return f"{_hostname()}:{os.getpid() if pid is None else pid}:{uuid.uuid4()}"
 
 
 def owner_host(owner: str) -> str | None:
@@ -114,7 +119,7 @@ def acquire(conn: sqlite3.Connection, nodes: Sequence[str], owner: str, pid: int
     if timeout_s <= 0:
         raise ValueError(f"acquire_leases: timeout_s must be > 0 (got {timeout_s})")
     now = utc_now()
-    hostname = socket.gethostname()
+    hostname = _hostname()
     marks = ",".join("?" * len(wanted))
     rows = {
         row[0]: row[1:]
@@ -146,7 +151,7 @@ def acquire(conn: sqlite3.Connection, nodes: Sequence[str], owner: str, pid: int
 
 def clear_stale(conn: sqlite3.Connection) -> list[str]:
     """Release leases whose process is dead on this host (caller's transaction)."""
-    hostname = socket.gethostname()
+    hostname = _hostname()
     stale = [
         name
         for name, held_by, held_pid, since in conn.execute(

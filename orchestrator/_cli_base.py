@@ -74,7 +74,7 @@ class Options:
         self.verbose = verbose
 
     def session(self, *, actor: str = "orchestrator", allow_version_change: bool = False) -> SessionSettings:
-        from orchestrator._session import SessionSettings
+        from orchestrator._settings import SessionSettings
 
         return SessionSettings(
             config=Path(self.config) if self.config else None,

@@ -10,15 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from config.errors import ConfigError
-from config.model import Deployment
 from journal import Journal, VerifyReport, kinds, load_public_key, public_key_pem, verify_export
 from machines.lifecycle import APPROVAL_GATES, CERTIFIED, FAILED, GATES, milestone_index
 from machines.plan import next_action
-from orchestrator._access import share_with_group
-from orchestrator._session import (
+from orchestrator._settings import (
     SessionSettings,
     existing_journal,
     journal_path,
@@ -26,7 +24,12 @@ from orchestrator._session import (
     open_readonly_journal,
     resolved_journal,
 )
-from orchestrator._trust import Trust, trusted_key
+
+if TYPE_CHECKING:
+    # Types only: `status` reads the journal without the configuration's model or the trust
+    # (cryptography); the commands that need them import them where used (start-up, #11).
+    from config.model import Deployment
+    from orchestrator._trust import Trust
 
 __all__ = [
     "status",
@@ -312,6 +315,8 @@ def _operator_key(settings: SessionSettings, path: Path) -> Trust | None:
     Never a key found in what is verified: the configuration and the simulation's private
     key directory are the operator's, not the journal's.
     """
+    from orchestrator._trust import trusted_key
+
     return trusted_key(_operator_deployment(settings), path)
 
 
@@ -348,6 +353,9 @@ def export(
         out: a stream, or a file, replaced atomically (0600): a killed export leaves the previous file.
         since: ISO-8601 time (UTC if no zone): only events at or after it.
     """
+    from orchestrator._access import share_with_group
+    from orchestrator._trust import trusted_key
+
     if since:
         try:
             datetime.fromisoformat(since.replace("Z", "+00:00"))

@@ -11,16 +11,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from config._signing import configured_journal
 from config.errors import ConfigError, DefinitionChanged, IntegrityError, JournalError
-from config.model import Deployment
-from config.secrets import REDACTOR
 from journal import Journal, kinds
-from machines.lifecycle import definition_hash
-from orchestrator import _trust
-from orchestrator._trust import Checkpointer, Trust
-from orchestrator.wiring import open_syslog
+
+if TYPE_CHECKING:
+    # Types only: `status` opens a journal read-only without the configuration's model, the trust
+    # (cryptography) or the syslog wiring; each is imported where it is used (start-up, #11).
+    from config.model import Deployment
+    from orchestrator._trust import Trust
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -115,6 +115,8 @@ def journal_path(settings: SessionSettings, deployment: Deployment | None = None
     if os.environ.get("ORCHESTRATOR_JOURNAL"):
         return Path(os.environ["ORCHESTRATOR_JOURNAL"])
     if deployment is not None:
+        from config._signing import configured_journal
+
         return configured_journal(deployment)
     for candidate in DEFAULT_JOURNALS:
         if Path(candidate).exists():
@@ -217,6 +219,8 @@ def open_journal(
                     ]
                 )
         if what is not None:
+            from orchestrator import _trust
+
             _trust.verify_before_acting(journal, trust, what=what)
             if trust is not None:
                 journal.sign_heads(trust.signer)  # every commit from here on signs the head (journal/_head.py)
@@ -233,6 +237,8 @@ def open_journal(
 
 def _record_definition(journal: Journal, path: str | Path, *, actor: str, allow_version_change: bool) -> None:
     """Record the lifecycle definition of a new journal; refuse (or journal) another one's."""
+    from machines.lifecycle import definition_hash
+
     current = definition_hash()
     recorded = journal.get_meta("definition_hash")
     if recorded is None:
@@ -250,6 +256,8 @@ def _record_definition(journal: Journal, path: str | Path, *, actor: str, allow_
 
 
 def _operator_trust(deployment: Deployment | None, path: Path) -> Trust | None:
+    from orchestrator import _trust
+
     if deployment is not None:
         return _trust.signer_for(deployment, path, create=False)
     return _trust.trusted_key(None, path)
@@ -281,11 +289,16 @@ def open_existing_journal(settings: SessionSettings, *, readonly: bool = False) 
     ) as journal:
         yield journal
         if trust is not None:
+            from orchestrator._trust import Checkpointer
+            from orchestrator.wiring import open_syslog
+
             Checkpointer(journal, trust, open_syslog(deployment) if deployment is not None else None).now()
 
 
 def register_secrets(deployment: Deployment) -> None:
     """Read every secret once so the redactor knows the values before anything is logged."""
+    from config.secrets import REDACTOR
+
     for secret in deployment.secrets():
         try:
             REDACTOR.register(secret.reveal())

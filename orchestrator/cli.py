@@ -300,7 +300,7 @@ def status(options: Options, node: str | None, as_json: bool, refresh: bool) -> 
         return
     # Not orchestrator.api: status needs the journal only, not the engine or the logs (start-up, #11).
     from orchestrator._journal_api import status as node_status
-    from orchestrator._session import open_existing_journal
+    from orchestrator._settings import open_existing_journal
 
     with open_existing_journal(options.session(allow_version_change=True), readonly=True) as journal:
         rows = node_status(journal, node, not_settable=True if as_json else None)  # the table of all: without

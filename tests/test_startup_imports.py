@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 HEAVY = ("pyVmomi", "aiohttp", "cryptography", "adapters.sim", "ldap3")
@@ -61,9 +63,39 @@ def test_help_loads_no_heavy_library(tmp_path: Path) -> None:
     assert [p for p in HEAVY + ("journal", "orchestrator.engine", "rich") if _loaded(modules, p)] == []
 
 
-def test_status_json_loads_neither_engine_nor_adapters(tmp_path: Path) -> None:
-    """`orchestrator status --json` on a journal reads it without the engine, the logs, rich or any adapter library."""
+# What `status` reads a journal without (#11): each was on its path once and cost start-up time.
+STATUS_UNWANTED = (
+    "pyVmomi",
+    "aiohttp",
+    "adapters",  # adapters.base (the Protocols), the bootstrap store, the simulated world
+    "orchestrator.engine",
+    "orchestrator._session",  # the session's wiring: status opens the journal through _settings alone
+    "orchestrator._trust",
+    "orchestrator.wiring",
+    "orchestrator._access",
+    "config.model",  # with --journal, no configuration is read
+    "config.load",
+    "cryptography",  # a read-only journal checks no signature
+    "structlog",
+    "sqlite_utils",
+    "asyncio",  # 20-30 ms of start: a syslog sender, the bootstrap store and the session import it where used
+    "tempfile",  # journal._files writes atomically; status writes nothing
+    "socket",  # journal._leases asks the host name when it takes or clears a lease
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "rich"),
+    [
+        (["status", "--json"], False),  # the JSON contract: without rich too
+        (["status"], True),  # the table: rich draws it
+    ],
+)
+def test_status_loads_neither_engine_nor_adapters(tmp_path: Path, args: list[str], rich: bool) -> None:
+    """`orchestrator status` on a journal reads it without the engine, the session, the trust, adapters or config."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("ORCHESTRATOR_CONFIG", None)
+    env.pop("ORCHESTRATOR_JOURNAL", None)
     made = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", "simulate", "--nodes", "1", "--json"],
         cwd=tmp_path,
@@ -74,21 +106,9 @@ def test_status_json_loads_neither_engine_nor_adapters(tmp_path: Path) -> None:
         timeout=120,
     )
     assert made.returncode == 0, made.stderr[-2000:]
-    body = (
-        "import sys; sys.argv = ['orchestrator', '--journal', 'simulation.journal.sqlite', 'status', '--json']\n"
-        "from orchestrator.cli import main\nmain()"
-    )
-    modules = _modules(body, tmp_path)
+    argv = ["orchestrator", "--journal", "simulation.journal.sqlite", *args]
+    modules = _modules(f"import sys; sys.argv = {argv!r}\nfrom orchestrator.cli import main\nmain()", tmp_path)
     assert "journal" in modules  # it did read the journal
-    unwanted = (
-        "pyVmomi",
-        "aiohttp",
-        "adapters.sim",
-        "adapters.vsphere",
-        "orchestrator.engine",
-        "structlog",
-        "rich",
-        "sqlite_utils",
-        "asyncio",  # 20-30 ms of start: a syslog sender, the bootstrap store and the session import it where used
-    )
-    assert [p for p in unwanted if _loaded(modules, p)] == []
+    assert "machines.plan" in modules  # and said what comes next
+    assert [p for p in STATUS_UNWANTED if _loaded(modules, p)] == []
+    assert _loaded(modules, "rich") is rich
