@@ -63,6 +63,36 @@ def test_help_loads_no_heavy_library(tmp_path: Path) -> None:
     assert [p for p in HEAVY + ("journal", "orchestrator.engine", "rich") if _loaded(modules, p)] == []
 
 
+_EVERY_HELP = """
+import click
+from orchestrator.cli import cli
+
+def paths(command, path):
+    yield path
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from paths(sub, [*path, name])
+
+every = list(paths(cli, []))
+for path in every:
+    try:
+        cli.main([*path, "--help"], prog_name="orchestrator", standalone_mode=False)
+    except SystemExit:
+        pass
+if len(every) > 20:  # the groups and their commands: the marker says the loop ran them all
+    import sys, types
+    sys.modules["helped_every_command"] = types.ModuleType("helped_every_command")
+"""
+
+
+def test_every_commands_help_loads_no_heavy_library(tmp_path: Path) -> None:
+    """`orchestrator GROUP COMMAND --help`, for every group and command, loads neither the journal, rich nor asyncio."""
+    modules = _modules(_EVERY_HELP, tmp_path)
+    assert "helped_every_command" in modules
+    unwanted = HEAVY + ("journal", "orchestrator.engine", "orchestrator._session", "rich", "asyncio", "config.model")
+    assert [p for p in unwanted if _loaded(modules, p)] == []
+
+
 # What `status` reads a journal without (#11): each was on its path once and cost start-up time.
 STATUS_UNWANTED = (
     "pyVmomi",
