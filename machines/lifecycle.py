@@ -17,7 +17,6 @@ Pure: no asyncio, no I/O, no clock. The engine builds one ``transitions``
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -233,6 +232,8 @@ MANAGEMENT_PREREQUISITE: dict[str, str] = {
 
 def definition_hash() -> str:
     """SHA-256 of the lifecycle definition; the journal refuses another one on resume."""
+    import hashlib  # here, not at the top: `orchestrator --help` starts without OpenSSL's hashes (#11)
+
     data = {
         "states": STATES,
         "transitions": TRANSITIONS,

@@ -60,7 +60,7 @@ def test_help_loads_no_heavy_library(tmp_path: Path) -> None:
     modules = _modules(
         "import sys; sys.argv = ['orchestrator', '--help']\nfrom orchestrator.cli import main\nmain()", tmp_path
     )
-    assert [p for p in HEAVY + ("journal", "orchestrator.engine", "rich") if _loaded(modules, p)] == []
+    assert [p for p in HEAVY + ("journal", "orchestrator.engine", "rich", "hashlib") if _loaded(modules, p)] == []
 
 
 _EVERY_HELP = """
@@ -89,7 +89,15 @@ def test_every_commands_help_loads_no_heavy_library(tmp_path: Path) -> None:
     """`orchestrator GROUP COMMAND --help`, for every group and command, loads neither the journal, rich nor asyncio."""
     modules = _modules(_EVERY_HELP, tmp_path)
     assert "helped_every_command" in modules
-    unwanted = HEAVY + ("journal", "orchestrator.engine", "orchestrator._session", "rich", "asyncio", "config.model")
+    unwanted = HEAVY + (
+        "journal",
+        "orchestrator.engine",
+        "orchestrator._session",
+        "rich",
+        "asyncio",
+        "config.model",
+        "hashlib",
+    )
     assert [p for p in unwanted if _loaded(modules, p)] == []
 
 
