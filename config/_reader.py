@@ -9,7 +9,6 @@ reports the rest as unknown, which is how a typo such as ``vlna = 100`` is caugh
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -212,6 +211,8 @@ class Table:
         for key in self.data:
             if key in known:
                 continue
+            import difflib  # here, not at the top: only a bad key needs it, and every command reads a config (#11)
+
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             self.problem(

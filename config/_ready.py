@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import shutil
 
 from config._reader import Problems
 from config.model import Deployment
@@ -94,6 +93,8 @@ def _client_certificate(d: Deployment, path: str, problems: Problems) -> None:
 
 def _program(d: Deployment, program: str, problems: Problems) -> None:
     """``pki.command``'s program: on ``PATH``, or a path (relative to the configuration file)."""
+    import shutil  # here, not at the top: only a command CA needs it (start-up, #11)
+
     if "/" in program:
         base = os.path.dirname(d.source) if d.source else os.getcwd()
         found = os.path.join(base, program) if not os.path.isabs(program) else program

@@ -150,3 +150,26 @@ def test_status_loads_neither_engine_nor_adapters(tmp_path: Path, args: list[str
     assert "machines.plan" in modules  # and said what comes next
     assert [p for p in STATUS_UNWANTED if _loaded(modules, p)] == []
     assert _loaded(modules, "rich") is rich
+
+
+def test_status_with_a_configuration_reads_it_without_the_session_or_adapters(tmp_path: Path) -> None:
+    """`orchestrator status` that finds its journal through ./orchestrator.toml loads the configuration and no more."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("ORCHESTRATOR_CONFIG", None)
+    env.pop("ORCHESTRATOR_JOURNAL", None)
+    for args in (["init", "--sim"], ["run"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert done.returncode in (0, 3), done.stderr[-2000:]  # run: 3, waiting on the security wizard's gate
+    body = "import sys; sys.argv = ['orchestrator', 'status', '--json']\nfrom orchestrator.cli import main\nmain()"
+    modules = _modules(body, tmp_path)
+    assert "config.load" in modules and "journal" in modules  # it read the configuration and the journal
+    unwanted = [p for p in STATUS_UNWANTED if p not in ("config.model", "config.load")]
+    assert [p for p in (*unwanted, "difflib", "shutil") if _loaded(modules, p)] == []
