@@ -195,12 +195,17 @@ def _age(updated_at: str | None, now: datetime | None = None) -> str:
 
 
 def status_table(journal_path: str, rows: list[dict[str, Any]], *, width: int = 80, now: datetime | None = None) -> Any:
-    """The status table: node names never cut; below 120 columns the rest folds into one column per node."""
+    """The status table: node names never cut; below 120 columns the rest folds into one column per node.
+
+    Every cell is a :class:`rich.text.Text`, never markup: a reason, a maintenance note or a path
+    holding ``[red]`` or ``[/]`` is shown as written (as markup it vanished, or made rich raise).
+    """
     from rich.table import Table
+    from rich.text import Text
 
     longest = max((len(r["node"]) for r in rows), default=4)
     wide = width >= 120
-    table = Table(title=f"journal {journal_path}", expand=False, show_lines=not wide)
+    table = Table(title=Text(f"journal {journal_path}", style="table.title"), expand=False, show_lines=not wide)
     table.add_column("node", no_wrap=True, min_width=longest)
     if wide:
         for col in ("role", "state", "step", "gate", "lease", "age"):
@@ -222,7 +227,7 @@ def status_table(journal_path: str, rows: list[dict[str, Any]], *, width: int = 
             _age(r.get("updated_at"), now),
         ]
         if wide:
-            table.add_row(r["node"], *cells, why)
+            table.add_row(Text(r["node"]), *map(Text, cells), Text(why))
         else:
             role, state, step, gate, held, age = cells
             labelled = [
@@ -233,7 +238,7 @@ def status_table(journal_path: str, rows: list[dict[str, Any]], *, width: int = 
                 f"lease {held}" if held else "",
                 f"{age} ago" if age else "",
             ]
-            table.add_row(r["node"], " · ".join(c for c in labelled if c) + "\n" + why)
+            table.add_row(Text(r["node"]), Text(" · ".join(c for c in labelled if c) + "\n" + why))
     return table
 
 

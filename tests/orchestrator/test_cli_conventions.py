@@ -158,6 +158,43 @@ def test_status_fits_80_columns_with_full_node_names_lease_and_age() -> None:
     assert "lease pid 4242" in text and "5m ago" in text
 
 
+@pytest.mark.parametrize("width", [80, 160])
+def test_status_shows_markup_in_a_reason_or_path_as_written(width: int) -> None:
+    """A maintenance note, a reason or a journal path with rich markup in it is shown as written: no tag
+    vanishes, and a stray closing tag does not make the table raise."""
+    rows = [
+        {
+            "node": "pexip-mgr",
+            "role": "management",
+            "state": "hardened",
+            "step": None,
+            "gate": None,
+            "maintenance": True,
+            "maintenance_reason": "[bold]disk swap[/] ticket [/]",
+            "lease": None,
+            "updated_at": None,
+            "next": {"action": "skip", "reason": ""},
+        },
+        {
+            "node": "pexip-conf-00001",
+            "role": "conferencing",
+            "state": "installed",
+            "step": "harden_ssh",
+            "gate": None,
+            "maintenance": False,
+            "maintenance_reason": None,
+            "lease": None,
+            "updated_at": None,
+            "next": {"action": "retry", "reason": "refused: [red]no route[/red]"},
+        },
+    ]
+    console = Console(record=True, width=width)
+    console.print(_format.status_table("/srv/[x]/journal.sqlite", rows, width=width))
+    text = "".join(console.export_text().split())  # the narrow table folds: compare without the spacing
+    for shown in ("[bold]diskswap[/]ticket[/]", "refused:[red]noroute[/red]", "/srv/[x]/journal.sqlite"):
+        assert shown in text
+
+
 def test_lab_status_without_a_lab_says_how_to_start_one(tmp_path: Path) -> None:
     """`lab status` with no lab: how to start one, never `None`; --json keeps its keys."""
     result = _invoke("lab", "status", "--dir", str(tmp_path / "lab"))
