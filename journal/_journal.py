@@ -60,6 +60,7 @@ class Journal(LeaseMethods):
         self._head: tuple[int, str] | None = None  # (seq, hash) of the last event, when known
         self._data_version = -1
         self._absent, self._absent_version = set(), -1
+        self._watches = {}  # latest_kind's watches, by kinds
         self._batching = False  # inside batch() or hold(): writes are savepoints of its one transaction
         self._holding = False  # inside hold(): the next durable commit (or release) ends the transaction
         self._nested = 0  # batches inside a batch or a hold
@@ -118,6 +119,8 @@ class Journal(LeaseMethods):
             try:
                 self.release()
             finally:
+                for watch in self._watches.values():
+                    watch.close()
                 self._conn.close()
 
     def __enter__(self) -> Journal:
