@@ -72,7 +72,9 @@ class StepRunner(Journaled):
         limit = max_concurrency or policy.concurrency.max_nodes
         self._global = asyncio.Semaphore(limit)
         self._per_host = {h.name: asyncio.Semaphore(h.max_concurrent) for h in deployment.vcenter.hosts}
-        self._committer = GroupCommitter(journal.commit)
+        # Threaded: a COMMIT's fsync no longer stops the event loop (issue #11). The coroutine that
+        # committed still resumes only once its transaction is durable.
+        self._committer = GroupCommitter(journal.commit, threaded=True)
         self._machine = build_machine()
         self._fleet = Fleet()
         self._models: dict[str, NodeModel] = {}
