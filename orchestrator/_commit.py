@@ -34,6 +34,7 @@ class GroupCommitter:
         # meanwhile waits for that flight to end and goes in the next transaction, together.
         self.threaded = threaded
         self._flying = False
+        self._flight: asyncio.Task[None] | None = None
         self._first_at = 0.0  # when the oldest pending group came (loop time)
         # As PostgreSQL's commit_delay with commit_siblings: while ``busy()`` says other writers are
         # active, the first commit waits ``window_s`` for theirs, so that one fsync serves them all.
@@ -82,7 +83,7 @@ class GroupCommitter:
             return  # the flight in progress takes what is pending when it lands
         if self.threaded:
             self._flying = True
-            asyncio.get_running_loop().create_task(self._fly())
+            self._flight = asyncio.get_running_loop().create_task(self._fly())  # kept: the loop's is a weak one
             return
         while self._pending:
             batch = self._next_batch()
