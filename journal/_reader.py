@@ -155,6 +155,25 @@ class JournalReader:
                 absent.add((node, kind))
         return Event.from_row(row) if row else None
 
+    def tallies(self, after: int) -> Iterator[tuple[int, str, str, str | None, str, bool]]:
+        """``(seq, node, kind, step, at, changed)`` of every node's event after seq ``after``, in seq order.
+
+        ``changed``: the payload's ``changed`` list is not empty. What a run's recap counts, read by SQLite
+        without decoding every payload (issue #11: 33,000 events at the end of a 1000-node simulation).
+        """
+        sql = (
+            "SELECT seq, node, kind, step, at, coalesce(json_array_length(payload, '$.changed'), 0) > 0 "
+            f"FROM events WHERE seq > ? AND node IS NOT NULL ORDER BY seq LIMIT {_PAGE}"
+        )
+        while True:
+            with self._lock:
+                rows = self._conn.execute(sql, (after,)).fetchall()
+            for seq, node, kind, step, at, changed in rows:
+                yield seq, node, kind, step, at, bool(changed)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
     def latest_kind(self, node: str, kinds: tuple[str, ...]) -> str | None:
         """The kind of ``node``'s newest event among ``kinds`` (None: none), as fresh as a query.
 
