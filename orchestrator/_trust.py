@@ -240,59 +240,18 @@ class Checkpointer:
     group: str = ""  # journal.group: the checkpoint list is readable by it (0640)
     _count: int = 0
     _sends: list[asyncio.Task[None]] = field(default_factory=list)
-    _periodic: asyncio.Future[dict[str, Any] | None] | None = None  # the periodic checkpoint in its thread
-    _failure: BaseException | None = None  # what the last one raised, for the next committed() to raise
 
     def committed(self, *_: Any) -> None:
-        """An engine observer: one more committed transition.
-
-        Every ``every`` transitions a checkpoint, in a worker thread when an event loop runs (its check and
-        its two fsyncs no longer stop the loop, issue #11); what it raised is raised here at the next call.
-        """
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
+        """An engine observer: one more committed transition."""
         self._count += 1
-        if self._count < self.every:
-            return
-        # The file's pages: checked by the closing checkpoint and by verify. Continued: from this process's
-        # previous checkpoint, only what it appended since, while no other process wrote (issue #11).
-        import asyncio
-
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        if self._count >= self.every:
+            # The file's pages: checked by the closing checkpoint and by verify. Continued: from this process's
+            # previous checkpoint, only what it appended since, while no other process wrote (issue #11).
             self.now(file_check=False, continued=True)
-            return
-        if self._periodic is not None and not self._periodic.done():
-            return  # one at a time: the count goes on, the next transition tries again
-        self._count = 0
-        self._periodic = loop.run_in_executor(None, self._sign, False, True)
-        self._periodic.add_done_callback(self._signed)
-
-    def _signed(self, future: asyncio.Future[dict[str, Any] | None]) -> None:
-        """Back on the loop: witness the periodic checkpoint, or keep what it raised."""
-        if future.cancelled():
-            return
-        failure = future.exception()
-        if failure is not None:
-            _log().error("periodic checkpoint failed", error=str(failure))
-            self._failure = failure
-            return
-        record = future.result()
-        if record is not None:
-            self._witness(record)
 
     def now(self, *, file_check: bool = True, continued: bool = False) -> dict[str, Any] | None:
         """Sign the head when it has unsigned events; the record is sent to syslog (in the background)."""
         self._count = 0
-        record = self._sign(file_check, continued)
-        if record is not None:
-            self._witness(record)
-        return record
-
-    def _sign(self, file_check: bool, continued: bool) -> dict[str, Any] | None:
-        """The checkpoint (None: nothing new since the last one); no event loop needed, any thread."""
         recorded = self.journal.checkpoints()
         head = self.journal.get_meta("head")
         if head is None or (recorded and json.loads(head).get("seq") == recorded[-1]["seq"]):
@@ -302,10 +261,6 @@ class Checkpointer:
             from orchestrator._access import share_with_group
 
             share_with_group([self.journal.checkpoints_path], self.group)
-        return record
-
-    def _witness(self, record: dict[str, Any]) -> None:
-        """Send ``record`` to the syslog servers (in the background when a loop runs)."""
         if self.syslog is not None:
             import asyncio
 
@@ -315,6 +270,7 @@ class Checkpointer:
                 asyncio.run(self._send(record))
             else:
                 self._sends.append(loop.create_task(self._send(record)))
+        return record
 
     async def _send(self, record: dict[str, Any]) -> None:
         assert self.syslog is not None
@@ -325,12 +281,6 @@ class Checkpointer:
 
     async def aclose(self) -> None:
         """The end of a run: a last checkpoint (when the journal still verifies), then every send finished."""
-        if self._periodic is not None:
-            try:
-                await self._periodic  # its failure was logged (_signed); the closing one checks again
-            except (IntegrityError, JournalError):
-                pass
-        self._failure = None
         try:
             self.now()
         except (IntegrityError, JournalError) as exc:
