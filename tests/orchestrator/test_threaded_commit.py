@@ -1,19 +1,14 @@
-"""The group commit and the periodic checkpoints in worker threads (issue #11): the event loop runs while a COMMIT
-or a checkpoint waits for its fsync."""
+"""The group commit in a worker thread (GroupCommitter(threaded=True), issue #11): the event loop runs while a COMMIT
+waits for its fsync."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from pathlib import Path
 
-import pytest
-
-from config.errors import IntegrityError
-from journal import Journal, Signer, Transition
+from journal import Journal, Transition
 from orchestrator._commit import GroupCommitter
-from orchestrator._trust import Checkpointer, Trust
 
 
 async def test_the_loop_runs_during_a_write_and_what_came_meanwhile_lands_together() -> None:
@@ -71,29 +66,3 @@ async def test_a_journal_commits_from_the_worker_thread_durably(tmp_path: Path) 
             seen = [e.payload.get("n") for e in other.events(node="mgr", kinds=["note"])]
         assert seen == [0, 1, 2, 3, 4] and [e.seq for e in events] == sorted(e.seq for e in events)
         assert journal.verify(chain_only=True).ok
-
-
-async def test_a_periodic_checkpoint_signs_in_a_thread_and_its_failure_comes_back(tmp_path: Path) -> None:
-    path = tmp_path / "j.sqlite"
-    with Journal.open(path) as journal:
-        journal.ensure_nodes([("mgr", "management", "deployed"), ("conf", "conferencing", "deployed")])
-        checkpointer = Checkpointer(journal, Trust(Signer.generate(), "test"), every=2)
-        for n in range(2):
-            journal.record(node="mgr", kind="note", payload={"n": n})
-            checkpointer.committed()
-        assert checkpointer._periodic is not None
-        record = await checkpointer._periodic
-        assert record is not None and record["seq"] == journal.statistics()["last_seq"]
-        assert [c["seq"] for c in journal.checkpoints()] == [record["seq"]]
-        with sqlite3.connect(path) as attacker:
-            attacker.execute("UPDATE nodes SET step = 'forged' WHERE name = 'conf'")
-        for n in range(2):
-            journal.record(node="mgr", kind="note", payload={"n": n + 2})
-            checkpointer.committed()
-        with pytest.raises(IntegrityError):
-            await checkpointer._periodic
-        with pytest.raises(IntegrityError, match="conf"):  # raised to the engine at its next commit
-            checkpointer.committed()
-        assert len(journal.checkpoints()) == 1  # nothing signed over the edit
-        await checkpointer.aclose()  # the closing one refuses too: logged, not raised
-        assert len(journal.checkpoints()) == 1
