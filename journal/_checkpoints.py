@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import IntegrityError, JournalError
-from journal import _head
+from journal import _continued, _head
 from journal._chain import _encode_str, canonical_json
 from journal._derive import text_digest
 from journal._files import append_line
@@ -42,6 +42,7 @@ def make(
     *,
     file_check: bool = True,
     kept: KeptSnapshot | None = None,
+    continued: bool = False,
 ) -> dict[str, Any]:
     """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock).
 
@@ -50,12 +51,19 @@ def make(
     ``file_check``: also run SQLite's ``quick_check`` over the whole file first (its cost grows with
     the file; the periodic checkpoints of a run skip it, the closing one and ``journal verify`` keep it).
     ``kept``: this process's last stored snapshot (:class:`KeptSnapshot`), updated once this one commits.
+    ``continued``: check only what this connection appended since ``kept`` when no other connection
+    committed since (:mod:`journal._continued`; a run's periodic checkpoints), else the incremental check.
     """
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            integrity = "quick" if file_check else "none"
-            checked = verify_connection(conn, public_key=signer.public_key, incremental=True, integrity=integrity)
+            version = _continued.data_version(conn)  # in the write transaction: no commit can come between
+            checked = None
+            if continued and kept is not None and not file_check:
+                checked = _continued.continued(conn, signer.public_key, kept)
+            if checked is None:
+                integrity = "quick" if file_check else "none"
+                checked = verify_connection(conn, public_key=signer.public_key, incremental=True, integrity=integrity)
             if not checked.report.ok:
                 raise IntegrityError(
                     f"journal {path}: refusing to sign a checkpoint over a journal that does not verify:\n  "
@@ -64,7 +72,7 @@ def make(
             seq, head = checked.head
             # The snapshot encoded once: its text is stored and its digest signed (issue #11: twice was 1.9 s
             # of the 162 checkpoints of a 1000-node simulation).
-            parts = _encoded_parts(checked, kept)
+            parts = checked.parts if checked.parts is not None else _encoded_parts(checked, kept)
             snapshot_text = "{" + ",".join(parts[name] for name in sorted(parts)) + "}"
             record = sign_checkpoint(
                 signer,
@@ -96,8 +104,13 @@ def make(
         if kept is not None:
             kept.digest = None  # whatever is stored now is decoded again
         raise JournalError(f"journal {path}: checkpoint failed ({exc}); nothing was signed") from exc
+    except BaseException:
+        if kept is not None:
+            kept.data_version = None  # the next checkpoint takes the long way
+        raise
     if kept is not None:
         kept.digest, kept.parts = record["nodes"], parts
+        kept.seq, kept.head, kept.deployment, kept.data_version = seq, head, checked.deployment, version
     return record
 
 

@@ -13,6 +13,7 @@ every row, and a row that differs was edited outside the journal.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,7 @@ class Deriver:
     def __init__(self, rows: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.rows: dict[str, dict[str, Any]] = {name: dict(row) for name, row in (rows or {}).items()}
         self._borrowed = False  # rows not yet fed are the snapshot's own (from_snapshot): copied at their first event
+        self._parts: Mapping[str, str] | None = None  # from_parts: each row's encoded part, decoded at its first event
         self.problems: list[str] = []
         self.touched: set[str] = set()  # the nodes an event was fed for (a checkpoint re-encodes only these)
         self.deployment: tuple[int, Any] | None = None  # (seq, identity) of deployment_bound
@@ -97,6 +99,14 @@ class Deriver:
         deriver = cls()
         deriver.rows = dict(snapshot)  # type: ignore[arg-type]  # values copied before any change (feed)
         deriver._borrowed = True
+        return deriver
+
+    @classmethod
+    def from_parts(cls, parts: Mapping[str, str]) -> Deriver:
+        """A deriver over a checkpoint's snapshot kept as each node's encoded ``"name":{row}`` part (as a checkpoint
+        writes it): a row is decoded at its node's first event, so ``rows`` holds only the nodes fed (issue #11)."""
+        deriver = cls()
+        deriver._parts = parts
         return deriver
 
     def feed(
@@ -120,6 +130,8 @@ class Deriver:
                 self.definition = (seq, payload.get("to"), payload.get("from"))
             return
         row = self.rows.get(node)
+        if row is None and self._parts is not None and (part := self._parts.get(node)) is not None:
+            row = self.rows[node] = json.loads("{" + part + "}")[node]
         if node not in self.touched:
             self.touched.add(node)
             if self._borrowed and row is not None:

@@ -61,6 +61,7 @@ class Journal(LeaseMethods):
         self._head: tuple[int, str] | None = None  # (seq, hash) of the last event, when known
         self._data_version = -1
         self._absent, self._absent_version = set(), -1
+        self._watches = {}  # latest_kind's watches, by kinds
         self._batching = False  # inside batch() or hold(): writes are savepoints of its one transaction
         self._holding = False  # inside hold(): the next durable commit (or release) ends the transaction
         self._nested = 0  # batches inside a batch or a hold
@@ -119,6 +120,8 @@ class Journal(LeaseMethods):
             try:
                 self.release()
             finally:
+                for watch in self._watches.values():
+                    watch.close()
                 self._conn.close()
 
     def __enter__(self) -> Journal:
@@ -364,13 +367,15 @@ class Journal(LeaseMethods):
                 field="deployment",
             )
 
-    def checkpoint(self, signer: Signer, *, file_check: bool = True) -> dict[str, Any]:
+    def checkpoint(self, signer: Signer, *, file_check: bool = True, continued: bool = False) -> dict[str, Any]:
         """Sign the chain's head and append the checkpoint to :attr:`checkpoints_path`.
 
         The chain since the previous checkpoint is verified first (against the signer's
         public key), so a checkpoint never signs rows edited outside the journal. The
         checkpoint is recorded in the database and appended (fsynced) to the file.
-        ``file_check`` false skips SQLite's whole-file ``quick_check`` (a run's periodic checkpoints).
+        ``file_check`` false skips SQLite's whole-file ``quick_check`` (a run's periodic checkpoints);
+        with it, ``continued`` checks only what this connection appended since its previous checkpoint
+        when no other connection wrote since (journal/_continued.py).
 
         Returns:
             The checkpoint record (seq, head, at, deployment, nodes, key_id, signature),
@@ -393,6 +398,7 @@ class Journal(LeaseMethods):
                 self._head_signer is not None,
                 file_check=file_check,
                 kept=self._kept_snapshot,
+                continued=continued,
             )
 
     def checkpoints(self) -> list[dict[str, Any]]:

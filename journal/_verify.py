@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -57,6 +57,7 @@ class Verification:
     deployment: str | None = None
     start_digest: str | None = None  # the digest of the stored snapshot an incremental check started from
     touched: set[str] = field(default_factory=set)  # the nodes of the events read after it
+    parts: dict[str, str] | None = None  # every node's encoded part at the head, when the check made them
 
 
 @dataclass
@@ -68,6 +69,12 @@ class KeptSnapshot:
 
     digest: str | None = None
     parts: dict[str, str] = field(default_factory=dict)
+    # Where it stands, for the next checkpoint's check from it (journal/_continued.py): the checkpoint's
+    # (seq, head), the deployment it named, and this connection's ``PRAGMA data_version`` then.
+    seq: int = 0
+    head: str = ""
+    deployment: str | None = None
+    data_version: int | None = None
 
 
 @dataclass
@@ -392,12 +399,24 @@ def _match_checkpoints(
     return signed_seq
 
 
-def _node_problems(conn: sqlite3.Connection, deriver: Deriver) -> list[str]:
+def _node_rows(conn: sqlite3.Connection, only: Collection[str] | None) -> Iterator[tuple[Any, ...]]:
+    sql = f"SELECT {', '.join(_NODE_COLUMNS)} FROM nodes"
+    if only is None:
+        yield from conn.execute(sql + " ORDER BY rowid")
+        return
+    names = sorted(only)
+    for at in range(0, len(names), 500):  # well under SQLite's limit of bound variables
+        chunk = names[at : at + 500]
+        yield from conn.execute(f"{sql} WHERE name IN ({', '.join('?' * len(chunk))})", chunk)
+
+
+def _node_problems(conn: sqlite3.Connection, deriver: Deriver, only: Collection[str] | None = None) -> list[str]:
+    """Every node row against the derived rows; ``only``: just the rows of these nodes (the others are known equal)."""
     problems = []
     derived = deriver.rows
     names = set()
     columns = itemgetter(*DERIVED_COLUMNS)
-    for row in conn.execute(f"SELECT {', '.join(_NODE_COLUMNS)} FROM nodes ORDER BY rowid"):
+    for row in _node_rows(conn, only):
         name = row[0]
         names.add(name)
         expected = derived.get(name)
@@ -425,6 +444,6 @@ def _node_problems(conn: sqlite3.Connection, deriver: Deriver) -> list[str]:
                     f"node {name}: {column} is {value!r} in its row but {want!r} from its events "
                     f"(latest seq {latest}): the row was edited outside the journal"
                 )
-    for name in sorted(set(derived) - names):
+    for name in sorted(set(derived if only is None else only) - names):
         problems.append(f"node {name}: has events up to seq {derived[name]['last_seq']} but no row (deleted)")
     return problems

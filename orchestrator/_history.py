@@ -151,6 +151,7 @@ def applied_changes(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def maintenance_of(journal: Journal, node: str) -> bool:
     """Whether the node's newest maintenance event (by anyone, any process) turned maintenance on."""
-    on, off = (journal.last_event(node, kind=k) for k in (kinds.MAINTENANCE_ON, kinds.MAINTENANCE_OFF))
-    latest = max((e for e in (on, off) if e is not None), key=lambda e: e.seq, default=None)
-    return latest is not None and latest.kind == kinds.MAINTENANCE_ON
+    return journal.latest_kind(node, _MAINTENANCE) == kinds.MAINTENANCE_ON
+
+
+_MAINTENANCE = (kinds.MAINTENANCE_ON, kinds.MAINTENANCE_OFF)

@@ -62,19 +62,19 @@ def recap(journal: Journal, start: Start, report: RunReport) -> dict[str, Any]:
         for name in report.outcomes
     }
     spans: dict[str, tuple[str, str]] = {}
-    for event in journal.events(since=start.at):
-        if event.seq <= start.seq or event.node not in nodes:
+    for _, node, kind, step, at, changed in journal.tallies(start.seq):  # no payload decoded (#11)
+        if node not in nodes:
             continue
-        row = nodes[event.node]
-        first = spans.get(event.node, (event.at, event.at))[0]
-        spans[event.node] = (first, event.at)
-        if event.kind == kinds.STEP_COMMITTED:
-            if event.payload.get("changed"):
+        row = nodes[node]
+        first = spans.get(node, (at, at))[0]
+        spans[node] = (first, at)
+        if kind == kinds.STEP_COMMITTED:
+            if changed:
                 row["changed"] += 1
-                row["steps_changed"].append(sys.intern(event.step) if event.step else event.step)  # one string (#11)
+                row["steps_changed"].append(sys.intern(step) if step else step)  # one string (#11)
             else:
                 row["ok"] += 1
-        elif event.kind == kinds.STEP_RETRY:
+        elif kind == kinds.STEP_RETRY:
             row["retried"] += 1
     for name, action in report.outcomes.items():
         row = nodes[name]

@@ -245,16 +245,18 @@ class Checkpointer:
         """An engine observer: one more committed transition."""
         self._count += 1
         if self._count >= self.every:
-            self.now(file_check=False)  # the file's pages: checked by the closing checkpoint and by verify
+            # The file's pages: checked by the closing checkpoint and by verify. Continued: from this process's
+            # previous checkpoint, only what it appended since, while no other process wrote (issue #11).
+            self.now(file_check=False, continued=True)
 
-    def now(self, *, file_check: bool = True) -> dict[str, Any] | None:
+    def now(self, *, file_check: bool = True, continued: bool = False) -> dict[str, Any] | None:
         """Sign the head when it has unsigned events; the record is sent to syslog (in the background)."""
         self._count = 0
         recorded = self.journal.checkpoints()
         head = self.journal.get_meta("head")
         if head is None or (recorded and json.loads(head).get("seq") == recorded[-1]["seq"]):
             return None  # nothing new since the last checkpoint
-        record = self.journal.checkpoint(self.trust.signer, file_check=file_check)
+        record = self.journal.checkpoint(self.trust.signer, file_check=file_check, continued=continued)
         if self.group and self.journal.checkpoints_path is not None:
             from orchestrator._access import share_with_group
 
