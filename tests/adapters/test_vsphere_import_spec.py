@@ -1,4 +1,4 @@
-"""One import spec per OVA and placement, renamed per node (#11 target 5).
+"""One import spec per OVA and placement, renamed per node; finding a new VM reads its brief only (#11 target 5).
 
 vCenter writes the entity name into the import spec it makes (the VM's name, its disks' paths, the
 files' device ids): asked once under a template name and renamed per node, 100 imports of one OVA
@@ -17,6 +17,7 @@ from _vcsim import identity, vcenter
 from pyVmomi import vim
 
 from adapters.vsphere._import import TEMPLATE_NAME, renamed
+from adapters.vsphere._inventory import VmBrief
 from config.model import Deployment
 from orchestrator.lab import Vcsim, make_test_ova
 
@@ -80,3 +81,20 @@ async def test_imports_at_once_share_one_spec_and_each_vm_has_its_own_name_and_d
             assert await vc.find_vm(node, identity(deployment, node)) == vm
             paths = {d.device.backing.fileName for d in records[vm.moref].disks}
             assert paths and all(f"] {node.name}/" in p for p in paths), paths
+
+
+@pytest.mark.vcsim
+async def test_finding_a_vm_imported_here_reads_its_brief_not_its_devices(
+    vcsim: Vcsim, deployment: Deployment, tmp_path: Path
+) -> None:
+    """The verification of an import finds the new VM by a read of its brief alone, which is kept: the next
+    lookup reads nothing."""
+    node = dataclasses.replace(deployment.management, name="pexip-brief-1")
+    async with vcenter(deployment) as vc:
+        vm = await vc.import_ova(node, identity(deployment, node), str(make_test_ova(tmp_path / "brief.ova")))
+        found = await vc._reads.named(identity=identity(deployment, node))
+        assert [type(b) for b in found] == [VmBrief] and found[0].moref == vm.moref
+        assert found[0].power_state == "poweredOff" and found[0].num_cpus == vm.num_cpus
+        before = len(vcsim.requests())
+        assert await vc.find_vm(node, identity(deployment, node)) == vm
+        assert vcsim.requests()[before:] == []
