@@ -252,6 +252,11 @@ class VmReader:
         """Whether this adapter changed ``rec``'s VM (or forgot everything) since ``rec`` was read."""
         return self._changed.get(rec.moref, NEVER) >= rec.fetched_at or self._everything_changed >= rec.fetched_at
 
+    def resync(self) -> None:
+        """The next lookup reads every VM's brief afresh (once, however many ask at once), what is
+        kept starting again from it; nothing read before is voided (a record read here still serves)."""
+        self._kept = None
+
     def forget(self) -> None:
         """After a fault: serve nothing read before."""
         self._everything_changed = time.monotonic()
