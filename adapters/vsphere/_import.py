@@ -8,6 +8,7 @@ stays small. It works through the adapter's own reads, writes and uploads.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from pyVmomi import VmomiSupport, vim
 
 from adapters.base import VmState
 from adapters.vsphere._inventory import IDENTITY_FIELD, IMPORT_KEY, VmBrief, VmRecord, moid, vm_state
-from adapters.vsphere._ova import ovf_networks, read_package
+from adapters.vsphere._ova import Package, ovf_networks, read_package
 from adapters.vsphere._session import SYSTEM
 from config.errors import ConfigError, Rejected
 from config.model import MANAGEMENT, NodeSpec
@@ -67,8 +68,7 @@ async def find_vm(vc: VCenter, node: NodeSpec, identity: str) -> VmState | None:
 async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> VmState:
     """:meth:`VCenter.import_ova`."""
     field_name = "ova.management" if node.role == MANAGEMENT else "ova.conferencing"
-    package = read_package(ova, field_name)
-    networks = ovf_networks(package.descriptor)
+    package, networks = _package(vc, ova, field_name)
     inv, folder = await vc._inventory()
     host = inv.host_by_name(node.host)
     try:
@@ -167,6 +167,24 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
         num_cpus=int(config.numCPUs or 0),
         memory_mb=int(config.memoryMB or 0),
     )
+
+
+def _package(vc: VCenter, ova: str, field_name: str) -> tuple[Package, list[str]]:
+    """The OVA read and its networks, once per login while the file is unchanged (issue #11: every import
+    of one OVA opened the tar and parsed its descriptor again, on the event loop)."""
+    try:
+        st = os.stat(ova)
+    except OSError:
+        st = None  # read_package says what is wrong
+    if st is None or "://" in ova:
+        package = read_package(ova, field_name)
+        return package, ovf_networks(package.descriptor)
+
+    def read() -> tuple[Package, list[str]]:
+        package = read_package(ova, field_name)
+        return package, ovf_networks(package.descriptor)
+
+    return vc._session.once(f"package {ova} {st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns}", read)
 
 
 def _shared(call: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
