@@ -137,6 +137,11 @@ class VSphere(Protocol):
         and that carry the custom attribute ``tag`` (default ``vcenter.tag``; none: any VM): first an
         ``enter`` for each such VM already there, then each change, until the consumer stops."""
 
+    def resync(self) -> None:
+        """What is kept of the inventory between configuration changes (every VM's brief, kept current
+        from the adapter's own changes and the inventory watch) is read afresh by the next lookup: the
+        daemon's periodic resync, for a change the watch did not report."""
+
     async def power_off(self, vm: VmState) -> VmState:
         """Power the VM off (a standby contingency deployment); one already off is left as is.
         Returns the VM as observed afterwards: ``Rejected`` unless it shows ``poweredOff``."""

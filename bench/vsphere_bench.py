@@ -44,8 +44,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _vsphere_profile import ThreadProfiles, grown  # bench/, the script's directory
-
 from adapters.base import Systems
 from adapters.vsphere import VCenter
 from config.load import load_deployment
@@ -285,6 +283,8 @@ def scale(counts: list[int], binary: Path, repeat: int, profile_dir: Path | None
         falling = all(b < a for a, b in zip(per_vm, per_vm[1:], strict=False))
         print(f"  wall time per VM falling as VMs are added ({' > '.join(map(str, last))}): {_ok(falling)}")
     if profile_dir is not None and len(last) >= 2:
+        from _vsphere_profile import grown  # bench/, the script's directory
+
         grown(profile_dir, last)
 
 
@@ -317,6 +317,9 @@ def main() -> None:
     if args.child:
         deployment = fleet(load_deployment(Path(args.child)), args.vms)
         if args.profile:
+            # Only when asked: cProfile and pstats are not the orchestrator's imports (the child is timed whole).
+            from _vsphere_profile import ThreadProfiles  # bench/, the script's directory
+
             with ThreadProfiles() as profiles:
                 figures = asyncio.run(deploy_and_reserve(deployment, args.vcsim_pid))
                 profiles.dump(Path(args.profile))

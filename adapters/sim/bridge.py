@@ -86,6 +86,9 @@ class MirroredVSphere:
     def watch_inventory(self, pattern: str | None = None, tag: str | None = None) -> AsyncIterator[InventoryEvent]:
         return self._real.watch_inventory(pattern, tag)  # the real inventory: the VMs are real
 
+    def resync(self) -> None:
+        self._real.resync()
+
     async def aclose(self) -> None:
         await self._real.aclose()
 

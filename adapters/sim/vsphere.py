@@ -239,6 +239,9 @@ class SimVSphere:
         ):
             yield event
 
+    def resync(self) -> None:
+        """Nothing is kept: every call reads the world."""
+
     async def power_off(self, vm: VmState) -> VmState:
         """Power ``vm`` off (vCenter's Power Off); one already off changes nothing."""
         await self._world.call(_SYSTEM, f"power off {vm.name}", change=True)

@@ -7,13 +7,17 @@ stays small. It works through the adapter's own reads, writes and uploads.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from pyVmomi import vim
+from pyVmomi import VmomiSupport, vim
 
 from adapters.base import VmState
 from adapters.vsphere._inventory import IDENTITY_FIELD, IMPORT_KEY, VmBrief, VmRecord, moid, vm_state
-from adapters.vsphere._ova import ovf_networks, read_package
+from adapters.vsphere._ova import Package, ovf_networks, read_package
 from adapters.vsphere._session import SYSTEM
 from config.errors import ConfigError, Rejected
 from config.model import MANAGEMENT, NodeSpec
@@ -21,7 +25,34 @@ from config.model import MANAGEMENT, NodeSpec
 if TYPE_CHECKING:
     from adapters.vsphere._vcenter import VCenter
 
-__all__ = ["find_vm", "import_ova"]
+__all__ = ["TEMPLATE_NAME", "find_vm", "import_ova", "renamed"]
+
+# The entity name of the one import spec asked for per package and placement: vCenter writes the
+# name into the spec (the VM's name, its disks' paths, the files' device ids), where each node's
+# own replaces it. Only names vCenter takes as they are (no escaping in datastore paths) share it.
+TEMPLATE_NAME = "pexip-orchestrator-import-template"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def renamed(value: Any, old: str, new: str) -> Any:
+    """A copy of an import spec (a pyVmomi data object) with ``old`` replaced by ``new`` in every
+    string; managed object references and other values are shared (never changed)."""
+    if type(value) is str:
+        return value.replace(old, new) if old in value else value
+    if isinstance(value, VmomiSupport.DataObject):
+        copy = object.__new__(type(value))
+        # Most of a spec's fields are unset: no call for them (issue #11: this copy was a tenth of the
+        # event loop's CPU for 100 imports).
+        copy.__dict__.update(
+            {k: v if v is None or type(v) in _AS_IS else renamed(v, old, new) for k, v in value.__dict__.items()}
+        )
+        return copy
+    if isinstance(value, list):
+        return type(value)(v if type(v) in _AS_IS else renamed(v, old, new) for v in value)
+    return value
+
+
+_AS_IS = frozenset({bool, int, float})
 
 
 async def find_vm(vc: VCenter, node: NodeSpec, identity: str) -> VmState | None:
@@ -44,8 +75,7 @@ async def find_vm(vc: VCenter, node: NodeSpec, identity: str) -> VmState | None:
 async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> VmState:
     """:meth:`VCenter.import_ova`."""
     field_name = "ova.management" if node.role == MANAGEMENT else "ova.conferencing"
-    package = read_package(ova, field_name)
-    networks = ovf_networks(package.descriptor)
+    package, networks = _package(vc, ova, field_name)
     inv, folder = await vc._inventory()
     host = inv.host_by_name(node.host)
     try:
@@ -71,17 +101,36 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
     for rec in await _namesakes(vc, node, identity, vms):
         await _destroy_incomplete(vc, rec)
 
-    def create_spec(content: Any) -> Any:
+    def create_spec(content: Any, name: str) -> Any:
         cisp = vim.OvfManager.CreateImportSpecParams(
-            entityName=node.name,
+            entityName=name,
             networkMapping=[vim.OvfManager.NetworkMapping(name=n, network=inv.network_refs[net_ref]) for n in networks],
         )
         return content.ovfManager.CreateImportSpec(
             ovfDescriptor=package.descriptor, resourcePool=pool, datastore=inv.datastore_refs[ds_ref], cisp=cisp
         )
 
-    with vc._in_flight.track():
-        result = await vc._session.call(f"create the import spec of {node.name}", create_spec)
+    what = f"create the import spec of {node.name}"
+
+    async def ask(name: str) -> Any:
+        with vc._in_flight.track():
+            return await vc._session.call(what, lambda c: create_spec(c, name))
+
+    result = None
+    if _PLAIN_NAME.fullmatch(node.name):
+        # One spec per package and placement per login, renamed per node (issue #11: a round trip
+        # and its parse per VM); a name vCenter might escape in its paths asks for its own.
+        spec_key = f"import_spec {package.path} {hash(package.descriptor)} {moid(pool)} {ds_ref} {net_ref} {networks}"
+        shared = vc._session.once(spec_key, lambda: _shared(ask(TEMPLATE_NAME)))
+        try:
+            template = await asyncio.shield(shared)
+        except BaseException:
+            vc._session.forget(spec_key)  # the next import asks again
+            raise
+        if not template.error:
+            result = renamed(template, TEMPLATE_NAME, node.name)
+    if result is None:
+        result = await ask(node.name)
     if result.error:
         raise Rejected(
             f"vCenter cannot import {ova} as {node.name}: "
@@ -125,6 +174,30 @@ async def import_ova(vc: VCenter, node: NodeSpec, identity: str, ova: str) -> Vm
         num_cpus=int(config.numCPUs or 0),
         memory_mb=int(config.memoryMB or 0),
     )
+
+
+def _package(vc: VCenter, ova: str, field_name: str) -> tuple[Package, list[str]]:
+    """The OVA read and its networks, once per login while the file is unchanged (issue #11: every import
+    of one OVA opened the tar and parsed its descriptor again, on the event loop)."""
+    try:
+        st = os.stat(ova)
+    except OSError:
+        st = None  # read_package says what is wrong
+    if st is None or "://" in ova:
+        package = read_package(ova, field_name)
+        return package, ovf_networks(package.descriptor)
+
+    def read() -> tuple[Package, list[str]]:
+        package = read_package(ova, field_name)
+        return package, ovf_networks(package.descriptor)
+
+    return vc._session.once(f"package {ova} {st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns}", read)
+
+
+def _shared(call: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+    future = asyncio.ensure_future(call)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())  # no warning if none waits for it
+    return future
 
 
 async def _namesakes(vc: VCenter, node: NodeSpec, identity: str, vms: list[VmBrief]) -> list[VmRecord]:

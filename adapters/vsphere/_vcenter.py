@@ -379,6 +379,11 @@ class VCenter:
         """
         await lock_bios(self, vm, password, boot_wait_s=self._bios_boot_wait_s, key_pause_s=self._bios_key_pause_s)
 
+    def resync(self) -> None:
+        """Every VM's brief is read afresh by the next lookup (once: the lookups of a pass share it),
+        and kept current from there (:class:`adapters.vsphere._reads.KeptBriefs`)."""
+        self._reads.resync()
+
     async def power_off(self, vm: VmState) -> VmState:
         """PowerOffVM_Task unless it is off, then observed (``adapters.vsphere._bios.power_off``)."""
         return await power_off(self, vm)

@@ -275,7 +275,11 @@ class Reconciler:
         return True
 
     def resync(self) -> None:
-        """Queue every node, each re-observed first: drift is journaled and acted on as ``run`` does."""
+        """Queue every node, each re-observed first: drift is journaled and acted on as ``run`` does.
+
+        vSphere's kept briefs are read afresh once, by the first lookup of the pass: a VM changed behind
+        the inventory watch's back (or with no watch) is seen at the latest here."""
+        self.generation.systems.vsphere.resync()
         self._queue_all()
 
     def held_for_repair(self, name: str) -> str | None:

@@ -163,3 +163,35 @@ async def test_a_steps_observation_serves_its_apply_unless_changed_here_since(
 
         assert (await apply_calls(True, changed_between=False))[0] == "ReconfigVM_Task"
         assert (await apply_calls(False, changed_between=True))[:2] == ["RetrievePropertiesEx", "ReconfigVM_Task"]
+
+
+async def test_a_resync_reads_every_brief_once_and_sees_what_the_watch_did_not(
+    vcsim: Vcsim, deployment: Deployment
+) -> None:
+    """Without the watch, a VM renamed and one destroyed behind the adapter's back are found as kept until a resync;
+    after it, one read of every VM's brief, shared by the lookups made at once, shows both."""
+    roomy, nodes = _fleet(deployment, "pexip-resync", 3)
+    async with vcenter(roomy) as vc:
+        await vc.preflight(roomy)
+        for node in nodes:
+            await run_step("deploy_ova", roomy, node, vc)
+        with admin(vcsim) as content:
+            renamed = content.searchIndex.FindByInventoryPath(f"DC0/vm/pexip/{nodes[0].name}")
+            gone = content.searchIndex.FindByInventoryPath(f"DC0/vm/pexip/{nodes[1].name}")
+            WaitForTask(renamed.Rename_Task(newName="pexip-resync-renamed"))
+            WaitForTask(gone.Destroy_Task())
+
+        async def find_all() -> list[Any]:
+            return await asyncio.gather(*(vc.find_vm(n, identity(roomy, n)) for n in nodes))
+
+        kept = await find_all()
+        assert kept[0] is not None and kept[0].name == nodes[0].name  # as kept: not read again
+        briefs = vc.statistics()["inventory_reads"]
+        vc.resync()
+        after = await find_all()
+        assert vc.statistics()["inventory_reads"] == briefs + 1
+        assert after[0] is not None and after[0].name == "pexip-resync-renamed"
+        assert after[1] is None and after[2] == kept[2]
+        before = vc.statistics()["round_trips"]
+        assert await find_all() == after
+        assert vc.statistics()["round_trips"] == before  # kept again from the resync's read

@@ -142,3 +142,19 @@ async def test_a_contingency_deployment_ends_powered_off_under_the_daemon(tmp_pa
     assert sorted(done) == sorted(r.names()) and done[-1] == MANAGER
     assert {e.payload["power_state"] for e in events if e.payload["phase"] == "done"} == {"poweredOff"}
     assert len(events) == seen["count"] == 2 * len(r.names())  # started and done per VM; the resync added none
+
+
+async def test_a_resync_has_vsphere_read_its_inventory_afresh(tmp_path: Path) -> None:
+    """Each resync tells the vSphere adapter to read every VM's brief afresh at its next lookup (the real
+    adapter's side: tests/adapters/test_vsphere_kept_briefs.py), once per resync."""
+    told: list[str] = []
+
+    async def resync_twice(r: Reconciler) -> None:
+        vsphere = r.generation.systems.vsphere
+        # The twin keeps nothing to read again: that it is told, and when, is what can be seen here.
+        vsphere.resync = lambda: told.append("resync")  # type: ignore[method-assign]
+        r.resync()
+        r.resync()
+
+    await _embedded(_starter(tmp_path), lambda r: len(told) == 2 and not len(r.queue), resync_twice)
+    assert told == ["resync", "resync"]
