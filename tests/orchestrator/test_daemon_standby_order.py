@@ -5,8 +5,8 @@ lands; every other node may end its reconcile in between. Here that window is he
 purpose: the first Conferencing Node's ``ldap_authenticated`` commit waits until every other node
 is built and its reconcile has ended. Before the fix that reconcile saw every model built, found
 the journal not (the held row), powered nothing off and still marked the power-off done, so the
-held node's own reconcile skipped it: the standby stayed on (perf7's threaded group commit made it
-happen 3 runs in 4; a slower vCenter or disk would too).
+held node's own reconcile skipped it: the standby stayed on (a group commit written in a worker
+thread made it happen in 3 or 4 runs of 4; a slower vCenter or disk can too).
 """
 
 from __future__ import annotations
