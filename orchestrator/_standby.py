@@ -25,7 +25,20 @@ from config.model import Deployment, NodeSpec
 from journal import Journal, Transition, kinds
 from machines.lifecycle import LDAP_AUTHENTICATED
 
-__all__ = ["power_off_standby", "plan_row"]
+__all__ = ["power_off_standby", "plan_row", "standby_ready"]
+
+
+def standby_ready(deployment: Deployment, journal: Journal) -> bool:
+    """Whether a contingency deployment's power-off is due: every node at ``ldap_authenticated`` in the journal.
+
+    The journal's rows, not the engine's models: a node's model takes its new state when the transition
+    is fired, before the commit that journals it lands (``orchestrator._journaled``), so the models can
+    say "every node built" while the last node's ``ldap_authenticated`` is still on its way to disk.
+    """
+    if deployment.profile != "contingency" or not deployment.policy.contingency.power_off:
+        return False
+    states = {r.name: r.state for r in journal.nodes()}
+    return all(states.get(n.name) == LDAP_AUTHENTICATED for n in deployment.nodes)
 
 
 async def power_off_standby(
@@ -43,10 +56,7 @@ async def power_off_standby(
         ``{node: why}`` for each VM that could not be powered off (empty: all off, or nothing to do:
         the primary profile, ``power_off = false``, or a node not built yet).
     """
-    if deployment.profile != "contingency" or not deployment.policy.contingency.power_off:
-        return {}
-    states = {r.name: r.state for r in journal.nodes()}
-    if any(states.get(n.name) != LDAP_AUTHENTICATED for n in deployment.nodes):
+    if not standby_ready(deployment, journal):
         return {}
     failed: dict[str, str] = {}
 

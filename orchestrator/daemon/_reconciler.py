@@ -42,6 +42,7 @@ from journal import Journal, kinds, new_lease_owner
 from machines.lifecycle import FAILED, LDAP_AUTHENTICATED
 from machines.plan import Action, Blocked, Done, Held, Stopped, Wait
 from orchestrator._session import Session, load_deployment, register_secrets
+from orchestrator._standby import standby_ready
 from orchestrator.daemon._queue import NodeQueue
 from orchestrator.engine import Engine
 from orchestrator.wiring import open_systems
@@ -227,8 +228,14 @@ class Reconciler:
             self._standby_due = True
             return
         if not self._standby_due or set(generation.engine.nodes().values()) != {LDAP_AUTHENTICATED}:
-            return
+            return  # a model is never behind its journal row: not built here is not built there
         async with self._standby_lock:
+            # Decided on the journal, as the power-off itself decides, and only then marked done: the models
+            # run ahead of the journal while a node's last commit is in flight (``standby_ready``). Marked done
+            # on the models, this reconcile powered nothing off and the last node's own, ending once its
+            # commit landed, found the power-off done already: the standby stayed on for good.
+            if not self._standby_due or not standby_ready(generation.deployment, self.journal):
+                return
             self._standby_due = False
             try:
                 failed = await generation.engine.standby(self.names_of(generation.deployment))
