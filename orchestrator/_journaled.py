@@ -2,7 +2,11 @@
 
 ``Journaled`` is a base of ``_step_run.StepRunner`` (and so of ``engine.Engine``): every change of a
 node's state goes through :meth:`Journaled._commit_all`, which applies the same update to the
-journal row (in one transaction) and then to the model, so the two never differ.
+journal row (in one transaction) and then to the model. One window is not closed: a fired trigger
+(:meth:`Journaled._fire`) moves the model to its new state *before* the transition that journals it
+is committed, so while that commit is pending (the group commit's window, a slow fsync) a model may
+be ahead of its row, never behind it. Code that decides on another node's state (the daemon's
+contingency power-off, race1) must read the journal rows: ``orchestrator._standby.standby_ready``.
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ class Engine(Reconciler):
         self._gates.load({m.name: m.state for m in self._models.values()})
 
     def nodes(self) -> dict[str, str]:
-        """Each loaded node's state, as the journal has it."""
+        """Each loaded node's state as its model has it: the journal's, or one fired transition ahead of it
+        while that transition's commit is pending (never behind); decide on the journal's rows where that matters."""
         return {name: model.state for name, model in self._models.items()}
 
     def state_of(self, name: str) -> str:
