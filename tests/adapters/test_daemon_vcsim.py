@@ -59,6 +59,9 @@ def test_a_new_vm_is_noticed_nodes_are_driven_and_a_deleted_vm_fails_its_node(vc
     """The daemon's watch reports a new pexip-* VM that no node declares as an unknown VM, once it appears;
     approved, every node reaches ldap_authenticated; a node's VM deleted fails that node naming the repair."""
     config = write_lab_config(tmp_path / "lab", vcsim)
+    # No timed resync within the test's waits (300 s by default, which they could add up to on a loaded machine):
+    # the deleted VM must be noticed by the watch's leave event.
+    config.write_text(config.read_text() + "\n[daemon]\nresync_s = 3600\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("ORCHESTRATOR_JOURNAL", None)
     proc = subprocess.Popen(
