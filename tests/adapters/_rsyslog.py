@@ -32,8 +32,9 @@ class Rsyslog:
     received: Path
     tls_port: int | None = None  # RFC 5425 over GnuTLS (rsyslog-gnutls), when started with a certificate
 
-    def lines(self, count: int, timeout_s: float = 5.0) -> list[str]:
-        """The lines received, waiting until there are at least ``count``."""
+    def lines(self, count: int, timeout_s: float = 60.0) -> list[str]:
+        """The lines received, waiting until there are at least ``count`` (the default bound is one on a hang:
+        it returns as soon as they are there)."""
         deadline = time.monotonic() + timeout_s
         while True:
             text = self.received.read_text() if self.received.exists() else ""
@@ -76,7 +77,7 @@ def running_rsyslog(directory: Path, *, tls: Pki | None = None) -> Iterator[Rsys
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a bound on a hang, not on how soon
         while True:  # ready when its TCP ports accept
             try:
                 for port in (tcp, tls_port):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from _sim_factory import make_deployment
@@ -14,6 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from adapters import CertificateAuthority
 from adapters.sim import SimCA, SimWorld
 from adapters.sim import _pki as pki
+from adapters.sim import ca as sim_ca
+from adapters.sim.world import CA
 from config.errors import Rejected
 from config.model import Deployment
 
@@ -88,14 +90,24 @@ async def test_new_csr_gets_a_new_certificate(tmp_path: Path, deployment: Deploy
         w.close()
 
 
-async def test_collect_waits_for_the_latency(tmp_path: Path, deployment: Deployment) -> None:
-    """With latency, the CA returns nothing right after submission, and the certificate later."""
+async def test_collect_waits_for_the_latency(
+    tmp_path: Path, deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With latency, the CA returns nothing until the signing time it drew, and the certificate from then on."""
+    # The CA's clock held still (a fake, as the engine's Clock is): with the real one, "nothing right after
+    # submission" needed submit-then-collect within 0.1 s, which a loaded machine breaks.
+    now = [1_000_000.0]
+    monkeypatch.setattr(sim_ca, "time", SimpleNamespace(time=lambda: now[0]))
     w = SimWorld.open(tmp_path / "w.sqlite", latency=0.2, seed=1)
     try:
         ca = SimCA(w, deployment)
-        await ca.submit("n", _csr("n.example.com", []))  # signing takes 0.1..0.3 s from here
-        assert await ca.collect("n") is None  # an observation takes at most 0.03 s
-        await asyncio.sleep(0.35)
+        await ca.submit("n", _csr("n.example.com", []))
+        ready_at = w.get(CA, "csr/n")["ready_at"]  # type: ignore[index]
+        assert now[0] + 0.1 <= ready_at <= now[0] + 0.3  # signing takes latency x uniform(0.5, 1.5)
+        assert await ca.collect("n") is None
+        now[0] = ready_at - 0.001
+        assert await ca.collect("n") is None
+        now[0] = ready_at
         assert await ca.collect("n") is not None
     finally:
         w.close()

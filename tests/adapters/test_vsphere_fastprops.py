@@ -108,10 +108,9 @@ async def test_a_vm_gone_and_a_finished_task_read_here_equal_pyvmomis(
         fast, slow = await _both(vc, lambda: vc._reads.objects({key}))
         assert fast[key]["info.state"] == slow[key]["info.state"] == "success"
         assert fast[key].get("info.result") == slow[key].get("info.result")
-        await asyncio.to_thread(lambda: rec.ref.PowerOffVM_Task())
-        await asyncio.sleep(0.2)
-        await asyncio.to_thread(lambda: rec.ref.Destroy_Task())
-        await asyncio.sleep(0.2)
+        # Each task waited for, not slept for (0.2 s each, which a loaded vcsim can outlast).
+        await vc._tasks.wait(await asyncio.to_thread(rec.ref.PowerOffVM_Task), "power off")
+        await vc._tasks.wait(await asyncio.to_thread(rec.ref.Destroy_Task), "destroy")
         fast, slow = await _both(vc, lambda: vc._reads.records([vm.moref]))
         assert fast == slow == {}
 

@@ -27,7 +27,7 @@ from orchestrator.lab import Pki, Vcsim, make_test_pki, thumbprint_of
 pytestmark = pytest.mark.vcsim
 
 
-async def _wait_for_call(vc: Vcsim, method: str, timeout: float = 10.0) -> None:
+async def _wait_for_call(vc: Vcsim, method: str, timeout: float = 120.0) -> None:  # a bound on a hang
     deadline = time.monotonic() + timeout
     while method not in (r["method"] for r in vc.requests()):
         assert time.monotonic() < deadline, f"vcsim never received {method}"

@@ -115,7 +115,7 @@ async def test_a_vm_removed_behind_our_back_is_seen_through_the_watch(vcsim: Vcs
 
             async def wait_for(kind: str, name: str) -> None:
                 while True:
-                    event = await asyncio.wait_for(events.get(), 10)
+                    event = await asyncio.wait_for(events.get(), 60)  # a bound on a hang, not on how soon
                     if event.kind == kind and event.name == name:
                         return
 

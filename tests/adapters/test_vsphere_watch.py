@@ -37,7 +37,7 @@ async def _watching(vc: VCenter, **kwargs: object) -> AsyncIterator[asyncio.Queu
 async def _next(events: asyncio.Queue[InventoryEvent], kind: str, name: str) -> InventoryEvent:
     """The next event of that kind and VM, skipping others (vcsim reports in 250 ms ticks)."""
     while True:
-        event = await asyncio.wait_for(events.get(), timeout=10)
+        event = await asyncio.wait_for(events.get(), timeout=60)  # a bound on a hang, not on how soon
         if event.kind == kind and event.name == name:
             return event
 

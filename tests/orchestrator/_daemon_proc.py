@@ -19,6 +19,10 @@ from orchestrator.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The bound on a wait for something the daemon does (ready, a state, a log line, its exit): far above what a
+# loaded machine takes (an in-process daemon test took 16 s beside 8 jobs); it only ends a test that would hang.
+WAIT_S = 180.0
+
 NEW_ENTRY = """
 [[conferencing]]
 name = "{name}"
@@ -43,7 +47,8 @@ def starter(directory: Path, *, latency: float = 0.0) -> Path:
     config = directory / "orchestrator.toml"
     result = CliRunner().invoke(cli, ["init", "--sim", str(config)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    text = config.read_text() + "\n[daemon]\nresync_s = 60\ngate_recheck_s = 0.3\n"
+    # No timed resync within WAIT_S: one would re-queue every node and could do what a test expects of an event.
+    text = config.read_text() + "\n[daemon]\nresync_s = 3600\ngate_recheck_s = 0.3\n"
     if latency:
         text = text.replace("[simulation]\n", f"[simulation]\nlatency = {latency}\n")
     config.write_text(text)
@@ -92,7 +97,7 @@ class Daemon:
         for line in self.proc.stderr:
             self.log.append(line)
 
-    def wait_ready(self, timeout: float = 30) -> str:
+    def wait_ready(self, timeout: float = WAIT_S) -> str:
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -103,7 +108,7 @@ class Daemon:
     def logged(self, text: str) -> bool:
         return any(text in line for line in list(self.log))
 
-    def wait(self, timeout: float = 30) -> int:
+    def wait(self, timeout: float = WAIT_S) -> int:
         """The exit code, once the process ended and its pipes are read and closed."""
         try:
             return self.proc.wait(timeout)
@@ -117,7 +122,7 @@ class Daemon:
                 if pipe is not None:
                     pipe.close()
 
-    def stop(self, timeout: float = 30) -> int:
+    def stop(self, timeout: float = WAIT_S) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.wait(timeout)
@@ -143,7 +148,7 @@ def approve(config: Path, node: str = "pexip-mgmt", gate: str = "security_wizard
         api.approve(journal, node, gate, by="test", reason="daemon test", settings=settings(config))
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 30, what: str = "", daemon: Daemon | None = None) -> None:
+def wait_for(check: Callable[[], bool], timeout: float = WAIT_S, what: str = "", daemon: Daemon | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:

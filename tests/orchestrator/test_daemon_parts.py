@@ -15,6 +15,13 @@ from config.load import load_deployment
 from machines.plan import Done
 from orchestrator.daemon import NodeQueue, Reconciler, notify, watchdog_period
 
+# Bounds on waits for an event, not on how soon it comes: far above what a loaded machine takes (one daemon
+# test took 16 s beside 8 jobs), so that they only end a test that would otherwise hang. Whatever a test must
+# not see happen within a bound (a timed resync, a backoff, an add_after to be superseded) is made longer still.
+WAIT_S = 30.0
+EMBEDDED_S = 300.0
+LATER_S = 3600.0
+
 
 async def test_the_queue_deduplicates_and_requeues_a_name_queued_while_processed() -> None:
     queue = NodeQueue()
@@ -27,18 +34,18 @@ async def test_the_queue_deduplicates_and_requeues_a_name_queued_while_processed
     assert await queue.get() == "b"
     assert len(queue) == 0
     queue.done("a")
-    assert await asyncio.wait_for(queue.get(), 1) == "a"
+    assert await asyncio.wait_for(queue.get(), WAIT_S) == "a"
 
 
 async def test_add_after_is_superseded_by_an_add_now_and_dropped_on_close() -> None:
     queue = NodeQueue()
-    queue.add_after("a", 60)
+    queue.add_after("a", LATER_S)
     queue.add_after("a", 0.01)  # the sooner one wins
-    assert await asyncio.wait_for(queue.get(), 1) == "a"
+    assert await asyncio.wait_for(queue.get(), WAIT_S) == "a"
     queue.done("a")
-    queue.add_after("b", 60)
-    queue.add("b")  # an event: now, not in 60 s
-    assert await asyncio.wait_for(queue.get(), 1) == "b"
+    queue.add_after("b", LATER_S)
+    queue.add("b")  # an event: now, not in an hour
+    assert await asyncio.wait_for(queue.get(), WAIT_S) == "b"
     queue.done("b")
     queue.add_after("c", 0.01)
     queue.close()
@@ -105,7 +112,7 @@ async def _embedded(
         )
     )
     try:
-        deadline = asyncio.get_running_loop().time() + 20
+        deadline = asyncio.get_running_loop().time() + EMBEDDED_S
         while not box or not until(box[0]):
             assert not task.done(), task.exception()
             assert asyncio.get_running_loop().time() < deadline, box[0].statistics() if box else "not started"
@@ -115,7 +122,7 @@ async def _embedded(
             await asyncio.sleep(0.02)
     finally:
         stop.set()
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, EMBEDDED_S)
     return box[0]
 
 
@@ -130,7 +137,9 @@ def _starter(tmp_path: Path, extra: str = "") -> Path:
     return config
 
 
-DAEMON = "\n[daemon]\nresync_s = 60\ngate_recheck_s = 0.1\n"
+# No timed resync within EMBEDDED_S: a test that wants one calls reconciler.resync(); one the clock fired would
+# re-queue every node and could do what a test expects an event (a gate re-check, a VM event) to do.
+DAEMON = f"\n[daemon]\nresync_s = {LATER_S}\ngate_recheck_s = 0.1\n"
 
 
 async def test_embedded_daemon_drives_to_the_gate_then_to_done_once_approved(tmp_path: Path) -> None:
@@ -162,10 +171,10 @@ async def test_a_failed_node_is_retried_at_once_when_its_vm_appears(
     from adapters.sim.vsphere import SimVSphere
     from orchestrator.daemon import _reconciler
 
-    # The backoff made longer than the whole wait (min(backoff, resync_s 60 s) > the 20 s of _embedded), so that a
-    # retry can only be the VM event's doing, however loaded the machine: a bound on the time from the import to
-    # the retry (2 s against a 5 s backoff) is one a busy machine could break.
-    monkeypatch.setattr(_reconciler, "BACKOFF_S", 3600.0)
+    # The backoff made longer than the whole wait (min(backoff, resync_s) > EMBEDDED_S), so that a retry can only
+    # be the VM event's doing, however loaded the machine: a bound on the time from the import to the retry (2 s
+    # against a 5 s backoff) is one a busy machine could break.
+    monkeypatch.setattr(_reconciler, "BACKOFF_S", LATER_S)
     config = _starter(tmp_path, 'faults = "permanent=deploy_ova@pexip-mgmt"\n')
     seen: set[str] = set()
 

@@ -62,7 +62,7 @@ def test_a_second_daemon_on_the_same_journal_is_refused(tmp_path: Path) -> None:
         world = str(tmp_path / "world.sqlite")
         other.write_text(config.read_text().replace(world, str(tmp_path / "world-2.sqlite")))
         second = Daemon(other)
-        assert second.wait(30) == 1, "".join(second.log)
+        assert second.wait() == 1, "".join(second.log)
         assert any("held by" in line or "locked" in line.lower() for line in second.log), "".join(second.log)
         assert first.proc.poll() is None
     finally:
@@ -82,7 +82,7 @@ def test_sigterm_mid_run_then_a_restart_finishes_each_step_once(tmp_path: Path) 
         )
         daemon.proc.send_signal(signal.SIGTERM)
     finally:
-        assert daemon.wait(30) == 0, "".join(daemon.log)
+        assert daemon.wait() == 0, "".join(daemon.log)
     stopped = states(config)
     assert "ldap_authenticated" not in stopped.values(), stopped
     restarted = Daemon(config)

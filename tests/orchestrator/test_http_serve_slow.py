@@ -52,12 +52,14 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 120  # a bound on a hang, not on how soon (it counted 100 tries of 0.1 s)
+        while True:
             try:
                 _get(url + "/healthz")
                 break
             except OSError:
                 assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "serve never answered /healthz\n" + log.read_text()
                 time.sleep(0.1)
         yield url, log
     finally:
@@ -88,7 +90,8 @@ def test_serve_answers_and_prometheus_scrapes_it(served: tuple[str, Path], tmp_p
     try:
         query = f"http://127.0.0.1:{port}/api/v1/query?query=orchestrator_nodes"
         series: list[dict[str, object]] = []
-        for _ in range(60):
+        deadline = time.monotonic() + 180  # prometheus's start and first scrapes: a bound on a hang, not on how soon
+        while time.monotonic() < deadline:
             try:
                 series = json.loads(_get(query))["data"]["result"]
             except OSError:

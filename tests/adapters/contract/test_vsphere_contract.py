@@ -269,7 +269,7 @@ async def test_watch_inventory_reports_a_new_vm(vsphere_case: VSphereCase) -> No
         assert events.empty()
         vm = await _import(vsphere_case, node)
         while True:
-            event = await asyncio.wait_for(events.get(), timeout=10)
+            event = await asyncio.wait_for(events.get(), timeout=60)  # a bound on a hang, not on how soon
             if event.kind == "enter" and event.name == node.name:
                 break
         assert event.moref == vm.moref
