@@ -117,7 +117,9 @@ async def _embedded(
             assert not task.done(), task.exception()
             assert asyncio.get_running_loop().time() < deadline, box[0].statistics() if box else "not started"
             if box and then is not None:
-                await then(box[0])
+                # Bounded too: a `then` that waits for what never comes (race1: the contingency
+                # power-off) fails at the deadline instead of hanging the run.
+                await asyncio.wait_for(then(box[0]), max(deadline - asyncio.get_running_loop().time(), 0.1))
                 then = None
             await asyncio.sleep(0.02)
     finally:
