@@ -16,7 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["SCHEMA", "Effect", "connect", "digest", "index_add", "index_discard", "hashable", "reload", "write"]
+__all__ = [
+    "SCHEMA",
+    "Effect",
+    "as_stored",
+    "connect",
+    "digest",
+    "index_add",
+    "index_discard",
+    "hashable",
+    "reload",
+    "write",
+]
 
 
 class Effect(NamedTuple):
@@ -143,6 +154,42 @@ def index_discard(index: dict[Any, Any], value: Any, key: str) -> None:
         found.discard(key)
         if len(found) == 1:
             index[value] = next(iter(found))
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def as_stored(value: Any, text: str) -> Any:
+    """``json.loads(text)`` where ``text`` is ``value`` encoded: what a read of the stored value returns.
+
+    A value made of exact dicts with str keys, lists and JSON scalars is copied instead (no share with the
+    caller's object, equal to the decoded text): faster than decoding again (issue #11: 24,000 writes per
+    1000 nodes). Anything else (a tuple, an int key, a str subclass...) changes in JSON, so it is decoded.
+    """
+    try:
+        return _plain_copy(value)
+    except _NotPlain:
+        return json.loads(text)
+
+
+def _plain_copy(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            out[key] = item if type(item) in _SCALARS else _plain_copy(item)
+        return out
+    if kind is list:
+        return [item if type(item) in _SCALARS else _plain_copy(item) for item in value]
+    if kind in _SCALARS:
+        return value
+    raise _NotPlain
 
 
 def hashable(value: Any) -> bool:

@@ -70,6 +70,7 @@ def pexip_system(resource: str) -> str:
 
 
 _FAULTS_SYSTEM = "_faults"  # where fired exit faults are remembered, so each fires once
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call as json.dumps(separators=)
 
 
 # --- the world --------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class SimWorld(WorldCache):
         self.faults = faults
         self._rng = random.Random(faults.seed if faults.seed is not None else seed)
         self._pending_effects: list[Effect] = []
-        self._batch: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None  # of the commit scheduled, if one is
         self._broken: BaseException | None = None
         self._closed = False
         self._commits = 0
@@ -148,39 +149,52 @@ class SimWorld(WorldCache):
         """
         self._check_usable()
         for system, key, value in changes:
-            text = None if value is None else json.dumps(value, separators=(",", ":"))
-            self._set_cached(system, key, None if text is None else json.loads(text))
-            self._pending[(system, key)] = text
+            if value is None:
+                self._set_cached(system, key, None)
+                self._pending[(system, key)] = None
+            else:
+                text = _encode(value)
+                self._set_cached(system, key, _store.as_stored(value, text))
+                self._pending[(system, key)] = text
         self._pending_effects.extend(effects)
-        if self._batch is None:
-            self._batch = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(self._flush)
-        # shield: a caller cancelled while waiting must not cancel its neighbours' commit.
-        await asyncio.shield(self._batch)
+        await self._committed()
 
     async def settled(self) -> None:
         """Wait until every change already applied in this process is committed."""
-        if self._batch is not None:
-            await asyncio.shield(self._batch)
+        if self._waiters is not None:
+            await self._committed()
+
+    async def _committed(self) -> None:
+        # One future per waiter (not one shared future under asyncio.shield): a caller cancelled while
+        # waiting cancels only its own, and the commit wakes each waiter in one hop (issue #11: 110,000 waits).
+        loop = asyncio.get_running_loop()
+        if self._waiters is None:
+            self._waiters = []
+            loop.call_soon(self._flush)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     def _flush(self) -> None:
         """Commit everything pending in one transaction and wake its waiters."""
-        batch, self._batch = self._batch, None
+        waiters, self._waiters = self._waiters or (), None
         pending, self._pending = self._pending, {}
         effects, self._pending_effects = self._pending_effects, []
         try:
             self._write(pending, effects)
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter, then re-raised
             self._broken = exc
-            if batch is not None and not batch.done():
-                batch.set_exception(
-                    Rejected(f"the simulated world {self.path} could not be written: {exc}", system="sim_world")
-                )
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(
+                        Rejected(f"the simulated world {self.path} could not be written: {exc}", system="sim_world")
+                    )
             if not isinstance(exc, Exception):
                 raise
             return
-        if batch is not None and not batch.done():
-            batch.set_result(None)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _write(self, pending: dict[tuple[str, str], str | None], effects: Sequence[Effect]) -> None:
         if not pending and not effects:

@@ -90,6 +90,38 @@ async def test_cache_is_a_copy_of_what_was_applied(world: SimWorld) -> None:
     assert world.get("test", "k") == {"list": [1]}
 
 
+async def test_cache_holds_what_a_reopened_world_reads(tmp_path: Path) -> None:
+    """What JSON changes (a tuple, an int key, an int enum, nested) is cached as stored, not as given."""
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    value = {"t": (1, "a"), "nested": [{2: Level.HIGH, "f": 1.5, "n": None, "b": True}], "s": "x"}
+    stored = {"t": [1, "a"], "nested": [{"2": 3, "f": 1.5, "n": None, "b": True}], "s": "x"}
+    w = SimWorld.open(tmp_path / "world.sqlite")
+    await w.apply([("test", "k", value), ("test", "plain", {"l": [[1], {"x": "y"}]})])
+    cached, plain = w.get("test", "k"), w.get("test", "plain")
+    assert cached == stored and type(cached["nested"][0]["2"]) is int
+    await w.aclose()
+    w = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        assert w.get("test", "k") == cached and w.get("test", "plain") == plain == {"l": [[1], {"x": "y"}]}
+    finally:
+        w.close()
+
+
+async def test_settled_waits_for_a_commit_whose_first_waiter_was_cancelled(world: SimWorld) -> None:
+    """The commit is the world's, not its first caller's: cancelling that caller neither skips nor stalls it."""
+    first = asyncio.ensure_future(world.apply([("test", "a", {"v": 1})]))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert world.statistics()["commits"] == 0  # still queued
+    await world.settled()
+    assert world.statistics()["changes"] == 1 and world.statistics()["pending"] == 0
+    assert first.cancelled() and world.get("test", "a") == {"v": 1}
+
+
 async def test_lookup_index_follows_updates(world: SimWorld) -> None:
     """lookup() finds objects by field value, and follows changes and deletions."""
     await world.apply([("obj", "1", {"name": "a"}), ("obj", "2", {"name": "b"})])
