@@ -58,13 +58,13 @@ class WorldCache:
         """The value stored under ``(system, key)``: read-only, copy it before changing it."""
         if self._shared:
             self._sync()
-        if key not in self._keys.get(system, ()):
-            return default
         slot = (system, key)
         value = self._recent.get(slot, _MISSING)
-        if value is not _MISSING:
+        if value is not _MISSING:  # a cached value's key exists: every deletion and reload drops it from here
             self._recent.move_to_end(slot)
             return value
+        if key not in self._keys.get(system, ()):
+            return default
         text = self._pending.get(slot)
         if text is None:
             row = self._conn.execute("SELECT value FROM kv WHERE system = ? AND key = ?", slot).fetchone()
@@ -114,6 +114,12 @@ class WorldCache:
         if self._shared:
             self._sync()
         return self._versions[system]
+
+    def stamp(self, systems: tuple[str, ...]) -> int:
+        """One number that changes whenever any of ``systems`` changes: the sum of their versions (each only grows)."""
+        if self._shared:
+            self._sync()
+        return sum(map(self._versions.__getitem__, systems))
 
     def _set_cached(self, system: str, key: str, value: Any) -> None:
         indexed = self._indexed.get(system, ())

@@ -22,10 +22,10 @@ from adapters.sim.world import CONSOLE, SimWorld, digest, pexip_system
 from config.errors import AdapterError
 from config.model import Deployment
 
-__all__ = ["Logins"]
+__all__ = ["Logins", "WATCHED"]
 
 # The world systems whose changes can change who logs in.
-_WATCHED = (
+WATCHED = (
     pexip_system("authentication"),
     pexip_system("ldap_role"),
     pexip_system("role_mapping"),
@@ -54,7 +54,7 @@ class Logins:
         self._deployment = deployment
         self._directory = directory
         self._manager = deployment.management.name
-        self._cache: tuple[tuple[int, ...], dict[str, Any]] | None = None
+        self._cache: tuple[int, dict[str, Any]] | None = None
         self._secret_digests: dict[str, str | None] = {}
 
     async def current(self) -> dict[str, Any]:
@@ -64,7 +64,7 @@ class Logins:
         Raises:
             AdapterError: the directory's own error when it cannot be asked (not cached).
         """
-        versions = tuple(self._world.version(s) for s in _WATCHED)
+        versions = self._world.stamp(WATCHED)
         if self._cache is not None and self._cache[0] == versions:
             return self._cache[1]
         auth = self._world.get(pexip_system("authentication"), "1") or stored("authentication", 1, {})
@@ -99,6 +99,10 @@ class Logins:
         }
         self._cache = (versions, result)
         return result
+
+    def cached(self, answer: dict[str, Any]) -> bool:
+        """``answer`` (of :meth:`current`) is kept until a watched system changes: not a directory-down answer."""
+        return self._cache is not None and self._cache[1] is answer
 
     async def ldap_login(self, user: str | None = None) -> tuple[list[str], str]:
         """One LDAP login of ``user`` (default ``ldap.verify_user``) as a Manager makes it on each request: the

@@ -151,3 +151,28 @@ async def test_an_unreachable_directory_is_not_a_lock_out(
         assert (await api.get(GLOBAL))["resource_uri"] == GLOBAL
     finally:
         ldap_world.close()
+
+
+async def test_the_gate_sees_each_change_of_the_manager_between_calls(
+    systems: Systems, deployment: Deployment, world: SimWorld
+) -> None:
+    """The same API object, called again and again: its VM off, then on, then its console, then its logins."""
+    from adapters.sim.world import CONSOLE, VM
+
+    api, manager = systems.pexip, deployment.management.name
+    assert await api.list_objects("dns_server") == []
+    vm = world.get(VM, manager)
+    await world.apply([(VM, manager, {**vm, "power_state": "poweredOff"})])
+    with pytest.raises(Unreachable, match="powered off"):
+        await api.list_objects("dns_server")
+    await world.apply([(VM, manager, vm)])
+    assert await api.list_objects("dns_server") == []
+    console = world.get(CONSOLE, manager)
+    await world.apply([(CONSOLE, manager, {**console, "wizard_state": "new"})])
+    with pytest.raises(Unreachable, match="installation wizard has not run yet"):
+        await api.list_objects("dns_server")
+    await world.apply([(CONSOLE, manager, {**console, "admin_password_sha256": "0" * 64})])
+    with pytest.raises(Rejected, match="locked out"):
+        await api.list_objects("dns_server")
+    await world.apply([(CONSOLE, manager, console)])
+    assert await api.list_objects("dns_server") == []
