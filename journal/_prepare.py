@@ -64,7 +64,7 @@ class Prepared:
         "values",
     )
 
-    def __init__(self, t: Transition) -> None:
+    def __init__(self, t: Transition, *, decode: bool = True) -> None:
         if not isinstance(t, Transition):
             raise TypeError(f"commit() takes Transition objects (got {type(t).__name__})")
         if not isinstance(t.kind, str) or not t.kind:
@@ -86,7 +86,9 @@ class Prepared:
             # Scrub before hashing: the hash must never be a witness of a secret either.
             payload = t.payload if type(t.payload) is dict else dict(t.payload)  # scrub() copies a dict
             self.payload_text = canonical_json(REDACTOR.scrub(payload))
-            self.payload = json.loads(self.payload_text)  # as it will read back
+            # As it will read back; not decoded for a caller that takes only the sequence number
+            # (Journal.append: a 1000-node run recap decoded again was ~1 MB at the run's peak, #11).
+            self.payload = json.loads(self.payload_text) if decode else {}
         else:
             self.payload_text, self.payload = "{}", {}
         self.sql: str | None = None

@@ -89,5 +89,5 @@ def recap(journal: Journal, start: Start, report: RunReport) -> dict[str, Any]:
 def finish(journal: Journal, start: Start, report: RunReport, *, actor: str) -> dict[str, Any]:
     """The run's recap, journaled as a run-level ``run_recap`` event."""
     summary = recap(journal, start, report)
-    journal.record(node=None, kind=kinds.RUN_RECAP, actor=actor, payload=summary)
+    journal.append(node=None, kind=kinds.RUN_RECAP, actor=actor, payload=summary)  # the seq only: no decoded copy
     return summary
