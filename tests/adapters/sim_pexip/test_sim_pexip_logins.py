@@ -12,9 +12,7 @@ from _sim_factory import (
     authenticate_ldap,
     deploy_vm,
     harden_manager,
-    install_manager,
     ldap_with_local,
-    make_deployment,
     make_systems,
 )
 
@@ -22,19 +20,6 @@ from adapters import Systems
 from adapters.sim import FaultPlan, SimDirectory, SimPexipApi, SimWorld
 from config.errors import Rejected, Unreachable
 from config.model import Deployment
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Deployment:
-    return make_deployment(3, tmp_path)
-
-
-@pytest.fixture
-async def systems(world: SimWorld, deployment: Deployment) -> Systems:
-    """A world whose Management Node is installed (the API answers)."""
-    s = make_systems(world, deployment)
-    await install_manager(s, deployment)
-    return s
 
 
 async def test_guide_order_keeps_a_login_at_every_step(systems: Systems, deployment: Deployment) -> None:

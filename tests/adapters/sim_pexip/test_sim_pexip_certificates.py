@@ -6,26 +6,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _sim_factory import install_manager, make_deployment, make_systems
 
 from adapters import Systems
 from adapters.sim import SimWorld
 from adapters.sim import _pki as pki
 from config.errors import Rejected
 from config.model import Deployment
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Deployment:
-    return make_deployment(3, tmp_path)
-
-
-@pytest.fixture
-async def systems(world: SimWorld, deployment: Deployment) -> Systems:
-    """A world whose Management Node is installed (the API answers)."""
-    s = make_systems(world, deployment)
-    await install_manager(s, deployment)
-    return s
 
 
 async def test_csr_is_real_and_verifies_with_openssl(systems: Systems, deployment: Deployment, tmp_path: Path) -> None:

@@ -12,9 +12,6 @@ from _sim_factory import (
     GLOBAL,
     WORKER_PASSWORD,
     deploy_vm,
-    install_manager,
-    make_deployment,
-    make_systems,
     worker_vm_fields,
 )
 
@@ -23,19 +20,6 @@ from adapters.base import Created
 from adapters.sim import SimDirectory, SimPexipApi, SimWorld
 from config.errors import Rejected, Unreachable
 from config.model import Deployment, NodeSpec
-
-
-@pytest.fixture
-def deployment(tmp_path: Path) -> Deployment:
-    return make_deployment(3, tmp_path)
-
-
-@pytest.fixture
-async def systems(world: SimWorld, deployment: Deployment) -> Systems:
-    """A world whose Management Node is installed (the API answers)."""
-    s = make_systems(world, deployment)
-    await install_manager(s, deployment)
-    return s
 
 
 def test_conforms_to_the_protocol(world: SimWorld, deployment: Deployment) -> None:
