@@ -24,19 +24,18 @@ atexit.register(lambda: sys.stderr.write("MODULES " + json.dumps(sorted(sys.modu
 """
 
 
-def _modules(body: str, cwd: Path) -> set[str]:
+def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """This interpreter on ``args`` in ``cwd``: this tree's code, no configuration or journal from the environment."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("ORCHESTRATOR_CONFIG", None)
     env.pop("ORCHESTRATOR_JOURNAL", None)
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(body=body)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120
     )
+
+
+def _modules(body: str, cwd: Path) -> set[str]:
+    done = _python(["-c", _PROBE.format(body=body)], cwd)
     line = next((ln for ln in done.stderr.splitlines() if ln.startswith("MODULES ")), None)
     assert line is not None, done.stderr[-2000:]
     return set(json.loads(line[len("MODULES ") :]))
@@ -131,18 +130,7 @@ STATUS_UNWANTED = (
 )
 def test_status_loads_neither_engine_nor_adapters(tmp_path: Path, args: list[str], rich: bool) -> None:
     """`orchestrator status` on a journal reads it without the engine, the session, the trust, adapters or config."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("ORCHESTRATOR_CONFIG", None)
-    env.pop("ORCHESTRATOR_JOURNAL", None)
-    made = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "simulate", "--nodes", "1", "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    made = _python(["-m", "orchestrator.cli", "simulate", "--nodes", "1", "--json"], tmp_path)
     assert made.returncode == 0, made.stderr[-2000:]
     argv = ["orchestrator", "--journal", "simulation.journal.sqlite", *args]
     modules = _modules(f"import sys; sys.argv = {argv!r}\nfrom orchestrator.cli import main\nmain()", tmp_path)
@@ -154,19 +142,8 @@ def test_status_loads_neither_engine_nor_adapters(tmp_path: Path, args: list[str
 
 def test_status_with_a_configuration_reads_it_without_the_session_or_adapters(tmp_path: Path) -> None:
     """`orchestrator status` that finds its journal through ./orchestrator.toml loads the configuration and no more."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("ORCHESTRATOR_CONFIG", None)
-    env.pop("ORCHESTRATOR_JOURNAL", None)
     for args in (["init", "--sim"], ["run"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        done = _python(["-m", "orchestrator.cli", *args], tmp_path)
         assert done.returncode in (0, 3), done.stderr[-2000:]  # run: 3, waiting on the security wizard's gate
     body = "import sys; sys.argv = ['orchestrator', 'status', '--json']\nfrom orchestrator.cli import main\nmain()"
     modules = _modules(body, tmp_path)
