@@ -27,18 +27,25 @@ def _openssl_verifies(tmp_path: Path, root: str, leaf: str) -> subprocess.Comple
     )
 
 
+async def _signed_by_the_root(w: SimWorld, tmp_path: Path, key_type: str) -> str:
+    """A CSR of ``key_type`` submitted to and signed by the world's CA, checked by ``openssl verify``
+    against the CA's one root, which is returned."""
+    ca = SimCA(w, make_deployment(1, tmp_path))
+    await ca.submit("conf-1", pki.make_csr(pki.new_key(key_type), "conf1.example.com", "", [], False))
+    signed = await ca.collect("conf-1")
+    [root] = await ca.chain()
+    assert signed is not None
+    checked = _openssl_verifies(tmp_path, root, signed)
+    assert checked.returncode == 0, checked.stderr
+    return root
+
+
 async def test_a_new_root_is_ecdsa_p256_and_signs_what_openssl_verifies(tmp_path: Path) -> None:
     w = SimWorld.open(tmp_path / "w.sqlite")
     try:
-        ca = SimCA(w, make_deployment(1, tmp_path))
-        await ca.submit("conf-1", pki.make_csr(pki.new_key("RSA2048"), "conf1.example.com", "", [], False))
-        signed = await ca.collect("conf-1")
-        [root] = await ca.chain()
+        root = await _signed_by_the_root(w, tmp_path, "RSA2048")
         key = x509.load_pem_x509_certificate(root.encode()).public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
-        assert signed is not None
-        checked = _openssl_verifies(tmp_path, root, signed)
-        assert checked.returncode == 0, checked.stderr
     finally:
         w.close()
 
@@ -48,14 +55,8 @@ async def test_an_rsa_root_kept_in_an_older_world_still_signs(tmp_path: Path) ->
     w = SimWorld.open(tmp_path / "w.sqlite")
     try:
         await w.apply([(CA, "root", {"key_pem": key_pem, "cert_pem": cert_pem})])
-        ca = SimCA(w, make_deployment(1, tmp_path))
-        await ca.submit("conf-1", pki.make_csr(pki.new_key("ECDSAP256"), "conf1.example.com", "", [], False))
-        signed = await ca.collect("conf-1")
-        assert await ca.chain() == [cert_pem]
+        assert await _signed_by_the_root(w, tmp_path, "ECDSAP256") == cert_pem
         assert isinstance(x509.load_pem_x509_certificate(cert_pem.encode()).public_key(), rsa.RSAPublicKey)
-        assert signed is not None
-        checked = _openssl_verifies(tmp_path, cert_pem, signed)
-        assert checked.returncode == 0, checked.stderr
     finally:
         w.close()
 
