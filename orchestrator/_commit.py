@@ -25,17 +25,9 @@ class GroupCommitter:
         max_batch: int = 500,
         window_s: float = 0.0,
         busy: Callable[[], bool] | None = None,
-        threaded: bool = False,
     ) -> None:
         self._write = write
         self._max_batch = max_batch
-        # ``threaded``: each ``write`` runs in a worker thread, one at a time, so that the event loop goes on
-        # with the other nodes' steps while a COMMIT waits for its fsync (issue #11); what is committed
-        # meanwhile waits for that flight to end and goes in the next transaction, together.
-        self.threaded = threaded
-        self._flying = False
-        self._flight: asyncio.Task[None] | None = None
-        self._first_at = 0.0  # when the oldest pending group came (loop time)
         # As PostgreSQL's commit_delay with commit_siblings: while ``busy()`` says other writers are
         # active, the first commit waits ``window_s`` for theirs, so that one fsync serves them all.
         self.window_s = window_s
@@ -53,8 +45,6 @@ class GroupCommitter:
         """Commit ``items`` together: they land in one transaction (maybe with other callers' items), all or none."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        if not self._pending:
-            self._first_at = loop.time()
         self._pending.append((list(items), future))
         if not self._scheduled:
             self._scheduled = True
@@ -79,65 +69,22 @@ class GroupCommitter:
 
     def _flush(self) -> None:
         self._scheduled = False
-        if self._flying:
-            return  # the flight in progress takes what is pending when it lands
-        if self.threaded:
-            self._flying = True
-            self._flight = asyncio.get_running_loop().create_task(self._fly())  # kept: the loop's is a weak one
-            return
         while self._pending:
             batch = self._next_batch()
             items = [item for group, _ in batch for item in group]
             try:
                 results = self._write(items)
             except BaseException as exc:  # the whole transaction failed: every waiter learns it
-                self._failed(batch, exc)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
                 continue
-            self._landed(batch, items, results)
-
-    async def _fly(self) -> None:
-        """Write what is pending, batch after batch, each in the worker thread; the loop runs meanwhile."""
-        loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                # What came during a flight waits out the window from its first commit on, as without threads.
-                wait = self._first_at + self.window_s - loop.time()
-                if wait > 0 and self.busy is not None and self.busy():
-                    await asyncio.sleep(wait)
-                batch = self._next_batch()
-                self._first_at = loop.time()  # what stays pending (past max_batch) waits no more window
-                items = [item for group, _ in batch for item in group]
-                try:
-                    results = await loop.run_in_executor(None, self._write, items)
-                except asyncio.CancelledError:
-                    # The loop is shutting down: the write may have committed or not, as at a crash.
-                    for _, future in [*batch, *self._pending]:
-                        future.cancel()
-                    self._pending = []
-                    raise
-                except BaseException as exc:
-                    self._failed(batch, exc)
-                    continue
-                self._landed(batch, items, results)
-        finally:
-            self._flying = False
-
-    @staticmethod
-    def _failed(batch: list[tuple[list[Any], asyncio.Future[list[Any]]]], exc: BaseException) -> None:
-        """The whole transaction failed: every waiter learns it."""
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(exc)
-
-    def _landed(
-        self, batch: list[tuple[list[Any], asyncio.Future[list[Any]]]], items: list[Any], results: list[Any]
-    ) -> None:
-        if len(results) != len(items):  # one result per item: a mismatch is a bug, loudly
-            raise RuntimeError(f"the journal returned {len(results)} results for {len(items)} transitions")
-        self.batches += 1
-        self.items += len(items)
-        at = 0
-        for group, future in batch:
-            if not future.done():
-                future.set_result(results[at : at + len(group)])
-            at += len(group)
+            if len(results) != len(items):  # one result per item: a mismatch is a bug, loudly
+                raise RuntimeError(f"the journal returned {len(results)} results for {len(items)} transitions")
+            self.batches += 1
+            self.items += len(items)
+            at = 0
+            for group, future in batch:
+                if not future.done():
+                    future.set_result(results[at : at + len(group)])
+                at += len(group)
