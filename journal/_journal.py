@@ -268,8 +268,9 @@ class Journal(LeaseMethods):
             ValueError, TypeError: a malformed Transition (before anything is written).
         """
         prepared = [Prepared(t) for t in transitions]
-        if not prepared:
-            return []
+        return self._commit_timed(prepared) if prepared else []
+
+    def _commit_timed(self, prepared: list[Prepared]) -> list[Event]:
         # Timed by hand, not by COMMIT_LATENCY.timed(): a context manager is 2 us of a 100 us commit (#7).
         # A commit that raises wrote nothing and is not counted.
         start = perf_counter()
@@ -288,11 +289,7 @@ class Journal(LeaseMethods):
         into an :class:`Event` no one reads: for a large payload (a 1000-node run's recap, ~1 MB
         decoded) that copy came at the run's memory peak (issue #11).
         """
-        prepared = [Prepared(Transition(**fields), decode=False)]
-        start = perf_counter()
-        events = self._commit_prepared(prepared, "commit")
-        _latency.COMMIT_LATENCY.observe(perf_counter() - start)
-        return events[0].seq
+        return self._commit_timed([Prepared(Transition(**fields), decode=False)])[0].seq
 
     def ensure_nodes(self, nodes: Iterable[tuple[str, str, str]]) -> list[str]:
         """Register the nodes not yet in the journal, in one transaction.
