@@ -144,11 +144,27 @@ def _starter(tmp_path: Path, extra: str = "") -> Path:
 DAEMON = f"\n[daemon]\nresync_s = {LATER_S}\ngate_recheck_s = 0.1\n"
 
 
-async def test_embedded_daemon_drives_to_the_gate_then_to_done_once_approved(tmp_path: Path) -> None:
-    """The approval comes from another connection (as `approve` or the API): the gate re-check sees it."""
+async def test_embedded_daemon_drives_to_the_gate_then_to_done_once_approved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval comes from another connection (as `approve` or the API): the gate re-check sees it.
+
+    Once approved, events naming the Management Node (the simulated inventory watch's) are swallowed, so
+    that only the gate re-check can drive it on: with the re-check broken the node stays at its gate."""
     from orchestrator import api
 
     config = _starter(tmp_path)
+    approved: list[str] = []
+    swallowed: list[str] = []
+    notice = Reconciler.notice
+
+    def quiet_after_approval(self: Reconciler, name: str, why: str, *, refresh: bool = False) -> bool:
+        if approved and name == "pexip-mgmt":
+            swallowed.append(why)
+            return True
+        return notice(self, name, why, refresh=refresh)
+
+    monkeypatch.setattr(Reconciler, "notice", quiet_after_approval)
 
     def state(r: Reconciler, node: str = "pexip-mgmt") -> str:
         return r.generation.engine.state_of(node)
@@ -159,11 +175,16 @@ async def test_embedded_daemon_drives_to_the_gate_then_to_done_once_approved(tmp
         settings = api.SessionSettings(journal=r.session.journal_path)
         with api.open_existing_journal(settings) as journal:
             api.approve(journal, "pexip-mgmt", "security_wizard", by="test", reason="t", settings=settings)
+        approved.append("pexip-mgmt")
 
     done = await _embedded(
         config, lambda r: set(r.generation.engine.nodes().values()) == {"ldap_authenticated"}, approve
     )
     assert isinstance(done.results["pexip-conf-01"], Done)
+    settings = api.SessionSettings(journal=done.session.journal_path)
+    with api.open_existing_journal(settings) as journal:
+        opened = [e.payload for e in journal.events(node="pexip-mgmt", kinds="gate_opened")]
+    assert [p.get("gate") for p in opened if p].count("security_wizard") == 1, opened
 
 
 async def test_a_failed_node_is_retried_at_once_when_its_vm_appears(
