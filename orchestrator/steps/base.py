@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from adapters.base import PexipApi, Systems
+from adapters.base import Systems
 from config.errors import AdapterError
 from config.model import Deployment, NodeSpec, Policy
 from orchestrator.steps._reads import AttemptReads
@@ -47,20 +47,16 @@ class StepContext:
     scratch: dict[str, Any] = field(default_factory=dict)  # per-execution memo, never persisted
     # `orchestrator cert renew`: create_csr makes a renewal CSR from the installed certificate (same key).
     renew: bool = False
-    _reads: AttemptReads | None = field(default=None, init=False, repr=False, compare=False)
+    # The Manager's API for this attempt: a repeated read before any write is answered from memory
+    # (:class:`orchestrator.steps._reads.AttemptReads`). Steps read and write the Manager through it.
+    pexip: AttemptReads = field(init=False, repr=False, compare=False)
 
-    @property
-    def pexip(self) -> PexipApi:
-        """The Manager's API for this attempt: a repeated read before any write is answered from memory
-        (:class:`orchestrator.steps._reads.AttemptReads`). Steps read and write the Manager through it."""
-        if self._reads is None:
-            self._reads = AttemptReads(self.systems.pexip)
-        return self._reads
+    def __post_init__(self) -> None:
+        self.pexip = AttemptReads(self.systems.pexip)
 
     def read_afresh(self) -> None:
         """Forget the attempt's reads of the Manager: the next ones ask it again."""
-        if self._reads is not None:
-            self._reads.forget()
+        self.pexip.forget()
 
     @property
     def policy(self) -> Policy:
