@@ -41,7 +41,7 @@ class AttemptReads:
         self._kept.clear()
 
     async def list_objects(self, resource: str, **filters: Any) -> list[dict[str, Any]]:
-        key = ("list", resource, repr(sorted(filters.items())))
+        key = ("list", resource, repr(filters))  # the call's own order: another order only misses
         if key not in self._kept:
             self._kept[key] = await self.api.list_objects(resource, **filters)
         return list(self._kept[key])
