@@ -32,7 +32,7 @@ async def load_schema(ctx: StepContext, resource: str) -> None:
     """Read ``<resource>/schema/`` once per step execution (kept in ``ctx.scratch``) for :func:`settable`."""
     key = f"schema:{resource}"
     if key not in ctx.scratch:
-        ctx.scratch[key] = await ctx.systems.pexip.get(f"{URI}{resource}/schema/")
+        ctx.scratch[key] = await ctx.pexip.get(f"{URI}{resource}/schema/")
 
 
 def settable(ctx: StepContext, resource: str, prefix: str, wanted: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def final_authentication(ctx: StepContext) -> tuple[str, str]:
 
 
 async def _permission_uris(ctx: StepContext) -> dict[str, str]:
-    return {p["name"]: p["resource_uri"] for p in await ctx.systems.pexip.list_objects("permission")}
+    return {p["name"]: p["resource_uri"] for p in await ctx.pexip.list_objects("permission")}
 
 
 class AdministratorRoles(Step):
@@ -55,7 +55,7 @@ class AdministratorRoles(Step):
     reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        api = ctx.systems.pexip
+        api = ctx.pexip
         r = ctx.policy.roles
         names = [*r.edit, r.auditor_name]
         return {
@@ -93,7 +93,7 @@ class AdministratorRoles(Step):
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         for name, perms in self._wanted(ctx, observed).items():
-            await ensure_object(ctx.systems.pexip, "role", {"name": name}, {"permissions": perms})
+            await ensure_object(ctx.pexip, "role", {"name": name}, {"permissions": perms})
 
 
 class LdapConnection(Step):
@@ -118,7 +118,7 @@ class LdapConnection(Step):
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         await load_schema(ctx, "authentication")
-        return await singleton(ctx.systems.pexip, "authentication")
+        return await singleton(ctx.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         wanted = settable(ctx, "authentication", "authentication", self.wanted(ctx))
@@ -133,7 +133,7 @@ class LdapConnection(Step):
         fields = {c.field.split(".", 1)[1]: c.wanted for c in changes}
         if password is not None:
             fields["ldap_bind_password"] = password.reveal()
-        await ctx.systems.pexip.patch(AUTH, fields)
+        await ctx.pexip.patch(AUTH, fields)
 
 
 class LdapRoleMapping(Step):
@@ -143,7 +143,7 @@ class LdapRoleMapping(Step):
     reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        api = ctx.systems.pexip
+        api = ctx.pexip
         roles = {r["name"]: r["resource_uri"] for r in await api.list_objects("role")}
         mappings = {m.name: await find_one(api, "ldap_role", name=m.name) for m in ctx.deployment.ldap.role_mappings}
         # The directory itself: a mapping to a group that is gone maps nobody (`audit` and drift see it).
@@ -183,9 +183,9 @@ class LdapRoleMapping(Step):
             if not await directory.group_exists(m.group_dn):
                 raise Rejected(f"ldap.role_mappings[{m.name}].group_dn: group {m.group_dn} is not in the directory")
         for name, wanted in self._wanted(ctx, observed).items():
-            await ensure_object(ctx.systems.pexip, "ldap_role", {"name": name}, wanted)
+            await ensure_object(ctx.pexip, "ldap_role", {"name": name}, wanted)
         # The guide's safety net: an LDAP login must work while local login still does.
-        await ctx.systems.pexip.verify_login(use_client_cert=False)
+        await ctx.pexip.verify_login(use_client_cert=False)
 
 
 # The role that gives the orchestrator's own identity full administrative access. A new Manager
@@ -215,7 +215,7 @@ class ClientCertificateAuth(Step):
     reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return await singleton(ctx.systems.pexip, "authentication")
+        return await singleton(ctx.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         return field_changes("authentication", observed, {"client_certificate": final_authentication(ctx)[1]})
@@ -223,16 +223,16 @@ class ClientCertificateAuth(Step):
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
         wanted = final_authentication(ctx)[1]
         if wanted == "NO":  # contingency: certificate-based authentication off, then a login without one
-            await ctx.systems.pexip.patch(AUTH, {"client_certificate": wanted})
-            await ctx.systems.pexip.verify_login(use_client_cert=False)
+            await ctx.pexip.patch(AUTH, {"client_certificate": wanted})
+            await ctx.pexip.verify_login(use_client_cert=False)
             return
         await _certificate_identity_is_admin(ctx)
-        await ctx.systems.pexip.patch(AUTH, {"client_certificate": wanted})
+        await ctx.pexip.patch(AUTH, {"client_certificate": wanted})
         # If the certificate login fails now, put the previous setting back rather than lock out.
         try:
-            await ctx.systems.pexip.verify_login(use_client_cert=True)
+            await ctx.pexip.verify_login(use_client_cert=True)
         except Exception:
-            await ctx.systems.pexip.patch(AUTH, {"client_certificate": observed.get("client_certificate", "NO")})
+            await ctx.pexip.patch(AUTH, {"client_certificate": observed.get("client_certificate", "NO")})
             raise
 
 
@@ -244,7 +244,7 @@ class DisableLocalAuth(Step):
     reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return await singleton(ctx.systems.pexip, "authentication")
+        return await singleton(ctx.pexip, "authentication")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         return field_changes("authentication", observed, {"source": final_authentication(ctx)[0]})
@@ -254,14 +254,14 @@ class DisableLocalAuth(Step):
         with_cert = certificate != "NO"
         if with_cert:  # the last way in with full access once local is gone: the directory must still back it
             await _certificate_identity_is_admin(ctx)
-        await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
-        await ctx.systems.pexip.patch(AUTH, {"source": source})
+        await ctx.pexip.verify_login(use_client_cert=with_cert)
+        await ctx.pexip.patch(AUTH, {"source": source})
         try:
-            await ctx.systems.pexip.verify_login(use_client_cert=with_cert)
+            await ctx.pexip.verify_login(use_client_cert=with_cert)
         except Exception as exc:  # the login proved a moment ago fails: the local database back if still possible
             before = observed.get("source", ctx.policy.authentication.initial_source)
             try:
-                await ctx.systems.pexip.patch(AUTH, {"source": before})
+                await ctx.pexip.patch(AUTH, {"source": before})
             except Exception as restoring:
                 raise Rejected(
                     f"{exc}; putting authentication.source back to {before} was refused too ({restoring}): no "

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from adapters.base import Systems
 from config.errors import AdapterError
 from config.model import Deployment, NodeSpec, Policy
+from orchestrator.steps._reads import AttemptReads
 
 __all__ = ["Change", "StepContext", "Step", "Outcome", "execute", "plan_step", "URI"]
 
@@ -46,6 +47,16 @@ class StepContext:
     scratch: dict[str, Any] = field(default_factory=dict)  # per-execution memo, never persisted
     # `orchestrator cert renew`: create_csr makes a renewal CSR from the installed certificate (same key).
     renew: bool = False
+    # The Manager's API for this attempt: a repeated read before any write is answered from memory
+    # (:class:`orchestrator.steps._reads.AttemptReads`). Steps read and write the Manager through it.
+    pexip: AttemptReads = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.pexip = AttemptReads(self.systems.pexip)
+
+    def read_afresh(self) -> None:
+        """Forget the attempt's reads of the Manager: the next ones ask it again."""
+        self.pexip.forget()
 
     @property
     def policy(self) -> Policy:
@@ -112,6 +123,7 @@ class Step:
 
 async def plan_step(step: Step, ctx: StepContext) -> list[Change]:
     """Observe and diff only: the dry-run plan of one step (read-only)."""
+    ctx.read_afresh()  # a caller may plan again with the same context (a retry): it reads the world again
     observed = await step.observe(ctx)
     return step.diff(ctx, observed)
 
@@ -130,6 +142,7 @@ async def execute(
             (a gate is not open) and ``execute`` returns None.
         after_apply: called once the side effects are done, before verifying (fault injection).
     """
+    ctx.read_afresh()
     observed = await step.observe(ctx)
     changes = step.diff(ctx, observed)
     if not changes:
@@ -142,6 +155,7 @@ async def execute(
     await step.apply(ctx, observed, changes)
     if after_apply is not None:
         after_apply()
+    ctx.read_afresh()  # verify reads the world after apply: the check that the change took
     remaining = step.diff(ctx, await step.observe(ctx))
     if remaining:
         raise AdapterError(

@@ -77,7 +77,7 @@ class VerifyAdminLogin(Step):
     name = "verify_admin_login"
 
     async def observe(self, ctx: StepContext) -> str:
-        api = ctx.systems.pexip
+        api = ctx.pexip
         try:
             auth = await singleton(api, "authentication")
         except Rejected:
@@ -137,14 +137,14 @@ def _store(ctx: StepContext) -> BootstrapStore:
 
 
 async def _sync_status(ctx: StepContext) -> str | None:
-    for status in await ctx.systems.pexip.status("worker_vm", name=ctx.node.name):
+    for status in await ctx.pexip.status("worker_vm", name=ctx.node.name):
         if status.get("name") == ctx.node.name:
             return str(status.get("sync_status"))
     return None
 
 
 async def _observe_worker(ctx: StepContext) -> dict[str, Any]:
-    worker = await worker_vm(ctx.systems.pexip, ctx.node.name)
+    worker = await worker_vm(ctx.pexip, ctx.node.name)
     # Only this worker_vm's answer counts: a file another worker_vm of the node left is lost to this one.
     stored = _store(ctx).sha256(ctx.node.name, worker["resource_uri"]) if worker is not None else None
     sync = await _sync_status(ctx) if worker is not None else None
@@ -154,7 +154,7 @@ async def _observe_worker(ctx: StepContext) -> dict[str, Any]:
 async def _create_worker(ctx: StepContext, old: dict[str, Any] | None) -> str:
     """DELETE ``old`` (a worker_vm whose file is lost), POST the node's worker_vm, store its
     bootstrap file before anything else; return the file's SHA-256."""
-    api, n = ctx.systems.pexip, ctx.node
+    api, n = ctx.pexip, ctx.node
     location = await find_one(api, "system_location", name=n.location)
     if location is None:
         raise Rejected(f"system_location {n.location!r} does not exist yet on the Management Node")

@@ -89,7 +89,7 @@ class TrustedCaChain(Step):
             chain.update(found)
         uploaded = {
             fp
-            for obj in await ctx.systems.pexip.list_objects("ca_certificate")
+            for obj in await ctx.pexip.list_objects("ca_certificate")
             for fp in fingerprints(obj.get("certificate", ""))
         }
         return {"chain": chain, "uploaded": uploaded}
@@ -110,12 +110,12 @@ class TrustedCaChain(Step):
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         for fp, pem in observed["chain"].items():
             if fp not in observed["uploaded"]:
-                await ctx.systems.pexip.create("ca_certificate", {"certificate": pem})
+                await ctx.pexip.create("ca_certificate", {"certificate": pem})
 
 
 async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
     """The node's certificate issued by a trusted CA we uploaded (never the default self-signed one)."""
-    api = ctx.systems.pexip
+    api = ctx.pexip
     trusted = {c.get("subject_hash") for c in await api.list_objects("ca_certificate")} - {None}
     for cert in await api.list_objects("tls_certificate", subject_name=_subject(ctx)):
         self_signed = cert.get("raw_issuer", cert.get("issuer_name")) == cert.get(
@@ -129,7 +129,7 @@ async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
 async def _check_key_type(ctx: StepContext) -> None:
     """``pki.key_type`` against what this Manager's version makes (its schema's ``valid_choices``):
     ECDSA P-256 is not offered by every version, and a refused POST would say less."""
-    schema = await ctx.systems.pexip.get(f"{URI}certificate_signing_request/schema/")
+    schema = await ctx.pexip.get(f"{URI}certificate_signing_request/schema/")
     offered = ((schema.get("fields") or {}).get("private_key_type") or {}).get("valid_choices")
     if offered and (problem := rules.csr_key_type_problem(ctx.deployment.pki.key_type, offered)) is not None:
         raise Rejected(f"pki.key_type: this Management Node's {problem}; set pki.key_type in the configuration")
@@ -147,7 +147,7 @@ class CreateCsr(Step):
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         observed = {
-            "csr": await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx)),
+            "csr": await find_one(ctx.pexip, "certificate_signing_request", subject_name=_subject(ctx)),
             "certificate": await _installed_certificate(ctx),
         }
         if observed["csr"] is None and observed["certificate"] is None:
@@ -186,11 +186,11 @@ class CreateCsr(Step):
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         if observed["certificate"] is None:
-            await ctx.systems.pexip.create("certificate_signing_request", self.request(ctx))
+            await ctx.pexip.create("certificate_signing_request", self.request(ctx))
             return
         # The CA's answer to the previous CSR is for the same key: it must not pass for the renewal's.
         await ctx.systems.ca.withdraw(ctx.node.name)
-        await ctx.systems.pexip.create("certificate_signing_request", self.renewal(ctx, observed["certificate"]))
+        await ctx.pexip.create("certificate_signing_request", self.renewal(ctx, observed["certificate"]))
 
 
 async def _check_answer(ctx: StepContext, pem: str, csr_pem: str) -> None:
@@ -226,7 +226,7 @@ class InstallCertificate(Step):
 
     async def try_open_gate(self, ctx: StepContext, gate: str) -> dict[str, Any] | None:
         """Hand the node's CSR to the CA (idempotent) and take its certificate when ready."""
-        csr = await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx))
+        csr = await find_one(ctx.pexip, "certificate_signing_request", subject_name=_subject(ctx))
         if csr is None:
             return None
         # Journaled with the wait: `orchestrator cert import` checks a certificate against this CSR.
@@ -245,10 +245,10 @@ class InstallCertificate(Step):
         certificate = await _installed_certificate(ctx)
         renewal = None
         if certificate is not None:
-            csr = await find_one(ctx.systems.pexip, "certificate_signing_request", subject_name=_subject(ctx))
+            csr = await find_one(ctx.pexip, "certificate_signing_request", subject_name=_subject(ctx))
             if csr is not None and _uri_of(csr.get("tls_certificate")) == certificate["resource_uri"]:
                 renewal = csr
-        return {"certificate": certificate, "renewal": renewal, "node": await node_object(ctx.systems.pexip, ctx.node)}
+        return {"certificate": certificate, "renewal": renewal, "node": await node_object(ctx.pexip, ctx.node)}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         cert = observed["certificate"]
@@ -271,7 +271,7 @@ class InstallCertificate(Step):
         )
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
-        api = ctx.systems.pexip
+        api = ctx.pexip
         cert = observed["certificate"]
         if observed.get("renewal") is not None:
             pem = (ctx.gate_payload or {}).get("certificate")
@@ -324,13 +324,13 @@ class SipTlsVerification(Step):
     intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return await singleton(ctx.systems.pexip, "global")
+        return await singleton(ctx.pexip, "global")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         return field_changes("global", observed, self.wanted(ctx))
 
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
-        await ctx.systems.pexip.patch(f"{URI}global/1/", {c.field.split(".", 1)[1]: c.wanted for c in changes})
+        await ctx.pexip.patch(f"{URI}global/1/", {c.field.split(".", 1)[1]: c.wanted for c in changes})
 
 
 class SipTlsFqdn(Step):
@@ -343,7 +343,7 @@ class SipTlsFqdn(Step):
         return {"worker_vm.alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn}
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        worker = await worker_vm(ctx.systems.pexip, ctx.node.name)
+        worker = await worker_vm(ctx.pexip, ctx.node.name)
         if worker is None:
             raise (
                 Unknowable(f"worker_vm {ctx.node.name} does not exist yet")
@@ -356,6 +356,4 @@ class SipTlsFqdn(Step):
         return field_changes("worker_vm", observed, {"alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn})
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
-        await ctx.systems.pexip.patch(
-            observed["resource_uri"], {"alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn}
-        )
+        await ctx.pexip.patch(observed["resource_uri"], {"alternative_fqdn": ctx.node.sip_tls_fqdn or ctx.node.fqdn})

@@ -50,7 +50,7 @@ class GlobalSettings(Step):
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
         await load_schema(ctx, "global")
-        return await singleton(ctx.systems.pexip, "global")
+        return await singleton(ctx.pexip, "global")
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         return field_changes("global", observed, settable(ctx, "global", "global", self.wanted(ctx)))
@@ -58,7 +58,7 @@ class GlobalSettings(Step):
     async def apply(self, ctx: StepContext, observed: Any, changes: list[Change]) -> None:
         # PATCH only the keys we own and that differ (a full object would reset the rest).
         fields = {c.field.split(".", 1)[1]: c.wanted for c in changes}
-        await ctx.systems.pexip.patch(f"{URI}global/1/", fields)
+        await ctx.pexip.patch(f"{URI}global/1/", fields)
 
 
 class NetworkServices(Step):
@@ -77,7 +77,7 @@ class NetworkServices(Step):
         }
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        api = ctx.systems.pexip
+        api = ctx.pexip
         net = ctx.deployment.network
         return {
             "dns": {a: await find_one(api, "dns_server", address=a) for a in net.dns_servers},
@@ -120,7 +120,7 @@ class NetworkServices(Step):
         return changes
 
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
-        api = ctx.systems.pexip
+        api = ctx.pexip
         net = ctx.deployment.network
         dns = [
             await ensure_object(api, "dns_server", {"address": a}, {"description": "secure-mode"})
@@ -170,7 +170,7 @@ class Snmpv3(Step):
     intent = wanted  # the plan shows these values before the step can observe
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return await node_object(ctx.systems.pexip, ctx.node)
+        return await node_object(ctx.pexip, ctx.node)
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         return field_changes("snmp", observed, self.wanted(ctx))
@@ -183,7 +183,7 @@ class Snmpv3(Step):
             "snmp_authentication_password": snmp.authentication_password.reveal(),
             "snmp_privacy_password": snmp.privacy_password.reveal(),
         }
-        await ctx.systems.pexip.patch(observed["resource_uri"], fields)
+        await ctx.pexip.patch(observed["resource_uri"], fields)
 
 
 class LocationQos(Step):
@@ -193,7 +193,7 @@ class LocationQos(Step):
     reversible = True
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        api = ctx.systems.pexip
+        api = ctx.pexip
         net = ctx.deployment.network
         return {
             "locations": {name: await find_one(api, "system_location", name=name) for name in net.locations},
@@ -224,4 +224,4 @@ class LocationQos(Step):
     async def apply(self, ctx: StepContext, observed: dict[str, Any], changes: list[Change]) -> None:
         wanted = self.wanted(ctx, observed)
         for name in ctx.deployment.network.locations:
-            await ensure_object(ctx.systems.pexip, "system_location", {"name": name}, wanted)
+            await ensure_object(ctx.pexip, "system_location", {"name": name}, wanted)
