@@ -92,6 +92,7 @@ class HttpPexipApi:
         self._delay = retry_delay_s
         self._budget = RequestBudget(*rate)
         self._schemas: dict[str, dict[str, Any] | None] = {}
+        self._schema_reads: dict[str, asyncio.Lock] = {}  # one read of a schema however many ask at once
         self._pinned: str | None = None  # the pinned certificate's PEM ("" no longer the one presented)
         self._first_use_pin: str | None = None  # trusted on first use (this run, or an earlier one's journal)
         self._first_use_trusts: list[FirstUseTrust] = []  # not yet reported
@@ -181,10 +182,14 @@ class HttpPexipApi:
     async def _schema(self, resource: str) -> dict[str, Any] | None:
         """``<resource>/schema/``, read once per client (None: the Manager would not give it)."""
         if resource not in self._schemas:
-            try:
-                self._schemas[resource] = await self.get(f"{_CONFIG}{resource}/schema/")
-            except Rejected:
-                self._schemas[resource] = None
+            # The steps of many nodes ask at once at a run's start: the first reads, the others wait for it
+            # (a 21-node run read worker_vm/schema/ 20 times).
+            async with self._schema_reads.setdefault(resource, asyncio.Lock()):
+                if resource not in self._schemas:
+                    try:
+                        self._schemas[resource] = await self.get(f"{_CONFIG}{resource}/schema/")
+                    except Rejected:
+                        self._schemas[resource] = None
         return self._schemas[resource]
 
     def _verify_user(self) -> str:

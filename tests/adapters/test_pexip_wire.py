@@ -201,3 +201,27 @@ async def test_once_secured_the_manager_is_reached_by_name_at_its_configured_add
                         await api.get(CONFIG + "global/1/")
             finally:
                 await api.aclose()
+
+
+async def test_a_schema_is_read_once_however_many_lists_ask_for_it_at_once(world: SimWorld, tmp_path: Path) -> None:
+    """Ten filtered lists of one resource at once (as many nodes' steps at a run's start): one schema GET."""
+    deployment = make_deployment(1, tmp_path)
+    systems = make_systems(world, deployment)
+    await install_manager(systems, deployment)
+    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip") as server:
+        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+        api = HttpPexipApi(spec, retry_delay_s=0.01)
+        sent: list[str] = []
+        request = api._request
+
+        async def recording(method: str, uri: str, *args: object, **kwargs: object) -> object:
+            sent.append(f"{method} {uri}")
+            return await request(method, uri, *args, **kwargs)  # type: ignore[arg-type]
+
+        api._request = recording  # type: ignore[method-assign]
+        try:
+            found = await asyncio.gather(*(api.list_objects("dns_server", address="192.0.2.1") for _ in range(10)))
+            assert all(f == found[0] for f in found)
+            assert sent.count(f"GET {CONFIG}dns_server/schema/") == 1, sent
+        finally:
+            await api.aclose()
