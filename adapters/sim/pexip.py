@@ -23,7 +23,6 @@ import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable
 from typing import Any
 
 from adapters.base import Created, Directory
@@ -79,9 +78,7 @@ class SimPexipApi:
         tests = parse_filters(resource, spec, filters)
         system = pexip_system(resource)
         exact = [(f, w) for f, op, w in tests if op == "" and f != "id" and isinstance(w, (str, int, bool))]
-        keys: Iterable[str] = (
-            self._world.lookup(system, exact[0][0], exact[0][1]) if exact else [k for k, _ in self._world.items(system)]
-        )
+        keys = self._world.lookup(system, *exact[0]) if exact else self._world.keys(system)
         found = []
         for key in keys:
             obj = self._world.get(system, key)

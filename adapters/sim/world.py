@@ -237,9 +237,10 @@ class SimWorld(WorldCache):
         if self.latency > 0:
             scale = 1.0 if change else 0.1
             await asyncio.sleep(self.latency * scale * self._rng.uniform(0.5, 1.5))
-        if not change:
-            # An observation must not report a change that a crash could still undo.
-            await self.settled()
+        if not change and self._waiters is not None:
+            # An observation must not report a change that a crash could still undo. (settled() inlined: no
+            # coroutine made when nothing is pending; issue #11: 60,000 observations per 1000 nodes.)
+            await self._committed()
 
     def jitter(self) -> float:
         """One latency draw (``latency`` x uniform(0.5, 1.5)), for twins that model delays."""

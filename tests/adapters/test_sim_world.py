@@ -122,6 +122,26 @@ async def test_settled_waits_for_a_commit_whose_first_waiter_was_cancelled(world
     assert first.cancelled() and world.get("test", "a") == {"v": 1}
 
 
+async def test_observation_returns_only_once_pending_changes_are_committed(world: SimWorld) -> None:
+    """An observation made while another coroutine's change awaits its commit returns after that commit: it never
+    reports a change that a crash could still undo; a change call does not wait."""
+    change = asyncio.ensure_future(world.apply([("test", "a", {"v": 1})]))
+    await asyncio.sleep(0)  # the change is in the cache, its commit scheduled
+    await world.call("pexip", "PATCH", change=True)
+    assert world.statistics()["pending"] == 1 and world.statistics()["commits"] == 0
+    await world.call("pexip", "GET", change=False)
+    assert world.statistics()["pending"] == 0 and world.statistics()["commits"] == 1
+    await change
+
+
+async def test_keys_are_sorted_and_follow_deletions(world: SimWorld) -> None:
+    """keys() lists a system's keys in order, without the deleted ones, and nothing for an unknown system."""
+    await world.apply([("obj", "2", {"n": 2}), ("obj", "10", {"n": 10}), ("obj", "1", {"n": 1})])
+    await world.apply([("obj", "2", None)])
+    assert world.keys("obj") == ["1", "10"] == [k for k, _ in world.items("obj")]
+    assert world.keys("nothing") == []
+
+
 async def test_lookup_index_follows_updates(world: SimWorld) -> None:
     """lookup() finds objects by field value, and follows changes and deletions."""
     await world.apply([("obj", "1", {"name": "a"}), ("obj", "2", {"name": "b"})])

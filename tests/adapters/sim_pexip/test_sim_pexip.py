@@ -94,6 +94,19 @@ async def test_list_filters_exactly(systems: Systems) -> None:
         await api.list_objects("dns_server", colour="blue")
 
 
+async def test_list_filters_are_checked_per_resource_every_time(systems: Systems) -> None:
+    """A filter accepted on one resource is still refused on another without that field, and a refused one is
+    refused again (the accepted filter names are remembered, never the refused ones)."""
+    api = systems.pexip
+    await api.create("dns_server", {"address": "10.0.0.2"})
+    assert len(await api.list_objects("dns_server", address="10.0.0.2")) == 1
+    for _ in range(2):
+        with pytest.raises(Rejected, match="400 cannot filter on 'address'"):
+            await api.list_objects("system_location", address="10.0.0.2")
+        with pytest.raises(Rejected, match="supported forms are FIELD"):
+            await api.list_objects("dns_server", address__regex="10")
+
+
 @pytest.mark.parametrize(
     ("verb", "target", "fields", "field"),
     [
