@@ -76,6 +76,11 @@ def recap(journal: Journal, start: Start, report: RunReport) -> dict[str, Any]:
                 row["ok"] += 1
         elif kind == kinds.STEP_RETRY:
             row["retried"] += 1
+    # Most nodes change the same steps: one list of each (issue #11: a list per node was ~0.13 MB of a
+    # 1000-node run's recap, held to its end). Read only: the recap is journaled and printed, never edited.
+    lists: dict[tuple[str | None, ...], list[str | None]] = {}
+    for row in nodes.values():
+        row["steps_changed"] = lists.setdefault(tuple(row["steps_changed"]), row["steps_changed"])
     for name, action in report.outcomes.items():
         row = nodes[name]
         row["failed"] = int(states.get(name) == FAILED)

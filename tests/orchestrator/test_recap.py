@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from journal import Journal, kinds
 from orchestrator.cli import cli
+from tests.orchestrator.conftest import simulate
 
 COUNTS = ("ok", "changed", "retried", "waiting", "failed")
 
@@ -88,3 +90,15 @@ def test_the_text_recap_names_every_node_in_full() -> None:
     assert lines[-1] == "done: every node reached its target state"
     quiet = CliRunner().invoke(cli, ["-q", "simulate", "--nodes", "2"], catch_exceptions=False)
     assert "RECAP" not in quiet.stdout
+
+
+async def test_nodes_that_changed_the_same_steps_share_one_list(sim: Any) -> None:
+    """Three Conferencing Nodes changing the same steps hold one list of them; the journaled recap is unchanged."""
+    report, _ = await simulate(sim)
+    rows = [row for name, row in report.recap["nodes"].items() if name != "pexip-mgr"]
+    assert len(rows) == 3 and rows[0]["steps_changed"]
+    assert all(row["steps_changed"] is rows[0]["steps_changed"] for row in rows)
+    assert report.recap["nodes"]["pexip-mgr"]["steps_changed"] != rows[0]["steps_changed"]
+    with Journal.open(sim.journal, readonly=True) as journal:
+        (event,) = [e for e in journal.events() if e.kind == kinds.RUN_RECAP]
+    assert event.payload == json.loads(json.dumps(report.recap))
