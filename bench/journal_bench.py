@@ -1,6 +1,6 @@
 """Journal write throughput against raw SQLite, on this machine and this disk.
 
-Run: ``.venv/bin/python bench/journal_bench.py [--rows N] [--rounds R]``
+Run: ``.venv/bin/python bench/journal_bench.py [--pair-rounds R] [--round-commits N] [--single-only]``
 
 Every figure is measured in the same run, in a temp dir under the current directory
 (a real disk, not tmpfs), with the journal's SQLite settings everywhere (WAL, ``synchronous=FULL``,
@@ -18,17 +18,21 @@ its page cache):
    (chain, every node row against the derived state, signatures, integrity_check) and
    the incremental check from the last signed checkpoint. Target: full <= 2 s.
 
-After cases 1 and 2, where their time goes apart from the disk: CPU per commit with fsync removed
-(``synchronous=OFF``, thread CPU time) and WAL pages written per commit, for both.
+Disk speed drifts (other processes share it; this disk's raw rate swings 1,400-6,000/s, and a whole
+block of one side could land in a slow spell), so cases 1 and 2 are interleaved commit by commit: in
+each of ``--pair-rounds`` rounds of ``--round-commits`` commits a raw commit and a journal commit alternate
+(raw, journal, journal, raw, ...: each as often first as second), on two files open side by side in one
+directory, both warmed up past their first WAL autocheckpoint (a fresh file's growing WAL makes every
+fsync slower). Each round gives one ratio (the sums of the two sides' wall times); the target is judged
+on the median of the rounds' ratios, printed with its quartiles and range. Beside each side's wall time
+per commit is its CPU time per commit (this thread's, user and system, fsync's kernel work included)
+measured on the same commits, so the rest (wall - CPU) is the time spent waiting on the disk: a reader
+sees how much of the gap is the disk and how much is our Python (the journal's own share: its signed
+checkpoints, one per round at the default ``--round-commits``, are printed apart).
 
-Disk speed drifts (other processes share it; this disk's raw rate swings 1,400-6,000/s), so
-cases 1 and 2 run in paired blocks (``--blocks`` of ``--block-rows`` commits: raw, journal,
-journal, raw, ...) on two files open side by side in one directory, both warmed up past their
-first WAL autocheckpoint (a fresh file's growing WAL makes every fsync slower: the former
-fresh-file raw case was measured in that slow phase while the journal, writing four pages a
-commit, was mostly past it). The target is judged on the median of the paired ratios, printed
-with its quartiles and range. Case 3 runs ``--rounds`` times, each right after a raw run; the
-verify case three times, median reported. ``--single-only``: cases 1 and 2 alone.
+After cases 1 and 2, CPU per commit with fsync removed (``synchronous=OFF``, thread CPU time) and WAL
+pages written per commit, for both. Case 3 runs ``--rounds`` times, each right after a raw run;
+the verify case three times, median reported. ``--single-only``: cases 1 and 2 alone.
 """
 
 from __future__ import annotations
@@ -142,24 +146,33 @@ class _SingleStream:
         self.checkpoint_every = checkpoint_every
         self.done = 0
 
+    def moves(self, rows: int) -> list[Transition]:
+        """The next ``rows`` transitions, built before any is timed (as raw's row is)."""
+        first, self.done = self.done, self.done + rows
+        return [_transition(self.names[i % len(self.names)], i // len(self.names)) for i in range(first, first + rows)]
+
     def commits(self, rows: int) -> None:
-        # The transitions are built first, as raw's row is: what is timed is the journal's work.
+        """``rows`` commits of one transition each, with the checkpoints due meanwhile."""
         first = self.done
-        moves = [_transition(self.names[i % len(self.names)], i // len(self.names)) for i in range(first, first + rows)]
         commit, checkpoint_every = self.journal.commit, self.checkpoint_every
-        for i, move in enumerate(moves, start=first + 1):
+        for i, move in enumerate(self.moves(rows), start=first + 1):
             commit([move])
             if i % checkpoint_every == 0:
-                self.journal.checkpoint(SIGNER, file_check=False)  # as a run's periodic ones (the closing one checks)
-        self.done += rows
+                self.checkpoint()
+
+    def checkpoint(self) -> None:
+        self.journal.checkpoint(SIGNER, file_check=False)  # as a run's periodic ones (the closing one checks)
 
 
-def bench_paired(workdir: Path, blocks: int, block_rows: int, checkpoint_every: int) -> dict[str, list[float]]:
-    """Cases 1 and 2 in paired blocks: raw, journal, journal, raw, raw, journal, ... in one directory.
+def bench_paired(workdir: Path, rounds: int, round_commits: int, checkpoint_every: int) -> dict[str, list[float]]:
+    """Cases 1 and 2 interleaved commit by commit, in rounds; wall and CPU seconds per commit of each round.
 
-    Both files stay open side by side (the same directory, the same SQLite settings) and are
-    warmed up first (a WAL that already exists, as in a long run); each pair of neighbouring
-    blocks gives one ratio. Returns the rates per block (``raw``, ``single``) and the ratios.
+    Both files stay open side by side (the same directory, the same SQLite settings) and are warmed
+    up first (a WAL that already exists, as in a long run). Within a round a raw commit and a journal
+    commit alternate in ABBA order (raw, journal, journal, raw, ...), so both sides meet the same disk.
+    Returns per round: ``raw_wall``, ``raw_cpu``, ``single_wall``, ``single_cpu`` (checkpoints included),
+    ``checkpoint_wall``, ``checkpoint_cpu`` (the journal's checkpoints alone, per commit) and ``ratio`` (raw
+    wall / journal wall).
     """
     raw = _raw_connection(workdir / "raw.sqlite")
     stream = _SingleStream(workdir, checkpoint_every)
@@ -168,18 +181,42 @@ def bench_paired(workdir: Path, blocks: int, block_rows: int, checkpoint_every: 
     # file's size: the old case 1 in a fresh file ran at a third of its steady rate).
     raw_commits(raw, WARM_UP)
     stream.commits(WARM_UP)
-    run: dict[str, Callable[[int], None]] = {"raw": lambda n: raw_commits(raw, n), "single": stream.commits}
-    rates: dict[str, list[float]] = {"raw": [], "single": [], "ratio": []}
-    for block in range(blocks):
-        order = ("raw", "single") if block % 2 == 0 else ("single", "raw")
-        for name in order:
-            start = time.perf_counter()
-            run[name](block_rows)
-            rates[name].append(block_rows / (time.perf_counter() - start))
-        rates["ratio"].append(rates["single"][-1] / rates["raw"][-1])
+    wall, cpu = time.perf_counter, time.thread_time
+    commit, checkpoint = stream.journal.commit, stream.checkpoint
+    result: dict[str, list[float]] = {
+        name: [] for name in ("raw_wall", "raw_cpu", "single_wall", "single_cpu", "checkpoint_wall", "checkpoint_cpu")
+    }
+    result["ratio"] = []
+    for round_ in range(rounds):
+        moves = stream.moves(round_commits)
+        first = stream.done - round_commits
+        # [wall, cpu] summed over the round: raw, the journal, the journal's checkpoints
+        sums = {"raw": [0.0, 0.0], "single": [0.0, 0.0], "checkpoint": [0.0, 0.0]}
+        raw_sum, single_sum, checkpoint_sum = sums["raw"], sums["single"], sums["checkpoint"]
+        for i, move in enumerate(moves, start=first + 1):
+            # raw, journal, journal, raw, raw, ...: each side as often first as second
+            for side in ("raw", "single") if (round_ + i) % 2 == 0 else ("single", "raw"):
+                w, c = wall(), cpu()
+                if side == "raw":
+                    raw_commits(raw, 1)
+                    raw_sum[0] += wall() - w
+                    raw_sum[1] += cpu() - c
+                    continue
+                commit([move])
+                if i % stream.checkpoint_every == 0:
+                    kw, kc = wall(), cpu()
+                    checkpoint()
+                    checkpoint_sum[0] += wall() - kw
+                    checkpoint_sum[1] += cpu() - kc
+                single_sum[0] += wall() - w
+                single_sum[1] += cpu() - c
+        for side, (side_wall, side_cpu) in sums.items():
+            result[f"{side}_wall"].append(side_wall / round_commits)
+            result[f"{side}_cpu"].append(side_cpu / round_commits)
+        result["ratio"].append(raw_sum[0] / single_sum[0])
     raw.close()
     stream.journal.close()
-    return rates
+    return result
 
 
 def _wal_frames(conn: sqlite3.Connection) -> int:
@@ -285,8 +322,10 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--blocks", type=int, default=20, help="paired blocks of cases 1 and 2 (median ratio)")
-    parser.add_argument("--block-rows", type=int, default=200, help="commits per block of cases 1 and 2")
+    parser.add_argument("--pair-rounds", type=int, default=30, help="rounds of cases 1 and 2 (median of their ratios)")
+    parser.add_argument(
+        "--round-commits", type=int, default=200, help="commits of each side per round of cases 1 and 2"
+    )
     parser.add_argument("--rows", type=int, default=1000, help="raw rows per round of case 3 (5x as many transitions)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of case 3 (median of the ratios)")
     parser.add_argument(
@@ -306,7 +345,7 @@ def main() -> int:
     try:
         workdir = base / "paired"
         workdir.mkdir()
-        paired = bench_paired(workdir, args.blocks, args.block_rows, args.checkpoint_every)
+        paired = bench_paired(workdir, args.pair_rounds, args.round_commits, args.checkpoint_every)
         shutil.rmtree(workdir)
         workdir = base / "breakdown"
         workdir.mkdir()
@@ -332,29 +371,46 @@ def main() -> int:
     low, high = _quartiles(ratios)
     single_ratio = statistics.median(ratios)
     all_met = single_ratio >= 0.7
-    print(f"cases 1 and 2: {args.blocks} paired blocks of {args.block_rows} commits each, in one directory")
-    print(f"{'case':<44}{'median rate':>14}  {'unit':<14}{'spread (min..max)':>22}")
-    print("-" * 96)
-    for label, name, unit in (
-        ("1. raw SQLite: INSERT + COMMIT per row", "raw", "rows/s"),
-        ("2. journal: commit() of 1, signing on", "single", "transitions/s"),
-    ):
-        values = paired[name]
-        spread = f"{min(values):,.0f}..{max(values):,.0f}"
-        print(f"{label:<44}{statistics.median(values):>14,.0f}  {unit:<14}{spread:>22}")
     print(
-        f"case 2 / case 1, median of the {len(ratios)} paired ratios: {single_ratio:.2f}x   target >= 0.70  "
+        f"cases 1 and 2: {args.pair_rounds} rounds of {args.round_commits} commits of each, raw and journal commits "
+        "alternating one by one, in one directory"
+    )
+    print("per commit, median over the rounds (min..max); CPU: this thread's user + system time; wait = wall - CPU")
+    print(f"{'case':<40}{'wall us':>9}{'(min..max)':>15}{'CPU us':>9}{'(min..max)':>15}{'wait us':>9}{'rate /s':>9}")
+    print("-" * 106)
+    for label, name in (
+        ("1. raw SQLite: INSERT + COMMIT per row", "raw"),
+        ("2. journal: commit() of 1, signing on", "single"),
+        ("   of which its signed checkpoints", "checkpoint"),
+    ):
+        walls = [v * 1e6 for v in paired[f"{name}_wall"]]
+        cpus = [v * 1e6 for v in paired[f"{name}_cpu"]]
+        wall_us, cpu_us = statistics.median(walls), statistics.median(cpus)
+        rate = f"{1e6 / wall_us:>9,.0f}" if name != "checkpoint" else ""
+        print(
+            f"{label:<40}{wall_us:>9.1f}{f'({min(walls):.0f}..{max(walls):.0f})':>15}{cpu_us:>9.1f}"
+            f"{f'({min(cpus):.0f}..{max(cpus):.0f})':>15}{wall_us - cpu_us:>9.1f}{rate}"
+        )
+    raw_wall, raw_cpu = (statistics.median(paired[f"raw_{kind}"]) * 1e6 for kind in ("wall", "cpu"))
+    single_wall, single_cpu = (statistics.median(paired[f"single_{kind}"]) * 1e6 for kind in ("wall", "cpu"))
+    wait_gap = (single_wall - single_cpu) - (raw_wall - raw_cpu)
+    print(
+        f"case 2 - case 1: wall +{single_wall - raw_wall:.0f} us a commit, of which CPU +{single_cpu - raw_cpu:.0f} us "
+        f"(Python, signing, checkpoints, the kernel's work for more pages) and waiting on the disk +{wait_gap:.0f} us"
+    )
+    print(
+        f"case 2 / case 1 (rate), median of the {len(ratios)} rounds' ratios: {single_ratio:.2f}x   target >= 0.70  "
         f"{'yes' if all_met else 'NO'}"
     )
     print(f"   (quartiles {low:.2f}..{high:.2f}, min..max {min(ratios):.2f}..{max(ratios):.2f})")
     head_us = bench_head_signature()
-    single_us = 1e6 / statistics.median(paired["single"])
+    single_us = statistics.median(paired["single_wall"]) * 1e6
     print(
         f"   (case 2 signs the head in every commit, {head_us:.1f} us: {head_us / single_us * 100:.1f}% of a case-2 "
         f"commit; and a checkpoint every {args.checkpoint_every} events)"
     )
     print(
-        f"   apart from the disk (synchronous=OFF, CPU time per commit): raw {breakdown['raw_cpu_us']:.1f} us, "
+        f"   with fsync removed (synchronous=OFF, CPU time per commit): raw {breakdown['raw_cpu_us']:.1f} us, "
         f"journal {breakdown['single_cpu_us']:.1f} us;"
     )
     print(

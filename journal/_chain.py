@@ -68,11 +68,12 @@ _encode_str = json.encoder.encode_basestring  # what canonical_json uses for a s
 
 def _js(value: Any) -> str:
     # JSON for one scalar column exactly as canonical_json would write it, without the
-    # cost of encoding a whole dict: this runs once per event on the hot path.
-    if value is None:
-        return "null"
+    # cost of encoding a whole dict: this runs once per event on the hot path. A str first: eight of an
+    # event's twelve fields are one (#11: event_hash 2.7 -> 2.2 us).
     if type(value) is str:
         return _encode_str(value)
+    if value is None:
+        return "null"
     if type(value) is int:
         return str(value)
     return canonical_json(value)

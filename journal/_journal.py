@@ -25,7 +25,7 @@ from config.errors import ConfigError, JournalError
 from journal import _checkpoints, _head, _latency, kinds
 from journal._chain import event_hash, head_record
 from journal._leases import LeaseMethods
-from journal._prepare import INSERT_EVENT, UPSERT_META, Prepared
+from journal._prepare import INSERT_EVENT, UPSERT_META, Prepared, update_sql
 from journal._records import Event, Transition, VerifyReport
 from journal._schema import connect
 from journal._signing import PublicKey, Signer, load_public_key
@@ -35,6 +35,14 @@ __all__ = ["Journal"]
 
 _RESERVED_META = frozenset({"head", "deployment", "schema_version", _head.HEAD_SIGNATURE})
 _PAGE = 1000
+_KNOWN_NODES = "SELECT name FROM nodes WHERE name IN ({})"
+
+
+def _unknown_node(p: Prepared) -> JournalError:
+    return JournalError(
+        f"commit: node {p.node!r} (event {p.kind!r}) is not in the journal; "
+        "register it with ensure_nodes() first. Nothing was written"
+    )
 
 
 class Journal(LeaseMethods):
@@ -181,13 +189,12 @@ class Journal(LeaseMethods):
         else:
             conn.executemany(INSERT_EVENT, rows)
         self._appended((p.node, p.kind) for p in prepared)  # before COMMIT: a rollback only costs a query
-        for p, row in zip(prepared, rows, strict=True):
-            if p.sql is not None:
-                if conn.execute(p.sql, (*p.values, at, row[0], p.node)).rowcount != 1:
-                    raise JournalError(
-                        f"commit: node {p.node!r} (event {p.kind!r}) is not in the journal; "
-                        "register it with ensure_nodes() first. Nothing was written"
-                    )
+        if len(prepared) == 1:
+            p = prepared[0]
+            if p.sql is not None and conn.execute(p.sql, (*p.values, at, seq, p.node)).rowcount != 1:
+                raise _unknown_node(p)
+        else:
+            self._update_nodes(conn, prepared, rows, at)
         if self._head_signer is None:
             conn.execute(UPSERT_META, ("head", head_record(seq, prev)))
             return rows
@@ -201,6 +208,40 @@ class Journal(LeaseMethods):
         signature = _head.signed_head(self._head_signer, self._bound, seq, prev, self._newest_checkpoint)
         conn.execute(_head.UPSERT_HEAD_AND_SIGNATURE, (head_record(seq, prev), signature))
         return rows
+
+    @staticmethod
+    def _update_nodes(conn: sqlite3.Connection, prepared: list[Prepared], rows: list[tuple[Any, ...]], at: str) -> None:
+        """The node rows of several events: ONE update per node, not per event (issue #11).
+
+        A step's ``step_committed``, the next ``step_started`` and a milestone's start set the same row:
+        their columns merged in order (a later event's value wins) and ``last_seq`` of the node's last
+        event are what the updates one by one left behind. Rows of the same columns share one statement.
+        """
+        merged: dict[str, tuple[Prepared, dict[str, Any] | None, int]] = {}
+        for p, row in zip(prepared, rows, strict=True):
+            if p.sql is None:
+                continue
+            node = p.node
+            assert node is not None  # a row update has a node (Prepared)
+            earlier = merged.get(node)
+            if earlier is None:
+                merged[node] = (p, None, row[0])
+            else:
+                union = dict(earlier[0].sets) if earlier[1] is None else earlier[1]
+                union.update(p.sets)
+                merged[node] = (earlier[0], union, row[0])
+        statements: dict[str, list[tuple[Any, ...]]] = {}
+        for node, (p, sets, seq) in merged.items():
+            if sets is None:
+                statements.setdefault(p.sql or "", []).append((*p.values, at, seq, node))
+            else:
+                columns = tuple(sorted(sets))
+                statements.setdefault(update_sql(columns), []).append((*(sets[c] for c in columns), at, seq, node))
+        for sql, params in statements.items():
+            if conn.executemany(sql, params).rowcount != len(params):
+                names = [param[-1] for param in params]
+                known = {r[0] for r in conn.execute(_KNOWN_NODES.format(", ".join("?" * len(names))), names)}
+                raise _unknown_node(next(p for p in prepared if p.node in set(names) - known))
 
     def sign_heads(self, signer: Signer | None) -> None:
         """From now on, every transaction that appends events also signs the new head with ``signer``.

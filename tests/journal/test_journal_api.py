@@ -175,6 +175,39 @@ def test_commit_updates_events_and_node_rows(journal: Journal) -> None:
     assert list(journal.events(node="mgr"))[-2:] == events[::2]
 
 
+_MOVES = [  # one node's events of one commit, then another node's
+    Transition(
+        node="mgr",
+        kind="step_committed",
+        step="a",
+        from_state="deployed",
+        to_state="reserved",
+        update={"step": None, "attempt": 0, "last_error": "was slow"},
+    ),
+    Transition(node="mgr", kind="gate_waiting", update={"gate": "operator_approval", "maintenance": True}),
+    Transition(node="conf-1", kind="step_started", step="b", attempt=2, update={"step": "b", "attempt": 2}),
+    Transition(
+        node="mgr", kind="step_started", step="c", attempt=1, update={"step": "c", "attempt": 1, "last_error": None}
+    ),
+    Transition(node=None, kind="run_note"),
+]
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 5])
+def test_a_commit_leaves_every_node_row_as_its_events_one_by_one_do(journal_path: Path, count: int) -> None:
+    """Several events of one node in one commit (their columns merged into one update) leave the row, last_seq
+    included, that committing them one at a time leaves; the rows verify against the events."""
+    rows = {}
+    for name, commits in (("together", [_MOVES[:count]]), ("one_by_one", [[t] for t in _MOVES[:count]])):
+        with Journal.open(journal_path.with_name(f"{name}.sqlite")) as j:
+            j.ensure_nodes(NODES)
+            for transitions in commits:
+                j.commit(transitions)
+            rows[name] = [record.__dict__ | {"updated_at": None} for record in j.nodes()]
+            assert j.verify(chain_only=True).ok
+    assert rows["together"] == rows["one_by_one"]
+
+
 def test_record_is_commit_of_one(journal: Journal) -> None:
     """record() takes Transition's fields and returns the stored event."""
     event = journal.record(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import secrets
 from typing import Any
 
 import pytest
@@ -43,6 +44,45 @@ def test_an_unknown_column_is_refused_by_name() -> None:
     """An update of a column the journal owns names it and the updatable ones."""
     with pytest.raises(ValueError, match=r"cannot update \['last_seq'\]; updatable columns are"):
         Prepared(Transition(node="mgr", kind="step_committed", update={"last_seq": 4, "step": None}))
+
+
+def test_an_update_seen_before_is_cleaned_again_when_a_secret_was_registered_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kept cleaning of an update is not reused once the update's text holds a newly registered secret."""
+    # A redactor of this test's own: a value registered with the process-wide one stays for every later
+    # test of the worker (it made test_append_stores_what_record_stores... miss its memory margin).
+    redactor = Redactor()
+    monkeypatch.setattr("journal._prepare.REDACTOR", redactor)
+    secret = f"Kept-{secrets.token_hex(8)}"  # unique: the kept cleanings are process-wide
+    update = {"last_error": f"login as {secret} refused", "attempt": 2}
+    before = Prepared(Transition(node="mgr", kind="step_retry", update=update))
+    redactor.register(secret)
+    after = Prepared(Transition(node="mgr", kind="step_retry", update=update))
+    assert secret in before.sets_text and secret not in after.sets_text + repr(after.values)
+    assert after.sets["last_error"] == f"login as {REDACTED} refused" and after.sets_text == canonical_json(after.sets)
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        ({"attempt": 1}, {"attempt": 1.0}),  # equal to the int, but not an index
+        ({"step": None, "gate": None}, {"step": None, "gate": 0}),  # 0 is not "no gate"
+    ],
+)
+def test_an_update_equal_to_one_seen_before_is_still_refused(first: dict[str, Any], then: dict[str, Any]) -> None:
+    """A value that equals a kept update's but is not its type is checked again, and refused as before."""
+    Prepared(Transition(node="mgr", kind="step_started", update=first))
+    with pytest.raises(TypeError):
+        Prepared(Transition(node="mgr", kind="step_started", update=then))
+
+
+def test_each_event_gets_its_own_sets() -> None:
+    """Changing one event's sets leaves the next event of the same update as it should be."""
+    update = {"step": "lock_bios", "attempt": 1}
+    Prepared(Transition(node="mgr", kind="step_started", update=update)).sets["step"] = "changed"
+    again = Prepared(Transition(node="mgr", kind="step_started", update=update))
+    assert again.sets == {"step": "lock_bios", "attempt": 1} and again.values == (1, "lock_bios")
 
 
 @pytest.mark.parametrize(
