@@ -309,6 +309,9 @@ def open_run(journal: Journal, trust: Trust, deployment: Deployment, syslog: Sys
     )
     if journal.deployment is not None:
         checkpointer.now()
+    from orchestrator._history import watch_maintenance  # a run's module: status starts without it (#11)
+
+    watch_maintenance(journal)
     journal.hold()
     return checkpointer
 
