@@ -197,7 +197,8 @@ class JournalReader:
     def _watch(self, kinds: tuple[str, ...]) -> LatestKinds:
         watch = self._watches.get(kinds)
         if watch is None:
-            watch = self._watches[kinds] = LatestKinds(kinds)
+            memory = str(self._path) == ":memory:"
+            watch = self._watches[kinds] = LatestKinds(kinds, None if memory else Path(f"{self._path}-shm"))
         return watch
 
     def _absent_since_last_write(self) -> set[tuple[str | None, str | None]]:
