@@ -60,7 +60,7 @@ def make(
             version = _continued.data_version(conn)  # in the write transaction: no commit can come between
             checked = None
             if continued and kept is not None and not file_check:
-                checked = _continued.continued(conn, signer.public_key, kept)
+                checked = _continued.continued(conn, signer.public_key, kept, version)
             if checked is None:
                 integrity = "quick" if file_check else "none"
                 checked = verify_connection(conn, public_key=signer.public_key, incremental=True, integrity=integrity)
@@ -92,7 +92,7 @@ def make(
                 (*[record[c] for c in _COLUMNS], snapshot_text),
             )
             if sign_head:
-                _head.write(conn, signer, checked.deployment, seq, head)
+                _head.write(conn, signer, checked.deployment, seq, head, checkpoint=seq)  # the newest: this one
             if file is not None:
                 append_line(file, canonical_json(record))
             conn.execute("COMMIT")

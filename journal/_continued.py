@@ -25,9 +25,11 @@ from journal._chain import ChainChecker, _encode_str, canonical_json, check_head
 from journal._derive import Deriver
 from journal._records import VerifyReport, VerifyStatus
 from journal._signing import PublicKey
-from journal._verify import KeptSnapshot, Verification, _definition_problems, _node_problems, _walk
+from journal._verify import KeptSnapshot, Verification, _definition_problems, _node_problems, _walk, meta_values
 
 __all__ = ["continued", "data_version"]
+
+_KEPT_SQL = "SELECT (SELECT hash FROM events WHERE seq = ?), seq, head, nodes FROM checkpoints ORDER BY id DESC LIMIT 1"
 
 
 def data_version(conn: sqlite3.Connection) -> int:
@@ -35,18 +37,19 @@ def data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def continued(conn: sqlite3.Connection, public_key: PublicKey, kept: KeptSnapshot) -> Verification | None:
+def continued(conn: sqlite3.Connection, public_key: PublicKey, kept: KeptSnapshot, version: int) -> Verification | None:
     """The check from ``kept`` (this connection's previous checkpoint); None: it does not apply, take the long way.
 
-    The caller holds the journal's lock inside a write transaction (``BEGIN IMMEDIATE``).
+    The caller holds the journal's lock inside a write transaction (``BEGIN IMMEDIATE``), in which it read
+    ``version`` (:func:`data_version`).
     """
     if kept.digest is None or kept.data_version is None or kept.seq <= 0:
         return None
-    if data_version(conn) != kept.data_version:
+    if version != kept.data_version:
         return None  # another connection committed since: whatever it may have changed is read again
-    row = conn.execute("SELECT hash FROM events WHERE seq = ?", (kept.seq,)).fetchone()
-    newest = conn.execute("SELECT seq, head, nodes FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()
-    if row is None or row[0] != kept.head or newest != (kept.seq, kept.head, kept.digest):
+    # The event at the kept checkpoint's seq and the newest checkpoint row, in one statement.
+    newest = conn.execute(_KEPT_SQL, (kept.seq,)).fetchone()
+    if newest != (kept.head, kept.seq, kept.head, kept.digest):
         return None  # not as this connection left it: the long way says what changed
     problems: list[str] = []
     chain = ChainChecker(contiguous=True)
@@ -56,10 +59,9 @@ def continued(conn: sqlite3.Connection, public_key: PublicKey, kept: KeptSnapsho
     last_seq, last_hash = chain.last_seq, chain.last_hash
     problems += chain.finish()
     problems += deriver.problems[:50]
-    head_row = conn.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()
-    problems += check_head(head_row[0] if head_row else None, last_seq, last_hash)
-    deployment_row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
-    deployment = deployment_row[0] if deployment_row else None
+    meta = meta_values(conn)
+    problems += check_head(meta.get("head"), last_seq, last_hash)
+    deployment = meta.get("deployment")
     if deployment != kept.deployment:
         problems.append(
             f"meta deployment {deployment!r} differs from {kept.deployment!r} of the checkpoint at seq {kept.seq}: "
@@ -70,8 +72,10 @@ def continued(conn: sqlite3.Connection, public_key: PublicKey, kept: KeptSnapsho
             f"meta deployment {deployment!r} differs from the deployment_bound event seq "
             f"{deriver.deployment[0]} ({deriver.deployment[1]!r}): it was edited"
         )
-    problems += _definition_problems(conn, deriver)
-    head_signed, head_problems = _head.check(conn, public_key, deployment, last_seq, last_hash)
+    problems += _definition_problems(conn, deriver, meta)
+    head_signed, head_problems = _head.check(
+        conn, public_key, deployment, last_seq, last_hash, value=meta.get(_head.HEAD_SIGNATURE), newest=kept.seq
+    )
     problems += head_problems
     derived = len(kept.parts) + len(deriver.rows.keys() - kept.parts.keys())
     rows = conn.execute("SELECT count(*) FROM nodes").fetchone()[0]

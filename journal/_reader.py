@@ -18,6 +18,7 @@ from config.errors import JournalError
 from journal._derive import NodeRecordFields, derive_nodes
 from journal._export import write_export
 from journal._files import atomic_text
+from journal._head import newest_checkpoint
 from journal._prepare import EVENT_SELECT, NODE_SELECT
 from journal._records import Event, NodeRecord
 from journal._schema import db_files
@@ -66,6 +67,11 @@ class JournalReader:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
+
+    def newest_checkpoint_seq(self) -> int:
+        """The seq of the newest checkpoint in the database (0: none); not proof by itself."""
+        with self._lock:
+            return newest_checkpoint(self._conn)
 
     # --- reading -----------------------------------------------------------------------
 
