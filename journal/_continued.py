@@ -29,7 +29,23 @@ from journal._verify import KeptSnapshot, Verification, _definition_problems, _n
 
 __all__ = ["continued", "data_version"]
 
-_KEPT_SQL = "SELECT (SELECT hash FROM events WHERE seq = ?), seq, head, nodes FROM checkpoints ORDER BY id DESC LIMIT 1"
+# The journal only appends events. This connection's own UPDATE or DELETE of one (outside the journal's API) is
+# not seen by PRAGMA data_version: these TEMP triggers, which fire for this connection's statements only and cost
+# nothing while no event is changed, note it. So the events this connection appended since its previous
+# checkpoint need not be hashed again: they are what it hashed when it appended them.
+GUARD = (
+    "CREATE TEMP TABLE IF NOT EXISTS journal_event_edits (seq INTEGER, how TEXT)",
+    "CREATE TEMP TRIGGER IF NOT EXISTS journal_event_updated AFTER UPDATE ON main.events "
+    "BEGIN INSERT INTO journal_event_edits VALUES (old.seq, 'edited'); END",
+    "CREATE TEMP TRIGGER IF NOT EXISTS journal_event_deleted AFTER DELETE ON main.events "
+    "BEGIN INSERT INTO journal_event_edits VALUES (old.seq, 'deleted'); END",
+)
+FORGET_EDITS = "DELETE FROM journal_event_edits"  # after a check that read every event it proves again
+
+_KEPT_SQL = (
+    "SELECT (SELECT hash FROM events WHERE seq = ?), (SELECT count(*) FROM journal_event_edits), seq, head, nodes "
+    "FROM checkpoints ORDER BY id DESC LIMIT 1"
+)
 
 
 def data_version(conn: sqlite3.Connection) -> int:
@@ -43,19 +59,24 @@ def continued(conn: sqlite3.Connection, public_key: PublicKey, kept: KeptSnapsho
     The caller holds the journal's lock inside a write transaction (``BEGIN IMMEDIATE``), in which it read
     ``version`` (:func:`data_version`).
     """
-    if kept.digest is None or kept.data_version is None or kept.seq <= 0:
+    if kept.digest is None or kept.data_version is None or kept.seq <= 0 or not kept.guarded:
         return None
     if version != kept.data_version:
         return None  # another connection committed since: whatever it may have changed is read again
     # The event at the kept checkpoint's seq and the newest checkpoint row, in one statement.
-    newest = conn.execute(_KEPT_SQL, (kept.seq,)).fetchone()
-    if newest != (kept.head, kept.seq, kept.head, kept.digest):
+    row = conn.execute(_KEPT_SQL, (kept.seq,)).fetchone()
+    if row is None or (row[0], *row[2:]) != (kept.head, kept.seq, kept.head, kept.digest):
         return None  # not as this connection left it: the long way says what changed
-    problems: list[str] = []
+    problems = [
+        f"event seq {seq}: {how} in place by this process, outside the journal (the journal only appends)"
+        for seq, how in (
+            conn.execute("SELECT seq, how FROM journal_event_edits ORDER BY rowid LIMIT 20") if row[1] else ()
+        )
+    ]
     chain = ChainChecker(contiguous=True)
     chain.start_at(kept.seq, kept.head)
     deriver = Deriver.from_parts(kept.parts)
-    events = _walk(conn, chain, deriver, kept.seq, {})
+    events = _walk(conn, chain, deriver, kept.seq, {}, rehash=False)
     last_seq, last_hash = chain.last_seq, chain.last_hash
     problems += chain.finish()
     problems += deriver.problems[:50]

@@ -75,6 +75,7 @@ class KeptSnapshot:
     head: str = ""
     deployment: str | None = None
     data_version: int | None = None
+    guarded: bool = False  # the connection's TEMP triggers that note its own edits of events exist (_continued)
 
 
 @dataclass
@@ -339,7 +340,14 @@ def _walk(
     deriver: Deriver,
     after: int,
     by_seq: dict[int, list[_Checkpoint]],
+    *,
+    rehash: bool = True,
 ) -> int:
+    """Feed the events after seq ``after`` to ``chain`` and ``deriver``; how many.
+
+    ``rehash`` false: each stored hash is taken as the content's (its links, order and gaps are still checked):
+    for events this connection appended and is known not to have changed since (journal/_continued.py).
+    """
     feed, link, count = deriver.feed, chain.link, 0
     loads = json.loads
     # Many events set the same columns to the same values (one step across a thousand nodes): each distinct
@@ -350,12 +358,15 @@ def _walk(
         if not rows:
             return count
         for seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, prev, stored, sets in rows:
-            try:
-                computed = event_hash(
-                    prev, seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets
-                )
-            except (TypeError, ValueError) as exc:
-                computed = f"<{exc}>"
+            if not rehash:
+                computed = stored
+            else:
+                try:
+                    computed = event_hash(
+                        prev, seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets
+                    )
+                except (TypeError, ValueError) as exc:
+                    computed = f"<{exc}>"
             link(seq, prev, stored, computed)
             if node is not None:
                 try:
