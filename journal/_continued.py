@@ -8,8 +8,12 @@ cost O(nodes + checkpoints), and a 1000-node simulation's 160 of them 3 s.
 When the previous checkpoint was made by this very connection and no other connection has
 committed since (``PRAGMA data_version``, read inside the checkpoint's write transaction, so no
 commit slips in before the signature), what that check proved still holds except for what this
-connection appended since. So only the events after it are read (hashes, links, continuity), and
-only the rows of the nodes they touched are compared with the derived rows; the head record, the
+connection appended since. So only the events after it are read (links, order, continuity, the
+rows they derive), and only the rows of the nodes they touched are compared with the derived rows;
+their hashes are not computed again: this connection computed them as it appended the events, and
+TEMP triggers of its own (:data:`GUARD`) note any event it changed in place since (the journal only
+appends: an UPDATE or DELETE of an event is some other code of this process writing SQL), which is
+refused; the head record, the
 head signature, the deployment, the lifecycle definition, the newest checkpoint row and the
 number of node rows are checked as by the long way. Anything else (another writer, this
 process's first checkpoint, an earlier failure) takes the long way. ``journal verify``, the
