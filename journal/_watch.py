@@ -4,7 +4,7 @@ The engine asks before every step whether an operator put the node in maintenanc
 process (issue #7 Build 8: honoured before the next step): ~29,000 questions in a 1000-node
 simulation. This watch answers from memory while nothing new can be in the events:
 
-- the WAL index header (the first 96 bytes of ``<journal>-shm``, mapped as SQLite maps it: no SQL, no system call)
+- the WAL index header (the first 96 bytes of ``<journal>-shm``, read with one ``pread``, no SQL)
   is as it was: every commit, by any connection of any process, rewrites it (its change counter,
   frame count and checksums; SQLite's readers compare the same bytes to see a commit,
   https://www.sqlite.org/walformat.html), so equal bytes mean no commit since;
@@ -26,7 +26,6 @@ each answer a PRAGMA (30,000).
 
 from __future__ import annotations
 
-import mmap
 import os
 import sqlite3
 from pathlib import Path
@@ -42,7 +41,7 @@ class LatestKinds:
     def __init__(self, kinds: tuple[str, ...], shm: Path | None = None) -> None:
         self._kinds = frozenset(kinds)
         self._shm_path = shm  # the journal's WAL index (None: none, ask the PRAGMA every time)
-        self._shm: mmap.mmap | None = None  # its first bytes mapped, once opened
+        self._shm: int | None = None  # its file descriptor, once opened
         self._header = b""  # its header when the PRAGMA was last asked
         marks = ", ".join("?" * len(kinds))
         # One statement, so one read snapshot: the newest seq (first row) and the watched events up to it agree.
@@ -84,16 +83,15 @@ class LatestKinds:
             if self._shm_path is None:
                 return None
             try:
-                with open(self._shm_path, "rb") as file:
-                    # Mapped shared, as SQLite maps it: a read is a memory copy, no system call. SQLite never
-                    # shrinks the file while a connection (this journal's) has it open.
-                    if os.fstat(file.fileno()).st_size < _HEADER_BYTES:
-                        raise OSError("no WAL index yet")
-                    self._shm = mmap.mmap(file.fileno(), _HEADER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
-            except (OSError, ValueError):
+                self._shm = os.open(self._shm_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
                 self._shm_path = None
                 return None
-        return self._shm[:_HEADER_BYTES]
+        try:
+            header = os.pread(self._shm, _HEADER_BYTES, 0)
+        except OSError:
+            return None
+        return header if len(header) == _HEADER_BYTES else None
 
     def _read(self, conn: sqlite3.Connection) -> None:
         rows = conn.execute(self._sql, (self._after, *self._params)).fetchall()
@@ -110,6 +108,6 @@ class LatestKinds:
     def close(self) -> None:
         """Forget what was read (the journal closes): the next question reads again."""
         if self._shm is not None:
-            self._shm.close()
+            os.close(self._shm)
             self._shm = None
         self._version, self._pending, self._after, self._latest = None, True, 0, {}
