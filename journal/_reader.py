@@ -203,8 +203,7 @@ class JournalReader:
     def _watch(self, kinds: tuple[str, ...]) -> LatestKinds:
         watch = self._watches.get(kinds)
         if watch is None:
-            memory = str(self._path) == ":memory:"
-            watch = self._watches[kinds] = LatestKinds(kinds, None if memory else Path(f"{self._path}-shm"))
+            watch = self._watches[kinds] = LatestKinds(kinds)
         return watch
 
     def _absent_since_last_write(self) -> set[tuple[str | None, str | None]]:

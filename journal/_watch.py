@@ -1,48 +1,31 @@
-"""The newest of some kinds of event per node, kept current without a query per question (issue #11).
+"""The newest of some kinds of event per node, kept current at the cost of a PRAGMA (issue #11).
 
 The engine asks before every step whether an operator put the node in maintenance, from any
 process (issue #7 Build 8: honoured before the next step): ~29,000 questions in a 1000-node
-simulation. This watch answers from memory while nothing new can be in the events:
-
-- the WAL index header (the first 96 bytes of ``<journal>-shm``, read with one ``pread``, no SQL)
-  is as it was: every commit, by any connection of any process, rewrites it (its change counter,
-  frame count and checksums; SQLite's readers compare the same bytes to see a commit,
-  https://www.sqlite.org/walformat.html), so equal bytes mean no commit since;
-- else the journal connection's ``PRAGMA data_version`` is as it was: it changes when *another*
-  connection commits, never for this connection's own commits;
-- and this connection appended no event of the kinds watched since (:meth:`appended`).
-
-Otherwise one statement reads the events of those kinds after the last one read, for every node at
-once. So an answer is as fresh as a query, and while nobody else writes a step costs no SQL (one
-PRAGMA after each of this process's own commits). Without the ``-shm`` file (``:memory:``) each
-question asks the PRAGMA.
+simulation. This watch answers from memory while the journal connection's ``PRAGMA data_version``
+is unchanged (it changes when *another* connection commits, never for this connection's own
+commits) and this connection appended no event of the kinds watched (:meth:`appended`); else one
+statement reads the events of those kinds after the last one read, for every node at once. So an
+answer is as fresh as a query, and a step costs one PRAGMA and no read while nobody else wrote.
 
 It used to keep a read-only connection of its own, so that it never waited for the writer's lock
 that the group commit's thread held through each COMMIT's fsync; that thread is gone (the commit
 runs on the event loop), and on its own connection every commit of this process's writer was
-"another connection": each answer after a commit was a read (1,300 of them per 1000-node run), and
-each answer a PRAGMA (30,000).
+"another connection": each answer after a commit was a read (1,300 of them per 1000-node run).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from pathlib import Path
 
 __all__ = ["LatestKinds"]
-
-_HEADER_BYTES = 96  # the two 48-byte copies of the WAL index header, at the start of the -shm file
 
 
 class LatestKinds:
     """Per node, the kind of its newest event among ``kinds``, read through the journal's connection."""
 
-    def __init__(self, kinds: tuple[str, ...], shm: Path | None = None) -> None:
+    def __init__(self, kinds: tuple[str, ...]) -> None:
         self._kinds = frozenset(kinds)
-        self._shm_path = shm  # the journal's WAL index (None: none, ask the PRAGMA every time)
-        self._shm: int | None = None  # its file descriptor, once opened
-        self._header = b""  # its header when the PRAGMA was last asked
         marks = ", ".join("?" * len(kinds))
         # One statement, so one read snapshot: the newest seq (first row) and the watched events up to it agree.
         self._sql = (
@@ -59,16 +42,13 @@ class LatestKinds:
 
     def kind(self, conn: sqlite3.Connection, node: str) -> str | None:
         """The kind of ``node``'s newest event among the kinds watched (None: none); the caller holds the lock."""
-        header = self._wal_header()  # before the PRAGMA and the read: a commit after it changes it again
-        if header is None or header != self._header or self._version is None:  # else: no commit by anyone since
-            self._header = header or b""
-            version = conn.execute("PRAGMA data_version").fetchone()[0]  # before the read: a commit after it is seen
-            if version != self._version:
-                self._read(conn)
-                # Read inside this connection's open transaction (a hold or batch) after it appended a watched
-                # kind: that event may still roll back, so the next question reads again.
-                pending = self._pending and conn.in_transaction
-                self._version, self._pending = (None if pending else version), pending
+        version = conn.execute("PRAGMA data_version").fetchone()[0]  # before the read: a commit after it is seen
+        if version != self._version:
+            self._read(conn)
+            # Read inside this connection's open transaction (a hold or batch) after it appended a watched kind:
+            # that event may still roll back, so the next question reads again.
+            pending = self._pending and conn.in_transaction
+            self._version, self._pending = (None if pending else version), pending
         found = self._latest.get(node)
         return found[1] if found is not None else None
 
@@ -76,22 +56,6 @@ class LatestKinds:
         """This connection appends an event of ``kind`` (before its COMMIT): a watched kind is read again."""
         if kind in self._kinds:
             self._version, self._pending = None, True
-
-    def _wal_header(self) -> bytes | None:
-        """Both copies of the WAL index header, or None (no ``-shm`` file: not a WAL journal on a file)."""
-        if self._shm is None:
-            if self._shm_path is None:
-                return None
-            try:
-                self._shm = os.open(self._shm_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
-                self._shm_path = None
-                return None
-        try:
-            header = os.pread(self._shm, _HEADER_BYTES, 0)
-        except OSError:
-            return None
-        return header if len(header) == _HEADER_BYTES else None
 
     def _read(self, conn: sqlite3.Connection) -> None:
         rows = conn.execute(self._sql, (self._after, *self._params)).fetchall()
@@ -107,7 +71,4 @@ class LatestKinds:
 
     def close(self) -> None:
         """Forget what was read (the journal closes): the next question reads again."""
-        if self._shm is not None:
-            os.close(self._shm)
-            self._shm = None
         self._version, self._pending, self._after, self._latest = None, True, 0, {}
