@@ -60,10 +60,15 @@ def make(
             version = _continued.data_version(conn)  # in the write transaction: no commit can come between
             checked = None
             if continued and kept is not None and not file_check:
-                checked = _continued.continued(conn, signer.public_key, kept)
+                checked = _continued.continued(conn, signer.public_key, kept, version)
             if checked is None:
+                if kept is not None:  # from the first checkpoint on, this connection's own edits of events are noted
+                    for sql in _continued.GUARD:
+                        conn.execute(sql)
                 integrity = "quick" if file_check else "none"
                 checked = verify_connection(conn, public_key=signer.public_key, incremental=True, integrity=integrity)
+                if kept is not None and checked.report.ok:
+                    conn.execute(_continued.FORGET_EDITS)  # the events since the newest checkpoint were hashed again
             if not checked.report.ok:
                 raise IntegrityError(
                     f"journal {path}: refusing to sign a checkpoint over a journal that does not verify:\n  "
@@ -92,7 +97,7 @@ def make(
                 (*[record[c] for c in _COLUMNS], snapshot_text),
             )
             if sign_head:
-                _head.write(conn, signer, checked.deployment, seq, head)
+                _head.write(conn, signer, checked.deployment, seq, head, checkpoint=seq)  # the newest: this one
             if file is not None:
                 append_line(file, canonical_json(record))
             conn.execute("COMMIT")
@@ -111,6 +116,7 @@ def make(
     if kept is not None:
         kept.digest, kept.parts = record["nodes"], parts
         kept.seq, kept.head, kept.deployment, kept.data_version = seq, head, checked.deployment, version
+        kept.guarded = True  # committed with this checkpoint (a rollback undoes the TEMP triggers too)
     return record
 
 

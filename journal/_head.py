@@ -69,10 +69,15 @@ def signed_head(signer: Signer, deployment: str | None, seq: int, head: str, che
     )
 
 
-def write(conn: sqlite3.Connection, signer: Signer, deployment: str | None, seq: int, head: str) -> None:
-    """Sign the head ``(seq, head)`` inside the caller's write transaction."""
-    value = signed_head(signer, deployment, seq, head, newest_checkpoint(conn))
-    conn.execute(UPSERT_META, (HEAD_SIGNATURE, value))
+def write(
+    conn: sqlite3.Connection, signer: Signer, deployment: str | None, seq: int, head: str, checkpoint: int | None = None
+) -> None:
+    """Sign the head ``(seq, head)`` inside the caller's write transaction.
+
+    ``checkpoint``: the seq of the newest checkpoint, when the caller knows it (it just inserted it); else read.
+    """
+    newest = newest_checkpoint(conn) if checkpoint is None else checkpoint
+    conn.execute(UPSERT_META, (HEAD_SIGNATURE, signed_head(signer, deployment, seq, head, newest)))
 
 
 # A commit's two meta rows (the unkeyed head record and its signature) in one statement.
@@ -82,10 +87,23 @@ UPSERT_HEAD_AND_SIGNATURE = (
 )
 
 
+_UNREAD: Any = object()  # check(): a value the caller did not read
+
+
 def check(
-    conn: sqlite3.Connection, public_key: PublicKey, deployment: str | None, seq: int, head: str
+    conn: sqlite3.Connection,
+    public_key: PublicKey,
+    deployment: str | None,
+    seq: int,
+    head: str,
+    *,
+    value: str | None = _UNREAD,
+    newest: int | None = None,
 ) -> tuple[bool | None, list[str]]:
     """Whether meta ``head_signature`` proves the chain's head ``(seq, head)`` of ``deployment``.
+
+    ``value`` (the meta row's value, None: no row) and ``newest`` (the seq of the newest checkpoint) when
+    the caller read them in the same read snapshot; else they are read here.
 
     Returns:
         ``(True, [])`` it does; ``(None, [])`` there is none; ``(False, problems)`` it is
@@ -94,11 +112,13 @@ def check(
     """
     from cryptography.exceptions import InvalidSignature
 
-    row = conn.execute("SELECT value FROM meta WHERE name = ?", (HEAD_SIGNATURE,)).fetchone()
-    if row is None:
+    if value is _UNREAD:
+        row = conn.execute("SELECT value FROM meta WHERE name = ?", (HEAD_SIGNATURE,)).fetchone()
+        value = row[0] if row else None
+    if value is None:
         return None, []
     try:
-        record: Any = json.loads(row[0])
+        record: Any = json.loads(value)
         if not isinstance(record, dict):
             raise ValueError("not an object")
         signature = base64.b64decode(str(record.get("signature")), validate=True)
@@ -116,7 +136,8 @@ def check(
             f"meta head_signature: signs head seq {record.get('seq')} ({str(record.get('head'))[:16]}...), the chain's "
             f"head is seq {seq} ({head[:16]}...): events were appended, cut or rewritten without the signing key"
         )
-    newest = newest_checkpoint(conn)
+    if newest is None:
+        newest = newest_checkpoint(conn)
     if record.get("checkpoint") != newest:
         problems.append(
             f"meta head_signature: was signed when the newest checkpoint was at seq {record.get('checkpoint')}, the "

@@ -18,9 +18,10 @@ from config.errors import JournalError
 from journal._derive import NodeRecordFields, derive_nodes
 from journal._export import write_export
 from journal._files import atomic_text
+from journal._head import newest_checkpoint
 from journal._prepare import EVENT_SELECT, NODE_SELECT
 from journal._records import Event, NodeRecord
-from journal._schema import BUSY_TIMEOUT_MS, db_files
+from journal._schema import db_files
 from journal._signing import Signer
 from journal._time import normalize_since
 from journal._watch import LatestKinds
@@ -66,6 +67,11 @@ class JournalReader:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
+
+    def newest_checkpoint_seq(self) -> int:
+        """The seq of the newest checkpoint in the database (0: none); not proof by itself."""
+        with self._lock:
+            return newest_checkpoint(self._conn)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -177,19 +183,28 @@ class JournalReader:
     def latest_kind(self, node: str, kinds: tuple[str, ...]) -> str | None:
         """The kind of ``node``'s newest event among ``kinds`` (None: none), as fresh as a query.
 
-        Answered by a watch with a read connection of its own (:mod:`journal._watch`), so it never waits
-        for this journal's writes (the engine asks before every step, issue #11); ``:memory:``: a query.
+        Answered from memory while no other connection committed (:mod:`journal._watch`): the engine asks
+        before every step whether an operator put the node in maintenance (issue #7, #11).
         """
-        if str(self._path) != ":memory:":
-            watch = self._watches.get(kinds)
-            if watch is None:
-                watch = self._watches[kinds] = LatestKinds(self._path, kinds, busy_timeout_s=BUSY_TIMEOUT_MS / 1000)
+        with self._lock:
+            watch = self._watch(kinds)
             try:
-                return watch.kind(node)
-            except sqlite3.Error:
-                watch.close()  # cannot be opened read-only beside this one (no -shm file): a query then
-        newest = [e for e in (self.last_event(node, kind=k) for k in kinds) if e is not None]
-        return max(newest, key=lambda e: e.seq).kind if newest else None
+                return watch.kind(self._conn, node)
+            except sqlite3.Error as exc:
+                watch.close()
+                raise JournalError(f"journal {self._path}: read failed ({exc})") from exc
+
+    def watch_kinds(self, kinds: tuple[str, ...]) -> None:
+        """Start answering :meth:`latest_kind` of ``kinds`` now, before a :meth:`hold`: a watch first read inside
+        this connection's open transaction reads at every question until it ends (it cannot know whether the
+        transaction appended events of those kinds before the watch existed, and may roll them back)."""
+        self.latest_kind("", kinds)
+
+    def _watch(self, kinds: tuple[str, ...]) -> LatestKinds:
+        watch = self._watches.get(kinds)
+        if watch is None:
+            watch = self._watches[kinds] = LatestKinds(kinds)
+        return watch
 
     def _absent_since_last_write(self) -> set[tuple[str | None, str | None]]:
         """The ``(node, kind)`` pairs known to have no event, valid while no other connection wrote.
@@ -206,11 +221,16 @@ class JournalReader:
         return self._absent
 
     def _appended(self, events: Iterable[tuple[str | None, str]]) -> None:
-        """This connection committed events of these ``(node, kind)``: they are no longer absent."""
-        if self._absent:
+        """This connection appends events of these ``(node, kind)``: they are no longer absent, and the watches of
+        their kinds read again (called before COMMIT: a rollback only costs a query)."""
+        absent, watches = self._absent, self._watches.values()
+        if absent or watches:
             for node, kind in events:
-                self._absent.discard((node, kind))
-                self._absent.discard((node, None))
+                if absent:
+                    absent.discard((node, kind))
+                    absent.discard((node, None))
+                for watch in watches:
+                    watch.appended(kind)
 
     def statistics(self) -> dict[str, Any]:
         """Counts and sizes: ``events``, ``last_seq``, ``nodes``, ``nodes_by_state``, ``file_bytes``."""

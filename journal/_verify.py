@@ -75,6 +75,7 @@ class KeptSnapshot:
     head: str = ""
     deployment: str | None = None
     data_version: int | None = None
+    guarded: bool = False  # the connection's TEMP triggers that note its own edits of events exist (_continued)
 
 
 @dataclass
@@ -186,14 +187,21 @@ def _start(
     return None
 
 
-def _definition_problems(conn: sqlite3.Connection, deriver: Deriver) -> list[str]:
+def _definition_problems(
+    conn: sqlite3.Connection, deriver: Deriver, meta: Mapping[str, str] | None = None
+) -> list[str]:
     """Meta ``definition_hash`` is the one the latest definition event recorded (or, a crash between that event
-    and the meta update, the one it replaced): an edit cannot pass a journal of another lifecycle as this one's."""
+    and the meta update, the one it replaced): an edit cannot pass a journal of another lifecycle as this one's.
+
+    ``meta``: the meta rows the caller read (:func:`meta_values`), else the row is read here."""
     if deriver.definition is None:
         return []  # none in the events read (an incremental check from a checkpoint after it)
     seq, recorded, replaced = deriver.definition
-    row = conn.execute("SELECT value FROM meta WHERE name = 'definition_hash'").fetchone()
-    value = row[0] if row else None
+    if meta is None:
+        row = conn.execute("SELECT value FROM meta WHERE name = 'definition_hash'").fetchone()
+        value = row[0] if row else None
+    else:
+        value = meta.get("definition_hash")
     if value == recorded or (replaced is not None and value == replaced):
         return []
     return [
@@ -255,20 +263,21 @@ def _check(
     last_seq, last_hash = chain.last_seq, chain.last_hash
     problems[:0] = chain.finish()
     problems += deriver.problems[:50]
-    head_row = conn.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()
-    problems += check_head(head_row[0] if head_row else None, last_seq, last_hash)
+    meta = meta_values(conn)
+    problems += check_head(meta.get("head"), last_seq, last_hash)
     signed_seq = _match_checkpoints(conn, by_seq, start_seq, last_seq, problems)
-    deployment_row = conn.execute("SELECT value FROM meta WHERE name = 'deployment'").fetchone()
-    deployment = deployment_row[0] if deployment_row else None
+    deployment = meta.get("deployment")
     if deriver.deployment is not None and deriver.deployment[1] != deployment:
         problems.append(
             f"meta deployment {deployment!r} differs from the deployment_bound event seq "
             f"{deriver.deployment[0]} ({deriver.deployment[1]!r}): it was edited"
         )
-    problems += _definition_problems(conn, deriver)
+    problems += _definition_problems(conn, deriver, meta)
     head_signed: bool | None = None
     if public_key is not None and last_seq > 0:
-        head_signed, head_problems = _head.check(conn, public_key, deployment, last_seq, last_hash)
+        head_signed, head_problems = _head.check(
+            conn, public_key, deployment, last_seq, last_hash, value=meta.get(_head.HEAD_SIGNATURE)
+        )
         problems += head_problems
         if head_signed:
             signed_seq = last_seq  # the head's signature proves every event up to it
@@ -331,7 +340,14 @@ def _walk(
     deriver: Deriver,
     after: int,
     by_seq: dict[int, list[_Checkpoint]],
+    *,
+    rehash: bool = True,
 ) -> int:
+    """Feed the events after seq ``after`` to ``chain`` and ``deriver``; how many.
+
+    ``rehash`` false: each stored hash is taken as the content's (its links, order and gaps are still checked):
+    for events this connection appended and is known not to have changed since (journal/_continued.py).
+    """
     feed, link, count = deriver.feed, chain.link, 0
     loads = json.loads
     # Many events set the same columns to the same values (one step across a thousand nodes): each distinct
@@ -342,12 +358,15 @@ def _walk(
         if not rows:
             return count
         for seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, prev, stored, sets in rows:
-            try:
-                computed = event_hash(
-                    prev, seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets
-                )
-            except (TypeError, ValueError) as exc:
-                computed = f"<{exc}>"
+            if not rehash:
+                computed = stored
+            else:
+                try:
+                    computed = event_hash(
+                        prev, seq, at, node, kind, step, attempt, key, from_state, to_state, actor, payload, sets
+                    )
+                except (TypeError, ValueError) as exc:
+                    computed = f"<{exc}>"
             link(seq, prev, stored, computed)
             if node is not None:
                 try:
@@ -366,7 +385,18 @@ def _walk(
                 except (TypeError, ValueError):
                     pass
         count += len(rows)
+        if len(rows) < _CHUNK:
+            return count  # the last chunk: no query for an empty one (issue #11: one more per checkpoint)
         after = rows[-1][0]
+
+
+_META_NAMES = ("head", "deployment", "definition_hash", _head.HEAD_SIGNATURE)
+_META_SQL = f"SELECT name, value FROM meta WHERE name IN ({', '.join('?' * len(_META_NAMES))})"
+
+
+def meta_values(conn: sqlite3.Connection) -> dict[str, str]:
+    """The meta rows a check reads (head, deployment, definition hash, head signature), in one statement."""
+    return dict(conn.execute(_META_SQL, _META_NAMES).fetchall())
 
 
 def _match_checkpoints(

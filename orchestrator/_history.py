@@ -24,7 +24,7 @@ from config.errors import IntegrityError
 from journal import Event, Journal, NodeRecord, NodeRecordFields, Transition, derive_nodes, kinds
 from machines.lifecycle import STEPS, TARGET_OF
 
-__all__ = ["History", "PLACE_COLUMNS", "applied_changes", "maintenance_of"]
+__all__ = ["History", "PLACE_COLUMNS", "applied_changes", "maintenance_of", "watch_maintenance"]
 
 # The row columns the engine acts on: each must equal what the events derive.
 PLACE_COLUMNS = ("state", "step", "attempt", "gate", "last_error", "failed_from", "maintenance")
@@ -152,6 +152,11 @@ def applied_changes(record: Mapping[str, Any]) -> dict[str, Any]:
 def maintenance_of(journal: Journal, node: str) -> bool:
     """Whether the node's newest maintenance event (by anyone, any process) turned maintenance on."""
     return journal.latest_kind(node, _MAINTENANCE) == kinds.MAINTENANCE_ON
+
+
+def watch_maintenance(journal: Journal) -> None:
+    """Before a run's opening hold: its nodes' first questions (all asked inside the hold) are answered from memory."""
+    journal.watch_kinds(_MAINTENANCE)
 
 
 _MAINTENANCE = (kinds.MAINTENANCE_ON, kinds.MAINTENANCE_OFF)

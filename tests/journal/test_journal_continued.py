@@ -79,7 +79,18 @@ def _add_row(conn: sqlite3.Connection) -> None:
     )
 
 
-@pytest.mark.parametrize("edit", [_edit_event, _edit_touched_row, _add_row])
+def _edit_an_event_before_the_checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE events SET payload = '{\"forged\": true}' WHERE seq = 2")
+
+
+def _delete_the_last_event(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM events WHERE seq = (SELECT max(seq) FROM events)")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [_edit_event, _edit_touched_row, _add_row, _edit_an_event_before_the_checkpoint, _delete_the_last_event],
+)
 def test_a_continued_check_refuses_what_this_connection_changed_outside_the_journal(
     running: Journal, long_ways: list[int], edit: Callable[[sqlite3.Connection], None]
 ) -> None:

@@ -1,9 +1,11 @@
-"""Journal.latest_kind: the newest of some kinds per node, from a read connection of its own (issue #11)."""
+"""Journal.latest_kind: the newest of some kinds per node, read only when another connection wrote (issue #11)."""
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from journal import Journal
 
@@ -24,15 +26,41 @@ def test_own_and_other_connections_writes_are_seen_at_once(journal: Journal, jou
     assert journal.latest_kind("mgr", KINDS) is None
 
 
-def test_it_answers_while_the_journals_connection_is_held(journal: Journal) -> None:
-    """The group commit's thread holds the journal's lock through a COMMIT: the watch does not wait for it."""
+def _statements(journal: Journal, ask: Callable[[], object]) -> list[str]:
+    """The SQL statements the journal's connection ran while ``ask`` ran."""
+    seen: list[str] = []
+    journal._conn.set_trace_callback(seen.append)
+    try:
+        ask()
+    finally:
+        journal._conn.set_trace_callback(None)
+    return seen
+
+
+def test_while_nobody_else_wrote_an_answer_reads_nothing(journal: Journal, journal_path: Path) -> None:
+    """This connection's own commits of other kinds cost no read; another connection's commit is read once."""
     journal.record(node="mgr", kind="maintenance_on")
-    answers: list[str | None] = []
-    with journal._lock:  # the writer's lock, held as during a commit's fsync
-        reader = threading.Thread(target=lambda: answers.append(journal.latest_kind("mgr", KINDS)))
-        reader.start()
-        reader.join(5)
-    assert answers == ["maintenance_on"]
+    assert journal.latest_kind("mgr", KINDS) == "maintenance_on"
+    journal.record(node="mgr", kind="step_started", step="x")
+    journal.record(node="conf-1", kind="step_started", step="x")
+    asked = _statements(journal, lambda: [journal.latest_kind(n, KINDS) for n in ("mgr", "conf-1", "conf-2")])
+    assert asked == ["PRAGMA data_version"] * 3
+    with Journal.open(journal_path) as other:
+        other.record(node="conf-2", kind="maintenance_on")
+    asked = _statements(journal, lambda: [journal.latest_kind(n, KINDS) for n in ("conf-2", "mgr")])
+    assert len(asked) == 3 and asked[1].startswith("SELECT") and asked[2] == "PRAGMA data_version"
+    assert journal.latest_kind("conf-2", KINDS) == "maintenance_on"
+
+
+def test_an_own_event_that_rolled_back_is_not_an_answer(journal: Journal) -> None:
+    """An own maintenance event read inside a transaction that rolls back: the next question reads again."""
+    journal.record(node="mgr", kind="maintenance_off")
+    with pytest.raises(RuntimeError, match="rolled back"):
+        with journal.batch():
+            journal.record(node="mgr", kind="maintenance_on")
+            assert journal.latest_kind("mgr", KINDS) == "maintenance_on"  # this transaction's own view
+            raise RuntimeError("rolled back")
+    assert journal.latest_kind("mgr", KINDS) == "maintenance_off"
 
 
 def test_in_memory_journals_answer_by_query() -> None:
