@@ -306,8 +306,13 @@ class StepRunner(Journaled):
         return go_on
 
     async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
-        """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
+        """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits.
+
+        A host's slot (its side effects at once) is taken after the barrier, for the apply and its verify: a
+        slot held while the barrier waits for its transaction made the nodes of a host commit one by one.
+        """
         host_slot = self._per_host.get(ctx.node.host) if step.per_host else None
+        held: list[asyncio.Semaphore] = []
 
         async def gate_open(changes: list[step_impls.Change]) -> bool:
             gate = await self._gates.closed(model.name, step, ctx, changes)
@@ -329,6 +334,9 @@ class StepRunner(Journaled):
             else:
                 ctx.scratch["attempting"] = changes
                 await self._barrier()  # the step's start (and what came before it) on disk before its side effect
+                if host_slot is not None:
+                    await host_slot.acquire()
+                    held.append(host_slot)
             return gate is None
 
         def applied() -> None:
@@ -336,15 +344,13 @@ class StepRunner(Journaled):
             if self.hooks:
                 self.hooks.after_apply(model.name, step.name)
 
-        if host_slot is not None:
-            await host_slot.acquire()
         try:
             if self.hooks:
                 self.hooks.before_step(model.name, step.name)
             return await step_impls.execute(step, ctx, before_apply=gate_open, after_apply=applied)
         finally:
-            if host_slot is not None:
-                host_slot.release()
+            for slot in held:
+                slot.release()
 
     async def _pass_gate(self, model: NodeModel, gate: str) -> bool:
         """A node in a waiting state: back to its step once the gate is open (False: not now)."""
