@@ -25,8 +25,17 @@ class GroupCommitter:
         max_batch: int = 500,
         window_s: float = 0.0,
         busy: Callable[[], bool] | None = None,
+        written: Callable[[list[Any]], None] | None = None,
+        take: Callable[[], list[Any]] | None = None,
     ) -> None:
         self._write = write
+        # Called with each batch's items once they are written, before any waiter resumes: what keeps
+        # a copy of them (the engine's models) is as the journal then, whichever caller's items they were.
+        self.written = written
+        # The items queued since without a waiter (the engine's deferred transitions): they end the last
+        # transaction of each flush, so that a flush leaves nothing queued behind it.
+        self.take = take
+        self.lost: BaseException | None = None  # a write that failed with taken items: they are gone
         self._max_batch = max_batch
         # As PostgreSQL's commit_delay with commit_siblings: while ``busy()`` says other writers are
         # active, the first commit waits ``window_s`` for theirs, so that one fsync serves them all.
@@ -56,6 +65,11 @@ class GroupCommitter:
                 loop.call_soon(self._flush)
         return await future
 
+    @property
+    def pending(self) -> bool:
+        """Whether items wait for a flush (a caller's ``commit_all`` not written yet)."""
+        return bool(self._pending)
+
     def _next_batch(self) -> list[tuple[list[Any], asyncio.Future[list[Any]]]]:
         """Whole groups, up to ``max_batch`` items (a group is never split; a bigger one goes alone)."""
         count = 0
@@ -72,9 +86,13 @@ class GroupCommitter:
         while self._pending:
             batch = self._next_batch()
             items = [item for group, _ in batch for item in group]
+            taken = self.take() if not self._pending and self.take is not None else []
+            items += taken
             try:
                 results = self._write(items)
             except BaseException as exc:  # the whole transaction failed: every waiter learns it
+                if taken:
+                    self.lost = exc
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -83,8 +101,17 @@ class GroupCommitter:
                 raise RuntimeError(f"the journal returned {len(results)} results for {len(items)} transitions")
             self.batches += 1
             self.items += len(items)
+            error: BaseException | None = None
+            if self.written is not None:
+                try:
+                    self.written(items)
+                except BaseException as exc:  # written, but not kept: the waiters learn it, as of a failed commit
+                    error = exc
             at = 0
             for group, future in batch:
                 if not future.done():
-                    future.set_result(results[at : at + len(group)])
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(results[at : at + len(group)])
                 at += len(group)

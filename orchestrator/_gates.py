@@ -34,7 +34,10 @@ class Gates:
     """The opened gates of one engine's nodes, by (node, gate).
 
     Args:
-        commit: the engine's journaled commit (``gate_opened`` goes through it like any event).
+        commit: the engine's deferred journaling (``gate_opened`` goes through it like a step's start:
+            durable at the barrier before the side effect it allows, in the same transaction as that start).
+        barrier: the engine's barrier: every deferred transition durable, before a side effect (a CSR
+            handed to the CA).
         auto_approve: open approval gates by itself (``simulate`` only), journaled as such.
         poll_s: how long a wait polls a gate that opens by itself before giving up for this run.
     """
@@ -47,6 +50,7 @@ class Gates:
         commit: Callable[[Transition], Awaitable[None]],
         clock: Clock,
         *,
+        barrier: Callable[[], Awaitable[None]],
         actor: str,
         auto_approve: bool = False,
         poll_s: float = 30.0,
@@ -55,6 +59,7 @@ class Gates:
         self._journal = journal
         self._systems = systems
         self._commit = commit
+        self._barrier = barrier
         self._clock = clock
         self._actor = actor
         self._auto_approve = auto_approve
@@ -105,6 +110,8 @@ class Gates:
 
     async def open_nowait(self, node: str, step: Step, ctx: StepContext, gate: str) -> Payload | None:
         """Open a gate without waiting: the outside world already answered, or simulate approves."""
+        if GATES[gate]["opens_by"] == "ca":
+            await self._barrier()  # handing the CSR to the CA is the step's side effect: its start is on disk first
         payload = await step.try_open_gate(ctx, gate)
         actor = GATES[gate]["opens_by"] if payload else None
         if payload is None and self._auto_approve and gate in APPROVAL_GATES:

@@ -1,12 +1,21 @@
 """The engine's journaled transitions: commit, then keep each node's model as the journal has it.
 
 ``Journaled`` is a base of ``_step_run.StepRunner`` (and so of ``engine.Engine``): every change of a
-node's state goes through :meth:`Journaled._commit_all`, which applies the same update to the
-journal row (in one transaction) and then to the model. One window is not closed: a fired trigger
+node's state goes through :meth:`Journaled._commit_all` (or :meth:`Journaled._defer_all`), which applies
+the same update to the journal row (in one transaction) and to the model. One window is not closed: a fired trigger
 (:meth:`Journaled._fire`) moves the model to its new state *before* the transition that journals it
 is committed, so while that commit is pending (the group commit's window, a slow fsync) a model may
 be ahead of its row, never behind it. Code that decides on another node's state (the daemon's
 contingency power-off, race1) must read the journal rows: ``orchestrator._standby.standby_ready``.
+
+Most transitions need no durability of their own, only before the next side effect (issue #11):
+a step's start, a step's commit with the next one's start, a milestone's start, a gate opened.
+:meth:`Journaled._defer_all` applies them to the models at once and keeps them for the next
+transaction; :meth:`Journaled._barrier` (right before a side effect) and every durable commit
+write every deferred transition first, in order, so that nothing is done before all that was
+journaled before it is on disk. A step that finds the world right (no side effect) so costs no
+transaction; after a crash such a step, and one whose commit had not reached the disk, is run
+again from observe: its effect is seen done and committed without being repeated.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from config.errors import JournalError
 from config.model import Deployment
 from journal import Journal, Transition, kinds
 from machines.lifecycle import STEPS
@@ -43,6 +53,8 @@ class Journaled:
     _until: str
     _prestarted: dict[str, str]
     _history: History
+    _deferred: list[Transition]  # journaled at the next barrier or durable commit, in this order
+    _ahead: set[int]  # the ids of the deferred transitions not written yet: applied to the models already
 
     @staticmethod
     def _key(model: NodeModel, step: str, attempt: int | None = None) -> str:
@@ -54,13 +66,75 @@ class Journaled:
         await self._commit_all([transition])
 
     async def _commit_all(self, transitions: list[Transition]) -> None:
-        """Commit ``transitions`` in one transaction (all or none), then apply each to its model in order."""
-        await self._committer.commit_all(transitions)
+        """Commit ``transitions`` in one transaction (all or none) after every deferred one; each is applied to its
+        model as it is written (:meth:`_written`)."""
+        await self._write([*self._take_deferred(), *transitions])
+        await self._notify(transitions)
+
+    async def _defer(self, transition: Transition) -> None:
+        """:meth:`_defer_all` of one transition."""
+        await self._defer_all([transition])
+
+    async def _defer_all(self, transitions: list[Transition]) -> None:
+        """Apply ``transitions`` to the models now; journal them in the next transaction, at the latest at the next
+        :meth:`_barrier` (before the next side effect) or at the run's end. For what must be durable before a side
+        effect, never for what another process must see while this one waits (a gate waited on: :meth:`_commit`)."""
+        self._deferred.extend(transitions)
         for transition in transitions:
-            self._history.track(transition)
-            if transition.node is not None and transition.update:
-                self._models[transition.node].record(transition.update)
-        # The observers see each transition once the models hold the whole transaction, as the journal does.
+            self._ahead.add(id(transition))
+        self._apply(transitions)
+        await self._notify(transitions)
+
+    async def _barrier(self) -> None:
+        """Every transition journaled so far durable (group-committed): called right before a side effect.
+
+        Also those another caller's commit took and has not written yet: the barrier waits for that flush too.
+        """
+        if self._deferred or self._committer.pending or self._committer.lost:
+            await self._write(self._take_deferred())
+
+    async def _write(self, transitions: list[Transition]) -> None:
+        """Group-commit ``transitions``; refused once a failed commit lost deferred ones (the models are ahead of a
+        journal that will never have them: nothing more is done, a resume observes again)."""
+        self._check_lost()
+        try:
+            await self._committer.commit_all(transitions)
+        except Exception as exc:
+            if any(id(t) in self._ahead for t in transitions):
+                self._committer.lost = exc
+            raise
+
+    def _check_lost(self) -> None:
+        if (lost := self._committer.lost) is not None:
+            raise JournalError(
+                f"journal {self.journal.path}: a commit failed ({lost}) and took transitions deferred to it along; "
+                "this run writes nothing more: `orchestrator resume --all` observes the steps again"
+            ) from lost
+
+    def _settle(self) -> None:
+        """The deferred transitions written now: in the journal's hold when there is one (they ride in its next
+        durable commit, the run's recap), else durable at once. After a lost commit nothing (the run fails already)."""
+        if self._committer.lost is not None:
+            self._deferred = []
+            return
+        if self._deferred:
+            deferred = self._take_deferred()
+            with self.journal.batch():  # inside a hold: a savepoint of it, not the commit that ends it
+                self.journal.commit(deferred)
+            self._written(deferred)  # after the batch: an observer may sign a checkpoint, never inside one
+
+    def _take_deferred(self) -> list[Transition]:
+        taken, self._deferred = self._deferred, []
+        return taken
+
+    def _written(self, transitions: list[Transition]) -> None:
+        """The group committer wrote ``transitions`` (in order): apply those not applied ahead to their models, then
+        tell the observers, once the models hold the whole transaction, as the journal does."""
+        for transition in transitions:
+            if id(transition) in self._ahead:
+                self._ahead.discard(id(transition))  # deferred: applied when it was deferred
+            else:
+                self._apply([transition])
         if self.observer:
             for transition in transitions:
                 self.observer(
@@ -69,9 +143,17 @@ class Journaled:
                     transition.step,
                     transition.kind,
                 )
+
+    def _apply(self, transitions: list[Transition]) -> None:
+        for transition in transitions:
+            self._history.track(transition)
+            if transition.node is not None and transition.update:
+                self._models[transition.node].record(transition.update)
+
+    async def _notify(self, transitions: list[Transition]) -> None:
+        """Wake the nodes that wait for the Management Node when it moved."""
         management = self.deployment.management.name
-        manager_moved = any(t.node == management and t.to_state is not None for t in transitions)
-        if manager_moved:
+        if any(t.node == management and t.to_state is not None for t in transitions):
             async with self._changed:
                 self._changed.notify_all()
 
@@ -100,10 +182,10 @@ class Journaled:
         return not model.maintenance
 
     def _started(self, model: NodeModel, step: str) -> Transition:
-        """The ``step_started`` of ``step``'s first attempt, to commit with the transition that leads to it.
+        """The ``step_started`` of ``step``'s first attempt, to journal with the transition that leads to it.
 
         The node's run loop then runs the step without journaling its start again: the start is
-        durable before any of the step's side effects, as the protocol wants, one transaction sooner.
+        durable before any of the step's side effects (the barrier before them), as the protocol wants.
         """
         self._prestarted[model.name] = step
         return Transition(
@@ -158,9 +240,9 @@ class Journaled:
         )
 
     async def start_milestone(self, model: NodeModel, milestone: str) -> None:
-        """``milestone_started`` and the ``step_started`` of its first step, in one transaction."""
+        """``milestone_started`` and the ``step_started`` of its first step, deferred together."""
         first = STEPS[model.role][milestone][0]
         transitions = [await self._fired(model, "start", kind=kinds.MILESTONE_STARTED, step=first)]
         if self._may_go_on(model):
             transitions.append(self._started(model, first))
-        await self._commit_all(transitions)
+        await self._defer_all(transitions)

@@ -2,10 +2,10 @@
 
 ``StepRunner`` is the engine's base: it owns what a step needs (the deployment, the adapters,
 the concurrency slots, the gates, the history and the models) and carries out one
-``RunStep`` to its commit: ``step_started`` durable before any side effect, the step's
-observe -> diff -> (gate) -> apply -> verify, then ``step_committed`` and the node's next step
-in one transaction, retrying retryable errors with the policy's backoff. ``engine.Engine``
-adds the run loop (which node does what next, leases, resumes).
+``RunStep`` to its commit: ``step_started`` durable before any side effect (a barrier right
+before it), the step's observe -> diff -> (gate) -> apply -> verify, then ``step_committed`` and the
+node's next step, journaled together at the next barrier, retrying retryable errors with the
+policy's backoff. ``engine.Engine`` adds the run loop (which node does what next, leases, resumes).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class StepRunner(Journaled):
         self._per_host = {h.name: asyncio.Semaphore(h.max_concurrent) for h in deployment.vcenter.hosts}
         # On the event loop: a group commit in a worker thread (tried for issue #11, perf7 and race1) made more
         # transactions (100 nodes: 74 -> 92) and a slower run (1000 nodes: 11.0 -> 12.0 s), so it was taken out.
-        self._committer = GroupCommitter(journal.commit)
+        self._committer = GroupCommitter(journal.commit, written=self._written, take=self._take_deferred)
         self._machine = build_machine()
         self._fleet = Fleet()
         self._models: dict[str, NodeModel] = {}
@@ -85,14 +85,17 @@ class StepRunner(Journaled):
         # and the nodes that keep their global slot into it.
         self._prestarted: dict[str, str] = {}
         self._holding: set[str] = set()
+        self._deferred: list[Transition] = []
+        self._ahead: set[int] = set()
         self._history = History({})
         pin_journaled(journal, systems)  # keys trusted on first use by earlier runs: pinned from now on
         self._gates = Gates(
             deployment,
             journal,
             systems,
-            self._commit,
+            self._defer,
             self.clock,
+            barrier=self._barrier,
             actor=actor,
             auto_approve=auto_approve,
             poll_s=gate_poll_s,
@@ -184,7 +187,7 @@ class StepRunner(Journaled):
         """Journal ``step_started`` (durable before any side effect), then run the step (None: it waits on a gate)."""
         if self._prestarted.pop(model.name, None) != action.step:
             attempt = (model.attempt or 0) + 1
-            await self._commit(
+            await self._defer(
                 Transition(
                     node=model.name,
                     kind=kinds.STEP_STARTED,
@@ -197,7 +200,7 @@ class StepRunner(Journaled):
                     update={"step": action.step, "attempt": attempt, "last_error": None},
                 )
             )
-        # else: its step_started went into the previous commit's transaction (durable already)
+        # else: its step_started was journaled with the previous step's commit
         ctx = StepContext(
             self.deployment,
             self.deployment.node(model.name),
@@ -227,7 +230,7 @@ class StepRunner(Journaled):
         )
 
     async def _commit_step(self, model: NodeModel, action: RunStep, outcome: step_impls.Outcome) -> bool:
-        """``step_committed`` and the node's next step or milestone, in one transaction.
+        """``step_committed`` and the node's next step or milestone, deferred together (to the next barrier).
 
         Its ``changed`` lists every change of the step's attempts, the failed ones first. A milestone
         completes only when each of its steps committed in this attempt of it; else the node goes
@@ -236,7 +239,8 @@ class StepRunner(Journaled):
         The same transaction starts what comes next when nothing stands in between (no stop, no
         maintenance, the planner's next action a start): the next step's ``step_started``, or at a
         milestone's end the next milestone's ``milestone_started`` and its first ``step_started``.
-        One durable commit per step instead of two or three (issue #11).
+        They become durable with the next step's start at the barrier before its first side effect:
+        one durable commit per step that changes the world, none for one that finds it right (issue #11).
 
         Returns:
             Whether a next step was started: the caller hands its concurrency slot on to it.
@@ -278,7 +282,7 @@ class StepRunner(Journaled):
                     await self._fired(model, "start", kind=kinds.MILESTONE_STARTED, step=following, attempt=0)
                 )
                 transitions.append(self._started(model, following))
-            await self._commit_all(transitions)
+            await self._defer_all(transitions)
             log.debug("milestone reached", node=model.name, state=reached)
             return following is not None
         if missing:
@@ -298,12 +302,17 @@ class StepRunner(Journaled):
             update={"step": following, "attempt": 0, "last_error": None},
         )
         go_on = self._may_go_on(model)
-        await self._commit_all([committed, self._started(model, following)] if go_on else [committed])
+        await self._defer_all([committed, self._started(model, following)] if go_on else [committed])
         return go_on
 
     async def _execute(self, model: NodeModel, step: step_impls.Step, ctx: StepContext) -> step_impls.Outcome | None:
-        """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits."""
+        """The step's observe -> diff -> (gate) -> apply -> verify, under the concurrency limits.
+
+        A host's slot (its side effects at once) is taken after the barrier, for the apply and its verify: a
+        slot held while the barrier waits for its transaction made the nodes of a host commit one by one.
+        """
         host_slot = self._per_host.get(ctx.node.host) if step.per_host else None
+        held: list[asyncio.Semaphore] = []
 
         async def gate_open(changes: list[step_impls.Change]) -> bool:
             gate = await self._gates.closed(model.name, step, ctx, changes)
@@ -324,6 +333,10 @@ class StepRunner(Journaled):
                 )
             else:
                 ctx.scratch["attempting"] = changes
+                await self._barrier()  # the step's start (and what came before it) on disk before its side effect
+                if host_slot is not None:
+                    await host_slot.acquire()
+                    held.append(host_slot)
             return gate is None
 
         def applied() -> None:
@@ -331,15 +344,13 @@ class StepRunner(Journaled):
             if self.hooks:
                 self.hooks.after_apply(model.name, step.name)
 
-        if host_slot is not None:
-            await host_slot.acquire()
         try:
             if self.hooks:
                 self.hooks.before_step(model.name, step.name)
             return await step_impls.execute(step, ctx, before_apply=gate_open, after_apply=applied)
         finally:
-            if host_slot is not None:
-                host_slot.release()
+            for slot in held:
+                slot.release()
 
     async def _pass_gate(self, model: NodeModel, gate: str) -> bool:
         """A node in a waiting state: back to its step once the gate is open (False: not now)."""

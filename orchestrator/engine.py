@@ -7,6 +7,8 @@ next, and carries it out under the crash-safety protocol of DESIGN.md:
 2. the step observes the world and changes only what differs, then verifies;
 3. journal ``step_committed`` and the node's new state in one transaction.
 
+Durable means on disk before the side effect: the barrier right before it writes every transition
+deferred since (``_journaled``), so a step that changes nothing costs no transaction of its own.
 A step started but not committed runs again on resume, observing first: nothing is done twice.
 The run loop is here; one step to its commit (and every journaled transition) is in ``_step_run``.
 """
@@ -150,8 +152,10 @@ class Engine(Reconciler):
             from_step: rewind the ``retry`` nodes to this step first (``resume --from-step``).
             renew: with ``from_step = "create_csr"``: the rewind asks for a renewal CSR from the
                 installed certificate (``orchestrator cert renew``), journaled in its ``rewound`` event.
-            recap_follows: the caller commits the run's recap at once: the leases' release rides in its
-                transaction (:meth:`journal.Journal.hold`; a crash in between leaves a stale lease, cleared as any).
+            recap_follows: the caller commits the run's recap at once: the leases' release and the transitions
+                deferred since the last barrier (the last step's commit) ride in its transaction
+                (:meth:`journal.Journal.hold`; a crash in between leaves a stale lease, cleared as any, and the last
+                step started, committed again from observe on resume).
         """
         if not self._models:
             self.load()
@@ -184,6 +188,9 @@ class Engine(Reconciler):
             # recap and the record of it, ~0.6 KB per node at the run's peak (#11). Resume once more.
             del tasks, results
             await asyncio.sleep(0)
+            if recap_follows:
+                self.journal.hold()  # the last deferred transitions ride in the recap's transaction
+            self._settle()  # the rows as the models have them: the standby decides on the rows
             if not self._stopping and until == LDAP_AUTHENTICATED:
                 report.outcomes.update({name: Stopped(why) for name, why in (await self.standby(names)).items()})
             report.interrupted = self._stopping
@@ -192,6 +199,7 @@ class Engine(Reconciler):
             heartbeat.cancel()
             if recap_follows:
                 self.journal.hold()
+            self._settle()
             self.journal.release_leases(self.owner)
         return report
 
@@ -227,7 +235,13 @@ class Engine(Reconciler):
         if model.state == FAILED:
             await self._prepare_resume([name], None)
         self._active.add(name)
-        return await self._drive(model, until, refresh=refresh)
+        try:
+            action = await self._drive(model, until, refresh=refresh)
+        except BaseException:
+            self._settle()  # what was journaled so far is on disk before the error goes on
+            raise
+        await self._barrier()  # the daemon's other parts (its standby, status) read the rows
+        return action
 
     async def _prepare_resume(self, names: Sequence[str], from_step: str | None, renew: bool = False) -> None:
         """Failed nodes go back where they failed; ``from_step`` rewinds to a given step (journaled)."""

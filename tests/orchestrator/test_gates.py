@@ -31,8 +31,12 @@ async def _no_commit(transition: Any) -> None:
     raise AssertionError(f"nothing is to be committed here (got {transition.kind})")
 
 
+async def _no_barrier() -> None:
+    """Nothing is deferred here: the barrier has nothing to write."""
+
+
 def _gates(deployment: Deployment, journal: Journal, systems: Systems) -> Gates:
-    return Gates(deployment, journal, systems, _no_commit, FakeClock(), actor="test")
+    return Gates(deployment, journal, systems, _no_commit, FakeClock(), barrier=_no_barrier, actor="test")
 
 
 async def test_the_ca_adapters_say_whether_they_answer_by_themselves(deployment: Deployment, tmp_path: Path) -> None:

@@ -9,15 +9,19 @@ is resumed by running that step once, observing first.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from adapters.sim.ca import SimCA
 from adapters.sim.world import SimWorld
 from config.load import simulated_deployment
 from journal import Journal, Transition, kinds
+from machines.lifecycle import GATE_OF_STEP
 from orchestrator import api
+from orchestrator import steps as step_impls
 from orchestrator._commit import GroupCommitter
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Engine
@@ -168,3 +172,63 @@ async def test_a_failed_transaction_fails_every_group_in_it() -> None:
     committer = GroupCommitter(write)
     outcomes = await asyncio.gather(committer.commit_all([1, 2]), committer.commit(3), return_exceptions=True)
     assert all(isinstance(o, OSError) for o in outcomes)
+
+
+def _committed_rows(path: Path, node: str) -> list[tuple[str, str | None]]:
+    """The node's events as another connection reads the journal: only what is committed (WAL)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return db.execute("SELECT kind, step FROM events WHERE node = ? ORDER BY seq", (node,)).fetchall()
+
+
+def _started_on_disk(path: Path, node: str, step: str) -> list[tuple[str, str | None]]:
+    """Assert that the node's last committed start is ``step``'s, not committed since; the rows from it on."""
+    rows = _committed_rows(path, node)
+    starts = [i for i, (kind, _) in enumerate(rows) if kind == kinds.STEP_STARTED]
+    assert starts and rows[starts[-1]][1] == step, (node, step, rows[-4:])
+    assert (kinds.STEP_COMMITTED, step) not in rows[starts[-1] :], (node, step, rows[-4:])
+    return rows[starts[-1] :]
+
+
+async def test_no_side_effect_before_its_start_is_on_disk_while_several_nodes_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each apply, and each CSR handed to the CA, finds its step's start (and the gate it passes) committed, as
+    another connection reads the journal, while four nodes share transactions and steps retry (issue #11)."""
+    path = tmp_path / "journal.sqlite"
+    checked: list[str] = []
+    for step in step_impls.STEPS.values():
+
+        def guarded(original: Any, name: str) -> Any:
+            async def apply(ctx: Any, observed: Any, changes: Any) -> Any:
+                since = _started_on_disk(path, ctx.node.name, name)
+                if name in GATE_OF_STEP and ctx.gate_payload is not None:  # opened now or by an earlier attempt
+                    assert (kinds.GATE_OPENED, name) in _committed_rows(path, ctx.node.name), (ctx.node.name, since)
+                checked.append(name)
+                return await original(ctx, observed, changes)
+
+            return apply
+
+        monkeypatch.setattr(step, "apply", guarded(step.apply, step.name))
+    submit = SimCA.submit
+
+    async def submitted(self: SimCA, node: str, csr_pem: str) -> None:
+        _started_on_disk(path, node, "install_certificate")
+        checked.append("ca.submit")
+        await submit(self, node, csr_pem)
+
+    monkeypatch.setattr(SimCA, "submit", submitted)
+    deployment = simulated_deployment(4, tmp_path / "world.d")
+    world = SimWorld.open(tmp_path / "world.sqlite", faults="transient=0.03,seed=7")
+    try:
+        with api.open_journal(path) as journal:
+            systems = open_systems(deployment, world)
+            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
+            try:
+                assert (await engine.run()).exit_code == 0
+            finally:
+                await systems.aclose()
+            retried = [e for e in journal.events() if e.kind == kinds.STEP_RETRY]
+    finally:
+        await world.aclose()
+    assert retried, "the faults made no step retry: the case of a start journaled alone is not covered"
+    assert {"deploy_ova", "security_wizard", "install_certificate", "ca.submit"} <= set(checked)
