@@ -103,11 +103,14 @@ class StepRunner(Journaled):
 
     # --- steps ---------------------------------------------------------------------------
 
-    async def _run_step(self, model: NodeModel, action: RunStep, step: step_impls.Step) -> None:
+    async def _run_step(self, model: NodeModel, action: RunStep, step: step_impls.Step) -> bool:
         """Run one step to its commit, retrying retryable errors with backoff.
 
         Each attempt holds one of the global slots (``concurrency.max_nodes``) from its
         ``step_started`` to its commit; the backoff sleeps between attempts hold none.
+
+        Returns:
+            Whether the commit started the next step: it read the node's maintenance for that just before.
         """
         max_attempts = self._retry.max_attempts
         waited_since: float | None = None
@@ -138,7 +141,7 @@ class StepRunner(Journaled):
                         keep_waiting = failures < max_attempts
                     if not (exc.retryable and keep_waiting and not self._stopping):
                         await self._fail(model, action.step, exc, record)
-                        return
+                        return False
                     retries += 1
                     delay = self._backoff(retries)
                     await self._commit(
@@ -163,17 +166,17 @@ class StepRunner(Journaled):
                     )
                 except (OrchestratorError, ValueError, OSError) as exc:
                     await self._fail(model, action.step, exc, record)
-                    return
+                    return False
                 except Exception as exc:  # a bug: fail the node with the trace in the log, never retry
                     log.error(
                         "step crashed", node=model.name, step=action.step, error=repr(exc), trace=traceback.format_exc()
                     )
                     await self._fail(model, action.step, exc, record)
-                    return
+                    return False
                 else:
                     if outcome is not None:
                         handed_over = await self._commit_step(model, action, outcome)
-                    return  # committed, or waiting on a gate (the node is in its waiting state)
+                    return handed_over  # committed, or waiting on a gate (the node is in its waiting state)
             finally:
                 if handed_over:
                     self._holding.add(model.name)  # the next step, already started, runs under this slot

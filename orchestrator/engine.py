@@ -305,9 +305,15 @@ class Engine(Reconciler):
             stopped = await self.reconcile(model) if refresh else None
             if stopped is not None:
                 return stopped
+            # Whether the node's maintenance was read just now, nothing awaited since: the commit (or start) that
+            # started its next step read it for that (``_may_go_on``), and a second read would be the same question
+            # a moment later (one PRAGMA per step, ~3 % of a simulation's CPU, issue #11).
+            fresh = not refresh
             while True:
                 # `orchestrator maintenance NODE on` from another process: honoured before the next step.
-                model.record({"maintenance": maintenance_of(self.journal, model.name)})
+                if not fresh:
+                    model.record({"maintenance": maintenance_of(self.journal, model.name)})
+                fresh = False
                 action = self.plan(model, until)
                 if not isinstance(action, RunStep) and model.name in self._holding:
                     self._release_slot(model)  # the started step does not run now: its slot goes back
@@ -328,6 +334,7 @@ class Engine(Reconciler):
                     finally:
                         if model.name in self._prestarted:
                             self._holding.add(model.name)  # its first step, started, runs under this slot
+                            fresh = True
                         else:
                             self._global.release()
                     continue
@@ -337,7 +344,7 @@ class Engine(Reconciler):
                     continue
                 if isinstance(action, RunStep):
                     # Every lifecycle step has an implementation (checked at import): no KeyError here.
-                    await self._run_step(model, action, step_impls.STEPS[action.step])
+                    fresh = await self._run_step(model, action, step_impls.STEPS[action.step])
                     continue
                 raise RuntimeError(f"unhandled action {action!r}")
         finally:
