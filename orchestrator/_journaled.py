@@ -151,9 +151,13 @@ class Journaled:
                 self._models[transition.node].record(transition.update)
 
     async def _notify(self, transitions: list[Transition]) -> None:
-        """Wake the nodes that wait for the Management Node when it moved."""
+        """Wake the nodes that wait for the Management Node when it moved to another state.
+
+        Only then: what they wait for is its state (``machines.plan``; its run's end wakes them too, ``Engine._drive``),
+        and a step's start or commit within one state woke every waiting node for nothing (issue #11).
+        """
         management = self.deployment.management.name
-        if any(t.node == management and t.to_state is not None for t in transitions):
+        if any(t.node == management and t.to_state not in (None, t.from_state) for t in transitions):
             async with self._changed:
                 self._changed.notify_all()
 
