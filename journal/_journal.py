@@ -251,7 +251,8 @@ class Journal(LeaseMethods):
         """
         self._head_signer = signer
 
-    def _commit_prepared(self, prepared: list[Prepared], what: str) -> list[Event]:
+    def _commit_prepared(self, prepared: list[Prepared], what: str) -> list[tuple[Any, ...]]:
+        """Write ``prepared`` in one transaction; the events' rows (seq first, hash at 12)."""
         self._require_writable()
         with self._lock:
             # The hot path: the same as _write(), without a generator's overhead.
@@ -271,25 +272,7 @@ class Journal(LeaseMethods):
             self._head = (rows[-1][0], rows[-1][12])
             if self._holding:
                 self._ride_ends(p.kind for p in prepared)  # a hold's records ride in this commit
-        return [
-            Event(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                p.payload,
-                r[11],
-                r[12],
-                p.sets,
-            )
-            for r, p in zip(rows, prepared, strict=True)
-        ]
+        return rows
 
     # --- writing -------------------------------------------------------------------------
 
@@ -309,15 +292,30 @@ class Journal(LeaseMethods):
             ValueError, TypeError: a malformed Transition (before anything is written).
         """
         prepared = [Prepared(t) for t in transitions]
-        return self._commit_timed(prepared) if prepared else []
+        if not prepared:
+            return []
+        rows = self._commit_timed(prepared)
+        return [
+            Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], p.payload, r[11], r[12], p.sets)
+            for r, p in zip(rows, prepared, strict=True)
+        ]
 
-    def _commit_timed(self, prepared: list[Prepared]) -> list[Event]:
+    def commit_seqs(self, transitions: Sequence[Transition]) -> list[int]:
+        """:meth:`commit` that returns only the events' sequence numbers, in order.
+
+        The same transaction, hashes, signature and checks; no payload decoded back and no
+        :class:`Event` built, for a caller that reads neither (the engine's group committer, #11).
+        """
+        prepared = [Prepared(t, decode=False) for t in transitions]
+        return [row[0] for row in self._commit_timed(prepared)] if prepared else []
+
+    def _commit_timed(self, prepared: list[Prepared]) -> list[tuple[Any, ...]]:
         # Timed by hand, not by COMMIT_LATENCY.timed(): a context manager is 2 us of a 100 us commit (#7).
         # A commit that raises wrote nothing and is not counted.
         start = perf_counter()
-        events = self._commit_prepared(prepared, "commit")
+        rows = self._commit_prepared(prepared, "commit")
         _latency.COMMIT_LATENCY.observe(perf_counter() - start)
-        return events
+        return rows
 
     def record(self, **fields: Any) -> Event:
         """Commit one transition: ``record(node=..., kind=..., ...)`` takes Transition's fields."""
@@ -330,7 +328,7 @@ class Journal(LeaseMethods):
         into an :class:`Event` no one reads: for a large payload (a 1000-node run's recap, ~1 MB
         decoded) that copy came at the run's memory peak (issue #11).
         """
-        return self._commit_timed([Prepared(Transition(**fields), decode=False)])[0].seq
+        return int(self._commit_timed([Prepared(Transition(**fields), decode=False)])[0][0])
 
     def ensure_nodes(self, nodes: Iterable[tuple[str, str, str]]) -> list[str]:
         """Register the nodes not yet in the journal, in one transaction.

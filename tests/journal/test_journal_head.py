@@ -160,3 +160,48 @@ def test_a_writer_that_cached_the_newest_checkpoint_sees_another_process_checkpo
     assert _signature(journal_path)["checkpoint"] == 8  # type: ignore[index]
     assert heads.verify(public_key=PUBLIC).status == VerifyStatus.VERIFIED
     heads.close()
+
+
+def test_commit_seqs_writes_signs_and_checks_what_commit_does_and_returns_the_seqs(
+    heads: Journal, journal_path: Path
+) -> None:
+    """Journal.commit_seqs (the engine's group commit, #11): one transaction of the same events, node rows and
+    signed head as commit() makes, returning only their sequence numbers; an unknown node writes nothing."""
+    moves = [
+        Transition(
+            node="mgr",
+            kind="step_committed",
+            step="work",
+            from_state="bios_locked",
+            to_state="installed",
+            payload={"observed": {"mhz": 8000}, "changed": True},
+            update={"step": None, "attempt": 0},
+        ),
+        Transition(node="conf-1", kind="step_started", step="work", attempt=1, update={"step": "work", "attempt": 1}),
+    ]
+    assert heads.commit_seqs(moves) == [7, 8]
+    assert heads.commit_seqs([]) == []
+    twin = Journal.open(journal_path.with_name("twin.sqlite"))
+    twin.sign_heads(SIGNER)
+    twin.bind_deployment("acme")
+    twin.ensure_nodes(NODES)
+    walk(twin, "mgr", ["reserved", "bios_locked"])
+    expected = twin.commit(moves)
+    got = [e for e in heads.events() if e.seq >= 7]
+
+    def fields(e: object) -> tuple[object, ...]:
+        return tuple(
+            getattr(e, f)
+            for f in ("seq", "node", "kind", "step", "attempt", "from_state", "to_state", "payload", "sets")
+        )
+
+    assert [fields(e) for e in got] == [fields(e) for e in expected]
+    assert (heads.node("mgr").state, heads.node("conf-1").step) == ("installed", "work")  # type: ignore[union-attr]
+    assert _signature(heads.path)["seq"] == 8  # type: ignore[index]
+    report = heads.verify(public_key=PUBLIC)
+    assert (report.status, report.signed_seq, report.head_seq) == (VerifyStatus.VERIFIED, 8, 8)
+    with pytest.raises(JournalError, match="not in the journal"):
+        heads.commit_seqs([Transition(node="ghost", kind="step_started", step="work")])
+    assert heads.verify(public_key=PUBLIC).head_seq == 8
+    twin.close()
+    heads.close()
