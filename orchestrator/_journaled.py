@@ -120,7 +120,7 @@ class Journaled:
         if self._deferred:
             deferred = self._take_deferred()
             with self.journal.batch():  # inside a hold: a savepoint of it, not the commit that ends it
-                self.journal.commit(deferred)
+                self.journal.commit_seqs(deferred)
             self._written(deferred)  # after the batch: an observer may sign a checkpoint, never inside one
 
     def _take_deferred(self) -> list[Transition]:

@@ -74,7 +74,7 @@ class StepRunner(Journaled):
         self._per_host = {h.name: asyncio.Semaphore(h.max_concurrent) for h in deployment.vcenter.hosts}
         # On the event loop: a group commit in a worker thread (tried for issue #11, perf7 and race1) made more
         # transactions (100 nodes: 74 -> 92) and a slower run (1000 nodes: 11.0 -> 12.0 s), so it was taken out.
-        self._committer = GroupCommitter(journal.commit, written=self._written, take=self._take_deferred)
+        self._committer = GroupCommitter(journal.commit_seqs, written=self._written, take=self._take_deferred)
         self._machine = build_machine()
         self._fleet = Fleet()
         self._models: dict[str, NodeModel] = {}

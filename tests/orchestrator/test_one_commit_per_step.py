@@ -49,15 +49,19 @@ class _CrashBefore:
 
 
 def _recording(journal: Journal) -> list[list[tuple[str | None, str, str | None]]]:
-    """Every transaction the engine commits, as (node, kind, step) lists."""
+    """Every transaction the engine commits, as (node, kind, step) lists (its group committer writes with
+    ``commit_seqs``, the end of a run with ``commit`` or ``commit_seqs``: both are recorded)."""
     batches: list[list[tuple[str | None, str, str | None]]] = []
-    commit = journal.commit
 
-    def recorded(transitions: Any) -> Any:
-        batches.append([(t.node, t.kind, t.step) for t in transitions])
-        return commit(transitions)
+    def recording(commit: Any) -> Any:
+        def recorded(transitions: Any) -> Any:
+            batches.append([(t.node, t.kind, t.step) for t in transitions])
+            return commit(transitions)
 
-    journal.commit = recorded  # type: ignore[method-assign]
+        return recorded
+
+    journal.commit = recording(journal.commit)  # type: ignore[method-assign]
+    journal.commit_seqs = recording(journal.commit_seqs)  # type: ignore[method-assign]
     return batches
 
 
