@@ -13,6 +13,7 @@ and the systems behind it are resolved and opened by :func:`open_session`. Examp
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import shutil
 import signal
@@ -185,6 +186,11 @@ async def drive(
             )
         finally:
             remove()
+        # The run's objects (the Engine, every NodeModel, their steps' leftovers: ~1.5 MB at 1000 nodes) are
+        # cycles: only a full collection frees them, and none came before the recap and the closing checkpoint
+        # had built theirs on top (#11: the traced peak 10.3 -> 9.4 MB, now the run's own). ~20 ms.
+        del engine, remove
+        gc.collect()
         report.recap = _recap.finish(journal, start, report, actor=actor)
         return report
     finally:

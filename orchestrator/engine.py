@@ -168,7 +168,9 @@ class Engine(Reconciler):
         )
         self._until = until
         report = RunReport()
-        heartbeat = asyncio.create_task(self._heartbeat())
+        # The beat holds the journal, never the Engine: a cancelled task lives until the loop next runs it,
+        # and this one's `self` kept every NodeModel through the recap and the closing checkpoint (#11).
+        heartbeat = asyncio.create_task(_heartbeat(self.journal, self.owner, self.deployment.journal.lease_timeout_s))
         try:
             await self._prepare_resume(retry, from_step, renew)
             self._active = set(names)
@@ -292,12 +294,6 @@ class Engine(Reconciler):
                     update={"last_error": None, "failed_from": None, "attempt": 0},
                 )
 
-    async def _heartbeat(self) -> None:
-        period = heartbeat_period(self.deployment.journal.lease_timeout_s)  # the rule config validates
-        while True:
-            await asyncio.sleep(period)
-            self.journal.heartbeat(self.owner)
-
     async def _drive(self, model: NodeModel, until: str, *, refresh: bool = True) -> Action:
         try:
             # The journal says what was done; a refresh checks that the world still says so (issue #10).
@@ -368,3 +364,10 @@ class Engine(Reconciler):
                     return False
                 await self._changed.wait()
         return True
+
+
+async def _heartbeat(journal: Journal, owner: str, lease_timeout_s: float) -> None:
+    period = heartbeat_period(lease_timeout_s)  # the rule config validates
+    while True:
+        await asyncio.sleep(period)
+        journal.heartbeat(owner)
