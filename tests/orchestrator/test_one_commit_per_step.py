@@ -9,6 +9,7 @@ is resumed by running that step once, observing first.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,12 @@ async def test_no_side_effect_before_its_start_is_on_disk_while_several_nodes_mo
 
     monkeypatch.setattr(SimCA, "submit", submitted)
     deployment = simulated_deployment(4, tmp_path / "world.d")
+    # Retries as many as the faults may take: which call draws which fault depends on how the four nodes
+    # interleave, and under load a 15-call step (install_certificate) once drew five in a row (mem5).
+    policy = deployment.policy
+    deployment = dataclasses.replace(
+        deployment, policy=dataclasses.replace(policy, retry=dataclasses.replace(policy.retry, max_attempts=50))
+    )
     world = SimWorld.open(tmp_path / "world.sqlite", faults="transient=0.03,seed=7")
     try:
         with api.open_journal(path) as journal:
