@@ -97,7 +97,7 @@ def continued(conn: sqlite3.Connection, public_key: PublicKey, kept: KeptSnapsho
             f"meta deployment {deployment!r} differs from the deployment_bound event seq "
             f"{deriver.deployment[0]} ({deriver.deployment[1]!r}): it was edited"
         )
-    problems += _definition_problems(conn, deriver, meta)
+    problems += _definition_problems(deriver, meta)
     head_signed, head_problems = _head.check(
         conn, public_key, deployment, last_seq, last_hash, value=meta.get(_head.HEAD_SIGNATURE), newest=kept.seq
     )

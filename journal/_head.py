@@ -87,9 +87,6 @@ UPSERT_HEAD_AND_SIGNATURE = (
 )
 
 
-_UNREAD: Any = object()  # check(): a value the caller did not read
-
-
 def check(
     conn: sqlite3.Connection,
     public_key: PublicKey,
@@ -97,13 +94,13 @@ def check(
     seq: int,
     head: str,
     *,
-    value: str | None = _UNREAD,
+    value: str | None,
     newest: int | None = None,
 ) -> tuple[bool | None, list[str]]:
     """Whether meta ``head_signature`` proves the chain's head ``(seq, head)`` of ``deployment``.
 
-    ``value`` (the meta row's value, None: no row) and ``newest`` (the seq of the newest checkpoint) when
-    the caller read them in the same read snapshot; else they are read here.
+    ``value``: the meta row's value as the caller read it (None: no row); ``newest``: the seq of the newest
+    checkpoint when the caller knows it, else it is read here.
 
     Returns:
         ``(True, [])`` it does; ``(None, [])`` there is none; ``(False, problems)`` it is
@@ -112,9 +109,6 @@ def check(
     """
     from cryptography.exceptions import InvalidSignature
 
-    if value is _UNREAD:
-        row = conn.execute("SELECT value FROM meta WHERE name = ?", (HEAD_SIGNATURE,)).fetchone()
-        value = row[0] if row else None
     if value is None:
         return None, []
     try:

@@ -187,21 +187,14 @@ def _start(
     return None
 
 
-def _definition_problems(
-    conn: sqlite3.Connection, deriver: Deriver, meta: Mapping[str, str] | None = None
-) -> list[str]:
-    """Meta ``definition_hash`` is the one the latest definition event recorded (or, a crash between that event
-    and the meta update, the one it replaced): an edit cannot pass a journal of another lifecycle as this one's.
-
-    ``meta``: the meta rows the caller read (:func:`meta_values`), else the row is read here."""
+def _definition_problems(deriver: Deriver, meta: Mapping[str, str]) -> list[str]:
+    """Meta ``definition_hash`` (in ``meta``, the rows :func:`meta_values` read) is the one the latest definition
+    event recorded (or, a crash between that event and the meta update, the one it replaced): an edit cannot pass
+    a journal of another lifecycle as this one's."""
     if deriver.definition is None:
         return []  # none in the events read (an incremental check from a checkpoint after it)
     seq, recorded, replaced = deriver.definition
-    if meta is None:
-        row = conn.execute("SELECT value FROM meta WHERE name = 'definition_hash'").fetchone()
-        value = row[0] if row else None
-    else:
-        value = meta.get("definition_hash")
+    value = meta.get("definition_hash")
     if value == recorded or (replaced is not None and value == replaced):
         return []
     return [
@@ -272,7 +265,7 @@ def _check(
             f"meta deployment {deployment!r} differs from the deployment_bound event seq "
             f"{deriver.deployment[0]} ({deriver.deployment[1]!r}): it was edited"
         )
-    problems += _definition_problems(conn, deriver, meta)
+    problems += _definition_problems(deriver, meta)
     head_signed: bool | None = None
     if public_key is not None and last_seq > 0:
         head_signed, head_problems = _head.check(
