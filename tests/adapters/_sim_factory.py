@@ -4,14 +4,18 @@ state a test needs and as the benchmark's workload."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from adapters import Systems
 from adapters.base import DiskAllocation, Reservation, VmState
 from adapters.sim import SimCA, SimConsole, SimDirectory, SimPexipApi, SimProvisioning, SimVSphere, SimWorld
+from adapters.sim.servers.pexip_http import PexipServer
 from config.load import simulated_deployment
-from config.model import Deployment, NodeSpec
+from config.model import Deployment, NodeSpec, PexipApiSpec
 
 __all__ = [
     "CONFIG",
@@ -23,6 +27,7 @@ __all__ = [
     "full_reservation",
     "deploy_vm",
     "install_manager",
+    "served_manager",
     "harden_manager",
     "certify",
     "authenticate_ldap",
@@ -100,6 +105,24 @@ async def install_manager(systems: Systems, deployment: Deployment) -> None:
         deployment.pexip_api.admin_password.reveal(),
         deployment.policy.installation_wizard.settings(),
     )
+
+
+@asynccontextmanager
+async def served_manager(
+    world: SimWorld, tmp_path: Path
+) -> AsyncIterator[tuple[Deployment, Systems, PexipServer, PexipApiSpec]]:
+    """A 1-node deployment's Manager installed in ``world`` and served by the lab's HTTPS server on 127.0.0.1:
+    the deployment, its twins, the server, and the ``pexip_api`` spec that points the real client at it."""
+    deployment = make_deployment(1, tmp_path)
+    systems = make_systems(world, deployment)
+    await install_manager(systems, deployment)
+    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip") as server:
+        yield (
+            deployment,
+            systems,
+            server,
+            dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file)),
+        )
 
 
 async def harden_manager(systems: Systems, deployment: Deployment) -> dict[str, str]:

@@ -8,12 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from _sim_factory import install_manager, make_deployment, make_systems
+from _sim_factory import make_deployment, served_manager
 
 from adapters.pexip import HttpPexipApi
 from adapters.sim import SimWorld
 from adapters.sim import _pki as pki
-from adapters.sim.servers.pexip_http import PexipServer
 from config.errors import Rejected, Unreachable
 
 
@@ -21,11 +20,7 @@ async def test_client_pages_creates_and_parses_400(
     world: SimWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    deployment = make_deployment(1, tmp_path)
-    systems = make_systems(world, deployment)
-    await install_manager(systems, deployment)
-    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip") as server:
-        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+    async with served_manager(world, tmp_path) as (deployment, _, _, spec):
         api = HttpPexipApi(spec, retry_delay_s=0.01)
         try:
             before = len(await api.list_objects("dns_server"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from _sim_factory import install_manager, make_deployment, make_systems
+from _sim_factory import install_manager, make_deployment, make_systems, served_manager
 
 from adapters.pexip import HttpPexipApi
 from adapters.pexip._tls import fingerprint_of
@@ -27,13 +27,10 @@ async def test_undeclared_filters_are_refused_on_the_wire_and_applied_by_the_cli
 ) -> None:
     """role?name= is a 400 from the server (not in its schema's filtering), yet the client's filtered list
     equals the twin's; embedded permissions arrive without resource_uri and come back with it."""
-    deployment = make_deployment(1, tmp_path)
-    systems = make_systems(world, deployment)
-    await install_manager(systems, deployment)
-    assert deployment.pexip_api.admin_password is not None
-    token = base64.b64encode(f"admin:{deployment.pexip_api.admin_password.reveal()}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}"}
-    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip") as server:
+    async with served_manager(world, tmp_path) as (deployment, systems, server, spec):
+        assert deployment.pexip_api.admin_password is not None
+        token = base64.b64encode(f"admin:{deployment.pexip_api.admin_password.reveal()}".encode()).decode()
+        headers = {"Authorization": f"Basic {token}"}
         ctx = ssl.create_default_context(cafile=str(server.cert_file))
         async with aiohttp.ClientSession(base_url=server.url, connector=aiohttp.TCPConnector(ssl=ctx)) as http:
             async with http.get(f"{CONFIG}role/", params={"name": "Read-only"}, headers=headers) as r:
@@ -43,7 +40,6 @@ async def test_undeclared_filters_are_refused_on_the_wire_and_applied_by_the_cli
             async with http.get(f"{CONFIG}role/", headers=headers) as r:
                 roles = (await r.json())["objects"]
             assert roles and all("resource_uri" not in p for role in roles for p in role["permissions"])
-        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
         api = HttpPexipApi(spec, retry_delay_s=0.01)
         try:
             over_http = await api.list_objects("role", name="Read-only")
@@ -205,11 +201,7 @@ async def test_once_secured_the_manager_is_reached_by_name_at_its_configured_add
 
 async def test_a_schema_is_read_once_however_many_lists_ask_for_it_at_once(world: SimWorld, tmp_path: Path) -> None:
     """Ten filtered lists of one resource at once (as many nodes' steps at a run's start): one schema GET."""
-    deployment = make_deployment(1, tmp_path)
-    systems = make_systems(world, deployment)
-    await install_manager(systems, deployment)
-    async with PexipServer(world, deployment, systems.directory, tmp_path / "pexip") as server:
-        spec = dataclasses.replace(deployment.pexip_api, url=server.url, ca_file=str(server.cert_file))
+    async with served_manager(world, tmp_path) as (_, _, _, spec):
         api = HttpPexipApi(spec, retry_delay_s=0.01)
         sent: list[str] = []
         request = api._request
