@@ -11,6 +11,7 @@ import pytest
 
 from adapters.sim.world import SimWorld
 from config.model import Deployment
+from journal import Journal
 from orchestrator import api
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Engine
@@ -53,11 +54,18 @@ async def simulate(settings: api.SimulationSettings, **changes: Any) -> tuple[An
 async def run_engine(deployment: Deployment, tmp: Path, **options: Any) -> Any:
     """One auto-approved engine run of ``deployment`` on the twins (world and journal in ``tmp``), fake clock."""
     world = SimWorld.open(tmp / "world.sqlite")
-    systems = open_systems(deployment, world)
     try:
         with api.open_journal(tmp / "journal.sqlite") as journal:
-            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
-            return await engine.run(**options)
+            return await run_on(deployment, journal, world, **options)
+    finally:
+        await world.aclose()
+
+
+async def run_on(deployment: Deployment, journal: Journal, world: SimWorld, **options: Any) -> Any:
+    """:func:`run_engine` over an open ``journal`` and ``world`` the caller keeps (to look at them after)."""
+    systems = open_systems(deployment, world)
+    try:
+        engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
+        return await engine.run(**options)
     finally:
         await systems.aclose()
-        await world.aclose()

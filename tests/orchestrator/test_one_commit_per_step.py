@@ -27,6 +27,7 @@ from orchestrator._commit import GroupCommitter
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Engine
 from orchestrator.wiring import open_systems
+from tests.orchestrator.conftest import run_on
 
 
 class _Crash(BaseException):
@@ -110,12 +111,7 @@ async def test_a_crash_after_the_merged_commit_runs_the_started_step_once(
             assert (last.kind, last.step) == (kinds.STEP_STARTED, before)
             journal.release_leases(engine.owner)
 
-            systems = open_systems(deployment, world)
-            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
-            try:
-                report = await engine.run()
-            finally:
-                await systems.aclose()
+            report = await run_on(deployment, journal, world)
             assert report.exit_code == 0
             assert journal.node("pexip-mgr").state == "ldap_authenticated"  # type: ignore[union-attr]
             started = [e for e in list(journal.events()) if e.kind == kinds.STEP_STARTED and e.step == before]
@@ -137,12 +133,7 @@ async def test_one_transaction_per_step_when_one_node_moves(tmp_path: Path) -> N
     try:
         with api.open_journal(tmp_path / "journal.sqlite") as journal:
             batches = _recording(journal)
-            systems = open_systems(deployment, world)
-            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
-            try:
-                assert (await engine.run()).exit_code == 0
-            finally:
-                await systems.aclose()
+            assert (await run_on(deployment, journal, world)).exit_code == 0
             steps = sum(kind == kinds.STEP_COMMITTED for batch in batches for _, kind, _ in batch)
             with_steps = [b for b in batches if any(k in (kinds.STEP_COMMITTED, kinds.STEP_STARTED) for _, k, _ in b)]
             # One per step, plus the first start and the two approval gates the run opens by itself.
@@ -232,12 +223,7 @@ async def test_no_side_effect_before_its_start_is_on_disk_while_several_nodes_mo
     world = SimWorld.open(tmp_path / "world.sqlite", faults="transient=0.03,seed=7")
     try:
         with api.open_journal(path) as journal:
-            systems = open_systems(deployment, world)
-            engine = Engine(deployment, journal, systems, clock=FakeClock(), hooks=world, auto_approve=True)
-            try:
-                assert (await engine.run()).exit_code == 0
-            finally:
-                await systems.aclose()
+            assert (await run_on(deployment, journal, world)).exit_code == 0
             retried = [e for e in journal.events() if e.kind == kinds.STEP_RETRY]
     finally:
         await world.aclose()
