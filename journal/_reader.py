@@ -209,8 +209,8 @@ class JournalReader:
     def _absent_since_last_write(self) -> set[tuple[str | None, str | None]]:
         """The ``(node, kind)`` pairs known to have no event, valid while no other connection wrote.
 
-        The engine asks before every step whether an operator put a node in maintenance (another
-        process, issue #10): a query per node per step, almost always answered "none" (issue #11).
+        :meth:`last_event` is mostly asked for events a node does not have (a failure, a drift): "none"
+        is kept (issue #11; the per-step maintenance question is :meth:`latest_kind`'s watch now).
         ``PRAGMA data_version`` changes when another connection commits: then the set is dropped;
         this connection's own commits drop the pairs they add (:meth:`_appended`).
         """
