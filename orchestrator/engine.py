@@ -89,7 +89,7 @@ class Engine(Reconciler):
         self.owner = new_lease_owner()
         self._active: set[str] = set()
         self._committer.window_s = COMMIT_WINDOW_S
-        self._committer.busy = lambda: len(self._active) > 1
+        self._committer.writers = lambda: len(self._active)
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -348,6 +348,7 @@ class Engine(Reconciler):
             if model.name in self._holding:
                 self._release_slot(model)
             self._active.discard(model.name)
+            self._committer.writer_gone()
             async with self._changed:
                 self._changed.notify_all()
 
@@ -362,7 +363,7 @@ class Engine(Reconciler):
             while isinstance(self.plan(model, until), Blocked):
                 if manager is None or manager.name not in self._active or self._stopping:
                     return False
-                await self._changed.wait()
+                await self._committer.parked(self._changed.wait())  # a commit's window does not wait for it
         return True
 
 

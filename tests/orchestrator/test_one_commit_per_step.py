@@ -23,7 +23,7 @@ from journal import Journal, Transition, kinds
 from machines.lifecycle import GATE_OF_STEP
 from orchestrator import api
 from orchestrator import steps as step_impls
-from orchestrator._commit import GroupCommitter
+from orchestrator._commit import GroupCommitter, Slots
 from orchestrator.clock import FakeClock
 from orchestrator.engine import Engine
 from orchestrator.wiring import open_systems
@@ -159,6 +159,75 @@ async def test_group_commit_never_splits_a_group() -> None:
     )
     assert results == [[10, 20], [30, 40], 50, [60, 70, 80, 90]]
     assert writes == [[1, 2], [3, 4, 5], [6, 7, 8, 9]]  # a group bigger than the limit goes alone, whole
+
+
+async def test_the_commit_window_ends_once_every_writer_not_parked_waits() -> None:
+    """A commit does not sit out the window while the only other writer waits on a slot (issue #11: the
+    Management Node's steps waited 10 ms each while every Conferencing Node waited for it): without the
+    early end this waits the whole hour and wait_for fails."""
+    writes: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int]:
+        writes.append(items)
+        return items
+
+    committer = GroupCommitter(write, window_s=3600.0, writers=lambda: 2)
+    slot = Slots(1, committer)
+    await slot.acquire()
+    parked = asyncio.create_task(slot.acquire())  # the second writer waits for a slot: it cannot join soon
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(committer.commit(1), timeout=5) == 1
+    assert writes == [[1]]
+    slot.release()
+    await parked
+
+
+async def test_the_commit_window_waits_for_a_writer_that_is_running() -> None:
+    """While another writer runs, the window stays open and its commit lands in the same transaction."""
+    writes: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int]:
+        writes.append(items)
+        return items
+
+    committer = GroupCommitter(write, window_s=3600.0, writers=lambda: 2)
+
+    async def running() -> int:
+        for _ in range(5):
+            await asyncio.sleep(0)  # busy elsewhere for a few loop iterations, then commits
+        return await committer.commit(2)
+
+    other = asyncio.create_task(running())
+    assert await asyncio.wait_for(committer.commit(1), timeout=5) == 1
+    assert await other == 2
+    assert writes == [[1, 2]]
+
+
+async def test_the_commit_window_waits_for_a_writer_a_slot_just_woke() -> None:
+    """A writer woken by a slot's release, not resumed yet when the commit comes, is waited for: its commit
+    lands in the same transaction (a flush at once would leave it a transaction of its own)."""
+    writes: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int]:
+        writes.append(items)
+        return items
+
+    committer = GroupCommitter(write, window_s=3600.0, writers=lambda: 2)
+    slot = Slots(1, committer)
+    await slot.acquire()
+
+    async def woken() -> int:
+        await slot.acquire()  # parked until the first writer releases the slot
+        await asyncio.sleep(0)
+        return await committer.commit(2)
+
+    other = asyncio.create_task(woken())
+    await asyncio.sleep(0)
+    slot.release()
+    async with asyncio.timeout(5):  # in this task (wait_for's own task would let the woken writer resume first)
+        assert await committer.commit(1) == 1  # the woken writer has not resumed when this one commits
+        assert await other == 2
+    assert writes == [[1, 2]]
 
 
 async def test_a_failed_transaction_fails_every_group_in_it() -> None:
