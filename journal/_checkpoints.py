@@ -205,7 +205,7 @@ def missing_lines(conn: sqlite3.Connection, file: Path) -> list[dict[str, Any]]:
     """
     lines = load_kept(file) if file.is_file() else []
     newest = max((line["seq"] for line in lines if isinstance(line, dict) and type(line.get("seq")) is int), default=-1)
-    return [record for record in recorded(conn) if record["seq"] > newest]
+    return recorded(conn, after=newest)
 
 
 def _encoded_parts(checked: Verification, kept: KeptSnapshot | None) -> dict[str, str]:
@@ -222,9 +222,9 @@ def _encoded_parts(checked: Verification, kept: KeptSnapshot | None) -> dict[str
     return parts
 
 
-def recorded(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """The checkpoints in the database, oldest first."""
-    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM checkpoints ORDER BY id").fetchall()
+def recorded(conn: sqlite3.Connection, *, after: int = -1) -> list[dict[str, Any]]:
+    """The checkpoints in the database (those of a seq above ``after``), oldest first."""
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM checkpoints WHERE seq > ? ORDER BY id", (after,)).fetchall()
     return [{name: row[_COLUMNS.index(name)] for name in (*CHECKPOINT_FIELDS, "signature")} for row in rows]
 
 

@@ -10,15 +10,18 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.commits_bench import CommitCounter
-from journal import Journal
+from journal import Journal, generate_signing_key
 from journal._chain import canonical_json
 from orchestrator import api
+from tests.adapters._rsyslog import Rsyslog, running_rsyslog
 from tests.orchestrator.cli_helpers import SECRETS, invoke, public_key, sim_env
+from tests.orchestrator.test_trust_records import _witnessed_config as witnessed_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +73,6 @@ _KILLED_AFTER_THE_RECAPS_COMMIT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_a_kill_between_the_recaps_commit_and_the_checkpoint_line_is_mended_by_the_next_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,3 +108,29 @@ def test_a_kill_between_the_recaps_commit_and_the_checkpoint_line_is_mended_by_t
     assert [json.loads(line)["seq"] for line in lines] == sorted(json.loads(line)["seq"] for line in lines)
     result, out, err = invoke(*verify)
     assert result == 0 and "VERIFIED" in out, out + err
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
+    with running_rsyslog(tmp_path / "rsyslog") as server:
+        yield server
+
+
+def test_the_line_a_stopped_process_left_out_reaches_the_syslog_server_at_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rsyslog: Rsyslog
+) -> None:
+    """The checkpoint list without its last line (as after a kill between the COMMIT and the line): the next run
+    appends that line and sends the same signed record to the syslog server."""
+    here = sim_env(tmp_path, monkeypatch)
+    config = witnessed_config(here, "site", rsyslog, generate_signing_key(here / "private"))
+    assert invoke("-c", str(config), "run", "pexip-mgr", "--until", "reserved")[0] == 0
+    listed = here / "site.journal.sqlite.checkpoints"
+    lines = listed.read_text().splitlines()
+    assert len(rsyslog.lines(len(lines))) == len(lines)
+    listed.write_text("".join(line + "\n" for line in lines[:-1]))  # the closing checkpoint's line left out
+    code, out, err = invoke("-c", str(config), "run", "pexip-mgr", "--until", "reserved")
+    assert code == 0 and "appended and sent to syslog now" in err, out + err
+    mended = listed.read_text().splitlines()
+    assert mended[: len(lines)] == lines  # the very line, in its place
+    received = [line.split(" - checkpoint - ", 1)[1] for line in rsyslog.lines(len(mended) + 1)]
+    assert received.count(lines[-1]) == 2, received  # sent when it was made, and again by the next run
