@@ -106,4 +106,5 @@ def finish(
         journal.append(node=None, kind=kinds.RUN_RECAP, actor=actor, payload=summary)  # the seq only: no decoded copy
     if closing is not None:
         closing()
+    journal.release()  # durable when this returns: with the closing checkpoint, or else here
     return summary

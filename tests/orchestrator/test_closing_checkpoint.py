@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from adapters.sim.world import SimWorld
 from bench.commits_bench import CommitCounter
+from config.load import simulated_deployment
 from journal import Journal, generate_signing_key
 from journal._chain import canonical_json
 from orchestrator import api
+from orchestrator.clock import FakeClock
 from tests.adapters._rsyslog import Rsyslog, running_rsyslog
 from tests.orchestrator.cli_helpers import SECRETS, invoke, public_key, sim_env
 from tests.orchestrator.test_trust_records import _witnessed_config as witnessed_config
@@ -49,6 +52,23 @@ async def test_the_closing_checkpoint_is_in_the_transaction_of_the_recap(tmp_pat
         assert newest["seq"] == journal.statistics()["last_seq"]
         assert journal.checkpoints_path is not None
         assert journal.checkpoints_path.read_text().splitlines()[-1] == canonical_json(newest)
+
+
+async def test_a_drive_without_a_closing_checkpoint_leaves_its_recap_durable(tmp_path: Path) -> None:
+    """``api.drive`` with no session (no checkpointer): the recap is committed when it returns, not left held."""
+    deployment = simulated_deployment(1, tmp_path / "world.d")
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            report = await api.drive(
+                deployment, journal, world=world, hooks=world, auto_approve=True, clock=FakeClock()
+            )
+            assert report.exit_code == 0
+            with sqlite3.connect(f"file:{tmp_path / 'journal.sqlite'}?mode=ro", uri=True) as other:
+                (kind,) = other.execute("SELECT kind FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            assert kind == "run_recap"
+    finally:
+        await world.aclose()
 
 
 # The simulation of two nodes, killed (SIGKILL) right after the COMMIT of its recap and closing checkpoint,
