@@ -110,19 +110,25 @@ class CommitCounter:
             conn.set_trace_callback(counter.trace)
             return journal
 
-        commit = Journal.commit
+        # The engine's group committer writes with commit_seqs, the end of a run with either.
+        commit, commit_seqs = Journal.commit, Journal.commit_seqs
 
-        def commit_counted(journal: Journal, transitions: Any) -> Any:
-            if any(t.kind in ("step_started", "step_committed") for t in transitions):
-                counter.step_transactions += 1
-            return commit(journal, transitions)
+        def counted(write: Any) -> Any:
+            def write_counted(journal: Journal, transitions: Any) -> Any:
+                if any(t.kind in ("step_started", "step_committed") for t in transitions):
+                    counter.step_transactions += 1
+                return write(journal, transitions)
+
+            return write_counted
 
         Journal.open = classmethod(open_traced)  # type: ignore[method-assign,assignment]
-        Journal.commit = commit_counted  # type: ignore[method-assign,assignment]
+        Journal.commit = counted(commit)  # type: ignore[method-assign]
+        Journal.commit_seqs = counted(commit_seqs)  # type: ignore[method-assign]
 
         def uninstall() -> None:
             Journal.open = classmethod(original)  # type: ignore[method-assign,assignment]
             Journal.commit = commit  # type: ignore[method-assign]
+            Journal.commit_seqs = commit_seqs  # type: ignore[method-assign]
 
         return uninstall
 

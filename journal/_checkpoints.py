@@ -4,9 +4,9 @@ A checkpoint is signed only over a chain that verifies (from the previous checkp
 against the signer's own public key), inside the write lock, so no commit slips in
 between the check and the signature. It is recorded in the ``checkpoints`` table (with
 the derived node rows, kept for the newest checkpoint only, so the next incremental check
-can start from it) and appended,
-fsynced, to ``<journal>.checkpoints`` as one canonical JSON line: the line a caller also
-sends to its remote syslog servers.
+can start from it) and, once that transaction committed, appended, fsynced, to
+``<journal>.checkpoints`` as one canonical JSON line: the line a caller also sends to its
+remote syslog servers. The transaction may be the caller's (a run's recap: :func:`sign`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,34 +29,62 @@ from journal._signing import CHECKPOINT_FIELDS, PublicKey, Signer, sign_checkpoi
 from journal._time import utc_now
 from journal._verify import KeptSnapshot, Verification, verify_connection
 
-__all__ = ["KeptSnapshot", "make", "recorded", "verify", "load_kept"]
+__all__ = [
+    "KeptSnapshot",
+    "Signed",
+    "sign",
+    "committed",
+    "append",
+    "make",
+    "missing_lines",
+    "recorded",
+    "verify",
+    "load_kept",
+]
 
 _COLUMNS = ("seq", "at", "deployment", "head", "nodes", "key_id", "signature")
 
 
-def make(
+@dataclass
+class Signed:
+    """A checkpoint signed and recorded inside a write transaction that has not committed yet (:func:`sign`)."""
+
+    record: dict[str, Any]
+    parts: dict[str, str]
+    version: int  # the connection's ``PRAGMA data_version`` inside that transaction
+    checked: Verification
+
+
+def sign(
     conn: sqlite3.Connection,
     path: Path,
     signer: Signer,
-    file: Path | None,
     sign_head: bool,
     *,
     file_check: bool = True,
     kept: KeptSnapshot | None = None,
     continued: bool = False,
-) -> dict[str, Any]:
-    """Verify, sign and record a checkpoint of the chain's head (the caller holds the lock).
+) -> Signed:
+    """Verify, sign and record a checkpoint of the chain's head, inside the caller's write transaction.
+
+    The caller holds the lock in a ``BEGIN IMMEDIATE`` transaction (its own, or a run's recap: issue #11),
+    so no commit slips in between the check and the signature. What this writes is a savepoint: when it
+    raises, it is undone and the caller's transaction is as it was. Nothing is durable, nor appended to
+    the checkpoint list, before the caller's ``COMMIT``; then :func:`committed`. A line must never name a
+    checkpoint the database may lose (every later run would be refused); the other way round, a crash
+    between the COMMIT and the line, is what the next run mends (``orchestrator._trust``).
 
     ``sign_head``: the journal signs its head (``Journal.sign_heads``): the head signature is
     renewed in the same transaction, naming this checkpoint as the newest (journal/_head.py).
     ``file_check``: also run SQLite's ``quick_check`` over the whole file first (its cost grows with
     the file; the periodic checkpoints of a run skip it, the closing one and ``journal verify`` keep it).
-    ``kept``: this process's last stored snapshot (:class:`KeptSnapshot`), updated once this one commits.
+    ``kept``: this process's last stored snapshot (:class:`KeptSnapshot`), updated by :func:`committed`.
     ``continued``: check only what this connection appended since ``kept`` when no other connection
     committed since (:mod:`journal._continued`; a run's periodic checkpoints), else the incremental check.
     """
+    assert conn.in_transaction  # the caller's BEGIN IMMEDIATE
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SAVEPOINT journal_checkpoint")
         try:
             version = _continued.data_version(conn)  # in the write transaction: no commit can come between
             checked = None
@@ -98,12 +127,11 @@ def make(
             )
             if sign_head:
                 _head.write(conn, signer, checked.deployment, seq, head, checkpoint=seq)  # the newest: this one
-            if file is not None:
-                append_line(file, canonical_json(record))
-            conn.execute("COMMIT")
+            conn.execute("RELEASE journal_checkpoint")
         except BaseException:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK TO journal_checkpoint")
+                conn.execute("RELEASE journal_checkpoint")
             raise
     except sqlite3.Error as exc:
         if kept is not None:
@@ -113,11 +141,71 @@ def make(
         if kept is not None:
             kept.data_version = None  # the next checkpoint takes the long way
         raise
+    return Signed(record, parts, version, checked)
+
+
+def committed(signed: Signed, kept: KeptSnapshot | None, file: Path | None) -> dict[str, Any]:
+    """After the COMMIT of :func:`sign`'s transaction: ``kept`` moves to it, and its line is appended to ``file``.
+
+    Returns:
+        The checkpoint record, the line written: send it wherever a copy must be kept (syslog).
+
+    Raises:
+        JournalError: the line could not be appended (the checkpoint is in the database: the next run appends it).
+    """
+    record, checked = signed.record, signed.checked
     if kept is not None:
-        kept.digest, kept.parts = record["nodes"], parts
-        kept.seq, kept.head, kept.deployment, kept.data_version = seq, head, checked.deployment, version
+        kept.digest, kept.parts = record["nodes"], signed.parts
+        kept.seq, kept.head = checked.head
+        kept.deployment, kept.data_version = checked.deployment, signed.version
         kept.guarded = True  # committed with this checkpoint (a rollback undoes the TEMP triggers too)
+    if file is not None:
+        append(file, record)
     return record
+
+
+def append(file: Path, record: Mapping[str, Any]) -> None:
+    """Append ``record`` to the checkpoint list ``file`` as its canonical JSON line, fsynced."""
+    append_line(file, canonical_json(record))
+
+
+def make(
+    conn: sqlite3.Connection,
+    path: Path,
+    signer: Signer,
+    file: Path | None,
+    sign_head: bool,
+    *,
+    file_check: bool = True,
+    kept: KeptSnapshot | None = None,
+    continued: bool = False,
+) -> dict[str, Any]:
+    """:func:`sign` in a transaction of its own, committed, then :func:`committed` (the caller holds the lock)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            signed = sign(conn, path, signer, sign_head, file_check=file_check, kept=kept, continued=continued)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        if kept is not None:
+            kept.digest = None
+        raise JournalError(f"journal {path}: checkpoint failed ({exc}); nothing was signed") from exc
+    return committed(signed, kept, file)
+
+
+def missing_lines(conn: sqlite3.Connection, file: Path) -> list[dict[str, Any]]:
+    """The database's checkpoints newer than the newest line of ``file`` (none: the file lacks nothing).
+
+    A process stopped between a checkpoint's COMMIT and its line leaves them (:func:`sign`). Call it only on
+    a journal that verified: its checkpoints are then signed by the trusted key and match the chain.
+    """
+    lines = load_kept(file) if file.is_file() else []
+    newest = max((line["seq"] for line in lines if isinstance(line, dict) and type(line.get("seq")) is int), default=-1)
+    return recorded(conn, after=newest)
 
 
 def _encoded_parts(checked: Verification, kept: KeptSnapshot | None) -> dict[str, str]:
@@ -134,9 +222,9 @@ def _encoded_parts(checked: Verification, kept: KeptSnapshot | None) -> dict[str
     return parts
 
 
-def recorded(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """The checkpoints in the database, oldest first."""
-    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM checkpoints ORDER BY id").fetchall()
+def recorded(conn: sqlite3.Connection, *, after: int = -1) -> list[dict[str, Any]]:
+    """The checkpoints in the database (those of a seq above ``after``), oldest first."""
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM checkpoints WHERE seq > ? ORDER BY id", (after,)).fetchall()
     return [{name: row[_COLUMNS.index(name)] for name in (*CHECKPOINT_FIELDS, "signature")} for row in rows]
 
 

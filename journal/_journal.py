@@ -421,7 +421,10 @@ class Journal(LeaseMethods):
 
         The chain since the previous checkpoint is verified first (against the signer's
         public key), so a checkpoint never signs rows edited outside the journal. The
-        checkpoint is recorded in the database and appended (fsynced) to the file.
+        checkpoint is recorded in the database and, once committed, appended (fsynced) to the file.
+        Inside a :meth:`hold` it rides in the hold's transaction, which it commits (a run's recap and
+        the leases' release with its closing checkpoint: one durable commit, issue #11); when it cannot
+        be signed, what the hold kept is committed alone.
         ``file_check`` false skips SQLite's whole-file ``quick_check`` (a run's periodic checkpoints);
         with it, ``continued`` checks only what this connection appended since its previous checkpoint
         when no other connection wrote since (journal/_continued.py).
@@ -435,20 +438,39 @@ class Journal(LeaseMethods):
         """
         self._require_writable()
         with self._lock:
-            self.release()  # it signs only what is durable: a hold's records are committed first
-            if self._batching:
+            if self._batching and (not self._holding or self._nested):
                 raise RuntimeError("checkpoint() inside batch(): it signs only what is durable; end the batch first")
             self._newest_checkpoint = None  # read again at the next append (also when this fails)
-            return _checkpoints.make(
-                self._conn,
-                self._path,
-                signer,
-                self.checkpoints_path,
-                self._head_signer is not None,
-                file_check=file_check,
-                kept=self._kept_snapshot,
-                continued=continued,
-            )
+            options: dict[str, Any] = {"file_check": file_check, "kept": self._kept_snapshot, "continued": continued}
+            if not self._holding:
+                return _checkpoints.make(
+                    self._conn, self._path, signer, self.checkpoints_path, self._head_signer is not None, **options
+                )
+            # In the hold's transaction: the checkpoint and what the hold kept are durable together or not at all.
+            try:
+                signed = _checkpoints.sign(self._conn, self._path, signer, self._head_signer is not None, **options)
+            finally:
+                self.release()
+            return _checkpoints.committed(signed, self._kept_snapshot, self.checkpoints_path)
+
+    def checkpoints_missing_from_file(self) -> list[dict[str, Any]]:
+        """The database's checkpoints newer than the newest line of :attr:`checkpoints_path`, oldest first.
+
+        What a process stopped between a checkpoint's commit and its line left (:meth:`checkpoint`);
+        not proof by themselves: read them only from a journal that verified.
+        """
+        file = self.checkpoints_path
+        if file is None:
+            return []
+        with self._lock:
+            return _checkpoints.missing_lines(self._conn, file)
+
+    def append_checkpoint_lines(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append checkpoint records to :attr:`checkpoints_path` (fsynced), one canonical JSON line each."""
+        file = self.checkpoints_path
+        if file is not None:
+            for record in records:
+                _checkpoints.append(file, record)
 
     def checkpoints(self) -> list[dict[str, Any]]:
         """The checkpoints recorded in the database, oldest first (not proof by themselves)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -91,8 +92,19 @@ def recap(journal: Journal, start: Start, report: RunReport) -> dict[str, Any]:
     return {"nodes": nodes, "totals": totals, "wall_s": round(time.monotonic() - start.clock, 3)}
 
 
-def finish(journal: Journal, start: Start, report: RunReport, *, actor: str) -> dict[str, Any]:
-    """The run's recap, journaled as a run-level ``run_recap`` event."""
+def finish(
+    journal: Journal, start: Start, report: RunReport, *, actor: str, closing: Callable[[], object] | None = None
+) -> dict[str, Any]:
+    """The run's recap, journaled as a run-level ``run_recap`` event.
+
+    ``closing``: the run's closing checkpoint (``Checkpointer.close_run``), called right after the recap is
+    written and before it is committed: in the run's hold (``Engine.run(recap_follows=True)``) the last step's
+    commit, the leases' release, the recap and the checkpoint are one durable transaction (issue #11).
+    """
     summary = recap(journal, start, report)
-    journal.append(node=None, kind=kinds.RUN_RECAP, actor=actor, payload=summary)  # the seq only: no decoded copy
+    with journal.batch():  # in a hold, a savepoint of it: the hold's transaction stays open for ``closing``
+        journal.append(node=None, kind=kinds.RUN_RECAP, actor=actor, payload=summary)  # the seq only: no decoded copy
+    if closing is not None:
+        closing()
+    journal.release()  # durable when this returns: with the closing checkpoint, or else here
     return summary

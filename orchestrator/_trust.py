@@ -239,6 +239,7 @@ class Checkpointer:
     every: int = 200
     group: str = ""  # journal.group: the checkpoint list is readable by it (0640)
     _count: int = 0
+    _witnessed: bool = False  # witness_missing() ran (at the first checkpoint)
     _sends: list[asyncio.Task[None]] = field(default_factory=list)
 
     def committed(self, *_: Any) -> None:
@@ -250,37 +251,82 @@ class Checkpointer:
             self.now(file_check=False, continued=True)
 
     def now(self, *, file_check: bool = True, continued: bool = False) -> dict[str, Any] | None:
-        """Sign the head when it has unsigned events; the record is sent to syslog (in the background)."""
+        """Sign the head when it has unsigned events; the record is sent to syslog (in the background).
+
+        Its first call also appends (and sends) what the checkpoint list lacks (:meth:`witness_missing`).
+        """
         self._count = 0
+        if not self._witnessed:
+            self.witness_missing()
         head = self.journal.get_meta("head")
         # Only the newest checkpoint's seq is read (issue #11: every checkpoint row was, 161 times in a 1000-node run).
         if head is None or json.loads(head).get("seq") == self.journal.newest_checkpoint_seq():
             return None  # nothing new since the last checkpoint
         record = self.journal.checkpoint(self.trust.signer, file_check=file_check, continued=continued)
+        self._witness([record])
+        return record
+
+    def witness_missing(self) -> list[dict[str, Any]]:
+        """Append to the checkpoint list, and send to syslog, the database's checkpoints newer than its newest line.
+
+        A checkpoint's line is appended once its transaction committed, never before (a line naming a
+        head the database lost would refuse every later run), so a process stopped in between leaves
+        the database one (or more) ahead of the file and the syslog servers: the same signed records,
+        read from a journal that verified (called after :func:`verify_before_acting`), are witnessed
+        now, and a warning says so. Nothing is accepted that was not already proven: a file line the
+        database lacks is still a failure of verify (a cut or rewritten history).
+        """
+        self._witnessed = True
+        missing = self.journal.checkpoints_missing_from_file()
+        if missing:
+            self.journal.append_checkpoint_lines(missing)
+            _log().warning(
+                "checkpoints in the journal but not in its checkpoint list (the process that made them stopped "
+                "before writing their lines) appended and sent to syslog now",
+                journal=str(self.journal.path),
+                seqs=[record["seq"] for record in missing],
+            )
+            self._witness(missing)
+        return missing
+
+    def _witness(self, records: list[dict[str, Any]]) -> None:
+        """The checkpoint list readable by the group; ``records`` sent to syslog (in the background)."""
         if self.group and self.journal.checkpoints_path is not None:
             from orchestrator._access import share_with_group
 
             share_with_group([self.journal.checkpoints_path], self.group)
-        if self.syslog is not None:
-            import asyncio
+        if self.syslog is None:
+            return
+        import asyncio
 
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                asyncio.run(self._send(record))
-            else:
-                # A send that finished well is forgotten (a 1000-node run made ~160 of them, each task
-                # holding its record to the end, #11); one that failed is kept for aclose to raise.
-                self._sends = [t for t in self._sends if not t.done() or t.cancelled() or t.exception()]
-                self._sends.append(loop.create_task(self._send(record)))
-        return record
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self._send(*records))
+            return
+        # A send that finished well is forgotten (a 1000-node run made ~160 of them, each task
+        # holding its record to the end, #11); one that failed is kept for aclose to raise.
+        self._sends = [t for t in self._sends if not t.done() or t.cancelled() or t.exception()]
+        self._sends.append(loop.create_task(self._send(*records)))
 
-    async def _send(self, record: dict[str, Any]) -> None:
+    async def _send(self, *records: dict[str, Any]) -> None:
         assert self.syslog is not None
-        for where, error in await self.syslog.send("checkpoint", canonical_json(record)):
-            _log().warning(
-                "checkpoint not witnessed by a syslog server", server=where, seq=record["seq"], error=str(error)
-            )
+        for record in records:  # in order: a server keeps them as the file does
+            for where, error in await self.syslog.send("checkpoint", canonical_json(record)):
+                _log().warning(
+                    "checkpoint not witnessed by a syslog server", server=where, seq=record["seq"], error=str(error)
+                )
+
+    def close_run(self) -> None:
+        """Right after a run's recap: the closing checkpoint, in the recap's transaction (the journal's hold,
+        :meth:`journal.Journal.checkpoint`; issue #11), which ends with it. A journal that no longer verifies
+        is logged, as by :meth:`aclose`, and what the hold kept is committed alone."""
+        try:
+            self.now()
+        except (IntegrityError, JournalError) as exc:
+            _log().error("no checkpoint at the end of the run", error=str(exc))
+        finally:
+            self.journal.release()  # nothing new to sign: the hold ends here all the same
 
     async def aclose(self) -> None:
         """The end of a run: a last checkpoint (when the journal still verifies), then every send finished."""

@@ -151,6 +151,7 @@ async def drive(
     max_concurrency: int | None = None,
     clock: Any = None,
     check_first: bool = True,
+    closing: Callable[[], object] | None = None,
 ) -> RunReport:
     """Drive the nodes to ``until`` (default: ldap_authenticated) with the parts already open.
 
@@ -160,6 +161,7 @@ async def drive(
         from_step: with ``retry``/``nodes``: rewind those nodes to this step (``resume --from-step``).
         check_first: run the preflight first (false: the session ran it before opening the journal).
         renew: with ``from_step = "create_csr"``: a renewal CSR from the installed certificate.
+        closing: the session's closing checkpoint, in the recap's transaction (``Checkpointer.close_run``).
     """
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
@@ -191,7 +193,7 @@ async def drive(
         # had built theirs on top (#11: the traced peak 10.3 -> 9.4 MB, now the run's own). ~20 ms.
         del engine, remove
         gc.collect()
-        report.recap = _recap.finish(journal, start, report, actor=actor)
+        report.recap = _recap.finish(journal, start, report, actor=actor, closing=closing)
         return report
     finally:
         if own:
@@ -226,6 +228,7 @@ async def _drive_session(session: Session, factory: ObserverFactory | None, **op
             observer=observer,
             actor=session.settings.actor,
             check_first=not session.preflighted,
+            closing=checkpointer.close_run if checkpointer is not None else None,
             **options,
         )
 

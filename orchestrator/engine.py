@@ -153,9 +153,9 @@ class Engine(Reconciler):
             renew: with ``from_step = "create_csr"``: the rewind asks for a renewal CSR from the
                 installed certificate (``orchestrator cert renew``), journaled in its ``rewound`` event.
             recap_follows: the caller commits the run's recap at once: the leases' release and the transitions
-                deferred since the last barrier (the last step's commit) ride in its transaction
-                (:meth:`journal.Journal.hold`; a crash in between leaves a stale lease, cleared as any, and the last
-                step started, committed again from observe on resume).
+                deferred since the last barrier (the last step's commit) ride in its transaction, with the closing
+                checkpoint (``api.drive``; :meth:`journal.Journal.hold`; a crash in between leaves a stale lease,
+                cleared as any, and the last step started, committed again from observe on resume).
         """
         if not self._models:
             self.load()
