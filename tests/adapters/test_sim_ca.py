@@ -125,6 +125,31 @@ async def test_garbage_is_refused(tmp_path: Path, deployment: Deployment) -> Non
         w.close()
 
 
+async def test_the_same_csr_polled_again_is_not_checked_again(
+    tmp_path: Path, deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gate polls submit() with the CSR already stored: its signature was checked when it was stored, once."""
+    checked: list[str] = []
+    load_csr = pki.load_csr
+
+    def counting_load_csr(pem: str, *, trusted: bool = False) -> x509.CertificateSigningRequest:
+        # The real load_csr, each call written down: the count is what is asserted.
+        if not trusted:
+            checked.append(pem)
+        return load_csr(pem, trusted=trusted)
+
+    monkeypatch.setattr(sim_ca.pki, "load_csr", counting_load_csr)
+    w = SimWorld.open(tmp_path / "w.sqlite")
+    try:
+        ca = SimCA(w, deployment)
+        first, second = _csr("n.example.com", []), _csr("n.example.com", [])
+        for csr in (first, first, first, second, second):
+            await ca.submit("n", csr)
+        assert checked == [first, second]
+    finally:
+        w.close()
+
+
 def test_a_certificate_names_the_csrs_dns_names_then_its_addresses_and_nothing_else() -> None:
     """sign_csr copies the CSR's DNS names, then its IP addresses, and no other kind of name; without any, its CN."""
     key_pem, root_pem = pki.make_root("Test root", "ECDSAP256")
