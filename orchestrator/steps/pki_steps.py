@@ -55,10 +55,10 @@ def _subject(ctx: StepContext) -> str:
 
 def _identity_of(pem: str) -> dict[str, str]:
     """A certificate's subject and serial (hex), for the record."""
-    from cryptography import x509
+    from orchestrator._cert_check import load_pem_certificates  # the CA's answer was parsed there when checked
 
     try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
+        cert = load_pem_certificates(pem)[0]
     except ValueError:
         return {"subject": "(unparsable certificate)", "serial": ""}
     return {"subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "x")}
