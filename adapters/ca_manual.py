@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from config.errors import Rejected
 from config.model import Deployment
@@ -48,18 +48,14 @@ def load_csr(node: str, csr_pem: str) -> x509.CertificateSigningRequest:
     return csr
 
 
-def _public(key: object) -> bytes:
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined, no-any-return]
-
-
 def certificate_for(csr: x509.CertificateSigningRequest, pem: str) -> bool:
     """Whether a certificate of the PEM text ``pem`` carries the CSR's public key."""
     try:
         certs = x509.load_pem_x509_certificates(pem.encode())
     except ValueError:
         return False
-    wanted = _public(csr.public_key())
-    return any(_public(c.public_key()) == wanted for c in certs)
+    wanted = csr.public_key()
+    return any(c.public_key() == wanted for c in certs)  # the keys' own comparison, as the checks before installing
 
 
 def read_certificate_file(path: Path) -> str:

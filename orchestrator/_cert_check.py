@@ -8,12 +8,12 @@ CSR would be consumed by a certificate it cannot use, and the node could not rec
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from config._x509 import chain_problem, is_ca, names, usage_problem
 
@@ -25,11 +25,14 @@ KEY_MISMATCH = "Certificate and private key do not appear to be part of the same
 
 def load_pem_certificates(text: str) -> list[x509.Certificate]:
     """Every certificate of a PEM text (raises ValueError when there is none)."""
-    return x509.load_pem_x509_certificates(text.encode())
+    return list(_parsed(text))
 
 
-def _public(key: object) -> bytes:
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined, no-any-return]
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str) -> tuple[x509.Certificate, ...]:
+    # The same text parses to the same certificates: the trusted chain, read again for every node's
+    # answer, is parsed (and its CA's extensions and key decoded) once, not once per node (issue #11).
+    return tuple(x509.load_pem_x509_certificates(text.encode()))
 
 
 def _is_ip(name: str) -> bool:
@@ -62,7 +65,7 @@ def certificate_problems(
     if csr_pem is None:
         return ["no CSR is pending for the node: it has not reached the certificate gate, or is past it"]
     csr = x509.load_pem_x509_csr(csr_pem.encode())
-    if _public(cert.public_key()) != _public(csr.public_key()):
+    if cert.public_key() != csr.public_key():  # the keys' own comparison (type, then parameters)
         return [f"{KEY_MISMATCH}: the certificate's public key is not the one of the node's CSR"]
     problems = []
     if is_ca(cert):

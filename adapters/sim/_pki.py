@@ -113,10 +113,14 @@ def parse_dn(dn: str) -> list[x509.NameAttribute[str]]:
 
 def general_name(name: str) -> x509.GeneralName:
     """A subject alternative name: an IP address where ``name`` is one (a node named by its address), else DNS."""
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
+    # Without a colon (IPv6) and with more than digits and dots (IPv4) it cannot be an address: no
+    # ip_address() and its ValueError for every DNS name of every CSR and certificate (issue #11).
+    if ":" in name or name.replace(".", "").isdigit():
+        try:
+            return x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            pass
+    return x509.DNSName(name)
 
 
 def san_names(extensions: x509.Extensions) -> list[str]:
@@ -209,10 +213,11 @@ def issue_certificate(
         root = issue_certificate(name, key.public_key(), key, ca=True, days=3650)
     """
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    authority = _authority(issuer) if issuer is not None else None
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(issuer.subject if issuer is not None else subject)
+        .issuer_name(authority[0] if authority is not None else subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -241,12 +246,16 @@ def issue_certificate(
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
     if ca is not None:
         builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        if issuer is not None:
-            builder = builder.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
-                critical=False,
-            )
+        if authority is not None:
+            builder = builder.add_extension(authority[1], critical=False)
     return builder.sign(signer, hashes.SHA256())
+
+
+@functools.lru_cache(maxsize=8)
+def _authority(issuer: x509.Certificate) -> tuple[x509.Name, x509.AuthorityKeyIdentifier]:
+    """An issuer's name and key id: read once per CA, not once per certificate it signs (issue #11)."""
+    key_id = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
+    return issuer.subject, key_id
 
 
 def _pem(cert: x509.Certificate) -> str:
@@ -271,19 +280,32 @@ def _issuer(ca_key_pem: str, ca_cert_pem: str) -> tuple[PrivateKey, x509.Certifi
 
 
 def sign_csr(csr_pem: str, ca_key_pem: str, ca_cert_pem: str, days: int = 365, *, trusted: bool = False) -> str:
-    """A server+client-auth leaf certificate for the CSR, SANs copied from it (``trusted``: see :func:`load_csr`)."""
+    """A server+client-auth leaf certificate for the CSR, SANs copied from it (``trusted``: see :func:`load_csr`).
+
+    The SANs are the CSR's DNS names, then its IP addresses (:func:`san_names`' order), copied as they are
+    rather than through their text (issue #11); without any, the CSR's common name.
+    """
     csr = load_csr(csr_pem, trusted=trusted)
     ca_key, ca_cert = _issuer(ca_key_pem, ca_cert_pem)
-    cn, sans = csr_names(csr)
+    subject = csr.subject
+    try:
+        requested = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        requested = []
+    sans: list[x509.GeneralName] = [n for n in requested if isinstance(n, x509.DNSName)]
+    sans += [n for n in requested if isinstance(n, x509.IPAddress)]
+    if not sans:
+        cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        sans = [general_name(str(cns[0].value) if cns else "")]
     return _pem(
         issue_certificate(
-            csr.subject,
+            subject,
             csr.public_key(),
             ca_key,
             issuer=ca_cert,
             days=days,
             ca=False,
-            sans=[general_name(n) for n in (sans or [cn])],
+            sans=sans,
             usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         )
     )
@@ -310,21 +332,23 @@ def _key_id(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> str:
 
 def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
     """The read-only metadata fields the API shows for a TLS or CA certificate."""
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    subject_name, issuer_name = cert.subject, cert.issuer
+    cns = subject_name.get_attributes_for_oid(NameOID.COMMON_NAME)
     sans = san_names(cert.extensions)
     try:
         ekus = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     except x509.ExtensionNotFound:
         ekus = set()
-    subject = cert.subject.rfc4514_string()
+    # Each name's text made once (~4 us each, four fields show them; issue #11).
+    subject, issuer = subject_name.rfc4514_string(), issuer_name.rfc4514_string()
     return {
         "subject_name": str(cns[0].value) if cns else subject,
-        "subject_hash": _name_hash(cert.subject),
+        "subject_hash": _name_hash(subject_name),
         "subject_alt_names": ", ".join(sans),
-        "issuer_name": cert.issuer.rfc4514_string(),
-        "issuer_hash": _name_hash(cert.issuer),
+        "issuer_name": issuer,
+        "issuer_hash": _name_hash(issuer_name),
         "raw_subject": subject,
-        "raw_issuer": cert.issuer.rfc4514_string(),
+        "raw_issuer": issuer,
         "serial_no": format(cert.serial_number, "x"),
         "start_date": cert.not_valid_before_utc.isoformat(),
         "end_date": cert.not_valid_after_utc.isoformat(),
@@ -332,5 +356,5 @@ def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
         "issuer_key_id": _key_id(cert, x509.AuthorityKeyIdentifier),
         "server_auth_usage": ExtendedKeyUsageOID.SERVER_AUTH in ekus,
         "client_auth_usage": ExtendedKeyUsageOID.CLIENT_AUTH in ekus,
-        "text": f"Subject: {subject}\nIssuer: {cert.issuer.rfc4514_string()}\nSerial: {cert.serial_number:x}",
+        "text": f"Subject: {subject}\nIssuer: {issuer}\nSerial: {cert.serial_number:x}",
     }

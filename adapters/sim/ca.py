@@ -38,13 +38,13 @@ class SimCA:
             Rejected: not a CSR, or its signature does not verify.
         """
         await self._world.call(_SYSTEM, f"submit CSR of {node}", change=True)
+        current = self._world.get(CA, f"csr/{node}")
+        if current is not None and current["csr_pem"] == csr_pem:
+            return  # these very bytes passed the check below when they were stored (a gate polled again)
         try:
             pki.load_csr(csr_pem)
         except ValueError as exc:
             raise Rejected(f"the CA refuses the CSR of {node}: {exc}", system=_SYSTEM) from exc
-        current = self._world.get(CA, f"csr/{node}")
-        if current is not None and current["csr_pem"] == csr_pem:
-            return
         request = {"csr_pem": csr_pem, "ready_at": time.time() + self._world.jitter(), "cert_pem": None}
         await self._world.apply([(CA, f"csr/{node}", request)])
 

@@ -55,10 +55,10 @@ def _subject(ctx: StepContext) -> str:
 
 def _identity_of(pem: str) -> dict[str, str]:
     """A certificate's subject and serial (hex), for the record."""
-    from cryptography import x509
+    from orchestrator._cert_check import load_pem_certificates  # the CA's answer was parsed there when checked
 
     try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
+        cert = load_pem_certificates(pem)[0]
     except ValueError:
         return {"subject": "(unparsable certificate)", "serial": ""}
     return {"subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "x")}
@@ -116,12 +116,18 @@ class TrustedCaChain(Step):
 async def _installed_certificate(ctx: StepContext) -> dict[str, Any] | None:
     """The node's certificate issued by a trusted CA we uploaded (never the default self-signed one)."""
     api = ctx.pexip
-    trusted = {c.get("subject_hash") for c in await api.list_objects("ca_certificate")} - {None}
+    trusted: set[Any] | None = None
     for cert in await api.list_objects("tls_certificate", subject_name=_subject(ctx)):
         self_signed = cert.get("raw_issuer", cert.get("issuer_name")) == cert.get(
             "raw_subject", cert.get("subject_name")
         )
-        if not self_signed and cert.get("issuer_hash") in trusted:
+        if self_signed:
+            continue
+        # The CA certificates are read only for a candidate: until its certificate is installed a node has
+        # none but the self-signed one (issue #11: a Manager request fewer each time it is asked then).
+        if trusted is None:
+            trusted = {c.get("subject_hash") for c in await api.list_objects("ca_certificate")} - {None}
+        if cert.get("issuer_hash") in trusted:
             return cert
     return None
 
@@ -146,11 +152,13 @@ class CreateCsr(Step):
     name = "create_csr"
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        observed = {
-            "csr": await find_one(ctx.pexip, "certificate_signing_request", subject_name=_subject(ctx)),
-            "certificate": await _installed_certificate(ctx),
-        }
-        if observed["csr"] is None and observed["certificate"] is None:
+        csr = await find_one(ctx.pexip, "certificate_signing_request", subject_name=_subject(ctx))
+        if csr is not None:
+            # A pending CSR is all diff needs (nothing to make): the installed certificate is not looked
+            # up, e.g. by the verifying observe right after the CSR is made (issue #11).
+            return {"csr": csr}
+        observed = {"csr": None, "certificate": await _installed_certificate(ctx)}
+        if observed["certificate"] is None:
             await _check_key_type(ctx)
         return observed
 

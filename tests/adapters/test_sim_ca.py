@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 from _sim_factory import make_deployment
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapters import CertificateAuthority
 from adapters.sim import SimCA, SimWorld
@@ -121,3 +123,79 @@ async def test_garbage_is_refused(tmp_path: Path, deployment: Deployment) -> Non
             await SimCA(w, deployment).submit("n", "not a csr")
     finally:
         w.close()
+
+
+async def test_the_same_csr_polled_again_is_not_checked_again(
+    tmp_path: Path, deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gate polls submit() with the CSR already stored: its signature was checked when it was stored, once."""
+    checked: list[str] = []
+    load_csr = pki.load_csr
+
+    def counting_load_csr(pem: str, *, trusted: bool = False) -> x509.CertificateSigningRequest:
+        # The real load_csr, each call written down: the count is what is asserted.
+        if not trusted:
+            checked.append(pem)
+        return load_csr(pem, trusted=trusted)
+
+    monkeypatch.setattr(sim_ca.pki, "load_csr", counting_load_csr)
+    w = SimWorld.open(tmp_path / "w.sqlite")
+    try:
+        ca = SimCA(w, deployment)
+        first, second = _csr("n.example.com", []), _csr("n.example.com", [])
+        for csr in (first, first, first, second, second):
+            await ca.submit("n", csr)
+        assert checked == [first, second]
+    finally:
+        w.close()
+
+
+def test_a_certificate_names_the_csrs_dns_names_then_its_addresses_and_nothing_else() -> None:
+    """sign_csr copies the CSR's DNS names, then its IP addresses, and no other kind of name; without any, its CN."""
+    key_pem, root_pem = pki.make_root("Test root", "ECDSAP256")
+    key = pki.new_key("ECDSAP256")
+    wanted = [
+        x509.IPAddress(ipaddress.ip_address("192.0.2.7")),
+        x509.RFC822Name("admin@example.com"),
+        x509.DNSName("conf1.example.com"),
+        x509.UniformResourceIdentifier("https://conf1.example.com/"),
+        x509.IPAddress(ipaddress.ip_address("2001:db8::7")),
+        x509.DNSName("sip.example.com"),
+    ]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "conf1.example.com")])
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .add_extension(x509.SubjectAlternativeName(wanted), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert = x509.load_pem_x509_certificate(pki.sign_csr(_pem(csr), key_pem, root_pem).encode())
+    sans = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    assert sans == [wanted[2], wanted[5], wanted[0], wanted[4]]
+    bare = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    cert = x509.load_pem_x509_certificate(pki.sign_csr(_pem(bare), key_pem, root_pem).encode())
+    assert list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value) == [
+        x509.DNSName("conf1.example.com")
+    ]
+
+
+def _pem(csr: x509.CertificateSigningRequest) -> str:
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("192.0.2.7", x509.IPAddress),  # an IPv4 address
+        ("2001:db8::7", x509.IPAddress),  # an IPv6 address
+        ("::1", x509.IPAddress),  # IPv6, no digit before the colons
+        ("conf1.example.com", x509.DNSName),  # a DNS name with digits
+        ("192.0.2", x509.DNSName),  # digits and dots, but not an address
+        ("192.0.2.256", x509.DNSName),  # an octet out of range
+        ("12345", x509.DNSName),  # digits only
+        ("host:8080", x509.DNSName),  # a colon, but not IPv6
+    ],
+)
+def test_a_name_is_an_ip_address_only_where_it_parses_as_one(name: str, kind: type[x509.GeneralName]) -> None:
+    """general_name: an address where the name is one (a node named by its address), else a DNS name."""
+    assert type(pki.general_name(name)) is kind

@@ -201,3 +201,18 @@ def test_steps_reach_the_manager_only_through_the_attempts_api() -> None:
     steps = Path(__file__).parents[2] / "orchestrator" / "steps"
     bypassing = [p.name for p in steps.glob("*.py") if p.name != "base.py" and "systems.pexip" in p.read_text()]
     assert bypassing == []
+
+
+async def test_create_csr_asks_for_no_ca_list_and_its_verify_only_for_the_csr(hardened: _Manager) -> None:
+    """Until its certificate is installed a node has only its self-signed one, so the CA certificates are not
+    asked for; once the CSR exists, the verifying observe asks for that CSR and nothing else."""
+    assert await execute(STEPS["trusted_ca_chain"], hardened.context()) is not None
+    hardened.pexip.requests.clear()
+    outcome = await execute(STEPS["create_csr"], hardened.context())
+    assert outcome is not None and [c.field for c in outcome.changes] == ["certificate_signing_request"]
+    verbs = [verb for verb, _ in hardened.pexip.requests]
+    assert verbs.count("POST") == 1
+    reads = hardened.pexip.reads()
+    assert [r for r in reads if r.startswith("ca_certificate")] == []
+    verified = [what for verb, what in hardened.pexip.requests[verbs.index("POST") + 1 :] if verb == "GET"]
+    assert [what.split("/")[0] for what in verified] == ["certificate_signing_request"]
