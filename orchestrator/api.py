@@ -133,6 +133,15 @@ def _install_signal_handlers(engine: Engine) -> Callable[[], None]:
     return remove
 
 
+def _freeze_what_lives_on() -> None:
+    """Before a process's first run: what exists already (modules, classes, the configuration, the open
+    session) lives as long as the process, so it is kept out of every later collection (``gc.freeze``), once.
+    The full collections during the run and the one after it then walk the run's own objects only (#11:
+    1000 nodes, 3 full collections 0.14 -> 0.03 s; 1 node, the one after the run ~20 -> ~1 ms)."""
+    if not gc.get_freeze_count():
+        gc.freeze()
+
+
 async def drive(
     deployment: Deployment,
     journal: Journal,
@@ -165,6 +174,7 @@ async def drive(
     """
     own = systems is None
     systems = open_systems(deployment, world) if systems is None else systems
+    _freeze_what_lives_on()
     try:
         if check_first:
             await preflight(deployment, systems, clock)
