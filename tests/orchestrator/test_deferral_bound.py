@@ -8,6 +8,7 @@ would then see none of such a stretch until it ends; the engine writes what was 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -128,3 +129,38 @@ async def test_a_failed_timed_flush_loses_what_it_held_and_the_run_writes_nothin
     finally:
         await world.aclose()
     assert reader.applied == []
+
+
+async def test_a_due_flush_leaves_its_transitions_to_a_pending_group_commit_behind_what_it_holds(
+    tmp_path: Path,
+) -> None:
+    """Due while a group commit waits in its window: the deferred transitions are written by that flush, after
+    the transitions it holds (journaled earlier), never ahead of them."""
+    deployment = simulated_deployment(1, tmp_path / "world.d")
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            systems = open_systems(deployment, world)
+            try:
+                engine = Engine(deployment, journal, systems, clock=FakeClock())
+                engine.load()
+                engine._committer.window_s, engine._committer.busy = 0.05, lambda: True  # the window of many nodes
+                node = deployment.management.name
+
+                def retry(key: str) -> Transition:
+                    return Transition(node=node, kind=kinds.STEP_RETRY, step="deploy_ova", key=key, actor="test")
+
+                pending = asyncio.ensure_future(engine._committer.commit_all([retry("first")]))
+                await asyncio.sleep(0)  # queued: its flush comes at the window's end
+                await engine._defer(retry("second"))
+                engine._deferred_at -= _journaled.DEFER_MAX_S  # deferred a whole bound ago
+                engine._defer_due()
+                assert [t.key for t in engine._deferred] == ["second"]  # left to the pending flush
+                await pending
+                assert engine._deferred == []
+            finally:
+                await systems.aclose()
+            keys = [e.key for e in journal.events(node=node) if e.kind == kinds.STEP_RETRY]
+            assert keys == ["first", "second"]
+    finally:
+        await world.aclose()
