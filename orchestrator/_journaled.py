@@ -27,6 +27,7 @@ barrier that takes them first leaves it nothing to do.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -179,7 +180,7 @@ class Journaled:
         self._disarm()
         if self._committer.lost is not None:
             self._deferred = []
-            if self._lost_unsaid:
+            if self._lost_unsaid and sys.exc_info()[1] is None:  # an exception on its way out is not replaced
                 self._check_lost()
             return
         if self._deferred:

@@ -164,3 +164,35 @@ async def test_a_due_flush_leaves_its_transitions_to_a_pending_group_commit_behi
             assert keys == ["first", "second"]
     finally:
         await world.aclose()
+
+
+async def test_a_timed_flush_that_failed_with_no_step_left_to_tell_fails_the_run_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound's flush failed after the last deferral, no step left to tell: the run's end raises, nothing written."""
+    deployment = simulated_deployment(1, tmp_path / "world.d")
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            systems = open_systems(deployment, world)
+            try:
+                engine = Engine(deployment, journal, systems, clock=FakeClock())
+                engine.load()
+                node = deployment.management.name
+                await engine._defer(Transition(node=node, kind=kinds.STEP_RETRY, step="deploy_ova", actor="test"))
+                engine._deferred_at -= _journaled.DEFER_MAX_S
+
+                def failing(transitions: list[Transition]) -> list[int]:
+                    raise JournalError("injected: the disk is full")
+
+                monkeypatch.setattr(journal, "commit_seqs", failing)
+                engine._defer_due()  # fails with no caller to tell
+                monkeypatch.undo()
+                with pytest.raises(JournalError, match="injected: the disk is full"):
+                    engine._settle()
+                engine._settle()  # said once: the run's `finally` goes on to release the leases
+            finally:
+                await systems.aclose()
+            assert [e for e in journal.events(node=node) if e.kind == kinds.STEP_RETRY] == []
+    finally:
+        await world.aclose()
