@@ -180,16 +180,18 @@ class JournalReader:
                 return
             after = rows[-1][0]
 
-    def latest_kind(self, node: str, kinds: tuple[str, ...]) -> str | None:
+    def latest_kind(self, node: str, kinds: tuple[str, ...], *, max_age_s: float = 0.0) -> str | None:
         """The kind of ``node``'s newest event among ``kinds`` (None: none), as fresh as a query.
 
         Answered from memory while no other connection committed (:mod:`journal._watch`): the engine asks
-        before every step whether an operator put the node in maintenance (issue #7, #11).
+        before every step whether an operator put the node in maintenance (issue #7, #11). ``max_age_s`` > 0:
+        another connection's commits of the last ``max_age_s`` seconds may be missed (this connection's never are),
+        for one ``PRAGMA data_version`` per that time instead of one per question.
         """
         with self._lock:
             watch = self._watch(kinds)
             try:
-                return watch.kind(self._conn, node)
+                return watch.kind(self._conn, node, max_age_s)
             except sqlite3.Error as exc:
                 watch.close()
                 raise JournalError(f"journal {self._path}: read failed ({exc})") from exc

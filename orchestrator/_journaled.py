@@ -16,13 +16,22 @@ write every deferred transition first, in order, so that nothing is done before 
 journaled before it is on disk. A step that finds the world right (no side effect) so costs no
 transaction; after a crash such a step, and one whose commit had not reached the disk, is run
 again from observe: its effect is seen done and committed without being repeated.
+
+Deferral is bounded in time: what another process reads (``orchestrator status``) would otherwise lag a long run
+of steps that change nothing (seconds each on real systems) until its next barrier. The deferred transitions are
+written at the latest :data:`DEFER_MAX_S` after the first of them was deferred, by a flush that no step waits for
+(:meth:`Journaled._defer_due`), in order: in the group committer's pending flush, else as that flush writes them; a
+barrier that takes them first leaves it nothing to do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from typing import Any
+
+import structlog
 
 from config.errors import JournalError
 from config.model import Deployment
@@ -34,7 +43,15 @@ from orchestrator._commit import GroupCommitter
 from orchestrator._fsm import fire
 from orchestrator._history import History, maintenance_of
 
-__all__ = ["Journaled"]
+__all__ = ["DEFER_MAX_S", "Journaled"]
+
+log = structlog.get_logger("orchestrator.engine")
+
+# How long a deferred transition may wait for a barrier before a flush of its own writes it. A person reading
+# `orchestrator status` sees a no-change stretch within about a second; the price is at most one durable
+# transaction a second (a few ms of fsync), and none while steps change the world: their barriers come sooner
+# (a step at latency 0 takes ~1 ms). Not a window the committer waits in: no step is held by it.
+DEFER_MAX_S = 1.0
 
 
 class Journaled:
@@ -55,6 +72,9 @@ class Journaled:
     _history: History
     _deferred: list[Transition]  # journaled at the next barrier or durable commit, in this order
     _ahead: set[int]  # the ids of the deferred transitions not written yet: applied to the models already
+    _deferred_at: float  # the loop's time when the first of the deferred transitions was deferred
+    _defer_timer: asyncio.TimerHandle | None  # the bound's timer: at most one, re-armed lazily (_defer_due)
+    _lost_unsaid: bool  # the bound's flush lost transitions and no caller has raised it yet (_settle does)
 
     @staticmethod
     def _key(model: NodeModel, step: str, attempt: int | None = None) -> str:
@@ -79,11 +99,51 @@ class Journaled:
         """Apply ``transitions`` to the models now; journal them in the next transaction, at the latest at the next
         :meth:`_barrier` (before the next side effect) or at the run's end. For what must be durable before a side
         effect, never for what another process must see while this one waits (a gate waited on: :meth:`_commit`)."""
+        self._check_lost()  # after a timed flush failed: no step goes on as if its records could still be written
+        if not self._deferred:
+            loop = asyncio.get_running_loop()
+            self._deferred_at = loop.time()
+            if self._defer_timer is None:
+                self._defer_timer = loop.call_later(DEFER_MAX_S, self._defer_due)
         self._deferred.extend(transitions)
         for transition in transitions:
             self._ahead.add(id(transition))
         self._apply(transitions)
         await self._notify(transitions)
+
+    def _defer_due(self) -> None:
+        """The bound's timer: deferred transitions older than :data:`DEFER_MAX_S` are written now, by a flush no step
+        waits for; younger ones re-arm it for their own deadline.
+
+        One timer at most, which a barrier that takes the transitions does not cancel (per step that would be a timer
+        made and cancelled, for a flush that hardly ever comes): it then finds nothing, or younger ones. While the group
+        committer has a flush pending, that flush takes them (``GroupCommitter.take``), in order behind what it holds;
+        else nothing can come before them and they are written at once, as that flush would write them. A write that
+        fails loses them, as a barrier's does (whether its COMMIT reached the disk is not known: writing them again
+        could journal a transition twice): the next barrier, commit or deferral refuses (:meth:`_check_lost`), before
+        any side effect, else the run's end does (:meth:`_settle`); a resume observes those steps again.
+        """
+        self._defer_timer = None
+        if not self._deferred or self._committer.lost is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._deferred_at + DEFER_MAX_S - loop.time()
+        if wait > 0:
+            self._defer_timer = loop.call_later(wait, self._defer_due)
+        elif not self._committer.pending:
+            deferred = self._take_deferred()
+            try:
+                self.journal.commit_seqs(deferred)  # a hold's records ride in it (and the hold ends: this is durable)
+                self._written(deferred)
+            except Exception as exc:  # no step waits for this flush: the next barrier, commit or deferral says it
+                self._committer.lost, self._lost_unsaid = exc, True
+                log.error("deferred transitions' timed flush failed", error=str(exc))
+
+    def _disarm(self) -> None:
+        """No timed flush from now on (the run's end: the timer would keep the engine alive past it)."""
+        if self._defer_timer is not None:
+            self._defer_timer.cancel()
+            self._defer_timer = None
 
     async def _barrier(self) -> None:
         """Every transition journaled so far durable (group-committed): called right before a side effect.
@@ -102,10 +162,12 @@ class Journaled:
         except Exception as exc:
             if any(id(t) in self._ahead for t in transitions):
                 self._committer.lost = exc
+            self._lost_unsaid = False  # raised to this caller
             raise
 
     def _check_lost(self) -> None:
         if (lost := self._committer.lost) is not None:
+            self._lost_unsaid = False
             raise JournalError(
                 f"journal {self.journal.path}: a commit failed ({lost}) and took transitions deferred to it along; "
                 "this run writes nothing more: `orchestrator resume --all` observes the steps again"
@@ -113,9 +175,13 @@ class Journaled:
 
     def _settle(self) -> None:
         """The deferred transitions written now: in the journal's hold when there is one (they ride in its next
-        durable commit, the run's recap), else durable at once. After a lost commit nothing (the run fails already)."""
+        durable commit, the run's recap), else durable at once. After a lost commit nothing: the run fails already, or
+        fails here when only the bound's flush lost them (no step was told)."""
+        self._disarm()
         if self._committer.lost is not None:
             self._deferred = []
+            if self._lost_unsaid and sys.exc_info()[1] is None:  # an exception on its way out is not replaced
+                self._check_lost()
             return
         if self._deferred:
             deferred = self._take_deferred()

@@ -90,6 +90,9 @@ class StepRunner(Journaled):
         self._holding: set[str] = set()
         self._deferred: list[Transition] = []
         self._ahead: set[int] = set()
+        self._deferred_at = 0.0
+        self._defer_timer: asyncio.TimerHandle | None = None
+        self._lost_unsaid = False
         self._history = History({})
         pin_journaled(journal, systems)  # keys trusted on first use by earlier runs: pinned from now on
         self._gates = Gates(

@@ -69,3 +69,32 @@ def test_in_memory_journals_answer_by_query() -> None:
         journal.record(node="mgr", kind="maintenance_on")
         journal.record(node="mgr", kind="maintenance_off")
         assert journal.latest_kind("mgr", KINDS) == "maintenance_off"
+
+
+def test_an_answer_up_to_max_age_old_misses_only_other_connections_commits_of_that_age(
+    journal: Journal, journal_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``max_age_s``, one PRAGMA answers for that long: another connection's newer commit is seen once the
+    PRAGMA is that old, this connection's own append of a watched kind at the next question."""
+    now = [100.0]
+    monkeypatch.setattr("journal._watch.monotonic", lambda: now[0])
+    assert journal.latest_kind("conf-1", KINDS, max_age_s=0.5) is None
+    with Journal.open(journal_path) as other:
+        other.record(node="conf-1", kind="maintenance_on")
+    now[0] += 0.4
+    asked = _statements(journal, lambda: journal.latest_kind("conf-1", KINDS, max_age_s=0.5))
+    assert asked == []  # answered from the PRAGMA of 0.4 s ago: the mark of 0.3 s ago is not seen yet
+    now[0] += 0.1
+    assert journal.latest_kind("conf-1", KINDS, max_age_s=0.5) == "maintenance_on"  # 0.5 s old: asked again
+    journal.record(node="conf-1", kind="maintenance_off")  # this connection's own: no age at all
+    assert journal.latest_kind("conf-1", KINDS, max_age_s=0.5) == "maintenance_off"
+
+
+def test_an_exact_question_refreshes_the_answer_of_later_aged_ones(journal: Journal, journal_path: Path) -> None:
+    """A question without ``max_age_s`` always asks SQLite, and the aged questions after it use what it saw."""
+    assert journal.latest_kind("conf-1", KINDS, max_age_s=60) is None
+    with Journal.open(journal_path) as other:
+        other.record(node="conf-1", kind="maintenance_on")
+    assert journal.latest_kind("conf-1", KINDS, max_age_s=60) is None  # within the minute: not asked
+    assert journal.latest_kind("conf-1", KINDS) == "maintenance_on"
+    assert journal.latest_kind("conf-1", KINDS, max_age_s=60) == "maintenance_on"
