@@ -43,6 +43,8 @@ __all__ = [
     "TRANSITIONS",
     "STEPS",
     "MANAGEMENT_PREREQUISITE",
+    "MANAGEMENT_STEP_PREREQUISITE",
+    "management_lacks",
     "GATES",
     "TERMINAL",
     "definition_hash",
@@ -228,6 +230,32 @@ MANAGEMENT_PREREQUISITE: dict[str, str] = {
     DEPLOYED: HARDENED,  # guide: complete the Manager's bootstrap before any Conferencing Node
     LDAP_AUTHENTICATED: LDAP_AUTHENTICATED,  # the lock-down is platform-wide, set on the Manager
 }
+# The same for one step of the Manager's: a Conferencing Node starts its certified milestone once the
+# Manager trusts the CA (its trusted_ca_chain committed). Before that, completing the node's CSR consumed
+# it for a certificate the Manager did not recognise, and the node failed asking for a new CSR (found by
+# the stateful test with the Manager in maintenance). A step, not the Manager's whole milestone: every
+# Conferencing Node's CSR can still go to the CA while the Manager waits for its own certificate.
+MANAGEMENT_STEP_PREREQUISITE: dict[str, str] = {CERTIFIED: "trusted_ca_chain"}
+
+
+def management_lacks(milestone: str, state: str | None, step: str | None) -> str | None:
+    """What the Management Node (at ``state``, its step in progress ``step``) must reach before a Conferencing
+    Node starts ``milestone``: a milestone, or a step of its own; None when nothing."""
+    prerequisite = MANAGEMENT_PREREQUISITE.get(milestone)
+    if prerequisite and (state is None or milestone_index(state) < milestone_index(prerequisite)):
+        return prerequisite
+    needed = MANAGEMENT_STEP_PREREQUISITE.get(milestone)
+    if needed is None:
+        return None
+    of = next(m for m, steps in STEPS["management"].items() if needed in steps)
+    if state is None or milestone_index(state) < milestone_index(_previous(of)):
+        return needed
+    if milestone_index(state) >= milestone_index(of):
+        return None
+    steps = STEPS["management"][of]
+    # At the milestone before (not started yet), or inside it: its step in progress tells which committed.
+    in_it = state not in MILESTONES and step in steps
+    return None if in_it and steps.index(step) > steps.index(needed) else needed
 
 
 def definition_hash() -> str:
@@ -242,6 +270,7 @@ def definition_hash() -> str:
         # leaving it out keeps the hash of the journals written before it was declared.
         "gates": {g: {k: v for k, v in spec.items() if k != "opens_by"} for g, spec in GATES.items()},
         "prerequisites": MANAGEMENT_PREREQUISITE,
+        "step_prerequisites": MANAGEMENT_STEP_PREREQUISITE,
     }
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode()).hexdigest()

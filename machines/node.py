@@ -13,11 +13,11 @@ from typing import Any
 
 from machines.lifecycle import (
     GATES,
-    MANAGEMENT_PREREQUISITE,
     NEW,
     STEPS,
     TARGET_OF,
     TRANSIENT_OF,
+    management_lacks,
     milestone_index,
 )
 
@@ -43,9 +43,14 @@ class Fleet:
     def __init__(self) -> None:
         self.management: NodeModel | None = None
 
-    def management_reached(self, milestone: str) -> bool:
+    def management_ready(self, milestone: str) -> bool:
+        """Whether the Management Node is far enough for a Conferencing Node to start ``milestone``
+        (a failed one counts where it failed)."""
         m = self.management
-        return m is not None and m.reached(milestone)
+        if m is None:
+            return management_lacks(milestone, None, None) is None
+        state = m.failed_from if m.state == "failed" and m.failed_from else m.state
+        return management_lacks(milestone, state, m.step) is None
 
 
 class NodeModel:
@@ -86,8 +91,8 @@ class NodeModel:
         if self.maintenance:
             return False
         milestone = TARGET_OF[event.transition.dest]
-        if self.role == "conferencing" and milestone in MANAGEMENT_PREREQUISITE:
-            return self.fleet.management_reached(MANAGEMENT_PREREQUISITE[milestone])
+        if self.role == "conferencing":
+            return self.fleet.management_ready(milestone)
         return True
 
     def steps_done(self, event: Any) -> bool:

@@ -13,13 +13,13 @@ from functools import cache
 from machines.lifecycle import (
     FAILED,
     GATES,
-    MANAGEMENT_PREREQUISITE,
     MILESTONES,
     NEW,
     STEPS,
     TARGET_OF,
     TRANSIENT_OF,
     WAITING,
+    management_lacks,
     milestone_index,
 )
 
@@ -91,6 +91,7 @@ def next_action(
     state: str,
     step: str | None,
     management_state: str | None,
+    management_step: str | None = None,
     maintenance: bool = False,
     until: str = MILESTONES[-1],
     last_error: str | None = None,
@@ -104,6 +105,7 @@ def next_action(
         state: the node's lifecycle state.
         step: the step in progress (transient states), or None for the milestone's first.
         management_state: the Management Node's state (cross-node guard).
+        management_step: its step in progress (the guard on one of its steps: ``MANAGEMENT_STEP_PREREQUISITE``).
         maintenance: the operator's maintenance flag.
         until: the milestone to stop at (``run --until``).
         node: the node's name, for the commands the reasons suggest.
@@ -120,12 +122,13 @@ def next_action(
         if milestone_index(state) >= milestone_index(until):
             return _done(state, until)
         milestone = MILESTONES[milestone_index(state)]
-        prerequisite = MANAGEMENT_PREREQUISITE.get(milestone) if role == "conferencing" else None
-        if prerequisite and (
-            management_state is None or milestone_index(management_state) < milestone_index(prerequisite)
-        ):
+        lacks = management_lacks(milestone, management_state, management_step) if role == "conferencing" else None
+        if lacks in MILESTONES:
+            return Blocked(f"waits for the Management Node to be {lacks} before {milestone} (now {management_state})")
+        if lacks:
             return Blocked(
-                f"waits for the Management Node to be {prerequisite} before {milestone} (now {management_state})"
+                f"waits for the Management Node's {lacks} before {milestone} (now {management_state}"
+                + (f", at {management_step})" if management_step else ")")
             )
         return _start(milestone)
     if state in TARGET_OF:

@@ -69,6 +69,7 @@ def status(journal: Journal, node: str | None = None, *, not_settable: bool | No
             state=r.state,
             step=r.step,
             management_state=management.state if management else None,
+            management_step=management.step if management else None,
             maintenance=r.maintenance,
             last_error=r.last_error,
             gate=r.gate,

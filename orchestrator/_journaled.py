@@ -36,12 +36,14 @@ import structlog
 from config.errors import JournalError
 from config.model import Deployment
 from journal import Journal, Transition, kinds
-from machines.lifecycle import STEPS
+from machines.lifecycle import MANAGEMENT_STEP_PREREQUISITE, STEPS
 from machines.node import Fleet, NodeModel
 from machines.plan import Action, next_action
 from orchestrator._commit import GroupCommitter
 from orchestrator._fsm import fire
 from orchestrator._history import History, maintenance_of
+
+_AWAITED = frozenset(MANAGEMENT_STEP_PREREQUISITE.values())  # the Manager's steps a Conferencing Node waits for
 
 __all__ = ["DEFER_MAX_S", "Journaled"]
 
@@ -217,13 +219,18 @@ class Journaled:
                 self._models[transition.node].record(transition.update)
 
     async def _notify(self, transitions: list[Transition]) -> None:
-        """Wake the nodes that wait for the Management Node when it moved to another state.
+        """Wake the nodes that wait for the Management Node when it moved to another state, or committed a step
+        one of them waits for (``MANAGEMENT_STEP_PREREQUISITE``).
 
         Only then: what they wait for is its state (``machines.plan``; its run's end wakes them too, ``Engine._drive``),
         and a step's start or commit within one state woke every waiting node for nothing (issue #11).
         """
         management = self.deployment.management.name
-        if any(t.node == management and t.to_state not in (None, t.from_state) for t in transitions):
+        if any(
+            t.node == management
+            and (t.to_state not in (None, t.from_state) or (t.kind == kinds.STEP_COMMITTED and t.step in _AWAITED))
+            for t in transitions
+        ):
             async with self._changed:
                 self._changed.notify_all()
 
@@ -233,6 +240,7 @@ class Journaled:
             state=model.state,
             step=model.step,
             management_state=self._fleet.management.state if self._fleet.management else None,
+            management_step=self._fleet.management.step if self._fleet.management else None,
             maintenance=model.maintenance,
             until=until or self._until,
             last_error=model.reason,

@@ -28,11 +28,11 @@ from journal import kinds
 from machines.lifecycle import (
     FAILED,
     GATES,
-    MANAGEMENT_PREREQUISITE,
     MILESTONES,
     NEW,
     TARGET_OF,
     WAITING,
+    management_lacks,
     milestone_index,
 )
 
@@ -180,11 +180,10 @@ class Progress:
         reached = milestone_index(state)
         if reached >= len(MILESTONES):
             return None
-        prerequisite = MANAGEMENT_PREREQUISITE.get(MILESTONES[reached])
-        manager = self.states.get(self.management, NEW)
-        if prerequisite and milestone_index(manager) < milestone_index(prerequisite):
-            return f"waits for {self.management}: {prerequisite}"
-        return None
+        lacks = management_lacks(
+            MILESTONES[reached], self.states.get(self.management, NEW), self.steps.get(self.management)
+        )
+        return f"waits for {self.management}: {lacks}" if lacks else None
 
     def _rank(self, node: str) -> int:
         state = self.states[node]

@@ -21,6 +21,7 @@ from machines.lifecycle import (
     TRANSITIONS,
     WAITING,
     definition_hash,
+    management_lacks,
     milestone_index,
 )
 from machines.node import Fleet, NodeModel
@@ -282,8 +283,9 @@ def test_definition_hash_is_the_same_in_every_process() -> None:
 
 
 # The hash of the current definition. It changed when the Conferencing Node's provision_node step
-# was added (7f4e2345cb35...: journals written before it resume only with --allow-version-change).
-DEFINITION_HASH = "fe87a4b079c248b7ccee17c9210e519252c21a5249c9c85eb7de01ea6b31fadd"
+# was added (7f4e2345cb35...), and again when a Conferencing Node's certified milestone began to wait for
+# a step of the Manager's (fe87a4b079c2...): journals written before resume only with --allow-version-change.
+DEFINITION_HASH = "9c13900bb372ee59492b5a7b6325bb2b8dd4478eb12dc49623d41d82ddd4abf1"
 
 
 def test_every_gate_says_who_opens_it() -> None:
@@ -301,3 +303,26 @@ def test_who_opens_a_gate_leaves_the_definition_hash_alone() -> None:
         assert definition_hash() == DEFINITION_HASH
     finally:
         GATES["certificate"]["opens_by"] = "ca"
+
+
+@pytest.mark.parametrize(
+    ("milestone", "state", "step", "lacks"),
+    [
+        ("deployed", None, None, "hardened"),
+        ("deployed", "hardening", "global_settings", "hardened"),
+        ("deployed", "hardened", None, None),
+        ("reserved", NEW, None, None),  # no guard
+        ("certified", "hardened", None, "trusted_ca_chain"),  # the Manager's certified milestone not begun
+        ("certified", "certifying", "trusted_ca_chain", "trusted_ca_chain"),  # in progress, not committed
+        ("certified", "certifying", "create_csr", None),  # trusted_ca_chain committed
+        ("certified", "awaiting_certificate", "install_certificate", None),  # the Manager waits for its own
+        ("certified", "certified", None, None),
+        ("certified", FAILED, "create_csr", "trusted_ca_chain"),  # a failed Manager blocks (plan's view)
+        ("ldap_authenticated", "certified", None, "ldap_authenticated"),
+    ],
+)
+def test_what_a_conferencing_node_waits_for_on_the_manager(
+    milestone: str, state: str | None, step: str | None, lacks: str | None
+) -> None:
+    """The cross-node guards: a Manager's milestone, or one step of it (trusted_ca_chain before certified)."""
+    assert management_lacks(milestone, state, step) == lacks

@@ -101,3 +101,23 @@ def test_a_run_left_in_maintenance_ends_saying_so_not_a_gate(capsys: pytest.Capt
     assert _format.report(report, as_json=False) == 3
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("in maintenance") and "maintenance NODE off" in last and "gate" not in last
+
+
+def test_a_conferencing_node_waits_for_the_managers_certificates_before_its_own(config: Path) -> None:
+    """The Manager in maintenance once hardened: a Conferencing Node goes on up to its certified milestone and
+    waits there (the Manager trusts no CA yet: completing the node's CSR would consume it for a certificate the
+    Manager does not recognise, and the node would fail asking for a new CSR). Once the Manager goes on, both end."""
+    assert _cli(config, "-q", "run", MGR)[0] == 3  # at the security wizard's gate
+    assert _cli(config, "-q", "approve", MGR, "security_wizard", "--by", "alice")[0] == 0
+    assert _cli(config, "-q", "run", MGR, "--until", "hardened")[0] == 0
+    assert _cli(config, "-q", "maintenance", MGR, "on", "--by", "bob", "--reason", "test")[0] == 0
+    code, lines = _cli(config, "run")
+    assert code == 3, lines
+    assert f"{CONF}: blocked: waits for the Management Node's trusted_ca_chain before certified" in "\n".join(lines)
+    with Journal.open(config.parent / "orchestrator.journal.sqlite", readonly=True) as journal:
+        assert {row.state for row in journal.nodes()} == {"hardened"}  # the Manager and every Conferencing Node
+    assert _cli(config, "-q", "maintenance", MGR, "off", "--by", "bob")[0] == 0
+    assert _cli(config, "-q", "resume", "--all")[0] == 0
+    with Journal.open(config.parent / "orchestrator.journal.sqlite", readonly=True) as journal:
+        assert {row.state for row in journal.nodes()} == {"ldap_authenticated"}
+        assert not list(journal.events(kinds=[kinds.STEP_FAILED]))
