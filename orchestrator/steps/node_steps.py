@@ -145,9 +145,13 @@ async def _sync_status(ctx: StepContext) -> str | None:
 
 async def _observe_worker(ctx: StepContext) -> dict[str, Any]:
     worker = await worker_vm(ctx.pexip, ctx.node.name)
+    if worker is None:
+        return {"worker": None, "stored": None, "sync": None}
+    sync = await _sync_status(ctx)
+    # A SYNCED node needs no file (neither step's diff asks for it then), so it is not read and decrypted for
+    # nothing (issue #11: the verify of provision_node, and every observation of a resumed run's synced nodes).
     # Only this worker_vm's answer counts: a file another worker_vm of the node left is lost to this one.
-    stored = _store(ctx).sha256(ctx.node.name, worker["resource_uri"]) if worker is not None else None
-    sync = await _sync_status(ctx) if worker is not None else None
+    stored = _store(ctx).sha256(ctx.node.name, worker["resource_uri"]) if sync != "SYNCED" else None
     return {"worker": worker, "stored": stored, "sync": sync}
 
 
