@@ -47,15 +47,20 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+# A rowid table, not WITHOUT ROWID: most values are 0.5-2 KB (VMs, worker_vms, certificates), past what an index
+# b-tree's page keeps inline (about a quarter page), so WITHOUT ROWID put each on an overflow page of its own and
+# every commit rewrote those pages (issue #11: a 1000-node world 16 MB -> 9 MB, its 3,100 commits ~40% less CPU).
+# The effects' seq is the rowid without AUTOINCREMENT: rows are never deleted, so it grows all the same, and no
+# sqlite_sequence page is written by every commit. A world file made before keeps its tables: the SQL is the same.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     system TEXT NOT NULL,
     key    TEXT NOT NULL,
     value  TEXT NOT NULL,          -- JSON
     PRIMARY KEY (system, key)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS effects (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq    INTEGER PRIMARY KEY,
     at     TEXT NOT NULL,          -- UTC, ISO 8601
     node   TEXT NOT NULL,
     kind   TEXT NOT NULL,
@@ -89,6 +94,14 @@ def connect(path: Path, *, shared: bool) -> sqlite3.Connection:
     return conn
 
 
+# An upsert, not INSERT OR REPLACE: that deletes the row and inserts it under a new rowid (index and table both
+# rewritten); this updates the value where it stands.
+_PUT = (
+    "INSERT INTO kv (system, key, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (system, key) DO UPDATE SET value = excluded.value"
+)
+
+
 def write(conn: sqlite3.Connection, pending: dict[tuple[str, str], str | None], effects: Sequence[Effect]) -> None:
     """One transaction: the pending values (``None`` deletes) and the effects' records, all or nothing."""
     at = datetime.now(UTC).isoformat(timespec="microseconds")
@@ -97,7 +110,7 @@ def write(conn: sqlite3.Connection, pending: dict[tuple[str, str], str | None], 
     conn.execute("BEGIN")
     try:
         if puts:
-            conn.executemany("INSERT OR REPLACE INTO kv (system, key, value) VALUES (?, ?, ?)", puts)
+            conn.executemany(_PUT, puts)
         if deletes:
             conn.executemany("DELETE FROM kv WHERE system = ? AND key = ?", deletes)
         if effects:

@@ -143,11 +143,22 @@ async def _sync_status(ctx: StepContext) -> str | None:
     return None
 
 
-async def _observe_worker(ctx: StepContext) -> dict[str, Any]:
+async def _observe_worker(ctx: StepContext, *, keep_body: bool = False) -> dict[str, Any]:
+    """The node's worker_vm, the SHA-256 of its stored file and its sync status. ``keep_body``: the file read is
+    kept in the attempt's ``scratch`` (never journaled) for the upload, which would otherwise decrypt it again."""
     worker = await worker_vm(ctx.pexip, ctx.node.name)
+    if worker is None:
+        return {"worker": None, "stored": None, "sync": None}
+    sync = await _sync_status(ctx)
+    # A SYNCED node needs no file (neither step's diff asks for it then), so it is not read and decrypted for
+    # nothing (issue #11: the verify of provision_node, and every observation of a resumed run's synced nodes).
+    if sync == "SYNCED":
+        return {"worker": worker, "stored": None, "sync": sync}
     # Only this worker_vm's answer counts: a file another worker_vm of the node left is lost to this one.
-    stored = _store(ctx).sha256(ctx.node.name, worker["resource_uri"]) if worker is not None else None
-    sync = await _sync_status(ctx) if worker is not None else None
+    body = _store(ctx).get(ctx.node.name, worker["resource_uri"])
+    if keep_body and body is not None:
+        ctx.scratch["bootstrap_body"] = (worker["resource_uri"], body)
+    stored = hashlib.sha256(body).hexdigest() if body is not None else None
     return {"worker": worker, "stored": stored, "sync": sync}
 
 
@@ -232,7 +243,7 @@ class ProvisionNode(Step):
     name = "provision_node"
 
     async def observe(self, ctx: StepContext) -> dict[str, Any]:
-        return {**await _observe_worker(ctx), "uploaded": ctx.scratch.get("bootstrap_uploaded")}
+        return {**await _observe_worker(ctx, keep_body=True), "uploaded": ctx.scratch.get("bootstrap_uploaded")}
 
     def diff(self, ctx: StepContext, observed: dict[str, Any]) -> list[Change]:
         if observed["sync"] == "SYNCED":
@@ -259,7 +270,9 @@ class ProvisionNode(Step):
         provisioning = ctx.systems.provisioning
         if provisioning is None:
             raise Rejected(f"{ctx.node.name}: no provisioning adapter is wired: the bootstrap file cannot be uploaded")
-        body = _store(ctx).get(ctx.node.name, worker)
+        # The file as observed, unless the worker_vm was posted again since (its new file is read).
+        kept = ctx.scratch.pop("bootstrap_body", None)
+        body = kept[1] if kept is not None and kept[0] == worker else _store(ctx).get(ctx.node.name, worker)
         if body is None:
             raise Rejected(f"{ctx.node.name}: the bootstrap file vanished from {_store(ctx).directory} while uploading")
         await provisioning.upload_bootstrap(ctx.node, body)

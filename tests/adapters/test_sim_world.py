@@ -82,6 +82,48 @@ async def test_state_and_effects_persist_across_reopen(tmp_path: Path) -> None:
         w.close()
 
 
+async def test_a_rewritten_value_is_updated_where_it_stands(tmp_path: Path) -> None:
+    """A value written again keeps its row (an upsert, not a delete and insert: issue #11, the world's commits)."""
+    import sqlite3
+
+    w = SimWorld.open(tmp_path / "world.sqlite")
+    await w.apply([("vm", "a", {"power": "off"}), ("vm", "b", {"power": "off"})])
+    before = w._conn.execute("SELECT rowid, key FROM kv ORDER BY key").fetchall()
+    await w.apply([("vm", "a", {"power": "on"})])
+    assert w._conn.execute("SELECT rowid, key FROM kv ORDER BY key").fetchall() == before
+    w.close()
+    conn = sqlite3.connect(tmp_path / "world.sqlite")
+    assert conn.execute("SELECT value FROM kv WHERE key = 'a'").fetchone() == ('{"power":"on"}',)
+    conn.close()
+
+
+async def test_a_world_file_with_the_earlier_tables_is_read_and_written(tmp_path: Path) -> None:
+    """A world made before kv became a rowid table (WITHOUT ROWID, effects AUTOINCREMENT) resumes as it was."""
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "world.sqlite")
+    conn.executescript(
+        """
+        CREATE TABLE kv (system TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                         PRIMARY KEY (system, key)) WITHOUT ROWID;
+        CREATE TABLE effects (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, node TEXT NOT NULL,
+                              kind TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
+        INSERT INTO kv VALUES ('vm', 'a', '{"power":"off"}'), ('vm', 'b', '{"power":"off"}');
+        INSERT INTO effects (at, node, kind) VALUES ('2026-01-01T00:00:00+00:00', 'a', 'vm_import');
+        """
+    )
+    conn.close()
+    w = SimWorld.open(tmp_path / "world.sqlite")
+    await w.apply([("vm", "a", {"power": "on"}), ("vm", "b", None)], [Effect("a", "power_on")])
+    await w.aclose()
+    w = SimWorld.open(tmp_path / "world.sqlite")
+    try:
+        assert w.get("vm", "a") == {"power": "on"} and w.get("vm", "b") is None
+        assert [(e["seq"], e["kind"]) for e in w.effects()] == [(1, "vm_import"), (2, "power_on")]
+    finally:
+        w.close()
+
+
 async def test_cache_is_a_copy_of_what_was_applied(world: SimWorld) -> None:
     """Changing a dict after applying it does not change the world."""
     value = {"list": [1]}

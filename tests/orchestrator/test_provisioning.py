@@ -190,6 +190,66 @@ async def test_a_file_left_by_another_worker_vm_is_not_taken_for_this_ones(tmp_p
         await world.aclose()
 
 
+class _CountingStore(BootstrapStore):
+    """A store that counts the reads of a file (each one a read and a decryption)."""
+
+    reads = 0
+
+    def get(self, node: str, worker: str | None = None) -> bytes | None:
+        self.reads += 1
+        return super().get(node, worker)
+
+
+async def test_a_synced_nodes_file_is_not_read_to_observe_it(tmp_path: Path) -> None:
+    """Once the node is SYNCED neither bootstrap step needs its file: observing and verifying them reads none."""
+    deployment = simulated_deployment(2, tmp_path / "world.d")
+    world = SimWorld.open(tmp_path / "world.sqlite")
+    systems = open_systems(deployment, world)
+    try:
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            report = await api.drive(
+                deployment, journal, world=world, hooks=world, auto_approve=True, clock=FakeClock()
+            )
+        assert report.exit_code == 0
+        assert systems.bootstrap is not None
+        store = _CountingStore(systems.bootstrap.directory, deployment.pexip_api.bootstrap_key, deployment.name)
+        assert store.sha256(CONF) is not None and store.reads == 1  # the file is there, and readable
+        systems.bootstrap = store
+        for step in ("deployment_file", "provision_node"):
+            outcome = await execute(STEPS[step], StepContext(deployment, deployment.node(CONF), systems))
+            assert outcome is not None and outcome.changes == (), step
+        assert store.reads == 1
+    finally:
+        await systems.aclose()
+        await world.aclose()
+
+
+async def test_the_upload_sends_the_file_its_observation_read(tmp_path: Path) -> None:
+    """provision_node decrypts the node's file once: its observation's read is what the upload sends, and the
+    verify after it finds the node SYNCED (no read)."""
+    deployment = simulated_deployment(2, tmp_path / "world.d")
+    world = SimWorld.open(tmp_path / "world.sqlite", faults=f"permanent=provision_node@{CONF}")
+    systems = open_systems(deployment, world)
+    try:
+        with api.open_journal(tmp_path / "journal.sqlite") as journal:
+            report = await api.drive(
+                deployment, journal, world=world, hooks=world, auto_approve=True, clock=FakeClock()
+            )
+            assert report.exit_code == 1 and journal.node(CONF).step == "provision_node"
+        assert systems.bootstrap is not None
+        store = _CountingStore(systems.bootstrap.directory, deployment.pexip_api.bootstrap_key, deployment.name)
+        sha = store.sha256(CONF)
+        assert sha is not None and store.reads == 1
+        systems.bootstrap = store
+        outcome = await execute(STEPS["provision_node"], StepContext(deployment, deployment.node(CONF), systems))
+        assert outcome is not None and [c.field for c in outcome.changes] == ["bootstrap_file"]
+        assert store.reads == 2 and world.effects_summary()[CONF]["bootstrap_upload"] == 1
+        assert world.get("provisioning:node", CONF)["sha256"] == sha
+    finally:
+        await systems.aclose()
+        await world.aclose()
+
+
 async def test_the_worker_vm_password_is_masked_in_any_text(tmp_path: Path) -> None:
     """The random password posted with a Conferencing Node's worker_vm is masked by the redactor (by its shape)."""
     from config.secrets import REDACTED, REDACTOR
