@@ -74,15 +74,17 @@ def connect(path: Path, *, shared: bool) -> sqlite3.Connection:
     # Shared: the other process's transactions are short, but a write must wait them out.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10 if shared else 0.25)
     try:
-        # WAL + synchronous=NORMAL: a committed transaction survives kill -9 of this
-        # process (it is in the WAL file, replayed on open). It may not survive power
-        # loss; that is not what the simulated world simulates, the journal does that.
+        # WAL + synchronous=OFF: a committed transaction survives kill -9 of this process
+        # (it is in the WAL file, replayed on open); nothing is fsynced, not even the WAL's
+        # checkpoints into the file (issue #11: ~0.15 s of fsync waits in the event loop's thread
+        # of a 1000-node simulation). A power loss may lose or corrupt the world file: that is not
+        # what the simulated world simulates, the journal does that (synchronous=FULL).
         # One owner at a time: the cache would go stale under a second writer. (Set
         # before WAL so that no shared-memory index is used at all.)
         if not shared:
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA cache_size=-256")  # 256 KiB: values are read by primary key, hot ones cached above
         # A checkpoint every 16 MiB of WAL, not 4: each one fsyncs the WAL and the file, in the event loop's
         # thread (issue #11: 5,000 one-row transactions 1.4 -> 1.0 s wall here). The WAL is reset after each.
