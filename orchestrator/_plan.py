@@ -29,7 +29,15 @@ from config.errors import OrchestratorError, Unknowable
 from config.model import Deployment
 from config.secrets import REDACTOR, Secret
 from journal import Journal
-from machines.lifecycle import FAILED, GATE_OF_STEP, GATES, LDAP_AUTHENTICATED, MANAGEMENT_PREREQUISITE, milestone_index
+from machines.lifecycle import (
+    FAILED,
+    GATE_OF_STEP,
+    GATES,
+    LDAP_AUTHENTICATED,
+    MILESTONES,
+    management_lacks,
+    milestone_index,
+)
 from machines.plan import remaining_steps
 from orchestrator import _standby
 from orchestrator import steps as step_impls
@@ -162,25 +170,32 @@ def _prerequisite_pending(
     deployment: Deployment,
     milestone: str,
     planned: dict[str, list[dict[str, Any]]],
-    states: dict[str, str],
+    starts: dict[str, tuple[str, str | None]],
     mgr_until: str | None,
 ) -> tuple[str, str] | None:
     """Whether a Conferencing Node's ``milestone`` waits for the Management Node: ``("unknown", "pexip-mgr:
     hardened")`` when steps still to run take it there (this node then observes a world not made yet),
     ``("blocked", why)`` when this run does not take it there (``mgr_until``: where the run stops it; None: not
     driven)."""
-    needed = MANAGEMENT_PREREQUISITE.get(milestone)
     mgr = deployment.management.name
-    if needed is None or milestone_index(states.get(mgr, "new")) >= milestone_index(needed):
+    needed = management_lacks(milestone, *starts.get(mgr, ("new", None)))
+    if needed is None:
         return None
-    if mgr_until is None or milestone_index(mgr_until) < milestone_index(needed):
+    if mgr_until is None or management_lacks(milestone, mgr_until, None) is not None:
         driven = f"--until {mgr_until} stops it before" if mgr_until else "it is not among the nodes of this run"
         return "blocked", f"waits for {mgr}: {needed}, and {driven}"
     rows = planned.get(mgr)
-    upto = milestone_index(needed)
-    if rows is not None and all(r["status"] == "ok" for r in rows if milestone_index(r["milestone"]) <= upto):
+    if rows is not None and all(r["status"] == "ok" for r in _rows_up_to(rows, needed)):
         return None
     return "unknown", f"{mgr}: {needed}"
+
+
+def _rows_up_to(rows: list[dict[str, Any]], needed: str) -> list[dict[str, Any]]:
+    """The Manager's planned rows up to ``needed``: a milestone (its rows and those before), or a step (itself too)."""
+    if needed in MILESTONES:
+        return [r for r in rows if milestone_index(r["milestone"]) <= milestone_index(needed)]
+    at = next((i for i, r in enumerate(rows) if r["step"] == needed), len(rows) - 1)
+    return rows[: at + 1]
 
 
 def _gate_of(
@@ -212,7 +227,7 @@ async def _plan_node(
     start: tuple[str, str | None],
     until: str,
     planned: dict[str, list[dict[str, Any]]],
-    states: dict[str, str],
+    starts: dict[str, tuple[str, str | None]],
     seen: _Observations,
     mgr_until: str | None,
     held: str | None,
@@ -227,7 +242,7 @@ async def _plan_node(
         row: dict[str, Any] = {"milestone": milestone, "step": step_name}
         waits = None
         if spec.role == "conferencing" and not known_after and not blocked:
-            waits = _prerequisite_pending(deployment, milestone, planned, states, mgr_until)
+            waits = _prerequisite_pending(deployment, milestone, planned, starts, mgr_until)
         if waits and waits[0] == "blocked":
             blocked = waits[1]
         if blocked:  # this run never gets this node past here: neither this step nor any after it runs
@@ -298,7 +313,6 @@ async def plan_steps(
         if r is not None and r.maintenance:
             held[spec.name] = f"{spec.name} is in maintenance; `orchestrator maintenance {spec.name} off` lets it go on"
         starts[spec.name] = (state, step)
-    states = {n: s for n, (s, _) in starts.items()}
     result = Plan(deployment=deployment.name, until=until, selected=sorted(nodes) if nodes else None)
     seen = _Observations()
     chosen = [s for s in deployment.nodes if not nodes or s.name in nodes]
@@ -312,7 +326,7 @@ async def plan_steps(
             starts[spec.name],
             until,
             result.nodes,
-            states,
+            starts,
             seen,
             mgr_until,
             held.get(spec.name),

@@ -304,3 +304,28 @@ def test_the_json_plan_keeps_its_documented_shape(config: Path) -> None:
         "world_sha256",
         "journal_head",
     }
+
+
+async def test_a_conferencing_nodes_certified_steps_are_blocked_while_the_manager_does_not_trust_the_ca(
+    tmp_path: Path,
+) -> None:
+    """Every node at hardened, the Manager not in this run: a Conferencing Node's certified rows (and those after)
+    are blocked on the Manager's trusted_ca_chain, as the run stops there."""
+    from adapters.sim.world import SimWorld
+    from config.load import simulated_deployment
+    from journal import Journal
+    from orchestrator import api
+    from tests.orchestrator.conftest import run_on
+
+    deployment = simulated_deployment(2, tmp_path / "world.d")
+    world = SimWorld.open(tmp_path / "w.sqlite")
+    try:
+        with Journal.open(tmp_path / "j.sqlite") as journal:
+            assert (await run_on(deployment, journal, world, until="hardened")).exit_code == 0
+            plan = await api.plan_steps(deployment, journal, world=world, nodes=["pexip-conf-00001"])
+    finally:
+        await world.aclose()
+    rows = plan.nodes["pexip-conf-00001"]
+    blocked = [r for r in rows if r["status"] == "blocked"]
+    assert [r["milestone"] for r in blocked] == ["certified"] * 3 + ["ldap_authenticated"], rows
+    assert blocked[0]["reason"] == "waits for pexip-mgr: trusted_ca_chain, and it is not among the nodes of this run"
