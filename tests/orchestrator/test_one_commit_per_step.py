@@ -161,17 +161,22 @@ async def test_group_commit_never_splits_a_group() -> None:
     assert writes == [[1, 2], [3, 4, 5], [6, 7, 8, 9]]  # a group bigger than the limit goes alone, whole
 
 
-async def test_the_commit_window_ends_once_every_writer_not_parked_waits() -> None:
-    """A commit does not sit out the window while the only other writer waits on a slot (issue #11: the
-    Management Node's steps waited 10 ms each while every Conferencing Node waited for it): without the
-    early end this waits the whole hour and wait_for fails."""
+def _windowed(writers: int) -> tuple[GroupCommitter, list[list[int]]]:
+    """A committer with an hour's window among ``writers`` writers, and the transactions it writes."""
     writes: list[list[int]] = []
 
     def write(items: list[int]) -> list[int]:
         writes.append(items)
         return items
 
-    committer = GroupCommitter(write, window_s=3600.0, writers=lambda: 2)
+    return GroupCommitter(write, window_s=3600.0, writers=lambda: writers), writes
+
+
+async def test_the_commit_window_ends_once_every_writer_not_parked_waits() -> None:
+    """A commit does not sit out the window while the only other writer waits on a slot (issue #11: the
+    Management Node's steps waited 10 ms each while every Conferencing Node waited for it): without the
+    early end this waits the whole hour and wait_for fails."""
+    committer, writes = _windowed(writers=2)
     slot = Slots(1, committer)
     await slot.acquire()
     parked = asyncio.create_task(slot.acquire())  # the second writer waits for a slot: it cannot join soon
@@ -184,13 +189,7 @@ async def test_the_commit_window_ends_once_every_writer_not_parked_waits() -> No
 
 async def test_the_commit_window_waits_for_a_writer_that_is_running() -> None:
     """While another writer runs, the window stays open and its commit lands in the same transaction."""
-    writes: list[list[int]] = []
-
-    def write(items: list[int]) -> list[int]:
-        writes.append(items)
-        return items
-
-    committer = GroupCommitter(write, window_s=3600.0, writers=lambda: 2)
+    committer, writes = _windowed(writers=2)
 
     async def running() -> int:
         for _ in range(5):
@@ -206,13 +205,7 @@ async def test_the_commit_window_waits_for_a_writer_that_is_running() -> None:
 async def test_the_commit_window_waits_for_a_writer_a_slot_just_woke() -> None:
     """A writer woken by a slot's release, not resumed yet when the commit comes, is waited for: its commit
     lands in the same transaction (a flush at once would leave it a transaction of its own)."""
-    writes: list[list[int]] = []
-
-    def write(items: list[int]) -> list[int]:
-        writes.append(items)
-        return items
-
-    committer = GroupCommitter(write, window_s=3600.0, writers=lambda: 2)
+    committer, writes = _windowed(writers=2)
     slot = Slots(1, committer)
     await slot.acquire()
 
