@@ -20,8 +20,10 @@ from adapters.sim._store import reload as _reload
 __all__ = ["WorldCache"]
 
 _MISSING = object()
-# Decoded values kept in memory: the working set of the nodes in flight, not the whole world.
-_RECENT_VALUES = 128
+# Decoded values kept in memory: the working set of the nodes in flight, not the whole world. 256, not 128: at 1000
+# nodes 128 missed 6.0 reads per node (each a SELECT and a JSON decode), 256 misses 0.43, 384 none but costs the
+# simulate benchmark's 10 KB per node (issue #11: bench/simulate_bench.py 9.6-9.7 KB at 128 and 256, 10.25 at 384).
+_RECENT_VALUES = 256
 
 
 class WorldCache:
