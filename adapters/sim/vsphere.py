@@ -269,10 +269,18 @@ class SimVSphere:
         return cast(dict[str, Any], stored)
 
 
-def _home_datastore_iops(vm: dict[str, Any]) -> int:
-    """The IOPS limits of a VM's disks on the datastore it is kept on (an unlimited disk counts none)."""
+def _home_datastore_iops(vm: Any) -> int:
+    """The IOPS limits of a VM's disks on the datastore it is kept on (an unlimited disk counts none).
+
+    Kept by every write of a VM record, whoever writes it (a test, the bridge): what is not a VM's counts none."""
+    if not isinstance(vm, dict):
+        return 0
     home = vm.get("datastore")
-    return sum(d["iops_limit"] for d in vm.get("disks", ()) if d["datastore"] == home and d["iops_limit"] > 0)
+    return sum(
+        d.get("iops_limit", 0)
+        for d in vm.get("disks", ())
+        if isinstance(d, dict) and d.get("datastore") == home and d.get("iops_limit", 0) > 0
+    )
 
 
 def _check_ours(vm: dict[str, Any], identity: str) -> None:
