@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from adapters.sim._store import hashable as _hashable
@@ -20,8 +20,10 @@ from adapters.sim._store import reload as _reload
 __all__ = ["WorldCache"]
 
 _MISSING = object()
-# Decoded values kept in memory: the working set of the nodes in flight, not the whole world.
-_RECENT_VALUES = 128
+# Decoded values kept in memory: the working set of the nodes in flight, not the whole world. 256, not 128: at 1000
+# nodes 128 missed 6.0 reads per node (each a SELECT and a JSON decode), 256 misses 0.43, 384 none but costs the
+# simulate benchmark's 10 KB per node (issue #11: bench/simulate_bench.py 9.6-9.7 KB at 128 and 256, 10.25 at 384).
+_RECENT_VALUES = 256
 
 
 class WorldCache:
@@ -40,6 +42,8 @@ class WorldCache:
         self._versions: defaultdict[str, int] = defaultdict(int)
         self._indexes: dict[tuple[str, str], dict[Any, Any]] = {}
         self._indexed: dict[str, list[tuple[str, dict[Any, Any]]]] = {}  # system -> its (field, index) pairs
+        self._derived: dict[tuple[str, str], dict[str, Any]] = {}  # (system, name) -> {key: fn(value)}
+        self._deriving: dict[str, list[tuple[Callable[[Any], Any], dict[str, Any]]]] = {}  # system -> (fn, table)
         self._pending: dict[tuple[str, str], str | None] = {}  # written, not yet committed (JSON; None: deleted)
         for system, key in conn.execute("SELECT system, key FROM kv"):
             self._keys[system].add(key)
@@ -53,6 +57,8 @@ class WorldCache:
         self._keys, self._recent = _reload(self._conn, self._pending)
         self._indexes.clear()
         self._indexed.clear()
+        self._derived.clear()
+        self._deriving.clear()
         for system in set(self._keys) | set(self._versions):
             self._versions[system] += 1
 
@@ -117,6 +123,22 @@ class WorldCache:
         found = index.get(value, ())
         return [found] if isinstance(found, str) else sorted(found)
 
+    def derived(self, system: str, name: str, fn: Callable[[Any], Any]) -> dict[str, Any]:
+        """``{key: fn(value)}`` for every value of ``system``: read-only, built on first use (under ``name``, with
+        ``fn``) and kept up to date by every write, as :meth:`lookup`'s indexes are.
+
+        For a twin that reads a small part of many values on each call (vSphere's datastore IOPS sum): a dict
+        look-up per key instead of a value read through the bounded cache, which those reads would churn.
+        """
+        if self._shared:
+            self._sync()
+        table = self._derived.get((system, name))
+        if table is None:
+            table = {key: fn(value) for key, value in self.items(system)}
+            self._derived[(system, name)] = table
+            self._deriving.setdefault(system, []).append((fn, table))
+        return table
+
     def version(self, system: str) -> int:
         """How many changes ``system`` has seen since open (for callers' caches)."""
         if self._shared:
@@ -137,6 +159,11 @@ class WorldCache:
                 _index_discard(index, old.get(field), key)
             if isinstance(value, dict) and _hashable(value.get(field)):
                 _index_add(index, value.get(field), key)
+        for fn, table in self._deriving.get(system, ()):
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = fn(value)
         if value is None:
             self._keys[system].discard(key)
             self._recent.pop((system, key), None)

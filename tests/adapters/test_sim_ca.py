@@ -150,6 +150,40 @@ async def test_the_same_csr_polled_again_is_not_checked_again(
         w.close()
 
 
+def test_a_csr_made_here_is_not_verified_again_and_any_other_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_csr() checks a CSR's signature unless it is the very text make_csr() made in this process (signed then,
+    with its key); a CSR made elsewhere, even of the same subject, is checked."""
+    key = pki.new_key("ECDSAP256")
+    made = pki.make_csr(key, "conf1.example.com", "", [], False)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "conf1.example.com")])
+    elsewhere = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    checked: list[bytes] = []
+    parse = x509.load_pem_x509_csr
+
+    class Watched:
+        """The real CSR, its signature check written down: the count is what is asserted."""
+
+        def __init__(self, data: bytes) -> None:
+            self._csr, self._data = parse(data), data
+
+        @property
+        def is_signature_valid(self) -> bool:
+            checked.append(self._data)
+            return self._csr.is_signature_valid
+
+    monkeypatch.setattr(pki.x509, "load_pem_x509_csr", Watched)
+    pki.load_csr(made)
+    pki.load_csr(elsewhere)
+    pki.load_csr(made)
+    assert checked == [elsewhere.encode()]
+
+
 def test_a_certificate_names_the_csrs_dns_names_then_its_addresses_and_nothing_else() -> None:
     """sign_csr copies the CSR's DNS names, then its IP addresses, and no other kind of name; without any, its CN."""
     key_pem, root_pem = pki.make_root("Test root", "ECDSAP256")

@@ -105,6 +105,25 @@ async def test_reservation_is_replaced_whole(world: SimWorld, vsphere: SimVSpher
     assert world.effects_summary()[mgr.name]["reservation_set"] == 1
 
 
+async def test_datastore_iops_follow_every_vm_change(world: SimWorld, vsphere: SimVSphere) -> None:
+    """The IOPS in use on a datastore: the limited disks on it of the VMs kept there, but the one excluded, as they
+    are now (a limit changed, a VM gone, a disk elsewhere or unlimited)."""
+
+    def vm(*disks: tuple[str, int]) -> dict[str, object]:
+        return {
+            "datastore": "ds1",
+            "disks": [{"key": 2000 + i, "datastore": d, "iops_limit": n} for i, (d, n) in enumerate(disks)],
+        }
+
+    await world.apply([(VM, "a", vm(("ds1", 100), ("ds2", 7))), (VM, "b", vm(("ds1", 50), ("ds1", -1)))])
+    assert await vsphere.datastore_iops_in_use("ds1", exclude_vm="c") == 150
+    assert await vsphere.datastore_iops_in_use("ds1", exclude_vm="a") == 50
+    await world.apply([(VM, "b", vm(("ds1", 30), ("ds1", 20))), (VM, "c", vm(("ds1", 5)))])
+    assert await vsphere.datastore_iops_in_use("ds1", exclude_vm="x") == 155
+    await world.apply([(VM, "a", None), (VM, "partial", {"datastore": "ds1"})])  # a record without disks counts none
+    assert await vsphere.datastore_iops_in_use("ds1", exclude_vm="c") == 50
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

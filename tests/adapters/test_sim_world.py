@@ -195,6 +195,15 @@ async def test_lookup_index_follows_updates(world: SimWorld) -> None:
     assert world.lookup("obj", "name", "b") == ["3"]
 
 
+async def test_derived_values_follow_updates(world: SimWorld) -> None:
+    """derived() holds fn(value) of each key, built on first use and kept by every later write and deletion."""
+    await world.apply([("obj", "1", {"n": 1}), ("obj", "2", {"n": 2})])
+    doubled = world.derived("obj", "doubled", lambda v: 2 * v["n"])
+    assert doubled == {"1": 2, "2": 4}
+    await world.apply([("obj", "1", {"n": 5}), ("obj", "3", {"n": 3}), ("obj", "2", None), ("other", "1", {"n": 9})])
+    assert world.derived("obj", "doubled", lambda v: 2 * v["n"]) == {"1": 10, "3": 6}
+
+
 async def test_second_owner_is_refused(world: SimWorld) -> None:
     """A second open of a world in use fails clearly instead of sharing a stale cache."""
     with pytest.raises(ConfigError, match="--world.*another simulation"):

@@ -12,15 +12,17 @@ from config.errors import ConfigError
 
 
 async def test_two_shared_owners_see_each_others_commits(tmp_path: Path) -> None:
-    """A commit of one is read by the other: values, keys, indexes and versions follow."""
+    """A commit of one is read by the other: values, keys, indexes, derived values and versions follow."""
     path = tmp_path / "world.sqlite"
     lab, run = SimWorld.open(path, shared=True), SimWorld.open(path, shared=True)
     try:
         assert run.lookup("pexip:worker_vm", "name", "conf-1") == []
+        assert run.derived("pexip:worker_vm", "names", lambda v: v["name"]) == {}
         version = run.version("pexip:worker_vm")
         await lab.apply([("pexip:worker_vm", "1", {"name": "conf-1"})])
         assert run.get("pexip:worker_vm", "1") == {"name": "conf-1"}
         assert run.lookup("pexip:worker_vm", "name", "conf-1") == ["1"]
+        assert run.derived("pexip:worker_vm", "names", lambda v: v["name"]) == {"1": "conf-1"}
         assert run.version("pexip:worker_vm") > version
         await run.apply([("pexip:worker_vm", "1", None), ("vsphere:vm", "conf-1", {"power_state": "poweredOn"})])
         assert lab.get("pexip:worker_vm", "1") is None and [k for k, _ in lab.items("vsphere:vm")] == ["conf-1"]
