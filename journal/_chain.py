@@ -209,6 +209,16 @@ class ChainChecker:
 
     def link(self, seq: Any, prev_hash: Any, stored: Any, computed: str, where: str = "") -> None:
         """Check one row whose hash was computed by the caller."""
+        last_seq = self.last_seq
+        # The common case, a row that links, first: nothing to name (#11: the row's name was formatted for every
+        # event a check read, problem or not).
+        if computed != stored or seq != last_seq + 1 or prev_hash != self.last_hash or not self.contiguous:
+            self._problems_of(seq, prev_hash, stored, computed, where)
+        self.count += 1
+        self.last_seq = seq if isinstance(seq, int) else last_seq
+        self.last_hash = stored
+
+    def _problems_of(self, seq: Any, prev_hash: Any, stored: Any, computed: str, where: str) -> None:
         at = where or f"{self.label} seq {seq}"
         if computed != stored:
             self.problem(f"{at}: content does not match its hash (the row was edited)")
@@ -223,9 +233,6 @@ class ChainChecker:
             self.problem(
                 f"{at}: prev_hash does not link to seq {self.last_seq} (a row was deleted, inserted or reordered)"
             )
-        self.count += 1
-        self.last_seq = seq if isinstance(seq, int) else self.last_seq
-        self.last_hash = stored
 
     def finish(self) -> list[str]:
         """The problems found, with a count of those left out."""
