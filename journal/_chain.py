@@ -26,6 +26,8 @@ __all__ = [
     "GENESIS",
     "canonical_json",
     "event_hash",
+    "content_parts",
+    "hash_of_parts",
     "row_hash",
     "head_record",
     "check_head",
@@ -79,6 +81,42 @@ def _js(value: Any) -> str:
     return canonical_json(value)
 
 
+def content_parts(
+    actor: str, attempt: int, from_state: str | None, kind: str, step: str | None, to_state: str | None
+) -> tuple[str, str, str, str]:
+    """An event's hashed content around its per-event fields (at, key, node, payload, seq, sets), in four parts.
+
+    These six fields repeat across nodes and commits (one step of a thousand nodes): the write path keeps the
+    parts of each cleaned combination (journal/_prepare.py) instead of encoding them again for every event (#11).
+    :func:`event_hash` is made of this and :func:`hash_of_parts`: the content's layout is written once.
+    """
+    return (
+        f'{{"actor":{_js(actor)},"at":',
+        f',"attempt":{_js(attempt)},"from_state":{_js(from_state)},"key":',
+        f',"kind":{_js(kind)},"node":',
+        f',"step":{_js(step)},"to_state":{_js(to_state)}}}',
+    )
+
+
+def hash_of_parts(
+    prev_hash: str,
+    parts: tuple[str, str, str, str],
+    at_text: str,
+    key: str | None,
+    node: str | None,
+    payload_text: str,
+    seq: int,
+    sets_text: str,
+) -> str:
+    """:func:`event_hash` from :func:`content_parts` and ``at_text``, the JSON of ``at`` (one per commit)."""
+    actor_at, attempt_key, kind_node, step_to = parts
+    content = (
+        f'{actor_at}{at_text}{attempt_key}{_js(key)}{kind_node}{_js(node)},"payload":{payload_text},'
+        f'"seq":{_js(seq)},"sets":{sets_text}{step_to}'
+    )
+    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
 def event_hash(
     prev_hash: str,
     seq: int,
@@ -98,15 +136,10 @@ def event_hash(
 
     ``content`` is the object of the twelve fields below; ``payload_text`` and
     ``sets_text`` must already be canonical JSON. The string is assembled in sorted-key
-    order by hand, and equals ``canonical_json`` of the dict (a test pins that).
+    order by hand (:func:`content_parts`), and equals ``canonical_json`` of the dict (a test pins that).
     """
-    content = (
-        f'{{"actor":{_js(actor)},"at":{_js(at)},"attempt":{_js(attempt)},'
-        f'"from_state":{_js(from_state)},"key":{_js(key)},"kind":{_js(kind)},'
-        f'"node":{_js(node)},"payload":{payload_text},"seq":{_js(seq)},"sets":{sets_text},'
-        f'"step":{_js(step)},"to_state":{_js(to_state)}}}'
-    )
-    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+    parts = content_parts(actor, attempt, from_state, kind, step, to_state)
+    return hash_of_parts(prev_hash, parts, _js(at), key, node, payload_text, seq, sets_text)
 
 
 def row_hash(row: tuple[Any, ...] | list[Any]) -> str:
