@@ -23,7 +23,7 @@ from typing import Any
 
 from config.errors import ConfigError, JournalError
 from journal import _checkpoints, _head, _latency, kinds
-from journal._chain import event_hash, head_record
+from journal._chain import _js, hash_of_parts, head_record
 from journal._leases import LeaseMethods
 from journal._prepare import INSERT_EVENT, UPSERT_META, Prepared, update_sql
 from journal._records import Event, Transition, VerifyReport
@@ -148,23 +148,10 @@ class Journal(LeaseMethods):
         seq, prev = self._head_for_write(conn)
         at = utc_now()
         rows = []
+        at_text = _js(at)  # the same for every event of the transaction
         for p in prepared:
             seq += 1
-            digest = event_hash(
-                prev,
-                seq,
-                at,
-                p.node,
-                p.kind,
-                p.step,
-                p.attempt,
-                p.key,
-                p.from_state,
-                p.to_state,
-                p.actor,
-                p.payload_text,
-                p.sets_text,
-            )
+            digest = hash_of_parts(prev, p.parts, at_text, p.key, p.node, p.payload_text, seq, p.sets_text)
             rows.append(
                 (
                     seq,

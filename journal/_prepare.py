@@ -12,7 +12,7 @@ import operator
 from typing import Any
 
 from config.secrets import REDACTOR
-from journal._chain import _encode_str, _js, canonical_json
+from journal._chain import _encode_str, _js, canonical_json, content_parts
 from journal._records import EVENT_COLUMNS, NODE_COLUMNS, Transition
 
 __all__ = ["UPDATABLE", "Prepared", "update_sql", "EVENT_SELECT", "NODE_SELECT", "INSERT_EVENT", "UPSERT_META"]
@@ -40,10 +40,11 @@ def update_sql(columns: tuple[str, ...]) -> str:
     return sql
 
 
-# A node-row update cleaned: (the event's to_state, the UPDATE, its values, the columns set, as canonical JSON).
-_Cleaned = tuple[str | None, str, tuple[Any, ...], dict[str, Any], str]
+# A node-row update cleaned: (the event's to_state, the UPDATE, its values, the columns set, as canonical JSON,
+# the event's content_parts).
+_Cleaned = tuple[str | None, str, tuple[Any, ...], dict[str, Any], str, tuple[str, str, str, str]]
 _KEPT: dict[Any, _Cleaned] = {}  # Prepared._prepare_update's, by what a cleaning depends on
-_KEPT_MAX = 256  # distinct updates of a 1000-node simulation: 62 (steps x attempts, states)
+_KEPT_MAX = 256  # distinct keys of a 1000-node simulation: 66 (steps x attempts, states, kinds)
 
 
 def _nullable(field: str, value: Any) -> str | None:
@@ -74,6 +75,7 @@ class Prepared:
         "sets_text",
         "sql",
         "values",
+        "parts",
     )
 
     def __init__(self, t: Transition, *, decode: bool = True) -> None:
@@ -108,21 +110,29 @@ class Prepared:
         self.sets: dict[str, Any] = {}
         self.sets_text = "{}"
         if self.node is not None:
-            self._prepare_update(t.update)
+            self._prepare_update(t.update, decode)
         elif t.update:
             raise ValueError(f"Transition {t.kind!r}: update needs a node (a run-level event has node=None)")
+        else:
+            self.parts = content_parts(self.actor, self.attempt, self.from_state, self.kind, self.step, self.to_state)
 
-    def _prepare_update(self, update: Any) -> None:
+    def _prepare_update(self, update: Any, own_sets: bool) -> None:
         # The engine's updates repeat (a step's name and attempt, a state, no error) across nodes and commits:
         # what a cleaning made of one is kept (#11). The key holds the update, the event's to_state, and for
         # each value its scrubbed text (a secret registered since changes it) or its type (1.0 and True are
-        # not the int 1): what the cleaning depends on, so a hit is what it would make again.
+        # not the int 1): what the cleaning depends on, so a hit is what it would make again. With the event's
+        # other cleaned fields of content_parts (an exact int attempt, texts scrubbed), it also keeps those parts.
         scrub = REDACTOR.scrub_text
         items = tuple(update.items()) if update else ()
         key: tuple[Any, ...] | None = (
             self.to_state,
             items,
             tuple([scrub(v) if type(v) is str else type(v) for _, v in items]),
+            self.kind,
+            self.actor,
+            self.step,
+            self.attempt,
+            self.from_state,
         )
         try:
             kept = _KEPT.get(key)
@@ -134,11 +144,12 @@ class Prepared:
                 if len(_KEPT) >= _KEPT_MAX:
                     _KEPT.clear()
                 _KEPT[key] = kept
-        self.to_state, self.sql, self.values, sets, self.sets_text = kept
-        self.sets = dict(sets)  # the event's own: a caller may change it
+        self.to_state, self.sql, self.values, sets, self.sets_text, self.parts = kept
+        # The event's own when it is handed out (commit()'s Event: a caller may change it); else only read.
+        self.sets = dict(sets) if own_sets else sets
 
     def _clean(self, values: dict[str, Any]) -> _Cleaned:
-        """Validate and scrub a node-row update: (to_state, sql, values, sets, sets_text)."""
+        """Validate and scrub a node-row update: (to_state, sql, values, sets, sets_text, content parts)."""
         if not UPDATABLE.issuperset(values):
             unknown = set(values) - UPDATABLE
             raise ValueError(
@@ -190,4 +201,5 @@ class Prepared:
             cleaned.append(value)
             texts.append(f'"{column}":{text}')
         sets = dict(zip(columns, cleaned, strict=True))  # what json.loads(sets_text) gives back
-        return to_state, update_sql(columns), tuple(cleaned), sets, "{" + ",".join(texts) + "}"
+        parts = content_parts(self.actor, self.attempt, self.from_state, self.kind, self.step, to_state)
+        return to_state, update_sql(columns), tuple(cleaned), sets, "{" + ",".join(texts) + "}", parts

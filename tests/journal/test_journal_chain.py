@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from journal_helpers import NODES, spec_hash, walk
 
 from config.errors import IntegrityError
 from journal import Journal, Signer, Transition, VerifyStatus
-from journal._chain import canonical_json, event_hash, row_hash
+from journal._chain import _jsonable, canonical_json, event_hash, row_hash
 
 SIGNER = Signer.generate()
 PUBLIC = SIGNER.public_key_pem()
@@ -352,3 +354,42 @@ def test_a_deriver_from_a_snapshot_never_changes_the_snapshot() -> None:
     assert snapshot == before
     assert deriver.rows["b"]["state"] == "hardened" and deriver.rows["b"]["last_seq"] == 5
     assert deriver.rows["a"] == before["a"] and deriver.touched == {"b"} and not deriver.problems
+
+
+class _Red(enum.StrEnum):
+    RED = "red"
+
+
+class _Blue(enum.Enum):
+    BLUE = "blue"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": 1, "a": [True, False, None], "c": {"z": 1.5, "y": 'ünïcode \u2603 "quoted" \\ \n'}},  # sorted, escaped
+        {"changed": []},  # a step that changed nothing
+        [1, 2.25, -0.0, 10**30, "x"],  # numbers as json writes them
+        {3: "three", 10: "ten"},  # non-str keys as json converts them
+        {"colour": _Red.RED, "enum": _Blue.BLUE, "set": {"b", "a"}, "bytes": b"\x01"},  # the converted types
+        "a bare string",  # a str alone
+        7,  # an int alone
+        None,  # null alone
+    ],
+)
+def test_canonical_json_is_what_json_dumps_writes_with_the_same_options(value: Any) -> None:
+    """canonical_json (one C encoder made once) writes exactly what json.dumps with its options writes."""
+    options: dict[str, Any] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
+    assert canonical_json(value) == json.dumps(value, allow_nan=False, default=_jsonable, **options)
+
+
+def test_canonical_json_refuses_what_it_always_refused() -> None:
+    """A cycle, a NaN and a value that is not JSON data raise the errors json.dumps raises, naming the problem."""
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        canonical_json({"a": cycle})
+    with pytest.raises(ValueError, match="Out of range float"):
+        canonical_json({"n": float("nan")})
+    with pytest.raises(TypeError, match="journal payloads must be JSON data; a object"):
+        canonical_json({"o": object()})

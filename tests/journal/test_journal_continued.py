@@ -87,9 +87,32 @@ def _delete_the_last_event(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM events WHERE seq = (SELECT max(seq) FROM events)")
 
 
+def _append_an_event_by_hand(conn: sqlite3.Connection) -> None:
+    # Linked to the head, with the head record and the node row moved to match: only the head signature is behind.
+    seq, last = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    forged = "f" * 64
+    conn.execute(
+        "INSERT INTO events (seq, at, node, kind, attempt, actor, payload, prev_hash, hash, sets) "
+        "VALUES (?, '2026-01-01T00:00:00Z', 'conf-1', 'step_committed', 0, 'mallory', '{}', ?, ?, ?)",
+        (seq + 1, last, forged, '{"step":"forged"}'),
+    )
+    conn.execute(
+        "UPDATE nodes SET step = 'forged', last_seq = ?, updated_at = '2026-01-01T00:00:00Z' WHERE name = 'conf-1'",
+        (seq + 1,),
+    )
+    conn.execute("UPDATE meta SET value = ? WHERE name = 'head'", (json.dumps({"seq": seq + 1, "hash": forged}),))
+
+
 @pytest.mark.parametrize(
     "edit",
-    [_edit_event, _edit_touched_row, _add_row, _edit_an_event_before_the_checkpoint, _delete_the_last_event],
+    [
+        _edit_event,
+        _edit_touched_row,
+        _add_row,
+        _edit_an_event_before_the_checkpoint,
+        _delete_the_last_event,
+        _append_an_event_by_hand,
+    ],
 )
 def test_a_continued_check_refuses_what_this_connection_changed_outside_the_journal(
     running: Journal, long_ways: list[int], edit: Callable[[sqlite3.Connection], None]

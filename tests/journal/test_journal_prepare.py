@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from config.secrets import REDACTED, Redactor, Secret
-from journal._chain import canonical_json
+from journal._chain import canonical_json, content_parts
 from journal._prepare import Prepared
 from journal._records import Transition
 
@@ -83,6 +83,32 @@ def test_each_event_gets_its_own_sets() -> None:
     Prepared(Transition(node="mgr", kind="step_started", update=update)).sets["step"] = "changed"
     again = Prepared(Transition(node="mgr", kind="step_started", update=update))
     assert again.sets == {"step": "lock_bios", "attempt": 1} and again.values == (1, "lock_bios")
+
+
+@pytest.mark.parametrize(
+    "transition",
+    [
+        Transition(node="mgr", kind="step_started", step="lock_bios", attempt=1, update={"attempt": 1}),  # the first
+        Transition(node="mgr", kind="step_started", step="lock_bios", attempt=2, update={"attempt": 1}),  # attempt
+        Transition(node="mgr", kind="step_retry", step="lock_bios", attempt=1, update={"attempt": 1}),  # kind
+        Transition(node="mgr", kind="step_started", step="reserve", attempt=1, update={"attempt": 1}),  # step
+        Transition(node="mgr", kind="step_started", actor="ops", step="lock_bios", attempt=1, update={"attempt": 1}),
+        Transition(
+            node="mgr", kind="step_started", step="lock_bios", from_state="reserved", attempt=1, update={"attempt": 1}
+        ),
+        Transition(node="mgr", kind="milestone_started", update={"state": "reserving"}),  # to_state from the update
+        Transition(node="mgr", kind="milestone_started", to_state="reserving", update={"state": "reserving"}),
+        Transition(node=None, kind="run_started", actor="ops"),  # a run-level event: no update
+    ],
+)
+def test_the_hash_parts_kept_with_an_update_are_those_of_the_events_own_fields(transition: Transition) -> None:
+    """An update seen before with other fields around it (kind, actor, step, attempt, from_state) gets the
+    content parts of its own fields, and to_state as the event stores it."""
+    for kind in ("step_started", "step_retry", "milestone_started"):  # the same update kept with other fields
+        Prepared(Transition(node="mgr", kind=kind, step="lock_bios", attempt=1, update={"attempt": 1}))
+    p = Prepared(transition)
+    assert p.parts == content_parts(p.actor, p.attempt, p.from_state, p.kind, p.step, p.to_state)
+    assert p.to_state == (transition.update or {}).get("state", transition.to_state)
 
 
 @pytest.mark.parametrize(
