@@ -412,9 +412,9 @@ class Journal(LeaseMethods):
         Inside a :meth:`hold` it rides in the hold's transaction, which it commits (a run's recap and
         the leases' release with its closing checkpoint: one durable commit, issue #11); when it cannot
         be signed, what the hold kept is committed alone.
-        ``file_check`` false skips SQLite's whole-file ``quick_check`` (a run's periodic checkpoints);
-        with it, ``continued`` checks only what this connection appended since its previous checkpoint
-        when no other connection wrote since (journal/_continued.py).
+        ``file_check`` false skips SQLite's whole-file ``quick_check`` (a run's periodic checkpoints).
+        ``continued`` checks only what this connection appended since its previous checkpoint when no
+        other connection wrote since (journal/_continued.py; a run's periodic and closing checkpoints).
 
         Returns:
             The checkpoint record (seq, head, at, deployment, nodes, key_id, signature),

@@ -37,7 +37,7 @@ from journal.kinds import DEFINITION_CHANGED, DEFINITION_RECORDED, DEPLOYMENT_BO
 
 _UNBOUND = frozenset({DEPLOYMENT_BOUND, DEFINITION_RECORDED, DEFINITION_CHANGED})  # events of no node the rows read
 
-__all__ = ["KeptSnapshot", "Verification", "verify_connection"]
+__all__ = ["KeptSnapshot", "Verification", "integrity_problems", "verify_connection"]
 
 _CHUNK = 5000
 _NODE_COLUMNS = ("name", *DERIVED_COLUMNS)
@@ -113,7 +113,7 @@ def verify_connection(
         conn.execute("BEGIN")  # one snapshot: a concurrent writer cannot make rows disagree
     try:
         if integrity != "none":
-            problems += _integrity(conn, integrity == "full")
+            problems += integrity_problems(conn, full=integrity == "full")
         try:
             result = _check(conn, public_key, kept, chain_only, incremental, problems)
         except sqlite3.DatabaseError as exc:
@@ -129,7 +129,8 @@ def verify_connection(
     return result
 
 
-def _integrity(conn: sqlite3.Connection, full: bool) -> list[str]:
+def integrity_problems(conn: sqlite3.Connection, *, full: bool) -> list[str]:
+    """SQLite's ``integrity_check`` (``full``) or ``quick_check`` of the file: its problems, none when ok."""
     pragma = "integrity_check" if full else "quick_check"
     try:
         lines = [row[0] for row in conn.execute(f"PRAGMA {pragma}(20)")]

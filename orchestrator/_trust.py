@@ -322,7 +322,7 @@ class Checkpointer:
         :meth:`journal.Journal.checkpoint`; issue #11), which ends with it. A journal that no longer verifies
         is logged, as by :meth:`aclose`, and what the hold kept is committed alone."""
         try:
-            self.now()
+            self.now(continued=True)  # from this process's previous checkpoint, with the file's pages checked
         except (IntegrityError, JournalError) as exc:
             _log().error("no checkpoint at the end of the run", error=str(exc))
         finally:

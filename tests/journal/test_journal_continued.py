@@ -148,3 +148,28 @@ def test_after_a_refusal_the_next_checkpoint_takes_the_long_way(running: Journal
     running._conn.execute("UPDATE nodes SET step = NULL WHERE name = 'conf-1'")  # put back as the events say
     periodic(running)
     assert long_ways == [1]
+
+
+def test_a_closing_checkpoint_continues_and_checks_the_files_pages(
+    running: Journal, long_ways: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With file_check (a run's closing checkpoint), the chain is checked the continued way and SQLite's
+    quick_check runs beside it: a damaged page refuses the checkpoint, naming it, and nothing is signed."""
+    checks: list[bool] = []
+    original = checkpoints_module.integrity_problems
+
+    def quick(conn: sqlite3.Connection, *, full: bool) -> list[str]:
+        checks.append(full)
+        return original(conn, full=full)
+
+    monkeypatch.setattr(checkpoints_module, "integrity_problems", quick)
+    periodic(running)
+    walk(running, "mgr", ["installed"])
+    running.checkpoint(SIGNER, file_check=True, continued=True)
+    assert long_ways == [] and checks == [False]  # continued, and quick_check ran once
+    walk(running, "conf-1", ["bios_locked"])
+    monkeypatch.setattr(checkpoints_module, "integrity_problems", lambda conn, *, full: ["quick_check: page 7 damaged"])
+    before = running.checkpoints()
+    with pytest.raises(IntegrityError, match="page 7 damaged"):
+        running.checkpoint(SIGNER, file_check=True, continued=True)
+    assert running.checkpoints() == before
