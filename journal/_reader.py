@@ -81,6 +81,11 @@ class JournalReader:
             rows = self._conn.execute(f"{NODE_SELECT} ORDER BY rowid").fetchall()
         return [NodeRecord.from_row(row) for row in rows]
 
+    def node_states(self) -> dict[str, str]:
+        """Every node's state by name: :meth:`nodes` without building a record of each (a run's recap)."""
+        with self._lock:
+            return dict(self._conn.execute("SELECT name, state FROM nodes").fetchall())
+
     def node(self, name: str) -> NodeRecord | None:
         """One node's row, ``None`` when unknown."""
         with self._lock:
@@ -161,24 +166,37 @@ class JournalReader:
                 absent.add((node, kind))
         return Event.from_row(row) if row else None
 
-    def tallies(self, after: int) -> Iterator[tuple[int, str, str, str | None, str, bool]]:
-        """``(seq, node, kind, step, at, changed)`` of every node's event after seq ``after``, in seq order.
+    def tallies(
+        self, after: int, kinds: tuple[str, ...] | None = None
+    ) -> Iterator[tuple[int, str, str, str | None, str, bool]]:
+        """``(seq, node, kind, step, at, changed)`` of every node's event after seq ``after`` (of ``kinds``: all when
+        None), in seq order.
 
         ``changed``: the payload's ``changed`` list is not empty. What a run's recap counts, read by SQLite
         without decoding every payload (issue #11: 33,000 events at the end of a 1000-node simulation).
         """
+        only = f" AND kind IN ({', '.join('?' * len(kinds))})" if kinds else ""
         sql = (
             "SELECT seq, node, kind, step, at, coalesce(json_array_length(payload, '$.changed'), 0) > 0 "
-            f"FROM events WHERE seq > ? AND node IS NOT NULL ORDER BY seq LIMIT {_PAGE}"
+            f"FROM events WHERE seq > ? AND node IS NOT NULL{only} ORDER BY seq LIMIT {_PAGE}"
         )
         while True:
             with self._lock:
-                rows = self._conn.execute(sql, (after,)).fetchall()
+                rows = self._conn.execute(sql, (after, *(kinds or ()))).fetchall()
             for seq, node, kind, step, at, changed in rows:
                 yield seq, node, kind, step, at, bool(changed)
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]
+
+    def spans(self, after: int) -> dict[str, tuple[str, str]]:
+        """Each node's ``(at of its first event, at of its last)`` after seq ``after``: a run's recap's durations,
+        grouped by SQLite (the row of the min or max seq gives its bare ``at`` column)."""
+        sql = "SELECT node, {}(seq), at FROM events WHERE seq > ? AND node IS NOT NULL GROUP BY node"
+        with self._lock:
+            first = {node: at for node, _, at in self._conn.execute(sql.format("min"), (after,))}
+            last = {node: at for node, _, at in self._conn.execute(sql.format("max"), (after,))}
+        return {node: (at, last[node]) for node, at in first.items()}
 
     def latest_kind(self, node: str, kinds: tuple[str, ...], *, max_age_s: float = 0.0) -> str | None:
         """The kind of ``node``'s newest event among ``kinds`` (None: none), as fresh as a query.

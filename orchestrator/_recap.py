@@ -43,6 +43,9 @@ def begin(journal: Journal) -> Start:
     return Start(journal.statistics()["last_seq"], datetime.now(UTC), time.monotonic())
 
 
+_COUNTED = (kinds.STEP_COMMITTED, kinds.STEP_RETRY)
+
+
 def _seconds(first: str, last: str) -> float:
     try:
         return round((datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds(), 3)
@@ -57,18 +60,18 @@ def recap(journal: Journal, start: Start, report: RunReport) -> dict[str, Any]:
     ``retried`` (attempts retried), ``waiting`` and ``failed`` (1 when it ended so),
     ``steps_changed`` (their names) and ``duration_s`` (its first to last event of the run).
     """
-    states = {r.name: r.state for r in journal.nodes()}
+    states = journal.node_states()
     nodes: dict[str, dict[str, Any]] = {
         name: {"ok": 0, "changed": 0, "retried": 0, "waiting": 0, "failed": 0, "steps_changed": [], "duration_s": 0.0}
         for name in report.outcomes
     }
-    spans: dict[str, tuple[str, str]] = {}
-    for _, node, kind, step, at, changed in journal.tallies(start.seq):  # no payload decoded (#11)
+    # The spans grouped by SQLite, and only the rows counted read back (issue #11: 33,000 events of a 1000-node
+    # simulation, 12,000 of them counted; the recap was the run's peak of memory).
+    spans = journal.spans(start.seq)
+    for _, node, kind, step, _at, changed in journal.tallies(start.seq, _COUNTED):  # no payload decoded (#11)
         if node not in nodes:
             continue
         row = nodes[node]
-        first = spans.get(node, (at, at))[0]
-        spans[node] = (first, at)
         if kind == kinds.STEP_COMMITTED:
             if changed:
                 row["changed"] += 1
