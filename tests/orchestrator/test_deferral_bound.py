@@ -144,7 +144,7 @@ async def test_a_due_flush_leaves_its_transitions_to_a_pending_group_commit_behi
             try:
                 engine = Engine(deployment, journal, systems, clock=FakeClock())
                 engine.load()
-                engine._committer.window_s, engine._committer.busy = 0.05, lambda: True  # the window of many nodes
+                engine._committer.window_s, engine._committer.writers = 0.05, lambda: 2  # the window of many nodes
                 node = deployment.management.name
 
                 def retry(key: str) -> Transition:
